@@ -1,0 +1,12 @@
+#!/usr/bin/env node
+// The `stepwise` command. The executor is TypeScript run through tsx, so there is no build step.
+import { register } from "tsx/esm/api";
+
+register();
+const { main } = await import("../src/cli.ts");
+try {
+  await main(process.argv.slice(2));
+} catch (error) {
+  console.error(`stepwise: ${error instanceof Error ? error.message : String(error)}`);
+  process.exit(1);
+}

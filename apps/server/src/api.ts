@@ -1,0 +1,102 @@
+/**
+ * The executor's HTTP API, on Hono: events in, apps registering, runs out.
+ *
+ *   POST /api/events               one event or an array; 200 { ids } once stored
+ *   POST /api/apps                 an app registers itself (signed with the signing key)
+ *   GET  /api/functions            registered functions
+ *   GET  /api/runs/:runId          a run with its steps
+ *   POST /api/runs/:runId/cancel   cancels a live run
+ *   GET  /api/events/:eventId/runs the runs an event started
+ *
+ * Bad input gets a 4xx with `{ error }` saying what is wrong; nothing is stored then.
+ */
+import { DEV_SIGNING_KEY, HEADERS, verify } from "@stepwise/protocol";
+import { InputError, type Executor } from "@stepwise/engine";
+import { Hono, type Context } from "hono";
+import { bodyLimit } from "hono/body-limit";
+
+export interface ApiOptions {
+  executor: Executor;
+  /** Dev mode: any event key is accepted, apps may sign with the public dev key. */
+  dev: boolean;
+  /** Keys apps sign their registration with (current and next). */
+  signingKeys: string[];
+  /** Required as `Authorization: Bearer …` on POST /api/events outside dev mode. */
+  eventKey?: string;
+  /** Largest request body (a batch of events). */
+  maxBodyBytes?: number;
+}
+
+export function createApi(options: ApiOptions): Hono {
+  const { executor } = options;
+  const app = new Hono();
+  const maxSize = options.maxBodyBytes ?? 16 * 1024 * 1024;
+
+  app.onError((error, c) => {
+    if (error instanceof InputError) return c.json({ error: error.message }, error.status);
+    executor.log.error(`${c.req.method} ${c.req.path} failed: ${error instanceof Error ? error.stack : String(error)}`);
+    return c.json({ error: "Internal error in the executor; see its log" }, 500);
+  });
+
+  app.get("/health", (c) => c.json({ ok: true }));
+
+  app.post(
+    "/api/events",
+    bodyLimit({
+      maxSize,
+      onError: (c) => c.json({ error: `Request body too large: the limit is ${maxSize} bytes; send fewer events per request` }, 413),
+    }),
+    async (c) => {
+      if (!options.dev) {
+        const given = bearer(c);
+        if (!given) return c.json({ error: "Missing event key: send Authorization: Bearer <STEPWISE_EVENT_KEY>" }, 401);
+        if (!options.eventKey || given !== options.eventKey) return c.json({ error: "Invalid event key" }, 401);
+      }
+      return c.json(await executor.sendEvents(await jsonBody(c)));
+    },
+  );
+
+  app.post("/api/apps", bodyLimit({ maxSize }), async (c) => {
+    const raw = await c.req.text();
+    const keys = options.dev ? [...options.signingKeys, DEV_SIGNING_KEY] : options.signingKeys;
+    const check = await verify(c.req.header(HEADERS.signature), raw, keys);
+    if (!check.ok) return c.json({ error: `App registration rejected: ${check.message}` }, 401);
+    const synced = await executor.syncApp(parseJson(raw));
+    executor.log.info(`app ${synced.appId} synced with ${synced.functions.length} function(s): ${synced.functions.join(", ")}`);
+    return c.json({ ok: true, ...synced });
+  });
+
+  app.get("/api/functions", async (c) => c.json({ functions: await executor.listFunctions() }));
+
+  app.get("/api/runs/:runId", async (c) => {
+    const run = await executor.getRun(c.req.param("runId"));
+    return run ? c.json(run) : c.json({ error: `No run ${c.req.param("runId")}` }, 404);
+  });
+
+  app.post("/api/runs/:runId/cancel", async (c) => {
+    const run = await executor.cancelRun(c.req.param("runId"));
+    return run ? c.json(run) : c.json({ error: `No run ${c.req.param("runId")}` }, 404);
+  });
+
+  app.get("/api/events/:eventId/runs", async (c) => c.json({ runs: await executor.listRunsForEvent(c.req.param("eventId")) }));
+
+  return app;
+}
+
+function bearer(c: Context): string | undefined {
+  const header = c.req.header("authorization");
+  return header?.startsWith("Bearer ") ? header.slice(7).trim() : undefined;
+}
+
+async function jsonBody(c: Context): Promise<unknown> {
+  return parseJson(await c.req.text());
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new InputError(`Body is not valid JSON (${reason}); send Content-Type: application/json with a JSON body`);
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * Finds apps by URL (`--app`, `STEPWISE_APP_URLS`): asks each `GET /api/durable` for its
+ * functions and registers them, retrying until the app is up, then re-syncing now and then
+ * so a redeployed app's new functions appear without a restart.
+ */
+import type { Executor } from "@stepwise/engine";
+
+export interface DiscoveryOptions {
+  executor: Executor;
+  urls: string[];
+  /** Pause between syncs once an app answered. */
+  refreshMs?: number;
+  /** Pause between tries while an app does not answer yet. */
+  retryMs?: number;
+}
+
+export function startDiscovery(options: DiscoveryOptions): { stop(): void; synced: Promise<void> } {
+  let stopped = false;
+  const timers = new Set<ReturnType<typeof setTimeout>>();
+  const firstSyncs = options.urls.map(
+    (url) =>
+      new Promise<void>((resolve) => {
+        let announcedDown = false;
+        const attempt = async () => {
+          if (stopped) return resolve();
+          try {
+            await syncFrom(options.executor, url);
+            resolve();
+            schedule(options.refreshMs ?? 10_000);
+          } catch (error) {
+            if (!announcedDown) {
+              const cause = error instanceof Error ? error.message : String(error);
+              options.executor.log.warn(`app at ${url} not reachable yet (${cause}); retrying`);
+              announcedDown = true;
+            }
+            schedule(options.retryMs ?? 1_000);
+          }
+        };
+        const schedule = (ms: number) => {
+          if (stopped) return;
+          const timer = setTimeout(() => {
+            timers.delete(timer);
+            void attempt();
+          }, ms);
+          timers.add(timer);
+        };
+        void attempt();
+      }),
+  );
+  return {
+    synced: Promise.all(firstSyncs).then(() => undefined),
+    stop() {
+      stopped = true;
+      for (const timer of timers) clearTimeout(timer);
+    },
+  };
+}
+
+async function syncFrom(executor: Executor, url: string): Promise<void> {
+  const response = await fetch(url, { signal: AbortSignal.timeout(5_000) });
+  if (!response.ok) throw new Error(`GET answered HTTP ${response.status}`);
+  const description = (await response.json()) as Record<string, unknown>;
+  // The URL we were given is how this executor reaches the app, whatever the app thinks it is.
+  const before = await executor.listFunctions();
+  const synced = await executor.syncApp({ ...description, url });
+  const known = new Set(before.map((fn) => fn.id));
+  if (synced.functions.some((id) => !known.has(id))) {
+    executor.log.info(`app ${synced.appId} synced from ${url}: ${synced.functions.join(", ")}`);
+  }
+}

@@ -1,0 +1,73 @@
+/**
+ * One executor process: the engine working the queue, the HTTP API on Node, and app
+ * discovery. `stepwise dev` and `stepwise start` differ only in the store and the keys.
+ */
+import { serve as serveNode, type ServerType } from "@hono/node-server";
+import { Executor, type ExecutorOptions, type Store } from "@stepwise/engine";
+import { DEV_SIGNING_KEY } from "@stepwise/protocol";
+import { createApi } from "./api.ts";
+import { startDiscovery } from "./discovery.ts";
+
+export interface ServerOptions extends Omit<ExecutorOptions, "signingKey" | "store"> {
+  store: Store;
+  dev: boolean;
+  port: number;
+  host?: string;
+  /** Apps to discover by URL. */
+  appUrls?: string[];
+  signingKey?: string;
+  signingKeyNext?: string;
+  eventKey?: string;
+  /** Embedded mode owns its store alone: leases left by a killed process are released at start. */
+  exclusiveStore?: boolean;
+}
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  executor: Executor;
+  /** Resolves once every `appUrls` app has been synced once. */
+  appsSynced: Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const signingKey = options.signingKey ?? (options.dev ? DEV_SIGNING_KEY : undefined);
+  if (!signingKey) throw new Error("STEPWISE_SIGNING_KEY is required outside dev mode: apps verify every request with it");
+  const executor = new Executor({ ...options, signingKey });
+  await options.store.migrate();
+  if (options.exclusiveStore) await options.store.queue.releaseAllLeases();
+  await executor.start();
+
+  const api = createApi({
+    executor,
+    dev: options.dev,
+    signingKeys: [signingKey, options.signingKeyNext].filter((key): key is string => !!key),
+    eventKey: options.eventKey,
+  });
+  const { server, port } = await listen(api.fetch, options.port, options.host ?? "127.0.0.1");
+  const url = `http://${options.host ?? "127.0.0.1"}:${port}`;
+  const discovery = startDiscovery({ executor, urls: options.appUrls ?? [] });
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    port,
+    executor,
+    appsSynced: discovery.synced,
+    close: () =>
+      (closing ??= (async () => {
+        discovery.stop();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+        await executor.stop();
+        await options.store.close();
+      })()),
+  };
+}
+
+function listen(fetch: (request: Request) => Response | Promise<Response>, port: number, hostname: string) {
+  return new Promise<{ server: ServerType; port: number }>((resolve, reject) => {
+    const server = serveNode({ fetch, port, hostname }, (info) => resolve({ server, port: info.port }));
+    server.once("error", reject);
+  });
+}

@@ -1,0 +1,17 @@
+/**
+ * Retry backoff: exponential with jitter, one pure function used for every retry.
+ *
+ * Defaults (documented in the README): first retry after about 1 s, doubling each time,
+ * capped at 10 minutes. The delay is drawn uniformly from [d/2, d] ("equal jitter"), so
+ * retries of many runs that failed together spread out instead of stampeding the app.
+ */
+import type { BackoffConfig } from "@stepwise/protocol";
+
+export const DEFAULT_BACKOFF: Required<BackoffConfig> = { initialMs: 1_000, maxMs: 600_000, factor: 2 };
+
+/** Delay before retry number `retry` (0 for the first retry). `random` is injectable for tests. */
+export function backoffDelay(retry: number, config: BackoffConfig = {}, random: () => number = Math.random): number {
+  const { initialMs, maxMs, factor } = { ...DEFAULT_BACKOFF, ...config };
+  const ceiling = Math.min(maxMs, initialMs * factor ** Math.max(0, retry));
+  return Math.round(ceiling / 2 + random() * (ceiling / 2));
+}

@@ -1,0 +1,84 @@
+/**
+ * What every part of the executor shares: the store, the registry, limits, the logger, and
+ * `transact`, the one way state changes. A transaction collects the jobs it queued and the
+ * lines it would log; both take effect only after it commits, so a rolled-back change never
+ * wakes a worker or prints a transition that did not happen.
+ */
+import type { BackoffConfig } from "@stepwise/protocol";
+import type { Limits } from "./limits.ts";
+import type { Logger } from "./log.ts";
+import type { JobRecord, NewJob } from "./records.ts";
+import type { Registry } from "./registry.ts";
+import type { Store, StoreTx } from "./store.ts";
+
+export interface EngineContext {
+  store: Store;
+  registry: Registry;
+  limits: Limits;
+  log: Logger;
+  /** Backoff used when a function sets none. */
+  backoff: BackoffConfig;
+  /** Called after commit with the jobs a transaction queued (wakes local workers). */
+  onEnqueued(jobs: JobRecord[]): void;
+}
+
+/** Where a unit may hand its next job straight to the worker that runs it. */
+export interface Continuation {
+  owner: string;
+  leaseMs: number;
+  runId: string;
+}
+
+/** One transaction's worth of work, plus what happens after it commits. */
+export class Unit {
+  readonly queued: JobRecord[] = [];
+  /** Jobs leased to the current worker in this transaction: it runs them next, no queue trip. */
+  readonly continued: JobRecord[] = [];
+  readonly lines: Array<[keyof Logger, string]> = [];
+
+  constructor(
+    readonly tx: StoreTx,
+    readonly ctx: EngineContext,
+    private readonly continuation?: Continuation,
+  ) {}
+
+  /** Queues jobs. A single due invoke of the continued run is leased to this worker instead. */
+  async enqueue(jobs: NewJob[]): Promise<void> {
+    const leasable = jobs.filter((job) => this.canContinue(job));
+    const rest = jobs.filter((job) => !leasable.includes(job));
+    if (leasable.length === 1 && this.continuation && this.continued.length === 0) {
+      this.continued.push(...(await this.tx.enqueue(leasable, this.continuation)));
+    } else {
+      rest.push(...leasable);
+    }
+    if (rest.length > 0) this.queued.push(...(await this.tx.enqueue(rest)));
+  }
+
+  private canContinue(job: NewJob): boolean {
+    const due = !job.runAt || job.runAt.getTime() <= Date.now();
+    return job.kind === "invoke" && due && job.runId === this.continuation?.runId;
+  }
+
+  info(line: string): void {
+    this.lines.push(["info", line]);
+  }
+
+  warn(line: string): void {
+    this.lines.push(["warn", line]);
+  }
+}
+
+/** Runs `fn` in a transaction; after commit, prints its lines and announces its jobs. */
+export async function transact<T>(
+  ctx: EngineContext,
+  fn: (unit: Unit) => Promise<T>,
+  continuation?: Continuation,
+): Promise<{ result: T; unit: Unit }> {
+  const outcome = await ctx.store.transaction(async (tx) => {
+    const unit = new Unit(tx, ctx, continuation);
+    return { result: await fn(unit), unit };
+  });
+  for (const [level, line] of outcome.unit.lines) ctx.log[level](line);
+  if (outcome.unit.queued.length > 0) ctx.onEnqueued(outcome.unit.queued);
+  return outcome;
+}

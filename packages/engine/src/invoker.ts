@@ -1,0 +1,93 @@
+/**
+ * Calls an app's `/api/durable` for one invocation: signs the body, bounds the time and the
+ * size of the answer, and turns every failure (unreachable app, 401, garbage) into an
+ * `error` answer that says whether a retry makes sense, so the run's retry policy decides.
+ */
+import { HEADERS, InvokeResponseSchema, sign, type InvokeRequest, type InvokeResponse } from "@stepwise/protocol";
+import { formatBytes } from "./limits.ts";
+
+export interface InvokerOptions {
+  signingKey: string;
+  timeoutMs: number;
+  maxResponseBytes: number;
+  fetch?: typeof fetch;
+}
+
+export async function invokeApp(
+  options: InvokerOptions,
+  appUrl: string,
+  functionId: string,
+  request: InvokeRequest,
+): Promise<InvokeResponse> {
+  const body = JSON.stringify(request);
+  const url = new URL(appUrl);
+  url.searchParams.set("fnId", functionId);
+  let response: Response;
+  try {
+    response = await (options.fetch ?? fetch)(url, {
+      method: "POST",
+      headers: { "content-type": "application/json", [HEADERS.signature]: await sign(options.signingKey, body) },
+      body,
+      signal: AbortSignal.timeout(options.timeoutMs),
+    });
+  } catch (error) {
+    const cause = error instanceof Error ? error.message : String(error);
+    return appError("AppUnreachable", `Could not reach ${url.origin}${url.pathname}: ${cause}`, true);
+  }
+  const text = await readCapped(response, options.maxResponseBytes);
+  if (text === null) {
+    return appError("AppResponseTooLarge", `The app's answer exceeds ${formatBytes(options.maxResponseBytes)}`, false);
+  }
+  const parsed = parseAnswer(text);
+  if (parsed && [200, 206, 500].includes(response.status)) return parsed;
+  const detail = errorMessage(text);
+  // 400 means the executor sent something the SDK cannot read: retrying would not help.
+  return appError("AppError", `The app answered HTTP ${response.status}${detail ? `: ${detail}` : ""}`, response.status !== 400);
+}
+
+function appError(name: string, message: string, retriable: boolean): InvokeResponse {
+  return { type: "error", error: { name, message }, retriable };
+}
+
+function parseAnswer(text: string): InvokeResponse | null {
+  try {
+    const result = InvokeResponseSchema.safeParse(JSON.parse(text));
+    return result.success ? result.data : null;
+  } catch {
+    return null;
+  }
+}
+
+function errorMessage(text: string): string {
+  try {
+    const body = JSON.parse(text) as { error?: unknown; message?: unknown };
+    return String(body.error ?? body.message ?? "").slice(0, 500);
+  } catch {
+    return text.slice(0, 200);
+  }
+}
+
+/** Reads the body, or null once it passes `limit` bytes (the rest is not buffered). */
+async function readCapped(response: Response, limit: number): Promise<string | null> {
+  if (!response.body) return "";
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel();
+      return null;
+    }
+    chunks.push(value);
+  }
+  const all = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    all.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return new TextDecoder().decode(all);
+}

@@ -1,0 +1,90 @@
+/**
+ * One job, start to finish. An invocation reads the run outside any transaction, calls the
+ * app (which may take long), then applies the answer in one transaction that also deletes
+ * the job, checking the lease: if another worker took the job over meanwhile, this result
+ * is dropped whole. Returns jobs leased straight to this worker (the run's next invocation).
+ */
+import { PROTOCOL_VERSION, type InvokeRequest, type StoredStep } from "@stepwise/protocol";
+import { applyResponse, type Invocation } from "./apply.ts";
+import { transact, type EngineContext, type Unit } from "./context.ts";
+import { LeaseLostError, serializedError } from "./errors.ts";
+import { finishRun } from "./finish.ts";
+import { invokeApp, type InvokerOptions } from "./invoker.ts";
+import { TERMINAL_RUN_STATUSES, type JobRecord, type StepRecord } from "./records.ts";
+import { fireTimer } from "./timers.ts";
+
+export interface JobRunner {
+  ctx: EngineContext;
+  invoker: InvokerOptions;
+  owner: string;
+  leaseMs: number;
+}
+
+export async function runJob(runner: JobRunner, job: JobRecord): Promise<JobRecord[]> {
+  if (job.kind !== "invoke") {
+    return finishJob(runner, job, (unit) => fireTimer(unit, job));
+  }
+  return runInvocation(runner, job);
+}
+
+/** Applies `fn` and deletes the job in one transaction; the lease must still be ours. */
+async function finishJob(runner: JobRunner, job: JobRecord, fn: (unit: Unit) => Promise<void>): Promise<JobRecord[]> {
+  const continuation = { owner: runner.owner, leaseMs: runner.leaseMs, runId: job.runId };
+  const { unit } = await transact(
+    runner.ctx,
+    async (unit) => {
+      if (!(await unit.tx.completeJob(job.id, runner.owner))) throw new LeaseLostError(job.id);
+      await fn(unit);
+    },
+    continuation,
+  );
+  return unit.continued;
+}
+
+async function runInvocation(runner: JobRunner, job: JobRecord): Promise<JobRecord[]> {
+  const { ctx } = runner;
+  const run = await ctx.store.getRun(job.runId);
+  if (!run || TERMINAL_RUN_STATUSES.includes(run.status)) return finishJob(runner, job, async () => {});
+  const fn = await ctx.registry.getFunction(run.functionId);
+  const app = fn && (await ctx.registry.getApp(fn.appId));
+  if (!fn || !app) {
+    const error = serializedError("FunctionNotFound", `Function ${run.functionId} is not registered with the executor`);
+    return finishJob(runner, job, async (unit) => {
+      const locked = await unit.tx.lockRun(run.id);
+      if (locked) await finishRun(unit, locked, { status: "failed", error });
+    });
+  }
+  const [steps, event] = await Promise.all([ctx.store.listSteps(run.id), ctx.store.getEvent(run.eventId)]);
+  const target = job.stepId ? steps.find((step) => step.id === job.stepId) : undefined;
+  // A targeted job whose step was settled meanwhile (a duplicate after a crash) has nothing to do.
+  if (job.stepId && (!target || (target.status !== "planned" && target.status !== "retrying"))) {
+    return finishJob(runner, job, async () => {});
+  }
+  if (!event) throw new Error(`run ${run.id}: its event ${run.eventId} is missing from the store`);
+
+  const request: InvokeRequest = {
+    version: PROTOCOL_VERSION,
+    run: { id: run.id, functionId: fn.localId, attempt: target ? target.attempts : run.attempt },
+    event,
+    events: [event],
+    // The target is left out: to the SDK it is a new step, the one it must run.
+    steps: steps.filter((step) => step !== target).map(toStoredStep),
+    targetStep: target?.id,
+  };
+  const startedAt = new Date();
+  const response = await invokeApp(runner.invoker, app.url, fn.localId, request);
+  return finishJob(runner, job, async (unit) => {
+    const locked = await unit.tx.lockRun(run.id);
+    if (!locked || TERMINAL_RUN_STATUSES.includes(locked.status)) return;
+    const invocation: Invocation = { run: locked, fn, targetStep: target?.id, startedAt };
+    await applyResponse(unit, invocation, response);
+  });
+}
+
+/** A stored step as the SDK sees it: done (output or error), or still pending. */
+function toStoredStep(step: StepRecord): StoredStep {
+  const base = { id: step.id, name: step.name, kind: step.kind, position: step.position };
+  if (step.status === "completed") return { ...base, status: "completed", output: step.output ?? null };
+  if (step.status === "failed") return { ...base, status: "failed", error: step.error };
+  return { ...base, status: "pending" };
+}

@@ -1,0 +1,32 @@
+/** One readable line per meaningful thing; the server decides where lines go. */
+export interface Logger {
+  info(line: string): void;
+  warn(line: string): void;
+  error(line: string): void;
+}
+
+/** Lines to stderr/stdout with a time prefix. */
+export const consoleLogger: Logger = {
+  info: (line) => console.log(`${time()} ${line}`),
+  warn: (line) => console.warn(`${time()} WARN ${line}`),
+  error: (line) => console.error(`${time()} ERROR ${line}`),
+};
+
+export const silentLogger: Logger = { info() {}, warn() {}, error() {} };
+
+function time(): string {
+  return new Date().toISOString().slice(11, 23);
+}
+
+/** "1.2s", "15ms", "3m 2s": durations in log lines. */
+export function formatDuration(ms: number): string {
+  if (ms < 1_000) return `${Math.round(ms)}ms`;
+  if (ms < 60_000) return `${(ms / 1_000).toFixed(1)}s`;
+  const minutes = Math.floor(ms / 60_000);
+  return `${minutes}m ${Math.round((ms % 60_000) / 1_000)}s`;
+}
+
+/** `run 01HX… fulfil`: how every run line starts, so a run's story greps as one. */
+export function runLabel(runId: string, functionId: string): string {
+  return `run ${runId} ${functionId}`;
+}

@@ -1,0 +1,112 @@
+/**
+ * What the executor keeps, as plain records. The store adapters map rows to these and back;
+ * nothing SQL- or Redis-specific leaks past this file.
+ */
+import type { FunctionConfig, SerializedError, StepKind } from "@stepwise/protocol";
+
+export type RunStatus = "queued" | "running" | "sleeping" | "waiting" | "completed" | "failed" | "cancelled";
+export const TERMINAL_RUN_STATUSES: readonly RunStatus[] = ["completed", "failed", "cancelled"];
+
+/**
+ * A step's lifecycle. `planned`, `retrying`, `sleeping`, `waiting` and `invoking` are in
+ * flight: the executor owes the run a wake-up for them. `completed` and `failed` are final.
+ */
+export type StepStatus =
+  | "planned"
+  | "retrying"
+  | "sleeping"
+  | "waiting"
+  | "invoking"
+  | "completed"
+  | "failed"
+  | "cancelled";
+export const IN_FLIGHT_STEP_STATUSES: readonly StepStatus[] = ["planned", "retrying", "sleeping", "waiting", "invoking"];
+
+export interface AppRecord {
+  id: string;
+  url: string;
+  sdk: string;
+  syncedAt: Date;
+}
+
+export interface FunctionRecord {
+  /** Global ID: `<appId>-<localId>`. */
+  id: string;
+  appId: string;
+  localId: string;
+  config: FunctionConfig;
+}
+
+export interface EventRecord {
+  id: string;
+  name: string;
+  data: unknown;
+  /** Milliseconds since the epoch, as the sender gave it or the time of receipt. */
+  ts: number;
+}
+
+export interface RunRecord {
+  id: string;
+  functionId: string;
+  eventId: string;
+  status: RunStatus;
+  /** Failed attempts of the function body outside steps. */
+  attempt: number;
+  output?: unknown;
+  error?: SerializedError;
+  parentRunId?: string;
+  parentStepId?: string;
+  startedAt: Date;
+  endedAt?: Date;
+}
+
+export interface StepRecord {
+  runId: string;
+  id: string;
+  name: string;
+  kind: StepKind;
+  position: number;
+  status: StepStatus;
+  output?: unknown;
+  error?: SerializedError;
+  /** Attempts made so far (a `run` step that succeeded first time has 1). */
+  attempts: number;
+  /** For a sleeping step, when it wakes. */
+  wakeAt?: Date;
+  startedAt: Date;
+  endedAt?: Date;
+}
+
+/** An open matcher: a `step.waitForEvent` or a `cancelOn` waiting for an event. */
+export interface MatcherRecord {
+  runId: string;
+  /** The waiting step, or `cancel:<n>` for the n-th cancelOn entry. */
+  stepId: string;
+  kind: "wait" | "cancel";
+  eventName: string;
+  matchPath?: string;
+  /** The trigger's value at `matchPath`, frozen when the matcher opened. */
+  matchValue?: unknown;
+  ifExpr?: string;
+  expiresAt?: Date;
+}
+
+/**
+ * A unit of queued work. `invoke` calls the function (only `stepId` when it targets one step);
+ * the others are timers: a sleep ends, a wait times out, an invoked child takes too long.
+ */
+export type JobKind = "invoke" | "wake" | "wait-timeout" | "invoke-timeout";
+
+export interface NewJob {
+  kind: JobKind;
+  runId: string;
+  stepId?: string;
+  runAt?: Date;
+}
+
+export interface JobRecord extends NewJob {
+  id: string;
+  runAt: Date;
+  /** How often the job was claimed: more than once means a worker died or gave it back. */
+  claims: number;
+}

@@ -1,0 +1,74 @@
+/**
+ * The executor's view of storage: a system of record with atomic units of work, and a queue.
+ * `@stepwise/store-postgres` implements both on Postgres; a Redis queue comes later behind the
+ * same {@link Queue} interface. One contract suite (`store-contract`) checks every adapter.
+ */
+import type {
+  AppRecord,
+  EventRecord,
+  FunctionRecord,
+  JobRecord,
+  MatcherRecord,
+  NewJob,
+  RunRecord,
+  StepRecord,
+} from "./records.ts";
+
+/** Reads that need no transaction. */
+export interface StoreReader {
+  getRun(runId: string): Promise<RunRecord | null>;
+  listSteps(runId: string): Promise<StepRecord[]>;
+  getEvent(eventId: string): Promise<EventRecord | null>;
+}
+
+/** Everything done inside one transaction. All or nothing. */
+export interface StoreTx extends StoreReader {
+  /** Stores events; returns those that were new (an already-seen ID is skipped). */
+  insertEvents(events: EventRecord[]): Promise<EventRecord[]>;
+  /** Creates a run; false when a run with this ID exists already. */
+  insertRun(run: RunRecord): Promise<boolean>;
+  /** Locks the run for the rest of the transaction: every state change of a run takes this first. */
+  lockRun(runId: string): Promise<RunRecord | null>;
+  updateRun(runId: string, patch: Partial<Pick<RunRecord, "status" | "attempt" | "output" | "error" | "endedAt">>): Promise<void>;
+  /** Inserts the step, or replaces the row with the same run and step ID. */
+  saveStep(step: StepRecord): Promise<void>;
+  countSteps(runId: string): Promise<number>;
+  insertMatchers(matchers: MatcherRecord[]): Promise<void>;
+  findMatchers(eventName: string): Promise<MatcherRecord[]>;
+  deleteMatcher(runId: string, stepId: string): Promise<void>;
+  deleteMatchers(runId: string): Promise<void>;
+  /**
+   * Queues jobs atomically with the rest of the transaction. With `owner`, the jobs are
+   * returned already leased to that worker, so it can go on without a round trip to the queue.
+   */
+  enqueue(jobs: NewJob[], lease?: { owner: string; leaseMs: number }): Promise<JobRecord[]>;
+  /** Deletes the job if `owner` still holds its lease; false means the lease was lost. */
+  completeJob(jobId: string, owner: string): Promise<boolean>;
+}
+
+/** The queue operations outside a state change. */
+export interface Queue {
+  /** Leases up to `limit` due jobs (including ones whose lease expired) to `owner`. */
+  claim(owner: string, limit: number, leaseMs: number): Promise<JobRecord[]>;
+  /** Extends leases still held by `owner` (heartbeat). */
+  extendLeases(jobIds: string[], owner: string, leaseMs: number): Promise<void>;
+  /** Gives a job back, due at `runAt` (shutdown, or a transient failure). */
+  release(jobId: string, owner: string, runAt: Date): Promise<void>;
+  /** When the earliest job not leased is due, or null when the queue is empty. */
+  nextDueAt(): Promise<Date | null>;
+  /** Drops every lease: only for a single embedded executor starting after a crash. */
+  releaseAllLeases(): Promise<void>;
+}
+
+export interface Store extends StoreReader {
+  /** Creates the schema if needed (idempotent). */
+  migrate(): Promise<void>;
+  /** Runs `fn` atomically; retried on deadlocks and serialization failures, so keep it pure. */
+  transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T>;
+  syncApp(app: AppRecord, functions: FunctionRecord[]): Promise<void>;
+  listApps(): Promise<AppRecord[]>;
+  listFunctions(): Promise<FunctionRecord[]>;
+  listRunsByEvent(eventId: string): Promise<RunRecord[]>;
+  queue: Queue;
+  close(): Promise<void>;
+}

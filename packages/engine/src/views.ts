@@ -1,0 +1,57 @@
+/** The shapes the executor's API answers with, built from records. */
+import type { SerializedError } from "@stepwise/protocol";
+import type { RunRecord, StepRecord } from "./records.ts";
+
+export interface StepView {
+  id: string;
+  name: string;
+  kind: string;
+  status: string;
+  output?: unknown;
+  error?: SerializedError;
+  attempts: number;
+  startedAt: string;
+  endedAt?: string;
+}
+
+export interface RunView {
+  id: string;
+  functionId: string;
+  eventId: string;
+  status: RunRecord["status"];
+  output?: unknown;
+  error?: SerializedError;
+  startedAt: string;
+  endedAt?: string;
+  parentRunId?: string;
+  steps: StepView[];
+}
+
+export function runView(run: RunRecord, steps: StepRecord[]): RunView {
+  return {
+    id: run.id,
+    functionId: run.functionId,
+    eventId: run.eventId,
+    status: run.status,
+    ...(run.status === "completed" && { output: run.output ?? null }),
+    ...(run.error && { error: run.error }),
+    startedAt: run.startedAt.toISOString(),
+    ...(run.endedAt && { endedAt: run.endedAt.toISOString() }),
+    ...(run.parentRunId && { parentRunId: run.parentRunId }),
+    steps: [...steps].sort((a, b) => a.position - b.position).map(stepView),
+  };
+}
+
+function stepView(step: StepRecord): StepView {
+  return {
+    id: step.id,
+    name: step.name,
+    kind: step.kind,
+    status: step.status,
+    ...(step.status === "completed" && { output: step.output ?? null }),
+    ...(step.error && { error: step.error }),
+    attempts: step.attempts,
+    startedAt: step.startedAt.toISOString(),
+    ...(step.endedAt && { endedAt: step.endedAt.toISOString() }),
+  };
+}

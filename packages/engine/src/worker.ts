@@ -1,0 +1,146 @@
+/**
+ * The claim loop. Leases due jobs up to `concurrency`, runs them, and keeps their leases alive
+ * with a heartbeat at a third of the lease time; a job whose worker died is claimed again once
+ * its lease runs out. Between claims it sleeps until the next job is due, the poll interval
+ * passes, or `notify()` says a job was just queued (so a step follows a step at once).
+ */
+import type { Logger } from "./log.ts";
+import type { JobRecord } from "./records.ts";
+import type { Queue } from "./store.ts";
+
+export interface WorkerOptions {
+  queue: Queue;
+  owner: string;
+  concurrency: number;
+  leaseMs: number;
+  /** Longest sleep between claims when nothing is due (other executors may queue work). */
+  pollMs: number;
+  log: Logger;
+  /** Runs one job; returns jobs already leased to this worker, to run next. */
+  handle(job: JobRecord): Promise<JobRecord[]>;
+}
+
+export class Worker {
+  private readonly active = new Map<string, JobRecord>();
+  private running = false;
+  private loopDone: Promise<void> = Promise.resolve();
+  private wake: (() => void) | null = null;
+  private wakeAt = Infinity;
+  private heartbeat: ReturnType<typeof setInterval> | undefined;
+  private failures = 0;
+
+  constructor(private readonly options: WorkerOptions) {}
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.heartbeat = setInterval(() => void this.extendLeases(), Math.max(100, this.options.leaseMs / 3));
+    this.loopDone = this.loop();
+  }
+
+  /** Stops claiming, waits up to `graceMs` for running jobs, and gives back the rest. */
+  async stop(graceMs = 10_000): Promise<void> {
+    this.running = false;
+    this.wake?.();
+    await this.loopDone;
+    const deadline = Date.now() + graceMs;
+    while (this.active.size > 0 && Date.now() < deadline) await delay(20);
+    clearInterval(this.heartbeat);
+    for (const job of this.active.values()) {
+      await this.options.queue.release(job.id, this.options.owner, new Date()).catch(() => {});
+    }
+  }
+
+  /** A job due at `runAt` was queued: claim sooner if that is before the planned wake-up. */
+  notify(runAt: Date): void {
+    if (runAt.getTime() < this.wakeAt) this.wake?.();
+  }
+
+  private async loop(): Promise<void> {
+    while (this.running) {
+      const free = this.options.concurrency - this.active.size;
+      let claimed: JobRecord[] = [];
+      if (free > 0) {
+        try {
+          claimed = await this.options.queue.claim(this.options.owner, free, this.options.leaseMs);
+          this.failures = 0;
+        } catch (error) {
+          await this.storeTrouble(error);
+          continue;
+        }
+      }
+      for (const job of claimed) this.spawn(job);
+      if (claimed.length > 0 && claimed.length === free) continue;
+      await this.idle(free > 0 ? await this.nextDueIn() : this.options.pollMs);
+    }
+  }
+
+  private async nextDueIn(): Promise<number> {
+    try {
+      const next = await this.options.queue.nextDueAt();
+      if (!next) return this.options.pollMs;
+      return Math.max(0, Math.min(this.options.pollMs, next.getTime() - Date.now()));
+    } catch {
+      return this.options.pollMs;
+    }
+  }
+
+  /** Sleeps up to `ms`, or until notified or a slot frees up. */
+  private idle(ms: number): Promise<void> {
+    if (!this.running) return Promise.resolve();
+    this.wakeAt = Date.now() + ms;
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      const self = this;
+      function done() {
+        clearTimeout(timer);
+        self.wake = null;
+        self.wakeAt = Infinity;
+        resolve();
+      }
+      this.wake = done;
+    });
+  }
+
+  private spawn(job: JobRecord): void {
+    this.active.set(job.id, job);
+    this.options
+      .handle(job)
+      .then((next) => {
+        this.active.delete(job.id);
+        for (const continued of next) this.spawn(continued);
+      })
+      .catch((error: unknown) => {
+        this.active.delete(job.id);
+        const cause = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+        this.options.log.warn(`job ${job.id} (${job.kind} of run ${job.runId}) failed in the executor: ${cause}; it will be retried`);
+        const retryAt = new Date(Date.now() + Math.min(30_000, 500 * 2 ** Math.min(job.claims, 6)));
+        this.options.queue.release(job.id, this.options.owner, retryAt).catch(() => {});
+      })
+      .finally(() => this.wake?.());
+  }
+
+  private async extendLeases(): Promise<void> {
+    if (this.active.size === 0) return;
+    try {
+      await this.options.queue.extendLeases([...this.active.keys()], this.options.owner, this.options.leaseMs);
+    } catch (error) {
+      this.options.log.warn(`could not extend job leases: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+
+  /** The store is down or failing: say so once per streak, back off, keep trying. */
+  private async storeTrouble(error: unknown): Promise<void> {
+    this.failures++;
+    const wait = Math.min(5_000, 100 * 2 ** Math.min(this.failures, 6));
+    if (this.failures === 1) {
+      const cause = error instanceof Error ? error.message : String(error);
+      this.options.log.error(`cannot claim jobs from the store (${cause}); retrying with backoff`);
+    }
+    await this.idle(wait);
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,216 @@
+/**
+ * The wire between the executor and an app's `/api/durable` endpoint.
+ *
+ * One invocation is `POST /api/durable?fnId=<functionId>` with an {@link InvokeRequest} body,
+ * signed by the executor (see `signing.ts`). The app replays the function from the top with
+ * the stored step results and answers with an {@link InvokeResponse}:
+ *   - `completed` (HTTP 200): the function returned; `output` is its JSON result.
+ *   - `ops` (HTTP 206): the function reached steps that have no stored result; each op says
+ *     what the executor must do next (store a result, schedule a sleep, open a wait, …).
+ *   - `error` (HTTP 500): the function threw outside any step (or replay found it
+ *     non-deterministic); `retriable` says whether another attempt makes sense.
+ *
+ * The executor validates every answer with these schemas: a malformed answer is an app error.
+ */
+import { z } from "zod";
+
+/** The protocol version the executor sends and the SDK checks. */
+export const PROTOCOL_VERSION = 1;
+
+/** A JSON value as it crosses the wire. */
+export type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
+
+/** An error as it is stored and sent back into the function at the failing `await`. */
+export const SerializedErrorSchema = z.object({
+  name: z.string(),
+  message: z.string(),
+  stack: z.string().optional(),
+});
+export type SerializedError = z.infer<typeof SerializedErrorSchema>;
+
+/** An event as stored by the executor and handed to functions. */
+export const EventSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  data: z.unknown(),
+  ts: z.number(),
+});
+export type WireEvent = z.infer<typeof EventSchema>;
+
+/** The step kinds, as recorded at each position of a run. */
+export const StepKindSchema = z.enum(["run", "sleep", "wait", "send", "invoke"]);
+export type StepKind = z.infer<typeof StepKindSchema>;
+
+/**
+ * A step the executor knows about, sent with every invocation in the order the function
+ * first reached them (`position`). `completed` carries `output`, `failed` carries `error`
+ * (thrown into the function at that `await`), `pending` means the executor is already
+ * handling it (a sleep not yet over, a planned parallel branch, an open wait): the SDK
+ * leaves that promise unresolved and does not report the step again.
+ */
+export const StoredStepSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  kind: StepKindSchema,
+  position: z.number().int().nonnegative(),
+  status: z.enum(["completed", "failed", "pending"]),
+  output: z.unknown().optional(),
+  error: SerializedErrorSchema.optional(),
+});
+export type StoredStep = z.infer<typeof StoredStepSchema>;
+
+/** The body of `POST /api/durable?fnId=…`. */
+export const InvokeRequestSchema = z.object({
+  version: z.literal(PROTOCOL_VERSION),
+  run: z.object({
+    id: z.string(),
+    functionId: z.string(),
+    /** Attempt of the function body (0-based); for a `targetStep`, that step's attempt. */
+    attempt: z.number().int().nonnegative(),
+  }),
+  /** The triggering event. */
+  event: EventSchema,
+  /** All events of the run (a single trigger today; batches later). */
+  events: z.array(EventSchema),
+  steps: z.array(StoredStepSchema),
+  /**
+   * When set, run only this step (a planned parallel branch or a retry) and report it;
+   * do not execute any other step found on the way.
+   */
+  targetStep: z.string().optional(),
+});
+export type InvokeRequest = z.infer<typeof InvokeRequestSchema>;
+
+const stepRef = {
+  /** The step ID: the name, with `:N` appended when the name is used again in the run. */
+  id: z.string(),
+  /** The name the user gave the step. */
+  name: z.string(),
+  /** Where the function first reached the step (0-based, in order of discovery). */
+  position: z.number().int().nonnegative(),
+};
+
+/** A `step.run` that ran in this invocation and returned `output`. */
+export const StepRanOpSchema = z.object({ op: z.literal("step-ran"), ...stepRef, output: z.unknown() });
+/** A `step.run` that threw. `retriable: false` for NonRetriableError; `retryAt` for RetryAfterError. */
+export const StepFailedOpSchema = z.object({
+  op: z.literal("step-failed"),
+  ...stepRef,
+  error: SerializedErrorSchema,
+  retriable: z.boolean(),
+  retryAt: z.string().datetime().optional(),
+});
+/** A `step.run` reached together with other new steps: the executor runs it in its own invocation. */
+export const StepPlannedOpSchema = z.object({ op: z.literal("step-planned"), ...stepRef });
+/** `step.sleep` / `step.sleepUntil`: wake the run at `until` (ISO time). */
+export const SleepOpSchema = z.object({ op: z.literal("sleep"), ...stepRef, until: z.string().datetime() });
+/** `step.waitForEvent`: resolve with the first matching event, or `null` at `timeoutAt`. */
+export const WaitOpSchema = z.object({
+  op: z.literal("wait"),
+  ...stepRef,
+  event: z.string(),
+  timeoutAt: z.string().datetime(),
+  /** A dotted path (`data.orderId`) that must be equal in the triggering and awaited event. */
+  match: z.string().optional(),
+  /** A CEL expression over `event` (the trigger) and `async` (the candidate). */
+  if: z.string().optional(),
+});
+/** `step.sendEvent`: the executor stores these events (IDs derived from run and step) and resolves with their IDs. */
+export const SendOpSchema = z.object({
+  op: z.literal("send"),
+  ...stepRef,
+  events: z.array(z.object({ name: z.string(), data: z.unknown().optional(), id: z.string().optional(), ts: z.number().optional() })),
+});
+/** `step.invoke`: start `functionId` (the executor's global ID) as a child run with `data`; resolve with its output. */
+export const InvokeOpSchema = z.object({
+  op: z.literal("invoke"),
+  ...stepRef,
+  functionId: z.string(),
+  data: z.unknown().optional(),
+  timeoutAt: z.string().datetime().optional(),
+});
+
+export const OpSchema = z.discriminatedUnion("op", [
+  StepRanOpSchema,
+  StepFailedOpSchema,
+  StepPlannedOpSchema,
+  SleepOpSchema,
+  WaitOpSchema,
+  SendOpSchema,
+  InvokeOpSchema,
+]);
+export type Op = z.infer<typeof OpSchema>;
+export type OpKind = Op["op"];
+
+export const InvokeResponseSchema = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("completed"), output: z.unknown() }),
+  z.object({ type: z.literal("ops"), ops: z.array(OpSchema) }),
+  z.object({
+    type: z.literal("error"),
+    error: SerializedErrorSchema,
+    retriable: z.boolean(),
+    retryAt: z.string().datetime().optional(),
+  }),
+]);
+export type InvokeResponse = z.infer<typeof InvokeResponseSchema>;
+
+/** A trigger of a function: an event name, optionally filtered by a CEL expression over `event`. */
+export const TriggerSchema = z.object({ event: z.string().min(1), if: z.string().optional() });
+export type Trigger = z.infer<typeof TriggerSchema>;
+
+/** Cancel a run when an event arrives whose `match` field equals the trigger's (and `if` holds). */
+export const CancelOnSchema = z.object({
+  event: z.string().min(1),
+  match: z.string().optional(),
+  if: z.string().optional(),
+});
+export type CancelOn = z.infer<typeof CancelOnSchema>;
+
+/** Retry backoff of a function: `initialMs * factor^n`, capped at `maxMs`, with jitter. */
+export const BackoffSchema = z.object({
+  initialMs: z.number().int().positive().optional(),
+  maxMs: z.number().int().positive().optional(),
+  factor: z.number().min(1).optional(),
+});
+export type BackoffConfig = z.infer<typeof BackoffSchema>;
+
+/** A function as an app describes it (`GET /api/durable`) and registers it (`PUT`). */
+export const FunctionConfigSchema = z.object({
+  /** App-local function ID (`fulfil`); the executor's global ID is `<appId>-<id>`. */
+  id: z.string().min(1),
+  name: z.string().optional(),
+  triggers: z.array(TriggerSchema),
+  retries: z.number().int().min(0).max(20),
+  cancelOn: z.array(CancelOnSchema).optional(),
+  backoff: BackoffSchema.optional(),
+  /** Set on the companion function the SDK adds for an `onFailure` handler. */
+  onFailureOf: z.string().optional(),
+});
+export type FunctionConfig = z.infer<typeof FunctionConfigSchema>;
+
+/** The body of `GET /api/durable` and of the app's registration with the executor. */
+export const AppDescriptionSchema = z.object({
+  appId: z.string().min(1),
+  /** Where the executor reaches the app's `/api/durable`. */
+  url: z.string().url(),
+  sdk: z.string(),
+  functions: z.array(FunctionConfigSchema),
+});
+export type AppDescription = z.infer<typeof AppDescriptionSchema>;
+
+/** The event a function's `onFailure` companion is triggered by. */
+export const FUNCTION_FAILED_EVENT = "stepwise/function.failed";
+/** The event a child run started by `step.invoke` is triggered by. */
+export const FUNCTION_INVOKED_EVENT = "stepwise/function.invoked";
+
+/** The executor's global ID of an app's function. */
+export function globalFunctionId(appId: string, functionId: string): string {
+  return `${appId}-${functionId}`;
+}
+
+/** Header names on the wire. */
+export const HEADERS = {
+  signature: "x-stepwise-signature",
+  /** Set by `serve()` on every answer so the executor knows it reached an SDK. */
+  sdk: "x-stepwise-sdk",
+} as const;

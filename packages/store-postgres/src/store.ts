@@ -1,0 +1,77 @@
+/**
+ * The system of record on Postgres (PGlite embedded, or any Postgres through a driver).
+ * Every state change runs in one transaction, retried when Postgres aborts it for a
+ * deadlock or a serialization failure (two executors touching the same runs).
+ */
+import type { AppRecord, FunctionRecord, RunRecord, Store, StoreTx } from "@stepwise/engine";
+import { PgQueue } from "./queue.ts";
+import { toApp, toFunction, toRun } from "./rows.ts";
+import { SCHEMA_SQL } from "./schema.ts";
+import type { SqlClient } from "./sql.ts";
+import { PgReader, PgTx } from "./tx.ts";
+
+const RETRYABLE_CODES = new Set(["40P01", "40001"]);
+const MAX_TX_ATTEMPTS = 8;
+
+export class PostgresStore extends PgReader implements Store {
+  readonly queue: PgQueue;
+
+  constructor(private readonly client: SqlClient) {
+    super(client);
+    this.queue = new PgQueue(client);
+  }
+
+  async migrate(): Promise<void> {
+    await this.client.exec(SCHEMA_SQL);
+  }
+
+  async transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.client.transaction((sql) => fn(new PgTx(sql)));
+      } catch (error) {
+        const code = (error as { code?: unknown }).code;
+        if (typeof code !== "string" || !RETRYABLE_CODES.has(code) || attempt >= MAX_TX_ATTEMPTS) throw error;
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * attempt));
+      }
+    }
+  }
+
+  async syncApp(app: AppRecord, functions: FunctionRecord[]): Promise<void> {
+    await this.client.transaction(async (sql) => {
+      await sql.query(
+        `INSERT INTO apps (id, url, sdk, synced_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, sdk = EXCLUDED.sdk, synced_at = EXCLUDED.synced_at`,
+        [app.id, app.url, app.sdk, app.syncedAt],
+      );
+      // Functions removed from the app are dropped; their live runs fail with FunctionNotFound.
+      await sql.query("DELETE FROM functions WHERE app_id = $1 AND id NOT IN (SELECT jsonb_array_elements_text($2::jsonb))",
+        [app.id, JSON.stringify(functions.map((fn) => fn.id))],
+      );
+      for (const fn of functions) {
+        await sql.query(
+          `INSERT INTO functions (id, app_id, local_id, config, updated_at) VALUES ($1, $2, $3, $4::jsonb, now())
+           ON CONFLICT (id) DO UPDATE SET app_id = EXCLUDED.app_id, local_id = EXCLUDED.local_id,
+             config = EXCLUDED.config, updated_at = now()`,
+          [fn.id, fn.appId, fn.localId, JSON.stringify(fn.config)],
+        );
+      }
+    });
+  }
+
+  async listApps(): Promise<AppRecord[]> {
+    return (await this.client.query("SELECT * FROM apps ORDER BY id")).map(toApp);
+  }
+
+  async listFunctions(): Promise<FunctionRecord[]> {
+    return (await this.client.query("SELECT * FROM functions ORDER BY id")).map(toFunction);
+  }
+
+  async listRunsByEvent(eventId: string): Promise<RunRecord[]> {
+    return (await this.client.query("SELECT * FROM runs WHERE event_id = $1 ORDER BY started_at, id", [eventId])).map(toRun);
+  }
+
+  async close(): Promise<void> {
+    await this.client.close();
+  }
+}

@@ -1,0 +1,8 @@
+/** Local bridges so the Neon driver (and friends) reach plain local services in dev, tests and CI. */
+export {
+  startWsTcpBridge,
+  parseTarget,
+  DEFAULT_ALLOWED_TARGETS,
+  type WsTcpBridge,
+  type WsTcpBridgeOptions,
+} from "./ws-tcp-bridge.ts";

@@ -1,0 +1,21 @@
+/**
+ * The store's two Postgres drivers, both behind `SqlClient` (`../sql.ts`).
+ *
+ * Both return the SAME JS types, so the store never sees which one runs:
+ * - int2/int4 → number, float8 → number, numeric → string (exact decimal)
+ * - int8 and bigserial → string (exact beyond 2^53; convert with Number() where small), int8[] → string[]
+ * - json/jsonb → parsed JS value (object, array, string, number, boolean, null)
+ * - timestamptz → Date; date → "YYYY-MM-DD" string; timestamp (no tz) → Date read in the
+ *   process time zone by both (prefer timestamptz)
+ * - bytea → Uint8Array (a Buffer, its subclass, from Neon)
+ *
+ * Parameters: pass jsonb values as `JSON.stringify(value)`. Both drivers send a string as-is,
+ * but they disagree on raw JS arrays (node-postgres makes them Postgres array literals, PGlite
+ * JSON) and raw strings (neither quotes them), so a pre-serialized string is the one portable
+ * form. Dates may be passed as Date for timestamptz; bigint/number/string for int8.
+ *
+ * Errors: database errors carry the SQLSTATE in `code` on both (e.g. "23505"); a COMMIT of a
+ * transaction aborted by a swallowed error throws on both.
+ */
+export { createPgliteClient, type PgliteClientOptions } from "./pglite.ts";
+export { createNeonClient, TransactionAbortedError, type NeonClientOptions } from "./neon.ts";

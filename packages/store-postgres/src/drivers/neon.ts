@@ -1,0 +1,172 @@
+/**
+ * SqlClient over @neondatabase/serverless's `Pool`: node-postgres speaking the Postgres wire
+ * protocol through a WebSocket, so it works from Node, Workers and Lambda alike. In production
+ * it talks to Neon; in dev/tests it reaches a plain Postgres through the ws-tcp dev bridge.
+ *
+ * Configuration is per Pool, never global: the Pool's clients are a subclass of the driver's
+ * `Client` that sets the per-client `neonConfig` (the driver supports per-client options; the
+ * few global-only ones, e.g. `poolQueryViaFetch`, we leave at their defaults). So two clients
+ * in one process (Neon in production, a bridged local Postgres in tests) never interfere, and
+ * we never mutate the shared `neonConfig` other code may rely on.
+ */
+import { Client, Pool, types, type ClientConfig, type CustomTypesConfig } from "@neondatabase/serverless";
+// Bundlers targeting Workers resolve `ws` to its browser stub; it is only used where no
+// global WebSocket exists (Node 20), so importing it statically is harmless there.
+import ws from "ws";
+import type { SqlClient, SqlExecutor } from "../sql.ts";
+
+/** Options for {@link createNeonClient}. */
+export interface NeonClientOptions {
+  /** `postgres://user:password@host:port/db` (for a bridged local server: its real host/port). */
+  connectionString: string;
+  /**
+   * WebSocket proxy in front of a non-Neon Postgres (e.g. `bridge.wsProxy` from
+   * @stepwise/dev-bridges). When set, plain `ws:` is used and connection pipelining is off,
+   * because a local proxy has no TLS and a trust/SCRAM server rejects pipelined passwords.
+   */
+  wsProxy?: string | ((host: string, port: number | string) => string);
+  /** Maximum pooled connections (default 10). */
+  max?: number;
+  /**
+   * WebSocket implementation. Default: the global `WebSocket` where one exists (Workers,
+   * browsers, Node ≥ 22), else the `ws` package (Node 20 has no global WebSocket).
+   */
+  webSocketConstructor?: unknown;
+  /** Receives errors of idle or broken connections (default: console.error). Never throws. */
+  onError?: (err: Error) => void;
+}
+
+// pg-types' defaults already give jsonb → parsed value, timestamptz → Date, int4 → number,
+// int8 → string. We still pin those the store depends on per Pool (not via the global
+// `types.setTypeParser`), so code elsewhere changing the global parsers cannot change what
+// the store sees. `date` stays a string: pg-types makes it local midnight, PGlite UTC midnight.
+const INT8 = 20;
+const DATE = 1082;
+const JSON_OID = 114;
+const JSONB = 3802;
+const TIMESTAMPTZ = 1184;
+const builtinTimestamptz = types.getTypeParser(TIMESTAMPTZ) as (v: string) => unknown;
+const PINNED: Record<number, (v: string) => unknown> = {
+  [INT8]: (v) => v,
+  [DATE]: (v) => v,
+  [JSON_OID]: (v) => JSON.parse(v),
+  [JSONB]: (v) => JSON.parse(v),
+  [TIMESTAMPTZ]: builtinTimestamptz,
+};
+const TYPES: CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: "text" | "binary") =>
+    PINNED[oid] ?? types.getTypeParser(oid, format)) as CustomTypesConfig["getTypeParser"],
+};
+
+/** Thrown when COMMIT finds the transaction aborted (fn swallowed a failed statement). */
+export class TransactionAbortedError extends Error {
+  /** SQLSTATE in_failed_sql_transaction, so callers can match on `code` like other errors. */
+  readonly code = "25P02";
+  constructor() {
+    super("Transaction was aborted by an earlier error; COMMIT rolled it back");
+    this.name = "TransactionAbortedError";
+  }
+}
+
+/** Creates a pooled SqlClient; connections open lazily on first use. */
+export function createNeonClient(options: NeonClientOptions): SqlClient {
+  const onError = options.onError ?? ((err: Error) => console.error("[stepwise] postgres:", err));
+  const safeOnError = (err: Error) => {
+    try {
+      onError(err);
+    } catch {
+      // A throwing logger must not turn a handled connection error into a crash.
+    }
+  };
+  const WebSocketCtor =
+    options.webSocketConstructor ?? (typeof globalThis.WebSocket === "function" ? globalThis.WebSocket : ws);
+  const { wsProxy } = options;
+
+  class ConfiguredClient extends Client {
+    constructor(config?: string | ClientConfig) {
+      super(config);
+      const c = this.neonConfig;
+      c.webSocketConstructor = WebSocketCtor as typeof WebSocket;
+      if (wsProxy !== undefined) {
+        c.wsProxy = wsProxy;
+        c.useSecureWebSocket = false;
+        c.pipelineTLS = false;
+        c.pipelineConnect = false;
+      }
+    }
+  }
+
+  const pool = new Pool({ connectionString: options.connectionString, max: options.max ?? 10, types: TYPES });
+  // The driver's Pool assigns its own `Client` class after pg-pool reads `options.Client`, so
+  // the option is ignored; assigning the property before any connect is what takes effect.
+  pool.Client = ConfiguredClient;
+  // Idle connections can die (server restart, network): pg-pool emits 'error', and an
+  // unhandled 'error' event would crash the process. The pool drops the client by itself.
+  pool.on("error", (err: Error) => safeOnError(err));
+  // Documented switch: with a 'connect' listener the Pool never sends `pool.query()` over
+  // HTTP fetch, even if someone sets the global `neonConfig.poolQueryViaFetch`. That path
+  // would bypass this Pool's WebSocket settings (wsProxy) and reach a different endpoint.
+  pool.on("connect", () => {});
+
+  return {
+    async query<Row = Record<string, unknown>>(text: string, params?: readonly unknown[]) {
+      const res = await pool.query(text, params ? [...params] : undefined);
+      return res.rows as Row[];
+    },
+
+    async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+      const client = await pool.connect();
+      // A checked-out client has no pool listener: without ours, a dropped socket mid-
+      // transaction would be an unhandled 'error' event. Remember it to discard the client.
+      let broken: Error | undefined;
+      const onClientError = (err: Error) => {
+        broken = err;
+        safeOnError(err);
+      };
+      client.on("error", onClientError);
+      let closed = false;
+      const tx: SqlExecutor = {
+        async query<Row>(text: string, params?: readonly unknown[]) {
+          // After release the connection belongs to someone else: never run stray statements.
+          if (closed) throw new Error("Transaction is closed");
+          const res = await client.query(text, params ? [...params] : undefined);
+          return res.rows as Row[];
+        },
+      };
+      try {
+        await client.query("BEGIN");
+        const result = await fn(tx);
+        closed = true;
+        // Postgres answers COMMIT of an aborted transaction with a ROLLBACK tag, not an error;
+        // PGlite throws there, and so do we, so a swallowed failure never looks committed.
+        const commit = await client.query("COMMIT");
+        if (commit.command === "ROLLBACK") throw new TransactionAbortedError();
+        return result;
+      } catch (err) {
+        closed = true;
+        if (!broken) {
+          try {
+            await client.query("ROLLBACK");
+          } catch (rollbackErr) {
+            // The connection is unusable (its state unknown): destroy it, don't pool it.
+            broken = rollbackErr instanceof Error ? rollbackErr : new Error(String(rollbackErr));
+          }
+        }
+        throw err;
+      } finally {
+        client.off("error", onClientError);
+        client.release(broken);
+      }
+    },
+
+    async exec(script: string) {
+      // No parameters → node-postgres uses the simple query protocol, which accepts several
+      // statements separated by `;` and runs them as one implicit transaction.
+      await pool.query(script);
+    },
+
+    async close() {
+      if (!pool.ended) await pool.end();
+    },
+  };
+}

@@ -16,13 +16,14 @@ const EventInputSchema = z.object({
   ts: z.number().int().nonnegative().optional(),
 });
 
-const EventsInputSchema = z.union([EventInputSchema, z.array(EventInputSchema).min(1, "send at least one event")]);
+const EventBatchSchema = z.array(EventInputSchema).min(1, "send at least one event");
 
 /** Events the executor generates itself; users may not send them. */
 const RESERVED_PREFIX = "stepwise/";
 
 export function parseEvents(body: unknown, limits: Limits, now = Date.now()): EventRecord[] {
-  const parsed = EventsInputSchema.safeParse(body);
+  // One schema per shape (not a union), so the error points at the field that is wrong.
+  const parsed = Array.isArray(body) ? EventBatchSchema.safeParse(body) : EventInputSchema.safeParse(body);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const where = issue && issue.path.length > 0 ? ` at ${issue.path.join(".")}` : "";

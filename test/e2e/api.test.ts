@@ -1,0 +1,117 @@
+/**
+ * The executor's API at its edges: idempotent event IDs, bad input answered with a 4xx that
+ * says what is wrong and stores nothing, the size and count limits, run queries.
+ */
+import { Stepwise } from "@stepwise/sdk";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { z } from "zod";
+import { STORE_KINDS, startStack, type Stack } from "../support/stack.ts";
+
+const client = new Stepwise({
+  id: "api",
+  dev: true,
+  schemas: {
+    "test/hello": z.object({ name: z.string() }),
+    "test/big-output": z.object({ bytes: z.number() }),
+    "test/many-steps": z.object({ steps: z.number() }),
+  },
+});
+
+const hello = client.createFunction({ id: "hello", triggers: [{ event: "test/hello" }] }, async ({ event, step }) =>
+  step.run("greet", () => `hello ${event.data.name}`),
+);
+const bigOutput = client.createFunction({ id: "big-output", triggers: [{ event: "test/big-output" }], retries: 0 }, async ({ event, step }) =>
+  step.run("produce", () => "x".repeat(event.data.bytes)),
+);
+const manySteps = client.createFunction({ id: "many-steps", triggers: [{ event: "test/many-steps" }], retries: 0 }, async ({ event, step }) => {
+  for (let i = 0; i < event.data.steps; i++) await step.run(`s${i}`, () => i);
+  return "done";
+});
+
+describe.each(STORE_KINDS)("executor API on %s", (store) => {
+  let stack: Stack;
+  const post = (body: string, path = "/api/events") =>
+    fetch(`${stack.executor.url}${path}`, { method: "POST", body, headers: { "content-type": "application/json" } });
+
+  beforeAll(async () => {
+    stack = await startStack({
+      store,
+      client,
+      functions: [hello, bigOutput, manySteps],
+      executor: { limits: { maxStepOutputBytes: 10_000, maxStepsPerRun: 5 } },
+    });
+  });
+  afterAll(async () => stack?.close());
+
+  it("answers { ids } and starts a run; an event ID seen before creates no new run", async () => {
+    const id = `dup-${store}-${Date.now()}`;
+    const first = await stack.send({ id, name: "test/hello", data: { name: "Ada" } });
+    const second = await stack.send({ id, name: "test/hello", data: { name: "Bob" } });
+    expect(first).toEqual([id]);
+    expect(second).toEqual([id]);
+    const run = await stack.waitForRun(id);
+    expect(run.output).toBe("hello Ada");
+    expect(await stack.runsOf(id)).toHaveLength(1);
+  });
+
+  it("accepts a batch and answers one ID per event, in order", async () => {
+    const ids = await stack.send([
+      { name: "test/hello", data: { name: "A" } },
+      { name: "test/hello", data: { name: "B" } },
+    ]);
+    expect(ids).toHaveLength(2);
+    const outputs = await Promise.all(ids.map(async (id) => (await stack.waitForRun(id)).output));
+    expect(outputs).toEqual(["hello A", "hello B"]);
+  });
+
+  it.each([
+    ["malformed JSON", "{ name: ", 400, /not valid JSON/],
+    ["a missing name", JSON.stringify({ data: {} }), 400, /name/],
+    ["a name that is not a string", JSON.stringify({ name: 42 }), 400, /name must be a string/],
+    ["data that is not an object", JSON.stringify({ name: "test/hello", data: "text" }), 400, /data must be a JSON object/],
+    ["an empty batch", "[]", 400, /at least one event/],
+    ["a reserved event name", JSON.stringify({ name: "stepwise/function.failed" }), 400, /reserved/],
+    ["an oversized payload", JSON.stringify({ name: "test/hello", data: { blob: "x".repeat(600 * 1024) } }), 413, /limit is 512 KB/],
+  ])("rejects %s with a clear message", async (_, body, status, message) => {
+    const response = await post(body);
+    expect(response.status).toBe(status);
+    expect(((await response.json()) as { error: string }).error).toMatch(message);
+  });
+
+  it("stores nothing from a batch with one bad event", async () => {
+    const id = `batch-${store}-${Date.now()}`;
+    const response = await post(JSON.stringify([{ id, name: "test/hello", data: { name: "ok" } }, { name: "" }]));
+    expect(response.status).toBe(400);
+    expect(((await response.json()) as { error: string }).error).toMatch(/at 1\.name/);
+    expect(await stack.runsOf(id)).toEqual([]);
+    // The ID was not stored, so sending it now is new and starts a run.
+    await stack.send({ id, name: "test/hello", data: { name: "later" } });
+    expect((await stack.waitForRun(id)).output).toBe("hello later");
+  });
+
+  it("fails a step whose output is over the limit, with a message naming the sizes", async () => {
+    const [id] = await stack.send({ name: "test/big-output", data: { bytes: 20_000 } });
+    const run = await stack.waitForRun(id!);
+    expect(run.status).toBe("failed");
+    expect(run.steps[0]).toMatchObject({ status: "failed", error: { name: "StepOutputTooLarge" } });
+    expect(run.steps[0]?.error?.message).toMatch(/returned 19\.5 KB; the limit is 9\.8 KB/);
+  });
+
+  it("fails a run that reaches more steps than allowed", async () => {
+    const [ok] = await stack.send({ name: "test/many-steps", data: { steps: 5 } });
+    expect((await stack.waitForRun(ok!)).status).toBe("completed");
+    const [id] = await stack.send({ name: "test/many-steps", data: { steps: 6 } });
+    const run = await stack.waitForRun(id!);
+    expect(run.status).toBe("failed");
+    expect(run.error?.name).toBe("StepLimitExceeded");
+    expect(run.error?.message).toContain("limit is 5 steps per run");
+  });
+
+  it("lists functions and answers 404 for an unknown run", async () => {
+    const functions = (await (await fetch(`${stack.executor.url}/api/functions`)).json()) as { functions: Array<{ id: string }> };
+    expect(functions.functions.map((fn) => fn.id).sort()).toEqual(["api-big-output", "api-hello", "api-many-steps"]);
+    const missing = await fetch(`${stack.executor.url}/api/runs/no-such-run`);
+    expect(missing.status).toBe(404);
+    expect(((await missing.json()) as { error: string }).error).toContain("no-such-run");
+  });
+});

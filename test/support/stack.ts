@@ -1,0 +1,133 @@
+/**
+ * A whole Stepwise deployment inside a test: the executor's HTTP API and worker on a real
+ * port, with its store (PGlite in memory, or a fresh database on the real PostgreSQL through
+ * the Neon driver), and an app serving functions on /api/durable over real HTTP, registered
+ * the way users register (`PUT /api/durable`).
+ */
+import { serve as serveNode, type ServerType } from "@hono/node-server";
+import { silentLogger, type Logger, type RunView, type Store } from "@stepwise/engine";
+import { serve } from "@stepwise/sdk/hono";
+import type { AnyStepwiseFunction, Stepwise } from "@stepwise/sdk";
+import { startServer, type RunningServer, type ServerOptions } from "@stepwise/server";
+import { createPgliteClient, PostgresStore } from "@stepwise/store-postgres";
+import { Hono } from "hono";
+import { createTestDatabase, postgresAvailable } from "./postgres.ts";
+
+export type StoreKind = "pglite" | "postgres";
+/** The stores every end-to-end suite runs against. */
+export const STORE_KINDS: StoreKind[] = postgresAvailable ? ["pglite", "postgres"] : ["pglite"];
+
+export async function openStore(kind: StoreKind): Promise<{ store: Store; cleanup(): Promise<void> }> {
+  if (kind === "pglite") {
+    const store = new PostgresStore(createPgliteClient());
+    return { store, cleanup: async () => {} };
+  }
+  const db = await createTestDatabase("e2e");
+  return { store: db.store(), cleanup: () => db.drop() };
+}
+
+/** Collects executor log lines so tests can assert on them (and print them on failure). */
+export function memoryLogger(): Logger & { lines: string[] } {
+  const lines: string[] = [];
+  return {
+    lines,
+    info: (line) => lines.push(line),
+    warn: (line) => lines.push(`WARN ${line}`),
+    error: (line) => lines.push(`ERROR ${line}`),
+  };
+}
+
+export interface Stack {
+  executor: RunningServer;
+  appUrl: string;
+  log: Logger & { lines: string[] };
+  /** Sends events through the executor's API as a user would; returns their IDs. */
+  send(events: unknown): Promise<string[]>;
+  runsOf(eventId: string): Promise<RunView[]>;
+  /** Polls the run API until the event's run of `functionId` ends (or `status` is reached). */
+  waitForRun(eventId: string, options?: { functionId?: string; status?: string; timeoutMs?: number }): Promise<RunView>;
+  getRun(runId: string): Promise<RunView>;
+  close(): Promise<void>;
+}
+
+export async function startStack(options: {
+  store: StoreKind;
+  client: Stepwise<any>;
+  functions: AnyStepwiseFunction[];
+  executor?: Partial<ServerOptions>;
+}): Promise<Stack> {
+  const auth: Record<string, string> = options.executor?.eventKey ? { authorization: `Bearer ${options.executor.eventKey}` } : {};
+  const { store, cleanup } = await openStore(options.store);
+  const log = memoryLogger();
+  const executor = await startServer({
+    store,
+    dev: true,
+    port: 0,
+    log: process.env.STEPWISE_TEST_LOG ? { ...silentLogger, ...consoleTee(log) } : log,
+    backoff: { initialMs: 20, maxMs: 200 },
+    pollMs: 200,
+    ...options.executor,
+  });
+  const app = new Hono();
+  app.on(["GET", "POST", "PUT"], "/api/durable", serve({ client: options.client, functions: options.functions }));
+  const { server, url: appUrl } = await listen(app.fetch);
+  process.env.STEPWISE_BASE_URL = executor.url;
+  const put = await fetch(appUrl, { method: "PUT" });
+  if (!put.ok) throw new Error(`app registration failed: ${put.status} ${await put.text()}`);
+
+  const api = async (path: string, init?: RequestInit) => {
+    const response = await fetch(`${executor.url}${path}`, init);
+    const body = (await response.json()) as Record<string, unknown>;
+    if (!response.ok) throw new Error(`${path}: HTTP ${response.status} ${JSON.stringify(body)}`);
+    return body;
+  };
+  const runsOf = async (eventId: string) => (await api(`/api/events/${eventId}/runs`)).runs as RunView[];
+  const terminal = ["completed", "failed", "cancelled"];
+
+  return {
+    executor,
+    appUrl,
+    log,
+    async send(events) {
+      const body = await api("/api/events", { method: "POST", body: JSON.stringify(events), headers: { "content-type": "application/json", ...auth } });
+      return body.ids as string[];
+    },
+    runsOf,
+    getRun: async (runId) => (await api(`/api/runs/${runId}`)) as unknown as RunView,
+    async waitForRun(eventId, { functionId, status, timeoutMs = 15_000 } = {}) {
+      const deadline = Date.now() + timeoutMs;
+      let last: RunView | undefined;
+      while (Date.now() < deadline) {
+        const runs = await runsOf(eventId);
+        last = runs.find((run) => !functionId || run.functionId === functionId);
+        if (last && (status ? last.status === status : terminal.includes(last.status))) return last;
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+      throw new Error(
+        `run for event ${eventId} did not reach ${status ?? "an end"} in ${timeoutMs}ms; last: ${JSON.stringify(last)}\n` +
+          log.lines.slice(-30).join("\n"),
+      );
+    },
+    async close() {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await executor.close();
+      await cleanup();
+    },
+  };
+}
+
+function consoleTee(log: Logger & { lines: string[] }): Logger {
+  return {
+    info: (line) => (log.info(line), console.log(line)),
+    warn: (line) => (log.warn(line), console.warn(line)),
+    error: (line) => (log.error(line), console.error(line)),
+  };
+}
+
+function listen(fetch: (request: Request) => Response | Promise<Response>) {
+  return new Promise<{ server: ServerType; url: string }>((resolve) => {
+    const server = serveNode({ fetch, port: 0, hostname: "127.0.0.1" }, (info) =>
+      resolve({ server, url: `http://127.0.0.1:${info.port}/api/durable` }),
+    );
+  });
+}

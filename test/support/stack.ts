@@ -66,6 +66,8 @@ export async function startStack(options: {
     log: process.env.STEPWISE_TEST_LOG ? { ...silentLogger, ...consoleTee(log) } : log,
     backoff: { initialMs: 20, maxMs: 200 },
     pollMs: 200,
+    // Reload the function registry at every use, so no code path may rely on a warm cache.
+    registryRefreshMs: 0,
     ...options.executor,
   });
   const app = new Hono();

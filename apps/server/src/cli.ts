@@ -2,6 +2,7 @@
  * `stepwise dev`   the executor on an embedded PGlite store in a local folder; no services.
  * `stepwise start` the executor on Postgres (DATABASE_URL, through the Neon driver).
  */
+import { mkdirSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { createNeonClient, createPgliteClient, PostgresStore } from "@stepwise/store-postgres";
 import { consoleLogger } from "@stepwise/engine";
@@ -70,6 +71,7 @@ export async function main(argv: string[]): Promise<void> {
 }
 
 async function embeddedStore(dataDir: string): Promise<PostgresStore> {
+  mkdirSync(dataDir, { recursive: true });
   consoleLogger.info(`embedded store (PGlite) in ${dataDir}`);
   return new PostgresStore(await createPgliteClient({ dataDir }));
 }

@@ -60,7 +60,8 @@ export async function applySendOp(unit: Unit, inv: Invocation, step: StepRecord,
 
 export async function applyInvokeOp(unit: Unit, inv: Invocation, step: StepRecord, op: OpOf<"invoke">): Promise<void> {
   const label = `${runLabel(inv.run.id, inv.fn.id)} step "${step.name}"`;
-  const target = await unit.ctx.registry.getFunction(op.functionId);
+  // jobs.ts refreshed the registry for every invoked function before this transaction.
+  const target = unit.ctx.registry.cachedFunction(op.functionId);
   if (!target) {
     const error = serializedError(
       "FunctionNotFound",

@@ -33,6 +33,8 @@ export interface ExecutorOptions {
   pollMs?: number;
   /** Longest one invocation of an app may take. */
   invokeTimeoutMs?: number;
+  /** How long the cache of registered functions is trusted before a reload. */
+  registryRefreshMs?: number;
   /** Process-unique worker name (for leases). */
   workerId?: string;
   fetch?: typeof fetch;
@@ -47,7 +49,7 @@ export class Executor {
   constructor(private readonly options: ExecutorOptions) {
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
     this.log = options.log ?? consoleLogger;
-    const registry = new Registry(options.store);
+    const registry = new Registry(options.store, options.registryRefreshMs);
     this.ctx = {
       store: options.store,
       registry,
@@ -102,6 +104,7 @@ export class Executor {
    */
   async sendEvents(body: unknown): Promise<{ ids: string[] }> {
     const events = parseEvents(body, this.limits);
+    await this.ctx.registry.ensureFresh();
     await transact(this.ctx, (unit) => ingestInTransaction(unit, events));
     return { ids: events.map((event) => event.id) };
   }

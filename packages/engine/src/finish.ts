@@ -76,7 +76,7 @@ async function settleParent(unit: Unit, child: RunRecord, ending: RunEnding): Pr
 
 /** Sends `stepwise/function.failed`, which triggers the function's `onFailure` companion. */
 async function announceFailure(unit: Unit, run: RunRecord, error: SerializedError): Promise<void> {
-  const fn = await unit.ctx.registry.getFunction(run.functionId);
+  const fn = unit.ctx.registry.cachedFunction(run.functionId);
   if (!fn || fn.config.onFailureOf) return; // a failing onFailure handler does not report itself
   const event = await unit.tx.getEvent(run.eventId);
   await ingestInTransaction(unit, [

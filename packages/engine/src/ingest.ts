@@ -17,7 +17,7 @@ export async function ingestInTransaction(unit: Unit, events: EventRecord[]): Pr
   const inserted = await unit.tx.insertEvents(events);
   for (const event of inserted) {
     await applyMatchers(unit, event);
-    for (const fn of await unit.ctx.registry.triggeredBy(event.name)) {
+    for (const fn of unit.ctx.registry.triggeredBy(event.name)) {
       const wanted = fn.config.triggers.some(
         (trigger) => trigger.event === event.name && (!trigger.if || evaluateCondition(trigger.if, { event })),
       );

@@ -22,6 +22,7 @@ export interface JobRunner {
 
 export async function runJob(runner: JobRunner, job: JobRecord): Promise<JobRecord[]> {
   if (job.kind !== "invoke") {
+    await runner.ctx.registry.ensureFresh();
     return finishJob(runner, job, (unit) => fireTimer(unit, job));
   }
   return runInvocation(runner, job);
@@ -73,6 +74,11 @@ async function runInvocation(runner: JobRunner, job: JobRecord): Promise<JobReco
   };
   const startedAt = new Date();
   const response = await invokeApp(runner.invoker, app.url, fn.localId, request);
+  // Lookups inside the transaction read the cache: load what this answer will need first.
+  await ctx.registry.ensureFresh();
+  if (response.type === "ops") {
+    for (const op of response.ops) if (op.op === "invoke") await ctx.registry.getFunction(op.functionId);
+  }
   return finishJob(runner, job, async (unit) => {
     const locked = await unit.tx.lockRun(run.id);
     if (!locked || TERMINAL_RUN_STATUSES.includes(locked.status)) return;

@@ -1,6 +1,10 @@
 /**
  * Apps and their functions, cached in memory and reloaded from the store, so every executor
  * process sees a sync done through any of them (within `refreshMs`, or at once on a miss).
+ *
+ * Lookups inside a transaction are synchronous and read the cache only: reloading there would
+ * need a second connection (PGlite has one, so it would deadlock). Callers refresh before they
+ * open a transaction (`ensureFresh`, `getFunction`).
  */
 import type { AppRecord, FunctionRecord } from "./records.ts";
 import type { Store } from "./store.ts";
@@ -22,31 +26,36 @@ export class Registry {
     this.loadedAt = Date.now();
   }
 
-  private async fresh(): Promise<void> {
-    if (Date.now() - this.loadedAt > this.refreshMs) await this.refresh();
+  /** Reloads when the cache is older than `refreshMs`. Never call inside a transaction. */
+  async ensureFresh(): Promise<void> {
+    if (Date.now() - this.loadedAt >= this.refreshMs) await this.refresh();
   }
 
   /** The function with this global ID; reloads once before saying it does not exist. */
   async getFunction(id: string): Promise<FunctionRecord | undefined> {
-    await this.fresh();
+    await this.ensureFresh();
     if (!this.functions.has(id)) await this.refresh();
     return this.functions.get(id);
   }
 
   async getApp(id: string): Promise<AppRecord | undefined> {
-    await this.fresh();
+    await this.ensureFresh();
     if (!this.apps.has(id)) await this.refresh();
     return this.apps.get(id);
   }
 
-  /** Functions with a trigger on `eventName`. */
-  async triggeredBy(eventName: string): Promise<FunctionRecord[]> {
-    await this.fresh();
+  /** From the cache, for use inside transactions. */
+  cachedFunction(id: string): FunctionRecord | undefined {
+    return this.functions.get(id);
+  }
+
+  /** Functions with a trigger on `eventName`, from the cache (for use inside transactions). */
+  triggeredBy(eventName: string): FunctionRecord[] {
     return [...this.functions.values()].filter((fn) => fn.config.triggers.some((t) => t.event === eventName));
   }
 
   async listFunctions(): Promise<FunctionRecord[]> {
-    await this.fresh();
+    await this.ensureFresh();
     return [...this.functions.values()];
   }
 }

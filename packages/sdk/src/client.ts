@@ -1,0 +1,106 @@
+/**
+ * The client: one per app. It names the app, holds the event schemas that type everything
+ * else, creates functions and sends events.
+ */
+import { z } from "zod";
+import { postToExecutor } from "./api.ts";
+import { resolveSettings, type ConnectionOptions, type EnvSource, type Settings } from "./env.ts";
+import { StepwiseApiError } from "./errors.ts";
+import { StepwiseFunction, type FunctionContext, type FunctionOptions } from "./function.ts";
+import type { EventName, EventSchemas, Logger, SendEventPayload, SendResult } from "./types.ts";
+import { validateEvents } from "./validate.ts";
+
+/** Options of `new Stepwise()`. Connection settings fall back to `STEPWISE_*` variables. */
+export interface StepwiseOptions<S extends EventSchemas> extends ConnectionOptions {
+  /** The app ID; the executor's function IDs are `<appId>-<functionId>`. */
+  id: string;
+  /** Event name → zod schema of its data: types handlers and validates what is sent. */
+  schemas?: S;
+  /** Sends events with this key (else `STEPWISE_EVENT_KEY`; `"dev"` in dev mode). */
+  eventKey?: string;
+  /** The executor (else `STEPWISE_BASE_URL`, else `http://127.0.0.1:8288`). */
+  baseUrl?: string;
+  /** Verifies the executor's requests and signs registration (else `STEPWISE_SIGNING_KEY`). */
+  signingKey?: string;
+  /** The next signing key during a rotation (else `STEPWISE_SIGNING_KEY_NEXT`). */
+  signingKeyNext?: string;
+  /** Dev mode: accepts the public dev key (else `STEPWISE_DEV=1`). */
+  dev?: boolean;
+  /** The fetch used to reach the executor (tests, proxies). */
+  fetch?: typeof fetch;
+  /** Where lines of function loggers and SDK notices go (default: `console`). */
+  logger?: Logger;
+}
+
+const SendAnswerSchema = z.object({ ids: z.array(z.string()) });
+
+/** A Stepwise app: `new Stepwise({ id: "shop", schemas: { "order/created": z.object(...) } })`. */
+export class Stepwise<S extends EventSchemas = Record<never, never>> {
+  /** The app ID. */
+  readonly id: string;
+  /** The event schemas. */
+  readonly schemas: S | undefined;
+  readonly #options: StepwiseOptions<S>;
+
+  constructor(options: StepwiseOptions<S>) {
+    if (typeof options.id !== "string" || options.id === "") throw new TypeError("new Stepwise(): `id` (the app ID) is required");
+    this.id = options.id;
+    this.schemas = options.schemas;
+    this.#options = options;
+  }
+
+  /** Where SDK notices and function logs go. @internal */
+  get log(): Logger {
+    return this.#options.logger ?? console;
+  }
+
+  /**
+   * Defines a durable function. `triggers` name its events; `event.data` in the handler is
+   * typed from their schemas. The handler is replayed from the top on each invocation: put
+   * side effects inside steps.
+   */
+  createFunction<const E extends EventName<S>, O>(
+    options: FunctionOptions<S, E>,
+    handler: (context: FunctionContext<S, E>) => O,
+  ): StepwiseFunction<S, E, Awaited<O>> {
+    return new StepwiseFunction<S, E, Awaited<O>>(
+      { id: this.id, schemas: this.schemas, log: this.log },
+      options,
+      handler as (context: FunctionContext<S, E>) => Awaited<O>,
+    );
+  }
+
+  /**
+   * Sends one or more events to the executor, each validated with its schema first (throws
+   * {@link StepwiseValidationError}, nothing sent). Resolves the stored event IDs; throws
+   * {@link StepwiseApiError} when the executor refuses.
+   */
+  async send<const N extends EventName<S>>(events: SendEventPayload<S, N> | readonly SendEventPayload<S, N>[]): Promise<SendResult> {
+    const outgoing = validateEvents(this.schemas, Array.isArray(events) ? events : [events]);
+    const settings = this.settings();
+    if (!settings.eventKey) {
+      throw new StepwiseApiError(401, "No event key: set STEPWISE_EVENT_KEY (or pass eventKey to new Stepwise()), or STEPWISE_DEV=1 for local development");
+    }
+    const answer = await postToExecutor({
+      fetch: this.fetch,
+      url: `${settings.baseUrl}/api/events`,
+      body: JSON.stringify(outgoing),
+      headers: { authorization: `Bearer ${settings.eventKey}` },
+    });
+    const parsed = SendAnswerSchema.safeParse(answer);
+    if (!parsed.success) {
+      throw new StepwiseApiError(502, `${settings.baseUrl}/api/events answered without event ids: ${JSON.stringify(answer).slice(0, 200)}`);
+    }
+    return { ids: parsed.data.ids };
+  }
+
+  /** Connection settings for one call; `env` (a Worker's bindings) overrides `process.env`. @internal */
+  settings(env?: EnvSource): Settings {
+    return resolveSettings(this.#options, env);
+  }
+
+  /** The fetch to reach the executor with, looked up per call so tests and polyfills apply. @internal */
+  get fetch(): typeof fetch {
+    return this.#options.fetch ?? ((input, init) => globalThis.fetch(input, init));
+  }
+}

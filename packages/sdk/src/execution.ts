@@ -1,0 +1,132 @@
+/**
+ * One invocation: replay the handler from the top, let it run until it returns, throws or
+ * stops making progress, then answer the executor (see protocol `InvokeResponse`):
+ *
+ *   non-determinism            → 500 error, not retriable
+ *   `targetStep` set           → 206 with that step's result (or 500 if it was not reached)
+ *   handler returned           → 200 completed
+ *   handler threw              → 500 error (retriable unless NonRetriableError / failed step)
+ *   one new step, a `run`      → run it now, 206 with its result
+ *   otherwise                  → 206 with an op per new step (none: everything is pending)
+ */
+import type { InvokeRequest, InvokeResponse, SerializedError } from "@stepwise/protocol";
+import { failureVerdict } from "./errors.ts";
+import type { FunctionContext, HandlerEvent, RunnableFunction } from "./function.ts";
+import { toJson } from "./jsonify.ts";
+import { RunLogger } from "./logger.ts";
+import { newStepOp, runStep } from "./ops.ts";
+import { Replay, type FoundStep } from "./replay.ts";
+import { createStepTools } from "./step-tools.ts";
+import type { EventSchemas } from "./types.ts";
+
+/** The answer to one invocation: HTTP status and body. */
+export interface InvokeResult {
+  status: 200 | 206 | 500;
+  body: InvokeResponse;
+}
+
+type Outcome = { state: "running" } | { state: "returned"; value: unknown } | { state: "threw"; error: unknown };
+
+interface HandlerRun {
+  outcome: Outcome;
+  /** Settles (never rejects) when the handler returns or throws. */
+  done: Promise<void>;
+}
+
+/** Runs one invocation of `fn` for `request`. */
+export async function execute(fn: RunnableFunction, request: InvokeRequest): Promise<InvokeResult> {
+  const replay = new Replay(request.steps, request.targetStep);
+  const logger = new RunLogger(fn.log, request.run.id);
+  const context: FunctionContext<EventSchemas, string> = {
+    event: request.event as HandlerEvent<EventSchemas, string>,
+    events: request.events as HandlerEvent<EventSchemas, string>[],
+    step: createStepTools(replay.dispatch, fn.schemas),
+    runId: request.run.id,
+    attempt: request.run.attempt,
+    logger,
+  };
+  const run = startHandler(fn, context);
+  await settle(replay, run);
+  try {
+    return await decide(replay, run.outcome, request, logger);
+  } finally {
+    replay.close();
+    logger.close();
+  }
+}
+
+function startHandler(fn: RunnableFunction, context: FunctionContext<EventSchemas, string>): HandlerRun {
+  const run: HandlerRun = { outcome: { state: "running" }, done: Promise.resolve() };
+  // The async wrapper turns a synchronous throw into a rejection like any other.
+  run.done = (async () => fn.handler(context))().then(
+    (value) => void (run.outcome = { state: "returned", value }),
+    (error: unknown) => void (run.outcome = { state: "threw", error }),
+  );
+  return run;
+}
+
+/**
+ * Waits until the handler has finished, or is blocked on steps and made no step call during a
+ * whole macrotask (stored results resolve as microtasks, so a replay of any length settles in
+ * a few ticks). While no step call is blocked, the handler is awaiting something else
+ * (a fetch outside a step): wait for it rather than give up early.
+ */
+async function settle(replay: Replay, run: HandlerRun): Promise<void> {
+  while (run.outcome.state === "running") {
+    if (replay.blocked === 0) {
+      await Promise.race([run.done, replay.nextCall()]);
+      continue;
+    }
+    const calls = replay.calls;
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    if (replay.calls === calls) return;
+  }
+}
+
+async function decide(replay: Replay, outcome: Outcome, request: InvokeRequest, logger: RunLogger): Promise<InvokeResult> {
+  if (replay.nonDeterminism) return failure({ name: "NonDeterminismError", message: replay.nonDeterminism });
+  if (request.targetStep !== undefined) return runTarget(replay, request.targetStep, logger);
+  if (outcome.state === "returned") {
+    logger.flush();
+    try {
+      return { status: 200, body: { type: "completed", output: toJson(outcome.value, "The function's return value") } };
+    } catch (error) {
+      return { status: 500, body: { type: "error", ...failureVerdict(error) } };
+    }
+  }
+  if (outcome.state === "threw") {
+    logger.flush();
+    return { status: 500, body: { type: "error", ...failureVerdict(outcome.error) } };
+  }
+  const [only, ...others] = replay.fresh;
+  if (only && others.length === 0 && only.kind === "run") {
+    return runNow(replay, only, logger);
+  }
+  return { status: 206, body: { type: "ops", ops: replay.fresh.map(newStepOp) } };
+}
+
+async function runTarget(replay: Replay, targetStep: string, logger: RunLogger): Promise<InvokeResult> {
+  const target = replay.target;
+  if (!target) {
+    return failure({
+      name: "StepNotFound",
+      message: `The executor asked to run step "${targetStep}", but the function did not reach it in this replay`,
+    });
+  }
+  if (target.kind !== "run") {
+    return failure({
+      name: "StepNotFound",
+      message: `The executor asked to run step "${targetStep}", but it is a ${target.kind} step, not step.run()`,
+    });
+  }
+  return runNow(replay, target, logger);
+}
+
+async function runNow(replay: Replay, step: FoundStep, logger: RunLogger): Promise<InvokeResult> {
+  replay.startExecuting(step.id);
+  return { status: 206, body: { type: "ops", ops: [await runStep(step, logger)] } };
+}
+
+function failure(error: SerializedError): InvokeResult {
+  return { status: 500, body: { type: "error", error, retriable: false } };
+}

@@ -1,0 +1,133 @@
+/**
+ * A durable function: its configuration as the executor sees it, and the handler replayed on
+ * each invocation. Created with `stepwise.createFunction()`.
+ */
+import {
+  FunctionConfigSchema,
+  type BackoffConfig,
+  type CancelOn,
+  type FunctionConfig,
+  type Trigger,
+} from "@stepwise/protocol";
+import type { StepTools } from "./step-tools.ts";
+import type { EventName, EventSchemas, Logger, TypedEvent } from "./types.ts";
+
+/** The event a handler receives: the union of its triggers' events (any event without triggers). */
+export type HandlerEvent<S extends EventSchemas, E extends string> = [E] extends [never]
+  ? { id: string; name: string; data: unknown; ts: number }
+  : TypedEvent<S, E>;
+
+/** What a handler receives on each invocation. */
+export interface FunctionContext<S extends EventSchemas, E extends string> {
+  /** The event that started the run. */
+  event: HandlerEvent<S, E>;
+  /** All events of the run (the trigger today; batches later). */
+  events: HandlerEvent<S, E>[];
+  step: StepTools<S>;
+  runId: string;
+  /** 0-based attempt of the function body. */
+  attempt: number;
+  /** Logs prefixed with the run ID; silent while replaying steps already done. */
+  logger: Logger;
+}
+
+/** What an `onFailure` handler receives once the run has failed for good. */
+export interface FailureContext<S extends EventSchemas, E extends string> {
+  /** The error the run failed with (name and message as stored). */
+  error: Error;
+  /** The event that started the failed run. */
+  event: HandlerEvent<S, E>;
+  /** The ID of the failed run. */
+  runId: string;
+  /** Steps of the failure handler's own run. */
+  step: StepTools<S>;
+  attempt: number;
+  logger: Logger;
+}
+
+/** The options of `createFunction()`. */
+export interface FunctionOptions<S extends EventSchemas, E extends string> {
+  /** App-local ID; keep it stable, runs in flight are bound to it. */
+  id: string;
+  /** Display name. */
+  name?: string;
+  /** Events that start a run; `if` is a CEL expression over `event`. */
+  triggers: readonly { event: E; if?: string }[];
+  /** Retries after the first attempt, per step and for the function body (default 3, max 20). */
+  retries?: number;
+  /** Cancel a run when one of these events arrives (`match`: a path equal in both events). */
+  cancelOn?: readonly { event: EventName<S>; match?: string; if?: string }[];
+  /** Retry backoff: `initialMs * factor^n`, capped at `maxMs`, with jitter. */
+  backoff?: BackoffConfig;
+  /** Runs (durably, as its own function) after a run failed for good. */
+  onFailure?: (context: FailureContext<S, E>) => unknown;
+}
+
+/** How a function is run by the replay: the parts the runtime needs, without the types. */
+export interface RunnableFunction {
+  readonly config: FunctionConfig;
+  readonly appId: string;
+  readonly schemas: EventSchemas | undefined;
+  readonly log: Logger;
+  readonly handler: (context: FunctionContext<EventSchemas, string>) => unknown;
+}
+
+/** The default number of retries. */
+export const DEFAULT_RETRIES = 3;
+
+/** A function created by `createFunction()`: pass it to `serve()` or to `step.invoke()`. */
+export class StepwiseFunction<S extends EventSchemas = EventSchemas, E extends string = string, O = unknown>
+  implements RunnableFunction
+{
+  /** App-local function ID. */
+  readonly id: string;
+  /** The ID of the app (client) that defines it. */
+  readonly appId: string;
+  /** The configuration the app describes and registers. */
+  readonly config: FunctionConfig;
+  readonly schemas: EventSchemas | undefined;
+  readonly log: Logger;
+  readonly handler: (context: FunctionContext<EventSchemas, string>) => unknown;
+  readonly onFailure: ((context: FailureContext<EventSchemas, string>) => unknown) | undefined;
+  /** Types only (never set): lets `step.invoke` infer the child's data and output. */
+  declare readonly "~types": { event: HandlerEvent<S, E>; output: O };
+
+  constructor(
+    app: { id: string; schemas: EventSchemas | undefined; log: Logger },
+    options: FunctionOptions<S, E>,
+    handler: (context: FunctionContext<S, E>) => O | Promise<O>,
+  ) {
+    this.id = options.id;
+    this.appId = app.id;
+    this.schemas = app.schemas;
+    this.log = app.log;
+    this.config = functionConfig(options);
+    this.handler = handler as unknown as RunnableFunction["handler"];
+    this.onFailure = options.onFailure as StepwiseFunction["onFailure"];
+  }
+}
+
+/** Any function, whatever its events and output. */
+export type AnyStepwiseFunction = StepwiseFunction<any, any, any>;
+/** The `data` a function's trigger events carry (what `step.invoke` must pass). */
+export type InvokeData<F extends AnyStepwiseFunction> = F["~types"]["event"]["data"];
+/** What a function returns (before the JSON round trip). */
+export type FunctionOutput<F extends AnyStepwiseFunction> = F["~types"]["output"];
+
+/** Builds and checks the wire configuration; a bad option fails at startup, not at sync time. */
+function functionConfig(options: Omit<FunctionOptions<EventSchemas, string>, "onFailure">): FunctionConfig {
+  const config: FunctionConfig = {
+    id: options.id,
+    triggers: options.triggers.map((trigger): Trigger => ({ ...trigger })),
+    retries: options.retries ?? DEFAULT_RETRIES,
+  };
+  if (options.name !== undefined) config.name = options.name;
+  if (options.cancelOn) config.cancelOn = options.cancelOn.map((cancel): CancelOn => ({ ...cancel }));
+  if (options.backoff) config.backoff = { ...options.backoff };
+  const checked = FunctionConfigSchema.safeParse(config);
+  if (!checked.success) {
+    const problems = checked.error.issues.map((issue) => `${issue.path.join(".") || "options"}: ${issue.message}`);
+    throw new TypeError(`createFunction("${String(options.id)}"): ${problems.join("; ")}`);
+  }
+  return config;
+}

@@ -1,0 +1,29 @@
+/**
+ * `@stepwise/sdk`: write durable functions from named steps.
+ *
+ * The client and errors live here; `serve()` comes from the adapter of your framework:
+ * `@stepwise/sdk/hono`, `@stepwise/sdk/fetch` (Workers, Deno, Bun) or `@stepwise/sdk/node`.
+ */
+export { Stepwise, type StepwiseOptions } from "./client.ts";
+export {
+  NonRetriableError,
+  RetryAfterError,
+  StepError,
+  StepwiseApiError,
+  StepwiseValidationError,
+  type ValidationIssue,
+} from "./errors.ts";
+export {
+  StepwiseFunction,
+  type AnyStepwiseFunction,
+  type FailureContext,
+  type FunctionContext,
+  type FunctionOptions,
+  type FunctionOutput,
+  type HandlerEvent,
+  type InvokeData,
+} from "./function.ts";
+export type { Jsonify } from "./jsonify.ts";
+export type { InvokeOptions, StepTools, WaitForEventOptions } from "./step-tools.ts";
+export type { EventData, EventName, EventSchemas, Logger, SendEventPayload, SendResult, TypedEvent } from "./types.ts";
+export type { ServeOptions } from "./serve.ts";

@@ -1,0 +1,142 @@
+/**
+ * The `/api/durable` endpoint, from a Web `Request` to a `Response`; every framework adapter
+ * only translates to and from this. `GET` describes the app, `PUT` registers it with the
+ * executor, `POST ?fnId=` runs one signed invocation.
+ */
+import { DEV_SIGNING_KEY, HEADERS, InvokeRequestSchema, sign, verify, type InvokeRequest } from "@stepwise/protocol";
+import { postToExecutor } from "./api.ts";
+import type { Stepwise } from "./client.ts";
+import { MISSING_SIGNING_KEY, outgoingSigningKey, type EnvSource, type Settings } from "./env.ts";
+import { StepwiseApiError } from "./errors.ts";
+import { execute } from "./execution.ts";
+import type { AnyStepwiseFunction } from "./function.ts";
+import { FunctionRegistry, SDK_VERSION } from "./registry.ts";
+
+/** Options of `serve()`, the same for every adapter. */
+export interface ServeOptions {
+  client: Stepwise<any>;
+  functions: readonly AnyStepwiseFunction[];
+  /** Public URL of this endpoint, given to the executor (else `STEPWISE_SERVE_URL`, else the request URL). */
+  serveUrl?: string;
+}
+
+/** A Web-standard handler; `env` (a Worker's bindings) overrides `process.env` for the request. */
+export type ServeHandler = (request: Request, env?: EnvSource) => Promise<Response>;
+
+/** Builds the endpoint. Throws at once on functions of another app or duplicate IDs. */
+export function createServeHandler(options: ServeOptions): ServeHandler {
+  const endpoint = new Endpoint(options);
+  return (request, env) => endpoint.handle(request, env);
+}
+
+class Endpoint {
+  private readonly client: Stepwise<any>;
+  private readonly registry: FunctionRegistry;
+  private devNoticeShown = false;
+
+  constructor(private readonly options: ServeOptions) {
+    this.client = options.client;
+    this.registry = new FunctionRegistry(options.client.id, options.functions);
+  }
+
+  async handle(request: Request, env?: EnvSource): Promise<Response> {
+    try {
+      const settings = this.client.settings(env);
+      switch (request.method) {
+        case "GET":
+          return json(200, this.registry.describe(this.publicUrl(request, settings)));
+        case "PUT":
+          return await this.register(request, settings);
+        case "POST":
+          return await this.invoke(request, settings);
+        default:
+          return json(405, { error: `Method ${request.method} not allowed: use GET, PUT or POST` }, { allow: "GET, PUT, POST" });
+      }
+    } catch (error) {
+      // A bug or a broken runtime, not a function error: still answer JSON the executor can read.
+      this.client.log.error("Stepwise: serve() failed", error);
+      return json(500, { error: `serve() failed: ${error instanceof Error ? error.message : String(error)}` });
+    }
+  }
+
+  private async invoke(request: Request, settings: Settings): Promise<Response> {
+    const keys = this.verificationKeys(settings);
+    if (!keys) return json(500, { error: MISSING_SIGNING_KEY });
+    const body = await request.text();
+    const verdict = await verify(request.headers.get(HEADERS.signature), body, keys);
+    if (!verdict.ok) return json(401, { error: verdict.message });
+    const parsed = parseInvocation(body);
+    if (!parsed.ok) return json(400, { error: parsed.error });
+    const fnId = new URL(request.url).searchParams.get("fnId");
+    if (!fnId) return json(400, { error: "Missing ?fnId=<function id> in the URL" });
+    const fn = this.registry.get(fnId);
+    if (!fn) {
+      const known = this.registry.ids().join(", ") || "none";
+      return json(404, { error: `No function "${fnId}" in app "${this.client.id}" (it serves: ${known})` });
+    }
+    const result = await execute(fn, parsed.request);
+    return json(result.status, result.body);
+  }
+
+  private async register(request: Request, settings: Settings): Promise<Response> {
+    const key = outgoingSigningKey(settings);
+    if (!key) return json(500, { ok: false, error: MISSING_SIGNING_KEY });
+    const body = JSON.stringify(this.registry.describe(this.publicUrl(request, settings)));
+    try {
+      const answer = await postToExecutor({
+        fetch: this.client.fetch,
+        url: `${settings.baseUrl}/api/apps`,
+        body,
+        headers: { [HEADERS.signature]: await sign(key, body) },
+      });
+      const message = (answer as { message?: unknown }).message;
+      const fallback = `Registered app "${this.client.id}" with ${settings.baseUrl}`;
+      return json(200, { ok: true, message: typeof message === "string" ? message : fallback });
+    } catch (error) {
+      if (!(error instanceof StepwiseApiError)) throw error;
+      return json(error.status >= 400 ? error.status : 502, { ok: false, error: error.message });
+    }
+  }
+
+  /** Keys accepted on incoming requests; undefined when none is configured outside dev. */
+  private verificationKeys(settings: Settings): string[] | undefined {
+    if (settings.signingKeys.length > 0) return settings.signingKeys;
+    if (!settings.dev) return undefined;
+    if (!this.devNoticeShown) {
+      this.devNoticeShown = true;
+      this.client.log.info("Stepwise: dev mode, accepting requests signed with the public dev key");
+    }
+    return [DEV_SIGNING_KEY];
+  }
+
+  private publicUrl(request: Request, settings: Settings): string {
+    const configured = this.options.serveUrl ?? settings.serveUrl;
+    if (configured) return configured;
+    const url = new URL(request.url);
+    url.search = "";
+    url.hash = "";
+    return url.toString();
+  }
+}
+
+type ParsedInvocation = { ok: true; request: InvokeRequest } | { ok: false; error: string };
+
+function parseInvocation(body: string): ParsedInvocation {
+  let value: unknown;
+  try {
+    value = JSON.parse(body);
+  } catch (error) {
+    return { ok: false, error: `Body is not JSON: ${error instanceof Error ? error.message : String(error)}` };
+  }
+  const result = InvokeRequestSchema.safeParse(value);
+  if (result.success) return { ok: true, request: result.data };
+  const problems = result.error.issues.map((issue) => `${issue.path.join(".") || "body"}: ${issue.message}`);
+  return { ok: false, error: `Body is not a Stepwise invocation: ${problems.join("; ")}` };
+}
+
+function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { "content-type": "application/json", [HEADERS.sdk]: SDK_VERSION, ...headers },
+  });
+}

@@ -1,0 +1,132 @@
+/**
+ * The `step` object handed to functions. Each tool only describes its step (name, kind, code,
+ * and how to plan it as an op); the replay decides whether it returns a stored result,
+ * throws a stored error, never settles, or becomes new work. See `replay.ts`.
+ */
+import { globalFunctionId, toMs, type Duration, type Op, type StepKind } from "@stepwise/protocol";
+import type { AnyStepwiseFunction, FunctionOutput, InvokeData } from "./function.ts";
+import { StepwiseFunction } from "./function.ts";
+import type { Jsonify } from "./jsonify.ts";
+import type { EventName, EventSchemas, SendEventPayload, SendResult, TypedEvent } from "./types.ts";
+import { validateEvents } from "./validate.ts";
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+/** The op-specific part of a new step's op; the replay adds `id`, `name` and `position`. */
+export type PlannedOp = DistributiveOmit<Exclude<Op, { op: "step-ran" | "step-failed" }>, "id" | "name" | "position">;
+
+/** One call of a step tool, as the replay sees it. */
+export interface StepCall {
+  name: string;
+  kind: StepKind;
+  /** The code of a `run` step. */
+  fn?: () => unknown;
+  /** Describes the step as an op; only called for a step that has nothing stored, so a
+   * schema changed since does not break replays of steps already done. May throw. */
+  plan: () => PlannedOp;
+}
+
+/** Receives every step call; implemented by the replay. */
+export type StepDispatcher = (call: StepCall) => Promise<unknown>;
+
+/** Options of `step.waitForEvent`. */
+export interface WaitForEventOptions<N extends string> {
+  /** The name of the event to wait for. */
+  event: N;
+  /** How long to wait before resolving `null`. */
+  timeout: Duration;
+  /** A dotted path (`"data.orderId"`) whose value must be equal in the trigger and the awaited event. */
+  match?: string;
+  /** A CEL expression over `event` (the trigger) and `async` (the candidate event). */
+  if?: string;
+}
+
+/** Options of `step.invoke`. */
+export interface InvokeOptions<F extends AnyStepwiseFunction> {
+  /** The function to run as a child run (from this app or another one). */
+  function: F;
+  /** The `data` of the event the child receives. */
+  data: InvokeData<F>;
+  /** Fail the step if the child has not finished by then. */
+  timeout?: Duration;
+}
+
+/**
+ * The step tools. Every tool takes a step name (unique names are clearer; a repeated name gets
+ * a counter) and is memoized: once its result is stored, replays return it without running
+ * anything. Results are stored as JSON, so they come back as `Jsonify<T>` (Dates as strings...).
+ */
+export interface StepTools<S extends EventSchemas> {
+  /** Runs `fn` once (retried on error) and returns its JSON result on every replay. */
+  run<T>(name: string, fn: () => T): Promise<Jsonify<Awaited<T>>>;
+  /** Pauses the run for `duration` (ms, or `"30s"`, `"5m"`, `"2h"`, `"1d"`). */
+  sleep(name: string, duration: Duration): Promise<void>;
+  /** Pauses the run until `until` (a Date or an ISO string). */
+  sleepUntil(name: string, until: Date | string): Promise<void>;
+  /** Waits for an event; resolves it, or `null` when `timeout` passes first. */
+  waitForEvent<const N extends EventName<S>>(name: string, options: WaitForEventOptions<N>): Promise<TypedEvent<S, N> | null>;
+  /** Sends events exactly once for this run (validated against the schemas); resolves their IDs. */
+  sendEvent<const N extends EventName<S>>(
+    name: string,
+    events: SendEventPayload<S, N> | readonly SendEventPayload<S, N>[],
+  ): Promise<SendResult>;
+  /** Runs another function as a child run and resolves its output; its failure is thrown here. */
+  invoke<F extends AnyStepwiseFunction>(name: string, options: InvokeOptions<F>): Promise<Jsonify<FunctionOutput<F>>>;
+}
+
+/** Builds the step tools over `dispatch`; `schemas` validate `sendEvent`. */
+export function createStepTools<S extends EventSchemas>(dispatch: StepDispatcher, schemas: EventSchemas | undefined): StepTools<S> {
+  const tools: StepTools<EventSchemas> = {
+    run: (name, fn) => {
+      if (typeof fn !== "function") return Promise.reject(new TypeError(`step.run("${name}"): the second argument must be a function`));
+      return dispatch({ name, kind: "run", fn, plan: () => ({ op: "step-planned" }) }) as Promise<never>;
+    },
+    sleep: (name, duration) =>
+      dispatch({ name, kind: "sleep", plan: () => ({ op: "sleep", until: isoIn(toMs(duration)) }) }) as Promise<void>,
+    sleepUntil: (name, until) =>
+      dispatch({ name, kind: "sleep", plan: () => ({ op: "sleep", until: toDate(until, name).toISOString() }) }) as Promise<void>,
+    waitForEvent: (name, options) =>
+      dispatch({
+        name,
+        kind: "wait",
+        plan: () => ({
+          op: "wait",
+          event: options.event,
+          timeoutAt: isoIn(toMs(options.timeout)),
+          ...(options.match === undefined ? {} : { match: options.match }),
+          ...(options.if === undefined ? {} : { if: options.if }),
+        }),
+      }) as Promise<never>,
+    sendEvent: (name, events) =>
+      dispatch({
+        name,
+        kind: "send",
+        plan: () => ({ op: "send", events: validateEvents(schemas, Array.isArray(events) ? events : [events]) }),
+      }) as Promise<SendResult>,
+    invoke: (name, options) => dispatch({ name, kind: "invoke", plan: () => planInvoke(name, options) }) as Promise<never>,
+  };
+  return tools as unknown as StepTools<S>;
+}
+
+function planInvoke(name: string, options: InvokeOptions<AnyStepwiseFunction>): PlannedOp {
+  const target: unknown = options.function;
+  if (!(target instanceof StepwiseFunction)) {
+    throw new TypeError(`step.invoke("${name}"): options.function must be a function created with createFunction()`);
+  }
+  return {
+    op: "invoke",
+    functionId: globalFunctionId(target.appId, target.id),
+    data: options.data ?? {},
+    ...(options.timeout === undefined ? {} : { timeoutAt: isoIn(toMs(options.timeout)) }),
+  };
+}
+
+function isoIn(ms: number): string {
+  return new Date(Date.now() + ms).toISOString();
+}
+
+function toDate(value: Date | string, name: string): Date {
+  const date = value instanceof Date ? value : new Date(value);
+  if (Number.isNaN(date.getTime())) throw new RangeError(`step.sleepUntil("${name}"): invalid date ${String(value)}`);
+  return date;
+}

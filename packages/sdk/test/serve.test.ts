@@ -1,0 +1,262 @@
+/** The /api/durable endpoint through the fetch adapter: describe, register, signed invocations. */
+import { DEV_SIGNING_KEY, FUNCTION_FAILED_EVENT, HEADERS, sign, verify, type AppDescription } from "@stepwise/protocol";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { z } from "zod";
+import { serve } from "../src/adapters/fetch.ts";
+import { Stepwise } from "../src/index.ts";
+import { recordingLogger, request } from "./helpers.ts";
+
+const KEY = "signing-key-current";
+const URL_BASE = "https://shop.example.com/api/durable";
+
+function setup(options: { signingKey?: string; signingKeyNext?: string; dev?: boolean; fetch?: typeof fetch } = { signingKey: KEY }) {
+  const log = recordingLogger();
+  const client = new Stepwise({ id: "shop", schemas: { "order/created": z.object({ orderId: z.string() }) }, logger: log.logger, ...options });
+  const ran: string[] = [];
+  const failures: unknown[] = [];
+  const fulfil = client.createFunction(
+    {
+      id: "fulfil",
+      triggers: [{ event: "order/created" }],
+      retries: 5,
+      cancelOn: [{ event: "order/cancelled", match: "data.orderId" }],
+      backoff: { initialMs: 1000 },
+      onFailure: async ({ error, event, runId, step }) => {
+        const note = await step.run("note", () => `failed ${event.data.orderId}`);
+        failures.push({ name: error.name, message: error.message, orderId: event.data.orderId, runId, note });
+      },
+    },
+    async ({ step, event }) => {
+      ran.push(event.data.orderId);
+      await step.sleep("pause", "1m");
+    },
+  );
+  const plain = client.createFunction({ id: "plain", triggers: [{ event: "ping" }] }, async () => "pong");
+  return { client, ran, failures, log, handler: serve({ client, functions: [fulfil, plain] }) };
+}
+
+async function post(handler: ReturnType<typeof setup>["handler"], body: string, options: { fnId?: string; key?: string; signature?: string | null; env?: Record<string, string> } = {}) {
+  const headers: Record<string, string> = { "content-type": "application/json" };
+  const signature = options.signature === undefined ? await sign(options.key ?? KEY, body) : options.signature;
+  if (signature !== null) headers[HEADERS.signature] = signature;
+  const url = `${URL_BASE}?fnId=${options.fnId ?? "fulfil"}`;
+  return handler(new Request(url, { method: "POST", headers, body }), options.env);
+}
+
+// The machine's own STEPWISE_* variables must not leak into these tests.
+beforeEach(() => {
+  for (const name of ["STEPWISE_SIGNING_KEY", "STEPWISE_SIGNING_KEY_NEXT", "STEPWISE_DEV", "STEPWISE_SERVE_URL", "STEPWISE_BASE_URL"]) {
+    vi.stubEnv(name, "");
+  }
+});
+afterEach(() => vi.unstubAllEnvs());
+
+describe("GET", () => {
+  it("describes the app, including the onFailure companion", async () => {
+    const { handler } = setup();
+    const res = await handler(new Request(`${URL_BASE}?probe=1`));
+    expect(res.status).toBe(200);
+    expect(res.headers.get(HEADERS.sdk)).toBe("stepwise-js/0.1.0");
+    expect(await res.json()).toEqual({
+      appId: "shop",
+      url: URL_BASE,
+      sdk: "stepwise-js/0.1.0",
+      functions: [
+        {
+          id: "fulfil",
+          triggers: [{ event: "order/created" }],
+          retries: 5,
+          cancelOn: [{ event: "order/cancelled", match: "data.orderId" }],
+          backoff: { initialMs: 1000 },
+        },
+        {
+          id: "fulfil-failure",
+          triggers: [{ event: FUNCTION_FAILED_EVENT, if: 'event.data.functionId == "shop-fulfil"' }],
+          retries: 5,
+          onFailureOf: "fulfil",
+        },
+        { id: "plain", triggers: [{ event: "ping" }], retries: 3 },
+      ],
+    });
+  });
+
+  it("uses STEPWISE_SERVE_URL from the request's env over the request URL", async () => {
+    const { handler } = setup();
+    const res = await handler(new Request("http://10.0.0.5:3000/api/durable"), { STEPWISE_SERVE_URL: "https://public.example/api/durable" });
+    expect(((await res.json()) as AppDescription).url).toBe("https://public.example/api/durable");
+  });
+
+  it("refuses other methods with 405", async () => {
+    const { handler } = setup();
+    const res = await handler(new Request(URL_BASE, { method: "DELETE" }));
+    expect(res.status).toBe(405);
+    expect(res.headers.get("allow")).toBe("GET, PUT, POST");
+  });
+});
+
+describe("POST", () => {
+  it("runs a correctly signed invocation", async () => {
+    const { handler, ran } = setup();
+    const res = await post(handler, JSON.stringify(request()));
+    expect(res.status).toBe(206);
+    expect(res.headers.get(HEADERS.sdk)).toBe("stepwise-js/0.1.0");
+    expect(await res.json()).toMatchObject({ type: "ops", ops: [{ op: "sleep", id: "pause", position: 0 }] });
+    expect(ran).toEqual(["o1"]);
+  });
+
+  it("accepts the next key during a rotation", async () => {
+    const { handler, ran } = setup({ signingKey: KEY, signingKeyNext: "next-key" });
+    const res = await post(handler, JSON.stringify(request()), { key: "next-key" });
+    expect(res.status).toBe(206);
+    expect(ran).toEqual(["o1"]);
+  });
+
+  it.each([
+    ["missing", async () => null, /Missing/],
+    ["tampered", async (body: string) => sign(KEY, body.replace('"o1"', '"o2"')), /does not match/],
+    ["wrong key", async (body: string) => sign("someone-else", body), /does not match/],
+    ["stale", async (body: string) => sign(KEY, body, Date.now() - 10 * 60_000), /Stale/],
+    ["malformed", async () => "v1=abc", /Malformed/],
+  ])("rejects a %s signature with 401 without running the function", async (_, signatureFor, message) => {
+    const { handler, ran } = setup();
+    const body = JSON.stringify(request());
+    const res = await post(handler, body, { signature: await signatureFor(body) });
+    expect(res.status).toBe(401);
+    expect(((await res.json()) as { error: string }).error).toMatch(message);
+    expect(ran).toEqual([]);
+  });
+
+  it("answers 400 for a body that is not JSON, or not an invocation", async () => {
+    const { handler, ran } = setup();
+    const notJson = await post(handler, "{oops");
+    expect(notJson.status).toBe(400);
+    expect(((await notJson.json()) as { error: string }).error).toMatch(/not JSON/);
+    const wrongShape = await post(handler, JSON.stringify({ ...request(), steps: "none" }));
+    expect(wrongShape.status).toBe(400);
+    expect(((await wrongShape.json()) as { error: string }).error).toMatch(/steps/);
+    expect(ran).toEqual([]);
+  });
+
+  it("answers 404 for an unknown function", async () => {
+    const { handler } = setup();
+    const res = await post(handler, JSON.stringify(request()), { fnId: "nope" });
+    expect(res.status).toBe(404);
+    expect(((await res.json()) as { error: string }).error).toContain('"nope"');
+  });
+
+  it("answers 500 naming STEPWISE_SIGNING_KEY when no key is set outside dev", async () => {
+    const { handler, ran } = setup({});
+    const res = await post(handler, JSON.stringify(request()), { key: DEV_SIGNING_KEY });
+    expect(res.status).toBe(500);
+    expect(((await res.json()) as { error: string }).error).toContain("STEPWISE_SIGNING_KEY");
+    expect(ran).toEqual([]);
+  });
+
+  it("in dev mode accepts the public dev key, and still needs a signature", async () => {
+    const { handler, ran, log } = setup({});
+    const env = { STEPWISE_DEV: "1" };
+    const body = JSON.stringify(request());
+    expect((await post(handler, body, { key: DEV_SIGNING_KEY, env })).status).toBe(206);
+    expect((await post(handler, body, { key: DEV_SIGNING_KEY, env })).status).toBe(206);
+    expect((await post(handler, body, { signature: null, env })).status).toBe(401);
+    expect(ran).toEqual(["o1", "o1"]);
+    expect(log.lines.filter((line) => line.includes("dev mode"))).toHaveLength(1);
+  });
+
+  it("reads the signing key from the environment on each request", async () => {
+    const { handler, ran } = setup({});
+    vi.stubEnv("STEPWISE_SIGNING_KEY", "from-process-env");
+    expect((await post(handler, JSON.stringify(request()), { key: "from-process-env" })).status).toBe(206);
+    expect((await post(handler, JSON.stringify(request()), { key: "from-worker-env", env: { STEPWISE_SIGNING_KEY: "from-worker-env" } })).status).toBe(206);
+    vi.stubEnv("STEPWISE_SIGNING_KEY", "rotated");
+    expect((await post(handler, JSON.stringify(request()), { key: "from-process-env" })).status).toBe(401);
+    expect(ran).toHaveLength(2);
+  });
+
+  it("runs onFailure through its companion with the original event and error", async () => {
+    const { handler, failures } = setup();
+    const original = { id: "evt-9", name: "order/created", data: { orderId: "o9" }, ts: 1 };
+    const failedEvent = {
+      id: "run-9:failed",
+      name: FUNCTION_FAILED_EVENT,
+      data: { functionId: "shop-fulfil", runId: "run-9", error: { name: "CardDeclined", message: "no funds" }, event: original },
+      ts: 2,
+    };
+    const req = request([{ id: "note", name: "note", kind: "run", position: 0, status: "completed", output: "failed o9" }], {
+      event: failedEvent,
+      events: [failedEvent],
+    });
+    const res = await post(handler, JSON.stringify(req), { fnId: "fulfil-failure" });
+    expect(await res.json()).toEqual({ type: "completed", output: null });
+    expect(failures).toEqual([{ name: "CardDeclined", message: "no funds", orderId: "o9", runId: "run-9", note: "failed o9" }]);
+  });
+});
+
+describe("PUT", () => {
+  it("registers the description with the executor, signed", async () => {
+    const calls: Array<{ url: string; body: string; signature: string | null }> = [];
+    const fetchStub: typeof fetch = async (input, init) => {
+      const headers = new Headers(init?.headers);
+      calls.push({ url: String(input), body: String(init?.body), signature: headers.get(HEADERS.signature) });
+      return Response.json({ message: "synced 3 functions" });
+    };
+    const { handler } = setup({ signingKey: KEY, fetch: fetchStub });
+    const res = await handler(new Request(URL_BASE, { method: "PUT" }), { STEPWISE_BASE_URL: "http://executor:8288/" });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ ok: true, message: "synced 3 functions" });
+    expect(calls).toHaveLength(1);
+    const [call] = calls;
+    expect(call?.url).toBe("http://executor:8288/api/apps");
+    expect(JSON.parse(call!.body)).toMatchObject({ appId: "shop", url: URL_BASE, functions: [{ id: "fulfil" }, { id: "fulfil-failure" }, { id: "plain" }] });
+    expect(await verify(call!.signature, call!.body, [KEY])).toEqual({ ok: true });
+  });
+
+  it("signs with the dev key in dev mode", async () => {
+    let signature: string | null = null;
+    let body = "";
+    const fetchStub: typeof fetch = async (_input, init) => {
+      signature = new Headers(init?.headers).get(HEADERS.signature);
+      body = String(init?.body);
+      return new Response(null, { status: 204 });
+    };
+    const { handler } = setup({ dev: true, fetch: fetchStub });
+    const res = await handler(new Request(URL_BASE, { method: "PUT" }));
+    expect(await res.json()).toMatchObject({ ok: true });
+    expect(await verify(signature, body, [DEV_SIGNING_KEY])).toEqual({ ok: true });
+  });
+
+  it("passes the executor's refusal on with its status and message", async () => {
+    const fetchStub: typeof fetch = async () => Response.json({ error: "signature does not match" }, { status: 401 });
+    const { handler } = setup({ signingKey: KEY, fetch: fetchStub });
+    const res = await handler(new Request(URL_BASE, { method: "PUT" }));
+    expect(res.status).toBe(401);
+    expect(((await res.json()) as { error: string }).error).toContain("signature does not match");
+  });
+
+  it("answers 502 when the executor cannot be reached", async () => {
+    const fetchStub: typeof fetch = async () => {
+      throw new TypeError("fetch failed");
+    };
+    const { handler } = setup({ signingKey: KEY, fetch: fetchStub });
+    const res = await handler(new Request(URL_BASE, { method: "PUT" }));
+    expect(res.status).toBe(502);
+    expect(((await res.json()) as { error: string }).error).toMatch(/Could not reach.*fetch failed/);
+  });
+});
+
+describe("serve() setup", () => {
+  it("refuses duplicate function IDs and functions of another app", () => {
+    const a = new Stepwise({ id: "a" });
+    const b = new Stepwise({ id: "b" });
+    const one = a.createFunction({ id: "one", triggers: [] }, async () => 1);
+    const again = a.createFunction({ id: "one", triggers: [] }, async () => 2);
+    const foreign = b.createFunction({ id: "two", triggers: [] }, async () => 2);
+    expect(() => serve({ client: a, functions: [one, again] })).toThrow(/two functions have the ID "one"/);
+    expect(() => serve({ client: a, functions: [foreign] })).toThrow(/belongs to app "b"/);
+  });
+
+  it("checks function options when the function is created", () => {
+    const a = new Stepwise({ id: "a" });
+    expect(() => a.createFunction({ id: "x", triggers: [], retries: 50 }, async () => 1)).toThrow(/retries/);
+  });
+});

@@ -83,6 +83,22 @@ describe("signed requests (production mode)", () => {
     expect(((await wrong.json()) as { error: string }).error).toMatch(/Invalid event key/);
   });
 
+  it("keeps runs private: the run API needs the signing key outside dev mode", async () => {
+    const [id] = await stack.send({ name: "test/signed", data: { who: "Private" } });
+    const run = await stack.waitForRun(id!);
+    for (const path of [`/api/runs/${run.id}`, `/api/events/${id}/runs`, "/api/functions"]) {
+      const anonymous = await fetch(`${stack.executor.url}${path}`);
+      expect(anonymous.status).toBe(401);
+      expect(((await anonymous.json()) as { error: string }).error).toMatch(/STEPWISE_SIGNING_KEY/);
+      const wrong = await fetch(`${stack.executor.url}${path}`, { headers: { authorization: "Bearer event-key" } });
+      expect(wrong.status).toBe(401);
+    }
+    const cancel = await fetch(`${stack.executor.url}/api/runs/${run.id}/cancel`, { method: "POST" });
+    expect(cancel.status).toBe(401);
+    const allowed = await fetch(`${stack.executor.url}/api/runs/${run.id}`, { headers: { authorization: "Bearer key-current" } });
+    expect(allowed.status).toBe(200);
+  });
+
   it("refuses an app registration signed with another key, and says why", async () => {
     const impostor = app({ signingKey: "not-the-key" });
     const handler = serveFetch({ ...impostor, serveUrl: "http://127.0.0.1:1/api/durable" });

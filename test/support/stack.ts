@@ -57,6 +57,8 @@ export async function startStack(options: {
   executor?: Partial<ServerOptions>;
 }): Promise<Stack> {
   const auth: Record<string, string> = options.executor?.eventKey ? { authorization: `Bearer ${options.executor.eventKey}` } : {};
+  // Outside dev mode the run API needs the signing key.
+  const management: Record<string, string> = options.executor?.signingKey ? { authorization: `Bearer ${options.executor.signingKey}` } : {};
   const { store, cleanup } = await openStore(options.store);
   const log = memoryLogger();
   const executor = await startServer({
@@ -78,7 +80,7 @@ export async function startStack(options: {
   if (!put.ok) throw new Error(`app registration failed: ${put.status} ${await put.text()}`);
 
   const api = async (path: string, init?: RequestInit) => {
-    const response = await fetch(`${executor.url}${path}`, init);
+    const response = await fetch(`${executor.url}${path}`, { ...init, headers: { ...management, ...init?.headers } });
     const body = (await response.json()) as Record<string, unknown>;
     if (!response.ok) throw new Error(`${path}: HTTP ${response.status} ${JSON.stringify(body)}`);
     return body;

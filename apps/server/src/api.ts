@@ -8,6 +8,7 @@
  *   POST /api/runs/:runId/cancel   cancels a live run
  *   GET  /api/events/:eventId/runs the runs an event started
  *
+ * Outside dev mode, events need the event key and the run and function routes the signing key.
  * Bad input gets a 4xx with `{ error }` saying what is wrong; nothing is stored then.
  */
 import { DEV_SIGNING_KEY, HEADERS, verify } from "@stepwise/protocol";
@@ -65,6 +66,19 @@ export function createApi(options: ApiOptions): Hono {
     executor.log.info(`app ${synced.appId} synced with ${synced.functions.length} function(s): ${synced.functions.join(", ")}`);
     return c.json({ ok: true, ...synced });
   });
+
+  // Runs hold users' data: outside dev mode, reading or cancelling them needs the signing key.
+  const management = async (c: Context, next: () => Promise<void>) => {
+    if (options.dev) return next();
+    const given = bearer(c);
+    if (!given || !options.signingKeys.includes(given)) {
+      return c.json({ error: "This API needs Authorization: Bearer <STEPWISE_SIGNING_KEY>" }, 401);
+    }
+    return next();
+  };
+  app.use("/api/functions", management);
+  app.use("/api/runs/*", management);
+  app.use("/api/events/:eventId/runs", management);
 
   app.get("/api/functions", async (c) => c.json({ functions: await executor.listFunctions() }));
 

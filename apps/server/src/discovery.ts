@@ -4,10 +4,13 @@
  * so a redeployed app's new functions appear without a restart.
  */
 import type { Executor } from "@stepwise/engine";
+import { HEADERS, sign } from "@stepwise/protocol";
 
 export interface DiscoveryOptions {
   executor: Executor;
   urls: string[];
+  /** The executor signs every request to an app, this one included. */
+  signingKey: string;
   /** Pause between syncs once an app answered. */
   refreshMs?: number;
   /** Pause between tries while an app does not answer yet. */
@@ -24,7 +27,7 @@ export function startDiscovery(options: DiscoveryOptions): { stop(): void; synce
         const attempt = async () => {
           if (stopped) return resolve();
           try {
-            await syncFrom(options.executor, url);
+            await syncFrom(options.executor, url, options.signingKey);
             resolve();
             schedule(options.refreshMs ?? 10_000);
           } catch (error) {
@@ -56,8 +59,11 @@ export function startDiscovery(options: DiscoveryOptions): { stop(): void; synce
   };
 }
 
-async function syncFrom(executor: Executor, url: string): Promise<void> {
-  const response = await fetch(url, { signal: AbortSignal.timeout(5_000) });
+async function syncFrom(executor: Executor, url: string, signingKey: string): Promise<void> {
+  const response = await fetch(url, {
+    headers: { [HEADERS.signature]: await sign(signingKey, "") },
+    signal: AbortSignal.timeout(5_000),
+  });
   if (!response.ok) throw new Error(`GET answered HTTP ${response.status}`);
   const description = (await response.json()) as Record<string, unknown>;
   // The URL we were given is how this executor reaches the app, whatever the app thinks it is.

@@ -47,7 +47,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   });
   const { server, port } = await listen(api.fetch, options.port, options.host ?? "127.0.0.1");
   const url = `http://${options.host ?? "127.0.0.1"}:${port}`;
-  const discovery = startDiscovery({ executor, urls: options.appUrls ?? [] });
+  const discovery = startDiscovery({ executor, urls: options.appUrls ?? [], signingKey });
 
   let closing: Promise<void> | undefined;
   return {

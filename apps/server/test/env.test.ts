@@ -1,0 +1,19 @@
+import { expect, it } from "vitest";
+import { readEnv } from "../src/env.ts";
+
+it("reads keys, app URLs and backoff from the environment", () => {
+  const env = readEnv({
+    STEPWISE_SIGNING_KEY: "k1",
+    STEPWISE_SIGNING_KEY_NEXT: "k2",
+    STEPWISE_EVENT_KEY: "ek",
+    STEPWISE_APP_URLS: " http://a/api/durable, ,http://b/api/durable ",
+    STEPWISE_RETRY_INITIAL_MS: "20",
+  });
+  expect(env).toMatchObject({ signingKey: "k1", signingKeyNext: "k2", eventKey: "ek", retryInitialMs: 20 });
+  expect(env.appUrls).toEqual(["http://a/api/durable", "http://b/api/durable"]);
+});
+
+it("treats empty variables as unset and rejects a bad number with its name", () => {
+  expect(readEnv({ STEPWISE_SIGNING_KEY: "" }).signingKey).toBeUndefined();
+  expect(() => readEnv({ STEPWISE_RETRY_MAX_MS: "soon" })).toThrow(/STEPWISE_RETRY_MAX_MS must be a positive number/);
+});

@@ -11,11 +11,18 @@ import type { AnyStepwiseFunction, Stepwise } from "@stepwise/sdk";
 import { startServer, type RunningServer, type ServerOptions } from "@stepwise/server";
 import { createPgliteClient, PostgresStore } from "@stepwise/store-postgres";
 import { Hono } from "hono";
+import { RedisQueue } from "@stepwise/queue-redis";
 import { createTestDatabase, postgresAvailable } from "./postgres.ts";
+import { redisAvailable, startTestRedis } from "./redis.ts";
 
-export type StoreKind = "pglite" | "postgres";
-/** The stores every end-to-end suite runs against. */
-export const STORE_KINDS: StoreKind[] = postgresAvailable ? ["pglite", "postgres"] : ["pglite"];
+/** The topologies: embedded PGlite; Postgres only; Postgres as the record with the queue in Redis. */
+export type StoreKind = "pglite" | "postgres" | "postgres+redis";
+/** The topologies every end-to-end suite runs against. */
+export const STORE_KINDS: StoreKind[] = [
+  "pglite",
+  ...(postgresAvailable ? (["postgres"] as const) : []),
+  ...(postgresAvailable && redisAvailable ? (["postgres+redis"] as const) : []),
+];
 
 export async function openStore(kind: StoreKind): Promise<{ store: Store; cleanup(): Promise<void> }> {
   if (kind === "pglite") {
@@ -23,7 +30,16 @@ export async function openStore(kind: StoreKind): Promise<{ store: Store; cleanu
     return { store, cleanup: async () => {} };
   }
   const db = await createTestDatabase("e2e");
-  return { store: db.store(), cleanup: () => db.drop() };
+  if (kind === "postgres") return { store: db.store(), cleanup: () => db.drop() };
+  const redis = await startTestRedis("e2e");
+  const queue = new RedisQueue({ url: redis.url, token: redis.token, prefix: redis.prefix });
+  return {
+    store: new PostgresStore(db.client(), { queue }),
+    cleanup: async () => {
+      await db.drop();
+      await redis.close();
+    },
+  };
 }
 
 /** Collects executor log lines so tests can assert on them (and print them on failure). */

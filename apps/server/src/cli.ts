@@ -1,20 +1,27 @@
 /**
  * `stepwise dev`   the executor on an embedded PGlite store in a local folder; no services.
- * `stepwise start` the executor on Postgres (DATABASE_URL, through the Neon driver).
+ * `stepwise start` the production executor: Postgres (DATABASE_URL) as the record, and the
+ *                  queue in Redis (UPSTASH_REDIS_REST_URL/TOKEN) or, without them, in Postgres.
+ *                  Run as many as the load needs; they share work through the stores alone.
  */
 import { mkdirSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { createNeonClient, createPgliteClient, PostgresStore } from "@stepwise/store-postgres";
 import { consoleLogger } from "@stepwise/engine";
-import { readEnv } from "./env.ts";
+import { createNeonClient, createPgliteClient, PostgresStore } from "@stepwise/store-postgres";
+import { RedisQueue } from "@stepwise/queue-redis";
+import { readEnv, type EnvSettings } from "./env.ts";
 import { startServer } from "./server.ts";
 
 const USAGE = `Usage:
   stepwise dev   [--port 8288] [--host 127.0.0.1] [--app URL]... [--data-dir .stepwise/data]
   stepwise start [--port 8288] [--host 0.0.0.0] [--app URL]... [--database-url URL] [--ws-proxy HOST:PORT]
+                 [--concurrency 16] [--lease-ms 30000]
 
 Environment: STEPWISE_SIGNING_KEY, STEPWISE_SIGNING_KEY_NEXT, STEPWISE_EVENT_KEY, STEPWISE_APP_URLS,
-STEPWISE_DATA_DIR, DATABASE_URL, STEPWISE_RETRY_INITIAL_MS, STEPWISE_RETRY_MAX_MS`;
+STEPWISE_DATA_DIR, DATABASE_URL, UPSTASH_REDIS_REST_URL, UPSTASH_REDIS_REST_TOKEN, STEPWISE_REDIS_PREFIX,
+STEPWISE_CONCURRENCY, STEPWISE_LEASE_MS, STEPWISE_RETRY_INITIAL_MS, STEPWISE_RETRY_MAX_MS`;
+
+type Flags = Record<string, string | string[] | undefined>;
 
 export async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
@@ -32,32 +39,36 @@ export async function main(argv: string[]): Promise<void> {
       "data-dir": { type: "string" },
       "database-url": { type: "string" },
       "ws-proxy": { type: "string" },
+      concurrency: { type: "string" },
+      "lease-ms": { type: "string" },
     },
   });
   const env = readEnv();
   const dev = command === "dev";
-  const port = Number(values.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new Error(`--port must be a port number, got "${values.port}"`);
+  const port = integer("--port", values.port, 0, 65_535)!;
+  const appUrls = [...(values.app ?? []), ...env.appUrls];
 
-  const store = dev ? await embeddedStore(values["data-dir"] ?? env.dataDir ?? ".stepwise/data") : postgresStore(values, env);
+  const store = dev ? embeddedStore(values["data-dir"] ?? env.dataDir ?? ".stepwise/data") : productionStore(values, env);
   const server = await startServer({
     store,
     dev,
     port,
     host: values.host ?? (dev ? "127.0.0.1" : "0.0.0.0"),
-    appUrls: [...(values.app ?? []), ...env.appUrls],
+    appUrls,
     signingKey: env.signingKey,
     signingKeyNext: env.signingKeyNext,
     eventKey: env.eventKey,
     exclusiveStore: dev,
     backoff: { initialMs: env.retryInitialMs, maxMs: env.retryMaxMs },
+    concurrency: integer("--concurrency", values.concurrency, 1, 10_000) ?? env.concurrency,
+    leaseMs: integer("--lease-ms", values["lease-ms"], 1_000, 3_600_000) ?? env.leaseMs,
     log: consoleLogger,
   });
   consoleLogger.info(`stepwise ${command}: executor listening on ${server.url} (send events to ${server.url}/api/events)`);
-  for (const url of [...(values.app ?? []), ...env.appUrls]) consoleLogger.info(`watching app ${url}`);
+  for (const url of appUrls) consoleLogger.info(`watching app ${url}`);
 
   const shutdown = (signal: string) => {
-    consoleLogger.info(`${signal}: finishing running jobs, then stopping`);
+    consoleLogger.info(`${signal}: no new work; finishing running jobs, then stopping`);
     server.close().then(
       () => process.exit(0),
       (error: unknown) => {
@@ -70,14 +81,34 @@ export async function main(argv: string[]): Promise<void> {
   process.once("SIGTERM", () => shutdown("SIGTERM"));
 }
 
-async function embeddedStore(dataDir: string): Promise<PostgresStore> {
-  mkdirSync(dataDir, { recursive: true });
-  consoleLogger.info(`embedded store (PGlite) in ${dataDir}`);
-  return new PostgresStore(await createPgliteClient({ dataDir }));
+function integer(flag: string, value: unknown, min: number, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed < min || parsed > max) throw new Error(`${flag} must be a whole number from ${min} to ${max}, got "${value}"`);
+  return parsed;
 }
 
-function postgresStore(values: { "database-url"?: string; "ws-proxy"?: string }, env: ReturnType<typeof readEnv>) {
-  const connectionString = values["database-url"] ?? env.databaseUrl;
+function embeddedStore(dataDir: string): PostgresStore {
+  mkdirSync(dataDir, { recursive: true });
+  consoleLogger.info(`embedded store (PGlite) in ${dataDir}`);
+  return new PostgresStore(createPgliteClient({ dataDir }));
+}
+
+function productionStore(values: Flags, env: EnvSettings): PostgresStore {
+  const connectionString = (values["database-url"] as string | undefined) ?? env.databaseUrl;
   if (!connectionString) throw new Error("stepwise start needs DATABASE_URL (or --database-url) pointing at Postgres");
-  return new PostgresStore(createNeonClient({ connectionString, wsProxy: values["ws-proxy"] }));
+  const wsProxy = values["ws-proxy"] as string | undefined;
+  const client = createNeonClient({
+    connectionString,
+    wsProxy,
+    onError: (error) => consoleLogger.warn(`postgres connection error: ${error.message}`),
+  });
+  const { host } = new URL(connectionString);
+  if (env.redisRestUrl && env.redisRestToken) {
+    consoleLogger.info(`record in Postgres (${host}), queue in Redis (${new URL(env.redisRestUrl).host})`);
+    const queue = new RedisQueue({ url: env.redisRestUrl, token: env.redisRestToken, prefix: env.redisPrefix });
+    return new PostgresStore(client, { queue });
+  }
+  consoleLogger.info(`record and queue in Postgres (${host}); set UPSTASH_REDIS_REST_URL and _TOKEN to queue in Redis`);
+  return new PostgresStore(client);
 }

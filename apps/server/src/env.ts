@@ -9,6 +9,14 @@ export interface EnvSettings {
   /** First retry delay for functions that set no backoff (tests use a few ms). */
   retryInitialMs?: number;
   retryMaxMs?: number;
+  /** Upstash (or the local bridge): the queue goes to Redis when both are set. */
+  redisRestUrl?: string;
+  redisRestToken?: string;
+  redisPrefix?: string;
+  /** Jobs one executor process runs at once. */
+  concurrency?: number;
+  /** How long a claimed job is held before another executor may take it over. */
+  leaseMs?: number;
 }
 
 export function readEnv(env: Record<string, string | undefined> = process.env): EnvSettings {
@@ -28,5 +36,10 @@ export function readEnv(env: Record<string, string | undefined> = process.env): 
     databaseUrl: env.DATABASE_URL || undefined,
     retryInitialMs: number("STEPWISE_RETRY_INITIAL_MS"),
     retryMaxMs: number("STEPWISE_RETRY_MAX_MS"),
+    redisRestUrl: env.UPSTASH_REDIS_REST_URL || undefined,
+    redisRestToken: env.UPSTASH_REDIS_REST_TOKEN || undefined,
+    redisPrefix: env.STEPWISE_REDIS_PREFIX || undefined,
+    concurrency: number("STEPWISE_CONCURRENCY"),
+    leaseMs: number("STEPWISE_LEASE_MS"),
   };
 }

@@ -68,7 +68,11 @@ export class Unit {
   }
 }
 
-/** Runs `fn` in a transaction; after commit, prints its lines and announces its jobs. */
+/**
+ * Runs `fn` in a transaction; after commit, prints its lines, publishes its jobs to the queue
+ * and announces them to local workers. A failed publish is only logged: the jobs are in the
+ * record, and the queue's reconcile finds them.
+ */
 export async function transact<T>(
   ctx: EngineContext,
   fn: (unit: Unit) => Promise<T>,
@@ -78,7 +82,20 @@ export async function transact<T>(
     const unit = new Unit(tx, ctx, continuation);
     return { result: await fn(unit), unit };
   });
-  for (const [level, line] of outcome.unit.lines) ctx.log[level](line);
-  if (outcome.unit.queued.length > 0) ctx.onEnqueued(outcome.unit.queued);
+  const { unit } = outcome;
+  for (const [level, line] of unit.lines) ctx.log[level](line);
+  const queue = ctx.store.queue;
+  try {
+    if (unit.queued.length > 0) await queue.publish(unit.queued);
+    if (unit.continued.length > 0 && continuation) await queue.publish(unit.continued, continuation);
+  } catch (error) {
+    unit.continued.length = 0; // not leased in the queue: let reconcile hand it out instead
+    ctx.log.warn(`could not publish ${unit.queued.length} job(s) to the queue (${describe(error)}); reconcile will re-add them`);
+  }
+  if (unit.queued.length > 0) ctx.onEnqueued(unit.queued);
   return outcome;
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }

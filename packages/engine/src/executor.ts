@@ -35,6 +35,8 @@ export interface ExecutorOptions {
   invokeTimeoutMs?: number;
   /** How long the cache of registered functions is trusted before a reload. */
   registryRefreshMs?: number;
+  /** How often the queue is checked against the record (lost jobs, stranded runs). */
+  maintenanceMs?: number;
   /** Process-unique worker name (for leases). */
   workerId?: string;
   fetch?: typeof fetch;
@@ -45,6 +47,8 @@ export class Executor {
   readonly log: Logger;
   private readonly ctx: EngineContext;
   private readonly worker: Worker;
+  private maintenance: ReturnType<typeof setInterval> | undefined;
+  private maintaining: Promise<void> | undefined;
 
   constructor(private readonly options: ExecutorOptions) {
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
@@ -87,11 +91,37 @@ export class Executor {
     await this.options.store.migrate();
     await this.ctx.registry.refresh();
     this.worker.start();
+    const every = this.options.maintenanceMs ?? 15_000;
+    this.maintenance = setInterval(() => void this.maintain(), every);
+    void this.maintain();
   }
 
   /** Stops taking work; running jobs finish (up to `graceMs`) or are given back. */
   async stop(graceMs?: number): Promise<void> {
+    clearInterval(this.maintenance);
+    await this.maintaining;
     await this.worker.stop(graceMs);
+  }
+
+  /**
+   * Checks the queue against the record: re-adds jobs the queue lost (Redis flushed or failed
+   * over) and requeues live runs that have no job at all. Runs one at a time per process.
+   */
+  maintain(): Promise<void> {
+    this.maintaining ??= (async () => {
+      try {
+        const store = this.options.store;
+        const readded = await store.queue.reconcile(store);
+        if (readded > 0) this.log.warn(`queue had lost ${readded} job(s); re-added them from the record`);
+        const stranded = await store.sweepStrandedRuns();
+        if (stranded.length > 0) this.log.warn(`requeued ${stranded.length} stranded run(s): ${stranded.join(", ")}`);
+      } catch (error) {
+        this.log.warn(`queue maintenance failed: ${error instanceof Error ? error.message : String(error)}; will retry`);
+      } finally {
+        this.maintaining = undefined;
+      }
+    })();
+    return this.maintaining;
   }
 
   private announce(jobs: JobRecord[]): void {

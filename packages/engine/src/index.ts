@@ -1,5 +1,5 @@
 export { Executor, type ExecutorOptions } from "./executor.ts";
-export type { Store, StoreTx, StoreReader, Queue } from "./store.ts";
+export type { Store, StoreTx, StoreReader, Queue, JobSource } from "./store.ts";
 export * from "./records.ts";
 export { backoffDelay, DEFAULT_BACKOFF } from "./backoff.ts";
 export { DEFAULT_LIMITS, type Limits } from "./limits.ts";

@@ -21,6 +21,12 @@ export interface JobRunner {
 }
 
 export async function runJob(runner: JobRunner, job: JobRecord): Promise<JobRecord[]> {
+  const { store } = runner.ctx;
+  // A queue outside the record may hand out a job whose completion already committed.
+  if (!store.queue.authoritative && !(await store.jobExists(job.id))) {
+    await forget(runner, job.id);
+    return [];
+  }
   if (job.kind !== "invoke") {
     await runner.ctx.registry.ensureFresh();
     return finishJob(runner, job, (unit) => fireTimer(unit, job));
@@ -39,7 +45,15 @@ async function finishJob(runner: JobRunner, job: JobRecord, fn: (unit: Unit) => 
     },
     continuation,
   );
+  await forget(runner, job.id);
   return unit.continued;
+}
+
+/** The record no longer has the job: the queue may drop it (a failure here only costs a no-op claim later). */
+async function forget(runner: JobRunner, jobId: string): Promise<void> {
+  await runner.ctx.store.queue.forget(jobId).catch((error: unknown) => {
+    runner.ctx.log.warn(`could not drop job ${jobId} from the queue: ${error instanceof Error ? error.message : String(error)}`);
+  });
 }
 
 async function runInvocation(runner: JobRunner, job: JobRecord): Promise<JobRecord[]> {

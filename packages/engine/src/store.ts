@@ -46,8 +46,31 @@ export interface StoreTx extends StoreReader {
   completeJob(jobId: string, owner: string): Promise<boolean>;
 }
 
-/** The queue operations outside a state change. */
+/** The record of queued jobs, as a queue that is not the record itself rebuilds from it. */
+export interface JobSource {
+  /** Jobs with an ID after `afterId` (in ID order) created before `createdBefore`. */
+  listJobs(afterId: string | null, limit: number, createdBefore: Date): Promise<JobRecord[]>;
+  jobExists(jobId: string): Promise<boolean>;
+}
+
+/**
+ * The queue operations outside a state change. Jobs are always written to the record inside
+ * the transaction that makes them necessary (`StoreTx.enqueue`); a queue that lives elsewhere
+ * (Redis) learns of them after the commit (`publish`) and forgets them after the commit that
+ * completes them (`forget`). Whatever it loses in between, `reconcile` rebuilds from the record.
+ */
 export interface Queue {
+  /**
+   * True when the queue is the record itself (Postgres): a claimed job surely still exists.
+   * False (Redis): a claim may name a job whose completion committed but was not yet forgotten.
+   */
+  readonly authoritative: boolean;
+  /** After a commit: make these jobs claimable, or leased to `lease.owner` when given. */
+  publish(jobs: JobRecord[], lease?: { owner: string; leaseMs: number }): Promise<void>;
+  /** After the commit that deleted a job from the record. */
+  forget(jobId: string): Promise<void>;
+  /** Re-adds jobs the queue lost; returns how many. A no-op for the record's own queue. */
+  reconcile(source: JobSource): Promise<number>;
   /** Leases up to `limit` due jobs (including ones whose lease expired) to `owner`. */
   claim(owner: string, limit: number, leaseMs: number): Promise<JobRecord[]>;
   /** Extends leases still held by `owner` (heartbeat). */
@@ -60,7 +83,7 @@ export interface Queue {
   releaseAllLeases(): Promise<void>;
 }
 
-export interface Store extends StoreReader {
+export interface Store extends StoreReader, JobSource {
   /** Creates the schema if needed (idempotent). */
   migrate(): Promise<void>;
   /** Runs `fn` atomically; retried on deadlocks and serialization failures, so keep it pure. */
@@ -69,6 +92,11 @@ export interface Store extends StoreReader {
   listApps(): Promise<AppRecord[]>;
   listFunctions(): Promise<FunctionRecord[]>;
   listRunsByEvent(eventId: string): Promise<RunRecord[]>;
+  /**
+   * Live runs with no job and nothing that will settle them (an engine bug or a lost write):
+   * queues an invocation for each, once across executors; returns their IDs.
+   */
+  sweepStrandedRuns(): Promise<string[]>;
   queue: Queue;
   close(): Promise<void>;
 }

@@ -4,6 +4,7 @@
  * its lease runs out. Between claims it sleeps until the next job is due, the poll interval
  * passes, or `notify()` says a job was just queued (so a step follows a step at once).
  */
+import { isUnavailable } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import type { JobRecord } from "./records.ts";
 import type { Queue } from "./store.ts";
@@ -27,7 +28,10 @@ export class Worker {
   private wake: (() => void) | null = null;
   private wakeAt = Infinity;
   private heartbeat: ReturnType<typeof setInterval> | undefined;
+  /** Consecutive failures caused by an unreachable store, and when the streak began. */
   private failures = 0;
+  private outageSince = 0;
+  private pausedUntil = 0;
 
   constructor(private readonly options: WorkerOptions) {}
 
@@ -61,11 +65,16 @@ export class Worker {
       const free = this.options.concurrency - this.active.size;
       let claimed: JobRecord[] = [];
       if (free > 0) {
+        if (Date.now() < this.pausedUntil) {
+          await this.idle(this.pausedUntil - Date.now());
+          continue;
+        }
         try {
           claimed = await this.options.queue.claim(this.options.owner, free, this.options.leaseMs);
-          this.failures = 0;
+          // A queue in Postgres answering means Postgres is back; a Redis queue says nothing of it.
+          if (this.options.queue.authoritative) this.storeHealthy();
         } catch (error) {
-          await this.storeTrouble(error);
+          this.storeTrouble(error);
           continue;
         }
       }
@@ -108,12 +117,17 @@ export class Worker {
       .handle(job)
       .then((next) => {
         this.active.delete(job.id);
+        this.storeHealthy();
         for (const continued of next) this.spawn(continued);
       })
       .catch((error: unknown) => {
         this.active.delete(job.id);
-        const cause = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-        this.options.log.warn(`job ${job.id} (${job.kind} of run ${job.runId}) failed in the executor: ${cause}; it will be retried`);
+        if (isUnavailable(error)) {
+          this.storeTrouble(error);
+        } else {
+          const cause = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+          this.options.log.warn(`job ${job.id} (${job.kind} of run ${job.runId}) failed in the executor: ${cause}; it will be retried`);
+        }
         const retryAt = new Date(Date.now() + Math.min(30_000, 500 * 2 ** Math.min(job.claims, 6)));
         this.options.queue.release(job.id, this.options.owner, retryAt).catch(() => {});
       })
@@ -129,15 +143,25 @@ export class Worker {
     }
   }
 
-  /** The store is down or failing: say so once per streak, back off, keep trying. */
-  private async storeTrouble(error: unknown): Promise<void> {
+  /**
+   * A store is unreachable: say so once per outage, pause claiming with growing backoff (up to
+   * 5 s), keep trying. Jobs that failed are given back and retried; none is dropped.
+   */
+  private storeTrouble(error: unknown): void {
     this.failures++;
-    const wait = Math.min(5_000, 100 * 2 ** Math.min(this.failures, 6));
     if (this.failures === 1) {
+      this.outageSince = Date.now();
       const cause = error instanceof Error ? error.message : String(error);
-      this.options.log.error(`cannot claim jobs from the store (${cause}); retrying with backoff`);
+      this.options.log.error(`store unavailable (${cause}); pausing work and retrying with backoff`);
     }
-    await this.idle(wait);
+    this.pausedUntil = Date.now() + Math.min(5_000, 100 * 2 ** Math.min(this.failures, 6));
+  }
+
+  private storeHealthy(): void {
+    if (this.failures === 0) return;
+    const seconds = ((Date.now() - this.outageSince) / 1_000).toFixed(1);
+    this.options.log.info(`store reachable again after ${seconds}s (${this.failures} failed attempts); resuming work`);
+    this.failures = 0;
   }
 }
 

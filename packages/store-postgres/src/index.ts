@@ -1,4 +1,4 @@
-export { PostgresStore } from "./store.ts";
+export { PostgresStore, type PostgresStoreOptions } from "./store.ts";
 export { PgQueue } from "./queue.ts";
 export type { SqlClient, SqlExecutor } from "./sql.ts";
 export { SCHEMA_SQL } from "./schema.ts";

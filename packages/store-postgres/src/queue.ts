@@ -9,7 +9,20 @@ import type { SqlExecutor } from "./sql.ts";
 import { toJob } from "./rows.ts";
 
 export class PgQueue implements Queue {
+  /** The jobs table is both the record and the queue. */
+  readonly authoritative = true;
+
   constructor(private readonly sql: SqlExecutor) {}
+
+  /** Jobs are claimable the moment their transaction commits. */
+  async publish(): Promise<void> {}
+
+  /** The completing transaction already deleted the row. */
+  async forget(): Promise<void> {}
+
+  async reconcile(): Promise<number> {
+    return 0;
+  }
 
   async claim(owner: string, limit: number, leaseMs: number): Promise<JobRecord[]> {
     const rows = await this.sql.query(

@@ -3,9 +3,9 @@
  * Every state change runs in one transaction, retried when Postgres aborts it for a
  * deadlock or a serialization failure (two executors touching the same runs).
  */
-import type { AppRecord, FunctionRecord, RunRecord, Store, StoreTx } from "@stepwise/engine";
+import type { AppRecord, FunctionRecord, JobRecord, Queue, RunRecord, Store, StoreTx } from "@stepwise/engine";
 import { PgQueue } from "./queue.ts";
-import { toApp, toFunction, toRun } from "./rows.ts";
+import { toApp, toFunction, toJob, toRun } from "./rows.ts";
 import { SCHEMA_SQL } from "./schema.ts";
 import type { SqlClient } from "./sql.ts";
 import { PgReader, PgTx } from "./tx.ts";
@@ -13,12 +13,25 @@ import { PgReader, PgTx } from "./tx.ts";
 const RETRYABLE_CODES = new Set(["40P01", "40001"]);
 const MAX_TX_ATTEMPTS = 8;
 
-export class PostgresStore extends PgReader implements Store {
-  readonly queue: PgQueue;
+export interface PostgresStoreOptions {
+  /**
+   * A queue that lives outside Postgres (Redis). The jobs table then stays the durable record
+   * of every job, and the queue is rebuilt from it when it loses anything.
+   */
+  queue?: Queue;
+}
 
-  constructor(private readonly client: SqlClient) {
+export class PostgresStore extends PgReader implements Store {
+  readonly queue: Queue;
+  private readonly leasesInPostgres: boolean;
+
+  constructor(
+    private readonly client: SqlClient,
+    options: PostgresStoreOptions = {},
+  ) {
     super(client);
-    this.queue = new PgQueue(client);
+    this.queue = options.queue ?? new PgQueue(client);
+    this.leasesInPostgres = !options.queue;
   }
 
   async migrate(): Promise<void> {
@@ -28,7 +41,7 @@ export class PostgresStore extends PgReader implements Store {
   async transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.client.transaction((sql) => fn(new PgTx(sql)));
+        return await this.client.transaction((sql) => fn(new PgTx(sql, this.leasesInPostgres)));
       } catch (error) {
         const code = (error as { code?: unknown }).code;
         if (typeof code !== "string" || !RETRYABLE_CODES.has(code) || attempt >= MAX_TX_ATTEMPTS) throw error;
@@ -69,6 +82,36 @@ export class PostgresStore extends PgReader implements Store {
 
   async listRunsByEvent(eventId: string): Promise<RunRecord[]> {
     return (await this.client.query("SELECT * FROM runs WHERE event_id = $1 ORDER BY started_at, id", [eventId])).map(toRun);
+  }
+
+  async jobExists(jobId: string): Promise<boolean> {
+    return (await this.client.query("SELECT 1 FROM jobs WHERE id = $1", [jobId])).length > 0;
+  }
+
+  async listJobs(afterId: string | null, limit: number, createdBefore: Date): Promise<JobRecord[]> {
+    const rows = await this.client.query(
+      "SELECT * FROM jobs WHERE id > $1 AND created_at < $2 ORDER BY id LIMIT $3",
+      [afterId ?? "0", createdBefore.toISOString(), limit],
+    );
+    return rows.map(toJob);
+  }
+
+  async sweepStrandedRuns(): Promise<string[]> {
+    return this.client.transaction(async (sql) => {
+      // One sweeper at a time across executors; the others skip this round.
+      const [lock] = await sql.query<{ ok: boolean }>("SELECT pg_try_advisory_xact_lock(7151) AS ok");
+      if (!lock?.ok) return [];
+      const rows = await sql.query<{ run_id: string }>(
+        `INSERT INTO jobs (kind, run_id)
+         SELECT 'invoke', r.id FROM runs r
+         WHERE r.status NOT IN ('completed', 'failed', 'cancelled')
+           AND r.started_at < now() - interval '30 seconds'
+           AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.run_id = r.id)
+           AND NOT EXISTS (SELECT 1 FROM steps s WHERE s.run_id = r.id AND s.status = 'invoking')
+         RETURNING run_id`,
+      );
+      return rows.map((row) => row.run_id);
+    });
   }
 
   async close(): Promise<void> {

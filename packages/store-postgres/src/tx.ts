@@ -27,6 +27,18 @@ export class PgReader {
 }
 
 export class PgTx extends PgReader implements StoreTx {
+  /**
+   * @param leases whether leases live in the jobs table (the Postgres queue). With a queue
+   *   elsewhere (Redis) the table is only the record: no lease columns are written, and the
+   *   delete that completes a job is the fence: whoever deletes it first applied its result.
+   */
+  constructor(
+    sql: SqlExecutor,
+    private readonly leases = true,
+  ) {
+    super(sql);
+  }
+
   async insertEvents(events: EventRecord[]): Promise<EventRecord[]> {
     if (events.length === 0) return [];
     // Arrays travel as one JSON document: the drivers disagree on how to send JS arrays.
@@ -125,8 +137,9 @@ export class PgTx extends PgReader implements StoreTx {
     await this.sql.query("DELETE FROM matchers WHERE run_id = $1", [runId]);
   }
 
-  async enqueue(jobs: NewJob[], lease?: { owner: string; leaseMs: number }): Promise<JobRecord[]> {
+  async enqueue(jobs: NewJob[], requestedLease?: { owner: string; leaseMs: number }): Promise<JobRecord[]> {
     if (jobs.length === 0) return [];
+    const lease = this.leases ? requestedLease : undefined;
     const rows = await this.sql.query(
       `INSERT INTO jobs (kind, run_id, step_id, run_at, locked_by, locked_until, claims)
        SELECT kind, run_id, step_id, coalesce(run_at, now()), $2::text,
@@ -144,7 +157,9 @@ export class PgTx extends PgReader implements StoreTx {
   }
 
   async completeJob(jobId: string, owner: string): Promise<boolean> {
-    const rows = await this.sql.query("DELETE FROM jobs WHERE id = $1 AND locked_by = $2 RETURNING id", [jobId, owner]);
+    const rows = this.leases
+      ? await this.sql.query("DELETE FROM jobs WHERE id = $1 AND locked_by = $2 RETURNING id", [jobId, owner])
+      : await this.sql.query("DELETE FROM jobs WHERE id = $1 RETURNING id", [jobId]);
     return rows.length > 0;
   }
 }

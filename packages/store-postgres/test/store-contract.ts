@@ -2,7 +2,7 @@
  * The contract every store and queue adapter must pass: the executor relies on exactly
  * these behaviours (idempotent events, lease-checked completion, no double claims).
  */
-import type { JobRecord, RunRecord, Store } from "@stepwise/engine";
+import type { JobRecord, NewJob, RunRecord, Store } from "@stepwise/engine";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 export function testStore(name: string, open: () => Promise<{ store: Store; cleanup(): Promise<void> }>): void {
@@ -86,86 +86,130 @@ export function testStore(name: string, open: () => Promise<{ store: Store; clea
       expect((await store.transaction((tx) => tx.findMatchers(eventName))).map((m) => m.stepId)).toEqual(["cancel:0"]);
     });
 
-    describe("queue", () => {
-      const drain = async () => {
-        // Other tests' jobs may be due: claim everything so each test starts from an empty queue.
-        while ((await store.queue.claim("drain", 100, 3_600_000)).length > 0);
-      };
+  });
+}
 
-      it("claims due jobs once, not future ones, and completes only with the lease", async () => {
-        await drain();
-        const runId = uid("run");
-        const [due, later] = await store.transaction((tx) =>
-          tx.enqueue([{ kind: "invoke", runId }, { kind: "wake", runId, stepId: "s", runAt: new Date(Date.now() + 60_000) }]),
-        ) as [JobRecord, JobRecord];
-        expect(later.runAt.getTime()).toBeGreaterThan(Date.now() + 50_000);
-        const [a, b] = await Promise.all([store.queue.claim("w1", 10, 10_000), store.queue.claim("w2", 10, 10_000)]);
-        const claimed = [...a, ...b];
-        expect(claimed.map((j) => j.id)).toEqual([due.id]);
-        expect(claimed[0]?.claims).toBe(1);
-        const owner = a.length ? "w1" : "w2";
-        const other = a.length ? "w2" : "w1";
-        expect(await store.transaction((tx) => tx.completeJob(due.id, other))).toBe(false);
-        expect(await store.transaction((tx) => tx.completeJob(due.id, owner))).toBe(true);
-        expect(await store.transaction((tx) => tx.completeJob(due.id, owner))).toBe(false);
-        const next = await store.queue.nextDueAt();
-        expect(next?.getTime()).toBe(later.runAt.getTime());
-      });
+/**
+ * The queue contract, on a store whose `queue` is the adapter under test. Jobs go in and out
+ * the way the engine moves them: written in a transaction, then published; completed in a
+ * transaction, then forgotten.
+ */
+export function testQueue(name: string, open: () => Promise<{ store: Store; cleanup(): Promise<void> }>): void {
+  describe(`queue contract: ${name}`, () => {
+    let store: Store;
+    let cleanup: () => Promise<void>;
+    let seq = 0;
+    const uid = (prefix: string) => `${prefix}-${Date.now().toString(36)}-${++seq}`;
 
-      it("lets another worker take a job whose lease ran out, and not before", async () => {
-        await drain();
-        const runId = uid("run");
-        await store.transaction((tx) => tx.enqueue([{ kind: "invoke", runId }]));
-        const [job] = await store.queue.claim("dead", 1, 150);
-        expect(job).toBeDefined();
-        expect(await store.queue.claim("alive", 1, 10_000)).toEqual([]);
-        await new Promise((r) => setTimeout(r, 250));
-        const [again] = await store.queue.claim("alive", 1, 10_000);
-        expect(again?.id).toBe(job!.id);
-        expect(again?.claims).toBe(2);
-        expect(await store.transaction((tx) => tx.completeJob(job!.id, "dead"))).toBe(false);
-        expect(await store.transaction((tx) => tx.completeJob(job!.id, "alive"))).toBe(true);
-      });
+    beforeAll(async () => {
+      ({ store, cleanup } = await open());
+      await store.migrate();
+    });
+    afterAll(async () => cleanup?.());
 
-      it("extends leases by heartbeat and releases jobs for a later time", async () => {
-        await drain();
-        const runId = uid("run");
-        await store.transaction((tx) => tx.enqueue([{ kind: "invoke", runId }]));
-        const [job] = await store.queue.claim("w", 1, 150);
-        await store.queue.extendLeases([job!.id], "w", 10_000);
-        await new Promise((r) => setTimeout(r, 250));
-        expect(await store.queue.claim("thief", 1, 10_000)).toEqual([]);
-        await store.queue.release(job!.id, "w", new Date(Date.now() + 100));
-        expect(await store.queue.claim("x", 1, 10_000)).toEqual([]);
-        await new Promise((r) => setTimeout(r, 150));
-        expect((await store.queue.claim("x", 1, 10_000)).map((j) => j.id)).toEqual([job!.id]);
-      });
+    const enqueueJobs = async (jobs: NewJob[], lease?: { owner: string; leaseMs: number }) => {
+      const stored = await store.transaction((tx) => tx.enqueue(jobs, lease));
+      await store.queue.publish(stored, lease);
+      return stored;
+    };
+    const complete = async (jobId: string, owner: string) => {
+      const done = await store.transaction((tx) => tx.completeJob(jobId, owner));
+      if (done) await store.queue.forget(jobId);
+      return done;
+    };
 
-      it("hands a job queued with a lease straight to its owner", async () => {
-        await drain();
-        const runId = uid("run");
-        const [job] = await store.transaction((tx) => tx.enqueue([{ kind: "invoke", runId }], { owner: "me", leaseMs: 10_000 }));
-        expect(await store.queue.claim("other", 10, 10_000)).toEqual([]);
-        expect(await store.transaction((tx) => tx.completeJob(job!.id, "me"))).toBe(true);
-      });
+    const drain = async () => {
+      // Other tests' jobs may be due: claim everything so each test starts from an empty queue.
+      while ((await store.queue.claim("drain", 100, 3_600_000)).length > 0);
+    };
 
-      it("gives 50 jobs to 5 concurrent claimers with no job claimed twice", async () => {
-        await drain();
-        const runId = uid("run");
-        await store.transaction((tx) => tx.enqueue(Array.from({ length: 50 }, () => ({ kind: "invoke" as const, runId }))));
-        const seen: string[] = [];
-        await Promise.all(
-          Array.from({ length: 5 }, async (_, w) => {
-            for (;;) {
-              const jobs = await store.queue.claim(`w${w}`, 3, 10_000);
-              if (jobs.length === 0) return;
-              seen.push(...jobs.map((j) => j.id));
-            }
-          }),
-        );
-        expect(seen.length).toBe(50);
-        expect(new Set(seen).size).toBe(50);
-      });
+    it("claims due jobs once, not future ones; a job is completed exactly once", async () => {
+      await drain();
+      const runId = uid("run");
+      const [due, later] = (await enqueueJobs([
+        { kind: "invoke", runId },
+        { kind: "wake", runId, stepId: "s", runAt: new Date(Date.now() + 60_000) },
+      ])) as [JobRecord, JobRecord];
+      expect(later.runAt.getTime()).toBeGreaterThan(Date.now() + 50_000);
+      const [a, b] = await Promise.all([store.queue.claim("w1", 10, 10_000), store.queue.claim("w2", 10, 10_000)]);
+      const claimed = [...a, ...b];
+      expect(claimed.map((j) => [j.id, j.kind, j.runId, j.stepId, j.claims])).toEqual([[due.id, "invoke", runId, undefined, 1]]);
+      const owner = a.length ? "w1" : "w2";
+      expect(await complete(due.id, owner)).toBe(true);
+      expect(await complete(due.id, owner)).toBe(false);
+      const next = await store.queue.nextDueAt();
+      expect(Math.abs(next!.getTime() - later.runAt.getTime())).toBeLessThan(1_000);
+    });
+
+    it("lets another worker take a job whose lease ran out, and not before", async () => {
+      await drain();
+      const runId = uid("run");
+      await enqueueJobs([{ kind: "wake", runId, stepId: "nap" }]);
+      const [job] = await store.queue.claim("dead", 1, 150);
+      expect(job).toMatchObject({ kind: "wake", runId, stepId: "nap" });
+      expect(await store.queue.claim("alive", 1, 10_000)).toEqual([]);
+      await new Promise((r) => setTimeout(r, 250));
+      const [again] = await store.queue.claim("alive", 1, 10_000);
+      expect(again?.id).toBe(job!.id);
+      expect(again?.claims).toBe(2);
+      expect(await complete(job!.id, "alive")).toBe(true);
+      // The worker that died and came back finds its job done: its result is dropped.
+      expect(await complete(job!.id, "dead")).toBe(false);
+    });
+
+    it("extends leases by heartbeat and releases jobs for a later time", async () => {
+      await drain();
+      const runId = uid("run");
+      await enqueueJobs([{ kind: "invoke", runId }]);
+      const [job] = await store.queue.claim("w", 1, 150);
+      await store.queue.extendLeases([job!.id], "w", 10_000);
+      await store.queue.extendLeases([job!.id], "not-the-owner", 1);
+      await new Promise((r) => setTimeout(r, 250));
+      expect(await store.queue.claim("thief", 1, 10_000)).toEqual([]);
+      await store.queue.release(job!.id, "not-the-owner", new Date());
+      expect(await store.queue.claim("thief", 1, 10_000)).toEqual([]);
+      await store.queue.release(job!.id, "w", new Date(Date.now() + 100));
+      expect(await store.queue.claim("x", 1, 10_000)).toEqual([]);
+      await new Promise((r) => setTimeout(r, 150));
+      expect((await store.queue.claim("x", 1, 10_000)).map((j) => j.id)).toEqual([job!.id]);
+    });
+
+    it("hands a job queued with a lease straight to its owner, and to others once the lease runs out", async () => {
+      await drain();
+      const runId = uid("run");
+      const [job] = await enqueueJobs([{ kind: "invoke", runId }], { owner: "me", leaseMs: 200 });
+      expect(await store.queue.claim("other", 10, 10_000)).toEqual([]);
+      await new Promise((r) => setTimeout(r, 300));
+      expect((await store.queue.claim("other", 10, 10_000)).map((j) => j.id)).toEqual([job!.id]);
+      expect(await complete(job!.id, "other")).toBe(true);
+    });
+
+    it("gives 50 jobs to 5 concurrent claimers with no job claimed twice", async () => {
+      await drain();
+      const runId = uid("run");
+      await enqueueJobs(Array.from({ length: 50 }, () => ({ kind: "invoke" as const, runId })));
+      const seen: string[] = [];
+      await Promise.all(
+        Array.from({ length: 5 }, async (_, w) => {
+          for (;;) {
+            const jobs = await store.queue.claim(`w${w}`, 3, 10_000);
+            if (jobs.length === 0) return;
+            seen.push(...jobs.map((j) => j.id));
+          }
+        }),
+      );
+      expect(seen.length).toBe(50);
+      expect(new Set(seen).size).toBe(50);
+    });
+
+    it("after releaseAllLeases every leased job is claimable at once", async () => {
+      await drain();
+      const runId = uid("run");
+      const [job] = await enqueueJobs([{ kind: "invoke", runId }]);
+      await store.queue.claim("crashed", 1, 3_600_000);
+      await store.queue.releaseAllLeases();
+      // Earlier tests' drained jobs are released too; ours must be among them.
+      expect((await store.queue.claim("restarted", 1_000, 10_000)).map((j) => j.id)).toContain(job!.id);
     });
   });
 }

@@ -1,7 +1,8 @@
 /**
- * The store's two Postgres drivers, both behind `SqlClient` (`../sql.ts`).
+ * The store's Postgres drivers, all behind `SqlClient` (`../sql.ts`): PGlite (embedded), the
+ * Neon driver (WebSocket Pool, optionally `query()` over Neon's HTTP endpoint) and `pg` (TCP).
  *
- * Both return the SAME JS types, so the store never sees which one runs:
+ * All return the SAME JS types, so the store never sees which one runs:
  * - int2/int4 → number, float8 → number, numeric → string (exact decimal)
  * - int8 and bigserial → string (exact beyond 2^53; convert with Number() where small), int8[] → string[]
  * - json/jsonb → parsed JS value (object, array, string, number, boolean, null)
@@ -18,4 +19,5 @@
  * transaction aborted by a swallowed error throws on both.
  */
 export { createPgliteClient, type PgliteClientOptions } from "./pglite.ts";
-export { createNeonClient, TransactionAbortedError, type NeonClientOptions } from "./neon.ts";
+export { createNeonClient, TransactionAbortedError, type NeonClientOptions, type NeonHttpOptions } from "./neon.ts";
+export { createPgClient, type PgClientOptions } from "./pg.ts";

@@ -8,8 +8,22 @@
  * few global-only ones, e.g. `poolQueryViaFetch`, we leave at their defaults). So two clients
  * in one process (Neon in production, a bridged local Postgres in tests) never interfere, and
  * we never mutate the shared `neonConfig` other code may rely on.
+ *
+ * Optionally (`http`), `query()` goes over Neon's SQL-over-HTTP endpoint instead: one HTTPS
+ * request per statement, no WebSocket, the cheapest path from Workers and Lambda. Transactions
+ * and `exec()` stay on the WebSocket Pool (HTTP runs one statement per request, and its batch
+ * form cannot interleave JS between statements). See {@link NeonHttpOptions} for the one global
+ * setting that path may need.
  */
-import { Client, Pool, types, type ClientConfig, type CustomTypesConfig } from "@neondatabase/serverless";
+import {
+  Client,
+  Pool,
+  neon,
+  neonConfig,
+  types,
+  type ClientConfig,
+  type CustomTypesConfig,
+} from "@neondatabase/serverless";
 // Bundlers targeting Workers resolve `ws` to its browser stub; it is only used where no
 // global WebSocket exists (Node 20), so importing it statically is harmless there.
 import ws from "ws";
@@ -34,6 +48,34 @@ export interface NeonClientOptions {
   webSocketConstructor?: unknown;
   /** Receives errors of idle or broken connections (default: console.error). Never throws. */
   onError?: (err: Error) => void;
+  /**
+   * Send `query()` over Neon's SQL-over-HTTP endpoint (`neon()`); `transaction()` and `exec()`
+   * keep using the WebSocket Pool. `true` = Neon's own endpoint; an object customizes it.
+   * Results are the same JS types as over the WebSocket. Default: off.
+   */
+  http?: boolean | NeonHttpOptions;
+}
+
+/**
+ * The HTTP path of {@link createNeonClient}, per client.
+ *
+ * The driver only knows a process-wide endpoint and fetch (`neonConfig.fetchEndpoint` and
+ * `.fetchFunction` are global-only). So when a client sets either option here, we install ONE
+ * pass-through `neonConfig.fetchFunction` (once per process, re-installed if replaced): requests
+ * of this client carry a private marker and go to this client's endpoint and fetch; every other
+ * request, including other code's own `neon()` calls, goes on to the fetchFunction that was set
+ * before (or global `fetch`) unchanged. `neonConfig.fetchEndpoint` is never touched. With
+ * neither option set nothing global is touched at all.
+ */
+export interface NeonHttpOptions {
+  /**
+   * Where to POST statements: a URL, or `(host, port) => url` given the connection string's
+   * host and port (e.g. `bridge.fetchEndpoint` from @stepwise/dev-bridges for a local
+   * Postgres). Default: Neon's endpoint for that host (`https://api.<host…>/sql`).
+   */
+  fetchEndpoint?: string | ((host: string, port: string) => string);
+  /** `fetch` to send them with (e.g. a Worker service binding's). Default: global fetch. */
+  fetchFunction?: (input: string, init: RequestInit) => Promise<Response>;
 }
 
 // pg-types' defaults already give jsonb → parsed value, timestamptz → Date, int4 → number,
@@ -108,8 +150,11 @@ export function createNeonClient(options: NeonClientOptions): SqlClient {
   // would bypass this Pool's WebSocket settings (wsProxy) and reach a different endpoint.
   pool.on("connect", () => {});
 
+  const httpQuery = options.http ? createHttpQuery(options.connectionString, options.http) : undefined;
+
   return {
     async query<Row = Record<string, unknown>>(text: string, params?: readonly unknown[]) {
+      if (httpQuery) return (await httpQuery(text, params)) as Row[];
       const res = await pool.query(text, params ? [...params] : undefined);
       return res.rows as Row[];
     },
@@ -168,5 +213,49 @@ export function createNeonClient(options: NeonClientOptions): SqlClient {
     async close() {
       if (!pool.ended) await pool.end();
     },
+  };
+}
+
+type HttpRoute = { endpoint?: string; fetch?: NeonHttpOptions["fetchFunction"] };
+type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
+
+// Rides in `fetchOptions`, which the driver spreads into the fetch init (symbol keys included).
+const ROUTE = Symbol("stepwise.neonHttpRoute");
+let fetchBefore: FetchLike | undefined;
+const dispatchFetch: FetchLike = (input, init) => {
+  const { [ROUTE]: route, ...rest } = init as RequestInit & { [ROUTE]?: HttpRoute };
+  if (!route) return (fetchBefore ?? fetch)(input, init);
+  return (route.fetch ?? fetchBefore ?? fetch)(route.endpoint ?? input, rest);
+};
+function installDispatchFetch(): void {
+  const current = neonConfig.fetchFunction as FetchLike | undefined;
+  if (current === dispatchFetch) return;
+  fetchBefore = current;
+  neonConfig.fetchFunction = dispatchFetch;
+}
+
+/** `query()` over HTTP: the same parsers as the Pool, so the same JS types come back. */
+function createHttpQuery(connectionString: string, http: true | NeonHttpOptions) {
+  const opts = http === true ? {} : http;
+  let route: HttpRoute | undefined;
+  if (opts.fetchEndpoint !== undefined || opts.fetchFunction !== undefined) {
+    let endpoint: string | undefined;
+    if (typeof opts.fetchEndpoint === "string") endpoint = opts.fetchEndpoint;
+    else if (opts.fetchEndpoint) {
+      // Host and port exactly as the driver hands them to `neonConfig.fetchEndpoint`: it re-
+      // parses the URL as http: (postgres: URLs are not "special", so hosts stay unnormalized).
+      const url = new URL(connectionString);
+      const { hostname, port } = new URL("http:" + connectionString.slice(url.protocol.length));
+      endpoint = opts.fetchEndpoint(hostname, port);
+    }
+    route = { endpoint, fetch: opts.fetchFunction };
+  }
+  const sql = neon(connectionString, route ? { fetchOptions: { [ROUTE]: route } } : {});
+  return async (text: string, params?: readonly unknown[]): Promise<unknown[]> => {
+    if (route) installDispatchFetch();
+    // `types` is read per query by the HTTP driver (not from neon()'s options). Raw-text mode
+    // means every value arrives as Postgres text and goes through these parsers, exactly as
+    // on the wire protocol.
+    return sql.query(text, params ? [...params] : [], { types: TYPES });
   };
 }

@@ -1,0 +1,1 @@
+export { RedisQueue, type RedisQueueOptions } from "./queue.ts";

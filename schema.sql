@@ -93,3 +93,11 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_due_idx ON jobs (run_at, id);
 CREATE INDEX IF NOT EXISTS jobs_run_idx ON jobs (run_id);
+
+-- Which version of this file was last applied (a hash of its text): an executor starting
+-- against a current schema runs no DDL at all, so it never takes table locks that live
+-- executors' transactions would wait on.
+CREATE TABLE IF NOT EXISTS stepwise_schema (
+  hash        text PRIMARY KEY,
+  applied_at  timestamptz NOT NULL DEFAULT now()
+);

@@ -8,5 +8,6 @@ try {
   await main(process.argv.slice(2));
 } catch (error) {
   console.error(`stepwise: ${error instanceof Error ? error.message : String(error)}`);
+  if (process.env.STEPWISE_DEBUG) console.error(error);
   process.exit(1);
 }

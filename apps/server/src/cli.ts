@@ -19,7 +19,8 @@ const USAGE = `Usage:
 
 Environment: STEPWISE_SIGNING_KEY, STEPWISE_SIGNING_KEY_NEXT, STEPWISE_EVENT_KEY, STEPWISE_APP_URLS,
 STEPWISE_DATA_DIR, DATABASE_URL, UPSTASH_REDIS_REST_URL, UPSTASH_REDIS_REST_TOKEN, STEPWISE_REDIS_PREFIX,
-STEPWISE_CONCURRENCY, STEPWISE_LEASE_MS, STEPWISE_RETRY_INITIAL_MS, STEPWISE_RETRY_MAX_MS`;
+STEPWISE_CONCURRENCY, STEPWISE_LEASE_MS, STEPWISE_MAINTENANCE_MS, STEPWISE_RECONCILE_GRACE_MS,
+STEPWISE_RETRY_INITIAL_MS, STEPWISE_RETRY_MAX_MS`;
 
 type Flags = Record<string, string | string[] | undefined>;
 
@@ -62,6 +63,7 @@ export async function main(argv: string[]): Promise<void> {
     backoff: { initialMs: env.retryInitialMs, maxMs: env.retryMaxMs },
     concurrency: integer("--concurrency", values.concurrency, 1, 10_000) ?? env.concurrency,
     leaseMs: integer("--lease-ms", values["lease-ms"], 1_000, 3_600_000) ?? env.leaseMs,
+    maintenanceMs: env.maintenanceMs,
     log: consoleLogger,
   });
   consoleLogger.info(`stepwise ${command}: executor listening on ${server.url} (send events to ${server.url}/api/events)`);
@@ -106,7 +108,12 @@ function productionStore(values: Flags, env: EnvSettings): PostgresStore {
   const { host } = new URL(connectionString);
   if (env.redisRestUrl && env.redisRestToken) {
     consoleLogger.info(`record in Postgres (${host}), queue in Redis (${new URL(env.redisRestUrl).host})`);
-    const queue = new RedisQueue({ url: env.redisRestUrl, token: env.redisRestToken, prefix: env.redisPrefix });
+    const queue = new RedisQueue({
+      url: env.redisRestUrl,
+      token: env.redisRestToken,
+      prefix: env.redisPrefix,
+      reconcileGraceMs: env.reconcileGraceMs,
+    });
     return new PostgresStore(client, { queue });
   }
   consoleLogger.info(`record and queue in Postgres (${host}); set UPSTASH_REDIS_REST_URL and _TOKEN to queue in Redis`);

@@ -17,6 +17,10 @@ export interface EnvSettings {
   concurrency?: number;
   /** How long a claimed job is held before another executor may take it over. */
   leaseMs?: number;
+  /** How often the queue is checked against the record (default 15 s). */
+  maintenanceMs?: number;
+  /** How old a job must be before reconcile re-adds it to Redis (default 5 s). */
+  reconcileGraceMs?: number;
 }
 
 export function readEnv(env: Record<string, string | undefined> = process.env): EnvSettings {
@@ -41,5 +45,7 @@ export function readEnv(env: Record<string, string | undefined> = process.env): 
     redisPrefix: env.STEPWISE_REDIS_PREFIX || undefined,
     concurrency: number("STEPWISE_CONCURRENCY"),
     leaseMs: number("STEPWISE_LEASE_MS"),
+    maintenanceMs: number("STEPWISE_MAINTENANCE_MS"),
+    reconcileGraceMs: number("STEPWISE_RECONCILE_GRACE_MS"),
   };
 }

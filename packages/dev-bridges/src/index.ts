@@ -6,3 +6,4 @@ export {
   type WsTcpBridge,
   type WsTcpBridgeOptions,
 } from "./ws-tcp-bridge.ts";
+export { startUpstashBridge, createUpstashApp, type UpstashBridge, type UpstashBridgeOptions } from "./upstash-bridge.ts";

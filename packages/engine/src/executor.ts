@@ -4,7 +4,7 @@
  */
 import { AppDescriptionSchema, globalFunctionId, newId, type AppDescription, type BackoffConfig } from "@stepwise/protocol";
 import { transact, type EngineContext } from "./context.ts";
-import { InputError } from "./errors.ts";
+import { InputError, isUnavailable } from "./errors.ts";
 import { parseEvents } from "./event-input.ts";
 import { finishRun } from "./finish.ts";
 import { ingestInTransaction } from "./ingest.ts";
@@ -116,7 +116,10 @@ export class Executor {
         const stranded = await store.sweepStrandedRuns();
         if (stranded.length > 0) this.log.warn(`requeued ${stranded.length} stranded run(s): ${stranded.join(", ")}`);
       } catch (error) {
-        this.log.warn(`queue maintenance failed: ${error instanceof Error ? error.message : String(error)}; will retry`);
+        // An unreachable store is reported once per outage by the worker; say nothing more here.
+        if (!isUnavailable(error)) {
+          this.log.warn(`queue maintenance failed: ${error instanceof Error ? error.message : String(error)}; will retry`);
+        }
       } finally {
         this.maintaining = undefined;
       }

@@ -72,7 +72,7 @@ export class Worker {
         try {
           claimed = await this.options.queue.claim(this.options.owner, free, this.options.leaseMs);
           // A queue in Postgres answering means Postgres is back; a Redis queue says nothing of it.
-          if (this.options.queue.authoritative) this.storeHealthy();
+          if (this.options.queue.authoritative) this.storeHealthy(Date.now());
         } catch (error) {
           this.storeTrouble(error);
           continue;
@@ -113,11 +113,12 @@ export class Worker {
 
   private spawn(job: JobRecord): void {
     this.active.set(job.id, job);
+    const startedAt = Date.now();
     this.options
       .handle(job)
       .then((next) => {
         this.active.delete(job.id);
-        this.storeHealthy();
+        this.storeHealthy(startedAt);
         for (const continued of next) this.spawn(continued);
       })
       .catch((error: unknown) => {
@@ -157,8 +158,9 @@ export class Worker {
     this.pausedUntil = Date.now() + Math.min(5_000, 100 * 2 ** Math.min(this.failures, 6));
   }
 
-  private storeHealthy(): void {
-    if (this.failures === 0) return;
+  /** A store call that began at `since` succeeded; only one begun during the outage ends it. */
+  private storeHealthy(since: number): void {
+    if (this.failures === 0 || since < this.outageSince) return;
     const seconds = ((Date.now() - this.outageSince) / 1_000).toFixed(1);
     this.options.log.info(`store reachable again after ${seconds}s (${this.failures} failed attempts); resuming work`);
     this.failures = 0;

@@ -12,6 +12,19 @@ import { PgReader, PgTx } from "./tx.ts";
 
 const RETRYABLE_CODES = new Set(["40P01", "40001"]);
 const MAX_TX_ATTEMPTS = 8;
+/** Advisory lock keys, arbitrary but fixed: one for schema changes, one for the stranded-run sweep. */
+const MIGRATION_LOCK = 7150;
+const SWEEP_LOCK = 7151;
+
+/** FNV-1a of the schema text: identifies a version of schema.sql. */
+function schemaHash(text: string): string {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    hash ^= text.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return `${hash.toString(16)}-${text.length}`;
+}
 
 export interface PostgresStoreOptions {
   /**
@@ -34,8 +47,24 @@ export class PostgresStore extends PgReader implements Store {
     this.leasesInPostgres = !options.queue;
   }
 
+  /**
+   * Applies the schema unless this exact version is already applied. DDL, even `IF NOT
+   * EXISTS`, takes table locks that deadlock with live executors' transactions, so a current
+   * schema is detected first and left alone; executors starting together serialize on an
+   * advisory lock held for the script's one implicit transaction.
+   */
   async migrate(): Promise<void> {
-    await this.client.exec(SCHEMA_SQL);
+    const hash = schemaHash(SCHEMA_SQL);
+    try {
+      const rows = await this.client.query("SELECT 1 FROM stepwise_schema WHERE hash = $1", [hash]);
+      if (rows.length > 0) return;
+    } catch {
+      // No schema table yet: a fresh database.
+    }
+    await this.client.exec(
+      `SELECT pg_advisory_xact_lock(${MIGRATION_LOCK});\n${SCHEMA_SQL}\n` +
+        `INSERT INTO stepwise_schema (hash) VALUES ('${hash}') ON CONFLICT (hash) DO NOTHING;`,
+    );
   }
 
   async transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
@@ -99,7 +128,7 @@ export class PostgresStore extends PgReader implements Store {
   async sweepStrandedRuns(): Promise<string[]> {
     return this.client.transaction(async (sql) => {
       // One sweeper at a time across executors; the others skip this round.
-      const [lock] = await sql.query<{ ok: boolean }>("SELECT pg_try_advisory_xact_lock(7151) AS ok");
+      const [lock] = await sql.query<{ ok: boolean }>(`SELECT pg_try_advisory_xact_lock(${SWEEP_LOCK}) AS ok`);
       if (!lock?.ok) return [];
       const rows = await sql.query<{ run_id: string }>(
         `INSERT INTO jobs (kind, run_id)

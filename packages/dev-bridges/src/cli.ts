@@ -2,16 +2,19 @@
  * Command line for the dev bridges, e.g.
  *   npx tsx packages/dev-bridges/src/cli.ts ws-tcp --port 5433 [--host 127.0.0.1] [--allow 127.0.0.1:5432,...]
  *   npx tsx packages/dev-bridges/src/cli.ts upstash --port 8079 --token dev-token [--host 127.0.0.1] [--redis redis://127.0.0.1:6379]
+ *   npx tsx packages/dev-bridges/src/cli.ts neon-http --port 4444 [--host 127.0.0.1] [--allow 127.0.0.1:5432,...]
  * Prints one line saying where it listens, then runs until SIGINT/SIGTERM.
  */
 import { parseArgs } from "node:util";
 import { startWsTcpBridge, DEFAULT_ALLOWED_TARGETS } from "./ws-tcp-bridge.ts";
 import { startUpstashBridge } from "./upstash-bridge.ts";
+import { startNeonHttpBridge } from "./neon-http-bridge.ts";
 import { redactRedisUrl } from "./upstash-redis.ts";
 
 const USAGE = [
   "usage: cli.ts ws-tcp [--port 5433] [--host 127.0.0.1] [--allow host:port,host:port]",
   "       cli.ts upstash --token <token> [--port 8079] [--host 127.0.0.1] [--redis redis://127.0.0.1:6379]",
+  "       cli.ts neon-http [--port 4444] [--host 127.0.0.1] [--allow host:port,host:port]",
 ].join("\n");
 
 function parsePort(value: string | undefined): number {
@@ -35,6 +38,21 @@ const commands: Record<string, (argv: string[]) => Promise<() => Promise<void>>>
     const allowedTargets = values.allow ? values.allow.split(",").map((s) => s.trim()) : DEFAULT_ALLOWED_TARGETS;
     const bridge = await startWsTcpBridge({ port, host: values.host, allowedTargets });
     console.log(`ws-tcp bridge listening on ${bridge.url} (wsProxy "${bridge.url.slice(5)}/v2", targets ${allowedTargets.join(", ")})`);
+    return bridge.close;
+  },
+  // Neon's SQL-over-HTTP protocol (what `neon()` sends) in front of a local PostgreSQL.
+  "neon-http": async (argv) => {
+    const { values } = parseArgs({
+      args: argv,
+      options: {
+        port: { type: "string", default: "4444" },
+        host: { type: "string", default: "127.0.0.1" },
+        allow: { type: "string" },
+      },
+    });
+    const allowedTargets = values.allow ? values.allow.split(",").map((s) => s.trim()) : DEFAULT_ALLOWED_TARGETS;
+    const bridge = await startNeonHttpBridge({ port: parsePort(values.port), host: values.host, allowedTargets });
+    console.log(`neon-http bridge listening on ${bridge.url} (fetchEndpoint "${bridge.url}/sql", targets ${allowedTargets.join(", ")})`);
     return bridge.close;
   },
   upstash: async (argv) => {

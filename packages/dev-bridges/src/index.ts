@@ -7,3 +7,4 @@ export {
   type WsTcpBridgeOptions,
 } from "./ws-tcp-bridge.ts";
 export { startUpstashBridge, createUpstashApp, type UpstashBridge, type UpstashBridgeOptions } from "./upstash-bridge.ts";
+export { startNeonHttpBridge, type NeonHttpBridge, type NeonHttpBridgeOptions } from "./neon-http-bridge.ts";

@@ -78,10 +78,22 @@ async function settle(replay: Replay, run: HandlerRun): Promise<void> {
       continue;
     }
     const calls = replay.calls;
-    await new Promise((resolve) => setTimeout(resolve, 0));
+    await nextMacrotask();
     if (replay.calls === calls) return;
   }
 }
+
+/**
+ * Resolves after every pending microtask has run. `setImmediate` where the runtime has it
+ * (Node, Bun): `setTimeout(0)` is clamped to 1 ms or more, which would add that much to every
+ * invocation. Elsewhere (Workers, Deno, browsers) a zero timeout is the portable macrotask.
+ */
+const nextMacrotask: () => Promise<void> = (() => {
+  const immediate = (globalThis as { setImmediate?: (fn: () => void) => unknown }).setImmediate;
+  return immediate
+    ? () => new Promise<void>((resolve) => void immediate(resolve))
+    : () => new Promise<void>((resolve) => void setTimeout(resolve, 0));
+})();
 
 async function decide(replay: Replay, outcome: Outcome, request: InvokeRequest, logger: RunLogger): Promise<InvokeResult> {
   if (replay.nonDeterminism) return failure({ name: "NonDeterminismError", message: replay.nonDeterminism });

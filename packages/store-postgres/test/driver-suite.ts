@@ -5,6 +5,7 @@
  */
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createPgliteClient } from "../src/drivers/pglite.ts";
 import type { SqlClient } from "../src/sql.ts";
 
 export const PG_HOST = "127.0.0.1";
@@ -207,9 +208,11 @@ export function driverSuite(name: string, open: () => Promise<Driver>, opts: Sui
     });
 
     if (!opts.real) {
-      it("turns client.query inside transaction() into an error instead of a deadlock", async () => {
-        await expect(db.transaction(() => db.query("SELECT 1"))).rejects.toThrow(/tx executor/);
-        expect(await db.query("SELECT 1 AS one")).toEqual([{ one: 1 }]);
+      it("turns client.query inside transaction() into an error instead of a hang", async () => {
+        const quick = createPgliteClient({ deadlockAfterMs: 200 });
+        await expect(quick.transaction(() => quick.query("SELECT 1"))).rejects.toThrow(/deadlock.*tx executor/);
+        expect(await quick.query("SELECT 1 AS one")).toEqual([{ one: 1 }]);
+        await quick.close();
       });
     }
 

@@ -7,7 +7,7 @@
  */
 import { neon, neonConfig } from "@neondatabase/serverless";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startNeonHttpBridge, type NeonHttpBridge } from "../../dev-bridges/src/neon-http-bridge.ts";
+import { startNeonHttpBridge, type NeonHttpBridge } from "@stepwise/dev-bridges";
 import { startWsTcpBridge, type WsTcpBridge } from "../../dev-bridges/src/index.ts";
 import {
   TransactionAbortedError,
@@ -81,9 +81,8 @@ describe.skipIf(!runReal)("real PostgreSQL, more drivers", () => {
         openPg(),
       ]);
       drivers = { pglite, neonWs, neonHttp, pg };
-      // Let PGlite finish starting first: compiling its WebAssembly blocks this process's event
-      // loop for seconds, and a fetch in flight meanwhile (to the bridge, in this same process)
-      // can hit undici's 10 s connect timeout on a busy machine.
+      // Let PGlite finish starting first: compiling its WebAssembly stalls this process's event
+      // loop for seconds, which should not overlap the HTTP requests under comparison.
       await pglite.client.query("SELECT 1");
     }, 60_000);
     afterAll(async () => {
@@ -165,6 +164,7 @@ describe.skipIf(!runReal)("real PostgreSQL, more drivers", () => {
       } finally {
         await stop();
       }
+      await expect(client.query("SELECT 1")).rejects.toThrow(/closed/);
     });
 
     it("accepts a fixed endpoint URL and throws TransactionAbortedError like the others", async () => {

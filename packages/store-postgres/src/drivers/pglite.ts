@@ -6,7 +6,6 @@
  * (a transaction holds the lock from BEGIN to COMMIT), so statements from many async tasks never
  * interleave inside someone else's transaction; we rely on that instead of adding a second lock.
  */
-import { AsyncLocalStorage } from "node:async_hooks";
 import { PGlite, type Transaction } from "@electric-sql/pglite";
 import type { SqlClient, SqlExecutor } from "../sql.ts";
 
@@ -22,20 +21,22 @@ const PARSERS = { [INT8]: (v: string) => v, [DATE]: (v: string) => v };
 export interface PgliteClientOptions {
   /** Folder holding the database; undefined = in memory (gone when closed). */
   dataDir?: string;
+  /** How long a call may wait for a transaction to release the connection (default 10 s). */
+  deadlockAfterMs?: number;
 }
 
-// Marks "this async call chain is inside a transaction callback". PGlite's lock is not
-// re-entrant, so a `client.query()` there would wait for the transaction that awaits it:
-// a silent deadlock. We turn that mistake into an immediate error.
-const insideTx = new AsyncLocalStorage<{ open: boolean }>();
-
-function assertNotInsideTx(method: string): void {
-  if (insideTx.getStore()?.open) {
-    throw new Error(
-      `SqlClient.${method}() called inside transaction(): use the tx executor (PGlite is one ` +
-        "connection, so this would deadlock)",
-    );
-  }
+/**
+ * PGlite's lock is not re-entrant: a `client.query()` awaited inside a transaction callback
+ * waits for the transaction that awaits it, a silent deadlock. Tracking the async call chain
+ * (AsyncLocalStorage) would catch that at once but slows every promise in the process, so
+ * instead a call that waits for the connection longer than `deadlockAfterMs` while a
+ * transaction holds it is failed with an error that names the likely cause.
+ */
+function deadlockError(method: string, waitedMs: number): Error {
+  return new Error(
+    `SqlClient.${method}() waited ${waitedMs} ms for the PGlite connection held by a transaction: if it was ` +
+      "called inside transaction(), that is a deadlock (PGlite is one connection); use the tx executor",
+  );
 }
 
 /**
@@ -45,6 +46,20 @@ function assertNotInsideTx(method: string): void {
  */
 export function createPgliteClient(options: PgliteClientOptions = {}): SqlClient {
   const db = new PGlite({ dataDir: options.dataDir, parsers: PARSERS });
+  const deadlockAfterMs = options.deadlockAfterMs ?? 10_000;
+  let openTransactions = 0;
+
+  /** Runs `call`; while a transaction is open, fails it if it waits too long for the lock. */
+  function guarded<T>(method: string, call: () => Promise<T>): Promise<T> {
+    if (openTransactions === 0) return call();
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => reject(deadlockError(method, deadlockAfterMs)), deadlockAfterMs);
+      call().then(
+        (value) => (clearTimeout(timer), resolve(value)),
+        (error: unknown) => (clearTimeout(timer), reject(error)),
+      );
+    });
+  }
 
   const txExecutor = (tx: Transaction): SqlExecutor => ({
     async query<Row>(text: string, params?: readonly unknown[]) {
@@ -55,30 +70,27 @@ export function createPgliteClient(options: PgliteClientOptions = {}): SqlClient
 
   return {
     async query<Row = Record<string, unknown>>(text: string, params?: readonly unknown[]) {
-      assertNotInsideTx("query");
-      const res = await db.query<Row>(text, params ? [...params] : undefined);
+      const res = await guarded("query", () => db.query<Row>(text, params ? [...params] : undefined));
       return res.rows;
     },
 
     async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
-      assertNotInsideTx("transaction");
       // PGlite's transaction(): BEGIN, fn, COMMIT, or ROLLBACK and rethrow when fn throws.
       // It also throws when COMMIT finds the transaction aborted (an error fn swallowed).
-      return db.transaction(async (tx) => {
-        const marker = { open: true };
-        try {
-          return await insideTx.run(marker, () => fn(txExecutor(tx)));
-        } finally {
-          // Work fn started without awaiting may outlive it; once the transaction is over its
-          // client calls are legal again (they just wait for the lock).
-          marker.open = false;
-        }
-      });
+      return guarded("transaction", () =>
+        db.transaction(async (tx) => {
+          openTransactions++;
+          try {
+            return await fn(txExecutor(tx));
+          } finally {
+            openTransactions--;
+          }
+        }),
+      );
     },
 
     async exec(script: string) {
-      assertNotInsideTx("exec");
-      await db.exec(script);
+      await guarded("exec", () => db.exec(script));
     },
 
     async close() {

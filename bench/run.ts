@@ -1,0 +1,73 @@
+/**
+ * `npm run bench`: every workload on every topology, with baselines measured in the same run.
+ * Prints a table and writes bench/results/latest.json.
+ *
+ *   npm run bench                       full run (5-minute memory soak on postgres+redis)
+ *   npm run bench -- --soak-seconds 30  shorter soak
+ *   npm run bench -- --only postgres+redis
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { createBenchApp, listen, Probe } from "./app.ts";
+import { measureBaselines } from "./baselines.ts";
+import { printReport } from "./report.ts";
+import { startTopology, TOPOLOGIES, type TopologyName } from "./topologies.ts";
+import { soak, w1, w2, w3, w4 } from "./workloads.ts";
+
+const { values } = parseArgs({
+  options: {
+    "soak-seconds": { type: "string", default: "300" },
+    only: { type: "string", multiple: true },
+    concurrency: { type: "string", default: "32" },
+  },
+});
+const soakSeconds = Number(values["soak-seconds"]);
+const concurrency = Number(values.concurrency);
+const topologies = (values.only?.length ? values.only : TOPOLOGIES) as TopologyName[];
+
+const progress = (line: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}`);
+
+progress("measuring baselines (loopback HTTP, Postgres commit, Redis round trip)");
+const baselines = await measureBaselines();
+progress(`baselines: ${JSON.stringify(baselines)}`);
+
+const probe = new Probe();
+const { server, url: appUrl } = await listen(createBenchApp(probe));
+const results: Record<string, unknown> = {};
+for (const name of topologies) {
+  progress(`${name}: starting the executor`);
+  const topology = await startTopology(name, appUrl, concurrency);
+  try {
+    const rssStartMb = topology.rssMb();
+    await w1(topology, probe, 10); // warm-up: connections, JIT, registry
+    progress(`${name}: W1 (sequential steps)`);
+    const w1Results = [await w1(topology, probe, 50), await w1(topology, probe, 200)];
+    progress(`${name}: W2 (200 runs x 5 steps at once)`);
+    const w2Result = await w2(topology, probe);
+    progress(`${name}: W3 (50 runs sleeping 2 s)`);
+    const w3Result = await w3(topology, probe);
+    progress(`${name}: W4 (event answered -> first step)`);
+    const w4Result = await w4(topology, probe);
+    const soakResult =
+      name === "postgres+redis" && soakSeconds > 0
+        ? (progress(`${name}: memory soak, ${soakSeconds}s of steady load`), await soak(topology, probe, soakSeconds))
+        : undefined;
+    results[name] = { w1: w1Results, w2: w2Result, w3: w3Result, w4: w4Result, soak: soakResult, rssStartMb, rssEndMb: topology.rssMb() };
+  } finally {
+    await topology.stop();
+  }
+}
+server.close();
+
+const report = {
+  at: new Date().toISOString(),
+  machine: { cpus: (await import("node:os")).cpus().length, node: process.version },
+  concurrency,
+  baselines,
+  results,
+};
+mkdirSync("bench/results", { recursive: true });
+writeFileSync("bench/results/latest.json", `${JSON.stringify(report, null, 2)}\n`);
+printReport(report);
+progress("wrote bench/results/latest.json");
+process.exit(0);

@@ -1,0 +1,142 @@
+/**
+ * The workloads, each against a running topology and the bench app:
+ *   W1 one run of N sequential step.run: time per step (is it linear in N?)
+ *   W2 200 runs of 5 steps sent at once: steps per second
+ *   W3 50 runs that sleep 2 s between two steps: how late the second step starts
+ *   W4 time from POST /api/events answered to the run's first step starting
+ *   soak: a steady load for a while, sampling the executor's memory
+ */
+import type { Probe } from "./app.ts";
+import { percentile, round } from "./stats.ts";
+import type { Topology } from "./topologies.ts";
+
+async function send(topology: Topology, events: unknown): Promise<void> {
+  const response = await fetch(`${topology.url}/api/events`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: "Bearer bench" },
+    body: JSON.stringify(events),
+  });
+  if (!response.ok) throw new Error(`send failed: ${response.status} ${await response.text()}`);
+}
+
+export interface W1Result {
+  steps: number;
+  totalMs: number;
+  perStepMs: number;
+}
+
+/** One run of `steps` sequential steps; per step = first body to last body, over steps - 1. */
+export async function w1(topology: Topology, probe: Probe, steps: number): Promise<W1Result> {
+  probe.stepTimes.clear();
+  const finished = probe.finishedAfter(1);
+  const start = performance.now();
+  await send(topology, { name: "bench/sequence", data: { steps } });
+  await finished;
+  const totalMs = performance.now() - start;
+  const [times] = [...probe.stepTimes.values()];
+  const perStepMs = (times!.at(-1)! - times![0]!) / (steps - 1);
+  return { steps, totalMs: round(totalMs, 1), perStepMs: round(perStepMs, 3) };
+}
+
+export interface W2Result {
+  runs: number;
+  seconds: number;
+  stepsPerSecond: number;
+}
+
+export async function w2(topology: Topology, probe: Probe, runs = 200): Promise<W2Result> {
+  const finished = probe.finishedAfter(runs);
+  const start = performance.now();
+  await send(topology, Array.from({ length: runs }, (_, n) => ({ name: "bench/burst", data: { n } })));
+  await finished;
+  const seconds = (performance.now() - start) / 1000;
+  return { runs, seconds: round(seconds, 2), stepsPerSecond: Math.round((runs * 5) / seconds) };
+}
+
+export interface LatencyResult {
+  count: number;
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+export async function w3(topology: Topology, probe: Probe, runs = 50): Promise<LatencyResult> {
+  probe.lateness.length = 0;
+  const finished = probe.finishedAfter(runs);
+  await send(topology, Array.from({ length: runs }, (_, n) => ({ name: "bench/sleep", data: { n } })));
+  await finished;
+  return latency(probe.lateness);
+}
+
+/** Sequential events, each waited on, so every sample sees an idle executor. */
+export async function w4(topology: Topology, probe: Probe, events = 100): Promise<LatencyResult> {
+  const samples: number[] = [];
+  for (let i = 0; i < events; i++) {
+    const tag = `w4-${i}-${Math.random()}`;
+    const finished = probe.finishedAfter(1);
+    await send(topology, { name: "bench/latency", data: { tag } });
+    const answeredAt = performance.now();
+    await finished;
+    samples.push(probe.firstStepAt.get(tag)! - answeredAt);
+  }
+  return latency(samples);
+}
+
+function latency(samples: number[]): LatencyResult {
+  return {
+    count: samples.length,
+    p50: round(percentile(samples, 50)),
+    p99: round(percentile(samples, 99)),
+    max: round(Math.max(...samples)),
+  };
+}
+
+export interface SoakResult {
+  seconds: number;
+  runsPerSecond: number;
+  runsCompleted: number;
+  rssStartMb: number;
+  rssEndMb: number;
+  rssMaxMb: number;
+  samples: Array<{ atSeconds: number; rssMb: number }>;
+}
+
+/**
+ * A steady load of 5-step runs for `seconds`, RSS sampled every 10 s. "Start" is taken after
+ * a warm-up minute's tenth (the first sample once the load runs), so JIT and pools are filled.
+ */
+export async function soak(topology: Topology, probe: Probe, seconds: number, runsPerSecond = 40): Promise<SoakResult> {
+  const samples: SoakResult["samples"] = [];
+  const start = performance.now();
+  const finishedBefore = probe.finishedCount;
+  let sent = 0;
+  const tick = setInterval(() => {
+    const due = Math.floor(((performance.now() - start) / 1000) * runsPerSecond) - sent;
+    if (due <= 0) return;
+    sent += due;
+    void send(topology, Array.from({ length: due }, (_, n) => ({ name: "bench/burst", data: { n } }))).catch((error: unknown) =>
+      console.error(`soak: send failed: ${String(error)}`),
+    );
+  }, 100);
+  const sample = () => samples.push({ atSeconds: Math.round((performance.now() - start) / 1000), rssMb: topology.rssMb() });
+  const sampler = setInterval(sample, 10_000);
+  await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+  clearInterval(tick);
+  clearInterval(sampler);
+  sample();
+  // Let the last runs drain, so "completed" counts the whole load.
+  const drainUntil = performance.now() + 60_000;
+  while (probe.finishedCount - finishedBefore < sent && performance.now() < drainUntil) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  const rss = samples.map((s) => s.rssMb);
+  return {
+    seconds,
+    runsPerSecond,
+    runsCompleted: probe.finishedCount - finishedBefore,
+    rssStartMb: rss[0]!,
+    rssEndMb: rss.at(-1)!,
+    rssMaxMb: Math.max(...rss),
+    samples,
+  };
+}

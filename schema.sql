@@ -42,6 +42,9 @@ CREATE TABLE IF NOT EXISTS runs (
   started_at      timestamptz NOT NULL DEFAULT now(),
   ended_at        timestamptz
 );
+-- Bumped by every change of the run's state (each takes the row lock through this column), so a
+-- writer that prepared its change from a snapshot can apply it only if nothing moved since.
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS version integer NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS runs_event_idx ON runs (event_id);
 CREATE INDEX IF NOT EXISTS runs_live_idx ON runs (status) WHERE status NOT IN ('completed', 'failed', 'cancelled');
 

@@ -10,37 +10,20 @@ import { z } from "zod";
 
 export const SIGNING_KEY = "bench-signing-key";
 
-type Waiter = { count: number; resolve: () => void };
+/** What the functions report: sent to the orchestrator process as it happens. */
+export type ProbeMessage =
+  | { type: "step"; runId: string; at: number }
+  | { type: "late"; ms: number }
+  | { type: "first"; tag: string; at: number }
+  | { type: "finish" }
+  | { type: "ready"; url: string };
 
-/** What the functions report back to the workloads. */
+/** Absolute time in ms with sub-ms precision, comparable across processes on one machine. */
+export const now = () => performance.timeOrigin + performance.now();
+
+/** The app's side: forwards what the functions see. */
 export class Probe {
-  /** W1: per run, when each step body ran. */
-  readonly stepTimes = new Map<string, number[]>();
-  /** W3: how late the step after a 2 s sleep started. */
-  readonly lateness: number[] = [];
-  /** W4: when the first step of each run started, by the tag in its event. */
-  readonly firstStepAt = new Map<string, number>();
-  private finished = 0;
-  private waiters: Waiter[] = [];
-
-  /** Runs finished so far. */
-  get finishedCount(): number {
-    return this.finished;
-  }
-
-  finish(): void {
-    this.finished++;
-    this.waiters = this.waiters.filter((w) => (this.finished >= w.count ? (w.resolve(), false) : true));
-  }
-
-  /** Resolves once `count` more runs have finished (their last step ran). */
-  finishedAfter(count: number): Promise<void> {
-    const target = this.finished + count;
-    return new Promise((resolve) => {
-      if (this.finished >= target) resolve();
-      else this.waiters.push({ count: target, resolve });
-    });
-  }
+  constructor(readonly report: (message: ProbeMessage) => void) {}
 }
 
 export function createBenchApp(probe: Probe) {
@@ -58,27 +41,25 @@ export function createBenchApp(probe: Probe) {
   const sequence = client.createFunction({ id: "sequence", triggers: [{ event: "bench/sequence" }] }, async ({ event, step, runId }) => {
     for (let i = 0; i < event.data.steps; i++) {
       await step.run(`s${i}`, () => {
-        const times = probe.stepTimes.get(runId) ?? [];
-        times.push(performance.now());
-        probe.stepTimes.set(runId, times);
+        probe.report({ type: "step", runId, at: now() });
         return i;
       });
     }
-    probe.finish();
+    probe.report({ type: "finish" });
   });
   const burst = client.createFunction({ id: "burst", triggers: [{ event: "bench/burst" }] }, async ({ step }) => {
     for (let i = 0; i < 5; i++) await step.run(`s${i}`, () => i);
-    probe.finish();
+    probe.report({ type: "finish" });
   });
   const sleeper = client.createFunction({ id: "sleeper", triggers: [{ event: "bench/sleep" }] }, async ({ step }) => {
     const before = await step.run("before", () => Date.now());
     await step.sleep("two-seconds", 2_000);
-    await step.run("after", () => probe.lateness.push(Date.now() - before - 2_000));
-    probe.finish();
+    await step.run("after", () => probe.report({ type: "late", ms: Date.now() - before - 2_000 }));
+    probe.report({ type: "finish" });
   });
   const latency = client.createFunction({ id: "latency", triggers: [{ event: "bench/latency" }] }, async ({ event, step }) => {
-    await step.run("first", () => probe.firstStepAt.set(event.data.tag, performance.now()));
-    probe.finish();
+    await step.run("first", () => probe.report({ type: "first", tag: event.data.tag, at: now() }));
+    probe.report({ type: "finish" });
   });
   const app = new Hono();
   app.on(["GET", "POST", "PUT"], "/api/durable", serve({ client, functions: [sequence, burst, sleeper, latency] }));

@@ -8,7 +8,7 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { createBenchApp, listen, Probe } from "./app.ts";
+import { Recorder, startAppProcess } from "./recorder.ts";
 import { measureBaselines } from "./baselines.ts";
 import { printReport } from "./report.ts";
 import { startTopology, TOPOLOGIES, type TopologyName } from "./topologies.ts";
@@ -31,8 +31,8 @@ progress("measuring baselines (loopback HTTP, Postgres commit, Redis round trip)
 const baselines = await measureBaselines();
 progress(`baselines: ${JSON.stringify(baselines)}`);
 
-const probe = new Probe();
-const { server, url: appUrl } = await listen(createBenchApp(probe));
+const probe = new Recorder();
+const { child: app, url: appUrl } = await startAppProcess(probe);
 const results: Record<string, unknown> = {};
 for (const name of topologies) {
   progress(`${name}: starting the executor`);
@@ -57,7 +57,8 @@ for (const name of topologies) {
     await topology.stop();
   }
 }
-server.close();
+app.removeAllListeners("exit");
+app.disconnect();
 
 const report = {
   at: new Date().toISOString(),

@@ -9,7 +9,6 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startUpstashBridge, startWsTcpBridge } from "@stepwise/dev-bridges";
 import { createNeonClient } from "@stepwise/store-postgres";
 import { SIGNING_KEY } from "./app.ts";
 
@@ -36,34 +35,47 @@ export async function startTopology(name: TopologyName, appUrl: string, concurre
     STEPWISE_EVENT_KEY: "bench",
     STEPWISE_CONCURRENCY: String(concurrency),
   };
-  const args = ["apps/server/bin/stepwise.mjs"];
+  // STEPWISE_BENCH_PROFILE=<dir> writes a CPU profile of each executor (on exit) to <dir>.
+  const profile = process.env.STEPWISE_BENCH_PROFILE;
+  const args = [...(profile ? ["--cpu-prof", `--cpu-prof-dir=${profile}`] : []), "apps/server/bin/stepwise.mjs"];
   if (name === "embedded") {
     const dir = mkdtempSync(join(tmpdir(), "stepwise-bench-"));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     args.push("dev", "--data-dir", dir);
   } else {
-    const bridge = await startWsTcpBridge();
-    cleanups.push(() => bridge.close());
+    // Bridges run as processes of their own, as Neon's and Upstash's proxies are services of their own.
+    const bridgePort = await freePort();
+    cleanups.push(await startBridge(["ws-tcp", "--port", String(bridgePort)]));
+    const wsProxy = `127.0.0.1:${bridgePort}/v2`;
     const database = `stepwise_bench_${Date.now().toString(36)}`;
-    const admin = createNeonClient({ connectionString: ADMIN_URL, wsProxy: bridge.wsProxy, max: 1 });
+    const admin = createNeonClient({ connectionString: ADMIN_URL, wsProxy, max: 1 });
     await admin.query(`CREATE DATABASE ${database}`);
     cleanups.push(async () => {
       await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
       await admin.close();
     });
-    args.push("start", "--database-url", `postgres://postgres@127.0.0.1:5432/${database}`, "--ws-proxy", `127.0.0.1:${bridge.port}/v2`);
+    args.push("start", "--database-url", `postgres://postgres@127.0.0.1:5432/${database}`, "--ws-proxy", wsProxy);
     if (name === "postgres+redis") {
       const token = "bench-token";
-      const redis = await startUpstashBridge({ port: 0, token });
-      cleanups.push(() => redis.close());
-      Object.assign(env, { UPSTASH_REDIS_REST_URL: redis.url, UPSTASH_REDIS_REST_TOKEN: token, STEPWISE_REDIS_PREFIX: `bench:${database}:` });
+      const redisPort = await freePort();
+      cleanups.push(await startBridge(["upstash", "--port", String(redisPort), "--token", token]));
+      Object.assign(env, {
+        UPSTASH_REDIS_REST_URL: `http://127.0.0.1:${redisPort}`,
+        UPSTASH_REDIS_REST_TOKEN: token,
+        STEPWISE_REDIS_PREFIX: `bench:${database}:`,
+      });
     }
   }
   args.push("--port", String(port), "--host", "127.0.0.1", "--app", appUrl);
   const child = spawn(process.execPath, args, { env, stdio: ["ignore", "pipe", "pipe"] });
   const output: string[] = [];
-  child.stdout!.on("data", (chunk) => output.push(String(chunk)));
-  child.stderr!.on("data", (chunk) => output.push(String(chunk)));
+  // Keep the last lines only: the executor logs every step, and the soak runs for minutes.
+  const keep = (chunk: unknown) => {
+    output.push(String(chunk));
+    if (output.length > 200) output.splice(0, output.length - 200);
+  };
+  child.stdout!.on("data", keep);
+  child.stderr!.on("data", keep);
   const url = `http://127.0.0.1:${port}`;
   await waitForApp(url, child, output);
   return {
@@ -77,6 +89,26 @@ export async function startTopology(name: TopologyName, appUrl: string, concurre
       await exited;
       for (const cleanup of cleanups.reverse()) await cleanup();
     },
+  };
+}
+
+/** Starts a dev bridge process; resolves once it listens, with a function that stops it. */
+async function startBridge(args: string[]): Promise<() => Promise<void>> {
+  const child = spawn(process.execPath, ["--import", "tsx", "packages/dev-bridges/src/cli.ts", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on("data", (chunk) => {
+      output += String(chunk);
+      if (output.includes("listening")) resolve();
+    });
+    child.stderr!.on("data", (chunk) => (output += String(chunk)));
+    child.once("exit", (code) => reject(new Error(`bridge ${args[0]} exited (${code}): ${output}`)));
+  });
+  child.removeAllListeners("exit");
+  return async () => {
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    child.kill("SIGTERM");
+    await exited;
   };
 }
 

@@ -6,7 +6,8 @@
  *   W4 time from POST /api/events answered to the run's first step starting
  *   soak: a steady load for a while, sampling the executor's memory
  */
-import type { Probe } from "./app.ts";
+import { now } from "./app.ts";
+import type { Recorder as Probe } from "./recorder.ts";
 import { percentile, round } from "./stats.ts";
 import type { Topology } from "./topologies.ts";
 
@@ -29,10 +30,10 @@ export interface W1Result {
 export async function w1(topology: Topology, probe: Probe, steps: number): Promise<W1Result> {
   probe.stepTimes.clear();
   const finished = probe.finishedAfter(1);
-  const start = performance.now();
+  const start = now();
   await send(topology, { name: "bench/sequence", data: { steps } });
   await finished;
-  const totalMs = performance.now() - start;
+  const totalMs = now() - start;
   const [times] = [...probe.stepTimes.values()];
   const perStepMs = (times!.at(-1)! - times![0]!) / (steps - 1);
   return { steps, totalMs: round(totalMs, 1), perStepMs: round(perStepMs, 3) };
@@ -75,7 +76,7 @@ export async function w4(topology: Topology, probe: Probe, events = 100): Promis
     const tag = `w4-${i}-${Math.random()}`;
     const finished = probe.finishedAfter(1);
     await send(topology, { name: "bench/latency", data: { tag } });
-    const answeredAt = performance.now();
+    const answeredAt = now();
     await finished;
     samples.push(probe.firstStepAt.get(tag)! - answeredAt);
   }

@@ -6,7 +6,7 @@
  */
 import { mkdirSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { consoleLogger } from "@stepwise/engine";
+import { stdioLogger as log } from "./log.ts";
 import { createNeonClient, createPgliteClient, PostgresStore } from "@stepwise/store-postgres";
 import { RedisQueue } from "@stepwise/queue-redis";
 import { readEnv, type EnvSettings } from "./env.ts";
@@ -64,17 +64,17 @@ export async function main(argv: string[]): Promise<void> {
     concurrency: integer("--concurrency", values.concurrency, 1, 10_000) ?? env.concurrency,
     leaseMs: integer("--lease-ms", values["lease-ms"], 1_000, 3_600_000) ?? env.leaseMs,
     maintenanceMs: env.maintenanceMs,
-    log: consoleLogger,
+    log,
   });
-  consoleLogger.info(`stepwise ${command}: executor listening on ${server.url} (send events to ${server.url}/api/events)`);
-  for (const url of appUrls) consoleLogger.info(`watching app ${url}`);
+  log.info(`stepwise ${command}: executor listening on ${server.url} (send events to ${server.url}/api/events)`);
+  for (const url of appUrls) log.info(`watching app ${url}`);
 
   const shutdown = (signal: string) => {
-    consoleLogger.info(`${signal}: no new work; finishing running jobs, then stopping`);
+    log.info(`${signal}: no new work; finishing running jobs, then stopping`);
     server.close().then(
       () => process.exit(0),
       (error: unknown) => {
-        consoleLogger.error(`shutdown failed: ${String(error)}`);
+        log.error(`shutdown failed: ${String(error)}`);
         process.exit(1);
       },
     );
@@ -92,7 +92,7 @@ function integer(flag: string, value: unknown, min: number, max: number): number
 
 function embeddedStore(dataDir: string): PostgresStore {
   mkdirSync(dataDir, { recursive: true });
-  consoleLogger.info(`embedded store (PGlite) in ${dataDir}`);
+  log.info(`embedded store (PGlite) in ${dataDir}`);
   return new PostgresStore(createPgliteClient({ dataDir }));
 }
 
@@ -103,11 +103,11 @@ function productionStore(values: Flags, env: EnvSettings): PostgresStore {
   const client = createNeonClient({
     connectionString,
     wsProxy,
-    onError: (error) => consoleLogger.warn(`postgres connection error: ${error.message}`),
+    onError: (error) => log.warn(`postgres connection error: ${error.message}`),
   });
   const { host } = new URL(connectionString);
   if (env.redisRestUrl && env.redisRestToken) {
-    consoleLogger.info(`record in Postgres (${host}), queue in Redis (${new URL(env.redisRestUrl).host})`);
+    log.info(`record in Postgres (${host}), queue in Redis (${new URL(env.redisRestUrl).host})`);
     const queue = new RedisQueue({
       url: env.redisRestUrl,
       token: env.redisRestToken,
@@ -116,6 +116,6 @@ function productionStore(values: Flags, env: EnvSettings): PostgresStore {
     });
     return new PostgresStore(client, { queue });
   }
-  consoleLogger.info(`record and queue in Postgres (${host}); set UPSTASH_REDIS_REST_URL and _TOKEN to queue in Redis`);
+  log.info(`record and queue in Postgres (${host}); set UPSTASH_REDIS_REST_URL and _TOKEN to queue in Redis`);
   return new PostgresStore(client);
 }

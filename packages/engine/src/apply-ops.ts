@@ -16,7 +16,7 @@ type OpOf<K extends Op["op"]> = Extract<Op, { op: K }>;
 
 export async function applySleepOp(unit: Unit, inv: Invocation, step: StepRecord, op: OpOf<"sleep">): Promise<void> {
   const wakeAt = new Date(op.until);
-  await unit.tx.saveStep({ ...step, status: "sleeping", wakeAt });
+  await unit.saveStep({ ...step, status: "sleeping", wakeAt });
   await unit.enqueue([{ kind: "wake", runId: inv.run.id, stepId: step.id, runAt: wakeAt }]);
   unit.info(`${runLabel(inv.run.id, inv.fn.id)} step "${step.name}" sleeping until ${wakeAt.toISOString()}`);
 }
@@ -24,7 +24,7 @@ export async function applySleepOp(unit: Unit, inv: Invocation, step: StepRecord
 export async function applyWaitOp(unit: Unit, inv: Invocation, step: StepRecord, op: OpOf<"wait">): Promise<void> {
   const expiresAt = new Date(op.timeoutAt);
   const trigger = op.match ? await unit.tx.getEvent(inv.run.eventId) : null;
-  await unit.tx.saveStep({ ...step, status: "waiting", wakeAt: expiresAt });
+  await unit.saveStep({ ...step, status: "waiting", wakeAt: expiresAt });
   await unit.tx.insertMatchers([
     {
       runId: inv.run.id,
@@ -54,7 +54,7 @@ export async function applySendOp(unit: Unit, inv: Invocation, step: StepRecord,
   }));
   await ingestInTransaction(unit, events);
   const ids = events.map((event) => event.id);
-  await unit.tx.saveStep({ ...step, status: "completed", output: { ids }, attempts: 1, endedAt: new Date() });
+  await unit.saveStep({ ...step, status: "completed", output: { ids }, attempts: 1, endedAt: new Date() });
   unit.info(`${runLabel(inv.run.id, inv.fn.id)} step "${step.name}" sent ${events.map((e) => e.name).join(", ")}`);
 }
 
@@ -67,7 +67,7 @@ export async function applyInvokeOp(unit: Unit, inv: Invocation, step: StepRecor
       "FunctionNotFound",
       `step.invoke: no function "${op.functionId}" is registered; sync the app that defines it`,
     );
-    await unit.tx.saveStep({ ...step, status: "failed", error, attempts: 1, endedAt: new Date() });
+    await unit.saveStep({ ...step, status: "failed", error, attempts: 1, endedAt: new Date() });
     unit.warn(`${label} failed: ${error.message}`);
     return;
   }
@@ -78,7 +78,7 @@ export async function applyInvokeOp(unit: Unit, inv: Invocation, step: StepRecor
     ts: Date.now(),
   };
   await unit.tx.insertEvents([event]);
-  await unit.tx.saveStep({ ...step, status: "invoking", wakeAt: op.timeoutAt ? new Date(op.timeoutAt) : undefined });
+  await unit.saveStep({ ...step, status: "invoking", wakeAt: op.timeoutAt ? new Date(op.timeoutAt) : undefined });
   const child = await startRun(unit, target, event, { runId: inv.run.id, stepId: step.id });
   if (op.timeoutAt) {
     await unit.enqueue([{ kind: "invoke-timeout", runId: inv.run.id, stepId: step.id, runAt: new Date(op.timeoutAt) }]);

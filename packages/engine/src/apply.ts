@@ -68,7 +68,7 @@ export function backoffOf(unit: Unit, fn: FunctionRecord) {
 }
 
 async function applyOps(unit: Unit, inv: Invocation, ops: Op[]): Promise<void> {
-  const steps = new Map((await unit.tx.listSteps(inv.run.id)).map((step) => [step.id, step]));
+  const steps = new Map((await unit.steps(inv.run.id)).map((step) => [step.id, step]));
   const added = ops.filter((op) => !steps.has(op.id)).length;
   if (steps.size + added > unit.ctx.limits.maxStepsPerRun) {
     const error = serializedError(
@@ -123,7 +123,7 @@ async function applyOp(unit: Unit, inv: Invocation, op: Op, existing: StepRecord
     case "step-failed":
       return applyStepFailed(unit, inv, base, op.error, op.retriable, op.retryAt);
     case "step-planned":
-      await unit.tx.saveStep({ ...base, status: "planned" });
+      await unit.saveStep({ ...base, status: "planned" });
       return unit.enqueue([{ kind: "invoke", runId: inv.run.id, stepId: op.id }]);
     case "sleep":
       return applySleepOp(unit, inv, base, op);
@@ -153,7 +153,7 @@ async function applyStepRan(unit: Unit, inv: Invocation, step: StepRecord, outpu
     return applyStepFailed(unit, inv, step, error, false);
   }
   const endedAt = new Date();
-  await unit.tx.saveStep({ ...step, status: "completed", output: output ?? null, attempts: step.attempts + 1, endedAt });
+  await unit.saveStep({ ...step, status: "completed", output: output ?? null, attempts: step.attempts + 1, endedAt });
   const took = formatDuration(endedAt.getTime() - inv.startedAt.getTime());
   unit.info(`${runLabel(inv.run.id, inv.fn.id)} step "${step.name}" completed in ${took}`);
 }
@@ -171,7 +171,7 @@ async function applyStepFailed(
   const label = `${runLabel(inv.run.id, inv.fn.id)} step "${step.name}"`;
   if (retriable && attempts <= retries) {
     const at = retryAt ? new Date(retryAt) : new Date(Date.now() + backoffDelay(attempts - 1, backoffOf(unit, inv.fn)));
-    await unit.tx.saveStep({ ...step, status: "retrying", error, attempts });
+    await unit.saveStep({ ...step, status: "retrying", error, attempts });
     await unit.enqueue([{ kind: "invoke", runId: inv.run.id, stepId: step.id, runAt: at }]);
     unit.warn(
       `${label} attempt ${attempts} of ${retries + 1} failed: ${error.name}: ${error.message}; ` +
@@ -179,6 +179,6 @@ async function applyStepFailed(
     );
     return;
   }
-  await unit.tx.saveStep({ ...step, status: "failed", error, attempts, endedAt: new Date() });
+  await unit.saveStep({ ...step, status: "failed", error, attempts, endedAt: new Date() });
   unit.warn(`${label} failed for good after ${attempts} attempt(s): ${error.name}: ${error.message}`);
 }

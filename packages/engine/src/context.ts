@@ -7,9 +7,9 @@
 import type { BackoffConfig } from "@stepwise/protocol";
 import type { Limits } from "./limits.ts";
 import type { Logger } from "./log.ts";
-import type { JobRecord, NewJob } from "./records.ts";
+import type { JobRecord, NewJob, StepRecord } from "./records.ts";
 import type { Registry } from "./registry.ts";
-import type { Store, StoreTx } from "./store.ts";
+import type { RunSnapshot, Store, StoreTx } from "./store.ts";
 
 export interface EngineContext {
   store: Store;
@@ -35,6 +35,8 @@ export class Unit {
   /** Jobs leased to the current worker in this transaction: it runs them next, no queue trip. */
   readonly continued: JobRecord[] = [];
   readonly lines: Array<[keyof Logger, string]> = [];
+  /** Each run's steps as this transaction sees them: loaded once, kept current by `saveStep`. */
+  private readonly stepCache = new Map<string, Map<string, StepRecord>>();
 
   constructor(
     readonly tx: StoreTx,
@@ -59,6 +61,22 @@ export class Unit {
     return job.kind === "invoke" && due && job.runId === this.continuation?.runId;
   }
 
+  /** The run's steps in this transaction (read once, then from memory), by position. */
+  async steps(runId: string): Promise<StepRecord[]> {
+    let cached = this.stepCache.get(runId);
+    if (!cached) {
+      cached = new Map((await this.tx.listSteps(runId)).map((step) => [step.id, step]));
+      this.stepCache.set(runId, cached);
+    }
+    return [...cached.values()].sort((a, b) => a.position - b.position);
+  }
+
+  /** Writes a step, and keeps this transaction's view of the run's steps current. */
+  async saveStep(step: StepRecord): Promise<void> {
+    await this.tx.saveStep(step);
+    this.stepCache.get(step.runId)?.set(step.id, step);
+  }
+
   info(line: string): void {
     this.lines.push(["info", line]);
   }
@@ -69,7 +87,8 @@ export class Unit {
 }
 
 /**
- * Runs `fn` in a transaction; after commit, prints its lines, publishes its jobs to the queue
+ * Runs `fn` in a transaction (or, given the `snapshot` its worker just committed, first as
+ * one optimistic statement that falls back to a transaction); after commit, prints its lines, publishes its jobs to the queue
  * and announces them to local workers. A failed publish is only logged: the jobs are in the
  * record, and the queue's reconcile finds them.
  */
@@ -77,19 +96,22 @@ export async function transact<T>(
   ctx: EngineContext,
   fn: (unit: Unit) => Promise<T>,
   continuation?: Continuation,
+  snapshot?: RunSnapshot,
 ): Promise<{ result: T; unit: Unit }> {
-  const outcome = await ctx.store.transaction(async (tx) => {
+  const work = async (tx: StoreTx) => {
     const unit = new Unit(tx, ctx, continuation);
     return { result: await fn(unit), unit };
-  });
+  };
+  const optimistic = snapshot && ctx.store.applyOptimistically ? await ctx.store.applyOptimistically(snapshot, work) : null;
+  const outcome = optimistic?.result ?? (await ctx.store.transaction(work));
   const { unit } = outcome;
   for (const [level, line] of unit.lines) ctx.log[level](line);
   const queue = ctx.store.queue;
+  // Continuations are not published: they are leased in the record to the worker that runs
+  // them next, and a queue elsewhere learns of them only if that worker dies (reconcile).
   try {
     if (unit.queued.length > 0) await queue.publish(unit.queued);
-    if (unit.continued.length > 0 && continuation) await queue.publish(unit.continued, continuation);
   } catch (error) {
-    unit.continued.length = 0; // not leased in the queue: let reconcile hand it out instead
     ctx.log.warn(`could not publish ${unit.queued.length} job(s) to the queue (${describe(error)}); reconcile will re-add them`);
   }
   if (unit.queued.length > 0) ctx.onEnqueued(unit.queued);

@@ -65,6 +65,8 @@ export class Executor {
     const owner = options.workerId ?? `executor-${newId()}`;
     const leaseMs = options.leaseMs ?? 30_000;
     const runner = {
+      prefetched: new Map(),
+      local: new Set<string>(),
       ctx: this.ctx,
       owner,
       leaseMs,
@@ -83,6 +85,11 @@ export class Executor {
       pollMs: options.pollMs ?? 1_000,
       log: this.log,
       handle: (job) => runJob(runner, job),
+      isLocal: (job) => runner.local.has(job.id),
+      // Continuations are leased in the record: a queue elsewhere cannot extend those leases.
+      extendRecordLeases: options.store.queue.authoritative
+        ? undefined
+        : (ids, owner, leaseMs) => options.store.extendRecordLeases(ids, owner, leaseMs),
     });
   }
 

@@ -48,9 +48,9 @@ export async function finishRun(unit: Unit, run: RunRecord, ending: RunEnding): 
 }
 
 async function cancelInFlightSteps(unit: Unit, runId: string): Promise<void> {
-  for (const step of await unit.tx.listSteps(runId)) {
+  for (const step of await unit.steps(runId)) {
     if (IN_FLIGHT_STEP_STATUSES.includes(step.status)) {
-      await unit.tx.saveStep({ ...step, status: "cancelled", endedAt: new Date() });
+      await unit.saveStep({ ...step, status: "cancelled", endedAt: new Date() });
     }
   }
 }
@@ -59,17 +59,17 @@ async function cancelInFlightSteps(unit: Unit, runId: string): Promise<void> {
 async function settleParent(unit: Unit, child: RunRecord, ending: RunEnding): Promise<void> {
   const parent = await unit.tx.lockRun(child.parentRunId!);
   if (!parent || TERMINAL_RUN_STATUSES.includes(parent.status)) return;
-  const step = (await unit.tx.listSteps(parent.id)).find((s) => s.id === child.parentStepId);
+  const step = (await unit.steps(parent.id)).find((s) => s.id === child.parentStepId);
   if (!step || step.status !== "invoking") return;
   const endedAt = new Date();
   if (ending.status === "completed") {
-    await unit.tx.saveStep({ ...step, status: "completed", output: ending.output ?? null, attempts: 1, endedAt });
+    await unit.saveStep({ ...step, status: "completed", output: ending.output ?? null, attempts: 1, endedAt });
   } else {
     const error =
       ending.status === "failed"
         ? { name: ending.error.name, message: `Invoked run ${child.id} failed: ${ending.error.message}` }
         : { name: "RunCancelled", message: `Invoked run ${child.id} was cancelled: ${ending.reason}` };
-    await unit.tx.saveStep({ ...step, status: "failed", error, attempts: 1, endedAt });
+    await unit.saveStep({ ...step, status: "failed", error, attempts: 1, endedAt });
   }
   await continueRun(unit, parent);
 }

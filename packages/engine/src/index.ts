@@ -1,9 +1,9 @@
 export { Executor, type ExecutorOptions } from "./executor.ts";
-export type { Store, StoreTx, StoreReader, Queue, JobSource } from "./store.ts";
+export type { Store, StoreTx, StoreReader, Queue, JobSource, RunSnapshot } from "./store.ts";
 export * from "./records.ts";
 export { backoffDelay, DEFAULT_BACKOFF } from "./backoff.ts";
 export { DEFAULT_LIMITS, type Limits } from "./limits.ts";
-export { consoleLogger, silentLogger, type Logger } from "./log.ts";
+export { consoleLogger, silentLogger, time, formatDuration, type Logger } from "./log.ts";
 export { InputError, LeaseLostError } from "./errors.ts";
 export { parseEvents } from "./event-input.ts";
 export { evaluateCondition, expressionError, matches } from "./expressions.ts";

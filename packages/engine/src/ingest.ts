@@ -43,6 +43,7 @@ export async function startRun(
     parentRunId: parent?.runId,
     parentStepId: parent?.stepId,
     startedAt: new Date(),
+    version: 0,
   };
   await unit.tx.insertRun(run);
   const cancelOn = fn.config.cancelOn ?? [];
@@ -100,10 +101,10 @@ async function matcherAccepts(unit: Unit, matcher: MatcherRecord, event: EventRe
 }
 
 async function resolveWait(unit: Unit, run: RunRecord, matcher: MatcherRecord, event: EventRecord): Promise<void> {
-  const step = (await unit.tx.listSteps(run.id)).find((s) => s.id === matcher.stepId);
+  const step = (await unit.steps(run.id)).find((s) => s.id === matcher.stepId);
   await unit.tx.deleteMatcher(run.id, matcher.stepId);
   if (!step || step.status !== "waiting") return;
-  await unit.tx.saveStep({ ...step, status: "completed", output: event, attempts: 1, endedAt: new Date() });
+  await unit.saveStep({ ...step, status: "completed", output: event, attempts: 1, endedAt: new Date() });
   unit.info(`${runLabel(run.id, run.functionId)} step "${step.name}" received ${event.name} (${event.id})`);
   await continueRun(unit, run);
 }

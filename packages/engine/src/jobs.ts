@@ -11,6 +11,7 @@ import { LeaseLostError, serializedError } from "./errors.ts";
 import { finishRun } from "./finish.ts";
 import { invokeApp, type InvokerOptions } from "./invoker.ts";
 import { TERMINAL_RUN_STATUSES, type JobRecord, type StepRecord } from "./records.ts";
+import type { RunSnapshot } from "./store.ts";
 import { fireTimer } from "./timers.ts";
 
 export interface JobRunner {
@@ -18,12 +19,38 @@ export interface JobRunner {
   invoker: InvokerOptions;
   owner: string;
   leaseMs: number;
+  /**
+   * The run's state as committed by the transaction that queued a continuation, keyed by the
+   * continued job: the next invocation starts without reading it back. Safe because the
+   * answer is applied under the run's lock, which re-checks what changed meanwhile.
+   */
+  prefetched: Map<string, RunState>;
+  /** Continuations this worker holds: leased in the record only, never in the queue. */
+  local: Set<string>;
 }
 
+/** What an invocation needs to know about its run. */
+type RunState = RunSnapshot;
+
 export async function runJob(runner: JobRunner, job: JobRecord): Promise<JobRecord[]> {
+  try {
+    return await runClaimedJob(runner, job);
+  } catch (error) {
+    runner.prefetched.delete(job.id);
+    // A continuation is unknown to a queue elsewhere: hand it over, so it is retried there.
+    if (runner.local.delete(job.id) && !runner.ctx.store.queue.authoritative) {
+      const retryAt = new Date(Date.now() + 1_000);
+      await runner.ctx.store.queue.publish([{ ...job, runAt: retryAt }]).catch(() => {});
+    }
+    throw error;
+  }
+}
+
+async function runClaimedJob(runner: JobRunner, job: JobRecord): Promise<JobRecord[]> {
   const { store } = runner.ctx;
   // A queue outside the record may hand out a job whose completion already committed.
-  if (!store.queue.authoritative && !(await store.jobExists(job.id))) {
+  const ours = runner.local.has(job.id);
+  if (!ours && !store.queue.authoritative && !(await store.jobExists(job.id))) {
     await forget(runner, job.id);
     return [];
   }
@@ -35,7 +62,12 @@ export async function runJob(runner: JobRunner, job: JobRecord): Promise<JobReco
 }
 
 /** Applies `fn` and deletes the job in one transaction; the lease must still be ours. */
-async function finishJob(runner: JobRunner, job: JobRecord, fn: (unit: Unit) => Promise<void>): Promise<JobRecord[]> {
+async function finishJob(
+  runner: JobRunner,
+  job: JobRecord,
+  fn: (unit: Unit) => Promise<void>,
+  snapshot?: RunSnapshot,
+): Promise<JobRecord[]> {
   const continuation = { owner: runner.owner, leaseMs: runner.leaseMs, runId: job.runId };
   const { unit } = await transact(
     runner.ctx,
@@ -44,8 +76,11 @@ async function finishJob(runner: JobRunner, job: JobRecord, fn: (unit: Unit) => 
       await fn(unit);
     },
     continuation,
+    snapshot,
   );
-  await forget(runner, job.id);
+  // A continuation was never in the queue: nothing to forget there.
+  if (!runner.local.delete(job.id)) await forget(runner, job.id);
+  for (const next of unit.continued) runner.local.add(next.id);
   return unit.continued;
 }
 
@@ -58,7 +93,9 @@ async function forget(runner: JobRunner, jobId: string): Promise<void> {
 
 async function runInvocation(runner: JobRunner, job: JobRecord): Promise<JobRecord[]> {
   const { ctx } = runner;
-  const run = await ctx.store.getRun(job.runId);
+  const known = runner.prefetched.get(job.id);
+  runner.prefetched.delete(job.id);
+  const run = known?.run ?? (await ctx.store.getRun(job.runId));
   if (!run || TERMINAL_RUN_STATUSES.includes(run.status)) return finishJob(runner, job, async () => {});
   const fn = await ctx.registry.getFunction(run.functionId);
   const app = fn && (await ctx.registry.getApp(fn.appId));
@@ -69,7 +106,9 @@ async function runInvocation(runner: JobRunner, job: JobRecord): Promise<JobReco
       if (locked) await finishRun(unit, locked, { status: "failed", error });
     });
   }
-  const [steps, event] = await Promise.all([ctx.store.listSteps(run.id), ctx.store.getEvent(run.eventId)]);
+  const [steps, event] = known
+    ? [known.steps, known.event]
+    : await Promise.all([ctx.store.listSteps(run.id), ctx.store.getEvent(run.eventId)]);
   const target = job.stepId ? steps.find((step) => step.id === job.stepId) : undefined;
   // A targeted job whose step was settled meanwhile (a duplicate after a crash) has nothing to do.
   if (job.stepId && (!target || (target.status !== "planned" && target.status !== "retrying"))) {
@@ -93,12 +132,16 @@ async function runInvocation(runner: JobRunner, job: JobRecord): Promise<JobReco
   if (response.type === "ops") {
     for (const op of response.ops) if (op.op === "invoke") await ctx.registry.getFunction(op.functionId);
   }
-  return finishJob(runner, job, async (unit) => {
+  let after: RunState | undefined;
+  const continued = await finishJob(runner, job, async (unit) => {
     const locked = await unit.tx.lockRun(run.id);
     if (!locked || TERMINAL_RUN_STATUSES.includes(locked.status)) return;
     const invocation: Invocation = { run: locked, fn, targetStep: target?.id, startedAt };
     await applyResponse(unit, invocation, response);
-  });
+    after = { run: locked, steps: await unit.steps(run.id), event };
+  }, known && { ...known, event });
+  if (after) for (const next of continued) runner.prefetched.set(next.id, after);
+  return continued;
 }
 
 /** A stored step as the SDK sees it: done (output or error), or still pending. */

@@ -5,7 +5,7 @@ export interface Logger {
   error(line: string): void;
 }
 
-/** Lines to stderr/stdout with a time prefix. */
+/** Lines to the console with a time prefix (portable; the Node server uses a batched one). */
 export const consoleLogger: Logger = {
   info: (line) => console.log(`${time()} ${line}`),
   warn: (line) => console.warn(`${time()} WARN ${line}`),
@@ -14,7 +14,8 @@ export const consoleLogger: Logger = {
 
 export const silentLogger: Logger = { info() {}, warn() {}, error() {} };
 
-function time(): string {
+/** `12:34:56.789`: the prefix of every line. */
+export function time(): string {
   return new Date().toISOString().slice(11, 23);
 }
 

@@ -17,7 +17,7 @@ export function liveStatus(steps: StepRecord[]): RunStatus {
 
 /** After a step changed: queue the next invocation if nothing is in flight, and set the status. */
 export async function continueRun(unit: Unit, run: RunRecord): Promise<void> {
-  const steps = await unit.tx.listSteps(run.id);
+  const steps = await unit.steps(run.id);
   const status = liveStatus(steps);
   const idle = !steps.some((step) => IN_FLIGHT_STEP_STATUSES.includes(step.status));
   if (idle) await unit.enqueue([{ kind: "invoke", runId: run.id }]);

@@ -58,6 +58,8 @@ export interface RunRecord {
   parentStepId?: string;
   startedAt: Date;
   endedAt?: Date;
+  /** Bumped by every locked change: the compare-and-swap token of optimistic writes. */
+  version: number;
 }
 
 export interface StepRecord {

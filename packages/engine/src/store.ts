@@ -48,6 +48,8 @@ export interface StoreTx extends StoreReader {
 
 /** The record of queued jobs, as a queue that is not the record itself rebuilds from it. */
 export interface JobSource {
+  /** Extends leases held in the record (continuations) by `owner`. */
+  extendRecordLeases(jobIds: string[], owner: string, leaseMs: number): Promise<void>;
   /** Jobs with an ID after `afterId` (in ID order) created before `createdBefore`. */
   listJobs(afterId: string | null, limit: number, createdBefore: Date): Promise<JobRecord[]>;
   jobExists(jobId: string): Promise<boolean>;
@@ -83,7 +85,21 @@ export interface Queue {
   releaseAllLeases(): Promise<void>;
 }
 
+/** A run as its worker last committed it: the basis of an optimistic change. */
+export interface RunSnapshot {
+  run: RunRecord;
+  steps: StepRecord[];
+  event: EventRecord;
+}
+
 export interface Store extends StoreReader, JobSource {
+  /**
+   * Runs `fn` against `snapshot` instead of a transaction and applies what it wrote at once,
+   * only if the run and the job it completes are still as the snapshot says. Null when that
+   * did not hold, or `fn` needed more than the snapshot: run `fn` in a transaction then.
+   * Optional: a store without it always uses transactions.
+   */
+  applyOptimistically?<T>(snapshot: RunSnapshot, fn: (tx: StoreTx) => Promise<T>): Promise<{ result: T } | null>;
   /** Creates the schema if needed (idempotent). */
   migrate(): Promise<void>;
   /** Runs `fn` atomically; retried on deadlocks and serialization failures, so keep it pure. */

@@ -12,22 +12,22 @@ import { TERMINAL_RUN_STATUSES, type JobRecord } from "./records.ts";
 export async function fireTimer(unit: Unit, job: JobRecord): Promise<void> {
   const run = await unit.tx.lockRun(job.runId);
   if (!run || TERMINAL_RUN_STATUSES.includes(run.status)) return;
-  const step = (await unit.tx.listSteps(run.id)).find((s) => s.id === job.stepId);
+  const step = (await unit.steps(run.id)).find((s) => s.id === job.stepId);
   if (!step) return;
   const label = `${runLabel(run.id, run.functionId)} step "${step.name}"`;
   const endedAt = new Date();
 
   if (job.kind === "wake" && step.status === "sleeping") {
-    await unit.tx.saveStep({ ...step, status: "completed", output: null, attempts: 1, endedAt });
+    await unit.saveStep({ ...step, status: "completed", output: null, attempts: 1, endedAt });
     const late = step.wakeAt ? endedAt.getTime() - step.wakeAt.getTime() : 0;
     unit.info(`${label} woke up (${late}ms after its time)`);
   } else if (job.kind === "wait-timeout" && step.status === "waiting") {
     await unit.tx.deleteMatcher(run.id, step.id);
-    await unit.tx.saveStep({ ...step, status: "completed", output: null, attempts: 1, endedAt });
+    await unit.saveStep({ ...step, status: "completed", output: null, attempts: 1, endedAt });
     unit.info(`${label} timed out waiting; resolving to null`);
   } else if (job.kind === "invoke-timeout" && step.status === "invoking") {
     const error = serializedError("InvokeTimeout", `step.invoke "${step.name}" timed out before the invoked run finished`);
-    await unit.tx.saveStep({ ...step, status: "failed", error, attempts: 1, endedAt });
+    await unit.saveStep({ ...step, status: "failed", error, attempts: 1, endedAt });
     unit.warn(`${label} timed out waiting for the invoked run`);
   } else {
     return;

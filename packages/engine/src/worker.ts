@@ -19,6 +19,10 @@ export interface WorkerOptions {
   log: Logger;
   /** Runs one job; returns jobs already leased to this worker, to run next. */
   handle(job: JobRecord): Promise<JobRecord[]>;
+  /** Whether a job is a continuation: leased in the record, not in the queue. */
+  isLocal?(job: JobRecord): boolean;
+  /** Extends the record's leases of continuations (when the queue lives elsewhere). */
+  extendRecordLeases?(jobIds: string[], owner: string, leaseMs: number): Promise<void>;
 }
 
 export class Worker {
@@ -120,6 +124,8 @@ export class Worker {
         this.active.delete(job.id);
         this.storeHealthy(startedAt);
         for (const continued of next) this.spawn(continued);
+        // A continuation took the slot over: nothing for the claim loop to do.
+        if (next.length === 0) this.wake?.();
       })
       .catch((error: unknown) => {
         this.active.delete(job.id);
@@ -131,14 +137,17 @@ export class Worker {
         }
         const retryAt = new Date(Date.now() + Math.min(30_000, 500 * 2 ** Math.min(job.claims, 6)));
         this.options.queue.release(job.id, this.options.owner, retryAt).catch(() => {});
-      })
-      .finally(() => this.wake?.());
+        this.wake?.();
+      });
   }
 
   private async extendLeases(): Promise<void> {
     if (this.active.size === 0) return;
     try {
-      await this.options.queue.extendLeases([...this.active.keys()], this.options.owner, this.options.leaseMs);
+      const ids = [...this.active.keys()];
+      await this.options.queue.extendLeases(ids, this.options.owner, this.options.leaseMs);
+      const local = [...this.active.values()].filter((job) => this.options.isLocal?.(job)).map((job) => job.id);
+      if (local.length > 0) await this.options.extendRecordLeases?.(local, this.options.owner, this.options.leaseMs);
     } catch (error) {
       this.options.log.warn(`could not extend job leases: ${error instanceof Error ? error.message : String(error)}`);
     }

@@ -52,6 +52,7 @@ export function toRun(row: Row): RunRecord {
     parentStepId: optional(row.parent_step_id),
     startedAt: date(row.started_at),
     endedAt: optionalDate(row.ended_at),
+    version: Number(row.version ?? 0),
   };
 }
 

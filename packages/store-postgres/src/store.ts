@@ -3,7 +3,8 @@
  * Every state change runs in one transaction, retried when Postgres aborts it for a
  * deadlock or a serialization failure (two executors touching the same runs).
  */
-import type { AppRecord, FunctionRecord, JobRecord, Queue, RunRecord, Store, StoreTx } from "@stepwise/engine";
+import type { AppRecord, FunctionRecord, JobRecord, Queue, RunRecord, RunSnapshot, Store, StoreTx } from "@stepwise/engine";
+import { applyOptimistically } from "./optimistic.ts";
 import { PgQueue } from "./queue.ts";
 import { toApp, toFunction, toJob, toRun } from "./rows.ts";
 import { SCHEMA_SQL } from "./schema.ts";
@@ -79,6 +80,10 @@ export class PostgresStore extends PgReader implements Store {
     }
   }
 
+  applyOptimistically<T>(snapshot: RunSnapshot, fn: (tx: StoreTx) => Promise<T>): Promise<{ result: T } | null> {
+    return applyOptimistically(this.client, this.leasesInPostgres, snapshot, fn);
+  }
+
   async syncApp(app: AppRecord, functions: FunctionRecord[]): Promise<void> {
     await this.client.transaction(async (sql) => {
       await sql.query(
@@ -113,13 +118,19 @@ export class PostgresStore extends PgReader implements Store {
     return (await this.client.query("SELECT * FROM runs WHERE event_id = $1 ORDER BY started_at, id", [eventId])).map(toRun);
   }
 
+  async extendRecordLeases(jobIds: string[], owner: string, leaseMs: number): Promise<void> {
+    await new PgQueue(this.client).extendLeases(jobIds, owner, leaseMs);
+  }
+
   async jobExists(jobId: string): Promise<boolean> {
     return (await this.client.query("SELECT 1 FROM jobs WHERE id = $1", [jobId])).length > 0;
   }
 
   async listJobs(afterId: string | null, limit: number, createdBefore: Date): Promise<JobRecord[]> {
     const rows = await this.client.query(
-      "SELECT * FROM jobs WHERE id > $1 AND created_at < $2 ORDER BY id LIMIT $3",
+      // A job leased in the record is a continuation its worker holds: not lost, just busy.
+      `SELECT * FROM jobs WHERE id > $1 AND created_at < $2 AND (locked_until IS NULL OR locked_until < now())
+       ORDER BY id LIMIT $3`,
       [afterId ?? "0", createdBefore.toISOString(), limit],
     );
     return rows.map(toJob);

@@ -28,9 +28,11 @@ export class PgReader {
 
 export class PgTx extends PgReader implements StoreTx {
   /**
-   * @param leases whether leases live in the jobs table (the Postgres queue). With a queue
-   *   elsewhere (Redis) the table is only the record: no lease columns are written, and the
-   *   delete that completes a job is the fence: whoever deletes it first applied its result.
+   * @param leases whether claims come from the jobs table (the Postgres queue), so a
+   *   completion must come from the lease holder. With a queue elsewhere (Redis) the delete
+   *   that completes a job is the fence: whoever deletes it first applied its result. Either
+   *   way a continuation (a job handed straight to the worker that queued it) is leased here,
+   *   in the record, so nobody else takes it while that worker is alive.
    */
   constructor(
     sql: SqlExecutor,
@@ -61,8 +63,9 @@ export class PgTx extends PgReader implements StoreTx {
     return rows.length > 0;
   }
 
+  /** Locks the run by bumping its version: writers holding an older snapshot then know. */
   async lockRun(runId: string): Promise<RunRecord | null> {
-    const rows = await this.sql.query("SELECT * FROM runs WHERE id = $1 FOR UPDATE", [runId]);
+    const rows = await this.sql.query("UPDATE runs SET version = version + 1 WHERE id = $1 RETURNING *", [runId]);
     return rows[0] ? toRun(rows[0]) : null;
   }
 
@@ -139,7 +142,7 @@ export class PgTx extends PgReader implements StoreTx {
 
   async enqueue(jobs: NewJob[], requestedLease?: { owner: string; leaseMs: number }): Promise<JobRecord[]> {
     if (jobs.length === 0) return [];
-    const lease = this.leases ? requestedLease : undefined;
+    const lease = requestedLease;
     const rows = await this.sql.query(
       `INSERT INTO jobs (kind, run_id, step_id, run_at, locked_by, locked_until, claims)
        SELECT kind, run_id, step_id, coalesce(run_at, now()), $2::text,

@@ -26,6 +26,7 @@ export function testStore(name: string, open: () => Promise<{ store: Store; clea
       status: "queued",
       attempt: 0,
       startedAt: new Date(),
+      version: 0,
     });
 
     it("stores an event once: a repeated id is reported as not new", async () => {
@@ -65,6 +66,76 @@ export function testStore(name: string, open: () => Promise<{ store: Store; clea
       expect(stored?.status).toBe("completed");
       expect(stored?.output).toEqual({ done: true });
       expect(stored?.endedAt).toBeInstanceOf(Date);
+    });
+
+    describe("optimistic apply", () => {
+      const setup = async () => {
+        const event = { id: uid("evt"), name: "a/b", data: {}, ts: 1 };
+        const run = newRun(event.id);
+        const [job] = await store.transaction(async (tx) => {
+          await tx.insertEvents([event]);
+          await tx.insertRun(run);
+          return tx.enqueue([{ kind: "invoke", runId: run.id }]);
+        });
+        const locked = (await store.transaction((tx) => tx.lockRun(run.id)))!;
+        // The worker holds the job, as it would after a claim (the store's own queue checks it).
+        const claimed = (await store.queue.claim("w", 1_000, 60_000)).find((j) => j.id === job!.id);
+        return { event, run: locked, job: claimed ?? job! };
+      };
+      const step = (runId: string) => ({
+        runId, id: "s", name: "s", kind: "run" as const, position: 0, status: "completed" as const,
+        output: { n: 1 }, attempts: 1, startedAt: new Date(), endedAt: new Date(),
+      });
+
+      it("applies every write in one go when the snapshot is current", async () => {
+        const { event, run, job } = await setup();
+        const outcome = await store.applyOptimistically!({ run, steps: [], event }, async (tx) => {
+          expect(await tx.completeJob(job.id, "w")).toBe(true);
+          const locked = await tx.lockRun(run.id);
+          await tx.saveStep(step(run.id));
+          await tx.updateRun(run.id, { status: "running" });
+          return { locked, next: await tx.enqueue([{ kind: "invoke", runId: run.id }]) };
+        });
+        expect(outcome).not.toBeNull();
+        const { locked, next } = outcome!.result;
+        expect(next[0]!.id).toMatch(/^\d+$/);
+        const stored = (await store.getRun(run.id))!;
+        expect([stored.status, stored.version]).toEqual(["running", locked!.version]);
+        expect((await store.listSteps(run.id)).map((s) => [s.id, s.output])).toEqual([["s", { n: 1 }]]);
+        expect(await store.jobExists(job.id)).toBe(false);
+        expect(await store.jobExists(next[0]!.id)).toBe(true);
+      });
+
+      it("writes nothing when the run changed since the snapshot", async () => {
+        const { event, run, job } = await setup();
+        await store.transaction((tx) => tx.lockRun(run.id)); // someone else moved the run on
+        const outcome = await store.applyOptimistically!({ run, steps: [], event }, async (tx) => {
+          await tx.completeJob(job.id, "w");
+          await tx.saveStep(step(run.id));
+        });
+        expect(outcome).toBeNull();
+        expect(await store.listSteps(run.id)).toEqual([]);
+        expect(await store.jobExists(job.id)).toBe(true);
+      });
+
+      it("writes nothing when the job was completed by another worker", async () => {
+        const { event, run, job } = await setup();
+        await store.transaction((tx) => tx.completeJob(job.id, "w"));
+        const outcome = await store.applyOptimistically!({ run, steps: [], event }, async (tx) => {
+          await tx.completeJob(job.id, "w");
+          await tx.saveStep(step(run.id));
+          await tx.updateRun(run.id, { status: "completed" });
+        });
+        expect(outcome).toBeNull();
+        expect(await store.listSteps(run.id)).toEqual([]);
+        expect((await store.getRun(run.id))!.status).toBe("queued");
+      });
+
+      it("declines what the snapshot cannot answer, so the caller uses a transaction", async () => {
+        const { event, run } = await setup();
+        const outcome = await store.applyOptimistically!({ run, steps: [], event }, (tx) => tx.findMatchers("x"));
+        expect(outcome).toBeNull();
+      });
     });
 
     it("finds matchers by event name and keeps a frozen JSON null", async () => {

@@ -27,6 +27,7 @@ import {
 // Bundlers targeting Workers resolve `ws` to its browser stub; it is only used where no
 // global WebSocket exists (Node 20), so importing it statically is harmless there.
 import ws from "ws";
+import { coalescing } from "./coalescing-websocket.ts";
 import type { SqlClient, SqlExecutor } from "../sql.ts";
 
 /** Options for {@link createNeonClient}. */
@@ -127,8 +128,9 @@ export function createNeonClient(options: NeonClientOptions): SqlClient {
       // A throwing logger must not turn a handled connection error into a crash.
     }
   };
-  const WebSocketCtor =
+  const BaseWebSocket =
     options.webSocketConstructor ?? (typeof globalThis.WebSocket === "function" ? globalThis.WebSocket : ws);
+  const WebSocketCtor = COALESCE_DELAYS ? coalescing(BaseWebSocket as typeof ws) : BaseWebSocket;
   const { wsProxy } = options;
 
   class ConfiguredClient extends Client {
@@ -138,7 +140,7 @@ export function createNeonClient(options: NeonClientOptions): SqlClient {
       c.webSocketConstructor = WebSocketCtor as typeof WebSocket;
       // The driver coalesces a query's messages into one WebSocket frame by deferring the send
       // with setTimeout(0). Node clamps that to 1 ms or more, which made every statement cost
-      // about 1.5 ms. Where setImmediate exists (Node, Bun) send at once instead.
+      // about 1.5 ms. Where that clamp exists (Node, Bun) our socket coalesces in a microtask.
       if (COALESCE_DELAYS) c.coalesceWrites = false;
       if (wsProxy !== undefined) {
         c.wsProxy = wsProxy;

@@ -1,0 +1,60 @@
+/**
+ * The orchestrator's side of the probe: collects what the app process reports, and lets the
+ * workloads wait for runs to finish.
+ */
+import { fork, type ChildProcess } from "node:child_process";
+import type { ProbeMessage } from "./app.ts";
+
+type Waiter = { count: number; resolve: () => void };
+
+export class Recorder {
+  /** W1: per run, when each step body ran (absolute ms). */
+  readonly stepTimes = new Map<string, number[]>();
+  /** W3: how late the step after a 2 s sleep started. */
+  readonly lateness: number[] = [];
+  /** W4: when the first step of each run started, by the tag in its event. */
+  readonly firstStepAt = new Map<string, number>();
+  private finished = 0;
+  private waiters: Waiter[] = [];
+
+  receive(message: ProbeMessage): void {
+    if (message.type === "step") {
+      const times = this.stepTimes.get(message.runId) ?? [];
+      times.push(message.at);
+      this.stepTimes.set(message.runId, times);
+    } else if (message.type === "late") {
+      this.lateness.push(message.ms);
+    } else if (message.type === "first") {
+      this.firstStepAt.set(message.tag, message.at);
+    } else if (message.type === "finish") {
+      this.finished++;
+      this.waiters = this.waiters.filter((w) => (this.finished >= w.count ? (w.resolve(), false) : true));
+    }
+  }
+
+  /** Runs finished so far. */
+  get finishedCount(): number {
+    return this.finished;
+  }
+
+  /** Resolves once `count` more runs have finished. */
+  finishedAfter(count: number): Promise<void> {
+    const target = this.finished + count;
+    return new Promise((resolve) => {
+      if (this.finished >= target) resolve();
+      else this.waiters.push({ count: target, resolve });
+    });
+  }
+}
+
+/** Starts the bench app in its own process; resolves its /api/durable URL. */
+export function startAppProcess(recorder: Recorder): Promise<{ url: string; child: ChildProcess }> {
+  const child = fork(new URL("./app-process.ts", import.meta.url).pathname, [], { execArgv: ["--import", "tsx"] });
+  return new Promise((resolve, reject) => {
+    child.once("exit", (code) => reject(new Error(`bench app exited with ${code}`)));
+    child.on("message", (message: ProbeMessage) => {
+      if (message.type === "ready") resolve({ url: message.url, child });
+      else recorder.receive(message);
+    });
+  });
+}

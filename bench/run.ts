@@ -10,7 +10,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { Recorder, startAppProcess } from "./recorder.ts";
 import { measureBaselines } from "./baselines.ts";
-import { printReport } from "./report.ts";
+import { printReport, ratios } from "./report.ts";
 import { startTopology, TOPOLOGIES, type TopologyName } from "./topologies.ts";
 import { soak, w1, w2, w3, w4 } from "./workloads.ts";
 
@@ -66,6 +66,7 @@ const report = {
   concurrency,
   baselines,
   results,
+  ratios: Object.fromEntries(Object.entries(results).map(([name, result]) => [name, ratios(result, baselines)])),
 };
 mkdirSync("bench/results", { recursive: true });
 writeFileSync("bench/results/latest.json", `${JSON.stringify(report, null, 2)}\n`);

@@ -54,11 +54,26 @@ async function runClaimedJob(runner: JobRunner, job: JobRecord): Promise<JobReco
     await forget(runner, job.id);
     return [];
   }
-  if (job.kind !== "invoke") {
-    await runner.ctx.registry.ensureFresh();
-    return finishJob(runner, job, (unit) => fireTimer(unit, job));
-  }
+  if (job.kind !== "invoke") return runTimer(runner, job);
   return runInvocation(runner, job);
+}
+
+/** A timer came due: settle its step, optimistically from a fresh read of the run. */
+async function runTimer(runner: JobRunner, job: JobRecord): Promise<JobRecord[]> {
+  await runner.ctx.registry.ensureFresh();
+  const snapshot = await runner.ctx.store.loadRunSnapshot(job.runId);
+  let after: RunState | undefined;
+  const continued = await finishJob(
+    runner,
+    job,
+    async (unit) => {
+      const run = await fireTimer(unit, job);
+      if (run && snapshot) after = { run, steps: await unit.steps(run.id), event: snapshot.event };
+    },
+    snapshot ?? undefined,
+  );
+  if (after) for (const next of continued) runner.prefetched.set(next.id, after);
+  return continued;
 }
 
 /** Applies `fn` and deletes the job in one transaction; the lease must still be ours. */
@@ -93,10 +108,11 @@ async function forget(runner: JobRunner, jobId: string): Promise<void> {
 
 async function runInvocation(runner: JobRunner, job: JobRecord): Promise<JobRecord[]> {
   const { ctx } = runner;
-  const known = runner.prefetched.get(job.id);
+  // The state this worker just committed, or one read of run, steps and event.
+  const known = runner.prefetched.get(job.id) ?? (await ctx.store.loadRunSnapshot(job.runId));
   runner.prefetched.delete(job.id);
-  const run = known?.run ?? (await ctx.store.getRun(job.runId));
-  if (!run || TERMINAL_RUN_STATUSES.includes(run.status)) return finishJob(runner, job, async () => {});
+  const run = known?.run;
+  if (!known || !run || TERMINAL_RUN_STATUSES.includes(run.status)) return finishJob(runner, job, async () => {});
   const fn = await ctx.registry.getFunction(run.functionId);
   const app = fn && (await ctx.registry.getApp(fn.appId));
   if (!fn || !app) {
@@ -106,15 +122,12 @@ async function runInvocation(runner: JobRunner, job: JobRecord): Promise<JobReco
       if (locked) await finishRun(unit, locked, { status: "failed", error });
     });
   }
-  const [steps, event] = known
-    ? [known.steps, known.event]
-    : await Promise.all([ctx.store.listSteps(run.id), ctx.store.getEvent(run.eventId)]);
+  const { steps, event } = known;
   const target = job.stepId ? steps.find((step) => step.id === job.stepId) : undefined;
   // A targeted job whose step was settled meanwhile (a duplicate after a crash) has nothing to do.
   if (job.stepId && (!target || (target.status !== "planned" && target.status !== "retrying"))) {
     return finishJob(runner, job, async () => {});
   }
-  if (!event) throw new Error(`run ${run.id}: its event ${run.eventId} is missing from the store`);
 
   const request: InvokeRequest = {
     version: PROTOCOL_VERSION,
@@ -139,7 +152,7 @@ async function runInvocation(runner: JobRunner, job: JobRecord): Promise<JobReco
     const invocation: Invocation = { run: locked, fn, targetStep: target?.id, startedAt };
     await applyResponse(unit, invocation, response);
     after = { run: locked, steps: await unit.steps(run.id), event };
-  }, known && { ...known, event });
+  }, known);
   if (after) for (const next of continued) runner.prefetched.set(next.id, after);
   return continued;
 }

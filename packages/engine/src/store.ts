@@ -99,6 +99,8 @@ export interface Store extends StoreReader, JobSource {
    * did not hold, or `fn` needed more than the snapshot: run `fn` in a transaction then.
    * Optional: a store without it always uses transactions.
    */
+  /** The run, its steps and its event in one read (null when there is no such run). */
+  loadRunSnapshot(runId: string): Promise<RunSnapshot | null>;
   applyOptimistically?<T>(snapshot: RunSnapshot, fn: (tx: StoreTx) => Promise<T>): Promise<{ result: T } | null>;
   /** Creates the schema if needed (idempotent). */
   migrate(): Promise<void>;

@@ -7,13 +7,14 @@ import type { Unit } from "./context.ts";
 import { serializedError } from "./errors.ts";
 import { runLabel } from "./log.ts";
 import { continueRun } from "./progress.ts";
-import { TERMINAL_RUN_STATUSES, type JobRecord } from "./records.ts";
+import { TERMINAL_RUN_STATUSES, type JobRecord, type RunRecord } from "./records.ts";
 
-export async function fireTimer(unit: Unit, job: JobRecord): Promise<void> {
+/** Settles the timer's step if it is still waiting for it; returns the run when it moved on. */
+export async function fireTimer(unit: Unit, job: JobRecord): Promise<RunRecord | null> {
   const run = await unit.tx.lockRun(job.runId);
-  if (!run || TERMINAL_RUN_STATUSES.includes(run.status)) return;
+  if (!run || TERMINAL_RUN_STATUSES.includes(run.status)) return null;
   const step = (await unit.steps(run.id)).find((s) => s.id === job.stepId);
-  if (!step) return;
+  if (!step) return null;
   const label = `${runLabel(run.id, run.functionId)} step "${step.name}"`;
   const endedAt = new Date();
 
@@ -30,7 +31,8 @@ export async function fireTimer(unit: Unit, job: JobRecord): Promise<void> {
     await unit.saveStep({ ...step, status: "failed", error, attempts: 1, endedAt });
     unit.warn(`${label} timed out waiting for the invoked run`);
   } else {
-    return;
+    return null;
   }
   await continueRun(unit, run);
+  return run;
 }

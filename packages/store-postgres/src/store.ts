@@ -6,7 +6,7 @@
 import type { AppRecord, FunctionRecord, JobRecord, Queue, RunRecord, RunSnapshot, Store, StoreTx } from "@stepwise/engine";
 import { applyOptimistically } from "./optimistic.ts";
 import { PgQueue } from "./queue.ts";
-import { toApp, toFunction, toJob, toRun } from "./rows.ts";
+import { toApp, toEvent, toFunction, toJob, toRun, toStep } from "./rows.ts";
 import { SCHEMA_SQL } from "./schema.ts";
 import type { SqlClient } from "./sql.ts";
 import { PgReader, PgTx } from "./tx.ts";
@@ -78,6 +78,19 @@ export class PostgresStore extends PgReader implements Store {
         await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * attempt));
       }
     }
+  }
+
+  async loadRunSnapshot(runId: string): Promise<RunSnapshot | null> {
+    const [row] = await this.client.query<{ run: Record<string, unknown>; steps: Array<Record<string, unknown>>; event: Record<string, unknown> | null }>(
+      `SELECT row_to_json(r) AS run,
+              (SELECT coalesce(json_agg(s ORDER BY s.position, s.id), '[]'::json) FROM steps s WHERE s.run_id = r.id) AS steps,
+              (SELECT row_to_json(e) FROM events e WHERE e.id = r.event_id) AS event
+       FROM runs r WHERE r.id = $1`,
+      [runId],
+    );
+    if (!row) return null;
+    if (!row.event) throw new Error(`run ${runId}: its event is missing from the store`);
+    return { run: toRun(row.run), steps: row.steps.map(toStep), event: toEvent(row.event) };
   }
 
   applyOptimistically<T>(snapshot: RunSnapshot, fn: (tx: StoreTx) => Promise<T>): Promise<{ result: T } | null> {

@@ -31,7 +31,10 @@ export function printReport(report: { baselines: Baselines; results: Record<stri
   rows.push(["W3 sleep 2s: late p50 / p99 (ms)", ...cell((r) => `${r.w3.p50} / ${r.w3.p99} (${x(r.w3.p50, floor)})`)]);
   rows.push(["W4 event->step p50 / p99 (ms)", ...cell((r) => `${r.w4.p50} / ${r.w4.p99} (${x(r.w4.p50, floor)})`)]);
   rows.push(["RSS start -> end (MB)", ...cell((r) => `${r.rssStartMb} -> ${r.rssEndMb}`)]);
-  rows.push(["soak RSS first -> last (max) MB", ...cell((r) => (r.soak ? `${r.soak.rssStartMb} -> ${r.soak.rssEndMb} (${r.soak.rssMaxMb})` : "-"))]);
+  rows.push([
+    "soak RSS warm -> end MB (slope/min)",
+    ...cell((r) => (r.soak ? `${r.soak.rssStartMb} -> ${r.soak.rssEndMb} (${r.soak.slopeMbPerMinute >= 0 ? "+" : ""}${r.soak.slopeMbPerMinute})` : "-")),
+  ]);
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
   for (const [index, row] of rows.entries()) {
     console.log(`| ${row.map((c, i) => c.padEnd(widths[i]!)).join(" | ")} |`);

@@ -83,6 +83,16 @@ export async function w4(topology: Topology, probe: Probe, events = 100): Promis
   return latency(samples);
 }
 
+function slope(points: Array<[number, number]>): number {
+  const n = points.length;
+  if (n < 2) return 0;
+  const mx = points.reduce((sum, [x]) => sum + x, 0) / n;
+  const my = points.reduce((sum, [, y]) => sum + y, 0) / n;
+  const sxy = points.reduce((sum, [x, y]) => sum + (x - mx) * (y - my), 0);
+  const sxx = points.reduce((sum, [x]) => sum + (x - mx) ** 2, 0);
+  return sxx === 0 ? 0 : sxy / sxx;
+}
+
 function latency(samples: number[]): LatencyResult {
   return {
     count: samples.length,
@@ -96,9 +106,12 @@ export interface SoakResult {
   seconds: number;
   runsPerSecond: number;
   runsCompleted: number;
+  /** RSS once warmed up (the first sample after a fifth of the soak), and at the end. */
   rssStartMb: number;
   rssEndMb: number;
   rssMaxMb: number;
+  /** Least-squares slope of RSS over the warmed-up samples: growth per minute. */
+  slopeMbPerMinute: number;
   samples: Array<{ atSeconds: number; rssMb: number }>;
 }
 
@@ -130,7 +143,9 @@ export async function soak(topology: Topology, probe: Probe, seconds: number, ru
   while (probe.finishedCount - finishedBefore < sent && performance.now() < drainUntil) {
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  const rss = samples.map((s) => s.rssMb);
+  // The first fifth warms up (JIT, pools, V8 heap sizing); growth is judged on the rest.
+  const warm = samples.filter((s) => s.atSeconds >= seconds / 5);
+  const rss = warm.map((s) => s.rssMb);
   return {
     seconds,
     runsPerSecond,
@@ -138,6 +153,7 @@ export async function soak(topology: Topology, probe: Probe, seconds: number, ru
     rssStartMb: rss[0]!,
     rssEndMb: rss.at(-1)!,
     rssMaxMb: Math.max(...rss),
+    slopeMbPerMinute: round(slope(warm.map((s) => [s.atSeconds / 60, s.rssMb])), 2),
     samples,
   };
 }

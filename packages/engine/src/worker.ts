@@ -31,6 +31,8 @@ export class Worker {
   private loopDone: Promise<void> = Promise.resolve();
   private wake: (() => void) | null = null;
   private wakeAt = Infinity;
+  /** A job was queued while the loop was not idle: the next idle returns at once. */
+  private nudged = false;
   private heartbeat: ReturnType<typeof setInterval> | undefined;
   /** Consecutive failures caused by an unreachable store, and when the streak began. */
   private failures = 0;
@@ -61,7 +63,10 @@ export class Worker {
 
   /** A job due at `runAt` was queued: claim sooner if that is before the planned wake-up. */
   notify(runAt: Date): void {
-    if (runAt.getTime() < this.wakeAt) this.wake?.();
+    if (runAt.getTime() >= this.wakeAt) return;
+    // Not idle (claiming, or between a claim and its sleep): remember, or the job waits a poll.
+    if (this.wake) this.wake();
+    else this.nudged = true;
   }
 
   private async loop(): Promise<void> {
@@ -74,6 +79,7 @@ export class Worker {
           continue;
         }
         try {
+          this.nudged = false; // this claim sees every job committed before it
           claimed = await this.options.queue.claim(this.options.owner, free, this.options.leaseMs);
           // A queue in Postgres answering means Postgres is back; a Redis queue says nothing of it.
           if (this.options.queue.authoritative) this.storeHealthy(Date.now());
@@ -100,7 +106,7 @@ export class Worker {
 
   /** Sleeps up to `ms`, or until notified or a slot frees up. */
   private idle(ms: number): Promise<void> {
-    if (!this.running) return Promise.resolve();
+    if (!this.running || this.nudged) return Promise.resolve();
     this.wakeAt = Date.now() + ms;
     return new Promise<void>((resolve) => {
       const timer = setTimeout(done, ms);

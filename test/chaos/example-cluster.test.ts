@@ -9,7 +9,7 @@ import { redisAvailable } from "../support/redis.ts";
 
 // The example reads its keys from the environment on every request, as a deployed app would.
 process.env.STEPWISE_SIGNING_KEY = SIGNING_KEY;
-const { functions, stepwise } = await import("../../apps/examples/node-hono/src/functions.ts");
+const { functions, stepwise } = await import("@stepwise/example-shop");
 
 describe.runIf(postgresAvailable && redisAvailable)("the example app on three executors", () => {
   const cluster = new Cluster({ client: stepwise, functions, executors: 3, redisDb: 0 });

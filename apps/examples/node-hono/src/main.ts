@@ -1,11 +1,12 @@
 /**
- * The example app: a Hono server on Node exposing the shop's functions on /api/durable.
+ * The example app: a Hono server on Node exposing the shop's functions (from
+ * @stepwise/example-shop, shared with the Worker and Lambda examples) on /api/durable.
  * `npm run dev` at the repository root starts it next to the dev server.
  */
 import { serve as serveNode } from "@hono/node-server";
 import { serve } from "@stepwise/sdk/hono";
 import { Hono } from "hono";
-import { functions, stepwise } from "./functions.ts";
+import { functions, stepwise } from "@stepwise/example-shop";
 
 const port = Number(process.env.PORT ?? 3000);
 const app = new Hono();

@@ -1,43 +1,78 @@
 /**
- * `serve()` for Node's `http` module (and Express, Fastify's raw mode...):
- * `http.createServer((req, res) => handler(req, res))`. Reads the raw body itself because the
- * signature covers the exact bytes; with Express, mount it before any body parser.
+ * `serve()` for Node's `http` module and Express-style `(req, res)` handlers:
+ * `http.createServer((req, res) => handler(req, res))` or `app.all("/api/durable", handler)`.
+ *
+ * The signature covers the exact body bytes, so the raw body is needed. Mount the handler before
+ * any body parser, or keep the raw bytes: `express.raw({ type: () => true })` on this route, or
+ * `express.json({ verify: (req, _res, buf) => { req.rawBody = buf } })`.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { HEADERS } from "@stepwise/protocol";
+import { SDK_VERSION } from "../registry.ts";
 import { createServeHandler, type ServeOptions } from "../serve.ts";
 
 export type { ServeOptions } from "../serve.ts";
 
+/** A request, possibly after a body parser: `body` parsed or raw, `rawBody` kept by a `verify` hook. */
+export type NodeRequest = IncomingMessage & { body?: unknown; rawBody?: unknown };
+
 /** Returns `(req, res) => Promise<void>` for `/api/durable`. */
-export function serve(options: ServeOptions): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+export function serve(options: ServeOptions): (req: NodeRequest, res: ServerResponse) => Promise<void> {
   const handler = createServeHandler(options);
   return async (req, res) => {
-    const response = await handler(await toRequest(req));
-    res.statusCode = response.status;
-    response.headers.forEach((value, name) => res.setHeader(name, value));
-    res.end(await response.text());
+    let request: Request;
+    try {
+      request = await toRequest(req);
+    } catch (error) {
+      if (!(error instanceof RawBodyMissing)) throw error;
+      return send(res, new Response(JSON.stringify({ error: error.message }), { status: 500, headers: { "content-type": "application/json", [HEADERS.sdk]: SDK_VERSION } }));
+    }
+    await send(res, await handler(request));
   };
 }
 
-async function toRequest(req: IncomingMessage): Promise<Request> {
+async function send(res: ServerResponse, response: Response): Promise<void> {
+  res.statusCode = response.status;
+  response.headers.forEach((value, name) => res.setHeader(name, value));
+  res.end(await response.text());
+}
+
+/** A body parser ate the bytes the signature covers: a setup problem, told to the operator. */
+class RawBodyMissing extends Error {
+  constructor() {
+    super(
+      "serve() needs the raw request body to verify the signature, but a body parser already parsed it. " +
+        "Mount serve() before express.json(), use express.raw({ type: () => true }) on this route, " +
+        "or keep the bytes with express.json({ verify: (req, _res, buf) => { req.rawBody = buf } })",
+    );
+  }
+}
+
+async function toRequest(req: NodeRequest): Promise<Request> {
   const encrypted = (req.socket as { encrypted?: boolean } | undefined)?.encrypted === true;
   const forwarded = headerValue(req.headers["x-forwarded-proto"])?.split(",")[0]?.trim();
   const protocol = forwarded ?? (encrypted ? "https" : "http");
-  const url = new URL(req.url ?? "/", `${protocol}://${headerValue(req.headers.host) ?? "localhost"}`);
+  // Express rewrites req.url under a mounted router; originalUrl is what the client called.
+  const path = (req as { originalUrl?: string }).originalUrl ?? req.url ?? "/";
+  const url = new URL(path, `${protocol}://${headerValue(req.headers.host) ?? "localhost"}`);
   const headers = new Headers();
   for (const [name, value] of Object.entries(req.headers)) {
     if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(", ") : value);
   }
   const method = req.method ?? "GET";
-  const body = method === "GET" || method === "HEAD" ? undefined : await readBody(req);
+  // Only POST bodies matter (GET describes, PUT registers from config); a parser's `{}` is harmless there.
+  const body = method === "POST" ? await readBody(req) : undefined;
   return new Request(url, { method, headers, body });
 }
 
-/** The raw body: from a framework that kept it as a string or Buffer, else from the stream. */
-async function readBody(req: IncomingMessage): Promise<string> {
-  const preRead = (req as { body?: unknown }).body;
-  if (typeof preRead === "string") return preRead;
-  if (preRead instanceof Uint8Array) return Buffer.from(preRead).toString("utf8");
+/** The raw body: kept by a framework (`rawBody`, or `body` as string or Buffer), else from the stream. */
+async function readBody(req: NodeRequest): Promise<string> {
+  for (const kept of [req.rawBody, req.body]) {
+    if (typeof kept === "string") return kept;
+    if (kept instanceof Uint8Array) return new TextDecoder().decode(kept);
+  }
+  // A parsed object whose stream was consumed cannot give back the signed bytes.
+  if (req.body != null && req.readableEnded) throw new RawBodyMissing();
   const chunks: Buffer[] = [];
   for await (const chunk of req) chunks.push(typeof chunk === "string" ? Buffer.from(chunk) : (chunk as Buffer));
   return Buffer.concat(chunks).toString("utf8");

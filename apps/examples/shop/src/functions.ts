@@ -1,10 +1,12 @@
 /**
  * The demo shop's durable functions: one order goes through every step tool.
- * Shared by the example apps (Node/Hono here; Worker and Lambda later) so they stay alike.
+ * Shared by the example apps (Node/Hono, Cloudflare Worker, AWS Lambda) so they stay alike.
+ * Web APIs only, so the same module runs on Node, workerd and Lambda.
  */
 import { NonRetriableError, Stepwise } from "@stepwise/sdk";
 import { z } from "zod";
 
+/** The shop's client: app ID `shop`, typed events; keys come from the environment per request. */
 export const stepwise = new Stepwise({
   id: "shop",
   schemas: {
@@ -57,4 +59,5 @@ export const fulfilOrder = stepwise.createFunction(
   },
 );
 
+/** Everything the shop serves on `/api/durable`. */
 export const functions = [fulfilOrder, sendEmail];

@@ -1,0 +1,98 @@
+/** The shared adapter suite, run against every `serve()` adapter and the request shapes each meets. */
+import { createServer, type IncomingMessage } from "node:http";
+import type { AddressInfo } from "node:net";
+import { Hono } from "hono";
+import { serve as serveFetch } from "../src/adapters/fetch.ts";
+import { serve as serveHono } from "../src/adapters/hono.ts";
+import { serve as serveLambda, type LambdaHttpEvent } from "../src/adapters/lambda.ts";
+import { serve as serveNext } from "../src/adapters/next.ts";
+import { serve as serveNode, type NodeRequest } from "../src/adapters/node.ts";
+import type { ServeOptions } from "../src/serve.ts";
+import { testAdapter, type Mounted } from "./adapter-suite.ts";
+import { fromResult, functionUrlEvent, httpApiV2Event, toRestApiV1Event, toV2Event, type BodyEncoding } from "./fixtures/lambda-events.ts";
+
+const PUBLIC_URL = "https://shop.example.com/api/durable";
+
+testAdapter({
+  name: "fetch (Workers, Deno, Bun)",
+  mount: async (options) => ({ url: PUBLIC_URL, call: (request) => serveFetch(options)(request) }),
+});
+
+testAdapter({
+  name: "hono",
+  mount: async (options) => {
+    const app = new Hono();
+    app.on(["GET", "POST", "PUT"], "/api/durable", serveHono(options));
+    return { url: PUBLIC_URL, call: async (request) => app.request(request) };
+  },
+});
+
+testAdapter({
+  name: "next (App Router route handlers)",
+  mount: async (options) => {
+    const { GET, POST, PUT } = serveNext(options);
+    const routes: Record<string, (request: Request) => Promise<Response>> = { GET, POST, PUT };
+    return { url: PUBLIC_URL, call: (request) => routes[request.method]!(request) };
+  },
+});
+
+/** Serves the Node adapter on a real port; `prelude` plays an Express body parser. */
+async function nodeServer(options: ServeOptions, prelude?: (req: NodeRequest) => Promise<void>): Promise<Mounted> {
+  const handler = serveNode(options);
+  const server = createServer((req, res) => void (async () => {
+    await prelude?.(req);
+    await handler(req, res);
+  })());
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/api/durable`,
+    call: (request) => fetch(request),
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+async function readStream(req: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+testAdapter({ name: "node http", mount: (options) => nodeServer(options) });
+
+testAdapter({
+  name: "node, Express-style, after express.raw() (req.body is a Buffer)",
+  mount: (options) => nodeServer(options, async (req) => void (req.body = await readStream(req))),
+});
+
+testAdapter({
+  name: "node, Express-style, after express.json({ verify }) (req.rawBody kept)",
+  mount: (options) =>
+    nodeServer(options, async (req) => {
+      const raw = await readStream(req);
+      req.rawBody = raw;
+      try {
+        req.body = JSON.parse(raw.toString("utf8"));
+      } catch {
+        req.body = {};
+      }
+    }),
+});
+
+const lambdaVariants: { name: string; url: string; encoding: BodyEncoding; toEvent: (request: Request, encoding: BodyEncoding) => Promise<LambdaHttpEvent> }[] = [
+  { name: "API Gateway REST API (v1)", url: "https://70ixmpl4fl.execute-api.us-east-2.amazonaws.com/Prod/api/durable", encoding: "text", toEvent: toRestApiV1Event },
+  { name: "API Gateway REST API (v1), base64 body", url: "https://70ixmpl4fl.execute-api.us-east-2.amazonaws.com/Prod/api/durable", encoding: "base64", toEvent: toRestApiV1Event },
+  { name: "API Gateway HTTP API (v2), base64 body", url: "https://id.execute-api.us-east-1.amazonaws.com/api/durable", encoding: "base64", toEvent: (request, encoding) => toV2Event(httpApiV2Event, request, encoding) },
+  { name: "Lambda Function URL", url: "https://abcdefg.lambda-url.us-west-2.on.aws/api/durable", encoding: "text", toEvent: (request, encoding) => toV2Event(functionUrlEvent, request, encoding) },
+  { name: "Lambda Function URL, base64 body", url: "https://abcdefg.lambda-url.us-west-2.on.aws/api/durable", encoding: "base64", toEvent: (request, encoding) => toV2Event(functionUrlEvent, request, encoding) },
+];
+
+for (const variant of lambdaVariants) {
+  testAdapter({
+    name: `lambda, ${variant.name}`,
+    mount: async (options) => {
+      const handler = serveLambda(options);
+      return { url: variant.url, call: async (request) => fromResult(await handler(await variant.toEvent(request, variant.encoding), {})) };
+    },
+  });
+}

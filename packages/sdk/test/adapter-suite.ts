@@ -1,0 +1,131 @@
+/**
+ * One suite for every `serve()` adapter (like inngest-js's `testFramework()`): each adapter
+ * receives the same Web requests, translated to its own input shape by a small `mount`.
+ */
+import { HEADERS, sign, verify } from "@stepwise/protocol";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { z } from "zod";
+import type { ServeOptions } from "../src/serve.ts";
+import { Stepwise } from "../src/index.ts";
+import { request, TRIGGER } from "./helpers.ts";
+
+export const KEY = "adapter-suite-key";
+const EXECUTOR = "http://executor.test:8288";
+
+/** An adapter mounted on an app: sends a Web request through the adapter's own shape. */
+export interface Mounted {
+  /** The URL the adapter serves on, as a client calls it (the suite adds `?fnId=`). */
+  url: string;
+  call(request: Request): Promise<Response>;
+  close?(): Promise<void>;
+}
+
+/** How to mount one adapter; `url` is where the suite will call it. */
+export interface AdapterUnderTest {
+  name: string;
+  mount(options: ServeOptions): Promise<Mounted>;
+}
+
+function app(fetchStub?: typeof fetch) {
+  const client = new Stepwise({
+    id: "shop",
+    signingKey: KEY,
+    baseUrl: EXECUTOR,
+    schemas: { "order/created": z.object({ orderId: z.string(), note: z.string().optional() }) },
+    ...(fetchStub ? { fetch: fetchStub } : {}),
+  });
+  const ran: unknown[] = [];
+  const fn = client.createFunction({ id: "fulfil", triggers: [{ event: "order/created" }] }, async ({ event, step }) => {
+    ran.push(event.data);
+    return step.run("reserve", () => `reserved ${event.data.orderId}`);
+  });
+  return { client, fn, ran };
+}
+
+// Multi-byte UTF-8 in the body: a text/bytes mix-up anywhere changes the signed bytes.
+const unicodeEvent = { ...TRIGGER, data: { orderId: "o1", note: "Grüße, 注文 🚚" } };
+const invocation = JSON.stringify(request([], { event: unicodeEvent, events: [unicodeEvent] }));
+
+/** Runs the shared cases against `adapter`. */
+export function testAdapter(adapter: AdapterUnderTest): void {
+  describe(`serve() through ${adapter.name}`, () => {
+    let mounted: Mounted | undefined;
+    beforeEach(() => {
+      for (const name of ["STEPWISE_SIGNING_KEY", "STEPWISE_SIGNING_KEY_NEXT", "STEPWISE_DEV", "STEPWISE_SERVE_URL", "STEPWISE_BASE_URL"]) vi.stubEnv(name, "");
+    });
+    afterEach(async () => {
+      vi.unstubAllEnvs();
+      await mounted?.close?.();
+      mounted = undefined;
+    });
+
+    async function mount(fetchStub?: typeof fetch) {
+      const { client, fn, ran } = app(fetchStub);
+      mounted = await adapter.mount({ client, functions: [fn] });
+      return { ran, url: mounted.url, call: mounted.call };
+    }
+
+    async function post(body: string, signature: string | null) {
+      const { ran, url, call } = await mount();
+      const headers: Record<string, string> = { "content-type": "application/json" };
+      if (signature !== null) headers[HEADERS.signature] = signature;
+      const res = await call(new Request(`${url}?fnId=fulfil`, { method: "POST", headers, body }));
+      return { res, ran };
+    }
+
+    it("GET describes the app at the URL it is called on", async () => {
+      const { url, call } = await mount();
+      const res = await call(new Request(`${url}?probe=1`));
+      expect(res.status).toBe(200);
+      expect(res.headers.get("content-type")).toBe("application/json");
+      expect(await res.json()).toMatchObject({ appId: "shop", url, functions: [{ id: "fulfil" }] });
+    });
+
+    it("POST with a valid signature runs one step and answers 206", async () => {
+      const { res, ran } = await post(invocation, await sign(KEY, invocation));
+      expect(res.status).toBe(206);
+      expect(res.headers.get(HEADERS.sdk)).toBe("stepwise-js/0.1.0");
+      expect(await res.json()).toEqual({ type: "ops", ops: [{ op: "step-ran", id: "reserve", name: "reserve", position: 0, output: "reserved o1" }] });
+      expect(ran).toEqual([unicodeEvent.data]);
+    });
+
+    const badSignatures: [string, () => Promise<string | null>, RegExp][] = [
+      ["missing", async () => null, /Missing x-stepwise-signature/],
+      ["tampered", async () => sign(KEY, invocation.replace("o1", "o2")), /does not match/],
+      ["stale", async () => sign(KEY, invocation, Date.now() - 10 * 60_000), /Stale signature/],
+      ["wrong-key", async () => sign("another-key", invocation), /does not match/],
+    ];
+    it.each(badSignatures)("POST with a %s signature answers 401 and runs nothing", async (_case, signature, message) => {
+      const { res, ran } = await post(invocation, await signature());
+      expect(res.status).toBe(401);
+      expect(((await res.json()) as { error: string }).error).toMatch(message);
+      expect(ran).toEqual([]);
+    });
+
+    it("POST with a signed body that is not an invocation answers 400", async () => {
+      for (const body of ["{not json", JSON.stringify({ hello: "world" })]) {
+        const { res, ran } = await post(body, await sign(KEY, body));
+        expect(res.status).toBe(400);
+        expect(((await res.json()) as { error: string }).error).toMatch(/Body is not/);
+        expect(ran).toEqual([]);
+      }
+    });
+
+    it("PUT registers the app with the executor, signed", async () => {
+      const calls: { url: string; body: string; signature: string | null }[] = [];
+      const fetchStub: typeof fetch = async (input, init) => {
+        const body = String(init?.body);
+        calls.push({ url: String(input), body, signature: new Headers(init?.headers).get(HEADERS.signature) });
+        return Response.json({ ok: true, message: "synced 1 function" });
+      };
+      const { url, call } = await mount(fetchStub);
+      const res = await call(new Request(url, { method: "PUT" }));
+      expect(res.status).toBe(200);
+      expect(await res.json()).toEqual({ ok: true, message: "synced 1 function" });
+      expect(calls).toHaveLength(1);
+      expect(calls[0]!.url).toBe(`${EXECUTOR}/api/apps`);
+      expect(JSON.parse(calls[0]!.body)).toMatchObject({ appId: "shop", url, functions: [{ id: "fulfil" }] });
+      expect(await verify(calls[0]!.signature, calls[0]!.body, [KEY])).toEqual({ ok: true });
+    });
+  });
+}

@@ -1,0 +1,71 @@
+/**
+ * The edge entry points (Workers, Lambda, Next.js Edge, Hono anywhere) must reach only Web APIs:
+ * bundle each with esbuild for a neutral platform and fail on any Node built-in it imports,
+ * directly or through what it imports (hono and zod included), or any Node-only global it uses.
+ */
+import { builtinModules } from "node:module";
+import { fileURLToPath } from "node:url";
+import { build, type BuildOptions, type Plugin } from "esbuild";
+import { describe, expect, it } from "vitest";
+
+// The SDK's main entry too: every app imports it next to its adapter.
+const ENTRIES = ["adapters/fetch", "adapters/lambda", "adapters/next", "adapters/hono", "index"].map((name) => fileURLToPath(new URL(`../src/${name}.ts`, import.meta.url)));
+const NODE_BUILTINS = new Set(builtinModules.flatMap((name) => [name, `node:${name}`]));
+
+/** Records every import of a Node built-in (with its importer) instead of resolving it. */
+function rejectNodeBuiltins(found: string[]): Plugin {
+  return {
+    name: "reject-node-builtins",
+    setup(build) {
+      build.onResolve({ filter: /.*/ }, (args) => {
+        const bare = args.path.split("/")[0]!;
+        if (!args.path.startsWith("node:") && !NODE_BUILTINS.has(args.path) && !NODE_BUILTINS.has(bare)) return undefined;
+        found.push(`${args.path} (imported by ${args.importer})`);
+        return { path: args.path, external: true };
+      });
+    },
+  };
+}
+
+/**
+ * Node-only globals, renamed by `define` wherever they are free (not declared locally), so a
+ * use shows in the output. `process` is left out: env.ts reads `globalThis.process?.env`, guarded.
+ */
+const NODE_GLOBALS = ["Buffer", "require", "__dirname", "__filename", "setImmediate"];
+const MARK = "__node_global__";
+
+/** Bundles like wrangler would for a Worker; returns the Node built-ins and globals reached. */
+async function nodeApisReached(input: Pick<BuildOptions, "entryPoints" | "stdin">): Promise<string[]> {
+  const found: string[] = [];
+  const result = await build({
+    ...input,
+    bundle: true,
+    write: false,
+    platform: "neutral",
+    format: "esm",
+    // Neutral has no default main fields or conditions; these are what a Worker bundler resolves.
+    mainFields: ["module", "main"],
+    conditions: ["workerd", "worker", "browser", "import"],
+    define: Object.fromEntries(NODE_GLOBALS.map((name) => [name, `${MARK}${name}`])),
+    logLevel: "silent",
+    plugins: [rejectNodeBuiltins(found)],
+  });
+  expect(result.errors).toEqual([]);
+  const text = result.outputFiles![0]!.text;
+  for (const name of NODE_GLOBALS) if (text.includes(`${MARK}${name}`)) found.push(`global ${name}`);
+  return found;
+}
+
+describe("edge entry points", () => {
+  it.each(ENTRIES)("%s bundles for a neutral platform without Node APIs", { timeout: 60_000 }, async (entry) => {
+    expect(await nodeApisReached({ entryPoints: [entry] })).toEqual([]);
+  });
+
+  it("the check catches Node imports and globals", async () => {
+    const contents = 'import { createHash } from "node:crypto"; import "fs"; export const x = [createHash, Buffer.from("a")];';
+    const found = await nodeApisReached({ stdin: { contents, resolveDir: fileURLToPath(new URL(".", import.meta.url)), loader: "ts" } });
+    expect(found).toEqual([expect.stringMatching(/^node:crypto/), expect.stringMatching(/^fs /), "global Buffer"]);
+    // The Node adapter is allowed Node APIs, and the check sees them.
+    expect(await nodeApisReached({ entryPoints: [fileURLToPath(new URL("../src/adapters/node.ts", import.meta.url))] })).toContain("global Buffer");
+  });
+});

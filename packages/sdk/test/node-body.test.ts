@@ -1,0 +1,53 @@
+/** The Node adapter after a body parser: a parsed body without the raw bytes is a setup error, said plainly. */
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { HEADERS, sign } from "@stepwise/protocol";
+import { afterEach, expect, it } from "vitest";
+import { serve, type NodeRequest } from "../src/adapters/node.ts";
+import { Stepwise } from "../src/index.ts";
+import { request } from "./helpers.ts";
+
+const KEY = "node-key";
+let server: Server | undefined;
+afterEach(() => new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve())));
+
+async function listen(prelude: (req: NodeRequest) => Promise<void>): Promise<{ base: string; ran: string[] }> {
+  const client = new Stepwise({ id: "shop", signingKey: KEY });
+  const ran: string[] = [];
+  const fn = client.createFunction({ id: "fulfil", triggers: [] }, async () => void ran.push("body"));
+  const handler = serve({ client, functions: [fn] });
+  server = createServer((req, res) => void prelude(req).then(() => handler(req, res)));
+  await new Promise<void>((resolve) => server!.listen(0, "127.0.0.1", resolve));
+  return { base: `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/durable`, ran };
+}
+
+/** What express.json() without `verify` leaves: the stream consumed, `req.body` an object. */
+async function jsonParser(req: NodeRequest): Promise<void> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  req.body = chunks.length ? JSON.parse(Buffer.concat(chunks).toString("utf8")) : {};
+}
+
+it("answers 500 with how to keep the raw body when a parser consumed it", async () => {
+  const { base, ran } = await listen(jsonParser);
+  const body = JSON.stringify(request());
+  const res = await fetch(`${base}?fnId=fulfil`, { method: "POST", body, headers: { "content-type": "application/json", [HEADERS.signature]: await sign(KEY, body) } });
+  expect(res.status).toBe(500);
+  expect(res.headers.get(HEADERS.sdk)).toBe("stepwise-js/0.1.0");
+  expect(((await res.json()) as { error: string }).error).toMatch(/needs the raw request body.*express\.raw.*req\.rawBody = buf/);
+  expect(ran).toEqual([]);
+});
+
+it("still describes on GET behind a parser that set req.body = {}", async () => {
+  const { base } = await listen(async (req) => void (req.body = {}));
+  const res = await fetch(base);
+  expect(await res.json()).toMatchObject({ appId: "shop", url: base });
+});
+
+it("reads the stream when a parser skipped the request (req.body = {}, stream untouched)", async () => {
+  const { base, ran } = await listen(async (req) => void (req.body = {}));
+  const body = JSON.stringify(request());
+  const res = await fetch(`${base}?fnId=fulfil`, { method: "POST", body, headers: { [HEADERS.signature]: await sign(KEY, body) } });
+  expect(res.status).toBe(200);
+  expect(ran).toEqual(["body"]);
+});

@@ -13,7 +13,7 @@ export default defineConfig({
         extends: true,
         test: {
           name: "main",
-          include: ["packages/*/test/**/*.test.ts", "apps/*/test/**/*.test.ts", "test/e2e/**/*.test.ts"],
+          include: ["packages/*/test/**/*.test.ts", "apps/*/test/**/*.test.ts", "test/e2e/**/*.test.ts", "test/workers/**/*.test.ts"],
           maxWorkers: 2,
         },
       },

@@ -7,7 +7,7 @@
 import { mkdirSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { stdioLogger as log } from "./log.ts";
-import { createNeonClient, createPgliteClient, PostgresStore } from "@stepwise/store-postgres";
+import { createNeonClient, createPgClient, createPgliteClient, PostgresStore } from "@stepwise/store-postgres";
 import { RedisQueue } from "@stepwise/queue-redis";
 import { readEnv, type EnvSettings } from "./env.ts";
 import { startServer } from "./server.ts";
@@ -19,7 +19,7 @@ const USAGE = `Usage:
 
 Environment: STEPWISE_SIGNING_KEY, STEPWISE_SIGNING_KEY_NEXT, STEPWISE_EVENT_KEY, STEPWISE_APP_URLS,
 STEPWISE_DATA_DIR, DATABASE_URL, UPSTASH_REDIS_REST_URL, UPSTASH_REDIS_REST_TOKEN, STEPWISE_REDIS_PREFIX,
-STEPWISE_CONCURRENCY, STEPWISE_LEASE_MS, STEPWISE_MAINTENANCE_MS, STEPWISE_RECONCILE_GRACE_MS,
+STEPWISE_PG_DRIVER (neon | neon-http | pg), STEPWISE_CONCURRENCY, STEPWISE_LEASE_MS, STEPWISE_MAINTENANCE_MS, STEPWISE_RECONCILE_GRACE_MS,
 STEPWISE_RETRY_INITIAL_MS, STEPWISE_RETRY_MAX_MS`;
 
 type Flags = Record<string, string | string[] | undefined>;
@@ -100,11 +100,11 @@ function productionStore(values: Flags, env: EnvSettings): PostgresStore {
   const connectionString = (values["database-url"] as string | undefined) ?? env.databaseUrl;
   if (!connectionString) throw new Error("stepwise start needs DATABASE_URL (or --database-url) pointing at Postgres");
   const wsProxy = values["ws-proxy"] as string | undefined;
-  const client = createNeonClient({
-    connectionString,
-    wsProxy,
-    onError: (error) => log.warn(`postgres connection error: ${error.message}`),
-  });
+  const onError = (error: Error) => log.warn(`postgres connection error: ${error.message}`);
+  const client =
+    env.postgresDriver === "pg"
+      ? createPgClient({ connectionString, onError })
+      : createNeonClient({ connectionString, wsProxy, onError, http: env.postgresDriver === "neon-http" || undefined });
   const { host } = new URL(connectionString);
   if (env.redisRestUrl && env.redisRestToken) {
     log.info(`record in Postgres (${host}), queue in Redis (${new URL(env.redisRestUrl).host})`);

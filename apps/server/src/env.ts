@@ -17,6 +17,12 @@ export interface EnvSettings {
   concurrency?: number;
   /** How long a claimed job is held before another executor may take it over. */
   leaseMs?: number;
+  /**
+   * How `stepwise start` reaches Postgres: "neon" (the Neon driver over WebSocket, default),
+   * "neon-http" (the same, with single statements over Neon's HTTP endpoint), or "pg" (plain
+   * TCP, for Node deployments on any Postgres).
+   */
+  postgresDriver: "neon" | "neon-http" | "pg";
   /** How often the queue is checked against the record (default 15 s). */
   maintenanceMs?: number;
   /** How old a job must be before reconcile re-adds it to Redis (default 5 s). */
@@ -45,7 +51,14 @@ export function readEnv(env: Record<string, string | undefined> = process.env): 
     redisPrefix: env.STEPWISE_REDIS_PREFIX || undefined,
     concurrency: number("STEPWISE_CONCURRENCY"),
     leaseMs: number("STEPWISE_LEASE_MS"),
+    postgresDriver: driver(env.STEPWISE_PG_DRIVER),
     maintenanceMs: number("STEPWISE_MAINTENANCE_MS"),
     reconcileGraceMs: number("STEPWISE_RECONCILE_GRACE_MS"),
   };
+}
+
+function driver(value: string | undefined): EnvSettings["postgresDriver"] {
+  if (!value) return "neon";
+  if (value === "neon" || value === "neon-http" || value === "pg") return value;
+  throw new Error(`STEPWISE_PG_DRIVER must be neon, neon-http or pg, got "${value}"`);
 }

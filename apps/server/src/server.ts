@@ -5,7 +5,7 @@
 import { serve as serveNode, type ServerType } from "@hono/node-server";
 import { Executor, type ExecutorOptions, type Store } from "@stepwise/engine";
 import { DEV_SIGNING_KEY } from "@stepwise/protocol";
-import { createApi } from "./api.ts";
+import { createApi } from "@stepwise/api";
 import { startDiscovery } from "./discovery.ts";
 
 export interface ServerOptions extends Omit<ExecutorOptions, "signingKey" | "store"> {

@@ -17,3 +17,9 @@ it("treats empty variables as unset and rejects a bad number with its name", () 
   expect(readEnv({ STEPWISE_SIGNING_KEY: "" }).signingKey).toBeUndefined();
   expect(() => readEnv({ STEPWISE_RETRY_MAX_MS: "soon" })).toThrow(/STEPWISE_RETRY_MAX_MS must be a positive number/);
 });
+
+it("chooses the Postgres driver of stepwise start, and names the choices when one is wrong", () => {
+  expect(readEnv({}).postgresDriver).toBe("neon");
+  expect(readEnv({ STEPWISE_PG_DRIVER: "pg" }).postgresDriver).toBe("pg");
+  expect(() => readEnv({ STEPWISE_PG_DRIVER: "mysql" })).toThrow(/neon, neon-http or pg/);
+});

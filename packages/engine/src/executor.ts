@@ -12,7 +12,8 @@ import { DEFAULT_LIMITS, type Limits } from "./limits.ts";
 import { consoleLogger, type Logger } from "./log.ts";
 import { TERMINAL_RUN_STATUSES, type FunctionRecord, type JobRecord } from "./records.ts";
 import { Registry } from "./registry.ts";
-import { runJob } from "./jobs.ts";
+import { drain, type DrainOptions, type DrainResult } from "./drain.ts";
+import { runJob, type JobRunner } from "./jobs.ts";
 import type { Store } from "./store.ts";
 import { runView, type RunView } from "./views.ts";
 import { Worker } from "./worker.ts";
@@ -47,6 +48,7 @@ export class Executor {
   readonly log: Logger;
   private readonly ctx: EngineContext;
   private readonly worker: Worker;
+  private readonly runner: JobRunner;
   private maintenance: ReturnType<typeof setInterval> | undefined;
   private maintaining: Promise<void> | undefined;
 
@@ -64,7 +66,7 @@ export class Executor {
     };
     const owner = options.workerId ?? `executor-${newId()}`;
     const leaseMs = options.leaseMs ?? 30_000;
-    const runner = {
+    const runner: JobRunner = (this.runner = {
       prefetched: new Map(),
       local: new Set<string>(),
       ctx: this.ctx,
@@ -76,7 +78,7 @@ export class Executor {
         maxResponseBytes: this.limits.maxResponseBytes,
         fetch: options.fetch,
       },
-    };
+    });
     this.worker = new Worker({
       queue: options.store.queue,
       owner,
@@ -101,6 +103,15 @@ export class Executor {
     const every = this.options.maintenanceMs ?? 15_000;
     this.maintenance = setInterval(() => void this.maintain(), every);
     void this.maintain();
+  }
+
+  /**
+   * Runs due jobs for about `budgetMs` without the long-lived loop (Workers, alarms, cron),
+   * then returns, saying when the next job is due. Needs no `start()`; call `migrate()` on the
+   * store once first. Safe beside other executors and other drains: jobs are leased as usual.
+   */
+  drain(options: DrainOptions): Promise<DrainResult> {
+    return drain(this.runner, options);
   }
 
   /** Stops taking work; running jobs finish (up to `graceMs`) or are given back. */

@@ -1,4 +1,5 @@
 export { Executor, type ExecutorOptions } from "./executor.ts";
+export type { DrainOptions, DrainResult } from "./drain.ts";
 export type { Store, StoreTx, StoreReader, Queue, JobSource, RunSnapshot } from "./store.ts";
 export * from "./records.ts";
 export { backoffDelay, DEFAULT_BACKOFF } from "./backoff.ts";

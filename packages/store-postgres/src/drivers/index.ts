@@ -19,5 +19,6 @@
  * over HTTP); a COMMIT of a transaction aborted by a swallowed error throws on all.
  */
 export { createPgliteClient, type PgliteClientOptions } from "./pglite.ts";
-export { createNeonClient, TransactionAbortedError, type NeonClientOptions, type NeonHttpOptions } from "./neon.ts";
+export { TransactionAbortedError, type NeonClientOptions, type NeonHttpOptions } from "./neon.ts";
+export { createNeonClient } from "./neon-node.ts";
 export { createPgClient, type PgClientOptions } from "./pg.ts";

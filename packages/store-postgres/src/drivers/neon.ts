@@ -24,9 +24,8 @@ import {
   type ClientConfig,
   type CustomTypesConfig,
 } from "@neondatabase/serverless";
-// Bundlers targeting Workers resolve `ws` to its browser stub; it is only used where no
-// global WebSocket exists (Node 20), so importing it statically is harmless there.
-import ws from "ws";
+// No `ws` here: this module is what the edge entry ships (Workers have a global WebSocket).
+// Node 20, which has none, gets `ws` from `./neon-node.ts`, the one the main entry exports.
 import { coalescing } from "./coalescing-websocket.ts";
 import type { SqlClient, SqlExecutor } from "../sql.ts";
 
@@ -43,8 +42,8 @@ export interface NeonClientOptions {
   /** Maximum pooled connections (default 10). */
   max?: number;
   /**
-   * WebSocket implementation. Default: the global `WebSocket` where one exists (Workers,
-   * browsers, Node ≥ 22), else the `ws` package (Node 20 has no global WebSocket).
+   * WebSocket implementation. Default: the global `WebSocket` (Workers, browsers, Node ≥ 22).
+   * From the main entry on Node 20, which has none, the `ws` package is the default.
    */
   webSocketConstructor?: unknown;
   /** Receives errors of idle or broken connections (default: console.error). Never throws. */
@@ -129,8 +128,11 @@ export function createNeonClient(options: NeonClientOptions): SqlClient {
     }
   };
   const BaseWebSocket =
-    options.webSocketConstructor ?? (typeof globalThis.WebSocket === "function" ? globalThis.WebSocket : ws);
-  const WebSocketCtor = COALESCE_DELAYS ? coalescing(BaseWebSocket as typeof ws) : BaseWebSocket;
+    options.webSocketConstructor ?? (typeof globalThis.WebSocket === "function" ? globalThis.WebSocket : undefined);
+  if (!BaseWebSocket) {
+    throw new Error("No WebSocket in this runtime: pass webSocketConstructor (e.g. the `ws` package), or use the main @stepwise/store-postgres entry");
+  }
+  const WebSocketCtor = COALESCE_DELAYS ? coalescing(BaseWebSocket as typeof WebSocket) : BaseWebSocket;
   const { wsProxy } = options;
 
   class ConfiguredClient extends Client {

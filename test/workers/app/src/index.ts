@@ -1,0 +1,37 @@
+/**
+ * A test-only app Worker (see ../wrangler.toml): one function with a step, a 2 s sleep and a
+ * wait for an event, served on /api/durable by @stepwise/sdk/fetch. Settings (STEPWISE_BASE_URL,
+ * STEPWISE_SIGNING_KEY) come from the Worker's `env`, passed by the test as `--var` flags.
+ */
+import { Stepwise } from "@stepwise/sdk";
+import { serve } from "@stepwise/sdk/fetch";
+import { z } from "zod";
+
+export const schemas = {
+  "worker/order": z.object({ orderId: z.string() }),
+  "worker/paid": z.object({ orderId: z.string(), amount: z.number() }),
+};
+
+const client = new Stepwise({ id: "worker-app-e2e", schemas });
+
+const order = client.createFunction({ id: "order", triggers: [{ event: "worker/order" }] }, async ({ event, step }) => {
+  const reserved = await step.run("reserve", () => `res-${event.data.orderId}`);
+  // Date.now() in workerd advances with I/O; each step runs in its own request, so these are
+  // the times those requests arrived.
+  const sleptFrom = await step.run("before-sleep", () => Date.now());
+  await step.sleep("nap", "2s");
+  const woke = await step.run("after-sleep", () => Date.now());
+  const paid = await step.waitForEvent("payment", { event: "worker/paid", match: "data.orderId", timeout: "1m" });
+  return { reserved, slept: woke - sleptFrom, amount: paid?.data.amount ?? null };
+});
+
+const handler = serve({ client, functions: [order] });
+
+export default {
+  async fetch(request: Request, env: object): Promise<Response> {
+    const { pathname } = new URL(request.url);
+    if (pathname === "/api/durable") return handler(request, env);
+    if (pathname === "/health") return new Response("ok\n");
+    return new Response("Not found\n", { status: 404 });
+  },
+};

@@ -51,3 +51,32 @@ it("bundles for Workers without Node built-ins, PGlite, pg or ws", async () => {
   // What it does need, so the check above cannot pass by bundling nothing.
   expect([...packages]).toEqual(expect.arrayContaining(["@neondatabase/serverless", "@upstash/redis", "hono"]));
 }, 30_000);
+
+it("wrangler itself bundles the executor Worker with no Node built-in", async () => {
+  const { execFile } = await import("node:child_process");
+  const { mkdtempSync, readdirSync, readFileSync, rmSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const root = fileURLToPath(new URL("../../../", import.meta.url));
+  const outdir = mkdtempSync(join(tmpdir(), "stepwise-worker-bundle-"));
+  try {
+    // A dry run builds exactly what `wrangler deploy` would upload, without uploading it. Without
+    // the nodejs_compat flag (wrangler.toml sets none), a Node built-in fails the build.
+    await new Promise<void>((resolve, reject) =>
+      execFile(
+        process.execPath,
+        [join(root, "node_modules/wrangler/bin/wrangler.js"), "deploy", "--dry-run", "--outdir", outdir],
+        { cwd: root, env: { ...process.env, WRANGLER_SEND_METRICS: "false" }, timeout: 90_000 },
+        (error, stdout, stderr) => (error ? reject(new Error(`${error.message}\n${stdout}\n${stderr}`)) : resolve()),
+      ),
+    );
+    const bundle = readdirSync(outdir)
+      .filter((file) => file.endsWith(".js"))
+      .map((file) => readFileSync(join(outdir, file), "utf8"))
+      .join("\n");
+    expect(bundle.length).toBeGreaterThan(10_000);
+    expect(bundle.match(/from\s*["']node:[\w/]+["']|require\(["']node:[\w/]+["']\)/g) ?? []).toEqual([]);
+  } finally {
+    rmSync(outdir, { recursive: true, force: true });
+  }
+}, 120_000);

@@ -8,7 +8,8 @@ import { Stepwise } from "@stepwise/sdk";
 import { createNeonClient } from "@stepwise/store-postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
-import { Cluster, freePort } from "../support/cluster.ts";
+import { Cluster } from "../support/cluster.ts";
+import { freePort } from "../support/net.ts";
 import { redisAvailable } from "../support/redis.ts";
 import { scratchPostgresAvailable, startScratchPostgres, type ScratchPostgres } from "../support/scratch-postgres.ts";
 

@@ -5,7 +5,6 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { serve as serveNode, type ServerType } from "@hono/node-server";
@@ -15,6 +14,7 @@ import { serve } from "@stepwise/sdk/hono";
 import { Hono } from "hono";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
+import { freePort } from "../support/net.ts";
 
 const executions = new Map<string, number>();
 const ran = (key: string) => executions.set(key, (executions.get(key) ?? 0) + 1);
@@ -40,15 +40,6 @@ const busy = client.createFunction({ id: "busy", triggers: [{ event: "crash/busy
   }
   return "done";
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 describe("stepwise dev survives SIGKILL", () => {
   let appServer: ServerType;

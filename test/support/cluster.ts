@@ -5,13 +5,13 @@
  * served in this process, so the test can count how often each step body ran.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { createServer } from "node:net";
 import { serve as serveNode, type ServerType } from "@hono/node-server";
 import type { RunView } from "@stepwise/engine";
 import type { AnyStepwiseFunction, Stepwise } from "@stepwise/sdk";
 import { serve } from "@stepwise/sdk/hono";
 import { Hono } from "hono";
 import { createTestDatabase, testBridge, type TestDatabase } from "./postgres.ts";
+import { freePort } from "./net.ts";
 import { startTestRedis, type TestRedis } from "./redis.ts";
 
 export const SIGNING_KEY = "cluster-signing-key";
@@ -147,11 +147,3 @@ export class Cluster {
   }
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}

@@ -6,29 +6,16 @@
  * Without CI=true an unreachable server skips the suites that need it (with a visible note);
  * with CI=true they run and fail, so CI can never go green without touching Postgres.
  */
-import { connect } from "node:net";
 import { startWsTcpBridge, type WsTcpBridge } from "@stepwise/dev-bridges";
 import { createNeonClient, PostgresStore, type SqlClient } from "@stepwise/store-postgres";
+import { reachable } from "./net.ts";
 
 const HOST = "127.0.0.1";
 const PORT = 5432;
 const ADMIN_URL = `postgres://postgres@${HOST}:${PORT}/test`;
 
-function reachable(): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: HOST, port: PORT });
-    const done = (ok: boolean) => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(1_500, () => done(false));
-    socket.once("connect", () => done(true));
-    socket.once("error", () => done(false));
-  });
-}
-
 /** Whether the real-Postgres suites run: always under CI, else when the server answers. */
-export const postgresAvailable: boolean = process.env.CI === "true" || (await reachable());
+export const postgresAvailable: boolean = process.env.CI === "true" || (await reachable(HOST, PORT));
 if (!postgresAvailable) console.warn(`PostgreSQL at ${HOST}:${PORT} unreachable: skipping real-Postgres suites (CI=true makes this a failure)`);
 
 let bridge: Promise<WsTcpBridge> | undefined;

@@ -6,27 +6,14 @@
  * Without CI=true an unreachable Redis skips the suites that need it, with a visible note;
  * with CI=true they run and fail.
  */
-import { connect } from "node:net";
 import { startUpstashBridge } from "@stepwise/dev-bridges";
+import { reachable } from "./net.ts";
 
 const HOST = "127.0.0.1";
 const PORT = 6379;
 
-function reachable(): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: HOST, port: PORT });
-    const done = (ok: boolean) => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(1_500, () => done(false));
-    socket.once("connect", () => done(true));
-    socket.once("error", () => done(false));
-  });
-}
-
 /** Whether the Redis suites run: always under CI, else when the server answers. */
-export const redisAvailable: boolean = process.env.CI === "true" || (await reachable());
+export const redisAvailable: boolean = process.env.CI === "true" || (await reachable(HOST, PORT));
 if (!redisAvailable) console.warn(`Redis at ${HOST}:${PORT} unreachable: skipping Redis suites (CI=true makes this a failure)`);
 
 export interface TestRedis {

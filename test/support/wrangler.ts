@@ -4,10 +4,10 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { RunView } from "@stepwise/engine";
+import { freePort } from "./net.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const WRANGLER = join(ROOT, "node_modules/wrangler/bin/wrangler.js");
@@ -15,15 +15,6 @@ const WRANGLER = join(ROOT, "node_modules/wrangler/bin/wrangler.js");
 export const START_TIMEOUT_MS = 60_000;
 /** The executor Worker's config (the top-level wrangler.toml). */
 export const EXECUTOR_CONFIG = join(ROOT, "wrangler.toml");
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer().listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
-    });
-  });
-}
 
 export interface RunningWorker {
   url: string;

@@ -14,7 +14,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { schemas } from "./app/src/index.ts";
 import { createTestDatabase, postgresAvailable, testBridge, type TestDatabase } from "../support/postgres.ts";
 import { redisAvailable, startTestRedis, type TestRedis } from "../support/redis.ts";
-import { EXECUTOR_CONFIG, START_TIMEOUT_MS, freePort, startWorker, waitFor, type RunningWorker } from "../support/wrangler.ts";
+import { freePort } from "../support/net.ts";
+import { EXECUTOR_CONFIG, START_TIMEOUT_MS, startWorker, waitFor, type RunningWorker } from "../support/wrangler.ts";
 
 /** The test app Worker's config. */
 const APP_CONFIG = new URL("./app/wrangler.toml", import.meta.url).pathname;

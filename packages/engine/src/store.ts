@@ -32,7 +32,6 @@ export interface StoreTx extends StoreReader {
   updateRun(runId: string, patch: Partial<Pick<RunRecord, "status" | "attempt" | "output" | "error" | "endedAt">>): Promise<void>;
   /** Inserts the step, or replaces the row with the same run and step ID. */
   saveStep(step: StepRecord): Promise<void>;
-  countSteps(runId: string): Promise<number>;
   insertMatchers(matchers: MatcherRecord[]): Promise<void>;
   findMatchers(eventName: string): Promise<MatcherRecord[]>;
   deleteMatcher(runId: string, stepId: string): Promise<void>;

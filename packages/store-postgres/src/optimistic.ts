@@ -11,7 +11,7 @@
  */
 import type { EventRecord, JobRecord, MatcherRecord, NewJob, RunRecord, RunSnapshot, StepRecord, StoreTx } from "@stepwise/engine";
 import type { SqlExecutor } from "./sql.ts";
-import { json, toJob } from "./rows.ts";
+import { toJob } from "./rows.ts";
 
 /** The snapshot does not cover what the logic asked for: use a transaction. */
 export class NeedsTransaction extends Error {
@@ -90,9 +90,6 @@ class RecordingTx implements StoreTx {
   }
   async insertRun(): Promise<boolean> {
     throw new NeedsTransaction("new runs");
-  }
-  async countSteps(): Promise<number> {
-    throw new NeedsTransaction("step count");
   }
   async insertMatchers(_: MatcherRecord[]): Promise<void> {
     throw new NeedsTransaction("matchers");

@@ -38,13 +38,16 @@ export interface PostgresStoreOptions {
 export class PostgresStore extends PgReader implements Store {
   readonly queue: Queue;
   private readonly leasesInPostgres: boolean;
+  /** The jobs table as a queue: the record's own leases (continuations) are extended through it. */
+  private readonly record: PgQueue;
 
   constructor(
     private readonly client: SqlClient,
     options: PostgresStoreOptions = {},
   ) {
     super(client);
-    this.queue = options.queue ?? new PgQueue(client);
+    this.record = new PgQueue(client);
+    this.queue = options.queue ?? this.record;
     this.leasesInPostgres = !options.queue;
   }
 
@@ -132,7 +135,7 @@ export class PostgresStore extends PgReader implements Store {
   }
 
   async extendRecordLeases(jobIds: string[], owner: string, leaseMs: number): Promise<void> {
-    await new PgQueue(this.client).extendLeases(jobIds, owner, leaseMs);
+    await this.record.extendLeases(jobIds, owner, leaseMs);
   }
 
   async jobExists(jobId: string): Promise<boolean> {

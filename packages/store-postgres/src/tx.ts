@@ -112,11 +112,6 @@ export class PgTx extends PgReader implements StoreTx {
     );
   }
 
-  async countSteps(runId: string): Promise<number> {
-    const rows = await this.sql.query<{ n: number }>("SELECT count(*)::int AS n FROM steps WHERE run_id = $1", [runId]);
-    return Number(rows[0]?.n ?? 0);
-  }
-
   async insertMatchers(matchers: MatcherRecord[]): Promise<void> {
     for (const m of matchers) {
       await this.sql.query(

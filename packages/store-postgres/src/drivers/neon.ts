@@ -27,6 +27,7 @@ import {
 // No `ws` here: this module is what the edge entry ships (Workers have a global WebSocket).
 // Node 20, which has none, gets `ws` from `./neon-node.ts`, the one the main entry exports.
 import { coalescing } from "./coalescing-websocket.ts";
+import { pinnedTypes, pooledTransaction, safeErrorHandler, TransactionAbortedError } from "./node-postgres.ts";
 import type { SqlClient, SqlExecutor } from "../sql.ts";
 
 /** Options for {@link createNeonClient}. */
@@ -82,51 +83,16 @@ export interface NeonHttpOptions {
   fetchFunction?: (input: string, init: RequestInit) => Promise<Response>;
 }
 
-// pg-types' defaults already give jsonb → parsed value, timestamptz → Date, int4 → number,
-// int8 → string. We still pin those the store depends on per Pool (not via the global
-// `types.setTypeParser`), so code elsewhere changing the global parsers cannot change what
-// the store sees. `date` stays a string: pg-types makes it local midnight, PGlite UTC midnight.
-const INT8 = 20;
-const DATE = 1082;
-const JSON_OID = 114;
-const JSONB = 3802;
-const TIMESTAMPTZ = 1184;
-const builtinTimestamptz = types.getTypeParser(TIMESTAMPTZ) as (v: string) => unknown;
-const PINNED: Record<number, (v: string) => unknown> = {
-  [INT8]: (v) => v,
-  [DATE]: (v) => v,
-  [JSON_OID]: (v) => JSON.parse(v),
-  [JSONB]: (v) => JSON.parse(v),
-  [TIMESTAMPTZ]: builtinTimestamptz,
-};
-const TYPES: CustomTypesConfig = {
-  getTypeParser: ((oid: number, format?: "text" | "binary") =>
-    PINNED[oid] ?? types.getTypeParser(oid, format)) as CustomTypesConfig["getTypeParser"],
-};
+const TYPES = pinnedTypes<CustomTypesConfig>(types);
 
 /** Whether a zero-delay timer is clamped here (Node, Bun), so write coalescing costs a millisecond. */
 const COALESCE_DELAYS = typeof (globalThis as { setImmediate?: unknown }).setImmediate === "function";
 
-/** Thrown when COMMIT finds the transaction aborted (fn swallowed a failed statement). */
-export class TransactionAbortedError extends Error {
-  /** SQLSTATE in_failed_sql_transaction, so callers can match on `code` like other errors. */
-  readonly code = "25P02";
-  constructor() {
-    super("Transaction was aborted by an earlier error; COMMIT rolled it back");
-    this.name = "TransactionAbortedError";
-  }
-}
+export { TransactionAbortedError };
 
 /** Creates a pooled SqlClient; connections open lazily on first use. */
 export function createNeonClient(options: NeonClientOptions): SqlClient {
-  const onError = options.onError ?? ((err: Error) => console.error("[stepwise] postgres:", err));
-  const safeOnError = (err: Error) => {
-    try {
-      onError(err);
-    } catch {
-      // A throwing logger must not turn a handled connection error into a crash.
-    }
-  };
+  const safeOnError = safeErrorHandler(options.onError);
   const BaseWebSocket =
     options.webSocketConstructor ?? (typeof globalThis.WebSocket === "function" ? globalThis.WebSocket : undefined);
   if (!BaseWebSocket) {
@@ -180,48 +146,7 @@ export function createNeonClient(options: NeonClientOptions): SqlClient {
     },
 
     async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
-      const client = await pool.connect();
-      // A checked-out client has no pool listener: without ours, a dropped socket mid-
-      // transaction would be an unhandled 'error' event. Remember it to discard the client.
-      let broken: Error | undefined;
-      const onClientError = (err: Error) => {
-        broken = err;
-        safeOnError(err);
-      };
-      client.on("error", onClientError);
-      let closed = false;
-      const tx: SqlExecutor = {
-        async query<Row>(text: string, params?: readonly unknown[]) {
-          // After release the connection belongs to someone else: never run stray statements.
-          if (closed) throw new Error("Transaction is closed");
-          const res = await client.query(text, params ? [...params] : undefined);
-          return res.rows as Row[];
-        },
-      };
-      try {
-        await client.query("BEGIN");
-        const result = await fn(tx);
-        closed = true;
-        // Postgres answers COMMIT of an aborted transaction with a ROLLBACK tag, not an error;
-        // PGlite throws there, and so do we, so a swallowed failure never looks committed.
-        const commit = await client.query("COMMIT");
-        if (commit.command === "ROLLBACK") throw new TransactionAbortedError();
-        return result;
-      } catch (err) {
-        closed = true;
-        if (!broken) {
-          try {
-            await client.query("ROLLBACK");
-          } catch (rollbackErr) {
-            // The connection is unusable (its state unknown): destroy it, don't pool it.
-            broken = rollbackErr instanceof Error ? rollbackErr : new Error(String(rollbackErr));
-          }
-        }
-        throw err;
-      } finally {
-        client.off("error", onClientError);
-        client.release(broken);
-      }
+      return pooledTransaction(await pool.connect(), safeOnError, fn);
     },
 
     async exec(script: string) {

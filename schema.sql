@@ -1,6 +1,11 @@
--- Stepwise: the system of record. Applied at every start; every statement is idempotent.
+-- Stepwise: the system of record. Applied when this file's version is not yet recorded; every
+-- statement is idempotent, so a database made by an earlier version is brought up to date.
 -- Postgres owns the truth: apps, functions, events, runs, steps, waits and the job queue
--- (the queue moves to Redis in a Redis deploy; everything there can be rebuilt from here).
+-- (with Redis, Redis only indexes which jobs are due; everything there is rebuilt from here).
+--
+-- JSON values users give (event data, step outputs, errors, run outputs, frozen match values)
+-- are stored as JSON text, not jsonb: jsonb cannot hold "\u0000" or a lone surrogate, and it
+-- reorders object keys, while a value must come back exactly as JSON.stringify wrote it.
 
 -- An app is one deployed /api/durable endpoint.
 CREATE TABLE IF NOT EXISTS apps (
@@ -20,14 +25,18 @@ CREATE TABLE IF NOT EXISTS functions (
 );
 
 -- An event is stored before its sender hears "ok"; a repeated id is ignored (idempotent send).
+-- seq orders events by arrival, for a wait that looks back at what arrived while it opened.
 CREATE TABLE IF NOT EXISTS events (
   id           text PRIMARY KEY,
   name         text NOT NULL,
-  data         jsonb NOT NULL,
+  data         text NOT NULL,
   ts           bigint NOT NULL,
   received_at  timestamptz NOT NULL DEFAULT now()
 );
+ALTER TABLE events ALTER COLUMN data TYPE text USING data::text;
+ALTER TABLE events ADD COLUMN IF NOT EXISTS seq bigserial;
 CREATE INDEX IF NOT EXISTS events_name_idx ON events (name, received_at);
+CREATE INDEX IF NOT EXISTS events_received_idx ON events (received_at);
 
 CREATE TABLE IF NOT EXISTS runs (
   id              text PRIMARY KEY,
@@ -35,18 +44,23 @@ CREATE TABLE IF NOT EXISTS runs (
   event_id        text NOT NULL,
   status          text NOT NULL,   -- queued | running | sleeping | waiting | completed | failed | cancelled
   attempt         integer NOT NULL DEFAULT 0,
-  output          jsonb,
-  error           jsonb,
+  output          text,
+  error           text,
   parent_run_id   text,
   parent_step_id  text,
   started_at      timestamptz NOT NULL DEFAULT now(),
   ended_at        timestamptz
 );
+ALTER TABLE runs ALTER COLUMN output TYPE text USING output::text;
+ALTER TABLE runs ALTER COLUMN error TYPE text USING error::text;
 -- Bumped by every change of the run's state (each takes the row lock through this column), so a
 -- writer that prepared its change from a snapshot can apply it only if nothing moved since.
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS version integer NOT NULL DEFAULT 0;
+-- Bytes of JSON held in the run's step outputs and errors (sent with every invocation; bounded).
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS state_bytes bigint NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS runs_event_idx ON runs (event_id);
 CREATE INDEX IF NOT EXISTS runs_live_idx ON runs (status) WHERE status NOT IN ('completed', 'failed', 'cancelled');
+CREATE INDEX IF NOT EXISTS runs_ended_idx ON runs (ended_at) WHERE ended_at IS NOT NULL;
 
 -- One row per step a run reached, keyed by step ID; position is the order of discovery,
 -- used to detect a function whose steps changed under a live run.
@@ -57,32 +71,37 @@ CREATE TABLE IF NOT EXISTS steps (
   kind        text NOT NULL,   -- run | sleep | wait | send | invoke
   position    integer NOT NULL,
   status      text NOT NULL,   -- planned | retrying | sleeping | waiting | invoking | completed | failed | cancelled
-  output      jsonb,
-  error       jsonb,
+  output      text,
+  error       text,
   attempts    integer NOT NULL DEFAULT 0,
   wake_at     timestamptz,
   started_at  timestamptz NOT NULL DEFAULT now(),
   ended_at    timestamptz,
   PRIMARY KEY (run_id, id)
 );
+ALTER TABLE steps ALTER COLUMN output TYPE text USING output::text;
+ALTER TABLE steps ALTER COLUMN error TYPE text USING error::text;
 
 -- Open matchers against incoming events: a step.waitForEvent (kind 'wait') or a cancelOn
--- (kind 'cancel'). match_value is the trigger's value at match_path, frozen when opened.
+-- (kind 'cancel'). match_value is the trigger's value at match_path (JSON text), frozen when
+-- opened; NULL with a match_path means the trigger had no such field, and nothing matches.
 CREATE TABLE IF NOT EXISTS matchers (
   run_id       text NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-  step_id      text NOT NULL,   -- '' for cancel matchers (one per cancelOn entry: 'cancel:<n>')
+  step_id      text NOT NULL,   -- the waiting step, or 'cancel:<n>' for the n-th cancelOn entry
   kind         text NOT NULL,
   event_name   text NOT NULL,
   match_path   text,
-  match_value  jsonb,
+  match_value  text,
   if_expr      text,
   expires_at   timestamptz,
   PRIMARY KEY (run_id, step_id)
 );
+ALTER TABLE matchers ALTER COLUMN match_value TYPE text USING match_value::text;
 CREATE INDEX IF NOT EXISTS matchers_event_idx ON matchers (event_name);
 
--- The Postgres queue: invocations and timers. A job is due at run_at; a claim leases it to
--- one worker until locked_until, and only the lease holder may complete it.
+-- The queue: invocations and timers. A job is due at run_at; a claim leases it to one worker
+-- until locked_until, and only the lease holder may complete it (the fence), whichever queue
+-- handed it out. failures counts errors inside the executor while applying it.
 CREATE TABLE IF NOT EXISTS jobs (
   id            bigserial PRIMARY KEY,
   kind          text NOT NULL,   -- invoke | wake | wait-timeout | invoke-timeout
@@ -94,8 +113,20 @@ CREATE TABLE IF NOT EXISTS jobs (
   claims        integer NOT NULL DEFAULT 0,
   created_at    timestamptz NOT NULL DEFAULT now()
 );
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS failures integer NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS last_error text;
 CREATE INDEX IF NOT EXISTS jobs_due_idx ON jobs (run_at, id);
 CREATE INDEX IF NOT EXISTS jobs_run_idx ON jobs (run_id);
+CREATE INDEX IF NOT EXISTS jobs_free_idx ON jobs (run_at) WHERE locked_until IS NULL;
+CREATE INDEX IF NOT EXISTS jobs_leased_idx ON jobs (locked_until) WHERE locked_until IS NOT NULL;
+-- A run has at most one job per purpose (one invocation, one branch or retry per step, one timer
+-- per step): a second one would start a second chain of invocations. Duplicates an earlier
+-- version may have left are dropped first.
+DELETE FROM jobs a USING jobs b
+ WHERE a.run_id = b.run_id AND a.kind = b.kind AND coalesce(a.step_id, '') = coalesce(b.step_id, '') AND a.id > b.id;
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_purpose_idx ON jobs (run_id, kind, coalesce(step_id, ''));
+-- Jobs of runs that already ended do nothing; an earlier version left them behind.
+DELETE FROM jobs j USING runs r WHERE r.id = j.run_id AND r.status IN ('completed', 'failed', 'cancelled');
 
 -- Which version of this file was last applied (a hash of its text): an executor starting
 -- against a current schema runs no DDL at all, so it never takes table locks that live

@@ -83,7 +83,7 @@ describe.runIf(postgresAvailable && redisAvailable)("chaos: executors killed at 
     const statuses = await sql.query<{ status: string; n: number }>("SELECT status, count(*)::int AS n FROM runs GROUP BY status");
     expect(statuses).toEqual([{ status: "completed", n: RUNS }]);
     const outputs = await sql.query<{ output: number; n: number }>(
-      "SELECT r.output, (e.data->>'n')::int AS n FROM runs r JOIN events e ON e.id = r.event_id",
+      "SELECT r.output::jsonb AS output, (e.data::jsonb->>'n')::int AS n FROM runs r JOIN events e ON e.id = r.event_id",
     );
     for (const { output, n } of outputs) expect(output).toBe(n * 10 * STEPS + (STEPS * (STEPS - 1)) / 2);
 

@@ -51,7 +51,7 @@ describe.runIf(postgresAvailable && redisAvailable)("Redis flushed mid-load", ()
     expect(await count("completed"), cluster.logs().slice(-4_000)).toBe(RUNS);
     expect(cluster.logs()).toMatch(/queue had lost \d+ job\(s\); re-added them from the record/);
     const outputs = await sql.query<{ ok: boolean }>(
-      "SELECT bool_and(r.output = to_jsonb((e.data->>'n')::int * 2)) AS ok FROM runs r JOIN events e ON e.id = r.event_id",
+      "SELECT bool_and(r.output::jsonb = to_jsonb((e.data::jsonb->>'n')::int * 2)) AS ok FROM runs r JOIN events e ON e.id = r.event_id",
     );
     expect(outputs[0]!.ok).toBe(true);
   });

@@ -32,9 +32,9 @@ export async function openStore(kind: StoreKind): Promise<{ store: Store; cleanu
   const db = await createTestDatabase("e2e");
   if (kind === "postgres") return { store: db.store(), cleanup: () => db.drop() };
   const redis = await startTestRedis("e2e");
-  const queue = new RedisQueue({ url: redis.url, token: redis.token, prefix: redis.prefix });
+  const readyQueue = new RedisQueue({ url: redis.url, token: redis.token, prefix: redis.prefix });
   return {
-    store: new PostgresStore(db.client(), { queue }),
+    store: new PostgresStore(db.client(), { readyQueue }),
     cleanup: async () => {
       await db.drop();
       await redis.close();

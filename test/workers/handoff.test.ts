@@ -57,8 +57,8 @@ describe.skipIf(!postgresAvailable || !redisAvailable)("a run handed over from t
   it("A run started on the Node executor and continued by the Worker executor (same stores) completes", async (context) => {
     const { url: bridgeUrl } = await testBridge();
     // The Node executor: PostgresStore over the Neon driver (the test bridge), the queue in Redis.
-    const queue = new RedisQueue({ url: redis!.url, token: redis!.token, prefix: redis!.prefix });
-    const store = new PostgresStore(db!.client(), { queue });
+    const readyQueue = new RedisQueue({ url: redis!.url, token: redis!.token, prefix: redis!.prefix });
+    const store = new PostgresStore(db!.client(), { readyQueue });
     node = await startServer({ store, dev: false, port: 0, signingKey: SIGNING_KEY, eventKey: EVENT_KEY, log: silentLogger, pollMs: 200 });
 
     // The app, on Node throughout; it registers with the Node executor (the registration is in the record).

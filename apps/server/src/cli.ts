@@ -20,9 +20,13 @@ const USAGE = `Usage:
 Environment: STEPWISE_SIGNING_KEY, STEPWISE_SIGNING_KEY_NEXT, STEPWISE_EVENT_KEY, STEPWISE_APP_URLS,
 STEPWISE_DATA_DIR, DATABASE_URL, UPSTASH_REDIS_REST_URL, UPSTASH_REDIS_REST_TOKEN, STEPWISE_REDIS_PREFIX,
 STEPWISE_PG_DRIVER (neon | neon-http | pg), STEPWISE_CONCURRENCY, STEPWISE_LEASE_MS, STEPWISE_MAINTENANCE_MS, STEPWISE_RECONCILE_GRACE_MS,
-STEPWISE_RETRY_INITIAL_MS, STEPWISE_RETRY_MAX_MS`;
+STEPWISE_RETRY_INITIAL_MS, STEPWISE_RETRY_MAX_MS, STEPWISE_RETENTION (how long finished runs are kept, default 7d)`;
 
 type Flags = Record<string, string | string[] | undefined>;
+
+/** How long running jobs may take to finish at shutdown before they are given back. */
+const SHUTDOWN_GRACE_MS = 10_000;
+const SHUTDOWN_MARGIN_MS = 5_000;
 
 export async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
@@ -61,6 +65,7 @@ export async function main(argv: string[]): Promise<void> {
     eventKey: env.eventKey,
     exclusiveStore: dev,
     backoff: { initialMs: env.retryInitialMs, maxMs: env.retryMaxMs },
+    retentionMs: env.retentionMs,
     concurrency: integer("--concurrency", values.concurrency, 1, 10_000) ?? env.concurrency,
     leaseMs: integer("--lease-ms", values["lease-ms"], 1_000, 3_600_000) ?? env.leaseMs,
     maintenanceMs: env.maintenanceMs,
@@ -70,8 +75,13 @@ export async function main(argv: string[]): Promise<void> {
   for (const url of appUrls) log.info(`watching app ${url}`);
 
   const shutdown = (signal: string) => {
-    log.info(`${signal}: no new work; finishing running jobs, then stopping`);
-    server.close().then(
+    log.info(`${signal}: no new work; finishing running jobs (up to ${SHUTDOWN_GRACE_MS / 1_000}s), then stopping`);
+    // Whatever hangs (a connection that will not close), the process ends a little after the grace period.
+    setTimeout(() => {
+      log.error(`shutdown took longer than ${(SHUTDOWN_GRACE_MS + SHUTDOWN_MARGIN_MS) / 1_000}s; exiting now (leased jobs run again elsewhere)`);
+      process.exit(1);
+    }, SHUTDOWN_GRACE_MS + SHUTDOWN_MARGIN_MS).unref();
+    server.close(SHUTDOWN_GRACE_MS).then(
       () => process.exit(0),
       (error: unknown) => {
         log.error(`shutdown failed: ${String(error)}`);
@@ -108,13 +118,8 @@ function productionStore(values: Flags, env: EnvSettings): PostgresStore {
   const { host } = new URL(connectionString);
   if (env.redisRestUrl && env.redisRestToken) {
     log.info(`record in Postgres (${host}), queue in Redis (${new URL(env.redisRestUrl).host})`);
-    const queue = new RedisQueue({
-      url: env.redisRestUrl,
-      token: env.redisRestToken,
-      prefix: env.redisPrefix,
-      reconcileGraceMs: env.reconcileGraceMs,
-    });
-    return new PostgresStore(client, { queue });
+    const readyQueue = new RedisQueue({ url: env.redisRestUrl, token: env.redisRestToken, prefix: env.redisPrefix });
+    return new PostgresStore(client, { readyQueue, reconcileGraceMs: env.reconcileGraceMs });
   }
   log.info(`record and queue in Postgres (${host}); set UPSTASH_REDIS_REST_URL and _TOKEN to queue in Redis`);
   return new PostgresStore(client);

@@ -1,4 +1,6 @@
 /** Executor settings from the environment, so `stepwise dev` and `start` share one reading. */
+import { toMs } from "@stepwise/protocol";
+
 export interface EnvSettings {
   signingKey?: string;
   signingKeyNext?: string;
@@ -27,6 +29,8 @@ export interface EnvSettings {
   maintenanceMs?: number;
   /** How old a job must be before reconcile re-adds it to Redis (default 5 s). */
   reconcileGraceMs?: number;
+  /** How long finished runs and old events are kept (`STEPWISE_RETENTION`: "7d", "12h"; "0" keeps all). Default 7 days. */
+  retentionMs?: number;
 }
 
 export function readEnv(env: Record<string, string | undefined> = process.env): EnvSettings {
@@ -54,7 +58,17 @@ export function readEnv(env: Record<string, string | undefined> = process.env): 
     postgresDriver: driver(env.STEPWISE_PG_DRIVER),
     maintenanceMs: number("STEPWISE_MAINTENANCE_MS"),
     reconcileGraceMs: number("STEPWISE_RECONCILE_GRACE_MS"),
+    retentionMs: duration(env.STEPWISE_RETENTION, "STEPWISE_RETENTION"),
   };
+}
+
+function duration(value: string | undefined, name: string): number | undefined {
+  if (value === undefined || value === "") return undefined;
+  try {
+    return toMs(/^\d+$/.test(value) ? Number(value) : value);
+  } catch {
+    throw new Error(`${name} must be a duration such as "7d", "12h" or "30m" (0 keeps everything), got "${value}"`);
+  }
 }
 
 function driver(value: string | undefined): EnvSettings["postgresDriver"] {

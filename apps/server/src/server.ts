@@ -28,7 +28,8 @@ export interface RunningServer {
   executor: Executor;
   /** Resolves once every `appUrls` app has been synced once. */
   appsSynced: Promise<void>;
-  close(): Promise<void>;
+  /** Stops serving, lets running jobs finish for up to `graceMs` (default 10 s), closes the store. */
+  close(graceMs?: number): Promise<void>;
 }
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
@@ -55,11 +56,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     port,
     executor,
     appsSynced: discovery.synced,
-    close: () =>
+    close: (graceMs) =>
       (closing ??= (async () => {
         discovery.stop();
-        await new Promise<void>((resolve) => server.close(() => resolve()));
-        await executor.stop();
+        // Stop accepting; idle keep-alive connections are closed so they cannot hold the server open.
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        (server as { closeIdleConnections?: () => void }).closeIdleConnections?.();
+        await executor.stop(graceMs);
+        await closed;
         await options.store.close();
       })()),
   };

@@ -80,11 +80,11 @@ export async function openExecutor(env: Env, log: Logger = consoleLogger): Promi
     max: Math.max(2, Math.min(settings.concurrency, 10)),
     onError: (error) => log.warn(`postgres connection error: ${error.message}`),
   });
-  const queue =
+  const readyQueue =
     env.UPSTASH_REDIS_REST_URL && env.UPSTASH_REDIS_REST_TOKEN
       ? new RedisQueue({ url: env.UPSTASH_REDIS_REST_URL, token: env.UPSTASH_REDIS_REST_TOKEN, prefix: env.STEPWISE_REDIS_PREFIX || undefined })
       : undefined;
-  const store = new PostgresStore(client, { queue });
+  const store = new PostgresStore(client, { readyQueue });
   try {
     await (migrated ??= store.migrate().catch((error: unknown) => {
       migrated = undefined;

@@ -1,26 +1,18 @@
 /**
- * Validation of events sent to the executor (`POST /api/events`, `stepwise.send`): the shape,
- * names, and the payload limit. Every problem is reported with where it is and how to fix it,
- * before anything is stored.
+ * Validation of events, in one place for every way in: `POST /api/events` (and `stepwise.send`)
+ * and `step.sendEvent` in a function. The shape and rules are the protocol's (shared with the
+ * SDK); the size limit is the executor's. Every problem is reported with where it is and how to
+ * fix it, before anything is stored.
  */
-import { newId } from "@stepwise/protocol";
+import { EventInputSchema, eventProblem, newId } from "@stepwise/protocol";
 import { z } from "zod";
 import { InputError } from "./errors.ts";
 import { formatBytes, jsonBytes, type Limits } from "./limits.ts";
 import type { EventRecord } from "./records.ts";
 
-const EventInputSchema = z.object({
-  name: z.string({ error: "name must be a string, e.g. \"order/created\"" }).min(1, "name must not be empty"),
-  data: z.unknown().optional(),
-  id: z.string().min(1, "id, when given, must not be empty").max(256).optional(),
-  ts: z.number().int().nonnegative().optional(),
-});
-
 const EventBatchSchema = z.array(EventInputSchema).min(1, "send at least one event");
 
-/** Events the executor generates itself; users may not send them. */
-const RESERVED_PREFIX = "stepwise/";
-
+/** Events as the API receives them: one event or an array. Throws {@link InputError} (400/413). */
 export function parseEvents(body: unknown, limits: Limits, now = Date.now()): EventRecord[] {
   // One schema per shape (not a union), so the error points at the field that is wrong.
   const parsed = Array.isArray(body) ? EventBatchSchema.safeParse(body) : EventInputSchema.safeParse(body);
@@ -32,19 +24,51 @@ export function parseEvents(body: unknown, limits: Limits, now = Date.now()): Ev
     );
   }
   const inputs = Array.isArray(parsed.data) ? parsed.data : [parsed.data];
+  return toEvents(inputs, limits, now, (index) => (inputs.length > 1 ? `event ${index} (${inputs[index]!.name})` : `event ${inputs[index]!.name}`));
+}
+
+/**
+ * Events a function sends (`step.sendEvent`): the same rules, and IDs derived from the run and
+ * step where the function gave none, so a repeated send stores nothing new.
+ */
+export function parseSentEvents(events: readonly unknown[], limits: Limits, now: number, idPrefix: string): EventRecord[] {
+  const inputs = events.map((event, index) => {
+    const parsed = EventInputSchema.safeParse(event);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const where = issue && issue.path.length > 0 ? ` at ${issue.path.join(".")}` : "";
+      throw new InputError(`Invalid event ${index}${where}: ${issue?.message ?? "malformed"}`);
+    }
+    return { ...parsed.data, id: parsed.data.id ?? `${idPrefix}:${index}` };
+  });
+  return toEvents(inputs, limits, now, (index) => `event ${index} (${inputs[index]!.name})`);
+}
+
+function toEvents(
+  inputs: Array<z.infer<typeof EventInputSchema>>,
+  limits: Limits,
+  now: number,
+  label: (index: number) => string,
+): EventRecord[] {
+  const seen = new Map<string, number>();
   return inputs.map((input, index) => {
-    const label = inputs.length > 1 ? `event ${index} (${input.name})` : `event ${input.name}`;
-    if (input.name.startsWith(RESERVED_PREFIX)) {
-      throw new InputError(`Invalid ${label}: names starting with "${RESERVED_PREFIX}" are reserved for the executor`);
-    }
-    if (input.data !== undefined && (typeof input.data !== "object" || input.data === null || Array.isArray(input.data))) {
-      throw new InputError(`Invalid ${label}: data must be a JSON object`);
-    }
+    const problem = eventProblem(input);
+    if (problem) throw new InputError(`Invalid ${label(index)}: ${problem}`);
     const event: EventRecord = { id: input.id ?? newId(now), name: input.name, data: input.data ?? {}, ts: input.ts ?? now };
-    const bytes = jsonBytes(event);
+    const first = seen.get(event.id);
+    if (first !== undefined) {
+      throw new InputError(`Invalid ${label(index)}: its id "${event.id}" is also the id of event ${first}; each event needs its own id`);
+    }
+    seen.set(event.id, index);
+    let bytes: number;
+    try {
+      bytes = jsonBytes(event);
+    } catch (error) {
+      throw new InputError(`Invalid ${label(index)}: data cannot be stored: ${error instanceof Error ? error.message : String(error)}`);
+    }
     if (bytes > limits.maxEventBytes) {
       throw new InputError(
-        `Payload too large: ${label} is ${formatBytes(bytes)}; the limit is ${formatBytes(limits.maxEventBytes)}. ` +
+        `Payload too large: ${label(index)} is ${formatBytes(bytes)}; the limit is ${formatBytes(limits.maxEventBytes)}. ` +
           `Send a reference (an ID or URL) instead of the data itself.`,
         413,
       );

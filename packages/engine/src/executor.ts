@@ -1,22 +1,27 @@
 /**
  * The executor as one object: what the HTTP API (Node server or Worker) calls. It ingests
- * events, registers apps, answers run queries, cancels runs, and drives the worker loop.
+ * events, registers apps, answers run queries, cancels runs, works the queue (as long-lived
+ * lanes, or as a bounded drain) and keeps the queue and the record in step.
  */
-import { AppDescriptionSchema, globalFunctionId, newId, type AppDescription, type BackoffConfig } from "@stepwise/protocol";
-import { transact, type EngineContext } from "./context.ts";
+import { AppDescriptionSchema, findTextProblem, globalFunctionId, newId, type AppDescription, type BackoffConfig } from "@stepwise/protocol";
+import { systemClock, type Clock } from "./clock.ts";
+import { afterCommit, describe, machineEnv, type EngineContext } from "./context.ts";
 import { InputError, isUnavailable } from "./errors.ts";
 import { parseEvents } from "./event-input.ts";
-import { finishRun } from "./finish.ts";
-import { ingestInTransaction } from "./ingest.ts";
 import { DEFAULT_LIMITS, type Limits } from "./limits.ts";
 import { consoleLogger, type Logger } from "./log.ts";
-import { TERMINAL_RUN_STATUSES, type FunctionRecord, type JobRecord } from "./records.ts";
+import { finish } from "./machine/ending.ts";
+import { isTerminal, type FunctionRecord } from "./records.ts";
 import { Registry } from "./registry.ts";
-import { drain, type DrainOptions, type DrainResult } from "./drain.ts";
-import { runJob, type JobRunner } from "./jobs.ts";
+import { runJob, type JobRunner } from "./runtime/jobs.ts";
+import { Lanes, type DrainBudget } from "./runtime/lanes.ts";
+import { pruneExpired, reconcileQueue, repairStrandedRuns } from "./runtime/maintenance.ts";
 import type { Store } from "./store.ts";
+import { UnitOfWork, type UnitOutcome } from "./unit/unit.ts";
 import { runView, type RunView } from "./views.ts";
-import { Worker } from "./worker.ts";
+
+/** Finished runs, their steps and events are kept this long by default (7 days). */
+export const DEFAULT_RETENTION_MS = 7 * 24 * 3_600_000;
 
 export interface ExecutorOptions {
   store: Store;
@@ -36,70 +41,76 @@ export interface ExecutorOptions {
   invokeTimeoutMs?: number;
   /** How long the cache of registered functions is trusted before a reload. */
   registryRefreshMs?: number;
-  /** How often the queue is checked against the record (lost jobs, stranded runs). */
+  /** How often the queue is checked against the record (lost jobs, stranded runs, pruning). */
   maintenanceMs?: number;
+  /** How long finished runs and old events are kept; 0 keeps them for ever. */
+  retentionMs?: number;
   /** Process-unique worker name (for leases). */
   workerId?: string;
+  /** Stamps records and log lines (due times are judged on the store's clock). */
+  clock?: Clock;
   fetch?: typeof fetch;
+}
+
+export interface DrainOptions extends DrainBudget {
+  /** Jobs run at once (default 8): parallel branches and unrelated runs progress together. */
+  concurrency?: number;
+}
+
+export interface DrainResult {
+  /** Jobs that ran to their end (applied, or dropped as already done). */
+  ran: number;
+  /** Jobs that failed in the executor and were given back for a retry. */
+  failed: number;
+  /** Whether it stopped for the budget or `maxJobs` rather than for lack of due work. */
+  stoppedEarly: boolean;
+  /** When the earliest job not leased is due (now or in the past: due already), or null when none is queued. */
+  nextDueAt: Date | null;
 }
 
 export class Executor {
   readonly limits: Limits;
   readonly log: Logger;
   private readonly ctx: EngineContext;
-  private readonly worker: Worker;
   private readonly runner: JobRunner;
+  private readonly lanes: Lanes;
+  private readonly drains = new Set<Lanes>();
   private maintenance: ReturnType<typeof setInterval> | undefined;
   private maintaining: Promise<void> | undefined;
 
   constructor(private readonly options: ExecutorOptions) {
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
     this.log = options.log ?? consoleLogger;
-    const registry = new Registry(options.store, options.registryRefreshMs);
     this.ctx = {
       store: options.store,
-      registry,
+      registry: new Registry(options.store, options.registryRefreshMs),
       limits: this.limits,
       log: this.log,
+      clock: options.clock ?? systemClock,
       backoff: options.backoff ?? {},
-      onEnqueued: (jobs) => this.announce(jobs),
+      onQueued: () => this.announce(),
     };
     const owner = options.workerId ?? `executor-${newId()}`;
-    const leaseMs = options.leaseMs ?? 30_000;
-    const runner: JobRunner = (this.runner = {
-      prefetched: new Map(),
-      local: new Set<string>(),
+    this.runner = {
       ctx: this.ctx,
       owner,
-      leaseMs,
+      leaseMs: options.leaseMs ?? 30_000,
+      prefetched: new Map(),
       invoker: {
         signingKey: options.signingKey,
         timeoutMs: options.invokeTimeoutMs ?? 300_000,
         maxResponseBytes: this.limits.maxResponseBytes,
         fetch: options.fetch,
       },
-    });
-    this.worker = new Worker({
-      queue: options.store.queue,
-      owner,
-      concurrency: options.concurrency ?? 16,
-      leaseMs,
-      pollMs: options.pollMs ?? 1_000,
-      log: this.log,
-      handle: (job) => runJob(runner, job),
-      isLocal: (job) => runner.local.has(job.id),
-      // Continuations are leased in the record: a queue elsewhere cannot extend those leases.
-      extendRecordLeases: options.store.queue.authoritative
-        ? undefined
-        : (ids, owner, leaseMs) => options.store.extendRecordLeases(ids, owner, leaseMs),
-    });
+    };
+    this.lanes = this.newLanes(options.concurrency ?? 16);
   }
 
   /** Creates the schema, loads the registry and starts working the queue. */
   async start(): Promise<void> {
     await this.options.store.migrate();
     await this.ctx.registry.refresh();
-    this.worker.start();
+    this.lanes.start();
     const every = this.options.maintenanceMs ?? 15_000;
     this.maintenance = setInterval(() => void this.maintain(), every);
     void this.maintain();
@@ -110,34 +121,41 @@ export class Executor {
    * then returns, saying when the next job is due. Needs no `start()`; call `migrate()` on the
    * store once first. Safe beside other executors and other drains: jobs are leased as usual.
    */
-  drain(options: DrainOptions): Promise<DrainResult> {
-    return drain(this.runner, options);
+  async drain(options: DrainOptions): Promise<DrainResult> {
+    const maxJobs = options.maxJobs ?? Infinity;
+    const lanes = this.newLanes(Math.max(1, Math.min(options.concurrency ?? 8, maxJobs)));
+    this.drains.add(lanes);
+    try {
+      const result = await lanes.drain(options);
+      const nextDueAt = result.nextDueIn === null ? null : new Date(Date.now() + result.nextDueIn);
+      return { ran: result.ran, failed: result.failed, stoppedEarly: result.stoppedEarly, nextDueAt };
+    } finally {
+      this.drains.delete(lanes);
+    }
   }
 
   /** Stops taking work; running jobs finish (up to `graceMs`) or are given back. */
   async stop(graceMs?: number): Promise<void> {
     clearInterval(this.maintenance);
     await this.maintaining;
-    await this.worker.stop(graceMs);
+    await this.lanes.stop(graceMs);
   }
 
   /**
    * Checks the queue against the record: re-adds jobs the queue lost (Redis flushed or failed
-   * over) and requeues live runs that have no job at all. Runs one at a time per process.
+   * over), repairs live runs that have no job, and prunes what is past the retention age.
+   * Runs one at a time per process.
    */
   maintain(): Promise<void> {
     this.maintaining ??= (async () => {
       try {
-        const store = this.options.store;
-        const readded = await store.queue.reconcile(store);
-        if (readded > 0) this.log.warn(`queue had lost ${readded} job(s); re-added them from the record`);
-        const stranded = await store.sweepStrandedRuns();
-        if (stranded.length > 0) this.log.warn(`requeued ${stranded.length} stranded run(s): ${stranded.join(", ")}`);
+        await reconcileQueue(this.ctx);
+        await repairStrandedRuns(this.ctx);
+        const retention = this.options.retentionMs ?? DEFAULT_RETENTION_MS;
+        if (retention > 0) await pruneExpired(this.ctx, retention);
       } catch (error) {
-        // An unreachable store is reported once per outage by the worker; say nothing more here.
-        if (!isUnavailable(error)) {
-          this.log.warn(`queue maintenance failed: ${error instanceof Error ? error.message : String(error)}; will retry`);
-        }
+        // An unreachable store is reported once per outage by the lanes; say nothing more here.
+        if (!isUnavailable(error)) this.log.warn(`queue maintenance failed: ${describe(error)}; will retry`);
       } finally {
         this.maintaining = undefined;
       }
@@ -145,8 +163,32 @@ export class Executor {
     return this.maintaining;
   }
 
-  private announce(jobs: JobRecord[]): void {
-    for (const job of jobs) this.worker.notify(job.runAt);
+  private newLanes(concurrency: number): Lanes {
+    return new Lanes({
+      queue: this.options.store.queue,
+      owner: this.runner.owner,
+      concurrency,
+      leaseMs: this.runner.leaseMs,
+      pollMs: this.options.pollMs ?? 1_000,
+      log: this.log,
+      handle: (job) => runJob(this.runner, job),
+    });
+  }
+
+  private announce(): void {
+    this.lanes.notify();
+    for (const lanes of this.drains) lanes.notify();
+  }
+
+  /** Runs `fn` on a unit of work in one transaction, then lets the commit take effect. */
+  private async inUnit<T>(fn: (unit: UnitOfWork) => Promise<T>): Promise<T> {
+    const { result, outcome } = await this.options.store.transaction(async (tx) => {
+      const unit = new UnitOfWork(tx, this.ctx);
+      const result = await fn(unit);
+      return { result, outcome: await unit.commit() };
+    });
+    await afterCommit(this.ctx, outcome satisfies UnitOutcome);
+    return result;
   }
 
   /**
@@ -154,9 +196,9 @@ export class Executor {
    * runs cancelled) in one transaction. Throws {@link InputError} and stores nothing on bad input.
    */
   async sendEvents(body: unknown): Promise<{ ids: string[] }> {
-    const events = parseEvents(body, this.limits);
+    const events = parseEvents(body, this.limits, this.ctx.clock.now());
     await this.ctx.registry.ensureFresh();
-    await transact(this.ctx, (unit) => ingestInTransaction(unit, events));
+    await this.inUnit((unit) => unit.ingest(events));
     return { ids: events.map((event) => event.id) };
   }
 
@@ -174,7 +216,9 @@ export class Executor {
       localId: config.id,
       config,
     }));
-    await this.options.store.syncApp({ id: app.appId, url: app.url, sdk: app.sdk, syncedAt: new Date() }, functions);
+    const problem = findTextProblem(app.functions, "functions");
+    if (problem) throw new InputError(`Invalid app description: ${problem}`);
+    await this.options.store.syncApp({ id: app.appId, url: app.url, sdk: app.sdk, syncedAt: new Date(this.ctx.clock.now()) }, functions);
     await this.ctx.registry.refresh();
     return { appId: app.appId, functions: functions.map((fn) => fn.id) };
   }
@@ -197,10 +241,11 @@ export class Executor {
 
   /** Cancels a live run; a run that already ended is left as it is. Null when there is no such run. */
   async cancelRun(runId: string, reason = "cancelled through the API"): Promise<RunView | null> {
-    const { result: found } = await transact(this.ctx, async (unit) => {
-      const run = await unit.tx.lockRun(runId);
-      if (!run) return false;
-      if (!TERMINAL_RUN_STATUSES.includes(run.status)) await finishRun(unit, run, { status: "cancelled", reason });
+    await this.ctx.registry.ensureFresh();
+    const found = await this.inUnit(async (unit) => {
+      const draft = await unit.load(runId);
+      if (!draft) return false;
+      if (!isTerminal(draft.run.status)) finish(draft, machineEnv(this.ctx, draft.run.functionId), { status: "cancelled", reason });
       return true;
     });
     return found ? this.getRun(runId) : null;

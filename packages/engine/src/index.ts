@@ -1,11 +1,12 @@
-export { Executor, type ExecutorOptions } from "./executor.ts";
-export type { DrainOptions, DrainResult } from "./drain.ts";
-export type { Store, StoreTx, StoreReader, Queue, JobSource, RunSnapshot } from "./store.ts";
+export { Executor, DEFAULT_RETENTION_MS, type ExecutorOptions, type DrainOptions, type DrainResult } from "./executor.ts";
+export type { Store, StoreTx, Queue, ReadyQueue, RunChange, RunPatch, JobSelector, Fence, WriteResult } from "./store.ts";
 export * from "./records.ts";
-export { backoffDelay, DEFAULT_BACKOFF } from "./backoff.ts";
-export { DEFAULT_LIMITS, type Limits } from "./limits.ts";
+export { backoffDelay, resolveBackoff, DEFAULT_BACKOFF } from "./backoff.ts";
+export { DEFAULT_LIMITS, jsonBytes, type Limits } from "./limits.ts";
 export { consoleLogger, silentLogger, time, formatDuration, type Logger } from "./log.ts";
-export { InputError, LeaseLostError } from "./errors.ts";
+export { InputError, LeaseLostError, isUnavailable } from "./errors.ts";
 export { parseEvents } from "./event-input.ts";
 export { evaluateCondition, expressionError, matches } from "./expressions.ts";
+export { systemClock, type Clock } from "./clock.ts";
+export { expectedJobs } from "./machine/progress.ts";
 export type { RunView, StepView } from "./views.ts";

@@ -34,12 +34,21 @@ export async function invokeApp(
     const cause = error instanceof Error ? error.message : String(error);
     return appError("AppUnreachable", `Could not reach ${url.origin}${url.pathname}: ${cause}`, true);
   }
-  const text = await readCapped(response, options.maxResponseBytes);
+  let text: string | null;
+  try {
+    text = await readCapped(response, options.maxResponseBytes);
+  } catch (error) {
+    // The connection broke or the time ran out while the answer was on its way.
+    const cause = error instanceof Error ? error.message : String(error);
+    return appError("AppUnreachable", `The answer from ${url.origin}${url.pathname} was cut off: ${cause}`, true);
+  }
   if (text === null) {
     return appError("AppResponseTooLarge", `The app's answer exceeds ${formatBytes(options.maxResponseBytes)}`, false);
   }
-  const parsed = parseAnswer(text);
-  if (parsed && [200, 206, 500].includes(response.status)) return parsed;
+  const answer = [200, 206, 500].includes(response.status) ? parseAnswer(text) : null;
+  if (answer && "response" in answer) return answer.response;
+  // Well-formed JSON in the shape of an answer that breaks the protocol: the same code would send it again.
+  if (answer) return appError("AppAnswerInvalid", `The app's answer (HTTP ${response.status}) breaks the protocol: ${answer.problem}`, false);
   const detail = errorMessage(text);
   // 400 means the executor sent something the SDK cannot read: retrying would not help.
   return appError("AppError", `The app answered HTTP ${response.status}${detail ? `: ${detail}` : ""}`, response.status !== 400);
@@ -49,13 +58,20 @@ function appError(name: string, message: string, retriable: boolean): InvokeResp
   return { type: "error", error: { name, message }, retriable };
 }
 
-function parseAnswer(text: string): InvokeResponse | null {
+/** The answer, or what is wrong with a JSON answer that claims to be one; null for anything else (HTML, truncated JSON). */
+function parseAnswer(text: string): { response: InvokeResponse } | { problem: string } | null {
+  let body: unknown;
   try {
-    const result = InvokeResponseSchema.safeParse(JSON.parse(text));
-    return result.success ? result.data : null;
+    body = JSON.parse(text);
   } catch {
     return null;
   }
+  const result = InvokeResponseSchema.safeParse(body);
+  if (result.success) return { response: result.data };
+  const looksLikeAnswer = typeof body === "object" && body !== null && "type" in body;
+  if (!looksLikeAnswer) return null;
+  const issue = result.error.issues[0];
+  return { problem: `${issue?.path.join(".") || "(root)"}: ${issue?.message ?? "malformed"}` };
 }
 
 function errorMessage(text: string): string {

@@ -8,6 +8,11 @@ export interface Limits {
   maxStepsPerRun: number;
   /** Largest answer accepted from an app (outputs and ops of one invocation). */
   maxResponseBytes: number;
+  /**
+   * Most JSON one run may hold in step outputs and errors. Every invocation sends them all
+   * to the app, so this bounds the request however long the run's history grows.
+   */
+  maxRunStateBytes: number;
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -15,12 +20,41 @@ export const DEFAULT_LIMITS: Limits = {
   maxStepOutputBytes: 4 * 1024 * 1024,
   maxStepsPerRun: 1_000,
   maxResponseBytes: 16 * 1024 * 1024,
+  maxRunStateBytes: 32 * 1024 * 1024,
 };
 
-/** Byte length of a value as JSON (UTF-8). */
+/**
+ * Deepest nesting of arrays and objects a stored value may have. JSON.parse reads deeper
+ * documents than JSON.stringify can write back (it runs out of stack a few thousand levels
+ * down), so a deeper value could be received but never stored or sent again.
+ */
+export const MAX_JSON_DEPTH = 1_000;
+
+/** A value that cannot be stored as JSON: nested too deeply. */
+export class NotStorableError extends Error {
+  override name = "NotStorableError";
+}
+
+/** Byte length of a value as JSON (UTF-8). Throws {@link NotStorableError} for a value nested deeper than {@link MAX_JSON_DEPTH}. */
 export function jsonBytes(value: unknown): number {
+  const depth = jsonDepth(value);
+  if (depth > MAX_JSON_DEPTH) throw new NotStorableError(`it is nested ${depth} levels deep; the limit is ${MAX_JSON_DEPTH}`);
   const text = JSON.stringify(value ?? null);
   return new TextEncoder().encode(text).byteLength;
+}
+
+/** Nesting depth of a JSON value, without recursion (so any depth can be measured). */
+function jsonDepth(value: unknown): number {
+  let deepest = 0;
+  const stack: Array<[unknown, number]> = [[value, 0]];
+  while (stack.length > 0) {
+    const [current, depth] = stack.pop()!;
+    if (current === null || typeof current !== "object") continue;
+    deepest = Math.max(deepest, depth + 1);
+    if (deepest > MAX_JSON_DEPTH) return deepest;
+    for (const child of Object.values(current)) stack.push([child, depth + 1]);
+  }
+  return deepest;
 }
 
 /** "4 MB", "512 KB": limits as people read them. */

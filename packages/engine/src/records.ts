@@ -7,9 +7,15 @@ import type { FunctionConfig, SerializedError, StepKind } from "@stepwise/protoc
 export type RunStatus = "queued" | "running" | "sleeping" | "waiting" | "completed" | "failed" | "cancelled";
 export const TERMINAL_RUN_STATUSES: readonly RunStatus[] = ["completed", "failed", "cancelled"];
 
+/** Whether a run has ended: nothing about it changes any more. */
+export function isTerminal(status: RunStatus): boolean {
+  return TERMINAL_RUN_STATUSES.includes(status);
+}
+
 /**
  * A step's lifecycle. `planned`, `retrying`, `sleeping`, `waiting` and `invoking` are in
- * flight: the executor owes the run a wake-up for them. `completed` and `failed` are final.
+ * flight: the executor owes the run a wake-up for them. `completed` and `failed` are final;
+ * `cancelled` marks a step that was in flight when its run ended.
  */
 export type StepStatus =
   | "planned"
@@ -21,6 +27,11 @@ export type StepStatus =
   | "failed"
   | "cancelled";
 export const IN_FLIGHT_STEP_STATUSES: readonly StepStatus[] = ["planned", "retrying", "sleeping", "waiting", "invoking"];
+
+/** Whether the executor still owes this step a result. */
+export function isInFlight(step: { status: StepStatus }): boolean {
+  return IN_FLIGHT_STEP_STATUSES.includes(step.status);
+}
 
 export interface AppRecord {
   id: string;
@@ -58,8 +69,10 @@ export interface RunRecord {
   parentStepId?: string;
   startedAt: Date;
   endedAt?: Date;
-  /** Bumped by every locked change: the compare-and-swap token of optimistic writes. */
+  /** Bumped by every change of the run: the compare-and-swap token of optimistic writes. */
   version: number;
+  /** Bytes of JSON the run's stored outputs and errors hold: every invocation sends them. */
+  stateBytes: number;
 }
 
 export interface StepRecord {
@@ -73,7 +86,7 @@ export interface StepRecord {
   error?: SerializedError;
   /** Attempts made so far (a `run` step that succeeded first time has 1). */
   attempts: number;
-  /** For a sleeping step, when it wakes. */
+  /** For a sleeping step, when it wakes; for a wait or an invoke with a timeout, when that passes. */
   wakeAt?: Date;
   startedAt: Date;
   endedAt?: Date;
@@ -87,7 +100,10 @@ export interface MatcherRecord {
   kind: "wait" | "cancel";
   eventName: string;
   matchPath?: string;
-  /** The trigger's value at `matchPath`, frozen when the matcher opened. */
+  /**
+   * The trigger's value at `matchPath`, frozen when the matcher opened. Undefined (with a
+   * `matchPath`) when the trigger had no such field: then no event matches.
+   */
   matchValue?: unknown;
   ifExpr?: string;
   expiresAt?: Date;
@@ -96,6 +112,7 @@ export interface MatcherRecord {
 /**
  * A unit of queued work. `invoke` calls the function (only `stepId` when it targets one step);
  * the others are timers: a sleep ends, a wait times out, an invoked child takes too long.
+ * A run has at most one job per kind and step (the store enforces it).
  */
 export type JobKind = "invoke" | "wake" | "wait-timeout" | "invoke-timeout";
 
@@ -103,12 +120,34 @@ export interface NewJob {
   kind: JobKind;
   runId: string;
   stepId?: string;
+  /** Due at this time (a time the app chose: a sleep's end, a timeout, a Retry-After). */
   runAt?: Date;
+  /** Due this long after the commit, on the store's clock (backoff). Neither: due at once. */
+  delayMs?: number;
+  /** Written already leased to this worker, which runs it next (a continuation). */
+  lease?: { owner: string; leaseMs: number };
 }
 
-export interface JobRecord extends NewJob {
+export interface JobRecord {
   id: string;
+  kind: JobKind;
+  runId: string;
+  stepId?: string;
+  /** When it is due, on the store's clock. */
   runAt: Date;
   /** How often the job was claimed: more than once means a worker died or gave it back. */
   claims: number;
+  /** How often applying it failed inside the executor (not the app's failures: those are answers). */
+  failures: number;
+  /** The last of those failures, for the run's error when they run out. */
+  lastError?: string;
+}
+
+/** A run as one read sees it: the basis of every transition. */
+export interface RunState {
+  run: RunRecord;
+  /** By position. */
+  steps: StepRecord[];
+  /** The triggering event. */
+  event: EventRecord;
 }

@@ -1,119 +1,157 @@
 /**
- * The executor's view of storage: a system of record with atomic units of work, and a queue.
- * `@stepwise/store-postgres` implements both on Postgres; a Redis queue comes later behind the
- * same {@link Queue} interface. One contract suite (`store-contract`) checks every adapter.
+ * The executor's view of storage: a system of record whose changes are whole {@link RunChange}s,
+ * and a {@link Queue} of jobs leased from that record. `@stepwise/store-postgres` implements
+ * both on Postgres, optionally with a {@link ReadyQueue} in Redis as the index of what is due.
+ * One contract suite (`store-contract`) checks every adapter.
  */
 import type {
   AppRecord,
   EventRecord,
   FunctionRecord,
+  JobKind,
   JobRecord,
   MatcherRecord,
   NewJob,
   RunRecord,
+  RunState,
   StepRecord,
 } from "./records.ts";
 
-/** Reads that need no transaction. */
-export interface StoreReader {
-  getRun(runId: string): Promise<RunRecord | null>;
-  listSteps(runId: string): Promise<StepRecord[]>;
-  getEvent(eventId: string): Promise<EventRecord | null>;
-}
+export type RunPatch = Partial<Pick<RunRecord, "status" | "attempt" | "output" | "error" | "endedAt" | "stateBytes">>;
 
-/** Everything done inside one transaction. All or nothing. */
-export interface StoreTx extends StoreReader {
-  /** Stores events; returns those that were new (an already-seen ID is skipped). */
-  insertEvents(events: EventRecord[]): Promise<EventRecord[]>;
-  /** Creates a run; false when a run with this ID exists already. */
-  insertRun(run: RunRecord): Promise<boolean>;
-  /** Locks the run for the rest of the transaction: every state change of a run takes this first. */
-  lockRun(runId: string): Promise<RunRecord | null>;
-  updateRun(runId: string, patch: Partial<Pick<RunRecord, "status" | "attempt" | "output" | "error" | "endedAt">>): Promise<void>;
-  /** Inserts the step, or replaces the row with the same run and step ID. */
-  saveStep(step: StepRecord): Promise<void>;
-  insertMatchers(matchers: MatcherRecord[]): Promise<void>;
-  findMatchers(eventName: string): Promise<MatcherRecord[]>;
-  deleteMatcher(runId: string, stepId: string): Promise<void>;
-  deleteMatchers(runId: string): Promise<void>;
-  /**
-   * Queues jobs atomically with the rest of the transaction. With `owner`, the jobs are
-   * returned already leased to that worker, so it can go on without a round trip to the queue.
-   */
-  enqueue(jobs: NewJob[], lease?: { owner: string; leaseMs: number }): Promise<JobRecord[]>;
-  /** Deletes the job if `owner` still holds its lease; false means the lease was lost. */
-  completeJob(jobId: string, owner: string): Promise<boolean>;
-}
-
-/** The record of queued jobs, as a queue that is not the record itself rebuilds from it. */
-export interface JobSource {
-  /** Extends leases held in the record (continuations) by `owner`. */
-  extendRecordLeases(jobIds: string[], owner: string, leaseMs: number): Promise<void>;
-  /** Jobs with an ID after `afterId` (in ID order) created before `createdBefore`. */
-  listJobs(afterId: string | null, limit: number, createdBefore: Date): Promise<JobRecord[]>;
-  jobExists(jobId: string): Promise<boolean>;
+/** Jobs of one run to delete: by kind, and step when given. */
+export interface JobSelector {
+  kind: JobKind;
+  stepId?: string;
 }
 
 /**
- * The queue operations outside a state change. Jobs are always written to the record inside
- * the transaction that makes them necessary (`StoreTx.enqueue`); a queue that lives elsewhere
- * (Redis) learns of them after the commit (`publish`) and forgets them after the commit that
- * completes them (`forget`). Whatever it loses in between, `reconcile` rebuilds from the record.
+ * Everything one transition writes for one run, applied atomically by the store's single
+ * write encoder (the same for the optimistic path and inside a transaction).
+ */
+export interface RunChange {
+  run: RunPatch;
+  /** Steps written whole (inserted or replacing the stored step with the same ID). */
+  steps: StepRecord[];
+  jobs: NewJob[];
+  dropJobs: JobSelector[] | "all";
+  openMatchers: MatcherRecord[];
+  /** Step IDs of matchers to close, or all of the run's. */
+  closeMatchers: string[] | "all";
+}
+
+/** Proof that a worker still holds a job: the commit that completes it checks the owner. */
+export interface Fence {
+  jobId: string;
+  owner: string;
+}
+
+/** What a written change produced. */
+export interface WriteResult {
+  /** The run's version after the write. */
+  version: number;
+  /** Jobs written claimable (the queue learns of them after the commit). */
+  queued: JobRecord[];
+  /** The job written leased to its worker, if the change asked for one. */
+  continued?: JobRecord;
+  /** IDs of the jobs the write deleted (the fence's job among them). */
+  deleted: string[];
+}
+
+/** Everything done inside one transaction. All or nothing. */
+export interface StoreTx {
+  /** Deletes the job if `fence.owner` still holds it; when it became due, or null when the lease was lost. */
+  completeJob(fence: Fence): Promise<{ readyAt: Date } | null>;
+  /** Locks the run for the rest of the transaction and reads it whole. */
+  lockRun(runId: string): Promise<RunState | null>;
+  /** Writes a change to a run locked in this transaction at `version`. */
+  writeChange(runId: string, version: number, change: RunChange): Promise<WriteResult>;
+  /** Creates a run (status, attempt and version as given); false when its ID exists. */
+  insertRun(run: RunRecord): Promise<boolean>;
+  /**
+   * Stores events; returns those that were new (an already-seen ID is skipped). Holds a shared
+   * lock on each event name until the commit, so a wait opening on that name ({@link lockWaits})
+   * either sees these events or is seen by them.
+   */
+  insertEvents(events: EventRecord[]): Promise<EventRecord[]>;
+  /** Exclusive locks on event names, taken before looking back for events a new wait may have missed. */
+  lockWaits(eventNames: string[]): Promise<void>;
+  /** Events of `name` received at or after `since` (store clock), oldest first. */
+  eventsSince(name: string, since: Date, limit: number): Promise<EventRecord[]>;
+  findMatchers(eventName: string): Promise<MatcherRecord[]>;
+  getEvent(eventId: string): Promise<EventRecord | null>;
+}
+
+/**
+ * The queue as the worker lanes use it. Every job lives in the record; a lease is held in the
+ * record too (`locked_by`), so the commit that completes a job proves its worker still holds
+ * it, whichever queue handed the job out.
  */
 export interface Queue {
-  /**
-   * True when the queue is the record itself (Postgres): a claimed job surely still exists.
-   * False (Redis): a claim may name a job whose completion committed but was not yet forgotten.
-   */
-  readonly authoritative: boolean;
-  /** After a commit: make these jobs claimable, or leased to `lease.owner` when given. */
-  publish(jobs: JobRecord[], lease?: { owner: string; leaseMs: number }): Promise<void>;
-  /** After the commit that deleted a job from the record. */
-  forget(jobId: string): Promise<void>;
-  /** Re-adds jobs the queue lost; returns how many. A no-op for the record's own queue. */
-  reconcile(source: JobSource): Promise<number>;
-  /** Leases up to `limit` due jobs (including ones whose lease expired) to `owner`. */
+  /** Leases up to `limit` due jobs (including ones whose lease ran out) to `owner`. */
   claim(owner: string, limit: number, leaseMs: number): Promise<JobRecord[]>;
-  /** Extends leases still held by `owner` (heartbeat). */
+  /** Extends leases still held by `owner` (the heartbeat). */
   extendLeases(jobIds: string[], owner: string, leaseMs: number): Promise<void>;
-  /** Gives a job back, due at `runAt` (shutdown, or a transient failure). */
-  release(jobId: string, owner: string, runAt: Date): Promise<void>;
-  /** When the earliest job not leased is due, or null when the queue is empty. */
-  nextDueAt(): Promise<Date | null>;
+  /**
+   * Gives a job back, due again after `delayMs` on the store's clock: at shutdown, in an
+   * outage, or after a failure in the executor (`failure`, counted on the job).
+   */
+  release(job: JobRecord, owner: string, options: { delayMs: number; failure?: string }): Promise<void>;
+  /** After a commit: tell a queue outside the record what was queued and deleted. */
+  afterCommit(changes: { queued: JobRecord[]; deleted: string[] }): Promise<void>;
+  /** Milliseconds until the earliest job not leased is due (0 if one is due), or null when none is queued. */
+  nextDueIn(): Promise<number | null>;
+  /** Re-adds jobs a queue outside the record lost; returns how many. */
+  reconcile(): Promise<number>;
   /** Drops every lease: only for a single embedded executor starting after a crash. */
   releaseAllLeases(): Promise<void>;
 }
 
-/** A run as its worker last committed it: the basis of an optimistic change. */
-export interface RunSnapshot {
-  run: RunRecord;
-  steps: StepRecord[];
-  event: EventRecord;
+/**
+ * An index of due jobs kept outside the record (Redis): fast, shared claims and due times.
+ * It may lose anything; the record rebuilds it (`reconcile`).
+ */
+export interface ReadyQueue {
+  publish(jobs: JobRecord[]): Promise<void>;
+  forget(jobIds: string[]): Promise<void>;
+  /** IDs of up to `limit` due jobs, leased to `owner` in the index. */
+  claim(owner: string, limit: number, leaseMs: number): Promise<string[]>;
+  extendLeases(jobIds: string[], owner: string, leaseMs: number): Promise<void>;
+  /** Due again at `runAt` (the record's time). */
+  release(jobId: string, owner: string, runAt: Date): Promise<void>;
+  nextDueIn(): Promise<number | null>;
+  /** Re-adds the jobs `list` pages through (the record's free jobs) that the index lacks. */
+  reconcile(list: (afterId: string | null, limit: number) => Promise<JobRecord[]>): Promise<number>;
+  releaseAllLeases(): Promise<void>;
 }
 
-export interface Store extends StoreReader, JobSource {
-  /**
-   * Runs `fn` against `snapshot` instead of a transaction and applies what it wrote at once,
-   * only if the run and the job it completes are still as the snapshot says. Null when that
-   * did not hold, or `fn` needed more than the snapshot: run `fn` in a transaction then.
-   * Optional: a store without it always uses transactions.
-   */
-  /** The run, its steps and its event in one read (null when there is no such run). */
-  loadRunSnapshot(runId: string): Promise<RunSnapshot | null>;
-  applyOptimistically?<T>(snapshot: RunSnapshot, fn: (tx: StoreTx) => Promise<T>): Promise<{ result: T } | null>;
-  /** Creates the schema if needed (idempotent). */
+export interface Store {
+  readonly queue: Queue;
+  /** Creates or updates the schema (idempotent). */
   migrate(): Promise<void>;
   /** Runs `fn` atomically; retried on deadlocks and serialization failures, so keep it pure. */
   transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T>;
+  /** The run, its steps and its event in one read, without a lock (null when there is no such run). */
+  loadRunState(runId: string): Promise<RunState | null>;
+  /**
+   * Applies `change` as one statement, outside any transaction, only if the run is still at
+   * `state`'s version and `fence.owner` still holds `fence.jobId` (which it deletes). Null when
+   * either moved: nothing was written, and the caller runs its transition in a transaction.
+   */
+  applyOptimistically(state: RunState, fence: Fence, change: RunChange): Promise<WriteResult | null>;
   syncApp(app: AppRecord, functions: FunctionRecord[]): Promise<void>;
   listApps(): Promise<AppRecord[]>;
   listFunctions(): Promise<FunctionRecord[]>;
+  getRun(runId: string): Promise<RunRecord | null>;
+  listSteps(runId: string): Promise<StepRecord[]>;
+  getEvent(eventId: string): Promise<EventRecord | null>;
   listRunsByEvent(eventId: string): Promise<RunRecord[]>;
+  /** Live runs older than `minAgeMs` with no job at all: candidates for repair. */
+  findStrandedRuns(minAgeMs: number, limit: number): Promise<string[]>;
   /**
-   * Live runs with no job and nothing that will settle them (an engine bug or a lost write):
-   * queues an invocation for each, once across executors; returns their IDs.
+   * Deletes up to `limit` finished runs (with their steps) that ended more than `olderThanMs`
+   * ago, and up to `limit` events as old that no remaining run was started by.
    */
-  sweepStrandedRuns(): Promise<string[]>;
-  queue: Queue;
+  prune(olderThanMs: number, limit: number): Promise<{ runs: number; events: number }>;
   close(): Promise<void>;
 }

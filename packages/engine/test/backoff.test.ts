@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { backoffDelay, DEFAULT_BACKOFF } from "../src/backoff.ts";
+import { backoffDelay, DEFAULT_BACKOFF, resolveBackoff } from "../src/backoff.ts";
 
 describe("backoffDelay", () => {
   it("doubles from 1s by default and stays within [d/2, d]", () => {
@@ -21,5 +21,14 @@ describe("backoffDelay", () => {
       expect(delay).toBeGreaterThanOrEqual(2_000);
       expect(delay).toBeLessThanOrEqual(4_000);
     }
+  });
+
+  it("ignores settings that are unset, undefined or not positive numbers, so no delay is NaN", () => {
+    // What an environment reader gives when STEPWISE_RETRY_* are not set.
+    const unset = { initialMs: undefined, maxMs: undefined };
+    expect(resolveBackoff(DEFAULT_BACKOFF, unset)).toEqual(DEFAULT_BACKOFF);
+    expect(resolveBackoff({ initialMs: Number.NaN, factor: 0 }, { maxMs: -1 })).toEqual(DEFAULT_BACKOFF);
+    expect(resolveBackoff({ initialMs: 50 }, { maxMs: 500 }, undefined)).toEqual({ initialMs: 50, maxMs: 500, factor: 2 });
+    for (let retry = 0; retry < 30; retry++) expect(Number.isFinite(backoffDelay(retry, unset))).toBe(true);
   });
 });

@@ -32,4 +32,18 @@ describe("parseEvents", () => {
       expect((error as Error).message).toMatch(/limit is 100 B/);
     }
   });
+
+  it("rejects two events with one id in a request, naming both, instead of storing one under the other's name", () => {
+    expect(() => parseEvents([{ name: "a", id: "y" }, { name: "b", id: "y" }], DEFAULT_LIMITS)).toThrow(/event 1 \(b\): its id "y" is also the id of event 0/);
+  });
+
+  it("rejects names and ids a store cannot hold, and a ts that is not a whole number", () => {
+    expect(() => parseEvents({ name: "a\u0000" }, DEFAULT_LIMITS)).toThrow(/name contains a NUL/);
+    expect(() => parseEvents({ name: "a", id: "\ud800" }, DEFAULT_LIMITS)).toThrow(/id contains a lone UTF-16 surrogate/);
+    expect(() => parseEvents({ name: "a", ts: 1.5 }, DEFAULT_LIMITS)).toThrow(/ts must be a whole number/);
+  });
+
+  it("keeps data that holds NUL characters and lone surrogates: values are stored as JSON text", () => {
+    expect(parseEvents({ name: "a", data: { s: "\u0000\ud800" } }, DEFAULT_LIMITS)[0]!.data).toEqual({ s: "\u0000\ud800" });
+  });
 });

@@ -2,3 +2,5 @@ export * from "./wire.ts";
 export * from "./signing.ts";
 export * from "./duration.ts";
 export * from "./ids.ts";
+export * from "./text.ts";
+export * from "./events.ts";

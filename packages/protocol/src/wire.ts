@@ -13,6 +13,7 @@
  * The executor validates every answer with these schemas: a malformed answer is an app error.
  */
 import { z } from "zod";
+import { storableText } from "./text.ts";
 
 /** The protocol version the executor sends and the SDK checks. */
 export const PROTOCOL_VERSION = 1;
@@ -83,9 +84,9 @@ export type InvokeRequest = z.infer<typeof InvokeRequestSchema>;
 
 const stepRef = {
   /** The step ID: the name, with `:N` appended when the name is used again in the run. */
-  id: z.string(),
+  id: storableText("step id"),
   /** The name the user gave the step. */
-  name: z.string(),
+  name: storableText("step name"),
   /** Where the function first reached the step (0-based, in order of discovery). */
   position: z.number().int().nonnegative(),
 };
@@ -108,12 +109,12 @@ export const SleepOpSchema = z.object({ op: z.literal("sleep"), ...stepRef, unti
 export const WaitOpSchema = z.object({
   op: z.literal("wait"),
   ...stepRef,
-  event: z.string(),
+  event: storableText("wait event").min(1),
   timeoutAt: z.string().datetime(),
   /** A dotted path (`data.orderId`) that must be equal in the triggering and awaited event. */
-  match: z.string().optional(),
+  match: storableText("match").optional(),
   /** A CEL expression over `event` (the trigger) and `async` (the candidate). */
-  if: z.string().optional(),
+  if: storableText("if").optional(),
 });
 /** `step.sendEvent`: the executor stores these events (IDs derived from run and step) and resolves with their IDs. */
 export const SendOpSchema = z.object({
@@ -125,7 +126,7 @@ export const SendOpSchema = z.object({
 export const InvokeOpSchema = z.object({
   op: z.literal("invoke"),
   ...stepRef,
-  functionId: z.string(),
+  functionId: storableText("functionId"),
   data: z.unknown().optional(),
   timeoutAt: z.string().datetime().optional(),
 });
@@ -155,14 +156,14 @@ export const InvokeResponseSchema = z.discriminatedUnion("type", [
 export type InvokeResponse = z.infer<typeof InvokeResponseSchema>;
 
 /** A trigger of a function: an event name, optionally filtered by a CEL expression over `event`. */
-export const TriggerSchema = z.object({ event: z.string().min(1), if: z.string().optional() });
+export const TriggerSchema = z.object({ event: storableText("trigger event").min(1), if: storableText("if").optional() });
 export type Trigger = z.infer<typeof TriggerSchema>;
 
 /** Cancel a run when an event arrives whose `match` field equals the trigger's (and `if` holds). */
 export const CancelOnSchema = z.object({
-  event: z.string().min(1),
-  match: z.string().optional(),
-  if: z.string().optional(),
+  event: storableText("cancelOn event").min(1),
+  match: storableText("match").optional(),
+  if: storableText("if").optional(),
 });
 export type CancelOn = z.infer<typeof CancelOnSchema>;
 
@@ -177,7 +178,7 @@ export type BackoffConfig = z.infer<typeof BackoffSchema>;
 /** A function as an app describes it (`GET /api/durable`) and registers it (`PUT`). */
 export const FunctionConfigSchema = z.object({
   /** App-local function ID (`fulfil`); the executor's global ID is `<appId>-<id>`. */
-  id: z.string().min(1),
+  id: storableText("function id").min(1),
   name: z.string().optional(),
   triggers: z.array(TriggerSchema),
   retries: z.number().int().min(0).max(20),
@@ -190,7 +191,7 @@ export type FunctionConfig = z.infer<typeof FunctionConfigSchema>;
 
 /** The body of `GET /api/durable` and of the app's registration with the executor. */
 export const AppDescriptionSchema = z.object({
-  appId: z.string().min(1),
+  appId: storableText("appId").min(1),
   /** Where the executor reaches the app's `/api/durable`. */
   url: z.string().url(),
   sdk: z.string(),

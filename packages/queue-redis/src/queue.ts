@@ -1,17 +1,19 @@
 /**
- * The queue in Redis, through @upstash/redis (REST, so it works from Workers and Lambda too).
+ * The ready queue in Redis, through @upstash/redis (REST, so it works from Workers and Lambda
+ * too): the index of which jobs are due (a sorted set by due time), which are handed out and
+ * until when (a sorted set by expiry) and each job's fields (a hash), so executors learn what
+ * is due without polling Postgres. Every change that touches more than one key is one Lua
+ * script, so executors never see half of it.
  *
- * Postgres stays the record of every job (the `jobs` table, written in the transaction that
- * makes a job necessary); Redis holds what must be fast and shared: which jobs are due (a
- * sorted set by due time), which are leased and until when (a sorted set by expiry), and each
- * job's fields (a hash). Every change that touches more than one key is one Lua script, so
- * executors never see half of it. What Redis loses, `reconcile` re-adds from Postgres.
+ * Postgres stays the record of every job and of every lease (see store-postgres's
+ * `IndexedQueue`): a job handed out here runs only once its lease in the record is taken, and
+ * whatever Redis loses, `reconcile` re-adds from the record.
  *
  * Keys (prefix `stepwise:` by default): `<prefix>due`, `<prefix>leased`, `<prefix>job:<id>`,
  * `<prefix>reconcile-lock`. Scripts build job keys from the prefix, so this expects a single
  * Redis (as Upstash is), not a cluster.
  */
-import type { JobRecord, JobSource, Queue } from "@stepwise/engine";
+import type { JobRecord, ReadyQueue } from "@stepwise/engine";
 import { Redis } from "@upstash/redis";
 import { CLAIM } from "./scripts/claim.lua.ts";
 import { FORGET } from "./scripts/complete.lua.ts";
@@ -30,18 +32,14 @@ export interface RedisQueueOptions {
   token: string;
   /** Key prefix, so several deployments (or test suites) can share one Redis. */
   prefix?: string;
-  /** Jobs younger than this are left to their own publish by `reconcile` (commit → publish gap). */
-  reconcileGraceMs?: number;
 }
 
 type Script = ReturnType<Redis["createScript"]>;
 
-export class RedisQueue implements Queue {
-  readonly authoritative = false;
+export class RedisQueue implements ReadyQueue {
   private readonly redis: Redis;
   private readonly prefix: string;
   private readonly keys: [due: string, leased: string];
-  private readonly graceMs: number;
   private readonly scripts: Record<"claim" | "enqueue" | "extend" | "forget" | "release" | "releaseAll" | "reconcile" | "nextDue" | "unlock", Script>;
 
   constructor(options: RedisQueueOptions) {
@@ -49,7 +47,6 @@ export class RedisQueue implements Queue {
     this.redis = new Redis({ url: options.url, token: options.token, automaticDeserialization: false });
     this.prefix = options.prefix ?? "stepwise:";
     this.keys = [`${this.prefix}due`, `${this.prefix}leased`];
-    this.graceMs = options.reconcileGraceMs ?? 5_000;
     // createScript runs EVALSHA and falls back to EVAL when Redis does not know the script yet.
     const script = (source: string) => this.redis.createScript(source);
     this.scripts = {
@@ -65,25 +62,16 @@ export class RedisQueue implements Queue {
     };
   }
 
-  async publish(jobs: JobRecord[], lease?: { owner: string; leaseMs: number }): Promise<void> {
+  async publish(jobs: JobRecord[]): Promise<void> {
     if (jobs.length === 0) return;
-    await this.scripts.enqueue.exec(this.keys, [this.prefix, lease?.owner ?? "", String(lease?.leaseMs ?? 0), ...jobs.flatMap(jobFields)]);
+    await this.scripts.enqueue.exec(this.keys, [this.prefix, "", "0", ...jobs.flatMap(jobFields)]);
   }
 
-  async claim(owner: string, limit: number, leaseMs: number): Promise<JobRecord[]> {
+  async claim(owner: string, limit: number, leaseMs: number): Promise<string[]> {
     const flat = (await this.scripts.claim.exec(this.keys, [this.prefix, owner, String(limit), String(leaseMs)])) as string[];
-    const jobs: JobRecord[] = [];
-    for (let i = 0; i + 5 < flat.length; i += 6) {
-      jobs.push({
-        id: String(flat[i]),
-        kind: String(flat[i + 1]) as JobRecord["kind"],
-        runId: String(flat[i + 2]),
-        stepId: flat[i + 3] ? String(flat[i + 3]) : undefined,
-        runAt: new Date(Number(flat[i + 4])),
-        claims: Number(flat[i + 5]),
-      });
-    }
-    return jobs;
+    const ids: string[] = [];
+    for (let i = 0; i + 5 < flat.length; i += 6) ids.push(String(flat[i]));
+    return ids;
   }
 
   async extendLeases(jobIds: string[], owner: string, leaseMs: number): Promise<void> {
@@ -95,15 +83,15 @@ export class RedisQueue implements Queue {
     await this.scripts.release.exec(this.keys, [this.prefix, owner, jobId, String(runAt.getTime())]);
   }
 
-  async forget(jobId: string): Promise<void> {
-    await this.scripts.forget.exec(this.keys, [this.prefix, jobId]);
+  async forget(jobIds: string[]): Promise<void> {
+    if (jobIds.length === 0) return;
+    await this.scripts.forget.exec(this.keys, [this.prefix, ...jobIds]);
   }
 
-  async nextDueAt(): Promise<Date | null> {
+  async nextDueIn(): Promise<number | null> {
     const [next, redisNow] = ((await this.scripts.nextDue.exec(this.keys, [])) as string[]).map(Number) as [number, number];
-    if (next < 0) return null;
-    // Scores are Redis time; shift into this process's clock.
-    return new Date(next - redisNow + Date.now());
+    // Scores are Redis time: the distance is measured on Redis's clock, whatever this process's says.
+    return next < 0 ? null : Math.max(0, next - redisNow);
   }
 
   async releaseAllLeases(): Promise<void> {
@@ -111,11 +99,10 @@ export class RedisQueue implements Queue {
   }
 
   /**
-   * Re-adds every job of the record that Redis does not know, once per interval across all
-   * executors (a short-lived lock). Jobs created in the last `reconcileGraceMs` are skipped:
-   * their own publish may still be on its way.
+   * Re-adds every job `list` pages through (the record's free jobs past their grace period)
+   * that Redis does not know, once per interval across all executors (a short-lived lock).
    */
-  async reconcile(source: JobSource): Promise<number> {
+  async reconcile(list: (afterId: string | null, limit: number) => Promise<JobRecord[]>): Promise<number> {
     const lockKey = `${this.prefix}reconcile-lock`;
     const token = crypto.randomUUID();
     const locked = await this.redis.set(lockKey, token, { nx: true, px: 60_000 });
@@ -123,9 +110,8 @@ export class RedisQueue implements Queue {
     try {
       let added = 0;
       let after: string | null = null;
-      const before = new Date(Date.now() - this.graceMs);
       for (;;) {
-        const page: JobRecord[] = await source.listJobs(after, 500, before);
+        const page: JobRecord[] = await list(after, 500);
         if (page.length === 0) return added;
         added += Number(await this.scripts.reconcile.exec(this.keys, [this.prefix, ...page.flatMap(jobFields)]));
         after = page[page.length - 1]!.id;

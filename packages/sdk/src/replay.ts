@@ -13,7 +13,7 @@
  * Positions are call order, which is stable because the executor re-invokes a run only when
  * none of its steps is in flight, and stored results resolve in call order.
  */
-import type { StepKind, StoredStep } from "@stepwise/protocol";
+import { textProblem, type StepKind, type StoredStep } from "@stepwise/protocol";
 import { NonRetriableError, StepError } from "./errors.ts";
 import { StepIdAllocator } from "./step-ids.ts";
 import type { PlannedOp, StepCall, StepDispatcher } from "./step-tools.ts";
@@ -92,6 +92,10 @@ export class Replay {
     }
     if (typeof call.name !== "string" || call.name === "") {
       return Promise.reject(new TypeError(`A ${call.kind} step was called without a name: step names must be non-empty strings`));
+    }
+    const problem = textProblem(call.name);
+    if (problem) {
+      return Promise.reject(new NonRetriableError(`The name of a ${call.kind} step ${problem}: step names are stored as text and must be valid Unicode`));
     }
     const found: FoundStep = { id: this.ids.allocate(call.name), name: call.name, kind: call.kind, position: this.nextPosition++, call };
     this.calls++;

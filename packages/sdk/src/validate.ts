@@ -2,6 +2,7 @@
  * Checks events against the client's schemas before anything leaves the app, so a bad payload
  * fails at the line that sent it instead of inside some function later.
  */
+import { EventInputSchema, eventProblem } from "@stepwise/protocol";
 import type { z } from "zod";
 import { StepwiseValidationError, type ValidationIssue } from "./errors.ts";
 import type { EventSchemas } from "./types.ts";
@@ -31,16 +32,17 @@ function validateEvent(schemas: EventSchemas | undefined, event: unknown): Outgo
   if (typeof name !== "string" || name === "") {
     throw new StepwiseValidationError(String(name), [{ path: "name", message: "expected a non-empty string" }]);
   }
-  if (id !== undefined && typeof id !== "string") {
-    throw new StepwiseValidationError(name, [{ path: "id", message: "expected a string" }]);
+  // The executor's own rules (names, ids, ts, reserved prefix), checked here first for a typed error.
+  const shape = EventInputSchema.safeParse({ name, id, ts, data: data ?? {} });
+  if (!shape.success) {
+    throw new StepwiseValidationError(name, shape.error.issues.map((issue) => ({ path: issue.path.join(".") || "event", message: issue.message })));
   }
-  if (ts !== undefined && (typeof ts !== "number" || !Number.isFinite(ts))) {
-    throw new StepwiseValidationError(name, [{ path: "ts", message: "expected a timestamp in milliseconds" }]);
-  }
+  const problem = eventProblem({ name, data: data ?? {} });
+  if (problem) throw new StepwiseValidationError(name, [{ path: problem.startsWith("data") ? "data" : "name", message: problem }]);
   const schema = schemas && Object.hasOwn(schemas, name) ? schemas[name] : undefined;
   const outgoing: OutgoingEvent = { name, data: schema ? parseData(schema, name, data) : (data ?? {}) };
-  if (id !== undefined) outgoing.id = id;
-  if (ts !== undefined) outgoing.ts = ts;
+  if (shape.data.id !== undefined) outgoing.id = shape.data.id;
+  if (shape.data.ts !== undefined) outgoing.ts = shape.data.ts;
   return outgoing;
 }
 

@@ -1,32 +1,22 @@
 /**
- * The queue in Postgres. A claim is one statement: due rows whose lease is free or expired,
- * `FOR UPDATE SKIP LOCKED` so concurrent executors never take the same row, leased in the
- * same `UPDATE … RETURNING`. One statement needs no interactive transaction, so it also
- * works over an HTTP driver.
+ * The jobs table as the queue (and, with Redis, as the record whose leases fence every commit).
+ * A claim is one statement: due rows whose lease is free or expired, `FOR UPDATE SKIP LOCKED`
+ * so concurrent executors never take the same row, leased in the same `UPDATE … RETURNING`.
+ * One statement needs no interactive transaction, so it also works over an HTTP driver. Every
+ * time here is the database's: executors whose clocks disagree still agree on what is due.
  */
 import type { JobRecord, Queue } from "@stepwise/engine";
 import type { SqlExecutor } from "./sql.ts";
 import { toJob } from "./rows.ts";
 
+const LEASE = "now() + make_interval(secs => $3::float8 / 1000)";
+
 export class PgQueue implements Queue {
-  /** The jobs table is both the record and the queue. */
-  readonly authoritative = true;
-
   constructor(private readonly sql: SqlExecutor) {}
-
-  /** Jobs are claimable the moment their transaction commits. */
-  async publish(): Promise<void> {}
-
-  /** The completing transaction already deleted the row. */
-  async forget(): Promise<void> {}
-
-  async reconcile(): Promise<number> {
-    return 0;
-  }
 
   async claim(owner: string, limit: number, leaseMs: number): Promise<JobRecord[]> {
     const rows = await this.sql.query(
-      `UPDATE jobs SET locked_by = $1, locked_until = now() + make_interval(secs => $3::float8 / 1000), claims = claims + 1
+      `UPDATE jobs SET locked_by = $1, locked_until = ${LEASE}, claims = claims + 1
        WHERE id IN (
          SELECT id FROM jobs
          WHERE run_at <= now() AND (locked_until IS NULL OR locked_until < now())
@@ -43,28 +33,84 @@ export class PgQueue implements Queue {
   async extendLeases(jobIds: string[], owner: string, leaseMs: number): Promise<void> {
     if (jobIds.length === 0) return;
     await this.sql.query(
-      `UPDATE jobs SET locked_until = now() + make_interval(secs => $3::float8 / 1000)
+      `UPDATE jobs SET locked_until = ${LEASE}
        WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb)::bigint) AND locked_by = $2`,
       [JSON.stringify(jobIds), owner, leaseMs],
     );
   }
 
-  async release(jobId: string, owner: string, runAt: Date): Promise<void> {
-    await this.sql.query(
-      "UPDATE jobs SET locked_by = NULL, locked_until = NULL, run_at = $3 WHERE id = $1 AND locked_by = $2",
-      [jobId, owner, runAt.toISOString()],
-    );
+  async release(job: JobRecord, owner: string, options: { delayMs: number; failure?: string }): Promise<void> {
+    await this.releaseInRecord(job, owner, options);
   }
 
-  async nextDueAt(): Promise<Date | null> {
-    const rows = await this.sql.query<{ at: Date | string | null }>(
-      "SELECT min(greatest(run_at, coalesce(locked_until, run_at))) AS at FROM jobs",
+  /** Gives the job back in the record; returns when it is due again (null when `owner` no longer held it). */
+  async releaseInRecord(job: JobRecord, owner: string, options: { delayMs: number; failure?: string }): Promise<Date | null> {
+    const rows = await this.sql.query<{ run_at: Date | string }>(
+      `UPDATE jobs SET locked_by = NULL, locked_until = NULL, run_at = now() + make_interval(secs => $3::float8 / 1000),
+         failures = failures + CASE WHEN $4::text IS NULL THEN 0 ELSE 1 END, last_error = coalesce($4::text, last_error)
+       WHERE id = $1 AND locked_by = $2 RETURNING run_at`,
+      [job.id, owner, options.delayMs, options.failure ?? null],
     );
-    const at = rows[0]?.at;
-    return at == null ? null : at instanceof Date ? at : new Date(at);
+    const at = rows[0]?.run_at;
+    return at === undefined ? null : at instanceof Date ? at : new Date(at);
+  }
+
+  async afterCommit(): Promise<void> {}
+
+  async nextDueIn(): Promise<number | null> {
+    const rows = await this.sql.query<{ ms: number | string | null }>(
+      `SELECT extract(epoch FROM (least(
+         (SELECT min(run_at) FROM jobs WHERE locked_until IS NULL),
+         (SELECT min(locked_until) FROM jobs WHERE locked_until IS NOT NULL)) - now())) * 1000 AS ms`,
+    );
+    const ms = rows[0]?.ms;
+    return ms == null ? null : Math.max(0, Number(ms));
+  }
+
+  async reconcile(): Promise<number> {
+    return 0;
   }
 
   async releaseAllLeases(): Promise<void> {
     await this.sql.query("UPDATE jobs SET locked_by = NULL, locked_until = NULL WHERE locked_by IS NOT NULL");
+  }
+
+  /**
+   * Leases jobs another queue handed out, where the record agrees they are free and due. The
+   * others come back with when they are free (null: no such job any more).
+   */
+  async takeLeases(jobIds: string[], owner: string, leaseMs: number): Promise<{ leased: JobRecord[]; busy: Array<{ id: string; freeAt: Date | null }> }> {
+    if (jobIds.length === 0) return { leased: [], busy: [] };
+    const ids = JSON.stringify(jobIds);
+    const leased = (
+      await this.sql.query(
+        `UPDATE jobs SET locked_by = $2, locked_until = ${LEASE}, claims = claims + 1
+         WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb)::bigint)
+           AND run_at <= now() AND (locked_until IS NULL OR locked_until < now())
+         RETURNING *`,
+        [ids, owner, leaseMs],
+      )
+    ).map(toJob);
+    if (leased.length === jobIds.length) return { leased, busy: [] };
+    const got = new Set(leased.map((job) => job.id));
+    const rest = jobIds.filter((id) => !got.has(id));
+    const rows = await this.sql.query<{ id: string; free_at: Date | string }>(
+      `SELECT id::text, greatest(run_at, coalesce(locked_until, run_at)) AS free_at FROM jobs
+       WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb)::bigint)`,
+      [JSON.stringify(rest)],
+    );
+    const found = new Map(rows.map((row) => [String(row.id), row.free_at instanceof Date ? row.free_at : new Date(row.free_at)]));
+    return { leased, busy: rest.map((id) => ({ id, freeAt: found.get(id) ?? null })) };
+  }
+
+  /** Jobs with an ID after `afterId` (in ID order), free or with an expired lease, older than `minAgeMs`. */
+  async listFree(afterId: string | null, limit: number, minAgeMs: number): Promise<JobRecord[]> {
+    const rows = await this.sql.query(
+      `SELECT * FROM jobs
+       WHERE id > $1 AND created_at < now() - make_interval(secs => $2::float8 / 1000) AND (locked_until IS NULL OR locked_until < now())
+       ORDER BY id LIMIT $3`,
+      [afterId ?? "0", minAgeMs, limit],
+    );
+    return rows.map(toJob);
   }
 }

@@ -1,6 +1,8 @@
 /**
  * Rows to records. The drivers agree on types (jsonb parsed, timestamptz as Date, int8 as
- * string), so this mapping is the same for PGlite and the Neon driver.
+ * string), so this mapping is the same for every driver. JSON values are stored as JSON text
+ * (see schema.sql) and parsed here; rows that come as JSON documents (row_to_json) carry the
+ * same text as strings and timestamps as ISO strings, which this mapping also reads.
  */
 import type {
   AppRecord,
@@ -19,8 +21,10 @@ const date = (value: unknown): Date => (value instanceof Date ? value : new Date
 const optionalDate = (value: unknown): Date | undefined => (value == null ? undefined : date(value));
 const optional = <T>(value: unknown): T | undefined => (value == null ? undefined : (value as T));
 
-/** JSON values go in as text cast to jsonb; undefined becomes SQL NULL. */
+/** A JSON value as stored: its JSON text, or SQL NULL for undefined. */
 export const json = (value: unknown): string | null => (value === undefined ? null : JSON.stringify(value));
+/** A stored JSON value back: exactly what JSON.stringify wrote. */
+export const fromJson = (text: unknown): unknown => (text == null ? undefined : JSON.parse(String(text)));
 
 export function toApp(row: Row): AppRecord {
   return { id: String(row.id), url: String(row.url), sdk: String(row.sdk), syncedAt: date(row.synced_at) };
@@ -36,7 +40,7 @@ export function toFunction(row: Row): FunctionRecord {
 }
 
 export function toEvent(row: Row): EventRecord {
-  return { id: String(row.id), name: String(row.name), data: row.data, ts: Number(row.ts) };
+  return { id: String(row.id), name: String(row.name), data: fromJson(row.data), ts: Number(row.ts) };
 }
 
 export function toRun(row: Row): RunRecord {
@@ -46,13 +50,14 @@ export function toRun(row: Row): RunRecord {
     eventId: String(row.event_id),
     status: row.status as RunRecord["status"],
     attempt: Number(row.attempt),
-    output: optional(row.output),
-    error: optional<SerializedError>(row.error),
+    output: fromJson(row.output),
+    error: fromJson(row.error) as SerializedError | undefined,
     parentRunId: optional(row.parent_run_id),
     parentStepId: optional(row.parent_step_id),
     startedAt: date(row.started_at),
     endedAt: optionalDate(row.ended_at),
     version: Number(row.version ?? 0),
+    stateBytes: Number(row.state_bytes ?? 0),
   };
 }
 
@@ -64,8 +69,8 @@ export function toStep(row: Row): StepRecord {
     kind: row.kind as StepKind,
     position: Number(row.position),
     status: row.status as StepRecord["status"],
-    output: optional(row.output),
-    error: optional<SerializedError>(row.error),
+    output: fromJson(row.output),
+    error: fromJson(row.error) as SerializedError | undefined,
     attempts: Number(row.attempts),
     wakeAt: optionalDate(row.wake_at),
     startedAt: date(row.started_at),
@@ -80,8 +85,8 @@ export function toMatcher(row: Row): MatcherRecord {
     kind: row.kind as MatcherRecord["kind"],
     eventName: String(row.event_name),
     matchPath: optional(row.match_path),
-    // A frozen JSON null is a real value to compare against; SQL NULL means "no match field".
-    matchValue: row.match_path == null ? undefined : (row.match_value ?? null),
+    // JSON text "null" is a frozen null to compare against; SQL NULL means the trigger had no such field.
+    matchValue: fromJson(row.match_value),
     ifExpr: optional(row.if_expr),
     expiresAt: optionalDate(row.expires_at),
   };
@@ -95,5 +100,7 @@ export function toJob(row: Row): JobRecord {
     stepId: optional(row.step_id),
     runAt: date(row.run_at),
     claims: Number(row.claims),
+    failures: Number(row.failures ?? 0),
+    lastError: optional(row.last_error),
   };
 }

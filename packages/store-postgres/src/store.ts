@@ -1,21 +1,23 @@
 /**
  * The system of record on Postgres (PGlite embedded, or any Postgres through a driver).
  * Every state change runs in one transaction, retried when Postgres aborts it for a
- * deadlock or a serialization failure (two executors touching the same runs).
+ * deadlock or a serialization failure (two executors touching the same runs), or as one
+ * optimistic statement (`change-sql.ts`) that writes nothing when the run moved.
  */
-import type { AppRecord, FunctionRecord, JobRecord, Queue, RunRecord, RunSnapshot, Store, StoreTx } from "@stepwise/engine";
-import { applyOptimistically } from "./optimistic.ts";
+import type { AppRecord, Fence, FunctionRecord, Queue, ReadyQueue, RunChange, RunRecord, RunState, Store, StoreTx, WriteResult } from "@stepwise/engine";
+import { writeChange } from "./change-sql.ts";
+import { IndexedQueue } from "./indexed-queue.ts";
 import { PgQueue } from "./queue.ts";
-import { toApp, toEvent, toFunction, toJob, toRun, toStep } from "./rows.ts";
+import { toApp, toFunction, toRun } from "./rows.ts";
 import { SCHEMA_SQL } from "./schema.ts";
 import type { SqlClient } from "./sql.ts";
 import { PgReader, PgTx } from "./tx.ts";
 
 const RETRYABLE_CODES = new Set(["40P01", "40001"]);
 const MAX_TX_ATTEMPTS = 8;
-/** Advisory lock keys, arbitrary but fixed: one for schema changes, one for the stranded-run sweep. */
+/** Advisory lock keys, arbitrary but fixed: one for schema changes, one for pruning. */
 const MIGRATION_LOCK = 7150;
-const SWEEP_LOCK = 7151;
+const PRUNE_LOCK = 7151;
 
 /** FNV-1a of the schema text: identifies a version of schema.sql. */
 function schemaHash(text: string): string {
@@ -29,26 +31,24 @@ function schemaHash(text: string): string {
 
 export interface PostgresStoreOptions {
   /**
-   * A queue that lives outside Postgres (Redis). The jobs table then stays the durable record
-   * of every job, and the queue is rebuilt from it when it loses anything.
+   * An index of due jobs outside Postgres (Redis). The jobs table stays the record of every
+   * job and lease; the index is rebuilt from it when it loses anything.
    */
-  queue?: Queue;
+  readyQueue?: ReadyQueue;
+  /** With a ready queue: jobs younger than this are left to their own publish by reconcile (default 5 s). */
+  reconcileGraceMs?: number;
 }
 
 export class PostgresStore extends PgReader implements Store {
   readonly queue: Queue;
-  private readonly leasesInPostgres: boolean;
-  /** The jobs table as a queue: the record's own leases (continuations) are extended through it. */
-  private readonly record: PgQueue;
 
   constructor(
     private readonly client: SqlClient,
     options: PostgresStoreOptions = {},
   ) {
     super(client);
-    this.record = new PgQueue(client);
-    this.queue = options.queue ?? this.record;
-    this.leasesInPostgres = !options.queue;
+    const record = new PgQueue(client);
+    this.queue = options.readyQueue ? new IndexedQueue(record, options.readyQueue, options.reconcileGraceMs) : record;
   }
 
   /**
@@ -74,30 +74,27 @@ export class PostgresStore extends PgReader implements Store {
   async transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.client.transaction((sql) => fn(new PgTx(sql, this.leasesInPostgres)));
+        return await this.client.transaction((sql) => fn(new PgTx(sql)));
       } catch (error) {
-        const code = (error as { code?: unknown }).code;
-        if (typeof code !== "string" || !RETRYABLE_CODES.has(code) || attempt >= MAX_TX_ATTEMPTS) throw error;
+        if (!retryable(error) || attempt >= MAX_TX_ATTEMPTS) throw error;
         await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * attempt));
       }
     }
   }
 
-  async loadRunSnapshot(runId: string): Promise<RunSnapshot | null> {
-    const [row] = await this.client.query<{ run: Record<string, unknown>; steps: Array<Record<string, unknown>>; event: Record<string, unknown> | null }>(
-      `SELECT row_to_json(r) AS run,
-              (SELECT coalesce(json_agg(s ORDER BY s.position, s.id), '[]'::json) FROM steps s WHERE s.run_id = r.id) AS steps,
-              (SELECT row_to_json(e) FROM events e WHERE e.id = r.event_id) AS event
-       FROM runs r WHERE r.id = $1`,
-      [runId],
-    );
-    if (!row) return null;
-    if (!row.event) throw new Error(`run ${runId}: its event is missing from the store`);
-    return { run: toRun(row.run), steps: row.steps.map(toStep), event: toEvent(row.event) };
+  async loadRunState(runId: string): Promise<RunState | null> {
+    const run = await this.getRun(runId);
+    return run ? this.readRest(run) : null;
   }
 
-  applyOptimistically<T>(snapshot: RunSnapshot, fn: (tx: StoreTx) => Promise<T>): Promise<{ result: T } | null> {
-    return applyOptimistically(this.client, this.leasesInPostgres, snapshot, fn);
+  async applyOptimistically(state: RunState, fence: Fence, change: RunChange): Promise<WriteResult | null> {
+    try {
+      return await writeChange(this.client, state.run.id, state.run.version, change, fence);
+    } catch (error) {
+      // Two executors on one run at once: Postgres aborted this one; the transaction path decides.
+      if (retryable(error)) return null;
+      throw error;
+    }
   }
 
   async syncApp(app: AppRecord, functions: FunctionRecord[]): Promise<void> {
@@ -108,9 +105,10 @@ export class PostgresStore extends PgReader implements Store {
         [app.id, app.url, app.sdk, app.syncedAt],
       );
       // Functions removed from the app are dropped; their live runs fail with FunctionNotFound.
-      await sql.query("DELETE FROM functions WHERE app_id = $1 AND id NOT IN (SELECT jsonb_array_elements_text($2::jsonb))",
-        [app.id, JSON.stringify(functions.map((fn) => fn.id))],
-      );
+      await sql.query("DELETE FROM functions WHERE app_id = $1 AND id NOT IN (SELECT jsonb_array_elements_text($2::jsonb))", [
+        app.id,
+        JSON.stringify(functions.map((fn) => fn.id)),
+      ]);
       for (const fn of functions) {
         await sql.query(
           `INSERT INTO functions (id, app_id, local_id, config, updated_at) VALUES ($1, $2, $3, $4::jsonb, now())
@@ -134,43 +132,50 @@ export class PostgresStore extends PgReader implements Store {
     return (await this.client.query("SELECT * FROM runs WHERE event_id = $1 ORDER BY started_at, id", [eventId])).map(toRun);
   }
 
-  async extendRecordLeases(jobIds: string[], owner: string, leaseMs: number): Promise<void> {
-    await this.record.extendLeases(jobIds, owner, leaseMs);
-  }
-
-  async jobExists(jobId: string): Promise<boolean> {
-    return (await this.client.query("SELECT 1 FROM jobs WHERE id = $1", [jobId])).length > 0;
-  }
-
-  async listJobs(afterId: string | null, limit: number, createdBefore: Date): Promise<JobRecord[]> {
-    const rows = await this.client.query(
-      // A job leased in the record is a continuation its worker holds: not lost, just busy.
-      `SELECT * FROM jobs WHERE id > $1 AND created_at < $2 AND (locked_until IS NULL OR locked_until < now())
-       ORDER BY id LIMIT $3`,
-      [afterId ?? "0", createdBefore.toISOString(), limit],
+  async findStrandedRuns(minAgeMs: number, limit: number): Promise<string[]> {
+    const rows = await this.client.query<{ id: string }>(
+      `SELECT r.id FROM runs r
+       WHERE r.status NOT IN ('completed', 'failed', 'cancelled')
+         AND r.started_at < now() - make_interval(secs => $1::float8 / 1000)
+         AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.run_id = r.id)
+       ORDER BY r.started_at LIMIT $2`,
+      [minAgeMs, limit],
     );
-    return rows.map(toJob);
+    return rows.map((row) => row.id);
   }
 
-  async sweepStrandedRuns(): Promise<string[]> {
+  async prune(olderThanMs: number, limit: number): Promise<{ runs: number; events: number }> {
     return this.client.transaction(async (sql) => {
-      // One sweeper at a time across executors; the others skip this round.
-      const [lock] = await sql.query<{ ok: boolean }>(`SELECT pg_try_advisory_xact_lock(${SWEEP_LOCK}) AS ok`);
-      if (!lock?.ok) return [];
-      const rows = await sql.query<{ run_id: string }>(
-        `INSERT INTO jobs (kind, run_id)
-         SELECT 'invoke', r.id FROM runs r
-         WHERE r.status NOT IN ('completed', 'failed', 'cancelled')
-           AND r.started_at < now() - interval '30 seconds'
-           AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.run_id = r.id)
-           AND NOT EXISTS (SELECT 1 FROM steps s WHERE s.run_id = r.id AND s.status = 'invoking')
-         RETURNING run_id`,
+      // One pruner at a time across executors; the others skip this round.
+      const [lock] = await sql.query<{ ok: boolean }>(`SELECT pg_try_advisory_xact_lock(${PRUNE_LOCK}) AS ok`);
+      if (!lock?.ok) return { runs: 0, events: 0 };
+      const cutoff = "now() - make_interval(secs => $1::float8 / 1000)";
+      // Steps and matchers go with their run (ON DELETE CASCADE); an ended run has no jobs.
+      const runs = await sql.query(
+        `DELETE FROM runs WHERE id IN (
+           SELECT id FROM runs WHERE ended_at < ${cutoff} AND status IN ('completed', 'failed', 'cancelled') ORDER BY ended_at LIMIT $2)
+         RETURNING 1`,
+        [olderThanMs, limit],
       );
-      return rows.map((row) => row.run_id);
+      // An event goes once no run it started remains (a live run keeps its trigger, however old).
+      const events = await sql.query(
+        `DELETE FROM events WHERE id IN (
+           SELECT e.id FROM events e WHERE e.received_at < ${cutoff}
+             AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.event_id = e.id)
+           ORDER BY e.received_at LIMIT $2)
+         RETURNING 1`,
+        [olderThanMs, limit],
+      );
+      return { runs: runs.length, events: events.length };
     });
   }
 
   async close(): Promise<void> {
     await this.client.close();
   }
+}
+
+function retryable(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && RETRYABLE_CODES.has(code);
 }

@@ -1,10 +1,15 @@
 /**
  * The executor's unit of work in SQL: one statement per operation, all run on the executor
- * given (a transaction's, or the client's for plain reads).
+ * given (a transaction's, or the client's for plain reads). Changes to a run are written by the
+ * one encoder in `change-sql.ts`.
  */
-import type { EventRecord, JobRecord, MatcherRecord, NewJob, RunRecord, StepRecord, StoreTx } from "@stepwise/engine";
+import type { EventRecord, Fence, MatcherRecord, RunChange, RunRecord, RunState, StepRecord, StoreTx, WriteResult } from "@stepwise/engine";
+import { writeChange } from "./change-sql.ts";
 import type { SqlExecutor } from "./sql.ts";
-import { json, toEvent, toJob, toMatcher, toRun, toStep } from "./rows.ts";
+import { json, toEvent, toMatcher, toRun, toStep } from "./rows.ts";
+
+/** Advisory lock class for event names: ingest holds them shared, a wait opening holds them exclusive. */
+const EVENT_NAME_LOCKS = 7152;
 
 /** Reads shared by transactions and the store. */
 export class PgReader {
@@ -24,140 +29,91 @@ export class PgReader {
     const rows = await this.sql.query("SELECT * FROM events WHERE id = $1", [eventId]);
     return rows[0] ? toEvent(rows[0]) : null;
   }
+
+  /** Steps and event of a run, in one statement (for a run read or just locked). */
+  protected async readRest(run: RunRecord): Promise<RunState> {
+    const [row] = await this.sql.query<{ steps: Array<Record<string, unknown>>; event: Record<string, unknown> | null }>(
+      `SELECT (SELECT coalesce(json_agg(s ORDER BY s.position, s.id), '[]'::json) FROM steps s WHERE s.run_id = $1) AS steps,
+              (SELECT row_to_json(e) FROM events e WHERE e.id = $2) AS event`,
+      [run.id, run.eventId],
+    );
+    if (!row?.event) throw new Error(`run ${run.id}: its event ${run.eventId} is missing from the store`);
+    return { run, steps: row.steps.map(toStep), event: toEvent(row.event) };
+  }
 }
 
 export class PgTx extends PgReader implements StoreTx {
+  async completeJob(fence: Fence): Promise<{ readyAt: Date } | null> {
+    const rows = await this.sql.query<{ ready_at: Date | string }>(
+      "DELETE FROM jobs WHERE id = $1 AND locked_by = $2 RETURNING greatest(created_at, run_at) AS ready_at",
+      [fence.jobId, fence.owner],
+    );
+    const readyAt = rows[0]?.ready_at;
+    return readyAt === undefined ? null : { readyAt: readyAt instanceof Date ? readyAt : new Date(readyAt) };
+  }
+
   /**
-   * @param leases whether claims come from the jobs table (the Postgres queue), so a
-   *   completion must come from the lease holder. With a queue elsewhere (Redis) the delete
-   *   that completes a job is the fence: whoever deletes it first applied its result. Either
-   *   way a continuation (a job handed straight to the worker that queued it) is leased here,
-   *   in the record, so nobody else takes it while that worker is alive.
+   * Locks the run (bumping its version, so optimistic writers holding an older snapshot know),
+   * then reads its steps and event in a second statement: a statement that waited for the lock
+   * would otherwise read the steps as they were before the lock holder's commit.
    */
-  constructor(
-    sql: SqlExecutor,
-    private readonly leases = true,
-  ) {
-    super(sql);
+  async lockRun(runId: string): Promise<RunState | null> {
+    const [row] = await this.sql.query("UPDATE runs SET version = version + 1 WHERE id = $1 RETURNING *", [runId]);
+    return row ? this.readRest(toRun(row)) : null;
+  }
+
+  async writeChange(runId: string, version: number, change: RunChange): Promise<WriteResult> {
+    const written = await writeChange(this.sql, runId, version, change);
+    // The caller holds the run's lock, so the guard cannot fail unless the run was never locked at `version`.
+    if (!written) throw new Error(`run ${runId} is not at version ${version}: lock it in this transaction before writing`);
+    return written;
+  }
+
+  async insertRun(run: RunRecord): Promise<boolean> {
+    const rows = await this.sql.query(
+      `INSERT INTO runs (id, function_id, event_id, status, attempt, parent_run_id, parent_step_id, started_at, version, state_bytes)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING RETURNING id`,
+      [run.id, run.functionId, run.eventId, run.status, run.attempt, run.parentRunId ?? null, run.parentStepId ?? null, run.startedAt, run.version, run.stateBytes],
+    );
+    return rows.length > 0;
   }
 
   async insertEvents(events: EventRecord[]): Promise<EventRecord[]> {
     if (events.length === 0) return [];
-    // Arrays travel as one JSON document: the drivers disagree on how to send JS arrays.
+    // Arrays travel as one JSON document: the drivers disagree on how to send JS arrays. The
+    // shared name locks are taken in name order, in this statement; later statements of this
+    // transaction (finding matchers) then see every wait committed before them.
     const rows = await this.sql.query<{ id: string }>(
-      `INSERT INTO events (id, name, data, ts)
-       SELECT id, name, coalesce(data, '{}'::jsonb), ts FROM jsonb_to_recordset($1::jsonb) AS e(id text, name text, data jsonb, ts bigint)
+      `WITH input AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS e(id text, name text, data text, ts bigint)),
+       locks AS (SELECT pg_advisory_xact_lock_shared(${EVENT_NAME_LOCKS}, hashtext(n.name))
+                 FROM (SELECT DISTINCT name FROM input ORDER BY name) n)
+       INSERT INTO events (id, name, data, ts)
+       SELECT id, name, data, ts FROM input WHERE (SELECT count(*) FROM locks) >= 0
        ON CONFLICT (id) DO NOTHING RETURNING id`,
-      [JSON.stringify(events.map((e) => ({ id: e.id, name: e.name, data: e.data ?? {}, ts: e.ts })))],
+      [JSON.stringify(events.map((e) => ({ id: e.id, name: e.name, data: json(e.data ?? {}), ts: e.ts })))],
     );
     const inserted = new Set(rows.map((row) => row.id));
     return events.filter((event) => inserted.has(event.id));
   }
 
-  async insertRun(run: RunRecord): Promise<boolean> {
-    const rows = await this.sql.query(
-      `INSERT INTO runs (id, function_id, event_id, status, attempt, parent_run_id, parent_step_id, started_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING RETURNING id`,
-      [run.id, run.functionId, run.eventId, run.status, run.attempt, run.parentRunId ?? null, run.parentStepId ?? null, run.startedAt],
-    );
-    return rows.length > 0;
-  }
-
-  /** Locks the run by bumping its version: writers holding an older snapshot then know. */
-  async lockRun(runId: string): Promise<RunRecord | null> {
-    const rows = await this.sql.query("UPDATE runs SET version = version + 1 WHERE id = $1 RETURNING *", [runId]);
-    return rows[0] ? toRun(rows[0]) : null;
-  }
-
-  async updateRun(
-    runId: string,
-    patch: Partial<Pick<RunRecord, "status" | "attempt" | "output" | "error" | "endedAt">>,
-  ): Promise<void> {
-    const sets: string[] = [];
-    const params: unknown[] = [runId];
-    const set = (column: string, value: unknown, cast = "") => {
-      params.push(value);
-      sets.push(`${column} = $${params.length}${cast}`);
-    };
-    if (patch.status !== undefined) set("status", patch.status);
-    if (patch.attempt !== undefined) set("attempt", patch.attempt);
-    if ("output" in patch && patch.output !== undefined) set("output", json(patch.output), "::jsonb");
-    if (patch.error !== undefined) set("error", json(patch.error), "::jsonb");
-    if (patch.endedAt !== undefined) set("ended_at", patch.endedAt);
-    if (sets.length === 0) return;
-    await this.sql.query(`UPDATE runs SET ${sets.join(", ")} WHERE id = $1`, params);
-  }
-
-  async saveStep(step: StepRecord): Promise<void> {
+  async lockWaits(eventNames: string[]): Promise<void> {
+    if (eventNames.length === 0) return;
     await this.sql.query(
-      `INSERT INTO steps (run_id, id, name, kind, position, status, output, error, attempts, wake_at, started_at, ended_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, $9, $10, $11, $12)
-       ON CONFLICT (run_id, id) DO UPDATE SET
-         status = EXCLUDED.status, output = EXCLUDED.output, error = EXCLUDED.error,
-         attempts = EXCLUDED.attempts, wake_at = EXCLUDED.wake_at, ended_at = EXCLUDED.ended_at`,
-      [
-        step.runId,
-        step.id,
-        step.name,
-        step.kind,
-        step.position,
-        step.status,
-        json(step.output),
-        json(step.error),
-        step.attempts,
-        step.wakeAt ?? null,
-        step.startedAt,
-        step.endedAt ?? null,
-      ],
+      `SELECT pg_advisory_xact_lock(${EVENT_NAME_LOCKS}, hashtext(n)) FROM (SELECT DISTINCT jsonb_array_elements_text($1::jsonb) AS n ORDER BY 1) names`,
+      [JSON.stringify(eventNames)],
     );
   }
 
-  async insertMatchers(matchers: MatcherRecord[]): Promise<void> {
-    for (const m of matchers) {
-      await this.sql.query(
-        `INSERT INTO matchers (run_id, step_id, kind, event_name, match_path, match_value, if_expr, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8) ON CONFLICT (run_id, step_id) DO NOTHING`,
-        [m.runId, m.stepId, m.kind, m.eventName, m.matchPath ?? null, json(m.matchValue), m.ifExpr ?? null, m.expiresAt ?? null],
-      );
-    }
+  async eventsSince(name: string, since: Date, limit: number): Promise<EventRecord[]> {
+    const rows = await this.sql.query(
+      "SELECT * FROM events WHERE name = $1 AND received_at >= $2 ORDER BY received_at, seq LIMIT $3",
+      [name, since.toISOString(), limit],
+    );
+    return rows.map(toEvent);
   }
 
   async findMatchers(eventName: string): Promise<MatcherRecord[]> {
     const rows = await this.sql.query("SELECT * FROM matchers WHERE event_name = $1 ORDER BY run_id, step_id", [eventName]);
     return rows.map(toMatcher);
-  }
-
-  async deleteMatcher(runId: string, stepId: string): Promise<void> {
-    await this.sql.query("DELETE FROM matchers WHERE run_id = $1 AND step_id = $2", [runId, stepId]);
-  }
-
-  async deleteMatchers(runId: string): Promise<void> {
-    await this.sql.query("DELETE FROM matchers WHERE run_id = $1", [runId]);
-  }
-
-  async enqueue(jobs: NewJob[], requestedLease?: { owner: string; leaseMs: number }): Promise<JobRecord[]> {
-    if (jobs.length === 0) return [];
-    const lease = requestedLease;
-    const rows = await this.sql.query(
-      `INSERT INTO jobs (kind, run_id, step_id, run_at, locked_by, locked_until, claims)
-       SELECT kind, run_id, step_id, coalesce(run_at, now()), $2::text,
-              CASE WHEN $2::text IS NULL THEN NULL ELSE now() + make_interval(secs => $3::float8 / 1000) END,
-              CASE WHEN $2::text IS NULL THEN 0 ELSE 1 END
-       FROM jsonb_to_recordset($1::jsonb) AS j(kind text, run_id text, step_id text, run_at timestamptz)
-       RETURNING *`,
-      [
-        JSON.stringify(jobs.map((j) => ({ kind: j.kind, run_id: j.runId, step_id: j.stepId ?? null, run_at: j.runAt?.toISOString() ?? null }))),
-        lease?.owner ?? null,
-        lease?.leaseMs ?? 0,
-      ],
-    );
-    return rows.map(toJob);
-  }
-
-  async completeJob(jobId: string, owner: string): Promise<boolean> {
-    const rows = this.leases
-      ? await this.sql.query("DELETE FROM jobs WHERE id = $1 AND locked_by = $2 RETURNING id", [jobId, owner])
-      : await this.sql.query("DELETE FROM jobs WHERE id = $1 RETURNING id", [jobId]);
-    return rows.length > 0;
   }
 }

@@ -1,0 +1,191 @@
+/**
+ * A run being changed: a working copy of its state and the {@link RunChange} that takes the
+ * stored state there. Transitions (`answer.ts`, `timers.ts`, `waits.ts`, `ending.ts`) only
+ * read and write a draft: no I/O, no clock but `env.now`, so each can be tested alone. What a
+ * transition needs from other runs (events to send, a child to start, a parent to settle) it
+ * emits as {@link Effect}s, which the unit of work (`unit/unit.ts`) carries out in the same
+ * transaction; several transitions may touch one draft there, each seeing the ones before.
+ */
+import type { BackoffConfig, SerializedError } from "@stepwise/protocol";
+import type { Limits } from "../limits.ts";
+import type { EventRecord, FunctionRecord, MatcherRecord, NewJob, RunRecord, RunState, StepRecord } from "../records.ts";
+import type { JobSelector, RunChange, RunPatch } from "../store.ts";
+
+/** What transitions may know besides the run: the time, its function and the executor's settings. */
+export interface MachineEnv {
+  /** The executor's clock, for timestamps only: due times are judged by the store. */
+  now: number;
+  /** The run's function, or undefined when it is no longer registered. */
+  fn: FunctionRecord | undefined;
+  limits: Limits;
+  /** The run's retry backoff: the executor's defaults with the function's own on top. */
+  backoff: Required<BackoffConfig>;
+  /** A registered function by global ID (for `step.invoke`). */
+  findFunction(id: string): FunctionRecord | undefined;
+}
+
+/** How a run ended; the parent of an invoked run learns it too. */
+export type RunEnding =
+  | { status: "completed"; output: unknown }
+  | { status: "failed"; error: SerializedError; step?: string }
+  | { status: "cancelled"; reason: string };
+
+/** Work on other runs that a transition asks for, done by the unit of work in the same transaction. */
+export type Effect =
+  /** Store events (sent by a step, or the failure event of a run) with all their consequences. */
+  | { type: "send"; events: EventRecord[] }
+  /** Start `fn` as a child run for the parent's invoke step. */
+  | { type: "start-child"; fn: FunctionRecord; event: EventRecord; parent: { runId: string; stepId: string } }
+  /** A child run ended: settle the parent's invoke step. */
+  | { type: "settle-parent"; parentRunId: string; stepId: string; childRunId: string; ending: RunEnding };
+
+export interface LogLine {
+  level: "info" | "warn";
+  line: string;
+}
+
+export class RunDraft {
+  readonly run: RunRecord;
+  readonly event: EventRecord;
+  readonly change: RunChange = { run: {}, steps: [], jobs: [], dropJobs: [], openMatchers: [], closeMatchers: [] };
+  readonly effects: Effect[] = [];
+  readonly lines: LogLine[] = [];
+  /** Waits opened by this change: the unit looks back for events that arrived while the app answered. */
+  readonly openedWaits: MatcherRecord[] = [];
+  /** A step changed: the run's status and next invocation must be worked out again (`settle`). */
+  dirty = false;
+  private readonly stepsById: Map<string, StepRecord>;
+
+  constructor(state: RunState) {
+    this.run = { ...state.run };
+    this.event = state.event;
+    this.stepsById = new Map(state.steps.map((step) => [step.id, step]));
+  }
+
+  /** The state as it will be once the change is written (the next invocation's snapshot). */
+  state(version: number): RunState {
+    return { run: { ...this.run, version }, steps: this.steps(), event: this.event };
+  }
+
+  steps(): StepRecord[] {
+    return [...this.stepsById.values()].sort((a, b) => a.position - b.position);
+  }
+
+  step(id: string): StepRecord | undefined {
+    return this.stepsById.get(id);
+  }
+
+  get isEmpty(): boolean {
+    const c = this.change;
+    return (
+      Object.keys(c.run).length === 0 &&
+      c.steps.length === 0 &&
+      c.jobs.length === 0 &&
+      c.openMatchers.length === 0 &&
+      c.dropJobs !== "all" &&
+      c.dropJobs.length === 0 &&
+      c.closeMatchers !== "all" &&
+      c.closeMatchers.length === 0
+    );
+  }
+
+  /** Whether the change reaches beyond this run's own rows (so it needs a transaction). */
+  get needsUnit(): boolean {
+    return this.effects.length > 0 || this.openedWaits.length > 0;
+  }
+
+  saveStep(step: StepRecord): void {
+    this.stepsById.set(step.id, step);
+    const index = this.change.steps.findIndex((s) => s.id === step.id);
+    if (index >= 0) this.change.steps[index] = step;
+    else this.change.steps.push(step);
+    this.dirty = true;
+  }
+
+  patchRun(patch: RunPatch): void {
+    Object.assign(this.run, patch);
+    Object.assign(this.change.run, patch);
+  }
+
+  enqueue(job: Omit<NewJob, "runId">): void {
+    this.change.jobs.push({ ...job, runId: this.run.id });
+  }
+
+  /**
+   * Writes the run's next invocation, if this change queues one due at once, already leased to
+   * `lease.owner`: that worker runs it next without a trip through the queue (a continuation).
+   */
+  leaseNext(lease: { owner: string; leaseMs: number }): void {
+    const next = this.change.jobs.find((job) => job.kind === "invoke" && !job.runAt && !job.delayMs);
+    if (next) next.lease = lease;
+  }
+
+  /** Whether this change already queues an invocation of the whole function. */
+  get invokeQueued(): boolean {
+    return this.change.jobs.some((job) => job.kind === "invoke" && job.stepId === undefined);
+  }
+
+  /** Deletes the run's jobs that `selector` names (or all of them), queued before or in this change. */
+  dropJobs(selector: JobSelector | "all"): void {
+    const c = this.change;
+    if (selector === "all") {
+      c.jobs = [];
+      c.dropJobs = "all";
+      return;
+    }
+    c.jobs = c.jobs.filter((job) => !(job.kind === selector.kind && job.stepId === selector.stepId));
+    if (c.dropJobs !== "all") c.dropJobs.push(selector);
+  }
+
+  openMatcher(matcher: MatcherRecord): void {
+    this.change.openMatchers.push(matcher);
+    if (matcher.kind === "wait") this.openedWaits.push(matcher);
+  }
+
+  /** Open matchers of this change not yet written (so events in the same unit can meet them). */
+  pendingMatchers(): MatcherRecord[] {
+    return this.change.openMatchers;
+  }
+
+  /** Whether the matcher for `stepId` was closed in this change. */
+  closedMatcher(stepId: string): boolean {
+    const closed = this.change.closeMatchers;
+    return closed === "all" || closed.includes(stepId);
+  }
+
+  closeMatcher(stepId: string): void {
+    const c = this.change;
+    const pending = c.openMatchers.findIndex((m) => m.stepId === stepId);
+    if (pending >= 0) {
+      // Opened and closed in one change: it never needs to reach the store.
+      c.openMatchers.splice(pending, 1);
+      const opened = this.openedWaits.findIndex((m) => m.stepId === stepId);
+      if (opened >= 0) this.openedWaits.splice(opened, 1);
+      return;
+    }
+    if (c.closeMatchers !== "all" && !c.closeMatchers.includes(stepId)) c.closeMatchers.push(stepId);
+  }
+
+  closeAllMatchers(): void {
+    this.change.openMatchers = [];
+    this.openedWaits.length = 0;
+    this.change.closeMatchers = "all";
+  }
+
+  emit(effect: Effect): void {
+    this.effects.push(effect);
+  }
+
+  /** Effects emitted since the last call, for the unit to carry out. */
+  takeEffects(): Effect[] {
+    return this.effects.splice(0);
+  }
+
+  info(line: string): void {
+    this.lines.push({ level: "info", line });
+  }
+
+  warn(line: string): void {
+    this.lines.push({ level: "warn", line });
+  }
+}

@@ -1,0 +1,30 @@
+/** A new run of a function for an event: queued, with its `cancelOn` matchers open. */
+import { newId } from "@stepwise/protocol";
+import { runLabel } from "../log.ts";
+import type { EventRecord, FunctionRecord, RunRecord } from "../records.ts";
+import { RunDraft, type MachineEnv } from "./draft.ts";
+import { newMatcher } from "./waits.ts";
+
+export function newRun(fn: FunctionRecord, event: EventRecord, env: Pick<MachineEnv, "now">, parent?: { runId: string; stepId: string }): RunDraft {
+  const run: RunRecord = {
+    id: newId(env.now),
+    functionId: fn.id,
+    eventId: event.id,
+    status: "queued",
+    attempt: 0,
+    startedAt: new Date(env.now),
+    version: 0,
+    stateBytes: 0,
+  };
+  if (parent) {
+    run.parentRunId = parent.runId;
+    run.parentStepId = parent.stepId;
+  }
+  const draft = new RunDraft({ run, steps: [], event });
+  (fn.config.cancelOn ?? []).forEach((rule, index) => {
+    draft.openMatcher(newMatcher(draft, { stepId: `cancel:${index}`, kind: "cancel", eventName: rule.event, match: rule.match, if: rule.if }));
+  });
+  draft.enqueue({ kind: "invoke" });
+  draft.info(`${runLabel(run.id, fn.id)} queued for event ${event.name} (${event.id})`);
+  return draft;
+}

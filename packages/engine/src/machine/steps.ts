@@ -1,0 +1,194 @@
+/**
+ * One op of an answer applied to its step: a result (`step-ran`, `step-failed`), a branch to
+ * run later (`step-planned`), or a step the executor settles itself (sleep, wait, send,
+ * invoke), each arranging what will settle it: a job, a matcher, an effect on other runs.
+ */
+import { FUNCTION_INVOKED_EVENT, type Op, type SerializedError } from "@stepwise/protocol";
+import { backoffDelay } from "../backoff.ts";
+import { InputError, serializedError } from "../errors.ts";
+import { parseSentEvents } from "../event-input.ts";
+import { formatBytes, jsonBytes, NotStorableError } from "../limits.ts";
+import { formatDuration, runLabel } from "../log.ts";
+import type { EventRecord, StepRecord } from "../records.ts";
+import type { MachineEnv, RunDraft } from "./draft.ts";
+import { newMatcher } from "./waits.ts";
+
+type OpOf<K extends Op["op"]> = Extract<Op, { op: K }>;
+
+/** Longest error message and stack kept: errors are stored and sent back on every invocation. */
+const MAX_ERROR_TEXT = 16 * 1024;
+
+export function kindOf(op: Op): StepRecord["kind"] {
+  if (op.op === "step-ran" || op.op === "step-failed" || op.op === "step-planned") return "run";
+  return op.op;
+}
+
+/** A new step as an op first reports it. */
+export function newStep(draft: RunDraft, op: Op, startedAt: number): StepRecord {
+  return {
+    runId: draft.run.id,
+    id: op.id,
+    name: op.name,
+    kind: kindOf(op),
+    position: op.position,
+    status: "planned",
+    attempts: 0,
+    startedAt: new Date(startedAt),
+  };
+}
+
+export function applyOp(draft: RunDraft, env: MachineEnv, op: Op, step: StepRecord): void {
+  switch (op.op) {
+    case "step-ran":
+      return stepRan(draft, env, step, op.output);
+    case "step-failed":
+      return stepAttemptFailed(draft, env, step, op.error, op.retriable, op.retryAt);
+    case "step-planned":
+      draft.saveStep({ ...step, status: "planned" });
+      return draft.enqueue({ kind: "invoke", stepId: step.id });
+    case "sleep":
+      return sleep(draft, step, op);
+    case "wait":
+      return wait(draft, step, op);
+    case "send":
+      return send(draft, env, step, op);
+    case "invoke":
+      return invoke(draft, env, step, op);
+  }
+}
+
+export function stepRan(draft: RunDraft, env: MachineEnv, step: StepRecord, output: unknown): void {
+  const bytes = storableBytes(output);
+  if (typeof bytes === "string") {
+    return stepAttemptFailed(draft, env, step, serializedError("StepOutputNotStorable", `Step "${step.name}" returned a value that cannot be stored: ${bytes}`), false);
+  }
+  const { maxStepOutputBytes, maxRunStateBytes } = env.limits;
+  if (bytes > maxStepOutputBytes) {
+    const error = serializedError(
+      "StepOutputTooLarge",
+      `Step "${step.name}" returned ${formatBytes(bytes)}; the limit is ${formatBytes(maxStepOutputBytes)}. ` +
+        `Store large data elsewhere and return a reference to it.`,
+    );
+    return stepAttemptFailed(draft, env, step, error, false);
+  }
+  if (draft.run.stateBytes + bytes > maxRunStateBytes) {
+    const error = serializedError(
+      "RunStateTooLarge",
+      `Step "${step.name}" returned ${formatBytes(bytes)}, and the run's stored results would pass ${formatBytes(maxRunStateBytes)}. ` +
+        `Keep large results elsewhere and return references, or split the work across runs (step.invoke).`,
+    );
+    return stepAttemptFailed(draft, env, step, error, false);
+  }
+  const endedAt = new Date(env.now);
+  draft.saveStep({ ...step, status: "completed", output: output ?? null, attempts: step.attempts + 1, endedAt });
+  draft.patchRun({ stateBytes: draft.run.stateBytes + bytes });
+  const took = formatDuration(endedAt.getTime() - step.startedAt.getTime());
+  draft.info(`${runLabel(draft.run.id, draft.run.functionId)} step "${step.name}" completed in ${took}`);
+}
+
+/** An attempt of a `run` step failed: retry it with backoff while retries remain, else it fails for good. */
+export function stepAttemptFailed(
+  draft: RunDraft,
+  env: MachineEnv,
+  step: StepRecord,
+  thrown: SerializedError,
+  retriable: boolean,
+  retryAt?: string,
+): void {
+  const error = boundedError(thrown);
+  const attempts = step.attempts + 1;
+  const retries = env.fn?.config.retries ?? 0;
+  const label = `${runLabel(draft.run.id, draft.run.functionId)} step "${step.name}"`;
+  draft.patchRun({ stateBytes: draft.run.stateBytes + jsonBytes(error) - (step.error ? jsonBytes(step.error) : 0) });
+  if (retriable && attempts <= retries) {
+    draft.saveStep({ ...step, status: "retrying", error, attempts });
+    const when = retryAt ? { runAt: new Date(retryAt) } : { delayMs: backoffDelay(attempts - 1, env.backoff) };
+    draft.enqueue({ kind: "invoke", stepId: step.id, ...when });
+    draft.warn(`${label} attempt ${attempts} of ${retries + 1} failed: ${error.name}: ${error.message}; retrying ${describeWhen(when, env.now)}`);
+    return;
+  }
+  draft.saveStep({ ...step, status: "failed", error, attempts, endedAt: new Date(env.now) });
+  draft.warn(`${label} failed for good after ${attempts} attempt(s): ${error.name}: ${error.message}`);
+}
+
+function sleep(draft: RunDraft, step: StepRecord, op: OpOf<"sleep">): void {
+  const wakeAt = new Date(op.until);
+  draft.saveStep({ ...step, status: "sleeping", wakeAt });
+  draft.enqueue({ kind: "wake", stepId: step.id, runAt: wakeAt });
+  draft.info(`${runLabel(draft.run.id, draft.run.functionId)} step "${step.name}" sleeping until ${wakeAt.toISOString()}`);
+}
+
+function wait(draft: RunDraft, step: StepRecord, op: OpOf<"wait">): void {
+  const expiresAt = new Date(op.timeoutAt);
+  const label = `${runLabel(draft.run.id, draft.run.functionId)} step "${step.name}"`;
+  const matcher = newMatcher(draft, { stepId: step.id, kind: "wait", eventName: op.event, match: op.match, if: op.if, expiresAt });
+  draft.saveStep({ ...step, status: "waiting", wakeAt: expiresAt });
+  draft.openMatcher(matcher);
+  draft.enqueue({ kind: "wait-timeout", stepId: step.id, runAt: expiresAt });
+  const condition = op.match ? ` matching ${op.match}` : op.if ? ` where ${op.if}` : "";
+  draft.info(`${label} waiting for ${op.event}${condition} until ${expiresAt.toISOString()}`);
+  if (op.match !== undefined && matcher.matchValue === undefined) {
+    draft.warn(`${label}: the triggering event has no ${op.match}, so no event can match; the wait will time out`);
+  }
+}
+
+/** Validates the events like the events API does; stored (IDs derived from run and step) by the unit. */
+function send(draft: RunDraft, env: MachineEnv, step: StepRecord, op: OpOf<"send">): void {
+  let events: EventRecord[];
+  try {
+    events = parseSentEvents(op.events, env.limits, env.now, `${draft.run.id}:${step.id}`);
+  } catch (error) {
+    if (!(error instanceof InputError)) throw error;
+    return stepAttemptFailed(draft, env, step, serializedError("InvalidEvent", `step.sendEvent "${step.name}": ${error.message}`), false);
+  }
+  draft.saveStep({ ...step, status: "completed", output: { ids: events.map((e) => e.id) }, attempts: 1, endedAt: new Date(env.now) });
+  draft.emit({ type: "send", events });
+  draft.info(`${runLabel(draft.run.id, draft.run.functionId)} step "${step.name}" sent ${events.map((e) => e.name).join(", ")}`);
+}
+
+function invoke(draft: RunDraft, env: MachineEnv, step: StepRecord, op: OpOf<"invoke">): void {
+  const label = `${runLabel(draft.run.id, draft.run.functionId)} step "${step.name}"`;
+  const target = env.findFunction(op.functionId);
+  if (!target) {
+    const error = serializedError("FunctionNotFound", `step.invoke: no function "${op.functionId}" is registered; sync the app that defines it`);
+    return stepAttemptFailed(draft, env, step, error, false);
+  }
+  const data = op.data ?? {};
+  const event: EventRecord = { id: `${draft.run.id}:${step.id}:invoke`, name: FUNCTION_INVOKED_EVENT, data, ts: env.now };
+  const problem = invokeDataProblem(data, storableBytes(event), env.limits.maxEventBytes);
+  if (problem) return stepAttemptFailed(draft, env, step, serializedError("InvalidEvent", `step.invoke "${step.name}": ${problem}`), false);
+  const timeoutAt = op.timeoutAt ? new Date(op.timeoutAt) : undefined;
+  draft.saveStep({ ...step, status: "invoking", ...(timeoutAt && { wakeAt: timeoutAt }) });
+  draft.emit({ type: "start-child", fn: target, event, parent: { runId: draft.run.id, stepId: step.id } });
+  if (timeoutAt) draft.enqueue({ kind: "invoke-timeout", stepId: step.id, runAt: timeoutAt });
+  draft.info(`${label} invoking ${target.id}`);
+}
+
+function invokeDataProblem(data: unknown, bytes: number | string, limit: number): string | null {
+  if (typeof data !== "object" || data === null || Array.isArray(data)) return "data must be a JSON object";
+  if (typeof bytes === "string") return `data cannot be stored: ${bytes}`;
+  return bytes > limit ? `data is ${formatBytes(bytes)}; the limit is ${formatBytes(limit)}` : null;
+}
+
+/** The JSON size of a value, or why it cannot be stored. */
+export function storableBytes(value: unknown): number | string {
+  try {
+    return jsonBytes(value);
+  } catch (error) {
+    if (error instanceof NotStorableError) return error.message;
+    throw error;
+  }
+}
+
+/** Errors come back into every later invocation: keep their text within bounds. */
+export function boundedError(error: SerializedError): SerializedError {
+  const clip = (text: string) => (text.length > MAX_ERROR_TEXT ? `${text.slice(0, MAX_ERROR_TEXT)}… (truncated)` : text);
+  const bounded: SerializedError = { name: clip(error.name), message: clip(error.message) };
+  if (error.stack !== undefined) bounded.stack = clip(error.stack);
+  return bounded;
+}
+
+export function describeWhen(when: { runAt?: Date; delayMs?: number }, now: number): string {
+  if (when.runAt) return `at ${when.runAt.toISOString()} (in ${formatDuration(Math.max(0, when.runAt.getTime() - now))})`;
+  return `in ${formatDuration(when.delayMs ?? 0)}`;
+}

@@ -1,0 +1,158 @@
+/**
+ * One job, start to finish. An invocation reads the run outside any transaction, calls the app
+ * (which may take long), then applies the answer; a timer applies its transition. Either way
+ * the change and the deletion of the job commit together, and only while this worker still
+ * holds the job's lease: a worker that lost it (it stalled, another took over, the run ended)
+ * has its result dropped whole.
+ *
+ * The change is tried first as one optimistic statement against the state this worker read
+ * (or just committed: the previous step's commit is the next invocation's snapshot). When the
+ * run moved meanwhile, or the change reaches other runs, the same transition runs again in a
+ * transaction on the run as it then is.
+ *
+ * A job that keeps failing inside the executor (not in the app: those are answers) is given up
+ * after {@link MAX_JOB_FAILURES}: its run fails with the cause, instead of being retried forever.
+ */
+import { PROTOCOL_VERSION, type InvokeRequest, type StoredStep } from "@stepwise/protocol";
+import { afterCommit, describe, machineEnv, type EngineContext } from "../context.ts";
+import { LeaseLostError, serializedError } from "../errors.ts";
+import { invokeApp, type InvokerOptions } from "../invoker.ts";
+import { applyAnswer } from "../machine/answer.ts";
+import { RunDraft, type MachineEnv } from "../machine/draft.ts";
+import { finish } from "../machine/ending.ts";
+import { settle } from "../machine/progress.ts";
+import { fireTimer } from "../machine/timers.ts";
+import { isTerminal, type JobRecord, type RunState, type StepRecord } from "../records.ts";
+import { UnitOfWork } from "../unit/unit.ts";
+
+/** Failures of one job inside the executor before its run fails with the last of them. */
+export const MAX_JOB_FAILURES = 5;
+
+export interface JobRunner {
+  ctx: EngineContext;
+  invoker: InvokerOptions;
+  owner: string;
+  leaseMs: number;
+  /** The run as the commit that queued a continuation left it, keyed by the continued job. */
+  prefetched: Map<string, RunState>;
+}
+
+type Transition = (draft: RunDraft, env: MachineEnv) => void;
+const nothing: Transition = () => {};
+
+export async function runJob(runner: JobRunner, job: JobRecord): Promise<JobRecord[]> {
+  const known = runner.prefetched.get(job.id);
+  runner.prefetched.delete(job.id);
+  if (job.failures >= MAX_JOB_FAILURES) return giveUp(runner, job, job.lastError ?? "unknown cause");
+  try {
+    return job.kind === "invoke" ? await runInvocation(runner, job, known) : await runTimer(runner, job);
+  } catch (error) {
+    // The store refused a value it can never take: retrying would fail the same way.
+    if (rejectedByStore(error)) return giveUp(runner, job, describe(error));
+    throw error;
+  }
+}
+
+async function runTimer(runner: JobRunner, job: JobRecord): Promise<JobRecord[]> {
+  await runner.ctx.registry.ensureFresh();
+  const state = await runner.ctx.store.loadRunState(job.runId);
+  return complete(runner, job, state, (draft, env) => fireTimer(draft, env, job));
+}
+
+async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState | undefined): Promise<JobRecord[]> {
+  const { ctx } = runner;
+  const state = known ?? (await ctx.store.loadRunState(job.runId));
+  if (!state || isTerminal(state.run.status)) return complete(runner, job, state, nothing);
+  const { run, steps, event } = state;
+  const fn = await ctx.registry.getFunction(run.functionId);
+  const app = fn && (await ctx.registry.getApp(fn.appId));
+  if (!fn || !app) {
+    const error = serializedError("FunctionNotFound", `Function ${run.functionId} is not registered with the executor`);
+    return complete(runner, job, state, (draft, env) => finish(draft, env, { status: "failed", error }));
+  }
+  const target = job.stepId ? steps.find((step) => step.id === job.stepId) : undefined;
+  // A targeted job whose step was settled meanwhile (a duplicate after a crash) has nothing to do.
+  if (job.stepId && (!target || (target.status !== "planned" && target.status !== "retrying"))) {
+    return complete(runner, job, state, nothing);
+  }
+  const request: InvokeRequest = {
+    version: PROTOCOL_VERSION,
+    run: { id: run.id, functionId: fn.localId, attempt: target ? target.attempts : run.attempt },
+    event,
+    events: [event],
+    // The target is left out: to the SDK it is a new step, the one it must run.
+    steps: steps.filter((step) => step !== target).map(toStoredStep),
+    targetStep: target?.id,
+  };
+  const startedAt = ctx.clock.now();
+  const response = await invokeApp(runner.invoker, app.url, fn.localId, request);
+  // Transitions read the registry's cache: load what this answer will need first.
+  await ctx.registry.ensureFresh();
+  if (response.type === "ops") {
+    for (const op of response.ops) if (op.op === "invoke") await ctx.registry.getFunction(op.functionId);
+  }
+  return complete(runner, job, state, (draft, env) => applyAnswer(draft, env, { targetStepId: target?.id, startedAt }, response));
+}
+
+/** The executor could not apply this job, again and again: end the run with the cause. */
+async function giveUp(runner: JobRunner, job: JobRecord, cause: string): Promise<JobRecord[]> {
+  const what = job.kind === "invoke" ? (job.stepId ? `result of step "${job.stepId}"` : "answer of an invocation") : `${job.kind} timer of step "${job.stepId}"`;
+  const error = serializedError("ExecutorError", `Stepwise could not apply the ${what} (${job.failures} failed attempts): ${cause}`);
+  runner.ctx.log.error(`run ${job.runId}: giving up job ${job.id}: ${error.message}`);
+  await runner.ctx.registry.ensureFresh();
+  const state = await runner.ctx.store.loadRunState(job.runId);
+  return complete(runner, job, state, (draft, env) => finish(draft, env, { status: "failed", error }));
+}
+
+/**
+ * Applies `transition` to the run and deletes the job, in one commit: optimistically from
+ * `state` when the change stays within the run, else in a transaction on the locked run.
+ * Returns the continuation this worker runs next, if the change queued one.
+ */
+async function complete(runner: JobRunner, job: JobRecord, state: RunState | null, transition: Transition): Promise<JobRecord[]> {
+  const { ctx, owner, leaseMs } = runner;
+  const fence = { jobId: job.id, owner };
+  if (state) {
+    const draft = new RunDraft(state);
+    transition(draft, machineEnv(ctx, state.run.functionId));
+    settle(draft);
+    draft.leaseNext({ owner, leaseMs });
+    if (!draft.needsUnit) {
+      const written = await ctx.store.applyOptimistically(state, fence, draft.change);
+      if (written) {
+        await afterCommit(ctx, { lines: draft.lines, queued: written.queued, deleted: written.deleted });
+        return handOver(runner, written.continued, draft.state(written.version));
+      }
+    }
+  }
+  const outcome = await ctx.store.transaction(async (tx) => {
+    const done = await tx.completeJob(fence);
+    if (!done) throw new LeaseLostError(job.id);
+    const unit = new UnitOfWork(tx, ctx, { continuation: { runId: job.runId, owner, leaseMs }, readyAt: done.readyAt });
+    const draft = await unit.load(job.runId);
+    if (draft) transition(draft, unit.env(draft));
+    return unit.commit();
+  });
+  await afterCommit(ctx, outcome);
+  return handOver(runner, outcome.continued, outcome.states.get(job.runId));
+}
+
+function handOver(runner: JobRunner, continued: JobRecord | undefined, state: RunState | undefined): JobRecord[] {
+  if (!continued) return [];
+  if (state) runner.prefetched.set(continued.id, state);
+  return [continued];
+}
+
+/** A stored step as the SDK sees it: done (output or error), or still pending. */
+function toStoredStep(step: StepRecord): StoredStep {
+  const base = { id: step.id, name: step.name, kind: step.kind, position: step.position };
+  if (step.status === "completed") return { ...base, status: "completed", output: step.output ?? null };
+  if (step.status === "failed") return { ...base, status: "failed", error: step.error };
+  return { ...base, status: "pending" };
+}
+
+/** Postgres data exceptions (22…) and program limits (54…): the value can never be stored as it is. */
+function rejectedByStore(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && /^(22|54)/.test(code);
+}

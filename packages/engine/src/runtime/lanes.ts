@@ -1,0 +1,265 @@
+/**
+ * The worker lanes: claim due jobs up to `concurrency`, run each in a lane of its own (a lane
+ * goes straight on with the job its job handed it: the run's next invocation), keep their
+ * leases alive with a heartbeat, give failed jobs back with backoff, and pause through a
+ * store outage. The long-lived executor runs them until `stop()`; a Worker's request, alarm
+ * or cron runs them as a `drain` that ends when nothing is due or its budget is spent.
+ *
+ * Between claims the loop sleeps on one latch, woken by a lane ending, a job queued by this
+ * process, or `stop()`, and otherwise until the next job is due (on the store's clock) or the
+ * poll interval passes. With every slot busy it waits for a slot, whatever is queued meanwhile:
+ * it never spins.
+ */
+import { formatDuration, type Logger } from "../log.ts";
+import { isUnavailable, LeaseLostError } from "../errors.ts";
+import type { JobRecord } from "../records.ts";
+import type { Queue } from "../store.ts";
+import { Latch } from "./latch.ts";
+
+export interface LanesOptions {
+  queue: Queue;
+  owner: string;
+  concurrency: number;
+  leaseMs: number;
+  /** Longest sleep between claims when idle (other executors may queue work). */
+  pollMs: number;
+  log: Logger;
+  /** Runs one job; returns the job this lane runs next (a continuation), if any. */
+  handle(job: JobRecord): Promise<JobRecord[]>;
+}
+
+export interface DrainBudget {
+  /** Start no job after this many milliseconds. */
+  budgetMs: number;
+  /** Start at most this many jobs (continuations included). */
+  maxJobs?: number;
+}
+
+export interface LaneStats {
+  /** Jobs that ran to their end (applied, or dropped as already done). */
+  ran: number;
+  /** Jobs that failed in the executor and were given back for a retry. */
+  failed: number;
+  /** Whether a drain stopped for its budget rather than for lack of due work. */
+  stoppedEarly: boolean;
+}
+
+type Mode = "forever" | "drain";
+
+export class Lanes {
+  private readonly active = new Map<string, JobRecord>();
+  private readonly wake = new Latch();
+  private readonly laneEnded = new Latch();
+  private lanes = 0;
+  private running = false;
+  private loopDone: Promise<void> = Promise.resolve();
+  private heartbeat: ReturnType<typeof setInterval> | undefined;
+  private stats: LaneStats = { ran: 0, failed: 0, stoppedEarly: false };
+  private budget: { deadline: number; maxJobs: number; started: number } | undefined;
+  /** A store unreachable during a drain: every lane stops, and the drain rethrows it. */
+  private outage: unknown;
+  /** Consecutive failures caused by an unreachable store, and when the streak began. */
+  private failures = 0;
+  private outageSince = 0;
+  private pausedUntil = 0;
+
+  constructor(private readonly options: LanesOptions) {}
+
+  /** Works the queue until {@link stop}. */
+  start(): void {
+    if (this.running) return;
+    this.begin();
+    this.loopDone = this.loop("forever");
+  }
+
+  /** Works the queue until nothing is due or the budget is spent; started jobs run to their end. */
+  async drain(budget: DrainBudget): Promise<LaneStats & { nextDueIn: number | null }> {
+    if (this.running) throw new Error("these lanes are already running");
+    this.begin();
+    this.budget = { deadline: Date.now() + budget.budgetMs, maxJobs: budget.maxJobs ?? Infinity, started: 0 };
+    try {
+      await this.loop("drain");
+      while (this.lanes > 0) await this.laneEnded.wait(1_000);
+    } finally {
+      this.running = false;
+      clearInterval(this.heartbeat);
+    }
+    if (this.outage !== undefined) throw this.outage;
+    return { ...this.stats, nextDueIn: await this.options.queue.nextDueIn() };
+  }
+
+  /** Stops claiming, waits up to `graceMs` for running jobs, and gives back the rest. */
+  async stop(graceMs = 10_000): Promise<void> {
+    this.running = false;
+    this.wake.set();
+    await this.loopDone;
+    const deadline = Date.now() + graceMs;
+    while (this.lanes > 0 && Date.now() < deadline) await this.laneEnded.wait(Math.min(100, deadline - Date.now()));
+    clearInterval(this.heartbeat);
+    const { queue, owner } = this.options;
+    await Promise.all([...this.active.values()].map((job) => queue.release(job, owner, { delayMs: 0 }).catch(() => {})));
+  }
+
+  /** A job was queued by this process: claim again instead of sleeping. */
+  notify(): void {
+    if (this.running) this.wake.set();
+  }
+
+  private begin(): void {
+    this.running = true;
+    this.stats = { ran: 0, failed: 0, stoppedEarly: false };
+    this.outage = undefined;
+    this.heartbeat = setInterval(() => void this.extendLeases(), Math.max(100, this.options.leaseMs / 3));
+  }
+
+  private async loop(mode: Mode): Promise<void> {
+    const { queue, owner, concurrency, leaseMs, pollMs } = this.options;
+    while (this.running) {
+      if (mode === "drain" && this.outOfBudget()) break;
+      const free = concurrency - this.active.size;
+      if (free <= 0) {
+        await this.wake.wait(pollMs);
+        continue;
+      }
+      const pause = this.pausedUntil - Date.now();
+      if (pause > 0) {
+        if (mode === "drain") break;
+        await this.wake.wait(pause);
+        continue;
+      }
+      const limit = this.budget ? Math.min(free, this.budget.maxJobs - this.budget.started) : free;
+      const startedAt = Date.now();
+      let claimed: JobRecord[];
+      try {
+        claimed = await queue.claim(owner, limit, leaseMs);
+        this.reachable(startedAt);
+      } catch (error) {
+        this.trouble(error, "claiming jobs");
+        if (mode === "drain") this.outage ??= error;
+        continue;
+      }
+      for (const job of claimed) this.spawn(job, mode);
+      if (claimed.length === limit) continue;
+      if (mode === "drain") {
+        if (this.lanes === 0 && !this.wake.isSet) break;
+        await this.wake.wait(pollMs);
+        continue;
+      }
+      await this.wake.wait(await this.nextDueIn());
+    }
+  }
+
+  private outOfBudget(): boolean {
+    const budget = this.budget;
+    if (!budget || this.outage !== undefined) return this.outage !== undefined;
+    const out = Date.now() >= budget.deadline || budget.started >= budget.maxJobs;
+    if (out) this.stats.stoppedEarly = true;
+    return out;
+  }
+
+  private async nextDueIn(): Promise<number> {
+    const { pollMs } = this.options;
+    try {
+      const next = await this.options.queue.nextDueIn();
+      return next === null ? pollMs : Math.max(0, Math.min(pollMs, next));
+    } catch {
+      return pollMs;
+    }
+  }
+
+  private spawn(job: JobRecord, mode: Mode): void {
+    this.lanes++;
+    if (this.budget) this.budget.started++;
+    void this.lane(job, mode).finally(() => {
+      this.lanes--;
+      this.laneEnded.set();
+      this.wake.set();
+    });
+  }
+
+  /** Runs `first`, then each continuation it hands over, in this lane. */
+  private async lane(first: JobRecord, mode: Mode): Promise<void> {
+    let job: JobRecord | undefined = first;
+    while (job) {
+      this.active.set(job.id, job);
+      let next: JobRecord[] = [];
+      const startedAt = Date.now();
+      try {
+        next = await this.options.handle(job);
+        this.stats.ran++;
+        this.reachable(startedAt);
+      } catch (error) {
+        await this.failed(job, error);
+      } finally {
+        this.active.delete(job.id);
+      }
+      job = next.shift();
+      for (const extra of next) await this.handBack(extra);
+      if (job && (!this.running || (mode === "drain" && this.outOfBudget()))) {
+        await this.handBack(job);
+        job = undefined;
+      }
+      if (job && this.budget) this.budget.started++;
+    }
+  }
+
+  /** A continuation this process will not run: claimable by anyone, at once. */
+  private async handBack(job: JobRecord): Promise<void> {
+    await this.options.queue.release(job, this.options.owner, { delayMs: 0 }).catch(() => {});
+  }
+
+  private async failed(job: JobRecord, error: unknown): Promise<void> {
+    const { queue, owner, log } = this.options;
+    const what = `job ${job.id} (${job.kind}${job.stepId ? ` of step "${job.stepId}"` : ""} of run ${job.runId})`;
+    if (error instanceof LeaseLostError) {
+      // Another executor finished it, or the run ended meanwhile: the answer is dropped whole.
+      log.info(`${what}: ${error.message}`);
+      return;
+    }
+    this.stats.failed++;
+    if (isUnavailable(error)) {
+      this.trouble(error, "running a job");
+      if (this.budget) this.outage ??= error;
+      await queue.release(job, owner, { delayMs: 1_000 }).catch(() => {});
+      return;
+    }
+    const cause = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+    const delayMs = Math.min(30_000, 500 * 2 ** Math.min(job.failures, 6));
+    log.warn(`${what} failed in the executor (failure ${job.failures + 1}): ${cause}; retrying in ${formatDuration(delayMs)}`);
+    await queue.release(job, owner, { delayMs, failure: cause.slice(0, 2_000) }).catch(() => {});
+  }
+
+  private async extendLeases(): Promise<void> {
+    if (this.active.size === 0) return;
+    try {
+      await this.options.queue.extendLeases([...this.active.keys()], this.options.owner, this.options.leaseMs);
+    } catch (error) {
+      if (this.failures === 0) this.options.log.warn(`could not extend job leases: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+
+  /**
+   * A store is unreachable: say so once per outage, pause claiming with growing backoff (up to
+   * 5 s), keep trying. Jobs that failed are given back and retried; none is dropped.
+   */
+  private trouble(error: unknown, doing: string): void {
+    if (!isUnavailable(error)) {
+      this.options.log.warn(`${doing} failed: ${error instanceof Error ? error.message : String(error)}; retrying`);
+    } else {
+      if (this.failures === 0) {
+        this.outageSince = Date.now();
+        this.options.log.error(`store unavailable (${error instanceof Error ? error.message : String(error)}); pausing work and retrying with backoff`);
+      }
+      this.failures++;
+    }
+    this.pausedUntil = Date.now() + Math.min(5_000, 100 * 2 ** Math.min(this.failures, 6));
+  }
+
+  /** A store call that began at `since` succeeded; only one begun during the outage ends it. */
+  private reachable(since: number): void {
+    if (this.failures === 0 || since < this.outageSince) return;
+    const seconds = ((Date.now() - this.outageSince) / 1_000).toFixed(1);
+    this.options.log.info(`store reachable again after ${seconds}s (${this.failures} failed attempts); resuming work`);
+    this.failures = 0;
+  }
+}

@@ -1,0 +1,203 @@
+/**
+ * The unit of work: every change made in one transaction, across every run it touches. It
+ * locks each run once and keeps one draft per run, so when an answer's effects come back to
+ * the run that caused them (a run that sends its own `cancelOn` event, or the event its own
+ * wait is waiting for) they apply to the same draft, after the answer, and the run's next
+ * invocation is worked out once, at the end (`settle`). It then writes each run's change with
+ * the store's one encoder.
+ *
+ * Events meet waits both ways round: an event delivered here finds the matchers already stored
+ * and those opened earlier in this unit; a wait opened here looks back (under a lock on the
+ * event name) for events that arrived since its run became due, so a reply that beats the
+ * wait into the store is not missed.
+ */
+import { isTerminal, type EventRecord, type FunctionRecord, type JobRecord, type MatcherRecord, type RunState } from "../records.ts";
+import { evaluateCondition, matches } from "../expressions.ts";
+import { machineEnv, type Committed, type EngineContext } from "../context.ts";
+import { serializedError } from "../errors.ts";
+import { RunDraft, type Effect, type MachineEnv } from "../machine/draft.ts";
+import { settleChild } from "../machine/ending.ts";
+import { settle } from "../machine/progress.ts";
+import { newRun } from "../machine/start.ts";
+import { stepAttemptFailed } from "../machine/steps.ts";
+import { cancelOnEvent, matcherAccepts, resolveWait } from "../machine/waits.ts";
+import type { StoreTx } from "../store.ts";
+
+export interface UnitOptions {
+  /** The worker that applies this unit runs the run's next invocation itself, when it is due at once. */
+  continuation?: { runId: string; owner: string; leaseMs: number };
+  /** When the invoked job became due (store clock): waits opened now look back to then. */
+  readyAt?: Date;
+}
+
+export interface UnitOutcome extends Committed {
+  continued?: JobRecord;
+  /** Each written run as it now stands (the next invocation's snapshot). */
+  states: Map<string, RunState>;
+}
+
+/** Events found for a new wait, at most: a wait resolves to the first of them that matches. */
+const LOOKBACK_LIMIT = 500;
+
+interface Entry {
+  draft: RunDraft;
+  version: number;
+  isNew: boolean;
+}
+
+export class UnitOfWork {
+  private readonly entries = new Map<string, Entry>();
+  private readonly lookedBack = new Set<MatcherRecord>();
+
+  constructor(
+    readonly tx: StoreTx,
+    readonly ctx: EngineContext,
+    private readonly options: UnitOptions = {},
+  ) {}
+
+  env(draft: RunDraft): MachineEnv {
+    return machineEnv(this.ctx, draft.run.functionId);
+  }
+
+  /** The run, locked for the rest of the transaction; the same draft on every call. */
+  async load(runId: string): Promise<RunDraft | null> {
+    const known = this.entries.get(runId);
+    if (known) return known.draft;
+    const state = await this.tx.lockRun(runId);
+    if (!state) return null;
+    const draft = new RunDraft(state);
+    this.entries.set(runId, { draft, version: state.run.version, isNew: false });
+    return draft;
+  }
+
+  async startRun(fn: FunctionRecord, event: EventRecord, parent?: { runId: string; stepId: string }): Promise<RunDraft> {
+    const draft = newRun(fn, event, { now: this.ctx.clock.now() }, parent);
+    await this.tx.insertRun(draft.run);
+    this.entries.set(draft.run.id, { draft, version: draft.run.version, isNew: true });
+    return draft;
+  }
+
+  /** Stores events (validated by the caller) and applies what they cause; returns the new ones. */
+  async ingest(events: EventRecord[]): Promise<EventRecord[]> {
+    const unique = [...new Map(events.map((event) => [event.id, event])).values()];
+    const inserted = await this.tx.insertEvents(unique);
+    for (const event of inserted) await this.deliver(event);
+    return inserted;
+  }
+
+  /** Cancels and resumes the runs whose matchers `event` meets, and starts the runs it triggers. */
+  private async deliver(event: EventRecord): Promise<void> {
+    const candidates = new Map<string, MatcherRecord>();
+    for (const matcher of await this.tx.findMatchers(event.name)) {
+      if (!this.entries.get(matcher.runId)?.draft.closedMatcher(matcher.stepId)) candidates.set(`${matcher.runId}\n${matcher.stepId}`, matcher);
+    }
+    // Matchers opened earlier in this unit are not in the store yet.
+    for (const { draft } of this.entries.values()) {
+      for (const matcher of draft.pendingMatchers()) {
+        if (matcher.eventName === event.name) candidates.set(`${matcher.runId}\n${matcher.stepId}`, matcher);
+      }
+    }
+    // Cancellations first (a run cancelled by this event does not also resume on it); runs in ID order, so
+    // transactions lock runs in the same order.
+    const ordered = [...candidates.values()].sort(
+      (a, b) => (a.kind === b.kind ? 0 : a.kind === "cancel" ? -1 : 1) || a.runId.localeCompare(b.runId),
+    );
+    for (const matcher of ordered) {
+      // The frozen match value is checked before taking the run's lock.
+      if (matcher.matchPath !== undefined && (matcher.matchValue === undefined || !matches({ matchPath: matcher.matchPath, matchValue: matcher.matchValue }, undefined, event))) continue;
+      const draft = await this.load(matcher.runId);
+      if (!draft || isTerminal(draft.run.status) || !matcherAccepts(matcher, draft.event, event)) continue;
+      if (matcher.kind === "cancel") cancelOnEvent(draft, this.env(draft), event);
+      else resolveWait(draft, this.env(draft), matcher.stepId, event);
+    }
+    for (const fn of this.ctx.registry.triggeredBy(event.name)) {
+      const wanted = fn.config.triggers.some((t) => t.event === event.name && (!t.if || evaluateCondition(t.if, { event })));
+      if (wanted) await this.startRun(fn, event);
+    }
+  }
+
+  /** Carries out every effect and look-back, then writes each run's change. */
+  async commit(): Promise<UnitOutcome> {
+    await this.runEffects();
+    const outcome: UnitOutcome = { lines: [], queued: [], deleted: [], states: new Map() };
+    const { continuation } = this.options;
+    for (const [runId, entry] of this.entries) {
+      const { draft } = entry;
+      settle(draft);
+      if (continuation?.runId === runId) draft.leaseNext(continuation);
+      outcome.lines.push(...draft.lines);
+      if (draft.isEmpty && !entry.isNew) continue;
+      const written = await this.tx.writeChange(runId, entry.version, draft.change);
+      outcome.queued.push(...written.queued);
+      outcome.deleted.push(...written.deleted);
+      if (written.continued) outcome.continued = written.continued;
+      outcome.states.set(runId, draft.state(written.version));
+    }
+    return outcome;
+  }
+
+  private async runEffects(): Promise<void> {
+    for (;;) {
+      const effects = [...this.entries.values()].flatMap(({ draft }) => draft.takeEffects());
+      if (effects.length > 0) {
+        for (const effect of effects) await this.apply(effect);
+        continue;
+      }
+      const waits = this.waitsToLookBack();
+      if (waits.length === 0) return;
+      await this.lookBack(waits);
+    }
+  }
+
+  private async apply(effect: Effect): Promise<void> {
+    switch (effect.type) {
+      case "send":
+        await this.ingest(effect.events);
+        return;
+      case "start-child": {
+        const [stored] = await this.tx.insertEvents([effect.event]);
+        if (stored) {
+          await this.startRun(effect.fn, effect.event, effect.parent);
+          return;
+        }
+        // The derived ID was taken by an event the executor did not write: do not start a child on foreign data.
+        const parent = await this.load(effect.parent.runId);
+        const step = parent?.step(effect.parent.stepId);
+        if (parent && step?.status === "invoking") {
+          const error = serializedError("InvokeEventConflict", `step.invoke "${step.name}": an event with ID ${effect.event.id} already exists`);
+          stepAttemptFailed(parent, this.env(parent), { ...step, status: "planned" }, error, false);
+        }
+        return;
+      }
+      case "settle-parent": {
+        const parent = await this.load(effect.parentRunId);
+        if (parent) settleChild(parent, this.env(parent), effect.stepId, effect.childRunId, effect.ending);
+        return;
+      }
+    }
+  }
+
+  private waitsToLookBack(): Array<{ draft: RunDraft; matcher: MatcherRecord }> {
+    const waits: Array<{ draft: RunDraft; matcher: MatcherRecord }> = [];
+    for (const { draft } of this.entries.values()) {
+      for (const matcher of draft.openedWaits) {
+        if (this.lookedBack.has(matcher)) continue;
+        this.lookedBack.add(matcher);
+        if (draft.step(matcher.stepId)?.status === "waiting") waits.push({ draft, matcher });
+      }
+    }
+    return waits;
+  }
+
+  /** Resolves new waits with events that arrived between the run becoming due and now. */
+  private async lookBack(waits: Array<{ draft: RunDraft; matcher: MatcherRecord }>): Promise<void> {
+    const since = this.options.readyAt;
+    if (!since) return;
+    await this.tx.lockWaits([...new Set(waits.map((w) => w.matcher.eventName))].sort());
+    for (const { draft, matcher } of waits) {
+      const events = await this.tx.eventsSince(matcher.eventName, since, LOOKBACK_LIMIT);
+      const first = events.find((event) => matcherAccepts(matcher, draft.event, event));
+      if (first) resolveWait(draft, this.env(draft), matcher.stepId, first);
+    }
+  }
+}

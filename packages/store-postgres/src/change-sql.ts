@@ -1,0 +1,172 @@
+/**
+ * The one write encoder: a {@link RunChange} as one SQL statement. The optimistic path runs it
+ * alone, guarded by the run's version and the job's lease (it deletes the job: the fence); a
+ * transaction runs it on a run it has locked. Either way every write of a change goes through
+ * here, encoded once: a value is JSON text (`json`), SQL NULL means undefined.
+ */
+import type { Fence, JobRecord, RunChange, WriteResult } from "@stepwise/engine";
+import type { SqlExecutor } from "./sql.ts";
+import { json, toJob } from "./rows.ts";
+
+/**
+ * Writes `change` to run `runId` if its version is still `version` and, with a fence, the
+ * fence's owner still holds its job (which is deleted). Null when a guard failed: nothing was
+ * written then. Deadlock and serialization failures are thrown for the caller to decide.
+ */
+export async function writeChange(
+  sql: SqlExecutor,
+  runId: string,
+  version: number,
+  change: RunChange,
+  fence?: Fence,
+): Promise<WriteResult | null> {
+  const [row] = await sql.query<{ version: number | null; jobs: Array<Record<string, unknown>>; deleted: Array<string | number> }>(APPLY_CHANGE, [
+    runId,
+    version,
+    fence?.jobId ?? null,
+    fence?.owner ?? null,
+    encode(change),
+  ]);
+  if (!row || row.version === null || row.version === undefined) return null;
+  const jobs: JobRecord[] = row.jobs.map(toJob);
+  const leased = new Set(row.jobs.filter((job) => job.locked_by != null).map((job) => String(job.id)));
+  return {
+    version: Number(row.version),
+    queued: jobs.filter((job) => !leased.has(job.id)),
+    continued: jobs.find((job) => leased.has(job.id)),
+    deleted: row.deleted.map(String),
+  };
+}
+
+/** The change as one JSON document, in the column shapes the statement reads. */
+function encode(change: RunChange): string {
+  const { run } = change;
+  return JSON.stringify({
+    run: {
+      status: run.status ?? null,
+      attempt: run.attempt ?? null,
+      output: json(run.output),
+      has_output: run.output !== undefined,
+      error: json(run.error),
+      has_error: run.error !== undefined,
+      ended_at: run.endedAt?.toISOString() ?? null,
+      state_bytes: run.stateBytes ?? null,
+    },
+    steps: change.steps.map((step) => ({
+      id: step.id,
+      name: step.name,
+      kind: step.kind,
+      position: step.position,
+      status: step.status,
+      output: json(step.output),
+      error: json(step.error),
+      attempts: step.attempts,
+      wake_at: step.wakeAt?.toISOString() ?? null,
+      started_at: step.startedAt.toISOString(),
+      ended_at: step.endedAt?.toISOString() ?? null,
+    })),
+    jobs: change.jobs.map((job) => ({
+      kind: job.kind,
+      step_id: job.stepId ?? null,
+      run_at: job.runAt?.toISOString() ?? null,
+      delay_ms: job.delayMs ?? null,
+      locked_by: job.lease?.owner ?? null,
+      lease_ms: job.lease?.leaseMs ?? null,
+    })),
+    drop_all: change.dropJobs === "all",
+    drop: change.dropJobs === "all" ? [] : change.dropJobs.map((s) => ({ kind: s.kind, step_id: s.stepId ?? null })),
+    open: change.openMatchers.map((m) => ({
+      step_id: m.stepId,
+      kind: m.kind,
+      event_name: m.eventName,
+      match_path: m.matchPath ?? null,
+      match_value: json(m.matchValue),
+      if_expr: m.ifExpr ?? null,
+      expires_at: m.expiresAt?.toISOString() ?? null,
+    })),
+    close_all: change.closeMatchers === "all",
+    close: change.closeMatchers === "all" ? [] : change.closeMatchers,
+  });
+}
+
+/**
+ * $1 run id, $2 expected version, $3 fence job id (null: none), $4 fence owner, $5 the change.
+ * `lock` takes the run's row lock if its version is the expected one; `done` deletes the
+ * fence's job only then and only for its lease holder; every write waits on `ok`, so when a
+ * guard fails nothing at all is written. The jobs insert waits for `done` and `dropped`, so a
+ * job replacing one this change deletes never meets it in the unique index.
+ */
+const APPLY_CHANGE = `
+WITH c AS (SELECT $5::jsonb AS doc),
+lock AS (SELECT id FROM runs WHERE id = $1 AND version = $2 FOR UPDATE),
+done AS (
+  DELETE FROM jobs WHERE $3::bigint IS NOT NULL AND id = $3::bigint AND locked_by = $4::text AND EXISTS (SELECT 1 FROM lock)
+  RETURNING id
+),
+ok AS (SELECT 1 AS ok WHERE EXISTS (SELECT 1 FROM lock) AND ($3::bigint IS NULL OR EXISTS (SELECT 1 FROM done))),
+patch AS (
+  SELECT p.* FROM c, jsonb_to_record(c.doc->'run') AS p(status text, attempt int, output text, has_output boolean,
+    error text, has_error boolean, ended_at timestamptz, state_bytes bigint)
+),
+bumped AS (
+  UPDATE runs SET version = runs.version + 1,
+    status = coalesce(patch.status, runs.status),
+    attempt = coalesce(patch.attempt, runs.attempt),
+    output = CASE WHEN patch.has_output THEN patch.output ELSE runs.output END,
+    error = CASE WHEN patch.has_error THEN patch.error ELSE runs.error END,
+    ended_at = coalesce(patch.ended_at, runs.ended_at),
+    state_bytes = coalesce(patch.state_bytes, runs.state_bytes)
+  FROM patch
+  WHERE runs.id = $1 AND EXISTS (SELECT 1 FROM ok)
+  RETURNING runs.version
+),
+saved AS (
+  INSERT INTO steps (run_id, id, name, kind, position, status, output, error, attempts, wake_at, started_at, ended_at)
+  SELECT $1, s.id, s.name, s.kind, s.position, s.status, s.output, s.error, s.attempts, s.wake_at, s.started_at, s.ended_at
+  FROM c, jsonb_to_recordset(c.doc->'steps') AS s(id text, name text, kind text, position int, status text, output text,
+       error text, attempts int, wake_at timestamptz, started_at timestamptz, ended_at timestamptz)
+  WHERE EXISTS (SELECT 1 FROM ok)
+  ON CONFLICT (run_id, id) DO UPDATE SET
+    status = EXCLUDED.status, output = EXCLUDED.output, error = EXCLUDED.error,
+    attempts = EXCLUDED.attempts, wake_at = EXCLUDED.wake_at, ended_at = EXCLUDED.ended_at
+  RETURNING 1
+),
+dropped AS (
+  DELETE FROM jobs j
+  WHERE j.run_id = $1 AND EXISTS (SELECT 1 FROM ok) AND j.id IS DISTINCT FROM $3::bigint
+    AND ((SELECT (doc->>'drop_all')::boolean FROM c)
+      OR EXISTS (SELECT 1 FROM c, jsonb_to_recordset(c.doc->'drop') AS d(kind text, step_id text)
+                 WHERE d.kind = j.kind AND d.step_id IS NOT DISTINCT FROM j.step_id))
+  RETURNING j.id
+),
+queued AS (
+  INSERT INTO jobs (kind, run_id, step_id, run_at, locked_by, locked_until, claims)
+  SELECT q.kind, $1, q.step_id,
+         coalesce(q.run_at, now() + make_interval(secs => coalesce(q.delay_ms, 0) / 1000.0)),
+         q.locked_by,
+         CASE WHEN q.locked_by IS NULL THEN NULL ELSE now() + make_interval(secs => q.lease_ms / 1000.0) END,
+         CASE WHEN q.locked_by IS NULL THEN 0 ELSE 1 END
+  FROM c, jsonb_to_recordset(c.doc->'jobs') AS q(kind text, step_id text, run_at timestamptz, delay_ms float8, locked_by text, lease_ms float8)
+  WHERE EXISTS (SELECT 1 FROM ok) AND (SELECT count(*) FROM done) >= 0 AND (SELECT count(*) FROM dropped) >= 0
+  ON CONFLICT DO NOTHING
+  RETURNING *
+),
+closed AS (
+  DELETE FROM matchers m
+  WHERE m.run_id = $1 AND EXISTS (SELECT 1 FROM ok)
+    AND ((SELECT (doc->>'close_all')::boolean FROM c) OR m.step_id IN (SELECT jsonb_array_elements_text(doc->'close') FROM c))
+  RETURNING 1
+),
+opened AS (
+  INSERT INTO matchers (run_id, step_id, kind, event_name, match_path, match_value, if_expr, expires_at)
+  SELECT $1, m.step_id, m.kind, m.event_name, m.match_path, m.match_value, m.if_expr, m.expires_at
+  FROM c, jsonb_to_recordset(c.doc->'open') AS m(step_id text, kind text, event_name text, match_path text,
+       match_value text, if_expr text, expires_at timestamptz)
+  WHERE EXISTS (SELECT 1 FROM ok) AND (SELECT count(*) FROM closed) >= 0
+  ON CONFLICT (run_id, step_id) DO NOTHING
+  RETURNING 1
+)
+SELECT (SELECT version FROM bumped) AS version,
+       (SELECT coalesce(json_agg(q ORDER BY q.id), '[]'::json) FROM queued q) AS jobs,
+       (SELECT coalesce(json_agg(d.id), '[]'::json) FROM (SELECT id FROM done UNION ALL SELECT id FROM dropped) d) AS deleted,
+       (SELECT count(*) FROM saved) + (SELECT count(*) FROM opened) AS writes`;

@@ -1,0 +1,61 @@
+/**
+ * The queue with a {@link ReadyQueue} (Redis) as the index of what is due, and the jobs table
+ * as the record. Redis answers "what is due" for every executor without polling Postgres; the
+ * record holds every job and every lease. A job Redis hands out is leased in the record before
+ * it runs (one statement for the whole claim), so the commit that completes a job checks the
+ * same lease with either queue, and a worker whose Redis lease ran out, or whose job Redis lost
+ * and re-added, cannot run a job another worker holds.
+ *
+ * Whatever Redis loses (a flush, a failover, a publish cut short by a crash) `reconcile` puts
+ * back from the record: every free job older than a grace period that Redis does not know.
+ */
+import type { JobRecord, Queue, ReadyQueue } from "@stepwise/engine";
+import type { PgQueue } from "./queue.ts";
+
+export class IndexedQueue implements Queue {
+  constructor(
+    private readonly record: PgQueue,
+    private readonly index: ReadyQueue,
+    /** Jobs younger than this are left to their own publish by `reconcile` (the commit → publish gap). */
+    private readonly reconcileGraceMs = 5_000,
+  ) {}
+
+  async claim(owner: string, limit: number, leaseMs: number): Promise<JobRecord[]> {
+    const ids = await this.index.claim(owner, limit, leaseMs);
+    if (ids.length === 0) return [];
+    const { leased, busy } = await this.record.takeLeases(ids, owner, leaseMs);
+    // Redis thought these were free: it lost a lease or a completion. The record decides.
+    const gone = busy.filter((job) => job.freeAt === null).map((job) => job.id);
+    if (gone.length > 0) await this.index.forget(gone);
+    for (const job of busy) if (job.freeAt) await this.index.release(job.id, owner, job.freeAt);
+    return leased;
+  }
+
+  async extendLeases(jobIds: string[], owner: string, leaseMs: number): Promise<void> {
+    // The record's leases are the fence; Redis's only keep others from claiming in vain.
+    const [record] = await Promise.allSettled([this.record.extendLeases(jobIds, owner, leaseMs), this.index.extendLeases(jobIds, owner, leaseMs)]);
+    if (record.status === "rejected") throw record.reason;
+  }
+
+  async release(job: JobRecord, owner: string, options: { delayMs: number; failure?: string }): Promise<void> {
+    const runAt = await this.record.releaseInRecord(job, owner, options);
+    if (runAt) await this.index.publish([{ ...job, runAt }]).catch(() => {}); // reconcile re-adds it otherwise
+  }
+
+  async afterCommit(changes: { queued: JobRecord[]; deleted: string[] }): Promise<void> {
+    await Promise.all([this.index.publish(changes.queued), this.index.forget(changes.deleted)]);
+  }
+
+  nextDueIn(): Promise<number | null> {
+    return this.index.nextDueIn();
+  }
+
+  reconcile(): Promise<number> {
+    return this.index.reconcile((afterId, limit) => this.record.listFree(afterId, limit, this.reconcileGraceMs));
+  }
+
+  async releaseAllLeases(): Promise<void> {
+    await this.record.releaseAllLeases();
+    await this.index.releaseAllLeases();
+  }
+}

@@ -1,8 +1,9 @@
 import { defineConfig } from "vitest/config";
 
-// Two projects: `main` (unit, contract and end-to-end suites, two files at a time) and `chaos`
-// (suites that run several executor processes, kill them and restart services: one file at a
-// time, after `main`, so their load does not skew the others). `npm test` runs both.
+// Three projects: `main` (unit, contract and end-to-end suites, two files at a time), `system`
+// (the `stepwise` command run as a user runs it, under bursts) and `chaos` (several executor
+// processes, killed, and services restarted). The last two run one file at a time, after
+// `main`, so their load does not skew the others. `npm test` runs all three.
 export default defineConfig({
   test: {
     testTimeout: 30_000,
@@ -16,6 +17,10 @@ export default defineConfig({
           include: ["packages/*/test/**/*.test.ts", "apps/*/test/**/*.test.ts", "test/e2e/**/*.test.ts", "test/workers/**/*.test.ts"],
           maxWorkers: 2,
         },
+      },
+      {
+        extends: true,
+        test: { name: "system", include: ["test/system/**/*.test.ts"], fileParallelism: false, maxWorkers: 1 },
       },
       {
         extends: true,

@@ -14,6 +14,7 @@ const client = new Stepwise({
     "test/hello": z.object({ name: z.string() }),
     "test/big-output": z.object({ bytes: z.number() }),
     "test/many-steps": z.object({ steps: z.number() }),
+    "test/heavy": z.object({}),
   },
 });
 
@@ -28,6 +29,12 @@ const manySteps = client.createFunction({ id: "many-steps", triggers: [{ event: 
   return "done";
 });
 
+// Four results of 9 KB: each under the step limit, together over the run's state limit (30 KB).
+const heavy = client.createFunction({ id: "heavy", triggers: [{ event: "test/heavy" }], retries: 0 }, async ({ step }) => {
+  for (let i = 0; i < 4; i++) await step.run(`chunk-${i}`, () => "x".repeat(9_000));
+  return "done";
+});
+
 describe.each(STORE_KINDS)("executor API on %s", (store) => {
   let stack: Stack;
   const post = (body: string, path = "/api/events") =>
@@ -37,8 +44,8 @@ describe.each(STORE_KINDS)("executor API on %s", (store) => {
     stack = await startStack({
       store,
       client,
-      functions: [hello, bigOutput, manySteps],
-      executor: { limits: { maxStepOutputBytes: 10_000, maxStepsPerRun: 5 } },
+      functions: [hello, bigOutput, manySteps, heavy],
+      executor: { limits: { maxStepOutputBytes: 10_000, maxStepsPerRun: 5, maxRunStateBytes: 30_000 } },
     });
   });
   afterAll(async () => stack?.close());
@@ -89,6 +96,22 @@ describe.each(STORE_KINDS)("executor API on %s", (store) => {
     expect((await stack.waitForRun(id)).output).toBe("hello later");
   });
 
+  it("rejects two events with one ID in a request, and stores neither", async () => {
+    const id = `twice-${store}-${Date.now()}`;
+    const response = await post(JSON.stringify([{ id, name: "test/hello", data: { name: "a" } }, { id, name: "test/other", data: {} }]));
+    expect(response.status).toBe(400);
+    expect(((await response.json()) as { error: string }).error).toMatch(/event 1 \(test\/other\): its id ".*" is also the id of event 0/);
+    expect(await stack.runsOf(id)).toEqual([]);
+  });
+
+  it("bounds what a run holds (and every invocation sends): a result that would pass the run's state limit fails its step", async () => {
+    const [id] = await stack.send({ name: "test/heavy", data: {} });
+    const run = await stack.waitForRun(id!);
+    expect(run.status).toBe("failed");
+    expect(run.steps.map((s) => s.status)).toEqual(["completed", "completed", "completed", "failed"]);
+    expect(run.steps[3]?.error).toMatchObject({ name: "RunStateTooLarge", message: expect.stringMatching(/would pass 29\.3 KB/) });
+  });
+
   it("fails a step whose output is over the limit, with a message naming the sizes", async () => {
     const [id] = await stack.send({ name: "test/big-output", data: { bytes: 20_000 } });
     const run = await stack.waitForRun(id!);
@@ -109,7 +132,7 @@ describe.each(STORE_KINDS)("executor API on %s", (store) => {
 
   it("lists functions and answers 404 for an unknown run", async () => {
     const functions = (await (await fetch(`${stack.executor.url}/api/functions`)).json()) as { functions: Array<{ id: string }> };
-    expect(functions.functions.map((fn) => fn.id).sort()).toEqual(["api-big-output", "api-hello", "api-many-steps"]);
+    expect(functions.functions.map((fn) => fn.id).sort()).toEqual(["api-big-output", "api-heavy", "api-hello", "api-many-steps"]);
     const missing = await fetch(`${stack.executor.url}/api/runs/no-such-run`);
     expect(missing.status).toBe(404);
     expect(((await missing.json()) as { error: string }).error).toContain("no-such-run");

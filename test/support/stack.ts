@@ -13,7 +13,7 @@ import { createPgliteClient, PostgresStore } from "@stepwise/store-postgres";
 import { Hono } from "hono";
 import { RedisQueue } from "@stepwise/queue-redis";
 import { createTestDatabase, postgresAvailable } from "./postgres.ts";
-import { redisAvailable, startTestRedis } from "./redis.ts";
+import { redisAvailable, startTestRedis, type TestRedis } from "./redis.ts";
 
 /** The topologies: embedded PGlite; Postgres only; Postgres as the record with the queue in Redis. */
 export type StoreKind = "pglite" | "postgres" | "postgres+redis";
@@ -24,7 +24,7 @@ export const STORE_KINDS: StoreKind[] = [
   ...(postgresAvailable && redisAvailable ? (["postgres+redis"] as const) : []),
 ];
 
-export async function openStore(kind: StoreKind): Promise<{ store: Store; cleanup(): Promise<void> }> {
+export async function openStore(kind: StoreKind): Promise<{ store: Store; redis?: TestRedis; cleanup(): Promise<void> }> {
   if (kind === "pglite") {
     const store = new PostgresStore(createPgliteClient());
     return { store, cleanup: async () => {} };
@@ -34,6 +34,7 @@ export async function openStore(kind: StoreKind): Promise<{ store: Store; cleanu
   const redis = await startTestRedis("e2e");
   const readyQueue = new RedisQueue({ url: redis.url, token: redis.token, prefix: redis.prefix });
   return {
+    redis,
     store: new PostgresStore(db.client(), { readyQueue }),
     cleanup: async () => {
       await db.drop();
@@ -55,6 +56,10 @@ export function memoryLogger(): Logger & { lines: string[] } {
 
 export interface Stack {
   executor: RunningServer;
+  /** The store the executor works on (for assertions on what it holds). */
+  store: Store;
+  /** With the queue in Redis: where it is (to flush it). */
+  redis?: TestRedis;
   appUrl: string;
   log: Logger & { lines: string[] };
   /** Sends events through the executor's API as a user would; returns their IDs. */
@@ -71,11 +76,16 @@ export async function startStack(options: {
   client: Stepwise<any>;
   functions: AnyStepwiseFunction[];
   executor?: Partial<ServerOptions>;
+  /**
+   * Sits between the network and the app, like a load balancer: answer a request itself (a
+   * fault), or call `app` (the real app) and return its answer, changed or not.
+   */
+  intercept?: (request: Request, app: (request: Request) => Promise<Response>) => Promise<Response>;
 }): Promise<Stack> {
   const auth: Record<string, string> = options.executor?.eventKey ? { authorization: `Bearer ${options.executor.eventKey}` } : {};
   // Outside dev mode the run API needs the signing key.
   const management: Record<string, string> = options.executor?.signingKey ? { authorization: `Bearer ${options.executor.signingKey}` } : {};
-  const { store, cleanup } = await openStore(options.store);
+  const { store, redis, cleanup } = await openStore(options.store);
   const log = memoryLogger();
   const executor = await startServer({
     store,
@@ -90,7 +100,9 @@ export async function startStack(options: {
   });
   const app = new Hono();
   app.on(["GET", "POST", "PUT"], "/api/durable", serve({ client: options.client, functions: options.functions }));
-  const { server, url: appUrl } = await listen(app.fetch);
+  const appFetch = async (request: Request) => app.fetch(request);
+  const intercept = options.intercept;
+  const { server, url: appUrl } = await listen(intercept ? (request) => intercept(request, appFetch) : appFetch);
   process.env.STEPWISE_BASE_URL = executor.url;
   const put = await fetch(appUrl, { method: "PUT" });
   if (!put.ok) throw new Error(`app registration failed: ${put.status} ${await put.text()}`);
@@ -106,6 +118,8 @@ export async function startStack(options: {
 
   return {
     executor,
+    store,
+    redis,
     appUrl,
     log,
     async send(events) {

@@ -32,6 +32,21 @@ beforeEach(() => {
 });
 afterEach(() => vi.unstubAllEnvs());
 
+describe("the executor's event rules, checked in the app first", () => {
+  it.each([
+    ["a reserved name", { name: "stepwise/function.failed", data: {} }, /name: names starting with "stepwise\/" are reserved/],
+    ["data that is not an object", { name: "a/b", data: [1, 2] }, /data: data must be a JSON object/],
+    ["a fractional ts", { name: "a/b", data: {}, ts: 1.5 }, /ts: ts must be a whole number/],
+    ["a NUL in the id", { name: "a/b", data: {}, id: "x\u0000" }, /id: id contains a NUL character/],
+  ])("send() refuses %s with a typed error, and sends nothing", async (_, event, message) => {
+    const { stepwise, sent } = client();
+    const refused = stepwise.send(event as never);
+    await expect(refused).rejects.toBeInstanceOf(StepwiseValidationError);
+    await expect(refused).rejects.toThrow(message);
+    expect(sent).toEqual([]);
+  });
+});
+
 describe("send()", () => {
   it("posts the events with the event key and resolves their IDs", async () => {
     const { stepwise, sent } = client();

@@ -1,0 +1,52 @@
+/**
+ * Leases with the queue in Redis: the lease that fences a commit is the record's, so a Redis
+ * that loses its own (flushed while a step runs) cannot hand the running job to another
+ * executor, and the step's body runs once.
+ */
+import { Executor } from "@stepwise/engine";
+import { DEV_SIGNING_KEY } from "@stepwise/protocol";
+import { Stepwise } from "@stepwise/sdk";
+import { Redis } from "@upstash/redis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { z } from "zod";
+import { memoryLogger, startStack, STORE_KINDS, type Stack } from "../support/stack.ts";
+
+let bodies = 0;
+const client = new Stepwise({ id: "leases", dev: true, schemas: { "leases/slow": z.object({}) } });
+const slow = client.createFunction({ id: "slow", triggers: [{ event: "leases/slow" }] }, async ({ step }) => {
+  await step.run("slow", async () => {
+    bodies++;
+    await new Promise((resolve) => setTimeout(resolve, 8_000));
+    return "done";
+  });
+  return "finished";
+});
+
+describe.runIf(STORE_KINDS.includes("postgres+redis"))("leases with the queue in Redis", () => {
+  let stack: Stack;
+  let second: Executor;
+  beforeAll(async () => {
+    stack = await startStack({ store: "postgres+redis", client, functions: [slow], executor: { maintenanceMs: 300, pollMs: 50 } });
+    // A second executor process on the same stores (its own worker name, so its own leases).
+    second = new Executor({ store: stack.store, signingKey: DEV_SIGNING_KEY, log: memoryLogger(), pollMs: 50, maintenanceMs: 300, registryRefreshMs: 0 });
+    await second.start();
+  }, 60_000);
+  afterAll(async () => {
+    await second?.stop(0);
+    await stack?.close();
+  });
+
+  it("a Redis flush while a step runs does not hand its job to another executor: the body runs once", { timeout: 40_000 }, async () => {
+    const [id] = await stack.send({ name: "leases/slow", data: {} });
+    // Past reconcile's grace period (5 s), so a job Redis does not know counts as lost.
+    await new Promise((resolve) => setTimeout(resolve, 5_500));
+    expect(bodies).toBe(1);
+    const redis = new Redis({ url: stack.redis!.url, token: stack.redis!.token });
+    const keys = await redis.keys(`${stack.redis!.prefix}*`);
+    expect(keys.length).toBeGreaterThan(0);
+    await redis.del(...keys);
+    const run = await stack.waitForRun(id!, { timeoutMs: 20_000 });
+    expect(run.output).toBe("finished");
+    expect(bodies).toBe(1);
+  });
+});

@@ -14,7 +14,7 @@ import { finish } from "./machine/ending.ts";
 import { isTerminal, type FunctionRecord } from "./records.ts";
 import { Registry } from "./registry.ts";
 import { runJob, type JobRunner } from "./runtime/jobs.ts";
-import { Lanes, type DrainBudget } from "./runtime/lanes.ts";
+import { Lanes, within, type DrainBudget } from "./runtime/lanes.ts";
 import { pruneExpired, reconcileQueue, repairStrandedRuns } from "./runtime/maintenance.ts";
 import type { Store } from "./store.ts";
 import { UnitOfWork, type UnitOutcome } from "./unit/unit.ts";
@@ -134,11 +134,12 @@ export class Executor {
     }
   }
 
-  /** Stops taking work; running jobs finish (up to `graceMs`) or are given back. */
-  async stop(graceMs?: number): Promise<void> {
+  /** Stops taking work; running jobs finish (up to `graceMs`, default 10 s) or are given back. */
+  async stop(graceMs = 10_000): Promise<void> {
+    const deadline = Date.now() + graceMs;
     clearInterval(this.maintenance);
-    await this.maintaining;
-    await this.lanes.stop(graceMs);
+    if (this.maintaining) await within(this.maintaining, deadline);
+    await this.lanes.stop(Math.max(0, deadline - Date.now()));
   }
 
   /**

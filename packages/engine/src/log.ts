@@ -21,7 +21,8 @@ export function time(): string {
 
 /** "1.2s", "15ms", "3m 2s": durations in log lines. */
 export function formatDuration(ms: number): string {
-  if (ms < 1_000) return `${Math.round(ms)}ms`;
+  // Times stamped by executors whose clocks disagree can come out negative: show them as 0.
+  if (ms < 1_000) return `${Math.max(0, Math.round(ms))}ms`;
   if (ms < 60_000) return `${(ms / 1_000).toFixed(1)}s`;
   const minutes = Math.floor(ms / 60_000);
   return `${minutes}m ${Math.round((ms % 60_000) / 1_000)}s`;

@@ -88,16 +88,21 @@ export class Lanes {
     return { ...this.stats, nextDueIn: await this.options.queue.nextDueIn() };
   }
 
-  /** Stops claiming, waits up to `graceMs` for running jobs, and gives back the rest. */
+  /**
+   * Stops claiming, waits up to `graceMs` for running jobs, and gives back the rest. The grace
+   * period bounds the whole stop, a claim stuck on an unresponsive store included.
+   */
   async stop(graceMs = 10_000): Promise<void> {
+    const deadline = Date.now() + graceMs;
     this.running = false;
     this.wake.set();
-    await this.loopDone;
-    const deadline = Date.now() + graceMs;
+    await within(this.loopDone, deadline);
     while (this.lanes > 0 && Date.now() < deadline) await this.laneEnded.wait(Math.min(100, deadline - Date.now()));
     clearInterval(this.heartbeat);
     const { queue, owner } = this.options;
-    await Promise.all([...this.active.values()].map((job) => queue.release(job, owner, { delayMs: 0 }).catch(() => {})));
+    // Best effort, briefly: a job not given back is claimable anyway once its lease runs out.
+    const releases = Promise.all([...this.active.values()].map((job) => queue.release(job, owner, { delayMs: 0 }).catch(() => {})));
+    await within(releases, Date.now() + 1_000);
   }
 
   /** A job was queued by this process: claim again instead of sleeping. */
@@ -262,4 +267,11 @@ export class Lanes {
     this.options.log.info(`store reachable again after ${seconds}s (${this.failures} failed attempts); resuming work`);
     this.failures = 0;
   }
+}
+
+/** Waits for `promise`, but not past `deadline`. */
+export async function within(promise: Promise<unknown>, deadline: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([promise.catch(() => {}), new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(0, deadline - Date.now()))))]);
+  clearTimeout(timer);
 }

@@ -1,0 +1,117 @@
+/**
+ * The simulated app: real SDK functions that interpret the program in their event. Each step
+ * body writes to the ledger (which invocation ran it) and returns a token with its value, so
+ * the checker can tell which execution's result was committed. A completed run returns what
+ * every step call gave it, to be compared with what the store holds.
+ */
+import { NonRetriableError, Stepwise, StepError, type AnyStepwiseFunction, type EventSchemas, type StepTools } from "@stepwise/sdk";
+import { serve } from "@stepwise/sdk/fetch";
+import { valueOf, type Item, type RunItem } from "./program.ts";
+import type { Ledger } from "./ledger.ts";
+
+export const SIM_APP_ID = "sim";
+
+export interface SimApp {
+  functions: AnyStepwiseFunction[];
+  handler: (request: Request) => Promise<Response>;
+}
+
+type Step = StepTools<EventSchemas>;
+
+export function simApp(ledger: Ledger): SimApp {
+  const client = new Stepwise({ id: SIM_APP_ID, dev: true });
+
+  const interpret = async (program: Item[], step: Step, runId: string, key: string, attempt: number): Promise<unknown[]> => {
+    const counts = new Map<string, number>();
+    // The SDK's step IDs: the name, then name:1, name:2 for repeats.
+    const idOf = (name: string) => {
+      const n = counts.get(name) ?? 0;
+      counts.set(name, n + 1);
+      return n === 0 ? name : `${name}:${n}`;
+    };
+    /** A step name, counted so the IDs of run steps stay known. */
+    const named = (name: string) => (idOf(name), name);
+    const run = (item: RunItem, seed: string) => {
+      const stepId = idOf(item.name);
+      return step
+        .run(item.name, () => {
+          const body = ledger.body(runId, stepId);
+          const failures = ledger.bodies.filter((b) => b.runId === runId && b.stepId === stepId).length - 1;
+          if (item.nonRetriable) {
+            body.token = undefined;
+            throw new NonRetriableError(`step ${stepId} refuses \u0000 for good`);
+          }
+          if (failures < item.fail) {
+            body.token = undefined;
+            throw new Error(`step ${stepId} failed (execution ${failures + 1})`);
+          }
+          return { token: body.token, value: valueOf(item.value, seed) };
+        })
+        .catch((error: unknown) => {
+          if (item.catch && error instanceof StepError) return { caught: error.name };
+          throw error;
+        });
+    };
+    const results: unknown[] = [];
+    for (const [i, item] of program.entries()) {
+      const seed = `${key}.${i}`;
+      switch (item.t) {
+        case "run":
+          results.push(await run(item, seed));
+          break;
+        case "parallel":
+          results.push(...(await Promise.all(item.branches.map((branch, b) => run(branch, `${seed}.${b}`)))));
+          break;
+        case "sleep":
+          results.push(await step.sleep(named("nap"), item.ms));
+          break;
+        case "ask": {
+          const qid = `${key}:${i}`;
+          results.push(await step.sendEvent(named("ask"), { name: "sim/question", data: { qid, delayMs: item.replyDelayMs } }));
+          results.push(await step.waitForEvent(named("answer"), { event: "sim/answer", if: `async.data.qid == "${qid}"`, timeout: item.timeoutMs }));
+          break;
+        }
+        case "wait":
+          results.push(await step.waitForEvent(named("ping"), { event: "sim/ping", match: "data.key", timeout: item.timeoutMs }));
+          break;
+        case "send":
+          results.push(await step.sendEvent(named("send"), Array.from({ length: item.count }, (_, n) => ({ name: "sim/noise", data: { key, n } }))));
+          break;
+        case "invoke":
+          results.push(await step.invoke(named("child"), { function: child, data: { key: `${key}/child`, program: item.program } }));
+          break;
+        case "bodyError":
+          if (attempt < item.times) throw new Error(`the body failed outside any step (attempt ${attempt})`);
+          break;
+        case "selfCancel":
+          results.push(...(await Promise.all([step.sendEvent(named("cancel-self"), { name: "sim/cancel", data: { key } }), step.sleep(named("pause"), 50)])));
+          break;
+      }
+    }
+    return results;
+  };
+
+  const onFailure = async ({ step, runId }: { step: Step; runId: string }) => {
+    await step.run("noted", () => runId);
+  };
+  const interpreter = (retries: number) =>
+    client.createFunction(
+      { id: `sim-r${retries}`, triggers: [{ event: `sim/start-r${retries}` }], retries, cancelOn: [{ event: "sim/cancel", match: "data.key" }], onFailure },
+      async ({ event, step, runId, attempt }) => {
+        const data = event.data as { key: string; program: Item[] };
+        return { results: await interpret(data.program, step, runId, data.key, attempt) };
+      },
+    );
+  const child = client.createFunction({ id: "sim-child", triggers: [], retries: 2 }, async ({ event, step, runId, attempt }) => {
+    const data = event.data as { key: string; program: Item[] };
+    return { results: await interpret(data.program, step, runId, data.key, attempt) };
+  });
+  const responder = client.createFunction({ id: "sim-responder", triggers: [{ event: "sim/question" }], retries: 2 }, async ({ event, step }) => {
+    const data = event.data as { qid: string; delayMs: number };
+    if (data.delayMs > 0) await step.sleep("think", data.delayMs);
+    await step.sendEvent("reply", { name: "sim/answer", data: { qid: data.qid } });
+  });
+
+  const functions = [interpreter(0), interpreter(2), child, responder];
+  return { functions, handler: serve({ client, functions }) };
+}

@@ -1,0 +1,219 @@
+/**
+ * The promises, checked after a schedule against what the store holds and what the ledger saw.
+ * Each broken promise is one line naming the run and step, so a failure reads as a bug report.
+ *
+ * 1. Every run ends (or waits, with the job that will wake it).
+ * 2. A step's result is committed at most once and never overwritten; nothing of a run changes
+ *    after it ended (audit triggers in the store).
+ * 3. A step body runs more than once only when a crash, a stall past the lease or a lost answer
+ *    happened while it ran (every extra execution is counted by its cause).
+ * 4. No invocation is built from a state read after its run's end was acknowledged.
+ * 5. `retries` bounds the attempts of every step and of every function body.
+ * 6. A wait resolves to a matching event, or to null only when none arrived in time; never both.
+ * 7. onFailure runs exactly once for each failed run, and for no other.
+ * 8. No acknowledged event is lost: each start event has its one run.
+ * 9. A completed run returned exactly the values the store holds for its steps.
+ * 10. The executors idle when nothing is due, and stop within their grace period.
+ */
+import { expectedJobs, type RunState, type StepRecord } from "@stepwise/engine";
+import type { SqlClient } from "@stepwise/store-postgres";
+import { SIM_APP_ID } from "./app.ts";
+import type { BodyRun } from "./ledger.ts";
+import { STOP_GRACE_MS, type Played } from "./world.ts";
+
+export interface Checked {
+  violations: string[];
+  runs: number;
+  steps: number;
+  invocations: number;
+  /** Step bodies that ran more than their committed once, by cause. */
+  extraBodies: Map<string, number>;
+}
+
+type Row = Record<string, unknown>;
+const json = (text: unknown): unknown => (text == null ? undefined : JSON.parse(String(text)));
+const list = (values: string[]) => JSON.stringify(values);
+const IN = (param: string) => `(SELECT jsonb_array_elements_text(${param}::jsonb))`;
+const RETRIES: Record<string, number> = { "sim-r0": 0, "sim-r2": 2, "sim-child": 2, "sim-responder": 2, "sim-r0-failure": 0, "sim-r2-failure": 2 };
+
+export async function check(sql: SqlClient, played: Played): Promise<Checked> {
+  const violations: string[] = [];
+  const fail = (line: string) => violations.push(line);
+  const { ledger } = played;
+
+  // The schedule's runs: those its start events started, and every run they led to.
+  const runs = new Map<string, Row>();
+  let frontier = (await sql.query("SELECT * FROM runs WHERE event_id IN " + IN("$1"), [list(played.acked.map((a) => a.eventId))]));
+  while (frontier.length > 0) {
+    for (const run of frontier) runs.set(String(run.id), run);
+    const ids = list(frontier.map((run) => String(run.id)));
+    frontier = (await sql.query(`SELECT * FROM runs WHERE parent_run_id IN ${IN("$1")} OR split_part(event_id, ':', 1) IN ${IN("$1")}`, [ids])).filter(
+      (run) => !runs.has(String(run.id)),
+    );
+  }
+  const runIds = list([...runs.keys()]);
+  const steps = await sql.query("SELECT * FROM steps WHERE run_id IN " + IN("$1") + " ORDER BY run_id, position", [runIds]);
+  const stepsByRun = new Map<string, Row[]>();
+  for (const step of steps) stepsByRun.set(String(step.run_id), [...(stepsByRun.get(String(step.run_id)) ?? []), step]);
+  const localId = (run: Row) => String(run.function_id).slice(SIM_APP_ID.length + 1);
+
+  // 1. Every run ends.
+  if (!played.quiesced) {
+    const jobs = await sql.query("SELECT * FROM jobs WHERE run_id IN " + IN("$1"), [runIds]);
+    for (const run of runs.values()) {
+      if (["completed", "failed", "cancelled"].includes(String(run.status))) continue;
+      const state = { run: { status: run.status }, steps: (stepsByRun.get(String(run.id)) ?? []).map(stepRecord) } as unknown as RunState;
+      const mine = jobs.filter((job) => job.run_id === run.id);
+      const missing = expectedJobs(state).filter((want) => !mine.some((job) => job.kind === want.kind && (job.step_id ?? undefined) === want.stepId));
+      fail(`run ${run.id} (${localId(run)}) is still ${run.status} after the deadline; ` + (missing.length > 0 ? `it has no ${missing.map((j) => j.kind + (j.stepId ? ` of "${j.stepId}"` : "")).join(", ")} job: stuck` : `its jobs: ${mine.map((j) => `${j.kind} at ${j.run_at}`).join(", ")}`));
+    }
+  }
+
+  // A run the sweep had to repair was left without a job: a bug the sweep only papers over.
+  for (const line of played.executorLines) if (line.includes("had no job to move it on")) fail(`stranded: ${line.replace(/^WARN /, "")}`);
+
+  // 2. What the store's audit triggers saw.
+  for (const row of await sql.query("SELECT run_id, step_id, count(*)::int AS n FROM sim_step_commits WHERE run_id IN " + IN("$1") + " GROUP BY 1, 2 HAVING count(*) > 1", [runIds])) {
+    fail(`step "${row.step_id}" of run ${row.run_id} was committed ${row.n} times`);
+  }
+  for (const row of await sql.query("SELECT * FROM sim_violations WHERE run_id IN " + IN("$1"), [runIds])) {
+    fail(`${row.kind}: run ${row.run_id}${row.step_id ? ` step "${row.step_id}"` : ""} (${row.detail})`);
+  }
+
+  // 3 and 4. Step bodies against what was committed.
+  const extraBodies = new Map<string, number>();
+  const bodiesByStep = new Map<string, BodyRun[]>();
+  for (const body of ledger.bodies) {
+    if (!runs.has(body.runId)) continue;
+    const key = `${body.runId}\n${body.stepId}`;
+    bodiesByStep.set(key, [...(bodiesByStep.get(key) ?? []), body]);
+  }
+  for (const [key, bodies] of bodiesByStep) {
+    const [runId, stepId] = key.split("\n") as [string, string];
+    const run = runs.get(runId)!;
+    const step = (stepsByRun.get(runId) ?? []).find((s) => s.id === stepId);
+    const output = step?.status === "completed" ? (json(step.output) as { token?: string } | undefined) : undefined;
+    const committed = output?.token;
+    let unexcused = 0;
+    const returned = bodies.filter((b) => b.token !== undefined);
+    for (const body of returned) {
+      if (body.token === committed) continue;
+      // One uncommitted execution is no repeat when nothing was committed (the run ended first).
+      if (committed === undefined && body === returned[0]) continue;
+      const excuse = ledger.excuse(body);
+      if (excuse) extraBodies.set(excuse, (extraBodies.get(excuse) ?? 0) + 1);
+      else {
+        unexcused++;
+        const story = bodies.map((b) => {
+          const inv = ledger.invocationById(b.invocation);
+          return `${b.token ?? "threw"}@inv${b.invocation}(${inv?.executor} ${inv?.targetStep ?? "-"} ${inv?.fault}/${inv?.delivery} +${inv ? inv.sentAt - played.startedAt : "?"}ms)`;
+        });
+        const rel = (at: number | undefined) => (at === undefined ? "-" : `+${at - played.startedAt}`);
+        const events = [
+          ...[...ledger.crashes].map(([e, at]) => `crash ${e} ${rel(at)}`),
+          ...[...ledger.stops].map(([e, at]) => `stop ${e} ${rel(at)}`),
+          ...[...ledger.stalls].flatMap(([e, list]) => list.map(([from, to]) => `stall ${e} ${rel(from)}..${rel(to)}`)),
+          ...ledger.leaseLosses.filter((l) => l.runId === runId).map((l) => `lease lost ${l.executor} ${rel(l.at)}`),
+        ];
+        const runStory = ledger.invocations.filter((inv) => inv.runId === runId).map((inv) => `inv${inv.id}:${inv.executor}:${inv.targetStep ?? "-"}:${inv.fault}:+${inv.sentAt - played.startedAt}`);
+        fail(
+          `step "${stepId}" of run ${runId} (${localId(run)}): a body ran again with no crash, stall or lost answer to excuse it ` +
+            `(committed ${committed ?? "nothing"}, step ${step?.status} attempts ${step?.attempts}; bodies ${story.join(", ")}; invocations ${runStory.join(" ")}; ${events.join(", ")})`,
+        );
+      }
+    }
+    const retries = RETRIES[localId(run)] ?? 0;
+    const attempts = bodies.filter((b) => !ledger.excuse(b)).length;
+    if (attempts - unexcused > retries + 1) fail(`step "${stepId}" of run ${runId}: ${attempts} attempts, but retries is ${retries}`);
+    const ended = ledger.endsAcked.get(runId);
+    for (const body of bodies) {
+      const invocation = ledger.invocationById(body.invocation);
+      if (ended !== undefined && invocation?.readAt !== undefined && invocation.readAt > ended) {
+        fail(`step "${stepId}" of run ${runId} ran in invocation ${invocation.id}, built from a state read ${invocation.readAt - ended} ms after the run's end was acknowledged`);
+      }
+    }
+  }
+
+  // 5. Stored attempts within retries.
+  for (const run of runs.values()) {
+    const retries = RETRIES[localId(run)] ?? 0;
+    if (Number(run.attempt) > retries) fail(`run ${run.id} (${localId(run)}): body attempt ${run.attempt}, but retries is ${retries}`);
+    for (const step of stepsByRun.get(String(run.id)) ?? []) {
+      if (Number(step.attempts) > retries + 1) fail(`step "${step.id}" of run ${run.id}: ${step.attempts} attempts stored, but retries is ${retries}`);
+    }
+  }
+
+  // 6. Waits.
+  const signals = await sql.query("SELECT id, name, data, received_at FROM events WHERE name IN ('sim/ping', 'sim/answer') AND received_at >= $1", [new Date(played.startedAt - 10_000).toISOString()]);
+  for (const run of runs.values()) {
+    const plan = played.acked.find((a) => a.eventId === run.event_id);
+    if (!plan) continue; // waits are in the runs the simulation started, not in children or responders
+    const asks = plan.program.flatMap((item, index) => (item.t === "ask" ? [index] : []));
+    for (const step of stepsByRun.get(String(run.id)) ?? []) {
+      if (step.kind !== "wait" || step.status !== "completed") continue;
+      const got = json(step.output) as { name: string; data: Record<string, unknown> } | null;
+      // The k-th "answer" step (answer, answer:1, …) waits for the answer to the k-th ask of the program.
+      const nth = Number(String(step.id).split(":")[1] ?? 0);
+      const qid = `${plan.key}:${asks[nth]}`;
+      const accepts = (event: { name: string; data: Record<string, unknown> }) =>
+        String(step.name) === "answer" ? event.name === "sim/answer" && event.data.qid === qid : event.name === "sim/ping" && event.data.key === plan.key;
+      if (got && !accepts(got)) fail(`wait "${step.id}" of run ${run.id} (${plan.key}, expecting ${String(step.name) === "answer" ? qid : plan.key}) resolved to an event that does not match: ${JSON.stringify(got).slice(0, 200)}`);
+      if (got === null) {
+        const reached = ledger.invocations.find((inv) => inv.runId === run.id && inv.waits.includes(String(step.id)) && inv.delivery === "delivered")?.answeredAt;
+        const timeoutAt = new Date(String(step.wake_at)).getTime();
+        if (reached === undefined) continue;
+        const missed = signals.find((event) => {
+          const at = new Date(String(event.received_at)).getTime();
+          return accepts({ name: String(event.name), data: json(event.data) as Record<string, unknown> }) && at > reached && at < timeoutAt - 1_000;
+        });
+        if (missed) fail(`wait "${step.id}" of run ${run.id} timed out, but ${missed.id} arrived ${new Date(String(missed.received_at)).getTime() - reached} ms after the run reached it`);
+      }
+    }
+  }
+
+  // 7. onFailure exactly once per failed run.
+  for (const run of runs.values()) {
+    const fn = localId(run);
+    if (fn !== "sim-r0" && fn !== "sim-r2") continue;
+    const handlers = [...runs.values()].filter((r) => r.event_id === `${run.id}:failed`);
+    if (run.status === "failed" && handlers.length !== 1) fail(`run ${run.id} failed; its onFailure ran ${handlers.length} times`);
+    if (run.status !== "failed" && handlers.length > 0) fail(`run ${run.id} ended ${run.status}, yet onFailure ran`);
+  }
+
+  // 8. Every acknowledged event has its run.
+  for (const { eventId, key } of played.acked) {
+    const started = [...runs.values()].filter((run) => run.event_id === eventId);
+    if (started.length !== 1) fail(`event ${eventId} (${key}) was acknowledged and started ${started.length} runs`);
+  }
+
+  // 9. What a completed run returned is what the store holds.
+  for (const run of runs.values()) {
+    if (run.status !== "completed" || !["sim-r0", "sim-r2", "sim-child"].includes(localId(run))) continue;
+    const results = (json(run.output) as { results: unknown[] }).results;
+    const stored = stepsByRun.get(String(run.id)) ?? [];
+    if (results.length !== stored.length) {
+      fail(`run ${run.id} returned ${results.length} step results, the store holds ${stored.length} steps`);
+      continue;
+    }
+    stored.forEach((step, position) => {
+      const seen = results[position];
+      const expected = step.status === "failed" ? { caught: (json(step.error) as { name: string }).name } : (json(step.output) ?? null);
+      if (JSON.stringify(seen) !== JSON.stringify(expected)) {
+        fail(`run ${run.id} step "${step.id}": the function saw ${JSON.stringify(seen)?.slice(0, 120)}, the store holds ${JSON.stringify(expected)?.slice(0, 120)}`);
+      }
+    });
+  }
+
+  // 10. Idle and stopping.
+  const perExecutor = played.idleClaims / 2;
+  if (perExecutor > 12) fail(`the executors claimed ${played.idleClaims} times in 1.5 s with nothing due (a poll every 200 ms is 8)`);
+  if (played.idleCpu > 0.2) fail(`the process used ${(played.idleCpu * 100).toFixed(0)}% of a core with nothing due`);
+  for (const ms of played.stops) if (ms > STOP_GRACE_MS + 1_500) fail(`a graceful stop took ${ms} ms (grace ${STOP_GRACE_MS} ms)`);
+
+  const invocations = ledger.invocations.filter((inv) => runs.has(inv.runId)).length;
+  return { violations, runs: runs.size, steps: steps.length, invocations, extraBodies };
+}
+
+function stepRecord(row: Row): StepRecord {
+  return { id: String(row.id), status: row.status, wakeAt: row.wake_at ? new Date(String(row.wake_at)) : undefined } as StepRecord;
+}

@@ -1,0 +1,133 @@
+/**
+ * What the simulation saw happen, kept outside the system under test: every invocation the
+ * executors sent (with the fault it met), every step body that ran and in which invocation,
+ * every crash and stall of an executor. The invariants are judged against this and the store.
+ */
+import { AsyncLocalStorage } from "node:async_hooks";
+
+/** How an invocation's answer fared on its way back. */
+export type Delivery =
+  | "delivered"
+  /** The app never saw it: refused, or a 502 page from in front of the app. */
+  | "not-sent"
+  /** The app ran it, but the executor never got the answer (502 after, timeout, cut off, garbage). */
+  | "lost";
+
+export interface Invocation {
+  id: number;
+  executor: string;
+  runId: string;
+  targetStep?: string;
+  /** When the executor's fetch was called. */
+  sentAt: number;
+  answeredAt?: number;
+  fault: string;
+  delivery: Delivery;
+  /** Wait steps the answer reported, if any. */
+  waits: string[];
+  /** When the state this invocation was built from was read (or committed) by its executor. */
+  readAt?: number;
+}
+
+export interface BodyRun {
+  runId: string;
+  stepId: string;
+  invocation: number | undefined;
+  at: number;
+  /** The token the body returned in its output, or undefined when it threw. */
+  token?: string;
+}
+
+/** A lease can run out this long after the disturbance that stopped its heartbeat began. */
+const LEASE_SLACK_MS = 2_000;
+
+/** The invocation a step body runs in (set around the app's handler). */
+export const invocationContext = new AsyncLocalStorage<number>();
+
+/** When an executor last read or committed a run's state, in the async chain of the job doing it. */
+export const readContext = new AsyncLocalStorage<{ at: number }>();
+
+export class Ledger {
+  readonly invocations: Invocation[] = [];
+  readonly bodies: BodyRun[] = [];
+  /** Per executor: when it crashed or was stopped, and the times it stalled (start, end). */
+  readonly crashes = new Map<string, number>();
+  readonly stops = new Map<string, number>();
+  /** Jobs whose commit found the lease gone: executor, run, when. */
+  readonly leaseLosses: Array<{ executor: string; runId: string; at: number }> = [];
+  readonly stalls = new Map<string, Array<[number, number]>>();
+  /** Runs whose end an executor's commit acknowledged, and when. */
+  readonly endsAcked = new Map<string, number>();
+  readonly faults = new Map<string, number>();
+  private tokens = 0;
+
+  invocation(fields: Omit<Invocation, "id" | "waits">): Invocation {
+    const invocation: Invocation = { ...fields, id: this.invocations.length + 1, waits: [] };
+    this.invocations.push(invocation);
+    if (fields.fault !== "none") this.faults.set(fields.fault, (this.faults.get(fields.fault) ?? 0) + 1);
+    return invocation;
+  }
+
+  /** A step body starts: returns its token, to be returned in its output. */
+  body(runId: string, stepId: string): BodyRun {
+    const run: BodyRun = { runId, stepId, invocation: invocationContext.getStore(), at: Date.now(), token: `t${++this.tokens}` };
+    this.bodies.push(run);
+    return run;
+  }
+
+  fault(kind: string): void {
+    this.faults.set(kind, (this.faults.get(kind) ?? 0) + 1);
+  }
+
+  crash(executor: string): void {
+    this.crashes.set(executor, Date.now());
+    this.fault("executor crash");
+  }
+
+  /** An executor's commit found its lease on a job of `runId` gone (another took the job over). */
+  leaseLost(executor: string, runId: string): void {
+    this.leaseLosses.push({ executor, runId, at: Date.now() });
+  }
+
+  /** Whether any executor stalled, crashed or was stopped between `from` and `to`: what can make a lease run out. */
+  disturbed(from: number, to: number): boolean {
+    const stalled = [...this.stalls.values()].some((list) => list.some(([start, end]) => start <= to && end >= from));
+    const crashed = [...this.crashes.values(), ...this.stops.values()].some((at) => at >= from - LEASE_SLACK_MS && at <= to);
+    return stalled || crashed;
+  }
+
+  /** A graceful stop: jobs still running after the grace period are given back, their answers dropped. */
+  stopped(executor: string): void {
+    this.stops.set(executor, Date.now());
+  }
+
+  stall(executor: string, from: number, to: number): void {
+    const list = this.stalls.get(executor) ?? [];
+    list.push([from, to]);
+    this.stalls.set(executor, list);
+    this.fault("executor stall");
+  }
+
+  invocationById(id: number | undefined): Invocation | undefined {
+    return id === undefined ? undefined : this.invocations[id - 1];
+  }
+
+  /**
+   * Why a body's result may legitimately not have been the one committed: its answer was lost
+   * on the way, or its executor crashed or stalled (so its lease could run out) after it sent it.
+   */
+  excuse(body: BodyRun): string | null {
+    const invocation = this.invocationById(body.invocation);
+    if (!invocation) return null;
+    // The executor's commit found the lease gone: fine only if something made leases run out.
+    const lost = this.leaseLosses.find((l) => l.executor === invocation.executor && l.runId === invocation.runId && l.at >= invocation.sentAt);
+    if (lost && this.disturbed(invocation.sentAt - LEASE_SLACK_MS, lost.at)) return "lease lost while an executor stalled or died";
+    if (invocation.delivery === "lost") return `lost answer (${invocation.fault})`;
+    const crashed = this.crashes.get(invocation.executor);
+    if (crashed !== undefined && crashed >= invocation.sentAt) return "executor crashed";
+    const stopped = this.stops.get(invocation.executor);
+    if (stopped !== undefined && stopped >= invocation.sentAt) return "executor stopped (jobs given back after the grace period)";
+    if ((this.stalls.get(invocation.executor) ?? []).some(([, to]) => to >= invocation.sentAt)) return "executor stalled past its lease";
+    return null;
+  }
+}

@@ -1,0 +1,198 @@
+/**
+ * One schedule played against real stores: executors (each with its own faulty view of the
+ * store, its own faulty network to the app and its own skewed clock) are started, the runs are
+ * sent in waves, faults are injected during the fault window, crashed executors are restarted,
+ * and once every run has ended (or the deadline passed) the executors must idle and stop within
+ * their grace period. What happened is left in the ledger and the store for the checker.
+ */
+import { Executor, type Logger } from "@stepwise/engine";
+import { DEV_SIGNING_KEY } from "@stepwise/protocol";
+import { simApp } from "./app.ts";
+import { FaultyStore } from "./faulty-store.ts";
+import { Ledger } from "./ledger.ts";
+import { faultyFetch } from "./network.ts";
+import type { Item } from "./program.ts";
+import { CONCURRENCY, EXECUTORS, LEASE_MS, type Schedule } from "./schedule.ts";
+import type { Topology } from "./topologies.ts";
+
+/** How long a graceful stop may take: the grace period given, plus a margin for the last commits. */
+export const STOP_GRACE_MS = 1_000;
+const QUIESCE_DEADLINE_MS = 90_000;
+
+export interface Played {
+  ledger: Ledger;
+  /** The start events the executors acknowledged, with their plans. */
+  acked: Array<{ eventId: string; key: string; fn: "r0" | "r2"; program: Item[] }>;
+  startedAt: number;
+  quiesced: boolean;
+  /** Store calls that claimed jobs, across executors, while nothing was due (1.5 s). */
+  idleClaims: number;
+  /** CPU of this process while idle, as a share of one core. */
+  idleCpu: number;
+  /** How long each graceful stop took. */
+  stops: number[];
+  executorLines: string[];
+}
+
+interface Slot {
+  index: number;
+  generation: number;
+  store: FaultyStore;
+  executor: Executor;
+  restarting: boolean;
+  /** Stopped: like an exited process, it sends nothing more. */
+  halted: boolean;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export async function play(topology: Topology, schedule: Schedule): Promise<Played> {
+  const ledger = new Ledger();
+  const app = simApp(ledger);
+  const lines: string[] = [];
+  const log: Logger = { info: () => {}, warn: (line) => lines.push(`WARN ${line}`), error: (line) => lines.push(`ERROR ${line}`) };
+  const { faults } = schedule;
+  let faultsOn = true;
+  const stops: number[] = [];
+
+  const startExecutor = async (index: number, generation: number): Promise<Slot> => {
+    const name = `s${schedule.index}-e${index}-g${generation}`;
+    const store = new FaultyStore(topology.store, name, ledger);
+    const slot = { index, generation, store, restarting: false, halted: false } as Slot;
+    const skew = faults.skewMs[index] ?? 0;
+    const executor = new Executor({
+      store,
+      signingKey: DEV_SIGNING_KEY,
+      workerId: name,
+      concurrency: CONCURRENCY,
+      leaseMs: LEASE_MS,
+      invokeTimeoutMs: 500,
+      maintenanceMs: 500,
+      pollMs: 200,
+      registryRefreshMs: 60_000,
+      backoff: { initialMs: 20, maxMs: 200 },
+      clock: { now: () => Date.now() + skew },
+      log,
+      fetch: faultyFetch(name, { seed: schedule.seed, ledger, app: app.handler, rate: () => (faultsOn ? faults.networkRate : 0), gone: () => store.dead || slot.halted }),
+    });
+    slot.executor = executor;
+    await executor.start();
+    return slot;
+  };
+
+  const first = await startExecutor(0, 0);
+  await first.executor.syncApp(await (await app.handler(new Request("http://sim.app/api/durable"))).json());
+  const slots: Slot[] = [first];
+  for (let i = 1; i < EXECUTORS; i++) slots.push(await startExecutor(i, 0));
+
+  /** A crashed executor is replaced (a new process, a new worker name) a moment later. */
+  const replace = async (slot: Slot, graceful: boolean) => {
+    if (slot.restarting) return;
+    slot.restarting = true;
+    const started = Date.now();
+    if (graceful) ledger.stopped(slot.store.name);
+    await slot.executor.stop(graceful ? STOP_GRACE_MS : 0).catch(() => {});
+    slot.halted = true;
+    if (graceful) stops.push(Date.now() - started);
+    await sleep(100);
+    slots[slot.index] = await startExecutor(slot.index, slot.generation + 1);
+  };
+  const watchdog = setInterval(() => {
+    for (const slot of slots) if (slot.store.dead && !slot.restarting) void replace(slot, false);
+  }, 50);
+
+  /** Like a client: retries on another executor until one acknowledges. */
+  const withExecutor = async <T>(fn: (executor: Executor) => Promise<T>): Promise<T> => {
+    for (let attempt = 0; ; attempt++) {
+      const live = slots.filter((s) => !s.store.dead && !s.restarting);
+      const slot = live[attempt % Math.max(1, live.length)];
+      try {
+        if (!slot) throw new Error("no executor up");
+        return await fn(slot.executor);
+      } catch (error) {
+        if (attempt > 200) throw error;
+        await sleep(50);
+      }
+    }
+  };
+
+  const startedAt = Date.now();
+  const timers: Array<ReturnType<typeof setTimeout>> = [];
+  const at = (ms: number, fn: () => unknown) => timers.push(setTimeout(() => void Promise.resolve(fn()).catch(() => {}), ms));
+  for (const crash of faults.crashes) at(crash.atMs, () => slots[crash.executor]?.store.crashAfter(crash.afterCalls));
+  for (const stall of faults.stalls) at(stall.atMs, () => slots[stall.executor]?.store.stallAfter(stall.afterCalls, stall.forMs));
+  for (const flush of faults.flushes) at(flush, async () => (await topology.flushQueue()) && ledger.fault("redis flush"));
+  for (const restart of faults.restarts) at(restart.atMs, () => {
+    const slot = slots[restart.executor];
+    if (slot && !slot.store.dead && !slot.restarting) {
+      ledger.fault("graceful restart");
+      return replace(slot, true);
+    }
+  });
+  at(faults.windowMs, () => (faultsOn = false));
+
+  const acked: Played["acked"] = [];
+  const waveSize = Math.ceil(schedule.runs.length / schedule.waves);
+  const sends: Array<Promise<void>> = [];
+  for (let wave = 0; wave < schedule.waves; wave++) {
+    const plans = schedule.runs.slice(wave * waveSize, (wave + 1) * waveSize);
+    if (plans.length === 0) continue;
+    sends.push(
+      (async () => {
+        await sleep(wave * 250);
+        const events = plans.map((plan) => ({ name: `sim/start-${plan.fn}`, data: { key: plan.key, program: plan.program } }));
+        const { ids } = await withExecutor((executor) => executor.sendEvents(events));
+        plans.forEach((plan, n) => {
+          acked.push({ eventId: ids[n]!, key: plan.key, fn: plan.fn, program: plan.program });
+          for (const item of plan.program) {
+            if (item.t === "wait" && item.pingAfterMs !== undefined) at(item.pingAfterMs, () => withExecutor((e) => e.sendEvents({ name: "sim/ping", data: { key: plan.key } })));
+          }
+          const cancel = plan.cancel;
+          if (cancel?.via === "event") at(cancel.afterMs, () => withExecutor((e) => e.sendEvents({ name: "sim/cancel", data: { key: plan.key } })));
+          if (cancel?.via === "api") {
+            at(cancel.afterMs, () =>
+              withExecutor(async (e) => {
+                const [run] = await e.listRunsForEvent(ids[n]!);
+                if (run) await e.cancelRun(run.id, "cancelled by the simulation");
+              }),
+            );
+          }
+        });
+      })(),
+    );
+  }
+  await Promise.all(sends);
+  while (Date.now() - startedAt < faults.windowMs) await sleep(50);
+
+  // Quiesce: no more faults; every run must end.
+  let quiesced = false;
+  const deadline = Date.now() + QUIESCE_DEADLINE_MS;
+  while (Date.now() < deadline) {
+    const [row] = await topology.sql.query<{ n: number | string }>("SELECT count(*) AS n FROM runs WHERE status NOT IN ('completed', 'failed', 'cancelled')");
+    if (Number(row?.n) === 0 && slots.every((s) => !s.restarting)) {
+      quiesced = true;
+      break;
+    }
+    await sleep(100);
+  }
+  for (const timer of timers) clearTimeout(timer);
+  clearInterval(watchdog);
+  while (slots.some((s) => s.restarting)) await sleep(50);
+
+  // Idle: nothing is due, so the executors only poll.
+  await sleep(600);
+  const claimsBefore = slots.reduce((sum, s) => sum + s.store.claims, 0);
+  const cpuBefore = process.cpuUsage();
+  const idleFrom = Date.now();
+  await sleep(1_500);
+  const cpu = process.cpuUsage(cpuBefore);
+  const idleCpu = (cpu.user + cpu.system) / 1_000 / (Date.now() - idleFrom);
+  const idleClaims = slots.reduce((sum, s) => sum + s.store.claims, 0) - claimsBefore;
+
+  for (const slot of slots) {
+    const started = Date.now();
+    await slot.executor.stop(STOP_GRACE_MS);
+    stops.push(Date.now() - started);
+  }
+  return { ledger, acked, startedAt, quiesced, idleClaims, idleCpu, stops, executorLines: lines };
+}

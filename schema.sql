@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS events (
 ALTER TABLE events ALTER COLUMN data TYPE text USING data::text;
 ALTER TABLE events ADD COLUMN IF NOT EXISTS seq bigserial;
 CREATE INDEX IF NOT EXISTS events_name_idx ON events (name, received_at);
+CREATE INDEX IF NOT EXISTS events_name_seq_idx ON events (name, seq);
 CREATE INDEX IF NOT EXISTS events_received_idx ON events (received_at);
 
 CREATE TABLE IF NOT EXISTS runs (
@@ -115,6 +116,9 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 ALTER TABLE jobs ADD COLUMN IF NOT EXISTS failures integer NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN IF NOT EXISTS last_error text;
+-- When the job first became due (store clock): a wait its invocation opens looks back to then.
+-- Unlike run_at it stays as it is when the job is given back and delayed.
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS ready_at timestamptz;
 CREATE INDEX IF NOT EXISTS jobs_due_idx ON jobs (run_at, id);
 CREATE INDEX IF NOT EXISTS jobs_run_idx ON jobs (run_id);
 CREATE INDEX IF NOT EXISTS jobs_free_idx ON jobs (run_at) WHERE locked_until IS NULL;

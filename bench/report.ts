@@ -12,7 +12,7 @@ interface TopologyResult {
   rssEndMb: number;
 }
 
-export function printReport(report: { baselines: Baselines; results: Record<string, unknown>; concurrency: number }): void {
+export function printReport(report: { baselines: Baselines; results: Record<string, unknown>; concurrency?: number }): void {
   const { baselines: b } = report;
   const floor = b.httpMs + b.postgresCommitMs;
   console.log("");
@@ -42,7 +42,7 @@ export function printReport(report: { baselines: Baselines; results: Record<stri
   }
   console.log("");
   console.log(
-    `executor concurrency ${report.concurrency}; (N.Nx) = the figure over one loopback HTTP round trip plus one Postgres ` +
+    `executor concurrency ${report.concurrency ?? "16 (the default)"}; (N.Nx) = the figure over one loopback HTTP round trip plus one Postgres ` +
       `commit (${floor.toFixed(3)} ms); for W2 the figure is the time per step, 1000 / steps per second`,
   );
 }

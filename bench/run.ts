@@ -18,11 +18,12 @@ const { values } = parseArgs({
   options: {
     "soak-seconds": { type: "string", default: "300" },
     only: { type: "string", multiple: true },
-    concurrency: { type: "string", default: "32" },
+    // Unset: the executor's default, as a user runs it. Set only to explore.
+    concurrency: { type: "string" },
   },
 });
 const soakSeconds = Number(values["soak-seconds"]);
-const concurrency = Number(values.concurrency);
+const concurrency = values.concurrency === undefined ? undefined : Number(values.concurrency);
 const topologies = (values.only?.length ? values.only : TOPOLOGIES) as TopologyName[];
 
 const progress = (line: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}`);

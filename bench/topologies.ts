@@ -26,14 +26,14 @@ export interface Topology {
 
 const ADMIN_URL = "postgres://postgres@127.0.0.1:5432/test";
 
-export async function startTopology(name: TopologyName, appUrl: string, concurrency: number): Promise<Topology> {
+export async function startTopology(name: TopologyName, appUrl: string, concurrency?: number): Promise<Topology> {
   const cleanups: Array<() => Promise<void> | void> = [];
   const port = await freePort();
   const env: Record<string, string> = {
     ...(process.env as Record<string, string>),
     STEPWISE_SIGNING_KEY: SIGNING_KEY,
     STEPWISE_EVENT_KEY: "bench",
-    STEPWISE_CONCURRENCY: String(concurrency),
+    ...(concurrency !== undefined && { STEPWISE_CONCURRENCY: String(concurrency) }),
   };
   // STEPWISE_BENCH_PROFILE=<dir> writes a CPU profile of each executor (on exit) to <dir>.
   const profile = process.env.STEPWISE_BENCH_PROFILE;

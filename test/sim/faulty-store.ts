@@ -122,7 +122,7 @@ export class FaultyStore implements Store {
       insertRun: c((run) => tx.insertRun(run)),
       insertEvents: c((events) => tx.insertEvents(events)),
       lockWaits: c((names) => tx.lockWaits(names)),
-      eventsSince: c((name, since, limit) => tx.eventsSince(name, since, limit)),
+      firstEventSince: c((name, since, until, accept) => tx.firstEventSince(name, since, until, accept)),
       findMatchers: c((name) => tx.findMatchers(name)),
       getEvent: c((id) => tx.getEvent(id)),
     };

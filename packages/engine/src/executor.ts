@@ -173,6 +173,7 @@ export class Executor {
       pollMs: this.options.pollMs ?? 1_000,
       log: this.log,
       handle: (job) => runJob(this.runner, job),
+      handedBack: (job) => this.runner.prefetched.delete(job.id),
     });
   }
 

@@ -76,8 +76,12 @@ export interface StoreTx {
   insertEvents(events: EventRecord[]): Promise<EventRecord[]>;
   /** Exclusive locks on event names, taken before looking back for events a new wait may have missed. */
   lockWaits(eventNames: string[]): Promise<void>;
-  /** Events of `name` received at or after `since` (store clock), oldest first. */
-  eventsSince(name: string, since: Date, limit: number): Promise<EventRecord[]>;
+  /**
+   * The first event of `name`, in order of arrival, received at or after `since` and before
+   * `until` (store clock) that `accept` takes; all of them are looked at, however many.
+   */
+  firstEventSince(name: string, since: Date, until: Date | undefined, accept: (event: EventRecord) => boolean): Promise<EventRecord | null>;
+  /** Open matchers on `eventName` whose timeout has not passed (store clock). */
   findMatchers(eventName: string): Promise<MatcherRecord[]>;
   getEvent(eventId: string): Promise<EventRecord | null>;
 }
@@ -117,8 +121,12 @@ export interface ReadyQueue {
   /** IDs of up to `limit` due jobs, leased to `owner` in the index. */
   claim(owner: string, limit: number, leaseMs: number): Promise<string[]>;
   extendLeases(jobIds: string[], owner: string, leaseMs: number): Promise<void>;
-  /** Due again at `runAt` (the record's time). */
-  release(jobId: string, owner: string, runAt: Date): Promise<void>;
+  /**
+   * Due again `delayMs` from now on the index's own clock (relative, so an index whose clock
+   * differs from the record's does not hand the job out early, again and again). Unless another
+   * owner holds it there.
+   */
+  release(jobId: string, owner: string, delayMs: number): Promise<void>;
   nextDueIn(): Promise<number | null>;
   /** Re-adds the jobs `list` pages through (the record's free jobs) that the index lacks. */
   reconcile(list: (afterId: string | null, limit: number) => Promise<JobRecord[]>): Promise<number>;
@@ -146,7 +154,7 @@ export interface Store {
   listSteps(runId: string): Promise<StepRecord[]>;
   getEvent(eventId: string): Promise<EventRecord | null>;
   listRunsByEvent(eventId: string): Promise<RunRecord[]>;
-  /** Live runs older than `minAgeMs` with no job at all: candidates for repair. */
+  /** Live runs older than `minAgeMs` with no job at all and no child run to wait for: candidates for repair. */
   findStrandedRuns(minAgeMs: number, limit: number): Promise<string[]>;
   /**
    * Deletes up to `limit` finished runs (with their steps) that ended more than `olderThanMs`

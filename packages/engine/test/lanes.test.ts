@@ -170,4 +170,46 @@ describe("Lanes", () => {
     expect(result).toMatchObject({ ran: 2, stoppedEarly: true });
     expect(calls.releases.map((r) => r.id).sort()).toEqual(["a+", "b+"]);
   });
+
+  it("a drain stays within maxJobs while continuations start during a claim", async () => {
+    let claims = 0;
+    const { queue } = memoryQueue();
+    queue.claim = async (_owner, limit) => {
+      claims++;
+      if (claims === 1) return [job("a")];
+      await sleep(60);
+      return Array.from({ length: limit }, (_, i) => job(`c${claims}-${i}`));
+    };
+    let started = 0;
+    let k = 0;
+    const { lanes: l } = lanes(queue, async (j) => {
+      started++;
+      await sleep(10);
+      return j.id === "a" || j.id.startsWith("k") ? [job(`k${k++}`)] : [];
+    }, { pollMs: 5 });
+    const result = await l.drain({ budgetMs: 10_000, maxJobs: 4 });
+    expect(started).toBeLessThanOrEqual(4);
+    expect(result.stoppedEarly).toBe(true);
+  });
+
+  it("jobs a claim brings back after stop() are given back, not run", async () => {
+    let ranAfterStop = 0;
+    let stopped = false;
+    const { queue, calls } = memoryQueue();
+    queue.claim = async () => {
+      await sleep(300);
+      return [job("late")];
+    };
+    const { lanes: l } = lanes(queue, async () => {
+      if (stopped) ranAfterStop++;
+      return [];
+    });
+    l.start();
+    await sleep(10);
+    await l.stop(100);
+    stopped = true;
+    await sleep(400);
+    expect(ranAfterStop).toBe(0);
+    expect(calls.releases.map((r) => r.id)).toEqual(["late"]);
+  });
 });

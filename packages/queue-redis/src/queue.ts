@@ -79,8 +79,8 @@ export class RedisQueue implements ReadyQueue {
     await this.scripts.extend.exec([this.keys[1]], [this.prefix, owner, String(leaseMs), ...jobIds]);
   }
 
-  async release(jobId: string, owner: string, runAt: Date): Promise<void> {
-    await this.scripts.release.exec(this.keys, [this.prefix, owner, jobId, String(runAt.getTime())]);
+  async release(jobId: string, owner: string, delayMs: number): Promise<void> {
+    await this.scripts.release.exec(this.keys, [this.prefix, owner, jobId, String(Math.max(0, Math.round(delayMs)))]);
   }
 
   async forget(jobIds: string[]): Promise<void> {

@@ -91,6 +91,21 @@ describe.runIf(redisAvailable)("Redis ready queue through @upstash/redis and the
       expect(written?.deleted).toEqual([held!.id]);
     });
 
+    it("a job Redis hands out before the record says it is due goes back for the time it has left, once", async () => {
+      await drain();
+      const { jobs } = await seedRun(store, [{ kind: "wake", stepId: "soon", delayMs: 800 }]);
+      const index = (store.queue as unknown as { index: RedisQueue }).index;
+      // As if Redis's clock ran ahead of the database's: it lists the job as due already.
+      await index.publish([{ ...jobs[0]!, runAt: new Date(Date.now() - 60_000) }]);
+      expect(await store.queue.claim("w", 10, 10_000)).toEqual([]);
+      // Not handed out again at once (no claim loop while the clocks disagree)...
+      expect(await index.claim("w", 10, 10_000)).toEqual([]);
+      expect(await store.queue.nextDueIn()).toBeGreaterThan(400);
+      // ...but when the record's time has come.
+      await new Promise((r) => setTimeout(r, 900));
+      expect((await store.queue.claim("w", 10, 10_000)).map((j) => j.id)).toEqual([jobs[0]!.id]);
+    });
+
     it("keeps the record's lease alive when extending it in Redis fails", async () => {
       const real = new RedisQueue({ url: redis.url, token: redis.token, prefix: `${redis.prefix}flaky:` });
       // Redis answers everything but the heartbeat.

@@ -140,9 +140,10 @@ dropped AS (
   RETURNING j.id
 ),
 queued AS (
-  INSERT INTO jobs (kind, run_id, step_id, run_at, locked_by, locked_until, claims)
+  INSERT INTO jobs (kind, run_id, step_id, run_at, ready_at, locked_by, locked_until, claims)
   SELECT q.kind, $1, q.step_id,
          coalesce(q.run_at, now() + make_interval(secs => coalesce(q.delay_ms, 0) / 1000.0)),
+         greatest(clock_timestamp(), coalesce(q.run_at, now() + make_interval(secs => coalesce(q.delay_ms, 0) / 1000.0))),
          q.locked_by,
          CASE WHEN q.locked_by IS NULL THEN NULL ELSE now() + make_interval(secs => q.lease_ms / 1000.0) END,
          CASE WHEN q.locked_by IS NULL THEN 0 ELSE 1 END

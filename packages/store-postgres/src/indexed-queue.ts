@@ -24,10 +24,11 @@ export class IndexedQueue implements Queue {
     const ids = await this.index.claim(owner, limit, leaseMs);
     if (ids.length === 0) return [];
     const { leased, busy } = await this.record.takeLeases(ids, owner, leaseMs);
-    // Redis thought these were free: it lost a lease or a completion. The record decides.
-    const gone = busy.filter((job) => job.freeAt === null).map((job) => job.id);
+    // Redis thought these were free: it lost a lease or a completion, or its clock runs ahead of
+    // the record's. The record decides; a job not free yet goes back for as long as it has left.
+    const gone = busy.filter((job) => job.freeInMs === null).map((job) => job.id);
     if (gone.length > 0) await this.index.forget(gone);
-    for (const job of busy) if (job.freeAt) await this.index.release(job.id, owner, job.freeAt);
+    for (const job of busy) if (job.freeInMs !== null) await this.index.release(job.id, owner, job.freeInMs);
     return leased;
   }
 
@@ -38,8 +39,8 @@ export class IndexedQueue implements Queue {
   }
 
   async release(job: JobRecord, owner: string, options: { delayMs: number; failure?: string }): Promise<void> {
-    const runAt = await this.record.releaseInRecord(job, owner, options);
-    if (runAt) await this.index.publish([{ ...job, runAt }]).catch(() => {}); // reconcile re-adds it otherwise
+    const released = await this.record.releaseInRecord(job, owner, options);
+    if (released) await this.index.release(job.id, owner, options.delayMs).catch(() => {}); // reconcile re-adds it otherwise
   }
 
   async afterCommit(changes: { queued: JobRecord[]; deleted: string[] }): Promise<void> {

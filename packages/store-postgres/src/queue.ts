@@ -43,16 +43,15 @@ export class PgQueue implements Queue {
     await this.releaseInRecord(job, owner, options);
   }
 
-  /** Gives the job back in the record; returns when it is due again (null when `owner` no longer held it). */
-  async releaseInRecord(job: JobRecord, owner: string, options: { delayMs: number; failure?: string }): Promise<Date | null> {
+  /** Gives the job back in the record; false when `owner` no longer held it. */
+  async releaseInRecord(job: JobRecord, owner: string, options: { delayMs: number; failure?: string }): Promise<boolean> {
     const rows = await this.sql.query<{ run_at: Date | string }>(
       `UPDATE jobs SET locked_by = NULL, locked_until = NULL, run_at = now() + make_interval(secs => $3::float8 / 1000),
          failures = failures + CASE WHEN $4::text IS NULL THEN 0 ELSE 1 END, last_error = coalesce($4::text, last_error)
        WHERE id = $1 AND locked_by = $2 RETURNING run_at`,
       [job.id, owner, options.delayMs, options.failure ?? null],
     );
-    const at = rows[0]?.run_at;
-    return at === undefined ? null : at instanceof Date ? at : new Date(at);
+    return rows.length > 0;
   }
 
   async afterCommit(): Promise<void> {}
@@ -79,7 +78,7 @@ export class PgQueue implements Queue {
    * Leases jobs another queue handed out, where the record agrees they are free and due. The
    * others come back with when they are free (null: no such job any more).
    */
-  async takeLeases(jobIds: string[], owner: string, leaseMs: number): Promise<{ leased: JobRecord[]; busy: Array<{ id: string; freeAt: Date | null }> }> {
+  async takeLeases(jobIds: string[], owner: string, leaseMs: number): Promise<{ leased: JobRecord[]; busy: Array<{ id: string; freeInMs: number | null }> }> {
     if (jobIds.length === 0) return { leased: [], busy: [] };
     const ids = JSON.stringify(jobIds);
     const leased = (
@@ -94,13 +93,13 @@ export class PgQueue implements Queue {
     if (leased.length === jobIds.length) return { leased, busy: [] };
     const got = new Set(leased.map((job) => job.id));
     const rest = jobIds.filter((id) => !got.has(id));
-    const rows = await this.sql.query<{ id: string; free_at: Date | string }>(
-      `SELECT id::text, greatest(run_at, coalesce(locked_until, run_at)) AS free_at FROM jobs
-       WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb)::bigint)`,
+    const rows = await this.sql.query<{ id: string; ms: number | string }>(
+      `SELECT id::text, greatest(0, extract(epoch FROM (greatest(run_at, coalesce(locked_until, run_at)) - now())) * 1000) AS ms
+       FROM jobs WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb)::bigint)`,
       [JSON.stringify(rest)],
     );
-    const found = new Map(rows.map((row) => [String(row.id), row.free_at instanceof Date ? row.free_at : new Date(row.free_at)]));
-    return { leased, busy: rest.map((id) => ({ id, freeAt: found.get(id) ?? null })) };
+    const found = new Map(rows.map((row) => [String(row.id), Number(row.ms)]));
+    return { leased, busy: rest.map((id) => ({ id, freeInMs: found.get(id) ?? null })) };
   }
 
   /** Jobs with an ID after `afterId` (in ID order), free or with an expired lease, older than `minAgeMs`. */

@@ -138,6 +138,8 @@ export class PostgresStore extends PgReader implements Store {
        WHERE r.status NOT IN ('completed', 'failed', 'cancelled')
          AND r.started_at < now() - make_interval(secs => $1::float8 / 1000)
          AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.run_id = r.id)
+         -- A run waiting for a child it invoked has no job until the child ends: not stranded.
+         AND NOT EXISTS (SELECT 1 FROM steps s WHERE s.run_id = r.id AND s.status = 'invoking')
        ORDER BY r.started_at LIMIT $2`,
       [minAgeMs, limit],
     );

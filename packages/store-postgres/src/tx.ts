@@ -10,6 +10,8 @@ import { json, toEvent, toMatcher, toRun, toStep } from "./rows.ts";
 
 /** Advisory lock class for event names: ingest holds them shared, a wait opening holds them exclusive. */
 const EVENT_NAME_LOCKS = 7152;
+/** Events read at a time by a new wait's look-back. */
+const LOOKBACK_PAGE = 500;
 
 /** Reads shared by transactions and the store. */
 export class PgReader {
@@ -44,8 +46,9 @@ export class PgReader {
 
 export class PgTx extends PgReader implements StoreTx {
   async completeJob(fence: Fence): Promise<{ readyAt: Date } | null> {
+    // ready_at is when the job first became due; a job given back and claimed again keeps it.
     const rows = await this.sql.query<{ ready_at: Date | string }>(
-      "DELETE FROM jobs WHERE id = $1 AND locked_by = $2 RETURNING greatest(created_at, run_at) AS ready_at",
+      "DELETE FROM jobs WHERE id = $1 AND locked_by = $2 RETURNING coalesce(ready_at, greatest(created_at, run_at)) AS ready_at",
       [fence.jobId, fence.owner],
     );
     const readyAt = rows[0]?.ready_at;
@@ -83,12 +86,14 @@ export class PgTx extends PgReader implements StoreTx {
     // Arrays travel as one JSON document: the drivers disagree on how to send JS arrays. The
     // shared name locks are taken in name order, in this statement; later statements of this
     // transaction (finding matchers) then see every wait committed before them.
+    // received_at is the time of the insert itself (not of the transaction's start), the same
+    // clock a new wait's look-back compares with.
     const rows = await this.sql.query<{ id: string }>(
       `WITH input AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS e(id text, name text, data text, ts bigint)),
        locks AS (SELECT pg_advisory_xact_lock_shared(${EVENT_NAME_LOCKS}, hashtext(n.name))
                  FROM (SELECT DISTINCT name FROM input ORDER BY name) n)
-       INSERT INTO events (id, name, data, ts)
-       SELECT id, name, data, ts FROM input WHERE (SELECT count(*) FROM locks) >= 0
+       INSERT INTO events (id, name, data, ts, received_at)
+       SELECT id, name, data, ts, clock_timestamp() FROM input WHERE (SELECT count(*) FROM locks) >= 0
        ON CONFLICT (id) DO NOTHING RETURNING id`,
       [JSON.stringify(events.map((e) => ({ id: e.id, name: e.name, data: json(e.data ?? {}), ts: e.ts })))],
     );
@@ -104,16 +109,27 @@ export class PgTx extends PgReader implements StoreTx {
     );
   }
 
-  async eventsSince(name: string, since: Date, limit: number): Promise<EventRecord[]> {
-    const rows = await this.sql.query(
-      "SELECT * FROM events WHERE name = $1 AND received_at >= $2 ORDER BY received_at, seq LIMIT $3",
-      [name, since.toISOString(), limit],
-    );
-    return rows.map(toEvent);
+  async firstEventSince(name: string, since: Date, until: Date | undefined, accept: (event: EventRecord) => boolean): Promise<EventRecord | null> {
+    // In pages by arrival (seq), so a flood of other events of the same name cannot hide the one that matches.
+    for (let after = "0"; ; ) {
+      const rows = await this.sql.query(
+        `SELECT * FROM events WHERE name = $1 AND seq > $2 AND received_at >= $3 AND ($4::timestamptz IS NULL OR received_at < $4)
+         ORDER BY seq LIMIT ${LOOKBACK_PAGE}`,
+        [name, after, since.toISOString(), until?.toISOString() ?? null],
+      );
+      const found = rows.map(toEvent).find(accept);
+      if (found) return found;
+      if (rows.length < LOOKBACK_PAGE) return null;
+      after = String(rows[rows.length - 1]!.seq);
+    }
   }
 
   async findMatchers(eventName: string): Promise<MatcherRecord[]> {
-    const rows = await this.sql.query("SELECT * FROM matchers WHERE event_name = $1 ORDER BY run_id, step_id", [eventName]);
+    // A matcher past its timeout meets nothing, even before its timeout job resolves it to null.
+    const rows = await this.sql.query(
+      "SELECT * FROM matchers WHERE event_name = $1 AND (expires_at IS NULL OR expires_at > clock_timestamp()) ORDER BY run_id, step_id",
+      [eventName],
+    );
     return rows.map(toMatcher);
   }
 }

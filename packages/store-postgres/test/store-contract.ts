@@ -232,27 +232,54 @@ export function testStore(name: string, open: Open): void {
       expect((await store.transaction((tx) => tx.findMatchers(eventName))).map((m) => m.stepId)).toEqual(["cancel:0", "m"]);
     });
 
-    it("lists events of a name received since a time, oldest first", async () => {
+    it("finds the first accepted event of a name received in a window, past any number of others", async () => {
       const name = uid("reply");
-      const since = (await store.transaction(async (tx) => {
-        await tx.insertEvents([{ id: uid("e"), name, data: { n: 0 }, ts: 1 }]);
-        return new Date();
-      }));
+      await store.transaction((tx) => tx.insertEvents([{ id: uid("e"), name, data: { n: -1 } , ts: 1 }]));
       await new Promise((resolve) => setTimeout(resolve, 20));
-      await store.transaction((tx) => tx.insertEvents([{ id: uid("e"), name, data: { n: 1 }, ts: 1 }, { id: uid("e"), name, data: { n: 2 }, ts: 1 }]));
-      const events = await store.transaction(async (tx) => {
+      const since = new Date();
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      // More than a page of events that do not match, then two that do.
+      const flood = Array.from({ length: 1_200 }, (_, n) => ({ id: uid("e"), name, data: { n }, ts: 1 }));
+      await store.transaction((tx) => tx.insertEvents([...flood, { id: uid("e"), name, data: { n: "yes", first: true }, ts: 1 }, { id: uid("e"), name, data: { n: "yes" }, ts: 1 }]));
+      const accept = (event: { data: unknown }) => (event.data as { n: unknown }).n === "yes";
+      const found = await store.transaction(async (tx) => {
         await tx.lockWaits([name]);
-        return tx.eventsSince(name, since, 10);
+        return tx.firstEventSince(name, since, undefined, accept);
       });
-      expect(events.map((e) => e.data)).toEqual([{ n: 1 }, { n: 2 }]);
+      expect(found?.data).toEqual({ n: "yes", first: true });
+      // Before the window, or after its end: nothing.
+      expect(await store.transaction((tx) => tx.firstEventSince(name, since, since, accept))).toBeNull();
+      expect(await store.transaction((tx) => tx.firstEventSince(name, new Date(Date.now() + 60_000), undefined, () => true))).toBeNull();
+    });
+
+    it("does not offer a matcher past its timeout", async () => {
+      const { run } = await seedRun(store);
+      const eventName = uid("late");
+      await store.transaction(async (tx) => {
+        const locked = (await tx.lockRun(run.id))!;
+        await tx.writeChange(run.id, locked.run.version, emptyChange({
+          openMatchers: [
+            { runId: run.id, stepId: "past", kind: "wait", eventName, expiresAt: new Date(Date.now() - 1_000) },
+            { runId: run.id, stepId: "open", kind: "wait", eventName, expiresAt: new Date(Date.now() + 60_000) },
+          ],
+        }));
+      });
+      expect((await store.transaction((tx) => tx.findMatchers(eventName))).map((m) => m.stepId)).toEqual(["open"]);
     });
 
     it("finds live runs with no job, and not runs that have one or have ended", async () => {
       const { run: stranded } = await seedRun(store);
       const { run: busy } = await seedRun(store, [{ kind: "invoke" }]);
+      // Waiting for a child it invoked: no job until the child ends, and not stranded.
+      const { run: parent } = await seedRun(store);
+      await store.transaction(async (tx) => {
+        const locked = (await tx.lockRun(parent.id))!;
+        await tx.writeChange(parent.id, locked.run.version, emptyChange({ steps: [step(parent.id, "child", { kind: "invoke", status: "invoking", output: undefined })] }));
+      });
       const found = await store.findStrandedRuns(0, 1_000);
       expect(found).toContain(stranded.id);
       expect(found).not.toContain(busy.id);
+      expect(found).not.toContain(parent.id);
       expect(await store.findStrandedRuns(3_600_000, 1_000)).not.toContain(stranded.id);
     });
 
@@ -356,6 +383,19 @@ export function testQueue(name: string, open: Open): void {
       await new Promise((r) => setTimeout(r, 300));
       const [back] = await store.queue.claim("x", 1, 10_000);
       expect(back).toMatchObject({ id: job!.id, failures: 1, lastError: "TypeError: boom" });
+    });
+
+    it("keeps when a job first became due, however often it is given back and delayed", async () => {
+      await drain();
+      const before = Date.now();
+      const { jobs } = await seedRun(store, [{ kind: "invoke" }]);
+      const [job] = await store.queue.claim("w", 1, 10_000);
+      expect(job?.id).toBe(jobs[0]!.id);
+      await store.queue.release(job!, "w", { delayMs: 300 });
+      await new Promise((r) => setTimeout(r, 400));
+      const [again] = await store.queue.claim("w", 1, 10_000);
+      const done = await store.transaction((tx) => tx.completeJob({ jobId: again!.id, owner: "w" }));
+      expect(done!.readyAt.getTime()).toBeLessThan(before + 250);
     });
 
     it("hands a job written with a lease straight to its owner, and to others once the lease runs out", async () => {

@@ -26,6 +26,8 @@ export interface LanesOptions {
   log: Logger;
   /** Runs one job; returns the job this lane runs next (a continuation), if any. */
   handle(job: JobRecord): Promise<JobRecord[]>;
+  /** A job handed back unrun (its continuation state, if any, can go). */
+  handedBack?(job: JobRecord): void;
 }
 
 export interface DrainBudget {
@@ -133,8 +135,11 @@ export class Lanes {
         continue;
       }
       const limit = this.budget ? Math.min(free, this.budget.maxJobs - this.budget.started) : free;
+      // The claim's jobs are counted before it is sent, so continuations started meanwhile
+      // cannot take a drain past maxJobs; what the claim did not find is given back after.
+      if (this.budget) this.budget.started += limit;
       const startedAt = Date.now();
-      let claimed: JobRecord[];
+      let claimed: JobRecord[] = [];
       try {
         claimed = await queue.claim(owner, limit, leaseMs);
         this.reachable(startedAt);
@@ -142,6 +147,13 @@ export class Lanes {
         this.trouble(error, "claiming jobs");
         if (mode === "drain") this.outage ??= error;
         continue;
+      } finally {
+        if (this.budget) this.budget.started -= limit - claimed.length;
+      }
+      // Stopped while the claim was on its way: these jobs are not ours to run any more.
+      if (!this.running) {
+        await Promise.all(claimed.map((job) => this.handBack(job)));
+        break;
       }
       for (const job of claimed) this.spawn(job, mode);
       if (claimed.length === limit) continue;
@@ -174,7 +186,6 @@ export class Lanes {
 
   private spawn(job: JobRecord, mode: Mode): void {
     this.lanes++;
-    if (this.budget) this.budget.started++;
     void this.lane(job, mode).finally(() => {
       this.lanes--;
       this.laneEnded.set();
@@ -210,6 +221,7 @@ export class Lanes {
 
   /** A continuation this process will not run: claimable by anyone, at once. */
   private async handBack(job: JobRecord): Promise<void> {
+    this.options.handedBack?.(job);
     await this.options.queue.release(job, this.options.owner, { delayMs: 0 }).catch(() => {});
   }
 

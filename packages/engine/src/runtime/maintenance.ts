@@ -28,12 +28,15 @@ export async function repairStrandedRuns(ctx: EngineContext): Promise<string[]> 
       if (!draft || isTerminal(draft.run.status)) return null;
       const missing = expectedJobs(draft.state(draft.run.version));
       if (missing.length === 0) return null;
+      // A job of a purpose the run already has is not written (one per purpose): what is queued is what was missing.
       for (const job of missing) draft.enqueue(job);
-      draft.warn(`run ${runId} ${draft.run.functionId} had no job to move it on; queued ${missing.map((j) => j.kind + (j.stepId ? ` of "${j.stepId}"` : "")).join(", ")}`);
-      return unit.commit();
+      return { outcome: await unit.commit(), functionId: draft.run.functionId };
     });
-    if (outcome) {
-      await afterCommit(ctx, outcome);
+    if (!outcome) continue;
+    await afterCommit(ctx, outcome.outcome);
+    const queued = outcome.outcome.queued.filter((job) => job.runId === runId);
+    if (queued.length > 0) {
+      ctx.log.warn(`run ${runId} ${outcome.functionId} had no job to move it on; queued ${queued.map((j) => j.kind + (j.stepId ? ` of "${j.stepId}"` : "")).join(", ")}`);
       repaired.push(runId);
     }
   }

@@ -36,9 +36,6 @@ export interface UnitOutcome extends Committed {
   states: Map<string, RunState>;
 }
 
-/** Events found for a new wait, at most: a wait resolves to the first of them that matches. */
-const LOOKBACK_LIMIT = 500;
-
 interface Entry {
   draft: RunDraft;
   version: number;
@@ -195,8 +192,7 @@ export class UnitOfWork {
     if (!since) return;
     await this.tx.lockWaits([...new Set(waits.map((w) => w.matcher.eventName))].sort());
     for (const { draft, matcher } of waits) {
-      const events = await this.tx.eventsSince(matcher.eventName, since, LOOKBACK_LIMIT);
-      const first = events.find((event) => matcherAccepts(matcher, draft.event, event));
+      const first = await this.tx.firstEventSince(matcher.eventName, since, matcher.expiresAt, (event) => matcherAccepts(matcher, draft.event, event));
       if (first) resolveWait(draft, this.env(draft), matcher.stepId, first);
     }
   }

@@ -21,12 +21,18 @@ const slow = client.createFunction({ id: "slow", triggers: [{ event: "leases/slo
   });
   return "finished";
 });
+// Sending an event reaches beyond the run's own rows, so each answer commits in a transaction.
+const sender = client.createFunction({ id: "sender", triggers: [{ event: "leases/send" }] }, async ({ step }) => {
+  await step.sendEvent("note", { name: "leases/noted", data: {} });
+  await step.sendEvent("note-again", { name: "leases/noted", data: {} });
+  return "sent";
+});
 
 describe.runIf(STORE_KINDS.includes("postgres+redis"))("leases with the queue in Redis", () => {
   let stack: Stack;
   let second: Executor;
   beforeAll(async () => {
-    stack = await startStack({ store: "postgres+redis", client, functions: [slow], executor: { maintenanceMs: 300, pollMs: 50 } });
+    stack = await startStack({ store: "postgres+redis", client, functions: [slow, sender], executor: { maintenanceMs: 300, pollMs: 50 } });
     // A second executor process on the same stores (its own worker name, so its own leases).
     second = new Executor({ store: stack.store, signingKey: DEV_SIGNING_KEY, log: memoryLogger(), pollMs: 50, maintenanceMs: 300, registryRefreshMs: 0 });
     await second.start();
@@ -48,5 +54,17 @@ describe.runIf(STORE_KINDS.includes("postgres+redis"))("leases with the queue in
     const run = await stack.waitForRun(id!, { timeoutMs: 20_000 });
     expect(run.output).toBe("finished");
     expect(bodies).toBe(1);
+  });
+
+  it("a job finished in a transaction leaves Redis too, so idle executors are not handed it again", { timeout: 30_000 }, async () => {
+    const [id] = await stack.send({ name: "leases/send", data: {} });
+    const run = await stack.waitForRun(id!, { timeoutMs: 20_000 });
+    expect(run.output).toBe("sent");
+    // With nothing left in the record, Redis holds nothing either (not even as leased until its lease runs out).
+    const sql = (stack.store as unknown as { client: { query(text: string): Promise<Array<{ n: number | string }>> } }).client;
+    expect(Number((await sql.query("SELECT count(*) AS n FROM jobs"))[0]!.n)).toBe(0);
+    const redis = new Redis({ url: stack.redis!.url, token: stack.redis!.token });
+    expect(await redis.zcard(`${stack.redis!.prefix}due`)).toBe(0);
+    expect(await redis.zcard(`${stack.redis!.prefix}leased`)).toBe(0);
   });
 });

@@ -22,6 +22,8 @@ export class FaultyStore implements Store {
   readonly queue: Queue;
   dead = false;
   claims = 0;
+  /** Claims that came back with jobs. */
+  fruitfulClaims = 0;
   /** The run of every job this executor got, to name the run when a lease turns out lost. */
   private readonly jobRuns = new Map<string, string>();
   private calls = 0;
@@ -38,6 +40,7 @@ export class FaultyStore implements Store {
       claim: (...args) => this.call(async () => {
         this.claims++;
         const jobs = await q.claim(...args);
+        if (jobs.length > 0) this.fruitfulClaims++;
         for (const job of jobs) this.jobRuns.set(job.id, job.runId);
         return jobs;
       }),

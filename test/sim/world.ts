@@ -25,8 +25,9 @@ export interface Played {
   acked: Array<{ eventId: string; key: string; fn: "r0" | "r2"; program: Item[] }>;
   startedAt: number;
   quiesced: boolean;
-  /** Store calls that claimed jobs, across executors, while nothing was due (1.5 s). */
+  /** Store calls that claimed jobs, across executors, while nothing was due (1.5 s), and how many found any. */
   idleClaims: number;
+  idleFruitfulClaims: number;
   /** CPU of this process while idle, as a share of one core. */
   idleCpu: number;
   /** How long each graceful stop took. */
@@ -182,17 +183,19 @@ export async function play(topology: Topology, schedule: Schedule): Promise<Play
   // Idle: nothing is due, so the executors only poll.
   await sleep(600);
   const claimsBefore = slots.reduce((sum, s) => sum + s.store.claims, 0);
+  const fruitfulBefore = slots.reduce((sum, s) => sum + s.store.fruitfulClaims, 0);
   const cpuBefore = process.cpuUsage();
   const idleFrom = Date.now();
   await sleep(1_500);
   const cpu = process.cpuUsage(cpuBefore);
   const idleCpu = (cpu.user + cpu.system) / 1_000 / (Date.now() - idleFrom);
   const idleClaims = slots.reduce((sum, s) => sum + s.store.claims, 0) - claimsBefore;
+  const idleFruitfulClaims = slots.reduce((sum, s) => sum + s.store.fruitfulClaims, 0) - fruitfulBefore;
 
   for (const slot of slots) {
     const started = Date.now();
     await slot.executor.stop(STOP_GRACE_MS);
     stops.push(Date.now() - started);
   }
-  return { ledger, acked, startedAt, quiesced, idleClaims, idleCpu, stops, executorLines: lines };
+  return { ledger, acked, startedAt, quiesced, idleClaims, idleFruitfulClaims, idleCpu, stops, executorLines: lines };
 }

@@ -131,7 +131,10 @@ async function complete(runner: JobRunner, job: JobRecord, state: RunState | nul
     const unit = new UnitOfWork(tx, ctx, { continuation: { runId: job.runId, owner, leaseMs }, readyAt: done.readyAt });
     const draft = await unit.load(job.runId);
     if (draft) transition(draft, unit.env(draft));
-    return unit.commit();
+    const committed = await unit.commit();
+    // The job itself is gone too: a queue outside the record must hear of it (or it hands the job out again).
+    committed.deleted.push(job.id);
+    return committed;
   });
   await afterCommit(ctx, outcome);
   return handOver(runner, outcome.continued, outcome.states.get(job.runId));

@@ -3,7 +3,7 @@
  * app verifies it (current or next key), refuses what is unsigned, tampered or stale, and
  * the executor refuses events without the event key and registrations without the signing key.
  */
-import { PROTOCOL_VERSION, sign, type InvokeRequest } from "@stepwise/protocol";
+import { PROTOCOL_VERSION, requestTarget, sign, type InvokeRequest } from "@stepwise/protocol";
 import { Stepwise } from "@stepwise/sdk";
 import { serve as serveFetch } from "@stepwise/sdk/fetch";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -20,6 +20,11 @@ function app(keys: { signingKey: string; signingKeyNext?: string }) {
     return step.run("hello", () => `hello ${event.data.who}`);
   });
   return { client, functions: [fn] };
+}
+
+/** The signature the executor would send with `body` to `url`. */
+function signFor(key: string, url: string, body: string, nowMs?: number): Promise<string> {
+  return sign(key, { method: "POST", target: requestTarget(url), body }, nowMs);
 }
 
 function invocation(who: string): string {
@@ -51,13 +56,14 @@ describe("signed requests (production mode)", () => {
 
   it.each([
     ["missing", async (body: string) => ({}), /Missing x-stepwise-signature/],
-    ["tampered", async (body: string) => ({ "x-stepwise-signature": await sign("key-current", body.replace("Mallory", "Alice")) }), /does not match/],
-    ["stale", async (body: string) => ({ "x-stepwise-signature": await sign("key-current", body, Date.now() - 10 * 60_000) }), /Stale signature/],
-    ["signed with another key", async (body: string) => ({ "x-stepwise-signature": await sign("wrong-key", body) }), /does not match/],
+    ["tampered", async (body: string, url: string) => ({ "x-stepwise-signature": await signFor("key-current", url, body.replace("Mallory", "Alice")) }), /does not match/],
+    ["stale", async (body: string, url: string) => ({ "x-stepwise-signature": await signFor("key-current", url, body, Date.now() - 10 * 60_000) }), /Stale signature/],
+    ["signed with another key", async (body: string, url: string) => ({ "x-stepwise-signature": await signFor("wrong-key", url, body) }), /does not match/],
   ])("the app refuses a %s signature with 401 and does not run the function", async (_, headers, message) => {
     const before = bodies.length;
     const body = invocation("Mallory");
-    const response = await fetch(`${stack.appUrl}?fnId=signed`, { method: "POST", body, headers: await headers(body) });
+    const url = `${stack.appUrl}?fnId=signed`;
+    const response = await fetch(url, { method: "POST", body, headers: await headers(body, url) });
     expect(response.status).toBe(401);
     expect(((await response.json()) as { error: string }).error).toMatch(message);
     expect(bodies.length).toBe(before);
@@ -65,11 +71,8 @@ describe("signed requests (production mode)", () => {
 
   it("the app accepts a correctly signed invocation", async () => {
     const body = invocation("Grace");
-    const response = await fetch(`${stack.appUrl}?fnId=signed`, {
-      method: "POST",
-      body,
-      headers: { "x-stepwise-signature": await sign("key-current", body) },
-    });
+    const url = `${stack.appUrl}?fnId=signed`;
+    const response = await fetch(url, { method: "POST", body, headers: { "x-stepwise-signature": await signFor("key-current", url, body) } });
     expect(response.status).toBe(206);
     expect(await response.json()).toMatchObject({ type: "ops", ops: [{ op: "step-ran", id: "hello", output: "hello Grace" }] });
   });
@@ -123,5 +126,58 @@ describe("signing key rotation", () => {
   it("keeps runs working while executor and app hold the keys in either order", async () => {
     const [id] = await stack.send({ name: "test/signed", data: { who: "Rotated" } });
     expect((await stack.waitForRun(id!)).output).toBe("hello Rotated");
+  });
+});
+
+describe("a captured invocation (production mode)", () => {
+  const otherBodies: string[] = [];
+  let captured: { url: string; signature: string; body: string } | undefined;
+  let stack: Stack;
+  beforeAll(async () => {
+    const { client, functions } = app({ signingKey: "key-current" });
+    const other = client.createFunction({ id: "other", triggers: [{ event: "test/other" }], retries: 0 }, async ({ step }) => {
+      return step.run("hello", () => void otherBodies.push("ran"));
+    });
+    stack = await startStack({
+      store: "pglite",
+      client,
+      functions: [...functions, other],
+      executor: { dev: false, signingKey: "key-current", eventKey: "event-key" },
+      // What someone on the path between executor and app would see: the first invocation as sent.
+      intercept: async (request, toApp) => {
+        const body = await request.text();
+        if (!captured && request.method === "POST") captured = { url: request.url, signature: request.headers.get("x-stepwise-signature")!, body };
+        return toApp(new Request(request.url, { method: request.method, headers: request.headers, body: request.method === "GET" ? undefined : body }));
+      },
+    });
+    const [id] = await stack.send({ name: "test/signed", data: { who: "Eve" } });
+    await stack.waitForRun(id!);
+  });
+  afterAll(async () => stack?.close());
+
+  it("is refused when sent to another function: the signature covers ?fnId=", async () => {
+    expect(captured?.url).toMatch(/fnId=signed$/);
+    const elsewhere = captured!.url.replace("fnId=signed", "fnId=other");
+    const response = await fetch(elsewhere, { method: "POST", body: captured!.body, headers: { "x-stepwise-signature": captured!.signature } });
+    expect(response.status).toBe(401);
+    expect(((await response.json()) as { error: string }).error).toMatch(/another method, path or function/);
+    expect(otherBodies).toEqual([]);
+  });
+
+  it("is refused when replayed to the same function: the app runs each signed request once", async () => {
+    const before = bodies.length;
+    const response = await fetch(captured!.url, { method: "POST", body: captured!.body, headers: { "x-stepwise-signature": captured!.signature } });
+    expect(response.status).toBe(401);
+    expect(((await response.json()) as { error: string }).error).toMatch(/already received/);
+    expect(bodies.length).toBe(before);
+  });
+
+  it("is refused when its body names another function than the one addressed", async () => {
+    const url = `${stack.appUrl}?fnId=other`;
+    const body = invocation("Mallory"); // a run of "signed", signed for ?fnId=other
+    const response = await fetch(url, { method: "POST", body, headers: { "x-stepwise-signature": await signFor("key-current", url, body) } });
+    expect(response.status).toBe(400);
+    expect(((await response.json()) as { error: string }).error).toMatch(/for function "signed" but was sent to \?fnId=other/);
+    expect(otherBodies).toEqual([]);
   });
 });

@@ -4,7 +4,7 @@
  * so a redeployed app's new functions appear without a restart.
  */
 import type { Executor } from "@stepwise/engine";
-import { HEADERS, sign } from "@stepwise/protocol";
+import { HEADERS, requestTarget, sign } from "@stepwise/protocol";
 
 export interface DiscoveryOptions {
   executor: Executor;
@@ -61,7 +61,7 @@ export function startDiscovery(options: DiscoveryOptions): { stop(): void; synce
 
 async function syncFrom(executor: Executor, url: string, signingKey: string): Promise<void> {
   const response = await fetch(url, {
-    headers: { [HEADERS.signature]: await sign(signingKey, "") },
+    headers: { [HEADERS.signature]: await sign(signingKey, { method: "GET", target: requestTarget(url), body: "" }) },
     signal: AbortSignal.timeout(5_000),
   });
   if (!response.ok) throw new Error(`GET answered HTTP ${response.status}`);

@@ -11,7 +11,7 @@
  * Outside dev mode, events need the event key and the run and function routes the signing key.
  * Bad input gets a 4xx with `{ error }` saying what is wrong; nothing is stored then.
  */
-import { DEV_SIGNING_KEY, HEADERS, verify } from "@stepwise/protocol";
+import { APPS_ROUTE, DEV_SIGNING_KEY, HEADERS, verify } from "@stepwise/protocol";
 import { InputError, type Executor } from "@stepwise/engine";
 import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
@@ -57,10 +57,10 @@ export function createApi(options: ApiOptions): Hono {
     },
   );
 
-  app.post("/api/apps", bodyLimit({ maxSize }), async (c) => {
+  app.post(APPS_ROUTE, bodyLimit({ maxSize }), async (c) => {
     const raw = await c.req.text();
     const keys = options.dev ? [...options.signingKeys, DEV_SIGNING_KEY] : options.signingKeys;
-    const check = await verify(c.req.header(HEADERS.signature), raw, keys);
+    const check = await verify(c.req.header(HEADERS.signature), { method: "POST", target: APPS_ROUTE, body: raw }, keys);
     if (!check.ok) return c.json({ error: `App registration rejected: ${check.message}` }, 401);
     const synced = await executor.syncApp(parseJson(raw));
     executor.log.info(`app ${synced.appId} synced with ${synced.functions.length} function(s): ${synced.functions.join(", ")}`);

@@ -1,9 +1,9 @@
 /**
- * Calls an app's `/api/durable` for one invocation: signs the body, bounds the time and the
+ * Calls an app's `/api/durable` for one invocation: signs it (method, path, function and body), bounds the time and the
  * size of the answer, and turns every failure (unreachable app, 401, garbage) into an
  * `error` answer that says whether a retry makes sense, so the run's retry policy decides.
  */
-import { HEADERS, InvokeResponseSchema, sign, type InvokeRequest, type InvokeResponse } from "@stepwise/protocol";
+import { HEADERS, InvokeResponseSchema, requestTarget, sign, type InvokeRequest, type InvokeResponse } from "@stepwise/protocol";
 import { formatBytes } from "./limits.ts";
 
 export interface InvokerOptions {
@@ -26,7 +26,7 @@ export async function invokeApp(
   try {
     response = await (options.fetch ?? fetch)(url, {
       method: "POST",
-      headers: { "content-type": "application/json", [HEADERS.signature]: await sign(options.signingKey, body) },
+      headers: { "content-type": "application/json", [HEADERS.signature]: await sign(options.signingKey, { method: "POST", target: requestTarget(url), body }) },
       body,
       signal: AbortSignal.timeout(options.timeoutMs),
     });

@@ -1,5 +1,7 @@
 /**
- * Request signing between executor and app: HMAC-SHA256 over `<timestamp>.<raw body>`.
+ * Request signing between executor and app: HMAC-SHA256 over the timestamp, the method, the
+ * target (path and query) and the raw body, so a captured request verifies only as what it
+ * was: the same method to the same path and function, within a minute of being signed.
  *
  * Header: `x-stepwise-signature: t=<unix seconds>,s=<hex digest>`. Uses WebCrypto only, so it
  * runs unchanged in Node, Workers, Deno and Bun. Two keys may be valid at once (current and
@@ -9,8 +11,26 @@
 /** The public key the dev server signs with; apps accept it only in dev mode. */
 export const DEV_SIGNING_KEY = "stepwise-dev-signing-key-not-secret";
 
-/** How far a signature's timestamp may be from the verifier's clock. */
-export const SIGNATURE_TOLERANCE_SECONDS = 300;
+/**
+ * How far a signature's timestamp may be from the verifier's clock. Short, because a request
+ * is verified the moment it arrives: this covers clock drift and a cold start, not storage.
+ */
+export const SIGNATURE_TOLERANCE_SECONDS = 60;
+
+/** What a signature covers besides its timestamp. */
+export interface SignedRequest {
+  /** `POST`, `GET`, `PUT` (compared upper-cased). */
+  method: string;
+  /** The path and query the request is addressed to, e.g. `/api/durable?fnId=fulfil`: see {@link requestTarget}. */
+  target: string;
+  body: string;
+}
+
+/** The part of a URL a signature binds: its path and query, as sent. */
+export function requestTarget(url: string | URL): string {
+  const parsed = typeof url === "string" ? new URL(url) : url;
+  return `${parsed.pathname}${parsed.search}`;
+}
 
 const encoder = new TextEncoder();
 const keyCache = new Map<string, Promise<CryptoKey>>();
@@ -31,8 +51,10 @@ function toHex(buffer: ArrayBuffer): string {
   return out;
 }
 
-async function digest(secret: string, timestamp: number, body: string): Promise<string> {
-  const mac = await crypto.subtle.sign("HMAC", await hmacKey(secret), encoder.encode(`${timestamp}.${body}`));
+async function digest(secret: string, timestamp: number, request: SignedRequest): Promise<string> {
+  // Newlines cannot occur in a method or a URL's path and query, so the parts cannot run into each other.
+  const signed = `${timestamp}\n${request.method.toUpperCase()}\n${request.target}\n${request.body}`;
+  const mac = await crypto.subtle.sign("HMAC", await hmacKey(secret), encoder.encode(signed));
   return toHex(mac);
 }
 
@@ -44,10 +66,20 @@ function constantTimeEqual(a: string, b: string): boolean {
   return diff === 0;
 }
 
-/** Signs `body` with `secret`; returns the header value. */
-export async function sign(secret: string, body: string, nowMs = Date.now()): Promise<string> {
+/** Signs `request` with `secret`; returns the header value. */
+export async function sign(secret: string, request: SignedRequest, nowMs = Date.now()): Promise<string> {
   const timestamp = Math.floor(nowMs / 1000);
-  return `t=${timestamp},s=${await digest(secret, timestamp, body)}`;
+  return `t=${timestamp},s=${await digest(secret, timestamp, request)}`;
+}
+
+const HEADER_SHAPE = /^t=\d{1,12},s=[0-9a-f]{64}$/;
+
+/**
+ * Whether a header has the shape of a signature, checked before anything else is read: a
+ * request without one is refused before its body is buffered.
+ */
+export function looksSigned(header: string | null | undefined): boolean {
+  return typeof header === "string" && HEADER_SHAPE.test(header.trim());
 }
 
 /** Why a signature was rejected, in words that tell the operator what to fix. */
@@ -56,28 +88,26 @@ export type SignatureProblem = "missing" | "malformed" | "stale" | "mismatch";
 export type VerifyResult = { ok: true } | { ok: false; problem: SignatureProblem; message: string };
 
 /**
- * Checks a signature header against `body` with any of `secrets` (current, next).
- * Rejects a missing or malformed header, a timestamp outside the tolerance, or a digest that
- * matches none of the keys (a tampered body, or a wrong key).
+ * Checks a signature header against `request` with any of `secrets` (current, next). A
+ * receiver known by more than one path (its own, the public one a proxy forwards) passes
+ * each as a target. Rejects a missing or malformed header, a timestamp outside the tolerance,
+ * or a digest that matches none (a tampered body, another target, or a wrong key).
  */
 export async function verify(
   header: string | null | undefined,
-  body: string,
+  request: SignedRequest | { method: string; targets: readonly string[]; body: string },
   secrets: readonly string[],
   nowMs = Date.now(),
 ): Promise<VerifyResult> {
   if (!header) {
     return { ok: false, problem: "missing", message: "Missing x-stepwise-signature header: requests must be signed by the executor" };
   }
-  const parts = new Map(header.split(",").map((part) => {
-    const at = part.indexOf("=");
-    return [part.slice(0, at).trim(), part.slice(at + 1).trim()] as const;
-  }));
-  const timestamp = Number(parts.get("t"));
-  const signature = parts.get("s");
-  if (!Number.isInteger(timestamp) || !signature) {
-    return { ok: false, problem: "malformed", message: "Malformed x-stepwise-signature header: expected t=<unix seconds>,s=<hex>" };
+  if (!looksSigned(header)) {
+    return { ok: false, problem: "malformed", message: "Malformed x-stepwise-signature header: expected t=<unix seconds>,s=<64 hex digits>" };
   }
+  const [t, s] = header.trim().split(",");
+  const timestamp = Number(t!.slice(2));
+  const signature = s!.slice(2);
   const skew = Math.abs(nowMs / 1000 - timestamp);
   if (skew > SIGNATURE_TOLERANCE_SECONDS) {
     return {
@@ -86,12 +116,20 @@ export async function verify(
       message: `Stale signature: signed ${Math.round(skew)}s away from now, tolerance is ${SIGNATURE_TOLERANCE_SECONDS}s (check the clocks)`,
     };
   }
-  for (const secret of secrets) {
-    if (constantTimeEqual(await digest(secret, timestamp, body), signature)) return { ok: true };
+  const targets = "targets" in request ? request.targets : [request.target];
+  let matched = false;
+  for (const target of targets) {
+    for (const secret of secrets) {
+      // Every digest is computed and compared, so the time taken says nothing about which came close.
+      if (constantTimeEqual(await digest(secret, timestamp, { ...request, target }), signature)) matched = true;
+    }
   }
+  if (matched) return { ok: true };
   return {
     ok: false,
     problem: "mismatch",
-    message: "Signature does not match: the body was altered or the signing keys differ (check STEPWISE_SIGNING_KEY)",
+    message:
+      "Signature does not match: the body was altered, the request was signed for another method, path or function, " +
+      "or the signing keys differ (check STEPWISE_SIGNING_KEY)",
   };
 }

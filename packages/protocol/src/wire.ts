@@ -215,3 +215,6 @@ export const HEADERS = {
   /** Set by `serve()` on every answer so the executor knows it reached an SDK. */
   sdk: "x-stepwise-sdk",
 } as const;
+
+/** The executor's route apps register on (`PUT /api/durable` posts the app's description there, signed). */
+export const APPS_ROUTE = "/api/apps";

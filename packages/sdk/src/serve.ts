@@ -3,7 +3,7 @@
  * only translates to and from this. `GET` describes the app, `PUT` registers it with the
  * executor, `POST ?fnId=` runs one signed invocation.
  */
-import { DEV_SIGNING_KEY, HEADERS, InvokeRequestSchema, sign, verify, type InvokeRequest } from "@stepwise/protocol";
+import { APPS_ROUTE, DEV_SIGNING_KEY, HEADERS, InvokeRequestSchema, requestTarget, sign, verify, type InvokeRequest } from "@stepwise/protocol";
 import { postToExecutor } from "./api.ts";
 import type { Stepwise } from "./client.ts";
 import { MISSING_SIGNING_KEY, outgoingSigningKey, type EnvSource, type Settings } from "./env.ts";
@@ -11,6 +11,7 @@ import { StepwiseApiError } from "./errors.ts";
 import { execute } from "./execution.ts";
 import type { AnyStepwiseFunction } from "./function.ts";
 import { FunctionRegistry, SDK_VERSION } from "./registry.ts";
+import { SeenSignatures } from "./seen-signatures.ts";
 
 /** Options of `serve()`, the same for every adapter. */
 export interface ServeOptions {
@@ -33,6 +34,7 @@ class Endpoint {
   private readonly client: Stepwise<any>;
   private readonly registry: FunctionRegistry;
   private devNoticeShown = false;
+  private readonly seenSignatures = new SeenSignatures();
 
   constructor(private readonly options: ServeOptions) {
     this.client = options.client;
@@ -63,16 +65,25 @@ class Endpoint {
     const keys = this.verificationKeys(settings);
     if (!keys) return json(500, { error: MISSING_SIGNING_KEY });
     const body = await request.text();
-    const verdict = await verify(request.headers.get(HEADERS.signature), body, keys);
+    const url = new URL(request.url);
+    const signature = request.headers.get(HEADERS.signature);
+    const verdict = await verify(signature, { method: "POST", targets: this.targets(url, settings), body }, keys);
     if (!verdict.ok) return json(401, { error: verdict.message });
+    if (!this.seenSignatures.firstTime(signature!)) {
+      return json(401, { error: "Replayed request: this app already received this signed invocation; the executor signs every attempt anew" });
+    }
     const parsed = parseInvocation(body);
     if (!parsed.ok) return json(400, { error: parsed.error });
-    const fnId = new URL(request.url).searchParams.get("fnId");
+    const fnId = url.searchParams.get("fnId");
     if (!fnId) return json(400, { error: "Missing ?fnId=<function id> in the URL" });
     const fn = this.registry.get(fnId);
     if (!fn) {
       const known = this.registry.ids().join(", ") || "none";
       return json(404, { error: `No function "${fnId}" in app "${this.client.id}" (it serves: ${known})` });
+    }
+    // The signature binds ?fnId=; the body must be a run of that same function.
+    if (parsed.request.run.functionId !== fnId) {
+      return json(400, { error: `The invocation is for function "${parsed.request.run.functionId}" but was sent to ?fnId=${fnId}` });
     }
     const result = await execute(fn, parsed.request);
     return json(result.status, result.body);
@@ -87,7 +98,7 @@ class Endpoint {
         fetch: this.client.fetch,
         url: `${settings.baseUrl}/api/apps`,
         body,
-        headers: { [HEADERS.signature]: await sign(key, body) },
+        headers: { [HEADERS.signature]: await sign(key, { method: "POST", target: APPS_ROUTE, body }) },
       });
       const message = (answer as { message?: unknown }).message;
       const fallback = `Registered app "${this.client.id}" with ${settings.baseUrl}`;
@@ -107,6 +118,18 @@ class Endpoint {
       this.client.log.info("Stepwise: dev mode, accepting requests signed with the public dev key");
     }
     return [DEV_SIGNING_KEY];
+  }
+
+  /**
+   * The path and query an invocation may be signed for: this request's own, and the same
+   * query on the configured public URL's path (where a proxy forwards under another path).
+   */
+  private targets(url: URL, settings: Settings): string[] {
+    const own = requestTarget(url);
+    const configured = this.options.serveUrl ?? settings.serveUrl;
+    if (!configured) return [own];
+    const publicTarget = `${new URL(configured).pathname}${url.search}`;
+    return publicTarget === own ? [own] : [own, publicTarget];
   }
 
   private publicUrl(request: Request, settings: Settings): string {

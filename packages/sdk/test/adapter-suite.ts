@@ -2,12 +2,12 @@
  * One suite for every `serve()` adapter (like inngest-js's `testFramework()`): each adapter
  * receives the same Web requests, translated to its own input shape by a small `mount`.
  */
-import { HEADERS, sign, verify } from "@stepwise/protocol";
+import { HEADERS, verify } from "@stepwise/protocol";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { z } from "zod";
 import type { ServeOptions } from "../src/serve.ts";
 import { Stepwise } from "../src/index.ts";
-import { request, TRIGGER } from "./helpers.ts";
+import { request, signInvocation, TRIGGER } from "./helpers.ts";
 
 export const KEY = "adapter-suite-key";
 const EXECUTOR = "http://executor.test:8288";
@@ -65,11 +65,14 @@ export function testAdapter(adapter: AdapterUnderTest): void {
       return { ran, url: mounted.url, call: mounted.call };
     }
 
-    async function post(body: string, signature: string | null) {
+    /** POSTs `body` to `?fnId=fulfil`, with the signature `signature` makes for that URL. */
+    async function post(body: string, signature: (url: string) => Promise<string | null>) {
       const { ran, url, call } = await mount();
+      const target = `${url}?fnId=fulfil`;
       const headers: Record<string, string> = { "content-type": "application/json" };
-      if (signature !== null) headers[HEADERS.signature] = signature;
-      const res = await call(new Request(`${url}?fnId=fulfil`, { method: "POST", headers, body }));
+      const header = await signature(target);
+      if (header !== null) headers[HEADERS.signature] = header;
+      const res = await call(new Request(target, { method: "POST", headers, body }));
       return { res, ran };
     }
 
@@ -82,21 +85,22 @@ export function testAdapter(adapter: AdapterUnderTest): void {
     });
 
     it("POST with a valid signature runs one step and answers 206", async () => {
-      const { res, ran } = await post(invocation, await sign(KEY, invocation));
+      const { res, ran } = await post(invocation, (url) => signInvocation(KEY, url, invocation));
       expect(res.status).toBe(206);
       expect(res.headers.get(HEADERS.sdk)).toBe("stepwise-js/0.1.0");
       expect(await res.json()).toEqual({ type: "ops", ops: [{ op: "step-ran", id: "reserve", name: "reserve", position: 0, output: "reserved o1" }] });
       expect(ran).toEqual([unicodeEvent.data]);
     });
 
-    const badSignatures: [string, () => Promise<string | null>, RegExp][] = [
+    const badSignatures: [string, (url: string) => Promise<string | null>, RegExp][] = [
       ["missing", async () => null, /Missing x-stepwise-signature/],
-      ["tampered", async () => sign(KEY, invocation.replace("o1", "o2")), /does not match/],
-      ["stale", async () => sign(KEY, invocation, Date.now() - 10 * 60_000), /Stale signature/],
-      ["wrong-key", async () => sign("another-key", invocation), /does not match/],
+      ["tampered", (url) => signInvocation(KEY, url, invocation.replace("o1", "o2")), /does not match/],
+      ["stale", (url) => signInvocation(KEY, url, invocation, Date.now() - 10 * 60_000), /Stale signature/],
+      ["wrong-key", (url) => signInvocation("another-key", url, invocation), /does not match/],
+      ["another function's", (url) => signInvocation(KEY, url.replace("fnId=fulfil", "fnId=refund"), invocation), /does not match/],
     ];
     it.each(badSignatures)("POST with a %s signature answers 401 and runs nothing", async (_case, signature, message) => {
-      const { res, ran } = await post(invocation, await signature());
+      const { res, ran } = await post(invocation, signature);
       expect(res.status).toBe(401);
       expect(((await res.json()) as { error: string }).error).toMatch(message);
       expect(ran).toEqual([]);
@@ -104,7 +108,7 @@ export function testAdapter(adapter: AdapterUnderTest): void {
 
     it("POST with a signed body that is not an invocation answers 400", async () => {
       for (const body of ["{not json", JSON.stringify({ hello: "world" })]) {
-        const { res, ran } = await post(body, await sign(KEY, body));
+        const { res, ran } = await post(body, (url) => signInvocation(KEY, url, body));
         expect(res.status).toBe(400);
         expect(((await res.json()) as { error: string }).error).toMatch(/Body is not/);
         expect(ran).toEqual([]);
@@ -125,7 +129,7 @@ export function testAdapter(adapter: AdapterUnderTest): void {
       expect(calls).toHaveLength(1);
       expect(calls[0]!.url).toBe(`${EXECUTOR}/api/apps`);
       expect(JSON.parse(calls[0]!.body)).toMatchObject({ appId: "shop", url, functions: [{ id: "fulfil" }] });
-      expect(await verify(calls[0]!.signature, calls[0]!.body, [KEY])).toEqual({ ok: true });
+      expect(await verify(calls[0]!.signature, { method: "POST", target: "/api/apps", body: calls[0]!.body }, [KEY])).toEqual({ ok: true });
     });
   });
 }

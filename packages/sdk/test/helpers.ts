@@ -1,5 +1,5 @@
 /** Builders for invocations, so each test states only the stored steps it cares about. */
-import { PROTOCOL_VERSION, type InvokeRequest, type StepKind, type StoredStep, type WireEvent } from "@stepwise/protocol";
+import { PROTOCOL_VERSION, requestTarget, sign, type InvokeRequest, type StepKind, type StoredStep, type WireEvent } from "@stepwise/protocol";
 import { execute, type InvokeResult } from "../src/execution.ts";
 import type { RunnableFunction } from "../src/function.ts";
 
@@ -9,7 +9,7 @@ export const TRIGGER: WireEvent = { id: "evt-1", name: "order/created", data: { 
 export function request(steps: StoredStep[] = [], extra: Partial<InvokeRequest> = {}): InvokeRequest {
   return {
     version: PROTOCOL_VERSION,
-    run: { id: "run-1", functionId: "shop-fulfil", attempt: 0 },
+    run: { id: "run-1", functionId: "fulfil", attempt: 0 },
     event: TRIGGER,
     events: [TRIGGER],
     steps,
@@ -28,6 +28,11 @@ export function failed(position: number, name: string, error: { name: string; me
 
 export function pending(position: number, name: string, kind: StepKind = "run", id = name): StoredStep {
   return { id, name, kind, position, status: "pending" };
+}
+
+/** The signature header the executor sends with `body` POSTed to `url` (its path and `?fnId=` included). */
+export function signInvocation(key: string, url: string, body: string, nowMs?: number): Promise<string> {
+  return sign(key, { method: "POST", target: requestTarget(url), body }, nowMs);
 }
 
 /** Runs one invocation of `fn`. */

@@ -1,10 +1,10 @@
 /** The Lambda adapter on AWS's documented events: URL, headers, query and result shapes. */
-import { HEADERS, sign } from "@stepwise/protocol";
+import { HEADERS } from "@stepwise/protocol";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { serve, toRequest } from "../src/adapters/lambda.ts";
 import { Stepwise } from "../src/index.ts";
 import { functionUrlEvent, httpApiV2Event, restApiV1Event } from "./fixtures/lambda-events.ts";
-import { request } from "./helpers.ts";
+import { request, signInvocation } from "./helpers.ts";
 
 const KEY = "lambda-key";
 
@@ -61,7 +61,7 @@ describe("serve", () => {
       ...httpApiV2Event,
       rawPath: "/api/durable",
       rawQueryString: "fnId=fulfil",
-      headers: { ...httpApiV2Event.headers, "content-type": "application/json", [HEADERS.signature]: await sign(KEY, body) },
+      headers: { ...httpApiV2Event.headers, "content-type": "application/json", [HEADERS.signature]: await signInvocation(KEY, "https://lambda.example/api/durable?fnId=fulfil", body) },
       body,
     };
     const result = await handler()(event);

@@ -1,11 +1,11 @@
 /** The Node adapter after a body parser: a parsed body without the raw bytes is a setup error, said plainly. */
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { HEADERS, sign } from "@stepwise/protocol";
+import { HEADERS } from "@stepwise/protocol";
 import { afterEach, expect, it } from "vitest";
 import { serve, type NodeRequest } from "../src/adapters/node.ts";
 import { Stepwise } from "../src/index.ts";
-import { request } from "./helpers.ts";
+import { request, signInvocation } from "./helpers.ts";
 
 const KEY = "node-key";
 let server: Server | undefined;
@@ -31,7 +31,7 @@ async function jsonParser(req: NodeRequest): Promise<void> {
 it("answers 500 with how to keep the raw body when a parser consumed it", async () => {
   const { base, ran } = await listen(jsonParser);
   const body = JSON.stringify(request());
-  const res = await fetch(`${base}?fnId=fulfil`, { method: "POST", body, headers: { "content-type": "application/json", [HEADERS.signature]: await sign(KEY, body) } });
+  const res = await fetch(`${base}?fnId=fulfil`, { method: "POST", body, headers: { "content-type": "application/json", [HEADERS.signature]: await signInvocation(KEY, `${base}?fnId=fulfil`, body) } });
   expect(res.status).toBe(500);
   expect(res.headers.get(HEADERS.sdk)).toBe("stepwise-js/0.1.0");
   expect(((await res.json()) as { error: string }).error).toMatch(/needs the raw request body.*express\.raw.*req\.rawBody = buf/);
@@ -47,7 +47,7 @@ it("still describes on GET behind a parser that set req.body = {}", async () => 
 it("reads the stream when a parser skipped the request (req.body = {}, stream untouched)", async () => {
   const { base, ran } = await listen(async (req) => void (req.body = {}));
   const body = JSON.stringify(request());
-  const res = await fetch(`${base}?fnId=fulfil`, { method: "POST", body, headers: { [HEADERS.signature]: await sign(KEY, body) } });
+  const res = await fetch(`${base}?fnId=fulfil`, { method: "POST", body, headers: { [HEADERS.signature]: await signInvocation(KEY, `${base}?fnId=fulfil`, body) } });
   expect(res.status).toBe(200);
   expect(ran).toEqual(["body"]);
 });

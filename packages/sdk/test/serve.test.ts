@@ -1,13 +1,14 @@
 /** The /api/durable endpoint through the fetch adapter: describe, register, signed invocations. */
-import { DEV_SIGNING_KEY, FUNCTION_FAILED_EVENT, HEADERS, sign, verify, type AppDescription } from "@stepwise/protocol";
+import { DEV_SIGNING_KEY, FUNCTION_FAILED_EVENT, HEADERS, verify, type AppDescription } from "@stepwise/protocol";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { z } from "zod";
 import { serve } from "../src/adapters/fetch.ts";
 import { Stepwise } from "../src/index.ts";
-import { recordingLogger, request } from "./helpers.ts";
+import { recordingLogger, request, signInvocation } from "./helpers.ts";
 
 const KEY = "signing-key-current";
 const URL_BASE = "https://shop.example.com/api/durable";
+const FULFIL_URL = `${URL_BASE}?fnId=fulfil`;
 
 function setup(options: { signingKey?: string; signingKeyNext?: string; dev?: boolean; fetch?: typeof fetch } = { signingKey: KEY }) {
   const log = recordingLogger();
@@ -37,9 +38,9 @@ function setup(options: { signingKey?: string; signingKeyNext?: string; dev?: bo
 
 async function post(handler: ReturnType<typeof setup>["handler"], body: string, options: { fnId?: string; key?: string; signature?: string | null; env?: Record<string, string> } = {}) {
   const headers: Record<string, string> = { "content-type": "application/json" };
-  const signature = options.signature === undefined ? await sign(options.key ?? KEY, body) : options.signature;
-  if (signature !== null) headers[HEADERS.signature] = signature;
   const url = `${URL_BASE}?fnId=${options.fnId ?? "fulfil"}`;
+  const signature = options.signature === undefined ? await signInvocation(options.key ?? KEY, url, body) : options.signature;
+  if (signature !== null) headers[HEADERS.signature] = signature;
   return handler(new Request(url, { method: "POST", headers, body }), options.env);
 }
 
@@ -113,9 +114,11 @@ describe("POST", () => {
 
   it.each([
     ["missing", async () => null, /Missing/],
-    ["tampered", async (body: string) => sign(KEY, body.replace('"o1"', '"o2"')), /does not match/],
-    ["wrong key", async (body: string) => sign("someone-else", body), /does not match/],
-    ["stale", async (body: string) => sign(KEY, body, Date.now() - 10 * 60_000), /Stale/],
+    ["tampered", async (body: string) => signInvocation(KEY, FULFIL_URL, body.replace('"o1"', '"o2"')), /does not match/],
+    ["wrong key", async (body: string) => signInvocation("someone-else", FULFIL_URL, body), /does not match/],
+    ["stale", async (body: string) => signInvocation(KEY, FULFIL_URL, body, Date.now() - 10 * 60_000), /Stale/],
+    ["another function's", async (body: string) => signInvocation(KEY, `${URL_BASE}?fnId=plain`, body), /does not match/],
+    ["another path's", async (body: string) => signInvocation(KEY, `${URL_BASE.replace("/api/durable", "/other")}?fnId=fulfil`, body), /does not match/],
     ["malformed", async () => "v1=abc", /Malformed/],
   ])("rejects a %s signature with 401 without running the function", async (_, signatureFor, message) => {
     const { handler, ran } = setup();
@@ -157,10 +160,31 @@ describe("POST", () => {
     const env = { STEPWISE_DEV: "1" };
     const body = JSON.stringify(request());
     expect((await post(handler, body, { key: DEV_SIGNING_KEY, env })).status).toBe(206);
-    expect((await post(handler, body, { key: DEV_SIGNING_KEY, env })).status).toBe(206);
+    // A second attempt of the run: the executor signs every attempt anew.
+    const again = JSON.stringify(request([], { run: { id: "run-1", functionId: "fulfil", attempt: 1 } }));
+    expect((await post(handler, again, { key: DEV_SIGNING_KEY, env })).status).toBe(206);
     expect((await post(handler, body, { signature: null, env })).status).toBe(401);
     expect(ran).toEqual(["o1", "o1"]);
     expect(log.lines.filter((line) => line.includes("dev mode"))).toHaveLength(1);
+  });
+
+  it("runs a signed invocation once: the same signature again is a replay", async () => {
+    const { handler, ran } = setup();
+    const body = JSON.stringify(request());
+    const signature = await signInvocation(KEY, FULFIL_URL, body);
+    expect((await post(handler, body, { signature })).status).toBe(206);
+    const replayed = await post(handler, body, { signature });
+    expect(replayed.status).toBe(401);
+    expect(((await replayed.json()) as { error: string }).error).toMatch(/Replayed request/);
+    expect(ran).toEqual(["o1"]);
+  });
+
+  it("refuses an invocation whose run is of another function than the one addressed", async () => {
+    const { handler, ran } = setup();
+    const res = await post(handler, JSON.stringify(request()), { fnId: "plain" });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: string }).error).toMatch(/for function "fulfil" but was sent to \?fnId=plain/);
+    expect(ran).toEqual([]);
   });
 
   it("reads the signing key from the environment on each request", async () => {
@@ -185,6 +209,7 @@ describe("POST", () => {
     const req = request([{ id: "note", name: "note", kind: "run", position: 0, status: "completed", output: "failed o9" }], {
       event: failedEvent,
       events: [failedEvent],
+      run: { id: "run-9", functionId: "fulfil-failure", attempt: 0 },
     });
     const res = await post(handler, JSON.stringify(req), { fnId: "fulfil-failure" });
     expect(await res.json()).toEqual({ type: "completed", output: null });
@@ -208,7 +233,7 @@ describe("PUT", () => {
     const [call] = calls;
     expect(call?.url).toBe("http://executor:8288/api/apps");
     expect(JSON.parse(call!.body)).toMatchObject({ appId: "shop", url: URL_BASE, functions: [{ id: "fulfil" }, { id: "fulfil-failure" }, { id: "plain" }] });
-    expect(await verify(call!.signature, call!.body, [KEY])).toEqual({ ok: true });
+    expect(await verify(call!.signature, { method: "POST", target: "/api/apps", body: call!.body }, [KEY])).toEqual({ ok: true });
   });
 
   it("signs with the dev key in dev mode", async () => {
@@ -222,7 +247,7 @@ describe("PUT", () => {
     const { handler } = setup({ dev: true, fetch: fetchStub });
     const res = await handler(new Request(URL_BASE, { method: "PUT" }));
     expect(await res.json()).toMatchObject({ ok: true });
-    expect(await verify(signature, body, [DEV_SIGNING_KEY])).toEqual({ ok: true });
+    expect(await verify(signature, { method: "POST", target: "/api/apps", body }, [DEV_SIGNING_KEY])).toEqual({ ok: true });
   });
 
   it("passes the executor's refusal on with its status and message", async () => {

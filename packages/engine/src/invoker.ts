@@ -3,7 +3,7 @@
  * size of the answer, and turns every failure (unreachable app, 401, garbage) into an
  * `error` answer that says whether a retry makes sense, so the run's retry policy decides.
  */
-import { HEADERS, InvokeResponseSchema, requestTarget, sign, type InvokeRequest, type InvokeResponse } from "@stepwise/protocol";
+import { HEADERS, InvokeResponseSchema, readTextCapped, requestTarget, sign, type InvokeRequest, type InvokeResponse } from "@stepwise/protocol";
 import { formatBytes } from "./limits.ts";
 
 export interface InvokerOptions {
@@ -36,7 +36,7 @@ export async function invokeApp(
   }
   let text: string | null;
   try {
-    text = await readCapped(response, options.maxResponseBytes);
+    text = await readTextCapped(response, options.maxResponseBytes);
   } catch (error) {
     // The connection broke or the time ran out while the answer was on its way.
     const cause = error instanceof Error ? error.message : String(error);
@@ -81,29 +81,4 @@ function errorMessage(text: string): string {
   } catch {
     return text.slice(0, 200);
   }
-}
-
-/** Reads the body, or null once it passes `limit` bytes (the rest is not buffered). */
-async function readCapped(response: Response, limit: number): Promise<string | null> {
-  if (!response.body) return "";
-  const reader = response.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > limit) {
-      await reader.cancel();
-      return null;
-    }
-    chunks.push(value);
-  }
-  const all = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    all.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return new TextDecoder().decode(all);
 }

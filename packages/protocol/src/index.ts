@@ -1,5 +1,6 @@
 export * from "./wire.ts";
 export * from "./signing.ts";
+export * from "./body.ts";
 export * from "./duration.ts";
 export * from "./ids.ts";
 export * from "./text.ts";

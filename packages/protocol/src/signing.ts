@@ -75,11 +75,18 @@ export async function sign(secret: string, request: SignedRequest, nowMs = Date.
 const HEADER_SHAPE = /^t=\d{1,12},s=[0-9a-f]{64}$/;
 
 /**
- * Whether a header has the shape of a signature, checked before anything else is read: a
- * request without one is refused before its body is buffered.
+ * What is wrong with a signature header's shape, or null when it has the shape of one:
+ * checked before anything else is read, so a request without one is refused before its
+ * body is buffered.
  */
-export function looksSigned(header: string | null | undefined): boolean {
-  return typeof header === "string" && HEADER_SHAPE.test(header.trim());
+export function signatureHeaderProblem(header: string | null | undefined): (VerifyResult & { ok: false }) | null {
+  if (!header) {
+    return { ok: false, problem: "missing", message: "Missing x-stepwise-signature header: requests must be signed by the executor" };
+  }
+  if (!HEADER_SHAPE.test(header.trim())) {
+    return { ok: false, problem: "malformed", message: "Malformed x-stepwise-signature header: expected t=<unix seconds>,s=<64 hex digits>" };
+  }
+  return null;
 }
 
 /** Why a signature was rejected, in words that tell the operator what to fix. */
@@ -99,13 +106,9 @@ export async function verify(
   secrets: readonly string[],
   nowMs = Date.now(),
 ): Promise<VerifyResult> {
-  if (!header) {
-    return { ok: false, problem: "missing", message: "Missing x-stepwise-signature header: requests must be signed by the executor" };
-  }
-  if (!looksSigned(header)) {
-    return { ok: false, problem: "malformed", message: "Malformed x-stepwise-signature header: expected t=<unix seconds>,s=<64 hex digits>" };
-  }
-  const [t, s] = header.trim().split(",");
+  const shape = signatureHeaderProblem(header);
+  if (shape) return shape;
+  const [t, s] = header!.trim().split(",");
   const timestamp = Number(t!.slice(2));
   const signature = s!.slice(2);
   const skew = Math.abs(nowMs / 1000 - timestamp);

@@ -3,7 +3,18 @@
  * only translates to and from this. `GET` describes the app, `PUT` registers it with the
  * executor, `POST ?fnId=` runs one signed invocation.
  */
-import { APPS_ROUTE, DEV_SIGNING_KEY, HEADERS, InvokeRequestSchema, requestTarget, sign, verify, type InvokeRequest } from "@stepwise/protocol";
+import {
+  APPS_ROUTE,
+  DEV_SIGNING_KEY,
+  HEADERS,
+  InvokeRequestSchema,
+  readTextCapped,
+  requestTarget,
+  sign,
+  signatureHeaderProblem,
+  verify,
+  type InvokeRequest,
+} from "@stepwise/protocol";
 import { postToExecutor } from "./api.ts";
 import type { Stepwise } from "./client.ts";
 import { MISSING_SIGNING_KEY, outgoingSigningKey, type EnvSource, type Settings } from "./env.ts";
@@ -19,7 +30,16 @@ export interface ServeOptions {
   functions: readonly AnyStepwiseFunction[];
   /** Public URL of this endpoint, given to the executor (else `STEPWISE_SERVE_URL`, else the request URL). */
   serveUrl?: string;
+  /**
+   * Largest invocation body read, in bytes (default 40 MB: the executor's default bound on a
+   * run's stored outputs, 32 MB, plus its event); raise it when the executor's
+   * `limits.maxRunStateBytes` is raised. Anything larger is refused with 413 before it is buffered.
+   */
+  maxRequestBytes?: number;
 }
+
+/** See {@link ServeOptions.maxRequestBytes}. */
+export const DEFAULT_MAX_REQUEST_BYTES = 40 * 1024 * 1024;
 
 /** A Web-standard handler; `env` (a Worker's bindings) overrides `process.env` for the request. */
 export type ServeHandler = (request: Request, env?: EnvSource) => Promise<Response>;
@@ -64,9 +84,16 @@ class Endpoint {
   private async invoke(request: Request, settings: Settings): Promise<Response> {
     const keys = this.verificationKeys(settings);
     if (!keys) return json(500, { error: MISSING_SIGNING_KEY });
-    const body = await request.text();
-    const url = new URL(request.url);
+    // Refused before the body is read: no signature of the right shape, or more bytes than any invocation has.
     const signature = request.headers.get(HEADERS.signature);
+    const shape = signatureHeaderProblem(signature);
+    if (shape) return json(401, { error: shape.message });
+    const limit = this.options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES;
+    const body = await readTextCapped(request, limit);
+    if (body === null) {
+      return json(413, { error: `Request body larger than ${limit} bytes: no invocation is this large (raise serve({ maxRequestBytes }) with the executor's limits)` });
+    }
+    const url = new URL(request.url);
     const verdict = await verify(signature, { method: "POST", targets: this.targets(url, settings), body }, keys);
     if (!verdict.ok) return json(401, { error: verdict.message });
     if (!this.seenSignatures.firstTime(signature!)) {

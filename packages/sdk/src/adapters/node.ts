@@ -7,6 +7,7 @@
  * `express.json({ verify: (req, _res, buf) => { req.rawBody = buf } })`.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { Readable } from "node:stream";
 import { HEADERS } from "@stepwise/protocol";
 import { SDK_VERSION } from "../registry.ts";
 import { createServeHandler, type ServeOptions } from "../serve.ts";
@@ -61,21 +62,23 @@ async function toRequest(req: NodeRequest): Promise<Request> {
   }
   const method = req.method ?? "GET";
   // Only POST bodies matter (GET describes, PUT registers from config); a parser's `{}` is harmless there.
-  const body = method === "POST" ? await readBody(req) : undefined;
-  return new Request(url, { method, headers, body });
+  if (method !== "POST") return new Request(url, { method, headers });
+  const body = keptBody(req);
+  if (body !== undefined) return new Request(url, { method, headers, body });
+  // The stream itself, unread: serve() checks the signature header and the size before reading it.
+  const stream = Readable.toWeb(req) as ReadableStream<Uint8Array>;
+  return new Request(url, { method, headers, body: stream, duplex: "half" } as RequestInit);
 }
 
-/** The raw body: kept by a framework (`rawBody`, or `body` as string or Buffer), else from the stream. */
-async function readBody(req: NodeRequest): Promise<string> {
+/** The raw body a framework kept (`rawBody`, or `body` as string or Buffer); undefined when the stream still has it. */
+function keptBody(req: NodeRequest): string | undefined {
   for (const kept of [req.rawBody, req.body]) {
     if (typeof kept === "string") return kept;
     if (kept instanceof Uint8Array) return new TextDecoder().decode(kept);
   }
   // A parsed object whose stream was consumed cannot give back the signed bytes.
   if (req.body != null && req.readableEnded) throw new RawBodyMissing();
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(typeof chunk === "string" ? Buffer.from(chunk) : (chunk as Buffer));
-  return Buffer.concat(chunks).toString("utf8");
+  return undefined;
 }
 
 function headerValue(value: string | string[] | undefined): string | undefined {

@@ -78,6 +78,9 @@ describe.each(STORE_KINDS)("executor API on %s", (store) => {
     ["data that is not an object", JSON.stringify({ name: "test/hello", data: "text" }), 400, /data must be a JSON object/],
     ["an empty batch", "[]", 400, /at least one event/],
     ["a reserved event name", JSON.stringify({ name: "stepwise/function.failed" }), 400, /reserved/],
+    // Claimed in advance, an ID the executor derives later would make it skip its own event.
+    ["an id in the executor's derived namespace", JSON.stringify({ name: "test/hello", id: "stepwise:01JRUN:step:0" }), 400, /reserved for the IDs the executor derives/],
+    ["an id longer than 256 characters", JSON.stringify({ name: "test/hello", id: "x".repeat(257) }), 400, /at most 256/],
     ["an oversized payload", JSON.stringify({ name: "test/hello", data: { blob: "x".repeat(600 * 1024) } }), 413, /limit is 512 KB/],
   ])("rejects %s with a clear message", async (_, body, status, message) => {
     const response = await post(body);

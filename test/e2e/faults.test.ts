@@ -146,7 +146,7 @@ describe.each(STORE_KINDS)("faults on %s", (store) => {
       const [id] = await stack.send({ name: "raw/forge", data: {} });
       const run = await stack.waitForRun(id!);
       expect(run.steps[0]).toMatchObject({ status: "failed", error: { name: "InvalidEvent", message: expect.stringMatching(/reserved for the executor/) } });
-      expect(await stack.runsOf("never-failed:failed")).toEqual([]);
+      expect(await stack.runsOf("stepwise:never-failed:failed")).toEqual([]);
       expect(raw.requests.some((r) => r.run.functionId === "victim-failure")).toBe(false);
     });
 

@@ -154,7 +154,7 @@ describe.each(STORE_KINDS)("step tools on %s", (store) => {
     expect(run.status).toBe("completed");
     expect(calls.get(`flaky-${tag}`)).toBe(2);
     const { ids } = run.output as { ids: string[] };
-    expect(ids).toEqual([`${run.id}:announce:0`]);
+    expect(ids).toEqual([`stepwise:${run.id}:announce:0`]);
     const received = await stack.waitForRun(ids[0]!, { functionId: "steps-sent-receiver" });
     expect(received.output).toEqual({ tag });
     expect(await stack.runsOf(ids[0]!)).toHaveLength(1);

@@ -29,9 +29,9 @@ export function parseEvents(body: unknown, limits: Limits, now = Date.now()): Ev
 
 /**
  * Events a function sends (`step.sendEvent`): the same rules, and IDs derived from the run and
- * step where the function gave none, so a repeated send stores nothing new.
+ * step (`derivedId(index)`) where the function gave none.
  */
-export function parseSentEvents(events: readonly unknown[], limits: Limits, now: number, idPrefix: string): EventRecord[] {
+export function parseSentEvents(events: readonly unknown[], limits: Limits, now: number, derivedId: (index: number) => string): EventRecord[] {
   const inputs = events.map((event, index) => {
     const parsed = EventInputSchema.safeParse(event);
     if (!parsed.success) {
@@ -39,9 +39,11 @@ export function parseSentEvents(events: readonly unknown[], limits: Limits, now:
       const where = issue && issue.path.length > 0 ? ` at ${issue.path.join(".")}` : "";
       throw new InputError(`Invalid event ${index}${where}: ${issue?.message ?? "malformed"}`);
     }
-    return { ...parsed.data, id: parsed.data.id ?? `${idPrefix}:${index}` };
+    const problem = eventProblem(parsed.data);
+    if (problem) throw new InputError(`Invalid event ${index} (${parsed.data.name}): ${problem.message}`);
+    return { ...parsed.data, id: parsed.data.id ?? derivedId(index) };
   });
-  return toEvents(inputs, limits, now, (index) => `event ${index} (${inputs[index]!.name})`);
+  return toEvents(inputs, limits, now, (index) => `event ${index} (${inputs[index]!.name})`, { derived: true });
 }
 
 function toEvents(
@@ -49,11 +51,13 @@ function toEvents(
   limits: Limits,
   now: number,
   label: (index: number) => string,
+  options: { derived?: boolean } = {},
 ): EventRecord[] {
   const seen = new Map<string, number>();
   return inputs.map((input, index) => {
-    const problem = eventProblem(input);
-    if (problem) throw new InputError(`Invalid ${label(index)}: ${problem}`);
+    // Sent events were checked before their IDs were derived (a derived ID is the executor's to use).
+    const problem = options.derived ? null : eventProblem(input);
+    if (problem) throw new InputError(`Invalid ${label(index)}: ${problem.message}`);
     const event: EventRecord = { id: input.id ?? newId(now), name: input.name, data: input.data ?? {}, ts: input.ts ?? now };
     const first = seen.get(event.id);
     if (first !== undefined) {

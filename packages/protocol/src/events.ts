@@ -9,6 +9,17 @@ import { storableText } from "./text.ts";
 
 /** Events named `stepwise/…` are the executor's own (`stepwise/function.failed`, …). */
 export const RESERVED_EVENT_PREFIX = "stepwise/";
+/**
+ * IDs the executor derives for the events it stores itself (a step's sent events, an invoked
+ * child's event, a failure event) start with this, and no sender may use it: nobody can claim
+ * such an ID before the executor writes it.
+ */
+export const DERIVED_ID_PREFIX = "stepwise:";
+
+/** The ID the executor derives from a run and what in it caused the event, e.g. `stepwise:<run>:<step>:0`. */
+export function derivedEventId(runId: string, ...parts: Array<string | number>): string {
+  return [`${DERIVED_ID_PREFIX}${runId}`, ...parts].join(":");
+}
 export const MAX_EVENT_NAME_LENGTH = 256;
 export const MAX_EVENT_ID_LENGTH = 256;
 
@@ -31,14 +42,23 @@ export const EventInputSchema = z.object({
 });
 export type EventInput = z.infer<typeof EventInputSchema>;
 
+/** A rule an event breaks: the field, and a message that says how to fix it. */
+export interface EventProblem {
+  field: "name" | "id" | "data";
+  message: string;
+}
+
 /** The rules beyond the shape; null when the event may be sent. */
-export function eventProblem(input: { name: string; data?: unknown }): string | null {
+export function eventProblem(input: { name: string; data?: unknown; id?: string }): EventProblem | null {
   if (input.name.startsWith(RESERVED_EVENT_PREFIX)) {
-    return `names starting with "${RESERVED_EVENT_PREFIX}" are reserved for the executor`;
+    return { field: "name", message: `names starting with "${RESERVED_EVENT_PREFIX}" are reserved for the executor` };
+  }
+  if (input.id?.startsWith(DERIVED_ID_PREFIX)) {
+    return { field: "id", message: `ids starting with "${DERIVED_ID_PREFIX}" are reserved for the IDs the executor derives; choose another id` };
   }
   const { data } = input;
   if (data !== undefined && (typeof data !== "object" || data === null || Array.isArray(data))) {
-    return "data must be a JSON object, e.g. { orderId: 42 }";
+    return { field: "data", message: "data must be a JSON object, e.g. { orderId: 42 }" };
   }
   return null;
 }

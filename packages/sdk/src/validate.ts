@@ -37,8 +37,8 @@ function validateEvent(schemas: EventSchemas | undefined, event: unknown): Outgo
   if (!shape.success) {
     throw new StepwiseValidationError(name, shape.error.issues.map((issue) => ({ path: issue.path.join(".") || "event", message: issue.message })));
   }
-  const problem = eventProblem({ name, data: data ?? {} });
-  if (problem) throw new StepwiseValidationError(name, [{ path: problem.startsWith("data") ? "data" : "name", message: problem }]);
+  const problem = eventProblem({ name, data: data ?? {}, id: shape.data.id });
+  if (problem) throw new StepwiseValidationError(name, [{ path: problem.field, message: problem.message }]);
   const schema = schemas && Object.hasOwn(schemas, name) ? schemas[name] : undefined;
   const outgoing: OutgoingEvent = { name, data: schema ? parseData(schema, name, data) : (data ?? {}) };
   if (shape.data.id !== undefined) outgoing.id = shape.data.id;

@@ -38,6 +38,7 @@ describe("the executor's event rules, checked in the app first", () => {
     ["data that is not an object", { name: "a/b", data: [1, 2] }, /data: data must be a JSON object/],
     ["a fractional ts", { name: "a/b", data: {}, ts: 1.5 }, /ts: ts must be a whole number/],
     ["a NUL in the id", { name: "a/b", data: {}, id: "x\u0000" }, /id: id contains a NUL character/],
+    ["an id in the executor's derived namespace", { name: "a/b", data: {}, id: "stepwise:run:step:0" }, /id: ids starting with "stepwise:" are reserved/],
   ])("send() refuses %s with a typed error, and sends nothing", async (_, event, message) => {
     const { stepwise, sent } = client();
     const refused = stepwise.send(event as never);

@@ -40,7 +40,7 @@ export type Effect =
   | { type: "settle-parent"; parentRunId: string; stepId: string; childRunId: string; ending: RunEnding };
 
 export interface LogLine {
-  level: "info" | "warn";
+  level: "info" | "warn" | "error";
   line: string;
 }
 

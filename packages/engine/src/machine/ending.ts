@@ -4,7 +4,7 @@
  * cancelled, the parent learns the end when the run was started by `step.invoke`, and a
  * failure sends the event that triggers the function's `onFailure` companion.
  */
-import { FUNCTION_FAILED_EVENT, type SerializedError } from "@stepwise/protocol";
+import { derivedEventId, FUNCTION_FAILED_EVENT, type SerializedError } from "@stepwise/protocol";
 import { formatDuration, runLabel } from "../log.ts";
 import { isInFlight, isTerminal } from "../records.ts";
 import type { MachineEnv, RunDraft, RunEnding } from "./draft.ts";
@@ -43,7 +43,7 @@ export function finish(draft: RunDraft, env: MachineEnv, ending: RunEnding): voi
       type: "send",
       events: [
         {
-          id: `${run.id}:failed`,
+          id: derivedEventId(run.id, "failed"),
           name: FUNCTION_FAILED_EVENT,
           data: { functionId: run.functionId, runId: run.id, error: ending.error, event: draft.event },
           ts: env.now,

@@ -3,7 +3,7 @@
  * run later (`step-planned`), or a step the executor settles itself (sleep, wait, send,
  * invoke), each arranging what will settle it: a job, a matcher, an effect on other runs.
  */
-import { FUNCTION_INVOKED_EVENT, type Op, type SerializedError } from "@stepwise/protocol";
+import { derivedEventId, FUNCTION_INVOKED_EVENT, type Op, type SerializedError } from "@stepwise/protocol";
 import { backoffDelay } from "../backoff.ts";
 import { InputError, serializedError } from "../errors.ts";
 import { parseSentEvents } from "../event-input.ts";
@@ -136,7 +136,7 @@ function wait(draft: RunDraft, step: StepRecord, op: OpOf<"wait">): void {
 function send(draft: RunDraft, env: MachineEnv, step: StepRecord, op: OpOf<"send">): void {
   let events: EventRecord[];
   try {
-    events = parseSentEvents(op.events, env.limits, env.now, `${draft.run.id}:${step.id}`);
+    events = parseSentEvents(op.events, env.limits, env.now, (index) => derivedEventId(draft.run.id, step.id, index));
   } catch (error) {
     if (!(error instanceof InputError)) throw error;
     return stepAttemptFailed(draft, env, step, serializedError("InvalidEvent", `step.sendEvent "${step.name}": ${error.message}`), false);
@@ -154,7 +154,7 @@ function invoke(draft: RunDraft, env: MachineEnv, step: StepRecord, op: OpOf<"in
     return stepAttemptFailed(draft, env, step, error, false);
   }
   const data = op.data ?? {};
-  const event: EventRecord = { id: `${draft.run.id}:${step.id}:invoke`, name: FUNCTION_INVOKED_EVENT, data, ts: env.now };
+  const event: EventRecord = { id: derivedEventId(draft.run.id, step.id, "invoke"), name: FUNCTION_INVOKED_EVENT, data, ts: env.now };
   const problem = invokeDataProblem(data, storableBytes(event), env.limits.maxEventBytes);
   if (problem) return stepAttemptFailed(draft, env, step, serializedError("InvalidEvent", `step.invoke "${step.name}": ${problem}`), false);
   const timeoutAt = op.timeoutAt ? new Date(op.timeoutAt) : undefined;

@@ -11,11 +11,12 @@
  * event name) for events that arrived since its run became due, so a reply that beats the
  * wait into the store is not missed.
  */
+import { DERIVED_ID_PREFIX } from "@stepwise/protocol";
 import { isTerminal, type EventRecord, type FunctionRecord, type JobRecord, type MatcherRecord, type RunState } from "../records.ts";
 import { evaluateCondition, matches } from "../expressions.ts";
 import { machineEnv, type Committed, type EngineContext } from "../context.ts";
 import { serializedError } from "../errors.ts";
-import { RunDraft, type Effect, type MachineEnv } from "../machine/draft.ts";
+import { RunDraft, type Effect, type LogLine, type MachineEnv } from "../machine/draft.ts";
 import { settleChild } from "../machine/ending.ts";
 import { settle } from "../machine/progress.ts";
 import { newRun } from "../machine/start.ts";
@@ -45,6 +46,8 @@ interface Entry {
 export class UnitOfWork {
   private readonly entries = new Map<string, Entry>();
   private readonly lookedBack = new Set<MatcherRecord>();
+  /** Lines about the unit itself rather than one run's transition. */
+  private readonly lines: LogLine[] = [];
 
   constructor(
     readonly tx: StoreTx,
@@ -78,8 +81,22 @@ export class UnitOfWork {
   async ingest(events: EventRecord[]): Promise<EventRecord[]> {
     const unique = [...new Map(events.map((event) => [event.id, event])).values()];
     const inserted = await this.tx.insertEvents(unique);
+    this.reportDerivedConflicts(unique, inserted);
     for (const event of inserted) await this.deliver(event);
     return inserted;
+  }
+
+  /**
+   * Senders cannot use derived IDs, and the executor writes each once (with the step that sent
+   * it), so one already taken means the record holds something this code did not expect: said
+   * loudly, never skipped in silence. The event stored first stands.
+   */
+  private reportDerivedConflicts(wanted: EventRecord[], inserted: EventRecord[]): void {
+    const stored = new Set(inserted.map((event) => event.id));
+    for (const event of wanted) {
+      if (stored.has(event.id) || !event.id.startsWith(DERIVED_ID_PREFIX)) continue;
+      this.lines.push({ level: "error", line: `event ${event.id} (${event.name}) was not stored: an event with this derived ID already exists` });
+    }
   }
 
   /** Cancels and resumes the runs whose matchers `event` meets, and starts the runs it triggers. */
@@ -116,7 +133,7 @@ export class UnitOfWork {
   /** Carries out every effect and look-back, then writes each run's change. */
   async commit(): Promise<UnitOutcome> {
     await this.runEffects();
-    const outcome: UnitOutcome = { lines: [], queued: [], deleted: [], states: new Map() };
+    const outcome: UnitOutcome = { lines: [...this.lines], queued: [], deleted: [], states: new Map() };
     const { continuation } = this.options;
     for (const [runId, entry] of this.entries) {
       const { draft } = entry;

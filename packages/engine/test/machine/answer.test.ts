@@ -32,7 +32,7 @@ describe("an untargeted answer", () => {
     const final = draft();
     applyAnswer(final, env(), untargeted, { type: "error", error: { name: "NonRetriableError", message: "no" }, retriable: false });
     expect(final.change.run).toMatchObject({ status: "failed", error: { name: "NonRetriableError" } });
-    expect(final.effects).toEqual([{ type: "send", events: [expect.objectContaining({ id: "run-1:failed", name: "stepwise/function.failed" })] }]);
+    expect(final.effects).toEqual([{ type: "send", events: [expect.objectContaining({ id: "stepwise:run-1:failed", name: "stepwise/function.failed" })] }]);
   });
 
   it("an error's retryAt (RetryAfterError) is the time the app chose", () => {

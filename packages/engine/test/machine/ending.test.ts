@@ -20,7 +20,7 @@ describe("a run ending", () => {
   it("a failure sends the event that runs onFailure, exactly once (its ID derives from the run)", () => {
     const d = draft();
     finish(d, env(), { status: "failed", error: { name: "E", message: "boom" } });
-    expect(d.effects).toEqual([{ type: "send", events: [expect.objectContaining({ id: "run-1:failed", name: "stepwise/function.failed", data: expect.objectContaining({ runId: "run-1" }) })] }]);
+    expect(d.effects).toEqual([{ type: "send", events: [expect.objectContaining({ id: "stepwise:run-1:failed", name: "stepwise/function.failed", data: expect.objectContaining({ runId: "run-1" }) })] }]);
   });
 
   it("a failing failure handler announces nothing: no endless chain of failures", () => {

@@ -40,8 +40,8 @@ describe("ops that settle later", () => {
   it("send: the events are validated like the events API, get IDs derived from run and step, and are stored as an effect", () => {
     const d = draft();
     applyAnswer(d, env(), at, { type: "ops", ops: [{ op: "send", ...ref("notify"), events: [{ name: "a/sent", data: { n: 1 } }, { name: "a/sent", id: "mine" }] }] });
-    expect(written(d).notify).toMatchObject({ status: "completed", output: { ids: ["run-1:notify:0", "mine"] } });
-    expect(d.effects).toEqual([{ type: "send", events: [expect.objectContaining({ id: "run-1:notify:0", data: { n: 1 } }), expect.objectContaining({ id: "mine", data: {} })] }]);
+    expect(written(d).notify).toMatchObject({ status: "completed", output: { ids: ["stepwise:run-1:notify:0", "mine"] } });
+    expect(d.effects).toEqual([{ type: "send", events: [expect.objectContaining({ id: "stepwise:run-1:notify:0", data: { n: 1 } }), expect.objectContaining({ id: "mine", data: {} })] }]);
   });
 
   it.each([
@@ -50,6 +50,9 @@ describe("ops that settle later", () => {
     ["a fractional ts", { name: "a/b", ts: 1.5 }, /whole number/],
     ["a NUL in the name", { name: "a\u0000b" }, /NUL/],
     ["two events with one id", [{ name: "a/b", id: "x" }, { name: "a/c", id: "x" }], /also the id/],
+    ["an id in the executor's derived namespace", { name: "a/b", id: "stepwise:run-2:notify:0" }, /reserved for the IDs the executor derives/],
+    ["data over the event size limit", { name: "a/b", data: { blob: "x".repeat(600 * 1024) } }, /limit is 512 KB/],
+    ["an id longer than 256 characters", { name: "a/b", id: "x".repeat(257) }, /at most 256/],
   ])("send with %s fails the step for good, with a clear error, and sends nothing", (_, events, message) => {
     const d = draft();
     applyAnswer(d, env(), at, { type: "ops", ops: [{ op: "send", ...ref("bad"), events: (Array.isArray(events) ? events : [events]) as never }] });
@@ -64,7 +67,7 @@ describe("ops that settle later", () => {
     const timeoutAt = new Date(NOW + 30_000).toISOString();
     applyAnswer(d, env({}, [target]), at, { type: "ops", ops: [{ op: "invoke", ...ref("sub"), functionId: "app-child", data: { x: 1 }, timeoutAt }] });
     expect(written(d).sub).toMatchObject({ status: "invoking", wakeAt: new Date(timeoutAt) });
-    expect(d.effects).toEqual([{ type: "start-child", fn: target, event: expect.objectContaining({ id: "run-1:sub:invoke", data: { x: 1 } }), parent: { runId: "run-1", stepId: "sub" } }]);
+    expect(d.effects).toEqual([{ type: "start-child", fn: target, event: expect.objectContaining({ id: "stepwise:run-1:sub:invoke", data: { x: 1 } }), parent: { runId: "run-1", stepId: "sub" } }]);
     expect(d.change.jobs).toEqual([{ kind: "invoke-timeout", runId: "run-1", stepId: "sub", runAt: new Date(timeoutAt) }]);
   });
 

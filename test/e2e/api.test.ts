@@ -82,6 +82,8 @@ describe.each(STORE_KINDS)("executor API on %s", (store) => {
     ["an id in the executor's derived namespace", JSON.stringify({ name: "test/hello", id: "stepwise:01JRUN:step:0" }), 400, /reserved for the IDs the executor derives/],
     ["an id longer than 256 characters", JSON.stringify({ name: "test/hello", id: "x".repeat(257) }), 400, /at most 256/],
     ["an oversized payload", JSON.stringify({ name: "test/hello", data: { blob: "x".repeat(600 * 1024) } }), 413, /limit is 512 KB/],
+    ["a number too large for JSON (stored as null before)", '{"name":"test/hello","data":{"name":"x","n":1e309}}', 400, /number too large for JSON at "n"/],
+    ["more events than one request may carry", JSON.stringify(Array.from({ length: 1_001 }, () => ({ name: "test/none" }))), 413, /1001 in one request; the limit is 1000/],
   ])("rejects %s with a clear message", async (_, body, status, message) => {
     const response = await post(body);
     expect(response.status).toBe(status);
@@ -139,5 +141,17 @@ describe.each(STORE_KINDS)("executor API on %s", (store) => {
     const missing = await fetch(`${stack.executor.url}/api/runs/no-such-run`);
     expect(missing.status).toBe(404);
     expect(((await missing.json()) as { error: string }).error).toContain("no-such-run");
+  });
+
+  it.each([
+    ["a NUL in a run ID", "GET", "/api/runs/%00", /runId in the path: it contains a NUL character/],
+    ["a NUL in a cancelled run's ID", "POST", "/api/runs/a%00b/cancel", /runId in the path: it contains a NUL character/],
+    ["a NUL in an event ID", "GET", "/api/events/%00/runs", /eventId in the path: it contains a NUL character/],
+    ["a 300-character run ID", "GET", `/api/runs/${"x".repeat(300)}`, /longer than 256 characters/],
+  ])("answers %s in the path with 400 and a reason, not 500", async (_, method, path, message) => {
+    const response = await fetch(`${stack.executor.url}${path}`, { method });
+    expect(response.status).toBe(400);
+    expect(((await response.json()) as { error: string }).error).toMatch(message);
+    expect(stack.log.lines.filter((line) => line.startsWith("ERROR"))).toEqual([]);
   });
 });

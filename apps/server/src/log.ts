@@ -1,4 +1,4 @@
-import { time, type Logger } from "@stepwise/engine";
+import { printable, time, type Logger } from "@stepwise/engine";
 
 /**
  * Lines to stdout/stderr with a time prefix. Lines are gathered and written once per turn of
@@ -23,9 +23,9 @@ export const stdioLogger: Logger = (() => {
   };
   process.once("exit", flush);
   return {
-    info: (line) => push(out, `${time()} ${line}`),
-    warn: (line) => push(err, `${time()} WARN ${line}`),
-    error: (line) => push(err, `${time()} ERROR ${line}`),
+    info: (line) => push(out, `${time()} ${printable(line)}`),
+    warn: (line) => push(err, `${time()} WARN ${printable(line)}`),
+    error: (line) => push(err, `${time()} ERROR ${printable(line)}`),
   };
 })();
 

@@ -11,7 +11,7 @@
  * Outside dev mode, events need the event key and the run and function routes the signing key.
  * Bad input gets a 4xx with `{ error }` saying what is wrong; nothing is stored then.
  */
-import { APPS_ROUTE, DEV_SIGNING_KEY, HEADERS, verify } from "@stepwise/protocol";
+import { APPS_ROUTE, DEV_SIGNING_KEY, HEADERS, MAX_EVENT_ID_LENGTH, textProblem, verify } from "@stepwise/protocol";
 import { InputError, type Executor } from "@stepwise/engine";
 import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
@@ -35,7 +35,8 @@ export function createApi(options: ApiOptions): Hono {
 
   app.onError((error, c) => {
     if (error instanceof InputError) return c.json({ error: error.message }, error.status);
-    executor.log.error(`${c.req.method} ${c.req.path} failed: ${error instanceof Error ? error.stack : String(error)}`);
+    // The raw path (as sent, still percent-encoded); the logger escapes control characters.
+    executor.log.error(`${c.req.method} ${new URL(c.req.url).pathname} failed: ${error instanceof Error ? error.stack : String(error)}`);
     return c.json({ error: "Internal error in the executor; see its log" }, 500);
   });
 
@@ -79,6 +80,9 @@ export function createApi(options: ApiOptions): Hono {
   app.use("/api/functions", management);
   app.use("/api/runs/*", management);
   app.use("/api/events/:eventId/runs", management);
+  app.use("/api/runs/:runId/*", pathIds);
+  app.use("/api/runs/:runId", pathIds);
+  app.use("/api/events/:eventId/runs", pathIds);
 
   app.get("/api/functions", async (c) => c.json({ functions: await executor.listFunctions() }));
 
@@ -97,6 +101,15 @@ export function createApi(options: ApiOptions): Hono {
   return app;
 }
 
+/** IDs in the path are text a store can hold, or the request is refused before any query. */
+async function pathIds(c: Context, next: () => Promise<void>): Promise<Response | void> {
+  for (const [name, value] of Object.entries(c.req.param() as Record<string, string>)) {
+    const problem = textProblem(value) ?? (value.length > MAX_EVENT_ID_LENGTH ? `is longer than ${MAX_EVENT_ID_LENGTH} characters` : null);
+    if (problem) return c.json({ error: `Invalid ${name} in the path: it ${problem}` }, 400);
+  }
+  return next();
+}
+
 function bearer(c: Context): string | undefined {
   const header = c.req.header("authorization");
   return header?.startsWith("Bearer ") ? header.slice(7).trim() : undefined;
@@ -107,10 +120,21 @@ async function jsonBody(c: Context): Promise<unknown> {
 }
 
 function parseJson(text: string): unknown {
+  let value: unknown;
   try {
-    return JSON.parse(text);
+    value = JSON.parse(text, refuseNonFinite);
   } catch (error) {
+    if (error instanceof InputError) throw error;
     const reason = error instanceof Error ? error.message : String(error);
     throw new InputError(`Body is not valid JSON (${reason}); send Content-Type: application/json with a JSON body`);
   }
+  return value;
+}
+
+/** `1e309` parses as Infinity, which JSON cannot hold: it would be stored as null without a word. */
+function refuseNonFinite(key: string, value: unknown): unknown {
+  if (typeof value === "number" && !Number.isFinite(value)) {
+    throw new InputError(`Body has a number too large for JSON${key ? ` at "${key}"` : ""} (e.g. 1e309); send it as a string`);
+  }
+  return value;
 }

@@ -14,6 +14,9 @@ const EventBatchSchema = z.array(EventInputSchema).min(1, "send at least one eve
 
 /** Events as the API receives them: one event or an array. Throws {@link InputError} (400/413). */
 export function parseEvents(body: unknown, limits: Limits, now = Date.now()): EventRecord[] {
+  if (Array.isArray(body) && body.length > limits.maxEventsPerRequest) {
+    throw new InputError(`Too many events: ${body.length} in one request; the limit is ${limits.maxEventsPerRequest}. Send them in several requests.`, 413);
+  }
   // One schema per shape (not a union), so the error points at the field that is wrong.
   const parsed = Array.isArray(body) ? EventBatchSchema.safeParse(body) : EventInputSchema.safeParse(body);
   if (!parsed.success) {
@@ -32,6 +35,9 @@ export function parseEvents(body: unknown, limits: Limits, now = Date.now()): Ev
  * step (`derivedId(index)`) where the function gave none.
  */
 export function parseSentEvents(events: readonly unknown[], limits: Limits, now: number, derivedId: (index: number) => string): EventRecord[] {
+  if (events.length > limits.maxEventsPerRequest) {
+    throw new InputError(`Too many events: ${events.length} in one step; the limit is ${limits.maxEventsPerRequest}. Send them in several steps.`);
+  }
   const inputs = events.map((event, index) => {
     const parsed = EventInputSchema.safeParse(event);
     if (!parsed.success) {

@@ -2,6 +2,8 @@
 export interface Limits {
   /** Largest event payload (the JSON of one event). */
   maxEventBytes: number;
+  /** Most events one request to the events API may carry (they are stored in one transaction). */
+  maxEventsPerRequest: number;
   /** Largest JSON output of one step. */
   maxStepOutputBytes: number;
   /** Most steps one run may reach. */
@@ -17,6 +19,7 @@ export interface Limits {
 
 export const DEFAULT_LIMITS: Limits = {
   maxEventBytes: 512 * 1024,
+  maxEventsPerRequest: 1_000,
   maxStepOutputBytes: 4 * 1024 * 1024,
   maxStepsPerRun: 1_000,
   maxResponseBytes: 16 * 1024 * 1024,

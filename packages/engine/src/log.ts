@@ -7,10 +7,21 @@ export interface Logger {
 
 /** Lines to the console with a time prefix (portable; the Node server uses a batched one). */
 export const consoleLogger: Logger = {
-  info: (line) => console.log(`${time()} ${line}`),
-  warn: (line) => console.warn(`${time()} WARN ${line}`),
-  error: (line) => console.error(`${time()} ERROR ${line}`),
+  info: (line) => console.log(`${time()} ${printable(line)}`),
+  warn: (line) => console.warn(`${time()} WARN ${printable(line)}`),
+  error: (line) => console.error(`${time()} ERROR ${printable(line)}`),
 };
+
+const CONTROL = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u2028\u2029]/g;
+
+/**
+ * A line as a sink prints it: control characters shown as escapes (`\n`, `\u001b`). Lines
+ * carry what senders chose (event names, IDs, paths, error messages), and a newline in one
+ * must not forge a line of its own, nor an escape sequence drive the operator's terminal.
+ */
+export function printable(line: string): string {
+  return line.replace(CONTROL, (c) => (c === "\n" ? "\\n" : c === "\r" ? "\\r" : `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`));
+}
 
 export const silentLogger: Logger = { info() {}, warn() {}, error() {} };
 

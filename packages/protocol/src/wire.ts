@@ -194,7 +194,7 @@ export const AppDescriptionSchema = z.object({
   appId: storableText("appId").min(1),
   /** Where the executor reaches the app's `/api/durable`. */
   url: z.string().url(),
-  sdk: z.string(),
+  sdk: storableText("sdk"),
   functions: z.array(FunctionConfigSchema),
 });
 export type AppDescription = z.infer<typeof AppDescriptionSchema>;

@@ -102,6 +102,19 @@ describe("signed requests (production mode)", () => {
     expect(allowed.status).toBe(200);
   });
 
+  it.each([
+    ["a cloud metadata address", "http://169.254.169.254/latest/meta-data/", /metadata address/],
+    ["a file: URL", "file:///etc/passwd", /http:\/\/ or https:\/\//],
+  ])("refuses a registration naming %s, and keeps the app's URL", async (_, url, message) => {
+    const body = JSON.stringify({ appId: "signed", url, sdk: "stepwise-js/0.1.0", functions: [] });
+    const target = `${stack.executor.url}/api/apps`;
+    const response = await fetch(target, { method: "POST", body, headers: { "x-stepwise-signature": await sign("key-current", { method: "POST", target: "/api/apps", body }) } });
+    expect(response.status).toBe(400);
+    expect(((await response.json()) as { error: string }).error).toMatch(message);
+    const [id] = await stack.send({ name: "test/signed", data: { who: "Still" } });
+    expect((await stack.waitForRun(id!)).output).toBe("hello Still");
+  });
+
   it("refuses an app registration signed with another key, and says why", async () => {
     const impostor = app({ signingKey: "not-the-key" });
     const handler = serveFetch({ ...impostor, serveUrl: "http://127.0.0.1:1/api/durable" });

@@ -96,13 +96,17 @@ export async function startStack(options: {
     pollMs: 200,
     // Reload the function registry at every use, so no code path may rely on a warm cache.
     registryRefreshMs: 0,
+    // The apps under test listen on loopback; an operator allows that as here.
+    allowPrivateAppUrls: true,
     ...options.executor,
   });
-  const app = new Hono();
-  app.on(["GET", "POST", "PUT"], "/api/durable", serve({ client: options.client, functions: options.functions }));
+  // The app knows its own public URL (outside dev mode it never takes it from a request), so it is mounted once listening.
+  let app = new Hono();
   const appFetch = async (request: Request) => app.fetch(request);
   const intercept = options.intercept;
   const { server, url: appUrl } = await listen(intercept ? (request) => intercept(request, appFetch) : appFetch);
+  app = new Hono();
+  app.on(["GET", "POST", "PUT"], "/api/durable", serve({ client: options.client, functions: options.functions, serveUrl: appUrl }));
   process.env.STEPWISE_BASE_URL = executor.url;
   const put = await fetch(appUrl, { method: "PUT" });
   if (!put.ok) throw new Error(`app registration failed: ${put.status} ${await put.text()}`);

@@ -59,7 +59,7 @@ describe.skipIf(!postgresAvailable || !redisAvailable)("a run handed over from t
     // The Node executor: PostgresStore over the Neon driver (the test bridge), the queue in Redis.
     const readyQueue = new RedisQueue({ url: redis!.url, token: redis!.token, prefix: redis!.prefix });
     const store = new PostgresStore(db!.client(), { readyQueue });
-    node = await startServer({ store, dev: false, port: 0, signingKey: SIGNING_KEY, eventKey: EVENT_KEY, log: silentLogger, pollMs: 200 });
+    node = await startServer({ store, dev: false, port: 0, signingKey: SIGNING_KEY, eventKey: EVENT_KEY, log: silentLogger, pollMs: 200, allowPrivateAppUrls: true });
 
     // The app, on Node throughout; it registers with the Node executor (the registration is in the record).
     const client = new Stepwise({ id: "handoff-e2e", baseUrl: node.url, signingKey: SIGNING_KEY, eventKey: EVENT_KEY, schemas });
@@ -71,10 +71,11 @@ describe.skipIf(!postgresAvailable || !redisAvailable)("a run handed over from t
       return { reserved, woke, amount: paid?.data.amount ?? null };
     });
     const app = new Hono();
-    app.on(["GET", "POST", "PUT"], "/api/durable", serve({ client, functions: [order] }));
     const appUrl = await new Promise<string>((resolve) => {
-      appServer = serveNode({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, (info) => resolve(`http://127.0.0.1:${info.port}/api/durable`));
+      appServer = serveNode({ fetch: (request) => app.fetch(request), port: 0, hostname: "127.0.0.1" }, (info) => resolve(`http://127.0.0.1:${info.port}/api/durable`));
     });
+    // Outside dev mode the app registers the URL it is configured with.
+    app.on(["GET", "POST", "PUT"], "/api/durable", serve({ client, functions: [order], serveUrl: appUrl }));
     const put = await fetch(appUrl, { method: "PUT" });
     expect(put.status, await put.clone().text()).toBe(200);
 

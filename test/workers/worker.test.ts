@@ -48,6 +48,8 @@ describe.skipIf(TOPOLOGIES.length === 0).each(TOPOLOGIES)("the executor and an a
       DATABASE_URL: db.connectionString,
       // The bridge's authority, in the form the Neon driver's wsProxy takes.
       STEPWISE_WS_PROXY: `${new URL(bridge.url).host}/v2`,
+      // The app Worker listens on loopback, as here; the operator allows that.
+      STEPWISE_ALLOW_PRIVATE_APP_URLS: "1",
     };
     if (topology === "postgres+redis") {
       redis = await startTestRedis("worker");
@@ -55,8 +57,14 @@ describe.skipIf(TOPOLOGIES.length === 0).each(TOPOLOGIES)("the executor and an a
     }
     // The executor's port is chosen first, so both Workers start at once.
     const executorPort = await freePort();
-    const appVars = { STEPWISE_DEV: "0", STEPWISE_SIGNING_KEY: SIGNING_KEY, STEPWISE_BASE_URL: `http://127.0.0.1:${executorPort}` };
-    const started = await Promise.allSettled([startWorker(EXECUTOR_CONFIG, vars, executorPort), startWorker(APP_CONFIG, appVars)]);
+    const appPort = await freePort();
+    const appVars = {
+      STEPWISE_DEV: "0",
+      STEPWISE_SIGNING_KEY: SIGNING_KEY,
+      STEPWISE_BASE_URL: `http://127.0.0.1:${executorPort}`,
+      STEPWISE_SERVE_URL: `http://127.0.0.1:${appPort}/api/durable`,
+    };
+    const started = await Promise.allSettled([startWorker(EXECUTOR_CONFIG, vars, executorPort), startWorker(APP_CONFIG, appVars, appPort)]);
     if (started[0].status === "fulfilled") worker = started[0].value;
     if (started[1].status === "fulfilled") app = started[1].value;
     const failed = started.find((result): result is PromiseRejectedResult => result.status === "rejected");

@@ -20,7 +20,8 @@ const USAGE = `Usage:
 Environment: STEPWISE_SIGNING_KEY, STEPWISE_SIGNING_KEY_NEXT, STEPWISE_EVENT_KEY, STEPWISE_APP_URLS,
 STEPWISE_DATA_DIR, DATABASE_URL, UPSTASH_REDIS_REST_URL, UPSTASH_REDIS_REST_TOKEN, STEPWISE_REDIS_PREFIX,
 STEPWISE_PG_DRIVER (neon | neon-http | pg), STEPWISE_CONCURRENCY, STEPWISE_LEASE_MS, STEPWISE_MAINTENANCE_MS, STEPWISE_RECONCILE_GRACE_MS,
-STEPWISE_RETRY_INITIAL_MS, STEPWISE_RETRY_MAX_MS, STEPWISE_RETENTION (how long finished runs are kept, default 7d)`;
+STEPWISE_RETRY_INITIAL_MS, STEPWISE_RETRY_MAX_MS, STEPWISE_RETENTION (how long finished runs are kept, default 7d),
+STEPWISE_ALLOW_PRIVATE_APP_URLS=1 (apps may register loopback and private URLs outside dev mode)`;
 
 type Flags = Record<string, string | string[] | undefined>;
 
@@ -66,6 +67,7 @@ export async function main(argv: string[]): Promise<void> {
     exclusiveStore: dev,
     backoff: { initialMs: env.retryInitialMs, maxMs: env.retryMaxMs },
     retentionMs: env.retentionMs,
+    allowPrivateAppUrls: env.allowPrivateAppUrls,
     concurrency: integer("--concurrency", values.concurrency, 1, 10_000) ?? env.concurrency,
     leaseMs: integer("--lease-ms", values["lease-ms"], 1_000, 3_600_000) ?? env.leaseMs,
     maintenanceMs: env.maintenanceMs,

@@ -31,6 +31,8 @@ export interface EnvSettings {
   reconcileGraceMs?: number;
   /** How long finished runs and old events are kept (`STEPWISE_RETENTION`: "7d", "12h"; "0" keeps all). Default 7 days. */
   retentionMs?: number;
+  /** Apps may register loopback and private URLs outside dev mode (`STEPWISE_ALLOW_PRIVATE_APP_URLS=1`). */
+  allowPrivateAppUrls: boolean;
 }
 
 export function readEnv(env: Record<string, string | undefined> = process.env): EnvSettings {
@@ -59,6 +61,7 @@ export function readEnv(env: Record<string, string | undefined> = process.env): 
     maintenanceMs: number("STEPWISE_MAINTENANCE_MS"),
     reconcileGraceMs: number("STEPWISE_RECONCILE_GRACE_MS"),
     retentionMs: duration(env.STEPWISE_RETENTION, "STEPWISE_RETENTION"),
+    allowPrivateAppUrls: env.STEPWISE_ALLOW_PRIVATE_APP_URLS === "1" || env.STEPWISE_ALLOW_PRIVATE_APP_URLS === "true",
   };
 }
 

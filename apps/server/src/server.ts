@@ -20,6 +20,8 @@ export interface ServerOptions extends Omit<ExecutorOptions, "signingKey" | "sto
   eventKey?: string;
   /** Embedded mode owns its store alone: leases left by a killed process are released at start. */
   exclusiveStore?: boolean;
+  /** Apps may register loopback and private URLs outside dev mode. */
+  allowPrivateAppUrls?: boolean;
 }
 
 export interface RunningServer {
@@ -45,6 +47,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     dev: options.dev,
     signingKeys: [signingKey, options.signingKeyNext].filter((key): key is string => !!key),
     eventKey: options.eventKey,
+    allowPrivateAppUrls: options.allowPrivateAppUrls,
   });
   const { server, port } = await listen(api.fetch, options.port, options.host ?? "127.0.0.1");
   const url = `http://${options.host ?? "127.0.0.1"}:${port}`;

@@ -28,6 +28,7 @@ export interface Env {
   STEPWISE_INVOKE_TIMEOUT_MS?: string;
   STEPWISE_RETRY_INITIAL_MS?: string;
   STEPWISE_RETRY_MAX_MS?: string;
+  STEPWISE_ALLOW_PRIVATE_APP_URLS?: string;
   SCHEDULER: DurableObjectNamespace;
 }
 
@@ -41,6 +42,8 @@ export interface Settings {
   /** Jobs per drain: each job is a few subrequests (the app, Redis), and Workers cap those per invocation. */
   maxJobs: number;
   concurrency: number;
+  /** Apps may register loopback and private URLs outside dev mode. */
+  allowPrivateAppUrls: boolean;
 }
 
 export function readSettings(env: Env): Settings {
@@ -56,6 +59,7 @@ export function readSettings(env: Env): Settings {
     budgetMs: number(env, "STEPWISE_DRAIN_BUDGET_MS") ?? 10_000,
     maxJobs: number(env, "STEPWISE_DRAIN_MAX_JOBS") ?? 200,
     concurrency: number(env, "STEPWISE_CONCURRENCY") ?? 8,
+    allowPrivateAppUrls: env.STEPWISE_ALLOW_PRIVATE_APP_URLS === "1" || env.STEPWISE_ALLOW_PRIVATE_APP_URLS === "true",
   };
 }
 

@@ -28,7 +28,13 @@ const worker = {
       return Response.json({ error: `Executor unavailable: ${message}` }, { status: 503 });
     }
     const { executor, settings } = open;
-    const api = createApi({ executor, dev: settings.dev, signingKeys: settings.signingKeys, eventKey: settings.eventKey });
+    const api = createApi({
+      executor,
+      dev: settings.dev,
+      signingKeys: settings.signingKeys,
+      eventKey: settings.eventKey,
+      allowPrivateAppUrls: settings.allowPrivateAppUrls,
+    });
     let response: Response;
     try {
       response = await api.fetch(request);

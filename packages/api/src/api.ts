@@ -11,7 +11,7 @@
  * Outside dev mode, events need the event key and the run and function routes the signing key.
  * Bad input gets a 4xx with `{ error }` saying what is wrong; nothing is stored then.
  */
-import { APPS_ROUTE, DEV_SIGNING_KEY, HEADERS, MAX_EVENT_ID_LENGTH, textProblem, verify } from "@stepwise/protocol";
+import { APPS_ROUTE, DEV_SIGNING_KEY, HEADERS, keyMatches, MAX_EVENT_ID_LENGTH, textProblem, verify } from "@stepwise/protocol";
 import { InputError, type Executor } from "@stepwise/engine";
 import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
@@ -26,6 +26,11 @@ export interface ApiOptions {
   eventKey?: string;
   /** Largest request body (a batch of events). */
   maxBodyBytes?: number;
+  /**
+   * Apps may register loopback and private URLs outside dev mode
+   * (`STEPWISE_ALLOW_PRIVATE_APP_URLS=1`: an executor and its apps on one private network).
+   */
+  allowPrivateAppUrls?: boolean;
 }
 
 export function createApi(options: ApiOptions): Hono {
@@ -52,7 +57,7 @@ export function createApi(options: ApiOptions): Hono {
       if (!options.dev) {
         const given = bearer(c);
         if (!given) return c.json({ error: "Missing event key: send Authorization: Bearer <STEPWISE_EVENT_KEY>" }, 401);
-        if (!options.eventKey || given !== options.eventKey) return c.json({ error: "Invalid event key" }, 401);
+        if (!options.eventKey || !(await keyMatches(given, [options.eventKey]))) return c.json({ error: "Invalid event key" }, 401);
       }
       return c.json(await executor.sendEvents(await jsonBody(c)));
     },
@@ -63,7 +68,7 @@ export function createApi(options: ApiOptions): Hono {
     const keys = options.dev ? [...options.signingKeys, DEV_SIGNING_KEY] : options.signingKeys;
     const check = await verify(c.req.header(HEADERS.signature), { method: "POST", target: APPS_ROUTE, body: raw }, keys);
     if (!check.ok) return c.json({ error: `App registration rejected: ${check.message}` }, 401);
-    const synced = await executor.syncApp(parseJson(raw));
+    const synced = await executor.syncApp(parseJson(raw), { urlPolicy: { allowPrivate: options.dev || !!options.allowPrivateAppUrls } });
     executor.log.info(`app ${synced.appId} synced with ${synced.functions.length} function(s): ${synced.functions.join(", ")}`);
     return c.json({ ok: true, ...synced });
   });
@@ -72,7 +77,7 @@ export function createApi(options: ApiOptions): Hono {
   const management = async (c: Context, next: () => Promise<void>) => {
     if (options.dev) return next();
     const given = bearer(c);
-    if (!given || !options.signingKeys.includes(given)) {
+    if (!given || !(await keyMatches(given, options.signingKeys))) {
       return c.json({ error: "This API needs Authorization: Bearer <STEPWISE_SIGNING_KEY>" }, 401);
     }
     return next();

@@ -3,6 +3,7 @@
  * events, registers apps, answers run queries, cancels runs, works the queue (as long-lived
  * lanes, or as a bounded drain) and keeps the queue and the record in step.
  */
+import { appUrlProblem, type AppUrlPolicy } from "./app-urls.ts";
 import { AppDescriptionSchema, findTextProblem, globalFunctionId, newId, type AppDescription, type BackoffConfig } from "@stepwise/protocol";
 import { systemClock, type Clock } from "./clock.ts";
 import { afterCommit, describe, machineEnv, type EngineContext } from "./context.ts";
@@ -204,8 +205,12 @@ export class Executor {
     return { ids: events.map((event) => event.id) };
   }
 
-  /** Registers (or updates) an app and its functions. */
-  async syncApp(body: unknown): Promise<{ appId: string; functions: string[] }> {
+  /**
+   * Registers (or updates) an app and its functions. With `urlPolicy` (a registration the app
+   * sent, naming its own URL) the URL must be one the executor may call; a URL the operator
+   * gave (discovery) is taken as it is.
+   */
+  async syncApp(body: unknown, options: { urlPolicy?: AppUrlPolicy } = {}): Promise<{ appId: string; functions: string[] }> {
     const parsed = AppDescriptionSchema.safeParse(body);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
@@ -218,7 +223,7 @@ export class Executor {
       localId: config.id,
       config,
     }));
-    const problem = findTextProblem(app.functions, "functions");
+    const problem = findTextProblem(app.functions, "functions") ?? (options.urlPolicy ? appUrlProblem(app.url, options.urlPolicy) : null);
     if (problem) throw new InputError(`Invalid app description: ${problem}`);
     await this.options.store.syncApp({ id: app.appId, url: app.url, sdk: app.sdk, syncedAt: new Date(this.ctx.clock.now()) }, functions);
     await this.ctx.registry.refresh();

@@ -3,6 +3,7 @@ export type { Store, StoreTx, Queue, ReadyQueue, RunChange, RunPatch, JobSelecto
 export * from "./records.ts";
 export { backoffDelay, resolveBackoff, DEFAULT_BACKOFF } from "./backoff.ts";
 export { DEFAULT_LIMITS, jsonBytes, type Limits } from "./limits.ts";
+export { appUrlProblem, type AppUrlPolicy } from "./app-urls.ts";
 export { consoleLogger, silentLogger, time, formatDuration, printable, type Logger } from "./log.ts";
 export { InputError, LeaseLostError, isUnavailable } from "./errors.ts";
 export { parseEvents } from "./event-input.ts";

@@ -66,6 +66,19 @@ function constantTimeEqual(a: string, b: string): boolean {
   return diff === 0;
 }
 
+/**
+ * Whether `given` (a bearer key) is one of `keys`, in time that says nothing about how much of
+ * it was right: the digests, of one length whatever the keys, are compared byte by byte, and
+ * every key is tried.
+ */
+export async function keyMatches(given: string, keys: readonly string[]): Promise<boolean> {
+  const digestHex = async (text: string) => toHex(await crypto.subtle.digest("SHA-256", encoder.encode(text)));
+  const wanted = await digestHex(given);
+  let matched = false;
+  for (const key of keys) if (constantTimeEqual(await digestHex(key), wanted)) matched = true;
+  return matched;
+}
+
 /** Signs `request` with `secret`; returns the header value. */
 export async function sign(secret: string, request: SignedRequest, nowMs = Date.now()): Promise<string> {
   const timestamp = Math.floor(nowMs / 1000);

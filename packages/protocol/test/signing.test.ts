@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { requestTarget, signatureHeaderProblem, sign, SIGNATURE_TOLERANCE_SECONDS, verify } from "../src/signing.ts";
+import { keyMatches, requestTarget, signatureHeaderProblem, sign, SIGNATURE_TOLERANCE_SECONDS, verify } from "../src/signing.ts";
 
 const body = JSON.stringify({ run: { id: "r1" }, data: "é ✓" });
 const request = { method: "POST", target: "/api/durable?fnId=fulfil", body };
@@ -66,5 +66,12 @@ describe("request signatures", () => {
   it("takes the target from a URL as path and query", () => {
     expect(requestTarget("https://shop.example/api/durable?fnId=a%20b")).toBe("/api/durable?fnId=a%20b");
     expect(requestTarget(new URL("http://127.0.0.1:3000/"))).toBe("/");
+  });
+
+  it("matches a bearer key against the current and next keys, and nothing else", async () => {
+    expect(await keyMatches("next", ["current", "next"])).toBe(true);
+    expect(await keyMatches("current", ["current", "next"])).toBe(true);
+    for (const given of ["", "curren", "current ", "CURRENT", "currentx"]) expect(await keyMatches(given, ["current", "next"])).toBe(false);
+    expect(await keyMatches("any", [])).toBe(false);
   });
 });

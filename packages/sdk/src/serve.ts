@@ -28,7 +28,11 @@ import { SeenSignatures } from "./seen-signatures.ts";
 export interface ServeOptions {
   client: Stepwise<any>;
   functions: readonly AnyStepwiseFunction[];
-  /** Public URL of this endpoint, given to the executor (else `STEPWISE_SERVE_URL`, else the request URL). */
+  /**
+   * Public URL of this endpoint, given to the executor when the app registers (else
+   * `STEPWISE_SERVE_URL`). Outside dev mode it is never taken from the request: its `Host`
+   * header is the sender's to choose, and the executor would send every invocation there.
+   */
   serveUrl?: string;
   /**
    * Largest invocation body read, in bytes (default 40 MB: the executor's default bound on a
@@ -40,6 +44,16 @@ export interface ServeOptions {
 
 /** See {@link ServeOptions.maxRequestBytes}. */
 export const DEFAULT_MAX_REQUEST_BYTES = 40 * 1024 * 1024;
+
+/**
+ * Outside dev mode, `PUT /api/durable` reaches the executor at most this often: anyone can
+ * send it (it carries no key), and each one is a signed registration and a sync.
+ */
+export const REGISTRATION_INTERVAL_MS = 10_000;
+
+const MISSING_SERVE_URL =
+  "Set STEPWISE_SERVE_URL (or serve({ serveUrl })) to this endpoint's public URL: outside dev mode the URL " +
+  "the executor is given is never taken from the request, whose Host header anyone can forge";
 
 /** A Web-standard handler; `env` (a Worker's bindings) overrides `process.env` for the request. */
 export type ServeHandler = (request: Request, env?: EnvSource) => Promise<Response>;
@@ -55,6 +69,7 @@ class Endpoint {
   private readonly registry: FunctionRegistry;
   private devNoticeShown = false;
   private readonly seenSignatures = new SeenSignatures();
+  private lastRegistrationAt = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly options: ServeOptions) {
     this.client = options.client;
@@ -66,7 +81,7 @@ class Endpoint {
       const settings = this.client.settings(env);
       switch (request.method) {
         case "GET":
-          return json(200, this.registry.describe(this.publicUrl(request, settings)));
+          return await this.describe(request, settings);
         case "PUT":
           return await this.register(request, settings);
         case "POST":
@@ -116,10 +131,39 @@ class Endpoint {
     return json(result.status, result.body);
   }
 
+  /**
+   * The app's description (its functions' triggers, retries, conditions) for a signed GET (the
+   * executor's discovery signs it) or in dev mode; anyone else learns only what answers here.
+   */
+  private async describe(request: Request, settings: Settings): Promise<Response> {
+    const description = this.registry.describe(this.configuredUrl(settings) ?? requestUrl(request));
+    if (settings.dev) return json(200, description);
+    const keys = this.verificationKeys(settings);
+    const signature = request.headers.get(HEADERS.signature);
+    const signed = keys && signature && (await verify(signature, { method: "GET", targets: this.targets(new URL(request.url), settings), body: "" }, keys)).ok;
+    if (signed) return json(200, description);
+    return json(200, {
+      appId: description.appId,
+      sdk: description.sdk,
+      functionCount: description.functions.length,
+      message: "The functions are described to signed requests only (the executor signs its GET with the signing key)",
+    });
+  }
+
   private async register(request: Request, settings: Settings): Promise<Response> {
     const key = outgoingSigningKey(settings);
     if (!key) return json(500, { ok: false, error: MISSING_SIGNING_KEY });
-    const body = JSON.stringify(this.registry.describe(this.publicUrl(request, settings)));
+    const url = this.configuredUrl(settings) ?? (settings.dev ? requestUrl(request) : undefined);
+    if (!url) return json(500, { ok: false, error: MISSING_SERVE_URL });
+    if (!settings.dev) {
+      const waitMs = this.lastRegistrationAt + REGISTRATION_INTERVAL_MS - Date.now();
+      if (waitMs > 0) {
+        const seconds = Math.ceil(waitMs / 1000);
+        return json(429, { ok: false, error: `Registered moments ago; try again in ${seconds}s` }, { "retry-after": String(seconds) });
+      }
+      this.lastRegistrationAt = Date.now();
+    }
+    const body = JSON.stringify(this.registry.describe(url));
     try {
       const answer = await postToExecutor({
         fetch: this.client.fetch,
@@ -153,20 +197,23 @@ class Endpoint {
    */
   private targets(url: URL, settings: Settings): string[] {
     const own = requestTarget(url);
-    const configured = this.options.serveUrl ?? settings.serveUrl;
+    const configured = this.configuredUrl(settings);
     if (!configured) return [own];
     const publicTarget = `${new URL(configured).pathname}${url.search}`;
     return publicTarget === own ? [own] : [own, publicTarget];
   }
 
-  private publicUrl(request: Request, settings: Settings): string {
-    const configured = this.options.serveUrl ?? settings.serveUrl;
-    if (configured) return configured;
-    const url = new URL(request.url);
-    url.search = "";
-    url.hash = "";
-    return url.toString();
+  private configuredUrl(settings: Settings): string | undefined {
+    return this.options.serveUrl ?? settings.serveUrl;
   }
+}
+
+/** The URL a request was addressed to, without its query: what the app is called on. */
+function requestUrl(request: Request): string {
+  const url = new URL(request.url);
+  url.search = "";
+  url.hash = "";
+  return url.toString();
 }
 
 type ParsedInvocation = { ok: true; request: InvokeRequest } | { ok: false; error: string };

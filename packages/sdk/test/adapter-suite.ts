@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { z } from "zod";
 import type { ServeOptions } from "../src/serve.ts";
 import { Stepwise } from "../src/index.ts";
-import { request, signInvocation, TRIGGER } from "./helpers.ts";
+import { request, signedGet, signInvocation, TRIGGER } from "./helpers.ts";
 
 export const KEY = "adapter-suite-key";
 const EXECUTOR = "http://executor.test:8288";
@@ -76,9 +76,9 @@ export function testAdapter(adapter: AdapterUnderTest): void {
       return { res, ran };
     }
 
-    it("GET describes the app at the URL it is called on", async () => {
+    it("a signed GET describes the app at the URL it is called on", async () => {
       const { url, call } = await mount();
-      const res = await call(new Request(`${url}?probe=1`));
+      const res = await call(new Request(`${url}?probe=1`, { headers: await signedGet(KEY, `${url}?probe=1`) }));
       expect(res.status).toBe(200);
       expect(res.headers.get("content-type")).toBe("application/json");
       expect(await res.json()).toMatchObject({ appId: "shop", url, functions: [{ id: "fulfil" }] });
@@ -123,6 +123,8 @@ export function testAdapter(adapter: AdapterUnderTest): void {
         return Response.json({ ok: true, message: "synced 1 function" });
       };
       const { url, call } = await mount(fetchStub);
+      // Outside dev mode the app registers its configured URL, never one read off the request.
+      vi.stubEnv("STEPWISE_SERVE_URL", url);
       const res = await call(new Request(url, { method: "PUT" }));
       expect(res.status).toBe(200);
       expect(await res.json()).toEqual({ ok: true, message: "synced 1 function" });

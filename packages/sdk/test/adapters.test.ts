@@ -8,7 +8,7 @@ import { serve as serveFetch } from "../src/adapters/fetch.ts";
 import { serve as serveHono } from "../src/adapters/hono.ts";
 import { serve as serveNode } from "../src/adapters/node.ts";
 import { Stepwise } from "../src/index.ts";
-import { request, signInvocation } from "./helpers.ts";
+import { request, signedGet, signInvocation } from "./helpers.ts";
 
 const KEY = "adapter-key";
 
@@ -33,7 +33,7 @@ describe("hono adapter", () => {
     const { client, fn, ran } = app();
     const hono = new Hono();
     hono.on(["GET", "POST", "PUT"], "/api/durable", serveHono({ client, functions: [fn] }));
-    const described = await hono.request("http://localhost/api/durable");
+    const described = await hono.request("http://localhost/api/durable", { headers: await signedGet(KEY, "http://localhost/api/durable") });
     expect(await described.json()).toMatchObject({ appId: "shop", url: "http://localhost/api/durable", functions: [{ id: "fulfil" }] });
     const invoked = await hono.request("http://localhost/api/durable?fnId=fulfil", await signedInit("http://localhost/api/durable?fnId=fulfil"));
     expect(invoked.status).toBe(206);
@@ -66,7 +66,7 @@ describe("node adapter", () => {
     expect(invoked.status).toBe(206);
     expect(invoked.headers.get(HEADERS.sdk)).toBe("stepwise-js/0.1.0");
     expect(await invoked.json()).toMatchObject({ ops: [{ op: "step-ran", output: "A" }] });
-    const described = await fetch(`${base}?x=1`);
+    const described = await fetch(`${base}?x=1`, { headers: await signedGet(KEY, `${base}?x=1`) });
     expect(await described.json()).toMatchObject({ url: base });
     const tampered = await fetch(`${base}?fnId=fulfil`, { ...(await signedInit(`${base}?fnId=fulfil`)), body: JSON.stringify(request([], { targetStep: "a" })) });
     expect(tampered.status).toBe(401);

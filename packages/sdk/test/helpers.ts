@@ -35,6 +35,11 @@ export function signInvocation(key: string, url: string, body: string, nowMs?: n
   return sign(key, { method: "POST", target: requestTarget(url), body }, nowMs);
 }
 
+/** Headers of a GET signed as the executor's discovery signs it. */
+export async function signedGet(key: string, url: string): Promise<Record<string, string>> {
+  return { "x-stepwise-signature": await sign(key, { method: "GET", target: requestTarget(url), body: "" }) };
+}
+
 /** Runs one invocation of `fn`. */
 export function invoke(fn: RunnableFunction, req: InvokeRequest = request()): Promise<InvokeResult> {
   return execute(fn, req);

@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { serve, toRequest } from "../src/adapters/lambda.ts";
 import { Stepwise } from "../src/index.ts";
 import { functionUrlEvent, httpApiV2Event, restApiV1Event } from "./fixtures/lambda-events.ts";
-import { request, signInvocation } from "./helpers.ts";
+import { request, signedGet, signInvocation } from "./helpers.ts";
 
 const KEY = "lambda-key";
 
@@ -74,7 +74,9 @@ describe("serve", () => {
   });
 
   it("adds multiValueHeaders to a REST API (v1) result", async () => {
-    const result = await handler()({ ...restApiV1Event, path: "/api/durable", requestContext: { ...restApiV1Event.requestContext, path: "/Prod/api/durable" } });
+    const url = "https://70ixmpl4fl.execute-api.us-east-2.amazonaws.com/Prod/api/durable";
+    const headers = { ...restApiV1Event.headers, ...(await signedGet(KEY, url)) };
+    const result = await handler()({ ...restApiV1Event, headers, path: "/api/durable", requestContext: { ...restApiV1Event.requestContext, path: "/Prod/api/durable" } });
     expect(result.statusCode).toBe(200);
     expect(result.multiValueHeaders).toEqual({ "content-type": ["application/json"], [HEADERS.sdk]: ["stepwise-js/0.1.0"] });
     expect(JSON.parse(result.body)).toMatchObject({ url: "https://70ixmpl4fl.execute-api.us-east-2.amazonaws.com/Prod/api/durable" });

@@ -5,7 +5,7 @@ import { HEADERS } from "@stepwise/protocol";
 import { afterEach, expect, it } from "vitest";
 import { serve, type NodeRequest } from "../src/adapters/node.ts";
 import { Stepwise } from "../src/index.ts";
-import { request, signInvocation } from "./helpers.ts";
+import { request, signedGet, signInvocation } from "./helpers.ts";
 
 const KEY = "node-key";
 let server: Server | undefined;
@@ -40,7 +40,7 @@ it("answers 500 with how to keep the raw body when a parser consumed it", async 
 
 it("still describes on GET behind a parser that set req.body = {}", async () => {
   const { base } = await listen(async (req) => void (req.body = {}));
-  const res = await fetch(base);
+  const res = await fetch(base, { headers: await signedGet(KEY, base) });
   expect(await res.json()).toMatchObject({ appId: "shop", url: base });
 });
 

@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { z } from "zod";
 import { serve } from "../src/adapters/fetch.ts";
 import { Stepwise } from "../src/index.ts";
-import { recordingLogger, request, signInvocation } from "./helpers.ts";
+import { recordingLogger, request, signedGet, signInvocation } from "./helpers.ts";
 
 const KEY = "signing-key-current";
 const URL_BASE = "https://shop.example.com/api/durable";
@@ -53,9 +53,9 @@ beforeEach(() => {
 afterEach(() => vi.unstubAllEnvs());
 
 describe("GET", () => {
-  it("describes the app, including the onFailure companion", async () => {
+  it("describes the app to a signed GET, including the onFailure companion", async () => {
     const { handler } = setup();
-    const res = await handler(new Request(`${URL_BASE}?probe=1`));
+    const res = await handler(new Request(`${URL_BASE}?probe=1`, { headers: await signedGet(KEY, `${URL_BASE}?probe=1`) }));
     expect(res.status).toBe(200);
     expect(res.headers.get(HEADERS.sdk)).toBe("stepwise-js/0.1.0");
     expect(await res.json()).toEqual({
@@ -83,8 +83,28 @@ describe("GET", () => {
 
   it("uses STEPWISE_SERVE_URL from the request's env over the request URL", async () => {
     const { handler } = setup();
-    const res = await handler(new Request("http://10.0.0.5:3000/api/durable"), { STEPWISE_SERVE_URL: "https://public.example/api/durable" });
+    const url = "http://10.0.0.5:3000/api/durable";
+    const res = await handler(new Request(url, { headers: await signedGet(KEY, url) }), { STEPWISE_SERVE_URL: "https://public.example/api/durable" });
     expect(((await res.json()) as AppDescription).url).toBe("https://public.example/api/durable");
+  });
+
+  it.each([
+    ["unsigned", async () => ({})],
+    ["signed with another key", async () => signedGet("someone-else", URL_BASE)],
+    ["signed for another path", async () => signedGet(KEY, "https://shop.example.com/other")],
+  ])("tells an %s GET only the app ID and how many functions it has", async (_, headers) => {
+    const { handler } = setup();
+    const res = await handler(new Request(URL_BASE, { headers: await headers() }));
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as Record<string, unknown>;
+    expect(body).toEqual({ appId: "shop", sdk: "stepwise-js/0.1.0", functionCount: 3, message: expect.stringMatching(/signed requests only/) });
+    expect(JSON.stringify(body)).not.toContain("order/created");
+  });
+
+  it("describes the app to any GET in dev mode (the dev key is public)", async () => {
+    const { handler } = setup({ dev: true });
+    const res = await handler(new Request(URL_BASE));
+    expect(((await res.json()) as AppDescription).functions).toHaveLength(3);
   });
 
   it("refuses other methods with 405", async () => {
@@ -226,7 +246,7 @@ describe("PUT", () => {
       return Response.json({ message: "synced 3 functions" });
     };
     const { handler } = setup({ signingKey: KEY, fetch: fetchStub });
-    const res = await handler(new Request(URL_BASE, { method: "PUT" }), { STEPWISE_BASE_URL: "http://executor:8288/" });
+    const res = await handler(new Request(URL_BASE, { method: "PUT" }), { STEPWISE_BASE_URL: "http://executor:8288/", STEPWISE_SERVE_URL: URL_BASE });
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ ok: true, message: "synced 3 functions" });
     expect(calls).toHaveLength(1);
@@ -253,7 +273,7 @@ describe("PUT", () => {
   it("passes the executor's refusal on with its status and message", async () => {
     const fetchStub: typeof fetch = async () => Response.json({ error: "signature does not match" }, { status: 401 });
     const { handler } = setup({ signingKey: KEY, fetch: fetchStub });
-    const res = await handler(new Request(URL_BASE, { method: "PUT" }));
+    const res = await handler(new Request(URL_BASE, { method: "PUT" }), { STEPWISE_SERVE_URL: URL_BASE });
     expect(res.status).toBe(401);
     expect(((await res.json()) as { error: string }).error).toContain("signature does not match");
   });
@@ -263,9 +283,56 @@ describe("PUT", () => {
       throw new TypeError("fetch failed");
     };
     const { handler } = setup({ signingKey: KEY, fetch: fetchStub });
-    const res = await handler(new Request(URL_BASE, { method: "PUT" }));
+    const res = await handler(new Request(URL_BASE, { method: "PUT" }), { STEPWISE_SERVE_URL: URL_BASE });
     expect(res.status).toBe(502);
     expect(((await res.json()) as { error: string }).error).toMatch(/Could not reach.*fetch failed/);
+  });
+
+  /** A stub executor that records the URL each registration names. */
+  function recordingExecutor() {
+    const registered: string[] = [];
+    const fetchStub: typeof fetch = async (_input, init) => {
+      registered.push((JSON.parse(String(init?.body)) as AppDescription).url);
+      return Response.json({ message: "synced" });
+    };
+    return { registered, fetchStub };
+  }
+
+  it("outside dev mode never takes the URL it registers from the request: a forged Host registers nothing", async () => {
+    const { registered, fetchStub } = recordingExecutor();
+    const { handler } = setup({ signingKey: KEY, fetch: fetchStub });
+    // What `Host: attacker.example` (or X-Forwarded-Host) turns the request URL into.
+    const res = await handler(new Request("https://attacker.example/api/durable", { method: "PUT", headers: { host: "attacker.example" } }));
+    expect(res.status).toBe(500);
+    expect(((await res.json()) as { error: string }).error).toMatch(/Set STEPWISE_SERVE_URL.*Host header anyone can forge/);
+    expect(registered).toEqual([]);
+  });
+
+  it("registers the configured URL whatever the request's Host says", async () => {
+    const { registered, fetchStub } = recordingExecutor();
+    const { handler } = setup({ signingKey: KEY, fetch: fetchStub });
+    const res = await handler(new Request("https://attacker.example/api/durable", { method: "PUT" }), { STEPWISE_SERVE_URL: URL_BASE });
+    expect(res.status).toBe(200);
+    expect(registered).toEqual([URL_BASE]);
+  });
+
+  it("in dev mode registers the URL it is called on", async () => {
+    const { registered, fetchStub } = recordingExecutor();
+    const { handler } = setup({ dev: true, fetch: fetchStub });
+    await handler(new Request("http://127.0.0.1:3000/api/durable?x=1", { method: "PUT" }));
+    expect(registered).toEqual(["http://127.0.0.1:3000/api/durable"]);
+  });
+
+  it("outside dev mode reaches the executor at most once in 10 s, however many PUTs arrive", async () => {
+    const { registered, fetchStub } = recordingExecutor();
+    const { handler } = setup({ signingKey: KEY, fetch: fetchStub });
+    const env = { STEPWISE_SERVE_URL: URL_BASE };
+    expect((await handler(new Request(URL_BASE, { method: "PUT" }), env)).status).toBe(200);
+    const again = await handler(new Request(URL_BASE, { method: "PUT" }), env);
+    expect(again.status).toBe(429);
+    expect(Number(again.headers.get("retry-after"))).toBeGreaterThan(0);
+    expect(((await again.json()) as { error: string }).error).toMatch(/try again in \d+s/);
+    expect(registered).toEqual([URL_BASE]);
   });
 });
 

@@ -2,6 +2,7 @@
  * The executor's API at its edges: idempotent event IDs, bad input answered with a 4xx that
  * says what is wrong and stores nothing, the size and count limits, run queries.
  */
+import { DEV_SIGNING_KEY, sign } from "@stepwise/protocol";
 import { Stepwise } from "@stepwise/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
@@ -141,6 +142,22 @@ describe.each(STORE_KINDS)("executor API on %s", (store) => {
     const missing = await fetch(`${stack.executor.url}/api/runs/no-such-run`);
     expect(missing.status).toBe(404);
     expect(((await missing.json()) as { error: string }).error).toContain("no-such-run");
+  });
+
+  it("refuses a registration whose function IDs another app holds, and keeps that app's functions", async () => {
+    // App "api-big" with function "output" and app "api" with "big-output" are both api-big-output.
+    const body = JSON.stringify({ appId: "api-big", url: "http://127.0.0.1:9/api/durable", sdk: "x", functions: [{ id: "output", triggers: [{ event: "test/hello" }], retries: 0 }] });
+    const response = await fetch(`${stack.executor.url}/api/apps`, {
+      method: "POST",
+      body,
+      headers: { "x-stepwise-signature": await sign(DEV_SIGNING_KEY, { method: "POST", target: "/api/apps", body }) },
+    });
+    expect(response.status).toBe(409);
+    expect(((await response.json()) as { error: string }).error).toMatch(/"api-big-output" \(app "api"\), which another app already holds/);
+    const { functions } = (await (await fetch(`${stack.executor.url}/api/functions`)).json()) as { functions: Array<{ id: string; appId: string }> };
+    expect(functions.find((fn) => fn.id === "api-big-output")?.appId).toBe("api");
+    const [id] = await stack.send({ name: "test/big-output", data: { bytes: 3 } });
+    expect((await stack.waitForRun(id!)).output).toBe("xxx");
   });
 
   it.each([

@@ -225,7 +225,11 @@ export class Executor {
     }));
     const problem = findTextProblem(app.functions, "functions") ?? (options.urlPolicy ? appUrlProblem(app.url, options.urlPolicy) : null);
     if (problem) throw new InputError(`Invalid app description: ${problem}`);
-    await this.options.store.syncApp({ id: app.appId, url: app.url, sdk: app.sdk, syncedAt: new Date(this.ctx.clock.now()) }, functions);
+    const { taken } = await this.options.store.syncApp({ id: app.appId, url: app.url, sdk: app.sdk, syncedAt: new Date(this.ctx.clock.now()) }, functions);
+    if (taken.length > 0) {
+      const which = taken.map((t) => `"${t.functionId}" (app "${t.appId}")`).join(", ");
+      throw new InputError(`App "${app.appId}" not registered: its function IDs would be ${which}, which another app already holds; rename the function or the app`, 409);
+    }
     await this.ctx.registry.refresh();
     return { appId: app.appId, functions: functions.map((fn) => fn.id) };
   }

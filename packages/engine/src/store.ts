@@ -147,7 +147,12 @@ export interface Store {
    * either moved: nothing was written, and the caller runs its transition in a transaction.
    */
   applyOptimistically(state: RunState, fence: Fence, change: RunChange): Promise<WriteResult | null>;
-  syncApp(app: AppRecord, functions: FunctionRecord[]): Promise<void>;
+  /**
+   * Registers the app and its functions, in one transaction. Writes nothing and returns the
+   * functions whose global ID another app already holds (`shop` + `fulfil-order` and
+   * `shop-fulfil` + `order` are both `shop-fulfil-order`): an app never re-points another's.
+   */
+  syncApp(app: AppRecord, functions: FunctionRecord[]): Promise<{ taken: Array<{ functionId: string; appId: string }> }>;
   listApps(): Promise<AppRecord[]>;
   listFunctions(): Promise<FunctionRecord[]>;
   getRun(runId: string): Promise<RunRecord | null>;

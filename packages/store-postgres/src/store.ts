@@ -97,8 +97,14 @@ export class PostgresStore extends PgReader implements Store {
     }
   }
 
-  async syncApp(app: AppRecord, functions: FunctionRecord[]): Promise<void> {
-    await this.client.transaction(async (sql) => {
+  async syncApp(app: AppRecord, functions: FunctionRecord[]): Promise<{ taken: Array<{ functionId: string; appId: string }> }> {
+    return this.client.transaction(async (sql) => {
+      const ids = JSON.stringify(functions.map((fn) => fn.id));
+      const taken = await sql.query<{ id: string; app_id: string }>(
+        "SELECT id, app_id FROM functions WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb)) AND app_id <> $2 FOR UPDATE",
+        [ids, app.id],
+      );
+      if (taken.length > 0) return { taken: taken.map((row) => ({ functionId: row.id, appId: row.app_id })) };
       await sql.query(
         `INSERT INTO apps (id, url, sdk, synced_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, sdk = EXCLUDED.sdk, synced_at = EXCLUDED.synced_at`,
@@ -112,11 +118,11 @@ export class PostgresStore extends PgReader implements Store {
       for (const fn of functions) {
         await sql.query(
           `INSERT INTO functions (id, app_id, local_id, config, updated_at) VALUES ($1, $2, $3, $4::jsonb, now())
-           ON CONFLICT (id) DO UPDATE SET app_id = EXCLUDED.app_id, local_id = EXCLUDED.local_id,
-             config = EXCLUDED.config, updated_at = now()`,
+           ON CONFLICT (id) DO UPDATE SET local_id = EXCLUDED.local_id, config = EXCLUDED.config, updated_at = now()`,
           [fn.id, fn.appId, fn.localId, JSON.stringify(fn.config)],
         );
       }
+      return { taken: [] };
     });
   }
 

@@ -12,6 +12,9 @@ import { join } from "node:path";
 import { createNeonClient } from "@stepwise/store-postgres";
 import { SIGNING_KEY } from "./app.ts";
 
+/** The bench reads the run API with this key (the executor's STEPWISE_API_KEY). */
+export const BENCH_API_KEY = "bench-api-key";
+
 export type TopologyName = "embedded" | "postgres" | "postgres+redis";
 export const TOPOLOGIES: TopologyName[] = ["embedded", "postgres", "postgres+redis"];
 
@@ -33,6 +36,7 @@ export async function startTopology(name: TopologyName, appUrl: string, concurre
     ...(process.env as Record<string, string>),
     STEPWISE_SIGNING_KEY: SIGNING_KEY,
     STEPWISE_EVENT_KEY: "bench",
+    STEPWISE_API_KEY: BENCH_API_KEY,
     ...(concurrency !== undefined && { STEPWISE_CONCURRENCY: String(concurrency) }),
   };
   // STEPWISE_BENCH_PROFILE=<dir> writes a CPU profile of each executor (on exit) to <dir>.
@@ -116,7 +120,7 @@ async function waitForApp(url: string, child: ChildProcess, output: string[]): P
   const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`executor exited:\n${output.join("")}`);
-    const response = await fetch(`${url}/api/functions`, { headers: { authorization: `Bearer ${SIGNING_KEY}` } }).catch(() => null);
+    const response = await fetch(`${url}/api/functions`, { headers: { authorization: `Bearer ${BENCH_API_KEY}` } }).catch(() => null);
     if (response?.ok && ((await response.json()) as { functions: unknown[] }).functions.length >= 4) return;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }

@@ -44,7 +44,7 @@ describe("signed requests (production mode)", () => {
     stack = await startStack({
       store: "pglite",
       ...app({ signingKey: "key-current" }),
-      executor: { dev: false, signingKey: "key-current", eventKey: "event-key" },
+      executor: { dev: false, signingKey: "key-current", eventKey: "event-key", apiKey: "api-key" },
     });
   });
   afterAll(async () => stack?.close());
@@ -86,19 +86,24 @@ describe("signed requests (production mode)", () => {
     expect(((await wrong.json()) as { error: string }).error).toMatch(/Invalid event key/);
   });
 
-  it("keeps runs private: the run API needs the signing key outside dev mode", async () => {
+  it("keeps runs private: the run API needs the API key, which no app holds", async () => {
     const [id] = await stack.send({ name: "test/signed", data: { who: "Private" } });
     const run = await stack.waitForRun(id!);
     for (const path of [`/api/runs/${run.id}`, `/api/events/${id}/runs`, "/api/functions"]) {
       const anonymous = await fetch(`${stack.executor.url}${path}`);
       expect(anonymous.status).toBe(401);
-      expect(((await anonymous.json()) as { error: string }).error).toMatch(/STEPWISE_SIGNING_KEY/);
-      const wrong = await fetch(`${stack.executor.url}${path}`, { headers: { authorization: "Bearer event-key" } });
-      expect(wrong.status).toBe(401);
+      expect(((await anonymous.json()) as { error: string }).error).toMatch(/STEPWISE_API_KEY/);
+      // The keys an app holds open nothing here.
+      for (const key of ["event-key", "key-current"]) {
+        const wrong = await fetch(`${stack.executor.url}${path}`, { headers: { authorization: `Bearer ${key}` } });
+        expect(wrong.status).toBe(401);
+      }
     }
-    const cancel = await fetch(`${stack.executor.url}/api/runs/${run.id}/cancel`, { method: "POST" });
-    expect(cancel.status).toBe(401);
-    const allowed = await fetch(`${stack.executor.url}/api/runs/${run.id}`, { headers: { authorization: "Bearer key-current" } });
+    for (const key of [undefined, "key-current"]) {
+      const cancel = await fetch(`${stack.executor.url}/api/runs/${run.id}/cancel`, { method: "POST", headers: key ? { authorization: `Bearer ${key}` } : {} });
+      expect(cancel.status).toBe(401);
+    }
+    const allowed = await fetch(`${stack.executor.url}/api/runs/${run.id}`, { headers: { authorization: "Bearer api-key" } });
     expect(allowed.status).toBe(200);
   });
 
@@ -131,7 +136,7 @@ describe("signing key rotation", () => {
     stack = await startStack({
       store: "pglite",
       ...app({ signingKey: "key-old", signingKeyNext: "key-new" }),
-      executor: { dev: false, signingKey: "key-new", signingKeyNext: "key-old", eventKey: "event-key" },
+      executor: { dev: false, signingKey: "key-new", signingKeyNext: "key-old", eventKey: "event-key", apiKey: "api-key" },
     });
   });
   afterAll(async () => stack?.close());
@@ -155,7 +160,7 @@ describe("a captured invocation (production mode)", () => {
       store: "pglite",
       client,
       functions: [...functions, other],
-      executor: { dev: false, signingKey: "key-current", eventKey: "event-key" },
+      executor: { dev: false, signingKey: "key-current", eventKey: "event-key", apiKey: "api-key" },
       // What someone on the path between executor and app would see: the first invocation as sent.
       intercept: async (request, toApp) => {
         const body = await request.text();

@@ -16,6 +16,7 @@ import { startTestRedis, type TestRedis } from "./redis.ts";
 
 export const SIGNING_KEY = "cluster-signing-key";
 export const EVENT_KEY = "cluster-event-key";
+export const API_KEY = "cluster-api-key";
 
 export interface ClusterOptions {
   client: Stepwise<any>;
@@ -74,6 +75,7 @@ export class Cluster {
       ...(process.env as Record<string, string>),
       STEPWISE_DEV: "",
       STEPWISE_SIGNING_KEY: SIGNING_KEY,
+      STEPWISE_API_KEY: API_KEY,
       STEPWISE_EVENT_KEY: EVENT_KEY,
       STEPWISE_RETRY_INITIAL_MS: "50",
       STEPWISE_RETRY_MAX_MS: "1000",
@@ -110,7 +112,7 @@ export class Cluster {
   }
 
   async api<T>(path: string, init: RequestInit = {}, port = this.anyLivePort()): Promise<T> {
-    const headers = { authorization: `Bearer ${path === "/api/events" ? EVENT_KEY : SIGNING_KEY}`, "content-type": "application/json" };
+    const headers = { authorization: `Bearer ${path === "/api/events" ? EVENT_KEY : API_KEY}`, "content-type": "application/json" };
     const response = await fetch(`http://127.0.0.1:${port}${path}`, { ...init, headers: { ...headers, ...init.headers } });
     if (!response.ok) throw new Error(`${path}: HTTP ${response.status} ${await response.text()}`);
     return (await response.json()) as T;

@@ -83,8 +83,8 @@ export async function startStack(options: {
   intercept?: (request: Request, app: (request: Request) => Promise<Response>) => Promise<Response>;
 }): Promise<Stack> {
   const auth: Record<string, string> = options.executor?.eventKey ? { authorization: `Bearer ${options.executor.eventKey}` } : {};
-  // Outside dev mode the run API needs the signing key.
-  const management: Record<string, string> = options.executor?.signingKey ? { authorization: `Bearer ${options.executor.signingKey}` } : {};
+  // Outside dev mode the run API needs the API key.
+  const management: Record<string, string> = options.executor?.apiKey ? { authorization: `Bearer ${options.executor.apiKey}` } : {};
   const { store, redis, cleanup } = await openStore(options.store);
   const log = memoryLogger();
   const executor = await startServer({

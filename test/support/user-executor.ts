@@ -16,6 +16,7 @@ export type UserTopology = "dev" | "start: postgres" | "start: postgres+redis";
 
 export const USER_SIGNING_KEY = "user-signing-key";
 export const USER_EVENT_KEY = "user-event-key";
+export const USER_API_KEY = "user-api-key";
 
 export class UserExecutor {
   process?: ChildProcess;
@@ -54,7 +55,7 @@ export class UserExecutor {
     if (this.dev) {
       args.push("--data-dir", this.dataDir);
     } else {
-      Object.assign(env, { STEPWISE_SIGNING_KEY: USER_SIGNING_KEY, STEPWISE_EVENT_KEY: USER_EVENT_KEY });
+      Object.assign(env, { STEPWISE_SIGNING_KEY: USER_SIGNING_KEY, STEPWISE_EVENT_KEY: USER_EVENT_KEY, STEPWISE_API_KEY: USER_API_KEY });
       args.push("--host", "127.0.0.1", "--database-url", this.db!.connectionString, "--ws-proxy", this.wsProxy);
     }
     if (this.redis) Object.assign(env, { UPSTASH_REDIS_REST_URL: this.redis.url, UPSTASH_REDIS_REST_TOKEN: this.redis.token, STEPWISE_REDIS_PREFIX: this.redis.prefix });
@@ -72,7 +73,7 @@ export class UserExecutor {
   }
 
   async api<T>(path: string, init: RequestInit = {}): Promise<T> {
-    const key = path === "/api/events" ? USER_EVENT_KEY : USER_SIGNING_KEY;
+    const key = path === "/api/events" ? USER_EVENT_KEY : USER_API_KEY;
     const headers = { "content-type": "application/json", ...(this.dev ? {} : { authorization: `Bearer ${key}` }) };
     const response = await fetch(`${this.url}${path}`, { ...init, headers: { ...headers, ...init.headers } });
     if (!response.ok) throw new Error(`${path}: HTTP ${response.status} ${await response.text()}`);

@@ -76,12 +76,12 @@ export async function waitFor(
   done: (run: RunView) => boolean,
   timeoutMs: number,
   logs: () => string,
-  signingKey: string,
+  apiKey: string,
 ): Promise<RunView> {
   const deadline = Date.now() + timeoutMs;
   let last: RunView | undefined;
   while (Date.now() < deadline) {
-    const response = await fetch(`${base}/api/events/${eventId}/runs`, { headers: { authorization: `Bearer ${signingKey}` } });
+    const response = await fetch(`${base}/api/events/${eventId}/runs`, { headers: { authorization: `Bearer ${apiKey}` } });
     if (response.ok) {
       last = ((await response.json()) as { runs: RunView[] }).runs[0];
       if (last && done(last)) return last;

@@ -27,6 +27,7 @@ import { EXECUTOR_CONFIG, startWorker, waitFor, type RunningWorker } from "../su
 /** Shared by both executors and the app. */
 const SIGNING_KEY = `signkey-handoff-${"0123456789abcdef".repeat(4)}`;
 const EVENT_KEY = "event-key-handoff";
+const API_KEY = "api-key-worker-e2e";
 
 const schemas = {
   "handoff/order": z.object({ orderId: z.string() }),
@@ -59,7 +60,7 @@ describe.skipIf(!postgresAvailable || !redisAvailable)("a run handed over from t
     // The Node executor: PostgresStore over the Neon driver (the test bridge), the queue in Redis.
     const readyQueue = new RedisQueue({ url: redis!.url, token: redis!.token, prefix: redis!.prefix });
     const store = new PostgresStore(db!.client(), { readyQueue });
-    node = await startServer({ store, dev: false, port: 0, signingKey: SIGNING_KEY, eventKey: EVENT_KEY, log: silentLogger, pollMs: 200, allowPrivateAppUrls: true });
+    node = await startServer({ store, dev: false, port: 0, signingKey: SIGNING_KEY, eventKey: EVENT_KEY, apiKey: API_KEY, log: silentLogger, pollMs: 200, allowPrivateAppUrls: true });
 
     // The app, on Node throughout; it registers with the Node executor (the registration is in the record).
     const client = new Stepwise({ id: "handoff-e2e", baseUrl: node.url, signingKey: SIGNING_KEY, eventKey: EVENT_KEY, schemas });
@@ -81,7 +82,7 @@ describe.skipIf(!postgresAvailable || !redisAvailable)("a run handed over from t
 
     // Phase 1, on Node: the first step runs and the run goes to sleep.
     const [eventId] = (await client.send({ name: "handoff/order", data: { orderId: "o-9" } })).ids;
-    const sleeping = await waitFor(node.url, eventId!, (run) => run.steps.some((s) => s.id === "nap" && s.status !== "completed"), 15_000, () => "", SIGNING_KEY);
+    const sleeping = await waitFor(node.url, eventId!, (run) => run.steps.some((s) => s.id === "nap" && s.status !== "completed"), 15_000, () => "", API_KEY);
     expect(sleeping.status).not.toBe("completed");
     expect(sleeping.steps.find((s) => s.id === "reserve")).toMatchObject({ status: "completed" });
     await node.close();
@@ -94,6 +95,7 @@ describe.skipIf(!postgresAvailable || !redisAvailable)("a run handed over from t
         STEPWISE_DEV: "0",
         STEPWISE_SIGNING_KEY: SIGNING_KEY,
         STEPWISE_EVENT_KEY: EVENT_KEY,
+        STEPWISE_API_KEY: API_KEY,
         DATABASE_URL: db!.connectionString,
         STEPWISE_WS_PROXY: `${new URL(bridgeUrl).host}/v2`,
         UPSTASH_REDIS_REST_URL: redis!.url,
@@ -112,10 +114,10 @@ describe.skipIf(!postgresAvailable || !redisAvailable)("a run handed over from t
     const napDueAt = Date.parse(sleeping.steps.find((s) => s.id === "nap")!.startedAt) + 2_000;
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, napDueAt + 100 - Date.now())));
     await workerClient.send({ name: "handoff/ping", data: {} });
-    await waitFor(worker.url, eventId!, (run) => run.steps.some((s) => s.id === "payment" && s.status === "waiting"), 20_000, logs, SIGNING_KEY);
+    await waitFor(worker.url, eventId!, (run) => run.steps.some((s) => s.id === "payment" && s.status === "waiting"), 20_000, logs, API_KEY);
     // The awaited event, through the Worker's API (whose drain then finishes the run).
     await workerClient.send({ name: "handoff/paid", data: { orderId: "o-9", amount: 42 } });
-    const done = await waitFor(worker.url, eventId!, (run) => run.status === "completed", 20_000, logs, SIGNING_KEY);
+    const done = await waitFor(worker.url, eventId!, (run) => run.status === "completed", 20_000, logs, API_KEY);
 
     const output = done.output as { reserved: { id: string; at: number }; woke: number; amount: number | null };
     expect(output.reserved.id).toBe("res-o-9");

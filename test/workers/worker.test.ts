@@ -22,6 +22,7 @@ const APP_CONFIG = new URL("./app/wrangler.toml", import.meta.url).pathname;
 /** Shared by both Workers: the executor signs its calls with it, the app verifies them and signs its registration. */
 const SIGNING_KEY = `signkey-test-${"0123456789abcdef".repeat(4)}`;
 const EVENT_KEY = "event-key-worker-e2e";
+const API_KEY = "api-key-worker-e2e";
 /** How late the 2 s sleep may wake: generous, for a loaded 2-core machine (the cron would be ~60 s). */
 const LATENESS_BOUND_MS = 10_000;
 
@@ -45,6 +46,7 @@ describe.skipIf(TOPOLOGIES.length === 0).each(TOPOLOGIES)("the executor and an a
       STEPWISE_DEV: "0",
       STEPWISE_SIGNING_KEY: SIGNING_KEY,
       STEPWISE_EVENT_KEY: EVENT_KEY,
+      STEPWISE_API_KEY: API_KEY,
       DATABASE_URL: db.connectionString,
       // The bridge's authority, in the form the Neon driver's wsProxy takes.
       STEPWISE_WS_PROXY: `${new URL(bridge.url).host}/v2`,
@@ -95,10 +97,10 @@ describe.skipIf(TOPOLOGIES.length === 0).each(TOPOLOGIES)("the executor and an a
 
     const [eventId] = (await client.send({ name: "worker/order", data: { orderId: "o-7" } })).ids;
     const logs = () => [...worker!.output.slice(-30), "--- app ---", ...app!.output.slice(-15)].join("\n");
-    const waiting = await waitFor(worker.url, eventId!, (run) => run.steps.some((s) => s.id === "payment" && s.status === "waiting"), 25_000, logs, SIGNING_KEY);
+    const waiting = await waitFor(worker.url, eventId!, (run) => run.steps.some((s) => s.id === "payment" && s.status === "waiting"), 25_000, logs, API_KEY);
     expect(waiting.steps.find((s) => s.id === "reserve")).toMatchObject({ status: "completed", output: "res-o-7" });
     await client.send({ name: "worker/paid", data: { orderId: "o-7", amount: 42 } });
-    const done = await waitFor(worker.url, eventId!, (run) => run.status === "completed", 20_000, logs, SIGNING_KEY);
+    const done = await waitFor(worker.url, eventId!, (run) => run.status === "completed", 20_000, logs, API_KEY);
     const output = done.output as { reserved: string; slept: number; amount: number | null };
     expect(output.reserved).toBe("res-o-7");
     expect(output.amount).toBe(42);

@@ -5,6 +5,8 @@ export interface EnvSettings {
   signingKey?: string;
   signingKeyNext?: string;
   eventKey?: string;
+  /** Bearer key of the run and function routes (`STEPWISE_API_KEY`); they are closed without it outside dev mode. */
+  apiKey?: string;
   appUrls: string[];
   dataDir?: string;
   databaseUrl?: string;
@@ -47,6 +49,7 @@ export function readEnv(env: Record<string, string | undefined> = process.env): 
     signingKey: env.STEPWISE_SIGNING_KEY || undefined,
     signingKeyNext: env.STEPWISE_SIGNING_KEY_NEXT || undefined,
     eventKey: env.STEPWISE_EVENT_KEY || undefined,
+    apiKey: env.STEPWISE_API_KEY || undefined,
     appUrls: (env.STEPWISE_APP_URLS ?? "").split(",").map((url) => url.trim()).filter(Boolean),
     dataDir: env.STEPWISE_DATA_DIR || undefined,
     databaseUrl: env.DATABASE_URL || undefined,

@@ -18,6 +18,8 @@ export interface ServerOptions extends Omit<ExecutorOptions, "signingKey" | "sto
   signingKey?: string;
   signingKeyNext?: string;
   eventKey?: string;
+  /** Bearer key of the run and function routes outside dev mode. */
+  apiKey?: string;
   /** Embedded mode owns its store alone: leases left by a killed process are released at start. */
   exclusiveStore?: boolean;
   /** Apps may register loopback and private URLs outside dev mode. */
@@ -47,6 +49,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     dev: options.dev,
     signingKeys: [signingKey, options.signingKeyNext].filter((key): key is string => !!key),
     eventKey: options.eventKey,
+    apiKey: options.apiKey,
     allowPrivateAppUrls: options.allowPrivateAppUrls,
   });
   const { server, port } = await listen(api.fetch, options.port, options.host ?? "127.0.0.1");

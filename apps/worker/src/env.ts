@@ -19,6 +19,7 @@ export interface Env {
   STEPWISE_SIGNING_KEY?: string;
   STEPWISE_SIGNING_KEY_NEXT?: string;
   STEPWISE_EVENT_KEY?: string;
+  STEPWISE_API_KEY?: string;
   STEPWISE_DEV?: string;
   STEPWISE_WS_PROXY?: string;
   STEPWISE_DRAIN_BUDGET_MS?: string;
@@ -38,6 +39,8 @@ export interface Settings {
   signingKey: string;
   signingKeys: string[];
   eventKey?: string;
+  /** Bearer key of the run and function routes. */
+  apiKey?: string;
   budgetMs: number;
   /** Jobs per drain: each job is a few subrequests (the app, Redis), and Workers cap those per invocation. */
   maxJobs: number;
@@ -55,6 +58,7 @@ export function readSettings(env: Env): Settings {
     signingKey,
     signingKeys: [signingKey, env.STEPWISE_SIGNING_KEY_NEXT].filter((key): key is string => !!key),
     eventKey: env.STEPWISE_EVENT_KEY || undefined,
+    apiKey: env.STEPWISE_API_KEY || undefined,
     // With the invocation timeout, under the 30 s `waitUntil` may run after the response.
     budgetMs: number(env, "STEPWISE_DRAIN_BUDGET_MS") ?? 10_000,
     maxJobs: number(env, "STEPWISE_DRAIN_MAX_JOBS") ?? 200,

@@ -33,6 +33,7 @@ const worker = {
       dev: settings.dev,
       signingKeys: settings.signingKeys,
       eventKey: settings.eventKey,
+      apiKey: settings.apiKey,
       allowPrivateAppUrls: settings.allowPrivateAppUrls,
     });
     let response: Response;

@@ -8,7 +8,9 @@
  *   POST /api/runs/:runId/cancel   cancels a live run
  *   GET  /api/events/:eventId/runs the runs an event started
  *
- * Outside dev mode, events need the event key and the run and function routes the signing key.
+ * Keys by purpose, outside dev mode: events need the event key; the run and function routes the
+ * API key (`STEPWISE_API_KEY`); registrations a signature by the signing key. An app holds the
+ * signing and event keys, so neither reads or cancels runs.
  * Bad input gets a 4xx with `{ error }` saying what is wrong; nothing is stored then.
  */
 import { APPS_ROUTE, DEV_SIGNING_KEY, HEADERS, keyMatches, MAX_EVENT_ID_LENGTH, textProblem, verify } from "@stepwise/protocol";
@@ -24,6 +26,8 @@ export interface ApiOptions {
   signingKeys: string[];
   /** Required as `Authorization: Bearer …` on POST /api/events outside dev mode. */
   eventKey?: string;
+  /** Required as `Authorization: Bearer …` on the run and function routes outside dev mode; without it they are closed. */
+  apiKey?: string;
   /** Largest request body (a batch of events). */
   maxBodyBytes?: number;
   /**
@@ -73,12 +77,15 @@ export function createApi(options: ApiOptions): Hono {
     return c.json({ ok: true, ...synced });
   });
 
-  // Runs hold users' data: outside dev mode, reading or cancelling them needs the signing key.
+  // Runs hold users' data: outside dev mode, reading or cancelling them needs the API key (not a key apps hold).
   const management = async (c: Context, next: () => Promise<void>) => {
     if (options.dev) return next();
+    if (!options.apiKey) {
+      return c.json({ error: "The run API is closed: set STEPWISE_API_KEY on the executor, then send Authorization: Bearer <STEPWISE_API_KEY>" }, 401);
+    }
     const given = bearer(c);
-    if (!given || !(await keyMatches(given, options.signingKeys))) {
-      return c.json({ error: "This API needs Authorization: Bearer <STEPWISE_SIGNING_KEY>" }, 401);
+    if (!given || !(await keyMatches(given, [options.apiKey]))) {
+      return c.json({ error: "This API needs Authorization: Bearer <STEPWISE_API_KEY>" }, 401);
     }
     return next();
   };

@@ -199,3 +199,43 @@ describe("a captured invocation (production mode)", () => {
     expect(otherBodies).toEqual([]);
   });
 });
+
+describe("an app with a key of its own (STEPWISE_APP_SIGNING_KEYS)", () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    // The executor shares "shared-key" with other apps; app "signed" holds only its own key.
+    stack = await startStack({
+      store: "pglite",
+      ...app({ signingKey: "own-key" }),
+      executor: { dev: false, signingKey: "shared-key", appSigningKeys: { signed: "own-key" }, eventKey: "event-key", apiKey: "api-key" },
+    });
+  });
+  afterAll(async () => stack?.close());
+
+  const register = async (appId: string, key: string) => {
+    const body = JSON.stringify({ appId, url: "https://elsewhere.example/api/durable", sdk: "x", functions: [] });
+    return fetch(`${stack.executor.url}/api/apps`, {
+      method: "POST",
+      body,
+      headers: { "x-stepwise-signature": await sign(key, { method: "POST", target: "/api/apps", body }) },
+    });
+  };
+
+  it("registers with its own key and is invoked signed with it", async () => {
+    const [id] = await stack.send({ name: "test/signed", data: { who: "Own" } });
+    expect((await stack.waitForRun(id!)).output).toBe("hello Own");
+  });
+
+  it("cannot be re-pointed by a holder of the shared key", async () => {
+    const response = await register("signed", "shared-key");
+    expect(response.status).toBe(401);
+    expect(((await response.json()) as { error: string }).error).toMatch(/app "signed" has a key of its own/);
+    const [id] = await stack.send({ name: "test/signed", data: { who: "Kept" } });
+    expect((await stack.waitForRun(id!)).output).toBe("hello Kept");
+  });
+
+  it("leaves the shared key for the apps that have none", async () => {
+    expect((await register("another-app", "shared-key")).status).toBe(200);
+    expect((await register("another-app", "own-key")).status).toBe(401);
+  });
+});

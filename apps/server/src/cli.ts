@@ -17,7 +17,7 @@ const USAGE = `Usage:
   stepwise start [--port 8288] [--host 0.0.0.0] [--app URL]... [--database-url URL] [--ws-proxy HOST:PORT]
                  [--concurrency 16] [--lease-ms 30000]
 
-Environment: STEPWISE_SIGNING_KEY, STEPWISE_SIGNING_KEY_NEXT, STEPWISE_EVENT_KEY, STEPWISE_API_KEY, STEPWISE_APP_URLS,
+Environment: STEPWISE_SIGNING_KEY, STEPWISE_SIGNING_KEY_NEXT, STEPWISE_APP_SIGNING_KEYS (app=key,…), STEPWISE_EVENT_KEY, STEPWISE_API_KEY, STEPWISE_APP_URLS,
 STEPWISE_DATA_DIR, DATABASE_URL, UPSTASH_REDIS_REST_URL, UPSTASH_REDIS_REST_TOKEN, STEPWISE_REDIS_PREFIX,
 STEPWISE_PG_DRIVER (neon | neon-http | pg), STEPWISE_CONCURRENCY, STEPWISE_LEASE_MS, STEPWISE_MAINTENANCE_MS, STEPWISE_RECONCILE_GRACE_MS,
 STEPWISE_RETRY_INITIAL_MS, STEPWISE_RETRY_MAX_MS, STEPWISE_RETENTION (how long finished runs are kept, default 7d),
@@ -63,6 +63,7 @@ export async function main(argv: string[]): Promise<void> {
     appUrls,
     signingKey: env.signingKey,
     signingKeyNext: env.signingKeyNext,
+    appSigningKeys: env.appSigningKeys,
     eventKey: env.eventKey,
     apiKey: env.apiKey,
     exclusiveStore: dev,

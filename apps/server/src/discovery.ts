@@ -3,7 +3,7 @@
  * functions and registers them, retrying until the app is up, then re-syncing now and then
  * so a redeployed app's new functions appear without a restart.
  */
-import type { Executor } from "@stepwise/engine";
+import { signingKeyOf, type Executor } from "@stepwise/engine";
 import { HEADERS, requestTarget, sign } from "@stepwise/protocol";
 
 export interface DiscoveryOptions {
@@ -11,6 +11,8 @@ export interface DiscoveryOptions {
   urls: string[];
   /** The executor signs every request to an app, this one included. */
   signingKey: string;
+  /** Apps with keys of their own, by app ID (the GET is signed again with it once the app says who it is). */
+  appSigningKeys?: Readonly<Record<string, string>>;
   /** Pause between syncs once an app answered. */
   refreshMs?: number;
   /** Pause between tries while an app does not answer yet. */
@@ -27,7 +29,7 @@ export function startDiscovery(options: DiscoveryOptions): { stop(): void; synce
         const attempt = async () => {
           if (stopped) return resolve();
           try {
-            await syncFrom(options.executor, url, options.signingKey);
+            await syncFrom(options, url);
             resolve();
             schedule(options.refreshMs ?? 10_000);
           } catch (error) {
@@ -59,13 +61,15 @@ export function startDiscovery(options: DiscoveryOptions): { stop(): void; synce
   };
 }
 
-async function syncFrom(executor: Executor, url: string, signingKey: string): Promise<void> {
-  const response = await fetch(url, {
-    headers: { [HEADERS.signature]: await sign(signingKey, { method: "GET", target: requestTarget(url), body: "" }) },
-    signal: AbortSignal.timeout(5_000),
-  });
-  if (!response.ok) throw new Error(`GET answered HTTP ${response.status}`);
-  const description = (await response.json()) as Record<string, unknown>;
+async function syncFrom(options: DiscoveryOptions, url: string): Promise<void> {
+  const { executor } = options;
+  let description = await describe(url, options.signingKey);
+  // An app with its own key tells an unsigned caller only its ID: ask again, signed with that key.
+  const appId = description.appId;
+  if (!Array.isArray(description.functions) && typeof appId === "string") {
+    const own = signingKeyOf(options, appId);
+    if (own !== options.signingKey) description = await describe(url, own);
+  }
   // The URL we were given is how this executor reaches the app, whatever the app thinks it is.
   const before = await executor.listFunctions();
   const synced = await executor.syncApp({ ...description, url });
@@ -73,4 +77,13 @@ async function syncFrom(executor: Executor, url: string, signingKey: string): Pr
   if (synced.functions.some((id) => !known.has(id))) {
     executor.log.info(`app ${synced.appId} synced from ${url}: ${synced.functions.join(", ")}`);
   }
+}
+
+async function describe(url: string, signingKey: string): Promise<Record<string, unknown>> {
+  const response = await fetch(url, {
+    headers: { [HEADERS.signature]: await sign(signingKey, { method: "GET", target: requestTarget(url), body: "" }) },
+    signal: AbortSignal.timeout(5_000),
+  });
+  if (!response.ok) throw new Error(`GET answered HTTP ${response.status}`);
+  return (await response.json()) as Record<string, unknown>;
 }

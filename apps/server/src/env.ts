@@ -1,9 +1,12 @@
 /** Executor settings from the environment, so `stepwise dev` and `start` share one reading. */
+import { parseAppSigningKeys } from "@stepwise/engine";
 import { toMs } from "@stepwise/protocol";
 
 export interface EnvSettings {
   signingKey?: string;
   signingKeyNext?: string;
+  /** Apps with keys of their own (`STEPWISE_APP_SIGNING_KEYS=shop=<key>,billing=<key>`). */
+  appSigningKeys: Record<string, string>;
   eventKey?: string;
   /** Bearer key of the run and function routes (`STEPWISE_API_KEY`); they are closed without it outside dev mode. */
   apiKey?: string;
@@ -48,6 +51,7 @@ export function readEnv(env: Record<string, string | undefined> = process.env): 
   return {
     signingKey: env.STEPWISE_SIGNING_KEY || undefined,
     signingKeyNext: env.STEPWISE_SIGNING_KEY_NEXT || undefined,
+    appSigningKeys: parseAppSigningKeys(env.STEPWISE_APP_SIGNING_KEYS),
     eventKey: env.STEPWISE_EVENT_KEY || undefined,
     apiKey: env.STEPWISE_API_KEY || undefined,
     appUrls: (env.STEPWISE_APP_URLS ?? "").split(",").map((url) => url.trim()).filter(Boolean),

@@ -48,13 +48,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     executor,
     dev: options.dev,
     signingKeys: [signingKey, options.signingKeyNext].filter((key): key is string => !!key),
+    appSigningKeys: options.appSigningKeys,
     eventKey: options.eventKey,
     apiKey: options.apiKey,
     allowPrivateAppUrls: options.allowPrivateAppUrls,
   });
   const { server, port } = await listen(api.fetch, options.port, options.host ?? "127.0.0.1");
   const url = `http://${options.host ?? "127.0.0.1"}:${port}`;
-  const discovery = startDiscovery({ executor, urls: options.appUrls ?? [], signingKey });
+  const discovery = startDiscovery({ executor, urls: options.appUrls ?? [], signingKey, appSigningKeys: options.appSigningKeys });
 
   let closing: Promise<void> | undefined;
   return {

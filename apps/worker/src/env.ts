@@ -4,7 +4,7 @@
  * connection) in a request other than the one that opened it, so every request, alarm and cron
  * run opens its own store and closes it when done; only plain data outlives one.
  */
-import { Executor, consoleLogger, type Logger } from "@stepwise/engine";
+import { Executor, consoleLogger, parseAppSigningKeys, type Logger } from "@stepwise/engine";
 import { DEV_SIGNING_KEY } from "@stepwise/protocol";
 import { RedisQueue } from "@stepwise/queue-redis";
 import { createNeonClient, PostgresStore } from "@stepwise/store-postgres/edge";
@@ -18,6 +18,7 @@ export interface Env {
   STEPWISE_REDIS_PREFIX?: string;
   STEPWISE_SIGNING_KEY?: string;
   STEPWISE_SIGNING_KEY_NEXT?: string;
+  STEPWISE_APP_SIGNING_KEYS?: string;
   STEPWISE_EVENT_KEY?: string;
   STEPWISE_API_KEY?: string;
   STEPWISE_DEV?: string;
@@ -38,6 +39,8 @@ export interface Settings {
   dev: boolean;
   signingKey: string;
   signingKeys: string[];
+  /** Apps with keys of their own, by app ID. */
+  appSigningKeys: Record<string, string>;
   eventKey?: string;
   /** Bearer key of the run and function routes. */
   apiKey?: string;
@@ -57,6 +60,7 @@ export function readSettings(env: Env): Settings {
     dev,
     signingKey,
     signingKeys: [signingKey, env.STEPWISE_SIGNING_KEY_NEXT].filter((key): key is string => !!key),
+    appSigningKeys: parseAppSigningKeys(env.STEPWISE_APP_SIGNING_KEYS),
     eventKey: env.STEPWISE_EVENT_KEY || undefined,
     apiKey: env.STEPWISE_API_KEY || undefined,
     // With the invocation timeout, under the 30 s `waitUntil` may run after the response.
@@ -105,6 +109,7 @@ export async function openExecutor(env: Env, log: Logger = consoleLogger): Promi
   const executor = new Executor({
     store,
     signingKey: settings.signingKey,
+    appSigningKeys: settings.appSigningKeys,
     log,
     concurrency: settings.concurrency,
     leaseMs: number(env, "STEPWISE_LEASE_MS"),

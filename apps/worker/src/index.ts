@@ -32,6 +32,7 @@ const worker = {
       executor,
       dev: settings.dev,
       signingKeys: settings.signingKeys,
+      appSigningKeys: settings.appSigningKeys,
       eventKey: settings.eventKey,
       apiKey: settings.apiKey,
       allowPrivateAppUrls: settings.allowPrivateAppUrls,

@@ -13,7 +13,7 @@
  * signing and event keys, so neither reads or cancels runs.
  * Bad input gets a 4xx with `{ error }` saying what is wrong; nothing is stored then.
  */
-import { APPS_ROUTE, DEV_SIGNING_KEY, HEADERS, keyMatches, MAX_EVENT_ID_LENGTH, textProblem, verify } from "@stepwise/protocol";
+import { APPS_ROUTE, DEV_SIGNING_KEY, HEADERS, keyMatches, MAX_EVENT_ID_LENGTH, signatureHeaderProblem, textProblem, verify } from "@stepwise/protocol";
 import { InputError, type Executor } from "@stepwise/engine";
 import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
@@ -24,6 +24,8 @@ export interface ApiOptions {
   dev: boolean;
   /** Keys apps sign their registration with (current and next). */
   signingKeys: string[];
+  /** Apps with keys of their own, by app ID: only that key registers such an app. */
+  appSigningKeys?: Readonly<Record<string, string>>;
   /** Required as `Authorization: Bearer …` on POST /api/events outside dev mode. */
   eventKey?: string;
   /** Required as `Authorization: Bearer …` on the run and function routes outside dev mode; without it they are closed. */
@@ -68,11 +70,18 @@ export function createApi(options: ApiOptions): Hono {
   );
 
   app.post(APPS_ROUTE, bodyLimit({ maxSize }), async (c) => {
+    const header = c.req.header(HEADERS.signature);
+    const shape = signatureHeaderProblem(header);
+    if (shape) return c.json({ error: `App registration rejected: ${shape.message}` }, 401);
     const raw = await c.req.text();
-    const keys = options.dev ? [...options.signingKeys, DEV_SIGNING_KEY] : options.signingKeys;
-    const check = await verify(c.req.header(HEADERS.signature), { method: "POST", target: APPS_ROUTE, body: raw }, keys);
-    if (!check.ok) return c.json({ error: `App registration rejected: ${check.message}` }, 401);
-    const synced = await executor.syncApp(parseJson(raw), { urlPolicy: { allowPrivate: options.dev || !!options.allowPrivateAppUrls } });
+    const body = parseJson(raw);
+    // An app with a key of its own is registered by that key alone: the shared one cannot claim its ID.
+    const claimed = (body as { appId?: unknown } | null)?.appId;
+    const own = typeof claimed === "string" && options.appSigningKeys && Object.hasOwn(options.appSigningKeys, claimed) ? options.appSigningKeys[claimed] : undefined;
+    const keys = own ? [own] : options.dev ? [...options.signingKeys, DEV_SIGNING_KEY] : options.signingKeys;
+    const check = await verify(header, { method: "POST", target: APPS_ROUTE, body: raw }, keys);
+    if (!check.ok) return c.json({ error: `App registration rejected: ${check.message}${own ? ` (app "${claimed}" has a key of its own)` : ""}` }, 401);
+    const synced = await executor.syncApp(body, { urlPolicy: { allowPrivate: options.dev || !!options.allowPrivateAppUrls } });
     executor.log.info(`app ${synced.appId} synced with ${synced.functions.length} function(s): ${synced.functions.join(", ")}`);
     return c.json({ ok: true, ...synced });
   });

@@ -28,6 +28,11 @@ export interface ExecutorOptions {
   store: Store;
   /** Key the executor signs app requests with (the dev server uses the public dev key). */
   signingKey: string;
+  /**
+   * Keys of single apps, by app ID: such an app's invocations are signed with its own key, and
+   * only that key registers it (`STEPWISE_APP_SIGNING_KEYS`). Apps not listed share `signingKey`.
+   */
+  appSigningKeys?: Readonly<Record<string, string>>;
   limits?: Partial<Limits>;
   log?: Logger;
   /** Default retry backoff for functions that set none. */
@@ -99,6 +104,7 @@ export class Executor {
       prefetched: new Map(),
       invoker: {
         signingKey: options.signingKey,
+        appSigningKeys: options.appSigningKeys,
         timeoutMs: options.invokeTimeoutMs ?? 300_000,
         maxResponseBytes: this.limits.maxResponseBytes,
         fetch: options.fetch,

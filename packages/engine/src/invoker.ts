@@ -8,6 +8,8 @@ import { formatBytes } from "./limits.ts";
 
 export interface InvokerOptions {
   signingKey: string;
+  /** An app's own key, where it has one (see `ExecutorOptions.appSigningKeys`). */
+  appSigningKeys?: Readonly<Record<string, string>>;
   timeoutMs: number;
   maxResponseBytes: number;
   fetch?: typeof fetch;
@@ -15,18 +17,19 @@ export interface InvokerOptions {
 
 export async function invokeApp(
   options: InvokerOptions,
-  appUrl: string,
+  app: { id: string; url: string },
   functionId: string,
   request: InvokeRequest,
 ): Promise<InvokeResponse> {
+  const signingKey = signingKeyOf(options, app.id);
   const body = JSON.stringify(request);
-  const url = new URL(appUrl);
+  const url = new URL(app.url);
   url.searchParams.set("fnId", functionId);
   let response: Response;
   try {
     response = await (options.fetch ?? fetch)(url, {
       method: "POST",
-      headers: { "content-type": "application/json", [HEADERS.signature]: await sign(options.signingKey, { method: "POST", target: requestTarget(url), body }) },
+      headers: { "content-type": "application/json", [HEADERS.signature]: await sign(signingKey, { method: "POST", target: requestTarget(url), body }) },
       body,
       signal: AbortSignal.timeout(options.timeoutMs),
     });
@@ -52,6 +55,30 @@ export async function invokeApp(
   const detail = errorMessage(text);
   // 400 means the executor sent something the SDK cannot read: retrying would not help.
   return appError("AppError", `The app answered HTTP ${response.status}${detail ? `: ${detail}` : ""}`, response.status !== 400);
+}
+
+/**
+ * `STEPWISE_APP_SIGNING_KEYS`: `shop=<key>,billing=<key>`, each app's own key. Throws with what
+ * is wrong, so a typo stops the executor at start instead of leaving an app on the shared key.
+ */
+export function parseAppSigningKeys(text: string | undefined): Record<string, string> {
+  const keys: Record<string, string> = {};
+  const entries = (text ?? "").split(",").map((part) => part.trim()).filter(Boolean);
+  for (const [index, entry] of entries.entries()) {
+    const at = entry.indexOf("=");
+    const appId = entry.slice(0, at).trim();
+    const key = entry.slice(at + 1).trim();
+    // Never echo the entry: it may be a key.
+    if (at <= 0 || !key) throw new Error(`STEPWISE_APP_SIGNING_KEYS: entry ${index + 1} is not <app id>=<key>`);
+    if (Object.hasOwn(keys, appId)) throw new Error(`STEPWISE_APP_SIGNING_KEYS: app "${appId}" is listed twice`);
+    keys[appId] = key;
+  }
+  return keys;
+}
+
+/** The key app `appId` is signed for: its own, else the shared one. */
+export function signingKeyOf(options: Pick<InvokerOptions, "signingKey" | "appSigningKeys">, appId: string): string {
+  return (options.appSigningKeys && Object.hasOwn(options.appSigningKeys, appId) ? options.appSigningKeys[appId] : undefined) ?? options.signingKey;
 }
 
 function appError(name: string, message: string, retriable: boolean): InvokeResponse {

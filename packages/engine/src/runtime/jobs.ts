@@ -85,7 +85,7 @@ async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState 
     targetStep: target?.id,
   };
   const startedAt = ctx.clock.now();
-  const response = await invokeApp(runner.invoker, app.url, fn.localId, request);
+  const response = await invokeApp(runner.invoker, app, fn.localId, request);
   // Transitions read the registry's cache: load what this answer will need first.
   await ctx.registry.ensureFresh();
   if (response.type === "ops") {

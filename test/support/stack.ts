@@ -106,7 +106,7 @@ export async function startStack(options: {
   const intercept = options.intercept;
   const { server, url: appUrl } = await listen(intercept ? (request) => intercept(request, appFetch) : appFetch);
   app = new Hono();
-  app.on(["GET", "POST", "PUT"], "/api/durable", serve({ client: options.client, functions: options.functions, serveUrl: appUrl }));
+  app.all("/api/durable", serve({ client: options.client, functions: options.functions, serveUrl: appUrl }));
   process.env.STEPWISE_BASE_URL = executor.url;
   const put = await fetch(appUrl, { method: "PUT" });
   if (!put.ok) throw new Error(`app registration failed: ${put.status} ${await put.text()}`);

@@ -52,6 +52,9 @@ export function createApi(options: ApiOptions): Hono {
   });
 
   app.get("/health", (c) => c.json({ ok: true }));
+  app.notFound((c) =>
+    c.json({ error: `No ${c.req.method} ${new URL(c.req.url).pathname} here: the API has POST /api/events, POST /api/apps, GET /api/functions, GET /api/runs/:runId, POST /api/runs/:runId/cancel, GET /api/events/:eventId/runs` }, 404),
+  );
 
   app.post(
     "/api/events",

@@ -91,6 +91,15 @@ describe.each(STORE_KINDS)("executor API on %s", (store) => {
     expect(((await response.json()) as { error: string }).error).toMatch(message);
   });
 
+  it("refuses a body that is not UTF-8 instead of storing U+FFFD in its place", async () => {
+    const id = `utf8-${store}-${Date.now()}`;
+    const bytes = new Uint8Array([...new TextEncoder().encode(`{"id":"${id}","name":"test/hello","data":{"name":"`), 0xff, 0xfe, ...new TextEncoder().encode('"}}')]);
+    const response = await fetch(`${stack.executor.url}/api/events`, { method: "POST", body: bytes, headers: { "content-type": "application/json" } });
+    expect(response.status).toBe(400);
+    expect(((await response.json()) as { error: string }).error).toMatch(/not valid UTF-8/);
+    expect(await stack.runsOf(id)).toEqual([]);
+  });
+
   it("stores nothing from a batch with one bad event", async () => {
     const id = `batch-${store}-${Date.now()}`;
     const response = await post(JSON.stringify([{ id, name: "test/hello", data: { name: "ok" } }, { name: "" }]));

@@ -79,6 +79,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 function listen(fetch: (request: Request) => Response | Promise<Response>, port: number, hostname: string) {
   return new Promise<{ server: ServerType; port: number }>((resolve, reject) => {
     const server = serveNode({ fetch, port, hostname }, (info) => resolve({ server, port: info.port }));
+    // A client gets 10 s to send its headers and 30 s for the whole request (a batch of events
+    // is at most 16 MB), so slow senders cannot hold connections open.
+    Object.assign(server, { headersTimeout: 10_000, requestTimeout: 30_000 });
     server.once("error", reject);
   });
 }

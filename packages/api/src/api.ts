@@ -72,11 +72,11 @@ export function createApi(options: ApiOptions): Hono {
     },
   );
 
-  app.post(APPS_ROUTE, bodyLimit({ maxSize }), async (c) => {
+  app.post(APPS_ROUTE, bodyLimit({ maxSize, onError: (c) => c.json({ error: `Request body too large: the limit is ${maxSize} bytes` }, 413) }), async (c) => {
     const header = c.req.header(HEADERS.signature);
     const shape = signatureHeaderProblem(header);
     if (shape) return c.json({ error: `App registration rejected: ${shape.message}` }, 401);
-    const raw = await c.req.text();
+    const raw = await utf8Body(c);
     const body = parseJson(raw);
     // An app with a key of its own is registered by that key alone: the shared one cannot claim its ID.
     const claimed = (body as { appId?: unknown } | null)?.appId;
@@ -140,7 +140,17 @@ function bearer(c: Context): string | undefined {
 }
 
 async function jsonBody(c: Context): Promise<unknown> {
-  return parseJson(await c.req.text());
+  return parseJson(await utf8Body(c));
+}
+
+/** The body as text; bytes that are not UTF-8 are refused, not replaced with U+FFFD in silence. */
+async function utf8Body(c: Context): Promise<string> {
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(await c.req.arrayBuffer());
+  } catch (error) {
+    if (!(error instanceof TypeError)) throw error;
+    throw new InputError("Body is not valid UTF-8; send JSON encoded as UTF-8");
+  }
 }
 
 function parseJson(text: string): unknown {

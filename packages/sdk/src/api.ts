@@ -10,6 +10,8 @@ export interface ApiRequest {
   url: string;
   body: string;
   headers: Record<string, string>;
+  /** How long the executor may take to answer (default 30 s). */
+  timeoutMs?: number;
 }
 
 /** Posts `body`; returns the parsed JSON answer (or `{}` for an empty one) of a 2xx. */
@@ -20,6 +22,7 @@ export async function postToExecutor(request: ApiRequest): Promise<unknown> {
       method: "POST",
       headers: { "content-type": "application/json", ...request.headers },
       body: request.body,
+      signal: AbortSignal.timeout(request.timeoutMs ?? 30_000),
     });
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);

@@ -8,6 +8,9 @@ import { Stepwise } from "@stepwise/sdk";
 import { serve as serveFetch } from "@stepwise/sdk/fetch";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
+import { silentLogger } from "@stepwise/engine";
+import { startServer, type RunningServer } from "@stepwise/server";
+import { createPgliteClient, PostgresStore } from "@stepwise/store-postgres";
 import { startStack, type Stack } from "../support/stack.ts";
 
 const bodies: string[] = [];
@@ -237,5 +240,29 @@ describe("an app with a key of its own (STEPWISE_APP_SIGNING_KEYS)", () => {
   it("leaves the shared key for the apps that have none", async () => {
     expect((await register("another-app", "shared-key")).status).toBe(200);
     expect((await register("another-app", "own-key")).status).toBe(401);
+  });
+});
+
+describe("app URLs on an executor in production mode", () => {
+  let server: RunningServer;
+  beforeAll(async () => {
+    // As `stepwise start` runs by default: no STEPWISE_ALLOW_PRIVATE_APP_URLS.
+    server = await startServer({ store: new PostgresStore(createPgliteClient()), dev: false, port: 0, signingKey: "key-current", log: silentLogger });
+  });
+  afterAll(async () => server?.close());
+
+  it.each([
+    ["loopback", "http://127.0.0.1:6379/api/durable", 400],
+    ["a private network's", "http://10.0.0.8/api/durable", 400],
+    ["a public", "https://shop.example/api/durable", 200],
+  ])("takes a registration naming a %s address only if the executor may call it", async (_, url, status) => {
+    const body = JSON.stringify({ appId: "probe", url, sdk: "x", functions: [] });
+    const response = await fetch(`${server.url}/api/apps`, {
+      method: "POST",
+      body,
+      headers: { "x-stepwise-signature": await sign("key-current", { method: "POST", target: "/api/apps", body }) },
+    });
+    expect(response.status).toBe(status);
+    if (status === 400) expect(((await response.json()) as { error: string }).error).toMatch(/STEPWISE_ALLOW_PRIVATE_APP_URLS=1/);
   });
 });

@@ -2,6 +2,7 @@
  * When things go wrong: retries with backoff, NonRetriableError, RetryAfterError, onFailure,
  * cancellation (cancelOn and the API) and a function whose steps changed under a live run.
  */
+import { derivedEventId } from "@stepwise/protocol";
 import { NonRetriableError, RetryAfterError, Stepwise } from "@stepwise/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
@@ -178,10 +179,10 @@ describe.each(STORE_KINDS)("failures on %s", (store) => {
     const [id] = await stack.send({ name: "test/order", data: { orderId } });
     const run = await stack.waitForRun(id!);
     expect(run.status).toBe("failed");
-    const handler = await stack.waitForRun(`${run.id}:failed`, { functionId: "fail-order-failure" });
+    const handler = await stack.waitForRun(derivedEventId(run.id, "failed"), { functionId: "fail-order-failure" });
     expect(handler.status).toBe("completed");
     expect(failures.get(orderId)).toEqual({ orderId, runId: run.id, message: expect.stringContaining(`order ${orderId} is bad`) });
-    expect(await stack.runsOf(`${run.id}:failed`)).toHaveLength(1);
+    expect(await stack.runsOf(derivedEventId(run.id, "failed"))).toHaveLength(1);
   });
 
   it("cancelOn cancels the run whose match field equals the cancelling event's, and no other", async () => {

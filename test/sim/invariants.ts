@@ -15,6 +15,7 @@
  * 9. A completed run returned exactly the values the store holds for its steps.
  * 10. The executors idle when nothing is due, and stop within their grace period.
  */
+import { DERIVED_ID_PREFIX, derivedEventId } from "@stepwise/protocol";
 import { expectedJobs, type RunState, type StepRecord } from "@stepwise/engine";
 import type { SqlClient } from "@stepwise/store-postgres";
 import { SIM_APP_ID } from "./app.ts";
@@ -47,7 +48,9 @@ export async function check(sql: SqlClient, played: Played): Promise<Checked> {
   while (frontier.length > 0) {
     for (const run of frontier) runs.set(String(run.id), run);
     const ids = list(frontier.map((run) => String(run.id)));
-    frontier = (await sql.query(`SELECT * FROM runs WHERE parent_run_id IN ${IN("$1")} OR split_part(event_id, ':', 1) IN ${IN("$1")}`, [ids])).filter(
+    // Events a run led to have IDs derived from it: stepwise:<run>:<step>:<n>, stepwise:<run>:failed.
+    const derivedFrom = `split_part(event_id, ':', 2) IN ${IN("$1")} AND event_id LIKE '${DERIVED_ID_PREFIX}%'`;
+    frontier = (await sql.query(`SELECT * FROM runs WHERE parent_run_id IN ${IN("$1")} OR (${derivedFrom})`, [ids])).filter(
       (run) => !runs.has(String(run.id)),
     );
   }
@@ -175,7 +178,7 @@ export async function check(sql: SqlClient, played: Played): Promise<Checked> {
   for (const run of runs.values()) {
     const fn = localId(run);
     if (fn !== "sim-r0" && fn !== "sim-r2") continue;
-    const handlers = [...runs.values()].filter((r) => r.event_id === `${run.id}:failed`);
+    const handlers = [...runs.values()].filter((r) => r.event_id === derivedEventId(String(run.id), "failed"));
     if (run.status === "failed" && handlers.length !== 1) fail(`run ${run.id} failed; its onFailure ran ${handlers.length} times`);
     if (run.status !== "failed" && handlers.length > 0) fail(`run ${run.id} ended ${run.status}, yet onFailure ran`);
   }

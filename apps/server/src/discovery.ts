@@ -1,7 +1,8 @@
 /**
  * Finds apps by URL (`--app`, `STEPWISE_APP_URLS`): asks each `GET /api/durable` for its
- * functions and registers them, retrying until the app is up, then re-syncing now and then
- * so a redeployed app's new functions appear without a restart.
+ * functions and registers them, retrying until the app is up, then asking again now and then
+ * so a redeployed app's new functions appear without a restart. An answer that did not change
+ * is registered again only once a minute, so an idle executor does next to nothing.
  */
 import { signingKeyOf, type Executor } from "@stepwise/engine";
 import { HEADERS, requestTarget, sign } from "@stepwise/protocol";
@@ -26,10 +27,11 @@ export function startDiscovery(options: DiscoveryOptions): { stop(): void; synce
     (url) =>
       new Promise<void>((resolve) => {
         let announcedDown = false;
+        const last = { description: "", at: 0 };
         const attempt = async () => {
           if (stopped) return resolve();
           try {
-            await syncFrom(options, url);
+            await syncFrom(options, url, last);
             resolve();
             schedule(options.refreshMs ?? 10_000);
           } catch (error) {
@@ -61,7 +63,10 @@ export function startDiscovery(options: DiscoveryOptions): { stop(): void; synce
   };
 }
 
-async function syncFrom(options: DiscoveryOptions, url: string): Promise<void> {
+/** Registers again after this long even when the app's answer did not change (the record may have). */
+const RESYNC_UNCHANGED_MS = 60_000;
+
+async function syncFrom(options: DiscoveryOptions, url: string, last: { description: string; at: number }): Promise<void> {
   const { executor } = options;
   let description = await describe(url, options.signingKey);
   // An app with its own key tells an unsigned caller only its ID: ask again, signed with that key.
@@ -70,6 +75,8 @@ async function syncFrom(options: DiscoveryOptions, url: string): Promise<void> {
     const own = signingKeyOf(options, appId);
     if (own !== options.signingKey) description = await describe(url, own);
   }
+  const text = JSON.stringify(description);
+  if (text === last.description && Date.now() - last.at < RESYNC_UNCHANGED_MS) return;
   // The URL we were given is how this executor reaches the app, whatever the app thinks it is.
   const before = await executor.listFunctions();
   const synced = await executor.syncApp({ ...description, url });
@@ -77,6 +84,7 @@ async function syncFrom(options: DiscoveryOptions, url: string): Promise<void> {
   if (synced.functions.some((id) => !known.has(id))) {
     executor.log.info(`app ${synced.appId} synced from ${url}: ${synced.functions.join(", ")}`);
   }
+  Object.assign(last, { description: text, at: Date.now() });
 }
 
 async function describe(url: string, signingKey: string): Promise<Record<string, unknown>> {

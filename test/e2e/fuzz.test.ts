@@ -62,7 +62,7 @@ const validEvent = fc.record({ id, name: fc.constantFrom("fuzz/never-sent", "ord
 /** An invocation as the executor would send one, often: the SDK then runs (or replays) the function. */
 const wellFormedInvocation = fc.record({
   version: fc.constant(PROTOCOL_VERSION),
-  run: fc.record({ id, functionId: fc.constant("hit"), attempt: fc.nat({ max: 3 }) }),
+  run: fc.record({ id, appId: fc.oneof(fc.constant("fuzz"), fc.constant("fuzz"), text), functionId: fc.constant("hit"), attempt: fc.nat({ max: 3 }) }),
   event: validEvent,
   events: fc.constant([]),
   steps: fc.array(

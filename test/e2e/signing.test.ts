@@ -33,7 +33,7 @@ function signFor(key: string, url: string, body: string, nowMs?: number): Promis
 function invocation(who: string): string {
   const request: InvokeRequest = {
     version: PROTOCOL_VERSION,
-    run: { id: "r1", functionId: "signed", attempt: 0 },
+    run: { id: "r1", appId: "signed", functionId: "signed", attempt: 0 },
     event: { id: "e1", name: "test/signed", data: { who }, ts: Date.now() },
     events: [],
     steps: [],

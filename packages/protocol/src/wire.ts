@@ -65,6 +65,11 @@ export const InvokeRequestSchema = z.object({
   version: z.literal(PROTOCOL_VERSION),
   run: z.object({
     id: z.string(),
+    /**
+     * The app the executor meant: signed with the body, so an invocation captured on its way to
+     * one app is refused by another that shares the signing key and has a function of that ID.
+     */
+    appId: z.string(),
     functionId: z.string(),
     /** Attempt of the function body (0-based); for a `targetStep`, that step's attempt. */
     attempt: z.number().int().nonnegative(),

@@ -111,7 +111,8 @@ class Endpoint {
     const url = new URL(request.url);
     const verdict = await verify(signature, { method: "POST", targets: this.targets(url, settings), body }, keys);
     if (!verdict.ok) return json(401, { error: verdict.message });
-    if (!this.seenSignatures.firstTime(signature!)) {
+    // Keyed on the header as verified (trimmed), whatever an adapter left around it.
+    if (!this.seenSignatures.firstTime(signature!.trim())) {
       return json(401, { error: "Replayed request: this app already received this signed invocation; the executor signs every attempt anew" });
     }
     const parsed = parseInvocation(body);
@@ -123,7 +124,10 @@ class Endpoint {
       const known = this.registry.ids().join(", ") || "none";
       return json(404, { error: `No function "${fnId}" in app "${this.client.id}" (it serves: ${known})` });
     }
-    // The signature binds ?fnId=; the body must be a run of that same function.
+    // The signature binds ?fnId= and the body; the body must be a run of this app's function of that ID.
+    if (parsed.request.run.appId !== this.client.id) {
+      return json(400, { error: `The invocation is for app "${parsed.request.run.appId}" but reached app "${this.client.id}"` });
+    }
     if (parsed.request.run.functionId !== fnId) {
       return json(400, { error: `The invocation is for function "${parsed.request.run.functionId}" but was sent to ?fnId=${fnId}` });
     }

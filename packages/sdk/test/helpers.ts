@@ -9,7 +9,7 @@ export const TRIGGER: WireEvent = { id: "evt-1", name: "order/created", data: { 
 export function request(steps: StoredStep[] = [], extra: Partial<InvokeRequest> = {}): InvokeRequest {
   return {
     version: PROTOCOL_VERSION,
-    run: { id: "run-1", functionId: "fulfil", attempt: 0 },
+    run: { id: "run-1", appId: "shop", functionId: "fulfil", attempt: 0 },
     event: TRIGGER,
     events: [TRIGGER],
     steps,

@@ -136,7 +136,7 @@ describe("new steps", () => {
       ]);
     });
     const steps = [pending(0, "left"), pending(1, "right")];
-    const res = await invoke(fn, request(steps, { targetStep: "right", run: { id: "run-1", functionId: "shop-f", attempt: 2 } }));
+    const res = await invoke(fn, request(steps, { targetStep: "right", run: { id: "run-1", appId: "shop", functionId: "shop-f", attempt: 2 } }));
     expect(ran).toEqual(["right"]);
     expect(res).toEqual({ status: 206, body: { type: "ops", ops: [{ op: "step-ran", id: "right", name: "right", position: 1, output: "R" }] } });
   });

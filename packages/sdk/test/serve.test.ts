@@ -181,7 +181,7 @@ describe("POST", () => {
     const body = JSON.stringify(request());
     expect((await post(handler, body, { key: DEV_SIGNING_KEY, env })).status).toBe(206);
     // A second attempt of the run: the executor signs every attempt anew.
-    const again = JSON.stringify(request([], { run: { id: "run-1", functionId: "fulfil", attempt: 1 } }));
+    const again = JSON.stringify(request([], { run: { id: "run-1", appId: "shop", functionId: "fulfil", attempt: 1 } }));
     expect((await post(handler, again, { key: DEV_SIGNING_KEY, env })).status).toBe(206);
     expect((await post(handler, body, { signature: null, env })).status).toBe(401);
     expect(ran).toEqual(["o1", "o1"]);
@@ -197,6 +197,15 @@ describe("POST", () => {
     expect(replayed.status).toBe(401);
     expect(((await replayed.json()) as { error: string }).error).toMatch(/Replayed request/);
     expect(ran).toEqual(["o1"]);
+  });
+
+  it("refuses an invocation meant for another app that shares the signing key", async () => {
+    const { handler, ran } = setup();
+    const body = JSON.stringify(request([], { run: { id: "run-1", appId: "billing", functionId: "fulfil", attempt: 0 } }));
+    const res = await post(handler, body);
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: string }).error).toMatch(/for app "billing" but reached app "shop"/);
+    expect(ran).toEqual([]);
   });
 
   it("refuses an invocation whose run is of another function than the one addressed", async () => {
@@ -229,7 +238,7 @@ describe("POST", () => {
     const req = request([{ id: "note", name: "note", kind: "run", position: 0, status: "completed", output: "failed o9" }], {
       event: failedEvent,
       events: [failedEvent],
-      run: { id: "run-9", functionId: "fulfil-failure", attempt: 0 },
+      run: { id: "run-9", appId: "shop", functionId: "fulfil-failure", attempt: 0 },
     });
     const res = await post(handler, JSON.stringify(req), { fnId: "fulfil-failure" });
     expect(await res.json()).toEqual({ type: "completed", output: null });

@@ -77,7 +77,7 @@ async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState 
   }
   const request: InvokeRequest = {
     version: PROTOCOL_VERSION,
-    run: { id: run.id, functionId: fn.localId, attempt: target ? target.attempts : run.attempt },
+    run: { id: run.id, appId: app.id, functionId: fn.localId, attempt: target ? target.attempts : run.attempt },
     event,
     events: [event],
     // The target is left out: to the SDK it is a new step, the one it must run.

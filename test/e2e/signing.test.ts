@@ -266,3 +266,54 @@ describe("app URLs on an executor in production mode", () => {
     if (status === 400) expect(((await response.json()) as { error: string }).error).toMatch(/STEPWISE_ALLOW_PRIVATE_APP_URLS=1/);
   });
 });
+
+describe("redirects from an app", () => {
+  let stack: Stack;
+  let secretHits = 0;
+  let secret: import("node:http").Server;
+  beforeAll(async () => {
+    const { createServer } = await import("node:http");
+    // What a redirect would reach: an address the executor must never call.
+    secret = createServer((_req, res) => {
+      secretHits++;
+      res.end("iam credentials");
+    });
+    await new Promise<void>((resolve) => secret.listen(0, "127.0.0.1", resolve));
+    const secretUrl = `http://127.0.0.1:${(secret.address() as import("node:net").AddressInfo).port}/latest/meta-data/`;
+    stack = await startStack({
+      store: "pglite",
+      ...app({ signingKey: "key-current" }),
+      executor: { dev: false, signingKey: "key-current", eventKey: "event-key", apiKey: "api-key" },
+      intercept: async (request, toApp) => (request.method === "POST" ? Response.redirect(secretUrl, 302) : toApp(request)),
+    });
+  });
+  afterAll(async () => {
+    await stack?.close();
+    await new Promise<void>((resolve) => secret.close(() => resolve()));
+  });
+
+  it("are not followed: the signed invocation never reaches the redirect's target", async () => {
+    const [id] = await stack.send({ name: "test/signed", data: { who: "Redirected" } });
+    const run = await stack.waitForRun(id!);
+    expect(run.status).toBe("failed");
+    expect(run.error?.message).toMatch(/redirect/);
+    expect(secretHits).toBe(0);
+  });
+});
+
+describe("a signed registration replayed", () => {
+  let server: RunningServer;
+  beforeAll(async () => {
+    server = await startServer({ store: new PostgresStore(createPgliteClient()), dev: false, port: 0, signingKey: "key-current", log: silentLogger });
+  });
+  afterAll(async () => server?.close());
+
+  it("is taken once: a copy sent again within its window cannot put the app back as it was", async () => {
+    const body = JSON.stringify({ appId: "replayed", url: "https://shop.example/api/durable", sdk: "x", functions: [] });
+    const headers = { "x-stepwise-signature": await sign("key-current", { method: "POST", target: "/api/apps", body }) };
+    expect((await fetch(`${server.url}/api/apps`, { method: "POST", body, headers })).status).toBe(200);
+    const again = await fetch(`${server.url}/api/apps`, { method: "POST", body, headers });
+    expect(again.status).toBe(401);
+    expect(((await again.json()) as { error: string }).error).toMatch(/already received \(a replay\)/);
+  });
+});

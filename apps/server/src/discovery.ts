@@ -91,6 +91,7 @@ async function describe(url: string, signingKey: string): Promise<Record<string,
   const response = await fetch(url, {
     headers: { [HEADERS.signature]: await sign(signingKey, { method: "GET", target: requestTarget(url), body: "" }) },
     signal: AbortSignal.timeout(5_000),
+    redirect: "error",
   });
   if (!response.ok) throw new Error(`GET answered HTTP ${response.status}`);
   return (await response.json()) as Record<string, unknown>;

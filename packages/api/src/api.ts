@@ -13,7 +13,17 @@
  * signing and event keys, so neither reads or cancels runs.
  * Bad input gets a 4xx with `{ error }` saying what is wrong; nothing is stored then.
  */
-import { APPS_ROUTE, DEV_SIGNING_KEY, HEADERS, keyMatches, MAX_EVENT_ID_LENGTH, signatureHeaderProblem, textProblem, verify } from "@stepwise/protocol";
+import {
+  APPS_ROUTE,
+  DEV_SIGNING_KEY,
+  HEADERS,
+  keyMatches,
+  MAX_EVENT_ID_LENGTH,
+  SeenSignatures,
+  signatureHeaderProblem,
+  textProblem,
+  verify,
+} from "@stepwise/protocol";
 import { InputError, type Executor } from "@stepwise/engine";
 import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
@@ -43,6 +53,8 @@ export function createApi(options: ApiOptions): Hono {
   const { executor } = options;
   const app = new Hono();
   const maxSize = options.maxBodyBytes ?? 16 * 1024 * 1024;
+  // A registration replayed within its window would put an app back the way it was a moment ago.
+  const seenRegistrations = new SeenSignatures();
 
   app.onError((error, c) => {
     if (error instanceof InputError) return c.json({ error: error.message }, error.status);
@@ -84,6 +96,7 @@ export function createApi(options: ApiOptions): Hono {
     const keys = own ? [own] : options.dev ? [...options.signingKeys, DEV_SIGNING_KEY] : options.signingKeys;
     const check = await verify(header, { method: "POST", target: APPS_ROUTE, body: raw }, keys);
     if (!check.ok) return c.json({ error: `App registration rejected: ${check.message}${own ? ` (app "${claimed}" has a key of its own)` : ""}` }, 401);
+    if (!seenRegistrations.firstTime(header!)) return c.json({ error: "App registration rejected: this signed registration was already received (a replay)" }, 401);
     const synced = await executor.syncApp(body, { urlPolicy: { allowPrivate: options.dev || !!options.allowPrivateAppUrls } });
     executor.log.info(`app ${synced.appId} synced with ${synced.functions.length} function(s): ${synced.functions.join(", ")}`);
     return c.json({ ok: true, ...synced });

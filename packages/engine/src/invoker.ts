@@ -32,10 +32,11 @@ export async function invokeApp(
       headers: { "content-type": "application/json", [HEADERS.signature]: await sign(signingKey, { method: "POST", target: requestTarget(url), body }) },
       body,
       signal: AbortSignal.timeout(options.timeoutMs),
+      // A redirect would carry the signed request to a URL nobody checked (a metadata address).
+      redirect: "error",
     });
   } catch (error) {
-    const cause = error instanceof Error ? error.message : String(error);
-    return appError("AppUnreachable", `Could not reach ${url.origin}${url.pathname}: ${cause}`, true);
+    return appError("AppUnreachable", `Could not reach ${url.origin}${url.pathname}: ${fetchFailure(error)}`, true);
   }
   let text: string | null;
   try {
@@ -79,6 +80,14 @@ export function parseAppSigningKeys(text: string | undefined): Record<string, st
 /** The key app `appId` is signed for: its own, else the shared one. */
 export function signingKeyOf(options: Pick<InvokerOptions, "signingKey" | "appSigningKeys">, appId: string): string {
   return (options.appSigningKeys && Object.hasOwn(options.appSigningKeys, appId) ? options.appSigningKeys[appId] : undefined) ?? options.signingKey;
+}
+
+/** `fetch failed` says little: the cause (refused, reset, a redirect not followed) says what happened. */
+function fetchFailure(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const cause = error.cause as { message?: unknown; code?: unknown } | undefined;
+  const detail = cause && (typeof cause.message === "string" && cause.message ? cause.message : typeof cause.code === "string" ? cause.code : "");
+  return detail ? `${error.message} (${detail})` : error.message;
 }
 
 function appError(name: string, message: string, retriable: boolean): InvokeResponse {

@@ -12,7 +12,8 @@ export const consoleLogger: Logger = {
   error: (line) => console.error(`${time()} ERROR ${printable(line)}`),
 };
 
-const CONTROL = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u2028\u2029]/g;
+// C0 and C1 controls but tab, the line and paragraph separators, and the bidirectional controls (which reorder what a terminal shows).
+const CONTROL = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 
 /**
  * A line as a sink prints it: control characters shown as escapes (`\n`, `\u001b`). Lines

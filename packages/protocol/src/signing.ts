@@ -85,7 +85,8 @@ export async function sign(secret: string, request: SignedRequest, nowMs = Date.
   return `t=${timestamp},s=${await digest(secret, timestamp, request)}`;
 }
 
-const HEADER_SHAPE = /^t=\d{1,12},s=[0-9a-f]{64}$/;
+// No leading zeros: one timestamp has one spelling.
+const HEADER_SHAPE = /^t=[1-9]\d{0,11},s=[0-9a-f]{64}$/;
 
 /**
  * What is wrong with a signature header's shape, or null when it has the shape of one:

@@ -23,6 +23,7 @@ export async function postToExecutor(request: ApiRequest): Promise<unknown> {
       headers: { "content-type": "application/json", ...request.headers },
       body: request.body,
       signal: AbortSignal.timeout(request.timeoutMs ?? 30_000),
+      redirect: "error",
     });
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);

@@ -10,6 +10,7 @@ import {
   InvokeRequestSchema,
   readTextCapped,
   requestTarget,
+  SeenSignatures,
   sign,
   signatureHeaderProblem,
   verify,
@@ -22,7 +23,6 @@ import { StepwiseApiError } from "./errors.ts";
 import { execute } from "./execution.ts";
 import type { AnyStepwiseFunction } from "./function.ts";
 import { FunctionRegistry, SDK_VERSION } from "./registry.ts";
-import { SeenSignatures } from "./seen-signatures.ts";
 
 /** Options of `serve()`, the same for every adapter. */
 export interface ServeOptions {
@@ -111,8 +111,7 @@ class Endpoint {
     const url = new URL(request.url);
     const verdict = await verify(signature, { method: "POST", targets: this.targets(url, settings), body }, keys);
     if (!verdict.ok) return json(401, { error: verdict.message });
-    // Keyed on the header as verified (trimmed), whatever an adapter left around it.
-    if (!this.seenSignatures.firstTime(signature!.trim())) {
+    if (!this.seenSignatures.firstTime(signature!)) {
       return json(401, { error: "Replayed request: this app already received this signed invocation; the executor signs every attempt anew" });
     }
     const parsed = parseInvocation(body);

@@ -4,7 +4,7 @@
  * answered 413 once it passes the limit, with the rest left unread.
  */
 import { request as httpRequest, createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { connect, type AddressInfo } from "node:net";
 import { HEADERS } from "@stepwise/protocol";
 import { afterEach, describe, expect, it } from "vitest";
 import { serve as serveFetch } from "../src/adapters/fetch.ts";
@@ -107,5 +107,36 @@ describe("the Node adapter and request bodies", () => {
     });
     expect(status).toBe(401);
     expect(ran).toEqual([]);
+  });
+});
+
+describe("the Node adapter and requests it cannot read", () => {
+  let server: Server | undefined;
+  afterEach(() => {
+    server?.closeAllConnections();
+    return new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+  });
+
+  it.each([
+    // Ignored: only http and https are taken from it.
+    ["an X-Forwarded-Proto that is no protocol", "Host: 127.0.0.1\r\nX-Forwarded-Proto: a b\r\n", 200],
+    ["a Host that is no host", "Host: a b\r\n", 400],
+    ["a Host with a bad port", "Host: 127.0.0.1:99999\r\n", 400],
+  ])("answers %s (%#) and stays up", async (_, headers, expected) => {
+    const { client, functions } = app();
+    const handler = serveNode({ client, functions, serveUrl: "https://shop.example/api/durable" });
+    server = createServer((req, res) => void handler(req, res));
+    await new Promise<void>((resolve) => server!.listen(0, "127.0.0.1", resolve));
+    const port = (server.address() as AddressInfo).port;
+    const raw = await new Promise<string>((resolve, reject) => {
+      const socket = connect(port, "127.0.0.1", () => socket.write(`GET /api/durable HTTP/1.1\r\n${headers}Connection: close\r\n\r\n`));
+      let answer = "";
+      socket.on("data", (chunk) => (answer += String(chunk)));
+      socket.on("end", () => resolve(answer));
+      socket.on("error", reject);
+    });
+    expect(Number(raw.split(" ")[1]), raw.split("\r\n")[0]).toBe(expected);
+    const again = await fetch(`http://127.0.0.1:${port}/api/durable`);
+    expect(again.status).toBe(200);
   });
 });

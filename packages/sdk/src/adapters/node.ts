@@ -25,8 +25,10 @@ export function serve(options: ServeOptions): (req: NodeRequest, res: ServerResp
     try {
       request = await toRequest(req);
     } catch (error) {
-      if (!(error instanceof RawBodyMissing)) throw error;
-      return send(res, new Response(JSON.stringify({ error: error.message }), { status: 500, headers: { "content-type": "application/json", [HEADERS.sdk]: SDK_VERSION } }));
+      // A setup problem (500, for the operator), or a request whose URL cannot be read (400, for its sender).
+      const setup = error instanceof RawBodyMissing;
+      const message = setup ? error.message : `Bad request: ${error instanceof Error ? error.message : String(error)}`;
+      return send(res, new Response(JSON.stringify({ error: message }), { status: setup ? 500 : 400, headers: { "content-type": "application/json", [HEADERS.sdk]: SDK_VERSION } }));
     }
     await send(res, await handler(request));
   };
@@ -51,8 +53,9 @@ class RawBodyMissing extends Error {
 
 async function toRequest(req: NodeRequest): Promise<Request> {
   const encrypted = (req.socket as { encrypted?: boolean } | undefined)?.encrypted === true;
-  const forwarded = headerValue(req.headers["x-forwarded-proto"])?.split(",")[0]?.trim();
-  const protocol = forwarded ?? (encrypted ? "https" : "http");
+  // X-Forwarded-Proto is the sender's to write: it may say https, else it is ignored.
+  const forwarded = headerValue(req.headers["x-forwarded-proto"])?.split(",")[0]?.trim().toLowerCase();
+  const protocol = forwarded === "https" || forwarded === "http" ? forwarded : encrypted ? "https" : "http";
   // Express rewrites req.url under a mounted router; originalUrl is what the client called.
   const path = (req as { originalUrl?: string }).originalUrl ?? req.url ?? "/";
   const url = new URL(path, `${protocol}://${headerValue(req.headers.host) ?? "localhost"}`);

@@ -43,11 +43,16 @@ export function appUrlProblem(url: string, policy: AppUrlPolicy): string | null 
 type AddressKind = "public" | "loopback" | "private" | "link-local" | "metadata";
 
 const METADATA_HOSTS = new Set(["metadata.google.internal", "metadata.goog", "metadata"]);
+const INTERNAL_SUFFIXES = [".internal", ".local", ".localdomain", ".lan", ".home.arpa", ".svc", ".cluster.local"];
 
 function addressKind(hostname: string): AddressKind {
   const host = hostname.toLowerCase().replace(/\.$/, "");
   if (METADATA_HOSTS.has(host)) return "metadata";
   if (host === "localhost" || host.endsWith(".localhost")) return "loopback";
+  // Names that only resolve inside a network: a single label (a container's name), and the
+  // suffixes reserved or conventional for internal use.
+  if (!host.includes(".") && !host.startsWith("[")) return "private";
+  if (INTERNAL_SUFFIXES.some((suffix) => host.endsWith(suffix))) return "private";
   const v4 = ipv4(host);
   if (v4) return ipv4Kind(v4);
   if (host.startsWith("[") && host.endsWith("]")) return ipv6Kind(host.slice(1, -1));
@@ -67,20 +72,32 @@ function ipv4Kind([a, b, c, d]: number[]): AddressKind {
   if (a === 127 || a === 0) return "loopback";
   if (a === 10 || (a === 172 && b! >= 16 && b! <= 31) || (a === 192 && b === 168)) return "private";
   if (a === 100 && b! >= 64 && b! <= 127) return "private"; // carrier-grade NAT
+  if (a === 192 && b === 0 && c === 0) return "private"; // IETF protocol assignments
+  if (a === 198 && (b === 18 || b === 19)) return "private"; // benchmarking networks
+  if (a! >= 224) return "private"; // multicast, reserved, broadcast
   return "public";
 }
 
+/**
+ * Only global unicast (2000::/3) is public; inside it, 6to4 carries an IPv4 address that is
+ * judged as such. Forms that embed an IPv4 address (mapped, compatible, SIIT, NAT64) are
+ * judged by that address, since a gateway turns them into it.
+ */
 function ipv6Kind(address: string): AddressKind {
   const groups = expandIpv6(address);
   if (!groups) return "private"; // not an address this code can read: treat with suspicion
-  if (groups.slice(0, 7).every((g) => g === 0) && (groups[7] === 1 || groups[7] === 0)) return "loopback";
-  // IPv4-mapped (::ffff:a.b.c.d): judged as the IPv4 address it is.
-  if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
-    return ipv4Kind([groups[6]! >> 8, groups[6]! & 0xff, groups[7]! >> 8, groups[7]! & 0xff]);
-  }
-  if (groups[0] === 0xfd00 && groups[1] === 0x0ec2 && groups.slice(2, 7).every((g) => g === 0) && groups[7] === 0x254) return "metadata"; // AWS
-  if ((groups[0]! & 0xffc0) === 0xfe80) return "link-local";
-  if ((groups[0]! & 0xfe00) === 0xfc00) return "private";
+  const g = (i: number) => groups[i]!;
+  const embedded = () => ipv4Kind([g(6) >> 8, g(6) & 0xff, g(7) >> 8, g(7) & 0xff]);
+  const zeros = (from: number, to: number) => groups.slice(from, to).every((x) => x === 0);
+  if (zeros(0, 7) && (g(7) === 0 || g(7) === 1)) return "loopback"; // :: and ::1
+  if (zeros(0, 5) && g(5) === 0xffff) return embedded(); // ::ffff:a.b.c.d
+  if (zeros(0, 4) && g(4) === 0xffff && g(5) === 0) return embedded(); // ::ffff:0:a.b.c.d (SIIT)
+  if (zeros(0, 6)) return embedded(); // ::a.b.c.d (IPv4-compatible)
+  if (g(0) === 0x64 && g(1) === 0xff9b) return zeros(2, 6) ? embedded() : "private"; // NAT64, and its local-use /48
+  if (g(0) === 0xfd00 && g(1) === 0x0ec2 && zeros(2, 7) && g(7) === 0x254) return "metadata"; // AWS
+  if ((g(0) & 0xffc0) === 0xfe80) return "link-local";
+  if (g(0) === 0x2002) return ipv4Kind([g(1) >> 8, g(1) & 0xff, g(2) >> 8, g(2) & 0xff]); // 6to4
+  if ((g(0) & 0xe000) !== 0x2000) return "private"; // unique-local, site-local, multicast, reserved
   return "public";
 }
 

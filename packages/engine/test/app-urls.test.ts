@@ -22,6 +22,9 @@ describe("app URLs the executor will call", () => {
     ["http://[fd00:ec2::254]/", /metadata address/],
     ["http://[fe80::1]/", /link-local/],
     ["http://[::ffff:169.254.169.254]/", /metadata address/],
+    ["http://[64:ff9b::a9fe:a9fe]/", /metadata address/], // NAT64 of 169.254.169.254
+    ["http://[2002:a9fe:a9fe::]/", /metadata address/], // 6to4 of it
+    ["http://[::ffff:0:a9fe:a9fe]/", /metadata address/], // SIIT
   ])("never calls %s, even where private addresses are allowed", (url, message) => {
     expect(appUrlProblem(url, allowing)).toMatch(message);
     expect(appUrlProblem(url, strict)).toMatch(message);
@@ -41,6 +44,22 @@ describe("app URLs the executor will call", () => {
     "http://192.168.1.10/",
     "http://100.64.0.1/",
     "http://[fd12:3456::1]/",
+    "http://[64:ff9b::7f00:1]/", // NAT64 of 127.0.0.1
+    "http://[64:ff9b::a00:1]/", // NAT64 of 10.0.0.1
+    "http://[64:ff9b:1::a00:1]/", // NAT64 local use
+    "http://[::127.0.0.1]/", // IPv4-compatible
+    "http://[2002:a00:1::]/", // 6to4 of 10.0.0.1
+    "http://[fec0::1]/", // site-local
+    "http://[ff02::1]/", // multicast
+    "http://198.18.0.1/",
+    "http://192.0.0.8/",
+    "http://224.0.0.1/",
+    "http://240.0.0.1/",
+    "http://255.255.255.255/",
+    "http://app:3000/api/durable", // a container's name
+    "http://kubernetes.default.svc/",
+    "http://host.docker.internal/",
+    "http://printer.local/",
   ])("calls loopback or private %s only where allowed", (url) => {
     expect(appUrlProblem(url, strict)).toMatch(/(loopback|private) address.*STEPWISE_ALLOW_PRIVATE_APP_URLS=1/);
     expect(appUrlProblem(url, allowing)).toBeNull();

@@ -23,6 +23,9 @@ CREATE TABLE IF NOT EXISTS functions (
   config      jsonb NOT NULL,
   updated_at  timestamptz NOT NULL DEFAULT now()
 );
+-- A function its app no longer serves keeps its row, so another app cannot take its ID over
+-- while its runs may still wake.
+ALTER TABLE functions ADD COLUMN IF NOT EXISTS removed_at timestamptz;
 
 -- An event is stored before its sender hears "ok"; a repeated id is ignored (idempotent send).
 -- seq orders events by arrival, for a wait that looks back at what arrived while it opened.

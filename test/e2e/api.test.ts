@@ -169,6 +169,30 @@ describe.each(STORE_KINDS)("executor API on %s", (store) => {
     expect((await stack.waitForRun(id!)).output).toBe("xxx");
   });
 
+  const register = async (appId: string, functions: string[]) => {
+    const body = JSON.stringify({ appId, url: "http://127.0.0.1:9/api/durable", sdk: "x", functions: functions.map((id) => ({ id, triggers: [], retries: 0 })) });
+    return fetch(`${stack.executor.url}/api/apps`, {
+      method: "POST",
+      body,
+      headers: { "x-stepwise-signature": await sign(DEV_SIGNING_KEY, { method: "POST", target: "/api/apps", body }) },
+    });
+  };
+
+  it("keeps a removed function's ID for its app: another app cannot take it over while its runs may wake", async () => {
+    expect((await register(`sq-${store}`, ["x-y"])).status).toBe(200);
+    expect((await register(`sq-${store}`, [])).status).toBe(200); // the app stops serving x-y
+    const squat = await register(`sq-${store}-x`, ["y"]); // the same global ID, sq-<store>-x-y
+    expect(squat.status).toBe(409);
+    expect((await register(`sq-${store}`, ["x-y"])).status).toBe(200); // its own app may serve it again
+  });
+
+  it("lets one of two registrations racing for a new function ID win, never both", async () => {
+    const [a, b] = await Promise.all([register(`race-${store}`, ["p-q"]), register(`race-${store}-p`, ["q"])]);
+    expect([a.status, b.status].sort()).toEqual([200, 409]);
+    const { functions } = (await (await fetch(`${stack.executor.url}/api/functions`)).json()) as { functions: Array<{ id: string; appId: string }> };
+    expect(functions.filter((fn) => fn.id === `race-${store}-p-q`)).toHaveLength(1);
+  });
+
   it.each([
     ["a NUL in a run ID", "GET", "/api/runs/%00", /runId in the path: it contains a NUL character/],
     ["a NUL in a cancelled run's ID", "POST", "/api/runs/a%00b/cancel", /runId in the path: it contains a NUL character/],

@@ -96,7 +96,8 @@ export function createApi(options: ApiOptions): Hono {
     const keys = own ? [own] : options.dev ? [...options.signingKeys, DEV_SIGNING_KEY] : options.signingKeys;
     const check = await verify(header, { method: "POST", target: APPS_ROUTE, body: raw }, keys);
     if (!check.ok) return c.json({ error: `App registration rejected: ${check.message}${own ? ` (app "${claimed}" has a key of its own)` : ""}` }, 401);
-    if (!seenRegistrations.firstTime(header!)) return c.json({ error: "App registration rejected: this signed registration was already received (a replay)" }, 401);
+    // In dev mode the key is public, so there is nothing to protect, and a quick second PUT is normal.
+    if (!options.dev && !seenRegistrations.firstTime(header!)) return c.json({ error: "App registration rejected: this signed registration was already received (a replay)" }, 401);
     const synced = await executor.syncApp(body, { urlPolicy: { allowPrivate: options.dev || !!options.allowPrivateAppUrls } });
     executor.log.info(`app ${synced.appId} synced with ${synced.functions.length} function(s): ${synced.functions.join(", ")}`);
     return c.json({ ok: true, ...synced });

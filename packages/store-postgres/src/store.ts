@@ -39,6 +39,9 @@ export interface PostgresStoreOptions {
   reconcileGraceMs?: number;
 }
 
+/** The advisory lock app registrations take (an arbitrary constant, "stepwise registration"). */
+const REGISTRATION_LOCK = 0x5ec7_0a11;
+
 export class PostgresStore extends PgReader implements Store {
   readonly queue: Queue;
 
@@ -99,9 +102,12 @@ export class PostgresStore extends PgReader implements Store {
 
   async syncApp(app: AppRecord, functions: FunctionRecord[]): Promise<{ taken: Array<{ functionId: string; appId: string }> }> {
     return this.client.transaction(async (sql) => {
+      // One registration at a time: two new apps claiming one ID at once would both see it free.
+      await sql.query("SELECT pg_advisory_xact_lock($1)", [REGISTRATION_LOCK]);
       const ids = JSON.stringify(functions.map((fn) => fn.id));
+      // Removed functions keep their row (removed_at), so nobody takes over an ID whose runs may still wake.
       const taken = await sql.query<{ id: string; app_id: string }>(
-        "SELECT id, app_id FROM functions WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb)) AND app_id <> $2 FOR UPDATE",
+        "SELECT id, app_id FROM functions WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb)) AND app_id <> $2",
         [ids, app.id],
       );
       if (taken.length > 0) return { taken: taken.map((row) => ({ functionId: row.id, appId: row.app_id })) };
@@ -110,15 +116,16 @@ export class PostgresStore extends PgReader implements Store {
          ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, sdk = EXCLUDED.sdk, synced_at = EXCLUDED.synced_at`,
         [app.id, app.url, app.sdk, app.syncedAt],
       );
-      // Functions removed from the app are dropped; their live runs fail with FunctionNotFound.
-      await sql.query("DELETE FROM functions WHERE app_id = $1 AND id NOT IN (SELECT jsonb_array_elements_text($2::jsonb))", [
+      // Functions removed from the app are marked so; their live runs fail with FunctionNotFound.
+      await sql.query("UPDATE functions SET removed_at = now() WHERE app_id = $1 AND removed_at IS NULL AND id NOT IN (SELECT jsonb_array_elements_text($2::jsonb))", [
         app.id,
-        JSON.stringify(functions.map((fn) => fn.id)),
+        ids,
       ]);
       for (const fn of functions) {
         await sql.query(
           `INSERT INTO functions (id, app_id, local_id, config, updated_at) VALUES ($1, $2, $3, $4::jsonb, now())
-           ON CONFLICT (id) DO UPDATE SET local_id = EXCLUDED.local_id, config = EXCLUDED.config, updated_at = now()`,
+           ON CONFLICT (id) DO UPDATE SET local_id = EXCLUDED.local_id, config = EXCLUDED.config, updated_at = now(), removed_at = NULL
+           WHERE functions.app_id = EXCLUDED.app_id`,
           [fn.id, fn.appId, fn.localId, JSON.stringify(fn.config)],
         );
       }
@@ -131,7 +138,7 @@ export class PostgresStore extends PgReader implements Store {
   }
 
   async listFunctions(): Promise<FunctionRecord[]> {
-    return (await this.client.query("SELECT * FROM functions ORDER BY id")).map(toFunction);
+    return (await this.client.query("SELECT * FROM functions WHERE removed_at IS NULL ORDER BY id")).map(toFunction);
   }
 
   async listRunsByEvent(eventId: string): Promise<RunRecord[]> {

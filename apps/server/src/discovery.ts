@@ -91,8 +91,8 @@ async function describe(url: string, signingKey: string): Promise<Record<string,
   const response = await fetch(url, {
     headers: { [HEADERS.signature]: await sign(signingKey, { method: "GET", target: requestTarget(url), body: "" }) },
     signal: AbortSignal.timeout(5_000),
-    redirect: "error",
+    redirect: "manual",
   });
-  if (!response.ok) throw new Error(`GET answered HTTP ${response.status}`);
+  if (!response.ok) throw new Error(`GET answered HTTP ${response.status}${response.status >= 300 && response.status < 400 ? " (a redirect, which discovery does not follow)" : ""}`);
   return (await response.json()) as Record<string, unknown>;
 }

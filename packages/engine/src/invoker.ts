@@ -33,10 +33,16 @@ export async function invokeApp(
       body,
       signal: AbortSignal.timeout(options.timeoutMs),
       // A redirect would carry the signed request to a URL nobody checked (a metadata address).
-      redirect: "error",
+      // ("manual": Workers have no "error".)
+      redirect: "manual",
     });
   } catch (error) {
     return appError("AppUnreachable", `Could not reach ${url.origin}${url.pathname}: ${fetchFailure(error)}`, true);
+  }
+  if (response.status >= 300 && response.status < 400) {
+    await response.body?.cancel().catch(() => {});
+    const to = response.headers.get("location");
+    return appError("AppRedirected", `The app answered a redirect (HTTP ${response.status}${to ? ` to ${to.slice(0, 200)}` : ""}), which Stepwise does not follow: register the app's final URL`, true);
   }
   let text: string | null;
   try {

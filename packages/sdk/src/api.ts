@@ -23,11 +23,15 @@ export async function postToExecutor(request: ApiRequest): Promise<unknown> {
       headers: { "content-type": "application/json", ...request.headers },
       body: request.body,
       signal: AbortSignal.timeout(request.timeoutMs ?? 30_000),
-      redirect: "error",
+      // Not followed: the signed registration goes to the executor configured, nowhere else. ("manual": Workers have no "error".)
+      redirect: "manual",
     });
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     throw new StepwiseApiError(0, `Could not reach the Stepwise executor at ${request.url}: ${reason} (is it running? check STEPWISE_BASE_URL)`);
+  }
+  if (response.status >= 300 && response.status < 400) {
+    throw new StepwiseApiError(response.status, `${request.url} answered a redirect (HTTP ${response.status}), which the SDK does not follow: set STEPWISE_BASE_URL to the executor's final URL`);
   }
   const text = await response.text();
   const body = parseJson(text);

@@ -186,6 +186,17 @@ describe.each(STORE_KINDS)("executor API on %s", (store) => {
     expect((await register(`sq-${store}`, ["x-y"])).status).toBe(200); // its own app may serve it again
   });
 
+  it("refuses a function that would cancel on one of the executor's own events", async () => {
+    const body = JSON.stringify({ appId: `spy-${store}`, url: "http://127.0.0.1:9/api/durable", sdk: "x", functions: [{ id: "f", triggers: [], retries: 0, cancelOn: [{ event: "stepwise/function.failed" }] }] });
+    const response = await fetch(`${stack.executor.url}/api/apps`, {
+      method: "POST",
+      body,
+      headers: { "x-stepwise-signature": await sign(DEV_SIGNING_KEY, { method: "POST", target: "/api/apps", body }) },
+    });
+    expect(response.status).toBe(400);
+    expect(((await response.json()) as { error: string }).error).toMatch(/cancelOn cannot name an executor event/);
+  });
+
   it("lets one of two registrations racing for a new function ID win, never both", async () => {
     const [a, b] = await Promise.all([register(`race-${store}`, ["p-q"]), register(`race-${store}-p`, ["q"])]);
     expect([a.status, b.status].sort()).toEqual([200, 409]);

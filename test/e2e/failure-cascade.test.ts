@@ -1,11 +1,13 @@
 /**
- * A failure is announced once: a function triggered by `stepwise/function.failed` that fails
- * itself announces nothing, so failure handlers cannot set off an endless chain of runs.
+ * A failure is announced once, and only to the failed run's own app: a function triggered by
+ * `stepwise/function.failed` that fails itself announces nothing (no endless chain of runs),
+ * and another app's listener never hears of it (the event carries the run's error and event).
  */
 import { FUNCTION_FAILED_EVENT } from "@stepwise/protocol";
 import { NonRetriableError, Stepwise } from "@stepwise/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
+import { startRawApp, type RawApp } from "../support/raw-app.ts";
 import { STORE_KINDS, startStack, type Stack } from "../support/stack.ts";
 
 let watcherRuns = 0;
@@ -21,11 +23,20 @@ const watcher = client.createFunction({ id: "watcher", triggers: [{ event: FUNCT
 
 describe.each(STORE_KINDS)("failure announcements on %s", (store) => {
   let stack: Stack;
+  let outsider: RawApp;
   beforeAll(async () => {
     watcherRuns = 0;
     stack = await startStack({ store, client, functions: [doomed, watcher] });
+    // Another app listening to every failure.
+    outsider = await startRawApp(stack.executor.executor, `outsider-${store}`, [{ id: "listen", triggers: [{ event: FUNCTION_FAILED_EVENT }], retries: 0 }], () => ({
+      status: 200,
+      body: { type: "completed", output: null },
+    }));
   });
-  afterAll(async () => stack?.close());
+  afterAll(async () => {
+    await outsider?.close();
+    await stack?.close();
+  });
 
   it("a failing failure handler runs once and announces nothing: no chain of failures", async () => {
     const [id] = await stack.send({ name: "cascade/go", data: {} });
@@ -44,5 +55,7 @@ describe.each(STORE_KINDS)("failure announcements on %s", (store) => {
     await new Promise((resolve) => setTimeout(resolve, 1_500));
     expect(await stack.runsOf(`stepwise:${handler!.id}:failed`)).toEqual([]);
     expect(watcherRuns).toBe(1);
+    // Nothing of it reached the other app.
+    expect(outsider.requests).toEqual([]);
   });
 });

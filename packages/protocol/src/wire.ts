@@ -14,6 +14,7 @@
  */
 import { z } from "zod";
 import { storableText } from "./text.ts";
+import { RESERVED_EVENT_PREFIX } from "./events.ts";
 
 /** The protocol version the executor sends and the SDK checks. */
 export const PROTOCOL_VERSION = 1;
@@ -166,7 +167,10 @@ export type Trigger = z.infer<typeof TriggerSchema>;
 
 /** Cancel a run when an event arrives whose `match` field equals the trigger's (and `if` holds). */
 export const CancelOnSchema = z.object({
-  event: storableText("cancelOn event").min(1),
+  // The executor's own events carry other runs' data; a cancel never listens to them.
+  event: storableText("cancelOn event")
+    .min(1)
+    .refine((name) => !name.startsWith(RESERVED_EVENT_PREFIX), `cancelOn cannot name an executor event ("${RESERVED_EVENT_PREFIX}…")`),
   match: storableText("match").optional(),
   if: storableText("if").optional(),
 });

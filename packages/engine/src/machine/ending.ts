@@ -45,7 +45,8 @@ export function finish(draft: RunDraft, env: MachineEnv, ending: RunEnding): voi
         {
           id: derivedEventId(run.id, "failed"),
           name: FUNCTION_FAILED_EVENT,
-          data: { functionId: run.functionId, runId: run.id, error: ending.error, event: draft.event },
+          // appId: the failure goes to the failed run's own app only (see UnitOfWork.deliver).
+          data: { functionId: run.functionId, appId: env.fn?.appId, runId: run.id, error: ending.error, event: draft.event },
           ts: env.now,
         },
       ],

@@ -3,7 +3,7 @@
  * run later (`step-planned`), or a step the executor settles itself (sleep, wait, send,
  * invoke), each arranging what will settle it: a job, a matcher, an effect on other runs.
  */
-import { derivedEventId, FUNCTION_INVOKED_EVENT, type Op, type SerializedError } from "@stepwise/protocol";
+import { derivedEventId, FUNCTION_INVOKED_EVENT, RESERVED_EVENT_PREFIX, type Op, type SerializedError } from "@stepwise/protocol";
 import { backoffDelay } from "../backoff.ts";
 import { InputError, serializedError } from "../errors.ts";
 import { parseSentEvents } from "../event-input.ts";
@@ -49,7 +49,7 @@ export function applyOp(draft: RunDraft, env: MachineEnv, op: Op, step: StepReco
     case "sleep":
       return sleep(draft, step, op);
     case "wait":
-      return wait(draft, step, op);
+      return wait(draft, env, step, op);
     case "send":
       return send(draft, env, step, op);
     case "invoke":
@@ -118,7 +118,12 @@ function sleep(draft: RunDraft, step: StepRecord, op: OpOf<"sleep">): void {
   draft.info(`${runLabel(draft.run.id, draft.run.functionId)} step "${step.name}" sleeping until ${wakeAt.toISOString()}`);
 }
 
-function wait(draft: RunDraft, step: StepRecord, op: OpOf<"wait">): void {
+function wait(draft: RunDraft, env: MachineEnv, step: StepRecord, op: OpOf<"wait">): void {
+  // The executor's own events carry other runs' data (a failure's error and event): no run waits for them.
+  if (op.event.startsWith(RESERVED_EVENT_PREFIX)) {
+    const error = serializedError("InvalidWait", `step.waitForEvent "${step.name}": events named "${RESERVED_EVENT_PREFIX}…" are the executor's own; wait for an event of yours`);
+    return stepAttemptFailed(draft, env, step, error, false);
+  }
   const expiresAt = new Date(op.timeoutAt);
   const label = `${runLabel(draft.run.id, draft.run.functionId)} step "${step.name}"`;
   const matcher = newMatcher(draft, { stepId: step.id, kind: "wait", eventName: op.event, match: op.match, if: op.if, expiresAt });

@@ -11,7 +11,7 @@
  * event name) for events that arrived since its run became due, so a reply that beats the
  * wait into the store is not missed.
  */
-import { DERIVED_ID_PREFIX } from "@stepwise/protocol";
+import { DERIVED_ID_PREFIX, FUNCTION_FAILED_EVENT } from "@stepwise/protocol";
 import { isTerminal, type EventRecord, type FunctionRecord, type JobRecord, type MatcherRecord, type RunState } from "../records.ts";
 import { evaluateCondition, matches } from "../expressions.ts";
 import { machineEnv, type Committed, type EngineContext } from "../context.ts";
@@ -125,6 +125,8 @@ export class UnitOfWork {
       else resolveWait(draft, this.env(draft), matcher.stepId, event);
     }
     for (const fn of this.ctx.registry.triggeredBy(event.name)) {
+      // A failure carries the failed run's error and event: only its own app's functions hear of it.
+      if (event.name === FUNCTION_FAILED_EVENT && fn.appId !== (event.data as { appId?: unknown } | null)?.appId) continue;
       const wanted = fn.config.triggers.some((t) => t.event === event.name && (!t.if || evaluateCondition(t.if, { event })));
       if (wanted) await this.startRun(fn, event);
     }

@@ -60,6 +60,14 @@ describe("ops that settle later", () => {
     expect(d.effects).toEqual([]);
   });
 
+  it("a wait on one of the executor's own events fails the step for good and opens nothing", () => {
+    const d = draft();
+    const timeoutAt = new Date(NOW + 60_000).toISOString();
+    applyAnswer(d, env(), at, { type: "ops", ops: [{ op: "wait", ...ref("spy"), event: "stepwise/function.failed", timeoutAt }] });
+    expect(written(d).spy).toMatchObject({ status: "failed", error: { name: "InvalidWait", message: expect.stringMatching(/executor's own/) } });
+    expect(d.change.openMatchers).toEqual([]);
+  });
+
   it("invoke: the child is started as an effect, with an event ID derived from run and step", () => {
     const child = fn({ id: "child" });
     const target = { ...child, id: "app-child", localId: "child" };

@@ -23,6 +23,8 @@ export interface EngineContext {
   clock: Clock;
   /** Backoff used where a function sets none. */
   backoff: BackoffConfig;
+  /** Apps with signing keys of their own: nothing of theirs is reached from another app. */
+  isolatedApps: ReadonlySet<string>;
   /** Called after commit with the jobs a change queued (wakes local workers). */
   onQueued(jobs: JobRecord[]): void;
 }
@@ -36,6 +38,7 @@ export function machineEnv(ctx: EngineContext, functionId: string): MachineEnv {
     limits: ctx.limits,
     backoff: resolveBackoff(ctx.backoff, fn?.config.backoff),
     findFunction: (id) => ctx.registry.cachedFunction(id),
+    isolatedApps: ctx.isolatedApps,
   };
 }
 

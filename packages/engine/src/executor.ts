@@ -94,6 +94,7 @@ export class Executor {
       log: this.log,
       clock: options.clock ?? systemClock,
       backoff: options.backoff ?? {},
+      isolatedApps: new Set(Object.keys(options.appSigningKeys ?? {})),
       onQueued: () => this.announce(),
     };
     const owner = options.workerId ?? `executor-${newId()}`;

@@ -22,6 +22,8 @@ export interface MachineEnv {
   backoff: Required<BackoffConfig>;
   /** A registered function by global ID (for `step.invoke`). */
   findFunction(id: string): FunctionRecord | undefined;
+  /** Apps with keys of their own: `step.invoke` does not cross into or out of them. */
+  isolatedApps: ReadonlySet<string>;
 }
 
 /** How a run ended; the parent of an invoked run learns it too. */

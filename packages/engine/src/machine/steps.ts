@@ -158,6 +158,11 @@ function invoke(draft: RunDraft, env: MachineEnv, step: StepRecord, op: OpOf<"in
     const error = serializedError("FunctionNotFound", `step.invoke: no function "${op.functionId}" is registered; sync the app that defines it`);
     return stepAttemptFailed(draft, env, step, error, false);
   }
+  const caller = env.fn?.appId;
+  if (target.appId !== caller && (env.isolatedApps.has(target.appId) || (caller !== undefined && env.isolatedApps.has(caller)))) {
+    const error = serializedError("InvokeNotAllowed", `step.invoke: "${op.functionId}" is another app's, and an app with a signing key of its own neither invokes nor is invoked across apps`);
+    return stepAttemptFailed(draft, env, step, error, false);
+  }
   const data = op.data ?? {};
   const event: EventRecord = { id: derivedEventId(draft.run.id, step.id, "invoke"), name: FUNCTION_INVOKED_EVENT, data, ts: env.now };
   const problem = invokeDataProblem(data, storableBytes(event), env.limits.maxEventBytes);

@@ -19,6 +19,7 @@ export function env(overrides: Partial<MachineEnv> = {}, functions: FunctionReco
     limits: DEFAULT_LIMITS,
     backoff: DEFAULT_BACKOFF,
     findFunction: (id) => functions.find((f) => f.id === id),
+    isolatedApps: new Set(),
     ...overrides,
   };
 }

@@ -79,6 +79,27 @@ describe("ops that settle later", () => {
     expect(d.change.jobs).toEqual([{ kind: "invoke-timeout", runId: "run-1", stepId: "sub", runAt: new Date(timeoutAt) }]);
   });
 
+  it.each([
+    ["into an app with a key of its own", new Set(["billing"])],
+    ["out of an app with a key of its own", new Set(["app"])],
+  ])("invoke does not cross apps %s: the step fails for good and nothing starts", (_, isolatedApps) => {
+    const other = { ...fn({ id: "charge" }), id: "billing-charge", appId: "billing", localId: "charge" };
+    const d = draft();
+    applyAnswer(d, env({ isolatedApps }, [other]), at, { type: "ops", ops: [{ op: "invoke", ...ref("sub"), functionId: "billing-charge", data: {} }] });
+    expect(written(d).sub).toMatchObject({ status: "failed", error: { name: "InvokeNotAllowed" } });
+    expect(d.effects).toEqual([]);
+  });
+
+  it("invoke crosses apps that share the signing key, and stays free within an isolated app", () => {
+    const other = { ...fn({ id: "charge" }), id: "billing-charge", appId: "billing", localId: "charge" };
+    const sibling = { ...fn({ id: "child" }), id: "app-child", appId: "app", localId: "child" };
+    for (const [target, isolatedApps] of [[other, new Set<string>()], [sibling, new Set(["app"])]] as const) {
+      const d = draft();
+      applyAnswer(d, env({ isolatedApps }, [target]), at, { type: "ops", ops: [{ op: "invoke", ...ref("sub"), functionId: target.id, data: {} }] });
+      expect(written(d).sub).toMatchObject({ status: "invoking" });
+    }
+  });
+
   it("invoke of an unknown function fails the step for good", () => {
     const d = draft();
     applyAnswer(d, env(), at, { type: "ops", ops: [{ op: "invoke", ...ref("sub"), functionId: "nope" }] });

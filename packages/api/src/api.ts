@@ -18,14 +18,13 @@ import {
   DEV_SIGNING_KEY,
   HEADERS,
   keyMatches,
-  MAX_EVENT_ID_LENGTH,
   SeenSignatures,
   signatureHeaderProblem,
-  textProblem,
   verify,
 } from "@stepwise/protocol";
 import { InputError, type Executor } from "@stepwise/engine";
 import { Hono, type Context } from "hono";
+import { bearer, jsonBody, parseJson, pathIds, utf8Body } from "./input.ts";
 import { bodyLimit } from "hono/body-limit";
 
 export interface ApiOptions {
@@ -137,52 +136,4 @@ export function createApi(options: ApiOptions): Hono {
   app.get("/api/events/:eventId/runs", async (c) => c.json({ runs: await executor.listRunsForEvent(c.req.param("eventId")) }));
 
   return app;
-}
-
-/** IDs in the path are text a store can hold, or the request is refused before any query. */
-async function pathIds(c: Context, next: () => Promise<void>): Promise<Response | void> {
-  for (const [name, value] of Object.entries(c.req.param() as Record<string, string>)) {
-    const problem = textProblem(value) ?? (value.length > MAX_EVENT_ID_LENGTH ? `is longer than ${MAX_EVENT_ID_LENGTH} characters` : null);
-    if (problem) return c.json({ error: `Invalid ${name} in the path: it ${problem}` }, 400);
-  }
-  return next();
-}
-
-function bearer(c: Context): string | undefined {
-  const header = c.req.header("authorization");
-  return header?.startsWith("Bearer ") ? header.slice(7).trim() : undefined;
-}
-
-async function jsonBody(c: Context): Promise<unknown> {
-  return parseJson(await utf8Body(c));
-}
-
-/** The body as text; bytes that are not UTF-8 are refused, not replaced with U+FFFD in silence. */
-async function utf8Body(c: Context): Promise<string> {
-  try {
-    return new TextDecoder("utf-8", { fatal: true }).decode(await c.req.arrayBuffer());
-  } catch (error) {
-    if (!(error instanceof TypeError)) throw error;
-    throw new InputError("Body is not valid UTF-8; send JSON encoded as UTF-8");
-  }
-}
-
-function parseJson(text: string): unknown {
-  let value: unknown;
-  try {
-    value = JSON.parse(text, refuseNonFinite);
-  } catch (error) {
-    if (error instanceof InputError) throw error;
-    const reason = error instanceof Error ? error.message : String(error);
-    throw new InputError(`Body is not valid JSON (${reason}); send Content-Type: application/json with a JSON body`);
-  }
-  return value;
-}
-
-/** `1e309` parses as Infinity, which JSON cannot hold: it would be stored as null without a word. */
-function refuseNonFinite(key: string, value: unknown): unknown {
-  if (typeof value === "number" && !Number.isFinite(value)) {
-    throw new InputError(`Body has a number too large for JSON${key ? ` at "${key}"` : ""} (e.g. 1e309); send it as a string`);
-  }
-  return value;
 }

@@ -22,7 +22,7 @@ import {
   signatureHeaderProblem,
   verify,
 } from "@stepwise/protocol";
-import { InputError, type Executor } from "@stepwise/engine";
+import { InputError, ownSigningKey, type Executor } from "@stepwise/engine";
 import { Hono, type Context } from "hono";
 import { bearer, jsonBody, parseJson, pathIds, utf8Body } from "./input.ts";
 import { bodyLimit } from "hono/body-limit";
@@ -91,7 +91,7 @@ export function createApi(options: ApiOptions): Hono {
     const body = parseJson(raw);
     // An app with a key of its own is registered by that key alone: the shared one cannot claim its ID.
     const claimed = (body as { appId?: unknown } | null)?.appId;
-    const own = typeof claimed === "string" && options.appSigningKeys && Object.hasOwn(options.appSigningKeys, claimed) ? options.appSigningKeys[claimed] : undefined;
+    const own = ownSigningKey(options.appSigningKeys, claimed);
     const keys = own ? [own] : options.dev ? [...options.signingKeys, DEV_SIGNING_KEY] : options.signingKeys;
     const check = await verify(header, { method: "POST", target: APPS_ROUTE, body: raw }, keys);
     if (!check.ok) return c.json({ error: `App registration rejected: ${check.message}${own ? ` (app "${claimed}" has a key of its own)` : ""}` }, 401);

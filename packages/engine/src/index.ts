@@ -4,7 +4,7 @@ export * from "./records.ts";
 export { backoffDelay, resolveBackoff, DEFAULT_BACKOFF } from "./backoff.ts";
 export { DEFAULT_LIMITS, jsonBytes, type Limits } from "./limits.ts";
 export { appUrlProblem, type AppUrlPolicy } from "./app-urls.ts";
-export { parseAppSigningKeys, signingKeyOf } from "./invoker.ts";
+export { ownSigningKey, parseAppSigningKeys, signingKeyOf } from "./invoker.ts";
 export { consoleLogger, silentLogger, time, formatDuration, printable, type Logger } from "./log.ts";
 export { InputError, LeaseLostError, isUnavailable } from "./errors.ts";
 export { parseEvents } from "./event-input.ts";

@@ -85,7 +85,12 @@ export function parseAppSigningKeys(text: string | undefined): Record<string, st
 
 /** The key app `appId` is signed for: its own, else the shared one. */
 export function signingKeyOf(options: Pick<InvokerOptions, "signingKey" | "appSigningKeys">, appId: string): string {
-  return (options.appSigningKeys && Object.hasOwn(options.appSigningKeys, appId) ? options.appSigningKeys[appId] : undefined) ?? options.signingKey;
+  return ownSigningKey(options.appSigningKeys, appId) ?? options.signingKey;
+}
+
+/** App `appId`'s own key, if it has one (an ID like "constructor" is not a key). */
+export function ownSigningKey(appSigningKeys: Readonly<Record<string, string>> | undefined, appId: unknown): string | undefined {
+  return typeof appId === "string" && appSigningKeys && Object.hasOwn(appSigningKeys, appId) ? appSigningKeys[appId] : undefined;
 }
 
 /** `fetch failed` says little: the cause (refused, reset, a redirect not followed) says what happened. */

@@ -8,7 +8,7 @@
  * async chain of the job doing it, so the invocation built from that state can be told) and
  * which runs' ends its commits acknowledged.
  */
-import { isTerminal, type Fence, type Queue, type RunChange, type RunState, type Store, type StoreTx, type WriteResult } from "@stepwise/engine";
+import { isTerminal, type CheckpointResult, type CheckpointWrite, type Fence, type Queue, type RunChange, type RunState, type Store, type StoreTx, type WriteResult } from "@stepwise/engine";
 import { readContext, type Ledger } from "./ledger.ts";
 
 export class SimulatedCrash extends Error {
@@ -144,6 +144,10 @@ export class FaultyStore implements Store {
       if (written?.continued) this.jobRuns.set(written.continued.id, state.run.id);
       return written;
     });
+  }
+
+  checkpoint(write: CheckpointWrite): Promise<CheckpointResult> {
+    return this.call(() => this.inner.checkpoint(write));
   }
 
   syncApp(...args: Parameters<Store["syncApp"]>) {

@@ -3,6 +3,7 @@
  *
  *   POST /api/events               one event or an array; 200 { ids } once stored
  *   POST /api/apps                 an app registers itself (signed with the signing key)
+ *   POST /api/checkpoints          an app commits a step result mid-invocation (signed likewise)
  *   GET  /api/functions            registered functions
  *   GET  /api/runs/:runId          a run with its steps
  *   POST /api/runs/:runId/cancel   cancels a live run
@@ -15,6 +16,7 @@
  */
 import {
   APPS_ROUTE,
+  CHECKPOINT_ROUTE,
   DEV_SIGNING_KEY,
   HEADERS,
   keyMatches,
@@ -22,7 +24,7 @@ import {
   signatureHeaderProblem,
   verify,
 } from "@stepwise/protocol";
-import { InputError, ownSigningKey, type Executor } from "@stepwise/engine";
+import { CheckpointRefused, InputError, ownSigningKey, type Executor } from "@stepwise/engine";
 import { Hono, type Context } from "hono";
 import { bearer, jsonBody, parseJson, pathIds, utf8Body } from "./input.ts";
 import { bodyLimit } from "hono/body-limit";
@@ -64,7 +66,7 @@ export function createApi(options: ApiOptions): Hono {
 
   app.get("/health", (c) => c.json({ ok: true }));
   app.notFound((c) =>
-    c.json({ error: `No ${c.req.method} ${new URL(c.req.url).pathname} here: the API has POST /api/events, POST /api/apps, GET /api/functions, GET /api/runs/:runId, POST /api/runs/:runId/cancel, GET /api/events/:eventId/runs` }, 404),
+    c.json({ error: `No ${c.req.method} ${new URL(c.req.url).pathname} here: the API has POST /api/events, POST /api/apps, POST /api/checkpoints, GET /api/functions, GET /api/runs/:runId, POST /api/runs/:runId/cancel, GET /api/events/:eventId/runs` }, 404),
   );
 
   app.post(
@@ -100,6 +102,29 @@ export function createApi(options: ApiOptions): Hono {
     const synced = await executor.syncApp(body, { urlPolicy: { allowPrivate: options.dev || !!options.allowPrivateAppUrls } });
     executor.log.info(`app ${synced.appId} synced with ${synced.functions.length} function(s): ${synced.functions.join(", ")}`);
     return c.json({ ok: true, ...synced });
+  });
+
+  // Signed like a registration, by the key of the app the run belongs to. No replay memory is
+  // needed: a checkpoint replayed finds its step stored (or its lease gone) and changes nothing.
+  app.post(CHECKPOINT_ROUTE, bodyLimit({ maxSize, onError: (c) => c.json({ error: `Request body too large: the limit is ${maxSize} bytes` }, 413) }), async (c) => {
+    const header = c.req.header(HEADERS.signature);
+    const shape = signatureHeaderProblem(header);
+    if (shape) return c.json({ error: `Checkpoint rejected: ${shape.message}` }, 401);
+    const raw = await utf8Body(c);
+    const body = parseJson(raw);
+    const appId = (body as { run?: { appId?: unknown } } | null)?.run?.appId;
+    if (typeof appId !== "string") return c.json({ error: "Not a Stepwise checkpoint: run.appId is missing" }, 400);
+    const own = ownSigningKey(options.appSigningKeys, appId);
+    const keys = own ? [own] : options.dev ? [...options.signingKeys, DEV_SIGNING_KEY] : options.signingKeys;
+    const check = await verify(header, { method: "POST", target: CHECKPOINT_ROUTE, body: raw }, keys);
+    if (!check.ok) return c.json({ error: `Checkpoint rejected: ${check.message}` }, 401);
+    try {
+      await executor.checkpoint(body, appId);
+    } catch (error) {
+      if (error instanceof CheckpointRefused) return c.json({ error: error.message, refused: error.refused }, 409);
+      throw error;
+    }
+    return c.json({ ok: true });
   });
 
   // Runs hold users' data: outside dev mode, reading or cancelling them needs the API key (not a key apps hold).

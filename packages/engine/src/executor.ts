@@ -14,6 +14,7 @@ import { consoleLogger, type Logger } from "./log.ts";
 import { finish } from "./machine/ending.ts";
 import { isTerminal, type FunctionRecord } from "./records.ts";
 import { Registry } from "./registry.ts";
+import { commitCheckpoint, parseCheckpoint } from "./runtime/checkpoints.ts";
 import { runJob, type JobRunner } from "./runtime/jobs.ts";
 import { Lanes, within, type DrainBudget } from "./runtime/lanes.ts";
 import { pruneExpired, reconcileQueue, repairStrandedRuns } from "./runtime/maintenance.ts";
@@ -217,6 +218,17 @@ export class Executor {
    * sent, naming its own URL) the URL must be one the executor may call; a URL the operator
    * gave (discovery) is taken as it is.
    */
+  /**
+   * Commits one step result of an invocation still running (`POST /api/checkpoints`, whose
+   * signature the caller verified for `appId`). Throws `CheckpointRefused` when the invocation
+   * may not go on, and an `InputError` for a malformed request or one of another app.
+   */
+  async checkpoint(body: unknown, appId: string): Promise<void> {
+    const request = parseCheckpoint(body);
+    if (request.run.appId !== appId) throw new InputError(`Checkpoint rejected: it is for app "${request.run.appId}" but signed for app "${appId}"`);
+    await commitCheckpoint(this.ctx, this.runner.leaseMs, request);
+  }
+
   async syncApp(body: unknown, options: { urlPolicy?: AppUrlPolicy } = {}): Promise<{ appId: string; functions: string[] }> {
     const parsed = AppDescriptionSchema.safeParse(body);
     if (!parsed.success) {

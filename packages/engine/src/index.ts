@@ -1,5 +1,5 @@
 export { Executor, DEFAULT_RETENTION_MS, type ExecutorOptions, type DrainOptions, type DrainResult } from "./executor.ts";
-export type { Store, StoreTx, Queue, ReadyQueue, RunChange, RunPatch, JobSelector, Fence, WriteResult } from "./store.ts";
+export type { Store, StoreTx, Queue, ReadyQueue, RunChange, RunPatch, JobSelector, Fence, WriteResult, CheckpointWrite, CheckpointResult } from "./store.ts";
 export * from "./records.ts";
 export { backoffDelay, resolveBackoff, DEFAULT_BACKOFF } from "./backoff.ts";
 export { DEFAULT_LIMITS, jsonBytes, type Limits } from "./limits.ts";
@@ -12,3 +12,4 @@ export { evaluateCondition, expressionError, matches } from "./expressions.ts";
 export { systemClock, type Clock } from "./clock.ts";
 export { expectedJobs } from "./machine/progress.ts";
 export type { RunView, StepView } from "./views.ts";
+export { CheckpointRefused } from "./runtime/checkpoints.ts";

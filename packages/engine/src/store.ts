@@ -46,6 +46,28 @@ export interface Fence {
   owner: string;
 }
 
+/** A checkpoint: one `step.run` result committed while the invocation that ran it goes on. */
+export interface CheckpointWrite {
+  runId: string;
+  /** The function the signing app says the run is of; a run of another function is refused. */
+  functionId: string;
+  /** The invocation's lease: its job, the holder, and which claim of the job it is. */
+  lease: { jobId: string; owner: string; claims: number };
+  /** The lease is extended to at least this long from now. */
+  leaseMs: number;
+  /** The completed step (output, started and ended). */
+  step: StepRecord;
+  /** The output's size as JSON, added to the run's stored state. */
+  bytes: number;
+  maxRunStateBytes: number;
+}
+
+/**
+ * A checkpoint's outcome. Refused: the lease is not this invocation's any more, the run ended,
+ * the step is already stored, or the result would pass the run's state limit.
+ */
+export type CheckpointResult = { ok: true; wasQueued: boolean } | { ok: false; refused: "lease-lost" | "run-ended" | "step-stored" | "limit" };
+
 /** What a written change produced. */
 export interface WriteResult {
   /** The run's version after the write. */
@@ -147,6 +169,11 @@ export interface Store {
    * either moved: nothing was written, and the caller runs its transition in a transaction.
    */
   applyOptimistically(state: RunState, fence: Fence, change: RunChange): Promise<WriteResult | null>;
+  /**
+   * Commits one step result of an invocation still running, as one statement that reads and
+   * writes only that step, the run's row and the job (so its cost does not grow with the run).
+   */
+  checkpoint(write: CheckpointWrite): Promise<CheckpointResult>;
   /**
    * Registers the app and its functions, in one transaction. Writes nothing and returns the
    * functions whose global ID another app already holds (`shop` + `fulfil-order` and

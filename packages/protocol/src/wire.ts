@@ -85,6 +85,13 @@ export const InvokeRequestSchema = z.object({
    * do not execute any other step found on the way.
    */
   targetStep: z.string().optional(),
+  /**
+   * Set when the executor accepts checkpoints for this invocation: the app may run a
+   * `step.run` it reaches, have its result committed with `POST /api/checkpoints` (carrying
+   * `token`, the proof of this invocation's lease) and go on to the next step in the same
+   * invocation. Never set with `targetStep`.
+   */
+  checkpoint: z.object({ token: z.string().min(1) }).optional(),
 });
 export type InvokeRequest = z.infer<typeof InvokeRequestSchema>;
 
@@ -227,3 +234,30 @@ export const HEADERS = {
 
 /** The executor's route apps register on (`PUT /api/durable` posts the app's description there, signed). */
 export const APPS_ROUTE = "/api/apps";
+
+/** The executor's route for checkpoints: step results committed in the middle of an invocation, signed by the app. */
+export const CHECKPOINT_ROUTE = "/api/checkpoints";
+
+/**
+ * The body of `POST /api/checkpoints`: one `step.run` result, committed before the function
+ * goes on. Answered 200 `{ ok: true }` once durable, or 409 `{ error, refused }` when the
+ * invocation may not go on (its lease is lost, the run ended, the step is already stored) or
+ * the result must travel in the invocation's answer instead (it breaks a limit): either way
+ * the app stops running steps and answers the invocation with the result as an op.
+ */
+export const CheckpointRequestSchema = z.object({
+  version: z.literal(PROTOCOL_VERSION),
+  run: z.object({ id: z.string(), appId: z.string(), functionId: z.string() }),
+  /** The `checkpoint.token` of the invocation. */
+  token: z.string().min(1),
+  step: z.object({
+    ...stepRef,
+    output: z.unknown(),
+    /** How long the step's code ran. */
+    durationMs: z.number().nonnegative().max(1e9),
+  }),
+});
+export type CheckpointRequest = z.infer<typeof CheckpointRequestSchema>;
+
+/** Why a checkpoint was refused (409). */
+export type CheckpointRefusal = "lease-lost" | "run-ended" | "step-stored" | "limit";

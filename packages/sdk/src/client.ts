@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { postToExecutor } from "./api.ts";
+import type { CheckpointingSetting } from "./checkpointing.ts";
 import { resolveSettings, type ConnectionOptions, type EnvSource, type Settings } from "./env.ts";
 import { StepwiseApiError } from "./errors.ts";
 import { StepwiseFunction, type FunctionContext, type FunctionOptions } from "./function.ts";
@@ -30,6 +31,12 @@ export interface StepwiseOptions<S extends EventSchemas> extends ConnectionOptio
   fetch?: typeof fetch;
   /** Where lines of function loggers and SDK notices go (default: `console`). */
   logger?: Logger;
+  /**
+   * Runs consecutive `step.run`s in one invocation, each result committed by the executor
+   * before the next step starts (default: on, `maxRuntime` 5 s). `false` turns it off for every
+   * function of the app; a function's own setting wins.
+   */
+  checkpointing?: CheckpointingSetting;
 }
 
 const SendAnswerSchema = z.object({ ids: z.array(z.string()) });
@@ -64,7 +71,7 @@ export class Stepwise<S extends EventSchemas = Record<never, never>> {
     handler: (context: FunctionContext<S, E>) => O,
   ): StepwiseFunction<S, E, Awaited<O>> {
     return new StepwiseFunction<S, E, Awaited<O>>(
-      { id: this.id, schemas: this.schemas, log: this.log },
+      { id: this.id, schemas: this.schemas, log: this.log, checkpointing: this.#options.checkpointing },
       options,
       handler as (context: FunctionContext<S, E>) => Awaited<O>,
     );

@@ -6,16 +6,18 @@
  *   `targetStep` set           → 206 with that step's result (or 500 if it was not reached)
  *   handler returned           → 200 completed
  *   handler threw              → 500 error (retriable unless NonRetriableError / failed step)
- *   one new step, a `run`      → run it now, 206 with its result
+ *   one new step, a `run`      → run it now; with a checkpointer, commit its result and go on
+ *                                (while the budget lasts), else 206 with its result
  *   otherwise                  → 206 with an op per new step (none: everything is pending)
  */
 import type { InvokeRequest, InvokeResponse, SerializedError } from "@stepwise/protocol";
+import type { Checkpointer } from "./checkpointing.ts";
 import { failureVerdict } from "./errors.ts";
 import type { FunctionContext, HandlerEvent, RunnableFunction } from "./function.ts";
 import { toJson } from "./jsonify.ts";
 import { RunLogger } from "./logger.ts";
 import { newStepOp, runStep } from "./ops.ts";
-import { Replay, type FoundStep } from "./replay.ts";
+import { Replay, type FoundStep, type NewStep } from "./replay.ts";
 import { createStepTools } from "./step-tools.ts";
 import type { EventSchemas } from "./types.ts";
 
@@ -33,8 +35,8 @@ interface HandlerRun {
   done: Promise<void>;
 }
 
-/** Runs one invocation of `fn` for `request`. */
-export async function execute(fn: RunnableFunction, request: InvokeRequest): Promise<InvokeResult> {
+/** Runs one invocation of `fn` for `request`; with `checkpointer`, several steps of it. */
+export async function execute(fn: RunnableFunction, request: InvokeRequest, checkpointer?: Checkpointer): Promise<InvokeResult> {
   const replay = new Replay(request.steps, request.targetStep);
   const logger = new RunLogger(fn.log, request.run.id);
   const context: FunctionContext<EventSchemas, string> = {
@@ -46,9 +48,19 @@ export async function execute(fn: RunnableFunction, request: InvokeRequest): Pro
     logger,
   };
   const run = startHandler(fn, context);
-  await settle(replay, run);
   try {
-    return await decide(replay, run.outcome, request, logger);
+    for (;;) {
+      await settle(replay, run);
+      const step = checkpointer && checkpointable(replay, run.outcome);
+      if (!step) return await decide(replay, run.outcome, request, logger);
+      const started = Date.now();
+      const op = await runFresh(replay, step, logger);
+      // A failed attempt is the executor's to schedule; past the budget, the answer carries the result.
+      if (op.op !== "step-ran" || Date.now() >= checkpointer.deadline || !(await checkpointer.commit(op, Date.now() - started))) {
+        return { status: 206, body: { type: "ops", ops: [op] } };
+      }
+      replay.resolveFresh(step, op.output);
+    }
   } finally {
     replay.close();
     logger.close();
@@ -134,9 +146,24 @@ async function runTarget(replay: Replay, targetStep: string, logger: RunLogger):
   return runNow(replay, target, logger);
 }
 
-async function runNow(replay: Replay, step: FoundStep, logger: RunLogger): Promise<InvokeResult> {
+/** The one new step, when it is a `step.run` the function is blocked on and nothing else is new. */
+function checkpointable(replay: Replay, outcome: Outcome): NewStep | undefined {
+  if (replay.nonDeterminism || outcome.state !== "running" || replay.fresh.length !== 1) return undefined;
+  const [only] = replay.fresh;
+  return only?.kind === "run" ? only : undefined;
+}
+
+async function runFresh(replay: Replay, step: FoundStep, logger: RunLogger) {
   replay.startExecuting(step.id);
-  return { status: 206, body: { type: "ops", ops: [await runStep(step, logger)] } };
+  try {
+    return await runStep(step, logger);
+  } finally {
+    replay.stopExecuting();
+  }
+}
+
+async function runNow(replay: Replay, step: FoundStep, logger: RunLogger): Promise<InvokeResult> {
+  return { status: 206, body: { type: "ops", ops: [await runFresh(replay, step, logger)] } };
 }
 
 function failure(error: SerializedError): InvokeResult {

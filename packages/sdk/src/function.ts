@@ -2,6 +2,7 @@
  * A durable function: its configuration as the executor sees it, and the handler replayed on
  * each invocation. Created with `stepwise.createFunction()`.
  */
+import { resolveCheckpointing, type CheckpointingSetting } from "./checkpointing.ts";
 import {
   FunctionConfigSchema,
   type BackoffConfig,
@@ -61,6 +62,11 @@ export interface FunctionOptions<S extends EventSchemas, E extends string> {
   backoff?: BackoffConfig;
   /** Runs (durably, as its own function) after a run failed for good. */
   onFailure?: (context: FailureContext<S, E>) => unknown;
+  /**
+   * Runs consecutive `step.run`s in one invocation, each result committed before the next step
+   * starts (default: on, with the client's setting; `false` turns it off for this function).
+   */
+  checkpointing?: CheckpointingSetting;
 }
 
 /** How a function is run by the replay: the parts the runtime needs, without the types. */
@@ -70,6 +76,8 @@ export interface RunnableFunction {
   readonly schemas: EventSchemas | undefined;
   readonly log: Logger;
   readonly handler: (context: FunctionContext<EventSchemas, string>) => unknown;
+  /** How long one invocation may go on checkpointing steps, in ms; null when checkpointing is off. */
+  readonly checkpointBudgetMs: number | null;
 }
 
 /** The default number of retries. */
@@ -92,8 +100,10 @@ export class StepwiseFunction<S extends EventSchemas = EventSchemas, E extends s
   /** Types only (never set): lets `step.invoke` infer the child's data and output. */
   declare readonly "~types": { event: HandlerEvent<S, E>; output: O };
 
+  readonly checkpointBudgetMs: number | null;
+
   constructor(
-    app: { id: string; schemas: EventSchemas | undefined; log: Logger },
+    app: { id: string; schemas: EventSchemas | undefined; log: Logger; checkpointing?: CheckpointingSetting },
     options: FunctionOptions<S, E>,
     handler: (context: FunctionContext<S, E>) => O | Promise<O>,
   ) {
@@ -104,6 +114,11 @@ export class StepwiseFunction<S extends EventSchemas = EventSchemas, E extends s
     this.config = functionConfig(options);
     this.handler = handler as unknown as RunnableFunction["handler"];
     this.onFailure = options.onFailure as StepwiseFunction["onFailure"];
+    try {
+      this.checkpointBudgetMs = resolveCheckpointing(options.checkpointing, app.checkpointing);
+    } catch (error) {
+      throw new TypeError(`createFunction("${String(options.id)}"): ${error instanceof Error ? error.message : String(error)}`);
+    }
   }
 }
 

@@ -36,6 +36,7 @@ export function failureCompanion(fn: StepwiseFunction): RunnableFunction | undef
     appId: fn.appId,
     schemas: fn.schemas,
     log: fn.log,
+    checkpointBudgetMs: fn.checkpointBudgetMs,
     config: {
       id: failureFunctionId(fn.id),
       triggers: [{ event: FUNCTION_FAILED_EVENT, if: `event.data.functionId == ${JSON.stringify(failedFunctionId)}` }],

@@ -30,6 +30,8 @@ export interface FoundStep {
 /** A step with nothing stored, and the op that describes it. */
 export interface NewStep extends FoundStep {
   planned: PlannedOp;
+  /** Settles the step's promise with its result, once that is durable (a checkpoint). */
+  resolve: (output: unknown) => void;
 }
 
 const ADVICE =
@@ -76,6 +78,26 @@ export class Replay {
   /** A step's code is about to run: a step tool called from inside it is an error. */
   startExecuting(stepId: string): void {
     this.executing = stepId;
+  }
+
+  /** A step's code has finished. */
+  stopExecuting(): void {
+    this.executing = undefined;
+  }
+
+  /**
+   * A new `run` step's result was committed mid-invocation (a checkpoint): from now on it is a
+   * stored step like any other, and the function goes on with its output.
+   */
+  resolveFresh(step: NewStep, output: unknown): void {
+    const index = this.fresh.indexOf(step);
+    if (index < 0) return;
+    this.fresh.splice(index, 1);
+    this.blocked--;
+    const stored: StoredStep = { id: step.id, name: step.name, kind: step.kind, position: step.position, status: "completed", output };
+    this.byId.set(step.id, stored);
+    this.byPosition.set(step.position, stored);
+    step.resolve(output);
   }
 
   /** The invocation is answered: later step calls (a handler left suspended) do nothing. */
@@ -153,8 +175,9 @@ export class Replay {
     } catch (error) {
       return Promise.reject(error);
     }
-    this.fresh.push({ ...found, planned });
-    return this.block();
+    this.blocked++;
+    // Settles only through a checkpoint (`resolveFresh`); otherwise the invocation ends first.
+    return new Promise((resolve) => this.fresh.push({ ...found, planned, resolve }));
   }
 
   private block(): Promise<never> {

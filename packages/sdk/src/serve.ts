@@ -17,6 +17,7 @@ import {
   type InvokeRequest,
 } from "@stepwise/protocol";
 import { postToExecutor } from "./api.ts";
+import { checkpointerFor } from "./checkpointing.ts";
 import type { Stepwise } from "./client.ts";
 import { MISSING_SIGNING_KEY, outgoingSigningKey, type EnvSource, type Settings } from "./env.ts";
 import { StepwiseApiError } from "./errors.ts";
@@ -130,7 +131,11 @@ class Endpoint {
     if (parsed.request.run.functionId !== fnId) {
       return json(400, { error: `The invocation is for function "${parsed.request.run.functionId}" but was sent to ?fnId=${fnId}` });
     }
-    const result = await execute(fn, parsed.request);
+    const signingKey = outgoingSigningKey(settings);
+    const checkpointer = signingKey
+      ? checkpointerFor(parsed.request, fn.checkpointBudgetMs, { fetch: this.client.fetch, baseUrl: settings.baseUrl, signingKey, log: this.client.log })
+      : undefined;
+    const result = await execute(fn, parsed.request, checkpointer);
     return json(result.status, result.body);
   }
 

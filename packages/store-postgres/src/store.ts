@@ -4,8 +4,9 @@
  * deadlock or a serialization failure (two executors touching the same runs), or as one
  * optimistic statement (`change-sql.ts`) that writes nothing when the run moved.
  */
-import type { AppRecord, Fence, FunctionRecord, Queue, ReadyQueue, RunChange, RunRecord, RunState, Store, StoreTx, WriteResult } from "@stepwise/engine";
+import type { AppRecord, CheckpointResult, CheckpointWrite, Fence, FunctionRecord, Queue, ReadyQueue, RunChange, RunRecord, RunState, Store, StoreTx, WriteResult } from "@stepwise/engine";
 import { writeChange } from "./change-sql.ts";
+import { writeCheckpoint } from "./checkpoint-sql.ts";
 import { IndexedQueue } from "./indexed-queue.ts";
 import { PgQueue } from "./queue.ts";
 import { toApp, toFunction, toRun } from "./rows.ts";
@@ -97,6 +98,18 @@ export class PostgresStore extends PgReader implements Store {
       // Two executors on one run at once: Postgres aborted this one; the transaction path decides.
       if (retryable(error)) return null;
       throw error;
+    }
+  }
+
+  async checkpoint(write: CheckpointWrite): Promise<CheckpointResult> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await writeCheckpoint(this.client, write);
+      } catch (error) {
+        // A deadlock with a transaction on the same run: the statement wrote nothing; try it again.
+        if (!retryable(error) || attempt >= MAX_TX_ATTEMPTS) throw error;
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * attempt));
+      }
     }
   }
 

@@ -24,6 +24,8 @@ export interface Invocation {
   targetStepId?: string;
   /** When the executor sent it (its clock): new steps start then. */
   startedAt: number;
+  /** Steps the run had when the invocation was sent: more now means its checkpoints stored some. */
+  knownSteps?: number;
 }
 
 export function applyAnswer(draft: RunDraft, env: MachineEnv, inv: Invocation, response: InvokeResponse): void {
@@ -84,6 +86,13 @@ function applyOps(draft: RunDraft, env: MachineEnv, inv: Invocation, ops: Op[]):
     if (existing && !canReplace(existing, op)) continue;
     applyOp(draft, env, op, existing ?? newStep(draft, op, inv.startedAt));
     progressed = true;
+  }
+  // Steps stored by the invocation's checkpoints are progress too, even when the answer repeats
+  // the last of them (its checkpoint was committed but the app never heard so).
+  if (inv.knownSteps !== undefined && draft.steps().length > inv.knownSteps) {
+    progressed = true;
+    // Those steps were written by the checkpoints: the run's next invocation is still to work out.
+    draft.dirty = true;
   }
   // Nothing new and nothing in flight: re-invoking at once would loop without end.
   if (!progressed && !draft.steps().some(isInFlight)) {

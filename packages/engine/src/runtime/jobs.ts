@@ -17,6 +17,7 @@ import { PROTOCOL_VERSION, type InvokeRequest, type StoredStep } from "@stepwise
 import { afterCommit, describe, machineEnv, type EngineContext } from "../context.ts";
 import { LeaseLostError, serializedError } from "../errors.ts";
 import { invokeApp, type InvokerOptions } from "../invoker.ts";
+import { leaseToken } from "./checkpoints.ts";
 import { applyAnswer } from "../machine/answer.ts";
 import { RunDraft, type MachineEnv } from "../machine/draft.ts";
 import { finish } from "../machine/ending.ts";
@@ -83,6 +84,8 @@ async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState 
     // The target is left out: to the SDK it is a new step, the one it must run.
     steps: steps.filter((step) => step !== target).map(toStoredStep),
     targetStep: target?.id,
+    // Checkpoints prove this claim of the job; a targeted invocation runs its one step and answers.
+    ...(target ? {} : { checkpoint: { token: leaseToken(job, runner.owner) } }),
   };
   const startedAt = ctx.clock.now();
   const response = await invokeApp(runner.invoker, app, fn.localId, request);
@@ -91,7 +94,7 @@ async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState 
   if (response.type === "ops") {
     for (const op of response.ops) if (op.op === "invoke") await ctx.registry.getFunction(op.functionId);
   }
-  return complete(runner, job, state, (draft, env) => applyAnswer(draft, env, { targetStepId: target?.id, startedAt }, response));
+  return complete(runner, job, state, (draft, env) => applyAnswer(draft, env, { targetStepId: target?.id, startedAt, knownSteps: steps.length }, response));
 }
 
 /** The executor could not apply this job, again and again: end the run with the cause. */

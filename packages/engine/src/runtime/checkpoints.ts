@@ -1,0 +1,110 @@
+/**
+ * Checkpoints: a `step.run` result committed in the middle of an invocation, so the function
+ * goes on to its next step in the same invocation instead of answering and being invoked
+ * again. The invocation carries a lease token (its job, the worker holding it, and which claim
+ * of the job it is); a checkpoint commits only while that exact claim still holds the lease,
+ * the run has not ended and the step is not stored yet, and it extends the lease. Anything else
+ * is refused (409), and the app then stops running steps and answers the invocation as it
+ * would have without checkpoints: the answer's usual path (fence, `canReplace`) decides.
+ *
+ * Any executor may take a checkpoint (the fence is in the store, not in the process that made
+ * the invocation), so it works behind a load balancer and for the Worker executor alike.
+ */
+import { CheckpointRequestSchema, globalFunctionId, type CheckpointRequest } from "@stepwise/protocol";
+import type { EngineContext } from "../context.ts";
+import { InputError } from "../errors.ts";
+import { formatBytes } from "../limits.ts";
+import { formatDuration, runLabel } from "../log.ts";
+import { storableBytes } from "../machine/steps.ts";
+import type { JobRecord } from "../records.ts";
+import type { CheckpointResult } from "../store.ts";
+
+/** The lease an invocation's checkpoints prove: job, claim and holder. */
+export interface LeaseProof {
+  jobId: string;
+  claims: number;
+  owner: string;
+}
+
+/** The token an invocation of `job` carries. Not secret: only apps that verified the invocation's signature see it, and they sign what they send back. */
+export function leaseToken(job: JobRecord, owner: string): string {
+  return `${job.id}.${job.claims}.${owner}`;
+}
+
+export function parseLeaseToken(token: string): LeaseProof | null {
+  const match = /^(\d{1,19})\.(\d{1,9})\.(.+)$/s.exec(token);
+  if (!match) return null;
+  return { jobId: match[1]!, claims: Number(match[2]), owner: match[3]! };
+}
+
+/** A checkpoint the invocation may not make; the app answers the invocation instead. */
+export class CheckpointRefused extends Error {
+  override name = "CheckpointRefused";
+  constructor(
+    readonly refused: Exclude<CheckpointResult, { ok: true }>["refused"],
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Reads a checkpoint request's body; a malformed one is a 400 that says what is wrong. */
+export function parseCheckpoint(body: unknown): CheckpointRequest {
+  const parsed = CheckpointRequestSchema.safeParse(body);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${issue.path.join(".") || "body"}: ${issue.message}`);
+    throw new InputError(`Not a Stepwise checkpoint: ${problems.join("; ")}`);
+  }
+  return parsed.data;
+}
+
+/** Commits `request` (signed by its app, already verified) or throws {@link CheckpointRefused}. */
+export async function commitCheckpoint(ctx: EngineContext, leaseMs: number, request: CheckpointRequest): Promise<void> {
+  const { run, step } = request;
+  const lease = parseLeaseToken(request.token);
+  if (!lease) throw new InputError("Not a Stepwise checkpoint: token is not a lease token the executor gave an invocation");
+  const functionId = globalFunctionId(run.appId, run.functionId);
+  const label = `${runLabel(run.id, functionId)} step "${step.name}"`;
+  // What the answer's path would refuse for good goes there, so the run gets the same error either way.
+  const bytes = storableBytes(step.output);
+  if (typeof bytes === "string") throw new CheckpointRefused("limit", `${label}: the result cannot be stored (${bytes})`);
+  if (bytes > ctx.limits.maxStepOutputBytes) {
+    throw new CheckpointRefused("limit", `${label}: the result is ${formatBytes(bytes)}, over the limit of ${formatBytes(ctx.limits.maxStepOutputBytes)}`);
+  }
+  if (step.position >= ctx.limits.maxStepsPerRun) throw new CheckpointRefused("limit", `${label}: the run reached its limit of ${ctx.limits.maxStepsPerRun} steps`);
+  const endedAt = ctx.clock.now();
+  const result = await ctx.store.checkpoint({
+    runId: run.id,
+    functionId,
+    lease: { jobId: lease.jobId, owner: lease.owner, claims: lease.claims },
+    leaseMs,
+    step: {
+      runId: run.id,
+      id: step.id,
+      name: step.name,
+      kind: "run",
+      position: step.position,
+      status: "completed",
+      output: step.output ?? null,
+      attempts: 1,
+      startedAt: new Date(endedAt - step.durationMs),
+      endedAt: new Date(endedAt),
+    },
+    bytes,
+    maxRunStateBytes: ctx.limits.maxRunStateBytes,
+  });
+  if (!result.ok) {
+    const refusal = new CheckpointRefused(result.refused, `${label}: checkpoint refused, ${REFUSALS[result.refused]}`);
+    ctx.log.info(refusal.message);
+    throw refusal;
+  }
+  if (result.wasQueued) ctx.log.info(`${runLabel(run.id, functionId)} started`);
+  ctx.log.info(`${label} completed in ${formatDuration(step.durationMs)} (checkpoint)`);
+}
+
+const REFUSALS: Record<CheckpointRefused["refused"], string> = {
+  "lease-lost": "the invocation no longer holds its lease (another took over, or the token is not this run's)",
+  "run-ended": "the run has ended",
+  "step-stored": "the step is already stored",
+  limit: "the run's stored results would pass their limit",
+};

@@ -1,0 +1,96 @@
+/**
+ * Checkpointing, the SDK's side: when an invocation reaches a `step.run` it can run now, the
+ * step runs, its result is committed by the executor (`POST /api/checkpoints`, signed, carrying
+ * the invocation's lease token) and the function goes on in the same invocation, until it
+ * reaches something that must wait or its time budget (`maxRuntime`) is spent. A checkpoint the
+ * executor refuses or that fails on the way ends the invocation: its result goes back in the
+ * answer, as it would with checkpointing off, and the executor's usual rules decide.
+ */
+import { CHECKPOINT_ROUTE, HEADERS, PROTOCOL_VERSION, sign, toMs, type CheckpointRequest, type Duration, type InvokeRequest, type Op } from "@stepwise/protocol";
+import type { Logger } from "./types.ts";
+
+/** Options of checkpointing (`checkpointing: { maxRuntime: "20s" }` on the client or a function). */
+export interface CheckpointingOptions {
+  /**
+   * How long one invocation goes on running steps (default 5 s). Set it below your platform's
+   * request limit minus your longest step: a step starts only while the budget lasts.
+   */
+  maxRuntime?: Duration;
+}
+
+/** On (the default), off, or on with options. */
+export type CheckpointingSetting = boolean | CheckpointingOptions;
+
+/**
+ * The default budget: under the 10 s request limit of the strictest common hosts with room for
+ * one more step of 5 s. A shorter budget costs one more invocation per budget, a few ms.
+ */
+export const DEFAULT_MAX_RUNTIME_MS = 5_000;
+
+/** How long a checkpoint may take before the SDK gives up on it and answers instead. */
+const CHECKPOINT_TIMEOUT_MS = 10_000;
+
+/** The budget in ms, or null when checkpointing is off. The function's setting wins over the client's. */
+export function resolveCheckpointing(fnSetting: CheckpointingSetting | undefined, clientSetting: CheckpointingSetting | undefined): number | null {
+  const setting = fnSetting ?? clientSetting ?? true;
+  if (setting === false) return null;
+  const maxRuntime = setting === true ? undefined : setting.maxRuntime;
+  if (maxRuntime === undefined) return DEFAULT_MAX_RUNTIME_MS;
+  const ms = toMs(maxRuntime);
+  if (!Number.isFinite(ms) || ms < 0) throw new RangeError(`checkpointing.maxRuntime must be a duration of 0 or more, got ${String(maxRuntime)}`);
+  return ms;
+}
+
+/** Commits step results for one invocation. */
+export interface Checkpointer {
+  /** Steps start only before this time (ms since the epoch). */
+  readonly deadline: number;
+  /** True once the result is durable; false when refused or failed (the caller answers with the op). Never throws. */
+  commit(op: Extract<Op, { op: "step-ran" }>, durationMs: number): Promise<boolean>;
+}
+
+export interface CheckpointTransport {
+  fetch: typeof fetch;
+  /** The executor's base URL. */
+  baseUrl: string;
+  signingKey: string;
+  log: Logger;
+}
+
+/** A checkpointer for `request`, or undefined when the executor offered none. */
+export function checkpointerFor(request: InvokeRequest, budgetMs: number | null, transport: CheckpointTransport): Checkpointer | undefined {
+  const offer = request.checkpoint;
+  if (!offer || budgetMs === null || budgetMs <= 0 || request.targetStep !== undefined) return undefined;
+  const url = `${transport.baseUrl}${CHECKPOINT_ROUTE}`;
+  const runLabel = `run ${request.run.id}`;
+  return {
+    deadline: Date.now() + budgetMs,
+    async commit(op, durationMs) {
+      const checkpoint: CheckpointRequest = {
+        version: PROTOCOL_VERSION,
+        run: { id: request.run.id, appId: request.run.appId, functionId: request.run.functionId },
+        token: offer.token,
+        step: { id: op.id, name: op.name, position: op.position, output: op.output, durationMs: Math.max(0, Math.round(durationMs)) },
+      };
+      const body = JSON.stringify(checkpoint);
+      try {
+        const response = await transport.fetch(url, {
+          method: "POST",
+          headers: { "content-type": "application/json", [HEADERS.signature]: await sign(transport.signingKey, { method: "POST", target: CHECKPOINT_ROUTE, body }) },
+          body,
+          signal: AbortSignal.timeout(CHECKPOINT_TIMEOUT_MS),
+          redirect: "manual",
+        });
+        const text = await response.text();
+        if (response.status === 200) return true;
+        // 409 is the executor saying this invocation must stop; anything else is a fault on the way.
+        if (response.status !== 409) transport.log.warn(`Stepwise: ${runLabel} step "${op.name}": checkpoint answered ${response.status} (${text.slice(0, 200)}); its result goes in the invocation's answer`);
+        return false;
+      } catch (error) {
+        const reason = error instanceof Error ? error.message : String(error);
+        transport.log.warn(`Stepwise: ${runLabel} step "${op.name}": checkpoint to ${url} failed (${reason}); its result goes in the invocation's answer`);
+        return false;
+      }
+    },
+  };
+}

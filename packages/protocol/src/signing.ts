@@ -3,9 +3,11 @@
  * target (path and query) and the raw body, so a captured request verifies only as what it
  * was: the same method to the same path and function, within a minute of being signed.
  *
- * Header: `x-stepwise-signature: t=<unix seconds>,s=<hex digest>`. Uses WebCrypto only, so it
- * runs unchanged in Node, Workers, Deno and Bun. Two keys may be valid at once (current and
- * next) so a key can be rotated without downtime.
+ * Header: `x-stepwise-signature: t=<unix seconds>,s=<hex digest>`. Uses WebCrypto, so it runs
+ * unchanged in Node, Workers, Deno and Bun; where the runtime hands out `node:crypto` without an
+ * import (`process.getBuiltinModule`: Node, Bun, Deno), its one-call HMAC is used instead, which
+ * costs a fraction of WebCrypto's per-call overhead on a path every step takes twice. Two keys
+ * may be valid at once (current and next) so a key can be rotated without downtime.
  */
 
 /** The public key the dev server signs with; apps accept it only in dev mode. */
@@ -51,9 +53,22 @@ function toHex(buffer: ArrayBuffer): string {
   return out;
 }
 
+type NodeHmac = (algorithm: "sha256", key: string) => { update(text: string, encoding: "utf8"): { digest(encoding: "hex"): string } };
+
+/** `node:crypto`'s createHmac where the runtime offers it without a static import (the edge entries stay free of Node built-ins). */
+const nodeHmac: NodeHmac | undefined = (() => {
+  try {
+    const getBuiltin = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process?.getBuiltinModule;
+    return (getBuiltin?.("node:crypto") as { createHmac?: NodeHmac } | undefined)?.createHmac;
+  } catch {
+    return undefined;
+  }
+})();
+
 async function digest(secret: string, timestamp: number, request: SignedRequest): Promise<string> {
   // Newlines cannot occur in a method or a URL's path and query, so the parts cannot run into each other.
   const signed = `${timestamp}\n${request.method.toUpperCase()}\n${request.target}\n${request.body}`;
+  if (nodeHmac) return nodeHmac("sha256", secret).update(signed, "utf8").digest("hex");
   const mac = await crypto.subtle.sign("HMAC", await hmacKey(secret), encoder.encode(signed));
   return toHex(mac);
 }

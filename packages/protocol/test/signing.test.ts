@@ -5,6 +5,14 @@ const body = JSON.stringify({ run: { id: "r1" }, data: "é ✓" });
 const request = { method: "POST", target: "/api/durable?fnId=fulfil", body };
 
 describe("request signatures", () => {
+  it("are HMAC-SHA256 over t, method, target and body, as WebCrypto computes it (Workers sign with WebCrypto, Node with node:crypto)", async () => {
+    const header = await sign("k1", request, 1_795_306_100_000);
+    const key = await crypto.subtle.importKey("raw", new TextEncoder().encode("k1"), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+    const mac = await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(`1795306100\nPOST\n${request.target}\n${body}`));
+    const hex = [...new Uint8Array(mac)].map((byte) => byte.toString(16).padStart(2, "0")).join("");
+    expect(header).toBe(`t=1795306100,s=${hex}`);
+  });
+
   it("verifies what was signed with the key", async () => {
     expect(await verify(await sign("k1", request), request, ["k1"])).toEqual({ ok: true });
   });

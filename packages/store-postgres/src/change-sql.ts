@@ -26,7 +26,7 @@ export async function writeChange(
     fence?.jobId ?? null,
     fence?.owner ?? null,
     encode(change),
-  ]);
+  ], { prepare: "stepwise_apply_change" });
   if (!row || row.version === null || row.version === undefined) return null;
   const jobs: JobRecord[] = row.jobs.map(toJob);
   const leased = new Set(row.jobs.filter((job) => job.locked_by != null).map((job) => String(job.id)));

@@ -28,7 +28,7 @@ export async function writeCheckpoint(sql: SqlExecutor, write: CheckpointWrite):
     step.startedAt.toISOString(),
     write.bytes,
     write.maxRunStateBytes,
-  ]);
+  ], { prepare: "stepwise_checkpoint" });
   if (!row?.found || !row.same_function) return { ok: false, refused: "lease-lost" };
   if (row.stored) return { ok: true, wasQueued: row.status === "queued" };
   if (row.status === "completed" || row.status === "failed" || row.status === "cancelled") return { ok: false, refused: "run-ended" };

@@ -10,6 +10,8 @@ import type { SqlExecutor } from "./sql.ts";
 import { toJob } from "./rows.ts";
 
 const LEASE = "now() + make_interval(secs => $3::float8 / 1000)";
+/** What `toJob` reads. */
+const JOB_COLUMNS = "id, kind, run_id, step_id, run_at, claims, failures, last_error";
 
 export class PgQueue implements Queue {
   constructor(private readonly sql: SqlExecutor) {}
@@ -24,8 +26,10 @@ export class PgQueue implements Queue {
          LIMIT $2
          FOR UPDATE SKIP LOCKED
        )
-       RETURNING *`,
+       RETURNING ${JOB_COLUMNS}`,
       [owner, limit, leaseMs],
+      // Named columns, not *: a prepared statement's result type must not change when a later schema adds one.
+      { prepare: "stepwise_claim" },
     );
     return rows.map(toJob).sort((a, b) => a.runAt.getTime() - b.runAt.getTime());
   }

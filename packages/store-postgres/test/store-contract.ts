@@ -306,6 +306,47 @@ export function testStore(name: string, open: Open): void {
       expect(await store.getRun(live.id)).not.toBeNull();
       expect(await store.getEvent(live.eventId)).not.toBeNull();
     });
+
+    it("commits a checkpoint only for the claim that holds the invocation's lease, once per step, while the run lives", async () => {
+      const { run } = await seedRun(store, [{ kind: "invoke" }]);
+      const [job] = (await store.queue.claim("worker-a", 100, 30_000)).filter((j) => j.runId === run.id);
+      const lease = { jobId: job!.id, owner: "worker-a", claims: job!.claims };
+      const write = (id: string, fields: Partial<Parameters<Store["checkpoint"]>[0]> = {}) =>
+        store.checkpoint({ runId: run.id, functionId: run.functionId, lease, leaseMs: 30_000, step: step(run.id, id, { position: Number(id.slice(1)) }), bytes: 7, maxRunStateBytes: 1_000, ...fields });
+
+      expect(await write("s0")).toEqual({ ok: true, wasQueued: true });
+      expect(await write("s1")).toEqual({ ok: true, wasQueued: false });
+      expect(await store.getRun(run.id)).toMatchObject({ status: "running", stateBytes: 14, version: run.version + 2 });
+      // The same step again (a replayed or late checkpoint): refused, the first result stays.
+      expect(await write("s0", { step: step(run.id, "s0", { output: "other" }) })).toEqual({ ok: false, refused: "step-stored" });
+      expect((await store.listSteps(run.id)).map((s) => [s.id, s.output])).toEqual([["s0", { n: 1 }], ["s1", { n: 1 }]]);
+      // Another holder, another claim of the same job, another run's function: not this invocation.
+      expect(await write("s2", { lease: { ...lease, owner: "worker-b" } })).toEqual({ ok: false, refused: "lease-lost" });
+      expect(await write("s2", { lease: { ...lease, claims: lease.claims + 1 } })).toEqual({ ok: false, refused: "lease-lost" });
+      expect(await write("s2", { functionId: "app-other" })).toEqual({ ok: false, refused: "lease-lost" });
+      expect(await write("s2", { bytes: 990 })).toEqual({ ok: false, refused: "limit" });
+      expect((await store.listSteps(run.id)).map((s) => s.id)).toEqual(["s0", "s1"]);
+
+      // The run ends (a cancel deletes its jobs): nothing more is accepted.
+      await store.transaction(async (tx) => {
+        const locked = await tx.lockRun(run.id);
+        await tx.writeChange(run.id, locked!.run.version, emptyChange({ run: { status: "cancelled", endedAt: new Date() }, dropJobs: "all" }));
+      });
+      expect(await write("s2")).toEqual({ ok: false, refused: "run-ended" });
+      expect((await store.listSteps(run.id)).map((s) => s.id)).toEqual(["s0", "s1"]);
+    });
+
+    it("refuses a checkpoint once the invocation's lease ran out, even before anyone else claims the job", async () => {
+      const { run } = await seedRun(store, [{ kind: "invoke" }]);
+      const [job] = (await store.queue.claim("worker-a", 100, 50)).filter((j) => j.runId === run.id);
+      await new Promise((resolve) => setTimeout(resolve, 120));
+      const result = await store.checkpoint({
+        runId: run.id, functionId: run.functionId, lease: { jobId: job!.id, owner: "worker-a", claims: job!.claims }, leaseMs: 30_000,
+        step: step(run.id, "s0"), bytes: 7, maxRunStateBytes: 1_000,
+      });
+      expect(result).toEqual({ ok: false, refused: "lease-lost" });
+      expect(await store.listSteps(run.id)).toEqual([]);
+    });
   });
 }
 

@@ -28,7 +28,7 @@ import {
 // Node 20, which has none, gets `ws` from `./neon-node.ts`, the one the main entry exports.
 import { coalescing } from "./coalescing-websocket.ts";
 import { pinnedTypes, pooledTransaction, safeErrorHandler, TransactionAbortedError } from "./node-postgres.ts";
-import type { SqlClient, SqlExecutor } from "../sql.ts";
+import type { QueryOptions, SqlClient, SqlExecutor } from "../sql.ts";
 
 /** Options for {@link createNeonClient}. */
 export interface NeonClientOptions {
@@ -135,13 +135,14 @@ export function createNeonClient(options: NeonClientOptions): SqlClient {
   let clientClosed = false;
 
   return {
-    async query<Row = Record<string, unknown>>(text: string, params?: readonly unknown[]) {
+    async query<Row = Record<string, unknown>>(text: string, params?: readonly unknown[], options?: QueryOptions) {
       if (httpQuery) {
         // HTTP is stateless, so nothing would stop it; refuse like the ended Pool does.
         if (clientClosed) throw new Error("Cannot query: the client was closed");
         return (await httpQuery(text, params)) as Row[];
       }
-      const res = await pool.query(text, params ? [...params] : undefined);
+      const values = params ? [...params] : undefined;
+      const res = options?.prepare ? await pool.query({ name: options.prepare, text, values }) : await pool.query(text, values);
       return res.rows as Row[];
     },
 

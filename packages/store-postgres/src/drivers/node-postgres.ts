@@ -4,7 +4,7 @@
  * one transaction routine, so both give the store the same JS types, errors and semantics.
  * Pure: no runtime imports, so the edge entry can carry it.
  */
-import type { SqlExecutor } from "../sql.ts";
+import type { QueryOptions, SqlExecutor } from "../sql.ts";
 
 /** Thrown when COMMIT finds the transaction aborted (fn swallowed a failed statement). */
 export class TransactionAbortedError extends Error {
@@ -56,6 +56,7 @@ export function safeErrorHandler(onError?: (err: Error) => void): (err: Error) =
 /** The parts of a node-postgres pooled client a transaction uses. */
 interface PooledClient {
   query(text: string, params?: unknown[]): Promise<{ rows: unknown[]; command: string }>;
+  query(config: { name: string; text: string; values?: unknown[] }): Promise<{ rows: unknown[]; command: string }>;
   on(event: "error", listener: (err: Error) => void): unknown;
   off(event: "error", listener: (err: Error) => void): unknown;
   release(err?: Error | boolean): void;
@@ -77,10 +78,11 @@ export async function pooledTransaction<T>(
   client.on("error", onClientError);
   let closed = false;
   const tx: SqlExecutor = {
-    async query<Row>(text: string, params?: readonly unknown[]) {
+    async query<Row>(text: string, params?: readonly unknown[], options?: QueryOptions) {
       // After release the connection belongs to someone else: never run stray statements.
       if (closed) throw new Error("Transaction is closed");
-      const res = await client.query(text, params ? [...params] : undefined);
+      const values = params ? [...params] : undefined;
+      const res = options?.prepare ? await client.query({ name: options.prepare, text, values }) : await client.query(text, values);
       return res.rows as Row[];
     },
   };

@@ -6,7 +6,7 @@
  * so the store sees the same behaviour whichever of the two runs.
  */
 import { Pool, types, type CustomTypesConfig } from "pg";
-import type { SqlClient, SqlExecutor } from "../sql.ts";
+import type { QueryOptions, SqlClient, SqlExecutor } from "../sql.ts";
 import { pinnedTypes, pooledTransaction, safeErrorHandler } from "./node-postgres.ts";
 
 /** Options for {@link createPgClient}. */
@@ -32,8 +32,9 @@ export function createPgClient(options: PgClientOptions): SqlClient {
   let ended = false;
 
   return {
-    async query<Row = Record<string, unknown>>(text: string, params?: readonly unknown[]) {
-      const res = await pool.query(text, params ? [...params] : undefined);
+    async query<Row = Record<string, unknown>>(text: string, params?: readonly unknown[], options?: QueryOptions) {
+      const values = params ? [...params] : undefined;
+      const res = options?.prepare ? await pool.query({ name: options.prepare, text, values }) : await pool.query(text, values);
       return res.rows as Row[];
     },
 

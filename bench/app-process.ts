@@ -8,3 +8,7 @@ const probe = new Probe((message) => process.send!(message));
 const { url } = await listen(createBenchApp(probe));
 process.send!({ type: "ready", url });
 process.on("disconnect", () => process.exit(0));
+// Checkpoints go to the executor under test, which changes from one topology to the next.
+process.on("message", (message: { type?: string; url?: string }) => {
+  if (message.type === "executor" && message.url) process.env.STEPWISE_BASE_URL = message.url;
+});

@@ -33,12 +33,13 @@ export function createBenchApp(probe: Probe) {
     logger: { debug() {}, info() {}, warn() {}, error: console.error },
     schemas: {
       "bench/sequence": z.object({ steps: z.number() }),
+      "bench/sequence-plain": z.object({ steps: z.number() }),
       "bench/burst": z.object({ n: z.number() }),
       "bench/sleep": z.object({ n: z.number() }),
       "bench/latency": z.object({ tag: z.string() }),
     },
   });
-  const sequence = client.createFunction({ id: "sequence", triggers: [{ event: "bench/sequence" }] }, async ({ event, step, runId }) => {
+  const steps = async ({ event, step, runId }: { event: { data: { steps: number } }; step: { run: <T>(name: string, fn: () => T) => Promise<unknown> }; runId: string }) => {
     for (let i = 0; i < event.data.steps; i++) {
       await step.run(`s${i}`, () => {
         probe.report({ type: "step", runId, at: now() });
@@ -46,7 +47,10 @@ export function createBenchApp(probe: Probe) {
       });
     }
     probe.report({ type: "finish" });
-  });
+  };
+  // The default: checkpointed. The same chain with one invocation per step, for comparison.
+  const sequence = client.createFunction({ id: "sequence", triggers: [{ event: "bench/sequence" }] }, steps);
+  const sequencePlain = client.createFunction({ id: "sequence-plain", triggers: [{ event: "bench/sequence-plain" }], checkpointing: false }, steps);
   const burst = client.createFunction({ id: "burst", triggers: [{ event: "bench/burst" }] }, async ({ step }) => {
     for (let i = 0; i < 5; i++) await step.run(`s${i}`, () => i);
     probe.report({ type: "finish" });
@@ -62,7 +66,7 @@ export function createBenchApp(probe: Probe) {
     probe.report({ type: "finish" });
   });
   const app = new Hono();
-  app.on(["GET", "POST", "PUT"], "/api/durable", serve({ client, functions: [sequence, burst, sleeper, latency] }));
+  app.on(["GET", "POST", "PUT"], "/api/durable", serve({ client, functions: [sequence, sequencePlain, burst, sleeper, latency] }));
   return app;
 }
 

@@ -1,18 +1,22 @@
 /**
  * What the workloads are measured against, in the same run on the same machine: a loopback
  * HTTP round trip (fetch to a Node server, as the executor calls apps), a Postgres
- * `INSERT … COMMIT` round trip (through the Neon driver and the ws bridge, as the executor
- * writes), and a Redis round trip (through @upstash/redis and the REST bridge).
+ * `INSERT … COMMIT` round trip over TCP (the pg driver) and through the Neon driver and the ws
+ * bridge (each as an executor of that topology writes), the same on PGlite, and a Redis round
+ * trip (through @upstash/redis and the REST bridge).
  */
 import { createServer } from "node:http";
 import { startUpstashBridge, startWsTcpBridge } from "@stepwise/dev-bridges";
-import { createNeonClient, createPgliteClient } from "@stepwise/store-postgres";
+import { createNeonClient, createPgClient, createPgliteClient, type SqlClient } from "@stepwise/store-postgres";
 import { Redis } from "@upstash/redis";
 import { median } from "./stats.ts";
 
 export interface Baselines {
   httpMs: number;
+  /** Through the Neon driver and the ws bridge. */
   postgresCommitMs: number;
+  /** Over TCP with the pg driver. */
+  postgresTcpCommitMs: number;
   pgliteCommitMs: number;
   redisMs: number;
 }
@@ -40,15 +44,22 @@ export async function measureBaselines(): Promise<Baselines> {
   const httpMs = await timeEach(ROUNDS, async () => (await fetch(`http://127.0.0.1:${port}/`, { method: "POST", body: "{}" })).text());
   server.close();
 
+  // An autocommit INSERT into an ordinary table: one round trip that writes and commits durably
+  // (the WAL flushed, as every commit of the executor is). A temporary or unlogged table would
+  // skip the flush and make the floor look twice as low as it is.
+  const table = `stepwise_bench_baseline_${process.pid}`;
+  const commit = (client: SqlClient) => () => client.query(`INSERT INTO ${table} DEFAULT VALUES`);
+  const tcp = createPgClient({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 1 });
+  await tcp.query(`CREATE TABLE IF NOT EXISTS ${table} (id serial, at timestamptz DEFAULT now())`);
+  const postgresTcpCommitMs = await timeEach(ROUNDS, commit(tcp));
+
   const bridge = await startWsTcpBridge();
   const pg = createNeonClient({ connectionString: "postgres://postgres@127.0.0.1:5432/test", wsProxy: bridge.wsProxy, max: 1 });
-  await pg.query("CREATE TEMP TABLE IF NOT EXISTS bench_baseline (id serial, at timestamptz DEFAULT now())");
-  // An autocommit INSERT: one round trip that writes and commits.
-  const commit = (client: typeof pg) => () => client.query("INSERT INTO bench_baseline DEFAULT VALUES");
-  // A temp table lives in one session: keep one connection (max: 1) so the table exists for each insert.
   const postgresCommitMs = await timeEach(ROUNDS, commit(pg));
   await pg.close();
   await bridge.close();
+  await tcp.query(`DROP TABLE ${table}`);
+  await tcp.close();
 
   const lite = createPgliteClient();
   await lite.query("CREATE TABLE bench_baseline (id serial, at timestamptz DEFAULT now())");
@@ -61,5 +72,5 @@ export async function measureBaselines(): Promise<Baselines> {
   await redis.del("stepwise-bench:baseline");
   await upstash.close();
 
-  return { httpMs, postgresCommitMs, pgliteCommitMs, redisMs };
+  return { httpMs, postgresCommitMs, postgresTcpCommitMs, pgliteCommitMs, redisMs };
 }

@@ -1,10 +1,16 @@
-/** The benchmark's table: each figure, and its ratio to the baselines measured in the same run. */
+/**
+ * The benchmark's table: each figure, and its ratio to the baselines measured in the same run.
+ * The floor of a step is one loopback HTTP round trip plus one commit on that topology's own
+ * store path (PGlite for embedded, the pg driver over TCP, the Neon driver through its bridge).
+ */
 import type { Baselines } from "./baselines.ts";
+import type { TopologyName } from "./topologies.ts";
 import type { LatencyResult, SoakResult, W1Result, W2Result } from "./workloads.ts";
 
 interface TopologyResult {
   w1: W1Result[];
   w2: W2Result;
+  burst: W2Result;
   w3: LatencyResult;
   w4: LatencyResult;
   soak?: SoakResult;
@@ -12,24 +18,41 @@ interface TopologyResult {
   rssEndMb: number;
 }
 
+/** One commit on the store path the topology's executor writes through. */
+export function commitMs(name: TopologyName, b: Baselines): number {
+  if (name === "embedded") return b.pgliteCommitMs;
+  if (name === "postgres-tcp") return b.postgresTcpCommitMs;
+  return b.postgresCommitMs;
+}
+
+const w1Of = (r: TopologyResult, steps: number, checkpointed: boolean) => r.w1.find((w) => w.steps === steps && w.checkpointed === checkpointed)!;
+
 export function printReport(report: { baselines: Baselines; results: Record<string, unknown>; concurrency?: number }): void {
   const { baselines: b } = report;
-  const floor = b.httpMs + b.postgresCommitMs;
   console.log("");
-  console.log(`Baselines: loopback HTTP ${b.httpMs.toFixed(3)} ms, Postgres INSERT+COMMIT ${b.postgresCommitMs.toFixed(3)} ms ` +
-    `(PGlite ${b.pgliteCommitMs.toFixed(3)} ms), Redis round trip ${b.redisMs.toFixed(3)} ms; HTTP + Postgres = ${floor.toFixed(3)} ms`);
+  console.log(
+    `Baselines: loopback HTTP ${b.httpMs.toFixed(3)} ms; INSERT+COMMIT over TCP ${b.postgresTcpCommitMs.toFixed(3)} ms, ` +
+      `through the Neon driver ${b.postgresCommitMs.toFixed(3)} ms, on PGlite ${b.pgliteCommitMs.toFixed(3)} ms; Redis round trip ${b.redisMs.toFixed(3)} ms`,
+  );
   console.log("");
-  const rows: string[][] = [["workload", ...Object.keys(report.results)]];
+  const names = Object.keys(report.results) as TopologyName[];
   const results = Object.values(report.results) as TopologyResult[];
-  const cell = (fn: (r: TopologyResult) => string) => results.map(fn);
-  const x = (value: number, base: number) => `${(value / base).toFixed(1)}x`;
-  rows.push(["W1 50 steps: ms/step (x HTTP+PG)", ...cell((r) => `${r.w1[0]!.perStepMs.toFixed(2)} (${x(r.w1[0]!.perStepMs, floor)})`)]);
-  rows.push(["W1 200 steps: ms/step (x HTTP+PG)", ...cell((r) => `${r.w1[1]!.perStepMs.toFixed(2)} (${x(r.w1[1]!.perStepMs, floor)})`)]);
-  rows.push(["W1 total 50 / 200 steps (ms)", ...cell((r) => `${r.w1[0]!.totalMs} / ${r.w1[1]!.totalMs}`)]);
+  const floors = names.map((name) => b.httpMs + commitMs(name, b));
+  const rows: string[][] = [["workload", ...names], ["floor: HTTP + commit (ms)", ...floors.map((f) => f.toFixed(3))]];
+  const cell = (fn: (r: TopologyResult, floor: number) => string) => results.map((r, i) => fn(r, floors[i]!));
+  const x = (value: number, base: number) => `${(value / base).toFixed(2)}x`;
+  for (const checkpointed of [true, false]) {
+    const mode = checkpointed ? "checkpointed" : "one invocation per step";
+    for (const steps of [50, 1_000]) {
+      rows.push([`W1 ${steps} steps, ${mode}: ms/step`, ...cell((r, floor) => `${w1Of(r, steps, checkpointed).perStepMs.toFixed(2)} (${x(w1Of(r, steps, checkpointed).perStepMs, floor)})`)]);
+    }
+    rows.push([`W1 ${mode}: 1,000 / 50 per step`, ...cell((r) => x(w1Of(r, 1_000, checkpointed).perStepMs, w1Of(r, 50, checkpointed).perStepMs))]);
+  }
   // Throughput as time per step, so it compares with the round trips a step needs.
-  rows.push(["W2 steps/s (200 runs x 5)", ...cell((r) => `${r.w2.stepsPerSecond} (${x(1000 / r.w2.stepsPerSecond, floor)})`)]);
-  rows.push(["W3 sleep 2s: late p50 / p99 (ms)", ...cell((r) => `${r.w3.p50} / ${r.w3.p99} (${x(r.w3.p50, floor)})`)]);
-  rows.push(["W4 event->step p50 / p99 (ms)", ...cell((r) => `${r.w4.p50} / ${r.w4.p99} (${x(r.w4.p50, floor)})`)]);
+  rows.push(["W2 steps/s (200 runs x 5)", ...cell((r, floor) => `${r.w2.stepsPerSecond} (${x(1000 / r.w2.stepsPerSecond, floor)})`)]);
+  rows.push(["burst 1,000 runs x 5: s, steps/s", ...cell((r) => `${r.burst.seconds} s, ${r.burst.stepsPerSecond}`)]);
+  rows.push(["W3 sleep 2s: late p50 / p99 / max (ms)", ...cell((r, floor) => `${r.w3.p50} / ${r.w3.p99} / ${r.w3.max} (${x(r.w3.p50, floor)})`)]);
+  rows.push(["W4 event->step p50 / p99 (ms)", ...cell((r, floor) => `${r.w4.p50} / ${r.w4.p99} (${x(r.w4.p50, floor)})`)]);
   rows.push(["RSS start -> end (MB)", ...cell((r) => `${r.rssStartMb} -> ${r.rssEndMb}`)]);
   rows.push([
     "soak RSS warm -> end MB (slope/min)",
@@ -42,27 +65,30 @@ export function printReport(report: { baselines: Baselines; results: Record<stri
   }
   console.log("");
   console.log(
-    `executor concurrency ${report.concurrency ?? "16 (the default)"}; (N.Nx) = the figure over one loopback HTTP round trip plus one Postgres ` +
-      `commit (${floor.toFixed(3)} ms); for W2 the figure is the time per step, 1000 / steps per second`,
+    `executor concurrency ${report.concurrency ?? "16 (the default)"}; (N.NNx) = the figure over that topology's floor; ` +
+      `for W2 the figure is the time per step, 1000 / steps per second`,
   );
 }
 
 /** Every latency-like figure of a topology over each baseline, for the JSON report. */
-export function ratios(result: unknown, b: Baselines): Record<string, Record<string, number>> {
+export function ratios(name: TopologyName, result: unknown, b: Baselines): Record<string, Record<string, number>> {
   const r = result as TopologyResult;
   const figures: Record<string, number> = {
-    w1PerStepMs50: r.w1[0]!.perStepMs,
-    w1PerStepMs200: r.w1[1]!.perStepMs,
+    w1CheckpointedMs50: w1Of(r, 50, true).perStepMs,
+    w1CheckpointedMs1000: w1Of(r, 1_000, true).perStepMs,
+    w1PlainMs50: w1Of(r, 50, false).perStepMs,
+    w1PlainMs1000: w1Of(r, 1_000, false).perStepMs,
     w2MsPerStep: 1000 / r.w2.stepsPerSecond,
     w3LateP50Ms: r.w3.p50,
     w3LateP99Ms: r.w3.p99,
     w4P50Ms: r.w4.p50,
     w4P99Ms: r.w4.p99,
   };
-  const bases = { http: b.httpMs, postgresCommit: b.postgresCommitMs, redis: b.redisMs, httpPlusPostgres: b.httpMs + b.postgresCommitMs };
+  const commit = commitMs(name, b);
+  const bases = { http: b.httpMs, commit, redis: b.redisMs, httpPlusCommit: b.httpMs + commit };
   return Object.fromEntries(
-    Object.entries(figures).map(([name, value]) => [
-      name,
+    Object.entries(figures).map(([figure, value]) => [
+      figure,
       Object.fromEntries(Object.entries(bases).map(([base, ms]) => [base, Math.round((value / ms) * 100) / 100])),
     ]),
   );

@@ -28,7 +28,7 @@ const topologies = (values.only?.length ? values.only : TOPOLOGIES) as TopologyN
 
 const progress = (line: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}`);
 
-progress("measuring baselines (loopback HTTP, Postgres commit, Redis round trip)");
+progress("measuring baselines (loopback HTTP, Postgres commit over TCP and the Neon driver, PGlite commit, Redis round trip)");
 const baselines = await measureBaselines();
 progress(`baselines: ${JSON.stringify(baselines)}`);
 
@@ -39,12 +39,17 @@ for (const name of topologies) {
   progress(`${name}: starting the executor`);
   const topology = await startTopology(name, appUrl, concurrency);
   try {
+    app.send({ type: "executor", url: topology.url });
     const rssStartMb = topology.rssMb();
     await w1(topology, probe, 10); // warm-up: connections, JIT, registry
-    progress(`${name}: W1 (sequential steps)`);
-    const w1Results = [await w1(topology, probe, 50), await w1(topology, probe, 200)];
+    await w1(topology, probe, 10, false);
+    progress(`${name}: W1 (sequential steps, checkpointed and not)`);
+    const w1Results = [];
+    for (const checkpointed of [true, false]) for (const steps of [50, 1_000]) w1Results.push(await w1(topology, probe, steps, checkpointed));
     progress(`${name}: W2 (200 runs x 5 steps at once)`);
     const w2Result = await w2(topology, probe);
+    progress(`${name}: burst of 1,000 runs x 5 steps at once`);
+    const burstResult = await w2(topology, probe, 1_000);
     progress(`${name}: W3 (50 runs sleeping 2 s)`);
     const w3Result = await w3(topology, probe);
     progress(`${name}: W4 (event answered -> first step)`);
@@ -53,7 +58,7 @@ for (const name of topologies) {
       name === "postgres+redis" && soakSeconds > 0
         ? (progress(`${name}: memory soak, ${soakSeconds}s of steady load`), await soak(topology, probe, soakSeconds))
         : undefined;
-    results[name] = { w1: w1Results, w2: w2Result, w3: w3Result, w4: w4Result, soak: soakResult, rssStartMb, rssEndMb: topology.rssMb() };
+    results[name] = { w1: w1Results, w2: w2Result, burst: burstResult, w3: w3Result, w4: w4Result, soak: soakResult, rssStartMb, rssEndMb: topology.rssMb() };
   } finally {
     await topology.stop();
   }
@@ -67,7 +72,7 @@ const report = {
   concurrency,
   baselines,
   results,
-  ratios: Object.fromEntries(Object.entries(results).map(([name, result]) => [name, ratios(result, baselines)])),
+  ratios: Object.fromEntries(Object.entries(results).map(([name, result]) => [name, ratios(name as TopologyName, result, baselines)])),
 };
 mkdirSync("bench/results", { recursive: true });
 writeFileSync("bench/results/latest.json", `${JSON.stringify(report, null, 2)}\n`);

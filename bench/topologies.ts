@@ -1,8 +1,9 @@
 /**
  * The three ways to run the executor, each as its own process (so its memory is its own):
  *   embedded        `stepwise dev` on PGlite in a temp folder
- *   postgres        `stepwise start`, record and queue in PostgreSQL (Neon driver, ws bridge)
- *   postgres+redis  `stepwise start`, record in PostgreSQL, queue in Redis (@upstash/redis, REST bridge)
+ *   postgres-tcp    `stepwise start`, record and queue in PostgreSQL over TCP (the pg driver)
+ *   postgres-neon   the same through the Neon driver (WebSocket, through the ws bridge)
+ *   postgres+redis  `stepwise start`, record in PostgreSQL (Neon driver), queue in Redis (@upstash/redis, REST bridge)
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -15,8 +16,8 @@ import { SIGNING_KEY } from "./app.ts";
 /** The bench reads the run API with this key (the executor's STEPWISE_API_KEY). */
 export const BENCH_API_KEY = "bench-api-key";
 
-export type TopologyName = "embedded" | "postgres" | "postgres+redis";
-export const TOPOLOGIES: TopologyName[] = ["embedded", "postgres", "postgres+redis"];
+export type TopologyName = "embedded" | "postgres-tcp" | "postgres-neon" | "postgres+redis";
+export const TOPOLOGIES: TopologyName[] = ["embedded", "postgres-tcp", "postgres-neon", "postgres+redis"];
 
 export interface Topology {
   name: TopologyName;
@@ -58,7 +59,9 @@ export async function startTopology(name: TopologyName, appUrl: string, concurre
       await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
       await admin.close();
     });
-    args.push("start", "--database-url", `postgres://postgres@127.0.0.1:5432/${database}`, "--ws-proxy", wsProxy);
+    args.push("start", "--database-url", `postgres://postgres@127.0.0.1:5432/${database}`);
+    if (name === "postgres-tcp") env.STEPWISE_PG_DRIVER = "pg";
+    else args.push("--ws-proxy", wsProxy);
     if (name === "postgres+redis") {
       const token = "bench-token";
       const redisPort = await freePort();
@@ -121,7 +124,7 @@ async function waitForApp(url: string, child: ChildProcess, output: string[]): P
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`executor exited:\n${output.join("")}`);
     const response = await fetch(`${url}/api/functions`, { headers: { authorization: `Bearer ${BENCH_API_KEY}` } }).catch(() => null);
-    if (response?.ok && ((await response.json()) as { functions: unknown[] }).functions.length >= 4) return;
+    if (response?.ok && ((await response.json()) as { functions: unknown[] }).functions.length >= 5) return;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   throw new Error(`executor did not start:\n${output.join("")}`);

@@ -1,7 +1,7 @@
 /**
  * The workloads, each against a running topology and the bench app:
- *   W1 one run of N sequential step.run: time per step (is it linear in N?)
- *   W2 200 runs of 5 steps sent at once: steps per second
+ *   W1 one run of N sequential step.run, checkpointed and not: time per step (flat in N?)
+ *   W2 200 runs of 5 steps sent at once: steps per second; and a burst of 1,000 such runs
  *   W3 50 runs that sleep 2 s between two steps: how late the second step starts
  *   W4 time from POST /api/events answered to the run's first step starting
  *   soak: a steady load for a while, sampling the executor's memory
@@ -22,21 +22,22 @@ async function send(topology: Topology, events: unknown): Promise<void> {
 
 export interface W1Result {
   steps: number;
+  checkpointed: boolean;
   totalMs: number;
   perStepMs: number;
 }
 
 /** One run of `steps` sequential steps; per step = first body to last body, over steps - 1. */
-export async function w1(topology: Topology, probe: Probe, steps: number): Promise<W1Result> {
+export async function w1(topology: Topology, probe: Probe, steps: number, checkpointed = true): Promise<W1Result> {
   probe.stepTimes.clear();
   const finished = probe.finishedAfter(1);
   const start = now();
-  await send(topology, { name: "bench/sequence", data: { steps } });
+  await send(topology, { name: checkpointed ? "bench/sequence" : "bench/sequence-plain", data: { steps } });
   await finished;
   const totalMs = now() - start;
   const [times] = [...probe.stepTimes.values()];
   const perStepMs = (times!.at(-1)! - times![0]!) / (steps - 1);
-  return { steps, totalMs: round(totalMs, 1), perStepMs: round(perStepMs, 3) };
+  return { steps, checkpointed, totalMs: round(totalMs, 1), perStepMs: round(perStepMs, 3) };
 }
 
 export interface W2Result {

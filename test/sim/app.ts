@@ -6,8 +6,10 @@
  */
 import { NonRetriableError, Stepwise, StepError, type AnyStepwiseFunction, type EventSchemas, type StepTools } from "@stepwise/sdk";
 import { serve } from "@stepwise/sdk/fetch";
+import type { CheckpointRequest } from "@stepwise/protocol";
 import { valueOf, type Item, type RunItem } from "./program.ts";
-import type { Ledger } from "./ledger.ts";
+import { invocationContext, type Ledger } from "./ledger.ts";
+import { badGateway, unit } from "./network.ts";
 
 export const SIM_APP_ID = "sim";
 
@@ -18,8 +20,55 @@ export interface SimApp {
 
 type Step = StepTools<EventSchemas>;
 
-export function simApp(ledger: Ledger): SimApp {
-  const client = new Stepwise({ id: SIM_APP_ID, dev: true });
+/** How the app reaches the executors for checkpoints, and how often that path fails. */
+export interface CheckpointPath {
+  seed: number;
+  /** Chance that a checkpoint meets a fault, while faults are on. */
+  rate: () => number;
+  /** One live executor's HTTP API (any of them: the fence is in the store). */
+  toExecutor: (request: Request) => Promise<Response>;
+}
+
+export type CheckpointFault = "refuse" | "502 before" | "502 after" | "app crash before" | "app crash after";
+export const CHECKPOINT_FAULTS: CheckpointFault[] = ["refuse", "502 before", "502 after", "app crash before", "app crash after"];
+
+/**
+ * Checkpoints on their way to an executor, with faults: refused, a 502 page before or after the
+ * executor committed, or the app's process dying before or after (the invocation never answers,
+ * and the executor's own timeout ends it).
+ */
+function checkpointFetch(ledger: Ledger, path: CheckpointPath): typeof fetch {
+  return (async (input: string | URL | Request, init?: RequestInit) => {
+    const url = String(input instanceof Request ? input.url : input);
+    const body = String(init?.body ?? "");
+    const checkpoint = JSON.parse(body) as CheckpointRequest;
+    const invocation = invocationContext.getStore();
+    const where = `${path.seed}|cp|${checkpoint.run.id}|${checkpoint.step.id}|${invocation}`;
+    const fault = unit(where) < path.rate() ? CHECKPOINT_FAULTS[Math.floor(unit(`${where}|kind`) * CHECKPOINT_FAULTS.length)]! : "none";
+    const dies = () => new Promise<Response>(() => {});
+    if (fault === "refuse") {
+      ledger.fault("checkpoint refused connection");
+      throw new TypeError("fetch failed", { cause: Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:8288"), { code: "ECONNREFUSED" }) });
+    }
+    if (fault === "502 before") return ledger.fault("checkpoint 502 before"), badGateway();
+    if (fault === "app crash before") return ledger.appCrashed(invocation, "app crash before checkpoint"), dies();
+    const response = await path.toExecutor(new Request(url, { method: "POST", headers: init?.headers, body }));
+    if (fault === "502 after") return ledger.fault("checkpoint 502 after"), badGateway();
+    if (fault === "app crash after") return ledger.appCrashed(invocation, "app crash after checkpoint"), dies();
+    if (response.status === 200) ledger.checkpointsCommitted++;
+    if (response.status === 409 && invocation !== undefined) {
+      ledger.refusedCheckpoints.push({ invocation, runId: checkpoint.run.id, stepId: checkpoint.step.id, at: Date.now() });
+    }
+    return response;
+  }) as typeof fetch;
+}
+
+/** The app's own notices (a checkpoint that failed on the way, as injected) would drown the report. */
+const quiet = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
+
+export function simApp(ledger: Ledger, path: CheckpointPath): SimApp {
+  // A budget well inside the executors' invocation timeout (500 ms), as users set it below their host's limit.
+  const client = new Stepwise({ id: SIM_APP_ID, dev: true, checkpointing: { maxRuntime: 250 }, fetch: checkpointFetch(ledger, path), logger: quiet });
 
   const interpret = async (program: Item[], step: Step, runId: string, key: string, attempt: number): Promise<unknown[]> => {
     const counts = new Map<string, number>();

@@ -7,7 +7,8 @@
  *    after it ended (audit triggers in the store).
  * 3. A step body runs more than once only when a crash, a stall past the lease or a lost answer
  *    happened while it ran (every extra execution is counted by its cause).
- * 4. No invocation is built from a state read after its run's end was acknowledged.
+ * 4. No invocation is built from a state read after its run's end was acknowledged, and no
+ *    step body starts in an invocation after the executor refused one of its checkpoints.
  * 5. `retries` bounds the attempts of every step and of every function body.
  * 6. A wait resolves to a matching event, or to null only when none arrived in time; never both.
  * 7. onFailure runs exactly once for each failed run, and for no other.
@@ -130,6 +131,8 @@ export async function check(sql: SqlClient, played: Played): Promise<Checked> {
     if (attempts - unexcused > retries + 1) fail(`step "${stepId}" of run ${runId}: ${attempts} attempts, but retries is ${retries}`);
     const ended = ledger.endsAcked.get(runId);
     for (const body of bodies) {
+      const refused = ledger.refusedCheckpoints.find((r) => r.invocation === body.invocation && r.at < body.at);
+      if (refused) fail(`step "${stepId}" of run ${runId} ran in invocation ${body.invocation} ${body.at - refused.at} ms after the executor refused its checkpoint of "${refused.stepId}"`);
       const invocation = ledger.invocationById(body.invocation);
       if (ended !== undefined && invocation?.readAt !== undefined && invocation.readAt > ended) {
         fail(`step "${stepId}" of run ${runId} ran in invocation ${invocation.id}, built from a state read ${invocation.readAt - ended} ms after the run's end was acknowledged`);

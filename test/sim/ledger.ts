@@ -59,6 +59,10 @@ export class Ledger {
   /** Runs whose end an executor's commit acknowledged, and when. */
   readonly endsAcked = new Map<string, number>();
   readonly faults = new Map<string, number>();
+  /** Checkpoints the executor refused (409), by invocation: after one, the app must run no further step. */
+  readonly refusedCheckpoints: Array<{ invocation: number; runId: string; stepId: string; at: number }> = [];
+  /** Checkpoints the app heard committed. */
+  checkpointsCommitted = 0;
   private tokens = 0;
 
   invocation(fields: Omit<Invocation, "id" | "waits">): Invocation {
@@ -73,6 +77,16 @@ export class Ledger {
     const run: BodyRun = { runId, stepId, invocation: invocationContext.getStore(), at: Date.now(), token: `t${++this.tokens}` };
     this.bodies.push(run);
     return run;
+  }
+
+  /** The app's invocation is cut short (its process died): the executor will never hear an answer. */
+  appCrashed(invocationId: number | undefined, kind: string): void {
+    const invocation = this.invocationById(invocationId);
+    if (invocation) {
+      invocation.delivery = "lost";
+      invocation.fault = kind;
+    }
+    this.fault(kind);
   }
 
   fault(kind: string): void {

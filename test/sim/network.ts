@@ -33,7 +33,7 @@ export interface NetworkOptions {
   gone: () => boolean;
 }
 
-const badGateway = () => new Response("<html><body><h1>502 Bad Gateway</h1><p>upstream</p></body></html>", { status: 502, headers: { "content-type": "text/html" } });
+export const badGateway = () => new Response("<html><body><h1>502 Bad Gateway</h1><p>upstream</p></body></html>", { status: 502, headers: { "content-type": "text/html" } });
 
 /** The `fetch` one executor uses to reach the app. */
 export function faultyFetch(executor: string, options: NetworkOptions): typeof fetch {
@@ -65,7 +65,11 @@ export function faultyFetch(executor: string, options: NetworkOptions): typeof f
     });
     if (fault === "refuse") throw new TypeError("fetch failed", { cause: Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:3000"), { code: "ECONNREFUSED" }) });
     if (fault === "502 before") return badGateway();
-    const response = await invocationContext.run(invocation.id, () => app(new Request(url, { ...init, signal: undefined })));
+    // An app that died mid-invocation never answers: the executor's own timeout ends the wait.
+    const response = await untilAborted(
+      invocationContext.run(invocation.id, () => app(new Request(url, { ...init, signal: undefined }))),
+      init?.signal ?? undefined,
+    );
     const text = await response.text();
     invocation.answeredAt = Date.now();
     noteWaits(invocation, text);
@@ -99,6 +103,15 @@ export function faultyFetch(executor: string, options: NetworkOptions): typeof f
         return new Response(text, { status: response.status, headers: response.headers });
     }
   }) as typeof fetch;
+}
+
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  return new Promise<T>((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+    promise.then(resolve, reject);
+  });
 }
 
 /** Remembers the waits an answer reported (a wait that later times out is checked against this time). */

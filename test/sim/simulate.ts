@@ -32,6 +32,8 @@ export interface SimTotals {
   steps: number;
   invocations: number;
   faults: Record<string, number>;
+  /** Checkpoints the app heard committed, and those the executors refused. */
+  checkpoints: { committed: number; refused: number };
   extraBodies: Record<string, number>;
   violations: Array<{ schedule: number; replay: string; lines: string[] }>;
   seconds: number;
@@ -40,7 +42,7 @@ export interface SimTotals {
 export async function simulate(options: SimOptions): Promise<SimTotals> {
   const started = Date.now();
   const progress = options.progress ?? (() => {});
-  const totals: SimTotals = { topology: options.topology, schedules: 0, runs: 0, steps: 0, invocations: 0, faults: {}, extraBodies: {}, violations: [], seconds: 0 };
+  const totals: SimTotals = { topology: options.topology, schedules: 0, runs: 0, steps: 0, invocations: 0, faults: {}, checkpoints: { committed: 0, refused: 0 }, extraBodies: {}, violations: [], seconds: 0 };
   const topology = await openTopology(options.topology);
   const maxRuns = options.runs ?? Infinity;
   const maxSchedules = options.schedules ?? Infinity;
@@ -55,6 +57,8 @@ export async function simulate(options: SimOptions): Promise<SimTotals> {
       totals.steps += checked.steps;
       totals.invocations += checked.invocations;
       for (const [kind, n] of played.ledger.faults) totals.faults[kind] = (totals.faults[kind] ?? 0) + n;
+      totals.checkpoints.committed += played.ledger.checkpointsCommitted;
+      totals.checkpoints.refused += played.ledger.refusedCheckpoints.length;
       for (const [cause, n] of checked.extraBodies) totals.extraBodies[cause] = (totals.extraBodies[cause] ?? 0) + n;
       const seconds = ((Date.now() - scheduleStarted) / 1_000).toFixed(1);
       progress(
@@ -88,6 +92,7 @@ export function describeTotals(t: SimTotals): string {
       .join(", ") || "none";
   return [
     `${t.topology}: ${t.schedules} schedules, ${t.runs} runs, ${t.steps} steps, ${t.invocations} invocations in ${t.seconds}s`,
+    `  checkpoints: ${t.checkpoints.committed} committed, ${t.checkpoints.refused} refused`,
     `  faults injected: ${kinds(t.faults)}`,
     `  extra step-body executions: ${kinds(t.extraBodies)}`,
     `  invariant violations: ${t.violations.reduce((n, v) => n + v.lines.length, 0)}`,

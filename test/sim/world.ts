@@ -5,6 +5,7 @@
  * and once every run has ended (or the deadline passed) the executors must idle and stop within
  * their grace period. What happened is left in the ledger and the store for the checker.
  */
+import { createApi } from "@stepwise/api";
 import { Executor, type Logger } from "@stepwise/engine";
 import { DEV_SIGNING_KEY } from "@stepwise/protocol";
 import { simApp } from "./app.ts";
@@ -49,11 +50,24 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export async function play(topology: Topology, schedule: Schedule): Promise<Played> {
   const ledger = new Ledger();
-  const app = simApp(ledger);
-  const lines: string[] = [];
-  const log: Logger = { info: () => {}, warn: (line) => lines.push(`WARN ${line}`), error: (line) => lines.push(`ERROR ${line}`) };
   const { faults } = schedule;
   let faultsOn = true;
+  // Checkpoints reach any live executor's real API: the fence is in the store, not in the process that invoked.
+  const apis = new Map<Executor, ReturnType<typeof createApi>>();
+  const apiOf = (executor: Executor) => apis.get(executor) ?? apis.set(executor, createApi({ executor, dev: true, signingKeys: [DEV_SIGNING_KEY] })).get(executor)!;
+  let checkpoints = 0;
+  const app = simApp(ledger, {
+    seed: schedule.seed,
+    rate: () => (faultsOn ? faults.networkRate : 0),
+    toExecutor: async (request) => {
+      const live = slots.filter((s) => !s.halted && !s.restarting);
+      const slot = live[checkpoints++ % Math.max(1, live.length)];
+      if (!slot) throw new TypeError("fetch failed", { cause: new Error("no executor up") });
+      return apiOf(slot.executor).fetch(request);
+    },
+  });
+  const lines: string[] = [];
+  const log: Logger = { info: () => {}, warn: (line) => lines.push(`WARN ${line}`), error: (line) => lines.push(`ERROR ${line}`) };
   const stops: number[] = [];
 
   const startExecutor = async (index: number, generation: number): Promise<Slot> => {

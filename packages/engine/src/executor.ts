@@ -14,7 +14,7 @@ import { consoleLogger, type Logger } from "./log.ts";
 import { finish } from "./machine/ending.ts";
 import { isTerminal, type FunctionRecord } from "./records.ts";
 import { Registry } from "./registry.ts";
-import { commitCheckpoint, parseCheckpoint } from "./runtime/checkpoints.ts";
+import { commitCheckpoint, InvocationSnapshots, parseCheckpoint } from "./runtime/checkpoints.ts";
 import { runJob, type JobRunner } from "./runtime/jobs.ts";
 import { Lanes, within, type DrainBudget } from "./runtime/lanes.ts";
 import { pruneExpired, reconcileQueue, repairStrandedRuns } from "./runtime/maintenance.ts";
@@ -104,6 +104,7 @@ export class Executor {
       owner,
       leaseMs: options.leaseMs ?? 30_000,
       prefetched: new Map(),
+      snapshots: new InvocationSnapshots(),
       invoker: {
         signingKey: options.signingKey,
         appSigningKeys: options.appSigningKeys,
@@ -226,7 +227,7 @@ export class Executor {
   async checkpoint(body: unknown, appId: string): Promise<void> {
     const request = parseCheckpoint(body);
     if (request.run.appId !== appId) throw new InputError(`Checkpoint rejected: it is for app "${request.run.appId}" but signed for app "${appId}"`);
-    await commitCheckpoint(this.ctx, this.runner.leaseMs, request);
+    this.runner.snapshots.advance(await commitCheckpoint(this.ctx, this.runner.leaseMs, request));
   }
 
   async syncApp(body: unknown, options: { urlPolicy?: AppUrlPolicy } = {}): Promise<{ appId: string; functions: string[] }> {

@@ -66,7 +66,9 @@ export interface CheckpointWrite {
  * A checkpoint's outcome. Refused: the lease is not this invocation's any more, the run ended,
  * the step is already stored, or the result would pass the run's state limit.
  */
-export type CheckpointResult = { ok: true; wasQueued: boolean } | { ok: false; refused: "lease-lost" | "run-ended" | "step-stored" | "limit" };
+export type CheckpointResult =
+  | { ok: true; wasQueued: boolean; /** The run's version after the write. */ version: number }
+  | { ok: false; refused: "lease-lost" | "run-ended" | "step-stored" | "limit" };
 
 /** What a written change produced. */
 export interface WriteResult {

@@ -14,7 +14,7 @@ import { json } from "./rows.ts";
 
 export async function writeCheckpoint(sql: SqlExecutor, write: CheckpointWrite): Promise<CheckpointResult> {
   const { step, lease } = write;
-  const [row] = await sql.query<{ found: boolean; status: string | null; same_function: boolean; full: boolean; leased: boolean; stored: boolean }>(CHECKPOINT, [
+  const [row] = await sql.query<{ found: boolean; status: string | null; same_function: boolean; full: boolean; leased: boolean; version: number | null }>(CHECKPOINT, [
     write.runId,
     write.functionId,
     lease.jobId,
@@ -30,7 +30,7 @@ export async function writeCheckpoint(sql: SqlExecutor, write: CheckpointWrite):
     write.maxRunStateBytes,
   ], { prepare: "stepwise_checkpoint" });
   if (!row?.found || !row.same_function) return { ok: false, refused: "lease-lost" };
-  if (row.stored) return { ok: true, wasQueued: row.status === "queued" };
+  if (row.version !== null && row.version !== undefined) return { ok: true, wasQueued: row.status === "queued", version: Number(row.version) };
   if (row.status === "completed" || row.status === "failed" || row.status === "cancelled") return { ok: false, refused: "run-ended" };
   if (row.full) return { ok: false, refused: "limit" };
   if (!row.leased) return { ok: false, refused: "lease-lost" };
@@ -66,11 +66,11 @@ bumped AS (
   UPDATE runs SET version = version + 1, state_bytes = state_bytes + $12::bigint,
     status = CASE WHEN status = 'queued' THEN 'running' ELSE status END
   WHERE id = $1 AND EXISTS (SELECT 1 FROM saved)
-  RETURNING 1
+  RETURNING version
 )
 SELECT EXISTS (SELECT 1 FROM run) AS found,
        (SELECT status FROM run) AS status,
        coalesce((SELECT function_id = $2 FROM run), false) AS same_function,
        coalesce((SELECT state_bytes + $12::bigint > $13::bigint FROM run), false) AS full,
        EXISTS (SELECT 1 FROM lease) AS leased,
-       EXISTS (SELECT 1 FROM bumped) AS stored`;
+       (SELECT version FROM bumped) AS version`;

@@ -314,8 +314,8 @@ export function testStore(name: string, open: Open): void {
       const write = (id: string, fields: Partial<Parameters<Store["checkpoint"]>[0]> = {}) =>
         store.checkpoint({ runId: run.id, functionId: run.functionId, lease, leaseMs: 30_000, step: step(run.id, id, { position: Number(id.slice(1)) }), bytes: 7, maxRunStateBytes: 1_000, ...fields });
 
-      expect(await write("s0")).toEqual({ ok: true, wasQueued: true });
-      expect(await write("s1")).toEqual({ ok: true, wasQueued: false });
+      expect(await write("s0")).toEqual({ ok: true, wasQueued: true, version: run.version + 1 });
+      expect(await write("s1")).toEqual({ ok: true, wasQueued: false, version: run.version + 2 });
       expect(await store.getRun(run.id)).toMatchObject({ status: "running", stateBytes: 14, version: run.version + 2 });
       // The same step again (a replayed or late checkpoint): refused, the first result stays.
       expect(await write("s0", { step: step(run.id, "s0", { output: "other" }) })).toEqual({ ok: false, refused: "step-stored" });

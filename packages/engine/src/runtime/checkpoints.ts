@@ -16,7 +16,7 @@ import { InputError } from "../errors.ts";
 import { formatBytes } from "../limits.ts";
 import { formatDuration, runLabel } from "../log.ts";
 import { storableBytes } from "../machine/steps.ts";
-import type { JobRecord } from "../records.ts";
+import type { JobRecord, RunState, StepRecord } from "../records.ts";
 import type { CheckpointResult } from "../store.ts";
 
 /** The lease an invocation's checkpoints prove: job, claim and holder. */
@@ -58,8 +58,16 @@ export function parseCheckpoint(body: unknown): CheckpointRequest {
   return parsed.data;
 }
 
+/** A committed checkpoint: what the run now holds, for the process running the invocation. */
+export interface Checkpointed {
+  jobId: string;
+  step: StepRecord;
+  bytes: number;
+  version: number;
+}
+
 /** Commits `request` (signed by its app, already verified) or throws {@link CheckpointRefused}. */
-export async function commitCheckpoint(ctx: EngineContext, leaseMs: number, request: CheckpointRequest): Promise<void> {
+export async function commitCheckpoint(ctx: EngineContext, leaseMs: number, request: CheckpointRequest): Promise<Checkpointed> {
   const { run, step } = request;
   const lease = parseLeaseToken(request.token);
   if (!lease) throw new InputError("Not a Stepwise checkpoint: token is not a lease token the executor gave an invocation");
@@ -73,23 +81,24 @@ export async function commitCheckpoint(ctx: EngineContext, leaseMs: number, requ
   }
   if (step.position >= ctx.limits.maxStepsPerRun) throw new CheckpointRefused("limit", `${label}: the run reached its limit of ${ctx.limits.maxStepsPerRun} steps`);
   const endedAt = ctx.clock.now();
+  const record: StepRecord = {
+    runId: run.id,
+    id: step.id,
+    name: step.name,
+    kind: "run",
+    position: step.position,
+    status: "completed",
+    output: step.output ?? null,
+    attempts: 1,
+    startedAt: new Date(endedAt - step.durationMs),
+    endedAt: new Date(endedAt),
+  };
   const result = await ctx.store.checkpoint({
     runId: run.id,
     functionId,
     lease: { jobId: lease.jobId, owner: lease.owner, claims: lease.claims },
     leaseMs,
-    step: {
-      runId: run.id,
-      id: step.id,
-      name: step.name,
-      kind: "run",
-      position: step.position,
-      status: "completed",
-      output: step.output ?? null,
-      attempts: 1,
-      startedAt: new Date(endedAt - step.durationMs),
-      endedAt: new Date(endedAt),
-    },
+    step: record,
     bytes,
     maxRunStateBytes: ctx.limits.maxRunStateBytes,
   });
@@ -100,6 +109,40 @@ export async function commitCheckpoint(ctx: EngineContext, leaseMs: number, requ
   }
   if (result.wasQueued) ctx.log.info(`${runLabel(run.id, functionId)} started`);
   ctx.log.info(`${label} completed in ${formatDuration(step.durationMs)} (checkpoint)`);
+  return { jobId: lease.jobId, step: record, bytes, version: result.version };
+}
+
+/**
+ * The snapshot an invocation in flight in this process will apply its answer to, moved on by
+ * each checkpoint this process commits for it: so the answer is applied as one guarded
+ * statement, as without checkpoints. A checkpoint taken by another executor leaves the snapshot
+ * behind, and the version guard sends the answer through a transaction on the run as it is.
+ */
+export class InvocationSnapshots {
+  private readonly byJob = new Map<string, RunState>();
+
+  /** The invocation of `jobId` starts from `state`; returns the snapshot to apply its answer to. */
+  open(jobId: string, state: RunState): RunState {
+    const snapshot = { run: { ...state.run }, steps: [...state.steps], event: state.event };
+    this.byJob.set(jobId, snapshot);
+    return snapshot;
+  }
+
+  close(jobId: string): void {
+    this.byJob.delete(jobId);
+  }
+
+  /** A checkpoint of the invocation was committed at `version`, just after the snapshot's. */
+  advance(checkpointed: Checkpointed): void {
+    const snapshot = this.byJob.get(checkpointed.jobId);
+    if (!snapshot || snapshot.run.version !== checkpointed.version - 1) return void this.byJob.delete(checkpointed.jobId);
+    snapshot.steps.push(checkpointed.step);
+    Object.assign(snapshot.run, {
+      version: checkpointed.version,
+      stateBytes: snapshot.run.stateBytes + checkpointed.bytes,
+      status: snapshot.run.status === "queued" ? "running" : snapshot.run.status,
+    });
+  }
 }
 
 const REFUSALS: Record<CheckpointRefused["refused"], string> = {

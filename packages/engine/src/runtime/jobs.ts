@@ -17,7 +17,7 @@ import { PROTOCOL_VERSION, type InvokeRequest, type StoredStep } from "@stepwise
 import { afterCommit, describe, machineEnv, type EngineContext } from "../context.ts";
 import { LeaseLostError, serializedError } from "../errors.ts";
 import { invokeApp, type InvokerOptions } from "../invoker.ts";
-import { leaseToken } from "./checkpoints.ts";
+import { leaseToken, type InvocationSnapshots } from "./checkpoints.ts";
 import { applyAnswer } from "../machine/answer.ts";
 import { RunDraft, type MachineEnv } from "../machine/draft.ts";
 import { finish } from "../machine/ending.ts";
@@ -36,6 +36,8 @@ export interface JobRunner {
   leaseMs: number;
   /** The run as the commit that queued a continuation left it, keyed by the continued job. */
   prefetched: Map<string, RunState>;
+  /** Invocations in flight here, moved on by the checkpoints this process commits for them. */
+  snapshots: InvocationSnapshots;
 }
 
 type Transition = (draft: RunDraft, env: MachineEnv) => void;
@@ -88,13 +90,19 @@ async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState 
     ...(target ? {} : { checkpoint: { token: leaseToken(job, runner.owner) } }),
   };
   const startedAt = ctx.clock.now();
-  const response = await invokeApp(runner.invoker, app, fn.localId, request);
+  const snapshot = target ? state : runner.snapshots.open(job.id, state);
+  let response: Awaited<ReturnType<typeof invokeApp>>;
+  try {
+    response = await invokeApp(runner.invoker, app, fn.localId, request);
+  } finally {
+    runner.snapshots.close(job.id);
+  }
   // Transitions read the registry's cache: load what this answer will need first.
   await ctx.registry.ensureFresh();
   if (response.type === "ops") {
     for (const op of response.ops) if (op.op === "invoke") await ctx.registry.getFunction(op.functionId);
   }
-  return complete(runner, job, state, (draft, env) => applyAnswer(draft, env, { targetStepId: target?.id, startedAt, knownSteps: steps.length }, response));
+  return complete(runner, job, snapshot, (draft, env) => applyAnswer(draft, env, { targetStepId: target?.id, startedAt, knownSteps: steps.length }, response));
 }
 
 /** The executor could not apply this job, again and again: end the run with the cause. */

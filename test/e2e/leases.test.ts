@@ -13,12 +13,18 @@ import { memoryLogger, startStack, STORE_KINDS, type Stack } from "../support/st
 
 let bodies = 0;
 const client = new Stepwise({ id: "leases", dev: true, schemas: { "leases/slow": z.object({}) } });
+// Parallel branches: each is a job of its own. The first goes straight to the executor that
+// committed it (as a run's first invocation and its continuations do, never entering Redis);
+// the second is claimed through Redis, which is where this test needs it.
 const slow = client.createFunction({ id: "slow", triggers: [{ event: "leases/slow" }] }, async ({ step }) => {
-  await step.run("slow", async () => {
-    bodies++;
-    await new Promise((resolve) => setTimeout(resolve, 8_000));
-    return "done";
-  });
+  await Promise.all([
+    step.run("quick", () => "quick"),
+    step.run("slow", async () => {
+      bodies++;
+      await new Promise((resolve) => setTimeout(resolve, 8_000));
+      return "done";
+    }),
+  ]);
   return "finished";
 });
 // Sending an event reaches beyond the run's own rows, so each answer commits in a transaction.

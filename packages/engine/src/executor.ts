@@ -16,10 +16,11 @@ import { isTerminal, type FunctionRecord } from "./records.ts";
 import { Registry } from "./registry.ts";
 import { commitCheckpoint, InvocationSnapshots, parseCheckpoint } from "./runtime/checkpoints.ts";
 import { runJob, type JobRunner } from "./runtime/jobs.ts";
+import { KnownStates } from "./runtime/known-states.ts";
 import { Lanes, within, type DrainBudget } from "./runtime/lanes.ts";
 import { pruneExpired, reconcileQueue, repairStrandedRuns } from "./runtime/maintenance.ts";
 import type { Store } from "./store.ts";
-import { UnitOfWork, type UnitOutcome } from "./unit/unit.ts";
+import { UnitOfWork, type UnitOptions, type UnitOutcome } from "./unit/unit.ts";
 import { runView, type RunView } from "./views.ts";
 
 /** Finished runs, their steps and events are kept this long by default (7 days). */
@@ -103,7 +104,7 @@ export class Executor {
       ctx: this.ctx,
       owner,
       leaseMs: options.leaseMs ?? 30_000,
-      prefetched: new Map(),
+      known: new KnownStates(),
       snapshots: new InvocationSnapshots(),
       invoker: {
         signingKey: options.signingKey,
@@ -183,7 +184,7 @@ export class Executor {
       pollMs: this.options.pollMs ?? 1_000,
       log: this.log,
       handle: (job) => runJob(this.runner, job),
-      handedBack: (job) => this.runner.prefetched.delete(job.id),
+      handedBack: (job) => this.runner.known.forget(job.id),
     });
   }
 
@@ -193,13 +194,18 @@ export class Executor {
   }
 
   /** Runs `fn` on a unit of work in one transaction, then lets the commit take effect. */
-  private async inUnit<T>(fn: (unit: UnitOfWork) => Promise<T>): Promise<T> {
+  private async inUnit<T>(fn: (unit: UnitOfWork) => Promise<T>, options: UnitOptions = {}): Promise<T> {
     const { result, outcome } = await this.options.store.transaction(async (tx) => {
-      const unit = new UnitOfWork(tx, this.ctx);
+      const unit = new UnitOfWork(tx, this.ctx, options);
       const result = await fn(unit);
       return { result, outcome: await unit.commit() };
     });
     await afterCommit(this.ctx, outcome satisfies UnitOutcome);
+    for (const job of outcome.adopted) {
+      const state = outcome.states.get(job.runId);
+      if (state) this.runner.known.continuation(job.id, state);
+    }
+    await this.lanes.adopt(outcome.adopted);
     return result;
   }
 
@@ -210,15 +216,12 @@ export class Executor {
   async sendEvents(body: unknown): Promise<{ ids: string[] }> {
     const events = parseEvents(body, this.limits, this.ctx.clock.now());
     await this.ctx.registry.ensureFresh();
-    await this.inUnit((unit) => unit.ingest(events));
+    // The runs these events start go straight to this process's free lanes: no claim, no read.
+    const adopt = { owner: this.runner.owner, leaseMs: this.runner.leaseMs, max: this.lanes.freeSlots() };
+    await this.inUnit((unit) => unit.ingest(events), { adopt });
     return { ids: events.map((event) => event.id) };
   }
 
-  /**
-   * Registers (or updates) an app and its functions. With `urlPolicy` (a registration the app
-   * sent, naming its own URL) the URL must be one the executor may call; a URL the operator
-   * gave (discovery) is taken as it is.
-   */
   /**
    * Commits one step result of an invocation still running (`POST /api/checkpoints`, whose
    * signature the caller verified for `appId`). Throws `CheckpointRefused` when the invocation
@@ -230,6 +233,12 @@ export class Executor {
     this.runner.snapshots.advance(await commitCheckpoint(this.ctx, this.runner.leaseMs, request));
   }
 
+
+  /**
+   * Registers (or updates) an app and its functions. With `urlPolicy` (a registration the app
+   * sent, naming its own URL) the URL must be one the executor may call; a URL the operator
+   * gave (discovery) is taken as it is.
+   */
   async syncApp(body: unknown, options: { urlPolicy?: AppUrlPolicy } = {}): Promise<{ appId: string; functions: string[] }> {
     const parsed = AppDescriptionSchema.safeParse(body);
     if (!parsed.success) {

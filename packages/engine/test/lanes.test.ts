@@ -212,4 +212,22 @@ describe("Lanes", () => {
     expect(ranAfterStop).toBe(0);
     expect(calls.releases.map((r) => r.id)).toEqual(["late"]);
   });
+
+  it("runs the first invocations of runs this process started in free lanes, and gives back what finds none", async () => {
+    const { queue, calls } = memoryQueue();
+    const blocking = blockingHandler();
+    const { lanes: l } = lanes(queue, blocking.handle);
+    expect(l.freeSlots()).toBe(0); // not working the queue: nothing is adopted
+    l.start();
+    await sleep(10);
+    expect(l.freeSlots()).toBe(2);
+    await l.adopt([job("a"), job("b"), job("c")]);
+    expect(blocking.started).toEqual(["a", "b"]);
+    expect(l.freeSlots()).toBe(0);
+    // The lanes were full: "c" goes back to the queue, due at once, for whoever is free first.
+    expect(calls.releases).toEqual([{ id: "c", delayMs: 0 }]);
+    blocking.finishOne();
+    blocking.finishOne();
+    await l.stop(100);
+  });
 });

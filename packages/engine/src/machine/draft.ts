@@ -117,9 +117,10 @@ export class RunDraft {
    * Writes the run's next invocation, if this change queues one due at once, already leased to
    * `lease.owner`: that worker runs it next without a trip through the queue (a continuation).
    */
-  leaseNext(lease: { owner: string; leaseMs: number }): void {
+  leaseNext(lease: { owner: string; leaseMs: number }): boolean {
     const next = this.change.jobs.find((job) => job.kind === "invoke" && !job.runAt && !job.delayMs);
-    if (next) next.lease = lease;
+    if (next) next.lease = { owner: lease.owner, leaseMs: lease.leaseMs };
+    return next !== undefined;
   }
 
   /** Whether this change already queues an invocation of the whole function. */

@@ -18,6 +18,7 @@ import { afterCommit, describe, machineEnv, type EngineContext } from "../contex
 import { LeaseLostError, serializedError } from "../errors.ts";
 import { invokeApp, type InvokerOptions } from "../invoker.ts";
 import { leaseToken, type InvocationSnapshots } from "./checkpoints.ts";
+import type { KnownStates } from "./known-states.ts";
 import { applyAnswer } from "../machine/answer.ts";
 import { RunDraft, type MachineEnv } from "../machine/draft.ts";
 import { finish } from "../machine/ending.ts";
@@ -34,8 +35,8 @@ export interface JobRunner {
   invoker: InvokerOptions;
   owner: string;
   leaseMs: number;
-  /** The run as the commit that queued a continuation left it, keyed by the continued job. */
-  prefetched: Map<string, RunState>;
+  /** Run states this process's commits left, for the continuations and timers they queued. */
+  known: KnownStates;
   /** Invocations in flight here, moved on by the checkpoints this process commits for them. */
   snapshots: InvocationSnapshots;
 }
@@ -44,11 +45,10 @@ type Transition = (draft: RunDraft, env: MachineEnv) => void;
 const nothing: Transition = () => {};
 
 export async function runJob(runner: JobRunner, job: JobRecord): Promise<JobRecord[]> {
-  const known = runner.prefetched.get(job.id);
-  runner.prefetched.delete(job.id);
+  const known = runner.known.take(job.id);
   if (job.failures >= MAX_JOB_FAILURES) return giveUp(runner, job, job.lastError ?? "unknown cause");
   try {
-    return job.kind === "invoke" ? await runInvocation(runner, job, known) : await runTimer(runner, job);
+    return job.kind === "invoke" ? await runInvocation(runner, job, known) : await runTimer(runner, job, known);
   } catch (error) {
     // The store refused a value it can never take: retrying would fail the same way.
     if (rejectedByStore(error)) return giveUp(runner, job, describe(error));
@@ -56,9 +56,9 @@ export async function runJob(runner: JobRunner, job: JobRecord): Promise<JobReco
   }
 }
 
-async function runTimer(runner: JobRunner, job: JobRecord): Promise<JobRecord[]> {
+async function runTimer(runner: JobRunner, job: JobRecord, known: RunState | undefined): Promise<JobRecord[]> {
   await runner.ctx.registry.ensureFresh();
-  const state = await runner.ctx.store.loadRunState(job.runId);
+  const state = known ?? (await runner.ctx.store.loadRunState(job.runId));
   return complete(runner, job, state, (draft, env) => fireTimer(draft, env, job));
 }
 
@@ -132,7 +132,7 @@ async function complete(runner: JobRunner, job: JobRecord, state: RunState | nul
       const written = await ctx.store.applyOptimistically(state, fence, draft.change);
       if (written) {
         await afterCommit(ctx, { lines: draft.lines, queued: written.queued, deleted: written.deleted });
-        return handOver(runner, written.continued, draft.state(written.version));
+        return handOver(runner, written, draft.state(written.version));
       }
     }
   }
@@ -148,13 +148,15 @@ async function complete(runner: JobRunner, job: JobRecord, state: RunState | nul
     return committed;
   });
   await afterCommit(ctx, outcome);
-  return handOver(runner, outcome.continued, outcome.states.get(job.runId));
+  return handOver(runner, outcome, outcome.states.get(job.runId));
 }
 
-function handOver(runner: JobRunner, continued: JobRecord | undefined, state: RunState | undefined): JobRecord[] {
-  if (!continued) return [];
-  if (state) runner.prefetched.set(continued.id, state);
-  return [continued];
+/** Keeps the run's new state for what the commit queued, and returns the continuation this lane runs next. */
+function handOver(runner: JobRunner, written: { queued: JobRecord[]; continued?: JobRecord }, state: RunState | undefined): JobRecord[] {
+  runner.known.queued(written.queued, state, Date.now());
+  if (!written.continued) return [];
+  if (state) runner.known.continuation(written.continued.id, state);
+  return [written.continued];
 }
 
 /** A stored step as the SDK sees it: done (output or error), or still pending. */

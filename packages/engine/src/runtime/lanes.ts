@@ -107,6 +107,22 @@ export class Lanes {
     await within(releases, Date.now() + 1_000);
   }
 
+  /** Lanes free for more work now (none unless working the queue until `stop()`). */
+  freeSlots(): number {
+    return this.running && !this.budget ? Math.max(0, this.options.concurrency - this.active.size) : 0;
+  }
+
+  /**
+   * Runs jobs this process leased to itself in a commit (the first invocations of runs it just
+   * started), each in a lane of its own; one that finds every lane taken by then is given back.
+   */
+  async adopt(jobs: readonly JobRecord[]): Promise<void> {
+    for (const job of jobs) {
+      if (this.running && this.active.size < this.options.concurrency) this.spawn(job, "forever");
+      else await this.handBack(job);
+    }
+  }
+
   /** A job was queued by this process: claim again instead of sleeping. */
   notify(): void {
     if (this.running) this.wake.set();

@@ -29,10 +29,17 @@ export interface UnitOptions {
   continuation?: { runId: string; owner: string; leaseMs: number };
   /** When the invoked job became due (store clock): waits opened now look back to then. */
   readyAt?: Date;
+  /**
+   * Runs started in this unit whose first invocation this process runs at once, up to `max`
+   * (its free lanes): their jobs are written leased to `owner`, and they need no claim or read.
+   */
+  adopt?: { owner: string; leaseMs: number; max: number };
 }
 
 export interface UnitOutcome extends Committed {
   continued?: JobRecord;
+  /** First invocations of new runs, leased to the adopting worker (see `UnitOptions.adopt`). */
+  adopted: JobRecord[];
   /** Each written run as it now stands (the next invocation's snapshot). */
   states: Map<string, RunState>;
 }
@@ -135,18 +142,21 @@ export class UnitOfWork {
   /** Carries out every effect and look-back, then writes each run's change. */
   async commit(): Promise<UnitOutcome> {
     await this.runEffects();
-    const outcome: UnitOutcome = { lines: [...this.lines], queued: [], deleted: [], states: new Map() };
-    const { continuation } = this.options;
+    const outcome: UnitOutcome = { lines: [...this.lines], queued: [], deleted: [], adopted: [], states: new Map() };
+    const { continuation, adopt } = this.options;
+    let adopting = 0;
     for (const [runId, entry] of this.entries) {
       const { draft } = entry;
       settle(draft);
       if (continuation?.runId === runId) draft.leaseNext(continuation);
+      else if (adopt && entry.isNew && adopting < adopt.max && draft.leaseNext(adopt)) adopting++;
       outcome.lines.push(...draft.lines);
       if (draft.isEmpty && !entry.isNew) continue;
       const written = await this.tx.writeChange(runId, entry.version, draft.change);
       outcome.queued.push(...written.queued);
       outcome.deleted.push(...written.deleted);
-      if (written.continued) outcome.continued = written.continued;
+      if (written.continued && continuation?.runId === runId) outcome.continued = written.continued;
+      else if (written.continued) outcome.adopted.push(written.continued);
       outcome.states.set(runId, draft.state(written.version));
     }
     return outcome;

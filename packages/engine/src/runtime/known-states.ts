@@ -1,0 +1,51 @@
+/**
+ * Run states this process already holds, so a job it will run needs no read of its run: the
+ * state a commit left behind, kept for the job that commit queued. For a continuation (the
+ * run's next invocation, leased to this worker) that is always kept; for a timer (a sleep's
+ * wake-up, a timeout) it is kept when the timer is due soon and the state is small, since a
+ * timer may be run by another executor and its entry then waits to be evicted. A state kept
+ * here may be stale (an event, a cancel, another executor moved the run on): every commit made
+ * from it is guarded by the run's version and falls back to a transaction on the run as it is.
+ */
+import type { JobRecord, RunState } from "../records.ts";
+
+/** Timers due further out are read when they fire. */
+const TIMER_HORIZON_MS = 5 * 60_000;
+/** Runs holding more than this in results are read when their timer fires. */
+const MAX_TIMER_STATE_BYTES = 256 * 1024;
+/** At most this many timer states are kept; the oldest go first. */
+const MAX_TIMER_STATES = 2_000;
+
+const TIMER_KINDS = new Set<JobRecord["kind"]>(["wake", "wait-timeout", "invoke-timeout"]);
+
+export class KnownStates {
+  private readonly continuations = new Map<string, RunState>();
+  private readonly timers = new Map<string, RunState>();
+
+  /** The continuation `jobId` starts from `state`. */
+  continuation(jobId: string, state: RunState): void {
+    this.continuations.set(jobId, state);
+  }
+
+  /** A commit left the run at `state` and queued `jobs`: keep it for the timers among them that are due soon. */
+  queued(jobs: readonly JobRecord[], state: RunState | undefined, now: number): void {
+    if (!state || state.run.stateBytes > MAX_TIMER_STATE_BYTES) return;
+    for (const job of jobs) {
+      if (job.runId !== state.run.id || !TIMER_KINDS.has(job.kind) || job.runAt.getTime() - now > TIMER_HORIZON_MS) continue;
+      this.timers.set(job.id, state);
+      if (this.timers.size > MAX_TIMER_STATES) this.timers.delete(this.timers.keys().next().value!);
+    }
+  }
+
+  /** The state kept for `jobId`, if any; it is handed out once. */
+  take(jobId: string): RunState | undefined {
+    const state = this.continuations.get(jobId) ?? this.timers.get(jobId);
+    this.forget(jobId);
+    return state;
+  }
+
+  forget(jobId: string): void {
+    this.continuations.delete(jobId);
+    this.timers.delete(jobId);
+  }
+}

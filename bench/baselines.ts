@@ -62,7 +62,7 @@ export async function measureBaselines(): Promise<Baselines> {
   await tcp.close();
 
   const lite = createPgliteClient();
-  await lite.query("CREATE TABLE bench_baseline (id serial, at timestamptz DEFAULT now())");
+  await lite.query(`CREATE TABLE ${table} (id serial, at timestamptz DEFAULT now())`);
   const pgliteCommitMs = await timeEach(ROUNDS, commit(lite));
   await lite.close();
 

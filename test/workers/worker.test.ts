@@ -5,7 +5,7 @@
  * bridge); a second `wrangler dev` runs the app Worker of test/workers/app (@stepwise/sdk/fetch),
  * which registers with the executor at STEPWISE_BASE_URL. Both share a signing key (no dev mode),
  * and a run goes through a step, a 2 s sleep (woken by the Scheduler's alarm, since no process
- * stays up) and a wait for an event. The sleep's lateness is measured and printed.
+ * stays up) and a wait for an event, its steps checkpointed from one Worker to the other. The sleep's lateness is measured and printed.
  *
  * Skips (with a note) only when wrangler cannot start and CI is not true.
  */
@@ -99,6 +99,8 @@ describe.skipIf(TOPOLOGIES.length === 0).each(TOPOLOGIES)("the executor and an a
     const logs = () => [...worker!.output.slice(-30), "--- app ---", ...app!.output.slice(-15)].join("\n");
     const waiting = await waitFor(worker.url, eventId!, (run) => run.steps.some((s) => s.id === "payment" && s.status === "waiting"), 25_000, logs, API_KEY);
     expect(waiting.steps.find((s) => s.id === "reserve")).toMatchObject({ status: "completed", output: "res-o-7" });
+    // The app Worker checkpointed its steps to the executor Worker, within its invocations.
+    expect(worker.output.some((line) => line.includes('step "reserve" completed') && line.includes("(checkpoint)")), logs()).toBe(true);
     await client.send({ name: "worker/paid", data: { orderId: "o-7", amount: 42 } });
     const done = await waitFor(worker.url, eventId!, (run) => run.status === "completed", 20_000, logs, API_KEY);
     const output = done.output as { reserved: string; slept: number; amount: number | null };

@@ -133,5 +133,24 @@ export function testAdapter(adapter: AdapterUnderTest): void {
       expect(JSON.parse(calls[0]!.body)).toMatchObject({ appId: "shop", url, functions: [{ id: "fulfil" }] });
       expect(await verify(calls[0]!.signature, { method: "POST", target: "/api/apps", body: calls[0]!.body }, [KEY])).toEqual({ ok: true });
     });
+
+    it("a checkpointed invocation commits its step through the executor and goes on to the end within the one request", async () => {
+      const checkpoints: Array<{ body: string; signature: string | null }> = [];
+      const executor: typeof fetch = async (input, init) => {
+        expect(String(input)).toBe(`${EXECUTOR}/api/checkpoints`);
+        checkpoints.push({ body: String(init?.body), signature: new Headers(init?.headers).get(HEADERS.signature) });
+        return Response.json({ ok: true });
+      };
+      const { url, call } = await mount(executor);
+      const body = JSON.stringify(request([], { event: unicodeEvent, events: [unicodeEvent], checkpoint: { token: "7.1.executor-a" } }));
+      const target = `${url}?fnId=fulfil`;
+      const res = await call(new Request(target, { method: "POST", headers: { "content-type": "application/json", [HEADERS.signature]: await signInvocation(KEY, target, body) }, body }));
+      // The step's result was durable before the function went on; the answer is the function's end.
+      expect(res.status).toBe(200);
+      expect(await res.json()).toEqual({ type: "completed", output: "reserved o1" });
+      expect(checkpoints).toHaveLength(1);
+      expect(JSON.parse(checkpoints[0]!.body)).toMatchObject({ token: "7.1.executor-a", run: { id: "run-1", appId: "shop", functionId: "fulfil" }, step: { id: "reserve", position: 0, output: "reserved o1" } });
+      expect(await verify(checkpoints[0]!.signature, { method: "POST", target: "/api/checkpoints", body: checkpoints[0]!.body }, [KEY])).toEqual({ ok: true });
+    });
   });
 }

@@ -1,18 +1,22 @@
 /**
  * What the workloads are measured against, in the same run on the same machine: a loopback
- * HTTP round trip (fetch to a Node server, as the executor calls apps), a Postgres
+ * HTTP round trip (through fetch, as the executor calls apps, and through node:http with a
+ * kept-alive connection, the cheapest in Node, as the SDK checkpoints), a Postgres
  * `INSERT … COMMIT` round trip over TCP (the pg driver) and through the Neon driver and the ws
  * bridge (each as an executor of that topology writes), the same on PGlite, and a Redis round
  * trip (through @upstash/redis and the REST bridge).
  */
-import { createServer } from "node:http";
+import { Agent, createServer, request } from "node:http";
 import { startUpstashBridge, startWsTcpBridge } from "@stepwise/dev-bridges";
 import { createNeonClient, createPgClient, createPgliteClient, type SqlClient } from "@stepwise/store-postgres";
 import { Redis } from "@upstash/redis";
 import { median } from "./stats.ts";
 
 export interface Baselines {
+  /** A loopback round trip through fetch (undici), as the executor calls apps. */
   httpMs: number;
+  /** The same over node:http with a kept-alive connection, as the SDK sends checkpoints on Node: the floor's HTTP part. */
+  httpNodeMs: number;
   /** Through the Neon driver and the ws bridge. */
   postgresCommitMs: number;
   /** Over TCP with the pg driver. */
@@ -42,6 +46,19 @@ export async function measureBaselines(): Promise<Baselines> {
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as { port: number };
   const httpMs = await timeEach(ROUNDS, async () => (await fetch(`http://127.0.0.1:${port}/`, { method: "POST", body: "{}" })).text());
+  // The same round trip over node:http with a kept-alive connection: the cheapest there is in Node.
+  const agent = new Agent({ keepAlive: true });
+  const httpNodeMs = await timeEach(ROUNDS, () =>
+    new Promise<void>((resolve, reject) => {
+      const req = request(`http://127.0.0.1:${port}/`, { method: "POST", agent, headers: { "content-length": "2" } }, (res) => {
+        res.resume();
+        res.on("end", () => resolve());
+      });
+      req.on("error", reject);
+      req.end("{}");
+    }),
+  );
+  agent.destroy();
   server.close();
 
   // An autocommit INSERT into an ordinary table: one round trip that writes and commits durably
@@ -72,5 +89,5 @@ export async function measureBaselines(): Promise<Baselines> {
   await redis.del("stepwise-bench:baseline");
   await upstash.close();
 
-  return { httpMs, postgresCommitMs, postgresTcpCommitMs, pgliteCommitMs, redisMs };
+  return { httpMs, httpNodeMs, postgresCommitMs, postgresTcpCommitMs, pgliteCommitMs, redisMs };
 }

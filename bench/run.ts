@@ -50,8 +50,8 @@ for (const name of topologies) {
     const w2Result = await w2(topology, probe);
     progress(`${name}: burst of 1,000 runs x 5 steps at once`);
     const burstResult = await w2(topology, probe, 1_000);
-    progress(`${name}: W3 (50 runs sleeping 2 s)`);
-    const w3Result = await w3(topology, probe);
+    progress(`${name}: W3 (20 runs sleeping 2 s)`);
+    const w3Result = await w3(topology, probe, 20);
     progress(`${name}: W4 (event answered -> first step)`);
     const w4Result = await w4(topology, probe);
     const soakResult =

@@ -7,6 +7,7 @@
  * answer, as it would with checkpointing off, and the executor's usual rules decide.
  */
 import { CHECKPOINT_ROUTE, HEADERS, PROTOCOL_VERSION, sign, toMs, type CheckpointRequest, type Duration, type InvokeRequest, type Op } from "@stepwise/protocol";
+import type { NodePost, PostAnswer } from "./node-transport.ts";
 import type { Logger } from "./types.ts";
 
 /** Options of checkpointing (`checkpointing: { maxRuntime: "20s" }` on the client or a function). */
@@ -50,7 +51,10 @@ export interface Checkpointer {
 }
 
 export interface CheckpointTransport {
+  /** Used when the client was given a fetch of its own (tests, proxies) or the runtime has no `node:http`. */
   fetch: typeof fetch;
+  /** The keep-alive `node:http` POST, when the client uses the runtime's own fetch. */
+  post?: NodePost;
   /** The executor's base URL. */
   baseUrl: string;
   signingKey: string;
@@ -74,14 +78,9 @@ export function checkpointerFor(request: InvokeRequest, budgetMs: number | null,
       };
       const body = JSON.stringify(checkpoint);
       try {
-        const response = await transport.fetch(url, {
-          method: "POST",
-          headers: { "content-type": "application/json", [HEADERS.signature]: await sign(transport.signingKey, { method: "POST", target: CHECKPOINT_ROUTE, body }) },
-          body,
-          signal: AbortSignal.timeout(CHECKPOINT_TIMEOUT_MS),
-          redirect: "manual",
-        });
-        const text = await response.text();
+        const headers = { "content-type": "application/json", [HEADERS.signature]: await sign(transport.signingKey, { method: "POST", target: CHECKPOINT_ROUTE, body }) };
+        const response = transport.post ? await transport.post(url, body, headers, CHECKPOINT_TIMEOUT_MS) : await viaFetch(transport.fetch, url, body, headers);
+        const text = response.text;
         if (response.status === 200) return true;
         // 409 is the executor saying this invocation must stop; anything else is a fault on the way.
         if (response.status !== 409) transport.log.warn(`Stepwise: ${runLabel} step "${op.name}": checkpoint answered ${response.status} (${text.slice(0, 200)}); its result goes in the invocation's answer`);
@@ -93,4 +92,10 @@ export function checkpointerFor(request: InvokeRequest, budgetMs: number | null,
       }
     },
   };
+}
+
+/** The same POST through fetch; redirects are not followed (a 3xx is a failed checkpoint). */
+async function viaFetch(fetcher: typeof fetch, url: string, body: string, headers: Record<string, string>): Promise<PostAnswer> {
+  const response = await fetcher(url, { method: "POST", headers, body, signal: AbortSignal.timeout(CHECKPOINT_TIMEOUT_MS), redirect: "manual" });
+  return { status: response.status, text: await response.text() };
 }

@@ -106,6 +106,11 @@ export class Stepwise<S extends EventSchemas = Record<never, never>> {
     return resolveSettings(this.#options, env);
   }
 
+  /** Whether the client was given a fetch of its own: then every request to the executor goes through it. @internal */
+  get hasOwnFetch(): boolean {
+    return this.#options.fetch !== undefined;
+  }
+
   /** The fetch to reach the executor with, looked up per call so tests and polyfills apply. @internal */
   get fetch(): typeof fetch {
     return this.#options.fetch ?? ((input, init) => globalThis.fetch(input, init));

@@ -18,6 +18,7 @@ import {
 } from "@stepwise/protocol";
 import { postToExecutor } from "./api.ts";
 import { checkpointerFor } from "./checkpointing.ts";
+import { nodePost } from "./node-transport.ts";
 import type { Stepwise } from "./client.ts";
 import { MISSING_SIGNING_KEY, outgoingSigningKey, type EnvSource, type Settings } from "./env.ts";
 import { StepwiseApiError } from "./errors.ts";
@@ -133,7 +134,13 @@ class Endpoint {
     }
     const signingKey = outgoingSigningKey(settings);
     const checkpointer = signingKey
-      ? checkpointerFor(parsed.request, fn.checkpointBudgetMs, { fetch: this.client.fetch, baseUrl: settings.baseUrl, signingKey, log: this.client.log })
+      ? checkpointerFor(parsed.request, fn.checkpointBudgetMs, {
+          fetch: this.client.fetch,
+          post: this.client.hasOwnFetch ? undefined : nodePost,
+          baseUrl: settings.baseUrl,
+          signingKey,
+          log: this.client.log,
+        })
       : undefined;
     const result = await execute(fn, parsed.request, checkpointer);
     return json(result.status, result.body);

@@ -66,10 +66,22 @@ export function faultyFetch(executor: string, options: NetworkOptions): typeof f
     if (fault === "refuse") throw new TypeError("fetch failed", { cause: Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:3000"), { code: "ECONNREFUSED" }) });
     if (fault === "502 before") return badGateway();
     // An app that died mid-invocation never answers: the executor's own timeout ends the wait.
-    const response = await untilAborted(
-      invocationContext.run(invocation.id, () => app(new Request(url, { ...init, signal: undefined }))),
-      init?.signal ?? undefined,
-    );
+    // So does an app held up too long (its checkpoint stuck on a stalled executor): its answer
+    // is lost to this executor as surely as one cut off on the way.
+    let response: Response;
+    try {
+      response = await untilAborted(
+        invocationContext.run(invocation.id, () => app(new Request(url, { ...init, signal: undefined }))),
+        init?.signal ?? undefined,
+      );
+    } catch (error) {
+      if (invocation.delivery === "delivered") {
+        invocation.delivery = "lost";
+        invocation.fault = "answer later than the executor's timeout";
+        ledger.fault(invocation.fault);
+      }
+      throw error;
+    }
     const text = await response.text();
     invocation.answeredAt = Date.now();
     noteWaits(invocation, text);

@@ -17,7 +17,7 @@ const count = (key: string) => bodies.set(key, (bodies.get(key) ?? 0) + 1).get(k
 const Id = z.object({ id: z.string() });
 
 /** What the test does to the app's checkpoint requests (the network between app and executor). */
-let checkpointFault: "none" | "502" | "refuse" | "lose-answer" = "none";
+let checkpointFault: "none" | "502" | "refuse" | "lose-answer" | "200-page" = "none";
 const checkpoints: CheckpointRequest[] = [];
 
 const client = new Stepwise({
@@ -29,6 +29,8 @@ const client = new Stepwise({
     if (!url.endsWith(CHECKPOINT_ROUTE)) return fetch(input, init);
     checkpoints.push(JSON.parse(String(init?.body)) as CheckpointRequest);
     if (checkpointFault === "502") return new Response("<html><h1>502 Bad Gateway</h1></html>", { status: 502, headers: { "content-type": "text/html" } });
+    // Something in front of the executor (a login page, a catch-all) answering 200: not a commit.
+    if (checkpointFault === "200-page") return new Response("<html><body>Welcome</body></html>", { status: 200, headers: { "content-type": "text/html" } });
     if (checkpointFault === "refuse") throw new TypeError("fetch failed", { cause: Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" }) });
     const answer = await fetch(input, init);
     // Committed, but the answer is lost on the way back: the app cannot know.
@@ -89,7 +91,7 @@ const stolen = client.createFunction({ id: "stolen", triggers: [{ event: "cp/sto
 });
 
 /** While step "b" runs, a checkpoint of "a" (already committed) arrives again with another output. */
-const overwrite = client.createFunction({ id: "overwrite", triggers: [{ event: "cp/overwrite" }] }, async ({ step, runId }) => {
+const overwrite = client.createFunction({ id: "over-write", triggers: [{ event: "cp/overwrite" }] }, async ({ step, runId }) => {
   await step.run("a", () => "first");
   const answer = await step.run("b", async () => {
     const [first] = checkpoints.filter((c) => c.run.id === runId && c.step.id === "a");
@@ -99,7 +101,16 @@ const overwrite = client.createFunction({ id: "overwrite", triggers: [{ event: "
       headers: { "content-type": "application/json", [HEADERS.signature]: await sign(DEV_SIGNING_KEY, { method: "POST", target: CHECKPOINT_ROUTE, body: forged }) },
       body: forged,
     });
-    return { status: response.status, body: (await response.json()) as unknown };
+    // The same run under another app's name whose global ID collides ("checkpoints" + "over-write" is
+    // also "checkpoints-over" + "write"):
+    // signed, with this invocation's own lease token, for a new step. The run is not that app's.
+    const colliding = JSON.stringify({ ...first!, run: { ...first!.run, appId: "checkpoints-over", functionId: "write" }, step: { ...first!.step, id: "z", name: "z", position: 7 } });
+    const other = await fetch(`${stack.executor.url}${CHECKPOINT_ROUTE}`, {
+      method: "POST",
+      headers: { "content-type": "application/json", [HEADERS.signature]: await sign(DEV_SIGNING_KEY, { method: "POST", target: CHECKPOINT_ROUTE, body: colliding }) },
+      body: colliding,
+    });
+    return { status: response.status, body: (await response.json()) as unknown, otherApp: other.status };
   });
   return answer;
 });
@@ -183,11 +194,12 @@ describe.each(STORE_KINDS)("checkpointing on %s", (kind) => {
     expect(bodies.get(`${key}:b`)).toBe(1);
   });
 
-  it("a second checkpoint of a committed step is refused and changes nothing", async () => {
+  it("a second checkpoint of a committed step is refused and changes nothing, as is one under a colliding app's name", async () => {
     const [id] = await stack.send({ name: "cp/overwrite", data: { id: kind } });
     const run = await stack.waitForRun(id!);
-    expect(run.output).toMatchObject({ status: 409, body: { refused: "step-stored" } });
+    expect(run.output).toMatchObject({ status: 409, body: { refused: "step-stored" }, otherApp: 409 });
     expect((await storedSteps(run.id))[0]).toEqual({ id: "a", status: "completed", output: "first" });
+    expect((await storedSteps(run.id)).map((s) => s.id)).toEqual(["a", "b"]);
   });
 
   it("a checkpoint of a finished run is refused", async () => {
@@ -204,7 +216,7 @@ describe.each(STORE_KINDS)("checkpointing on %s", (kind) => {
     expect(((await stack.getRun(run.id)).steps).map((s) => s.id)).toEqual(["a", "b", "c"]);
   });
 
-  it.each(["502", "refuse", "lose-answer"] as const)("a checkpoint that fails on the way (%s) ends the invocation; the answer carries the result, which is stored once", async (fault) => {
+  it.each(["502", "refuse", "lose-answer", "200-page"] as const)("a checkpoint that fails on the way (%s) ends the invocation; the answer carries the result, which is stored once", async (fault) => {
     checkpointFault = fault;
     const key = `${kind}-${fault}`;
     const [id] = await stack.send({ name: "cp/chain", data: { id: key } });

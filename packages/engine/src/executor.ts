@@ -14,7 +14,7 @@ import { consoleLogger, type Logger } from "./log.ts";
 import { finish } from "./machine/ending.ts";
 import { isTerminal, type FunctionRecord } from "./records.ts";
 import { Registry } from "./registry.ts";
-import { commitCheckpoint, InvocationSnapshots, parseCheckpoint } from "./runtime/checkpoints.ts";
+import { CheckpointRefused, commitCheckpoint, InvocationSnapshots, parseCheckpoint } from "./runtime/checkpoints.ts";
 import { runJob, type JobRunner } from "./runtime/jobs.ts";
 import { KnownStates } from "./runtime/known-states.ts";
 import { Lanes, within, type DrainBudget } from "./runtime/lanes.ts";
@@ -230,6 +230,12 @@ export class Executor {
   async checkpoint(body: unknown, appId: string): Promise<void> {
     const request = parseCheckpoint(body);
     if (request.run.appId !== appId) throw new InputError(`Checkpoint rejected: it is for app "${request.run.appId}" but signed for app "${appId}"`);
+    // Global IDs join app and function with "-": app "a-b"'s function "c" and app "a"'s "b-c" are
+    // one ID, and registration gives it to one app only. Only that app checkpoints its runs.
+    const fn = await this.ctx.registry.getFunction(globalFunctionId(appId, request.run.functionId));
+    if (!fn || fn.appId !== appId) {
+      throw new CheckpointRefused("lease-lost", `Checkpoint refused: app "${appId}" has no function "${request.run.functionId}"`);
+    }
     this.runner.snapshots.advance(await commitCheckpoint(this.ctx, this.runner.leaseMs, request));
   }
 

@@ -230,4 +230,24 @@ describe("Lanes", () => {
     blocking.finishOne();
     await l.stop(100);
   });
+
+  it("does not adopt into slots a claim on its way may fill", async () => {
+    const { queue, calls } = memoryQueue();
+    let answerClaim: (jobs: JobRecord[]) => void = () => {};
+    queue.claim = () => new Promise((resolve) => (answerClaim = resolve));
+    const blocking = blockingHandler();
+    const { lanes: l } = lanes(queue, blocking.handle);
+    l.start();
+    await sleep(10);
+    // A claim for two jobs is on its way: nothing is free for adoption until it returns.
+    expect(l.freeSlots()).toBe(0);
+    await l.adopt([job("adopted")]);
+    expect(calls.releases).toEqual([{ id: "adopted", delayMs: 0 }]);
+    answerClaim([job("a"), job("b")]);
+    await sleep(10);
+    expect(blocking.started).toEqual(["a", "b"]);
+    blocking.finishOne();
+    blocking.finishOne();
+    await l.stop(100);
+  });
 });

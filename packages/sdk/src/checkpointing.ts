@@ -81,7 +81,8 @@ export function checkpointerFor(request: InvokeRequest, budgetMs: number | null,
         const headers = { "content-type": "application/json", [HEADERS.signature]: await sign(transport.signingKey, { method: "POST", target: CHECKPOINT_ROUTE, body }) };
         const response = transport.post ? await transport.post(url, body, headers, CHECKPOINT_TIMEOUT_MS) : await viaFetch(transport.fetch, url, body, headers);
         const text = response.text;
-        if (response.status === 200) return true;
+        // A 200 from something in front of the executor (a login page, a catch-all) is no commit.
+        if (response.status === 200 && committed(text)) return true;
         // 409 is the executor saying this invocation must stop; anything else is a fault on the way.
         if (response.status !== 409) transport.log.warn(`Stepwise: ${runLabel} step "${op.name}": checkpoint answered ${response.status} (${text.slice(0, 200)}); its result goes in the invocation's answer`);
         return false;
@@ -98,4 +99,13 @@ export function checkpointerFor(request: InvokeRequest, budgetMs: number | null,
 async function viaFetch(fetcher: typeof fetch, url: string, body: string, headers: Record<string, string>): Promise<PostAnswer> {
   const response = await fetcher(url, { method: "POST", headers, body, signal: AbortSignal.timeout(CHECKPOINT_TIMEOUT_MS), redirect: "manual" });
   return { status: response.status, text: await response.text() };
+}
+
+/** Whether an answer is the executor's `{ "ok": true }`. */
+function committed(text: string): boolean {
+  try {
+    return (JSON.parse(text) as { ok?: unknown } | null)?.ok === true;
+  } catch {
+    return false;
+  }
 }

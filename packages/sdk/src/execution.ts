@@ -54,9 +54,15 @@ export async function execute(fn: RunnableFunction, request: InvokeRequest, chec
       const step = checkpointer && checkpointable(replay, run.outcome);
       if (!step) return await decide(replay, run.outcome, request, logger);
       const started = Date.now();
+      const callsBefore = replay.calls;
       const op = await runFresh(replay, step, logger);
-      // A failed attempt is the executor's to schedule; past the budget, the answer carries the result.
-      if (op.op !== "step-ran" || Date.now() >= checkpointer.deadline || !(await checkpointer.commit(op, Date.now() - started))) {
+      // Going on is only safe if the function did nothing else while the step ran: a step call
+      // from elsewhere in the body (refused as nested while a step runs) or the handler settling
+      // (a race decided by a timer) would make this invocation differ from a replay. Then, as
+      // when a failed attempt is the executor's to schedule or the budget is spent, the answer
+      // carries the result.
+      const undisturbed = replay.calls === callsBefore && run.outcome.state === "running";
+      if (op.op !== "step-ran" || !undisturbed || Date.now() >= checkpointer.deadline || !(await checkpointer.commit(op, Date.now() - started))) {
         return { status: 206, body: { type: "ops", ops: [op] } };
       }
       replay.resolveFresh(step, op.output);

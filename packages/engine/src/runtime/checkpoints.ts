@@ -32,7 +32,8 @@ export function leaseToken(job: JobRecord, owner: string): string {
 }
 
 export function parseLeaseToken(token: string): LeaseProof | null {
-  const match = /^(\d{1,19})\.(\d{1,9})\.(.+)$/s.exec(token);
+  // A job ID is a bigint: 18 digits always fit.
+  const match = /^(\d{1,18})\.(\d{1,9})\.(.+)$/s.exec(token);
   if (!match) return null;
   return { jobId: match[1]!, claims: Number(match[2]), owner: match[3]! };
 }

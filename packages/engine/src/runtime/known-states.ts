@@ -13,14 +13,16 @@ import type { JobRecord, RunState } from "../records.ts";
 const TIMER_HORIZON_MS = 5 * 60_000;
 /** Runs holding more than this in results are read when their timer fires. */
 const MAX_TIMER_STATE_BYTES = 256 * 1024;
-/** At most this many timer states are kept; the oldest go first. */
+/** At most this many timer states are kept, holding at most this many bytes of results; the oldest go first. */
 const MAX_TIMER_STATES = 2_000;
+const MAX_TIMER_BYTES = 32 * 1024 * 1024;
 
 const TIMER_KINDS = new Set<JobRecord["kind"]>(["wake", "wait-timeout", "invoke-timeout"]);
 
 export class KnownStates {
   private readonly continuations = new Map<string, RunState>();
   private readonly timers = new Map<string, RunState>();
+  private timerBytes = 0;
 
   /** The continuation `jobId` starts from `state`. */
   continuation(jobId: string, state: RunState): void {
@@ -32,8 +34,10 @@ export class KnownStates {
     if (!state || state.run.stateBytes > MAX_TIMER_STATE_BYTES) return;
     for (const job of jobs) {
       if (job.runId !== state.run.id || !TIMER_KINDS.has(job.kind) || job.runAt.getTime() - now > TIMER_HORIZON_MS) continue;
+      this.dropTimer(job.id);
       this.timers.set(job.id, state);
-      if (this.timers.size > MAX_TIMER_STATES) this.timers.delete(this.timers.keys().next().value!);
+      this.timerBytes += weight(state);
+      while (this.timers.size > MAX_TIMER_STATES || this.timerBytes > MAX_TIMER_BYTES) this.dropTimer(this.timers.keys().next().value!);
     }
   }
 
@@ -46,6 +50,18 @@ export class KnownStates {
 
   forget(jobId: string): void {
     this.continuations.delete(jobId);
-    this.timers.delete(jobId);
+    this.dropTimer(jobId);
   }
+
+  private dropTimer(jobId: string): void {
+    const state = this.timers.get(jobId);
+    if (!state) return;
+    this.timers.delete(jobId);
+    this.timerBytes -= weight(state);
+  }
+}
+
+/** Roughly what a kept state holds: its results, and a little for the rest (the event is bounded on its own). */
+function weight(state: RunState): number {
+  return state.run.stateBytes + 1_024 * (1 + state.steps.length);
 }

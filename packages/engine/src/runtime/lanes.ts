@@ -50,6 +50,8 @@ type Mode = "forever" | "drain";
 
 export class Lanes {
   private readonly active = new Map<string, JobRecord>();
+  /** Slots a claim on its way may fill: not free for adopted jobs meanwhile. */
+  private claiming = 0;
   private readonly wake = new Latch();
   private readonly laneEnded = new Latch();
   private lanes = 0;
@@ -109,7 +111,7 @@ export class Lanes {
 
   /** Lanes free for more work now (none unless working the queue until `stop()`). */
   freeSlots(): number {
-    return this.running && !this.budget ? Math.max(0, this.options.concurrency - this.active.size) : 0;
+    return this.running && !this.budget ? Math.max(0, this.options.concurrency - this.active.size - this.claiming) : 0;
   }
 
   /**
@@ -118,7 +120,7 @@ export class Lanes {
    */
   async adopt(jobs: readonly JobRecord[]): Promise<void> {
     for (const job of jobs) {
-      if (this.running && this.active.size < this.options.concurrency) this.spawn(job, "forever");
+      if (this.freeSlots() > 0) this.spawn(job, "forever");
       else await this.handBack(job);
     }
   }
@@ -156,6 +158,7 @@ export class Lanes {
       if (this.budget) this.budget.started += limit;
       const startedAt = Date.now();
       let claimed: JobRecord[] = [];
+      this.claiming = limit;
       try {
         claimed = await queue.claim(owner, limit, leaseMs);
         this.reachable(startedAt);
@@ -164,6 +167,7 @@ export class Lanes {
         if (mode === "drain") this.outage ??= error;
         continue;
       } finally {
+        this.claiming = 0;
         if (this.budget) this.budget.started -= limit - claimed.length;
       }
       // Stopped while the claim was on its way: these jobs are not ours to run any more.

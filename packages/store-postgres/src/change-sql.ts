@@ -145,7 +145,9 @@ queued AS (
          coalesce(q.run_at, now() + make_interval(secs => coalesce(q.delay_ms, 0) / 1000.0)),
          greatest(clock_timestamp(), coalesce(q.run_at, now() + make_interval(secs => coalesce(q.delay_ms, 0) / 1000.0))),
          q.locked_by,
-         CASE WHEN q.locked_by IS NULL THEN NULL ELSE now() + make_interval(secs => q.lease_ms / 1000.0) END,
+         -- From the moment of writing, not now() (the transaction's start): a lease written late in a
+         -- long transaction (a burst of events, a wait for a run's lock) would be over at its commit.
+         CASE WHEN q.locked_by IS NULL THEN NULL ELSE clock_timestamp() + make_interval(secs => q.lease_ms / 1000.0) END,
          CASE WHEN q.locked_by IS NULL THEN 0 ELSE 1 END
   FROM c, jsonb_to_recordset(c.doc->'jobs') AS q(kind text, step_id text, run_at timestamptz, delay_ms float8, locked_by text, lease_ms float8)
   WHERE EXISTS (SELECT 1 FROM ok) AND (SELECT count(*) FROM done) >= 0 AND (SELECT count(*) FROM dropped) >= 0

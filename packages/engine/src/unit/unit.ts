@@ -145,7 +145,10 @@ export class UnitOfWork {
     const outcome: UnitOutcome = { lines: [...this.lines], queued: [], deleted: [], adopted: [], states: new Map() };
     const { continuation, adopt } = this.options;
     let adopting = 0;
-    for (const [runId, entry] of this.entries) {
+    // Runs this process adopts are written last, so their leases start as close to the commit as can be.
+    const adoptable = (entry: Entry) => adopt !== undefined && entry.isNew;
+    const ordered = [...this.entries].sort(([, a], [, b]) => Number(adoptable(a)) - Number(adoptable(b)));
+    for (const [runId, entry] of ordered) {
       const { draft } = entry;
       settle(draft);
       if (continuation?.runId === runId) draft.leaseNext(continuation);

@@ -61,6 +61,8 @@ describe.each(topologies)("stepwise %s on default settings", (topology) => {
     });
     executor = new UserExecutor(topology, appUrl);
     await executor.start(3);
+    // Where the app reaches the executor (its checkpoints), as a user sets it next to the app.
+    process.env.STEPWISE_BASE_URL = executor.url;
   }, 90_000);
   afterAll(async () => {
     await executor?.stop();
@@ -118,6 +120,7 @@ describe.each(topologies)("stepwise %s on default settings", (topology) => {
     expect(ms).toBeLessThan(12_000);
     expect(finished.size).toBeLessThan(BURST);
     await executor.start(3);
+    process.env.STEPWISE_BASE_URL = executor.url;
     await waitFor(`the rest of the ${BURST} runs`, () => finished.size >= BURST, 200_000);
   });
 

@@ -42,6 +42,15 @@ const client = new Stepwise({
 let stack: Stack;
 const sql = () => (stack.store as unknown as { client: Sql }).client;
 const storedSteps = async (runId: string) => (await stack.getRun(runId)).steps.map((s) => ({ id: s.id, status: s.status, output: s.output }));
+/** Sends `checkpoint` to the executor as an app would, signed with the dev key. */
+const postCheckpoint = async (checkpoint: unknown) => {
+  const body = JSON.stringify(checkpoint);
+  return fetch(`${stack.executor.url}${CHECKPOINT_ROUTE}`, {
+    method: "POST",
+    headers: { "content-type": "application/json", [HEADERS.signature]: await sign(DEV_SIGNING_KEY, { method: "POST", target: CHECKPOINT_ROUTE, body }) },
+    body,
+  });
+};
 
 const chain = client.createFunction({ id: "chain", triggers: [{ event: "cp/chain" }] }, async ({ event, step, runId }) => {
   const a = await step.run("a", () => (count(`${event.data.id}:a`), 1));
@@ -95,21 +104,11 @@ const overwrite = client.createFunction({ id: "over-write", triggers: [{ event: 
   await step.run("a", () => "first");
   const answer = await step.run("b", async () => {
     const [first] = checkpoints.filter((c) => c.run.id === runId && c.step.id === "a");
-    const forged = JSON.stringify({ ...first!, step: { ...first!.step, output: "second" } });
-    const response = await fetch(`${stack.executor.url}${CHECKPOINT_ROUTE}`, {
-      method: "POST",
-      headers: { "content-type": "application/json", [HEADERS.signature]: await sign(DEV_SIGNING_KEY, { method: "POST", target: CHECKPOINT_ROUTE, body: forged }) },
-      body: forged,
-    });
+    const response = await postCheckpoint({ ...first!, step: { ...first!.step, output: "second" } });
     // The same run under another app's name whose global ID collides ("checkpoints" + "over-write" is
     // also "checkpoints-over" + "write"):
     // signed, with this invocation's own lease token, for a new step. The run is not that app's.
-    const colliding = JSON.stringify({ ...first!, run: { ...first!.run, appId: "checkpoints-over", functionId: "write" }, step: { ...first!.step, id: "z", name: "z", position: 7 } });
-    const other = await fetch(`${stack.executor.url}${CHECKPOINT_ROUTE}`, {
-      method: "POST",
-      headers: { "content-type": "application/json", [HEADERS.signature]: await sign(DEV_SIGNING_KEY, { method: "POST", target: CHECKPOINT_ROUTE, body: colliding }) },
-      body: colliding,
-    });
+    const other = await postCheckpoint({ ...first!, run: { ...first!.run, appId: "checkpoints-over", functionId: "write" }, step: { ...first!.step, id: "z", name: "z", position: 7 } });
     return { status: response.status, body: (await response.json()) as unknown, otherApp: other.status };
   });
   return answer;
@@ -206,12 +205,7 @@ describe.each(STORE_KINDS)("checkpointing on %s", (kind) => {
     const [id] = await stack.send({ name: "cp/chain", data: { id: `${kind}-2` } });
     const run = await stack.waitForRun(id!);
     const last = checkpoints.filter((c) => c.run.id === run.id).at(-1)!;
-    const late = JSON.stringify({ ...last, step: { ...last.step, id: "z", name: "z", position: 9 } });
-    const response = await fetch(`${stack.executor.url}${CHECKPOINT_ROUTE}`, {
-      method: "POST",
-      headers: { "content-type": "application/json", [HEADERS.signature]: await sign(DEV_SIGNING_KEY, { method: "POST", target: CHECKPOINT_ROUTE, body: late }) },
-      body: late,
-    });
+    const response = await postCheckpoint({ ...last, step: { ...last.step, id: "z", name: "z", position: 9 } });
     expect(response.status).toBe(409);
     expect(((await stack.getRun(run.id)).steps).map((s) => s.id)).toEqual(["a", "b", "c"]);
   });

@@ -85,21 +85,32 @@ export function createApi(options: ApiOptions): Hono {
     },
   );
 
-  app.post(APPS_ROUTE, bodyLimit({ maxSize, onError: (c) => c.json({ error: `Request body too large: the limit is ${maxSize} bytes` }, 413) }), async (c) => {
+  /**
+   * A request an app signs (its registration, its checkpoints): the signature's shape before the
+   * body is read, then the body verified with the key of the app it names. An app with a key of
+   * its own is verified by that key alone, so the shared one cannot speak for it.
+   */
+  const signedByApp = async (c: Context, what: string, target: string, appIdOf: (body: unknown) => unknown, missingAppId?: string) => {
     const header = c.req.header(HEADERS.signature);
     const shape = signatureHeaderProblem(header);
-    if (shape) return c.json({ error: `App registration rejected: ${shape.message}` }, 401);
+    if (shape) return { refusal: c.json({ error: `${what} rejected: ${shape.message}` }, 401) };
     const raw = await utf8Body(c);
     const body = parseJson(raw);
-    // An app with a key of its own is registered by that key alone: the shared one cannot claim its ID.
-    const claimed = (body as { appId?: unknown } | null)?.appId;
+    const claimed = appIdOf(body);
+    if (missingAppId && typeof claimed !== "string") return { refusal: c.json({ error: missingAppId }, 400) };
     const own = ownSigningKey(options.appSigningKeys, claimed);
     const keys = own ? [own] : options.dev ? [...options.signingKeys, DEV_SIGNING_KEY] : options.signingKeys;
-    const check = await verify(header, { method: "POST", target: APPS_ROUTE, body: raw }, keys);
-    if (!check.ok) return c.json({ error: `App registration rejected: ${check.message}${own ? ` (app "${claimed}" has a key of its own)` : ""}` }, 401);
+    const check = await verify(header, { method: "POST", target, body: raw }, keys);
+    if (!check.ok) return { refusal: c.json({ error: `${what} rejected: ${check.message}${own ? ` (app "${claimed}" has a key of its own)` : ""}` }, 401) };
+    return { header: header!, body, appId: claimed };
+  };
+
+  app.post(APPS_ROUTE, bodyLimit({ maxSize, onError: (c) => c.json({ error: `Request body too large: the limit is ${maxSize} bytes` }, 413) }), async (c) => {
+    const signed = await signedByApp(c, "App registration", APPS_ROUTE, (body) => (body as { appId?: unknown } | null)?.appId);
+    if ("refusal" in signed) return signed.refusal;
     // In dev mode the key is public, so there is nothing to protect, and a quick second PUT is normal.
-    if (!options.dev && !seenRegistrations.firstTime(header!)) return c.json({ error: "App registration rejected: this signed registration was already received (a replay)" }, 401);
-    const synced = await executor.syncApp(body, { urlPolicy: { allowPrivate: options.dev || !!options.allowPrivateAppUrls } });
+    if (!options.dev && !seenRegistrations.firstTime(signed.header)) return c.json({ error: "App registration rejected: this signed registration was already received (a replay)" }, 401);
+    const synced = await executor.syncApp(signed.body, { urlPolicy: { allowPrivate: options.dev || !!options.allowPrivateAppUrls } });
     executor.log.info(`app ${synced.appId} synced with ${synced.functions.length} function(s): ${synced.functions.join(", ")}`);
     return c.json({ ok: true, ...synced });
   });
@@ -107,19 +118,11 @@ export function createApi(options: ApiOptions): Hono {
   // Signed like a registration, by the key of the app the run belongs to. No replay memory is
   // needed: a checkpoint replayed finds its step stored (or its lease gone) and changes nothing.
   app.post(CHECKPOINT_ROUTE, bodyLimit({ maxSize, onError: (c) => c.json({ error: `Request body too large: the limit is ${maxSize} bytes` }, 413) }), async (c) => {
-    const header = c.req.header(HEADERS.signature);
-    const shape = signatureHeaderProblem(header);
-    if (shape) return c.json({ error: `Checkpoint rejected: ${shape.message}` }, 401);
-    const raw = await utf8Body(c);
-    const body = parseJson(raw);
-    const appId = (body as { run?: { appId?: unknown } } | null)?.run?.appId;
-    if (typeof appId !== "string") return c.json({ error: "Not a Stepwise checkpoint: run.appId is missing" }, 400);
-    const own = ownSigningKey(options.appSigningKeys, appId);
-    const keys = own ? [own] : options.dev ? [...options.signingKeys, DEV_SIGNING_KEY] : options.signingKeys;
-    const check = await verify(header, { method: "POST", target: CHECKPOINT_ROUTE, body: raw }, keys);
-    if (!check.ok) return c.json({ error: `Checkpoint rejected: ${check.message}` }, 401);
+    const appIdOf = (body: unknown) => (body as { run?: { appId?: unknown } } | null)?.run?.appId;
+    const signed = await signedByApp(c, "Checkpoint", CHECKPOINT_ROUTE, appIdOf, "Not a Stepwise checkpoint: run.appId is missing");
+    if ("refusal" in signed) return signed.refusal;
     try {
-      await executor.checkpoint(body, appId);
+      await executor.checkpoint(signed.body, signed.appId as string);
     } catch (error) {
       if (error instanceof CheckpointRefused) return c.json({ error: error.message, refused: error.refused }, 409);
       throw error;

@@ -14,9 +14,9 @@ import { consoleLogger, type Logger } from "./log.ts";
 import { finish } from "./machine/ending.ts";
 import { isTerminal, type FunctionRecord } from "./records.ts";
 import { Registry } from "./registry.ts";
-import { CheckpointRefused, commitCheckpoint, InvocationSnapshots, parseCheckpoint } from "./runtime/checkpoints.ts";
+import { CheckpointRefused, commitCheckpoint, parseCheckpoint } from "./runtime/checkpoints.ts";
 import { runJob, type JobRunner } from "./runtime/jobs.ts";
-import { KnownStates } from "./runtime/known-states.ts";
+import { InvocationSnapshots, KnownStates } from "./runtime/known-states.ts";
 import { Lanes, within, type DrainBudget } from "./runtime/lanes.ts";
 import { pruneExpired, reconcileQueue, repairStrandedRuns } from "./runtime/maintenance.ts";
 import type { Store } from "./store.ts";
@@ -238,7 +238,6 @@ export class Executor {
     }
     this.runner.snapshots.advance(await commitCheckpoint(this.ctx, this.runner.leaseMs, request));
   }
-
 
   /**
    * Registers (or updates) an app and its functions. With `urlPolicy` (a registration the app

@@ -4,6 +4,7 @@
  * both on Postgres, optionally with a {@link ReadyQueue} in Redis as the index of what is due.
  * One contract suite (`store-contract`) checks every adapter.
  */
+import type { CheckpointRefusal } from "@stepwise/protocol";
 import type {
   AppRecord,
   EventRecord,
@@ -68,7 +69,7 @@ export interface CheckpointWrite {
  */
 export type CheckpointResult =
   | { ok: true; wasQueued: boolean; /** The run's version after the write. */ version: number }
-  | { ok: false; refused: "lease-lost" | "run-ended" | "step-stored" | "limit" };
+  | { ok: false; refused: CheckpointRefusal };
 
 /** What a written change produced. */
 export interface WriteResult {

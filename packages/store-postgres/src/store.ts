@@ -76,14 +76,7 @@ export class PostgresStore extends PgReader implements Store {
   }
 
   async transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await this.client.transaction((sql) => fn(new PgTx(sql)));
-      } catch (error) {
-        if (!retryable(error) || attempt >= MAX_TX_ATTEMPTS) throw error;
-        await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * attempt));
-      }
-    }
+    return retryingConflicts(() => this.client.transaction((sql) => fn(new PgTx(sql))));
   }
 
   async loadRunState(runId: string): Promise<RunState | null> {
@@ -102,15 +95,8 @@ export class PostgresStore extends PgReader implements Store {
   }
 
   async checkpoint(write: CheckpointWrite): Promise<CheckpointResult> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await writeCheckpoint(this.client, write);
-      } catch (error) {
-        // A deadlock with a transaction on the same run: the statement wrote nothing; try it again.
-        if (!retryable(error) || attempt >= MAX_TX_ATTEMPTS) throw error;
-        await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * attempt));
-      }
-    }
+    // A deadlock with a transaction on the same run: the statement wrote nothing; try it again.
+    return retryingConflicts(() => writeCheckpoint(this.client, write));
   }
 
   async syncApp(app: AppRecord, functions: FunctionRecord[]): Promise<{ taken: Array<{ functionId: string; appId: string }> }> {
@@ -200,6 +186,18 @@ export class PostgresStore extends PgReader implements Store {
 
   async close(): Promise<void> {
     await this.client.close();
+  }
+}
+
+/** Runs `attempt` again (with a short random pause) when Postgres aborted it for a deadlock or a serialization failure. */
+async function retryingConflicts<T>(attempt: () => Promise<T>): Promise<T> {
+  for (let n = 1; ; n++) {
+    try {
+      return await attempt();
+    } catch (error) {
+      if (!retryable(error) || n >= MAX_TX_ATTEMPTS) throw error;
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * n));
+    }
   }
 }
 

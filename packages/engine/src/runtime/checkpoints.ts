@@ -10,14 +10,13 @@
  * Any executor may take a checkpoint (the fence is in the store, not in the process that made
  * the invocation), so it works behind a load balancer and for the Worker executor alike.
  */
-import { CheckpointRequestSchema, globalFunctionId, type CheckpointRequest } from "@stepwise/protocol";
+import { CheckpointRequestSchema, globalFunctionId, type CheckpointRefusal, type CheckpointRequest } from "@stepwise/protocol";
 import type { EngineContext } from "../context.ts";
 import { InputError } from "../errors.ts";
 import { formatBytes } from "../limits.ts";
 import { formatDuration, runLabel } from "../log.ts";
 import { storableBytes } from "../machine/steps.ts";
-import type { JobRecord, RunState, StepRecord } from "../records.ts";
-import type { CheckpointResult } from "../store.ts";
+import type { JobRecord, StepRecord } from "../records.ts";
 
 /** The lease an invocation's checkpoints prove: job, claim and holder. */
 export interface LeaseProof {
@@ -42,7 +41,7 @@ export function parseLeaseToken(token: string): LeaseProof | null {
 export class CheckpointRefused extends Error {
   override name = "CheckpointRefused";
   constructor(
-    readonly refused: Exclude<CheckpointResult, { ok: true }>["refused"],
+    readonly refused: CheckpointRefusal,
     message: string,
   ) {
     super(message);
@@ -113,40 +112,7 @@ export async function commitCheckpoint(ctx: EngineContext, leaseMs: number, requ
   return { jobId: lease.jobId, step: record, bytes, version: result.version };
 }
 
-/**
- * The snapshot an invocation in flight in this process will apply its answer to, moved on by
- * each checkpoint this process commits for it: so the answer is applied as one guarded
- * statement, as without checkpoints. A checkpoint taken by another executor leaves the snapshot
- * behind, and the version guard sends the answer through a transaction on the run as it is.
- */
-export class InvocationSnapshots {
-  private readonly byJob = new Map<string, RunState>();
-
-  /** The invocation of `jobId` starts from `state`; returns the snapshot to apply its answer to. */
-  open(jobId: string, state: RunState): RunState {
-    const snapshot = { run: { ...state.run }, steps: [...state.steps], event: state.event };
-    this.byJob.set(jobId, snapshot);
-    return snapshot;
-  }
-
-  close(jobId: string): void {
-    this.byJob.delete(jobId);
-  }
-
-  /** A checkpoint of the invocation was committed at `version`, just after the snapshot's. */
-  advance(checkpointed: Checkpointed): void {
-    const snapshot = this.byJob.get(checkpointed.jobId);
-    if (!snapshot || snapshot.run.version !== checkpointed.version - 1) return void this.byJob.delete(checkpointed.jobId);
-    snapshot.steps.push(checkpointed.step);
-    Object.assign(snapshot.run, {
-      version: checkpointed.version,
-      stateBytes: snapshot.run.stateBytes + checkpointed.bytes,
-      status: snapshot.run.status === "queued" ? "running" : snapshot.run.status,
-    });
-  }
-}
-
-const REFUSALS: Record<CheckpointRefused["refused"], string> = {
+const REFUSALS: Record<CheckpointRefusal, string> = {
   "lease-lost": "the invocation no longer holds its lease (another took over, or the token is not this run's)",
   "run-ended": "the run has ended",
   "step-stored": "the step is already stored",

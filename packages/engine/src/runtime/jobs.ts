@@ -17,8 +17,8 @@ import { PROTOCOL_VERSION, type InvokeRequest, type StoredStep } from "@stepwise
 import { afterCommit, describe, machineEnv, type EngineContext } from "../context.ts";
 import { LeaseLostError, serializedError } from "../errors.ts";
 import { invokeApp, type InvokerOptions } from "../invoker.ts";
-import { leaseToken, type InvocationSnapshots } from "./checkpoints.ts";
-import type { KnownStates } from "./known-states.ts";
+import { leaseToken } from "./checkpoints.ts";
+import type { InvocationSnapshots, KnownStates } from "./known-states.ts";
 import { applyAnswer } from "../machine/answer.ts";
 import { RunDraft, type MachineEnv } from "../machine/draft.ts";
 import { finish } from "../machine/ending.ts";

@@ -8,6 +8,7 @@
  * from it is guarded by the run's version and falls back to a transaction on the run as it is.
  */
 import type { JobRecord, RunState } from "../records.ts";
+import type { Checkpointed } from "./checkpoints.ts";
 
 /** Timers due further out are read when they fire. */
 const TIMER_HORIZON_MS = 5 * 60_000;
@@ -64,4 +65,37 @@ export class KnownStates {
 /** Roughly what a kept state holds: its results, and a little for the rest (the event is bounded on its own). */
 function weight(state: RunState): number {
   return state.run.stateBytes + 1_024 * (1 + state.steps.length);
+}
+
+/**
+ * The snapshot an invocation in flight in this process will apply its answer to, moved on by
+ * each checkpoint this process commits for it: so the answer is applied as one guarded
+ * statement, as without checkpoints. A checkpoint taken by another executor leaves the snapshot
+ * behind, and the version guard sends the answer through a transaction on the run as it is.
+ */
+export class InvocationSnapshots {
+  private readonly byJob = new Map<string, RunState>();
+
+  /** The invocation of `jobId` starts from `state`; returns the snapshot to apply its answer to. */
+  open(jobId: string, state: RunState): RunState {
+    const snapshot = { run: { ...state.run }, steps: [...state.steps], event: state.event };
+    this.byJob.set(jobId, snapshot);
+    return snapshot;
+  }
+
+  close(jobId: string): void {
+    this.byJob.delete(jobId);
+  }
+
+  /** A checkpoint of the invocation was committed at `version`, just after the snapshot's. */
+  advance(checkpointed: Checkpointed): void {
+    const snapshot = this.byJob.get(checkpointed.jobId);
+    if (!snapshot || snapshot.run.version !== checkpointed.version - 1) return void this.byJob.delete(checkpointed.jobId);
+    snapshot.steps.push(checkpointed.step);
+    Object.assign(snapshot.run, {
+      version: checkpointed.version,
+      stateBytes: snapshot.run.stateBytes + checkpointed.bytes,
+      status: snapshot.run.status === "queued" ? "running" : snapshot.run.status,
+    });
+  }
 }

@@ -145,9 +145,8 @@ export class UnitOfWork {
     const outcome: UnitOutcome = { lines: [...this.lines], queued: [], deleted: [], adopted: [], states: new Map() };
     const { continuation, adopt } = this.options;
     let adopting = 0;
-    // Runs this process adopts are written last, so their leases start as close to the commit as can be.
-    const adoptable = (entry: Entry) => adopt !== undefined && entry.isNew;
-    const ordered = [...this.entries].sort(([, a], [, b]) => Number(adoptable(a)) - Number(adoptable(b)));
+    // New runs, which this process may adopt, are written last: their leases start as close to the commit as can be.
+    const ordered = adopt ? [...this.entries].sort(([, a], [, b]) => Number(a.isNew) - Number(b.isNew)) : this.entries;
     for (const [runId, entry] of ordered) {
       const { draft } = entry;
       settle(draft);

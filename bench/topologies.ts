@@ -6,7 +6,7 @@
  *   postgres+redis  `stepwise start`, record in PostgreSQL (Neon driver), queue in Redis (@upstash/redis, REST bridge)
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { appendFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -75,6 +75,9 @@ export async function startTopology(name: TopologyName, appUrl: string, concurre
   }
   args.push("--port", String(port), "--host", "127.0.0.1", "--app", appUrl);
   const child = spawn(process.execPath, args, { env, stdio: ["ignore", "pipe", "pipe"] });
+  // STEPWISE_BENCH_LOG=<file> appends every line the executor writes to <file>.
+  const logFile = process.env.STEPWISE_BENCH_LOG;
+  if (logFile) for (const stream of [child.stdout!, child.stderr!]) stream.on("data", (chunk) => appendFileSync(logFile, chunk));
   const output: string[] = [];
   // Keep the last lines only: the executor logs every step, and the soak runs for minutes.
   const keep = (chunk: unknown) => {

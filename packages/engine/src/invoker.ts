@@ -1,9 +1,20 @@
 /**
  * Calls an app's `/api/durable` for one invocation: signs it (method, path, function and body), bounds the time and the
- * size of the answer, and turns every failure (unreachable app, 401, garbage) into an
+ * size of the answer (over kept-alive node:http on Node, through fetch elsewhere), and turns every failure (unreachable app, 401, garbage) into an
  * `error` answer that says whether a retry makes sense, so the run's retry policy decides.
  */
-import { HEADERS, InvokeResponseSchema, readTextCapped, requestTarget, sign, type InvokeRequest, type InvokeResponse } from "@stepwise/protocol";
+import {
+  HEADERS,
+  InvokeResponseSchema,
+  nodePost,
+  PostError,
+  readTextCapped,
+  requestTarget,
+  sign,
+  type InvokeRequest,
+  type InvokeResponse,
+  type PostAnswer,
+} from "@stepwise/protocol";
 import { formatBytes } from "./limits.ts";
 
 export interface InvokerOptions {
@@ -25,43 +36,56 @@ export async function invokeApp(
   const body = JSON.stringify(request);
   const url = new URL(app.url);
   url.searchParams.set("fnId", functionId);
-  let response: Response;
+  const headers = { "content-type": "application/json", [HEADERS.signature]: await sign(signingKey, { method: "POST", target: requestTarget(url), body }) };
+  const where = `${url.origin}${url.pathname}`;
+  let answer: PostAnswer;
   try {
-    response = await (options.fetch ?? fetch)(url, {
-      method: "POST",
-      headers: { "content-type": "application/json", [HEADERS.signature]: await sign(signingKey, { method: "POST", target: requestTarget(url), body }) },
-      body,
-      signal: AbortSignal.timeout(options.timeoutMs),
-      // A redirect would carry the signed request to a URL nobody checked (a metadata address).
-      // ("manual": Workers have no "error".)
-      redirect: "manual",
-    });
+    // A fetch given in the options (tests, the simulation's faulty network) wins over node:http.
+    answer = !options.fetch && nodePost ? await nodePost(url.href, body, { headers, timeoutMs: options.timeoutMs, maxBytes: options.maxResponseBytes }) : await viaFetch(options, url, body, headers);
   } catch (error) {
-    return appError("AppUnreachable", `Could not reach ${url.origin}${url.pathname}: ${fetchFailure(error)}`, true);
+    if (error instanceof PostError && error.stage === "answer") {
+      // The connection broke or the time ran out while the answer was on its way.
+      return appError("AppUnreachable", `The answer from ${where} was cut off: ${error.message}`, true);
+    }
+    return appError("AppUnreachable", `Could not reach ${where}: ${fetchFailure(error)}`, true);
   }
-  if (response.status >= 300 && response.status < 400) {
-    await response.body?.cancel().catch(() => {});
-    const to = response.headers.get("location");
-    return appError("AppRedirected", `The app answered a redirect (HTTP ${response.status}${to ? ` to ${to.slice(0, 200)}` : ""}), which Stepwise does not follow: register the app's final URL`, true);
-  }
-  let text: string | null;
-  try {
-    text = await readTextCapped(response, options.maxResponseBytes);
-  } catch (error) {
-    // The connection broke or the time ran out while the answer was on its way.
-    const cause = error instanceof Error ? error.message : String(error);
-    return appError("AppUnreachable", `The answer from ${url.origin}${url.pathname} was cut off: ${cause}`, true);
+  const { status, location, text } = answer;
+  if (status >= 300 && status < 400) {
+    return appError("AppRedirected", `The app answered a redirect (HTTP ${status}${location ? ` to ${location.slice(0, 200)}` : ""}), which Stepwise does not follow: register the app's final URL`, true);
   }
   if (text === null) {
     return appError("AppResponseTooLarge", `The app's answer exceeds ${formatBytes(options.maxResponseBytes)}`, false);
   }
-  const answer = [200, 206, 500].includes(response.status) ? parseAnswer(text) : null;
-  if (answer && "response" in answer) return answer.response;
+  const parsed = [200, 206, 500].includes(status) ? parseAnswer(text) : null;
+  if (parsed && "response" in parsed) return parsed.response;
   // Well-formed JSON in the shape of an answer that breaks the protocol: the same code would send it again.
-  if (answer) return appError("AppAnswerInvalid", `The app's answer (HTTP ${response.status}) breaks the protocol: ${answer.problem}`, false);
+  if (parsed) return appError("AppAnswerInvalid", `The app's answer (HTTP ${status}) breaks the protocol: ${parsed.problem}`, false);
   const detail = errorMessage(text);
   // 400 means the executor sent something the SDK cannot read: retrying would not help.
-  return appError("AppError", `The app answered HTTP ${response.status}${detail ? `: ${detail}` : ""}`, response.status !== 400);
+  return appError("AppError", `The app answered HTTP ${status}${detail ? `: ${detail}` : ""}`, status !== 400);
+}
+
+/** The invocation through fetch (Workers, or a fetch given in the options), read like {@link nodePost} reads it. */
+async function viaFetch(options: InvokerOptions, url: URL, body: string, headers: Record<string, string>): Promise<PostAnswer> {
+  const response = await (options.fetch ?? fetch)(url, {
+    method: "POST",
+    headers,
+    body,
+    signal: AbortSignal.timeout(options.timeoutMs),
+    // A redirect would carry the signed request to a URL nobody checked (a metadata address).
+    // ("manual": Workers have no "error".)
+    redirect: "manual",
+  });
+  const location = response.headers.get("location");
+  if (response.status >= 300 && response.status < 400) {
+    await response.body?.cancel().catch(() => {});
+    return { status: response.status, location, text: "" };
+  }
+  try {
+    return { status: response.status, location, text: await readTextCapped(response, options.maxResponseBytes) };
+  } catch (error) {
+    throw new PostError("answer", error instanceof Error ? error.message : String(error));
+  }
 }
 
 /**

@@ -6,3 +6,4 @@ export * from "./duration.ts";
 export * from "./ids.ts";
 export * from "./text.ts";
 export * from "./events.ts";
+export * from "./node-post.ts";

@@ -6,8 +6,7 @@
  * executor refuses or that fails on the way ends the invocation: its result goes back in the
  * answer, as it would with checkpointing off, and the executor's usual rules decide.
  */
-import { CHECKPOINT_ROUTE, HEADERS, PROTOCOL_VERSION, sign, toMs, type CheckpointRequest, type Duration, type InvokeRequest, type Op } from "@stepwise/protocol";
-import type { NodePost, PostAnswer } from "./node-transport.ts";
+import { CHECKPOINT_ROUTE, HEADERS, PROTOCOL_VERSION, sign, toMs, type CheckpointRequest, type Duration, type InvokeRequest, type NodePost, type Op } from "@stepwise/protocol";
 import type { Logger } from "./types.ts";
 
 /** Options of checkpointing (`checkpointing: { maxRuntime: "20s" }` on the client or a function). */
@@ -30,6 +29,8 @@ export const DEFAULT_MAX_RUNTIME_MS = 5_000;
 
 /** How long a checkpoint may take before the SDK gives up on it and answers instead. */
 const CHECKPOINT_TIMEOUT_MS = 10_000;
+/** Longest checkpoint answer read back: the executor's is a few bytes. */
+const MAX_ANSWER_BYTES = 64 * 1024;
 
 /** The budget in ms, or null when checkpointing is off. The function's setting wins over the client's. */
 export function resolveCheckpointing(fnSetting: CheckpointingSetting | undefined, clientSetting: CheckpointingSetting | undefined): number | null {
@@ -79,8 +80,10 @@ export function checkpointerFor(request: InvokeRequest, budgetMs: number | null,
       const body = JSON.stringify(checkpoint);
       try {
         const headers = { "content-type": "application/json", [HEADERS.signature]: await sign(transport.signingKey, { method: "POST", target: CHECKPOINT_ROUTE, body }) };
-        const response = transport.post ? await transport.post(url, body, headers, CHECKPOINT_TIMEOUT_MS) : await viaFetch(transport.fetch, url, body, headers);
-        const text = response.text;
+        const response = transport.post
+          ? await transport.post(url, body, { headers, timeoutMs: CHECKPOINT_TIMEOUT_MS, maxBytes: MAX_ANSWER_BYTES })
+          : await viaFetch(transport.fetch, url, body, headers);
+        const text = response.text ?? `an answer longer than ${MAX_ANSWER_BYTES} bytes`;
         // A 200 from something in front of the executor (a login page, a catch-all) is no commit.
         if (response.status === 200 && committed(text)) return true;
         // 409 is the executor saying this invocation must stop; anything else is a fault on the way.
@@ -96,7 +99,7 @@ export function checkpointerFor(request: InvokeRequest, budgetMs: number | null,
 }
 
 /** The same POST through fetch; redirects are not followed (a 3xx is a failed checkpoint). */
-async function viaFetch(fetcher: typeof fetch, url: string, body: string, headers: Record<string, string>): Promise<PostAnswer> {
+async function viaFetch(fetcher: typeof fetch, url: string, body: string, headers: Record<string, string>): Promise<{ status: number; text: string }> {
   const response = await fetcher(url, { method: "POST", headers, body, signal: AbortSignal.timeout(CHECKPOINT_TIMEOUT_MS), redirect: "manual" });
   return { status: response.status, text: await response.text() };
 }

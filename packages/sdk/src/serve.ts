@@ -8,6 +8,7 @@ import {
   DEV_SIGNING_KEY,
   HEADERS,
   InvokeRequestSchema,
+  nodePost,
   readTextCapped,
   requestTarget,
   SeenSignatures,
@@ -18,7 +19,6 @@ import {
 } from "@stepwise/protocol";
 import { postToExecutor } from "./api.ts";
 import { checkpointerFor } from "./checkpointing.ts";
-import { nodePost } from "./node-transport.ts";
 import type { Stepwise } from "./client.ts";
 import { MISSING_SIGNING_KEY, outgoingSigningKey, type EnvSource, type Settings } from "./env.ts";
 import { StepwiseApiError } from "./errors.ts";

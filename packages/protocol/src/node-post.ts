@@ -1,0 +1,137 @@
+/**
+ * A POST over `node:http`/`node:https` with keep-alive connections, where the runtime hands
+ * those modules out without an import (`process.getBuiltinModule`: Node 20.16+, Bun). Both
+ * sides of the wire send one request per step (the executor's invocation, the app's
+ * checkpoint), and undici's fetch costs five to seven times the CPU of a plain `http.request`
+ * for the same round trip on the same machine (measured: 0.53 vs 0.08 ms). Elsewhere (Workers,
+ * Deno, edge runtimes) `nodePost` is undefined, and callers use fetch.
+ *
+ * Like a fetch with `redirect: "manual"`, it never follows a redirect: a 3xx comes back as it is.
+ */
+
+export interface PostOptions {
+  headers: Record<string, string>;
+  /** The whole exchange, connection to last byte, must end within this. */
+  timeoutMs: number;
+  /** Longest answer read; a longer one is dropped unread (`text: null`). */
+  maxBytes: number;
+}
+
+export interface PostAnswer {
+  status: number;
+  /** The `location` header of a redirect, if any. */
+  location: string | null;
+  /** The answer decoded as UTF-8, or null when it passed `maxBytes`. */
+  text: string | null;
+}
+
+/**
+ * Why a POST failed: `request` before any answer came (refused, reset, no answer in time),
+ * `answer` while the answer was on its way (cut off, or the time ran out mid-answer).
+ */
+export class PostError extends Error {
+  override readonly name = "PostError";
+  constructor(
+    readonly stage: "request" | "answer",
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export type NodePost = (url: string, body: string, options: PostOptions) => Promise<PostAnswer>;
+
+interface HttpModule {
+  Agent: new (options: { keepAlive: boolean }) => unknown;
+  request(url: string, options: Record<string, unknown>, onResponse: (response: IncomingLike) => void): RequestLike;
+}
+interface IncomingLike {
+  statusCode?: number;
+  headers: Record<string, string | string[] | undefined>;
+  on(event: "data", listener: (chunk: Uint8Array) => void): void;
+  on(event: "end" | "aborted" | "close", listener: () => void): void;
+  on(event: "error", listener: (error: Error) => void): void;
+  destroy(): void;
+}
+interface RequestLike {
+  on(event: "error", listener: (error: Error) => void): void;
+  destroy(error?: Error): void;
+  end(body: Uint8Array): void;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+export const nodePost: NodePost | undefined = (() => {
+  const runtime = globalThis as { process?: { getBuiltinModule?: (id: string) => unknown }; navigator?: { userAgent?: string } };
+  // workerd offers a node:http of its own over fetch; fetch is the direct way there.
+  if (runtime.navigator?.userAgent === "Cloudflare-Workers") return undefined;
+  let http: HttpModule | undefined;
+  let https: HttpModule | undefined;
+  try {
+    http = runtime.process?.getBuiltinModule?.("node:http") as HttpModule | undefined;
+    https = runtime.process?.getBuiltinModule?.("node:https") as HttpModule | undefined;
+  } catch {
+    return undefined;
+  }
+  if (!http?.request || !https?.request) return undefined;
+  // Idle keep-alive sockets are unref'd by Node's agent: they never hold a process open.
+  const agents = { "http:": new http.Agent({ keepAlive: true }), "https:": new https.Agent({ keepAlive: true }) };
+  return (url, body, { headers, timeoutMs, maxBytes }) =>
+    new Promise<PostAnswer>((resolve, reject) => {
+      const protocol = new URL(url).protocol;
+      if (protocol !== "http:" && protocol !== "https:") return reject(new PostError("request", `cannot POST to a ${protocol} URL`));
+      const bytes = encoder.encode(body);
+      let answering = false;
+      let settled = false;
+      const settle = (outcome: () => void) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        outcome();
+      };
+      const fail = (error: Error) => settle(() => reject(error instanceof PostError ? error : new PostError(answering ? "answer" : "request", error.message)));
+      const request = (protocol === "https:" ? https! : http!).request(
+        url,
+        { method: "POST", agent: agents[protocol], headers: { ...headers, "content-length": String(bytes.byteLength) } },
+        (response) => {
+          answering = true;
+          const status = response.statusCode ?? 0;
+          const location = typeof response.headers.location === "string" ? response.headers.location : null;
+          const chunks: Uint8Array[] = [];
+          let size = Number(response.headers["content-length"] ?? 0);
+          if (size > maxBytes) {
+            settle(() => resolve({ status, location, text: null }));
+            return response.destroy();
+          }
+          size = 0;
+          response.on("data", (chunk) => {
+            size += chunk.byteLength;
+            if (size > maxBytes) {
+              settle(() => resolve({ status, location, text: null }));
+              return response.destroy();
+            }
+            chunks.push(chunk);
+          });
+          response.on("end", () => settle(() => resolve({ status, location, text: decoder.decode(concat(chunks, size)) })));
+          response.on("aborted", () => fail(new PostError("answer", "the answer was cut off")));
+          response.on("error", fail);
+          response.on("close", () => fail(new PostError("answer", "the answer was cut off")));
+        },
+      );
+      const timer = setTimeout(() => request.destroy(new PostError(answering ? "answer" : "request", `no answer within ${timeoutMs} ms`)), timeoutMs);
+      request.on("error", fail);
+      request.end(bytes);
+    });
+})();
+
+function concat(chunks: Uint8Array[], size: number): Uint8Array {
+  if (chunks.length === 1) return chunks[0]!;
+  const all = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    all.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return all;
+}

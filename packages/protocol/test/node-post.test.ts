@@ -1,0 +1,103 @@
+/**
+ * The keep-alive node:http POST both sides of the wire use on Node: the answer comes back
+ * whole, a redirect is handed back unfollowed, a long answer is dropped unread, and every way
+ * the call can fail rejects with the stage it failed at (before any answer, or during it).
+ */
+import { createServer, type Server } from "node:http";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { nodePost, PostError } from "../src/node-post.ts";
+import { freePort } from "../../../test/support/net.ts";
+
+let server: Server;
+let base = "";
+const seen: Array<{ body: string; signature: string | undefined; socket: string }> = [];
+const options = (more: Partial<{ timeoutMs: number; maxBytes: number }> = {}) => ({ headers: {}, timeoutMs: 5_000, maxBytes: 64 * 1024, ...more });
+
+beforeAll(async () => {
+  server = createServer((req, res) => {
+    let body = "";
+    req.on("data", (chunk) => (body += chunk));
+    req.on("end", () => {
+      const socket = `${req.socket.remotePort}`;
+      seen.push({ body, signature: req.headers["x-stepwise-signature"] as string | undefined, socket });
+      if (req.url === "/slow") return void setTimeout(() => res.end("late"), 1_000);
+      if (req.url === "/slow-body") {
+        res.writeHead(200, { "content-type": "application/json" });
+        res.write('{"type":');
+        return void setTimeout(() => res.end('"done"}'), 1_000);
+      }
+      if (req.url === "/cut") {
+        res.writeHead(200, { "content-length": "100" });
+        res.write('{"type":"do');
+        // After a moment, so what was written is on the wire first.
+        return void setTimeout(() => res.destroy(), 20);
+      }
+      if (req.url === "/huge") return void res.end("x".repeat(200 * 1024));
+      if (req.url === "/huge-declared") {
+        res.writeHead(200, { "content-length": String(10 * 1024 * 1024) });
+        return void res.write("x");
+      }
+      if (req.url === "/moved") {
+        res.writeHead(307, { location: "http://169.254.169.254/latest" });
+        return void res.end();
+      }
+      res.writeHead(409, { "content-type": "application/json" });
+      res.end(JSON.stringify({ refused: "run-ended", echo: body.length }));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+});
+afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+async function failure(promise: Promise<unknown>): Promise<PostError> {
+  const error = await promise.then(
+    () => undefined,
+    (caught: unknown) => caught,
+  );
+  expect(error).toBeInstanceOf(PostError);
+  return error as PostError;
+}
+
+describe.runIf(nodePost)("POST over node:http", () => {
+  const post = nodePost!;
+
+  it("sends the body and headers and returns the status and text, reusing one kept-alive connection", async () => {
+    const body = JSON.stringify({ step: "é ✓ 注文" });
+    const before = seen.length;
+    for (let i = 0; i < 3; i++) {
+      expect(await post(`${base}/api/checkpoints`, body, { ...options(), headers: { "content-type": "application/json", "x-stepwise-signature": "t=1,s=ab" } })).toEqual({
+        status: 409,
+        location: null,
+        text: JSON.stringify({ refused: "run-ended", echo: body.length }),
+      });
+    }
+    const mine = seen.slice(before);
+    expect(mine.at(-1)).toMatchObject({ body, signature: "t=1,s=ab" });
+    expect(new Set(mine.map((s) => s.socket)).size).toBe(1);
+  });
+
+  it("hands a redirect back unfollowed, with where it points", async () => {
+    expect(await post(`${base}/moved`, "{}", options())).toEqual({ status: 307, location: "http://169.254.169.254/latest", text: "" });
+  });
+
+  it("drops an answer longer than the limit unread, whether it says so up front or not", async () => {
+    expect((await post(`${base}/huge`, "{}", options())).text).toBeNull();
+    expect((await post(`${base}/huge-declared`, "{}", options())).text).toBeNull();
+  });
+
+  it("fails at the request stage when refused or when no answer comes in time", async () => {
+    const port = await freePort();
+    const refused = await failure(post(`http://127.0.0.1:${port}/api/durable`, "{}", options()));
+    expect([refused.stage, refused.message]).toEqual(["request", expect.stringMatching(/ECONNREFUSED/)]);
+    const late = await failure(post(`${base}/slow`, "{}", options({ timeoutMs: 200 })));
+    expect([late.stage, late.message]).toEqual(["request", "no answer within 200 ms"]);
+  });
+
+  it("fails at the answer stage when the answer is cut off or stalls past the time", async () => {
+    const cut = await failure(post(`${base}/cut`, "{}", options()));
+    expect(cut.stage).toBe("answer");
+    const stalled = await failure(post(`${base}/slow-body`, "{}", options({ timeoutMs: 300 })));
+    expect([stalled.stage, stalled.message]).toEqual(["answer", "no answer within 300 ms"]);
+  });
+});

@@ -49,7 +49,10 @@ export class Recorder {
 
 /** Starts the bench app in its own process; resolves its /api/durable URL. */
 export function startAppProcess(recorder: Recorder): Promise<{ url: string; child: ChildProcess }> {
-  const child = fork(new URL("./app-process.ts", import.meta.url).pathname, [], { execArgv: ["--import", "tsx"] });
+  // STEPWISE_BENCH_PROFILE=<dir>: a CPU profile of the app too, written when it exits.
+  const profile = process.env.STEPWISE_BENCH_PROFILE;
+  const execArgv = ["--import", "tsx", ...(profile ? ["--cpu-prof", `--cpu-prof-dir=${profile}`] : [])];
+  const child = fork(new URL("./app-process.ts", import.meta.url).pathname, [], { execArgv });
   return new Promise((resolve, reject) => {
     child.once("exit", (code) => reject(new Error(`bench app exited with ${code}`)));
     child.on("message", (message: ProbeMessage) => {

@@ -40,7 +40,7 @@ export async function startTopology(name: TopologyName, appUrl: string, concurre
     STEPWISE_API_KEY: BENCH_API_KEY,
     ...(concurrency !== undefined && { STEPWISE_CONCURRENCY: String(concurrency) }),
   };
-  // STEPWISE_BENCH_PROFILE=<dir> writes a CPU profile of each executor (on exit) to <dir>.
+  // STEPWISE_BENCH_PROFILE=<dir> writes a CPU profile of each executor (on exit) to <dir>; the app's goes there too.
   const profile = process.env.STEPWISE_BENCH_PROFILE;
   const args = [...(profile ? ["--cpu-prof", `--cpu-prof-dir=${profile}`] : []), "apps/server/bin/stepwise.mjs"];
   if (name === "embedded") {

@@ -122,7 +122,7 @@ export class FaultyStore implements Store {
         if (written.continued) this.jobRuns.set(written.continued.id, runId);
         return written;
       }),
-      insertRun: c((run) => tx.insertRun(run)),
+      insertRuns: c((runs) => tx.insertRuns(runs)),
       insertEvents: c((events) => tx.insertEvents(events)),
       lockWaits: c((names) => tx.lockWaits(names)),
       firstEventSince: c((name, since, until, accept) => tx.firstEventSince(name, since, until, accept)),

@@ -200,12 +200,18 @@ export class Executor {
       const result = await fn(unit);
       return { result, outcome: await unit.commit() };
     });
-    await afterCommit(this.ctx, outcome satisfies UnitOutcome);
     for (const job of outcome.adopted) {
       const state = outcome.states.get(job.runId);
       if (state) this.runner.known.continuation(job.id, state);
     }
-    await this.lanes.adopt(outcome.adopted);
+    // Runs started here whose first invocation waits in the queue: when this process claims it, no read.
+    const now = Date.now();
+    for (const job of outcome.queued) this.runner.known.queued([job], outcome.states.get(job.runId), now);
+    // Into the lanes before the queue hears of the rest: a claim woken by it would take the free
+    // lanes first, and the jobs leased here (whose state is in hand) would be given back.
+    const adopting = this.lanes.adopt(outcome.adopted);
+    await afterCommit(this.ctx, outcome satisfies UnitOutcome);
+    await adopting;
     return result;
   }
 

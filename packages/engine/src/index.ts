@@ -1,5 +1,6 @@
 export { Executor, DEFAULT_RETENTION_MS, type ExecutorOptions, type DrainOptions, type DrainResult } from "./executor.ts";
-export type { Store, StoreTx, Queue, ReadyQueue, RunChange, RunPatch, JobSelector, Fence, WriteResult, CheckpointWrite, CheckpointResult } from "./store.ts";
+export type { Store, StoreTx, Queue, ReadyQueue, RunChange, RunPatch, JobSelector, Fence, WriteResult, CheckpointWrite, CheckpointResult, NewRunWrite } from "./store.ts";
+export { changeOnlyAdds } from "./store.ts";
 export * from "./records.ts";
 export { backoffDelay, resolveBackoff, DEFAULT_BACKOFF } from "./backoff.ts";
 export { DEFAULT_LIMITS, jsonBytes, type Limits } from "./limits.ts";

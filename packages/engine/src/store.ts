@@ -83,6 +83,24 @@ export interface WriteResult {
   deleted: string[];
 }
 
+/** A run to create, with the jobs and matchers its first change adds (none when `change` is absent). */
+export interface NewRunWrite {
+  run: RunRecord;
+  change?: RunChange;
+}
+
+/** Whether `change` only adds jobs and matchers: what a run's creation may write along with it. */
+export function changeOnlyAdds(change: RunChange): boolean {
+  return (
+    Object.keys(change.run).length === 0 &&
+    change.steps.length === 0 &&
+    change.dropJobs !== "all" &&
+    change.dropJobs.length === 0 &&
+    change.closeMatchers !== "all" &&
+    change.closeMatchers.length === 0
+  );
+}
+
 /** Everything done inside one transaction. All or nothing. */
 export interface StoreTx {
   /** Deletes the job if `fence.owner` still holds it; when it became due, or null when the lease was lost. */
@@ -91,8 +109,12 @@ export interface StoreTx {
   lockRun(runId: string): Promise<RunState | null>;
   /** Writes a change to a run locked in this transaction at `version`. */
   writeChange(runId: string, version: number, change: RunChange): Promise<WriteResult>;
-  /** Creates a run (status, attempt and version as given); false when its ID exists. */
-  insertRun(run: RunRecord): Promise<boolean>;
+  /**
+   * Creates runs (status, attempt and version as given) in one write, each with what its
+   * `change` adds (see {@link changeOnlyAdds}); the run stays at its version. Returns the result
+   * of each run created, by ID: one whose ID exists is left out, and nothing of it is written.
+   */
+  insertRuns(runs: NewRunWrite[]): Promise<Map<string, WriteResult>>;
   /**
    * Stores events; returns those that were new (an already-seen ID is skipped). Holds a shared
    * lock on each event name until the commit, so a wait opening on that name ({@link lockWaits})

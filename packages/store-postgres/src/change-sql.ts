@@ -4,7 +4,7 @@
  * transaction runs it on a run it has locked. Either way every write of a change goes through
  * here, encoded once: a value is JSON text (`json`), SQL NULL means undefined.
  */
-import type { Fence, JobRecord, RunChange, WriteResult } from "@stepwise/engine";
+import { changeOnlyAdds, type Fence, type JobRecord, type MatcherRecord, type NewJob, type NewRunWrite, type RunChange, type WriteResult } from "@stepwise/engine";
 import type { SqlExecutor } from "./sql.ts";
 import { json, toJob } from "./rows.ts";
 
@@ -38,6 +38,70 @@ export async function writeChange(
   };
 }
 
+/**
+ * Inserts runs started in one transaction, each with the jobs and matchers its change adds (its
+ * first invocation, its `cancelOn` waits), in one statement however many there are: a burst of
+ * events starts its runs in one write. Returns each inserted run's result, by run ID; a run
+ * whose ID existed is left out, and nothing of its change is written.
+ */
+export async function writeNewRuns(sql: SqlExecutor, started: NewRunWrite[]): Promise<Map<string, WriteResult>> {
+  const results = new Map<string, WriteResult>();
+  if (started.length === 0) return results;
+  const [row] = await sql.query<{ runs: string[]; jobs: Array<Record<string, unknown>> }>(INSERT_RUNS, [
+    JSON.stringify(
+      started.map(({ run, change }) => {
+        if (change && !changeOnlyAdds(change)) throw new Error(`run ${run.id}: a new run's change may only add jobs and matchers; write the rest with writeChange`);
+        return {
+        id: run.id,
+        function_id: run.functionId,
+        event_id: run.eventId,
+        status: run.status,
+        attempt: run.attempt,
+        parent_run_id: run.parentRunId ?? null,
+        parent_step_id: run.parentStepId ?? null,
+        started_at: run.startedAt.toISOString(),
+        version: run.version,
+        state_bytes: run.stateBytes,
+        jobs: change?.jobs.map(encodeJob) ?? [],
+        open: change?.openMatchers.map(encodeMatcher) ?? [],
+        };
+      }),
+    ),
+  ]);
+  const versions = new Map(started.map(({ run }) => [run.id, run.version]));
+  for (const id of row?.runs ?? []) results.set(id, { version: versions.get(id)!, queued: [], deleted: [] });
+  for (const job of row?.jobs ?? []) {
+    const result = results.get(String(job.run_id));
+    if (!result) continue;
+    if (job.locked_by != null) result.continued = toJob(job);
+    else result.queued.push(toJob(job));
+  }
+  return results;
+}
+
+function encodeJob(job: NewJob) {
+  return {
+    kind: job.kind,
+    step_id: job.stepId ?? null,
+    run_at: job.runAt?.toISOString() ?? null,
+    delay_ms: job.delayMs ?? null,
+    locked_by: job.lease?.owner ?? null,
+    lease_ms: job.lease?.leaseMs ?? null,
+  };
+}
+
+function encodeMatcher(m: MatcherRecord) {
+  return {
+    step_id: m.stepId,
+    kind: m.kind,
+    event_name: m.eventName,
+    match_path: m.matchPath ?? null,
+    match_value: json(m.matchValue),
+    if_expr: m.ifExpr ?? null,
+    expires_at: m.expiresAt?.toISOString() ?? null,
+  };
+}
+
 /** The change as one JSON document, in the column shapes the statement reads. */
 function encode(change: RunChange): string {
   const { run } = change;
@@ -65,25 +129,10 @@ function encode(change: RunChange): string {
       started_at: step.startedAt.toISOString(),
       ended_at: step.endedAt?.toISOString() ?? null,
     })),
-    jobs: change.jobs.map((job) => ({
-      kind: job.kind,
-      step_id: job.stepId ?? null,
-      run_at: job.runAt?.toISOString() ?? null,
-      delay_ms: job.delayMs ?? null,
-      locked_by: job.lease?.owner ?? null,
-      lease_ms: job.lease?.leaseMs ?? null,
-    })),
+    jobs: change.jobs.map(encodeJob),
     drop_all: change.dropJobs === "all",
     drop: change.dropJobs === "all" ? [] : change.dropJobs.map((s) => ({ kind: s.kind, step_id: s.stepId ?? null })),
-    open: change.openMatchers.map((m) => ({
-      step_id: m.stepId,
-      kind: m.kind,
-      event_name: m.eventName,
-      match_path: m.matchPath ?? null,
-      match_value: json(m.matchValue),
-      if_expr: m.ifExpr ?? null,
-      expires_at: m.expiresAt?.toISOString() ?? null,
-    })),
+    open: change.openMatchers.map(encodeMatcher),
     close_all: change.closeMatchers === "all",
     close: change.closeMatchers === "all" ? [] : change.closeMatchers,
   });
@@ -96,6 +145,50 @@ function encode(change: RunChange): string {
  * guard fails nothing at all is written. The jobs insert waits for `done` and `dropped`, so a
  * job replacing one this change deletes never meets it in the unique index.
  */
+/** A queued job's columns from its encoded form `q` (see `encodeJob`), for `INSERT INTO jobs`. */
+const JOB_INSERT_COLUMNS = "kind, run_id, step_id, run_at, ready_at, locked_by, locked_until, claims";
+const jobValues = (runId: string) => `q.kind, ${runId}, q.step_id,
+         coalesce(q.run_at, now() + make_interval(secs => coalesce(q.delay_ms, 0) / 1000.0)),
+         greatest(clock_timestamp(), coalesce(q.run_at, now() + make_interval(secs => coalesce(q.delay_ms, 0) / 1000.0))),
+         q.locked_by,
+         -- From the moment of writing, not now() (the transaction's start): a lease written late in a
+         -- long transaction (a burst of events, a wait for a run's lock) would be over at its commit.
+         CASE WHEN q.locked_by IS NULL THEN NULL ELSE clock_timestamp() + make_interval(secs => q.lease_ms / 1000.0) END,
+         CASE WHEN q.locked_by IS NULL THEN 0 ELSE 1 END`;
+const JOB_RECORD = "q(kind text, step_id text, run_at timestamptz, delay_ms float8, locked_by text, lease_ms float8)";
+const MATCHER_RECORD = "m(step_id text, kind text, event_name text, match_path text, match_value text, if_expr text, expires_at timestamptz)";
+
+/** $1: the runs as `writeNewRuns` encodes them, each with its jobs and matchers. */
+const INSERT_RUNS = `
+WITH input AS (SELECT * FROM jsonb_array_elements($1::jsonb) AS r(doc)),
+runs_in AS (
+  INSERT INTO runs (id, function_id, event_id, status, attempt, parent_run_id, parent_step_id, started_at, version, state_bytes)
+  SELECT r.id, r.function_id, r.event_id, r.status, r.attempt, r.parent_run_id, r.parent_step_id, r.started_at, r.version, r.state_bytes
+  FROM input, jsonb_to_record(input.doc) AS r(id text, function_id text, event_id text, status text, attempt int,
+       parent_run_id text, parent_step_id text, started_at timestamptz, version int, state_bytes bigint)
+  ON CONFLICT (id) DO NOTHING
+  RETURNING id
+),
+queued AS (
+  INSERT INTO jobs (${JOB_INSERT_COLUMNS})
+  SELECT ${jobValues("input.doc->>'id'")}
+  FROM input, jsonb_to_recordset(input.doc->'jobs') AS ${JOB_RECORD}
+  WHERE input.doc->>'id' IN (SELECT id FROM runs_in)
+  ON CONFLICT DO NOTHING
+  RETURNING *
+),
+opened AS (
+  INSERT INTO matchers (run_id, step_id, kind, event_name, match_path, match_value, if_expr, expires_at)
+  SELECT input.doc->>'id', m.step_id, m.kind, m.event_name, m.match_path, m.match_value, m.if_expr, m.expires_at
+  FROM input, jsonb_to_recordset(input.doc->'open') AS ${MATCHER_RECORD}
+  WHERE input.doc->>'id' IN (SELECT id FROM runs_in)
+  ON CONFLICT (run_id, step_id) DO NOTHING
+  RETURNING 1
+)
+SELECT (SELECT coalesce(json_agg(id), '[]'::json) FROM runs_in) AS runs,
+       (SELECT coalesce(json_agg(q ORDER BY q.id), '[]'::json) FROM queued q) AS jobs,
+       (SELECT count(*) FROM opened) AS opened`;
+
 const APPLY_CHANGE = `
 WITH c AS (SELECT $5::jsonb AS doc),
 lock AS (SELECT id FROM runs WHERE id = $1 AND version = $2 FOR UPDATE),
@@ -140,16 +233,9 @@ dropped AS (
   RETURNING j.id
 ),
 queued AS (
-  INSERT INTO jobs (kind, run_id, step_id, run_at, ready_at, locked_by, locked_until, claims)
-  SELECT q.kind, $1, q.step_id,
-         coalesce(q.run_at, now() + make_interval(secs => coalesce(q.delay_ms, 0) / 1000.0)),
-         greatest(clock_timestamp(), coalesce(q.run_at, now() + make_interval(secs => coalesce(q.delay_ms, 0) / 1000.0))),
-         q.locked_by,
-         -- From the moment of writing, not now() (the transaction's start): a lease written late in a
-         -- long transaction (a burst of events, a wait for a run's lock) would be over at its commit.
-         CASE WHEN q.locked_by IS NULL THEN NULL ELSE clock_timestamp() + make_interval(secs => q.lease_ms / 1000.0) END,
-         CASE WHEN q.locked_by IS NULL THEN 0 ELSE 1 END
-  FROM c, jsonb_to_recordset(c.doc->'jobs') AS q(kind text, step_id text, run_at timestamptz, delay_ms float8, locked_by text, lease_ms float8)
+  INSERT INTO jobs (${JOB_INSERT_COLUMNS})
+  SELECT ${jobValues("$1")}
+  FROM c, jsonb_to_recordset(c.doc->'jobs') AS ${JOB_RECORD}
   WHERE EXISTS (SELECT 1 FROM ok) AND (SELECT count(*) FROM done) >= 0 AND (SELECT count(*) FROM dropped) >= 0
   ON CONFLICT DO NOTHING
   RETURNING *
@@ -163,8 +249,7 @@ closed AS (
 opened AS (
   INSERT INTO matchers (run_id, step_id, kind, event_name, match_path, match_value, if_expr, expires_at)
   SELECT $1, m.step_id, m.kind, m.event_name, m.match_path, m.match_value, m.if_expr, m.expires_at
-  FROM c, jsonb_to_recordset(c.doc->'open') AS m(step_id text, kind text, event_name text, match_path text,
-       match_value text, if_expr text, expires_at timestamptz)
+  FROM c, jsonb_to_recordset(c.doc->'open') AS ${MATCHER_RECORD}
   WHERE EXISTS (SELECT 1 FROM ok) AND (SELECT count(*) FROM closed) >= 0
   ON CONFLICT (run_id, step_id) DO NOTHING
   RETURNING 1

@@ -3,8 +3,8 @@
  * given (a transaction's, or the client's for plain reads). Changes to a run are written by the
  * one encoder in `change-sql.ts`.
  */
-import type { EventRecord, Fence, MatcherRecord, RunChange, RunRecord, RunState, StepRecord, StoreTx, WriteResult } from "@stepwise/engine";
-import { writeChange } from "./change-sql.ts";
+import type { EventRecord, Fence, MatcherRecord, NewRunWrite, RunChange, RunRecord, RunState, StepRecord, StoreTx, WriteResult } from "@stepwise/engine";
+import { writeChange, writeNewRuns } from "./change-sql.ts";
 import type { SqlExecutor } from "./sql.ts";
 import { json, toEvent, toMatcher, toRun, toStep } from "./rows.ts";
 
@@ -72,13 +72,8 @@ export class PgTx extends PgReader implements StoreTx {
     return written;
   }
 
-  async insertRun(run: RunRecord): Promise<boolean> {
-    const rows = await this.sql.query(
-      `INSERT INTO runs (id, function_id, event_id, status, attempt, parent_run_id, parent_step_id, started_at, version, state_bytes)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING RETURNING id`,
-      [run.id, run.functionId, run.eventId, run.status, run.attempt, run.parentRunId ?? null, run.parentStepId ?? null, run.startedAt, run.version, run.stateBytes],
-    );
-    return rows.length > 0;
+  async insertRuns(runs: NewRunWrite[]): Promise<Map<string, WriteResult>> {
+    return writeNewRuns(this.sql, runs);
   }
 
   async insertEvents(events: EventRecord[]): Promise<EventRecord[]> {

@@ -52,7 +52,7 @@ export async function seedRun(store: Store, jobs: Array<Omit<NewJob, "runId">> =
   const run = newRun(event.id);
   const written = await store.transaction(async (tx) => {
     await tx.insertEvents([event]);
-    await tx.insertRun(run);
+    await tx.insertRuns([{ run }]);
     return tx.writeChange(run.id, 0, emptyChange({ jobs: jobs.map((job) => ({ ...job, runId: run.id })) }));
   });
   await store.queue.afterCommit({ queued: written.queued, deleted: [] });
@@ -204,6 +204,41 @@ export function testStore(name: string, open: Open): void {
         expect(all.deleted).toEqual([jobs[0]!.id]);
         expect(all.queued).toHaveLength(1);
       });
+    });
+
+    it("creates a burst of runs in one write, each with its jobs and matchers; a taken ID writes nothing of its run", async () => {
+      const event = { id: uid("evt"), name: "a/b", data: {}, ts: 1 };
+      const { run: existing } = await seedRun(store);
+      const [leased, queued, bare] = [newRun(event.id), newRun(event.id), newRun(event.id)];
+      const cancelOn = uid("user/deleted");
+      const created = await store.transaction(async (tx) => {
+        await tx.insertEvents([event]);
+        return tx.insertRuns([
+          { run: leased, change: emptyChange({ jobs: [{ kind: "invoke", runId: leased.id, lease: { owner: "me", leaseMs: 30_000 } }] }) },
+          {
+            run: queued,
+            change: emptyChange({
+              jobs: [{ kind: "invoke", runId: queued.id }],
+              openMatchers: [{ runId: queued.id, stepId: "cancel:0", kind: "cancel", eventName: cancelOn }],
+            }),
+          },
+          { run: bare },
+          // Its ID is taken: nothing of this change may reach the existing run.
+          { run: { ...existing, version: 0 }, change: emptyChange({ jobs: [{ kind: "wake", runId: existing.id, stepId: "x", runAt: new Date() }] }) },
+        ]);
+      });
+      expect([...created.keys()].sort()).toEqual([leased.id, queued.id, bare.id].sort());
+      expect(created.get(leased.id)).toMatchObject({ version: 0, queued: [], continued: { runId: leased.id, kind: "invoke" } });
+      expect(created.get(queued.id)!.queued.map((job) => [job.runId, job.kind])).toEqual([[queued.id, "invoke"]]);
+      expect(created.get(queued.id)!.continued).toBeUndefined();
+      expect(created.get(bare.id)).toEqual({ version: 0, queued: [], deleted: [] });
+      expect((await store.transaction((tx) => tx.findMatchers(cancelOn))).map((m) => [m.runId, m.stepId])).toEqual([[queued.id, "cancel:0"]]);
+      // The leased job is its owner's; the queued one anyone's; the taken ID got no wake.
+      expect((await store.queue.claim("other", 10, 30_000)).filter((job) => [leased.id, queued.id, existing.id].includes(job.runId)).map((job) => job.runId)).toEqual([queued.id]);
+      expect((await store.loadRunState(bare.id))?.run).toMatchObject({ status: "queued", version: 0 });
+      // A created run takes guarded changes from its version on.
+      const state = (await store.loadRunState(queued.id))!;
+      expect(await store.applyOptimistically(state, { jobId: created.get(queued.id)!.queued[0]!.id, owner: "other" }, emptyChange({ run: { status: "running" } }))).toMatchObject({ version: 1 });
     });
 
     it("finds matchers by event name; a frozen null matches null, a missing field matches nothing", async () => {

@@ -2,19 +2,22 @@
  * Run states this process already holds, so a job it will run needs no read of its run: the
  * state a commit left behind, kept for the job that commit queued. For a continuation (the
  * run's next invocation, leased to this worker) that is always kept; for a timer (a sleep's
- * wake-up, a timeout) it is kept when the timer is due soon and the state is small, since a
- * timer may be run by another executor and its entry then waits to be evicted. A state kept
+ * wake-up, a timeout) and for the first invocation of a run this process just started (one a
+ * burst of events left queued for want of a free lane) it is kept when the job is due soon and
+ * the state is small, since such a job may be run by another executor and its entry then waits
+ * to be evicted. A state kept
  * here may be stale (an event, a cancel, another executor moved the run on): every commit made
  * from it is guarded by the run's version and falls back to a transaction on the run as it is.
  */
+import { jsonBytes } from "../limits.ts";
 import type { JobRecord, RunState } from "../records.ts";
 import type { Checkpointed } from "./checkpoints.ts";
 
-/** Timers due further out are read when they fire. */
+/** Jobs due further out are read when they run. */
 const TIMER_HORIZON_MS = 5 * 60_000;
 /** Runs holding more than this in results are read when their timer fires. */
 const MAX_TIMER_STATE_BYTES = 256 * 1024;
-/** At most this many timer states are kept, holding at most this many bytes of results; the oldest go first. */
+/** At most this many such states are kept, holding at most this many bytes (results and events); the oldest go first. */
 const MAX_TIMER_STATES = 2_000;
 const MAX_TIMER_BYTES = 32 * 1024 * 1024;
 
@@ -30,11 +33,16 @@ export class KnownStates {
     this.continuations.set(jobId, state);
   }
 
-  /** A commit left the run at `state` and queued `jobs`: keep it for the timers among them that are due soon. */
+  /**
+   * A commit left the run at `state` and queued `jobs`: keep it for the timers among them that
+   * are due soon, and for the first invocation of a run that has not begun (nothing but a cancel,
+   * which deletes the job, can change such a run before that invocation).
+   */
   queued(jobs: readonly JobRecord[], state: RunState | undefined, now: number): void {
     if (!state || state.run.stateBytes > MAX_TIMER_STATE_BYTES) return;
     for (const job of jobs) {
-      if (job.runId !== state.run.id || !TIMER_KINDS.has(job.kind) || job.runAt.getTime() - now > TIMER_HORIZON_MS) continue;
+      if (job.runId !== state.run.id || job.runAt.getTime() - now > TIMER_HORIZON_MS) continue;
+      if (!TIMER_KINDS.has(job.kind) && !isFirstInvocation(job, state)) continue;
       this.dropTimer(job.id);
       this.timers.set(job.id, state);
       this.timerBytes += weight(state);
@@ -62,9 +70,17 @@ export class KnownStates {
   }
 }
 
-/** Roughly what a kept state holds: its results, and a little for the rest (the event is bounded on its own). */
+function isFirstInvocation(job: JobRecord, state: RunState): boolean {
+  return job.kind === "invoke" && job.stepId === undefined && state.run.status === "queued" && state.steps.length === 0;
+}
+
+const eventBytes = new WeakMap<object, number>();
+
+/** Roughly what a kept state holds: its results, its event's data, and a little for the rest. */
 function weight(state: RunState): number {
-  return state.run.stateBytes + 1_024 * (1 + state.steps.length);
+  let event = eventBytes.get(state.event);
+  if (event === undefined) eventBytes.set(state.event, (event = jsonBytes(state.event.data ?? null)));
+  return state.run.stateBytes + event + 1_024 * (1 + state.steps.length);
 }
 
 /**

@@ -22,7 +22,7 @@ import { settle } from "../machine/progress.ts";
 import { newRun } from "../machine/start.ts";
 import { stepAttemptFailed } from "../machine/steps.ts";
 import { cancelOnEvent, matcherAccepts, resolveWait } from "../machine/waits.ts";
-import type { StoreTx } from "../store.ts";
+import { changeOnlyAdds, type StoreTx, type WriteResult } from "../store.ts";
 
 export interface UnitOptions {
   /** The worker that applies this unit runs the run's next invocation itself, when it is due at once. */
@@ -53,6 +53,11 @@ interface Entry {
 export class UnitOfWork {
   private readonly entries = new Map<string, Entry>();
   private readonly lookedBack = new Set<MatcherRecord>();
+  /**
+   * Stored matchers by event name, read once per unit: nothing here writes matchers before the
+   * commit, so a batch of events of one name needs one read, not one per event.
+   */
+  private readonly storedMatchers = new Map<string, MatcherRecord[]>();
   /** Lines about the unit itself rather than one run's transition. */
   private readonly lines: LogLine[] = [];
 
@@ -77,9 +82,9 @@ export class UnitOfWork {
     return draft;
   }
 
-  async startRun(fn: FunctionRecord, event: EventRecord, parent?: { runId: string; stepId: string }): Promise<RunDraft> {
+  /** A new run, inserted at the commit with every other run this unit starts (one statement for a burst). */
+  startRun(fn: FunctionRecord, event: EventRecord, parent?: { runId: string; stepId: string }): RunDraft {
     const draft = newRun(fn, event, { now: this.ctx.clock.now() }, parent);
-    await this.tx.insertRun(draft.run);
     this.entries.set(draft.run.id, { draft, version: draft.run.version, isNew: true });
     return draft;
   }
@@ -109,7 +114,9 @@ export class UnitOfWork {
   /** Cancels and resumes the runs whose matchers `event` meets, and starts the runs it triggers. */
   private async deliver(event: EventRecord): Promise<void> {
     const candidates = new Map<string, MatcherRecord>();
-    for (const matcher of await this.tx.findMatchers(event.name)) {
+    let stored = this.storedMatchers.get(event.name);
+    if (!stored) this.storedMatchers.set(event.name, (stored = await this.tx.findMatchers(event.name)));
+    for (const matcher of stored) {
       if (!this.entries.get(matcher.runId)?.draft.closedMatcher(matcher.stepId)) candidates.set(`${matcher.runId}\n${matcher.stepId}`, matcher);
     }
     // Matchers opened earlier in this unit are not in the store yet.
@@ -135,7 +142,7 @@ export class UnitOfWork {
       // A failure carries the failed run's error and event: only its own app's functions hear of it.
       if (event.name === FUNCTION_FAILED_EVENT && fn.appId !== (event.data as { appId?: unknown } | null)?.appId) continue;
       const wanted = fn.config.triggers.some((t) => t.event === event.name && (!t.if || evaluateCondition(t.if, { event })));
-      if (wanted) await this.startRun(fn, event);
+      if (wanted) this.startRun(fn, event);
     }
   }
 
@@ -145,21 +152,35 @@ export class UnitOfWork {
     const outcome: UnitOutcome = { lines: [...this.lines], queued: [], deleted: [], adopted: [], states: new Map() };
     const { continuation, adopt } = this.options;
     let adopting = 0;
-    // New runs, which this process may adopt, are written last: their leases start as close to the commit as can be.
-    const ordered = adopt ? [...this.entries].sort(([, a], [, b]) => Number(a.isNew) - Number(b.isNew)) : this.entries;
-    for (const [runId, entry] of ordered) {
+    const started: Array<{ runId: string; draft: RunDraft }> = [];
+    for (const [runId, entry] of this.entries) {
       const { draft } = entry;
       settle(draft);
       if (continuation?.runId === runId) draft.leaseNext(continuation);
       else if (adopt && entry.isNew && adopting < adopt.max && draft.leaseNext(adopt)) adopting++;
       outcome.lines.push(...draft.lines);
-      if (draft.isEmpty && !entry.isNew) continue;
-      const written = await this.tx.writeChange(runId, entry.version, draft.change);
+      if (entry.isNew) started.push({ runId, draft });
+    }
+    const record = (runId: string, draft: RunDraft, written: WriteResult) => {
       outcome.queued.push(...written.queued);
       outcome.deleted.push(...written.deleted);
       if (written.continued && continuation?.runId === runId) outcome.continued = written.continued;
       else if (written.continued) outcome.adopted.push(written.continued);
       outcome.states.set(runId, draft.state(written.version));
+    };
+    for (const [runId, entry] of this.entries) {
+      if (entry.isNew || entry.draft.isEmpty) continue;
+      record(runId, entry.draft, await this.tx.writeChange(runId, entry.version, entry.draft.change));
+    }
+    if (started.length === 0) return outcome;
+    // Runs started here are created last (leases of adopted first invocations start as close to
+    // the commit as can be), in one write with what their first change adds: nearly always all of it.
+    const created = await this.tx.insertRuns(started.map(({ draft }) => ({ run: draft.run, change: changeOnlyAdds(draft.change) ? draft.change : undefined })));
+    for (const { runId, draft } of started) {
+      const written = created.get(runId);
+      // IDs are new and unique: a clash means the record holds what this code did not write.
+      if (!written) throw new Error(`could not start run ${runId}: its ID is already taken`);
+      record(runId, draft, changeOnlyAdds(draft.change) ? written : await this.tx.writeChange(runId, draft.run.version, draft.change));
     }
     return outcome;
   }
@@ -185,7 +206,7 @@ export class UnitOfWork {
       case "start-child": {
         const [stored] = await this.tx.insertEvents([effect.event]);
         if (stored) {
-          await this.startRun(effect.fn, effect.event, effect.parent);
+          this.startRun(effect.fn, effect.event, effect.parent);
           return;
         }
         // The derived ID was taken by an event the executor did not write: do not start a child on foreign data.

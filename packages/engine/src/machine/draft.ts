@@ -57,6 +57,8 @@ export class RunDraft {
   /** A step changed: the run's status and next invocation must be worked out again (`settle`). */
   dirty = false;
   private readonly stepsById: Map<string, StepRecord>;
+  /** The steps in order, until one is saved: transitions read them several times per change. */
+  private ordered: StepRecord[] | undefined;
 
   constructor(state: RunState) {
     this.run = { ...state.run };
@@ -69,8 +71,10 @@ export class RunDraft {
     return { run: { ...this.run, version }, steps: this.steps(), event: this.event };
   }
 
+  /** The steps in order of position (a fresh array: callers may keep it). */
   steps(): StepRecord[] {
-    return [...this.stepsById.values()].sort((a, b) => a.position - b.position);
+    this.ordered ??= [...this.stepsById.values()].sort((a, b) => a.position - b.position);
+    return [...this.ordered];
   }
 
   step(id: string): StepRecord | undefined {
@@ -98,6 +102,7 @@ export class RunDraft {
 
   saveStep(step: StepRecord): void {
     this.stepsById.set(step.id, step);
+    this.ordered = undefined;
     const index = this.change.steps.findIndex((s) => s.id === step.id);
     if (index >= 0) this.change.steps[index] = step;
     else this.change.steps.push(step);

@@ -159,12 +159,24 @@ function handOver(runner: JobRunner, written: { queued: JobRecord[]; continued?:
   return [written.continued];
 }
 
-/** A stored step as the SDK sees it: done (output or error), or still pending. */
+/**
+ * A stored step as the SDK sees it: done (output or error), or still pending. Step records are
+ * never changed in place (a change writes a new one), so each is converted once, not once per
+ * invocation of a run that replays it again and again.
+ */
 function toStoredStep(step: StepRecord): StoredStep {
-  const base = { id: step.id, name: step.name, kind: step.kind, position: step.position };
-  if (step.status === "completed") return { ...base, status: "completed", output: step.output ?? null };
-  if (step.status === "failed") return { ...base, status: "failed", error: step.error };
-  return { ...base, status: "pending" };
+  let stored = storedSteps.get(step);
+  if (!stored) storedSteps.set(step, (stored = asStored(step)));
+  return stored;
+}
+
+const storedSteps = new WeakMap<StepRecord, StoredStep>();
+
+function asStored(step: StepRecord): StoredStep {
+  const { id, name, kind, position } = step;
+  if (step.status === "completed") return { id, name, kind, position, status: "completed", output: step.output ?? null };
+  if (step.status === "failed") return { id, name, kind, position, status: "failed", error: step.error };
+  return { id, name, kind, position, status: "pending" };
 }
 
 /** Postgres data exceptions (22…) and program limits (54…): the value can never be stored as it is. */

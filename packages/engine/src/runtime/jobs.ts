@@ -45,7 +45,10 @@ type Transition = (draft: RunDraft, env: MachineEnv) => void;
 const nothing: Transition = () => {};
 
 export async function runJob(runner: JobRunner, job: JobRecord): Promise<JobRecord[]> {
-  const known = runner.known.take(job.id);
+  // An invocation claimed before (its holder stalled or died) may have checkpointed steps since
+  // the state kept here: built from it, the request would have the app run them again.
+  const kept = runner.known.take(job.id);
+  const known = job.kind === "invoke" && job.claims > 1 ? undefined : kept;
   if (job.failures >= MAX_JOB_FAILURES) return giveUp(runner, job, job.lastError ?? "unknown cause");
   try {
     return job.kind === "invoke" ? await runInvocation(runner, job, known) : await runTimer(runner, job, known);

@@ -8,6 +8,8 @@
  * to be evicted. A state kept
  * here may be stale (an event, a cancel, another executor moved the run on): every commit made
  * from it is guarded by the run's version and falls back to a transaction on the run as it is.
+ * An invocation is built from a kept state only on its job's first claim: a job claimed before
+ * may have had steps checkpointed under it since, which the state lacks.
  */
 import { jsonBytes } from "../limits.ts";
 import type { JobRecord, RunState } from "../records.ts";

@@ -2,11 +2,12 @@
  * One executor process: the engine working the queue, the HTTP API on Node, and app
  * discovery. `stepwise dev` and `stepwise start` differ only in the store and the keys.
  */
-import { serve as serveNode, type ServerType } from "@hono/node-server";
+import { createServer, type RequestListener, type Server } from "node:http";
 import { Executor, type ExecutorOptions, type Store } from "@stepwise/engine";
 import { DEV_SIGNING_KEY } from "@stepwise/protocol";
-import { createApi } from "@stepwise/api";
+import { createApi, createCheckpointHandler, DEFAULT_MAX_BODY_BYTES } from "@stepwise/api";
 import { startDiscovery } from "./discovery.ts";
+import { createListener } from "./listener.ts";
 
 export interface ServerOptions extends Omit<ExecutorOptions, "signingKey" | "store"> {
   store: Store;
@@ -44,16 +45,19 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   if (options.exclusiveStore) await options.store.queue.releaseAllLeases();
   await executor.start();
 
+  const signingKeys = [signingKey, options.signingKeyNext].filter((key): key is string => !!key);
   const api = createApi({
     executor,
     dev: options.dev,
-    signingKeys: [signingKey, options.signingKeyNext].filter((key): key is string => !!key),
+    signingKeys,
     appSigningKeys: options.appSigningKeys,
     eventKey: options.eventKey,
     apiKey: options.apiKey,
     allowPrivateAppUrls: options.allowPrivateAppUrls,
   });
-  const { server, port } = await listen(api.fetch, options.port, options.host ?? "127.0.0.1");
+  const checkpoint = createCheckpointHandler(executor, { dev: options.dev, signingKeys, appSigningKeys: options.appSigningKeys });
+  const listener = createListener({ fetch: api.fetch, checkpoint, maxBodyBytes: DEFAULT_MAX_BODY_BYTES, log: executor.log });
+  const { server, port } = await listen(listener, options.port, options.host ?? "127.0.0.1");
   const url = `http://${options.host ?? "127.0.0.1"}:${port}`;
   const discovery = startDiscovery({ executor, urls: options.appUrls ?? [], signingKey, appSigningKeys: options.appSigningKeys });
 
@@ -76,12 +80,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   };
 }
 
-function listen(fetch: (request: Request) => Response | Promise<Response>, port: number, hostname: string) {
-  return new Promise<{ server: ServerType; port: number }>((resolve, reject) => {
-    const server = serveNode({ fetch, port, hostname }, (info) => resolve({ server, port: info.port }));
+function listen(listener: RequestListener, port: number, hostname: string) {
+  return new Promise<{ server: Server; port: number }>((resolve, reject) => {
     // A client gets 10 s to send its headers and 30 s for the whole request (a batch of events
     // is at most 16 MB), so slow senders cannot hold connections open.
-    Object.assign(server, { headersTimeout: 10_000, requestTimeout: 30_000 });
+    const server = createServer({ headersTimeout: 10_000, requestTimeout: 30_000 }, listener);
     server.once("error", reject);
+    server.listen(port, hostname, () => resolve({ server, port: (server.address() as { port: number }).port }));
   });
 }

@@ -14,20 +14,13 @@
  * signing and event keys, so neither reads or cancels runs.
  * Bad input gets a 4xx with `{ error }` saying what is wrong; nothing is stored then.
  */
-import {
-  APPS_ROUTE,
-  CHECKPOINT_ROUTE,
-  DEV_SIGNING_KEY,
-  HEADERS,
-  keyMatches,
-  SeenSignatures,
-  signatureHeaderProblem,
-  verify,
-} from "@stepwise/protocol";
-import { CheckpointRefused, InputError, ownSigningKey, type Executor } from "@stepwise/engine";
+import { APPS_ROUTE, CHECKPOINT_ROUTE, HEADERS, keyMatches, SeenSignatures } from "@stepwise/protocol";
+import { InputError, type Executor } from "@stepwise/engine";
 import { Hono, type Context } from "hono";
-import { bearer, jsonBody, parseJson, pathIds, utf8Body } from "./input.ts";
 import { bodyLimit } from "hono/body-limit";
+import { createCheckpointHandler, tooLargeMessage } from "./checkpoint-route.ts";
+import { bearer, jsonBody, pathIds, utf8Body } from "./input.ts";
+import { verifySignedByApp, type SigningKeys } from "./signed.ts";
 
 export interface ApiOptions {
   executor: Executor;
@@ -50,10 +43,13 @@ export interface ApiOptions {
   allowPrivateAppUrls?: boolean;
 }
 
+/** The largest request body by default: a batch of events. */
+export const DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024;
+
 export function createApi(options: ApiOptions): Hono {
   const { executor } = options;
   const app = new Hono();
-  const maxSize = options.maxBodyBytes ?? 16 * 1024 * 1024;
+  const maxSize = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   // A registration replayed within its window would put an app back the way it was a moment ago.
   const seenRegistrations = new SeenSignatures();
 
@@ -85,29 +81,13 @@ export function createApi(options: ApiOptions): Hono {
     },
   );
 
-  /**
-   * A request an app signs (its registration, its checkpoints): the signature's shape before the
-   * body is read, then the body verified with the key of the app it names. An app with a key of
-   * its own is verified by that key alone, so the shared one cannot speak for it.
-   */
-  const signedByApp = async (c: Context, what: string, target: string, appIdOf: (body: unknown) => unknown, missingAppId?: string) => {
-    const header = c.req.header(HEADERS.signature);
-    const shape = signatureHeaderProblem(header);
-    if (shape) return { refusal: c.json({ error: `${what} rejected: ${shape.message}` }, 401) };
-    const raw = await utf8Body(c);
-    const body = parseJson(raw);
-    const claimed = appIdOf(body);
-    if (missingAppId && typeof claimed !== "string") return { refusal: c.json({ error: missingAppId }, 400) };
-    const own = ownSigningKey(options.appSigningKeys, claimed);
-    const keys = own ? [own] : options.dev ? [...options.signingKeys, DEV_SIGNING_KEY] : options.signingKeys;
-    const check = await verify(header, { method: "POST", target, body: raw }, keys);
-    if (!check.ok) return { refusal: c.json({ error: `${what} rejected: ${check.message}${own ? ` (app "${claimed}" has a key of its own)` : ""}` }, 401) };
-    return { header: header!, body, appId: claimed };
-  };
+  const keys: SigningKeys = { dev: options.dev, signingKeys: options.signingKeys, appSigningKeys: options.appSigningKeys };
+  const tooLargeAnswer = (c: Context) => c.json({ error: tooLargeMessage(maxSize) }, 413);
 
-  app.post(APPS_ROUTE, bodyLimit({ maxSize, onError: (c) => c.json({ error: `Request body too large: the limit is ${maxSize} bytes` }, 413) }), async (c) => {
-    const signed = await signedByApp(c, "App registration", APPS_ROUTE, (body) => (body as { appId?: unknown } | null)?.appId);
-    if ("refusal" in signed) return signed.refusal;
+  app.post(APPS_ROUTE, bodyLimit({ maxSize, onError: tooLargeAnswer }), async (c) => {
+    const appIdOf = (body: unknown) => (body as { appId?: unknown } | null)?.appId;
+    const signed = await verifySignedByApp(keys, "App registration", APPS_ROUTE, c.req.header(HEADERS.signature), () => utf8Body(c), appIdOf);
+    if ("refusal" in signed) return c.json(signed.refusal.body, signed.refusal.status);
     // In dev mode the key is public, so there is nothing to protect, and a quick second PUT is normal.
     if (!options.dev && !seenRegistrations.firstTime(signed.header)) return c.json({ error: "App registration rejected: this signed registration was already received (a replay)" }, 401);
     const synced = await executor.syncApp(signed.body, { urlPolicy: { allowPrivate: options.dev || !!options.allowPrivateAppUrls } });
@@ -115,19 +95,11 @@ export function createApi(options: ApiOptions): Hono {
     return c.json({ ok: true, ...synced });
   });
 
-  // Signed like a registration, by the key of the app the run belongs to. No replay memory is
-  // needed: a checkpoint replayed finds its step stored (or its lease gone) and changes nothing.
-  app.post(CHECKPOINT_ROUTE, bodyLimit({ maxSize, onError: (c) => c.json({ error: `Request body too large: the limit is ${maxSize} bytes` }, 413) }), async (c) => {
-    const appIdOf = (body: unknown) => (body as { run?: { appId?: unknown } } | null)?.run?.appId;
-    const signed = await signedByApp(c, "Checkpoint", CHECKPOINT_ROUTE, appIdOf, "Not a Stepwise checkpoint: run.appId is missing");
-    if ("refusal" in signed) return signed.refusal;
-    try {
-      await executor.checkpoint(signed.body, signed.appId as string);
-    } catch (error) {
-      if (error instanceof CheckpointRefused) return c.json({ error: error.message, refused: error.refused }, 409);
-      throw error;
-    }
-    return c.json({ ok: true });
+  // The same route the Node executor serves without Hono (see checkpoint-route.ts).
+  const checkpoint = createCheckpointHandler(executor, keys);
+  app.post(CHECKPOINT_ROUTE, bodyLimit({ maxSize, onError: tooLargeAnswer }), async (c) => {
+    const answer = await checkpoint({ signature: c.req.header(HEADERS.signature), text: () => utf8Body(c) });
+    return c.json(answer.body, answer.status);
   });
 
   // Runs hold users' data: outside dev mode, reading or cancelling them needs the API key (not a key apps hold).

@@ -27,8 +27,14 @@ export async function jsonBody(c: Context): Promise<unknown> {
 
 /** The body as text; bytes that are not UTF-8 are refused, not replaced with U+FFFD in silence. */
 export async function utf8Body(c: Context): Promise<string> {
+  return decodeUtf8(await c.req.arrayBuffer());
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+export function decodeUtf8(bytes: ArrayBuffer | Uint8Array): string {
   try {
-    return new TextDecoder("utf-8", { fatal: true }).decode(await c.req.arrayBuffer());
+    return utf8.decode(bytes);
   } catch (error) {
     if (!(error instanceof TypeError)) throw error;
     throw new InputError("Body is not valid UTF-8; send JSON encoded as UTF-8");

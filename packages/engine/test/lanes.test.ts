@@ -250,4 +250,31 @@ describe("Lanes", () => {
     blocking.finishOne();
     await l.stop(100);
   });
+
+  it("claims a job it gave back at once, not at the next poll, when the queue said nothing was due", async () => {
+    const { queue, due } = memoryQueue();
+    let answerClaim: (jobs: JobRecord[]) => void = () => {};
+    let answerNextDue: (ms: number | null) => void = () => {};
+    // The first claim is held until the test answers it; later ones take what is due.
+    let holdClaims = true;
+    const claim = queue.claim.bind(queue);
+    queue.claim = (owner, limit, leaseMs) => (holdClaims ? new Promise((resolve) => (answerClaim = resolve)) : claim(owner, limit, leaseMs));
+    queue.nextDueIn = () => new Promise((resolve) => (answerNextDue = resolve));
+    queue.release = async (released) => void due.push(released);
+    const blocking = blockingHandler();
+    const { lanes: l } = lanes(queue, blocking.handle, { pollMs: 5_000 });
+    l.start();
+    await sleep(10);
+    // A claim on its way holds the lanes: the adopted job is given back...
+    await l.adopt([job("adopted")]);
+    holdClaims = false;
+    answerClaim([]);
+    await sleep(10);
+    // ...and the queue's answer to "when is the next job due" was read before the job was back.
+    answerNextDue(null);
+    await sleep(50);
+    expect(blocking.started).toEqual(["adopted"]);
+    blocking.finishOne();
+    await l.stop(100);
+  });
 });

@@ -239,10 +239,14 @@ export class Lanes {
     }
   }
 
-  /** A continuation this process will not run: claimable by anyone, at once. */
+  /**
+   * A job this process will not run: claimable by anyone, at once. The loop claims again: a
+   * job given back because a claim on its way held the free lanes is not left to the next poll.
+   */
   private async handBack(job: JobRecord): Promise<void> {
     this.options.handedBack?.(job);
     await this.options.queue.release(job, this.options.owner, { delayMs: 0 }).catch(() => {});
+    this.notify();
   }
 
   private async failed(job: JobRecord, error: unknown): Promise<void> {

@@ -67,7 +67,7 @@ export async function writeNewRuns(sql: SqlExecutor, started: NewRunWrite[]): Pr
         };
       }),
     ),
-  ]);
+  ], { prepare: "stepwise_insert_runs" });
   const versions = new Map(started.map(({ run }) => [run.id, run.version]));
   for (const id of row?.runs ?? []) results.set(id, { version: versions.get(id)!, queued: [], deleted: [] });
   for (const job of row?.jobs ?? []) {

@@ -10,6 +10,8 @@ import { json, toEvent, toMatcher, toRun, toStep } from "./rows.ts";
 
 /** Advisory lock class for event names: ingest holds them shared, a wait opening holds them exclusive. */
 const EVENT_NAME_LOCKS = 7152;
+/** What `toMatcher` reads (named, not *: a prepared statement's result type must not change when a later schema adds a column). */
+const MATCHER_COLUMNS = "run_id, step_id, kind, event_name, match_path, match_value, if_expr, expires_at";
 /** Events read at a time by a new wait's look-back. */
 const LOOKBACK_PAGE = 500;
 
@@ -91,6 +93,7 @@ export class PgTx extends PgReader implements StoreTx {
        SELECT id, name, data, ts, clock_timestamp() FROM input WHERE (SELECT count(*) FROM locks) >= 0
        ON CONFLICT (id) DO NOTHING RETURNING id`,
       [JSON.stringify(events.map((e) => ({ id: e.id, name: e.name, data: json(e.data ?? {}), ts: e.ts })))],
+      { prepare: "stepwise_insert_events" },
     );
     const inserted = new Set(rows.map((row) => row.id));
     return events.filter((event) => inserted.has(event.id));
@@ -122,8 +125,9 @@ export class PgTx extends PgReader implements StoreTx {
   async findMatchers(eventName: string): Promise<MatcherRecord[]> {
     // A matcher past its timeout meets nothing, even before its timeout job resolves it to null.
     const rows = await this.sql.query(
-      "SELECT * FROM matchers WHERE event_name = $1 AND (expires_at IS NULL OR expires_at > clock_timestamp()) ORDER BY run_id, step_id",
+      `SELECT ${MATCHER_COLUMNS} FROM matchers WHERE event_name = $1 AND (expires_at IS NULL OR expires_at > clock_timestamp()) ORDER BY run_id, step_id`,
       [eventName],
+      { prepare: "stepwise_find_matchers" },
     );
     return rows.map(toMatcher);
   }

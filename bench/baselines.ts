@@ -3,9 +3,12 @@
  * HTTP round trip (through fetch, as the executor calls apps, and through node:http with a
  * kept-alive connection, the cheapest in Node, as the SDK checkpoints), a Postgres
  * `INSERT … COMMIT` round trip over TCP (the pg driver) and through the Neon driver and the ws
- * bridge (each as an executor of that topology writes), the same on PGlite, and a Redis round
- * trip (through @upstash/redis and the REST bridge).
+ * bridge (each as an executor of that topology writes), the same on PGlite, a Redis round
+ * trip (through @upstash/redis and the REST bridge), and a step done by hand: a POST from this
+ * process to a bare node:http server in another process that commits one row over TCP before
+ * it answers (what any executor in Node pays per checkpoint, with nothing of Stepwise in it).
  */
+import { spawn } from "node:child_process";
 import { Agent, createServer, request } from "node:http";
 import { startUpstashBridge, startWsTcpBridge } from "@stepwise/dev-bridges";
 import { createNeonClient, createPgClient, createPgliteClient, type SqlClient } from "@stepwise/store-postgres";
@@ -23,9 +26,45 @@ export interface Baselines {
   postgresTcpCommitMs: number;
   pgliteCommitMs: number;
   redisMs: number;
+  /** The step done by hand: a kept-alive POST to a node:http server process that commits one row over TCP, then answers. */
+  handStepMs: number;
 }
 
 const ROUNDS = 500;
+
+/** The hand-made step's server: node:http and the pg driver, one INSERT per request, in a process of its own. */
+const HAND_STEP_SERVER = `
+import { createServer } from "node:http";
+import pg from "pg";
+const client = new pg.Client({ connectionString: process.argv[1] });
+await client.connect();
+const table = process.argv[2];
+createServer((req, res) => {
+  const chunks = [];
+  req.on("data", (chunk) => chunks.push(chunk));
+  req.on("end", async () => {
+    JSON.parse(Buffer.concat(chunks).toString("utf8"));
+    await client.query("INSERT INTO " + table + " DEFAULT VALUES");
+    res.writeHead(200, { "content-type": "application/json", "content-length": 11 });
+    res.end('{"ok":true}');
+  });
+}).listen(0, "127.0.0.1", function () { console.log(this.address().port); });
+`;
+
+/** Kept-alive POSTs of `body` to `port` over node:http: the cheapest HTTP there is in Node. */
+function nodePoster(port: number, body: string) {
+  const agent = new Agent({ keepAlive: true });
+  const post = () =>
+    new Promise<void>((resolve, reject) => {
+      const req = request(`http://127.0.0.1:${port}/`, { method: "POST", agent, headers: { "content-length": Buffer.byteLength(body) } }, (res) => {
+        res.resume();
+        res.on("end", () => resolve());
+      });
+      req.on("error", reject);
+      req.end(body);
+    });
+  return { post, close: () => agent.destroy() };
+}
 
 async function timeEach(rounds: number, fn: () => Promise<unknown>): Promise<number> {
   for (let i = 0; i < 50; i++) await fn(); // warm up connections and JIT
@@ -47,18 +86,9 @@ export async function measureBaselines(): Promise<Baselines> {
   const { port } = server.address() as { port: number };
   const httpMs = await timeEach(ROUNDS, async () => (await fetch(`http://127.0.0.1:${port}/`, { method: "POST", body: "{}" })).text());
   // The same round trip over node:http with a kept-alive connection: the cheapest there is in Node.
-  const agent = new Agent({ keepAlive: true });
-  const httpNodeMs = await timeEach(ROUNDS, () =>
-    new Promise<void>((resolve, reject) => {
-      const req = request(`http://127.0.0.1:${port}/`, { method: "POST", agent, headers: { "content-length": "2" } }, (res) => {
-        res.resume();
-        res.on("end", () => resolve());
-      });
-      req.on("error", reject);
-      req.end("{}");
-    }),
-  );
-  agent.destroy();
+  const plain = nodePoster(port, "{}");
+  const httpNodeMs = await timeEach(ROUNDS, plain.post);
+  plain.close();
   server.close();
 
   // An autocommit INSERT into an ordinary table: one round trip that writes and commits durably
@@ -69,6 +99,7 @@ export async function measureBaselines(): Promise<Baselines> {
   const tcp = createPgClient({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 1 });
   await tcp.query(`CREATE TABLE IF NOT EXISTS ${table} (id serial, at timestamptz DEFAULT now())`);
   const postgresTcpCommitMs = await timeEach(ROUNDS, commit(tcp));
+  const handStepMs = await measureHandStep(table);
 
   const bridge = await startWsTcpBridge();
   const pg = createNeonClient({ connectionString: "postgres://postgres@127.0.0.1:5432/test", wsProxy: bridge.wsProxy, max: 1 });
@@ -89,5 +120,24 @@ export async function measureBaselines(): Promise<Baselines> {
   await redis.del("stepwise-bench:baseline");
   await upstash.close();
 
-  return { httpMs, httpNodeMs, postgresCommitMs, postgresTcpCommitMs, pgliteCommitMs, redisMs };
+  return { httpMs, httpNodeMs, postgresCommitMs, postgresTcpCommitMs, pgliteCommitMs, redisMs, handStepMs };
+}
+
+async function measureHandStep(table: string): Promise<number> {
+  const child = spawn(process.execPath, ["--input-type=module", "-e", HAND_STEP_SERVER, "postgres://postgres@127.0.0.1:5432/test", table], { stdio: ["ignore", "pipe", "inherit"] });
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      child.stdout!.once("data", (chunk) => resolve(Number(String(chunk).trim())));
+      child.once("exit", (code) => reject(new Error(`the hand-made step's server exited (${code})`)));
+    });
+    // About what a checkpoint carries: the run, the lease token, the step and a small output.
+    const body = JSON.stringify({ run: { id: "01KBENCH", appId: "bench", functionId: "sequence" }, token: "1.1.executor-x", step: { id: "s1", name: "s1", position: 1, output: 1, durationMs: 0 } });
+    const poster = nodePoster(port, body);
+    const ms = await timeEach(ROUNDS, poster.post);
+    poster.close();
+    return ms;
+  } finally {
+    child.removeAllListeners("exit");
+    child.kill();
+  }
 }

@@ -33,7 +33,8 @@ export function printReport(report: { baselines: Baselines; results: Record<stri
   console.log("");
   console.log(
     `Baselines: loopback HTTP ${b.httpNodeMs.toFixed(3)} ms over node:http kept alive (${b.httpMs.toFixed(3)} ms through fetch); INSERT+COMMIT over TCP ${b.postgresTcpCommitMs.toFixed(3)} ms, ` +
-      `through the Neon driver ${b.postgresCommitMs.toFixed(3)} ms, on PGlite ${b.pgliteCommitMs.toFixed(3)} ms; Redis round trip ${b.redisMs.toFixed(3)} ms`,
+      `through the Neon driver ${b.postgresCommitMs.toFixed(3)} ms, on PGlite ${b.pgliteCommitMs.toFixed(3)} ms; Redis round trip ${b.redisMs.toFixed(3)} ms; ` +
+      `a step by hand (POST to a node:http server process that commits one row over TCP) ${b.handStepMs.toFixed(3)} ms`,
   );
   console.log("");
   const names = Object.keys(report.results) as TopologyName[];
@@ -48,6 +49,7 @@ export function printReport(report: { baselines: Baselines; results: Record<stri
       rows.push([`W1 ${steps} steps, ${mode}: ms/step`, ...cell((r, floor) => `${w1Of(r, steps, checkpointed).perStepMs.toFixed(2)} (${x(w1Of(r, steps, checkpointed).perStepMs, floor)})`)]);
     }
     rows.push([`W1 ${mode}: 1,000 / 50 per step`, ...cell((r) => x(w1Of(r, 1_000, checkpointed).perStepMs, w1Of(r, 50, checkpointed).perStepMs))]);
+    if (checkpointed) rows.push(["W1 1000 checkpointed / a step by hand", ...cell((r) => x(w1Of(r, 1_000, true).perStepMs, b.handStepMs))]);
   }
   // Throughput as time per step, so it compares with the round trips a step needs.
   rows.push(["W2 steps/s (200 runs x 5)", ...cell((r, floor) => `${r.w2.stepsPerSecond} (${x(1000 / r.w2.stepsPerSecond, floor)})`)]);
@@ -68,7 +70,7 @@ export function printReport(report: { baselines: Baselines; results: Record<stri
   console.log("");
   console.log(
     `executor concurrency ${report.concurrency ?? "16 (the default)"}; (N.NNx) = the figure over that topology's floor; ` +
-      `for W2 the figure is the time per step, 1000 / steps per second`,
+      `for W2 the figure is the time per step, 1000 / steps per second; the step by hand commits over TCP on every topology`,
   );
 }
 
@@ -88,7 +90,7 @@ export function ratios(name: TopologyName, result: unknown, b: Baselines): Recor
     w4FromSendP50Ms: r.w4.fromSend.p50,
   };
   const commit = commitMs(name, b);
-  const bases = { http: b.httpNodeMs, httpFetch: b.httpMs, commit, redis: b.redisMs, httpPlusCommit: b.httpNodeMs + commit };
+  const bases = { http: b.httpNodeMs, httpFetch: b.httpMs, commit, redis: b.redisMs, httpPlusCommit: b.httpNodeMs + commit, handStep: b.handStepMs };
   return Object.fromEntries(
     Object.entries(figures).map(([figure, value]) => [
       figure,

@@ -7,14 +7,127 @@
  * Locks are taken in the order every transaction takes them, the run's row first, then the
  * job's: a cancel (which locks the run, then deletes its jobs) either commits first, and the
  * checkpoint finds the job gone, or waits for the checkpoint, and the step stays as committed.
+ *
+ * Checkpoints of different runs that arrive while one is being written go together as one
+ * statement (a group commit: one round trip and one commit for all, each with its own fence
+ * and outcome), through {@link CheckpointWriter}. Alone, a checkpoint goes at once.
  */
 import type { CheckpointResult, CheckpointWrite } from "@stepwise/engine";
 import type { SqlExecutor } from "./sql.ts";
 import { json } from "./rows.ts";
 
+/** Most checkpoints in one statement. */
+const MAX_BATCH = 64;
+/** Statements in flight at once: a batch gathers behind them. */
+const MAX_IN_FLIGHT = 2;
+
+interface Pending {
+  write: CheckpointWrite;
+  resolve(result: CheckpointResult): void;
+  reject(error: unknown): void;
+}
+
+/**
+ * Writes checkpoints, gathering those that arrive while statements are in flight into one.
+ * One batch never holds two checkpoints of one run (the second waits for the next), so each
+ * run's row is locked once per statement, in run ID order. A batch the store refuses for a
+ * value (a data exception, a program limit) is written again one checkpoint at a time, so one
+ * bad value fails only its own checkpoint; any other failure is every checkpoint's.
+ */
+export class CheckpointWriter {
+  private queue: Pending[] = [];
+  private inFlight = 0;
+
+  constructor(
+    private readonly sql: SqlExecutor,
+    /** Retries a statement aborted by a deadlock or a serialization failure. */
+    private readonly retrying: <T>(attempt: () => Promise<T>) => Promise<T>,
+  ) {}
+
+  write(write: CheckpointWrite): Promise<CheckpointResult> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ write, resolve, reject });
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    while (this.inFlight < MAX_IN_FLIGHT && this.queue.length > 0) {
+      const batch: Pending[] = [];
+      const runs = new Set<string>();
+      const rest: Pending[] = [];
+      for (const pending of this.queue) {
+        if (batch.length < MAX_BATCH && !runs.has(pending.write.runId)) {
+          batch.push(pending);
+          runs.add(pending.write.runId);
+        } else rest.push(pending);
+      }
+      this.queue = rest;
+      this.inFlight++;
+      void this.send(batch).finally(() => {
+        this.inFlight--;
+        this.pump();
+      });
+    }
+  }
+
+  private async send(batch: Pending[]): Promise<void> {
+    try {
+      const results = await this.retrying(() => (batch.length === 1 ? writeCheckpoint(this.sql, batch[0]!.write).then((r) => [r]) : writeCheckpoints(this.sql, batch.map((p) => p.write))));
+      batch.forEach((pending, index) => pending.resolve(results[index]!));
+    } catch (error) {
+      if (batch.length === 1 || !refusedValue(error)) return batch.forEach((pending) => pending.reject(error));
+      await Promise.all(
+        batch.map((pending) => this.retrying(() => writeCheckpoint(this.sql, pending.write)).then(pending.resolve, pending.reject)),
+      );
+    }
+  }
+}
+
+/** Postgres data exceptions (22…) and program limits (54…): a value it can never take. */
+function refusedValue(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && /^(22|54)/.test(code);
+}
+
+type OutcomeRow = { found: boolean; status: string | null; same_function: boolean; full: boolean; leased: boolean; version: number | null };
+
+/** What the statement's row says happened to one checkpoint. */
+function outcome(row: OutcomeRow | undefined): CheckpointResult {
+  if (!row?.found || !row.same_function) return { ok: false, refused: "lease-lost" };
+  if (row.version !== null && row.version !== undefined) return { ok: true, wasQueued: row.status === "queued", version: Number(row.version) };
+  if (row.status === "completed" || row.status === "failed" || row.status === "cancelled") return { ok: false, refused: "run-ended" };
+  if (row.full) return { ok: false, refused: "limit" };
+  if (!row.leased) return { ok: false, refused: "lease-lost" };
+  return { ok: false, refused: "step-stored" };
+}
+
+/** Checkpoints of distinct runs in one statement; results in the order given. */
+export async function writeCheckpoints(sql: SqlExecutor, writes: CheckpointWrite[]): Promise<CheckpointResult[]> {
+  const input = writes.map((write, idx) => ({
+    idx,
+    run_id: write.runId,
+    function_id: write.functionId,
+    job_id: write.lease.jobId,
+    owner: write.lease.owner,
+    claims: write.lease.claims,
+    lease_ms: write.leaseMs,
+    step_id: write.step.id,
+    name: write.step.name,
+    position: write.step.position,
+    output: json(write.step.output),
+    started_at: write.step.startedAt.toISOString(),
+    bytes: write.bytes,
+    max_bytes: write.maxRunStateBytes,
+  }));
+  const rows = await sql.query<OutcomeRow & { idx: number }>(CHECKPOINTS, [JSON.stringify(input)], { prepare: "stepwise_checkpoints" });
+  const byIndex = new Map(rows.map((row) => [Number(row.idx), row]));
+  return writes.map((_, idx) => outcome(byIndex.get(idx)));
+}
+
 export async function writeCheckpoint(sql: SqlExecutor, write: CheckpointWrite): Promise<CheckpointResult> {
   const { step, lease } = write;
-  const [row] = await sql.query<{ found: boolean; status: string | null; same_function: boolean; full: boolean; leased: boolean; version: number | null }>(CHECKPOINT, [
+  const [row] = await sql.query<OutcomeRow>(CHECKPOINT, [
     write.runId,
     write.functionId,
     lease.jobId,
@@ -29,12 +142,7 @@ export async function writeCheckpoint(sql: SqlExecutor, write: CheckpointWrite):
     write.bytes,
     write.maxRunStateBytes,
   ], { prepare: "stepwise_checkpoint" });
-  if (!row?.found || !row.same_function) return { ok: false, refused: "lease-lost" };
-  if (row.version !== null && row.version !== undefined) return { ok: true, wasQueued: row.status === "queued", version: Number(row.version) };
-  if (row.status === "completed" || row.status === "failed" || row.status === "cancelled") return { ok: false, refused: "run-ended" };
-  if (row.full) return { ok: false, refused: "limit" };
-  if (!row.leased) return { ok: false, refused: "lease-lost" };
-  return { ok: false, refused: "step-stored" };
+  return outcome(row);
 }
 
 /**
@@ -74,3 +182,47 @@ SELECT EXISTS (SELECT 1 FROM run) AS found,
        coalesce((SELECT state_bytes + $12::bigint > $13::bigint FROM run), false) AS full,
        EXISTS (SELECT 1 FROM lease) AS leased,
        (SELECT version FROM bumped) AS version`;
+
+/** The same for many runs (distinct): $1 the checkpoints as JSON, each with its index. Runs are locked in ID order. */
+const CHECKPOINTS = `
+WITH input AS (
+  SELECT * FROM jsonb_to_recordset($1::jsonb) AS c(idx int, run_id text, function_id text, job_id bigint, owner text, claims int,
+       lease_ms float8, step_id text, name text, position int, output text, started_at timestamptz, bytes bigint, max_bytes bigint)
+),
+run AS (
+  SELECT r.id, r.status, r.function_id, r.state_bytes FROM runs r WHERE r.id IN (SELECT run_id FROM input) ORDER BY r.id FOR UPDATE
+),
+open AS (
+  SELECT i.* FROM input i JOIN run r ON r.id = i.run_id
+  WHERE r.status NOT IN ('completed', 'failed', 'cancelled') AND r.function_id = i.function_id AND r.state_bytes + i.bytes <= i.max_bytes
+),
+lease AS (
+  UPDATE jobs j SET locked_until = greatest(j.locked_until, now() + make_interval(secs => o.lease_ms / 1000))
+  FROM open o
+  WHERE j.id = o.job_id AND j.run_id = o.run_id AND j.kind = 'invoke' AND j.step_id IS NULL
+    AND j.locked_by = o.owner AND j.claims = o.claims AND j.locked_until > now()
+  RETURNING o.idx
+),
+saved AS (
+  INSERT INTO steps (run_id, id, name, kind, position, status, output, attempts, started_at, ended_at)
+  SELECT i.run_id, i.step_id, i.name, 'run', i.position, 'completed', i.output, 1, i.started_at, now()
+  FROM input i WHERE i.idx IN (SELECT idx FROM lease)
+  ON CONFLICT (run_id, id) DO NOTHING
+  RETURNING run_id
+),
+bumped AS (
+  UPDATE runs SET version = runs.version + 1, state_bytes = runs.state_bytes + i.bytes,
+    status = CASE WHEN runs.status = 'queued' THEN 'running' ELSE runs.status END
+  FROM input i
+  WHERE runs.id = i.run_id AND i.run_id IN (SELECT run_id FROM saved)
+  RETURNING runs.id, runs.version
+)
+SELECT i.idx,
+       r.id IS NOT NULL AS found,
+       r.status,
+       coalesce(r.function_id = i.function_id, false) AS same_function,
+       coalesce(r.state_bytes + i.bytes > i.max_bytes, false) AS full,
+       i.idx IN (SELECT idx FROM lease) AS leased,
+       b.version
+FROM input i LEFT JOIN run r ON r.id = i.run_id LEFT JOIN bumped b ON b.id = i.run_id
+ORDER BY i.idx`;

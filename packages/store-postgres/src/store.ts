@@ -6,7 +6,7 @@
  */
 import type { AppRecord, CheckpointResult, CheckpointWrite, Fence, FunctionRecord, Queue, ReadyQueue, RunChange, RunRecord, RunState, Store, StoreTx, WriteResult } from "@stepwise/engine";
 import { writeChange } from "./change-sql.ts";
-import { writeCheckpoint } from "./checkpoint-sql.ts";
+import { CheckpointWriter } from "./checkpoint-sql.ts";
 import { IndexedQueue } from "./indexed-queue.ts";
 import { PgQueue } from "./queue.ts";
 import { toApp, toFunction, toRun } from "./rows.ts";
@@ -45,12 +45,14 @@ const REGISTRATION_LOCK = 0x5ec7_0a11;
 
 export class PostgresStore extends PgReader implements Store {
   readonly queue: Queue;
+  private readonly checkpoints: CheckpointWriter;
 
   constructor(
     private readonly client: SqlClient,
     options: PostgresStoreOptions = {},
   ) {
     super(client);
+    this.checkpoints = new CheckpointWriter(client, retryingConflicts);
     const record = new PgQueue(client);
     this.queue = options.readyQueue ? new IndexedQueue(record, options.readyQueue, options.reconcileGraceMs) : record;
   }
@@ -95,8 +97,8 @@ export class PostgresStore extends PgReader implements Store {
   }
 
   async checkpoint(write: CheckpointWrite): Promise<CheckpointResult> {
-    // A deadlock with a transaction on the same run: the statement wrote nothing; try it again.
-    return retryingConflicts(() => writeCheckpoint(this.client, write));
+    // A deadlock with a transaction on the same run: the statement wrote nothing; it is tried again.
+    return this.checkpoints.write(write);
   }
 
   async syncApp(app: AppRecord, functions: FunctionRecord[]): Promise<{ taken: Array<{ functionId: string; appId: string }> }> {

@@ -371,6 +371,79 @@ export function testStore(name: string, open: Open): void {
       expect((await store.listSteps(run.id)).map((s) => s.id)).toEqual(["s0", "s1"]);
     });
 
+    it("gives checkpoints sent together, of many runs and several of one run, each the outcome it would have alone", async () => {
+      const seeded = await Promise.all(Array.from({ length: 6 }, () => seedRun(store, [{ kind: "invoke" }])));
+      const ids = new Set(seeded.map(({ run }) => run.id));
+      const jobs = new Map((await store.queue.claim("worker-a", 100, 30_000)).filter((j) => ids.has(j.runId)).map((j) => [j.runId, j]));
+      const [ok, stored, ended, stolen, full, busy] = seeded.map(({ run }) => run);
+      const write = (run: RunRecord, id: string, fields: Partial<Parameters<Store["checkpoint"]>[0]> = {}) => {
+        const job = jobs.get(run.id)!;
+        return store.checkpoint({
+          runId: run.id,
+          functionId: run.functionId,
+          lease: { jobId: job.id, owner: "worker-a", claims: job.claims },
+          leaseMs: 30_000,
+          step: step(run.id, id, { position: Number(id.slice(1)) }),
+          bytes: 7,
+          maxRunStateBytes: 1_000,
+          ...fields,
+        });
+      };
+      await write(stored!, "s0");
+      await store.transaction(async (tx) => {
+        const locked = await tx.lockRun(ended!.id);
+        await tx.writeChange(ended!.id, locked!.run.version, emptyChange({ run: { status: "cancelled", endedAt: new Date() }, dropJobs: "all" }));
+      });
+      // All at once: the first goes alone, the rest gather behind it into statements of their own.
+      const results = await Promise.all([
+        write(ok!, "s0"),
+        write(stored!, "s0", { step: step(stored!.id, "s0", { output: "other" }) }),
+        write(ended!, "s0"),
+        write(stolen!, "s0", { lease: { jobId: jobs.get(stolen!.id)!.id, owner: "worker-b", claims: 1 } }),
+        write(full!, "s0", { bytes: 1_001 }),
+        // Three steps of one run in a row, as an invocation going on sends them.
+        write(busy!, "s0"),
+        write(busy!, "s1"),
+        write(busy!, "s2"),
+      ]);
+      expect(results).toEqual([
+        { ok: true, wasQueued: true, version: ok!.version + 1 },
+        { ok: false, refused: "step-stored" },
+        { ok: false, refused: "run-ended" },
+        { ok: false, refused: "lease-lost" },
+        { ok: false, refused: "limit" },
+        { ok: true, wasQueued: true, version: busy!.version + 1 },
+        { ok: true, wasQueued: false, version: busy!.version + 2 },
+        { ok: true, wasQueued: false, version: busy!.version + 3 },
+      ]);
+      expect((await store.listSteps(stored!.id)).map((s) => [s.id, s.output])).toEqual([["s0", { n: 1 }]]);
+      for (const run of [ended!, stolen!, full!]) expect(await store.listSteps(run.id)).toEqual([]);
+      expect(await store.getRun(busy!.id)).toMatchObject({ status: "running", stateBytes: 21, version: busy!.version + 3 });
+      expect((await store.listSteps(busy!.id)).map((s) => s.id)).toEqual(["s0", "s1", "s2"]);
+    });
+
+    it("fails only the checkpoint whose value the store refuses when it was sent with others", async () => {
+      const seeded = await Promise.all(Array.from({ length: 4 }, () => seedRun(store, [{ kind: "invoke" }])));
+      const ids = new Set(seeded.map(({ run }) => run.id));
+      const jobs = new Map((await store.queue.claim("worker-a", 100, 30_000)).filter((j) => ids.has(j.runId)).map((j) => [j.runId, j]));
+      const write = (run: RunRecord, position: number) =>
+        store.checkpoint({
+          runId: run.id,
+          functionId: run.functionId,
+          lease: { jobId: jobs.get(run.id)!.id, owner: "worker-a", claims: 1 },
+          leaseMs: 30_000,
+          step: step(run.id, "s", { position }),
+          bytes: 7,
+          maxRunStateBytes: 1_000,
+        });
+      const [a, b, bad, d] = seeded.map(({ run }) => run);
+      // The first two go alone; the last two, together. A position past Postgres's integer is a value it can never take.
+      const results = await Promise.allSettled([write(a!, 0), write(b!, 0), write(bad!, 2 ** 31), write(d!, 0)]);
+      expect(results.map((r) => r.status)).toEqual(["fulfilled", "fulfilled", "rejected", "fulfilled"]);
+      expect(await store.listSteps(d!.id)).toHaveLength(1);
+      expect(await store.listSteps(bad!.id)).toEqual([]);
+    });
+
     it("refuses a checkpoint once the invocation's lease ran out, even before anyone else claims the job", async () => {
       const { run } = await seedRun(store, [{ kind: "invoke" }]);
       const [job] = (await store.queue.claim("worker-a", 100, 50)).filter((j) => j.runId === run.id);

@@ -12,7 +12,7 @@ import { parseEvents } from "./event-input.ts";
 import { DEFAULT_LIMITS, type Limits } from "./limits.ts";
 import { consoleLogger, type Logger } from "./log.ts";
 import { finish } from "./machine/ending.ts";
-import { isTerminal, type FunctionRecord } from "./records.ts";
+import { isTerminal, TIMER_KINDS, type FunctionRecord } from "./records.ts";
 import { Registry } from "./registry.ts";
 import { CheckpointRefused, commitCheckpoint, parseCheckpoint } from "./runtime/checkpoints.ts";
 import { runJob, type JobRunner } from "./runtime/jobs.ts";
@@ -97,7 +97,11 @@ export class Executor {
       clock: options.clock ?? systemClock,
       backoff: options.backoff ?? {},
       isolatedApps: new Set(Object.keys(options.appSigningKeys ?? {})),
-      onQueued: () => this.announce(),
+      onQueued: (jobs) => {
+        this.announce();
+        // Timers this process committed it fires itself, on time, without a claim.
+        this.lanes.fireOwnTimers(jobs.filter((job) => TIMER_KINDS.has(job.kind)));
+      },
     };
     const owner = options.workerId ?? `executor-${newId()}`;
     this.runner = {
@@ -183,7 +187,7 @@ export class Executor {
       leaseMs: this.runner.leaseMs,
       pollMs: this.options.pollMs ?? 1_000,
       log: this.log,
-      handle: (job) => runJob(this.runner, job),
+      handle: (job, unclaimed) => runJob(this.runner, job, unclaimed),
       handedBack: (job) => this.runner.known.forget(job.id),
     });
   }

@@ -115,6 +115,8 @@ export interface MatcherRecord {
  * A run has at most one job per kind and step (the store enforces it).
  */
 export type JobKind = "invoke" | "wake" | "wait-timeout" | "invoke-timeout";
+/** Jobs that fire a step's timer (no invocation of their own): a sleep ends, a wait or an invoke times out. */
+export const TIMER_KINDS: ReadonlySet<JobKind> = new Set<JobKind>(["wake", "wait-timeout", "invoke-timeout"]);
 
 export interface NewJob {
   kind: JobKind;

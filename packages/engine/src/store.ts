@@ -45,6 +45,12 @@ export interface RunChange {
 export interface Fence {
   jobId: string;
   owner: string;
+  /**
+   * The job was never claimed by this worker: a timer it fires itself. The commit takes the job
+   * only if nobody holds it and it is due on the store's clock, so it runs once however many
+   * executors reach for it.
+   */
+  unclaimed?: boolean;
 }
 
 /** A checkpoint: one `step.run` result committed while the invocation that ran it goes on. */
@@ -103,7 +109,7 @@ export function changeOnlyAdds(change: RunChange): boolean {
 
 /** Everything done inside one transaction. All or nothing. */
 export interface StoreTx {
-  /** Deletes the job if `fence.owner` still holds it; when it became due, or null when the lease was lost. */
+  /** Deletes the job if `fence.owner` still holds it (unclaimed: if nobody does and it is due); when it became due, or null when the lease was lost. */
   completeJob(fence: Fence): Promise<{ readyAt: Date } | null>;
   /** Locks the run for the rest of the transaction and reads it whole. */
   lockRun(runId: string): Promise<RunState | null>;

@@ -26,6 +26,7 @@ export async function writeChange(
     fence?.jobId ?? null,
     fence?.owner ?? null,
     encode(change),
+    fence?.unclaimed ?? false,
   ], { prepare: "stepwise_apply_change" });
   if (!row || row.version === null || row.version === undefined) return null;
   const jobs: JobRecord[] = row.jobs.map(toJob);
@@ -139,7 +140,8 @@ function encode(change: RunChange): string {
 }
 
 /**
- * $1 run id, $2 expected version, $3 fence job id (null: none), $4 fence owner, $5 the change.
+ * $1 run id, $2 expected version, $3 fence job id (null: none), $4 fence owner, $5 the change,
+ * $6 whether the fence's job is taken unclaimed (free and due on this clock) instead of held by $4.
  * `lock` takes the run's row lock if its version is the expected one; `done` deletes the
  * fence's job only then and only for its lease holder; every write waits on `ok`, so when a
  * guard fails nothing at all is written. The jobs insert waits for `done` and `dropped`, so a
@@ -193,7 +195,8 @@ const APPLY_CHANGE = `
 WITH c AS (SELECT $5::jsonb AS doc),
 lock AS (SELECT id FROM runs WHERE id = $1 AND version = $2 FOR UPDATE),
 done AS (
-  DELETE FROM jobs WHERE $3::bigint IS NOT NULL AND id = $3::bigint AND locked_by = $4::text AND EXISTS (SELECT 1 FROM lock)
+  DELETE FROM jobs WHERE $3::bigint IS NOT NULL AND id = $3::bigint AND EXISTS (SELECT 1 FROM lock)
+    AND CASE WHEN $6::boolean THEN run_at <= now() AND (locked_until IS NULL OR locked_until < now()) ELSE locked_by = $4::text END
   RETURNING id
 ),
 ok AS (SELECT 1 AS ok WHERE EXISTS (SELECT 1 FROM lock) AND ($3::bigint IS NULL OR EXISTS (SELECT 1 FROM done))),

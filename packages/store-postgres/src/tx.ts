@@ -50,8 +50,10 @@ export class PgTx extends PgReader implements StoreTx {
   async completeJob(fence: Fence): Promise<{ readyAt: Date } | null> {
     // ready_at is when the job first became due; a job given back and claimed again keeps it.
     const rows = await this.sql.query<{ ready_at: Date | string }>(
-      "DELETE FROM jobs WHERE id = $1 AND locked_by = $2 RETURNING coalesce(ready_at, greatest(created_at, run_at)) AS ready_at",
-      [fence.jobId, fence.owner],
+      `DELETE FROM jobs WHERE id = $1
+         AND CASE WHEN $3::boolean THEN run_at <= now() AND (locked_until IS NULL OR locked_until < now()) ELSE locked_by = $2 END
+       RETURNING coalesce(ready_at, greatest(created_at, run_at)) AS ready_at`,
+      [fence.jobId, fence.owner, fence.unclaimed ?? false],
     );
     const readyAt = rows[0]?.ready_at;
     return readyAt === undefined ? null : { readyAt: readyAt instanceof Date ? readyAt : new Date(readyAt) };

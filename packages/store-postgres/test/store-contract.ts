@@ -164,6 +164,29 @@ export function testStore(name: string, open: Open): void {
         expect((await store.queue.claim("other", 1_000, 1_000)).map((j) => j.id)).not.toContain(written!.continued!.id);
       });
 
+      it("takes an unclaimed timer only while nobody holds it and it is due, on the store's clock", async () => {
+        const soon = new Date(Date.now() + 400);
+        const { run, jobs } = await seedRun(store, [{ kind: "wake", stepId: "nap", runAt: soon }]);
+        const state = (await store.loadRunState(run.id))!;
+        const fence = { jobId: jobs[0]!.id, owner: "w", unclaimed: true };
+        const change = emptyChange({ steps: [step(run.id, "nap", { kind: "sleep" })] });
+        // Not due yet: nothing written, the job stays.
+        expect(await store.applyOptimistically(state, fence, change)).toBeNull();
+        await new Promise((resolve) => setTimeout(resolve, 450));
+        // Due, but another executor claimed it meanwhile: still nothing.
+        const [taken] = (await store.queue.claim("other", 1_000, 60_000)).filter((j) => j.id === jobs[0]!.id);
+        expect(taken).toBeDefined();
+        expect(await store.applyOptimistically(state, fence, change)).toBeNull();
+        expect(await store.listSteps(run.id)).toEqual([]);
+        expect(await store.transaction((tx) => tx.completeJob(fence))).toBeNull();
+        // Free again (given back) and due: taken and applied in the one statement, once.
+        await store.queue.release(taken!, "other", { delayMs: 0 });
+        const written = await store.applyOptimistically(state, fence, change);
+        expect(written?.deleted).toEqual([jobs[0]!.id]);
+        expect((await store.listSteps(run.id)).map((s) => s.id)).toEqual(["nap"]);
+        expect(await store.applyOptimistically({ ...state, run: { ...state.run, version: written!.version } }, fence, change)).toBeNull();
+      });
+
       it("writes nothing when the run changed since it was read", async () => {
         const { state, job } = await claimed();
         await store.transaction((tx) => tx.lockRun(state.run.id)); // someone else moved the run on

@@ -44,12 +44,18 @@ export interface JobRunner {
 type Transition = (draft: RunDraft, env: MachineEnv) => void;
 const nothing: Transition = () => {};
 
-export async function runJob(runner: JobRunner, job: JobRecord): Promise<JobRecord[]> {
+/**
+ * Runs `job`. `unclaimed`: a timer this process fires itself without a claim (see `Lanes`): it
+ * is applied only as one guarded statement that takes the job, or not at all (the claim loop
+ * then runs it as any other).
+ */
+export async function runJob(runner: JobRunner, job: JobRecord, unclaimed = false): Promise<JobRecord[]> {
   // An invocation claimed before (its holder stalled or died) may have checkpointed steps since
   // the state kept here: built from it, the request would have the app run them again.
   const kept = runner.known.take(job.id);
   const known = job.kind === "invoke" && job.claims > 1 ? undefined : kept;
   if (job.failures >= MAX_JOB_FAILURES) return giveUp(runner, job, job.lastError ?? "unknown cause");
+  if (unclaimed) return job.kind === "invoke" ? [] : runOwnTimer(runner, job, known);
   try {
     return job.kind === "invoke" ? await runInvocation(runner, job, known) : await runTimer(runner, job, known);
   } catch (error) {
@@ -63,6 +69,13 @@ async function runTimer(runner: JobRunner, job: JobRecord, known: RunState | und
   await runner.ctx.registry.ensureFresh();
   const state = known ?? (await runner.ctx.store.loadRunState(job.runId));
   return complete(runner, job, state, (draft, env) => fireTimer(draft, env, job));
+}
+
+async function runOwnTimer(runner: JobRunner, job: JobRecord, known: RunState | undefined): Promise<JobRecord[]> {
+  await runner.ctx.registry.ensureFresh();
+  const state = known ?? (await runner.ctx.store.loadRunState(job.runId));
+  if (!state) return [];
+  return complete(runner, job, state, (draft, env) => fireTimer(draft, env, job), { unclaimed: true });
 }
 
 async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState | undefined): Promise<JobRecord[]> {
@@ -121,11 +134,12 @@ async function giveUp(runner: JobRunner, job: JobRecord, cause: string): Promise
 /**
  * Applies `transition` to the run and deletes the job, in one commit: optimistically from
  * `state` when the change stays within the run, else in a transaction on the locked run.
- * Returns the continuation this worker runs next, if the change queued one.
+ * Returns the continuation this worker runs next, if the change queued one. An unclaimed job
+ * goes only the optimistic way (taken in that statement), or is left for the claim loop.
  */
-async function complete(runner: JobRunner, job: JobRecord, state: RunState | null, transition: Transition): Promise<JobRecord[]> {
+async function complete(runner: JobRunner, job: JobRecord, state: RunState | null, transition: Transition, how: { unclaimed?: boolean } = {}): Promise<JobRecord[]> {
   const { ctx, owner, leaseMs } = runner;
-  const fence = { jobId: job.id, owner };
+  const fence = { jobId: job.id, owner, unclaimed: how.unclaimed };
   if (state) {
     const draft = new RunDraft(state);
     transition(draft, machineEnv(ctx, state.run.functionId));
@@ -139,6 +153,7 @@ async function complete(runner: JobRunner, job: JobRecord, state: RunState | nul
       }
     }
   }
+  if (how.unclaimed) return [];
   const outcome = await ctx.store.transaction(async (tx) => {
     const done = await tx.completeJob(fence);
     if (!done) throw new LeaseLostError(job.id);

@@ -12,7 +12,7 @@
  * may have had steps checkpointed under it since, which the state lacks.
  */
 import { jsonBytes } from "../limits.ts";
-import type { JobRecord, RunState } from "../records.ts";
+import { TIMER_KINDS, type JobRecord, type RunState } from "../records.ts";
 import type { Checkpointed } from "./checkpoints.ts";
 
 /** Jobs due further out are read when they run. */
@@ -23,7 +23,6 @@ const MAX_TIMER_STATE_BYTES = 256 * 1024;
 const MAX_TIMER_STATES = 2_000;
 const MAX_TIMER_BYTES = 32 * 1024 * 1024;
 
-const TIMER_KINDS = new Set<JobRecord["kind"]>(["wake", "wait-timeout", "invoke-timeout"]);
 
 export class KnownStates {
   private readonly continuations = new Map<string, RunState>();

@@ -9,12 +9,26 @@
  * process, or `stop()`, and otherwise until the next job is due (on the store's clock) or the
  * poll interval passes. With every slot busy it waits for a slot, whatever is queued meanwhile:
  * it never spins.
+ *
+ * Timers this process queued (a sleep's wake-up, a wait's timeout) it also fires itself, on a
+ * timer of its own at their due time, into a free lane: the job is taken in the statement that
+ * applies it (unclaimed, only while nobody holds it and it is due), so there is no claim to
+ * wait for. The claim loop lets such a due time pass by a few milliseconds before it claims, so
+ * the two do not reach for the same job at once; one that was not taken (no free lane, a run
+ * moved on, clocks apart) the loop claims as any other.
  */
 import { formatDuration, type Logger } from "../log.ts";
 import { isUnavailable, LeaseLostError } from "../errors.ts";
 import type { JobRecord } from "../records.ts";
 import type { Queue } from "../store.ts";
 import { Latch } from "./latch.ts";
+
+/** Timers fired here at most this far ahead; later ones are claimed as they come due. */
+const OWN_TIMER_HORIZON_MS = 5 * 60_000;
+/** At most this many timers of its own at once; beyond them, the claim loop serves. */
+const MAX_OWN_TIMERS = 10_000;
+/** How long the claim loop lets a due time that one of this process's timers will take go by. */
+const OWN_TIMER_GRACE_MS = 10;
 
 export interface LanesOptions {
   queue: Queue;
@@ -24,8 +38,11 @@ export interface LanesOptions {
   /** Longest sleep between claims when idle (other executors may queue work). */
   pollMs: number;
   log: Logger;
-  /** Runs one job; returns the job this lane runs next (a continuation), if any. */
-  handle(job: JobRecord): Promise<JobRecord[]>;
+  /**
+   * Runs one job; returns the job this lane runs next (a continuation), if any. `unclaimed`: a
+   * timer of this process's own, not claimed, which the job's commit must take (see `Fence`).
+   */
+  handle(job: JobRecord, unclaimed?: boolean): Promise<JobRecord[]>;
   /** A job handed back unrun (its continuation state, if any, can go). */
   handedBack?(job: JobRecord): void;
 }
@@ -66,6 +83,8 @@ export class Lanes {
   private failures = 0;
   private outageSince = 0;
   private pausedUntil = 0;
+  /** Timers this process fires itself: their handles and due times (ms since the epoch). */
+  private readonly ownTimers = new Map<string, { handle: ReturnType<typeof setTimeout>; dueAt: number }>();
 
   constructor(private readonly options: LanesOptions) {}
 
@@ -103,6 +122,8 @@ export class Lanes {
     await within(this.loopDone, deadline);
     while (this.lanes > 0 && Date.now() < deadline) await this.laneEnded.wait(Math.min(100, deadline - Date.now()));
     clearInterval(this.heartbeat);
+    for (const { handle } of this.ownTimers.values()) clearTimeout(handle);
+    this.ownTimers.clear();
     const { queue, owner } = this.options;
     // Best effort, briefly: a job not given back is claimable anyway once its lease runs out.
     const releases = Promise.all([...this.active.values()].map((job) => queue.release(job, owner, { delayMs: 0 }).catch(() => {})));
@@ -128,6 +149,32 @@ export class Lanes {
   /** A job was queued by this process: claim again instead of sleeping. */
   notify(): void {
     if (this.running) this.wake.set();
+  }
+
+  /** Timers this process queued: fired here at their due time (working the queue until `stop()` only). */
+  fireOwnTimers(timers: readonly JobRecord[]): void {
+    if (!this.running || this.budget) return;
+    const now = Date.now();
+    for (const job of timers) {
+      const dueAt = job.runAt.getTime();
+      if (dueAt - now > OWN_TIMER_HORIZON_MS || this.ownTimers.size >= MAX_OWN_TIMERS || this.ownTimers.has(job.id)) continue;
+      const handle = setTimeout(() => this.fireOwnTimer(job), Math.max(0, dueAt - now));
+      handle.unref?.();
+      this.ownTimers.set(job.id, { handle, dueAt });
+    }
+  }
+
+  private fireOwnTimer(job: JobRecord): void {
+    this.ownTimers.delete(job.id);
+    // No free lane: the claim loop takes it when one frees.
+    if (this.freeSlots() > 0) this.spawn(job, "forever", true);
+    else this.notify();
+  }
+
+  /** Whether one of this process's timers comes due around `at`, so the claim loop should let it go first. */
+  private ownTimerAround(at: number): boolean {
+    for (const { dueAt } of this.ownTimers.values()) if (Math.abs(dueAt - at) <= OWN_TIMER_GRACE_MS) return true;
+    return false;
   }
 
   private begin(): void {
@@ -182,7 +229,8 @@ export class Lanes {
         await this.wake.wait(pollMs);
         continue;
       }
-      await this.wake.wait(await this.nextDueIn());
+      const dueIn = await this.nextDueIn();
+      await this.wake.wait(this.ownTimerAround(Date.now() + dueIn) ? dueIn + OWN_TIMER_GRACE_MS : dueIn);
     }
   }
 
@@ -204,9 +252,9 @@ export class Lanes {
     }
   }
 
-  private spawn(job: JobRecord, mode: Mode): void {
+  private spawn(job: JobRecord, mode: Mode, unclaimed = false): void {
     this.lanes++;
-    void this.lane(job, mode).finally(() => {
+    void this.lane(job, mode, unclaimed).finally(() => {
       this.lanes--;
       this.laneEnded.set();
       this.wake.set();
@@ -214,21 +262,26 @@ export class Lanes {
   }
 
   /** Runs `first`, then each continuation it hands over, in this lane. */
-  private async lane(first: JobRecord, mode: Mode): Promise<void> {
+  private async lane(first: JobRecord, mode: Mode, unclaimed = false): Promise<void> {
     let job: JobRecord | undefined = first;
     while (job) {
       this.active.set(job.id, job);
       let next: JobRecord[] = [];
       const startedAt = Date.now();
       try {
-        next = await this.options.handle(job);
+        next = await this.options.handle(job, unclaimed);
         this.stats.ran++;
         this.reachable(startedAt);
       } catch (error) {
-        await this.failed(job, error);
+        // A timer of its own that another took first, or that moved on, is nobody's failure.
+        if (unclaimed) this.notify();
+        else await this.failed(job, error);
       } finally {
         this.active.delete(job.id);
       }
+      // Not taken (a run moved on, clocks apart): the claim loop looks at it now.
+      if (unclaimed && next.length === 0) this.notify();
+      unclaimed = false;
       job = next.shift();
       for (const extra of next) await this.handBack(extra);
       if (job && (!this.running || (mode === "drain" && this.outOfBudget()))) {

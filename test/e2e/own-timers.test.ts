@@ -1,0 +1,73 @@
+/**
+ * Timers an executor committed (a sleep's wake-up, a wait's timeout) it fires itself at their
+ * due time, taking the job in the statement that applies it: no claim. Each test watches the
+ * claims the queue hands out, so a timer that went through the claim loop instead shows.
+ */
+import type { JobRecord } from "@stepwise/engine";
+import { Stepwise } from "@stepwise/sdk";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { z } from "zod";
+import { startStack, STORE_KINDS, type Stack } from "../support/stack.ts";
+
+const client = new Stepwise({ id: "own-timers", dev: true, schemas: { "timers/nap": z.object({}), "timers/wait": z.object({}), "timers/never": z.object({}) } });
+const nap = client.createFunction({ id: "nap", triggers: [{ event: "timers/nap" }] }, async ({ step }) => {
+  await step.run("before", () => 1);
+  await step.sleep("nap", 300);
+  return step.run("after", () => "awake");
+});
+const waiter = client.createFunction({ id: "waiter", triggers: [{ event: "timers/wait" }] }, async ({ step }) => {
+  const reply = await step.waitForEvent("reply", { event: "timers/never", timeout: 300 });
+  return { reply };
+});
+
+describe.each(STORE_KINDS)("an executor's own timers on %s", (kind) => {
+  let stack: Stack;
+  const claimed: JobRecord[] = [];
+  beforeAll(async () => {
+    stack = await startStack({ store: kind, client, functions: [nap, waiter] });
+    const queue = stack.store.queue;
+    const claim = queue.claim.bind(queue);
+    queue.claim = async (owner, limit, leaseMs) => {
+      const jobs = await claim(owner, limit, leaseMs);
+      claimed.push(...jobs);
+      return jobs;
+    };
+  }, 60_000);
+  afterAll(async () => {
+    await stack?.close();
+  });
+  beforeEach(() => {
+    claimed.length = 0;
+  });
+
+  it("wakes a sleeping run without a claim", async () => {
+    const [id] = await stack.send({ name: "timers/nap", data: {} });
+    const run = await stack.waitForRun(id!);
+    expect(run).toMatchObject({ status: "completed", output: "awake" });
+    expect(claimed.filter((job) => job.runId === run.id && job.kind === "wake")).toEqual([]);
+    expect(stack.log.lines.filter((line) => line.includes(run.id) && line.includes("woke up"))).toHaveLength(1);
+  });
+
+  it("times a wait out without a claim", async () => {
+    const [id] = await stack.send({ name: "timers/wait", data: {} });
+    const run = await stack.waitForRun(id!);
+    expect(run).toMatchObject({ status: "completed", output: { reply: null } });
+    expect(claimed.filter((job) => job.runId === run.id && job.kind === "wait-timeout")).toEqual([]);
+  });
+
+  it("leaves a timer whose run was cancelled meanwhile: the run stays cancelled", async () => {
+    const [id] = await stack.send({ name: "timers/nap", data: {} });
+    const deadline = Date.now() + 10_000;
+    let runs = await stack.runsOf(id!);
+    while (runs[0]?.status !== "sleeping" && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      runs = await stack.runsOf(id!);
+    }
+    const response = await fetch(`${stack.executor.url}/api/runs/${runs[0]!.id}/cancel`, { method: "POST" });
+    expect(response.status).toBe(200);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const run = await stack.getRun(runs[0]!.id);
+    expect(run.status).toBe("cancelled");
+    expect(run.steps.find((s) => s.id === "after")).toBeUndefined();
+  });
+});

@@ -1,7 +1,9 @@
 /**
  * Timers an executor committed (a sleep's wake-up, a wait's timeout) it fires itself at their
  * due time, taking the job in the statement that applies it: no claim. Each test watches the
- * claims the queue hands out, so a timer that went through the claim loop instead shows.
+ * claims the queue hands out, so a timer that went through the claim loop instead shows. On a
+ * loaded machine a timer may fire late and the claim loop take it (by design: it is the net),
+ * so each test sends three and needs at least one fired without a claim (with none, all three are claimed).
  */
 import type { JobRecord } from "@stepwise/engine";
 import { Stepwise } from "@stepwise/sdk";
@@ -40,19 +42,23 @@ describe.each(STORE_KINDS)("an executor's own timers on %s", (kind) => {
     claimed.length = 0;
   });
 
-  it("wakes a sleeping run without a claim", async () => {
-    const [id] = await stack.send({ name: "timers/nap", data: {} });
-    const run = await stack.waitForRun(id!);
-    expect(run).toMatchObject({ status: "completed", output: "awake" });
-    expect(claimed.filter((job) => job.runId === run.id && job.kind === "wake")).toEqual([]);
-    expect(stack.log.lines.filter((line) => line.includes(run.id) && line.includes("woke up"))).toHaveLength(1);
+  const three = (name: string) => stack.send([1, 2, 3].map(() => ({ name, data: {} })));
+
+  it("wakes sleeping runs without a claim, each once", async () => {
+    const runs = await Promise.all((await three("timers/nap")).map((id) => stack.waitForRun(id)));
+    for (const run of runs) {
+      expect(run).toMatchObject({ status: "completed", output: "awake" });
+      expect(stack.log.lines.filter((line) => line.includes(run.id) && line.includes("woke up"))).toHaveLength(1);
+    }
+    const ids = new Set(runs.map((run) => run.id));
+    expect(claimed.filter((job) => ids.has(job.runId) && job.kind === "wake").length).toBeLessThan(3);
   });
 
-  it("times a wait out without a claim", async () => {
-    const [id] = await stack.send({ name: "timers/wait", data: {} });
-    const run = await stack.waitForRun(id!);
-    expect(run).toMatchObject({ status: "completed", output: { reply: null } });
-    expect(claimed.filter((job) => job.runId === run.id && job.kind === "wait-timeout")).toEqual([]);
+  it("times waits out without a claim", async () => {
+    const runs = await Promise.all((await three("timers/wait")).map((id) => stack.waitForRun(id)));
+    for (const run of runs) expect(run).toMatchObject({ status: "completed", output: { reply: null } });
+    const ids = new Set(runs.map((run) => run.id));
+    expect(claimed.filter((job) => ids.has(job.runId) && job.kind === "wait-timeout").length).toBeLessThan(3);
   });
 
   it("leaves a timer whose run was cancelled meanwhile: the run stays cancelled", async () => {

@@ -58,3 +58,9 @@ export function isUnavailable(error: unknown): boolean {
   }
   return false;
 }
+
+/** Postgres data exceptions (22…) and program limits (54…): the value can never be stored as it is. */
+export function isRefusedValue(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && /^(22|54)/.test(code);
+}

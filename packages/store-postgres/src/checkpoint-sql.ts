@@ -12,7 +12,7 @@
  * statement (a group commit: one round trip and one commit for all, each with its own fence
  * and outcome), through {@link CheckpointWriter}. Alone, a checkpoint goes at once.
  */
-import type { CheckpointResult, CheckpointWrite } from "@stepwise/engine";
+import { isRefusedValue, type CheckpointResult, type CheckpointWrite } from "@stepwise/engine";
 import type { SqlExecutor } from "./sql.ts";
 import { json } from "./rows.ts";
 
@@ -76,18 +76,12 @@ export class CheckpointWriter {
       const results = await this.retrying(() => (batch.length === 1 ? writeCheckpoint(this.sql, batch[0]!.write).then((r) => [r]) : writeCheckpoints(this.sql, batch.map((p) => p.write))));
       batch.forEach((pending, index) => pending.resolve(results[index]!));
     } catch (error) {
-      if (batch.length === 1 || !refusedValue(error)) return batch.forEach((pending) => pending.reject(error));
+      if (batch.length === 1 || !isRefusedValue(error)) return batch.forEach((pending) => pending.reject(error));
       await Promise.all(
         batch.map((pending) => this.retrying(() => writeCheckpoint(this.sql, pending.write)).then(pending.resolve, pending.reject)),
       );
     }
   }
-}
-
-/** Postgres data exceptions (22…) and program limits (54…): a value it can never take. */
-function refusedValue(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === "string" && /^(22|54)/.test(code);
 }
 
 type OutcomeRow = { found: boolean; status: string | null; same_function: boolean; full: boolean; leased: boolean; version: number | null };

@@ -9,7 +9,7 @@
 import type { BackoffConfig, SerializedError } from "@stepwise/protocol";
 import type { Limits } from "../limits.ts";
 import type { EventRecord, FunctionRecord, MatcherRecord, NewJob, RunRecord, RunState, StepRecord } from "../records.ts";
-import type { JobSelector, RunChange, RunPatch } from "../store.ts";
+import { changeOnlyAdds, type JobSelector, type RunChange, type RunPatch } from "../store.ts";
 
 /** What transitions may know besides the run: the time, its function and the executor's settings. */
 export interface MachineEnv {
@@ -83,16 +83,7 @@ export class RunDraft {
 
   get isEmpty(): boolean {
     const c = this.change;
-    return (
-      Object.keys(c.run).length === 0 &&
-      c.steps.length === 0 &&
-      c.jobs.length === 0 &&
-      c.openMatchers.length === 0 &&
-      c.dropJobs !== "all" &&
-      c.dropJobs.length === 0 &&
-      c.closeMatchers !== "all" &&
-      c.closeMatchers.length === 0
-    );
+    return changeOnlyAdds(c) && c.jobs.length === 0 && c.openMatchers.length === 0;
   }
 
   /** Whether the change reaches beyond this run's own rows (so it needs a transaction). */

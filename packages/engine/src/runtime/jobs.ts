@@ -15,7 +15,7 @@
  */
 import { PROTOCOL_VERSION, type InvokeRequest, type StoredStep } from "@stepwise/protocol";
 import { afterCommit, describe, machineEnv, type EngineContext } from "../context.ts";
-import { LeaseLostError, serializedError } from "../errors.ts";
+import { isRefusedValue, LeaseLostError, serializedError } from "../errors.ts";
 import { invokeApp, type InvokerOptions } from "../invoker.ts";
 import { leaseToken } from "./checkpoints.ts";
 import type { InvocationSnapshots, KnownStates } from "./known-states.ts";
@@ -50,32 +50,22 @@ const nothing: Transition = () => {};
  * then runs it as any other).
  */
 export async function runJob(runner: JobRunner, job: JobRecord, unclaimed = false): Promise<JobRecord[]> {
-  // An invocation claimed before (its holder stalled or died) may have checkpointed steps since
-  // the state kept here: built from it, the request would have the app run them again.
-  const kept = runner.known.take(job.id);
-  const known = job.kind === "invoke" && job.claims > 1 ? undefined : kept;
+  const known = runner.known.take(job);
   if (job.failures >= MAX_JOB_FAILURES) return giveUp(runner, job, job.lastError ?? "unknown cause");
-  if (unclaimed) return job.kind === "invoke" ? [] : runOwnTimer(runner, job, known);
+  if (unclaimed) return job.kind === "invoke" ? [] : runTimer(runner, job, known, { unclaimed });
   try {
     return job.kind === "invoke" ? await runInvocation(runner, job, known) : await runTimer(runner, job, known);
   } catch (error) {
     // The store refused a value it can never take: retrying would fail the same way.
-    if (rejectedByStore(error)) return giveUp(runner, job, describe(error));
+    if (isRefusedValue(error)) return giveUp(runner, job, describe(error));
     throw error;
   }
 }
 
-async function runTimer(runner: JobRunner, job: JobRecord, known: RunState | undefined): Promise<JobRecord[]> {
+async function runTimer(runner: JobRunner, job: JobRecord, known: RunState | undefined, how: { unclaimed?: boolean } = {}): Promise<JobRecord[]> {
   await runner.ctx.registry.ensureFresh();
   const state = known ?? (await runner.ctx.store.loadRunState(job.runId));
-  return complete(runner, job, state, (draft, env) => fireTimer(draft, env, job));
-}
-
-async function runOwnTimer(runner: JobRunner, job: JobRecord, known: RunState | undefined): Promise<JobRecord[]> {
-  await runner.ctx.registry.ensureFresh();
-  const state = known ?? (await runner.ctx.store.loadRunState(job.runId));
-  if (!state) return [];
-  return complete(runner, job, state, (draft, env) => fireTimer(draft, env, job), { unclaimed: true });
+  return complete(runner, job, state, (draft, env) => fireTimer(draft, env, job), how);
 }
 
 async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState | undefined): Promise<JobRecord[]> {
@@ -195,10 +185,4 @@ function asStored(step: StepRecord): StoredStep {
   if (step.status === "completed") return { id, name, kind, position, status: "completed", output: step.output ?? null };
   if (step.status === "failed") return { id, name, kind, position, status: "failed", error: step.error };
   return { id, name, kind, position, status: "pending" };
-}
-
-/** Postgres data exceptions (22…) and program limits (54…): the value can never be stored as it is. */
-function rejectedByStore(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === "string" && /^(22|54)/.test(code);
 }

@@ -5,11 +5,10 @@
  * wake-up, a timeout) and for the first invocation of a run this process just started (one a
  * burst of events left queued for want of a free lane) it is kept when the job is due soon and
  * the state is small, since such a job may be run by another executor and its entry then waits
- * to be evicted. A state kept
- * here may be stale (an event, a cancel, another executor moved the run on): every commit made
- * from it is guarded by the run's version and falls back to a transaction on the run as it is.
- * An invocation is built from a kept state only on its job's first claim: a job claimed before
- * may have had steps checkpointed under it since, which the state lacks.
+ * to be evicted. A state kept here may be stale (an event, a cancel, another executor moved the
+ * run on): every commit made from it is guarded by the run's version and falls back to a
+ * transaction on the run as it is. An invocation is given a kept state only on its job's first
+ * claim: a job claimed before may have had steps checkpointed under it since, which the state lacks.
  */
 import { jsonBytes } from "../limits.ts";
 import { TIMER_KINDS, type JobRecord, type RunState } from "../records.ts";
@@ -51,11 +50,15 @@ export class KnownStates {
     }
   }
 
-  /** The state kept for `jobId`, if any; it is handed out once. */
-  take(jobId: string): RunState | undefined {
-    const state = this.continuations.get(jobId) ?? this.timers.get(jobId);
-    this.forget(jobId);
-    return state;
+  /**
+   * The state kept for `job`, if any and if it can serve: it is handed out once. An invocation
+   * claimed before (its holder stalled or died) may have had steps checkpointed since: built
+   * from the kept state, its request would have the app run them again.
+   */
+  take(job: JobRecord): RunState | undefined {
+    const state = this.continuations.get(job.id) ?? this.timers.get(job.id);
+    this.forget(job.id);
+    return job.kind === "invoke" && job.claims > 1 ? undefined : state;
   }
 
   forget(jobId: string): void {

@@ -273,13 +273,12 @@ export class Lanes {
         this.stats.ran++;
         this.reachable(startedAt);
       } catch (error) {
-        // A timer of its own that another took first, or that moved on, is nobody's failure.
-        if (unclaimed) this.notify();
-        else await this.failed(job, error);
+        // A timer of its own that failed is nobody's failure: the claim loop runs it as any other.
+        if (!unclaimed) await this.failed(job, error);
       } finally {
         this.active.delete(job.id);
       }
-      // Not taken (a run moved on, clocks apart): the claim loop looks at it now.
+      // Not taken (another took it, the run moved on, clocks apart, it failed): the claim loop looks at it now.
       if (unclaimed && next.length === 0) this.notify();
       unclaimed = false;
       job = next.shift();

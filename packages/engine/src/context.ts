@@ -7,6 +7,7 @@
  */
 import type { BackoffConfig } from "@stepwise/protocol";
 import { resolveBackoff } from "./backoff.ts";
+import { describe } from "./errors.ts";
 import type { Clock } from "./clock.ts";
 import type { Limits } from "./limits.ts";
 import type { Logger } from "./log.ts";
@@ -64,6 +65,4 @@ export async function afterCommit(ctx: EngineContext, committed: Committed): Pro
   if (committed.queued.length > 0) ctx.onQueued(committed.queued);
 }
 
-export function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
+export { describe };

@@ -43,20 +43,33 @@ const UNAVAILABLE_CODES = new Set([
   "08004",
   "08006",
 ]);
-const UNAVAILABLE_MESSAGES = /connection terminated|connection refused|econnrefused|socket hang up|websocket|terminating connection|the database system is (starting|shutting)|fetch failed|network/i;
+// "Unexpected server response: 5xx": a WebSocket proxy in front of Postgres (Neon's, or the dev
+// bridge) answering while the database behind it is down.
+const UNAVAILABLE_MESSAGES =
+  /connection terminated|connection refused|econnrefused|socket hang up|websocket|terminating connection|the database system is (starting|shutting)|fetch failed|network|unexpected server response: 5\d\d/i;
 
 /**
  * Whether an error means a store is unreachable (restarting, network down) rather than a bug:
- * such failures are retried quietly with backoff and reported once per outage.
+ * such failures are retried quietly with backoff and reported once per outage. Follows `cause`
+ * and `error` (a WebSocket's ErrorEvent, which the Neon driver rejects with, is not an Error:
+ * the error is inside it).
  */
 export function isUnavailable(error: unknown): boolean {
   for (let current: unknown = error, depth = 0; current && depth < 5; depth++) {
-    const { code, message, cause } = current as { code?: unknown; message?: unknown; cause?: unknown };
+    const { code, message, cause, error: inner } = current as { code?: unknown; message?: unknown; cause?: unknown; error?: unknown };
     if (typeof code === "string" && UNAVAILABLE_CODES.has(code)) return true;
     if (typeof message === "string" && UNAVAILABLE_MESSAGES.test(message)) return true;
-    current = cause;
+    current = cause ?? inner;
   }
   return false;
+}
+
+/** What went wrong, in words: an Error's message, or that of an error-like object (an ErrorEvent), never "[object Object]". */
+export function describe(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  const message = (error as { message?: unknown } | null)?.message;
+  if (typeof message === "string" && message) return message;
+  return String(error);
 }
 
 /** Postgres data exceptions (22…) and program limits (54…): the value can never be stored as it is. */

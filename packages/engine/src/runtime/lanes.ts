@@ -18,7 +18,7 @@
  * moved on, clocks apart) the loop claims as any other.
  */
 import { formatDuration, type Logger } from "../log.ts";
-import { isUnavailable, LeaseLostError } from "../errors.ts";
+import { describe, isUnavailable, LeaseLostError } from "../errors.ts";
 import type { JobRecord } from "../records.ts";
 import type { Queue } from "../store.ts";
 import { Latch } from "./latch.ts";
@@ -316,7 +316,7 @@ export class Lanes {
       await queue.release(job, owner, { delayMs: 1_000 }).catch(() => {});
       return;
     }
-    const cause = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+    const cause = error instanceof Error ? `${error.name}: ${error.message}` : describe(error);
     const delayMs = Math.min(30_000, 500 * 2 ** Math.min(job.failures, 6));
     log.warn(`${what} failed in the executor (failure ${job.failures + 1}): ${cause}; retrying in ${formatDuration(delayMs)}`);
     await queue.release(job, owner, { delayMs, failure: cause.slice(0, 2_000) }).catch(() => {});
@@ -327,7 +327,7 @@ export class Lanes {
     try {
       await this.options.queue.extendLeases([...this.active.keys()], this.options.owner, this.options.leaseMs);
     } catch (error) {
-      if (this.failures === 0) this.options.log.warn(`could not extend job leases: ${error instanceof Error ? error.message : String(error)}`);
+      if (this.failures === 0) this.options.log.warn(`could not extend job leases: ${describe(error)}`);
     }
   }
 
@@ -337,11 +337,11 @@ export class Lanes {
    */
   private trouble(error: unknown, doing: string): void {
     if (!isUnavailable(error)) {
-      this.options.log.warn(`${doing} failed: ${error instanceof Error ? error.message : String(error)}; retrying`);
+      this.options.log.warn(`${doing} failed: ${describe(error)}; retrying`);
     } else {
       if (this.failures === 0) {
         this.outageSince = Date.now();
-        this.options.log.error(`store unavailable (${error instanceof Error ? error.message : String(error)}); pausing work and retrying with backoff`);
+        this.options.log.error(`store unavailable (${describe(error)}); pausing work and retrying with backoff`);
       }
       this.failures++;
     }

@@ -11,6 +11,12 @@
  * Checkpoints of different runs that arrive while one is being written go together as one
  * statement (a group commit: one round trip and one commit for all, each with its own fence
  * and outcome), through {@link CheckpointWriter}. Alone, a checkpoint goes at once.
+ *
+ * The first try never waits for a lock (`SKIP LOCKED`): a statement that locks many runs must
+ * not wait for one of them while holding the others, or a transaction that locks the same runs
+ * in another order (an event cancelling runs B then A) deadlocks with it, and one run held by a
+ * long transaction stalls every checkpoint gathered with it. A checkpoint whose run or job was
+ * held is written again alone, waiting its turn like any transaction that locks one run.
  */
 import { isRefusedValue, type CheckpointResult, type CheckpointWrite } from "@stepwise/engine";
 import type { SqlExecutor } from "./sql.ts";
@@ -73,21 +79,39 @@ export class CheckpointWriter {
 
   private async send(batch: Pending[]): Promise<void> {
     try {
-      const results = await this.retrying(() => (batch.length === 1 ? writeCheckpoint(this.sql, batch[0]!.write).then((r) => [r]) : writeCheckpoints(this.sql, batch.map((p) => p.write))));
-      batch.forEach((pending, index) => pending.resolve(results[index]!));
+      const results = await this.retrying(() =>
+        batch.length === 1 ? writeCheckpoint(this.sql, batch[0]!.write, "skip").then((r): Outcome[] => [r]) : writeCheckpoints(this.sql, batch.map((p) => p.write)),
+      );
+      batch.forEach((pending, index) => {
+        const result = results[index]!;
+        // Held by another transaction: written alone, outside the slots, so its wait stalls no one else.
+        if (result === HELD) void this.writeAlone(pending);
+        else pending.resolve(result);
+      });
     } catch (error) {
       if (batch.length === 1 || !isRefusedValue(error)) return batch.forEach((pending) => pending.reject(error));
-      await Promise.all(
-        batch.map((pending) => this.retrying(() => writeCheckpoint(this.sql, pending.write)).then(pending.resolve, pending.reject)),
-      );
+      await Promise.all(batch.map((pending) => this.writeAlone(pending)));
     }
+  }
+
+  private writeAlone(pending: Pending): Promise<void> {
+    return this.retrying(() => writeCheckpoint(this.sql, pending.write, "wait")).then((result) => {
+      // Waiting for the lock, it cannot be skipped; only the skipping statement answers HELD.
+      if (result === HELD) throw new Error("checkpoint skipped a lock it was told to wait for");
+      pending.resolve(result);
+    }).catch(pending.reject);
   }
 }
 
-type OutcomeRow = { found: boolean; status: string | null; same_function: boolean; full: boolean; leased: boolean; version: number | null };
+/** A checkpoint whose run or job another transaction held, so the skipping statement left it alone. */
+const HELD: unique symbol = Symbol("held");
+type Outcome = CheckpointResult | typeof HELD;
+
+type OutcomeRow = { found: boolean; held: boolean; status: string | null; same_function: boolean; full: boolean; leased: boolean; version: number | null };
 
 /** What the statement's row says happened to one checkpoint. */
-function outcome(row: OutcomeRow | undefined): CheckpointResult {
+function outcome(row: OutcomeRow | undefined): Outcome {
+  if (row?.held) return HELD;
   if (!row?.found || !row.same_function) return { ok: false, refused: "lease-lost" };
   if (row.version !== null && row.version !== undefined) return { ok: true, wasQueued: row.status === "queued", version: Number(row.version) };
   if (row.status === "completed" || row.status === "failed" || row.status === "cancelled") return { ok: false, refused: "run-ended" };
@@ -96,8 +120,8 @@ function outcome(row: OutcomeRow | undefined): CheckpointResult {
   return { ok: false, refused: "step-stored" };
 }
 
-/** Checkpoints of distinct runs in one statement; results in the order given. */
-export async function writeCheckpoints(sql: SqlExecutor, writes: CheckpointWrite[]): Promise<CheckpointResult[]> {
+/** Checkpoints of distinct runs in one statement, skipping what is locked; results in the order given. */
+async function writeCheckpoints(sql: SqlExecutor, writes: CheckpointWrite[]): Promise<Outcome[]> {
   const input = writes.map((write, idx) => ({
     idx,
     run_id: write.runId,
@@ -119,9 +143,10 @@ export async function writeCheckpoints(sql: SqlExecutor, writes: CheckpointWrite
   return writes.map((_, idx) => outcome(byIndex.get(idx)));
 }
 
-export async function writeCheckpoint(sql: SqlExecutor, write: CheckpointWrite): Promise<CheckpointResult> {
+/** One checkpoint; `skip` leaves a locked run or job alone (answering HELD), `wait` waits for it. */
+async function writeCheckpoint(sql: SqlExecutor, write: CheckpointWrite, locks: "skip" | "wait"): Promise<Outcome> {
   const { step, lease } = write;
-  const [row] = await sql.query<OutcomeRow>(CHECKPOINT, [
+  const [row] = await sql.query<OutcomeRow>(CHECKPOINT[locks], [
     write.runId,
     write.functionId,
     lease.jobId,
@@ -135,7 +160,7 @@ export async function writeCheckpoint(sql: SqlExecutor, write: CheckpointWrite):
     step.startedAt.toISOString(),
     write.bytes,
     write.maxRunStateBytes,
-  ], { prepare: "stepwise_checkpoint" });
+  ], { prepare: `stepwise_checkpoint_${locks}` });
   return outcome(row);
 }
 
@@ -144,18 +169,34 @@ export async function writeCheckpoint(sql: SqlExecutor, write: CheckpointWrite):
  * $7 step id, $8 name, $9 position, $10 output (JSON text), $11 started at, $12 output bytes,
  * $13 the run's state limit.
  */
-const CHECKPOINT = `
+/**
+ * Whether the skipping statement left the checkpoint alone: its run, or its job, is there when
+ * read without a lock but was not locked. (A statement that waited for its locks has nothing
+ * to say here: a row it waited for and found deleted is still in the statement's snapshot.)
+ */
+const HELD_ONE = `(NOT EXISTS (SELECT 1 FROM run) AND EXISTS (SELECT 1 FROM runs WHERE id = $1))
+         OR (EXISTS (SELECT 1 FROM open) AND NOT EXISTS (SELECT 1 FROM job) AND EXISTS (
+           SELECT 1 FROM jobs WHERE id = $3::bigint AND run_id = $1 AND locked_by = $4 AND claims = $5::int AND locked_until > now()))`;
+
+const checkpointSql = (locks: "skip" | "wait") => {
+  const skip = locks === "skip" ? "SKIP LOCKED" : "";
+  return `
 WITH run AS (
-  SELECT status, function_id, state_bytes FROM runs WHERE id = $1 FOR UPDATE
+  SELECT status, function_id, state_bytes FROM runs WHERE id = $1 FOR UPDATE ${skip}
 ),
 open AS (
   SELECT 1 FROM run
   WHERE status NOT IN ('completed', 'failed', 'cancelled') AND function_id = $2 AND state_bytes + $12::bigint <= $13::bigint
 ),
-lease AS (
-  UPDATE jobs SET locked_until = greatest(locked_until, now() + make_interval(secs => $6::float8 / 1000))
+job AS (
+  SELECT id FROM jobs
   WHERE id = $3::bigint AND run_id = $1 AND kind = 'invoke' AND step_id IS NULL
     AND locked_by = $4 AND claims = $5::int AND locked_until > now() AND EXISTS (SELECT 1 FROM open)
+  FOR UPDATE ${skip}
+),
+lease AS (
+  UPDATE jobs SET locked_until = greatest(locked_until, now() + make_interval(secs => $6::float8 / 1000))
+  WHERE id IN (SELECT id FROM job)
   RETURNING id
 ),
 saved AS (
@@ -171,30 +212,38 @@ bumped AS (
   RETURNING version
 )
 SELECT EXISTS (SELECT 1 FROM run) AS found,
+       ${locks === "skip" ? HELD_ONE : "false"} AS held,
        (SELECT status FROM run) AS status,
        coalesce((SELECT function_id = $2 FROM run), false) AS same_function,
        coalesce((SELECT state_bytes + $12::bigint > $13::bigint FROM run), false) AS full,
        EXISTS (SELECT 1 FROM lease) AS leased,
        (SELECT version FROM bumped) AS version`;
+};
+const CHECKPOINT = { skip: checkpointSql("skip"), wait: checkpointSql("wait") };
 
-/** The same for many runs (distinct): $1 the checkpoints as JSON, each with its index. Runs are locked in ID order. */
+/** The same for many runs (distinct), skipping locked rows: $1 the checkpoints as JSON, each with its index. */
 const CHECKPOINTS = `
 WITH input AS (
   SELECT * FROM jsonb_to_recordset($1::jsonb) AS c(idx int, run_id text, function_id text, job_id bigint, owner text, claims int,
        lease_ms float8, step_id text, name text, position int, output text, started_at timestamptz, bytes bigint, max_bytes bigint)
 ),
 run AS (
-  SELECT r.id, r.status, r.function_id, r.state_bytes FROM runs r WHERE r.id IN (SELECT run_id FROM input) ORDER BY r.id FOR UPDATE
+  SELECT r.id, r.status, r.function_id, r.state_bytes FROM runs r WHERE r.id IN (SELECT run_id FROM input) FOR UPDATE SKIP LOCKED
 ),
 open AS (
   SELECT i.* FROM input i JOIN run r ON r.id = i.run_id
   WHERE r.status NOT IN ('completed', 'failed', 'cancelled') AND r.function_id = i.function_id AND r.state_bytes + i.bytes <= i.max_bytes
 ),
+job AS (
+  SELECT j.id, o.idx FROM jobs j JOIN open o ON j.id = o.job_id
+  WHERE j.run_id = o.run_id AND j.kind = 'invoke' AND j.step_id IS NULL
+    AND j.locked_by = o.owner AND j.claims = o.claims AND j.locked_until > now()
+  FOR UPDATE OF j SKIP LOCKED
+),
 lease AS (
   UPDATE jobs j SET locked_until = greatest(j.locked_until, now() + make_interval(secs => o.lease_ms / 1000))
-  FROM open o
-  WHERE j.id = o.job_id AND j.run_id = o.run_id AND j.kind = 'invoke' AND j.step_id IS NULL
-    AND j.locked_by = o.owner AND j.claims = o.claims AND j.locked_until > now()
+  FROM job, open o
+  WHERE j.id = job.id AND o.idx = job.idx
   RETURNING o.idx
 ),
 saved AS (
@@ -213,6 +262,11 @@ bumped AS (
 )
 SELECT i.idx,
        r.id IS NOT NULL AS found,
+       -- As HELD_ONE says for one checkpoint.
+       (r.id IS NULL AND EXISTS (SELECT 1 FROM runs WHERE id = i.run_id))
+         OR (i.idx IN (SELECT idx FROM open) AND i.idx NOT IN (SELECT idx FROM job) AND EXISTS (
+           SELECT 1 FROM jobs WHERE id = i.job_id AND run_id = i.run_id AND locked_by = i.owner AND claims = i.claims AND locked_until > now()))
+         AS held,
        r.status,
        coalesce(r.function_id = i.function_id, false) AS same_function,
        coalesce(r.state_bytes + i.bytes > i.max_bytes, false) AS full,

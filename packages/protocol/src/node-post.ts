@@ -7,6 +7,12 @@
  * Deno, edge runtimes) `nodePost` is undefined, and callers use fetch.
  *
  * Like a fetch with `redirect: "manual"`, it never follows a redirect: a 3xx comes back as it is.
+ *
+ * A kept-alive connection can be closed by the other side just as a request goes out on it
+ * (servers close idle connections after a few seconds: Node's after 5). Idle connections are
+ * dropped here after {@link IDLE_MS}, before most servers would, and a request that finds its
+ * reused connection reset before any answer goes once more on a new one: the other side closed
+ * that connection without reading the request, so it never saw it.
  */
 
 export interface PostOptions {
@@ -41,8 +47,11 @@ export class PostError extends Error {
 
 export type NodePost = (url: string, body: string, options: PostOptions) => Promise<PostAnswer>;
 
+/** How long an idle kept-alive connection is kept: under the 5 s after which Node's server closes one. */
+const IDLE_MS = 4_000;
+
 interface HttpModule {
-  Agent: new (options: { keepAlive: boolean }) => unknown;
+  Agent: new (options: { keepAlive: boolean; timeout: number }) => unknown;
   request(url: string, options: Record<string, unknown>, onResponse: (response: IncomingLike) => void): RequestLike;
 }
 interface IncomingLike {
@@ -54,7 +63,9 @@ interface IncomingLike {
   destroy(): void;
 }
 interface RequestLike {
-  on(event: "error", listener: (error: Error) => void): void;
+  /** Whether the request went out on a connection an earlier request used. */
+  reusedSocket?: boolean;
+  on(event: "error", listener: (error: Error & { code?: string }) => void): void;
   destroy(error?: Error): void;
   end(body: Uint8Array): void;
 }
@@ -76,9 +87,13 @@ export const nodePost: NodePost | undefined = (() => {
   }
   if (!http?.request || !https?.request) return undefined;
   // Idle keep-alive sockets are unref'd by Node's agent: they never hold a process open.
-  const agents = { "http:": new http.Agent({ keepAlive: true }), "https:": new https.Agent({ keepAlive: true }) };
-  return (url, body, { headers, timeoutMs, maxBytes }) =>
+  const agents = {
+    "http:": new http.Agent({ keepAlive: true, timeout: IDLE_MS }),
+    "https:": new https.Agent({ keepAlive: true, timeout: IDLE_MS }),
+  };
+  const post = (url: string, body: string, { headers, timeoutMs, maxBytes }: PostOptions, mayRetry: boolean) =>
     new Promise<PostAnswer>((resolve, reject) => {
+      const startedAt = performance.now();
       const protocol = new URL(url).protocol;
       if (protocol !== "http:" && protocol !== "https:") return reject(new PostError("request", `cannot POST to a ${protocol} URL`));
       const bytes = encoder.encode(body);
@@ -120,9 +135,20 @@ export const nodePost: NodePost | undefined = (() => {
         },
       );
       const timer = setTimeout(() => request.destroy(new PostError(answering ? "answer" : "request", `no answer within ${timeoutMs} ms`)), timeoutMs);
-      request.on("error", fail);
+      request.on("error", (error) => {
+        const closedUnderUs = mayRetry && request.reusedSocket && !answering && (error.code === "ECONNRESET" || error.code === "EPIPE");
+        if (closedUnderUs && !settled) {
+          settled = true;
+          clearTimeout(timer);
+          // In what is left of the time: the whole exchange, retry included, ends within timeoutMs.
+          const left = Math.max(1, timeoutMs - (performance.now() - startedAt));
+          return void post(url, body, { headers, timeoutMs: left, maxBytes }, false).then(resolve, reject);
+        }
+        fail(error);
+      });
       request.end(bytes);
     });
+  return (url, body, options) => post(url, body, options, true);
 })();
 
 function concat(chunks: Uint8Array[], size: number): Uint8Array {

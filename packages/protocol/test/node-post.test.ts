@@ -4,6 +4,7 @@
  * the call can fail rejects with the stage it failed at (before any answer, or during it).
  */
 import { createServer, type Server } from "node:http";
+import { createServer as createTcpServer, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { nodePost, PostError } from "../src/node-post.ts";
 import { freePort } from "../../../test/support/net.ts";
@@ -99,5 +100,48 @@ describe.runIf(nodePost)("POST over node:http", () => {
     expect(cut.stage).toBe("answer");
     const stalled = await failure(post(`${base}/slow-body`, "{}", options({ timeoutMs: 300 })));
     expect([stalled.stage, stalled.message]).toEqual(["answer", "no answer within 300 ms"]);
+  });
+
+  it("sends a request once more on a new connection when the kept-alive one it reused is reset before any answer", async () => {
+    // A server that answers the first request on each connection and resets the connection when
+    // a second arrives on it: what a server closing an idle connection does to a request already on its way.
+    const connections: Socket[] = [];
+    const tcp = createTcpServer((socket) => {
+      connections.push(socket);
+      let requests = 0;
+      socket.on("data", (chunk) => {
+        if (!chunk.toString("latin1").includes("\r\n\r\n")) return;
+        if (++requests > 1) return void socket.resetAndDestroy();
+        socket.write("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\nok");
+      });
+      socket.on("error", () => {});
+    });
+    await new Promise<void>((resolve) => tcp.listen(0, "127.0.0.1", resolve));
+    const url = `http://127.0.0.1:${(tcp.address() as { port: number }).port}/api/durable`;
+    try {
+      expect((await post(url, "{}", options())).text).toBe("ok");
+      expect((await post(url, "{}", options())).text).toBe("ok");
+      expect(connections).toHaveLength(2);
+    } finally {
+      for (const socket of connections) socket.destroy();
+      await new Promise<void>((resolve) => tcp.close(() => resolve()));
+    }
+  });
+
+  it("does not send a request again when a fresh connection is reset: the other side may have read it", async () => {
+    const tcp = createTcpServer((socket) => {
+      socket.on("data", () => socket.resetAndDestroy());
+      socket.on("error", () => {});
+    });
+    await new Promise<void>((resolve) => tcp.listen(0, "127.0.0.1", resolve));
+    let accepted = 0;
+    tcp.on("connection", () => accepted++);
+    const url = `http://127.0.0.1:${(tcp.address() as { port: number }).port}/fresh`;
+    try {
+      expect((await failure(post(url, "{}", options()))).stage).toBe("request");
+      expect(accepted).toBe(1);
+    } finally {
+      await new Promise<void>((resolve) => tcp.close(() => resolve()));
+    }
   });
 });

@@ -29,6 +29,12 @@ const OWN_TIMER_HORIZON_MS = 5 * 60_000;
 const MAX_OWN_TIMERS = 10_000;
 /** How long the claim loop lets a due time that one of this process's timers will take go by. */
 const OWN_TIMER_GRACE_MS = 10;
+/**
+ * Longest the claim loop holds off while this process's timers fire (their jobs are unclaimed
+ * in the store, so a claim then would take them from under their timers): other due work waits
+ * at most this long for them.
+ */
+const MAX_OWN_TIMER_HOLD_MS = 50;
 
 export interface LanesOptions {
   queue: Queue;
@@ -85,6 +91,9 @@ export class Lanes {
   private pausedUntil = 0;
   /** Timers this process fires itself: their handles and due times (ms since the epoch). */
   private readonly ownTimers = new Map<string, { handle: ReturnType<typeof setTimeout>; dueAt: number }>();
+  /** Own timers being applied now, and since when the claim loop has held off for them. */
+  private ownFiring = 0;
+  private holdingSince: number | undefined;
 
   constructor(private readonly options: LanesOptions) {}
 
@@ -171,6 +180,23 @@ export class Lanes {
     else this.notify();
   }
 
+  /**
+   * How long the claim loop should wait before claiming: while one of this process's timers is
+   * being applied or comes due within the grace (a timer a busy event loop runs late included),
+   * up to {@link MAX_OWN_TIMER_HOLD_MS} in a row; else 0.
+   */
+  private holdForOwnTimers(now: number): number {
+    let soonest = Infinity;
+    for (const { dueAt } of this.ownTimers.values()) soonest = Math.min(soonest, dueAt);
+    const imminent = soonest - now <= OWN_TIMER_GRACE_MS;
+    if (this.ownFiring === 0 && !imminent) return (this.holdingSince = undefined), 0;
+    this.holdingSince ??= now;
+    const left = this.holdingSince + MAX_OWN_TIMER_HOLD_MS - now;
+    if (left <= 0) return 0;
+    // A firing timer's lane end wakes the loop; a due one fires at its time, or as soon as the event loop gets to it.
+    return Math.min(left, this.ownFiring > 0 ? left : Math.max(1, soonest - now + 1));
+  }
+
   /** Whether one of this process's timers comes due around `at`, so the claim loop should let it go first. */
   private ownTimerAround(at: number): boolean {
     for (const { dueAt } of this.ownTimers.values()) if (Math.abs(dueAt - at) <= OWN_TIMER_GRACE_MS) return true;
@@ -197,6 +223,11 @@ export class Lanes {
       if (pause > 0) {
         if (mode === "drain") break;
         await this.wake.wait(pause);
+        continue;
+      }
+      const hold = mode === "forever" ? this.holdForOwnTimers(Date.now()) : 0;
+      if (hold > 0) {
+        await this.wake.wait(hold);
         continue;
       }
       const limit = this.budget ? Math.min(free, this.budget.maxJobs - this.budget.started) : free;
@@ -268,6 +299,7 @@ export class Lanes {
       this.active.set(job.id, job);
       let next: JobRecord[] = [];
       const startedAt = Date.now();
+      if (unclaimed) this.ownFiring++;
       try {
         next = await this.options.handle(job, unclaimed);
         this.stats.ran++;
@@ -277,6 +309,8 @@ export class Lanes {
         if (!unclaimed) await this.failed(job, error);
       } finally {
         this.active.delete(job.id);
+        // The claim loop may be holding off for this one.
+        if (unclaimed && --this.ownFiring === 0) this.wake.set();
       }
       // Not taken (another took it, the run moved on, clocks apart, it failed): the claim loop looks at it now.
       if (unclaimed && next.length === 0) this.notify();

@@ -6,7 +6,7 @@
  */
 import { NonRetriableError, Stepwise, StepError, type AnyStepwiseFunction, type EventSchemas, type StepTools } from "@stepwise/sdk";
 import { serve } from "@stepwise/sdk/fetch";
-import type { CheckpointRequest } from "@stepwise/protocol";
+import { STEP_OUTPUTS_ROUTE, type CheckpointRequest, type StepOutputsRequest } from "@stepwise/protocol";
 import { valueOf, type Item, type RunItem } from "./program.ts";
 import { invocationContext, type Ledger } from "./ledger.ts";
 import { badGateway, unit } from "./network.ts";
@@ -20,7 +20,7 @@ export interface SimApp {
 
 type Step = StepTools<EventSchemas>;
 
-/** How the app reaches the executors for checkpoints, and how often that path fails. */
+/** How the app reaches the executors (checkpoints, reads of left-out outputs), and how often that path fails. */
 export interface CheckpointPath {
   seed: number;
   /** Chance that a checkpoint meets a fault, while faults are on. */
@@ -31,6 +31,8 @@ export interface CheckpointPath {
 
 export type CheckpointFault = "refuse" | "502 before" | "502 after" | "app crash before" | "app crash after";
 export const CHECKPOINT_FAULTS: CheckpointFault[] = ["refuse", "502 before", "502 after", "app crash before", "app crash after"];
+export type OutputsReadFault = "refuse" | "502" | "cut off" | "app crash";
+export const OUTPUTS_READ_FAULTS: OutputsReadFault[] = ["refuse", "502", "cut off", "app crash"];
 
 /**
  * Checkpoints on their way to an executor, with faults: refused, a 502 page before or after the
@@ -41,6 +43,7 @@ function checkpointFetch(ledger: Ledger, path: CheckpointPath): typeof fetch {
   return (async (input: string | URL | Request, init?: RequestInit) => {
     const url = String(input instanceof Request ? input.url : input);
     const body = String(init?.body ?? "");
+    if (url.endsWith(STEP_OUTPUTS_ROUTE)) return readOutputs(ledger, path, url, body, init);
     const checkpoint = JSON.parse(body) as CheckpointRequest;
     const invocation = invocationContext.getStore();
     const where = `${path.seed}|cp|${checkpoint.run.id}|${checkpoint.step.id}|${invocation}`;
@@ -61,6 +64,26 @@ function checkpointFetch(ledger: Ledger, path: CheckpointPath): typeof fetch {
     }
     return response;
   }) as typeof fetch;
+}
+
+/**
+ * A read of the stored outputs an invocation left out, with faults: refused, a 502 page, the
+ * answer cut off mid-JSON, or the app's process dying while it waits. Each makes the app
+ * answer 503 (or never), and the executor invokes again.
+ */
+async function readOutputs(ledger: Ledger, path: CheckpointPath, url: string, body: string, init?: RequestInit): Promise<Response> {
+  const asked = JSON.parse(body) as StepOutputsRequest;
+  const invocation = invocationContext.getStore();
+  const where = `${path.seed}|out|${asked.run.id}|${asked.steps.join(",")}|${invocation}`;
+  const fault = unit(where) < path.rate() ? OUTPUTS_READ_FAULTS[Math.floor(unit(`${where}|kind`) * OUTPUTS_READ_FAULTS.length)]! : "none";
+  if (fault !== "none" && fault !== "app crash") ledger.fault(`outputs read ${fault}`);
+  if (fault === "refuse") throw new TypeError("fetch failed", { cause: Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:8288"), { code: "ECONNREFUSED" }) });
+  if (fault === "502") return badGateway();
+  if (fault === "app crash") return ledger.appCrashed(invocation, "app crash reading outputs"), new Promise<Response>(() => {});
+  ledger.outputReads++;
+  const response = await path.toExecutor(new Request(url, { method: "POST", headers: init?.headers, body }));
+  if (fault === "cut off") return new Response((await response.text()).slice(0, 40), { status: 200, headers: { "content-type": "application/json" } });
+  return response;
 }
 
 /** The app's own notices (a checkpoint that failed on the way, as injected) would drown the report. */

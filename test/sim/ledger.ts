@@ -63,6 +63,8 @@ export class Ledger {
   readonly refusedCheckpoints: Array<{ invocation: number; runId: string; stepId: string; at: number }> = [];
   /** Checkpoints the app heard committed. */
   checkpointsCommitted = 0;
+  /** Reads of left-out outputs that reached an executor. */
+  outputReads = 0;
   private tokens = 0;
 
   invocation(fields: Omit<Invocation, "id" | "waits">): Invocation {

@@ -86,6 +86,8 @@ export async function play(topology: Topology, schedule: Schedule): Promise<Play
       pollMs: 200,
       registryRefreshMs: 60_000,
       backoff: { initialMs: 20, maxMs: 200 },
+      // A budget of a few small outputs: later ones are left out of requests and read back, on the faulty path.
+      limits: { maxRequestOutputBytes: 120 },
       clock: { now: () => Date.now() + skew },
       log,
       fetch: faultyFetch(name, { seed: schedule.seed, ledger, app: app.handler, rate: () => (faultsOn ? faults.networkRate : 0), gone: () => store.dead || slot.halted }),

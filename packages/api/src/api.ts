@@ -4,6 +4,7 @@
  *   POST /api/events               one event or an array; 200 { ids } once stored
  *   POST /api/apps                 an app registers itself (signed with the signing key)
  *   POST /api/checkpoints          an app commits a step result mid-invocation (signed likewise)
+ *   POST /api/step-outputs         an app reads stored outputs its invocation left out (signed likewise)
  *   GET  /api/functions            registered functions
  *   GET  /api/runs/:runId          a run with its steps
  *   POST /api/runs/:runId/cancel   cancels a live run
@@ -14,7 +15,7 @@
  * signing and event keys, so neither reads or cancels runs.
  * Bad input gets a 4xx with `{ error }` saying what is wrong; nothing is stored then.
  */
-import { APPS_ROUTE, CHECKPOINT_ROUTE, HEADERS, keyMatches, SeenSignatures } from "@stepwise/protocol";
+import { APPS_ROUTE, CHECKPOINT_ROUTE, HEADERS, keyMatches, SeenSignatures, STEP_OUTPUTS_ROUTE } from "@stepwise/protocol";
 import { InputError, type Executor } from "@stepwise/engine";
 import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
@@ -62,7 +63,7 @@ export function createApi(options: ApiOptions): Hono {
 
   app.get("/health", (c) => c.json({ ok: true }));
   app.notFound((c) =>
-    c.json({ error: `No ${c.req.method} ${new URL(c.req.url).pathname} here: the API has POST /api/events, POST /api/apps, POST /api/checkpoints, GET /api/functions, GET /api/runs/:runId, POST /api/runs/:runId/cancel, GET /api/events/:eventId/runs` }, 404),
+    c.json({ error: `No ${c.req.method} ${new URL(c.req.url).pathname} here: the API has POST /api/events, POST /api/apps, POST /api/checkpoints, POST /api/step-outputs, GET /api/functions, GET /api/runs/:runId, POST /api/runs/:runId/cancel, GET /api/events/:eventId/runs` }, 404),
   );
 
   app.post(
@@ -100,6 +101,15 @@ export function createApi(options: ApiOptions): Hono {
   app.post(CHECKPOINT_ROUTE, bodyLimit({ maxSize, onError: tooLargeAnswer }), async (c) => {
     const answer = await checkpoint({ signature: c.req.header(HEADERS.signature), text: () => utf8Body(c) });
     return c.json(answer.body, answer.status);
+  });
+
+  // A read, so no replay memory: a replayed request reads what its sender could read anyway.
+  app.post(STEP_OUTPUTS_ROUTE, bodyLimit({ maxSize, onError: tooLargeAnswer }), async (c) => {
+    const appIdOf = (body: unknown) => (body as { run?: { appId?: unknown } } | null)?.run?.appId;
+    const missing = "Not a Stepwise step-outputs request: run.appId is missing";
+    const signed = await verifySignedByApp(keys, "Step outputs request", STEP_OUTPUTS_ROUTE, c.req.header(HEADERS.signature), () => utf8Body(c), appIdOf, missing);
+    if ("refusal" in signed) return c.json(signed.refusal.body, signed.refusal.status);
+    return c.json(await executor.stepOutputs(signed.body, signed.appId as string));
   });
 
   // Runs hold users' data: outside dev mode, reading or cancelling them needs the API key (not a key apps hold).

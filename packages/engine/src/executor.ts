@@ -4,7 +4,7 @@
  * lanes, or as a bounded drain) and keeps the queue and the record in step.
  */
 import { appUrlProblem, type AppUrlPolicy } from "./app-urls.ts";
-import { AppDescriptionSchema, findTextProblem, globalFunctionId, newId, type AppDescription, type BackoffConfig } from "@stepwise/protocol";
+import { AppDescriptionSchema, findTextProblem, globalFunctionId, newId, type AppDescription, type BackoffConfig, type StepOutputsResponse } from "@stepwise/protocol";
 import { systemClock, type Clock } from "./clock.ts";
 import { afterCommit, describe, machineEnv, type EngineContext } from "./context.ts";
 import { InputError, isUnavailable } from "./errors.ts";
@@ -16,6 +16,7 @@ import { isTerminal, TIMER_KINDS, type FunctionRecord } from "./records.ts";
 import { Registry } from "./registry.ts";
 import { CheckpointRefused, commitCheckpoint, parseCheckpoint } from "./runtime/checkpoints.ts";
 import { runJob, type JobRunner } from "./runtime/jobs.ts";
+import { readStepOutputs } from "./runtime/request-steps.ts";
 import { InvocationSnapshots, KnownStates } from "./runtime/known-states.ts";
 import { Lanes, within, type DrainBudget } from "./runtime/lanes.ts";
 import { pruneExpired, reconcileQueue, repairStrandedRuns } from "./runtime/maintenance.ts";
@@ -247,6 +248,14 @@ export class Executor {
       throw new CheckpointRefused("lease-lost", `Checkpoint refused: app "${appId}" has no function "${request.run.functionId}"`);
     }
     this.runner.snapshots.advance(await commitCheckpoint(this.ctx, this.runner.leaseMs, request));
+  }
+
+  /**
+   * The stored outputs an invocation left out (`POST /api/step-outputs`, whose signature the
+   * caller verified for `appId`); an `InputError` for a malformed request or another app's run.
+   */
+  async stepOutputs(body: unknown, appId: string): Promise<StepOutputsResponse> {
+    return readStepOutputs(this.ctx, body, appId);
   }
 
   /**

@@ -10,11 +10,14 @@ export interface Limits {
   maxStepsPerRun: number;
   /** Largest answer accepted from an app (outputs and ops of one invocation). */
   maxResponseBytes: number;
-  /**
-   * Most JSON one run may hold in step outputs and errors. Every invocation sends them all
-   * to the app, so this bounds the request however long the run's history grows.
-   */
+  /** Most JSON one run may hold in step outputs and errors. */
   maxRunStateBytes: number;
+  /**
+   * Most step output JSON one invocation request carries. Outputs past it are left out (sent
+   * as their size alone) and the app reads them from the executor before it replays, so the
+   * request stays under what serverless hosts accept (6 MB on AWS Lambda) whatever the run holds.
+   */
+  maxRequestOutputBytes: number;
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -24,6 +27,7 @@ export const DEFAULT_LIMITS: Limits = {
   maxStepsPerRun: 1_000,
   maxResponseBytes: 16 * 1024 * 1024,
   maxRunStateBytes: 32 * 1024 * 1024,
+  maxRequestOutputBytes: 1024 * 1024,
 };
 
 /**

@@ -57,6 +57,11 @@ export const StoredStepSchema = z.object({
   position: z.number().int().nonnegative(),
   status: z.enum(["completed", "failed", "pending"]),
   output: z.unknown().optional(),
+  /**
+   * Set on a completed step instead of `output` when the output was left out to keep the
+   * request small (see {@link STEP_OUTPUTS_ROUTE}): its size as JSON, in bytes.
+   */
+  outputBytes: z.number().int().nonnegative().optional(),
   error: SerializedErrorSchema.optional(),
 });
 export type StoredStep = z.infer<typeof StoredStepSchema>;
@@ -261,3 +266,26 @@ export type CheckpointRequest = z.infer<typeof CheckpointRequestSchema>;
 
 /** Why a checkpoint was refused (409). */
 export type CheckpointRefusal = "lease-lost" | "run-ended" | "step-stored" | "limit";
+
+/**
+ * The executor's route for stored step outputs an invocation left out. An invocation carries
+ * outputs up to a budget (the executor's `limits.maxRequestOutputBytes`, 1 MB by default); the
+ * rest come as `outputBytes` alone, and the app reads them here before its replay starts, so
+ * the request stays the same size however much the run has stored (hosts cap requests: 6 MB
+ * on AWS Lambda, 4.5 MB on Vercel). Signed by the app, like a checkpoint.
+ */
+export const STEP_OUTPUTS_ROUTE = "/api/step-outputs";
+
+/** The body of `POST /api/step-outputs`: which steps of which run. */
+export const StepOutputsRequestSchema = z.object({
+  version: z.literal(PROTOCOL_VERSION),
+  run: z.object({ id: z.string(), appId: z.string(), functionId: z.string() }),
+  steps: z.array(z.string()).min(1).max(10_000),
+});
+export type StepOutputsRequest = z.infer<typeof StepOutputsRequestSchema>;
+
+/** The answer (200): each asked step that is stored and completed, with its output; others are left out. */
+export const StepOutputsResponseSchema = z.object({
+  steps: z.array(z.object({ id: z.string(), output: z.unknown() })),
+});
+export type StepOutputsResponse = z.infer<typeof StepOutputsResponseSchema>;

@@ -6,8 +6,8 @@
  * executor refuses or that fails on the way ends the invocation: its result goes back in the
  * answer, as it would with checkpointing off, and the executor's usual rules decide.
  */
-import { CHECKPOINT_ROUTE, HEADERS, PROTOCOL_VERSION, sign, toMs, type CheckpointRequest, type Duration, type InvokeRequest, type NodePost, type Op } from "@stepwise/protocol";
-import type { Logger } from "./types.ts";
+import { CHECKPOINT_ROUTE, PROTOCOL_VERSION, toMs, type CheckpointRequest, type Duration, type InvokeRequest, type Op } from "@stepwise/protocol";
+import { failureReason, postToExecutor, type ExecutorTransport } from "./to-executor.ts";
 
 /** Options of checkpointing (`checkpointing: { maxRuntime: "20s" }` on the client or a function). */
 export interface CheckpointingOptions {
@@ -51,19 +51,8 @@ export interface Checkpointer {
   commit(op: Extract<Op, { op: "step-ran" }>, durationMs: number): Promise<boolean>;
 }
 
-export interface CheckpointTransport {
-  /** Used when the client was given a fetch of its own (tests, proxies) or the runtime has no `node:http`. */
-  fetch: typeof fetch;
-  /** The keep-alive `node:http` POST, when the client uses the runtime's own fetch. */
-  post?: NodePost;
-  /** The executor's base URL. */
-  baseUrl: string;
-  signingKey: string;
-  log: Logger;
-}
-
 /** A checkpointer for `request`, or undefined when the executor offered none. */
-export function checkpointerFor(request: InvokeRequest, budgetMs: number | null, transport: CheckpointTransport): Checkpointer | undefined {
+export function checkpointerFor(request: InvokeRequest, budgetMs: number | null, transport: ExecutorTransport): Checkpointer | undefined {
   const offer = request.checkpoint;
   if (!offer || budgetMs === null || budgetMs <= 0 || request.targetStep !== undefined) return undefined;
   const url = `${transport.baseUrl}${CHECKPOINT_ROUTE}`;
@@ -77,12 +66,8 @@ export function checkpointerFor(request: InvokeRequest, budgetMs: number | null,
         token: offer.token,
         step: { id: op.id, name: op.name, position: op.position, output: op.output, durationMs: Math.max(0, Math.round(durationMs)) },
       };
-      const body = JSON.stringify(checkpoint);
       try {
-        const headers = { "content-type": "application/json", [HEADERS.signature]: await sign(transport.signingKey, { method: "POST", target: CHECKPOINT_ROUTE, body }) };
-        const response = transport.post
-          ? await transport.post(url, body, { headers, timeoutMs: CHECKPOINT_TIMEOUT_MS, maxBytes: MAX_ANSWER_BYTES })
-          : await viaFetch(transport.fetch, url, body, headers);
+        const response = await postToExecutor(transport, CHECKPOINT_ROUTE, JSON.stringify(checkpoint), { timeoutMs: CHECKPOINT_TIMEOUT_MS, maxBytes: MAX_ANSWER_BYTES });
         const text = response.text ?? `an answer longer than ${MAX_ANSWER_BYTES} bytes`;
         // A 200 from something in front of the executor (a login page, a catch-all) is no commit.
         if (response.status === 200 && committed(text)) return true;
@@ -90,18 +75,11 @@ export function checkpointerFor(request: InvokeRequest, budgetMs: number | null,
         if (response.status !== 409) transport.log.warn(`Stepwise: ${runLabel} step "${op.name}": checkpoint answered ${response.status} (${text.slice(0, 200)}); its result goes in the invocation's answer`);
         return false;
       } catch (error) {
-        const reason = error instanceof Error ? error.message : String(error);
-        transport.log.warn(`Stepwise: ${runLabel} step "${op.name}": checkpoint to ${url} failed (${reason}); its result goes in the invocation's answer`);
+        transport.log.warn(`Stepwise: ${runLabel} step "${op.name}": checkpoint to ${url} failed (${failureReason(error)}); its result goes in the invocation's answer`);
         return false;
       }
     },
   };
-}
-
-/** The same POST through fetch; redirects are not followed (a 3xx is a failed checkpoint). */
-async function viaFetch(fetcher: typeof fetch, url: string, body: string, headers: Record<string, string>): Promise<{ status: number; text: string }> {
-  const response = await fetcher(url, { method: "POST", headers, body, signal: AbortSignal.timeout(CHECKPOINT_TIMEOUT_MS), redirect: "manual" });
-  return { status: response.status, text: await response.text() };
 }
 
 /** Whether an answer is the executor's `{ "ok": true }`. */

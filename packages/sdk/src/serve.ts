@@ -19,6 +19,8 @@ import {
 } from "@stepwise/protocol";
 import { postToExecutor } from "./api.ts";
 import { checkpointerFor } from "./checkpointing.ts";
+import { leftOutputsOut, StoredOutputsUnavailable, withStoredOutputs } from "./stored-outputs.ts";
+import type { ExecutorTransport } from "./to-executor.ts";
 import type { Stepwise } from "./client.ts";
 import { MISSING_SIGNING_KEY, outgoingSigningKey, type EnvSource, type Settings } from "./env.ts";
 import { StepwiseApiError } from "./errors.ts";
@@ -37,9 +39,10 @@ export interface ServeOptions {
    */
   serveUrl?: string;
   /**
-   * Largest invocation body read, in bytes (default 40 MB: the executor's default bound on a
-   * run's stored outputs, 32 MB, plus its event); raise it when the executor's
-   * `limits.maxRunStateBytes` is raised. Anything larger is refused with 413 before it is buffered.
+   * Largest invocation body read, in bytes (default 40 MB). The executor sends stored outputs
+   * up to its `limits.maxRequestOutputBytes` (1 MB) and the app reads the rest from it, so an
+   * invocation is that plus the event and one line per step. Anything larger is refused with
+   * 413 before it is buffered.
    */
   maxRequestBytes?: number;
 }
@@ -133,16 +136,22 @@ class Endpoint {
       return json(400, { error: `The invocation is for function "${parsed.request.run.functionId}" but was sent to ?fnId=${fnId}` });
     }
     const signingKey = outgoingSigningKey(settings);
-    const checkpointer = signingKey
-      ? checkpointerFor(parsed.request, fn.checkpointBudgetMs, {
-          fetch: this.client.fetch,
-          post: this.client.hasOwnFetch ? undefined : nodePost,
-          baseUrl: settings.baseUrl,
-          signingKey,
-          log: this.client.log,
-        })
+    const transport: ExecutorTransport | undefined = signingKey
+      ? { fetch: this.client.fetch, post: this.client.hasOwnFetch ? undefined : nodePost, baseUrl: settings.baseUrl, signingKey, log: this.client.log }
       : undefined;
-    const result = await execute(fn, parsed.request, checkpointer);
+    let invocation = parsed.request;
+    if (leftOutputsOut(invocation)) {
+      try {
+        invocation = await withStoredOutputs(invocation, transport);
+      } catch (error) {
+        if (!(error instanceof StoredOutputsUnavailable)) throw error;
+        // Not the function's failure: the executor tries the invocation again, as for an outage.
+        this.client.log.warn(`Stepwise: ${error.message}`);
+        return json(503, { error: error.message });
+      }
+    }
+    const checkpointer = transport && checkpointerFor(invocation, fn.checkpointBudgetMs, transport);
+    const result = await execute(fn, invocation, checkpointer);
     return json(result.status, result.body);
   }
 

@@ -13,11 +13,12 @@
  * A job that keeps failing inside the executor (not in the app: those are answers) is given up
  * after {@link MAX_JOB_FAILURES}: its run fails with the cause, instead of being retried forever.
  */
-import { PROTOCOL_VERSION, type InvokeRequest, type StoredStep } from "@stepwise/protocol";
+import { PROTOCOL_VERSION, type InvokeRequest } from "@stepwise/protocol";
 import { afterCommit, describe, machineEnv, type EngineContext } from "../context.ts";
 import { isRefusedValue, LeaseLostError, serializedError } from "../errors.ts";
 import { invokeApp, type InvokerOptions } from "../invoker.ts";
 import { leaseToken } from "./checkpoints.ts";
+import { requestSteps } from "./request-steps.ts";
 import type { InvocationSnapshots, KnownStates } from "./known-states.ts";
 import { applyAnswer } from "../machine/answer.ts";
 import { RunDraft, type MachineEnv } from "../machine/draft.ts";
@@ -90,7 +91,7 @@ async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState 
     event,
     events: [event],
     // The target is left out: to the SDK it is a new step, the one it must run.
-    steps: steps.filter((step) => step !== target).map(toStoredStep),
+    steps: requestSteps(target ? steps.filter((step) => step !== target) : steps, ctx.limits.maxRequestOutputBytes),
     targetStep: target?.id,
     // Checkpoints prove this claim of the job; a targeted invocation runs its one step and answers.
     ...(target ? {} : { checkpoint: { token: leaseToken(job, runner.owner) } }),
@@ -165,24 +166,4 @@ function handOver(runner: JobRunner, written: { queued: JobRecord[]; continued?:
   if (!written.continued) return [];
   if (state) runner.known.continuation(written.continued.id, state);
   return [written.continued];
-}
-
-/**
- * A stored step as the SDK sees it: done (output or error), or still pending. Step records are
- * never changed in place (a change writes a new one), so each is converted once, not once per
- * invocation of a run that replays it again and again.
- */
-function toStoredStep(step: StepRecord): StoredStep {
-  let stored = storedSteps.get(step);
-  if (!stored) storedSteps.set(step, (stored = asStored(step)));
-  return stored;
-}
-
-const storedSteps = new WeakMap<StepRecord, StoredStep>();
-
-function asStored(step: StepRecord): StoredStep {
-  const { id, name, kind, position } = step;
-  if (step.status === "completed") return { id, name, kind, position, status: "completed", output: step.output ?? null };
-  if (step.status === "failed") return { id, name, kind, position, status: "failed", error: step.error };
-  return { id, name, kind, position, status: "pending" };
 }

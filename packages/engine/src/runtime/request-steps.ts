@@ -1,0 +1,87 @@
+/**
+ * What an invocation request carries of its run's steps: every step, in order, each done (an
+ * output or an error) or still pending; outputs up to a byte budget, and past it only their
+ * size, which the app reads back from the executor (`POST /api/step-outputs`, see
+ * {@link readStepOutputs}) before it replays. The request then stays the same size however much
+ * the run has stored, under what a serverless host accepts.
+ */
+import { globalFunctionId, StepOutputsRequestSchema, type StepOutputsResponse, type StoredStep } from "@stepwise/protocol";
+import type { EngineContext } from "../context.ts";
+import { InputError } from "../errors.ts";
+import { jsonBytes } from "../limits.ts";
+import type { StepRecord } from "../records.ts";
+
+/** The steps for a request, outputs inlined in order while they fit in `budgetBytes`. */
+export function requestSteps(steps: readonly StepRecord[], budgetBytes: number): StoredStep[] {
+  let left = budgetBytes;
+  return steps.map((step) => {
+    const stored = toStoredStep(step);
+    if (stored.status !== "completed") return stored;
+    const bytes = outputBytes(step);
+    if (bytes <= left) {
+      left -= bytes;
+      return stored;
+    }
+    return leftOut(stored, bytes);
+  });
+}
+
+/**
+ * Step records are never changed in place (a change writes a new one), so each is converted
+ * and measured once, not once per invocation of a run that replays it again and again.
+ */
+function toStoredStep(step: StepRecord): StoredStep {
+  let stored = storedSteps.get(step);
+  if (!stored) storedSteps.set(step, (stored = asStored(step)));
+  return stored;
+}
+
+const storedSteps = new WeakMap<StepRecord, StoredStep>();
+const sizes = new WeakMap<StepRecord, number>();
+const leftOuts = new WeakMap<StoredStep, StoredStep>();
+
+function asStored(step: StepRecord): StoredStep {
+  const { id, name, kind, position } = step;
+  if (step.status === "completed") return { id, name, kind, position, status: "completed", output: step.output ?? null };
+  if (step.status === "failed") return { id, name, kind, position, status: "failed", error: step.error };
+  return { id, name, kind, position, status: "pending" };
+}
+
+function outputBytes(step: StepRecord): number {
+  let bytes = sizes.get(step);
+  if (bytes === undefined) sizes.set(step, (bytes = jsonBytes(step.output ?? null)));
+  return bytes;
+}
+
+function leftOut(stored: StoredStep, bytes: number): StoredStep {
+  let out = leftOuts.get(stored);
+  if (!out) {
+    const { id, name, kind, position, status } = stored;
+    leftOuts.set(stored, (out = { id, name, kind, position, status, outputBytes: bytes }));
+  }
+  return out;
+}
+
+/**
+ * Answers `POST /api/step-outputs` (signed by `appId`, already verified): the outputs of the
+ * asked steps of one of that app's runs. A run of another app, or none, is a 404; asked steps
+ * that are not stored and completed are left out of the answer.
+ */
+export async function readStepOutputs(ctx: EngineContext, body: unknown, appId: string): Promise<StepOutputsResponse> {
+  const parsed = StepOutputsRequestSchema.safeParse(body);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${issue.path.join(".") || "body"}: ${issue.message}`);
+    throw new InputError(`Not a Stepwise step-outputs request: ${problems.join("; ")}`);
+  }
+  const { run: asked, steps: ids } = parsed.data;
+  if (asked.appId !== appId) throw new InputError(`Step outputs refused: the request is for app "${asked.appId}" but signed for app "${appId}"`);
+  // As for checkpoints: only the app that holds the function reads its runs.
+  const functionId = globalFunctionId(appId, asked.functionId);
+  const [fn, run] = await Promise.all([ctx.registry.getFunction(functionId), ctx.store.getRun(asked.id)]);
+  if (!fn || fn.appId !== appId || !run || run.functionId !== functionId) {
+    throw new InputError(`No run ${asked.id} of function "${asked.functionId}" in app "${appId}"`, 404);
+  }
+  const wanted = new Set(ids);
+  const steps = await ctx.store.listSteps(run.id);
+  return { steps: steps.filter((step) => wanted.has(step.id) && step.status === "completed").map((step) => ({ id: step.id, output: step.output ?? null })) };
+}

@@ -26,7 +26,7 @@ import { finish } from "../machine/ending.ts";
 import { settle } from "../machine/progress.ts";
 import { fireTimer } from "../machine/timers.ts";
 import { isTerminal, type JobRecord, type RunState, type StepRecord } from "../records.ts";
-import { UnitOfWork } from "../unit/unit.ts";
+import { UnitOfWork, type UnitOptions } from "../unit/unit.ts";
 
 /** Failures of one job inside the executor before its run fails with the last of them. */
 export const MAX_JOB_FAILURES = 5;
@@ -146,10 +146,15 @@ async function complete(runner: JobRunner, job: JobRecord, state: RunState | nul
   }
   if (how.unclaimed) return [];
   const outcome = await ctx.store.transaction(async (tx) => {
+    const options: UnitOptions = { continuation: { runId: job.runId, owner, leaseMs } };
+    const unit = new UnitOfWork(tx, ctx, options);
+    // The run's row first, then the job's: the order every transaction takes them (a checkpoint,
+    // a cancel), so none waits for the other in a cycle.
+    const draft = await unit.load(job.runId);
     const done = await tx.completeJob(fence);
     if (!done) throw new LeaseLostError(job.id);
-    const unit = new UnitOfWork(tx, ctx, { continuation: { runId: job.runId, owner, leaseMs }, readyAt: done.readyAt });
-    const draft = await unit.load(job.runId);
+    // Read at the commit: waits opened now look back to when the job became due.
+    options.readyAt = done.readyAt;
     if (draft) transition(draft, unit.env(draft));
     const committed = await unit.commit();
     // The job itself is gone too: a queue outside the record must hear of it (or it hands the job out again).

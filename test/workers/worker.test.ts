@@ -4,7 +4,7 @@
  * (the Neon driver through the ws-tcp bridge) and Redis (@upstash/redis through the Upstash
  * bridge); a second `wrangler dev` runs the app Worker of test/workers/app (@stepwise/sdk/fetch),
  * which registers with the executor at STEPWISE_BASE_URL. Both share a signing key (no dev mode),
- * and a run goes through a step, a 2 s sleep (woken by the Scheduler's alarm, since no process
+ * and a run goes through steps (one of 1.5 MB, which later invocations leave out and the app reads back), a 2 s sleep (woken by the Scheduler's alarm, since no process
  * stays up) and a wait for an event, its steps checkpointed from one Worker to the other. The sleep's lateness is measured and printed.
  *
  * Skips (with a note) only when wrangler cannot start and CI is not true.
@@ -103,8 +103,10 @@ describe.skipIf(TOPOLOGIES.length === 0).each(TOPOLOGIES)("the executor and an a
     expect(worker.output.some((line) => line.includes('step "reserve" completed') && line.includes("(checkpoint)")), logs()).toBe(true);
     await client.send({ name: "worker/paid", data: { orderId: "o-7", amount: 42 } });
     const done = await waitFor(worker.url, eventId!, (run) => run.status === "completed", 20_000, logs, API_KEY);
-    const output = done.output as { reserved: string; slept: number; amount: number | null };
+    const output = done.output as { reserved: string; reportLength: number; slept: number; amount: number | null };
     expect(output.reserved).toBe("res-o-7");
+    // Left out of the invocations after the sleep, read back by the app Worker from the executor Worker.
+    expect(output.reportLength).toBe(1_500_000);
     expect(output.amount).toBe(42);
     const lateness = output.slept - 2_000;
     console.log(`[${topology}] 2 s sleep in workerd woke after ${output.slept} ms: lateness ${lateness} ms (bound ${LATENESS_BOUND_MS} ms)`);

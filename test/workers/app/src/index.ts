@@ -1,6 +1,6 @@
 /**
- * A test-only app Worker (see ../wrangler.toml): one function with a step, a 2 s sleep and a
- * wait for an event, served on /api/durable by @stepwise/sdk/fetch. Settings (STEPWISE_BASE_URL,
+ * A test-only app Worker (see ../wrangler.toml): one function with steps (one of 1.5 MB), a 2 s
+ * sleep and a wait for an event, served on /api/durable by @stepwise/sdk/fetch. Settings (STEPWISE_BASE_URL,
  * STEPWISE_SIGNING_KEY) come from the Worker's `env`, passed by the test as `--var` flags.
  */
 import { Stepwise } from "@stepwise/sdk";
@@ -16,13 +16,16 @@ const client = new Stepwise({ id: "worker-app-e2e", schemas });
 
 const order = client.createFunction({ id: "order", triggers: [{ event: "worker/order" }] }, async ({ event, step }) => {
   const reserved = await step.run("reserve", () => `res-${event.data.orderId}`);
+  // Over the executor's 1 MB of outputs per invocation: after the sleep it is left out of the
+  // request, and this Worker reads it back from the executor Worker before replaying.
+  const report = await step.run("report", () => "r".repeat(1_500_000));
   // Date.now() in workerd advances with I/O; each step runs in its own request, so these are
   // the times those requests arrived.
   const sleptFrom = await step.run("before-sleep", () => Date.now());
   await step.sleep("nap", "2s");
   const woke = await step.run("after-sleep", () => Date.now());
   const paid = await step.waitForEvent("payment", { event: "worker/paid", match: "data.orderId", timeout: "1m" });
-  return { reserved, slept: woke - sleptFrom, amount: paid?.data.amount ?? null };
+  return { reserved, reportLength: report.length, slept: woke - sleptFrom, amount: paid?.data.amount ?? null };
 });
 
 const handler = serve({ client, functions: [order] });

@@ -13,6 +13,8 @@ interface TopologyResult {
   w2: W2Result;
   burst: W2Result;
   w3: LatencyResult;
+  /** One run sleeping at a time: the timer's own lateness. */
+  w3Alone: LatencyResult;
   w4: LatencyResult & { fromSend: LatencyResult };
   soak?: SoakResult;
   rssStartMb: number;
@@ -55,6 +57,7 @@ export function printReport(report: { baselines: Baselines; results: Record<stri
   rows.push(["W2 steps/s (200 runs x 5)", ...cell((r, floor) => `${r.w2.stepsPerSecond} (${x(1000 / r.w2.stepsPerSecond, floor)})`)]);
   rows.push(["burst 1,000 runs x 5: s, steps/s", ...cell((r) => `${r.burst.seconds} s, ${r.burst.stepsPerSecond}`)]);
   rows.push(["W3 20 runs sleep 2s: late p50 / p99 / max (ms)", ...cell((r, floor) => `${r.w3.p50} / ${r.w3.p99} / ${r.w3.max} (${x(r.w3.p50, floor)})`)]);
+  rows.push(["W3 one run sleeping 2s alone: late p50 / max (ms)", ...cell((r, floor) => `${r.w3Alone.p50} / ${r.w3Alone.max} (${x(r.w3Alone.p50, floor)})`)]);
   rows.push(["W4 event answered->step p50 / p99 (ms)", ...cell((r, floor) => `${r.w4.p50} / ${r.w4.p99} (${x(r.w4.p50, floor)})`)]);
   rows.push(["W4 event sent->step p50 / p99 (ms)", ...cell((r, floor) => `${r.w4.fromSend.p50} / ${r.w4.fromSend.p99} (${x(r.w4.fromSend.p50, floor)})`)]);
   rows.push(["RSS start -> end (MB)", ...cell((r) => `${r.rssStartMb} -> ${r.rssEndMb}`)]);
@@ -85,6 +88,7 @@ export function ratios(name: TopologyName, result: unknown, b: Baselines): Recor
     w2MsPerStep: 1000 / r.w2.stepsPerSecond,
     w3LateP50Ms: r.w3.p50,
     w3LateP99Ms: r.w3.p99,
+    w3AloneLateP50Ms: r.w3Alone.p50,
     w4P50Ms: r.w4.p50,
     w4P99Ms: r.w4.p99,
     w4FromSendP50Ms: r.w4.fromSend.p50,

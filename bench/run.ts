@@ -12,7 +12,7 @@ import { Recorder, startAppProcess } from "./recorder.ts";
 import { measureBaselines } from "./baselines.ts";
 import { printReport, ratios } from "./report.ts";
 import { startTopology, TOPOLOGIES, type TopologyName } from "./topologies.ts";
-import { soak, w1, w2, w3, w4 } from "./workloads.ts";
+import { soak, w1, w2, w3, w3Alone, w4 } from "./workloads.ts";
 
 const { values } = parseArgs({
   options: {
@@ -52,13 +52,15 @@ for (const name of topologies) {
     const burstResult = await w2(topology, probe, 1_000);
     progress(`${name}: W3 (20 runs sleeping 2 s)`);
     const w3Result = await w3(topology, probe, 20);
+    progress(`${name}: W3 alone (one run sleeping 2 s, 5 times)`);
+    const w3AloneResult = await w3Alone(topology, probe);
     progress(`${name}: W4 (event answered -> first step)`);
     const w4Result = await w4(topology, probe);
     const soakResult =
       name === "postgres+redis" && soakSeconds > 0
         ? (progress(`${name}: memory soak, ${soakSeconds}s of steady load`), await soak(topology, probe, soakSeconds))
         : undefined;
-    results[name] = { w1: w1Results, w2: w2Result, burst: burstResult, w3: w3Result, w4: w4Result, soak: soakResult, rssStartMb, rssEndMb: topology.rssMb() };
+    results[name] = { w1: w1Results, w2: w2Result, burst: burstResult, w3: w3Result, w3Alone: w3AloneResult, w4: w4Result, soak: soakResult, rssStartMb, rssEndMb: topology.rssMb() };
   } finally {
     await topology.stop();
   }

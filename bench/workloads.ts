@@ -71,6 +71,23 @@ export async function w3(topology: Topology, probe: Probe, runs = 50): Promise<L
 }
 
 /**
+ * One run sleeping at a time, `samples` times: how late a timer fires on an otherwise idle
+ * executor. Beside W3 it tells the timer's own precision from the queueing of many wake-ups
+ * coming due together on two shared cores.
+ */
+export async function w3Alone(topology: Topology, probe: Probe, samples = 5): Promise<LatencyResult> {
+  const all: number[] = [];
+  for (let i = 0; i < samples; i++) {
+    probe.lateness.length = 0;
+    const finished = probe.finishedAfter(1);
+    await send(topology, { name: "bench/sleep", data: { n: i } });
+    await finished;
+    all.push(...probe.lateness);
+  }
+  return latency(all);
+}
+
+/**
  * Sequential events, each waited on, so every sample sees an idle executor: from the events
  * API's answer to the first step starting, and (`fromSend`) from the moment the event was sent,
  * which includes storing it. The executor starts a new run's first invocation right after the

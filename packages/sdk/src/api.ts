@@ -1,8 +1,14 @@
 /**
- * Calls to the executor's HTTP API (sending events, registering the app). Every failure
- * becomes a {@link StepwiseApiError} carrying the status and the executor's own message.
+ * Calls to the executor's HTTP API. Sending events and registering the app ({@link postToExecutor}):
+ * every failure becomes a {@link StepwiseApiError} carrying the status and the executor's own
+ * message. During an invocation (a checkpoint, a read of stored outputs: {@link postSigned}),
+ * signed by the app, over kept-alive `node:http` where the runtime has it and the client has
+ * no fetch of its own; the caller reads the status and text. Redirects are never followed:
+ * the request goes to the executor configured, nowhere else.
  */
+import { HEADERS, readTextCapped, sign, type NodePost } from "@stepwise/protocol";
 import { StepwiseApiError } from "./errors.ts";
+import type { FailureNotices } from "./notices.ts";
 
 /** One request to the executor: JSON in, parsed JSON out. */
 export interface ApiRequest {
@@ -27,8 +33,7 @@ export async function postToExecutor(request: ApiRequest): Promise<unknown> {
       redirect: "manual",
     });
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
-    throw new StepwiseApiError(0, `Could not reach the Stepwise executor at ${request.url}: ${reason} (is it running? check STEPWISE_BASE_URL)`);
+    throw new StepwiseApiError(0, `Could not reach the Stepwise executor at ${request.url}: ${failureReason(error)} (is it running? check STEPWISE_BASE_URL)`);
   }
   if (response.status >= 300 && response.status < 400) {
     throw new StepwiseApiError(response.status, `${request.url} answered a redirect (HTTP ${response.status}), which the SDK does not follow: set STEPWISE_BASE_URL to the executor's final URL`);
@@ -61,4 +66,44 @@ export function messageOf(body: unknown, text: string): string {
     }
   }
   return text.slice(0, 500) || "(empty answer)";
+}
+
+export interface ExecutorTransport {
+  /** Used when the client was given a fetch of its own (tests, proxies) or the runtime has no `node:http`. */
+  fetch: typeof fetch;
+  /** The keep-alive `node:http` POST, when the client uses the runtime's own fetch. */
+  post?: NodePost;
+  /** The executor's base URL. */
+  baseUrl: string;
+  signingKey: string;
+  /** Where failures on the way are reported, one line per kind per interval. */
+  notices: FailureNotices;
+}
+
+/** An answer: its status and text (null when it passed `maxBytes`). */
+export interface ExecutorAnswer {
+  status: number;
+  text: string | null;
+}
+
+/** POSTs `body` to `route`, signed with the app's key. Throws when the call fails on the way (refused, reset, timed out). */
+export async function postSigned(
+  transport: ExecutorTransport,
+  route: string,
+  body: string,
+  limits: { timeoutMs: number; maxBytes: number },
+): Promise<ExecutorAnswer> {
+  const url = `${transport.baseUrl}${route}`;
+  const headers = { "content-type": "application/json", [HEADERS.signature]: await sign(transport.signingKey, { method: "POST", target: route, body }) };
+  if (transport.post) return transport.post(url, body, { headers, ...limits });
+  const response = await transport.fetch(url, { method: "POST", headers, body, signal: AbortSignal.timeout(limits.timeoutMs), redirect: "manual" });
+  return { status: response.status, text: await readTextCapped(response, limits.maxBytes) };
+}
+
+/** Why a call failed, in words: fetch says only "fetch failed", its cause (refused, reset) says what happened. */
+export function failureReason(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const cause = error.cause as { message?: unknown; code?: unknown } | undefined;
+  const detail = cause && (typeof cause.message === "string" && cause.message ? cause.message : typeof cause.code === "string" ? cause.code : "");
+  return detail ? `${error.message} (${detail})` : error.message;
 }

@@ -7,7 +7,7 @@
  * answer, as it would with checkpointing off, and the executor's usual rules decide.
  */
 import { CHECKPOINT_ROUTE, PROTOCOL_VERSION, toMs, type CheckpointRequest, type Duration, type InvokeRequest, type Op } from "@stepwise/protocol";
-import { failureReason, postToExecutor, type ExecutorTransport } from "./to-executor.ts";
+import { failureReason, postSigned, type ExecutorTransport } from "./api.ts";
 
 /** Options of checkpointing (`checkpointing: { maxRuntime: "20s" }` on the client or a function). */
 export interface CheckpointingOptions {
@@ -67,15 +67,15 @@ export function checkpointerFor(request: InvokeRequest, budgetMs: number | null,
         step: { id: op.id, name: op.name, position: op.position, output: op.output, durationMs: Math.max(0, Math.round(durationMs)) },
       };
       try {
-        const response = await postToExecutor(transport, CHECKPOINT_ROUTE, JSON.stringify(checkpoint), { timeoutMs: CHECKPOINT_TIMEOUT_MS, maxBytes: MAX_ANSWER_BYTES });
+        const response = await postSigned(transport, CHECKPOINT_ROUTE, JSON.stringify(checkpoint), { timeoutMs: CHECKPOINT_TIMEOUT_MS, maxBytes: MAX_ANSWER_BYTES });
         const text = response.text ?? `an answer longer than ${MAX_ANSWER_BYTES} bytes`;
         // A 200 from something in front of the executor (a login page, a catch-all) is no commit.
         if (response.status === 200 && committed(text)) return true;
         // 409 is the executor saying this invocation must stop; anything else is a fault on the way.
-        if (response.status !== 409) transport.log.warn(`Stepwise: ${runLabel} step "${op.name}": checkpoint answered ${response.status} (${text.slice(0, 200)}); its result goes in the invocation's answer`);
+        if (response.status !== 409) transport.notices.warn("checkpoint", `Stepwise: ${runLabel} step "${op.name}": checkpoint answered ${response.status} (${text.slice(0, 200)}); its result goes in the invocation's answer`);
         return false;
       } catch (error) {
-        transport.log.warn(`Stepwise: ${runLabel} step "${op.name}": checkpoint to ${url} failed (${failureReason(error)}); its result goes in the invocation's answer`);
+        transport.notices.warn("checkpoint", `Stepwise: ${runLabel} step "${op.name}": checkpoint to ${url} failed (${failureReason(error)}); its result goes in the invocation's answer`);
         return false;
       }
     },

@@ -17,10 +17,10 @@ import {
   verify,
   type InvokeRequest,
 } from "@stepwise/protocol";
-import { postToExecutor } from "./api.ts";
+import { postToExecutor, type ExecutorTransport } from "./api.ts";
 import { checkpointerFor } from "./checkpointing.ts";
 import { leftOutputsOut, StoredOutputsUnavailable, withStoredOutputs } from "./stored-outputs.ts";
-import type { ExecutorTransport } from "./to-executor.ts";
+import { FailureNotices } from "./notices.ts";
 import type { Stepwise } from "./client.ts";
 import { MISSING_SIGNING_KEY, outgoingSigningKey, type EnvSource, type Settings } from "./env.ts";
 import { StepwiseApiError } from "./errors.ts";
@@ -74,11 +74,13 @@ class Endpoint {
   private readonly registry: FunctionRegistry;
   private devNoticeShown = false;
   private readonly seenSignatures = new SeenSignatures();
+  private readonly notices: FailureNotices;
   private lastRegistrationAt = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly options: ServeOptions) {
     this.client = options.client;
     this.registry = new FunctionRegistry(options.client.id, options.functions);
+    this.notices = new FailureNotices(this.client.log);
   }
 
   async handle(request: Request, env?: EnvSource): Promise<Response> {
@@ -137,7 +139,7 @@ class Endpoint {
     }
     const signingKey = outgoingSigningKey(settings);
     const transport: ExecutorTransport | undefined = signingKey
-      ? { fetch: this.client.fetch, post: this.client.hasOwnFetch ? undefined : nodePost, baseUrl: settings.baseUrl, signingKey, log: this.client.log }
+      ? { fetch: this.client.fetch, post: this.client.hasOwnFetch ? undefined : nodePost, baseUrl: settings.baseUrl, signingKey, notices: this.notices }
       : undefined;
     let invocation = parsed.request;
     if (leftOutputsOut(invocation)) {
@@ -146,7 +148,7 @@ class Endpoint {
       } catch (error) {
         if (!(error instanceof StoredOutputsUnavailable)) throw error;
         // Not the function's failure: the executor tries the invocation again, as for an outage.
-        this.client.log.warn(`Stepwise: ${error.message}`);
+        this.notices.warn("stored outputs", `Stepwise: ${error.message}`);
         return json(503, { error: error.message });
       }
     }

@@ -6,7 +6,7 @@
  * then sees every output as if it had come in the request.
  */
 import { PROTOCOL_VERSION, STEP_OUTPUTS_ROUTE, StepOutputsResponseSchema, type InvokeRequest, type StepOutputsRequest, type StoredStep } from "@stepwise/protocol";
-import { failureReason, postToExecutor, type ExecutorTransport } from "./to-executor.ts";
+import { failureReason, postSigned, type ExecutorTransport } from "./api.ts";
 
 /** Most output bytes asked for in one request (at least one step's, however large). */
 const MAX_BYTES_PER_READ = 8 * 1024 * 1024;
@@ -72,7 +72,7 @@ async function read(request: InvokeRequest, steps: StoredStep[], transport: Exec
   const where = `${transport.baseUrl}${STEP_OUTPUTS_ROUTE}`;
   let answer;
   try {
-    answer = await postToExecutor(transport, STEP_OUTPUTS_ROUTE, JSON.stringify(asked), { timeoutMs: READ_TIMEOUT_MS, maxBytes: Math.ceil(expected * 1.1) + 64 * 1024 });
+    answer = await postSigned(transport, STEP_OUTPUTS_ROUTE, JSON.stringify(asked), { timeoutMs: READ_TIMEOUT_MS, maxBytes: Math.ceil(expected * 1.1) + 64 * 1024 });
   } catch (error) {
     throw new StoredOutputsUnavailable(`${runLabel}: could not read ${outputsOf(steps)} from ${where}: ${failureReason(error)}`);
   }

@@ -26,6 +26,12 @@ import { json } from "./rows.ts";
 const MAX_BATCH = 64;
 /** Statements in flight at once: a batch gathers behind them. */
 const MAX_IN_FLIGHT = 2;
+/**
+ * Held checkpoints written alone at once. Each waits for its lock on a connection of the
+ * pool, so without a bound one transaction holding many runs (an event cancelling them) would
+ * take every connection, and lease heartbeats and claims would wait behind it.
+ */
+const MAX_ALONE_IN_FLIGHT = 2;
 
 interface Pending {
   write: CheckpointWrite;
@@ -35,14 +41,20 @@ interface Pending {
 
 /**
  * Writes checkpoints, gathering those that arrive while statements are in flight into one.
- * One batch never holds two checkpoints of one run (the second waits for the next), so each
- * run's row is locked once per statement, in run ID order. A batch the store refuses for a
- * value (a data exception, a program limit) is written again one checkpoint at a time, so one
- * bad value fails only its own checkpoint; any other failure is every checkpoint's.
+ * A run has one checkpoint in flight at a time, gathered or alone (the next waits its turn),
+ * so a run's checkpoints commit in the order they came and never find their own run locked.
+ * A batch the store refuses for a value (a data exception, a program limit) is written again
+ * one checkpoint at a time, so one bad value fails only its own checkpoint; any other failure
+ * is every checkpoint's.
  */
 export class CheckpointWriter {
   private queue: Pending[] = [];
   private inFlight = 0;
+  /** Held checkpoints to write alone, and how many are being written. */
+  private held: Pending[] = [];
+  private aloneInFlight = 0;
+  /** Runs with a checkpoint in flight (gathered, held or alone). */
+  private readonly busyRuns = new Set<string>();
 
   constructor(
     private readonly sql: SqlExecutor,
@@ -58,23 +70,38 @@ export class CheckpointWriter {
   }
 
   private pump(): void {
-    while (this.inFlight < MAX_IN_FLIGHT && this.queue.length > 0) {
+    while (this.aloneInFlight < MAX_ALONE_IN_FLIGHT && this.held.length > 0) {
+      this.aloneInFlight++;
+      void this.writeAlone(this.held.shift()!).finally(() => {
+        this.aloneInFlight--;
+        this.pump();
+      });
+    }
+    while (this.inFlight < MAX_IN_FLIGHT) {
       const batch: Pending[] = [];
-      const runs = new Set<string>();
       const rest: Pending[] = [];
       for (const pending of this.queue) {
-        if (batch.length < MAX_BATCH && !runs.has(pending.write.runId)) {
+        const runId = pending.write.runId;
+        if (batch.length < MAX_BATCH && !this.busyRuns.has(runId)) {
           batch.push(pending);
-          runs.add(pending.write.runId);
+          this.busyRuns.add(runId);
         } else rest.push(pending);
       }
       this.queue = rest;
+      if (batch.length === 0) return;
       this.inFlight++;
       void this.send(batch).finally(() => {
         this.inFlight--;
         this.pump();
       });
     }
+  }
+
+  /** Settles a checkpoint, freeing its run for the next. */
+  private done(pending: Pending, outcome: { result: CheckpointResult } | { error: unknown }): void {
+    this.busyRuns.delete(pending.write.runId);
+    if ("result" in outcome) pending.resolve(outcome.result);
+    else pending.reject(outcome.error);
   }
 
   private async send(batch: Pending[]): Promise<void> {
@@ -84,22 +111,25 @@ export class CheckpointWriter {
       );
       batch.forEach((pending, index) => {
         const result = results[index]!;
-        // Held by another transaction: written alone, outside the slots, so its wait stalls no one else.
-        if (result === HELD) void this.writeAlone(pending);
-        else pending.resolve(result);
+        // Held by another transaction: written alone, outside the slots, so its wait stalls no batch.
+        if (result === HELD) this.held.push(pending);
+        else this.done(pending, { result });
       });
     } catch (error) {
-      if (batch.length === 1 || !isRefusedValue(error)) return batch.forEach((pending) => pending.reject(error));
-      await Promise.all(batch.map((pending) => this.writeAlone(pending)));
+      if (batch.length === 1 || !isRefusedValue(error)) return batch.forEach((pending) => this.done(pending, { error }));
+      this.held.push(...batch);
     }
   }
 
-  private writeAlone(pending: Pending): Promise<void> {
-    return this.retrying(() => writeCheckpoint(this.sql, pending.write, "wait")).then((result) => {
+  private async writeAlone(pending: Pending): Promise<void> {
+    try {
+      const result = await this.retrying(() => writeCheckpoint(this.sql, pending.write, "wait"));
       // Waiting for the lock, it cannot be skipped; only the skipping statement answers HELD.
       if (result === HELD) throw new Error("checkpoint skipped a lock it was told to wait for");
-      pending.resolve(result);
-    }).catch(pending.reject);
+      this.done(pending, { result });
+    } catch (error) {
+      this.done(pending, { error });
+    }
   }
 }
 

@@ -121,4 +121,28 @@ describe.runIf(postgresAvailable)("checkpoints beside transactions that hold the
     expect(await store.listSteps(b!.run.id)).toEqual([]);
     await Promise.all(ahead);
   });
+
+  it("waits for many held runs on a few connections: the lease heartbeat still gets through meanwhile", async () => {
+    const held = await claimedRuns(12);
+    const holding = deferred();
+    const released = deferred();
+    const holder = store.transaction(async (tx) => {
+      for (const { run } of held) await tx.lockRun(run.id);
+      holding.resolve();
+      await released.promise;
+    });
+    await holding.promise;
+    const { ahead, gathered } = await sendGathered(held);
+    await Promise.all(ahead);
+    // Until the held checkpoints are written alone, each statement waiting in Postgres for its run.
+    const admin = db.client();
+    const waiting = async () => Number((await admin.query<{ n: string }>("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"))[0]!.n);
+    while ((await waiting()) < 2) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(await waiting()).toBe(2);
+    // The pool has 10 connections and 12 checkpoints wait: were each waiting on one, this would wait for the holder.
+    await store.queue.extendLeases(held.map(({ job }) => job.id), "worker-a", 30_000);
+    released.resolve();
+    await holder;
+    expect((await Promise.all(gathered)).map((result) => result.ok)).toEqual(held.map(() => true));
+  });
 });

@@ -11,8 +11,10 @@
  * A kept-alive connection can be closed by the other side just as a request goes out on it
  * (servers close idle connections after a few seconds: Node's after 5). Idle connections are
  * dropped here after {@link IDLE_MS}, before most servers would, and a request that finds its
- * reused connection reset before any answer goes once more on a new one: the other side closed
- * that connection without reading the request, so it never saw it.
+ * reused connection reset before any answer goes once more on a new one. The other side most
+ * likely closed that connection without reading it; if it did read it (and then died), the
+ * second copy changes nothing: an invocation is refused as a replay of its signature, and a
+ * checkpoint finds its step stored.
  */
 
 export interface PostOptions {

@@ -14,6 +14,9 @@ CREATE TABLE IF NOT EXISTS apps (
   sdk         text NOT NULL DEFAULT '',
   synced_at   timestamptz NOT NULL DEFAULT now()
 );
+-- What the app's SDK declared it understands beyond the protocol's first version (a JSON array
+-- of names, see AppDescription.features): the executor sends an app only what it can read.
+ALTER TABLE apps ADD COLUMN IF NOT EXISTS features text NOT NULL DEFAULT '[]';
 
 -- id is the executor's global ID: "<app id>-<function id>".
 CREATE TABLE IF NOT EXISTS functions (

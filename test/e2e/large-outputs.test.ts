@@ -5,7 +5,7 @@
  * left-out outputs that fails on the way (a 502 page, a refused connection, JSON cut off) is
  * tried again without running any step twice.
  */
-import { DEV_SIGNING_KEY, HEADERS, PROTOCOL_VERSION, sign, STEP_OUTPUTS_ROUTE } from "@stepwise/protocol";
+import { APPS_ROUTE, DEV_SIGNING_KEY, HEADERS, PROTOCOL_VERSION, sign, STEP_OUTPUTS_ROUTE } from "@stepwise/protocol";
 import { Stepwise } from "@stepwise/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
@@ -30,7 +30,7 @@ describe.each(STORE_KINDS)("outputs left out of the invocation (%s)", (storeKind
   const readFaults: Array<"502" | "refuse" | "cut"> = [];
   const reads: string[][] = [];
 
-  const client = new Stepwise({ id: "large-outputs", dev: true, schemas: { "big/chain": Id } });
+  const client = new Stepwise({ id: "large-outputs", dev: true, schemas: { "big/chain": Id, "big/pair": Id } });
   const faultyClient = new Stepwise({
     id: "large-outputs-faulty",
     dev: true,
@@ -60,6 +60,12 @@ describe.each(STORE_KINDS)("outputs left out of the invocation (%s)", (storeKind
     return [small.n, ...outputs.map((output, i) => output === big(i))];
   });
 
+  const pair = client.createFunction({ id: "pair", triggers: [{ event: "big/pair" }] }, async ({ event, step }) => {
+    const a = await step.run("a", () => (ran(`${event.data.id}:a`), "p".repeat(1.5 * MB)));
+    await step.sleep("pause", "10ms");
+    return step.run("b", () => a.length);
+  });
+
   const faulted = faultyClient.createFunction({ id: "faults", triggers: [{ event: "big/faults" }], retries: 5 }, async ({ event, step }) => {
     // Over the executor's default budget of 1 MB: left out of the second invocation, read back.
     const a = await step.run("a", () => (ran(`${event.data.id}:a`), { text: "x".repeat(1.5 * MB) }));
@@ -74,7 +80,7 @@ describe.each(STORE_KINDS)("outputs left out of the invocation (%s)", (storeKind
       stack = await startStack({
         store: storeKind,
         client,
-        functions: [chain],
+        functions: [chain, pair],
         // What AWS Lambda does with a larger request: refuses it.
         intercept: async (request, app) => {
           if (request.method !== "POST") return app(request);
@@ -97,6 +103,26 @@ describe.each(STORE_KINDS)("outputs left out of the invocation (%s)", (storeKind
       for (let i = 0; i < 8; i++) expect(executions.get(`chain-${storeKind}:big-${i}`)).toBe(1);
       // 8 MB stored; each invocation carried at most the executor's 1 MB budget of it.
       expect(largestInvocation).toBeLessThan(1.2 * MB);
+    });
+
+    // Last: it registers the app as an older SDK would, then as it is.
+    it("sends it every output, as before, instead of one by size it would take for null", async () => {
+      // Registered as an SDK from before the feature registers: its description without `features`.
+      const { features, ...older } = (await (await fetch(stack.appUrl)).json()) as { features?: string[] };
+      expect(features).toEqual(["outputs-by-size"]);
+      const body = JSON.stringify(older);
+      const headers = { "content-type": "application/json", [HEADERS.signature]: await sign(DEV_SIGNING_KEY, { method: "POST", target: APPS_ROUTE, body }) };
+      expect((await fetch(`${stack.executor.url}${APPS_ROUTE}`, { method: "POST", headers, body })).status).toBe(200);
+      try {
+        largestInvocation = 0;
+        const [eventId] = await stack.send({ name: "big/pair", data: { id: `pair-${storeKind}` } });
+        const run = await stack.waitForRun(eventId!, { timeoutMs: 30_000 });
+        expect([run.status, run.output]).toEqual(["completed", 1.5 * MB]);
+        expect(largestInvocation).toBeGreaterThan(1.5 * MB);
+      } finally {
+        // Registered again as it is.
+        expect((await fetch(stack.appUrl, { method: "PUT" })).status).toBe(200);
+      }
     });
   });
 

@@ -131,9 +131,9 @@ export class FaultyStore implements Store {
     };
   }
 
-  loadRunState(runId: string): Promise<RunState | null> {
+  loadRunState(runId: string, options?: { maxOutputBytes?: number }): Promise<RunState | null> {
     readContext.enterWith({ at: Date.now() });
-    return this.call(() => this.inner.loadRunState(runId));
+    return this.call(() => this.inner.loadRunState(runId, options));
   }
 
   applyOptimistically(state: RunState, fence: Fence, change: RunChange): Promise<WriteResult | null> {
@@ -162,8 +162,8 @@ export class FaultyStore implements Store {
   getRun(runId: string) {
     return this.call(() => this.inner.getRun(runId));
   }
-  listSteps(runId: string) {
-    return this.call(() => this.inner.listSteps(runId));
+  listSteps(runId: string, options?: { ids?: readonly string[] }) {
+    return this.call(() => this.inner.listSteps(runId, options));
   }
   getEvent(eventId: string) {
     return this.call(() => this.inner.getEvent(eventId));

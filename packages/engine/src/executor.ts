@@ -278,7 +278,7 @@ export class Executor {
     }));
     const problem = findTextProblem(app.functions, "functions") ?? (options.urlPolicy ? appUrlProblem(app.url, options.urlPolicy) : null);
     if (problem) throw new InputError(`Invalid app description: ${problem}`);
-    const { taken } = await this.options.store.syncApp({ id: app.appId, url: app.url, sdk: app.sdk, syncedAt: new Date(this.ctx.clock.now()) }, functions);
+    const { taken } = await this.options.store.syncApp({ id: app.appId, url: app.url, sdk: app.sdk, features: app.features ?? [], syncedAt: new Date(this.ctx.clock.now()) }, functions);
     if (taken.length > 0) {
       const which = taken.map((t) => `"${t.functionId}" (app "${t.appId}")`).join(", ");
       throw new InputError(`App "${app.appId}" not registered: its function IDs would be ${which}, which another app already holds; rename the function or the app`, 409);

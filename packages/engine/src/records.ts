@@ -37,6 +37,8 @@ export interface AppRecord {
   id: string;
   url: string;
   sdk: string;
+  /** What its SDK declared it understands (`APP_FEATURES`); an app registered by an older SDK has none. */
+  features: string[];
   syncedAt: Date;
 }
 
@@ -83,6 +85,12 @@ export interface StepRecord {
   position: number;
   status: StepStatus;
   output?: unknown;
+  /**
+   * Set, with `output` left undefined, when the output was not read with the run's state
+   * because it is larger than the reader asked for (see `Store.loadRunState`): its size as
+   * JSON. Such a record is never written back (it would lose the output).
+   */
+  outputBytes?: number;
   error?: SerializedError;
   /** Attempts made so far (a `run` step that succeeded first time has 1). */
   attempts: number;

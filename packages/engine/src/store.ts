@@ -192,8 +192,12 @@ export interface Store {
   migrate(): Promise<void>;
   /** Runs `fn` atomically; retried on deadlocks and serialization failures, so keep it pure. */
   transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T>;
-  /** The run, its steps and its event in one read, without a lock (null when there is no such run). */
-  loadRunState(runId: string): Promise<RunState | null>;
+  /**
+   * The run, its steps and its event in one read, without a lock (null when there is no such
+   * run). With `maxOutputBytes`, a step output larger than that is not read: its step comes
+   * with `outputBytes` instead (an invocation sends such an output by size alone anyway).
+   */
+  loadRunState(runId: string, options?: { maxOutputBytes?: number }): Promise<RunState | null>;
   /**
    * Applies `change` as one statement, outside any transaction, only if the run is still at
    * `state`'s version and `fence.owner` still holds `fence.jobId` (which it deletes). Null when
@@ -214,7 +218,8 @@ export interface Store {
   listApps(): Promise<AppRecord[]>;
   listFunctions(): Promise<FunctionRecord[]>;
   getRun(runId: string): Promise<RunRecord | null>;
-  listSteps(runId: string): Promise<StepRecord[]>;
+  /** The run's steps in position order; with `ids`, only those. */
+  listSteps(runId: string, options?: { ids?: readonly string[] }): Promise<StepRecord[]>;
   getEvent(eventId: string): Promise<EventRecord | null>;
   listRunsByEvent(eventId: string): Promise<RunRecord[]>;
   /** Live runs older than `minAgeMs` with no job at all and no child run to wait for: candidates for repair. */

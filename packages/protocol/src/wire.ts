@@ -216,8 +216,19 @@ export const AppDescriptionSchema = z.object({
   /** Where the executor reaches the app's `/api/durable`. */
   url: z.string().url(),
   sdk: storableText("sdk"),
+  /** What the SDK understands beyond protocol version 1 ({@link APP_FEATURES}); absent from older SDKs. */
+  features: z.array(storableText("feature")).max(32).optional(),
   functions: z.array(FunctionConfigSchema),
 });
+
+/**
+ * Features an SDK declares when it registers, so an executor sends an app only what it reads:
+ * an older SDK would take a step sent by size alone for a step that returned nothing.
+ */
+export const APP_FEATURES = {
+  /** Completed steps may come with `outputBytes` alone, read back through {@link STEP_OUTPUTS_ROUTE}. */
+  outputsBySize: "outputs-by-size",
+} as const;
 export type AppDescription = z.infer<typeof AppDescriptionSchema>;
 
 /** The event a function's `onFailure` companion is triggered by. */

@@ -2,12 +2,14 @@
  * The functions one `serve()` exposes: each user function plus the companion of each
  * `onFailure`, checked once at startup (one app, unique IDs) so mistakes fail fast.
  */
-import type { AppDescription } from "@stepwise/protocol";
+import { APP_FEATURES, type AppDescription } from "@stepwise/protocol";
 import type { AnyStepwiseFunction, RunnableFunction } from "./function.ts";
 import { failureCompanion } from "./on-failure.ts";
 
 /** The SDK's name and version, sent in descriptions and on every answer. */
 export const SDK_VERSION = "stepwise-js/0.1.0";
+/** What this SDK understands beyond protocol version 1: the executor sends it only those. */
+const SDK_FEATURES = [APP_FEATURES.outputsBySize];
 
 export class FunctionRegistry {
   private readonly byId = new Map<string, RunnableFunction>();
@@ -38,7 +40,7 @@ export class FunctionRegistry {
 
   /** What `GET` answers and `PUT` registers. */
   describe(url: string): AppDescription {
-    return { appId: this.appId, url, sdk: SDK_VERSION, functions: [...this.byId.values()].map((fn) => fn.config) };
+    return { appId: this.appId, url, sdk: SDK_VERSION, features: SDK_FEATURES, functions: [...this.byId.values()].map((fn) => fn.config) };
   }
 
   private add(fn: RunnableFunction): void {

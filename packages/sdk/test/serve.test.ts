@@ -62,6 +62,8 @@ describe("GET", () => {
       appId: "shop",
       url: URL_BASE,
       sdk: "stepwise-js/0.1.0",
+      // It reads back outputs an invocation leaves out: the executor may send them by size.
+      features: ["outputs-by-size"],
       functions: [
         {
           id: "fulfil",

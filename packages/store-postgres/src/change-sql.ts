@@ -4,7 +4,7 @@
  * transaction runs it on a run it has locked. Either way every write of a change goes through
  * here, encoded once: a value is JSON text (`json`), SQL NULL means undefined.
  */
-import { changeOnlyAdds, type Fence, type JobRecord, type MatcherRecord, type NewJob, type NewRunWrite, type RunChange, type WriteResult } from "@stepwise/engine";
+import { changeOnlyAdds, type Fence, type JobRecord, type MatcherRecord, type NewJob, type NewRunWrite, type RunChange, type StepRecord, type WriteResult } from "@stepwise/engine";
 import type { SqlExecutor } from "./sql.ts";
 import { json, toJob } from "./rows.ts";
 
@@ -117,7 +117,7 @@ function encode(change: RunChange): string {
       ended_at: run.endedAt?.toISOString() ?? null,
       state_bytes: run.stateBytes ?? null,
     },
-    steps: change.steps.map((step) => ({
+    steps: change.steps.map((step) => notLeftOut(step) && ({
       id: step.id,
       name: step.name,
       kind: step.kind,
@@ -261,3 +261,11 @@ SELECT (SELECT version FROM bumped) AS version,
        (SELECT coalesce(json_agg(q ORDER BY q.id), '[]'::json) FROM queued q) AS jobs,
        (SELECT coalesce(json_agg(d.id), '[]'::json) FROM (SELECT id FROM done UNION ALL SELECT id FROM dropped) d) AS deleted,
        (SELECT count(*) FROM saved) + (SELECT count(*) FROM opened) AS writes`;
+
+/** A step whose output was not read (see `StepRecord.outputBytes`) written back would lose it: a bug, stopped here. */
+function notLeftOut(step: StepRecord): true {
+  if (step.outputBytes !== undefined && step.output === undefined) {
+    throw new Error(`run ${step.runId}: step "${step.id}" was read without its output and must not be written back`);
+  }
+  return true;
+}

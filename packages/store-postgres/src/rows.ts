@@ -27,7 +27,14 @@ export const json = (value: unknown): string | null => (value === undefined ? nu
 export const fromJson = (text: unknown): unknown => (text == null ? undefined : JSON.parse(String(text)));
 
 export function toApp(row: Row): AppRecord {
-  return { id: String(row.id), url: String(row.url), sdk: String(row.sdk), syncedAt: date(row.synced_at) };
+  const features = typeof row.features === "string" ? (JSON.parse(row.features) as unknown) : [];
+  return {
+    id: String(row.id),
+    url: String(row.url),
+    sdk: String(row.sdk),
+    features: Array.isArray(features) ? features.map(String) : [],
+    syncedAt: date(row.synced_at),
+  };
 }
 
 export function toFunction(row: Row): FunctionRecord {
@@ -70,6 +77,7 @@ export function toStep(row: Row): StepRecord {
     position: Number(row.position),
     status: row.status as StepRecord["status"],
     output: fromJson(row.output),
+    ...(row.output_bytes != null && { outputBytes: Number(row.output_bytes) }),
     error: fromJson(row.error) as SerializedError | undefined,
     attempts: Number(row.attempts),
     wakeAt: optionalDate(row.wake_at),

@@ -81,9 +81,9 @@ export class PostgresStore extends PgReader implements Store {
     return retryingConflicts(() => this.client.transaction((sql) => fn(new PgTx(sql))));
   }
 
-  async loadRunState(runId: string): Promise<RunState | null> {
+  async loadRunState(runId: string, options: { maxOutputBytes?: number } = {}): Promise<RunState | null> {
     const run = await this.getRun(runId);
-    return run ? this.readRest(run) : null;
+    return run ? this.readRest(run, options.maxOutputBytes) : null;
   }
 
   async applyOptimistically(state: RunState, fence: Fence, change: RunChange): Promise<WriteResult | null> {
@@ -113,9 +113,9 @@ export class PostgresStore extends PgReader implements Store {
       );
       if (taken.length > 0) return { taken: taken.map((row) => ({ functionId: row.id, appId: row.app_id })) };
       await sql.query(
-        `INSERT INTO apps (id, url, sdk, synced_at) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, sdk = EXCLUDED.sdk, synced_at = EXCLUDED.synced_at`,
-        [app.id, app.url, app.sdk, app.syncedAt],
+        `INSERT INTO apps (id, url, sdk, synced_at, features) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, sdk = EXCLUDED.sdk, synced_at = EXCLUDED.synced_at, features = EXCLUDED.features`,
+        [app.id, app.url, app.sdk, app.syncedAt, JSON.stringify(app.features)],
       );
       // Functions removed from the app are marked so; their live runs fail with FunctionNotFound.
       await sql.query("UPDATE functions SET removed_at = now() WHERE app_id = $1 AND removed_at IS NULL AND id NOT IN (SELECT jsonb_array_elements_text($2::jsonb))", [

@@ -24,8 +24,10 @@ export class PgReader {
     return rows[0] ? toRun(rows[0]) : null;
   }
 
-  async listSteps(runId: string): Promise<StepRecord[]> {
-    const rows = await this.sql.query("SELECT * FROM steps WHERE run_id = $1 ORDER BY position, id", [runId]);
+  async listSteps(runId: string, options: { ids?: readonly string[] } = {}): Promise<StepRecord[]> {
+    const rows = options.ids
+      ? await this.sql.query("SELECT * FROM steps WHERE run_id = $1 AND id IN (SELECT jsonb_array_elements_text($2::jsonb)) ORDER BY position, id", [runId, JSON.stringify(options.ids)])
+      : await this.sql.query("SELECT * FROM steps WHERE run_id = $1 ORDER BY position, id", [runId]);
     return rows.map(toStep);
   }
 
@@ -34,12 +36,22 @@ export class PgReader {
     return rows[0] ? toEvent(rows[0]) : null;
   }
 
-  /** Steps and event of a run, in one statement (for a run read or just locked). */
-  protected async readRest(run: RunRecord): Promise<RunState> {
+  /**
+   * Steps and event of a run, in one statement (for a run read or just locked). Outputs over
+   * `maxOutputBytes` stay in the store: their steps carry `outputBytes` instead.
+   */
+  protected async readRest(run: RunRecord, maxOutputBytes?: number): Promise<RunState> {
     const [row] = await this.sql.query<{ steps: Array<Record<string, unknown>>; event: Record<string, unknown> | null }>(
-      `SELECT (SELECT coalesce(json_agg(s ORDER BY s.position, s.id), '[]'::json) FROM steps s WHERE s.run_id = $1) AS steps,
-              (SELECT row_to_json(e) FROM events e WHERE e.id = $2) AS event`,
-      [run.id, run.eventId],
+      maxOutputBytes === undefined
+        ? `SELECT (SELECT coalesce(json_agg(s ORDER BY s.position, s.id), '[]'::json) FROM steps s WHERE s.run_id = $1) AS steps,
+                  (SELECT row_to_json(e) FROM events e WHERE e.id = $2) AS event`
+        : `SELECT (SELECT coalesce(json_agg(s ORDER BY s.position, s.id), '[]'::json) FROM (
+                    SELECT run_id, id, name, kind, position, status, error, attempts, wake_at, started_at, ended_at,
+                           CASE WHEN octet_length(output) > $3 THEN NULL ELSE output END AS output,
+                           CASE WHEN octet_length(output) > $3 THEN octet_length(output) END AS output_bytes
+                    FROM steps WHERE run_id = $1) s) AS steps,
+                  (SELECT row_to_json(e) FROM events e WHERE e.id = $2) AS event`,
+      maxOutputBytes === undefined ? [run.id, run.eventId] : [run.id, run.eventId, maxOutputBytes],
     );
     if (!row?.event) throw new Error(`run ${run.id}: its event ${run.eventId} is missing from the store`);
     return { run, steps: row.steps.map(toStep), event: toEvent(row.event) };

@@ -117,6 +117,33 @@ export function testStore(name: string, open: Open): void {
       expect(JSON.stringify((await store.getEvent(eventId))!.data)).toBe(JSON.stringify({ text: "\u0000\ud800", order: { z: 1, a: 2 } }));
     });
 
+    it("reads a run's state without the outputs larger than asked, giving their size, and refuses to write such a step back", async () => {
+      const { run } = await seedRun(store);
+      const big = { text: "é".repeat(600) }; // 1,200 bytes of UTF-8, 1,213 as JSON
+      await store.transaction(async (tx) => {
+        const locked = (await tx.lockRun(run.id))!;
+        await tx.writeChange(run.id, locked.run.version, emptyChange({ steps: [step(run.id, "small", { position: 0 }), step(run.id, "big", { position: 1, output: big })] }));
+      });
+      const state = (await store.loadRunState(run.id, { maxOutputBytes: 1_000 }))!;
+      const [small, left] = state.steps;
+      expect([small!.output, small!.outputBytes]).toEqual([{ n: 1 }, undefined]);
+      expect([left!.output, left!.outputBytes]).toEqual([undefined, new TextEncoder().encode(JSON.stringify(big)).byteLength]);
+      // Read in full otherwise, and everywhere the run is shown.
+      expect((await store.loadRunState(run.id))!.steps[1]!.output).toEqual(big);
+      expect((await store.listSteps(run.id))[1]!.output).toEqual(big);
+      // Or only the steps asked for, in position order.
+      expect((await store.listSteps(run.id, { ids: ["big", "nope", "small"] })).map((s) => s.id)).toEqual(["small", "big"]);
+      expect(await store.listSteps(run.id, { ids: [] })).toEqual([]);
+      // Written back as read, it would lose its output: refused, and nothing changes.
+      await expect(
+        store.transaction(async (tx) => {
+          const locked = (await tx.lockRun(run.id))!;
+          await tx.writeChange(run.id, locked.run.version, emptyChange({ steps: [{ ...left!, attempts: 2 }] }));
+        }),
+      ).rejects.toThrow(/was read without its output and must not be written back/);
+      expect((await store.listSteps(run.id))[1]).toMatchObject({ output: big, attempts: 1 });
+    });
+
     it("keeps steps by ID, ordered by position; a step written again replaces the stored one", async () => {
       const { run } = await seedRun(store);
       await store.transaction(async (tx) => {

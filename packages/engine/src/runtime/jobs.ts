@@ -18,7 +18,7 @@ import { afterCommit, describe, machineEnv, type EngineContext } from "../contex
 import { isRefusedValue, LeaseLostError, serializedError } from "../errors.ts";
 import { invokeApp, type InvokerOptions } from "../invoker.ts";
 import { leaseToken } from "./checkpoints.ts";
-import { requestSteps } from "./request-steps.ts";
+import { hasUnreadOutputs, outputBudget, requestSteps } from "./request-steps.ts";
 import type { InvocationSnapshots, KnownStates } from "./known-states.ts";
 import { applyAnswer } from "../machine/answer.ts";
 import { RunDraft, type MachineEnv } from "../machine/draft.ts";
@@ -65,21 +65,26 @@ export async function runJob(runner: JobRunner, job: JobRecord, unclaimed = fals
 
 async function runTimer(runner: JobRunner, job: JobRecord, known: RunState | undefined, how: { unclaimed?: boolean } = {}): Promise<JobRecord[]> {
   await runner.ctx.registry.ensureFresh();
-  const state = known ?? (await runner.ctx.store.loadRunState(job.runId));
+  // The state is kept for the invocation the wake-up continues into: read as that would read it.
+  const state = known ?? (await runner.ctx.store.loadRunState(job.runId, { maxOutputBytes: runner.ctx.limits.maxRequestOutputBytes }));
   return complete(runner, job, state, (draft, env) => fireTimer(draft, env, job), how);
 }
 
 async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState | undefined): Promise<JobRecord[]> {
   const { ctx } = runner;
-  const state = known ?? (await ctx.store.loadRunState(job.runId));
+  // Outputs larger than a request's whole budget would only be left out of it: they stay in the store.
+  let state = known ?? (await ctx.store.loadRunState(job.runId, { maxOutputBytes: ctx.limits.maxRequestOutputBytes }));
   if (!state || isTerminal(state.run.status)) return complete(runner, job, state, nothing);
-  const { run, steps, event } = state;
-  const fn = await ctx.registry.getFunction(run.functionId);
+  const fn = await ctx.registry.getFunction(state.run.functionId);
   const app = fn && (await ctx.registry.getApp(fn.appId));
   if (!fn || !app) {
-    const error = serializedError("FunctionNotFound", `Function ${run.functionId} is not registered with the executor`);
+    const error = serializedError("FunctionNotFound", `Function ${state.run.functionId} is not registered with the executor`);
     return complete(runner, job, state, (draft, env) => finish(draft, env, { status: "failed", error }));
   }
+  const budget = outputBudget(app, ctx.limits);
+  // An app that cannot read outputs back gets them all, as it always did.
+  if (budget === Infinity && hasUnreadOutputs(state)) state = (await ctx.store.loadRunState(job.runId)) ?? state;
+  const { run, steps, event } = state;
   const target = job.stepId ? steps.find((step) => step.id === job.stepId) : undefined;
   // A targeted job whose step was settled meanwhile (a duplicate after a crash) has nothing to do.
   if (job.stepId && (!target || (target.status !== "planned" && target.status !== "retrying"))) {
@@ -91,7 +96,7 @@ async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState 
     event,
     events: [event],
     // The target is left out: to the SDK it is a new step, the one it must run.
-    steps: requestSteps(target ? steps.filter((step) => step !== target) : steps, ctx.limits.maxRequestOutputBytes),
+    steps: requestSteps(target ? steps.filter((step) => step !== target) : steps, budget),
     targetStep: target?.id,
     // Checkpoints prove this claim of the job; a targeted invocation runs its one step and answers.
     ...(target ? {} : { checkpoint: { token: leaseToken(job, runner.owner) } }),

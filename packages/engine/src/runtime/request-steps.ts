@@ -5,11 +5,25 @@
  * {@link readStepOutputs}) before it replays. The request then stays the same size however much
  * the run has stored, under what a serverless host accepts.
  */
-import { globalFunctionId, StepOutputsRequestSchema, type StepOutputsResponse, type StoredStep } from "@stepwise/protocol";
+import { APP_FEATURES, globalFunctionId, StepOutputsRequestSchema, type StepOutputsResponse, type StoredStep } from "@stepwise/protocol";
 import type { EngineContext } from "../context.ts";
 import { InputError } from "../errors.ts";
-import { jsonBytes } from "../limits.ts";
-import type { StepRecord } from "../records.ts";
+import { jsonBytes, type Limits } from "../limits.ts";
+import type { AppRecord, RunState, StepRecord } from "../records.ts";
+
+/**
+ * How many bytes of outputs an invocation of `app` carries: the limit, for an SDK that reads
+ * the rest back; everything for one that never declared it can (it would take a step sent by
+ * size alone for a step that returned nothing).
+ */
+export function outputBudget(app: AppRecord, limits: Limits): number {
+  return app.features.includes(APP_FEATURES.outputsBySize) ? limits.maxRequestOutputBytes : Infinity;
+}
+
+/** Whether `state` was read without some of its outputs (see `Store.loadRunState`). */
+export function hasUnreadOutputs(state: RunState): boolean {
+  return state.steps.some((step) => step.outputBytes !== undefined && step.output === undefined);
+}
 
 /** The steps for a request, outputs inlined in order while they fit in `budgetBytes`. */
 export function requestSteps(steps: readonly StepRecord[], budgetBytes: number): StoredStep[] {
@@ -17,6 +31,8 @@ export function requestSteps(steps: readonly StepRecord[], budgetBytes: number):
   return steps.map((step) => {
     const stored = toStoredStep(step);
     if (stored.status !== "completed") return stored;
+    // Not read with the run: larger than the whole budget, so it goes by size anyway.
+    if (step.outputBytes !== undefined && step.output === undefined) return leftOut(stored, step.outputBytes);
     const bytes = outputBytes(step);
     if (bytes <= left) {
       left -= bytes;
@@ -81,7 +97,6 @@ export async function readStepOutputs(ctx: EngineContext, body: unknown, appId: 
   if (!fn || fn.appId !== appId || !run || run.functionId !== functionId) {
     throw new InputError(`No run ${asked.id} of function "${asked.functionId}" in app "${appId}"`, 404);
   }
-  const wanted = new Set(ids);
-  const steps = await ctx.store.listSteps(run.id);
-  return { steps: steps.filter((step) => wanted.has(step.id) && step.status === "completed").map((step) => ({ id: step.id, output: step.output ?? null })) };
+  const steps = await ctx.store.listSteps(run.id, { ids });
+  return { steps: steps.filter((step) => step.status === "completed").map((step) => ({ id: step.id, output: step.output ?? null })) };
 }

@@ -66,7 +66,8 @@ describe.each(STORE_KINDS)("outputs left out of the invocation (%s)", (storeKind
     return step.run("b", () => a.length);
   });
 
-  const faulted = faultyClient.createFunction({ id: "faults", triggers: [{ event: "big/faults" }], retries: 5 }, async ({ event, step }) => {
+  // No retries: a failed read must not spend an attempt of the function (none of it ran).
+  const faulted = faultyClient.createFunction({ id: "faults", triggers: [{ event: "big/faults" }], retries: 0 }, async ({ event, step }) => {
     // Over the executor's default budget of 1 MB: left out of the second invocation, read back.
     const a = await step.run("a", () => (ran(`${event.data.id}:a`), { text: "x".repeat(1.5 * MB) }));
     await step.sleep("pause", "10ms");
@@ -132,7 +133,7 @@ describe.each(STORE_KINDS)("outputs left out of the invocation (%s)", (storeKind
     });
     afterAll(async () => faultyStack?.close());
 
-    it("tries the invocation again when reading left-out outputs fails on the way, and runs no step twice", async () => {
+    it("tries the invocation again when reading left-out outputs fails on the way, spending no attempt and running no step twice", async () => {
       readFaults.push("502", "refuse", "cut");
       reads.length = 0;
       const id = `faults-${storeKind}`;
@@ -147,6 +148,10 @@ describe.each(STORE_KINDS)("outputs left out of the invocation (%s)", (storeKind
       expect(reads.length).toBeGreaterThanOrEqual(4);
       expect(reads[0]).toEqual(["a"]);
       expect(faultyStack.log.lines.some((line) => /run \S+: could not read the stored output of step "a" from \S+: fetch failed \(connect ECONNREFUSED\)/.test(line))).toBe(true);
+    // Each failed read is the job's failure, retried with a backoff, not the function's attempt.
+    expect(faultyStack.log.lines.filter((line) => /did not start in the app, not an attempt of the function \(failure \d\): InvocationNotStarted/.test(line))).toHaveLength(3);
+    // A refused connection in the app's words is not the executor's store being down.
+    expect(faultyStack.log.lines.filter((line) => /store unavailable/.test(line))).toEqual([]);
     });
 
     it("answers only the app whose run it is, signed, with a request it can read", async () => {

@@ -18,6 +18,15 @@ export class LeaseLostError extends Error {
   }
 }
 
+/**
+ * The app answered that it could not start the invocation (it could not read the run's stored
+ * outputs back): none of the function ran, so this is retried like a failure inside the
+ * executor, with a backoff and a bound, not counted as an attempt of the function.
+ */
+export class InvocationNotStarted extends Error {
+  override name = "InvocationNotStarted";
+}
+
 /** Bad input to the executor's API: the message says what is wrong and how to fix it. */
 export class InputError extends Error {
   override name = "InputError";

@@ -7,7 +7,7 @@ export { DEFAULT_LIMITS, jsonBytes, type Limits } from "./limits.ts";
 export { appUrlProblem, type AppUrlPolicy } from "./app-urls.ts";
 export { ownSigningKey, parseAppSigningKeys, signingKeyOf } from "./invoker.ts";
 export { consoleLogger, silentLogger, time, formatDuration, printable, type Logger } from "./log.ts";
-export { InputError, LeaseLostError, isRefusedValue, isUnavailable } from "./errors.ts";
+export { InputError, InvocationNotStarted, LeaseLostError, isRefusedValue, isUnavailable } from "./errors.ts";
 export { parseEvents } from "./event-input.ts";
 export { evaluateCondition, expressionError, matches } from "./expressions.ts";
 export { systemClock, type Clock } from "./clock.ts";

@@ -1,7 +1,8 @@
 /**
  * Calls an app's `/api/durable` for one invocation: signs it (method, path, function and body), bounds the time and the
  * size of the answer (over kept-alive node:http on Node, through fetch elsewhere), and turns every failure (unreachable app, 401, garbage) into an
- * `error` answer that says whether a retry makes sense, so the run's retry policy decides.
+ * `error` answer that says whether a retry makes sense, so the run's retry policy decides. The one exception: an SDK that
+ * says it could not start the invocation (nothing ran) throws {@link InvocationNotStarted}, retried as a job, not an attempt.
  */
 import {
   HEADERS,
@@ -15,6 +16,7 @@ import {
   type InvokeResponse,
   type PostAnswer,
 } from "@stepwise/protocol";
+import { InvocationNotStarted } from "./errors.ts";
 import { formatBytes } from "./limits.ts";
 
 export interface InvokerOptions {
@@ -56,6 +58,7 @@ export async function invokeApp(
   if (text === null) {
     return appError("AppResponseTooLarge", `The app's answer exceeds ${formatBytes(options.maxResponseBytes)}`, false);
   }
+  if (status === 503 && notStarted(text)) throw new InvocationNotStarted(`${where} could not start the invocation: ${errorMessage(text)}`);
   const parsed = [200, 206, 500].includes(status) ? parseAnswer(text) : null;
   if (parsed && "response" in parsed) return parsed.response;
   // Well-formed JSON in the shape of an answer that breaks the protocol: the same code would send it again.
@@ -143,6 +146,15 @@ function parseAnswer(text: string): { response: InvokeResponse } | { problem: st
   if (!looksLikeAnswer) return null;
   const issue = result.error.issues[0];
   return { problem: `${issue?.path.join(".") || "(root)"}: ${issue?.message ?? "malformed"}` };
+}
+
+/** The SDK's `503 { error, notStarted: true }`: nothing of the function ran (see protocol `NOT_STARTED`). */
+function notStarted(text: string): boolean {
+  try {
+    return (JSON.parse(text) as { notStarted?: unknown } | null)?.notStarted === true;
+  } catch {
+    return false;
+  }
 }
 
 function errorMessage(text: string): string {

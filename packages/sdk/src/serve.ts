@@ -147,9 +147,9 @@ class Endpoint {
         invocation = await withStoredOutputs(invocation, transport);
       } catch (error) {
         if (!(error instanceof StoredOutputsUnavailable)) throw error;
-        // Not the function's failure: the executor tries the invocation again, as for an outage.
+        // Nothing of the function ran: the executor tries again later, not counting an attempt.
         this.notices.warn("stored outputs", `Stepwise: ${error.message}`);
-        return json(503, { error: error.message });
+        return json(503, { error: error.message, notStarted: true });
       }
     }
     const checkpointer = transport && checkpointerFor(invocation, fn.checkpointBudgetMs, transport);

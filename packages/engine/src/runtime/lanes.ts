@@ -18,7 +18,7 @@
  * moved on, clocks apart) the loop claims as any other.
  */
 import { formatDuration, type Logger } from "../log.ts";
-import { describe, isUnavailable, LeaseLostError } from "../errors.ts";
+import { describe, InvocationNotStarted, isUnavailable, LeaseLostError } from "../errors.ts";
 import type { JobRecord } from "../records.ts";
 import type { Queue } from "../store.ts";
 import { Latch } from "./latch.ts";
@@ -344,7 +344,8 @@ export class Lanes {
       return;
     }
     this.stats.failed++;
-    if (isUnavailable(error)) {
+    // The app's words about its own call to the executor may name a refused connection: not the store's outage.
+    if (!(error instanceof InvocationNotStarted) && isUnavailable(error)) {
       this.trouble(error, "running a job");
       if (this.budget) this.outage ??= error;
       await queue.release(job, owner, { delayMs: 1_000 }).catch(() => {});
@@ -352,7 +353,8 @@ export class Lanes {
     }
     const cause = error instanceof Error ? `${error.name}: ${error.message}` : describe(error);
     const delayMs = Math.min(30_000, 500 * 2 ** Math.min(job.failures, 6));
-    log.warn(`${what} failed in the executor (failure ${job.failures + 1}): ${cause}; retrying in ${formatDuration(delayMs)}`);
+    const where = error instanceof InvocationNotStarted ? "did not start in the app, not an attempt of the function" : "failed in the executor";
+    log.warn(`${what} ${where} (failure ${job.failures + 1}): ${cause}; retrying in ${formatDuration(delayMs)}`);
     await queue.release(job, owner, { delayMs, failure: cause.slice(0, 2_000) }).catch(() => {});
   }
 

@@ -8,134 +8,18 @@
  * job's: a cancel (which locks the run, then deletes its jobs) either commits first, and the
  * checkpoint finds the job gone, or waits for the checkpoint, and the step stays as committed.
  *
- * Checkpoints of different runs that arrive while one is being written go together as one
- * statement (a group commit: one round trip and one commit for all, each with its own fence
- * and outcome), through {@link CheckpointWriter}. Alone, a checkpoint goes at once.
- *
- * The first try never waits for a lock (`SKIP LOCKED`): a statement that locks many runs must
- * not wait for one of them while holding the others, or a transaction that locks the same runs
- * in another order (an event cancelling runs B then A) deadlocks with it, and one run held by a
- * long transaction stalls every checkpoint gathered with it. A checkpoint whose run or job was
- * held is written again alone, waiting its turn like any transaction that locks one run.
+ * Each statement comes in two forms: one that skips rows another transaction holds (`SKIP
+ * LOCKED`, answering {@link HELD} for such a checkpoint), one that waits for them; and one
+ * statement carries many checkpoints of distinct runs, skipping. `checkpoint-writer.ts` decides
+ * which goes when.
  */
-import { isRefusedValue, type CheckpointResult, type CheckpointWrite } from "@stepwise/engine";
+import type { CheckpointResult, CheckpointWrite } from "@stepwise/engine";
 import type { SqlExecutor } from "./sql.ts";
 import { json } from "./rows.ts";
 
-/** Most checkpoints in one statement. */
-const MAX_BATCH = 64;
-/** Statements in flight at once: a batch gathers behind them. */
-const MAX_IN_FLIGHT = 2;
-/**
- * Held checkpoints written alone at once. Each waits for its lock on a connection of the
- * pool, so without a bound one transaction holding many runs (an event cancelling them) would
- * take every connection, and lease heartbeats and claims would wait behind it.
- */
-const MAX_ALONE_IN_FLIGHT = 2;
-
-interface Pending {
-  write: CheckpointWrite;
-  resolve(result: CheckpointResult): void;
-  reject(error: unknown): void;
-}
-
-/**
- * Writes checkpoints, gathering those that arrive while statements are in flight into one.
- * A run has one checkpoint in flight at a time, gathered or alone (the next waits its turn),
- * so a run's checkpoints commit in the order they came and never find their own run locked.
- * A batch the store refuses for a value (a data exception, a program limit) is written again
- * one checkpoint at a time, so one bad value fails only its own checkpoint; any other failure
- * is every checkpoint's.
- */
-export class CheckpointWriter {
-  private queue: Pending[] = [];
-  private inFlight = 0;
-  /** Held checkpoints to write alone, and how many are being written. */
-  private held: Pending[] = [];
-  private aloneInFlight = 0;
-  /** Runs with a checkpoint in flight (gathered, held or alone). */
-  private readonly busyRuns = new Set<string>();
-
-  constructor(
-    private readonly sql: SqlExecutor,
-    /** Retries a statement aborted by a deadlock or a serialization failure. */
-    private readonly retrying: <T>(attempt: () => Promise<T>) => Promise<T>,
-  ) {}
-
-  write(write: CheckpointWrite): Promise<CheckpointResult> {
-    return new Promise((resolve, reject) => {
-      this.queue.push({ write, resolve, reject });
-      this.pump();
-    });
-  }
-
-  private pump(): void {
-    while (this.aloneInFlight < MAX_ALONE_IN_FLIGHT && this.held.length > 0) {
-      this.aloneInFlight++;
-      void this.writeAlone(this.held.shift()!).finally(() => {
-        this.aloneInFlight--;
-        this.pump();
-      });
-    }
-    while (this.inFlight < MAX_IN_FLIGHT) {
-      const batch: Pending[] = [];
-      const rest: Pending[] = [];
-      for (const pending of this.queue) {
-        const runId = pending.write.runId;
-        if (batch.length < MAX_BATCH && !this.busyRuns.has(runId)) {
-          batch.push(pending);
-          this.busyRuns.add(runId);
-        } else rest.push(pending);
-      }
-      this.queue = rest;
-      if (batch.length === 0) return;
-      this.inFlight++;
-      void this.send(batch).finally(() => {
-        this.inFlight--;
-        this.pump();
-      });
-    }
-  }
-
-  /** Settles a checkpoint, freeing its run for the next. */
-  private done(pending: Pending, outcome: { result: CheckpointResult } | { error: unknown }): void {
-    this.busyRuns.delete(pending.write.runId);
-    if ("result" in outcome) pending.resolve(outcome.result);
-    else pending.reject(outcome.error);
-  }
-
-  private async send(batch: Pending[]): Promise<void> {
-    try {
-      const results = await this.retrying(() =>
-        batch.length === 1 ? writeCheckpoint(this.sql, batch[0]!.write, "skip").then((r): Outcome[] => [r]) : writeCheckpoints(this.sql, batch.map((p) => p.write)),
-      );
-      batch.forEach((pending, index) => {
-        const result = results[index]!;
-        // Held by another transaction: written alone, outside the slots, so its wait stalls no batch.
-        if (result === HELD) this.held.push(pending);
-        else this.done(pending, { result });
-      });
-    } catch (error) {
-      if (batch.length === 1 || !isRefusedValue(error)) return batch.forEach((pending) => this.done(pending, { error }));
-      this.held.push(...batch);
-    }
-  }
-
-  private async writeAlone(pending: Pending): Promise<void> {
-    try {
-      const result = await this.retrying(() => writeCheckpoint(this.sql, pending.write, "wait"));
-      // Waiting for the lock, it cannot be skipped; only the skipping statement answers HELD.
-      if (result === HELD) throw new Error("checkpoint skipped a lock it was told to wait for");
-      this.done(pending, { result });
-    } catch (error) {
-      this.done(pending, { error });
-    }
-  }
-}
-
 /** A checkpoint whose run or job another transaction held, so the skipping statement left it alone. */
-const HELD: unique symbol = Symbol("held");
-type Outcome = CheckpointResult | typeof HELD;
+export const HELD: unique symbol = Symbol("held");
+export type Outcome = CheckpointResult | typeof HELD;
 
 type OutcomeRow = { found: boolean; held: boolean; status: string | null; same_function: boolean; full: boolean; leased: boolean; version: number | null };
 
@@ -151,7 +35,7 @@ function outcome(row: OutcomeRow | undefined): Outcome {
 }
 
 /** Checkpoints of distinct runs in one statement, skipping what is locked; results in the order given. */
-async function writeCheckpoints(sql: SqlExecutor, writes: CheckpointWrite[]): Promise<Outcome[]> {
+export async function writeCheckpoints(sql: SqlExecutor, writes: CheckpointWrite[]): Promise<Outcome[]> {
   const input = writes.map((write, idx) => ({
     idx,
     run_id: write.runId,
@@ -174,7 +58,7 @@ async function writeCheckpoints(sql: SqlExecutor, writes: CheckpointWrite[]): Pr
 }
 
 /** One checkpoint; `skip` leaves a locked run or job alone (answering HELD), `wait` waits for it. */
-async function writeCheckpoint(sql: SqlExecutor, write: CheckpointWrite, locks: "skip" | "wait"): Promise<Outcome> {
+export async function writeCheckpoint(sql: SqlExecutor, write: CheckpointWrite, locks: "skip" | "wait"): Promise<Outcome> {
   const { step, lease } = write;
   const [row] = await sql.query<OutcomeRow>(CHECKPOINT[locks], [
     write.runId,
@@ -195,11 +79,6 @@ async function writeCheckpoint(sql: SqlExecutor, write: CheckpointWrite, locks: 
 }
 
 /**
- * $1 run, $2 its function, $3 job, $4 lease owner, $5 the claim, $6 lease extension (ms),
- * $7 step id, $8 name, $9 position, $10 output (JSON text), $11 started at, $12 output bytes,
- * $13 the run's state limit.
- */
-/**
  * Whether the skipping statement left the checkpoint alone: its run, or its job, is there when
  * read without a lock but was not locked. (A statement that waited for its locks has nothing
  * to say here: a row it waited for and found deleted is still in the statement's snapshot.)
@@ -208,6 +87,11 @@ const HELD_ONE = `(NOT EXISTS (SELECT 1 FROM run) AND EXISTS (SELECT 1 FROM runs
          OR (EXISTS (SELECT 1 FROM open) AND NOT EXISTS (SELECT 1 FROM job) AND EXISTS (
            SELECT 1 FROM jobs WHERE id = $3::bigint AND run_id = $1 AND locked_by = $4 AND claims = $5::int AND locked_until > now()))`;
 
+/**
+ * $1 run, $2 its function, $3 job, $4 lease owner, $5 the claim, $6 lease extension (ms),
+ * $7 step id, $8 name, $9 position, $10 output (JSON text), $11 started at, $12 output bytes,
+ * $13 the run's state limit.
+ */
 const checkpointSql = (locks: "skip" | "wait") => {
   const skip = locks === "skip" ? "SKIP LOCKED" : "";
   return `

@@ -6,7 +6,7 @@
  */
 import type { AppRecord, CheckpointResult, CheckpointWrite, Fence, FunctionRecord, Queue, ReadyQueue, RunChange, RunRecord, RunState, Store, StoreTx, WriteResult } from "@stepwise/engine";
 import { writeChange } from "./change-sql.ts";
-import { CheckpointWriter } from "./checkpoint-sql.ts";
+import { CheckpointWriter } from "./checkpoint-writer.ts";
 import { IndexedQueue } from "./indexed-queue.ts";
 import { PgQueue } from "./queue.ts";
 import { toApp, toFunction, toRun } from "./rows.ts";

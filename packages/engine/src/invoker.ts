@@ -5,6 +5,7 @@
  * says it could not start the invocation (nothing ran) throws {@link InvocationNotStarted}, retried as a job, not an attempt.
  */
 import {
+  failureReason,
   HEADERS,
   InvokeResponseSchema,
   nodePost,
@@ -49,7 +50,7 @@ export async function invokeApp(
       // The connection broke or the time ran out while the answer was on its way.
       return appError("AppUnreachable", `The answer from ${where} was cut off: ${error.message}`, true);
     }
-    return appError("AppUnreachable", `Could not reach ${where}: ${fetchFailure(error)}`, true);
+    return appError("AppUnreachable", `Could not reach ${where}: ${failureReason(error)}`, true);
   }
   const { status, location, text } = answer;
   if (status >= 300 && status < 400) {
@@ -120,14 +121,6 @@ export function ownSigningKey(appSigningKeys: Readonly<Record<string, string>> |
   return typeof appId === "string" && appSigningKeys && Object.hasOwn(appSigningKeys, appId) ? appSigningKeys[appId] : undefined;
 }
 
-/** `fetch failed` says little: the cause (refused, reset, a redirect not followed) says what happened. */
-function fetchFailure(error: unknown): string {
-  if (!(error instanceof Error)) return String(error);
-  const cause = error.cause as { message?: unknown; code?: unknown } | undefined;
-  const detail = cause && (typeof cause.message === "string" && cause.message ? cause.message : typeof cause.code === "string" ? cause.code : "");
-  return detail ? `${error.message} (${detail})` : error.message;
-}
-
 function appError(name: string, message: string, retriable: boolean): InvokeResponse {
   return { type: "error", error: { name, message }, retriable };
 }
@@ -148,7 +141,7 @@ function parseAnswer(text: string): { response: InvokeResponse } | { problem: st
   return { problem: `${issue?.path.join(".") || "(root)"}: ${issue?.message ?? "malformed"}` };
 }
 
-/** The SDK's `503 { error, notStarted: true }`: nothing of the function ran (see protocol `NOT_STARTED`). */
+/** The SDK's `503 { error, notStarted: true }`: nothing of the function ran (docs/wire-protocol.md, "Outputs left out"). */
 function notStarted(text: string): boolean {
   try {
     return (JSON.parse(text) as { notStarted?: unknown } | null)?.notStarted === true;

@@ -49,6 +49,14 @@ export class PostError extends Error {
 
 export type NodePost = (url: string, body: string, options: PostOptions) => Promise<PostAnswer>;
 
+/** Why a call failed, in words: fetch says only "fetch failed", its cause (refused, reset, a redirect not followed) says what happened. */
+export function failureReason(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const cause = error.cause as { message?: unknown; code?: unknown } | undefined;
+  const detail = cause && (typeof cause.message === "string" && cause.message ? cause.message : typeof cause.code === "string" ? cause.code : "");
+  return detail ? `${error.message} (${detail})` : error.message;
+}
+
 /** How long an idle kept-alive connection is kept: under the 5 s after which Node's server closes one. */
 const IDLE_MS = 4_000;
 

@@ -6,7 +6,7 @@
  * no fetch of its own; the caller reads the status and text. Redirects are never followed:
  * the request goes to the executor configured, nowhere else.
  */
-import { HEADERS, readTextCapped, sign, type NodePost } from "@stepwise/protocol";
+import { failureReason, HEADERS, readTextCapped, sign, type NodePost } from "@stepwise/protocol";
 import { StepwiseApiError } from "./errors.ts";
 import type { FailureNotices } from "./notices.ts";
 
@@ -98,12 +98,4 @@ export async function postSigned(
   if (transport.post) return transport.post(url, body, { headers, ...limits });
   const response = await transport.fetch(url, { method: "POST", headers, body, signal: AbortSignal.timeout(limits.timeoutMs), redirect: "manual" });
   return { status: response.status, text: await readTextCapped(response, limits.maxBytes) };
-}
-
-/** Why a call failed, in words: fetch says only "fetch failed", its cause (refused, reset) says what happened. */
-export function failureReason(error: unknown): string {
-  if (!(error instanceof Error)) return String(error);
-  const cause = error.cause as { message?: unknown; code?: unknown } | undefined;
-  const detail = cause && (typeof cause.message === "string" && cause.message ? cause.message : typeof cause.code === "string" ? cause.code : "");
-  return detail ? `${error.message} (${detail})` : error.message;
 }

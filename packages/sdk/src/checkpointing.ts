@@ -6,8 +6,8 @@
  * executor refuses or that fails on the way ends the invocation: its result goes back in the
  * answer, as it would with checkpointing off, and the executor's usual rules decide.
  */
-import { CHECKPOINT_ROUTE, PROTOCOL_VERSION, toMs, type CheckpointRequest, type Duration, type InvokeRequest, type Op } from "@stepwise/protocol";
-import { failureReason, postSigned, type ExecutorTransport } from "./api.ts";
+import { CHECKPOINT_ROUTE, failureReason, PROTOCOL_VERSION, toMs, type CheckpointRequest, type Duration, type InvokeRequest, type Op } from "@stepwise/protocol";
+import { postSigned, type ExecutorTransport } from "./api.ts";
 
 /** Options of checkpointing (`checkpointing: { maxRuntime: "20s" }` on the client or a function). */
 export interface CheckpointingOptions {

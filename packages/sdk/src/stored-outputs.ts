@@ -5,8 +5,8 @@
  * outputs back (`POST /api/step-outputs`, signed), a few megabytes per request, and the replay
  * then sees every output as if it had come in the request.
  */
-import { PROTOCOL_VERSION, STEP_OUTPUTS_ROUTE, StepOutputsResponseSchema, type InvokeRequest, type StepOutputsRequest, type StoredStep } from "@stepwise/protocol";
-import { failureReason, postSigned, type ExecutorTransport } from "./api.ts";
+import { failureReason, PROTOCOL_VERSION, STEP_OUTPUTS_ROUTE, StepOutputsResponseSchema, type InvokeRequest, type StepOutputsRequest, type StoredStep } from "@stepwise/protocol";
+import { postSigned, type ExecutorTransport } from "./api.ts";
 
 /** Most output bytes asked for in one request (at least one step's, however large). */
 const MAX_BYTES_PER_READ = 8 * 1024 * 1024;

@@ -13,9 +13,9 @@
  * Timers this process queued (a sleep's wake-up, a wait's timeout) it also fires itself, on a
  * timer of its own at their due time, into a free lane: the job is taken in the statement that
  * applies it (unclaimed, only while nobody holds it and it is due), so there is no claim to
- * wait for. The claim loop lets such a due time pass by a few milliseconds before it claims, so
- * the two do not reach for the same job at once; one that was not taken (no free lane, a run
- * moved on, clocks apart) the loop claims as any other.
+ * wait for. The claim loop holds off while such a timer is due or being applied (at most
+ * 50 ms in a row), so the two do not reach for the same job at once; one that was not taken
+ * (no free lane, a run moved on, clocks apart) the loop claims as any other.
  */
 import { formatDuration, type Logger } from "../log.ts";
 import { describe, InvocationNotStarted, isUnavailable, LeaseLostError } from "../errors.ts";
@@ -27,7 +27,7 @@ import { Latch } from "./latch.ts";
 const OWN_TIMER_HORIZON_MS = 5 * 60_000;
 /** At most this many timers of its own at once; beyond them, the claim loop serves. */
 const MAX_OWN_TIMERS = 10_000;
-/** How long the claim loop lets a due time that one of this process's timers will take go by. */
+/** How near its due time one of this process's timers makes the claim loop hold off for it. */
 const OWN_TIMER_GRACE_MS = 10;
 /**
  * Longest the claim loop holds off while this process's timers fire (their jobs are unclaimed
@@ -197,12 +197,6 @@ export class Lanes {
     return Math.min(left, this.ownFiring > 0 ? left : Math.max(1, soonest - now + 1));
   }
 
-  /** Whether one of this process's timers comes due around `at`, so the claim loop should let it go first. */
-  private ownTimerAround(at: number): boolean {
-    for (const { dueAt } of this.ownTimers.values()) if (Math.abs(dueAt - at) <= OWN_TIMER_GRACE_MS) return true;
-    return false;
-  }
-
   private begin(): void {
     this.running = true;
     this.stats = { ran: 0, failed: 0, stoppedEarly: false };
@@ -261,7 +255,8 @@ export class Lanes {
         continue;
       }
       const dueIn = await this.nextDueIn();
-      await this.wake.wait(this.ownTimerAround(Date.now() + dueIn) ? dueIn + OWN_TIMER_GRACE_MS : dueIn);
+      // Woken for a due time one of this process's timers takes, the hold above lets the timer go first.
+      await this.wake.wait(dueIn);
     }
   }
 

@@ -54,7 +54,6 @@ function toStoredStep(step: StepRecord): StoredStep {
 
 const storedSteps = new WeakMap<StepRecord, StoredStep>();
 const sizes = new WeakMap<StepRecord, number>();
-const leftOuts = new WeakMap<StoredStep, StoredStep>();
 
 function asStored(step: StepRecord): StoredStep {
   const { id, name, kind, position } = step;
@@ -70,12 +69,8 @@ function outputBytes(step: StepRecord): number {
 }
 
 function leftOut(stored: StoredStep, bytes: number): StoredStep {
-  let out = leftOuts.get(stored);
-  if (!out) {
-    const { id, name, kind, position, status } = stored;
-    leftOuts.set(stored, (out = { id, name, kind, position, status, outputBytes: bytes }));
-  }
-  return out;
+  const { id, name, kind, position, status } = stored;
+  return { id, name, kind, position, status, outputBytes: bytes };
 }
 
 /**

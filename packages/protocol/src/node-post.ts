@@ -139,9 +139,11 @@ export const nodePost: NodePost | undefined = (() => {
             chunks.push(chunk);
           });
           response.on("end", () => settle(() => resolve({ status, location, text: decoder.decode(concat(chunks, size)) })));
-          response.on("aborted", () => fail(new PostError("answer", "the answer was cut off")));
+          // "close" follows every "end": build the error only when nothing settled (an Error captures a stack, measurable per request).
+          const cutOff = () => settled || fail(new PostError("answer", "the answer was cut off"));
+          response.on("aborted", cutOff);
           response.on("error", fail);
-          response.on("close", () => fail(new PostError("answer", "the answer was cut off")));
+          response.on("close", cutOff);
         },
       );
       const timer = setTimeout(() => request.destroy(new PostError(answering ? "answer" : "request", `no answer within ${timeoutMs} ms`)), timeoutMs);

@@ -6,7 +6,9 @@
  * bridge (each as an executor of that topology writes), the same on PGlite, a Redis round
  * trip (through @upstash/redis and the REST bridge), and a step done by hand: a POST from this
  * process to a bare node:http server in another process that commits one row over TCP before
- * it answers (what any executor in Node pays per checkpoint, with nothing of Stepwise in it).
+ * it answers (what any executor in Node pays per checkpoint, with nothing of Stepwise in it),
+ * once at a time and as 16 chains at once (the executor's default concurrency: W2's bound, as
+ * the single one is W1's).
  */
 import { spawn } from "node:child_process";
 import { Agent, createServer, request } from "node:http";
@@ -28,6 +30,8 @@ export interface Baselines {
   redisMs: number;
   /** The step done by hand: a kept-alive POST to a node:http server process that commits one row over TCP, then answers. */
   handStepMs: number;
+  /** Steps by hand per second with 16 chains at once, the server committing through a pool of 10 connections (the executor's defaults). */
+  handStepsPerSecond: number;
 }
 
 const ROUNDS = 500;
@@ -36,8 +40,7 @@ const ROUNDS = 500;
 const HAND_STEP_SERVER = `
 import { createServer } from "node:http";
 import pg from "pg";
-const client = new pg.Client({ connectionString: process.argv[1] });
-await client.connect();
+const client = new pg.Pool({ connectionString: process.argv[1], max: 10 });
 const table = process.argv[2];
 createServer((req, res) => {
   const chunks = [];
@@ -99,7 +102,7 @@ export async function measureBaselines(): Promise<Baselines> {
   const tcp = createPgClient({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 1 });
   await tcp.query(`CREATE TABLE IF NOT EXISTS ${table} (id serial, at timestamptz DEFAULT now())`);
   const postgresTcpCommitMs = await timeEach(ROUNDS, commit(tcp));
-  const handStepMs = await measureHandStep(table);
+  const { handStepMs, handStepsPerSecond } = await measureHandSteps(table);
 
   const bridge = await startWsTcpBridge();
   const pg = createNeonClient({ connectionString: "postgres://postgres@127.0.0.1:5432/test", wsProxy: bridge.wsProxy, max: 1 });
@@ -120,10 +123,13 @@ export async function measureBaselines(): Promise<Baselines> {
   await redis.del("stepwise-bench:baseline");
   await upstash.close();
 
-  return { httpMs, httpNodeMs, postgresCommitMs, postgresTcpCommitMs, pgliteCommitMs, redisMs, handStepMs };
+  return { httpMs, httpNodeMs, postgresCommitMs, postgresTcpCommitMs, pgliteCommitMs, redisMs, handStepMs, handStepsPerSecond };
 }
 
-async function measureHandStep(table: string): Promise<number> {
+/** Chains of steps by hand going at once, as the executor's 16 lanes do in W2. */
+const HAND_CHAINS = 16;
+
+async function measureHandSteps(table: string): Promise<{ handStepMs: number; handStepsPerSecond: number }> {
   const child = spawn(process.execPath, ["--input-type=module", "-e", HAND_STEP_SERVER, "postgres://postgres@127.0.0.1:5432/test", table], { stdio: ["ignore", "pipe", "inherit"] });
   try {
     const port = await new Promise<number>((resolve, reject) => {
@@ -133,9 +139,15 @@ async function measureHandStep(table: string): Promise<number> {
     // About what a checkpoint carries: the run, the lease token, the step and a small output.
     const body = JSON.stringify({ run: { id: "01KBENCH", appId: "bench", functionId: "sequence" }, token: "1.1.executor-x", step: { id: "s1", name: "s1", position: 1, output: 1, durationMs: 0 } });
     const poster = nodePoster(port, body);
-    const ms = await timeEach(ROUNDS, poster.post);
-    poster.close();
-    return ms;
+    const handStepMs = await timeEach(ROUNDS, poster.post);
+    // 16 chains of 250 steps each, one connection per chain (as an app's invocations each send their own checkpoints).
+    const chains = Array.from({ length: HAND_CHAINS }, () => nodePoster(port, body));
+    await Promise.all(chains.map(async (chain) => { for (let i = 0; i < 20; i++) await chain.post(); }));
+    const start = performance.now();
+    await Promise.all(chains.map(async (chain) => { for (let i = 0; i < 250; i++) await chain.post(); }));
+    const handStepsPerSecond = Math.round((HAND_CHAINS * 250) / ((performance.now() - start) / 1000));
+    for (const chain of [poster, ...chains]) chain.close();
+    return { handStepMs, handStepsPerSecond };
   } finally {
     child.removeAllListeners("exit");
     child.kill();

@@ -36,7 +36,8 @@ export function printReport(report: { baselines: Baselines; results: Record<stri
   console.log(
     `Baselines: loopback HTTP ${b.httpNodeMs.toFixed(3)} ms over node:http kept alive (${b.httpMs.toFixed(3)} ms through fetch); INSERT+COMMIT over TCP ${b.postgresTcpCommitMs.toFixed(3)} ms, ` +
       `through the Neon driver ${b.postgresCommitMs.toFixed(3)} ms, on PGlite ${b.pgliteCommitMs.toFixed(3)} ms; Redis round trip ${b.redisMs.toFixed(3)} ms; ` +
-      `a step by hand (POST to a node:http server process that commits one row over TCP) ${b.handStepMs.toFixed(3)} ms`,
+      `a step by hand (POST to a node:http server process that commits one row over TCP) ${b.handStepMs.toFixed(3)} ms, ` +
+      `${b.handStepsPerSecond} steps/s with 16 at once`,
   );
   console.log("");
   const names = Object.keys(report.results) as TopologyName[];
@@ -55,6 +56,7 @@ export function printReport(report: { baselines: Baselines; results: Record<stri
   }
   // Throughput as time per step, so it compares with the round trips a step needs.
   rows.push(["W2 steps/s (200 runs x 5)", ...cell((r, floor) => `${r.w2.stepsPerSecond} (${x(1000 / r.w2.stepsPerSecond, floor)})`)]);
+  rows.push(["W2 / steps by hand, 16 at once", ...cell((r) => x(r.w2.stepsPerSecond, b.handStepsPerSecond))]);
   rows.push(["burst 1,000 runs x 5: s, steps/s", ...cell((r) => `${r.burst.seconds} s, ${r.burst.stepsPerSecond}`)]);
   rows.push(["W3 20 runs sleep 2s: late p50 / p99 / max (ms)", ...cell((r, floor) => `${r.w3.p50} / ${r.w3.p99} / ${r.w3.max} (${x(r.w3.p50, floor)})`)]);
   rows.push(["W3 one run sleeping 2s alone: late p50 / max (ms)", ...cell((r, floor) => `${r.w3Alone.p50} / ${r.w3Alone.max} (${x(r.w3Alone.p50, floor)})`)]);

@@ -4,6 +4,10 @@
  * anyone, is another invocation), the run has not ended and the step is not stored yet. Nothing
  * else of the run is read or written, so a checkpoint costs the same at step 1,000 as at step 1.
  *
+ * The job's lease is extended only once less than half of it is left: a job row updated on
+ * every step was a new tuple and an entry in each of its five indexes per step, for a lease the
+ * heartbeat keeps alive anyway (and the fence reads the lease, it does not need it renewed).
+ *
  * Locks are taken in the order every transaction takes them, the run's row first, then the
  * job's: a cancel (which locks the run, then deletes its jobs) either commits first, and the
  * checkpoint finds the job gone, or waits for the checkpoint, and the step stays as committed.
@@ -109,13 +113,12 @@ job AS (
   FOR UPDATE ${skip}
 ),
 lease AS (
-  UPDATE jobs SET locked_until = greatest(locked_until, now() + make_interval(secs => $6::float8 / 1000))
-  WHERE id IN (SELECT id FROM job)
-  RETURNING id
+  UPDATE jobs SET locked_until = now() + make_interval(secs => $6::float8 / 1000)
+  WHERE id IN (SELECT id FROM job) AND locked_until < now() + make_interval(secs => $6::float8 / 2000)
 ),
 saved AS (
   INSERT INTO steps (run_id, id, name, kind, position, status, output, attempts, started_at, ended_at)
-  SELECT $1, $7, $8, 'run', $9::int, 'completed', $10::text, 1, $11::timestamptz, now() FROM lease
+  SELECT $1, $7, $8, 'run', $9::int, 'completed', $10::text, 1, $11::timestamptz, now() FROM job
   ON CONFLICT (run_id, id) DO NOTHING
   RETURNING 1
 ),
@@ -130,7 +133,7 @@ SELECT EXISTS (SELECT 1 FROM run) AS found,
        (SELECT status FROM run) AS status,
        coalesce((SELECT function_id = $2 FROM run), false) AS same_function,
        coalesce((SELECT state_bytes + $12::bigint > $13::bigint FROM run), false) AS full,
-       EXISTS (SELECT 1 FROM lease) AS leased,
+       EXISTS (SELECT 1 FROM job) AS leased,
        (SELECT version FROM bumped) AS version`;
 };
 const CHECKPOINT = { skip: checkpointSql("skip"), wait: checkpointSql("wait") };
@@ -155,15 +158,14 @@ job AS (
   FOR UPDATE OF j SKIP LOCKED
 ),
 lease AS (
-  UPDATE jobs j SET locked_until = greatest(j.locked_until, now() + make_interval(secs => o.lease_ms / 1000))
+  UPDATE jobs j SET locked_until = now() + make_interval(secs => o.lease_ms / 1000)
   FROM job, open o
-  WHERE j.id = job.id AND o.idx = job.idx
-  RETURNING o.idx
+  WHERE j.id = job.id AND o.idx = job.idx AND j.locked_until < now() + make_interval(secs => o.lease_ms / 2000)
 ),
 saved AS (
   INSERT INTO steps (run_id, id, name, kind, position, status, output, attempts, started_at, ended_at)
   SELECT i.run_id, i.step_id, i.name, 'run', i.position, 'completed', i.output, 1, i.started_at, now()
-  FROM input i WHERE i.idx IN (SELECT idx FROM lease)
+  FROM input i WHERE i.idx IN (SELECT idx FROM job)
   ON CONFLICT (run_id, id) DO NOTHING
   RETURNING run_id
 ),
@@ -184,7 +186,7 @@ SELECT i.idx,
        r.status,
        coalesce(r.function_id = i.function_id, false) AS same_function,
        coalesce(r.state_bytes + i.bytes > i.max_bytes, false) AS full,
-       i.idx IN (SELECT idx FROM lease) AS leased,
+       i.idx IN (SELECT idx FROM job) AS leased,
        b.version
 FROM input i LEFT JOIN run r ON r.id = i.run_id LEFT JOIN bumped b ON b.id = i.run_id
 ORDER BY i.idx`;

@@ -3,7 +3,7 @@
  * goes on to its next step in the same invocation instead of answering and being invoked
  * again. The invocation carries a lease token (its job, the worker holding it, and which claim
  * of the job it is); a checkpoint commits only while that exact claim still holds the lease,
- * the run has not ended and the step is not stored yet, and it extends the lease. Anything else
+ * the run has not ended and the step is not stored yet, and it leaves at least half a lease. Anything else
  * is refused (409), and the app then stops running steps and answers the invocation as it
  * would have without checkpoints: the answer's usual path (fence, `canReplace`) decides.
  *

@@ -12,7 +12,7 @@ import type { Clock } from "./clock.ts";
 import type { Limits } from "./limits.ts";
 import type { Logger } from "./log.ts";
 import type { MachineEnv, LogLine } from "./machine/draft.ts";
-import { isTerminal, type JobRecord, type RunState } from "./records.ts";
+import type { JobRecord } from "./records.ts";
 import type { Registry } from "./registry.ts";
 import type { Store } from "./store.ts";
 
@@ -28,8 +28,6 @@ export interface EngineContext {
   isolatedApps: ReadonlySet<string>;
   /** Called after commit with the jobs a change queued (wakes local workers). */
   onQueued(jobs: JobRecord[]): void;
-  /** Called after commit with the runs it ended (cancelled, finished, failed). */
-  onRunsEnded?(runIds: string[]): void;
 }
 
 /** What transitions of a run of `functionId` may know, from the registry's cache. */
@@ -50,8 +48,6 @@ export interface Committed {
   lines: LogLine[];
   queued: JobRecord[];
   deleted: string[];
-  /** The runs a transaction wrote, as they now stand. */
-  states?: ReadonlyMap<string, RunState>;
 }
 
 /** After a commit: print its lines, tell the queue, wake local workers. A failure to tell the queue only delays the jobs. */
@@ -67,10 +63,6 @@ export async function afterCommit(ctx: EngineContext, committed: Committed): Pro
     }
   }
   if (committed.queued.length > 0) ctx.onQueued(committed.queued);
-  if (committed.states && ctx.onRunsEnded) {
-    const ended = [...committed.states.values()].filter((state) => isTerminal(state.run.status)).map((state) => state.run.id);
-    if (ended.length > 0) ctx.onRunsEnded(ended);
-  }
 }
 
 export { describe };

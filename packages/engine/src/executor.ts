@@ -18,7 +18,7 @@ import { CheckpointRefused, commitCheckpoint, parseCheckpoint } from "./runtime/
 import { runJob, type JobRunner } from "./runtime/jobs.ts";
 import { readStepOutputs } from "./runtime/request-steps.ts";
 import { InvocationSnapshots, KnownStates } from "./runtime/known-states.ts";
-import { Lanes, SLEEP_LEAD_MS, within, type DrainBudget } from "./runtime/lanes.ts";
+import { Lanes, within, type DrainBudget } from "./runtime/lanes.ts";
 import { pruneExpired, reconcileQueue, repairStrandedRuns } from "./runtime/maintenance.ts";
 import type { Store } from "./store.ts";
 import { UnitOfWork, type UnitOptions, type UnitOutcome } from "./unit/unit.ts";
@@ -46,11 +46,6 @@ export interface ExecutorOptions {
   leaseMs?: number;
   /** Longest pause between queue polls when idle. */
   pollMs?: number;
-  /**
-   * How long before its due time this executor applies a sleep's wake-up it committed, so the
-   * invocation after it goes at the due time itself (see `Lanes`); 20 ms unless set.
-   */
-  sleepLeadMs?: number;
   /** Longest one invocation of an app may take. */
   invokeTimeoutMs?: number;
   /** How long the cache of registered functions is trusted before a reload. */
@@ -108,14 +103,12 @@ export class Executor {
         // Timers this process committed it fires itself, on time, without a claim.
         this.lanes.fireOwnTimers(jobs.filter((job) => TIMER_KINDS.has(job.kind)));
       },
-      onRunsEnded: (runIds) => this.lanes.runsEnded(runIds),
     };
     const owner = options.workerId ?? `executor-${newId()}`;
     this.runner = {
       ctx: this.ctx,
       owner,
       leaseMs: options.leaseMs ?? 30_000,
-      sleepLeadMs: options.sleepLeadMs ?? SLEEP_LEAD_MS,
       known: new KnownStates(),
       snapshots: new InvocationSnapshots(),
       invoker: {
@@ -194,7 +187,6 @@ export class Executor {
       concurrency,
       leaseMs: this.runner.leaseMs,
       pollMs: this.options.pollMs ?? 1_000,
-      sleepLeadMs: this.runner.sleepLeadMs,
       log: this.log,
       handle: (job, unclaimed) => runJob(this.runner, job, unclaimed),
       handedBack: (job) => this.runner.known.forget(job.id),

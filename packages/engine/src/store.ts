@@ -51,11 +51,6 @@ export interface Fence {
    * executors reach for it.
    */
   unclaimed?: boolean;
-  /**
-   * With `unclaimed`: the job may be taken up to this many milliseconds before it is due (a
-   * sleep's wake-up applied ahead so its invocation can go at the due time itself). 0 if unset.
-   */
-  aheadMs?: number;
 }
 
 /** A checkpoint: one `step.run` result committed while the invocation that ran it goes on. */
@@ -114,7 +109,7 @@ export function changeOnlyAdds(change: RunChange): boolean {
 
 /** Everything done inside one transaction. All or nothing. */
 export interface StoreTx {
-  /** Deletes the job if `fence.owner` still holds it (unclaimed: if nobody does and it is due, or due within `aheadMs`); when it became due, or null when the lease was lost. */
+  /** Deletes the job if `fence.owner` still holds it (unclaimed: if nobody does and it is due); when it became due, or null when the lease was lost. */
   completeJob(fence: Fence): Promise<{ readyAt: Date } | null>;
   /** Locks the run for the rest of the transaction and reads it whole. */
   lockRun(runId: string): Promise<RunState | null>;

@@ -26,7 +26,7 @@ export async function writeChange(
     fence?.jobId ?? null,
     fence?.owner ?? null,
     encode(change),
-    unclaimedAhead(fence),
+    fence?.unclaimed ?? false,
   ], { prepare: "stepwise_apply_change" });
   if (!row || row.version === null || row.version === undefined) return null;
   const jobs: JobRecord[] = row.jobs.map(toJob);
@@ -139,15 +139,14 @@ function encode(change: RunChange): string {
   });
 }
 
-/** For a fence's job taken unclaimed: how far ahead of its due time it may be taken; null when it must be held. */
-export function unclaimedAhead(fence: Fence | undefined): number | null {
-  return fence?.unclaimed ? Math.max(0, fence.aheadMs ?? 0) : null;
-}
-
-/** A job nobody holds, due on this clock within `$ahead` milliseconds: what an unclaimed fence takes. */
-export const UNCLAIMED_DUE = (ahead: string) =>
-  `run_at <= now() + make_interval(secs => ${ahead}::float8 / 1000.0) AND (locked_until IS NULL OR locked_until < now())`;
-
+/**
+ * $1 run id, $2 expected version, $3 fence job id (null: none), $4 fence owner, $5 the change,
+ * $6 whether the fence's job is taken unclaimed (free and due on this clock) instead of held by $4.
+ * `lock` takes the run's row lock if its version is the expected one; `done` deletes the
+ * fence's job only then and only for its lease holder; every write waits on `ok`, so when a
+ * guard fails nothing at all is written. The jobs insert waits for `done` and `dropped`, so a
+ * job replacing one this change deletes never meets it in the unique index.
+ */
 /** A queued job's columns from its encoded form `q` (see `encodeJob`), for `INSERT INTO jobs`. */
 const JOB_INSERT_COLUMNS = "kind, run_id, step_id, run_at, ready_at, locked_by, locked_until, claims";
 const jobValues = (runId: string) => `q.kind, ${runId}, q.step_id,
@@ -192,21 +191,12 @@ SELECT (SELECT coalesce(json_agg(id), '[]'::json) FROM runs_in) AS runs,
        (SELECT coalesce(json_agg(q ORDER BY q.id), '[]'::json) FROM queued q) AS jobs,
        (SELECT count(*) FROM opened) AS opened`;
 
-/**
- * $1 run id, $2 expected version, $3 fence job id (null: none), $4 fence owner, $5 the change,
- * $6 null when the fence's job must be held by $4; else it is taken unclaimed: free, and due on
- * this clock within $6 milliseconds (see `unclaimedAhead`).
- * `lock` takes the run's row lock if its version is the expected one; `done` deletes the
- * fence's job only then and only for its lease holder; every write waits on `ok`, so when a
- * guard fails nothing at all is written. The jobs insert waits for `done` and `dropped`, so a
- * job replacing one this change deletes never meets it in the unique index.
- */
 const APPLY_CHANGE = `
 WITH c AS (SELECT $5::jsonb AS doc),
 lock AS (SELECT id FROM runs WHERE id = $1 AND version = $2 FOR UPDATE),
 done AS (
   DELETE FROM jobs WHERE $3::bigint IS NOT NULL AND id = $3::bigint AND EXISTS (SELECT 1 FROM lock)
-    AND CASE WHEN $6::float8 IS NOT NULL THEN ${UNCLAIMED_DUE("$6")} ELSE locked_by = $4::text END
+    AND CASE WHEN $6::boolean THEN run_at <= now() AND (locked_until IS NULL OR locked_until < now()) ELSE locked_by = $4::text END
   RETURNING id
 ),
 ok AS (SELECT 1 AS ok WHERE EXISTS (SELECT 1 FROM lock) AND ($3::bigint IS NULL OR EXISTS (SELECT 1 FROM done))),

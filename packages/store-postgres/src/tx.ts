@@ -4,7 +4,7 @@
  * one encoder in `change-sql.ts`.
  */
 import type { EventRecord, Fence, MatcherRecord, NewRunWrite, RunChange, RunRecord, RunState, StepRecord, StoreTx, WriteResult } from "@stepwise/engine";
-import { UNCLAIMED_DUE, unclaimedAhead, writeChange, writeNewRuns } from "./change-sql.ts";
+import { writeChange, writeNewRuns } from "./change-sql.ts";
 import type { SqlExecutor } from "./sql.ts";
 import { json, toEvent, toMatcher, toRun, toStep } from "./rows.ts";
 
@@ -63,9 +63,9 @@ export class PgTx extends PgReader implements StoreTx {
     // ready_at is when the job first became due; a job given back and claimed again keeps it.
     const rows = await this.sql.query<{ ready_at: Date | string }>(
       `DELETE FROM jobs WHERE id = $1
-         AND CASE WHEN $3::float8 IS NOT NULL THEN ${UNCLAIMED_DUE("$3")} ELSE locked_by = $2 END
+         AND CASE WHEN $3::boolean THEN run_at <= now() AND (locked_until IS NULL OR locked_until < now()) ELSE locked_by = $2 END
        RETURNING coalesce(ready_at, greatest(created_at, run_at)) AS ready_at`,
-      [fence.jobId, fence.owner, unclaimedAhead(fence)],
+      [fence.jobId, fence.owner, fence.unclaimed ?? false],
     );
     const readyAt = rows[0]?.ready_at;
     return readyAt === undefined ? null : { readyAt: readyAt instanceof Date ? readyAt : new Date(readyAt) };

@@ -214,19 +214,6 @@ export function testStore(name: string, open: Open): void {
         expect(await store.applyOptimistically({ ...state, run: { ...state.run, version: written!.version } }, fence, change)).toBeNull();
       });
 
-      it("takes an unclaimed timer ahead of its due time only within the fence's allowance", async () => {
-        const { run, jobs } = await seedRun(store, [{ kind: "wake", stepId: "nap", runAt: new Date(Date.now() + 5_000) }]);
-        const state = (await store.loadRunState(run.id))!;
-        const change = emptyChange({ steps: [step(run.id, "nap", { kind: "sleep" })] });
-        const fence = { jobId: jobs[0]!.id, owner: "w", unclaimed: true };
-        // Five seconds out: too early for an allowance of one, taken with one of ten.
-        expect(await store.applyOptimistically(state, { ...fence, aheadMs: 1_000 }, change)).toBeNull();
-        expect(await store.transaction((tx) => tx.completeJob({ ...fence, aheadMs: 1_000 }))).toBeNull();
-        const written = await store.applyOptimistically(state, { ...fence, aheadMs: 10_000 }, change);
-        expect(written?.deleted).toEqual([jobs[0]!.id]);
-        expect((await store.listSteps(run.id)).map((s) => s.id)).toEqual(["nap"]);
-      });
-
       it("writes nothing when the run changed since it was read", async () => {
         const { state, job } = await claimed();
         await store.transaction((tx) => tx.lockRun(state.run.id)); // someone else moved the run on

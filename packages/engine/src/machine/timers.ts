@@ -16,10 +16,7 @@ export function fireTimer(draft: RunDraft, env: MachineEnv, job: Pick<JobRecord,
   const endedAt = new Date(env.now);
 
   if (job.kind === "wake" && step.status === "sleeping") {
-    // A wake-up may be applied a little ahead (the executor holds the invocation after it until
-    // the due time): the sleep ends at its time, not at the commit.
-    const wokeAt = new Date(Math.max(endedAt.getTime(), step.wakeAt?.getTime() ?? 0));
-    draft.saveStep({ ...step, status: "completed", output: null, attempts: 1, endedAt: wokeAt });
+    draft.saveStep({ ...step, status: "completed", output: null, attempts: 1, endedAt });
     const late = step.wakeAt ? Math.max(0, endedAt.getTime() - step.wakeAt.getTime()) : 0;
     draft.info(`${label} woke up (${late}ms after its time)`);
   } else if (job.kind === "wait-timeout" && step.status === "waiting") {

@@ -18,7 +18,6 @@ import { afterCommit, describe, machineEnv, type EngineContext } from "../contex
 import { isRefusedValue, LeaseLostError, serializedError } from "../errors.ts";
 import { invokeApp, type InvokerOptions } from "../invoker.ts";
 import { leaseToken } from "./checkpoints.ts";
-import { ownTimerLead } from "./lanes.ts";
 import { hasUnreadOutputs, outputBudget, requestSteps } from "./request-steps.ts";
 import type { InvocationSnapshots, KnownStates } from "./known-states.ts";
 import { applyAnswer } from "../machine/answer.ts";
@@ -29,9 +28,6 @@ import { fireTimer } from "../machine/timers.ts";
 import { isTerminal, type JobRecord, type RunState, type StepRecord } from "../records.ts";
 import { UnitOfWork, type UnitOptions } from "../unit/unit.ts";
 
-/** How much earlier than its lead an own timer's job may be taken (see `complete`). */
-const AHEAD_SLACK_MS = 5;
-
 /** Failures of one job inside the executor before its run fails with the last of them. */
 export const MAX_JOB_FAILURES = 5;
 
@@ -40,8 +36,6 @@ export interface JobRunner {
   invoker: InvokerOptions;
   owner: string;
   leaseMs: number;
-  /** How far ahead of its due time a sleep's own timer may take its job (see `Lanes`). */
-  sleepLeadMs: number;
   /** Run states this process's commits left, for the continuations and timers they queued. */
   known: KnownStates;
   /** Invocations in flight here, moved on by the checkpoints this process commits for them. */
@@ -141,10 +135,7 @@ async function giveUp(runner: JobRunner, job: JobRecord, cause: string): Promise
  */
 async function complete(runner: JobRunner, job: JobRecord, state: RunState | null, transition: Transition, how: { unclaimed?: boolean } = {}): Promise<JobRecord[]> {
   const { ctx, owner, leaseMs } = runner;
-  // An own timer fired ahead (a sleep's) may be taken that far before it is due, and a little
-  // more: a timer can fire a millisecond early, and the store's clock may be a little behind this one's.
-  const aheadMs = how.unclaimed ? ownTimerLead(job, runner.sleepLeadMs) + AHEAD_SLACK_MS : 0;
-  const fence = { jobId: job.id, owner, unclaimed: how.unclaimed, aheadMs };
+  const fence = { jobId: job.id, owner, unclaimed: how.unclaimed };
   if (state) {
     const draft = new RunDraft(state);
     transition(draft, machineEnv(ctx, state.run.functionId));

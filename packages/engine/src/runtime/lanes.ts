@@ -16,10 +16,6 @@
  * wait for. The claim loop holds off while such a timer is due or being applied (at most
  * 50 ms in a row), so the two do not reach for the same job at once; one that was not taken
  * (no free lane, a run moved on, clocks apart) the loop claims as any other.
- *
- * A sleep's timer fires a little ahead ({@link SLEEP_LEAD_MS}): its wake-up commits before the
- * due time and the lane holds the invocation that follows until the due time itself, so the
- * wake-up's commit is not part of how late the step after the sleep starts.
  */
 import { formatDuration, type Logger } from "../log.ts";
 import { describe, InvocationNotStarted, isUnavailable, LeaseLostError } from "../errors.ts";
@@ -31,20 +27,6 @@ import { Latch } from "./latch.ts";
 const OWN_TIMER_HORIZON_MS = 5 * 60_000;
 /** At most this many timers of its own at once; beyond them, the claim loop serves. */
 const MAX_OWN_TIMERS = 10_000;
-/**
- * How long before its due time a sleep's own timer fires. The continuation the wake-up queues is
- * leased to this process, so nobody invokes it earlier; it waits in its lane for the due time.
- * A wait's timeout fires on time, not ahead: an event arriving in its last milliseconds must
- * still be matched. Enough for one commit on a busy store, short enough that holding a lane
- * for it costs little.
- */
-export const SLEEP_LEAD_MS = 20;
-
-/** How far ahead of its due time this process fires its own timer for `job`. */
-export function ownTimerLead(job: Pick<JobRecord, "kind">, sleepLeadMs: number): number {
-  return job.kind === "wake" ? sleepLeadMs : 0;
-}
-
 /** How near its due time one of this process's timers makes the claim loop hold off for it. */
 const OWN_TIMER_GRACE_MS = 10;
 /**
@@ -61,8 +43,6 @@ export interface LanesOptions {
   leaseMs: number;
   /** Longest sleep between claims when idle (other executors may queue work). */
   pollMs: number;
-  /** How far ahead a sleep's own timer fires ({@link SLEEP_LEAD_MS} unless set). */
-  sleepLeadMs?: number;
   log: Logger;
   /**
    * Runs one job; returns the job this lane runs next (a continuation), if any. `unclaimed`: a
@@ -109,13 +89,11 @@ export class Lanes {
   private failures = 0;
   private outageSince = 0;
   private pausedUntil = 0;
-  /** Timers this process fires itself: their handles and when they fire (ms since the epoch). */
-  private readonly ownTimers = new Map<string, { handle: ReturnType<typeof setTimeout>; fireAt: number }>();
+  /** Timers this process fires itself: their handles and due times (ms since the epoch). */
+  private readonly ownTimers = new Map<string, { handle: ReturnType<typeof setTimeout>; dueAt: number }>();
   /** Own timers being applied now, and since when the claim loop has held off for them. */
   private ownFiring = 0;
   private holdingSince: number | undefined;
-  /** Runs of sleeps woken ahead, from their wake-up until their due time: whether each ended meanwhile. */
-  private readonly wokenAhead = new Map<string, { ended: boolean; end(): void }>();
 
   constructor(private readonly options: LanesOptions) {}
 
@@ -182,27 +160,16 @@ export class Lanes {
     if (this.running) this.wake.set();
   }
 
-  /**
-   * Runs a commit of this process ended. A sleep woken ahead whose run this process cancelled
-   * before the due time has its invocation dropped here instead of sent: no step starts after
-   * that cancel. (A cancel committed by another executor meets the invocation's first
-   * checkpoint, as for any invocation in flight.)
-   */
-  runsEnded(runIds: readonly string[]): void {
-    for (const id of runIds) this.wokenAhead.get(id)?.end();
-  }
-
-  /** Timers this process queued: fired here at their due time, a sleep's a little ahead (working the queue until `stop()` only). */
+  /** Timers this process queued: fired here at their due time (working the queue until `stop()` only). */
   fireOwnTimers(timers: readonly JobRecord[]): void {
     if (!this.running || this.budget) return;
     const now = Date.now();
     for (const job of timers) {
       const dueAt = job.runAt.getTime();
       if (dueAt - now > OWN_TIMER_HORIZON_MS || this.ownTimers.size >= MAX_OWN_TIMERS || this.ownTimers.has(job.id)) continue;
-      const fireAt = dueAt - ownTimerLead(job, this.options.sleepLeadMs ?? SLEEP_LEAD_MS);
-      const handle = setTimeout(() => this.fireOwnTimer(job), Math.max(0, fireAt - now));
+      const handle = setTimeout(() => this.fireOwnTimer(job), Math.max(0, dueAt - now));
       handle.unref?.();
-      this.ownTimers.set(job.id, { handle, fireAt });
+      this.ownTimers.set(job.id, { handle, dueAt });
     }
   }
 
@@ -220,7 +187,7 @@ export class Lanes {
    */
   private holdForOwnTimers(now: number): number {
     let soonest = Infinity;
-    for (const { fireAt } of this.ownTimers.values()) soonest = Math.min(soonest, fireAt);
+    for (const { dueAt } of this.ownTimers.values()) soonest = Math.min(soonest, dueAt);
     const imminent = soonest - now <= OWN_TIMER_GRACE_MS;
     if (this.ownFiring === 0 && !imminent) return (this.holdingSince = undefined), 0;
     this.holdingSince ??= now;
@@ -327,9 +294,6 @@ export class Lanes {
       this.active.set(job.id, job);
       let next: JobRecord[] = [];
       const startedAt = Date.now();
-      // A timer of its own may be applied ahead (a sleep's): what it continues into waits for this.
-      const notBefore = unclaimed ? job.runAt.getTime() : 0;
-      const watch = notBefore > Date.now() ? this.watchAhead(job.runId) : undefined;
       if (unclaimed) this.ownFiring++;
       try {
         next = await this.options.handle(job, unclaimed);
@@ -348,16 +312,8 @@ export class Lanes {
       unclaimed = false;
       job = next.shift();
       for (const extra of next) await this.handBack(extra);
-      if (watch) {
-        if (job && !(await watch.until(job, notBefore))) {
-          this.active.delete(job.id);
-          this.options.handedBack?.(job);
-          job = undefined;
-        }
-        watch.done();
-      }
       if (job && (!this.running || (mode === "drain" && this.outOfBudget()))) {
-        await this.handBack(job, Math.max(0, notBefore - Date.now()));
+        await this.handBack(job);
         job = undefined;
       }
       if (job && this.budget) this.budget.started++;
@@ -365,38 +321,12 @@ export class Lanes {
   }
 
   /**
-   * Watches `runId` from before its wake-up commits (so a cancel committed at any moment after
-   * is seen): `until` holds the continuation in its lane until `time`, and is false when the run
-   * ended meanwhile.
-   */
-  private watchAhead(runId: string): { until(job: JobRecord, time: number): Promise<boolean>; done(): void } {
-    let cut = () => {};
-    const entry = { ended: false, end: () => ((entry.ended = true), cut()) };
-    this.wokenAhead.set(runId, entry);
-    return {
-      until: async (job, time) => {
-        this.active.set(job.id, job);
-        if (!entry.ended) {
-          await new Promise<void>((resolve) => {
-            const timer = setTimeout(resolve, time - Date.now());
-            cut = () => (clearTimeout(timer), resolve());
-          });
-        }
-        return !entry.ended;
-      },
-      done: () => {
-        if (this.wokenAhead.get(runId) === entry) this.wokenAhead.delete(runId);
-      },
-    };
-  }
-
-  /**
    * A job this process will not run: claimable by anyone, at once. The loop claims again: a
    * job given back because a claim on its way held the free lanes is not left to the next poll.
    */
-  private async handBack(job: JobRecord, delayMs = 0): Promise<void> {
+  private async handBack(job: JobRecord): Promise<void> {
     this.options.handedBack?.(job);
-    await this.options.queue.release(job, this.options.owner, { delayMs }).catch(() => {});
+    await this.options.queue.release(job, this.options.owner, { delayMs: 0 }).catch(() => {});
     this.notify();
   }
 

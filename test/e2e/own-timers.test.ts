@@ -11,11 +11,15 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { startStack, STORE_KINDS, type Stack } from "../support/stack.ts";
 
-const client = new Stepwise({ id: "own-timers", dev: true, schemas: { "timers/nap": z.object({}), "timers/wait": z.object({}), "timers/never": z.object({}) } });
+const client = new Stepwise({ id: "own-timers", dev: true, schemas: { "timers/nap": z.object({}), "timers/wait": z.object({}), "timers/never": z.object({}), "timers/clock": z.object({}) } });
 const nap = client.createFunction({ id: "nap", triggers: [{ event: "timers/nap" }] }, async ({ step }) => {
   await step.run("before", () => 1);
   await step.sleep("nap", 300);
   return step.run("after", () => "awake");
+});
+const clock = client.createFunction({ id: "clock", triggers: [{ event: "timers/clock" }] }, async ({ step }) => {
+  await step.sleep("nap", 300);
+  return step.run("after", () => Date.now());
 });
 const waiter = client.createFunction({ id: "waiter", triggers: [{ event: "timers/wait" }] }, async ({ step }) => {
   const reply = await step.waitForEvent("reply", { event: "timers/never", timeout: 300 });
@@ -26,7 +30,7 @@ describe.each(STORE_KINDS)("an executor's own timers on %s", (kind) => {
   let stack: Stack;
   const claimed: JobRecord[] = [];
   beforeAll(async () => {
-    stack = await startStack({ store: kind, client, functions: [nap, waiter] });
+    stack = await startStack({ store: kind, client, functions: [nap, waiter, clock] });
     const queue = stack.store.queue;
     const claim = queue.claim.bind(queue);
     queue.claim = async (owner, limit, leaseMs) => {
@@ -52,6 +56,17 @@ describe.each(STORE_KINDS)("an executor's own timers on %s", (kind) => {
     }
     const ids = new Set(runs.map((run) => run.id));
     expect(claimed.filter((job) => ids.has(job.runId) && job.kind === "wake").length).toBeLessThan(3);
+  });
+
+  it("starts the step after a sleep no earlier than the sleep's due time", async () => {
+    const ids = await stack.send([1, 2, 3].map(() => ({ name: "timers/clock", data: {} })));
+    for (const id of ids) {
+      const run = await stack.waitForRun(id);
+      expect(run.status).toBe("completed");
+      const sleep = (await stack.store.listSteps(run.id)).find((s) => s.id === "nap")!;
+      expect(sleep.endedAt!.getTime()).toBeGreaterThanOrEqual(sleep.wakeAt!.getTime());
+      expect(run.output as number).toBeGreaterThanOrEqual(sleep.wakeAt!.getTime());
+    }
   });
 
   it("times waits out without a claim", async () => {

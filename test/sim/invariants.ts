@@ -15,6 +15,8 @@
  * 8. No acknowledged event is lost: each start event has its one run.
  * 9. A completed run returned exactly the values the store holds for its steps.
  * 10. The executors idle when nothing is due, and stop within their grace period.
+ * 11. No step body after a sleep starts before the sleep's due time (whatever the executors'
+ *     clocks say: the store's clock judges due times).
  */
 import { DERIVED_ID_PREFIX, derivedEventId } from "@stepwise/protocol";
 import { expectedJobs, type RunState, type StepRecord } from "@stepwise/engine";
@@ -130,6 +132,13 @@ export async function check(sql: SqlClient, played: Played): Promise<Checked> {
     const attempts = bodies.filter((b) => !ledger.excuse(b)).length;
     if (attempts - unexcused > retries + 1) fail(`step "${stepId}" of run ${runId}: ${attempts} attempts, but retries is ${retries}`);
     const ended = ledger.endsAcked.get(runId);
+    // 11. Steps after a sleep (later in the run: every program awaits its sleeps) start after its due time.
+    const sleepsBefore = step ? (stepsByRun.get(runId) ?? []).filter((s) => s.kind === "sleep" && s.wake_at && Number(s.position) < Number(step.position)) : [];
+    for (const sleep of sleepsBefore) {
+      const dueAt = new Date(String(sleep.wake_at)).getTime();
+      const early = bodies.find((body) => body.at < dueAt);
+      if (early) fail(`step "${stepId}" of run ${runId} (${localId(run)}) started ${dueAt - early.at} ms before the end of sleep "${sleep.id}", which comes before it`);
+    }
     for (const body of bodies) {
       const refused = ledger.refusedCheckpoints.find((r) => r.invocation === body.invocation && r.at < body.at);
       if (refused) fail(`step "${stepId}" of run ${runId} ran in invocation ${body.invocation} ${body.at - refused.at} ms after the executor refused its checkpoint of "${refused.stepId}"`);

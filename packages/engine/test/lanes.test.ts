@@ -277,4 +277,24 @@ describe("Lanes", () => {
     blocking.finishOne();
     await l.stop(100);
   });
+
+  it("fires its own timer no earlier than the due time by the wall clock, even when the timer runs early", async () => {
+    const { queue } = memoryQueue();
+    const firedAt: number[] = [];
+    const { lanes: l } = lanes(queue, async (j, unclaimed) => (unclaimed && firedAt.push(Date.now()), []));
+    l.start();
+    const realNow = Date.now;
+    try {
+      const dueAt = realNow() + 40;
+      l.fireOwnTimers([job("t", { kind: "wake", runAt: new Date(dueAt) })]);
+      // From here the wall clock reads 15 ms behind the timers' clock: the timer runs "early".
+      Date.now = () => realNow() - 15;
+      await sleep(120);
+      expect(firedAt).toHaveLength(1);
+      expect(firedAt[0]).toBeGreaterThanOrEqual(dueAt);
+    } finally {
+      Date.now = realNow;
+      await l.stop();
+    }
+  });
 });

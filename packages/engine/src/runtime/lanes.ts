@@ -167,13 +167,21 @@ export class Lanes {
     for (const job of timers) {
       const dueAt = job.runAt.getTime();
       if (dueAt - now > OWN_TIMER_HORIZON_MS || this.ownTimers.size >= MAX_OWN_TIMERS || this.ownTimers.has(job.id)) continue;
-      const handle = setTimeout(() => this.fireOwnTimer(job), Math.max(0, dueAt - now));
-      handle.unref?.();
-      this.ownTimers.set(job.id, { handle, dueAt });
+      this.armOwnTimer(job, dueAt - now);
     }
   }
 
+  private armOwnTimer(job: JobRecord, delayMs: number): void {
+    const handle = setTimeout(() => this.fireOwnTimer(job), Math.max(0, delayMs));
+    handle.unref?.();
+    this.ownTimers.set(job.id, { handle, dueAt: job.runAt.getTime() });
+  }
+
   private fireOwnTimer(job: JobRecord): void {
+    // A timer runs on the event loop's clock, which can be a millisecond behind the wall clock:
+    // fired early, the store would refuse the job as not due and the claim loop would take it late.
+    const early = job.runAt.getTime() - Date.now();
+    if (early > 0) return this.armOwnTimer(job, early);
     this.ownTimers.delete(job.id);
     // No free lane: the claim loop takes it when one frees.
     if (this.freeSlots() > 0) this.spawn(job, "forever", true);

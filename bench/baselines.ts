@@ -7,12 +7,13 @@
  * trip (through @upstash/redis and the REST bridge), and a step done by hand: a POST from this
  * process to a bare node:http server in another process that commits one row over TCP before
  * it answers (what any executor in Node pays per checkpoint, with nothing of Stepwise in it),
- * once at a time and as 16 chains at once (the executor's default concurrency: W2's bound, as
+ * once at a time and as many chains at once as the executor has lanes by default (W2's bound, as
  * the single one is W1's).
  */
 import { spawn } from "node:child_process";
 import { Agent, createServer, request } from "node:http";
 import { startUpstashBridge, startWsTcpBridge } from "@stepwise/dev-bridges";
+import { DEFAULT_CONCURRENCY } from "@stepwise/engine";
 import { createNeonClient, createPgClient, createPgliteClient, type SqlClient } from "@stepwise/store-postgres";
 import { Redis } from "@upstash/redis";
 import { median } from "./stats.ts";
@@ -30,7 +31,7 @@ export interface Baselines {
   redisMs: number;
   /** The step done by hand: a kept-alive POST to a node:http server process that commits one row over TCP, then answers. */
   handStepMs: number;
-  /** Steps by hand per second with 16 chains at once, the server committing through a pool of 10 connections (the executor's defaults). */
+  /** Steps by hand per second with a chain per default lane at once, the server committing through a pool of 10 connections (the executor's defaults). */
   handStepsPerSecond: number;
 }
 
@@ -126,8 +127,10 @@ export async function measureBaselines(): Promise<Baselines> {
   return { httpMs, httpNodeMs, postgresCommitMs, postgresTcpCommitMs, pgliteCommitMs, redisMs, handStepMs, handStepsPerSecond };
 }
 
-/** Chains of steps by hand going at once, as the executor's 16 lanes do in W2. */
-const HAND_CHAINS = 16;
+/** Chains of steps by hand going at once, as the executor's lanes do in W2. */
+export const HAND_CHAINS = DEFAULT_CONCURRENCY;
+/** Steps in all, as in W2's 200 runs of 5 steps and then some. */
+const HAND_STEPS = 4_000;
 
 async function measureHandSteps(table: string): Promise<{ handStepMs: number; handStepsPerSecond: number }> {
   const child = spawn(process.execPath, ["--input-type=module", "-e", HAND_STEP_SERVER, "postgres://postgres@127.0.0.1:5432/test", table], { stdio: ["ignore", "pipe", "inherit"] });
@@ -140,12 +143,13 @@ async function measureHandSteps(table: string): Promise<{ handStepMs: number; ha
     const body = JSON.stringify({ run: { id: "01KBENCH", appId: "bench", functionId: "sequence" }, token: "1.1.executor-x", step: { id: "s1", name: "s1", position: 1, output: 1, durationMs: 0 } });
     const poster = nodePoster(port, body);
     const handStepMs = await timeEach(ROUNDS, poster.post);
-    // 16 chains of 250 steps each, one connection per chain (as an app's invocations each send their own checkpoints).
+    // One connection per chain (as an app's invocations each send their own checkpoints).
     const chains = Array.from({ length: HAND_CHAINS }, () => nodePoster(port, body));
     await Promise.all(chains.map(async (chain) => { for (let i = 0; i < 20; i++) await chain.post(); }));
     const start = performance.now();
-    await Promise.all(chains.map(async (chain) => { for (let i = 0; i < 250; i++) await chain.post(); }));
-    const handStepsPerSecond = Math.round((HAND_CHAINS * 250) / ((performance.now() - start) / 1000));
+    const perChain = Math.ceil(HAND_STEPS / HAND_CHAINS);
+    await Promise.all(chains.map(async (chain) => { for (let i = 0; i < perChain; i++) await chain.post(); }));
+    const handStepsPerSecond = Math.round((HAND_CHAINS * perChain) / ((performance.now() - start) / 1000));
     for (const chain of [poster, ...chains]) chain.close();
     return { handStepMs, handStepsPerSecond };
   } finally {

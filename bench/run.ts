@@ -12,7 +12,7 @@ import { Recorder, startAppProcess } from "./recorder.ts";
 import { measureBaselines } from "./baselines.ts";
 import { printReport, ratios } from "./report.ts";
 import { startTopology, TOPOLOGIES, type TopologyName } from "./topologies.ts";
-import { soak, w1, w2, w3, w3Alone, w4 } from "./workloads.ts";
+import { soak, w1, w2, w2Steady, w3, w3Alone, w4 } from "./workloads.ts";
 
 const { values } = parseArgs({
   options: {
@@ -48,6 +48,8 @@ for (const name of topologies) {
     for (const checkpointed of [true, false]) for (const steps of [50, 1_000]) w1Results.push(await w1(topology, probe, steps, checkpointed));
     progress(`${name}: W2 (200 runs x 5 steps at once)`);
     const w2Result = await w2(topology, probe);
+    progress(`${name}: W2 once warm (3 more to warm up, then the median of 5)`);
+    const w2SteadyResult = await w2Steady(topology, probe);
     progress(`${name}: burst of 1,000 runs x 5 steps at once`);
     const burstResult = await w2(topology, probe, 1_000);
     progress(`${name}: W3 (20 runs sleeping 2 s)`);
@@ -60,7 +62,7 @@ for (const name of topologies) {
       name === "postgres+redis" && soakSeconds > 0
         ? (progress(`${name}: memory soak, ${soakSeconds}s of steady load`), await soak(topology, probe, soakSeconds))
         : undefined;
-    results[name] = { w1: w1Results, w2: w2Result, burst: burstResult, w3: w3Result, w3Alone: w3AloneResult, w4: w4Result, soak: soakResult, rssStartMb, rssEndMb: topology.rssMb() };
+    results[name] = { w1: w1Results, w2: w2Result, w2Steady: w2SteadyResult, burst: burstResult, w3: w3Result, w3Alone: w3AloneResult, w4: w4Result, soak: soakResult, rssStartMb, rssEndMb: topology.rssMb() };
   } finally {
     await topology.stop();
   }

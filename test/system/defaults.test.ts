@@ -1,11 +1,12 @@
 /**
  * `stepwise dev` and `stepwise start` exactly as a user runs them, with no tuning variable
- * set: a burst of fifty times the default concurrency (16) completes, the executor then idles
+ * set: a burst of ten times the default concurrency completes, the executor then idles
  * (near-zero CPU), SIGTERM stops it within its grace period even in the middle of a burst,
  * nothing acknowledged is lost across that stop, and retries are bounded on the default
  * backoff (an app answering 403 is invoked `retries + 1` times, then onFailure runs once).
  */
 import { serve as serveNode, type ServerType } from "@hono/node-server";
+import { DEFAULT_CONCURRENCY } from "@stepwise/engine";
 import { Stepwise } from "@stepwise/sdk";
 import { serve } from "@stepwise/sdk/hono";
 import { Hono } from "hono";
@@ -15,8 +16,7 @@ import { postgresAvailable } from "../support/postgres.ts";
 import { redisAvailable } from "../support/redis.ts";
 import { USER_SIGNING_KEY, UserExecutor, type UserTopology } from "../support/user-executor.ts";
 
-const DEFAULT_CONCURRENCY = 16;
-const BURST = 50 * DEFAULT_CONCURRENCY;
+const BURST = 10 * DEFAULT_CONCURRENCY;
 /** The executor's default maintenance period. */
 const IDLE_WINDOW_MS = 15_000;
 
@@ -87,7 +87,7 @@ describe.each(topologies)("stepwise %s on default settings", (topology) => {
     return ids;
   };
 
-  it(`a burst of ${BURST} runs (50x the concurrency) completes; then the executor idles`, { timeout: 240_000 }, async () => {
+  it(`a burst of ${BURST} runs (10x the concurrency) completes; then the executor idles`, { timeout: 240_000 }, async () => {
     const ids = await sendBurst();
     expect(ids.filter(Boolean)).toHaveLength(BURST);
     await waitFor(`${BURST} runs completing`, () => finished.size >= BURST, 200_000);

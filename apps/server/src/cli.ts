@@ -15,7 +15,7 @@ import { startServer } from "./server.ts";
 const USAGE = `Usage:
   stepwise dev   [--port 8288] [--host 127.0.0.1] [--app URL]... [--data-dir .stepwise/data]
   stepwise start [--port 8288] [--host 0.0.0.0] [--app URL]... [--database-url URL] [--ws-proxy HOST:PORT]
-                 [--concurrency 16] [--lease-ms 30000]
+                 [--concurrency 100] [--lease-ms 30000]
 
 Environment: STEPWISE_SIGNING_KEY, STEPWISE_SIGNING_KEY_NEXT, STEPWISE_APP_SIGNING_KEYS (app=key,…), STEPWISE_EVENT_KEY, STEPWISE_API_KEY, STEPWISE_APP_URLS,
 STEPWISE_DATA_DIR, DATABASE_URL, UPSTASH_REDIS_REST_URL, UPSTASH_REDIS_REST_TOKEN, STEPWISE_REDIS_PREFIX,

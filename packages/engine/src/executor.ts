@@ -27,6 +27,15 @@ import { runView, type RunView } from "./views.ts";
 /** Finished runs, their steps and events are kept this long by default (7 days). */
 export const DEFAULT_RETENTION_MS = 7 * 24 * 3_600_000;
 
+/**
+ * Jobs one long-lived executor runs at once. A lane only waits on the app and the store (the
+ * function's code runs in the app), so a lane costs a socket and a promise, while a lane held
+ * by a slow step (a model call, a checkpointed chain running for seconds) is a lane no other
+ * run can use: with 16, sixteen agents waiting on their model stalled every other run. 100 is
+ * also what comparable executors start with.
+ */
+export const DEFAULT_CONCURRENCY = 100;
+
 export interface ExecutorOptions {
   store: Store;
   /** Key the executor signs app requests with (the dev server uses the public dev key). */
@@ -40,7 +49,7 @@ export interface ExecutorOptions {
   log?: Logger;
   /** Default retry backoff for functions that set none. */
   backoff?: BackoffConfig;
-  /** Jobs run at once by this process. */
+  /** Jobs run at once by this process (default {@link DEFAULT_CONCURRENCY}). */
   concurrency?: number;
   /** How long a claimed job is held before another executor may take it over. */
   leaseMs?: number;
@@ -119,7 +128,7 @@ export class Executor {
         fetch: options.fetch,
       },
     };
-    this.lanes = this.newLanes(options.concurrency ?? 16);
+    this.lanes = this.newLanes(options.concurrency ?? DEFAULT_CONCURRENCY);
   }
 
   /** Creates the schema, loads the registry and starts working the queue. */

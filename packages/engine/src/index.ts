@@ -1,4 +1,4 @@
-export { Executor, DEFAULT_RETENTION_MS, type ExecutorOptions, type DrainOptions, type DrainResult } from "./executor.ts";
+export { Executor, DEFAULT_CONCURRENCY, DEFAULT_RETENTION_MS, type ExecutorOptions, type DrainOptions, type DrainResult } from "./executor.ts";
 export type { Store, StoreTx, Queue, ReadyQueue, RunChange, RunPatch, JobSelector, Fence, WriteResult, CheckpointWrite, CheckpointResult, NewRunWrite } from "./store.ts";
 export { changeOnlyAdds } from "./store.ts";
 export * from "./records.ts";

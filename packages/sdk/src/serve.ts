@@ -1,7 +1,8 @@
 /**
- * The `/api/durable` endpoint, from a Web `Request` to a `Response`; every framework adapter
- * only translates to and from this. `GET` describes the app, `PUT` registers it with the
- * executor, `POST ?fnId=` runs one signed invocation.
+ * The `/api/durable` endpoint, from an {@link IncomingCall} to an {@link Answer}; every
+ * framework adapter only translates to and from these (`createServeHandler` does it for a Web
+ * `Request`). `GET` describes the app, `PUT` registers it with the executor, `POST ?fnId=`
+ * runs one signed invocation.
  */
 import {
   APPS_ROUTE,
@@ -9,7 +10,6 @@ import {
   HEADERS,
   InvokeRequestSchema,
   nodePost,
-  readTextCapped,
   requestTarget,
   SeenSignatures,
   sign,
@@ -18,6 +18,7 @@ import {
   type InvokeRequest,
 } from "@stepwise/protocol";
 import { postToExecutor, type ExecutorTransport } from "./api.ts";
+import { callFromRequest, toResponse, type Answer, type IncomingCall } from "./call.ts";
 import { checkpointerFor } from "./checkpointing.ts";
 import { leftOutputsOut, StoredOutputsUnavailable, withStoredOutputs } from "./stored-outputs.ts";
 import { FailureNotices } from "./notices.ts";
@@ -63,10 +64,19 @@ const MISSING_SERVE_URL =
 /** A Web-standard handler; `env` (a Worker's bindings) overrides `process.env` for the request. */
 export type ServeHandler = (request: Request, env?: EnvSource) => Promise<Response>;
 
-/** Builds the endpoint. Throws at once on functions of another app or duplicate IDs. */
+/** The endpoint on its own terms, for adapters that map their framework's request themselves. */
+export type CallHandler = (call: IncomingCall, env?: EnvSource) => Promise<Answer>;
+
+/** Builds the endpoint for Web requests. Throws at once on functions of another app or duplicate IDs. */
 export function createServeHandler(options: ServeOptions): ServeHandler {
+  const endpoint = createCallHandler(options);
+  return async (request, env) => toResponse(await endpoint(callFromRequest(request), env));
+}
+
+/** Builds the endpoint. Throws at once on functions of another app or duplicate IDs. */
+export function createCallHandler(options: ServeOptions): CallHandler {
   const endpoint = new Endpoint(options);
-  return (request, env) => endpoint.handle(request, env);
+  return (call, env) => endpoint.handle(call, env);
 }
 
 class Endpoint {
@@ -83,7 +93,7 @@ class Endpoint {
     this.notices = new FailureNotices(this.client.log);
   }
 
-  async handle(request: Request, env?: EnvSource): Promise<Response> {
+  async handle(request: IncomingCall, env?: EnvSource): Promise<Answer> {
     try {
       const settings = this.client.settings(env);
       switch (request.method) {
@@ -103,15 +113,15 @@ class Endpoint {
     }
   }
 
-  private async invoke(request: Request, settings: Settings): Promise<Response> {
+  private async invoke(request: IncomingCall, settings: Settings): Promise<Answer> {
     const keys = this.verificationKeys(settings);
     if (!keys) return json(500, { error: MISSING_SIGNING_KEY });
     // Refused before the body is read: no signature of the right shape, or more bytes than any invocation has.
-    const signature = request.headers.get(HEADERS.signature);
+    const signature = request.header(HEADERS.signature);
     const shape = signatureHeaderProblem(signature);
     if (shape) return json(401, { error: shape.message });
     const limit = this.options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES;
-    const body = await readTextCapped(request, limit);
+    const body = await request.text(limit);
     if (body === null) {
       return json(413, { error: `Request body larger than ${limit} bytes: no invocation is this large (raise serve({ maxRequestBytes }) with the executor's limits)` });
     }
@@ -161,11 +171,11 @@ class Endpoint {
    * The app's description (its functions' triggers, retries, conditions) for a signed GET (the
    * executor's discovery signs it) or in dev mode; anyone else learns only what answers here.
    */
-  private async describe(request: Request, settings: Settings): Promise<Response> {
+  private async describe(request: IncomingCall, settings: Settings): Promise<Answer> {
     const description = this.registry.describe(this.configuredUrl(settings) ?? requestUrl(request));
     if (settings.dev) return json(200, description);
     const keys = this.verificationKeys(settings);
-    const signature = request.headers.get(HEADERS.signature);
+    const signature = request.header(HEADERS.signature);
     const signed = keys && signature && (await verify(signature, { method: "GET", targets: this.targets(new URL(request.url), settings), body: "" }, keys)).ok;
     if (signed) return json(200, description);
     return json(200, {
@@ -176,7 +186,7 @@ class Endpoint {
     });
   }
 
-  private async register(request: Request, settings: Settings): Promise<Response> {
+  private async register(request: IncomingCall, settings: Settings): Promise<Answer> {
     const key = outgoingSigningKey(settings);
     if (!key) return json(500, { ok: false, error: MISSING_SIGNING_KEY });
     const url = this.configuredUrl(settings) ?? (settings.dev ? requestUrl(request) : undefined);
@@ -235,7 +245,7 @@ class Endpoint {
 }
 
 /** The URL a request was addressed to, without its query: what the app is called on. */
-function requestUrl(request: Request): string {
+function requestUrl(request: IncomingCall): string {
   const url = new URL(request.url);
   url.search = "";
   url.hash = "";
@@ -257,9 +267,6 @@ function parseInvocation(body: string): ParsedInvocation {
   return { ok: false, error: `Body is not a Stepwise invocation: ${problems.join("; ")}` };
 }
 
-function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
-  return new Response(JSON.stringify(body), {
-    status,
-    headers: { "content-type": "application/json", [HEADERS.sdk]: SDK_VERSION, ...headers },
-  });
+function json(status: number, body: unknown, headers: Record<string, string> = {}): Answer {
+  return { status, headers: { "content-type": "application/json", [HEADERS.sdk]: SDK_VERSION, ...headers }, body: JSON.stringify(body) };
 }

@@ -1,7 +1,8 @@
 /** The shared adapter suite, run against every `serve()` adapter and the request shapes each meets. */
 import { createServer, type IncomingMessage } from "node:http";
 import type { AddressInfo } from "node:net";
-import { Hono } from "hono";
+import { serve as serveHonoNode, type ServerType } from "@hono/node-server";
+import { Hono, type Context } from "hono";
 import { serve as serveFetch } from "../src/adapters/fetch.ts";
 import { serve as serveHono } from "../src/adapters/hono.ts";
 import { serve as serveLambda, type LambdaHttpEvent } from "../src/adapters/lambda.ts";
@@ -96,3 +97,26 @@ for (const variant of lambdaVariants) {
     },
   });
 }
+
+/** Hono served on a real port by @hono/node-server, where the adapter reads Node's request itself; `prelude` plays a middleware. */
+async function honoNodeServer(options: ServeOptions, prelude?: (c: Context) => Promise<void>): Promise<Mounted> {
+  const app = new Hono();
+  if (prelude) app.use("/api/durable", async (c, next) => (await prelude(c), next()));
+  app.on(["GET", "POST", "PUT"], "/api/durable", serveHono(options));
+  const server = await new Promise<ServerType>((resolve) => {
+    const started: ServerType = serveHonoNode({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, () => resolve(started));
+  });
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/api/durable`,
+    call: (request) => fetch(request),
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+testAdapter({ name: "hono on Node (@hono/node-server)", mount: (options) => honoNodeServer(options) });
+
+testAdapter({
+  name: "hono on Node, after a middleware read the body (c.req.text())",
+  mount: (options) => honoNodeServer(options, async (c) => void (c.req.method === "POST" && (await c.req.text()))),
+});

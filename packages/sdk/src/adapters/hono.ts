@@ -1,16 +1,38 @@
 /**
  * `serve()` for Hono: `app.on(["GET", "POST", "PUT"], "/api/durable", serve({ client, functions }))`.
- * On Workers, `c.env` holds the bindings and is used for `STEPWISE_*` settings.
+ * On Workers, `c.env` holds the bindings and is used for `STEPWISE_*` settings. On Node
+ * (@hono/node-server), `c.env.incoming` is Node's own request: its body is read from there
+ * while nobody has read it, without building a Web `Request` and its stream for it. A body a
+ * middleware already read through Hono (`c.req.text()`, `c.req.json()`) is taken from Hono's copy.
  */
 import type { Context } from "hono";
+import { callFromRequest, toResponse, utf8LongerThan, type IncomingCall } from "../call.ts";
 import type { EnvSource } from "../env.ts";
-import { createServeHandler, type ServeOptions } from "../serve.ts";
+import { createCallHandler, type ServeOptions } from "../serve.ts";
+import { callFromNode, isUnreadNodeRequest } from "./node-call.ts";
 
 export type { ServeOptions } from "../serve.ts";
 
 /** Returns a Hono handler for `/api/durable`. */
 export function serve(options: ServeOptions): (c: Context) => Promise<Response> {
-  const handler = createServeHandler(options);
-  // On Node, c.env holds the raw request objects rather than strings; readEnv ignores non-strings.
-  return (c) => handler(c.req.raw, (c.env ?? undefined) as EnvSource | undefined);
+  const handler = createCallHandler(options);
+  return async (c) => {
+    const incoming = (c.env as { incoming?: unknown } | undefined)?.incoming;
+    const call = isUnreadNodeRequest(incoming) ? callFromNode(incoming, c.req.url) : callFromHono(c);
+    // On Node, c.env holds the raw request objects rather than strings; readEnv ignores non-strings.
+    return toResponse(await handler(call, (c.env ?? undefined) as EnvSource | undefined));
+  };
+}
+
+function callFromHono(c: Context): IncomingCall {
+  const call = callFromRequest(c.req.raw);
+  return {
+    ...call,
+    async text(maxBytes) {
+      if (!c.req.raw.bodyUsed) return call.text(maxBytes);
+      // Hono keeps what its own readers read; a body read some other way is gone, and this throws saying so.
+      const kept = await c.req.text();
+      return utf8LongerThan(kept, maxBytes) ? null : kept;
+    },
+  };
 }

@@ -2,10 +2,12 @@
  * `serve()` for AWS Lambda behind API Gateway (REST API, payload v1; HTTP API, payload v2) or a
  * Lambda Function URL (v2 shape): `export const handler = serve({ client, functions })`.
  *
- * Builds a Web `Request` from the event and hands it to the core. Web APIs only (atob,
- * TextEncoder), so it bundles for any runtime. Settings come from `process.env`, per request.
+ * Reads the event as the core's call (no Web `Request` in between: the body is already a
+ * string in the event). Web APIs only (atob, TextEncoder), so it bundles for any runtime.
+ * Settings come from `process.env`, per request.
  */
-import { createServeHandler, type ServeOptions } from "../serve.ts";
+import { utf8LongerThan, type IncomingCall } from "../call.ts";
+import { createCallHandler, type ServeOptions } from "../serve.ts";
 
 export type { ServeOptions } from "../serve.ts";
 
@@ -58,12 +60,11 @@ export type LambdaHandler = (event: LambdaHttpEvent, context?: unknown) => Promi
 
 /** Returns the Lambda handler for `/api/durable`. */
 export function serve(options: ServeOptions): LambdaHandler {
-  const handler = createServeHandler(options);
+  const handler = createCallHandler(options);
   return async (event) => {
-    const response = await handler(toRequest(event));
-    const headers: Record<string, string> = {};
-    response.headers.forEach((value, name) => (headers[name] = value));
-    const result: LambdaHttpResult = { statusCode: response.status, headers, body: await response.text(), isBase64Encoded: false };
+    const answer = await handler(toCall(event));
+    const headers = answer.headers;
+    const result: LambdaHttpResult = { statusCode: answer.status, headers, body: answer.body, isBase64Encoded: false };
     // A REST API (v1) only passes on multi-value headers when asked; it is harmless to send both.
     if (!isV2(event)) result.multiValueHeaders = Object.fromEntries(Object.entries(headers).map(([name, value]) => [name, [value]]));
     return result;
@@ -72,6 +73,30 @@ export function serve(options: ServeOptions): LambdaHandler {
 
 /** Translates an event into a Web `Request`. Exported for tests and custom wrappers. */
 export function toRequest(event: LambdaHttpEvent): Request {
+  const { method, url, headers, body } = readEvent(event);
+  return new Request(url, { method, headers, body });
+}
+
+/** The event as the core's call. */
+function toCall(event: LambdaHttpEvent): IncomingCall {
+  const { method, url, headers, body } = readEvent(event);
+  return {
+    method,
+    url,
+    header: (name) => headers.get(name),
+    text: async (maxBytes) => {
+      if (Number(headers.get("content-length") ?? Number.NaN) > maxBytes) return null;
+      if (typeof body === "string") return utf8LongerThan(body, maxBytes) ? null : body;
+      if (!body) return "";
+      return body.byteLength > maxBytes ? null : decoder.decode(body);
+    },
+  };
+}
+
+const decoder = new TextDecoder();
+
+/** What a request is made of, read once from either payload format. */
+function readEvent(event: LambdaHttpEvent): { method: string; url: string; headers: Headers; body: Uint8Array<ArrayBuffer> | string | undefined } {
   const v2 = isV2(event);
   const headers = v2 ? v2Headers(event) : v1Headers(event);
   const method = v2 ? event.requestContext.http.method : event.httpMethod;
@@ -81,9 +106,9 @@ export function toRequest(event: LambdaHttpEvent): Request {
   const host = headers.get("host") ?? event.requestContext?.domainName ?? "localhost";
   // API Gateway and Function URLs are HTTPS-only; x-forwarded-proto says so when present.
   const protocol = headers.get("x-forwarded-proto")?.split(",")[0]?.trim() ?? "https";
-  const url = new URL(`${protocol}://${host}${path}${query ? `?${query}` : ""}`);
+  const url = new URL(`${protocol}://${host}${path}${query ? `?${query}` : ""}`).href;
   const hasBody = method !== "GET" && method !== "HEAD" && event.body != null;
-  return new Request(url, { method, headers, body: hasBody ? bodyBytes(event.body!, event.isBase64Encoded === true) : undefined });
+  return { method, url, headers, body: hasBody ? bodyBytes(event.body!, event.isBase64Encoded === true) : undefined };
 }
 
 function isV2(event: LambdaHttpEvent): event is ApiGatewayV2Event {

@@ -33,11 +33,17 @@ export async function readTextCapped(message: BodyCarrier, limit: number): Promi
     }
     chunks.push(value);
   }
+  return new TextDecoder().decode(joinChunks(chunks, size));
+}
+
+/** Chunks read off a stream as one array of `size` bytes (the one chunk itself when there is one). */
+export function joinChunks(chunks: readonly Uint8Array[], size: number): Uint8Array {
+  if (chunks.length === 1) return chunks[0]!;
   const all = new Uint8Array(size);
   let offset = 0;
   for (const chunk of chunks) {
     all.set(chunk, offset);
     offset += chunk.byteLength;
   }
-  return new TextDecoder().decode(all);
+  return all;
 }

@@ -16,6 +16,7 @@
  * second copy changes nothing: an invocation is refused as a replay of its signature, and a
  * checkpoint finds its step stored.
  */
+import { joinChunks } from "./body.ts";
 
 export interface PostOptions {
   headers: Record<string, string>;
@@ -138,7 +139,7 @@ export const nodePost: NodePost | undefined = (() => {
             }
             chunks.push(chunk);
           });
-          response.on("end", () => settle(() => resolve({ status, location, text: decoder.decode(concat(chunks, size)) })));
+          response.on("end", () => settle(() => resolve({ status, location, text: decoder.decode(joinChunks(chunks, size)) })));
           // "close" follows every "end": build the error only when nothing settled (an Error captures a stack, measurable per request).
           const cutOff = () => settled || fail(new PostError("answer", "the answer was cut off"));
           response.on("aborted", cutOff);
@@ -162,14 +163,3 @@ export const nodePost: NodePost | undefined = (() => {
     });
   return (url, body, options) => post(url, body, options, true);
 })();
-
-function concat(chunks: Uint8Array[], size: number): Uint8Array {
-  if (chunks.length === 1) return chunks[0]!;
-  const all = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    all.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return all;
-}

@@ -5,6 +5,7 @@
  * no Node globals: the Hono adapter also bundles for Workers.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { joinChunks } from "@stepwise/protocol";
 import { utf8LongerThan, type Answer, type IncomingCall } from "../call.ts";
 
 /** A request, possibly after a body parser: `body` parsed or raw, `rawBody` kept by a `verify` hook. */
@@ -90,19 +91,8 @@ function readCapped(req: IncomingMessage, maxBytes: number): Promise<string | nu
       chunks.push(chunk);
     };
     req.on("data", onData);
-    req.once("end", () => resolve(decoder.decode(concat(chunks, size))));
+    req.once("end", () => resolve(decoder.decode(joinChunks(chunks, size))));
     req.once("error", reject);
     req.once("aborted", () => reject(new Error("the request was aborted")));
   });
-}
-
-function concat(chunks: Uint8Array[], size: number): Uint8Array {
-  if (chunks.length === 1) return chunks[0]!;
-  const all = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    all.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return all;
 }

@@ -170,6 +170,66 @@ export function driverSuite(name: string, open: () => Promise<Driver>, opts: Sui
       await expect(leaked!.query("SELECT 1")).rejects.toThrow(/closed/i);
     });
 
+    // The store names its hot statements (`{ prepare }`): each driver keeps them prepared, and a
+    // prepared statement must behave exactly as the same text sent unnamed.
+    describe("named (prepared) statements", () => {
+      const unique = () => `${schema}_${Math.random().toString(36).slice(2, 8)}`;
+
+      it("return the same rows and JS types as the statement sent unnamed, call after call", async () => {
+        const name = unique();
+        const at = new Date("2023-06-01T08:09:10.123Z");
+        const text = `INSERT INTO ${T} (name, n, doc, at, big) VALUES ($1, $2, $3, $4, $5) RETURNING name, n, doc, at, big`;
+        for (let i = 0; i < 7; i++) {
+          const params = [`prep${i}`, i, JSON.stringify({ i, s: "é" }), at, 9007199254740993n];
+          const [row] = await db.query(text, params, { prepare: name });
+          expect(row).toEqual({ name: `prep${i}`, n: i, doc: { i, s: "é" }, at, big: "9007199254740993" });
+        }
+        const [typed] = await db.query(TYPES_SQL, [], { prepare: unique() });
+        expect(typed).toEqual(EXPECTED_TYPES);
+        expect(await db.query(`SELECT name FROM ${T} WHERE name = $1`, [null], { prepare: unique() })).toEqual([]);
+      });
+
+      it("report SQLSTATE codes, and the client goes on working after one fails", async () => {
+        const name = unique();
+        const text = `INSERT INTO ${T} (name) VALUES ($1)`;
+        await db.query(text, ["prep-dup"], { prepare: name });
+        await expect(db.query(text, ["prep-dup"], { prepare: name })).rejects.toMatchObject({ code: "23505" });
+        await expect(db.query(`SELECT $1::int4 AS n`, ["not a number"], { prepare: unique() })).rejects.toMatchObject({ code: "22P02" });
+        expect(await db.query(`SELECT count(*)::int4 AS c FROM ${T} WHERE name = $1`, ["prep-dup"], { prepare: unique() })).toEqual([{ c: 1 }]);
+      });
+
+      it("take part in a transaction: committed with it, rolled back with it", async () => {
+        const name = unique();
+        const text = `INSERT INTO ${T} (name) VALUES ($1)`;
+        await db.transaction(async (tx) => {
+          await tx.query(text, ["prep-c1"], { prepare: name });
+          await tx.query(text, ["prep-c2"], { prepare: name });
+        });
+        await expect(
+          db.transaction(async (tx) => {
+            await tx.query(text, ["prep-r1"], { prepare: name });
+            throw new Error("discard");
+          }),
+        ).rejects.toThrow("discard");
+        const rows = await db.query(`SELECT name FROM ${T} WHERE name LIKE 'prep-%' AND name <> 'prep-dup' ORDER BY name`);
+        expect(rows).toEqual([{ name: "prep-c1" }, { name: "prep-c2" }]);
+      });
+
+      it("never run inside another task's open transaction", async () => {
+        const name = unique();
+        const inserted = db.transaction(async (tx) => {
+          await tx.query(`INSERT INTO ${T} (name) VALUES ($1)`, ["prep-open"]);
+          await new Promise((r) => setTimeout(r, 20));
+          throw new Error("discard");
+        });
+        // Sent while the transaction is open: it must see the committed state only, before or after.
+        await new Promise((r) => setTimeout(r, 5));
+        const seen = await db.query(`SELECT count(*)::int4 AS c FROM ${T} WHERE name = $1`, ["prep-open"], { prepare: name });
+        await expect(inserted).rejects.toThrow("discard");
+        expect(seen).toEqual([{ c: 0 }]);
+      });
+    });
+
     it("runs multi-statement scripts with exec", async () => {
       await db.exec(`INSERT INTO ${T} (name) VALUES ('e1'); INSERT INTO ${T} (name) VALUES ('e2');`);
       expect(await db.query(`SELECT count(*)::int4 AS c FROM ${T} WHERE name IN ('e1','e2')`)).toEqual([{ c: 2 }]);

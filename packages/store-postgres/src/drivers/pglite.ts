@@ -5,9 +5,13 @@
  * PGlite is ONE connection. Its own mutex already serializes `query`, `exec` and `transaction`
  * (a transaction holds the lock from BEGIN to COMMIT), so statements from many async tasks never
  * interleave inside someone else's transaction; we rely on that instead of adding a second lock.
+ *
+ * Statements named with `prepare` are kept prepared in that one session, as the other drivers
+ * keep them on each connection (see `pglite-prepared.ts`).
  */
 import { PGlite, type Transaction } from "@electric-sql/pglite";
-import type { SqlClient, SqlExecutor } from "../sql.ts";
+import type { QueryOptions, SqlClient, SqlExecutor } from "../sql.ts";
+import { PreparedStatements } from "./pglite-prepared.ts";
 
 // PGlite's defaults already give jsonb → parsed value, timestamptz → Date, int4 → number.
 // Pin what differs from the Neon driver (pg-types): int8 comes back as BigInt here but as a
@@ -46,6 +50,7 @@ function deadlockError(method: string, waitedMs: number): Error {
  */
 export function createPgliteClient(options: PgliteClientOptions = {}): SqlClient {
   const db = new PGlite({ dataDir: options.dataDir, parsers: PARSERS });
+  const prepared = new PreparedStatements(db);
   const deadlockAfterMs = options.deadlockAfterMs ?? 10_000;
   let openTransactions = 0;
 
@@ -62,14 +67,16 @@ export function createPgliteClient(options: PgliteClientOptions = {}): SqlClient
   }
 
   const txExecutor = (tx: Transaction): SqlExecutor => ({
-    async query<Row>(text: string, params?: readonly unknown[]) {
+    async query<Row>(text: string, params?: readonly unknown[], options?: QueryOptions) {
+      if (options?.prepare) return prepared.run<Row>(options.prepare, text, params ?? [], { inTransaction: true });
       const res = await tx.query<Row>(text, params ? [...params] : undefined);
       return res.rows;
     },
   });
 
   return {
-    async query<Row = Record<string, unknown>>(text: string, params?: readonly unknown[]) {
+    async query<Row = Record<string, unknown>>(text: string, params?: readonly unknown[], options?: QueryOptions) {
+      if (options?.prepare) return guarded("query", () => prepared.run<Row>(options.prepare!, text, params ?? [], { inTransaction: false }));
       const res = await guarded("query", () => db.query<Row>(text, params ? [...params] : undefined));
       return res.rows;
     },

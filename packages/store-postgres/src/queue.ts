@@ -40,6 +40,7 @@ export class PgQueue implements Queue {
       `UPDATE jobs SET locked_until = ${LEASE}
        WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb)::bigint) AND locked_by = $2`,
       [JSON.stringify(jobIds), owner, leaseMs],
+      { prepare: "stepwise_extend_leases" },
     );
   }
 
@@ -65,6 +66,8 @@ export class PgQueue implements Queue {
       `SELECT extract(epoch FROM (least(
          (SELECT min(run_at) FROM jobs WHERE locked_until IS NULL),
          (SELECT min(locked_until) FROM jobs WHERE locked_until IS NOT NULL)) - now())) * 1000 AS ms`,
+      [],
+      { prepare: "stepwise_next_due" },
     );
     const ms = rows[0]?.ms;
     return ms == null ? null : Math.max(0, Number(ms));

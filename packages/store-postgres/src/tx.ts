@@ -52,6 +52,8 @@ export class PgReader {
                     FROM steps WHERE run_id = $1) s) AS steps,
                   (SELECT row_to_json(e) FROM events e WHERE e.id = $2) AS event`,
       maxOutputBytes === undefined ? [run.id, run.eventId] : [run.id, run.eventId, maxOutputBytes],
+      // The result is two json columns whatever columns the tables gain, so the statements can stay prepared.
+      { prepare: maxOutputBytes === undefined ? "stepwise_read_run" : "stepwise_read_run_capped" },
     );
     if (!row?.event) throw new Error(`run ${run.id}: its event ${run.eventId} is missing from the store`);
     return { run, steps: row.steps.map(toStep), event: toEvent(row.event) };
@@ -66,6 +68,7 @@ export class PgTx extends PgReader implements StoreTx {
          AND CASE WHEN $3::boolean THEN run_at <= now() AND (locked_until IS NULL OR locked_until < now()) ELSE locked_by = $2 END
        RETURNING coalesce(ready_at, greatest(created_at, run_at)) AS ready_at`,
       [fence.jobId, fence.owner, fence.unclaimed ?? false],
+      { prepare: "stepwise_complete_job" },
     );
     const readyAt = rows[0]?.ready_at;
     return readyAt === undefined ? null : { readyAt: readyAt instanceof Date ? readyAt : new Date(readyAt) };

@@ -63,7 +63,34 @@ const IDLE_MS = 4_000;
 
 interface HttpModule {
   Agent: new (options: { keepAlive: boolean; timeout: number }) => unknown;
-  request(url: string, options: Record<string, unknown>, onResponse: (response: IncomingLike) => void): RequestLike;
+  request(options: Record<string, unknown>, onResponse: (response: IncomingLike) => void): RequestLike;
+}
+
+/** Where a URL points, as `http.request` takes it (parsed once: a URL string is parsed twice per request there). */
+interface Target {
+  protocol: string;
+  hostname: string;
+  port: string;
+  path: string;
+  /** `user:password` from the URL, for Basic authentication. */
+  auth?: string;
+}
+
+/** Targets by URL: both sides post to a handful of URLs, over and over. */
+const targets = new Map<string, Target>();
+const MAX_TARGETS = 256;
+
+function targetOf(url: string): Target {
+  let target = targets.get(url);
+  if (!target) {
+    const parsed = new URL(url);
+    // A bracketed IPv6 host is given to Node without its brackets.
+    target = { protocol: parsed.protocol, hostname: parsed.hostname.replace(/^\[(.*)\]$/, "$1"), port: parsed.port, path: `${parsed.pathname}${parsed.search}` };
+    if (parsed.username || parsed.password) target.auth = `${decodeURIComponent(parsed.username)}:${decodeURIComponent(parsed.password)}`;
+    if (targets.size >= MAX_TARGETS) targets.clear();
+    targets.set(url, target);
+  }
+  return target;
 }
 interface IncomingLike {
   statusCode?: number;
@@ -105,7 +132,7 @@ export const nodePost: NodePost | undefined = (() => {
   const post = (url: string, body: string, { headers, timeoutMs, maxBytes }: PostOptions, mayRetry: boolean) =>
     new Promise<PostAnswer>((resolve, reject) => {
       const startedAt = performance.now();
-      const protocol = new URL(url).protocol;
+      const { protocol, hostname, port, path, auth } = targetOf(url);
       if (protocol !== "http:" && protocol !== "https:") return reject(new PostError("request", `cannot POST to a ${protocol} URL`));
       const bytes = encoder.encode(body);
       let answering = false;
@@ -118,8 +145,7 @@ export const nodePost: NodePost | undefined = (() => {
       };
       const fail = (error: Error) => settle(() => reject(error instanceof PostError ? error : new PostError(answering ? "answer" : "request", error.message)));
       const request = (protocol === "https:" ? https! : http!).request(
-        url,
-        { method: "POST", agent: agents[protocol], headers: { ...headers, "content-length": String(bytes.byteLength) } },
+        { protocol, hostname, port, path, auth, method: "POST", agent: agents[protocol], headers: { ...headers, "content-length": String(bytes.byteLength) } },
         (response) => {
           answering = true;
           const status = response.statusCode ?? 0;

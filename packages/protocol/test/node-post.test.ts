@@ -11,7 +11,7 @@ import { freePort } from "../../../test/support/net.ts";
 
 let server: Server;
 let base = "";
-const seen: Array<{ body: string; signature: string | undefined; socket: string }> = [];
+const seen: Array<{ body: string; signature: string | undefined; socket: string; url?: string; authorization?: string }> = [];
 const options = (more: Partial<{ timeoutMs: number; maxBytes: number }> = {}) => ({ headers: {}, timeoutMs: 5_000, maxBytes: 64 * 1024, ...more });
 
 beforeAll(async () => {
@@ -20,7 +20,7 @@ beforeAll(async () => {
     req.on("data", (chunk) => (body += chunk));
     req.on("end", () => {
       const socket = `${req.socket.remotePort}`;
-      seen.push({ body, signature: req.headers["x-stepwise-signature"] as string | undefined, socket });
+      seen.push({ body, signature: req.headers["x-stepwise-signature"] as string | undefined, socket, url: req.url, authorization: req.headers.authorization });
       if (req.url === "/slow") return void setTimeout(() => res.end("late"), 1_000);
       if (req.url === "/slow-body") {
         res.writeHead(200, { "content-type": "application/json" });
@@ -76,6 +76,14 @@ describe.runIf(nodePost)("POST over node:http", () => {
     const mine = seen.slice(before);
     expect(mine.at(-1)).toMatchObject({ body, signature: "t=1,s=ab" });
     expect(new Set(mine.map((s) => s.socket)).size).toBe(1);
+  });
+
+  it("sends the URL's path and query, and its user and password as Basic authentication", async () => {
+    const withAuth = base.replace("http://", "http://app%20user:p%40ss@");
+    await post(`${withAuth}/api/durable?fnId=fulfil&x=%C3%A9`, "{}", options());
+    expect(seen.at(-1)).toMatchObject({ url: "/api/durable?fnId=fulfil&x=%C3%A9", authorization: `Basic ${btoa("app user:p@ss")}` });
+    await post(`${base}/api/durable?fnId=other`, "{}", options());
+    expect(seen.at(-1)).toMatchObject({ url: "/api/durable?fnId=other", authorization: undefined });
   });
 
   it("hands a redirect back unfollowed, with where it points", async () => {

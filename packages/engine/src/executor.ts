@@ -197,7 +197,7 @@ export class Executor {
       leaseMs: this.runner.leaseMs,
       pollMs: this.options.pollMs ?? 1_000,
       log: this.log,
-      handle: (job, unclaimed) => runJob(this.runner, job, unclaimed),
+      handle: (job, how) => runJob(this.runner, job, how),
       handedBack: (job) => this.runner.known.forget(job.id),
     });
   }

@@ -281,7 +281,7 @@ describe("Lanes", () => {
   it("fires its own timer no earlier than the due time by the wall clock, even when the timer runs early", async () => {
     const { queue } = memoryQueue();
     const firedAt: number[] = [];
-    const { lanes: l } = lanes(queue, async (j, unclaimed) => (unclaimed && firedAt.push(Date.now()), []));
+    const { lanes: l } = lanes(queue, async (j, how) => (how.unclaimed && firedAt.push(Date.now()), []));
     l.start();
     const realNow = Date.now;
     try {

@@ -20,6 +20,7 @@ import { invokeApp, type InvokerOptions } from "../invoker.ts";
 import { leaseToken } from "./checkpoints.ts";
 import { hasUnreadOutputs, outputBudget, requestSteps } from "./request-steps.ts";
 import type { InvocationSnapshots, KnownStates } from "./known-states.ts";
+import type { JobHandling } from "./lanes.ts";
 import { applyAnswer } from "../machine/answer.ts";
 import { RunDraft, type MachineEnv } from "../machine/draft.ts";
 import { finish } from "../machine/ending.ts";
@@ -46,16 +47,16 @@ type Transition = (draft: RunDraft, env: MachineEnv) => void;
 const nothing: Transition = () => {};
 
 /**
- * Runs `job`. `unclaimed`: a timer this process fires itself without a claim (see `Lanes`): it
- * is applied only as one guarded statement that takes the job, or not at all (the claim loop
- * then runs it as any other).
+ * Runs `job`, come by as `how` says (see `Lanes`). A timer this process fires itself without a
+ * claim is applied only as one guarded statement that takes the job, or not at all (the claim
+ * loop then runs it as any other).
  */
-export async function runJob(runner: JobRunner, job: JobRecord, unclaimed = false): Promise<JobRecord[]> {
+export async function runJob(runner: JobRunner, job: JobRecord, how: JobHandling = {}): Promise<JobRecord[]> {
   const known = runner.known.take(job);
   if (job.failures >= MAX_JOB_FAILURES) return giveUp(runner, job, job.lastError ?? "unknown cause");
-  if (unclaimed) return job.kind === "invoke" ? [] : runTimer(runner, job, known, { unclaimed });
+  if (how.unclaimed) return job.kind === "invoke" ? [] : runTimer(runner, job, known, how);
   try {
-    return job.kind === "invoke" ? await runInvocation(runner, job, known) : await runTimer(runner, job, known);
+    return job.kind === "invoke" ? await runInvocation(runner, job, known, how) : await runTimer(runner, job, known, how);
   } catch (error) {
     // The store refused a value it can never take: retrying would fail the same way.
     if (isRefusedValue(error)) return giveUp(runner, job, describe(error));
@@ -63,23 +64,23 @@ export async function runJob(runner: JobRunner, job: JobRecord, unclaimed = fals
   }
 }
 
-async function runTimer(runner: JobRunner, job: JobRecord, known: RunState | undefined, how: { unclaimed?: boolean } = {}): Promise<JobRecord[]> {
+async function runTimer(runner: JobRunner, job: JobRecord, known: RunState | undefined, how: JobHandling): Promise<JobRecord[]> {
   await runner.ctx.registry.ensureFresh();
   // The state is kept for the invocation the wake-up continues into: read as that would read it.
   const state = known ?? (await runner.ctx.store.loadRunState(job.runId, { maxOutputBytes: runner.ctx.limits.maxRequestOutputBytes }));
   return complete(runner, job, state, (draft, env) => fireTimer(draft, env, job), how);
 }
 
-async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState | undefined): Promise<JobRecord[]> {
+async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState | undefined, how: JobHandling): Promise<JobRecord[]> {
   const { ctx } = runner;
   // Outputs larger than a request's whole budget would only be left out of it: they stay in the store.
   let state = known ?? (await ctx.store.loadRunState(job.runId, { maxOutputBytes: ctx.limits.maxRequestOutputBytes }));
-  if (!state || isTerminal(state.run.status)) return complete(runner, job, state, nothing);
+  if (!state || isTerminal(state.run.status)) return complete(runner, job, state, nothing, how);
   const fn = await ctx.registry.getFunction(state.run.functionId);
   const app = fn && (await ctx.registry.getApp(fn.appId));
   if (!fn || !app) {
     const error = serializedError("FunctionNotFound", `Function ${state.run.functionId} is not registered with the executor`);
-    return complete(runner, job, state, (draft, env) => finish(draft, env, { status: "failed", error }));
+    return complete(runner, job, state, (draft, env) => finish(draft, env, { status: "failed", error }), how);
   }
   const budget = outputBudget(app, ctx.limits);
   // An app that cannot read outputs back gets them all, as it always did.
@@ -88,7 +89,7 @@ async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState 
   const target = job.stepId ? steps.find((step) => step.id === job.stepId) : undefined;
   // A targeted job whose step was settled meanwhile (a duplicate after a crash) has nothing to do.
   if (job.stepId && (!target || (target.status !== "planned" && target.status !== "retrying"))) {
-    return complete(runner, job, state, nothing);
+    return complete(runner, job, state, nothing, how);
   }
   const request: InvokeRequest = {
     version: PROTOCOL_VERSION,
@@ -114,7 +115,7 @@ async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState 
   if (response.type === "ops") {
     for (const op of response.ops) if (op.op === "invoke") await ctx.registry.getFunction(op.functionId);
   }
-  return complete(runner, job, snapshot, (draft, env) => applyAnswer(draft, env, { targetStepId: target?.id, startedAt, knownSteps: steps.length }, response));
+  return complete(runner, job, snapshot, (draft, env) => applyAnswer(draft, env, { targetStepId: target?.id, startedAt, knownSteps: steps.length }, response), how);
 }
 
 /** The executor could not apply this job, again and again: end the run with the cause. */
@@ -131,9 +132,11 @@ async function giveUp(runner: JobRunner, job: JobRecord, cause: string): Promise
  * Applies `transition` to the run and deletes the job, in one commit: optimistically from
  * `state` when the change stays within the run, else in a transaction on the locked run.
  * Returns the continuation this worker runs next, if the change queued one. An unclaimed job
- * goes only the optimistic way (taken in that statement), or is left for the claim loop.
+ * goes only the optimistic way (taken in that statement), or is left for the claim loop. A job
+ * the queue never heard of (`how.unpublished`) is not told to it as done: with Redis as the
+ * queue that was a round trip per step for nothing.
  */
-async function complete(runner: JobRunner, job: JobRecord, state: RunState | null, transition: Transition, how: { unclaimed?: boolean } = {}): Promise<JobRecord[]> {
+async function complete(runner: JobRunner, job: JobRecord, state: RunState | null, transition: Transition, how: JobHandling = {}): Promise<JobRecord[]> {
   const { ctx, owner, leaseMs } = runner;
   const fence = { jobId: job.id, owner, unclaimed: how.unclaimed };
   if (state) {
@@ -144,7 +147,7 @@ async function complete(runner: JobRunner, job: JobRecord, state: RunState | nul
     if (!draft.needsUnit) {
       const written = await ctx.store.applyOptimistically(state, fence, draft.change);
       if (written) {
-        await afterCommit(ctx, { lines: draft.lines, queued: written.queued, deleted: written.deleted });
+        await afterCommit(ctx, { lines: draft.lines, queued: written.queued, deleted: told(written.deleted, job, how) });
         return handOver(runner, written, draft.state(written.version));
       }
     }
@@ -164,10 +167,15 @@ async function complete(runner: JobRunner, job: JobRecord, state: RunState | nul
     const committed = await unit.commit();
     // The job itself is gone too: a queue outside the record must hear of it (or it hands the job out again).
     committed.deleted.push(job.id);
-    return committed;
+    return { ...committed, deleted: told(committed.deleted, job, how) };
   });
   await afterCommit(ctx, outcome);
   return handOver(runner, outcome, outcome.states.get(job.runId));
+}
+
+/** The deleted jobs the queue must hear of: all but `job` itself when the queue never had it. */
+function told(deleted: string[], job: JobRecord, how: JobHandling): string[] {
+  return how.unpublished ? deleted.filter((id) => id !== job.id) : deleted;
 }
 
 /** Keeps the run's new state for what the commit queued, and returns the continuation this lane runs next. */

@@ -36,6 +36,17 @@ const OWN_TIMER_GRACE_MS = 10;
  */
 const MAX_OWN_TIMER_HOLD_MS = 50;
 
+/** How a lane came by a job: it decides how the job's commit takes it, and whom it tells. */
+export interface JobHandling {
+  /** A timer of this process's own, not claimed, which the job's commit must take (see `Fence`). */
+  unclaimed?: boolean;
+  /**
+   * Written already leased to this worker (a continuation, the first invocation of a run this
+   * process started): the queue never heard of it, so it need not hear that it is done.
+   */
+  unpublished?: boolean;
+}
+
 export interface LanesOptions {
   queue: Queue;
   owner: string;
@@ -44,11 +55,8 @@ export interface LanesOptions {
   /** Longest sleep between claims when idle (other executors may queue work). */
   pollMs: number;
   log: Logger;
-  /**
-   * Runs one job; returns the job this lane runs next (a continuation), if any. `unclaimed`: a
-   * timer of this process's own, not claimed, which the job's commit must take (see `Fence`).
-   */
-  handle(job: JobRecord, unclaimed?: boolean): Promise<JobRecord[]>;
+  /** Runs one job; returns the job this lane runs next (a continuation), if any. */
+  handle(job: JobRecord, how: JobHandling): Promise<JobRecord[]>;
   /** A job handed back unrun (its continuation state, if any, can go). */
   handedBack?(job: JobRecord): void;
 }
@@ -150,7 +158,7 @@ export class Lanes {
    */
   async adopt(jobs: readonly JobRecord[]): Promise<void> {
     for (const job of jobs) {
-      if (this.freeSlots() > 0) this.spawn(job, "forever");
+      if (this.freeSlots() > 0) this.spawn(job, "forever", { unpublished: true });
       else await this.handBack(job);
     }
   }
@@ -184,7 +192,7 @@ export class Lanes {
     if (early > 0) return this.armOwnTimer(job, early);
     this.ownTimers.delete(job.id);
     // No free lane: the claim loop takes it when one frees.
-    if (this.freeSlots() > 0) this.spawn(job, "forever", true);
+    if (this.freeSlots() > 0) this.spawn(job, "forever", { unclaimed: true });
     else this.notify();
   }
 
@@ -286,9 +294,9 @@ export class Lanes {
     }
   }
 
-  private spawn(job: JobRecord, mode: Mode, unclaimed = false): void {
+  private spawn(job: JobRecord, mode: Mode, how: JobHandling = {}): void {
     this.lanes++;
-    void this.lane(job, mode, unclaimed).finally(() => {
+    void this.lane(job, mode, how).finally(() => {
       this.lanes--;
       this.laneEnded.set();
       this.wake.set();
@@ -296,15 +304,16 @@ export class Lanes {
   }
 
   /** Runs `first`, then each continuation it hands over, in this lane. */
-  private async lane(first: JobRecord, mode: Mode, unclaimed = false): Promise<void> {
+  private async lane(first: JobRecord, mode: Mode, how: JobHandling): Promise<void> {
     let job: JobRecord | undefined = first;
     while (job) {
+      const unclaimed = how.unclaimed === true;
       this.active.set(job.id, job);
       let next: JobRecord[] = [];
       const startedAt = Date.now();
       if (unclaimed) this.ownFiring++;
       try {
-        next = await this.options.handle(job, unclaimed);
+        next = await this.options.handle(job, how);
         this.stats.ran++;
         this.reachable(startedAt);
       } catch (error) {
@@ -317,7 +326,8 @@ export class Lanes {
       }
       // Not taken (another took it, the run moved on, clocks apart, it failed): the claim loop looks at it now.
       if (unclaimed && next.length === 0) this.notify();
-      unclaimed = false;
+      // What follows in this lane is a continuation: written leased to this worker, never published.
+      how = { unpublished: true };
       job = next.shift();
       for (const extra of next) await this.handBack(extra);
       if (job && (!this.running || (mode === "drain" && this.outOfBudget()))) {

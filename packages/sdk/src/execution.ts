@@ -92,7 +92,7 @@ function startHandler(fn: RunnableFunction, context: FunctionContext<EventSchema
 async function settle(replay: Replay, run: HandlerRun): Promise<void> {
   while (run.outcome.state === "running") {
     if (replay.blocked === 0) {
-      await Promise.race([run.done, replay.nextCall()]);
+      await Promise.race([run.done, replay.nextBlocked()]);
       continue;
     }
     const calls = replay.calls;

@@ -70,8 +70,12 @@ export class Replay {
   /** The dispatcher the step tools call. */
   readonly dispatch: StepDispatcher = (call) => this.handle(call);
 
-  /** Resolves at the next step call. */
-  nextCall(): Promise<void> {
+  /**
+   * Resolves at the next step call that blocks (a new step, or one stored as pending). Calls
+   * that resolve from stored results do not wake the waiter: a replay of 1,000 stored steps
+   * woke it 1,000 times, each a promise and a race, for a decision none of them changes.
+   */
+  nextBlocked(): Promise<void> {
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
@@ -121,7 +125,6 @@ export class Replay {
     }
     const found: FoundStep = { id: this.ids.allocate(call.name), name: call.name, kind: call.kind, position: this.nextPosition++, call };
     this.calls++;
-    for (const wake of this.waiters.splice(0)) wake();
     this.checkDeterminism(found);
     if (this.nonDeterminism) return this.block();
     const stored = this.byId.get(found.id);
@@ -176,12 +179,18 @@ export class Replay {
       return Promise.reject(error);
     }
     this.blocked++;
+    this.wakeWaiters();
     // Settles only through a checkpoint (`resolveFresh`); otherwise the invocation ends first.
     return new Promise((resolve) => this.fresh.push({ ...found, planned, resolve }));
   }
 
   private block(): Promise<never> {
     this.blocked++;
+    this.wakeWaiters();
     return new Promise<never>(() => {});
+  }
+
+  private wakeWaiters(): void {
+    for (const wake of this.waiters.splice(0)) wake();
   }
 }

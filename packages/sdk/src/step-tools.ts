@@ -79,7 +79,7 @@ export function createStepTools<S extends EventSchemas>(dispatch: StepDispatcher
   const tools: StepTools<EventSchemas> = {
     run: (name, fn) => {
       if (typeof fn !== "function") return Promise.reject(new TypeError(`step.run("${name}"): the second argument must be a function`));
-      return dispatch({ name, kind: "run", fn, plan: () => ({ op: "step-planned" }) }) as Promise<never>;
+      return dispatch({ name, kind: "run", fn, plan: planRun }) as Promise<never>;
     },
     sleep: (name, duration) =>
       dispatch({ name, kind: "sleep", plan: () => ({ op: "sleep", until: isoIn(toMs(duration)) }) }) as Promise<void>,
@@ -107,6 +107,9 @@ export function createStepTools<S extends EventSchemas>(dispatch: StepDispatcher
   };
   return tools as unknown as StepTools<S>;
 }
+
+/** A new `step.run`'s op: one function for every call (a replay makes a call per stored step). */
+const planRun = (): PlannedOp => ({ op: "step-planned" });
 
 function planInvoke(name: string, options: InvokeOptions<AnyStepwiseFunction>): PlannedOp {
   const target: unknown = options.function;

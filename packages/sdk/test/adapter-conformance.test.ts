@@ -2,14 +2,19 @@
 import { createServer, type IncomingMessage } from "node:http";
 import type { AddressInfo } from "node:net";
 import { serve as serveHonoNode, type ServerType } from "@hono/node-server";
+import { HEADERS } from "@stepwise/protocol";
 import { Hono, type Context } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { describe, expect, it } from "vitest";
 import { serve as serveFetch } from "../src/adapters/fetch.ts";
 import { serve as serveHono } from "../src/adapters/hono.ts";
 import { serve as serveLambda, type LambdaHttpEvent } from "../src/adapters/lambda.ts";
 import { serve as serveNext } from "../src/adapters/next.ts";
 import { serve as serveNode, type NodeRequest } from "../src/adapters/node.ts";
 import type { ServeOptions } from "../src/serve.ts";
-import { testAdapter, type Mounted } from "./adapter-suite.ts";
+import { Stepwise } from "../src/index.ts";
+import { KEY, testAdapter, type Mounted } from "./adapter-suite.ts";
+import { request, signInvocation, TRIGGER } from "./helpers.ts";
 import { fromResult, functionUrlEvent, httpApiV2Event, toRestApiV1Event, toV2Event, type BodyEncoding } from "./fixtures/lambda-events.ts";
 
 const PUBLIC_URL = "https://shop.example.com/api/durable";
@@ -119,4 +124,32 @@ testAdapter({ name: "hono on Node (@hono/node-server)", mount: (options) => hono
 testAdapter({
   name: "hono on Node, after a middleware read the body (c.req.text())",
   mount: (options) => honoNodeServer(options, async (c) => void (c.req.method === "POST" && (await c.req.text()))),
+});
+
+// Middlewares that touch c.req.raw without reading it (hono/body-limit does, on every request with
+// a body) make @hono/node-server build its Request around Node's stream: an adapter that then read
+// Node's stream too left large invocations unanswered. Sizes past Node's stream buffers.
+describe("hono on Node behind middlewares that touch the raw request", () => {
+  const middlewares: Array<[string, (c: Context) => Promise<void>]> = [
+    ["hono/body-limit", async (c) => void (await bodyLimit({ maxSize: 50 * 1024 * 1024 })(c, async () => {}))],
+    ["one that reads c.req.raw.signal", async (c) => void c.req.raw.signal],
+  ];
+  for (const [name, prelude] of middlewares) {
+    it.each([200_000, 1_000_000])(`answers a %i-byte invocation behind ${name}`, { timeout: 20_000 }, async (bytes) => {
+      const client = new Stepwise({ id: "shop", signingKey: KEY });
+      const fn = client.createFunction({ id: "fulfil", triggers: [] }, async ({ event }) => (event.data as { note: string }).note.length);
+      const mounted = await honoNodeServer({ client, functions: [fn] }, prelude);
+      try {
+        const event = { ...TRIGGER, data: { orderId: "o1", note: "x".repeat(bytes) } };
+        const body = JSON.stringify(request([], { event, events: [event] }));
+        const url = `${mounted.url}?fnId=fulfil`;
+        const headers = { "content-type": "application/json", [HEADERS.signature]: await signInvocation(KEY, url, body) };
+        const res = await fetch(url, { method: "POST", body, headers, signal: AbortSignal.timeout(10_000) });
+        expect(res.status).toBe(200);
+        expect(await res.json()).toEqual({ type: "completed", output: bytes });
+      } finally {
+        await mounted.close?.();
+      }
+    });
+  }
 });

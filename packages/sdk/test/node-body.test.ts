@@ -1,5 +1,6 @@
 /** The Node adapter after a body parser: a parsed body without the raw bytes is a setup error, said plainly. */
-import { createServer, type Server } from "node:http";
+import { createServer, type Server, type ServerResponse } from "node:http";
+import { connect as connectHttp2, createServer as createHttp2Server } from "node:http2";
 import type { AddressInfo } from "node:net";
 import { HEADERS } from "@stepwise/protocol";
 import { afterEach, expect, it } from "vitest";
@@ -50,4 +51,34 @@ it("reads the stream when a parser skipped the request (req.body = {}, stream un
   const res = await fetch(`${base}?fnId=fulfil`, { method: "POST", body, headers: { [HEADERS.signature]: await signInvocation(KEY, `${base}?fnId=fulfil`, body) } });
   expect(res.status).toBe(200);
   expect(ran).toEqual(["body"]);
+});
+
+it("on HTTP/2 answers an unread, unsigned POST with 401 and no warning (HTTP/2 has no connection header)", async () => {
+  const client = new Stepwise({ id: "shop", signingKey: KEY });
+  const fn = client.createFunction({ id: "fulfil", triggers: [] }, async () => "ok");
+  const handler = serve({ client, functions: [fn] });
+  const warnings: string[] = [];
+  const onWarning = (warning: Error) => void warnings.push(`${warning.name}: ${warning.message}`);
+  process.on("warning", onWarning);
+  const h2server = createHttp2Server((req, res) => void handler(req as unknown as NodeRequest, res as unknown as ServerResponse));
+  await new Promise<void>((resolve) => h2server.listen(0, "127.0.0.1", resolve));
+  const session = connectHttp2(`http://127.0.0.1:${(h2server.address() as AddressInfo).port}`);
+  try {
+    const status = await new Promise<number>((resolve, reject) => {
+      const stream = session.request({ ":method": "POST", ":path": "/api/durable?fnId=fulfil", "content-type": "application/json" });
+      let code = 0;
+      stream.on("response", (headers) => (code = Number(headers[":status"])));
+      stream.on("close", () => resolve(code));
+      stream.on("error", reject);
+      stream.resume();
+      stream.end("{}");
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(status).toBe(401);
+    expect(warnings).toEqual([]);
+  } finally {
+    process.off("warning", onWarning);
+    session.close();
+    await new Promise<void>((resolve) => h2server.close(() => resolve()));
+  }
 });

@@ -1,8 +1,7 @@
 /**
- * A Node `IncomingMessage` as a call and an answer written to a `ServerResponse`, for the
- * adapters that run on Node (`node`, and `hono` on @hono/node-server). The body is read
- * straight from the request's stream, no Web `Request` in between. Types only from Node, and
- * no Node globals: the Hono adapter also bundles for Workers.
+ * A Node `IncomingMessage` as a call, and an answer written to a `ServerResponse`, for the Node
+ * adapter. The body is read straight from the request's stream, no Web `Request` in between.
+ * Node's types only: nothing of Node is imported at run time.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { joinChunks } from "@stepwise/protocol";
@@ -41,22 +40,14 @@ export function callFromNode(req: NodeRequest, url: string): IncomingCall {
 }
 
 /**
- * Whether `value` is a Node request whose body nobody has read yet (Hono's `c.env.incoming` on
- * @hono/node-server): a middleware that read the body through Hono leaves it read, and its
- * bytes are then only in Hono's copy.
- */
-export function isUnreadNodeRequest(value: unknown): value is NodeRequest {
-  const candidate = value as Partial<NodeRequest> | null | undefined;
-  return typeof candidate?.on === "function" && typeof candidate.headers === "object" && candidate.readableDidRead === false;
-}
-
-/**
  * Writes `answer`. A body left unread (refused before reading it, or too large) would be taken
  * for the next request on the connection, so such a connection is closed after the answer.
  */
 export function writeAnswer(res: ServerResponse, req: IncomingMessage, answer: Answer): void {
   const unread = !req.complete;
-  res.writeHead(answer.status, unread ? { ...answer.headers, connection: "close" } : answer.headers);
+  // HTTP/2 has no connection header (Node warns and drops it): destroying the stream is enough there.
+  const close = unread && req.httpVersionMajor === 1;
+  res.writeHead(answer.status, close ? { ...answer.headers, connection: "close" } : answer.headers);
   res.end(answer.body, () => {
     if (unread) req.destroy();
   });

@@ -6,7 +6,7 @@
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createPgliteClient } from "../src/drivers/pglite.ts";
-import type { SqlClient } from "../src/sql.ts";
+import type { SqlClient, SqlExecutor } from "../src/sql.ts";
 
 export const PG_HOST = "127.0.0.1";
 export const PG_PORT = 5432;
@@ -162,12 +162,13 @@ export function driverSuite(name: string, open: () => Promise<Driver>, opts: Sui
       expect(await db.query(`SELECT 1 FROM ${T} WHERE name = 'a1'`)).toEqual([]);
     });
 
-    it("refuses the tx executor after the transaction ended", async () => {
-      let leaked: { query(t: string): Promise<unknown> } | undefined;
+    it("refuses the tx executor after the transaction ended, for named statements too", async () => {
+      let leaked: SqlExecutor | undefined;
       await db.transaction(async (tx) => {
         leaked = tx;
       });
       await expect(leaked!.query("SELECT 1")).rejects.toThrow(/closed/i);
+      await expect(leaked!.query("SELECT 1 AS one", [], { prepare: `${schema}_leaked` })).rejects.toThrow(/closed|not .*connected|released/i);
     });
 
     // The store names its hot statements (`{ prepare }`): each driver keeps them prepared, and a

@@ -49,6 +49,18 @@ describe.skipIf(!runReal)("real PostgreSQL", () => {
   }, 60_000);
 });
 
+describe("PGlite driver, closed", () => {
+  it("refuses a named statement as it refuses an unnamed one", async () => {
+    const client = createPgliteClient();
+    await client.query("SELECT 1 AS one", [], { prepare: "warm" });
+    await client.close();
+    const unnamed = await client.query("SELECT 1").then(() => "ran", (error: Error) => error.message);
+    const named = await client.query("SELECT 1 AS one", [], { prepare: "warm" }).then(() => "ran", (error: Error) => error.message);
+    expect(unnamed).toMatch(/closed/i);
+    expect(named).toBe(unnamed);
+  });
+});
+
 describe("PGlite driver (dataDir)", () => {
   it("persists to its folder across close and reopen", async () => {
     const dir = await mkdtemp(join(tmpdir(), "stepwise-pglite-"));

@@ -28,7 +28,8 @@ export class PreparedStatements {
 
   /** Runs statement `name` (prepared from `text` on first use) with `params`; returns its rows. */
   async run<Row>(name: string, text: string, params: readonly unknown[], where: { inTransaction: boolean }): Promise<Row[]> {
-    await this.db.waitReady;
+    // As `query()` does: it waits for PGlite to start, and refuses once the database is closed.
+    await this.db._checkReady();
     return this.exclusive(where.inTransaction, async () => {
       const statement = this.statements.get(name) ?? (await this.prepare(name, text));
       // One name, one text: a second text under a taken name is a bug in the caller, said plainly.

@@ -68,7 +68,11 @@ export function createPgliteClient(options: PgliteClientOptions = {}): SqlClient
 
   const txExecutor = (tx: Transaction): SqlExecutor => ({
     async query<Row>(text: string, params?: readonly unknown[], options?: QueryOptions) {
-      if (options?.prepare) return prepared.run<Row>(options.prepare, text, params ?? [], { inTransaction: true });
+      if (options?.prepare) {
+        // As PGlite refuses an unnamed one: a named statement would otherwise run in whatever transaction is open now.
+        if (tx.closed) throw new Error("Transaction is closed");
+        return prepared.run<Row>(options.prepare, text, params ?? [], { inTransaction: true });
+      }
       const res = await tx.query<Row>(text, params ? [...params] : undefined);
       return res.rows;
     },

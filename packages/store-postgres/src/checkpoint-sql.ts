@@ -148,7 +148,7 @@ const CHECKPOINT = { skip: checkpointSql("skip"), wait: checkpointSql("wait") };
  * ANY` of those arrays, not by a join with the checkpoints: the planner takes
  * `jsonb_to_recordset` for 100 rows whatever it holds, and between about 5,000 and 40,000 stored
  * runs a join of 100 rows chose to scan the whole `runs` table (a batch of 8 took 3.1 ms at
- * 20,000 runs, 1.3 ms at 150,000; `test/checkpoint-plan.test.ts`).
+ * 20,000 runs, 1.3 ms at 150,000; `test/plans-by-key.test.ts`).
  */
 const CHECKPOINTS = `
 WITH input AS (

@@ -2,9 +2,9 @@
  * What `serve()` reads of a request and what it answers, in the fewest terms every framework
  * can give: an adapter maps its own request to an {@link IncomingCall} and an {@link Answer}
  * back to its own response, nothing else. The Web mappings live here, for the adapters whose
- * framework hands over a `Request` (fetch, Next.js, Hono off Node); the Node ones read Node's
- * request directly (`adapters/node-call.ts`): a Web `Request` with a body stream costs about
- * 0.1 ms of CPU per invocation on Node, for bytes already in hand.
+ * framework hands over a `Request` (fetch, Next.js, Hono); the Node adapter reads Node's request
+ * directly (`adapters/node-call.ts`) and Lambda its event: a Web `Request` with a body stream
+ * costs CPU per invocation for bytes already in hand.
  */
 import { readTextCapped } from "@stepwise/protocol";
 

@@ -18,7 +18,7 @@
  * which goes when.
  */
 import type { CheckpointResult, CheckpointWrite } from "@stepwise/engine";
-import type { SqlExecutor } from "./sql.ts";
+import { idsParam, type SqlExecutor } from "./sql.ts";
 import { json } from "./rows.ts";
 
 /** A checkpoint whose run or job another transaction held, so the skipping statement left it alone. */
@@ -145,20 +145,17 @@ const CHECKPOINT = { skip: checkpointSql("skip"), wait: checkpointSql("wait") };
 /**
  * The same for many runs (distinct), skipping locked rows: $1 the checkpoints as JSON, each with
  * its index; $2 and $3 their runs' and jobs' IDs as JSON arrays. Runs and jobs are found by `=
- * ANY` of those arrays, not by a join with the checkpoints: the planner takes
- * `jsonb_to_recordset` for 100 rows whatever it holds, and between about 5,000 and 40,000 stored
- * runs a join of 100 rows chose to scan the whole `runs` table (a batch of 8 took 3.1 ms at
- * 20,000 runs, 1.3 ms at 150,000; `test/plans-by-key.test.ts`).
+ * ANY` of those (`idsParam`), not by a join with the checkpoints: between about 5,000 and 40,000
+ * stored runs that join scanned the whole `runs` table (a batch of 8 took 3.1 ms at 20,000 runs,
+ * 1.3 ms at 150,000).
  */
 const CHECKPOINTS = `
 WITH input AS (
   SELECT * FROM jsonb_to_recordset($1::jsonb) AS c(idx int, run_id text, function_id text, job_id bigint, owner text, claims int,
        lease_ms float8, step_id text, name text, position int, output text, started_at timestamptz, bytes bigint, max_bytes bigint)
 ),
-run_ids AS (SELECT array_agg(value) AS ids FROM jsonb_array_elements_text($2::jsonb)),
-job_ids AS (SELECT array_agg(value::bigint) AS ids FROM jsonb_array_elements_text($3::jsonb)),
 run AS (
-  SELECT r.id, r.status, r.function_id, r.state_bytes FROM runs r WHERE r.id = ANY ((SELECT ids FROM run_ids)::text[]) FOR UPDATE SKIP LOCKED
+  SELECT r.id, r.status, r.function_id, r.state_bytes FROM runs r WHERE r.id = ANY (${idsParam("$2", "text")}) FOR UPDATE SKIP LOCKED
 ),
 open AS (
   SELECT i.* FROM input i JOIN run r ON r.id = i.run_id
@@ -192,9 +189,9 @@ bumped AS (
 SELECT i.idx,
        r.id IS NOT NULL AS found,
        -- As HELD_ONE says for one checkpoint.
-       (r.id IS NULL AND i.run_id IN (SELECT id FROM runs WHERE id = ANY ((SELECT ids FROM run_ids)::text[])))
+       (r.id IS NULL AND i.run_id IN (SELECT id FROM runs WHERE id = ANY (${idsParam("$2", "text")})))
          OR (i.idx IN (SELECT idx FROM open) AND i.idx NOT IN (SELECT idx FROM job) AND (i.job_id, i.run_id, i.owner, i.claims) IN (
-           SELECT id, run_id, locked_by, claims FROM jobs WHERE id = ANY ((SELECT ids FROM job_ids)::bigint[]) AND locked_until > now()))
+           SELECT id, run_id, locked_by, claims FROM jobs WHERE id = ANY (${idsParam("$3", "bigint")}) AND locked_until > now()))
          AS held,
        r.status,
        coalesce(r.function_id = i.function_id, false) AS same_function,

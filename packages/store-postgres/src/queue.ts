@@ -6,16 +6,12 @@
  * time here is the database's: executors whose clocks disagree still agree on what is due.
  */
 import type { JobRecord, Queue } from "@stepwise/engine";
-import type { SqlExecutor } from "./sql.ts";
+import { idsParam, type SqlExecutor } from "./sql.ts";
 import { toJob } from "./rows.ts";
 
 const LEASE = "now() + make_interval(secs => $3::float8 / 1000)";
-/**
- * The jobs named by $1, a JSON array of IDs, as an array: `= ANY` of it reaches them through the
- * key. A join with `jsonb_array_elements_text` is taken for 100 rows whatever it holds, and with
- * a few tens of thousands of jobs (sleeping runs) the planner scanned the whole table instead.
- */
-const JOB_IDS = "(SELECT array_agg(value::bigint) FROM jsonb_array_elements_text($1::jsonb))::bigint[]";
+/** The jobs named by $1, a JSON array of IDs (see `idsParam`). */
+const JOB_IDS = idsParam("$1", "bigint");
 /** What `toJob` reads. */
 const JOB_COLUMNS = "id, kind, run_id, step_id, run_at, claims, failures, last_error";
 

@@ -27,3 +27,14 @@ export interface SqlClient extends SqlExecutor {
   exec(script: string): Promise<void>;
   close(): Promise<void>;
 }
+
+/**
+ * SQL for parameter `param`, a JSON array of IDs (the drivers disagree on how to send JS arrays),
+ * as a Postgres array of `type`: filter with `id = ANY (…)`. The planner takes a JSON document
+ * joined as rows for 100 rows whatever it holds, and with a few thousand to some tens of
+ * thousands of rows in the table it chose to read the whole table; `= ANY` of an array reaches
+ * the rows through the key at every size (`test/plans-by-key.test.ts`).
+ */
+export function idsParam(param: `$${number}`, type: "text" | "bigint"): string {
+  return `(SELECT array_agg(value::${type}) FROM jsonb_array_elements_text(${param}::jsonb))::${type}[]`;
+}

@@ -24,6 +24,7 @@ const client = new Stepwise({
   dev: true,
   schemas: {
     "test/flaky": Key,
+    "test/own-policies": Key,
     "test/always-fails": z.object({ key: z.string(), catch: z.boolean() }),
     "test/non-retriable": Key,
     "test/retry-after": Key,
@@ -42,6 +43,21 @@ const flaky = client.createFunction(
       return "finally";
     }),
 );
+
+// The function retries nothing; its steps say otherwise, each for itself.
+const ownPolicies = client.createFunction({ id: "own-policies", triggers: [{ event: "test/own-policies" }], retries: 0 }, async ({ event, step }) => {
+  const charged = await step.run({ id: "charge", retries: 3, backoff: { initialMs: 200, factor: 1 } }, () => {
+    if (record(`${event.data.key}:charge`) < 3) throw new Error("gateway timeout");
+    return "charged";
+  });
+  const emailed = await step
+    .run({ id: "email", retries: 0 }, () => {
+      record(`${event.data.key}:email`);
+      throw new Error("mailbox full");
+    })
+    .catch((error: Error) => `gave up: ${error.message}`);
+  return { charged, emailed };
+});
 
 const alwaysFails = client.createFunction(
   { id: "always-fails", triggers: [{ event: "test/always-fails" }], retries: 2 },
@@ -105,7 +121,7 @@ const changing = client.createFunction({ id: "changing", triggers: [{ event: "te
   return step.run("end", () => 2);
 });
 
-const functions = [flaky, alwaysFails, nonRetriable, retryAfter, bodyThrows, order, changing];
+const functions = [flaky, ownPolicies, alwaysFails, nonRetriable, retryAfter, bodyThrows, order, changing];
 
 describe.each(STORE_KINDS)("failures on %s", (store) => {
   let stack: Stack;
@@ -126,6 +142,22 @@ describe.each(STORE_KINDS)("failures on %s", (store) => {
     expect(t2! - t1!).toBeGreaterThanOrEqual(50);
     expect(t3! - t2!).toBeGreaterThanOrEqual(100);
     expect(stack.log.lines.some((line) => line.includes('step "unstable" attempt 1 of 4 failed: Error: not yet'))).toBe(true);
+  });
+
+  it("a step's own retries and backoff override the function's, for that step alone", async () => {
+    const key = `own-${store}`;
+    const [id] = await stack.send({ name: "test/own-policies", data: { key } });
+    const run = await stack.waitForRun(id!);
+    expect(run.status).toBe("completed");
+    expect(run.output).toEqual({ charged: "charged", emailed: "gave up: mailbox full" });
+    expect(run.steps.find((s) => s.name === "charge")).toMatchObject({ status: "completed", attempts: 3 });
+    expect(run.steps.find((s) => s.name === "email")).toMatchObject({ status: "failed", attempts: 1 });
+    // factor 1: every retry waits between half and all of the step's 200 ms (the stack's default is 20 ms).
+    const [t1, t2, t3] = attempts.get(`${key}:charge`)!;
+    expect(t2! - t1!).toBeGreaterThanOrEqual(100);
+    expect(t3! - t2!).toBeGreaterThanOrEqual(100);
+    expect(attempts.get(`${key}:email`)).toHaveLength(1);
+    expect(stack.log.lines.some((line) => line.includes('step "charge" attempt 1 of 4 failed: Error: gateway timeout'))).toBe(true);
   });
 
   it("after the last retry the step's error is thrown at the await, where it can be caught", async () => {

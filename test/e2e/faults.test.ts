@@ -16,7 +16,7 @@ const count = (key: string) => bodies.set(key, (bodies.get(key) ?? 0) + 1).get(k
 const client = new Stepwise({
   id: "faults",
   dev: true,
-  schemas: { "faults/parallel": z.object({ key: z.string() }), "faults/values": z.object({ key: z.string() }), "faults/bad-ts": z.object({}) },
+  schemas: { "faults/parallel": z.object({ key: z.string() }), "faults/own-retries": z.object({ key: z.string() }), "faults/values": z.object({ key: z.string() }), "faults/bad-ts": z.object({}) },
 });
 
 const parallel = client.createFunction({ id: "parallel", triggers: [{ event: "faults/parallel" }], retries: 4 }, async ({ event, step }) => {
@@ -25,6 +25,15 @@ const parallel = client.createFunction({ id: "parallel", triggers: [{ event: "fa
     step.run("b", () => (count(`${event.data.key}:b`), "b")),
   ]);
   return a + b;
+});
+
+// The function retries nothing; branch "c" retries 3 times of its own.
+const ownRetries = client.createFunction({ id: "own-retries", triggers: [{ event: "faults/own-retries" }], retries: 0 }, async ({ event, step }) => {
+  const [c, d] = await Promise.all([
+    step.run({ id: "c", retries: 3, backoff: { initialMs: 20 } }, () => (count(`${event.data.key}:c`), "c")),
+    step.run("d", () => (count(`${event.data.key}:d`), "d")),
+  ]);
+  return c + d;
 });
 
 const values = client.createFunction({ id: "values", triggers: [{ event: "faults/values" }], retries: 0 }, async ({ step }) => {
@@ -54,11 +63,11 @@ describe.each(STORE_KINDS)("faults on %s", (store) => {
     stack = await startStack({
       store,
       client,
-      functions: [parallel, values, badTs],
+      functions: [parallel, ownRetries, values, badTs],
       intercept: async (request, app) => {
         if (request.method !== "POST") return app(request);
         const body = (await request.clone().json()) as { targetStep?: string };
-        if (body.targetStep === "b" && faults.targeted502 > 0) {
+        if ((body.targetStep === "b" || body.targetStep === "c") && faults.targeted502 > 0) {
           faults.targeted502--;
           return badGateway();
         }
@@ -87,6 +96,18 @@ describe.each(STORE_KINDS)("faults on %s", (store) => {
     // The 502 came before the app: b's body ran once. a's first answer was cut off after its body ran.
     expect([bodies.get(`${key}:a`), bodies.get(`${key}:b`)]).toEqual([2, 1]);
     expect(stack.log.lines.some((line) => line.includes('step "b" attempt 1 of 5 failed: AppError: The app answered HTTP 502'))).toBe(true);
+  });
+
+  it("a 502 page in place of a branch's answer counts against the branch's own retries, not its function's", async () => {
+    const key = `own-${store}`;
+    faults.targeted502 = 2;
+    const [id] = await stack.send({ name: "faults/own-retries", data: { key } });
+    const run = await stack.waitForRun(id!);
+    expect(run.status).toBe("completed");
+    expect(run.output).toBe("cd");
+    expect(run.steps.find((s) => s.id === "c")).toMatchObject({ status: "completed", attempts: 3 });
+    expect([bodies.get(`${key}:c`), bodies.get(`${key}:d`)]).toEqual([1, 1]);
+    expect(stack.log.lines.some((line) => line.includes('step "c" attempt 2 of 4 failed: AppError: The app answered HTTP 502'))).toBe(true);
   });
 
   it("step outputs and errors with NUL characters, lone surrogates and any key order come back exactly", async () => {

@@ -105,9 +105,10 @@ export function simApp(ledger: Ledger, path: CheckpointPath): SimApp {
     const named = (name: string) => (idOf(name), name);
     const run = (item: RunItem, seed: string) => {
       const stepId = idOf(item.name);
+      const options = item.retries === undefined ? item.name : { id: item.name, retries: item.retries };
       return step
-        .run(item.name, () => {
-          const body = ledger.body(runId, stepId);
+        .run(options, () => {
+          const body = ledger.body(runId, stepId, item.retries);
           const failures = ledger.bodies.filter((b) => b.runId === runId && b.stepId === stepId).length - 1;
           if (item.nonRetriable) {
             body.token = undefined;

@@ -9,7 +9,8 @@
  *    happened while it ran (every extra execution is counted by its cause).
  * 4. No invocation is built from a state read after its run's end was acknowledged, and no
  *    step body starts in an invocation after the executor refused one of its checkpoints.
- * 5. `retries` bounds the attempts of every step and of every function body.
+ * 5. `retries` bounds the attempts of every step (its own, `step.run({ id, retries })`, or
+ *    its function's) and of every function body.
  * 6. A wait resolves to a matching event, or to null only when none arrived in time; never both.
  * 7. onFailure runs exactly once for each failed run, and for no other.
  * 8. No acknowledged event is lost: each start event has its one run.
@@ -62,6 +63,8 @@ export async function check(sql: SqlClient, played: Played): Promise<Checked> {
   const stepsByRun = new Map<string, Row[]>();
   for (const step of steps) stepsByRun.set(String(step.run_id), [...(stepsByRun.get(String(step.run_id)) ?? []), step]);
   const localId = (run: Row) => String(run.function_id).slice(SIM_APP_ID.length + 1);
+  /** A step's retries: its own when its bodies ran with a policy (`step.run({ id, retries })`), else its function's. */
+  const retriesOf = (run: Row, bodies: readonly BodyRun[]) => bodies.find((b) => b.retries !== undefined)?.retries ?? RETRIES[localId(run)] ?? 0;
 
   // 1. Every run ends.
   if (!played.quiesced) {
@@ -128,7 +131,7 @@ export async function check(sql: SqlClient, played: Played): Promise<Checked> {
         );
       }
     }
-    const retries = RETRIES[localId(run)] ?? 0;
+    const retries = retriesOf(run, bodies);
     const attempts = bodies.filter((b) => !ledger.excuse(b)).length;
     if (attempts - unexcused > retries + 1) fail(`step "${stepId}" of run ${runId}: ${attempts} attempts, but retries is ${retries}`);
     const ended = ledger.endsAcked.get(runId);
@@ -154,7 +157,8 @@ export async function check(sql: SqlClient, played: Played): Promise<Checked> {
     const retries = RETRIES[localId(run)] ?? 0;
     if (Number(run.attempt) > retries) fail(`run ${run.id} (${localId(run)}): body attempt ${run.attempt}, but retries is ${retries}`);
     for (const step of stepsByRun.get(String(run.id)) ?? []) {
-      if (Number(step.attempts) > retries + 1) fail(`step "${step.id}" of run ${run.id}: ${step.attempts} attempts stored, but retries is ${retries}`);
+      const stepRetries = retriesOf(run, bodiesByStep.get(`${run.id}\n${step.id}`) ?? []);
+      if (Number(step.attempts) > stepRetries + 1) fail(`step "${step.id}" of run ${run.id}: ${step.attempts} attempts stored, but retries is ${stepRetries}`);
     }
   }
 

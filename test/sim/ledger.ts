@@ -36,6 +36,8 @@ export interface BodyRun {
   at: number;
   /** The token the body returned in its output, or undefined when it threw. */
   token?: string;
+  /** The step's own retries, when it sets them (else its function's apply). */
+  retries?: number;
 }
 
 /** A lease can run out this long after the disturbance that stopped its heartbeat began. */
@@ -75,8 +77,8 @@ export class Ledger {
   }
 
   /** A step body starts: returns its token, to be returned in its output. */
-  body(runId: string, stepId: string): BodyRun {
-    const run: BodyRun = { runId, stepId, invocation: invocationContext.getStore(), at: Date.now(), token: `t${++this.tokens}` };
+  body(runId: string, stepId: string, retries?: number): BodyRun {
+    const run: BodyRun = { runId, stepId, invocation: invocationContext.getStore(), at: Date.now(), token: `t${++this.tokens}`, retries };
     this.bodies.push(run);
     return run;
   }

@@ -20,6 +20,8 @@ export interface RunItem {
   /** Whether the function catches the step's final failure (or the run fails). */
   catch: boolean;
   value: ValueKind;
+  /** The step's own retries (`step.run({ id, retries })`), over the function's. */
+  retries?: number;
 }
 
 export type Item =
@@ -72,14 +74,19 @@ export function valueOf(kind: ValueKind, seed: string): unknown {
 
 const valueKind = fc.constantFrom<ValueKind>("int", "int", "int", "nul", "surrogate", "keys", "deep", "big", "null");
 
-const runItem: fc.Arbitrary<RunItem> = fc.record({
-  t: fc.constant("run" as const),
-  name: fc.constantFrom(...NAMES),
-  fail: fc.oneof({ weight: 4, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: 3 }) }),
-  nonRetriable: fc.integer({ min: 0, max: 9 }).map((n) => n === 0),
-  catch: fc.boolean(),
-  value: valueKind,
-});
+const runItem: fc.Arbitrary<RunItem> = fc.record(
+  {
+    t: fc.constant("run" as const),
+    name: fc.constantFrom(...NAMES),
+    fail: fc.oneof({ weight: 4, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: 3 }) }),
+    nonRetriable: fc.integer({ min: 0, max: 9 }).map((n) => n === 0),
+    catch: fc.boolean(),
+    value: valueKind,
+    retries: fc.integer({ min: 0, max: 3 }),
+  },
+  // About half the steps carry a retry policy of their own: fast-check leaves an optional key out about half the time.
+  { requiredKeys: ["t", "name", "fail", "nonRetriable", "catch", "value"] },
+);
 
 const leafItem: fc.Arbitrary<Item> = fc.oneof(
   { weight: 6, arbitrary: runItem },

@@ -2,7 +2,7 @@
  * What the executor keeps, as plain records. The store adapters map rows to these and back;
  * nothing SQL- or Redis-specific leaks past this file.
  */
-import type { FunctionConfig, SerializedError, StepKind } from "@stepwise/protocol";
+import type { FunctionConfig, SerializedError, StepKind, StepRetryPolicy } from "@stepwise/protocol";
 
 export type RunStatus = "queued" | "running" | "sleeping" | "waiting" | "completed" | "failed" | "cancelled";
 export const TERMINAL_RUN_STATUSES: readonly RunStatus[] = ["completed", "failed", "cancelled"];
@@ -94,6 +94,12 @@ export interface StepRecord {
   error?: SerializedError;
   /** Attempts made so far (a `run` step that succeeded first time has 1). */
   attempts: number;
+  /**
+   * A `run` step's own retry policy, as its app last reported it (with the step's plan or a
+   * failure): kept so that a failure the app cannot report (a 502 page, a timeout) is counted
+   * against the step's retries too, not its function's.
+   */
+  retry?: StepRetryPolicy;
   /** For a sleeping step, when it wakes; for a wait or an invoke with a timeout, when that passes. */
   wakeAt?: Date;
   startedAt: Date;

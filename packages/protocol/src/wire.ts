@@ -100,6 +100,21 @@ export const InvokeRequestSchema = z.object({
 });
 export type InvokeRequest = z.infer<typeof InvokeRequestSchema>;
 
+/** Retry backoff of a function or a step: `initialMs * factor^n`, capped at `maxMs`, with jitter. */
+export const BackoffSchema = z.object({
+  initialMs: z.number().int().positive().optional(),
+  maxMs: z.number().int().positive().optional(),
+  factor: z.number().min(1).optional(),
+});
+export type BackoffConfig = z.infer<typeof BackoffSchema>;
+
+/** How many times a function or a step is retried after its first attempt. */
+export const RetriesSchema = z.number().int().min(0).max(20);
+
+/** A step's own retry policy, overriding its function's. */
+export const StepRetryPolicySchema = z.object({ retries: RetriesSchema.optional(), backoff: BackoffSchema.optional() });
+export type StepRetryPolicy = z.infer<typeof StepRetryPolicySchema>;
+
 const stepRef = {
   /** The step ID: the name, with `:N` appended when the name is used again in the run. */
   id: storableText("step id"),
@@ -111,16 +126,24 @@ const stepRef = {
 
 /** A `step.run` that ran in this invocation and returned `output`. */
 export const StepRanOpSchema = z.object({ op: z.literal("step-ran"), ...stepRef, output: z.unknown() });
-/** A `step.run` that threw. `retriable: false` for NonRetriableError; `retryAt` for RetryAfterError. */
+/**
+ * A `step.run` that threw. `retriable: false` for NonRetriableError; `retryAt` for RetryAfterError.
+ * `retries` and `backoff` are the step's own retry policy (`step.run({ id, retries, backoff })`),
+ * sent with every failure so the executor applies it instead of the function's.
+ */
 export const StepFailedOpSchema = z.object({
   op: z.literal("step-failed"),
   ...stepRef,
   error: SerializedErrorSchema,
   retriable: z.boolean(),
   retryAt: z.string().datetime().optional(),
+  ...StepRetryPolicySchema.shape,
 });
-/** A `step.run` reached together with other new steps: the executor runs it in its own invocation. */
-export const StepPlannedOpSchema = z.object({ op: z.literal("step-planned"), ...stepRef });
+/**
+ * A `step.run` reached together with other new steps: the executor runs it in its own
+ * invocation. Carries the step's own retry policy, if it has one, as `step-failed` does.
+ */
+export const StepPlannedOpSchema = z.object({ op: z.literal("step-planned"), ...stepRef, ...StepRetryPolicySchema.shape });
 /** `step.sleep` / `step.sleepUntil`: wake the run at `until` (ISO time). */
 export const SleepOpSchema = z.object({ op: z.literal("sleep"), ...stepRef, until: z.string().datetime() });
 /** `step.waitForEvent`: resolve with the first matching event, or `null` at `timeoutAt`. */
@@ -188,21 +211,13 @@ export const CancelOnSchema = z.object({
 });
 export type CancelOn = z.infer<typeof CancelOnSchema>;
 
-/** Retry backoff of a function: `initialMs * factor^n`, capped at `maxMs`, with jitter. */
-export const BackoffSchema = z.object({
-  initialMs: z.number().int().positive().optional(),
-  maxMs: z.number().int().positive().optional(),
-  factor: z.number().min(1).optional(),
-});
-export type BackoffConfig = z.infer<typeof BackoffSchema>;
-
 /** A function as an app describes it (`GET /api/durable`) and registers it (`PUT`). */
 export const FunctionConfigSchema = z.object({
   /** App-local function ID (`fulfil`); the executor's global ID is `<appId>-<id>`. */
   id: storableText("function id").min(1),
   name: z.string().optional(),
   triggers: z.array(TriggerSchema),
-  retries: z.number().int().min(0).max(20),
+  retries: RetriesSchema,
   cancelOn: z.array(CancelOnSchema).optional(),
   backoff: BackoffSchema.optional(),
   /** Set on the companion function the SDK adds for an `onFailure` handler. */

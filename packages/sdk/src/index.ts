@@ -24,7 +24,7 @@ export {
   type InvokeData,
 } from "./function.ts";
 export type { Jsonify } from "./jsonify.ts";
-export type { InvokeOptions, StepTools, WaitForEventOptions } from "./step-tools.ts";
+export type { InvokeOptions, StepRunOptions, StepTools, WaitForEventOptions } from "./step-tools.ts";
 export type { EventData, EventName, EventSchemas, Logger, SendEventPayload, SendResult, TypedEvent } from "./types.ts";
 export type { ServeOptions } from "./serve.ts";
 export { DEFAULT_MAX_RUNTIME_MS, type CheckpointingOptions, type CheckpointingSetting } from "./checkpointing.ts";

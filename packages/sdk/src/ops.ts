@@ -17,11 +17,11 @@ export async function runStep(step: FoundStep, logger: RunLogger): Promise<Op> {
     const value: unknown = await step.call.fn();
     return { op: "step-ran", ...ref, output: toJson(value, `The result of step "${step.name}"`) };
   } catch (error) {
-    return { op: "step-failed", ...ref, ...failureVerdict(error) };
+    return { op: "step-failed", ...ref, ...failureVerdict(error), ...step.call.retry };
   }
 }
 
 /** The op that tells the executor about a step with nothing stored. */
 export function newStepOp(step: NewStep): Op {
-  return { ...step.planned, id: step.id, name: step.name, position: step.position };
+  return { ...step.planned, id: step.id, name: step.name, position: step.position, ...step.call.retry };
 }

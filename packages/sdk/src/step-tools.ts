@@ -3,8 +3,9 @@
  * and how to plan it as an op); the replay decides whether it returns a stored result,
  * throws a stored error, never settles, or becomes new work. See `replay.ts`.
  */
-import { globalFunctionId, toMs, type Duration, type Op, type StepKind } from "@stepwise/protocol";
+import { globalFunctionId, StepRetryPolicySchema, toMs, type BackoffConfig, type Duration, type Op, type StepKind, type StepRetryPolicy } from "@stepwise/protocol";
 import type { AnyStepwiseFunction, FunctionOutput, InvokeData } from "./function.ts";
+import { NonRetriableError } from "./errors.ts";
 import { StepwiseFunction } from "./function.ts";
 import type { Jsonify } from "./jsonify.ts";
 import type { EventName, EventSchemas, SendEventPayload, SendResult, TypedEvent } from "./types.ts";
@@ -21,6 +22,8 @@ export interface StepCall {
   kind: StepKind;
   /** The code of a `run` step. */
   fn?: () => unknown;
+  /** A `run` step's own retry policy, reported with each of its failures. */
+  retry?: StepRetryPolicy;
   /** Describes the step as an op; only called for a step that has nothing stored, so a
    * schema changed since does not break replays of steps already done. May throw. */
   plan: () => PlannedOp;
@@ -28,6 +31,16 @@ export interface StepCall {
 
 /** Receives every step call; implemented by the replay. */
 export type StepDispatcher = (call: StepCall) => Promise<unknown>;
+
+/** The first argument of `step.run` when the step has options of its own. */
+export interface StepRunOptions {
+  /** The step's name (its ID in the run; a repeated name gets a counter). */
+  id: string;
+  /** Retries after the first attempt for this step alone (0-20; default: the function's `retries`). */
+  retries?: number;
+  /** Backoff between this step's retries, over the function's (`initialMs * factor^n`, capped at `maxMs`). */
+  backoff?: BackoffConfig;
+}
 
 /** Options of `step.waitForEvent`. */
 export interface WaitForEventOptions<N extends string> {
@@ -57,8 +70,11 @@ export interface InvokeOptions<F extends AnyStepwiseFunction> {
  * anything. Results are stored as JSON, so they come back as `Jsonify<T>` (Dates as strings...).
  */
 export interface StepTools<S extends EventSchemas> {
-  /** Runs `fn` once (retried on error) and returns its JSON result on every replay. */
-  run<T>(name: string, fn: () => T): Promise<Jsonify<Awaited<T>>>;
+  /**
+   * Runs `fn` once (retried on error) and returns its JSON result on every replay. Pass
+   * `{ id, retries, backoff }` instead of a name to give this step a retry policy of its own.
+   */
+  run<T>(step: string | StepRunOptions, fn: () => T): Promise<Jsonify<Awaited<T>>>;
   /** Pauses the run for `duration` (ms, or `"30s"`, `"5m"`, `"2h"`, `"1d"`). */
   sleep(name: string, duration: Duration): Promise<void>;
   /** Pauses the run until `until` (a Date or an ISO string). */
@@ -77,9 +93,16 @@ export interface StepTools<S extends EventSchemas> {
 /** Builds the step tools over `dispatch`; `schemas` validate `sendEvent`. */
 export function createStepTools<S extends EventSchemas>(dispatch: StepDispatcher, schemas: EventSchemas | undefined): StepTools<S> {
   const tools: StepTools<EventSchemas> = {
-    run: (name, fn) => {
-      if (typeof fn !== "function") return Promise.reject(new TypeError(`step.run("${name}"): the second argument must be a function`));
-      return dispatch({ name, kind: "run", fn, plan: planRun }) as Promise<never>;
+    run: (step, fn) => {
+      if (typeof step === "object" && step !== null) {
+        const { id, ...policy } = step;
+        const retry = runPolicy(id, policy);
+        if (retry instanceof Error) return Promise.reject(retry);
+        if (typeof fn !== "function") return Promise.reject(new TypeError(`step.run("${id}"): the second argument must be a function`));
+        return dispatch({ name: id, kind: "run", fn, plan: planRun, ...(retry && { retry }) }) as Promise<never>;
+      }
+      if (typeof fn !== "function") return Promise.reject(new TypeError(`step.run("${step}"): the second argument must be a function`));
+      return dispatch({ name: step, kind: "run", fn, plan: planRun }) as Promise<never>;
     },
     sleep: (name, duration) =>
       dispatch({ name, kind: "sleep", plan: () => ({ op: "sleep", until: isoIn(toMs(duration)) }) }) as Promise<void>,
@@ -106,6 +129,22 @@ export function createStepTools<S extends EventSchemas>(dispatch: StepDispatcher
     invoke: (name, options) => dispatch({ name, kind: "invoke", plan: () => planInvoke(name, options) }) as Promise<never>,
   };
   return tools as unknown as StepTools<S>;
+}
+
+/**
+ * A step's own retry policy, checked where it is written: a bad one rejects the `step.run` call
+ * with a NonRetriableError naming the step and the option (the same code fails the same way on
+ * every attempt, so retrying it would only delay the message).
+ */
+function runPolicy(id: string, policy: Omit<StepRunOptions, "id">): StepRetryPolicy | undefined | NonRetriableError {
+  const checked = StepRetryPolicySchema.strict().safeParse(policy);
+  if (!checked.success) {
+    const problems = checked.error.issues.map((issue) => `${issue.path.join(".") || "options"}: ${issue.message}`);
+    return new NonRetriableError(`step.run("${String(id)}"): ${problems.join("; ")}`);
+  }
+  const { retries, backoff } = checked.data;
+  if (retries === undefined && backoff === undefined) return undefined;
+  return { ...(retries !== undefined && { retries }), ...(backoff && { backoff }) };
 }
 
 /** A new `step.run`'s op: one function for every call (a replay makes a call per stored step). */

@@ -67,6 +67,48 @@ describe("errors", () => {
     const fn = stepwise.createFunction({ id: "f", triggers: [...trigger] }, async ({ step }) => step.run("big", () => 1n));
     expect((await invoke(fn)).body).toMatchObject({ ops: [{ op: "step-failed", retriable: false, error: { name: "NotJsonError" } }] });
   });
+
+  it("reports a step's own retry policy with its failure, and nothing when it has none", async () => {
+    const fn = stepwise.createFunction({ id: "f", triggers: [...trigger], retries: 3 }, async ({ step }) => {
+      await step.run({ id: "charge", retries: 5, backoff: { initialMs: 200, factor: 3 } }, () => {
+        throw new Error("card declined");
+      });
+    });
+    const [op] = ((await invoke(fn)).body as { ops: Record<string, unknown>[] }).ops;
+    expect(op).toMatchObject({ op: "step-failed", id: "charge", name: "charge", retries: 5, backoff: { initialMs: 200, factor: 3 } });
+    const plain = stepwise.createFunction({ id: "g", triggers: [...trigger] }, async ({ step }) =>
+      step.run({ id: "plain" }, () => {
+        throw new Error("no");
+      }),
+    );
+    const [plainOp] = ((await invoke(plain)).body as { ops: Record<string, unknown>[] }).ops;
+    expect(plainOp).toMatchObject({ op: "step-failed", id: "plain" });
+    expect(plainOp).not.toHaveProperty("retries");
+    expect(plainOp).not.toHaveProperty("backoff");
+  });
+
+  it("refuses a bad step retry policy at the call, naming the step and the option, without running the step or retrying", async () => {
+    let ran = false;
+    const cases: Array<[unknown, string]> = [
+      [{ id: "charge", retries: 21 }, 'step.run("charge"): retries:'],
+      [{ id: "charge", retries: 1.5 }, 'step.run("charge"): retries:'],
+      [{ id: "charge", backoff: { initialMs: -1 } }, 'step.run("charge"): backoff.initialMs:'],
+      [{ id: "charge", retry: 3 }, 'step.run("charge"): options: Unrecognized key: "retry"'],
+    ];
+    for (const [options, message] of cases) {
+      const fn = stepwise.createFunction({ id: "f", triggers: [...trigger] }, async ({ step }) =>
+        step.run(options as { id: string }, () => {
+          ran = true;
+        }),
+      );
+      const res = await invoke(fn);
+      expect(res).toMatchObject({
+        status: 500,
+        body: { type: "error", retriable: false, error: { name: "NonRetriableError", message: expect.stringContaining(message) } },
+      });
+    }
+    expect(ran).toBe(false);
+  });
 });
 
 describe("non-determinism", () => {

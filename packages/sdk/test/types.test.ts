@@ -79,6 +79,10 @@ describe("types", () => {
       expectTypeOf(at).toEqualTypeOf<{ at: string; u?: number; tags: ["a"] }>();
       const maybe = await step.run("maybe", async () => (Math.random() > 0.5 ? "x" : undefined));
       expectTypeOf(maybe).toEqualTypeOf<"x" | null>();
+      const charged = await step.run({ id: "charge", retries: 5, backoff: { initialMs: 500 } }, async () => ({ amount: 3 }));
+      expectTypeOf(charged).toEqualTypeOf<{ amount: number }>();
+      // @ts-expect-error retries is a number
+      void step.run({ id: "charge", retries: "5" }, () => 1);
       expectTypeOf(step.sleep("s", "5m")).toEqualTypeOf<Promise<void>>();
       expectTypeOf(step.sendEvent("notify", { name: "order/cancelled", data: { orderId: "o" } })).resolves.toEqualTypeOf<{ ids: string[] }>();
       // @ts-expect-error data does not match the schema

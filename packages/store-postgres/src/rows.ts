@@ -13,7 +13,7 @@ import type {
   RunRecord,
   StepRecord,
 } from "@stepwise/engine";
-import type { FunctionConfig, SerializedError, StepKind } from "@stepwise/protocol";
+import type { FunctionConfig, SerializedError, StepKind, StepRetryPolicy } from "@stepwise/protocol";
 
 type Row = Record<string, unknown>;
 
@@ -80,6 +80,7 @@ export function toStep(row: Row): StepRecord {
     ...(row.output_bytes != null && { outputBytes: Number(row.output_bytes) }),
     error: fromJson(row.error) as SerializedError | undefined,
     attempts: Number(row.attempts),
+    ...(row.retry_policy != null && { retry: fromJson(row.retry_policy) as StepRetryPolicy }),
     wakeAt: optionalDate(row.wake_at),
     startedAt: date(row.started_at),
     endedAt: optionalDate(row.ended_at),

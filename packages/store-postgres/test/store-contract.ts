@@ -165,6 +165,24 @@ export function testStore(name: string, open: Open): void {
       expect(steps[1]?.wakeAt?.getTime()).toBe(1000);
     });
 
+    it("keeps a step's own retry policy until a write drops it, in every read of the run", async () => {
+      const { run } = await seedRun(store);
+      const retry = { retries: 7, backoff: { initialMs: 250, factor: 3 } };
+      await store.transaction(async (tx) => {
+        const locked = (await tx.lockRun(run.id))!;
+        await tx.writeChange(run.id, locked.run.version, emptyChange({ steps: [step(run.id, "charge", { status: "retrying", output: undefined, retry })] }));
+      });
+      expect((await store.listSteps(run.id))[0]?.retry).toEqual(retry);
+      expect((await store.loadRunState(run.id))?.steps[0]?.retry).toEqual(retry);
+      expect((await store.loadRunState(run.id, { maxOutputBytes: 10 }))?.steps[0]?.retry).toEqual(retry);
+      await store.transaction(async (tx) => {
+        const locked = (await tx.lockRun(run.id))!;
+        expect(locked.steps[0]?.retry).toEqual(retry);
+        await tx.writeChange(run.id, locked.run.version, emptyChange({ steps: [step(run.id, "charge", { output: "ok", retry: undefined })] }));
+      });
+      expect((await store.listSteps(run.id))[0]).not.toHaveProperty("retry");
+    });
+
     describe("optimistic apply", () => {
       const claimed = async () => {
         const { run, jobs } = await seedRun(store, [{ kind: "invoke" }]);

@@ -3,8 +3,8 @@
  * run later (`step-planned`), or a step the executor settles itself (sleep, wait, send,
  * invoke), each arranging what will settle it: a job, a matcher, an effect on other runs.
  */
-import { derivedEventId, FUNCTION_INVOKED_EVENT, RESERVED_EVENT_PREFIX, type Op, type SerializedError } from "@stepwise/protocol";
-import { backoffDelay } from "../backoff.ts";
+import { derivedEventId, FUNCTION_INVOKED_EVENT, RESERVED_EVENT_PREFIX, type Op, type SerializedError, type StepRetryPolicy } from "@stepwise/protocol";
+import { backoffDelay, resolveBackoff } from "../backoff.ts";
 import { InputError, serializedError } from "../errors.ts";
 import { parseSentEvents } from "../event-input.ts";
 import { formatBytes, jsonBytes, NotStorableError } from "../limits.ts";
@@ -42,9 +42,9 @@ export function applyOp(draft: RunDraft, env: MachineEnv, op: Op, step: StepReco
     case "step-ran":
       return stepRan(draft, env, step, op.output);
     case "step-failed":
-      return stepAttemptFailed(draft, env, step, op.error, op.retriable, op.retryAt);
+      return stepAttemptFailed(draft, env, step, op.error, op.retriable, op.retryAt, op);
     case "step-planned":
-      draft.saveStep({ ...step, status: "planned" });
+      draft.saveStep({ ...step, status: "planned", retry: ownPolicy(op) });
       return draft.enqueue({ kind: "invoke", stepId: step.id });
     case "sleep":
       return sleep(draft, step, op);
@@ -86,7 +86,10 @@ export function stepRan(draft: RunDraft, env: MachineEnv, step: StepRecord, outp
   draft.info(`${runLabel(draft.run.id, draft.run.functionId)} step "${step.name}" completed in ${took}`);
 }
 
-/** An attempt of a `run` step failed: retry it with backoff while retries remain, else it fails for good. */
+/**
+ * An attempt of a `run` step failed: retry it with backoff while retries remain, else it fails
+ * for good. `policy` is the step's own (sent with its failure); the function's applies without.
+ */
 export function stepAttemptFailed(
   draft: RunDraft,
   env: MachineEnv,
@@ -94,21 +97,31 @@ export function stepAttemptFailed(
   thrown: SerializedError,
   retriable: boolean,
   retryAt?: string,
+  policy?: StepRetryPolicy,
 ): void {
   const error = boundedError(thrown);
   const attempts = step.attempts + 1;
-  const retries = env.fn?.config.retries ?? 0;
+  // The app's report wins; a failure it could not report (a 502 page) goes by what it said before.
+  const retry = policy ? ownPolicy(policy) : step.retry;
+  const retries = retry?.retries ?? env.fn?.config.retries ?? 0;
+  const backoff = retry?.backoff ? resolveBackoff(env.backoff, retry.backoff) : env.backoff;
   const label = `${runLabel(draft.run.id, draft.run.functionId)} step "${step.name}"`;
   draft.patchRun({ stateBytes: draft.run.stateBytes + jsonBytes(error) - (step.error ? jsonBytes(step.error) : 0) });
   if (retriable && attempts <= retries) {
-    draft.saveStep({ ...step, status: "retrying", error, attempts });
-    const when = retryAt ? { runAt: new Date(retryAt) } : { delayMs: backoffDelay(attempts - 1, env.backoff) };
+    draft.saveStep({ ...step, status: "retrying", error, attempts, retry });
+    const when = retryAt ? { runAt: new Date(retryAt) } : { delayMs: backoffDelay(attempts - 1, backoff) };
     draft.enqueue({ kind: "invoke", stepId: step.id, ...when });
     draft.warn(`${label} attempt ${attempts} of ${retries + 1} failed: ${error.name}: ${error.message}; retrying ${describeWhen(when, env.now)}`);
     return;
   }
-  draft.saveStep({ ...step, status: "failed", error, attempts, endedAt: new Date(env.now) });
+  draft.saveStep({ ...step, status: "failed", error, attempts, retry, endedAt: new Date(env.now) });
   draft.warn(`${label} failed for good after ${attempts} attempt(s): ${error.name}: ${error.message}`);
+}
+
+/** The retry policy an op reports for its step, or undefined when the step has none of its own. */
+function ownPolicy(op: StepRetryPolicy): StepRetryPolicy | undefined {
+  if (op.retries === undefined && op.backoff === undefined) return undefined;
+  return { ...(op.retries !== undefined && { retries: op.retries }), ...(op.backoff && { backoff: op.backoff }) };
 }
 
 function sleep(draft: RunDraft, step: StepRecord, op: OpOf<"sleep">): void {

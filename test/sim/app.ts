@@ -11,6 +11,8 @@ import { valueOf, type Item, type RunItem } from "./program.ts";
 import { invocationContext, type Ledger } from "./ledger.ts";
 import { badGateway, unit } from "./network.ts";
 
+/** The pattern of the simulation's cron trigger. */
+export const SIM_CRON = "*/3 * * * * *";
 export const SIM_APP_ID = "sim";
 
 export interface SimApp {
@@ -185,6 +187,12 @@ export function simApp(ledger: Ledger, path: CheckpointPath): SimApp {
     await step.sendEvent("reply", { name: "sim/answer", data: { qid: data.qid } });
   });
 
-  const functions = [interpreter(0), interpreter(2), child, responder];
+  // A cron trigger under the same faults: one run per tick, and its chain of ticks never lost.
+  // Every 3 s, so the idle check at the end sees at most one tick.
+  const ticker = client.createFunction({ id: "sim-tick", triggers: [{ cron: SIM_CRON }], retries: 2 }, async ({ event, step }) =>
+    step.run("tick", () => event.data.scheduledAt),
+  );
+
+  const functions = [interpreter(0), interpreter(2), child, responder, ticker];
   return { functions, handler: serve({ client, functions }) };
 }

@@ -128,6 +128,7 @@ export class FaultyStore implements Store {
       firstEventSince: c((name, since, until, accept) => tx.firstEventSince(name, since, until, accept)),
       findMatchers: c((name) => tx.findMatchers(name)),
       getEvent: c((id) => tx.getEvent(id)),
+      queueCronTick: c((tick) => tx.queueCronTick(tick)),
     };
   }
 

@@ -16,6 +16,8 @@
  * 8. No acknowledged event is lost: each start event has its one run.
  * 9. A completed run returned exactly the values the store holds for its steps.
  * 10. The executors idle when nothing is due, and stop within their grace period.
+ * 12. A cron tick starts at most one run, and the function's chain of ticks survives every
+ *     fault: exactly one tick is queued for it at the end.
  * 11. No step body after a sleep starts before the sleep's due time (whatever the executors'
  *     clocks say: the store's clock judges due times).
  */
@@ -222,6 +224,14 @@ export async function check(sql: SqlClient, played: Played): Promise<Checked> {
       }
     });
   }
+
+  // 12. Cron.
+  const tickFunction = `${SIM_APP_ID}-sim-tick`;
+  for (const row of await sql.query("SELECT event_id, count(*)::int AS n FROM runs WHERE function_id = $1 GROUP BY 1 HAVING count(*) > 1", [tickFunction])) {
+    fail(`cron tick ${row.event_id} started ${row.n} runs`);
+  }
+  const [queuedTicks] = await sql.query<{ n: number }>("SELECT count(*)::int AS n FROM jobs WHERE kind = 'cron' AND run_id = $1", [`cron:${tickFunction}`]);
+  if (Number(queuedTicks?.n) !== 1) fail(`the cron trigger of ${tickFunction} has ${queuedTicks?.n} ticks queued at the end, not 1: its ticks ${Number(queuedTicks?.n) === 0 ? "stopped" : "doubled"}`);
 
   // 10. Idle and stopping.
   // A poll every 200 ms is about 8 claims in 1.5 s. A few more are Redis entries of jobs already

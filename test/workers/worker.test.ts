@@ -11,6 +11,9 @@
  */
 import { Stepwise } from "@stepwise/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { cronEventId } from "@stepwise/engine";
+import { nextCronTick } from "@stepwise/protocol";
+import { HEARTBEAT_CRON } from "./app/src/heartbeat.ts";
 import { schemas } from "./app/src/index.ts";
 import { createTestDatabase, postgresAvailable, testBridge, type TestDatabase } from "../support/postgres.ts";
 import { redisAvailable, startTestRedis, type TestRedis } from "../support/redis.ts";
@@ -113,6 +116,14 @@ describe.skipIf(TOPOLOGIES.length === 0).each(TOPOLOGIES)("the executor and an a
     expect(output.slept).toBeGreaterThanOrEqual(2_000);
     // Woken by the scheduler's alarm, not by the cron a minute later (which wrangler dev never fires).
     expect(lateness).toBeLessThan(LATENESS_BOUND_MS);
+
+    // A cron trigger's tick, queued at registration, is woken by the Scheduler's alarm too.
+    const tick = nextCronTick(HEARTBEAT_CRON, new Date())!;
+    const beat = await waitFor(worker.url, cronEventId("worker-app-e2e-heartbeat", HEARTBEAT_CRON, tick), (run) => run.status === "completed", 20_000, logs, API_KEY);
+    const { scheduledAt, ranAt } = beat.output as { scheduledAt: string; ranAt: number };
+    expect(scheduledAt).toBe(tick.toISOString());
+    console.log(`[${topology}] cron tick in workerd ran ${ranAt - tick.getTime()} ms after its time`);
+    expect(ranAt - tick.getTime()).toBeLessThan(LATENESS_BOUND_MS);
 
     // The cron safety net (reconcile, sweep, drain, re-arm) runs cleanly in workerd too.
     const cron = await fetch(`${worker.url}/__scheduled?cron=*+*+*+*+*`);

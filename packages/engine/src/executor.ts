@@ -12,9 +12,10 @@ import { parseEvents } from "./event-input.ts";
 import { DEFAULT_LIMITS, type Limits } from "./limits.ts";
 import { consoleLogger, type Logger } from "./log.ts";
 import { finish } from "./machine/ending.ts";
-import { isTerminal, TIMER_KINDS, type FunctionRecord } from "./records.ts";
+import { CRON_JOB_PREFIX, isTerminal, TIMER_KINDS, type FunctionRecord } from "./records.ts";
 import { Registry } from "./registry.ts";
 import { CheckpointRefused, commitCheckpoint, parseCheckpoint } from "./runtime/checkpoints.ts";
+import { firstTicks } from "./runtime/cron.ts";
 import { runJob, type JobRunner } from "./runtime/jobs.ts";
 import { readStepOutputs } from "./runtime/request-steps.ts";
 import { InvocationSnapshots, KnownStates } from "./runtime/known-states.ts";
@@ -287,11 +288,15 @@ export class Executor {
     }));
     const problem = findTextProblem(app.functions, "functions") ?? (options.urlPolicy ? appUrlProblem(app.url, options.urlPolicy) : null);
     if (problem) throw new InputError(`Invalid app description: ${problem}`);
-    const { taken } = await this.options.store.syncApp({ id: app.appId, url: app.url, sdk: app.sdk, features: app.features ?? [], syncedAt: new Date(this.ctx.clock.now()) }, functions);
+    const now = new Date(this.ctx.clock.now());
+    const record = { id: app.appId, url: app.url, sdk: app.sdk, features: app.features ?? [], syncedAt: now };
+    const { taken, queued, deleted } = await this.options.store.syncApp(record, functions, firstTicks(functions, now));
     if (taken.length > 0) {
       const which = taken.map((t) => `"${t.functionId}" (app "${t.appId}")`).join(", ");
       throw new InputError(`App "${app.appId}" not registered: its function IDs would be ${which}, which another app already holds; rename the function or the app`, 409);
     }
+    const lines = queued.map((job) => ({ level: "info" as const, line: `cron "${job.stepId}" of ${job.runId.slice(CRON_JOB_PREFIX.length)}: first tick at ${job.runAt.toISOString()}` }));
+    await afterCommit(this.ctx, { lines, queued, deleted });
     await this.ctx.registry.refresh();
     return { appId: app.appId, functions: functions.map((fn) => fn.id) };
   }

@@ -14,3 +14,4 @@ export { systemClock, type Clock } from "./clock.ts";
 export { expectedJobs } from "./machine/progress.ts";
 export type { RunView, StepView } from "./views.ts";
 export { CheckpointRefused } from "./runtime/checkpoints.ts";
+export { cronEventId } from "./runtime/cron.ts";

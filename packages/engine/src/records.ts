@@ -128,9 +128,29 @@ export interface MatcherRecord {
  * the others are timers: a sleep ends, a wait times out, an invoked child takes too long.
  * A run has at most one job per kind and step (the store enforces it).
  */
-export type JobKind = "invoke" | "wake" | "wait-timeout" | "invoke-timeout";
+export type JobKind = "invoke" | "wake" | "wait-timeout" | "invoke-timeout" | "cron";
 /** Jobs that fire a step's timer (no invocation of their own): a sleep ends, a wait or an invoke times out. */
 export const TIMER_KINDS: ReadonlySet<JobKind> = new Set<JobKind>(["wake", "wait-timeout", "invoke-timeout"]);
+
+/**
+ * A cron trigger's next tick is a job like a sleep's end, so every queue, lease and scheduler
+ * (claim loop, Redis, the Worker's alarm) handles it: kind `cron`, the step ID holding the
+ * pattern and, in place of a run, `cron:<function ID>` (no run exists until the tick).
+ */
+export const CRON_JOB_PREFIX = "cron:";
+
+/** The `runId` of a function's cron jobs. */
+export function cronJobRunId(functionId: string): string {
+  return `${CRON_JOB_PREFIX}${functionId}`;
+}
+
+/** A cron trigger's next tick, as the executor asks the store to keep it. */
+export interface CronTick {
+  functionId: string;
+  /** The trigger's pattern, as written. */
+  cron: string;
+  runAt: Date;
+}
 
 export interface NewJob {
   kind: JobKind;

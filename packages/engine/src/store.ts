@@ -16,6 +16,7 @@ import type {
   RunRecord,
   RunState,
   StepRecord,
+  CronTick,
 } from "./records.ts";
 
 export type RunPatch = Partial<Pick<RunRecord, "status" | "attempt" | "output" | "error" | "endedAt" | "stateBytes">>;
@@ -137,6 +138,8 @@ export interface StoreTx {
   /** Open matchers on `eventName` whose timeout has not passed (store clock). */
   findMatchers(eventName: string): Promise<MatcherRecord[]>;
   getEvent(eventId: string): Promise<EventRecord | null>;
+  /** Queues a cron trigger's tick, unless one of that pattern is queued already (then null). */
+  queueCronTick(tick: CronTick): Promise<JobRecord | null>;
 }
 
 /**
@@ -213,8 +216,15 @@ export interface Store {
    * Registers the app and its functions, in one transaction. Writes nothing and returns the
    * functions whose global ID another app already holds (`shop` + `fulfil-order` and
    * `shop-fulfil` + `order` are both `shop-fulfil-order`): an app never re-points another's.
+   * `ticks` are the first ticks of the functions' cron triggers: queued where that pattern has
+   * no tick queued yet (a tick already queued keeps its time), while queued ticks of patterns
+   * the app's functions no longer have are deleted.
    */
-  syncApp(app: AppRecord, functions: FunctionRecord[]): Promise<{ taken: Array<{ functionId: string; appId: string }> }>;
+  syncApp(
+    app: AppRecord,
+    functions: FunctionRecord[],
+    ticks?: CronTick[],
+  ): Promise<{ taken: Array<{ functionId: string; appId: string }>; queued: JobRecord[]; deleted: string[] }>;
   listApps(): Promise<AppRecord[]>;
   listFunctions(): Promise<FunctionRecord[]>;
   getRun(runId: string): Promise<RunRecord | null>;

@@ -6,4 +6,5 @@ export * from "./duration.ts";
 export * from "./ids.ts";
 export * from "./text.ts";
 export * from "./events.ts";
+export * from "./cron.ts";
 export * from "./node-post.ts";

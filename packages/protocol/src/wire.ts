@@ -15,6 +15,7 @@
 import { z } from "zod";
 import { storableText } from "./text.ts";
 import { RESERVED_EVENT_PREFIX } from "./events.ts";
+import { cronProblem } from "./cron.ts";
 
 /** The protocol version the executor sends and the SDK checks. */
 export const PROTOCOL_VERSION = 1;
@@ -196,8 +197,25 @@ export const InvokeResponseSchema = z.discriminatedUnion("type", [
 ]);
 export type InvokeResponse = z.infer<typeof InvokeResponseSchema>;
 
-/** A trigger of a function: an event name, optionally filtered by a CEL expression over `event`. */
-export const TriggerSchema = z.object({ event: storableText("trigger event").min(1), if: storableText("if").optional() });
+/**
+ * A trigger of a function: an event name, optionally filtered by a CEL expression over `event`,
+ * or a cron pattern (see `cron.ts`): each tick starts one run with a {@link CRON_EVENT} event.
+ */
+export const TriggerSchema = z
+  .object({ event: storableText("trigger event").min(1).optional(), if: storableText("if").optional(), cron: storableText("cron").optional() })
+  .strict()
+  .superRefine((trigger, ctx) => {
+    if (trigger.cron === undefined) {
+      if (trigger.event === undefined) ctx.addIssue({ code: "custom", message: 'a trigger needs an "event" or a "cron"' });
+      return;
+    }
+    if (trigger.event !== undefined || trigger.if !== undefined) {
+      ctx.addIssue({ code: "custom", message: 'a trigger has either "event" (with "if") or "cron", not both: write two triggers' });
+      return;
+    }
+    const problem = cronProblem(trigger.cron);
+    if (problem) ctx.addIssue({ code: "custom", path: ["cron"], message: problem });
+  });
 export type Trigger = z.infer<typeof TriggerSchema>;
 
 /** Cancel a run when an event arrives whose `match` field equals the trigger's (and `if` holds). */

@@ -62,18 +62,18 @@ export class Stepwise<S extends EventSchemas = Record<never, never>> {
   }
 
   /**
-   * Defines a durable function. `triggers` name its events; `event.data` in the handler is
-   * typed from their schemas. The handler is replayed from the top on each invocation: put
+   * Defines a durable function. `triggers` name its events (or cron schedules); `event.data` in
+   * the handler is typed from their schemas. The handler is replayed from the top on each invocation: put
    * side effects inside steps.
    */
-  createFunction<const E extends EventName<S>, O>(
-    options: FunctionOptions<S, E>,
-    handler: (context: FunctionContext<S, E>) => O,
-  ): StepwiseFunction<S, E, Awaited<O>> {
-    return new StepwiseFunction<S, E, Awaited<O>>(
+  createFunction<const E extends EventName<S> = never, O = unknown, const C extends string = never>(
+    options: FunctionOptions<S, E, C>,
+    handler: (context: FunctionContext<S, E, C>) => O,
+  ): StepwiseFunction<S, E, Awaited<O>, C> {
+    return new StepwiseFunction<S, E, Awaited<O>, C>(
       { id: this.id, schemas: this.schemas, log: this.log, checkpointing: this.#options.checkpointing },
       options,
-      handler as (context: FunctionContext<S, E>) => Awaited<O>,
+      handler as (context: FunctionContext<S, E, C>) => Awaited<O>,
     );
   }
 

@@ -4,26 +4,39 @@
  */
 import { resolveCheckpointing, type CheckpointingSetting } from "./checkpointing.ts";
 import {
+  CRON_EVENT,
   FunctionConfigSchema,
   type BackoffConfig,
   type CancelOn,
+  type CronEventData,
   type FunctionConfig,
   type Trigger,
 } from "@stepwise/protocol";
 import type { StepTools } from "./step-tools.ts";
 import type { EventName, EventSchemas, Logger, TypedEvent } from "./types.ts";
 
-/** The event a handler receives: the union of its triggers' events (any event without triggers). */
-export type HandlerEvent<S extends EventSchemas, E extends string> = [E] extends [never]
-  ? { id: string; name: string; data: unknown; ts: number }
-  : TypedEvent<S, E>;
+/** The event a cron tick starts its run with. */
+export interface CronEvent {
+  id: string;
+  name: typeof CRON_EVENT;
+  data: CronEventData;
+  ts: number;
+}
+
+/**
+ * The event a handler receives: the union of its triggers' events, and {@link CronEvent} when
+ * it has a cron trigger (`C` is inferred from it); any event without triggers.
+ */
+export type HandlerEvent<S extends EventSchemas, E extends string, C extends string = never> =
+  | ([E] extends [never] ? ([C] extends [never] ? { id: string; name: string; data: unknown; ts: number } : never) : TypedEvent<S, E>)
+  | ([C] extends [never] ? never : CronEvent);
 
 /** What a handler receives on each invocation. */
-export interface FunctionContext<S extends EventSchemas, E extends string> {
+export interface FunctionContext<S extends EventSchemas, E extends string, C extends string = never> {
   /** The event that started the run. */
-  event: HandlerEvent<S, E>;
+  event: HandlerEvent<S, E, C>;
   /** All events of the run (the trigger today; batches later). */
-  events: HandlerEvent<S, E>[];
+  events: HandlerEvent<S, E, C>[];
   step: StepTools<S>;
   runId: string;
   /** 0-based attempt of the function body. */
@@ -33,11 +46,11 @@ export interface FunctionContext<S extends EventSchemas, E extends string> {
 }
 
 /** What an `onFailure` handler receives once the run has failed for good. */
-export interface FailureContext<S extends EventSchemas, E extends string> {
+export interface FailureContext<S extends EventSchemas, E extends string, C extends string = never> {
   /** The error the run failed with (name and message as stored). */
   error: Error;
   /** The event that started the failed run. */
-  event: HandlerEvent<S, E>;
+  event: HandlerEvent<S, E, C>;
   /** The ID of the failed run. */
   runId: string;
   /** Steps of the failure handler's own run. */
@@ -47,13 +60,17 @@ export interface FailureContext<S extends EventSchemas, E extends string> {
 }
 
 /** The options of `createFunction()`. */
-export interface FunctionOptions<S extends EventSchemas, E extends string> {
+export interface FunctionOptions<S extends EventSchemas, E extends string, C extends string = never> {
   /** App-local ID; keep it stable, runs in flight are bound to it. */
   id: string;
   /** Display name. */
   name?: string;
-  /** Events that start a run; `if` is a CEL expression over `event`. */
-  triggers: readonly { event: E; if?: string }[];
+  /**
+   * What starts a run: events (`if` is a CEL expression over `event`), or a cron schedule
+   * (`{ cron: "TZ=Europe/Paris 0 9 * * 1-5" }`, seconds optional): one run per tick, with a
+   * `stepwise/cron` event whose data says which tick.
+   */
+  triggers: readonly ({ event: E; if?: string } | { cron: C })[];
   /** Retries after the first attempt, per step and for the function body (default 3, max 20). */
   retries?: number;
   /** Cancel a run when one of these events arrives (`match`: a path equal in both events). */
@@ -61,7 +78,7 @@ export interface FunctionOptions<S extends EventSchemas, E extends string> {
   /** Retry backoff: `initialMs * factor^n`, capped at `maxMs`, with jitter. */
   backoff?: BackoffConfig;
   /** Runs (durably, as its own function) after a run failed for good. */
-  onFailure?: (context: FailureContext<S, E>) => unknown;
+  onFailure?: (context: FailureContext<S, E, C>) => unknown;
   /**
    * Runs consecutive `step.run`s in one invocation, each result committed before the next step
    * starts (default: on, with the client's setting; `false` turns it off for this function).
@@ -84,7 +101,7 @@ export interface RunnableFunction {
 export const DEFAULT_RETRIES = 3;
 
 /** A function created by `createFunction()`: pass it to `serve()` or to `step.invoke()`. */
-export class StepwiseFunction<S extends EventSchemas = EventSchemas, E extends string = string, O = unknown>
+export class StepwiseFunction<S extends EventSchemas = EventSchemas, E extends string = string, O = unknown, C extends string = never>
   implements RunnableFunction
 {
   /** App-local function ID. */
@@ -98,14 +115,14 @@ export class StepwiseFunction<S extends EventSchemas = EventSchemas, E extends s
   readonly handler: (context: FunctionContext<EventSchemas, string>) => unknown;
   readonly onFailure: ((context: FailureContext<EventSchemas, string>) => unknown) | undefined;
   /** Types only (never set): lets `step.invoke` infer the child's data and output. */
-  declare readonly "~types": { event: HandlerEvent<S, E>; output: O };
+  declare readonly "~types": { event: HandlerEvent<S, E, C>; output: O };
 
   readonly checkpointBudgetMs: number | null;
 
   constructor(
     app: { id: string; schemas: EventSchemas | undefined; log: Logger; checkpointing?: CheckpointingSetting },
-    options: FunctionOptions<S, E>,
-    handler: (context: FunctionContext<S, E>) => O | Promise<O>,
+    options: FunctionOptions<S, E, C>,
+    handler: (context: FunctionContext<S, E, C>) => O | Promise<O>,
   ) {
     this.id = options.id;
     this.appId = app.id;
@@ -123,14 +140,14 @@ export class StepwiseFunction<S extends EventSchemas = EventSchemas, E extends s
 }
 
 /** Any function, whatever its events and output. */
-export type AnyStepwiseFunction = StepwiseFunction<any, any, any>;
+export type AnyStepwiseFunction = StepwiseFunction<any, any, any, any>;
 /** The `data` a function's trigger events carry (what `step.invoke` must pass). */
 export type InvokeData<F extends AnyStepwiseFunction> = F["~types"]["event"]["data"];
 /** What a function returns (before the JSON round trip). */
 export type FunctionOutput<F extends AnyStepwiseFunction> = F["~types"]["output"];
 
 /** Builds and checks the wire configuration; a bad option fails at startup, not at sync time. */
-function functionConfig(options: Omit<FunctionOptions<EventSchemas, string>, "onFailure">): FunctionConfig {
+function functionConfig(options: Omit<FunctionOptions<EventSchemas, string, string>, "onFailure">): FunctionConfig {
   const config: FunctionConfig = {
     id: options.id,
     triggers: options.triggers.map((trigger): Trigger => ({ ...trigger })),

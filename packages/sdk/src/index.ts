@@ -16,6 +16,7 @@ export {
 export {
   StepwiseFunction,
   type AnyStepwiseFunction,
+  type CronEvent,
   type FailureContext,
   type FunctionContext,
   type FunctionOptions,

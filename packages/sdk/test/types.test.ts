@@ -4,7 +4,7 @@
  */
 import { describe, expectTypeOf, it } from "vitest";
 import { z } from "zod";
-import { Stepwise, type StepTools, type TypedEvent } from "../src/index.ts";
+import { Stepwise, type CronEvent, type StepTools, type TypedEvent } from "../src/index.ts";
 
 const stepwise = new Stepwise({
   id: "shop",
@@ -41,6 +41,22 @@ describe("types", () => {
       expectTypeOf(event.name).toEqualTypeOf<"cron/tick">();
       expectTypeOf(event.data).toEqualTypeOf<unknown>();
     });
+  });
+
+  it("types a cron trigger's event, alone and beside event triggers", () => {
+    stepwise.createFunction({ id: "nightly", triggers: [{ cron: "TZ=Europe/Paris 0 3 * * *" }] }, async ({ event }) => {
+      expectTypeOf(event).toEqualTypeOf<CronEvent>();
+      expectTypeOf(event.name).toEqualTypeOf<"stepwise/cron">();
+      expectTypeOf(event.data).toEqualTypeOf<{ cron: string; scheduledAt: string }>();
+    });
+    stepwise.createFunction({ id: "sync", triggers: [{ event: "order/created" }, { cron: "*/5 * * * *" }] }, async ({ event }) => {
+      expectTypeOf(event.name).toEqualTypeOf<"order/created" | "stepwise/cron">();
+      if (event.name === "stepwise/cron") expectTypeOf(event.data.scheduledAt).toEqualTypeOf<string>();
+      else expectTypeOf(event.data.orderId).toEqualTypeOf<string>();
+    });
+    // @ts-expect-error a cron pattern is a string
+    const bad = () => stepwise.createFunction({ id: "bad", triggers: [{ cron: 5 }] }, async () => {});
+    expectTypeOf(bad).toBeFunction();
   });
 
   it("types send() by event name", () => {

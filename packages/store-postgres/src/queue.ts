@@ -7,13 +7,11 @@
  */
 import type { JobRecord, Queue } from "@stepwise/engine";
 import { idsParam, type SqlExecutor } from "./sql.ts";
-import { toJob } from "./rows.ts";
+import { JOB_COLUMNS, toJob } from "./rows.ts";
 
 const LEASE = "now() + make_interval(secs => $3::float8 / 1000)";
 /** The jobs named by $1, a JSON array of IDs (see `idsParam`). */
 const JOB_IDS = idsParam("$1", "bigint");
-/** What `toJob` reads. */
-const JOB_COLUMNS = "id, kind, run_id, step_id, run_at, claims, failures, last_error";
 
 export class PgQueue implements Queue {
   constructor(private readonly sql: SqlExecutor) {}

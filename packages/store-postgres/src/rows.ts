@@ -101,6 +101,9 @@ export function toMatcher(row: Row): MatcherRecord {
   };
 }
 
+/** What `toJob` reads (named, not *: a prepared statement's result type must not change when a later schema adds a column). */
+export const JOB_COLUMNS = "id, kind, run_id, step_id, run_at, claims, failures, last_error";
+
 export function toJob(row: Row): JobRecord {
   return {
     id: String(row.id),

@@ -4,7 +4,25 @@
  * deadlock or a serialization failure (two executors touching the same runs), or as one
  * optimistic statement (`change-sql.ts`) that writes nothing when the run moved.
  */
-import type { AppRecord, CheckpointResult, CheckpointWrite, Fence, FunctionRecord, Queue, ReadyQueue, RunChange, RunRecord, RunState, Store, StoreTx, WriteResult } from "@stepwise/engine";
+import {
+  CRON_JOB_PREFIX,
+  cronJobRunId,
+  type AppRecord,
+  type CheckpointResult,
+  type CheckpointWrite,
+  type CronTick,
+  type Fence,
+  type FunctionRecord,
+  type JobRecord,
+  type Queue,
+  type ReadyQueue,
+  type RunChange,
+  type RunRecord,
+  type RunState,
+  type Store,
+  type StoreTx,
+  type WriteResult,
+} from "@stepwise/engine";
 import { writeChange } from "./change-sql.ts";
 import { CheckpointWriter } from "./checkpoint-writer.ts";
 import { IndexedQueue } from "./indexed-queue.ts";
@@ -101,7 +119,11 @@ export class PostgresStore extends PgReader implements Store {
     return this.checkpoints.write(write);
   }
 
-  async syncApp(app: AppRecord, functions: FunctionRecord[]): Promise<{ taken: Array<{ functionId: string; appId: string }> }> {
+  async syncApp(
+    app: AppRecord,
+    functions: FunctionRecord[],
+    ticks: CronTick[] = [],
+  ): Promise<{ taken: Array<{ functionId: string; appId: string }>; queued: JobRecord[]; deleted: string[] }> {
     return this.client.transaction(async (sql) => {
       // One registration at a time: two new apps claiming one ID at once would both see it free.
       await sql.query("SELECT pg_advisory_xact_lock($1)", [REGISTRATION_LOCK]);
@@ -111,7 +133,7 @@ export class PostgresStore extends PgReader implements Store {
         "SELECT id, app_id FROM functions WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb)) AND app_id <> $2",
         [ids, app.id],
       );
-      if (taken.length > 0) return { taken: taken.map((row) => ({ functionId: row.id, appId: row.app_id })) };
+      if (taken.length > 0) return { taken: taken.map((row) => ({ functionId: row.id, appId: row.app_id })), queued: [], deleted: [] };
       await sql.query(
         `INSERT INTO apps (id, url, sdk, synced_at, features) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, sdk = EXCLUDED.sdk, synced_at = EXCLUDED.synced_at, features = EXCLUDED.features`,
@@ -130,7 +152,22 @@ export class PostgresStore extends PgReader implements Store {
           [fn.id, fn.appId, fn.localId, JSON.stringify(fn.config)],
         );
       }
-      return { taken: [] };
+      // Ticks of cron patterns the app's functions no longer have (or of functions it removed) go.
+      const keep = JSON.stringify(ticks.map((tick) => [cronJobRunId(tick.functionId), tick.cron]));
+      const deleted = await sql.query<{ id: string }>(
+        `DELETE FROM jobs WHERE kind = 'cron'
+           AND run_id IN (SELECT $1 || id FROM functions WHERE app_id = $2)
+           AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements($3::jsonb) k WHERE k->>0 = jobs.run_id AND k->>1 = jobs.step_id)
+         RETURNING id`,
+        [CRON_JOB_PREFIX, app.id, keep],
+      );
+      const tx = new PgTx(sql);
+      const queued: JobRecord[] = [];
+      for (const tick of ticks) {
+        const job = await tx.queueCronTick(tick);
+        if (job) queued.push(job);
+      }
+      return { taken: [], queued, deleted: deleted.map((row) => String(row.id)) };
     });
   }
 

@@ -3,10 +3,10 @@
  * given (a transaction's, or the client's for plain reads). Changes to a run are written by the
  * one encoder in `change-sql.ts`.
  */
-import type { EventRecord, Fence, MatcherRecord, NewRunWrite, RunChange, RunRecord, RunState, StepRecord, StoreTx, WriteResult } from "@stepwise/engine";
+import { cronJobRunId, type CronTick, type EventRecord, type Fence, type JobRecord, type MatcherRecord, type NewRunWrite, type RunChange, type RunRecord, type RunState, type StepRecord, type StoreTx, type WriteResult } from "@stepwise/engine";
 import { writeChange, writeNewRuns } from "./change-sql.ts";
 import type { SqlExecutor } from "./sql.ts";
-import { json, toEvent, toMatcher, toRun, toStep } from "./rows.ts";
+import { JOB_COLUMNS, json, toEvent, toJob, toMatcher, toRun, toStep } from "./rows.ts";
 
 /** Advisory lock class for event names: ingest holds them shared, a wait opening holds them exclusive. */
 const EVENT_NAME_LOCKS = 7152;
@@ -72,6 +72,17 @@ export class PgTx extends PgReader implements StoreTx {
     );
     const readyAt = rows[0]?.ready_at;
     return readyAt === undefined ? null : { readyAt: readyAt instanceof Date ? readyAt : new Date(readyAt) };
+  }
+
+  async queueCronTick(tick: CronTick): Promise<JobRecord | null> {
+    // The purpose index (run, kind, step) holds one tick per pattern: a second is not written.
+    const rows = await this.sql.query(
+      `INSERT INTO jobs (kind, run_id, step_id, run_at, ready_at) VALUES ('cron', $1, $2, $3, $3)
+       ON CONFLICT (run_id, kind, coalesce(step_id, '')) DO NOTHING
+       RETURNING ${JOB_COLUMNS}`,
+      [cronJobRunId(tick.functionId), tick.cron, tick.runAt.toISOString()],
+    );
+    return rows[0] ? toJob(rows[0]) : null;
   }
 
   /**

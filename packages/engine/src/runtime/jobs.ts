@@ -18,6 +18,7 @@ import { afterCommit, describe, machineEnv, type EngineContext } from "../contex
 import { isRefusedValue, LeaseLostError, serializedError } from "../errors.ts";
 import { invokeApp, type InvokerOptions } from "../invoker.ts";
 import { leaseToken } from "./checkpoints.ts";
+import { runCronTick } from "./cron.ts";
 import { hasUnreadOutputs, outputBudget, requestSteps } from "./request-steps.ts";
 import type { InvocationSnapshots, KnownStates } from "./known-states.ts";
 import type { JobHandling } from "./lanes.ts";
@@ -52,6 +53,7 @@ const nothing: Transition = () => {};
  * loop then runs it as any other).
  */
 export async function runJob(runner: JobRunner, job: JobRecord, how: JobHandling = {}): Promise<JobRecord[]> {
+  if (job.kind === "cron") return how.unclaimed ? [] : (await runCronTick(runner.ctx, job, runner.owner), []);
   const known = runner.known.take(job);
   if (job.failures >= MAX_JOB_FAILURES) return giveUp(runner, job, job.lastError ?? "unknown cause");
   if (how.unclaimed) return job.kind === "invoke" ? [] : runTimer(runner, job, known, how);

@@ -6,6 +6,7 @@
 import { Stepwise } from "@stepwise/sdk";
 import { serve } from "@stepwise/sdk/fetch";
 import { z } from "zod";
+import { HEARTBEAT_CRON } from "./heartbeat.ts";
 
 export const schemas = {
   "worker/order": z.object({ orderId: z.string() }),
@@ -28,7 +29,12 @@ const order = client.createFunction({ id: "order", triggers: [{ event: "worker/o
   return { reserved, reportLength: report.length, slept: woke - sleptFrom, amount: paid?.data.amount ?? null };
 });
 
-const handler = serve({ client, functions: [order] });
+const heartbeat = client.createFunction({ id: "heartbeat", triggers: [{ cron: HEARTBEAT_CRON }] }, async ({ event, step }) => {
+  const ranAt = await step.run("beat", () => Date.now());
+  return { scheduledAt: event.data.scheduledAt, ranAt };
+});
+
+const handler = serve({ client, functions: [order, heartbeat] });
 
 export default {
   async fetch(request: Request, env: object): Promise<Response> {

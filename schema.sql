@@ -140,6 +140,17 @@ CREATE UNIQUE INDEX IF NOT EXISTS jobs_purpose_idx ON jobs (run_id, kind, coales
 -- Jobs of runs that already ended do nothing; an earlier version left them behind.
 DELETE FROM jobs j USING runs r WHERE r.id = j.run_id AND r.status IN ('completed', 'failed', 'cancelled');
 
+-- Idempotency keys (a function's `idempotency` expression evaluated on an event): the run that
+-- holds each, until it expires; an event whose key is held starts no run of the function.
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+  function_id  text NOT NULL,
+  key          text NOT NULL,
+  run_id       text NOT NULL,
+  expires_at   timestamptz NOT NULL,
+  PRIMARY KEY (function_id, key)
+);
+CREATE INDEX IF NOT EXISTS idempotency_keys_expires_idx ON idempotency_keys (expires_at);
+
 -- Which version of this file was last applied (a hash of its text): an executor starting
 -- against a current schema runs no DDL at all, so it never takes table locks that live
 -- executors' transactions would wait on.

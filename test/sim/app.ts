@@ -193,6 +193,11 @@ export function simApp(ledger: Ledger, path: CheckpointPath): SimApp {
     step.run("tick", () => event.data.scheduledAt),
   );
 
-  const functions = [interpreter(0), interpreter(2), child, responder, ticker];
+  // The noise a program sends (1 to 3 events, one key) under an idempotency key: one run per key.
+  const deduped = client.createFunction({ id: "sim-idem", triggers: [{ event: "sim/noise" }], idempotency: "event.data.key", retries: 2 }, async ({ event, step }) =>
+    step.run("once", () => (event.data as { key: string }).key),
+  );
+
+  const functions = [interpreter(0), interpreter(2), child, responder, ticker, deduped];
   return { functions, handler: serve({ client, functions }) };
 }

@@ -129,6 +129,7 @@ export class FaultyStore implements Store {
       findMatchers: c((name) => tx.findMatchers(name)),
       getEvent: c((id) => tx.getEvent(id)),
       queueCronTick: c((tick) => tx.queueCronTick(tick)),
+      reserveIdempotencyKey: c((functionId, key, runId, ttlMs) => tx.reserveIdempotencyKey(functionId, key, runId, ttlMs)),
     };
   }
 

@@ -18,6 +18,8 @@
  * 10. The executors idle when nothing is due, and stop within their grace period.
  * 12. A cron tick starts at most one run, and the function's chain of ticks survives every
  *     fault: exactly one tick is queued for it at the end.
+ * 13. An idempotency key starts exactly one run: every key of the events sent has its run, and
+ *     no key has two.
  * 11. No step body after a sleep starts before the sleep's due time (whatever the executors'
  *     clocks say: the store's clock judges due times).
  */
@@ -41,7 +43,7 @@ type Row = Record<string, unknown>;
 const json = (text: unknown): unknown => (text == null ? undefined : JSON.parse(String(text)));
 const list = (values: string[]) => JSON.stringify(values);
 const IN = (param: string) => `(SELECT jsonb_array_elements_text(${param}::jsonb))`;
-const RETRIES: Record<string, number> = { "sim-r0": 0, "sim-r2": 2, "sim-child": 2, "sim-responder": 2, "sim-r0-failure": 0, "sim-r2-failure": 2 };
+const RETRIES: Record<string, number> = { "sim-r0": 0, "sim-r2": 2, "sim-child": 2, "sim-responder": 2, "sim-idem": 2, "sim-tick": 2, "sim-r0-failure": 0, "sim-r2-failure": 2 };
 
 export async function check(sql: SqlClient, played: Played): Promise<Checked> {
   const violations: string[] = [];
@@ -232,6 +234,19 @@ export async function check(sql: SqlClient, played: Played): Promise<Checked> {
   }
   const [queuedTicks] = await sql.query<{ n: number }>("SELECT count(*)::int AS n FROM jobs WHERE kind = 'cron' AND run_id = $1", [`cron:${tickFunction}`]);
   if (Number(queuedTicks?.n) !== 1) fail(`the cron trigger of ${tickFunction} has ${queuedTicks?.n} ticks queued at the end, not 1: its ticks ${Number(queuedTicks?.n) === 0 ? "stopped" : "doubled"}`);
+
+  // 13. Idempotency: the noise events of this schedule, by key, against the runs of sim-idem.
+  const idemFunction = `${SIM_APP_ID}-sim-idem`;
+  const noise = await sql.query<{ key: string; events: number; runs: number }>(
+    `SELECT e.data::jsonb->>'key' AS key, count(DISTINCT e.id)::int AS events, count(r.id)::int AS runs
+     FROM events e LEFT JOIN runs r ON r.event_id = e.id AND r.function_id = $2
+     WHERE e.name = 'sim/noise' AND e.received_at >= $1
+     GROUP BY 1`,
+    [new Date(played.startedAt - 10_000).toISOString(), idemFunction],
+  );
+  for (const row of noise) {
+    if (row.runs !== 1) fail(`idempotency key ${row.key}: ${row.events} event(s) started ${row.runs} runs of ${idemFunction}, not 1`);
+  }
 
   // 10. Idle and stopping.
   // A poll every 200 ms is about 8 claims in 1.5 s. A few more are Redis entries of jobs already

@@ -42,6 +42,15 @@ export function evaluateCondition(source: string, variables: Record<string, unkn
   }
 }
 
+/** Evaluates a CEL expression to its value; undefined when a field is missing or the types do not fit. */
+export function evaluateValue(source: string, variables: Record<string, unknown>): unknown {
+  try {
+    return compileExpression(source)(variables);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Reads `data.order.id` from an object; undefined when any part is missing. */
 export function valueAtPath(value: unknown, path: string): unknown {
   let current = value;

@@ -138,6 +138,11 @@ export interface StoreTx {
   /** Open matchers on `eventName` whose timeout has not passed (store clock). */
   findMatchers(eventName: string): Promise<MatcherRecord[]>;
   getEvent(eventId: string): Promise<EventRecord | null>;
+  /**
+   * Takes `key` of `functionId` for `runId` for `ttlMs` (store clock), unless another run holds
+   * it unexpired. Returns the run that holds it: `runId` when taken.
+   */
+  reserveIdempotencyKey(functionId: string, key: string, runId: string, ttlMs: number): Promise<string>;
   /** Queues a cron trigger's tick, unless one of that pattern is queued already (then null). */
   queueCronTick(tick: CronTick): Promise<JobRecord | null>;
 }

@@ -7,4 +7,5 @@ export * from "./ids.ts";
 export * from "./text.ts";
 export * from "./events.ts";
 export * from "./cron.ts";
+export * from "./cel.ts";
 export * from "./node-post.ts";

@@ -16,6 +16,14 @@ import { z } from "zod";
 import { storableText } from "./text.ts";
 import { RESERVED_EVENT_PREFIX } from "./events.ts";
 import { cronProblem } from "./cron.ts";
+import { celProblem } from "./cel.ts";
+
+/** Text that must parse as CEL (see `cel.ts`). */
+const celText = (what: string) =>
+  storableText(what).superRefine((source, ctx) => {
+    const problem = celProblem(source);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
+  });
 
 /** The protocol version the executor sends and the SDK checks. */
 export const PROTOCOL_VERSION = 1;
@@ -202,7 +210,7 @@ export type InvokeResponse = z.infer<typeof InvokeResponseSchema>;
  * or a cron pattern (see `cron.ts`): each tick starts one run with a {@link CRON_EVENT} event.
  */
 export const TriggerSchema = z
-  .object({ event: storableText("trigger event").min(1).optional(), if: storableText("if").optional(), cron: storableText("cron").optional() })
+  .object({ event: storableText("trigger event").min(1).optional(), if: celText("if").optional(), cron: storableText("cron").optional() })
   .strict()
   .superRefine((trigger, ctx) => {
     if (trigger.cron === undefined) {
@@ -225,7 +233,7 @@ export const CancelOnSchema = z.object({
     .min(1)
     .refine((name) => !name.startsWith(RESERVED_EVENT_PREFIX), `cancelOn cannot name an executor event ("${RESERVED_EVENT_PREFIX}…")`),
   match: storableText("match").optional(),
-  if: storableText("if").optional(),
+  if: celText("if").optional(),
 });
 export type CancelOn = z.infer<typeof CancelOnSchema>;
 
@@ -238,6 +246,11 @@ export const FunctionConfigSchema = z.object({
   retries: RetriesSchema,
   cancelOn: z.array(CancelOnSchema).optional(),
   backoff: BackoffSchema.optional(),
+  /**
+   * A CEL expression over `event` (`"event.data.orderId"`): a run is started only if no run of
+   * the function started with the same value in the last 24 hours.
+   */
+  idempotency: celText("idempotency").optional(),
   /** Set on the companion function the SDK adds for an `onFailure` handler. */
   onFailureOf: z.string().optional(),
 });

@@ -73,6 +73,12 @@ export interface FunctionOptions<S extends EventSchemas, E extends string, C ext
   triggers: readonly ({ event: E; if?: string } | { cron: C })[];
   /** Retries after the first attempt, per step and for the function body (default 3, max 20). */
   retries?: number;
+  /**
+   * A CEL expression over `event` (`"event.data.orderId"`): an event starts a run only if no run
+   * of this function started with the same value in the last 24 hours (later events are stored,
+   * and start nothing here). An event the expression has no value for starts its run as usual.
+   */
+  idempotency?: string;
   /** Cancel a run when one of these events arrives (`match`: a path equal in both events). */
   cancelOn?: readonly { event: EventName<S>; match?: string; if?: string }[];
   /** Retry backoff: `initialMs * factor^n`, capped at `maxMs`, with jitter. */
@@ -156,6 +162,7 @@ function functionConfig(options: Omit<FunctionOptions<EventSchemas, string, stri
   if (options.name !== undefined) config.name = options.name;
   if (options.cancelOn) config.cancelOn = options.cancelOn.map((cancel): CancelOn => ({ ...cancel }));
   if (options.backoff) config.backoff = { ...options.backoff };
+  if (options.idempotency !== undefined) config.idempotency = options.idempotency;
   const checked = FunctionConfigSchema.safeParse(config);
   if (!checked.success) {
     const problems = checked.error.issues.map((issue) => `${issue.path.join(".") || "options"}: ${issue.message}`);

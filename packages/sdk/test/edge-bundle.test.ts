@@ -3,7 +3,10 @@
  * bundle each with esbuild for a neutral platform and fail on any Node built-in it imports,
  * directly or through what it imports (hono and zod included), or any Node-only global it uses.
  */
+import { mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { builtinModules } from "node:module";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build, type BuildOptions, type Plugin } from "esbuild";
 import { describe, expect, it } from "vitest";
@@ -33,6 +36,25 @@ function rejectNodeBuiltins(found: string[]): Plugin {
  */
 const NODE_GLOBALS = ["Buffer", "require", "__dirname", "__filename", "setImmediate"];
 const MARK = "__node_global__";
+const GUARD = new RegExp(`typeof\\s+(${NODE_GLOBALS.join("|")})\\s*(===|!==|==|!=)\\s*(['"])undefined\\3`, "g");
+
+/**
+ * Loads every file as it runs where the Node globals are missing: `typeof Buffer !== "undefined"`
+ * is false there (the CEL parser guards its use of Buffer so), and with the syntax minified the
+ * branch it guards is dropped. A use that no such check guards still shows.
+ */
+function withoutNodeGlobals(): Plugin {
+  return {
+    name: "without-node-globals",
+    setup(build) {
+      build.onLoad({ filter: /\.(c|m)?(j|t)s$/ }, async (args) => {
+        const text = await readFile(args.path, "utf8");
+        const contents = text.replace(GUARD, (_match, _name, operator: string) => (operator.startsWith("!") ? "false" : "true"));
+        return contents === text ? undefined : { contents, loader: args.path.endsWith("ts") ? "ts" : "js" };
+      });
+    },
+  };
+}
 
 /** Bundles like wrangler would for a Worker; returns the Node built-ins and globals reached. */
 async function nodeApisReached(input: Pick<BuildOptions, "entryPoints" | "stdin">): Promise<string[]> {
@@ -47,8 +69,9 @@ async function nodeApisReached(input: Pick<BuildOptions, "entryPoints" | "stdin"
     mainFields: ["module", "main"],
     conditions: ["workerd", "worker", "browser", "import"],
     define: Object.fromEntries(NODE_GLOBALS.map((name) => [name, `${MARK}${name}`])),
+    minifySyntax: true,
     logLevel: "silent",
-    plugins: [rejectNodeBuiltins(found)],
+    plugins: [rejectNodeBuiltins(found), withoutNodeGlobals()],
   });
   expect(result.errors).toEqual([]);
   const text = result.outputFiles![0]!.text;
@@ -65,6 +88,12 @@ describe("edge entry points", () => {
     const contents = 'import { createHash } from "node:crypto"; import "fs"; export const x = [createHash, Buffer.from("a")];';
     const found = await nodeApisReached({ stdin: { contents, resolveDir: fileURLToPath(new URL(".", import.meta.url)), loader: "ts" } });
     expect(found).toEqual([expect.stringMatching(/^node:crypto/), expect.stringMatching(/^fs /), "global Buffer"]);
+    // A use guarded by `typeof` is fine where the global is missing; the same use unguarded is not.
+    const dir = await mkdtemp(join(tmpdir(), "edge-"));
+    await writeFile(join(dir, "guarded.js"), 'export const y = typeof Buffer !== "undefined" ? Buffer.from("b") : null;');
+    await writeFile(join(dir, "unguarded.js"), 'export const y = typeof Buffer !== "undefined" ? Buffer.from("b") : Buffer.alloc(1);');
+    expect(await nodeApisReached({ entryPoints: [join(dir, "guarded.js")] })).toEqual([]);
+    expect(await nodeApisReached({ entryPoints: [join(dir, "unguarded.js")] })).toEqual(["global Buffer"]);
     // The Node adapter reads Node's request through its own methods: it imports Node's types only.
     expect(await nodeApisReached({ entryPoints: [fileURLToPath(new URL("../src/adapters/node.ts", import.meta.url))] })).toEqual([]);
   });

@@ -74,6 +74,21 @@ export class PgTx extends PgReader implements StoreTx {
     return readyAt === undefined ? null : { readyAt: readyAt instanceof Date ? readyAt : new Date(readyAt) };
   }
 
+  async reserveIdempotencyKey(functionId: string, key: string, runId: string, ttlMs: number): Promise<string> {
+    // Taken when new or expired; otherwise the row is locked and left as it is, and read back.
+    const [row] = await this.sql.query<{ run_id: string; taken: boolean }>(
+      `INSERT INTO idempotency_keys AS k (function_id, key, run_id, expires_at)
+       VALUES ($1, $2, $3, now() + make_interval(secs => $4::float8 / 1000))
+       ON CONFLICT (function_id, key) DO UPDATE SET run_id = EXCLUDED.run_id, expires_at = EXCLUDED.expires_at
+         WHERE k.expires_at <= now()
+       RETURNING run_id`,
+      [functionId, key, runId, ttlMs],
+    );
+    if (row) return row.run_id;
+    const [held] = await this.sql.query<{ run_id: string }>("SELECT run_id FROM idempotency_keys WHERE function_id = $1 AND key = $2", [functionId, key]);
+    return held?.run_id ?? runId;
+  }
+
   async queueCronTick(tick: CronTick): Promise<JobRecord | null> {
     // The purpose index (run, kind, step) holds one tick per pattern: a second is not written.
     const rows = await this.sql.query(

@@ -183,6 +183,16 @@ export function testStore(name: string, open: Open): void {
       expect((await store.listSteps(run.id))[0]).not.toHaveProperty("retry");
     });
 
+    it("holds an idempotency key for its run until it expires, then hands it to the next", async () => {
+      const take = (runId: string, ttlMs: number) => store.transaction((tx) => tx.reserveIdempotencyKey("app-fn", "order-1", runId, ttlMs));
+      expect(await take("run-a", 200)).toBe("run-a");
+      expect(await take("run-b", 200)).toBe("run-a");
+      expect(await store.transaction((tx) => tx.reserveIdempotencyKey("app-other", "order-1", "run-c", 200))).toBe("run-c");
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      expect(await take("run-b", 200)).toBe("run-b");
+      expect(await take("run-a", 200)).toBe("run-b");
+    });
+
     describe("optimistic apply", () => {
       const claimed = async () => {
         const { run, jobs } = await seedRun(store, [{ kind: "invoke" }]);

@@ -19,7 +19,8 @@ import { serializedError } from "../errors.ts";
 import { RunDraft, type Effect, type LogLine, type MachineEnv } from "../machine/draft.ts";
 import { settleChild } from "../machine/ending.ts";
 import { settle } from "../machine/progress.ts";
-import { newRun } from "../machine/start.ts";
+import { idempotencyKey, IDEMPOTENCY_WINDOW_MS, newRun } from "../machine/start.ts";
+import { runLabel } from "../log.ts";
 import { stepAttemptFailed } from "../machine/steps.ts";
 import { cancelOnEvent, matcherAccepts, resolveWait } from "../machine/waits.ts";
 import { changeOnlyAdds, type StoreTx, type WriteResult } from "../store.ts";
@@ -142,8 +143,28 @@ export class UnitOfWork {
       // A failure carries the failed run's error and event: only its own app's functions hear of it.
       if (event.name === FUNCTION_FAILED_EVENT && fn.appId !== (event.data as { appId?: unknown } | null)?.appId) continue;
       const wanted = fn.config.triggers.some((t) => t.event === event.name && (!t.if || evaluateCondition(t.if, { event })));
-      if (wanted) this.startRun(fn, event);
+      if (wanted) await this.startTriggered(fn, event);
     }
+  }
+
+  /**
+   * Starts `fn` for `event`, unless the function's idempotency key for the event is held by a
+   * run started within the window (the key is taken in this transaction, so two events with one
+   * key, in one burst or on two executors at once, start one run).
+   */
+  private async startTriggered(fn: FunctionRecord, event: EventRecord): Promise<void> {
+    const source = fn.config.idempotency;
+    const key = source === undefined ? undefined : idempotencyKey(source, event);
+    const draft = this.startRun(fn, event);
+    if (source === undefined) return;
+    if (key === undefined) {
+      this.lines.push({ level: "warn", line: `${runLabel(draft.run.id, fn.id)}: its idempotency key (${source}) has no value for event ${event.id}; the run starts without one` });
+      return;
+    }
+    const holder = await this.tx.reserveIdempotencyKey(fn.id, key, draft.run.id, IDEMPOTENCY_WINDOW_MS);
+    if (holder === draft.run.id) return;
+    this.entries.delete(draft.run.id);
+    this.lines.push({ level: "info", line: `event ${event.id} (${event.name}) starts no run of ${fn.id}: idempotency key ${JSON.stringify(key)} is held by run ${holder}` });
   }
 
   /** Carries out every effect and look-back, then writes each run's change. */

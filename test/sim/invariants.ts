@@ -67,8 +67,16 @@ export async function check(sql: SqlClient, played: Played): Promise<Checked> {
   const stepsByRun = new Map<string, Row[]>();
   for (const step of steps) stepsByRun.set(String(step.run_id), [...(stepsByRun.get(String(step.run_id)) ?? []), step]);
   const localId = (run: Row) => String(run.function_id).slice(SIM_APP_ID.length + 1);
-  /** A step's retries: its own when its bodies ran with a policy (`step.run({ id, retries })`), else its function's. */
-  const retriesOf = (run: Row, bodies: readonly BodyRun[]) => bodies.find((b) => b.retries !== undefined)?.retries ?? RETRIES[localId(run)] ?? 0;
+  /**
+   * A step's retries: its own when its bodies ran with a policy (`step.run({ id, retries })`) or,
+   * when none ran (every attempt failed before reaching the app), as its plan reported it; else
+   * its function's.
+   */
+  const retriesOf = (run: Row, bodies: readonly BodyRun[], step?: Row) =>
+    bodies.find((b) => b.retries !== undefined)?.retries ??
+    (json(step?.retry_policy) as { retries?: number } | undefined)?.retries ??
+    RETRIES[localId(run)] ??
+    0;
 
   // 1. Every run ends.
   if (!played.quiesced) {
@@ -161,8 +169,11 @@ export async function check(sql: SqlClient, played: Played): Promise<Checked> {
     const retries = RETRIES[localId(run)] ?? 0;
     if (Number(run.attempt) > retries) fail(`run ${run.id} (${localId(run)}): body attempt ${run.attempt}, but retries is ${retries}`);
     for (const step of stepsByRun.get(String(run.id)) ?? []) {
-      const stepRetries = retriesOf(run, bodiesByStep.get(`${run.id}\n${step.id}`) ?? []);
-      if (Number(step.attempts) > stepRetries + 1) fail(`step "${step.id}" of run ${run.id}: ${step.attempts} attempts stored, but retries is ${stepRetries}`);
+      const bodies = bodiesByStep.get(`${run.id}\n${step.id}`) ?? [];
+      const stepRetries = retriesOf(run, bodies, step);
+      if (Number(step.attempts) > stepRetries + 1) {
+        fail(`step "${step.id}" of run ${run.id} (${localId(run)}): ${step.attempts} attempts stored, but retries is ${stepRetries} (policy ${step.retry_policy ?? "none"}, ${bodies.length} bodies ran)`);
+      }
     }
   }
 
@@ -235,14 +246,15 @@ export async function check(sql: SqlClient, played: Played): Promise<Checked> {
   const [queuedTicks] = await sql.query<{ n: number }>("SELECT count(*)::int AS n FROM jobs WHERE kind = 'cron' AND run_id = $1", [`cron:${tickFunction}`]);
   if (Number(queuedTicks?.n) !== 1) fail(`the cron trigger of ${tickFunction} has ${queuedTicks?.n} ticks queued at the end, not 1: its ticks ${Number(queuedTicks?.n) === 0 ? "stopped" : "doubled"}`);
 
-  // 13. Idempotency: the noise events of this schedule, by key, against the runs of sim-idem.
+  // 13. Idempotency: the noise events of this schedule's runs (keyed by the run's plan key, or
+  // `<key>/child` for a child's), all of them whatever their time, against the runs of sim-idem.
   const idemFunction = `${SIM_APP_ID}-sim-idem`;
   const noise = await sql.query<{ key: string; events: number; runs: number }>(
     `SELECT e.data::jsonb->>'key' AS key, count(DISTINCT e.id)::int AS events, count(r.id)::int AS runs
      FROM events e LEFT JOIN runs r ON r.event_id = e.id AND r.function_id = $2
-     WHERE e.name = 'sim/noise' AND e.received_at >= $1
+     WHERE e.name = 'sim/noise' AND split_part(e.data::jsonb->>'key', '/', 1) IN ${IN("$1")}
      GROUP BY 1`,
-    [new Date(played.startedAt - 10_000).toISOString(), idemFunction],
+    [list(played.acked.map((a) => a.key)), idemFunction],
   );
   for (const row of noise) {
     if (row.runs !== 1) fail(`idempotency key ${row.key}: ${row.events} event(s) started ${row.runs} runs of ${idemFunction}, not 1`);

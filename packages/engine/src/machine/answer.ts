@@ -81,7 +81,11 @@ function applyOps(draft: RunDraft, env: MachineEnv, inv: Invocation, ops: Op[]):
     return finish(draft, env, { status: "failed", error });
   }
   let progressed = false;
+  // One op per step: a repeated failure in one answer (a proxy that doubled the body) is one attempt, not two.
+  const applied = new Set<string>();
   for (const op of ops) {
+    if (applied.has(op.id)) continue;
+    applied.add(op.id);
     const existing = draft.step(op.id);
     if (existing && !canReplace(existing, op)) continue;
     applyOp(draft, env, op, existing ?? newStep(draft, op, inv.startedAt));

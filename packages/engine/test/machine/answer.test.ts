@@ -59,6 +59,22 @@ describe("an untargeted answer", () => {
     expect(d.change.run.status).toBe("sleeping");
   });
 
+  it("a step's failure repeated in one answer is one attempt", () => {
+    const d = draft();
+    const failed = { op: "step-failed" as const, ...ref("charge"), error: { name: "E", message: "declined" }, retriable: true };
+    applyAnswer(d, env(), untargeted, { type: "ops", ops: [failed, failed] });
+    expect(written(d).charge).toMatchObject({ status: "retrying", attempts: 1 });
+  });
+
+  it("a step's own retry policy, reported with its plan, decides a failure the app could not report", () => {
+    const d = draft();
+    applyAnswer(d, env(), untargeted, { type: "ops", ops: [{ op: "step-planned", ...ref("a"), retries: 0 }, { op: "step-planned", ...ref("b", 1) }] });
+    expect(written(d).a).toMatchObject({ status: "planned", retry: { retries: 0 } });
+    const again = draft(d.change.steps);
+    applyAnswer(again, env(), { targetStepId: "a", startedAt: NOW }, { type: "error", error: { name: "AppError", message: "HTTP 502" }, retriable: true });
+    expect(written(again).a).toMatchObject({ status: "failed", attempts: 1, retry: { retries: 0 } });
+  });
+
   it("a step already final is never written again", () => {
     const d = draft([step("a", { output: "first" }), step("b", { status: "planned", position: 1, attempts: 0 })]);
     applyAnswer(d, env(), untargeted, { type: "ops", ops: [{ op: "step-ran", ...ref("a"), output: "second" }, { op: "step-ran", ...ref("b", 1), output: "b" }] });

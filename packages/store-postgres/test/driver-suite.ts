@@ -223,10 +223,12 @@ export function driverSuite(name: string, open: () => Promise<Driver>, opts: Sui
           await new Promise((r) => setTimeout(r, 20));
           throw new Error("discard");
         });
+        // Handled from the start: on a loaded machine the query below outlasts the transaction.
+        const discarded = inserted.then(() => undefined, (error: Error) => error.message);
         // Sent while the transaction is open: it must see the committed state only, before or after.
         await new Promise((r) => setTimeout(r, 5));
         const seen = await db.query(`SELECT count(*)::int4 AS c FROM ${T} WHERE name = $1`, ["prep-open"], { prepare: name });
-        await expect(inserted).rejects.toThrow("discard");
+        expect(await discarded).toBe("discard");
         expect(seen).toEqual([{ c: 0 }]);
       });
     });

@@ -177,7 +177,8 @@ export function simApp(ledger: Ledger, path: CheckpointPath): SimApp {
         return { results: await interpret(data.program, step, runId, data.key, attempt) };
       },
     );
-  const child = client.createFunction({ id: "sim-child", triggers: [], retries: 2 }, async ({ event, step, runId, attempt }) => {
+  // Children are cancelled 3 s after they start: a cancel racing their steps, sleeps and checkpoints.
+  const child = client.createFunction({ id: "sim-child", triggers: [], retries: 2, timeouts: { finish: "3s" } }, async ({ event, step, runId, attempt }) => {
     const data = event.data as { key: string; program: Item[] };
     return { results: await interpret(data.program, step, runId, data.key, attempt) };
   });

@@ -128,9 +128,12 @@ export interface MatcherRecord {
  * the others are timers: a sleep ends, a wait times out, an invoked child takes too long.
  * A run has at most one job per kind and step (the store enforces it).
  */
-export type JobKind = "invoke" | "wake" | "wait-timeout" | "invoke-timeout" | "cron";
-/** Jobs that fire a step's timer (no invocation of their own): a sleep ends, a wait or an invoke times out. */
-export const TIMER_KINDS: ReadonlySet<JobKind> = new Set<JobKind>(["wake", "wait-timeout", "invoke-timeout"]);
+export type JobKind = "invoke" | "wake" | "wait-timeout" | "invoke-timeout" | "finish-timeout" | "cron";
+/**
+ * Jobs that fire a timer (no invocation of their own): a sleep ends, a wait or an invoke times
+ * out, a run passes its function's `timeouts.finish`.
+ */
+export const TIMER_KINDS: ReadonlySet<JobKind> = new Set<JobKind>(["wake", "wait-timeout", "invoke-timeout", "finish-timeout"]);
 
 /**
  * A cron trigger's next tick is a job like a sleep's end, so every queue, lease and scheduler

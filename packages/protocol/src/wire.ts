@@ -17,6 +17,7 @@ import { storableText } from "./text.ts";
 import { RESERVED_EVENT_PREFIX } from "./events.ts";
 import { cronProblem } from "./cron.ts";
 import { celProblem } from "./cel.ts";
+import { toMs } from "./duration.ts";
 
 /** Text that must parse as CEL (see `cel.ts`). */
 const celText = (what: string) =>
@@ -237,6 +238,25 @@ export const CancelOnSchema = z.object({
 });
 export type CancelOn = z.infer<typeof CancelOnSchema>;
 
+/** A duration in a function's configuration: milliseconds, or text such as "30s" or "1h". */
+const ConfigDurationSchema = z.union([z.number(), z.string()]).superRefine((value, ctx) => {
+  let ms: number;
+  try {
+    ms = toMs(value);
+  } catch (error) {
+    ctx.addIssue({ code: "custom", message: error instanceof Error ? error.message : String(error) });
+    return;
+  }
+  if (ms <= 0) ctx.addIssue({ code: "custom", message: `must be longer than 0, got ${JSON.stringify(value)}` });
+});
+
+/**
+ * How long a run may take: `start` from its event to its first invocation, `finish` from its
+ * event to its end. Over either, the run is cancelled with a reason that names the timeout.
+ */
+export const TimeoutsSchema = z.object({ start: ConfigDurationSchema.optional(), finish: ConfigDurationSchema.optional() }).strict();
+export type Timeouts = z.infer<typeof TimeoutsSchema>;
+
 /** A function as an app describes it (`GET /api/durable`) and registers it (`PUT`). */
 export const FunctionConfigSchema = z.object({
   /** App-local function ID (`fulfil`); the executor's global ID is `<appId>-<id>`. */
@@ -251,6 +271,7 @@ export const FunctionConfigSchema = z.object({
    * the function started with the same value in the last 24 hours.
    */
   idempotency: celText("idempotency").optional(),
+  timeouts: TimeoutsSchema.optional(),
   /** Set on the companion function the SDK adds for an `onFailure` handler. */
   onFailureOf: z.string().optional(),
 });

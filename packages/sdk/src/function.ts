@@ -9,6 +9,7 @@ import {
   type BackoffConfig,
   type CancelOn,
   type CronEventData,
+  type Duration,
   type FunctionConfig,
   type Trigger,
 } from "@stepwise/protocol";
@@ -79,6 +80,12 @@ export interface FunctionOptions<S extends EventSchemas, E extends string, C ext
    * and start nothing here). An event the expression has no value for starts its run as usual.
    */
   idempotency?: string;
+  /**
+   * Cancel a run that has not started `start` after its event (it waited in the queue: checked
+   * when an executor reaches it), or not finished `finish` after its event. Durations are
+   * milliseconds or text (`"30s"`, `"1h"`); the cancellation's reason names the timeout.
+   */
+  timeouts?: { start?: Duration; finish?: Duration };
   /** Cancel a run when one of these events arrives (`match`: a path equal in both events). */
   cancelOn?: readonly { event: EventName<S>; match?: string; if?: string }[];
   /** Retry backoff: `initialMs * factor^n`, capped at `maxMs`, with jitter. */
@@ -163,6 +170,7 @@ function functionConfig(options: Omit<FunctionOptions<EventSchemas, string, stri
   if (options.cancelOn) config.cancelOn = options.cancelOn.map((cancel): CancelOn => ({ ...cancel }));
   if (options.backoff) config.backoff = { ...options.backoff };
   if (options.idempotency !== undefined) config.idempotency = options.idempotency;
+  if (options.timeouts) config.timeouts = { ...options.timeouts };
   const checked = FunctionConfigSchema.safeParse(config);
   if (!checked.success) {
     const problems = checked.error.issues.map((issue) => `${issue.path.join(".") || "options"}: ${issue.message}`);

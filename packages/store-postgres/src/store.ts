@@ -188,7 +188,8 @@ export class PostgresStore extends PgReader implements Store {
       `SELECT r.id FROM runs r
        WHERE r.status NOT IN ('completed', 'failed', 'cancelled')
          AND r.started_at < now() - make_interval(secs => $1::float8 / 1000)
-         AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.run_id = r.id)
+         -- A timeout that would only cancel it is not what moves a run on.
+         AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.run_id = r.id AND j.kind <> 'finish-timeout')
          -- A run waiting for a child it invoked has no job until the child ends: not stranded.
          AND NOT EXISTS (SELECT 1 FROM steps s WHERE s.run_id = r.id AND s.status = 'invoking')
        ORDER BY r.started_at LIMIT $2`,

@@ -1,5 +1,5 @@
 /** A new run of a function for an event: queued, with its `cancelOn` matchers open. */
-import { newId } from "@stepwise/protocol";
+import { newId, toMs } from "@stepwise/protocol";
 import { evaluateValue } from "../expressions.ts";
 import { runLabel } from "../log.ts";
 import type { EventRecord, FunctionRecord, RunRecord } from "../records.ts";
@@ -26,6 +26,9 @@ export function newRun(fn: FunctionRecord, event: EventRecord, env: Pick<Machine
     draft.openMatcher(newMatcher(draft, { stepId: `cancel:${index}`, kind: "cancel", eventName: rule.event, match: rule.match, if: rule.if }));
   });
   draft.enqueue({ kind: "invoke" });
+  const finishMs = fn.config.timeouts?.finish === undefined ? undefined : toMs(fn.config.timeouts.finish);
+  // Due on the store's clock, counted from the commit: an executor whose clock is off does not move it.
+  if (finishMs !== undefined) draft.enqueue({ kind: "finish-timeout", delayMs: finishMs });
   draft.info(`${runLabel(run.id, fn.id)} queued for event ${event.name} (${event.id})`);
   return draft;
 }

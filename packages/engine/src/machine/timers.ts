@@ -1,15 +1,22 @@
 /**
  * Timers coming due: a sleep ends, a wait times out (resolving to null), an invoked child
- * takes longer than its timeout (the invoke step fails). Each is a no-op when its step has
- * moved on already (the event arrived, the child finished, the run ended).
+ * takes longer than its timeout (the invoke step fails), a run passes its function's
+ * `timeouts.finish` (it is cancelled). Each is a no-op when its step has moved on already
+ * (the event arrived, the child finished, the run ended).
  */
 import { serializedError } from "../errors.ts";
 import { runLabel } from "../log.ts";
 import { isTerminal, type JobRecord } from "../records.ts";
 import type { MachineEnv, RunDraft } from "./draft.ts";
+import { finish } from "./ending.ts";
 
 export function fireTimer(draft: RunDraft, env: MachineEnv, job: Pick<JobRecord, "kind" | "stepId">): void {
-  if (isTerminal(draft.run.status) || !job.stepId) return;
+  if (isTerminal(draft.run.status)) return;
+  if (job.kind === "finish-timeout") {
+    const limit = env.fn?.config.timeouts?.finish;
+    return finish(draft, env, { status: "cancelled", reason: `timeouts.finish: the run did not finish within ${limit ?? "its function's timeout"} of its event` });
+  }
+  if (!job.stepId) return;
   const step = draft.step(job.stepId);
   if (!step) return;
   const label = `${runLabel(draft.run.id, draft.run.functionId)} step "${step.name}"`;

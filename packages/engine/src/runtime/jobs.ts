@@ -13,7 +13,8 @@
  * A job that keeps failing inside the executor (not in the app: those are answers) is given up
  * after {@link MAX_JOB_FAILURES}: its run fails with the cause, instead of being retried forever.
  */
-import { PROTOCOL_VERSION, type InvokeRequest } from "@stepwise/protocol";
+import { PROTOCOL_VERSION, toMs, type InvokeRequest } from "@stepwise/protocol";
+import { formatDuration } from "../log.ts";
 import { afterCommit, describe, machineEnv, type EngineContext } from "../context.ts";
 import { isRefusedValue, LeaseLostError, serializedError } from "../errors.ts";
 import { invokeApp, type InvokerOptions } from "../invoker.ts";
@@ -27,7 +28,7 @@ import { RunDraft, type MachineEnv } from "../machine/draft.ts";
 import { finish } from "../machine/ending.ts";
 import { settle } from "../machine/progress.ts";
 import { fireTimer } from "../machine/timers.ts";
-import { isTerminal, type JobRecord, type RunState, type StepRecord } from "../records.ts";
+import { isTerminal, type FunctionRecord, type JobRecord, type RunState, type StepRecord } from "../records.ts";
 import { UnitOfWork, type UnitOptions } from "../unit/unit.ts";
 
 /** Failures of one job inside the executor before its run fails with the last of them. */
@@ -84,6 +85,8 @@ async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState 
     const error = serializedError("FunctionNotFound", `Function ${state.run.functionId} is not registered with the executor`);
     return complete(runner, job, state, (draft, env) => finish(draft, env, { status: "failed", error }), how);
   }
+  const late = startedTooLate(state, fn, ctx.clock.now());
+  if (late && !job.stepId) return complete(runner, job, state, (draft, env) => finish(draft, env, { status: "cancelled", reason: late }), how);
   const budget = outputBudget(app, ctx.limits);
   // An app that cannot read outputs back gets them all, as it always did.
   if (budget === Infinity && hasUnreadOutputs(state)) state = (await ctx.store.loadRunState(job.runId)) ?? state;
@@ -118,6 +121,19 @@ async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState 
     for (const op of response.ops) if (op.op === "invoke") await ctx.registry.getFunction(op.functionId);
   }
   return complete(runner, job, snapshot, (draft, env) => applyAnswer(draft, env, { targetStepId: target?.id, startedAt, knownSteps: steps.length }, response), how);
+}
+
+/**
+ * Why a run that never started may not start now (it waited in the queue past its function's
+ * `timeouts.start`), or undefined. Checked when its first invocation is about to go out: a run
+ * never starts late, though while every lane is busy it is cancelled when one frees up rather
+ * than at the deadline itself.
+ */
+function startedTooLate(state: RunState, fn: FunctionRecord, now: number): string | undefined {
+  const limit = fn.config.timeouts?.start;
+  if (limit === undefined || state.run.status !== "queued" || state.steps.length > 0) return undefined;
+  const waited = now - state.run.startedAt.getTime();
+  return waited > toMs(limit) ? `timeouts.start: the run waited ${formatDuration(waited)} to start, over its function's ${limit}` : undefined;
 }
 
 /** The executor could not apply this job, again and again: end the run with the cause. */

@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS runs (
   id              text PRIMARY KEY,
   function_id     text NOT NULL,
   event_id        text NOT NULL,
-  status          text NOT NULL,   -- queued | running | sleeping | waiting | completed | failed | cancelled
+  status          text NOT NULL,   -- queued | running | sleeping | waiting | completed | failed | cancelled | skipped
   attempt         integer NOT NULL DEFAULT 0,
   output          text,
   error           text,
@@ -66,6 +66,7 @@ ALTER TABLE runs ADD COLUMN IF NOT EXISTS version integer NOT NULL DEFAULT 0;
 -- Bytes of JSON held in the run's step outputs and errors (sent with every invocation; bounded).
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS state_bytes bigint NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS runs_event_idx ON runs (event_id);
+-- (It predates 'skipped', a run flow control created already ended; those few it holds too.)
 CREATE INDEX IF NOT EXISTS runs_live_idx ON runs (status) WHERE status NOT IN ('completed', 'failed', 'cancelled');
 CREATE INDEX IF NOT EXISTS runs_ended_idx ON runs (ended_at) WHERE ended_at IS NOT NULL;
 
@@ -138,7 +139,7 @@ DELETE FROM jobs a USING jobs b
  WHERE a.run_id = b.run_id AND a.kind = b.kind AND coalesce(a.step_id, '') = coalesce(b.step_id, '') AND a.id > b.id;
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_purpose_idx ON jobs (run_id, kind, coalesce(step_id, ''));
 -- Jobs of runs that already ended do nothing; an earlier version left them behind.
-DELETE FROM jobs j USING runs r WHERE r.id = j.run_id AND r.status IN ('completed', 'failed', 'cancelled');
+DELETE FROM jobs j USING runs r WHERE r.id = j.run_id AND r.status IN ('completed', 'failed', 'cancelled', 'skipped');
 
 -- Idempotency keys (a function's `idempotency` expression evaluated on an event): the run that
 -- holds each, until it expires; an event whose key is held starts no run of the function.
@@ -150,6 +151,15 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
   PRIMARY KEY (function_id, key)
 );
 CREATE INDEX IF NOT EXISTS idempotency_keys_expires_idx ON idempotency_keys (expires_at);
+
+-- rateLimit: per function and key, the theoretical arrival time of the next run (GCRA): a run
+-- may start while it is no further ahead of now than the period allows.
+CREATE TABLE IF NOT EXISTS rate_limits (
+  function_id  text NOT NULL,
+  key          text NOT NULL,
+  tat          timestamptz NOT NULL,
+  PRIMARY KEY (function_id, key)
+);
 
 -- Which version of this file was last applied (a hash of its text): an executor starting
 -- against a current schema runs no DDL at all, so it never takes table locks that live

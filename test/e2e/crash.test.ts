@@ -137,7 +137,7 @@ async function waitAll(ids: string[], runOf: (id: string) => Promise<RunView | u
   const deadline = Date.now() + 30_000;
   for (;;) {
     const runs = await Promise.all(ids.map(runOf));
-    if (runs.every((run) => run && ["completed", "failed", "cancelled"].includes(run.status))) return runs as RunView[];
+    if (runs.every((run) => run && ["completed", "failed", "cancelled", "skipped"].includes(run.status))) return runs as RunView[];
     if (Date.now() > deadline) throw new Error(`runs did not finish: ${JSON.stringify(runs.map((r) => r?.status))}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }

@@ -14,7 +14,7 @@ const charges = new Map<string, number>();
 const client = new Stepwise({
   id: "idem",
   dev: true,
-  schemas: { "order/paid": z.object({ orderId: z.string().optional(), amount: z.number() }) },
+  schemas: { "order/paid": z.object({ orderId: z.string().optional(), amount: z.number() }), "order/raw": z.object({ key: z.unknown(), n: z.number() }) },
 });
 const charge = client.createFunction(
   { id: "charge", triggers: [{ event: "order/paid" }], idempotency: "event.data.orderId" },
@@ -26,10 +26,13 @@ const charge = client.createFunction(
     }),
 );
 
+// Keys of any value: no text a store would refuse, no two values taken for one.
+const raw = client.createFunction({ id: "raw", triggers: [{ event: "order/raw" }], idempotency: "event.data.key" }, async ({ event }) => event.data.n);
+
 describe.each(STORE_KINDS)("idempotency on %s", (store) => {
   let stack: Stack;
   beforeAll(async () => {
-    stack = await startStack({ store, client, functions: [charge] });
+    stack = await startStack({ store, client, functions: [charge, raw] });
   });
   afterAll(async () => stack?.close());
 
@@ -61,6 +64,16 @@ describe.each(STORE_KINDS)("idempotency on %s", (store) => {
     expect((await stack.waitForRun(a!)).output).toBe(5);
     expect((await stack.waitForRun(b!)).output).toBe(6);
     expect(stack.log.lines.some((line) => line.includes(`its idempotency key (event.data.orderId) has no value for event ${a}`))).toBe(true);
+  });
+
+  it("takes any key value: NUL, lone surrogates, 10 KB of text; \"1\" and 1 are two keys", async () => {
+    const keys = [`a\u0000b-${store}`, `x\ud800-${store}`, `x\udbff-${store}`, `${store}-`.repeat(1_000), `1${store}`, 1, { nested: [store] }];
+    const first = await stack.send(keys.map((key, n) => ({ name: "order/raw", data: { key, n } })));
+    const again = await stack.send(keys.map((key, n) => ({ name: "order/raw", data: { key, n: n + 100 } })));
+    for (const [n, id] of first.entries()) expect((await stack.waitForRun(id)).output, `key ${n}`).toBe(n);
+    for (const id of again) expect(await stack.runsOf(id)).toEqual([]);
+    const [asText] = await stack.send({ name: "order/raw", data: { key: "1", n: 7 } });
+    expect((await stack.waitForRun(asText!)).output).toBe(7);
   });
 
   it("two executors taking the same keys at once start one run per key between them", async () => {

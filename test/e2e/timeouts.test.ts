@@ -79,5 +79,6 @@ describe.each(STORE_KINDS)("timeouts on %s", (store) => {
       /createFunction\("f"\): timeouts\.finish: Invalid duration "soon"/,
     );
     expect(() => client.createFunction({ id: "f", triggers: [{ event: "t/x" }], timeouts: { start: 0 } }, () => {})).toThrow(/timeouts\.start: must be longer than 0/);
+    expect(() => client.createFunction({ id: "f", triggers: [{ event: "t/x" }], timeouts: { finish: "20000000w" } }, () => {})).toThrow(/timeouts\.finish: must be at most a year/);
   });
 });

@@ -130,6 +130,7 @@ export class FaultyStore implements Store {
       getEvent: c((id) => tx.getEvent(id)),
       queueCronTick: c((tick) => tx.queueCronTick(tick)),
       reserveIdempotencyKey: c((functionId, key, runId, ttlMs) => tx.reserveIdempotencyKey(functionId, key, runId, ttlMs)),
+      takeRateLimit: c((functionId, key, intervalMs, toleranceMs) => tx.takeRateLimit(functionId, key, intervalMs, toleranceMs)),
     };
   }
 

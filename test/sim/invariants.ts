@@ -17,7 +17,8 @@
  * 9. A completed run returned exactly the values the store holds for its steps.
  * 10. The executors idle when nothing is due, and stop within their grace period.
  * 12. A cron tick starts at most one run, and the function's chain of ticks survives every
- *     fault: exactly one tick is queued for it at the end.
+ *     fault: exactly one tick is queued for it at the end. A run skipped by its rate limit ran
+ *     nothing and holds no job.
  * 13. An idempotency key starts exactly one run: every key of the events sent has its run, and
  *     no key has two.
  * 11. No step body after a sleep starts before the sleep's due time (whatever the executors'
@@ -82,7 +83,7 @@ export async function check(sql: SqlClient, played: Played): Promise<Checked> {
   if (!played.quiesced) {
     const jobs = await sql.query("SELECT * FROM jobs WHERE run_id IN " + IN("$1"), [runIds]);
     for (const run of runs.values()) {
-      if (["completed", "failed", "cancelled"].includes(String(run.status))) continue;
+      if (["completed", "failed", "cancelled", "skipped"].includes(String(run.status))) continue;
       const state = { run: { status: run.status }, steps: (stepsByRun.get(String(run.id)) ?? []).map(stepRecord) } as unknown as RunState;
       const mine = jobs.filter((job) => job.run_id === run.id);
       const missing = expectedJobs(state).filter((want) => !mine.some((job) => job.kind === want.kind && (job.step_id ?? undefined) === want.stepId));
@@ -242,6 +243,13 @@ export async function check(sql: SqlClient, played: Played): Promise<Checked> {
   const tickFunction = `${SIM_APP_ID}-sim-tick`;
   for (const row of await sql.query("SELECT event_id, count(*)::int AS n FROM runs WHERE function_id = $1 GROUP BY 1 HAVING count(*) > 1", [tickFunction])) {
     fail(`cron tick ${row.event_id} started ${row.n} runs`);
+  }
+  for (const row of await sql.query(
+    `SELECT r.id, (SELECT count(*) FROM steps s WHERE s.run_id = r.id)::int AS steps, (SELECT count(*) FROM jobs j WHERE j.run_id = r.id)::int AS jobs
+     FROM runs r WHERE r.function_id = $1 AND r.status = 'skipped'`,
+    [tickFunction],
+  )) {
+    if (Number(row.steps) + Number(row.jobs) > 0) fail(`skipped run ${row.id} has ${row.steps} steps and ${row.jobs} jobs`);
   }
   const [queuedTicks] = await sql.query<{ n: number }>("SELECT count(*)::int AS n FROM jobs WHERE kind = 'cron' AND run_id = $1", [`cron:${tickFunction}`]);
   if (Number(queuedTicks?.n) !== 1) fail(`the cron trigger of ${tickFunction} has ${queuedTicks?.n} ticks queued at the end, not 1: its ticks ${Number(queuedTicks?.n) === 0 ? "stopped" : "doubled"}`);

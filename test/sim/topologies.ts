@@ -50,10 +50,10 @@ DROP TRIGGER IF EXISTS sim_audit_step ON steps;
 CREATE TRIGGER sim_audit_step AFTER INSERT OR UPDATE ON steps FOR EACH ROW EXECUTE FUNCTION sim_audit_step();
 CREATE OR REPLACE FUNCTION sim_audit_run() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  IF NEW.status IN ('completed', 'failed', 'cancelled') AND OLD.status NOT IN ('completed', 'failed', 'cancelled') THEN
+  IF NEW.status IN ('completed', 'failed', 'cancelled', 'skipped') AND OLD.status NOT IN ('completed', 'failed', 'cancelled', 'skipped') THEN
     INSERT INTO sim_run_ends (run_id, txid) VALUES (NEW.id, txid_current()) ON CONFLICT (run_id) DO NOTHING;
   END IF;
-  IF OLD.status IN ('completed', 'failed', 'cancelled') AND NEW.status <> OLD.status THEN
+  IF OLD.status IN ('completed', 'failed', 'cancelled', 'skipped') AND NEW.status <> OLD.status THEN
     INSERT INTO sim_violations (kind, run_id, detail) VALUES ('run changed after it ended', NEW.id, OLD.status || ' -> ' || NEW.status);
   END IF;
   RETURN NEW;

@@ -185,7 +185,7 @@ export async function play(topology: Topology, schedule: Schedule): Promise<Play
   let quiesced = false;
   const deadline = Date.now() + QUIESCE_DEADLINE_MS;
   while (Date.now() < deadline) {
-    const [row] = await topology.sql.query<{ n: number | string }>("SELECT count(*) AS n FROM runs WHERE status NOT IN ('completed', 'failed', 'cancelled')");
+    const [row] = await topology.sql.query<{ n: number | string }>("SELECT count(*) AS n FROM runs WHERE status NOT IN ('completed', 'failed', 'cancelled', 'skipped')");
     if (Number(row?.n) === 0 && slots.every((s) => !s.restarting)) {
       quiesced = true;
       break;

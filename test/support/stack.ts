@@ -118,7 +118,7 @@ export async function startStack(options: {
     return body;
   };
   const runsOf = async (eventId: string) => (await api(`/api/events/${eventId}/runs`)).runs as RunView[];
-  const terminal = ["completed", "failed", "cancelled"];
+  const terminal = ["completed", "failed", "cancelled", "skipped"];
 
   return {
     executor,

@@ -295,9 +295,10 @@ export class Executor {
       const which = taken.map((t) => `"${t.functionId}" (app "${t.appId}")`).join(", ");
       throw new InputError(`App "${app.appId}" not registered: its function IDs would be ${which}, which another app already holds; rename the function or the app`, 409);
     }
+    // Refreshed before the lanes hear of the new ticks: a tick checks its pattern in the registry.
+    await this.ctx.registry.refresh();
     const lines = queued.map((job) => ({ level: "info" as const, line: `cron "${job.stepId}" of ${job.runId.slice(CRON_JOB_PREFIX.length)}: first tick at ${job.runAt.toISOString()}` }));
     await afterCommit(this.ctx, { lines, queued, deleted });
-    await this.ctx.registry.refresh();
     return { appId: app.appId, functions: functions.map((fn) => fn.id) };
   }
 

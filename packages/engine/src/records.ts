@@ -4,8 +4,9 @@
  */
 import type { FunctionConfig, SerializedError, StepKind, StepRetryPolicy } from "@stepwise/protocol";
 
-export type RunStatus = "queued" | "running" | "sleeping" | "waiting" | "completed" | "failed" | "cancelled";
-export const TERMINAL_RUN_STATUSES: readonly RunStatus[] = ["completed", "failed", "cancelled"];
+/** `skipped`: the event matched, but flow control (`rateLimit`) started no run; the run's error says why. */
+export type RunStatus = "queued" | "running" | "sleeping" | "waiting" | "completed" | "failed" | "cancelled" | "skipped";
+export const TERMINAL_RUN_STATUSES: readonly RunStatus[] = ["completed", "failed", "cancelled", "skipped"];
 
 /** Whether a run has ended: nothing about it changes any more. */
 export function isTerminal(status: RunStatus): boolean {

@@ -143,6 +143,11 @@ export interface StoreTx {
    * it unexpired. Returns the run that holds it: `runId` when taken.
    */
   reserveIdempotencyKey(functionId: string, key: string, runId: string, ttlMs: number): Promise<string>;
+  /**
+   * Takes one start from the rate limit of `functionId` and `key` (GCRA on the store's clock: a
+   * start every `intervalMs`, with bursts up to `toleranceMs` ahead); false when none is left.
+   */
+  takeRateLimit(functionId: string, key: string, intervalMs: number, toleranceMs: number): Promise<boolean>;
   /** Queues a cron trigger's tick, unless one of that pattern is queued already (then null). */
   queueCronTick(tick: CronTick): Promise<JobRecord | null>;
 }

@@ -72,6 +72,34 @@ describe.each(STORE_KINDS)("cron ticks on %s", (kind) => {
     expect((await store.getEvent(cronEventId("ticks-tick", EVERY_SECOND, tick)))?.name).toBe(CRON_EVENT);
   });
 
+  it("an executor whose registry predates the sync that added a pattern still fires its ticks", async () => {
+    await sync(fnWith(undefined));
+    // Loaded before the sync below, refreshed only every 5 s (the default), as a long-lived executor is.
+    const stale = new Executor({ store, signingKey: DEV_SIGNING_KEY, log: silentLogger, pollMs: 50, fetch: (input, init) => handler(new Request(input, init)) });
+    await stale.start();
+    try {
+      const first = await clearOfBoundary();
+      await sync(fnWith(EVERY_SECOND));
+      await sleep(first.getTime() - Date.now() + 1_500);
+      expect(await executor().listRunsForEvent(cronEventId("ticks-tick", EVERY_SECOND, first))).toHaveLength(1);
+      expect(await cronJobs()).toEqual([EVERY_SECOND]);
+    } finally {
+      await stale.stop();
+    }
+  });
+
+  it("a tick given back (a failure in the executor, a stop) keeps the time of its tick", async () => {
+    const first = await clearOfBoundary();
+    await sync(fnWith(EVERY_SECOND));
+    await sleep(first.getTime() - Date.now() + 100);
+    const [job] = (await store.queue.claim("w1", 10, 30_000)).filter((j) => j.kind === "cron");
+    await store.queue.release(job!, "w1", { delayMs: 300, failure: "store hiccup" });
+    await sleep(400);
+    await executor().drain({ budgetMs: 10_000 });
+    const [run] = await executor().listRunsForEvent(cronEventId("ticks-tick", EVERY_SECOND, first));
+    expect(run).toMatchObject({ status: "completed", output: { scheduledAt: first.toISOString() } });
+  });
+
   it("a sync keeps a queued tick, replaces it when the pattern changes, and drops it with the trigger", async () => {
     const daily = "0 9 * * *";
     await sync(fnWith(daily));

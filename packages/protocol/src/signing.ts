@@ -103,7 +103,8 @@ export async function keyMatches(given: string, keys: readonly string[]): Promis
   return matched;
 }
 
-async function sha256Hex(text: string): Promise<string> {
+/** SHA-256 of `text` (UTF-8) as hex: node:crypto where present, else WebCrypto. */
+export async function sha256Hex(text: string): Promise<string> {
   if (nodeCrypto) return nodeCrypto.createHash("sha256").update(text, "utf8").digest("hex");
   return toHex(await crypto.subtle.digest("SHA-256", encoder.encode(text)));
 }

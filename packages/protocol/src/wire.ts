@@ -238,6 +238,9 @@ export const CancelOnSchema = z.object({
 });
 export type CancelOn = z.infer<typeof CancelOnSchema>;
 
+/** The longest duration a function's configuration may give (a year): past it, dates overflow. */
+const MAX_CONFIG_DURATION_MS = 366 * 86_400_000;
+
 /** A duration in a function's configuration: milliseconds, or text such as "30s" or "1h". */
 const ConfigDurationSchema = z.union([z.number(), z.string()]).superRefine((value, ctx) => {
   let ms: number;
@@ -248,6 +251,7 @@ const ConfigDurationSchema = z.union([z.number(), z.string()]).superRefine((valu
     return;
   }
   if (ms <= 0) ctx.addIssue({ code: "custom", message: `must be longer than 0, got ${JSON.stringify(value)}` });
+  if (ms > MAX_CONFIG_DURATION_MS) ctx.addIssue({ code: "custom", message: `must be at most a year ("366d"), got ${JSON.stringify(value)}` });
 });
 
 /**
@@ -256,6 +260,24 @@ const ConfigDurationSchema = z.union([z.number(), z.string()]).superRefine((valu
  */
 export const TimeoutsSchema = z.object({ start: ConfigDurationSchema.optional(), finish: ConfigDurationSchema.optional() }).strict();
 export type Timeouts = z.infer<typeof TimeoutsSchema>;
+
+/**
+ * At most `limit` runs start per `period` (per value of the CEL `key` over `event`, when given);
+ * an event over the limit is stored and its run is `skipped`, with a reason that says so.
+ */
+export const RateLimitSchema = z
+  .object({ limit: z.number().int().min(1).max(100_000), period: ConfigDurationSchema, key: celText("key").optional() })
+  .strict()
+  .superRefine((rate, ctx) => {
+    let ms: number;
+    try {
+      ms = toMs(rate.period);
+    } catch {
+      return; // said by the period's own check
+    }
+    if (ms < 1_000 || ms > 86_400_000) ctx.addIssue({ code: "custom", path: ["period"], message: `must be between 1s and 24h, got ${JSON.stringify(rate.period)}` });
+  });
+export type RateLimit = z.infer<typeof RateLimitSchema>;
 
 /** A function as an app describes it (`GET /api/durable`) and registers it (`PUT`). */
 export const FunctionConfigSchema = z.object({
@@ -272,6 +294,7 @@ export const FunctionConfigSchema = z.object({
    */
   idempotency: celText("idempotency").optional(),
   timeouts: TimeoutsSchema.optional(),
+  rateLimit: RateLimitSchema.optional(),
   /** Set on the companion function the SDK adds for an `onFailure` handler. */
   onFailureOf: z.string().optional(),
 });

@@ -86,6 +86,12 @@ export interface FunctionOptions<S extends EventSchemas, E extends string, C ext
    * milliseconds or text (`"30s"`, `"1h"`); the cancellation's reason names the timeout.
    */
   timeouts?: { start?: Duration; finish?: Duration };
+  /**
+   * At most `limit` runs start per `period` (1s to 24h), per value of `key` (a CEL expression
+   * over `event`) when given. An event over the limit is stored, and its run is `skipped` with a
+   * reason that says so; nothing is queued for later (use it where a late run is no use).
+   */
+  rateLimit?: { limit: number; period: Duration; key?: string };
   /** Cancel a run when one of these events arrives (`match`: a path equal in both events). */
   cancelOn?: readonly { event: EventName<S>; match?: string; if?: string }[];
   /** Retry backoff: `initialMs * factor^n`, capped at `maxMs`, with jitter. */
@@ -171,6 +177,7 @@ function functionConfig(options: Omit<FunctionOptions<EventSchemas, string, stri
   if (options.backoff) config.backoff = { ...options.backoff };
   if (options.idempotency !== undefined) config.idempotency = options.idempotency;
   if (options.timeouts) config.timeouts = { ...options.timeouts };
+  if (options.rateLimit) config.rateLimit = { ...options.rateLimit };
   const checked = FunctionConfigSchema.safeParse(config);
   if (!checked.success) {
     const problems = checked.error.issues.map((issue) => `${issue.path.join(".") || "options"}: ${issue.message}`);

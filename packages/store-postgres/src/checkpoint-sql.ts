@@ -108,7 +108,7 @@ WITH run AS (
 ),
 open AS (
   SELECT 1 FROM run
-  WHERE status NOT IN ('completed', 'failed', 'cancelled') AND function_id = $2 AND state_bytes + $12::bigint <= $13::bigint
+  WHERE status NOT IN ('completed', 'failed', 'cancelled', 'skipped') AND function_id = $2 AND state_bytes + $12::bigint <= $13::bigint
 ),
 job AS (
   SELECT id FROM jobs
@@ -159,7 +159,7 @@ run AS (
 ),
 open AS (
   SELECT i.* FROM input i JOIN run r ON r.id = i.run_id
-  WHERE r.status NOT IN ('completed', 'failed', 'cancelled') AND r.function_id = i.function_id AND r.state_bytes + i.bytes <= i.max_bytes
+  WHERE r.status NOT IN ('completed', 'failed', 'cancelled', 'skipped') AND r.function_id = i.function_id AND r.state_bytes + i.bytes <= i.max_bytes
 ),
 job AS (
   SELECT j.id, o.idx FROM jobs j JOIN open o ON j.id = o.job_id

@@ -186,7 +186,7 @@ export class PostgresStore extends PgReader implements Store {
   async findStrandedRuns(minAgeMs: number, limit: number): Promise<string[]> {
     const rows = await this.client.query<{ id: string }>(
       `SELECT r.id FROM runs r
-       WHERE r.status NOT IN ('completed', 'failed', 'cancelled')
+       WHERE r.status NOT IN ('completed', 'failed', 'cancelled', 'skipped')
          AND r.started_at < now() - make_interval(secs => $1::float8 / 1000)
          -- A timeout that would only cancel it is not what moves a run on.
          AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.run_id = r.id AND j.kind <> 'finish-timeout')
@@ -207,7 +207,7 @@ export class PostgresStore extends PgReader implements Store {
       // Steps and matchers go with their run (ON DELETE CASCADE); an ended run has no jobs.
       const runs = await sql.query(
         `DELETE FROM runs WHERE id IN (
-           SELECT id FROM runs WHERE ended_at < ${cutoff} AND status IN ('completed', 'failed', 'cancelled') ORDER BY ended_at LIMIT $2)
+           SELECT id FROM runs WHERE ended_at < ${cutoff} AND status IN ('completed', 'failed', 'cancelled', 'skipped') ORDER BY ended_at LIMIT $2)
          RETURNING 1`,
         [olderThanMs, limit],
       );
@@ -219,6 +219,12 @@ export class PostgresStore extends PgReader implements Store {
            ORDER BY e.received_at LIMIT $2)
          RETURNING 1`,
         [olderThanMs, limit],
+      );
+      // A rate limit whose time has come round is as good as none.
+      await sql.query(
+        `DELETE FROM rate_limits WHERE (function_id, key) IN (
+           SELECT function_id, key FROM rate_limits WHERE tat < now() ORDER BY tat LIMIT $1)`,
+        [limit],
       );
       // Expired keys hold nothing back; they go with the runs of their time.
       await sql.query(

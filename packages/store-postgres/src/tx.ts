@@ -89,6 +89,17 @@ export class PgTx extends PgReader implements StoreTx {
     return held?.run_id ?? runId;
   }
 
+  async takeRateLimit(functionId: string, key: string, intervalMs: number, toleranceMs: number): Promise<boolean> {
+    const rows = await this.sql.query(
+      `INSERT INTO rate_limits AS r (function_id, key, tat) VALUES ($1, $2, now() + make_interval(secs => $3::float8 / 1000))
+       ON CONFLICT (function_id, key) DO UPDATE SET tat = greatest(r.tat, now()) + make_interval(secs => $3::float8 / 1000)
+         WHERE greatest(r.tat, now()) <= now() + make_interval(secs => $4::float8 / 1000)
+       RETURNING 1`,
+      [functionId, key, intervalMs, toleranceMs],
+    );
+    return rows.length > 0;
+  }
+
   async queueCronTick(tick: CronTick): Promise<JobRecord | null> {
     // The purpose index (run, kind, step) holds one tick per pattern: a second is not written.
     const rows = await this.sql.query(

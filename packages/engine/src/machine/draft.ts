@@ -30,7 +30,8 @@ export interface MachineEnv {
 export type RunEnding =
   | { status: "completed"; output: unknown }
   | { status: "failed"; error: SerializedError; step?: string }
-  | { status: "cancelled"; reason: string };
+  | { status: "cancelled"; reason: string }
+  | { status: "skipped"; reason: string };
 
 /** Work on other runs that a transition asks for, done by the unit of work in the same transaction. */
 export type Effect =

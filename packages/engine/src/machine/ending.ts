@@ -16,7 +16,14 @@ export function finish(draft: RunDraft, env: MachineEnv, ending: RunEnding): voi
   draft.patchRun({
     status: ending.status,
     output: ending.status === "completed" ? (ending.output ?? null) : undefined,
-    error: ending.status === "failed" ? ending.error : ending.status === "cancelled" ? cancelledError(ending.reason) : undefined,
+    error:
+      ending.status === "failed"
+        ? ending.error
+        : ending.status === "cancelled"
+          ? cancelledError(ending.reason)
+          : ending.status === "skipped"
+            ? { name: "RunSkipped", message: ending.reason }
+            : undefined,
     endedAt,
   });
   for (const step of draft.steps()) {
@@ -30,6 +37,7 @@ export function finish(draft: RunDraft, env: MachineEnv, ending: RunEnding): voi
   const took = formatDuration(endedAt.getTime() - run.startedAt.getTime());
   if (ending.status === "completed") draft.info(`${label} completed in ${took}`);
   if (ending.status === "cancelled") draft.info(`${label} cancelled: ${ending.reason}`);
+  if (ending.status === "skipped") draft.info(`${label} skipped: ${ending.reason}`);
   if (ending.status === "failed") {
     const where = ending.step ? ` at step "${ending.step}"` : "";
     draft.warn(`${label} failed${where} after ${took}: ${ending.error.name}: ${ending.error.message}`);

@@ -1,6 +1,5 @@
 /** A new run of a function for an event: queued, with its `cancelOn` matchers open. */
 import { newId, toMs } from "@stepwise/protocol";
-import { evaluateValue } from "../expressions.ts";
 import { runLabel } from "../log.ts";
 import type { EventRecord, FunctionRecord, RunRecord } from "../records.ts";
 import { RunDraft, type MachineEnv } from "./draft.ts";
@@ -33,17 +32,3 @@ export function newRun(fn: FunctionRecord, event: EventRecord, env: Pick<Machine
   return draft;
 }
 
-/** How long an idempotency key holds back further runs of its function: 24 hours. */
-export const IDEMPOTENCY_WINDOW_MS = 24 * 3_600_000;
-
-/**
- * The idempotency key of `event` for a function whose `idempotency` expression is `source`, as
- * text (strings as they are, other values as JSON); undefined when the expression has no value
- * for this event (a missing field): such an event starts its run without a key.
- */
-export function idempotencyKey(source: string, event: EventRecord): string | undefined {
-  const value = evaluateValue(source, { event });
-  if (value === undefined || value === null) return undefined;
-  if (typeof value === "string") return value;
-  return JSON.stringify(value, (_key, v: unknown) => (typeof v === "bigint" ? v.toString() : v));
-}

@@ -13,7 +13,7 @@
 import { CRON_EVENT, derivedEventId, nextCronTick, type CronEventData } from "@stepwise/protocol";
 import { afterCommit, type EngineContext } from "../context.ts";
 import { LeaseLostError } from "../errors.ts";
-import { CRON_JOB_PREFIX, type CronTick, type EventRecord, type FunctionRecord, type JobRecord } from "../records.ts";
+import { CRON_JOB_PREFIX, type CronTick, type FunctionRecord, type JobRecord } from "../records.ts";
 import { UnitOfWork } from "../unit/unit.ts";
 
 /** Failures of one tick inside the executor before it is skipped for the next one. */
@@ -49,36 +49,47 @@ export function cronEventId(functionId: string, cron: string, tick: Date): strin
 export async function runCronTick(ctx: EngineContext, job: JobRecord, owner: string): Promise<void> {
   const functionId = job.runId.slice(CRON_JOB_PREFIX.length);
   const cron = job.stepId ?? "";
-  const fn = await ctx.registry.getFunction(functionId);
-  const live = fn !== undefined && fn.config.triggers.some((trigger) => trigger.cron === cron);
-  const now = new Date(ctx.clock.now());
-  // Ticks missed while no executor ran are not made up for: the next is the first after now.
-  const next = live ? nextCronTick(cron, now > job.runAt ? now : job.runAt) : null;
+  const hasPattern = (fn: FunctionRecord | undefined) => fn !== undefined && fn.config.triggers.some((trigger) => trigger.cron === cron);
+  let fn = await ctx.registry.getFunction(functionId);
+  // The cache may predate the sync that added the pattern: dropping the tick on its word would
+  // end the chain for good, so ask the store before believing it.
+  if (!hasPattern(fn)) {
+    await ctx.registry.refresh();
+    fn = await ctx.registry.getFunction(functionId);
+  }
+  const live = fn !== undefined && hasPattern(fn);
   const skip = job.failures >= MAX_TICK_FAILURES;
-  const data: CronEventData = { cron, scheduledAt: job.runAt.toISOString() };
-  const event: EventRecord = { id: cronEventId(functionId, cron, job.runAt), name: CRON_EVENT, data, ts: job.runAt.getTime() };
+  const now = new Date(ctx.clock.now());
+  let tick = job.runAt;
   const outcome = await ctx.store.transaction(async (tx) => {
     const unit = new UnitOfWork(tx, ctx);
-    if (!(await tx.completeJob({ jobId: job.id, owner }))) throw new LeaseLostError(job.id);
+    const done = await tx.completeJob({ jobId: job.id, owner });
+    if (!done) throw new LeaseLostError(job.id);
+    // The tick's time is when the job first came due: a job given back (a failure, a stop) is
+    // due again later, but it is still that tick.
+    tick = done.readyAt;
     let started: string | undefined;
     if (fn && live && !skip) {
-      const [stored] = await tx.insertEvents([event]);
-      if (stored) started = unit.startRun(fn, stored).run.id;
+      const data: CronEventData = { cron, scheduledAt: tick.toISOString() };
+      const [stored] = await tx.insertEvents([{ id: cronEventId(functionId, cron, tick), name: CRON_EVENT, data, ts: tick.getTime() }]);
+      if (stored) started = (await unit.startTriggered(fn, stored))?.run.id;
     }
+    // Ticks missed while no executor ran are not made up for: the next is the first after now.
+    const next = live ? nextCronTick(cron, now > tick ? now : tick) : null;
     const nextJob = next ? await tx.queueCronTick({ functionId, cron, runAt: next }) : null;
     const committed = await unit.commit();
-    return { ...committed, started, queued: [...committed.queued, ...(nextJob ? [nextJob] : [])], deleted: [...committed.deleted, job.id] };
+    return { ...committed, started, next, queued: [...committed.queued, ...(nextJob ? [nextJob] : [])], deleted: [...committed.deleted, job.id] };
   });
   // The run's own line ("queued for event stepwise/cron") comes with the commit's lines.
-  const late = now.getTime() - job.runAt.getTime();
+  const late = now.getTime() - tick.getTime();
   if (skip) {
-    ctx.log.error(`cron "${cron}" of ${functionId}: tick ${job.runAt.toISOString()} skipped after ${job.failures} failed attempts (${job.lastError ?? "unknown cause"})`);
+    ctx.log.error(`cron "${cron}" of ${functionId}: tick ${tick.toISOString()} skipped after ${job.failures} failed attempts (${job.lastError ?? "unknown cause"})`);
   } else if (!live) {
-    ctx.log.info(`cron "${cron}" of ${functionId}: no longer a trigger of the function; its ticks stop`);
+    ctx.log.warn(`cron "${cron}" of ${functionId}: no longer a trigger of the function (${fn ? "its pattern changed" : "the function is gone"}); its ticks stop`);
   } else if (outcome.started && late > 60_000) {
-    ctx.log.warn(`cron "${cron}" of ${functionId}: tick ${job.runAt.toISOString()} ran ${describeLate(late)} late (no executor was running); ticks missed meanwhile are skipped`);
+    ctx.log.warn(`cron "${cron}" of ${functionId}: tick ${tick.toISOString()} ran ${describeLate(late)} late (no executor was running); ticks missed meanwhile are skipped`);
   }
-  if (next === null && live) ctx.log.warn(`cron "${cron}" of ${functionId}: no tick after ${now.toISOString()}; its ticks stop`);
+  if (outcome.next === null && live) ctx.log.warn(`cron "${cron}" of ${functionId}: no tick after ${now.toISOString()}; its ticks stop`);
   await afterCommit(ctx, outcome);
 }
 

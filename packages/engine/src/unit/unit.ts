@@ -19,7 +19,9 @@ import { serializedError } from "../errors.ts";
 import { RunDraft, type Effect, type LogLine, type MachineEnv } from "../machine/draft.ts";
 import { settleChild } from "../machine/ending.ts";
 import { settle } from "../machine/progress.ts";
-import { idempotencyKey, IDEMPOTENCY_WINDOW_MS, newRun } from "../machine/start.ts";
+import { newRun } from "../machine/start.ts";
+import { finish } from "../machine/ending.ts";
+import { admit } from "./admission.ts";
 import { runLabel } from "../log.ts";
 import { stepAttemptFailed } from "../machine/steps.ts";
 import { cancelOnEvent, matcherAccepts, resolveWait } from "../machine/waits.ts";
@@ -148,23 +150,20 @@ export class UnitOfWork {
   }
 
   /**
-   * Starts `fn` for `event`, unless the function's idempotency key for the event is held by a
-   * run started within the window (the key is taken in this transaction, so two events with one
-   * key, in one burst or on two executors at once, start one run).
+   * Starts `fn` for `event` (a trigger or a cron tick) as its flow control admits it (see
+   * `admission.ts`); the run, unless none was created.
    */
-  private async startTriggered(fn: FunctionRecord, event: EventRecord): Promise<void> {
-    const source = fn.config.idempotency;
-    const key = source === undefined ? undefined : idempotencyKey(source, event);
+  async startTriggered(fn: FunctionRecord, event: EventRecord): Promise<RunDraft | undefined> {
     const draft = this.startRun(fn, event);
-    if (source === undefined) return;
-    if (key === undefined) {
-      this.lines.push({ level: "warn", line: `${runLabel(draft.run.id, fn.id)}: its idempotency key (${source}) has no value for event ${event.id}; the run starts without one` });
-      return;
+    const admission = await admit(this.tx, fn, event, draft.run.id);
+    if (admission.start === false) {
+      this.entries.delete(draft.run.id);
+      this.lines.push({ level: "info", line: admission.line });
+      return undefined;
     }
-    const holder = await this.tx.reserveIdempotencyKey(fn.id, key, draft.run.id, IDEMPOTENCY_WINDOW_MS);
-    if (holder === draft.run.id) return;
-    this.entries.delete(draft.run.id);
-    this.lines.push({ level: "info", line: `event ${event.id} (${event.name}) starts no run of ${fn.id}: idempotency key ${JSON.stringify(key)} is held by run ${holder}` });
+    if (admission.start === "skip") finish(draft, this.env(draft), { status: "skipped", reason: admission.reason });
+    else if (admission.warning) this.lines.push({ level: "warn", line: `${runLabel(draft.run.id, fn.id)}: ${admission.warning}` });
+    return draft;
   }
 
   /** Carries out every effect and look-back, then writes each run's change. */

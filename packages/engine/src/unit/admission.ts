@@ -1,0 +1,65 @@
+/**
+ * Flow control at the door: whether an event that triggers a function starts a run of it, and
+ * how. Each check takes its share in the transaction that creates the run (a key, a start of a
+ * rate limit), so what it decides commits with the run or not at all, and two executors deciding
+ * at once meet on the same row.
+ *
+ * - `idempotency`: a key already held by a run started within 24 hours starts nothing.
+ * - `rateLimit`: over the limit, the run is created already ended, `skipped`, saying why.
+ */
+import { sha256Hex, toMs } from "@stepwise/protocol";
+import { evaluateValue } from "../expressions.ts";
+import type { EventRecord, FunctionRecord } from "../records.ts";
+import type { StoreTx } from "../store.ts";
+
+/** How long an idempotency key holds back further runs of its function: 24 hours. */
+export const IDEMPOTENCY_WINDOW_MS = 24 * 3_600_000;
+
+export type Admission =
+  /** Start the run; `warning` says what could not be checked. */
+  | { start: true; warning?: string }
+  /** Start nothing (a duplicate); `line` says why. */
+  | { start: false; line: string }
+  /** Create the run already ended as `skipped`, with `reason`. */
+  | { start: "skip"; reason: string };
+
+export async function admit(tx: StoreTx, fn: FunctionRecord, event: EventRecord, runId: string): Promise<Admission> {
+  let warning: string | undefined;
+  const { idempotency, rateLimit } = fn.config;
+  if (idempotency !== undefined) {
+    const key = keyOf(idempotency, event);
+    if (key === undefined) {
+      warning = `its idempotency key (${idempotency}) has no value for event ${event.id}; the run starts without one`;
+    } else {
+      const holder = await tx.reserveIdempotencyKey(fn.id, await sha256Hex(key), runId, IDEMPOTENCY_WINDOW_MS);
+      if (holder !== runId) return { start: false, line: `event ${event.id} (${event.name}) starts no run of ${fn.id}: idempotency key ${shown(key)} is held by run ${holder}` };
+    }
+  }
+  if (rateLimit) {
+    // Without a value for the key, the event counts against the function's shared limit.
+    const key = rateLimit.key === undefined ? "" : (keyOf(rateLimit.key, event) ?? "");
+    const periodMs = toMs(rateLimit.period);
+    const intervalMs = periodMs / rateLimit.limit;
+    if (!(await tx.takeRateLimit(fn.id, await sha256Hex(key), intervalMs, periodMs - intervalMs))) {
+      const per = rateLimit.key === undefined ? "" : ` for ${rateLimit.key} = ${shown(key)}`;
+      return { start: "skip", reason: `rateLimit: ${rateLimit.limit} run(s) per ${rateLimit.period}${per} already started` };
+    }
+  }
+  return warning === undefined ? { start: true } : { start: true, warning };
+}
+
+/**
+ * A CEL key of `event` as JSON text (so `"1"` and `1` differ, and NUL or a lone surrogate is
+ * escaped); undefined when the expression has no value for this event (a missing field). The
+ * store keeps its SHA-256, whatever its length or characters.
+ */
+export function keyOf(source: string, event: EventRecord): string | undefined {
+  const value = evaluateValue(source, { event });
+  if (value === undefined || value === null) return undefined;
+  return JSON.stringify(value, (_key, v: unknown) => (typeof v === "bigint" ? v.toString() : v));
+}
+
+/** A key as a log line shows it: its JSON, cut at 200 characters. */
+function shown(key: string): string {
+  return key.length > 200 ? `${key.slice(0, 200)}…` : key;
+}

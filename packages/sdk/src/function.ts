@@ -71,7 +71,7 @@ export interface FunctionOptions<S extends EventSchemas, E extends string, C ext
    * (`{ cron: "TZ=Europe/Paris 0 9 * * 1-5" }`, seconds optional): one run per tick, with a
    * `stepwise/cron` event whose data says which tick.
    */
-  triggers: readonly ({ event: E; if?: string } | { cron: C })[];
+  triggers: readonly ({ event: E; if?: string; cron?: never } | { cron: C; event?: never; if?: never })[];
   /** Retries after the first attempt, per step and for the function body (default 3, max 20). */
   retries?: number;
   /**

@@ -3,7 +3,7 @@
  * and how to plan it as an op); the replay decides whether it returns a stored result,
  * throws a stored error, never settles, or becomes new work. See `replay.ts`.
  */
-import { globalFunctionId, StepRetryPolicySchema, toMs, type BackoffConfig, type Duration, type Op, type StepKind, type StepRetryPolicy } from "@stepwise/protocol";
+import { celProblem, globalFunctionId, StepRetryPolicySchema, toMs, type BackoffConfig, type Duration, type Op, type StepKind, type StepRetryPolicy } from "@stepwise/protocol";
 import type { AnyStepwiseFunction, FunctionOutput, InvokeData } from "./function.ts";
 import { NonRetriableError } from "./errors.ts";
 import { StepwiseFunction } from "./function.ts";
@@ -112,13 +112,19 @@ export function createStepTools<S extends EventSchemas>(dispatch: StepDispatcher
       dispatch({
         name,
         kind: "wait",
-        plan: () => ({
-          op: "wait",
-          event: options.event,
-          timeoutAt: isoIn(toMs(options.timeout)),
-          ...(options.match === undefined ? {} : { match: options.match }),
-          ...(options.if === undefined ? {} : { if: options.if }),
-        }),
+        plan: () => {
+          // Checked for a new wait only (a stored one replays as it is): a condition that does
+          // not parse would match nothing, and the wait would only time out.
+          const problem = options.if === undefined ? undefined : celProblem(options.if);
+          if (problem) throw new NonRetriableError(`step.waitForEvent("${name}"): if: ${problem}`);
+          return {
+            op: "wait",
+            event: options.event,
+            timeoutAt: isoIn(toMs(options.timeout)),
+            ...(options.match === undefined ? {} : { match: options.match }),
+            ...(options.if === undefined ? {} : { if: options.if }),
+          };
+        },
       }) as Promise<never>,
     sendEvent: (name, events) =>
       dispatch({

@@ -68,6 +68,17 @@ describe("errors", () => {
     expect((await invoke(fn)).body).toMatchObject({ ops: [{ op: "step-failed", retriable: false, error: { name: "NotJsonError" } }] });
   });
 
+  it("refuses a new wait whose if does not parse, and replays a stored one as it is", async () => {
+    const fn = stepwise.createFunction({ id: "f", triggers: [...trigger] }, async ({ step }) =>
+      step.waitForEvent("paid", { event: "payment/settled", timeout: "1h", if: "async.data.orderId ==" }),
+    );
+    expect(await invoke(fn)).toMatchObject({
+      status: 500,
+      body: { type: "error", retriable: false, error: { name: "NonRetriableError", message: expect.stringContaining('step.waitForEvent("paid"): if: "async.data.orderId ==" is not a valid CEL expression') } },
+    });
+    expect(await invoke(fn, request([pending(0, "paid", "wait")]))).toMatchObject({ status: 206, body: { type: "ops", ops: [] } });
+  });
+
   it("reports a step's own retry policy with its failure, and nothing when it has none", async () => {
     const fn = stepwise.createFunction({ id: "f", triggers: [...trigger], retries: 3 }, async ({ step }) => {
       await step.run({ id: "charge", retries: 5, backoff: { initialMs: 200, factor: 3 } }, () => {

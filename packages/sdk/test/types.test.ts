@@ -56,7 +56,10 @@ describe("types", () => {
     });
     // @ts-expect-error a cron pattern is a string
     const bad = () => stepwise.createFunction({ id: "bad", triggers: [{ cron: 5 }] }, async () => {});
+    // @ts-expect-error a trigger is an event or a cron pattern, not both
+    const both = () => stepwise.createFunction({ id: "both", triggers: [{ event: "order/created", cron: "0 9 * * *" }] }, async () => {});
     expectTypeOf(bad).toBeFunction();
+    expectTypeOf(both).toBeFunction();
   });
 
   it("types send() by event name", () => {

@@ -180,6 +180,9 @@ export class FaultyStore implements Store {
   prune(olderThanMs: number, limit: number) {
     return this.call(() => this.inner.prune(olderThanMs, limit));
   }
+  pruneFlowControl(limit: number) {
+    return this.call(() => this.inner.pruneFlowControl(limit));
+  }
   /** The real store is shared by every executor of the simulation: closing one executor leaves it open. */
   async close(): Promise<void> {}
 }

@@ -20,7 +20,7 @@ import { runJob, type JobRunner } from "./runtime/jobs.ts";
 import { readStepOutputs } from "./runtime/request-steps.ts";
 import { InvocationSnapshots, KnownStates } from "./runtime/known-states.ts";
 import { Lanes, within, type DrainBudget } from "./runtime/lanes.ts";
-import { pruneExpired, reconcileQueue, repairStrandedRuns } from "./runtime/maintenance.ts";
+import { pruneExpired, pruneFlowControl, reconcileQueue, repairStrandedRuns } from "./runtime/maintenance.ts";
 import type { Store } from "./store.ts";
 import { UnitOfWork, type UnitOptions, type UnitOutcome } from "./unit/unit.ts";
 import { runView, type RunView } from "./views.ts";
@@ -180,6 +180,7 @@ export class Executor {
         await repairStrandedRuns(this.ctx);
         const retention = this.options.retentionMs ?? DEFAULT_RETENTION_MS;
         if (retention > 0) await pruneExpired(this.ctx, retention);
+        await pruneFlowControl(this.ctx);
       } catch (error) {
         // An unreachable store is reported once per outage by the lanes; say nothing more here.
         if (!isUnavailable(error)) this.log.warn(`queue maintenance failed: ${describe(error)}; will retry`);

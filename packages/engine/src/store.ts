@@ -249,5 +249,10 @@ export interface Store {
    * ago, and up to `limit` events as old that no remaining run was started by.
    */
   prune(olderThanMs: number, limit: number): Promise<{ runs: number; events: number }>;
+  /**
+   * Deletes up to `limit` each of the expired idempotency keys and the rate limits whose time
+   * has come round: state that holds nothing back any more, whatever the retention of runs.
+   */
+  pruneFlowControl(limit: number): Promise<number>;
   close(): Promise<void>;
 }

@@ -220,20 +220,25 @@ export class PostgresStore extends PgReader implements Store {
          RETURNING 1`,
         [olderThanMs, limit],
       );
-      // A rate limit whose time has come round is as good as none.
-      await sql.query(
-        `DELETE FROM rate_limits WHERE (function_id, key) IN (
-           SELECT function_id, key FROM rate_limits WHERE tat < now() ORDER BY tat LIMIT $1)`,
-        [limit],
-      );
-      // Expired keys hold nothing back; they go with the runs of their time.
-      await sql.query(
-        `DELETE FROM idempotency_keys WHERE (function_id, key) IN (
-           SELECT function_id, key FROM idempotency_keys WHERE expires_at < now() ORDER BY expires_at LIMIT $1)`,
-        [limit],
-      );
       return { runs: runs.length, events: events.length };
     });
+  }
+
+  async pruneFlowControl(limit: number): Promise<number> {
+    // A rate limit whose time has come round is as good as none; an expired key holds nothing back.
+    const limits = await this.client.query(
+      `DELETE FROM rate_limits WHERE (function_id, key) IN (
+         SELECT function_id, key FROM rate_limits WHERE tat < now() ORDER BY tat LIMIT $1)
+       RETURNING 1`,
+      [limit],
+    );
+    const keys = await this.client.query(
+      `DELETE FROM idempotency_keys WHERE (function_id, key) IN (
+         SELECT function_id, key FROM idempotency_keys WHERE expires_at < now() ORDER BY expires_at LIMIT $1)
+       RETURNING 1`,
+      [limit],
+    );
+    return limits.length + keys.length;
   }
 
   async close(): Promise<void> {

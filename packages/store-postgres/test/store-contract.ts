@@ -191,6 +191,37 @@ export function testStore(name: string, open: Open): void {
       await new Promise((resolve) => setTimeout(resolve, 250));
       expect(await take("run-b", 200)).toBe("run-b");
       expect(await take("run-a", 200)).toBe("run-b");
+      // Expired keys and spent rate limits are pruned; a held key is not.
+      await store.transaction((tx) => tx.takeRateLimit("app-fn", "spent", 1, 0));
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      expect(await store.pruneFlowControl(100)).toBeGreaterThanOrEqual(2);
+      expect(await store.transaction((tx) => tx.reserveIdempotencyKey("app-other", "order-1", "run-d", 200))).toBe("run-d");
+    });
+
+    it("rate-limits starts per function and key: a burst up to the limit, then one per interval", async () => {
+      // 3 per 3 s: one start every second, bursts of up to 3 (long enough for a loaded machine).
+      const take = (fn: string, key: string) => store.transaction((tx) => tx.takeRateLimit(fn, key, 1_000, 2_000));
+      const burst = [];
+      for (let i = 0; i < 5; i++) burst.push(await take("app-rl", "k"));
+      expect(burst).toEqual([true, true, true, false, false]);
+      expect(await take("app-rl", "other")).toBe(true);
+      expect(await take("app-rl2", "k")).toBe(true);
+      await new Promise((resolve) => setTimeout(resolve, 1_100));
+      expect([await take("app-rl", "k"), await take("app-rl", "k")]).toEqual([true, false]);
+    });
+
+    it("queues one tick per cron pattern, keeping the time of one already queued", async () => {
+      const at = (ms: number) => new Date(Date.now() + ms);
+      const first = await store.transaction((tx) => tx.queueCronTick({ functionId: "app-cron", cron: "0 9 * * *", runAt: at(60_000) }));
+      expect(first).toMatchObject({ kind: "cron", runId: "cron:app-cron", stepId: "0 9 * * *" });
+      expect(await store.transaction((tx) => tx.queueCronTick({ functionId: "app-cron", cron: "0 9 * * *", runAt: at(5_000) }))).toBeNull();
+      expect(await store.transaction((tx) => tx.queueCronTick({ functionId: "app-cron", cron: "0 10 * * *", runAt: at(5_000) }))).not.toBeNull();
+      // A sync keeps the queued tick of a pattern it still has and drops the other.
+      const fn = { id: "app-cron", appId: "app", localId: "cron", config: { id: "cron", triggers: [{ cron: "0 9 * * *" }], retries: 0 } };
+      const app = { id: "app", url: "http://127.0.0.1:1/api/durable", sdk: "test", features: [], syncedAt: new Date() };
+      const synced = await store.syncApp(app, [fn], [{ functionId: "app-cron", cron: "0 9 * * *", runAt: at(1_000) }]);
+      expect(synced.queued).toEqual([]);
+      expect(synced.deleted).toHaveLength(1);
     });
 
     describe("optimistic apply", () => {

@@ -55,3 +55,8 @@ export async function pruneExpired(ctx: EngineContext, retentionMs: number): Pro
   }
   if (runs + events > 0) ctx.log.info(`pruned ${runs} finished run(s) and ${events} event(s) older than the retention age`);
 }
+
+/** Drops expired idempotency keys and spent rate limits, a few batches per round. */
+export async function pruneFlowControl(ctx: EngineContext): Promise<void> {
+  for (let batch = 0; batch < 4; batch++) if ((await ctx.store.pruneFlowControl(BATCH)) < BATCH) break;
+}

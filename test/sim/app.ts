@@ -11,8 +11,9 @@ import { valueOf, type Item, type RunItem } from "./program.ts";
 import { invocationContext, type Ledger } from "./ledger.ts";
 import { badGateway, unit } from "./network.ts";
 
-/** The pattern of the simulation's cron trigger. */
+/** The pattern of the simulation's cron trigger: every 3 s. */
 export const SIM_CRON = "*/3 * * * * *";
+export const SIM_CRON_PERIOD_MS = 3_000;
 export const SIM_APP_ID = "sim";
 
 export interface SimApp {

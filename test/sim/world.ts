@@ -8,7 +8,7 @@
 import { createApi } from "@stepwise/api";
 import { Executor, type Logger } from "@stepwise/engine";
 import { DEV_SIGNING_KEY } from "@stepwise/protocol";
-import { simApp } from "./app.ts";
+import { SIM_CRON_PERIOD_MS, simApp } from "./app.ts";
 import { FaultyStore } from "./faulty-store.ts";
 import { Ledger } from "./ledger.ts";
 import { faultyFetch } from "./network.ts";
@@ -196,8 +196,10 @@ export async function play(topology: Topology, schedule: Schedule): Promise<Play
   clearInterval(watchdog);
   while (slots.some((s) => s.restarting)) await sleep(50);
 
-  // Idle: nothing is due, so the executors only poll.
-  await sleep(600);
+  // Idle: nothing is due, so the executors only poll. The cron trigger ticks every 3 s (at whole
+  // multiples of 3 s), so the 1.5 s window starts 600 ms after a tick, when its run is done and
+  // the next is still 900 ms away.
+  await sleep(SIM_CRON_PERIOD_MS - (Date.now() % SIM_CRON_PERIOD_MS) + 600);
   const claimsBefore = slots.reduce((sum, s) => sum + s.store.claims, 0);
   const fruitfulBefore = slots.reduce((sum, s) => sum + s.store.fruitfulClaims, 0);
   const cpuBefore = process.cpuUsage();

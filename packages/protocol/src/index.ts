@@ -8,4 +8,5 @@ export * from "./text.ts";
 export * from "./events.ts";
 export * from "./cron.ts";
 export * from "./cel.ts";
+export * from "./issues.ts";
 export * from "./node-post.ts";

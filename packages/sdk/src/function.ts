@@ -4,6 +4,7 @@
  */
 import { resolveCheckpointing, type CheckpointingSetting } from "./checkpointing.ts";
 import {
+  issuesText,
   CRON_EVENT,
   FunctionConfigSchema,
   type BackoffConfig,
@@ -180,8 +181,8 @@ function functionConfig(options: Omit<FunctionOptions<EventSchemas, string, stri
   if (options.rateLimit) config.rateLimit = { ...options.rateLimit };
   const checked = FunctionConfigSchema.safeParse(config);
   if (!checked.success) {
-    const problems = checked.error.issues.map((issue) => `${issue.path.join(".") || "options"}: ${issue.message}`);
-    throw new TypeError(`createFunction("${String(options.id)}"): ${problems.join("; ")}`);
+    const problems = issuesText(checked.error.issues, "options");
+    throw new TypeError(`createFunction("${String(options.id)}"): ${problems}`);
   }
   return config;
 }

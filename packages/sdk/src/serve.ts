@@ -5,6 +5,7 @@
  * runs one signed invocation.
  */
 import {
+  issuesText,
   APPS_ROUTE,
   DEV_SIGNING_KEY,
   HEADERS,
@@ -263,8 +264,8 @@ function parseInvocation(body: string): ParsedInvocation {
   }
   const result = InvokeRequestSchema.safeParse(value);
   if (result.success) return { ok: true, request: result.data };
-  const problems = result.error.issues.map((issue) => `${issue.path.join(".") || "body"}: ${issue.message}`);
-  return { ok: false, error: `Body is not a Stepwise invocation: ${problems.join("; ")}` };
+  const problems = issuesText(result.error.issues, "body");
+  return { ok: false, error: `Body is not a Stepwise invocation: ${problems}` };
 }
 
 function json(status: number, body: unknown, headers: Record<string, string> = {}): Answer {

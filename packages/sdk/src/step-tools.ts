@@ -3,7 +3,7 @@
  * and how to plan it as an op); the replay decides whether it returns a stored result,
  * throws a stored error, never settles, or becomes new work. See `replay.ts`.
  */
-import { celProblem, globalFunctionId, StepRetryPolicySchema, toMs, type BackoffConfig, type Duration, type Op, type StepKind, type StepRetryPolicy } from "@stepwise/protocol";
+import { celProblem, globalFunctionId, StepRetryPolicySchema, toMs, type BackoffConfig, type Duration, type Op, type StepKind, type StepRetryPolicy, issuesText } from "@stepwise/protocol";
 import type { AnyStepwiseFunction, FunctionOutput, InvokeData } from "./function.ts";
 import { NonRetriableError } from "./errors.ts";
 import { StepwiseFunction } from "./function.ts";
@@ -145,8 +145,8 @@ export function createStepTools<S extends EventSchemas>(dispatch: StepDispatcher
 function runPolicy(id: string, policy: Omit<StepRunOptions, "id">): StepRetryPolicy | undefined | NonRetriableError {
   const checked = StepRetryPolicySchema.strict().safeParse(policy);
   if (!checked.success) {
-    const problems = checked.error.issues.map((issue) => `${issue.path.join(".") || "options"}: ${issue.message}`);
-    return new NonRetriableError(`step.run("${String(id)}"): ${problems.join("; ")}`);
+    const problems = issuesText(checked.error.issues, "options");
+    return new NonRetriableError(`step.run("${String(id)}"): ${problems}`);
   }
   const { retries, backoff } = checked.data;
   if (retries === undefined && backoff === undefined) return undefined;

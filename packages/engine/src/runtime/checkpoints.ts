@@ -10,7 +10,7 @@
  * Any executor may take a checkpoint (the fence is in the store, not in the process that made
  * the invocation), so it works behind a load balancer and for the Worker executor alike.
  */
-import { CheckpointRequestSchema, globalFunctionId, type CheckpointRefusal, type CheckpointRequest } from "@stepwise/protocol";
+import { CheckpointRequestSchema, globalFunctionId, type CheckpointRefusal, type CheckpointRequest, issuesText } from "@stepwise/protocol";
 import type { EngineContext } from "../context.ts";
 import { InputError } from "../errors.ts";
 import { formatBytes } from "../limits.ts";
@@ -52,8 +52,8 @@ export class CheckpointRefused extends Error {
 export function parseCheckpoint(body: unknown): CheckpointRequest {
   const parsed = CheckpointRequestSchema.safeParse(body);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => `${issue.path.join(".") || "body"}: ${issue.message}`);
-    throw new InputError(`Not a Stepwise checkpoint: ${problems.join("; ")}`);
+    const problems = issuesText(parsed.error.issues, "body");
+    throw new InputError(`Not a Stepwise checkpoint: ${problems}`);
   }
   return parsed.data;
 }

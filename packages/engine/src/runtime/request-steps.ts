@@ -5,7 +5,7 @@
  * {@link readStepOutputs}) before it replays. The request then stays the same size however much
  * the run has stored, under what a serverless host accepts.
  */
-import { APP_FEATURES, globalFunctionId, StepOutputsRequestSchema, type StepOutputsResponse, type StoredStep } from "@stepwise/protocol";
+import { APP_FEATURES, globalFunctionId, StepOutputsRequestSchema, type StepOutputsResponse, type StoredStep, issuesText } from "@stepwise/protocol";
 import type { EngineContext } from "../context.ts";
 import { InputError } from "../errors.ts";
 import { jsonBytes, type Limits } from "../limits.ts";
@@ -81,8 +81,8 @@ function leftOut(stored: StoredStep, bytes: number): StoredStep {
 export async function readStepOutputs(ctx: EngineContext, body: unknown, appId: string): Promise<StepOutputsResponse> {
   const parsed = StepOutputsRequestSchema.safeParse(body);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => `${issue.path.join(".") || "body"}: ${issue.message}`);
-    throw new InputError(`Not a Stepwise step-outputs request: ${problems.join("; ")}`);
+    const problems = issuesText(parsed.error.issues, "body");
+    throw new InputError(`Not a Stepwise step-outputs request: ${problems}`);
   }
   const { run: asked, steps: ids } = parsed.data;
   if (asked.appId !== appId) throw new InputError(`Step outputs refused: the request is for app "${asked.appId}" but signed for app "${appId}"`);

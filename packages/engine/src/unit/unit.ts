@@ -155,6 +155,8 @@ export class UnitOfWork {
    */
   async startTriggered(fn: FunctionRecord, event: EventRecord): Promise<RunDraft | undefined> {
     const draft = this.startRun(fn, event);
+    // Most functions have no flow control: a burst of their events takes no extra step here.
+    if (fn.config.idempotency === undefined && fn.config.rateLimit === undefined) return draft;
     const admission = await admit(this.tx, fn, event, draft.run.id);
     if (admission.start === false) {
       this.entries.delete(draft.run.id);

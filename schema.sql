@@ -65,6 +65,8 @@ ALTER TABLE runs ALTER COLUMN error TYPE text USING error::text;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS version integer NOT NULL DEFAULT 0;
 -- Bytes of JSON held in the run's step outputs and errors (sent with every invocation; bounded).
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS state_bytes bigint NOT NULL DEFAULT 0;
+-- The run's concurrency limits ([{ key, limit }]), fixed when it started; NULL: unlimited.
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS concurrency jsonb;
 CREATE INDEX IF NOT EXISTS runs_event_idx ON runs (event_id);
 -- (It predates 'skipped', a run flow control created already ended; those few it holds too.)
 CREATE INDEX IF NOT EXISTS runs_live_idx ON runs (status) WHERE status NOT IN ('completed', 'failed', 'cancelled');
@@ -128,10 +130,18 @@ ALTER TABLE jobs ADD COLUMN IF NOT EXISTS last_error text;
 -- When the job first became due (store clock): a wait its invocation opens looks back to then.
 -- Unlike run_at it stays as it is when the job is given back and delayed.
 ALTER TABLE jobs ADD COLUMN IF NOT EXISTS ready_at timestamptz;
-CREATE INDEX IF NOT EXISTS jobs_due_idx ON jobs (run_at, id);
+-- An invocation of a run with concurrency limits carries them ([{ key, limit }], the run's): it
+-- is claimed through its keys (concurrency_keys below), never by the plain claim, and while it
+-- is leased it holds a slot of each.
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS concurrency jsonb;
+DROP INDEX IF EXISTS jobs_due_idx;
+DROP INDEX IF EXISTS jobs_free_idx;
+CREATE INDEX IF NOT EXISTS jobs_plain_due_idx ON jobs (run_at, id) WHERE concurrency IS NULL;
+CREATE INDEX IF NOT EXISTS jobs_plain_free_idx ON jobs (run_at) WHERE locked_until IS NULL AND concurrency IS NULL;
 CREATE INDEX IF NOT EXISTS jobs_run_idx ON jobs (run_id);
-CREATE INDEX IF NOT EXISTS jobs_free_idx ON jobs (run_at) WHERE locked_until IS NULL;
 CREATE INDEX IF NOT EXISTS jobs_leased_idx ON jobs (locked_until) WHERE locked_until IS NOT NULL;
+CREATE INDEX IF NOT EXISTS jobs_key1_idx ON jobs ((concurrency->0->>'key'), run_at, id) WHERE concurrency IS NOT NULL;
+CREATE INDEX IF NOT EXISTS jobs_key2_idx ON jobs ((concurrency->1->>'key'), run_at, id) WHERE concurrency->1 IS NOT NULL;
 -- A run has at most one job per purpose (one invocation, one branch or retry per step, one timer
 -- per step): a second one would start a second chain of invocations. Duplicates an earlier
 -- version may have left are dropped first.
@@ -160,6 +170,16 @@ CREATE TABLE IF NOT EXISTS rate_limits (
   tat          timestamptz NOT NULL,
   PRIMARY KEY (function_id, key)
 );
+
+-- The queue of concurrency keys: each key with invocations waiting for a slot, and when a claim
+-- should look at it next (their earliest due time; a while later when its slots were all taken,
+-- sooner when one is freed). A claim locks the rows of the keys it grants slots of, so two
+-- executors never count the same key at once. A row with nothing to wait for is pruned.
+CREATE TABLE IF NOT EXISTS concurrency_keys (
+  key      text PRIMARY KEY,
+  next_at  timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS concurrency_keys_next_idx ON concurrency_keys (next_at);
 
 -- Which version of this file was last applied (a hash of its text): an executor starting
 -- against a current schema runs no DDL at all, so it never takes table locks that live

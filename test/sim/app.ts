@@ -170,16 +170,27 @@ export function simApp(ledger: Ledger, path: CheckpointPath): SimApp {
   const onFailure = async ({ step, runId }: { step: Step; runId: string }) => {
     await step.run("noted", () => runId);
   };
+  // Concurrency under the same faults: one step of a run at a time (its parallel branches wait
+  // their turn), and a pool of 2 slots the interpreters and children share, fewer than the
+  // executors' lanes, so invocations wait for slots across executors.
+  const pool = { limit: 2, key: '"pool"', scope: "app" } as const;
   const interpreter = (retries: number) =>
     client.createFunction(
-      { id: `sim-r${retries}`, triggers: [{ event: `sim/start-r${retries}` }], retries, cancelOn: [{ event: "sim/cancel", match: "data.key" }], onFailure },
+      {
+        id: `sim-r${retries}`,
+        triggers: [{ event: `sim/start-r${retries}` }],
+        retries,
+        cancelOn: [{ event: "sim/cancel", match: "data.key" }],
+        onFailure,
+        concurrency: [{ limit: 1, key: "event.data.key" }, pool],
+      },
       async ({ event, step, runId, attempt }) => {
         const data = event.data as { key: string; program: Item[] };
         return { results: await interpret(data.program, step, runId, data.key, attempt) };
       },
     );
   // Children are cancelled 3 s after they start: a cancel racing their steps, sleeps and checkpoints.
-  const child = client.createFunction({ id: "sim-child", triggers: [], retries: 2, timeouts: { finish: "3s" } }, async ({ event, step, runId, attempt }) => {
+  const child = client.createFunction({ id: "sim-child", triggers: [], retries: 2, timeouts: { finish: "3s" }, concurrency: [{ limit: 2 }, pool] }, async ({ event, step, runId, attempt }) => {
     const data = event.data as { key: string; program: Item[] };
     return { results: await interpret(data.program, step, runId, data.key, attempt) };
   });

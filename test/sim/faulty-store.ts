@@ -47,6 +47,7 @@ export class FaultyStore implements Store {
       extendLeases: (...args) => this.call(() => q.extendLeases(...args)),
       release: (...args) => this.call(() => q.release(...args)),
       afterCommit: (...args) => this.call(() => q.afterCommit(...args)),
+      slotsFreed: (...args) => this.call(() => q.slotsFreed(...args)),
       nextDueIn: () => this.call(() => q.nextDueIn()),
       reconcile: () => this.call(() => q.reconcile()),
       releaseAllLeases: () => this.call(() => q.releaseAllLeases()),

@@ -23,6 +23,8 @@
  *     no key has two.
  * 11. No step body after a sleep starts before the sleep's due time (whatever the executors'
  *     clocks say: the store's clock judges due times).
+ * 14. No more invocations of a concurrency key are out at once than its limit, across every
+ *     executor, unless a crash or stall (a lease that ran out) excuses it.
  */
 import { DERIVED_ID_PREFIX, derivedEventId } from "@stepwise/protocol";
 import { expectedJobs, type RunState, type StepRecord } from "@stepwise/engine";
@@ -268,6 +270,27 @@ export async function check(sql: SqlClient, played: Played): Promise<Checked> {
     if (row.runs !== 1) fail(`idempotency key ${row.key}: ${row.events} event(s) started ${row.runs} runs of ${idemFunction}, not 1`);
   }
 
+  // 14. Concurrency: the executors' calls of each key's runs, from send to end, never more at once than its limit.
+  const spans = new Map<string, { limit: number; calls: Array<{ from: number; to: number; id: number }> }>();
+  for (const invocation of ledger.invocations) {
+    const slots = runs.get(invocation.runId)?.concurrency as Array<{ key: string; limit: number }> | null | undefined;
+    for (const { key, limit } of slots ?? []) {
+      const entry = spans.get(key) ?? { limit, calls: [] };
+      entry.calls.push({ from: invocation.sentAt, to: invocation.endedAt ?? invocation.sentAt, id: invocation.id });
+      spans.set(key, entry);
+    }
+  }
+  for (const [key, { limit, calls }] of spans) {
+    const over = mostAtOnce(calls);
+    if (over.length > limit && !ledger.disturbed(Math.min(...over.map((c) => c.from)), Math.max(...over.map((c) => c.to)))) {
+      const told = over.map((c) => {
+        const inv = ledger.invocationById(c.id)!;
+        return `inv${c.id} ${inv.executor} run ${inv.runId} ${inv.targetStep ?? "-"} ${inv.fault}/${inv.delivery} +${c.from - played.startedAt}..+${c.to - played.startedAt}ms`;
+      });
+      fail(`concurrency key ${key}: ${over.length} invocations out at once, over its limit of ${limit} (${told.join("; ")})`);
+    }
+  }
+
   // 10. Idle and stopping.
   // A poll every 200 ms is about 8 claims in 1.5 s. A few more are Redis entries of jobs already
   // gone from the record (a forget cut short by a crash), each dropped at its first claim; a
@@ -282,6 +305,16 @@ export async function check(sql: SqlClient, played: Played): Promise<Checked> {
 
   const invocations = ledger.invocations.filter((inv) => runs.has(inv.runId)).length;
   return { violations, runs: runs.size, steps: steps.length, invocations, extraBodies };
+}
+
+/** The largest set of calls out at the same moment (a call ending as another starts does not overlap it). */
+function mostAtOnce<T extends { from: number; to: number }>(calls: readonly T[]): T[] {
+  let most: T[] = [];
+  for (const call of calls) {
+    const together = calls.filter((other) => other.from <= call.from && other.to > call.from);
+    if (together.length > most.length) most = together;
+  }
+  return most;
 }
 
 function stepRecord(row: Row): StepRecord {

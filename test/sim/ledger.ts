@@ -21,6 +21,8 @@ export interface Invocation {
   /** When the executor's fetch was called. */
   sentAt: number;
   answeredAt?: number;
+  /** When the executor's call ended, however (answered, refused, timed out). */
+  endedAt?: number;
   fault: string;
   delivery: Delivery;
   /** Wait steps the answer reported, if any. */

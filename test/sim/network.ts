@@ -63,56 +63,61 @@ export function faultyFetch(executor: string, options: NetworkOptions): typeof f
       delivery: fault === "refuse" || fault === "502 before" ? delivery("not-sent") : ["502 after", "timeout", "truncate", "garbage"].includes(fault) ? "lost" : "delivered",
       readAt: readContext.getStore()?.at,
     });
-    if (fault === "refuse") throw new TypeError("fetch failed", { cause: Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:3000"), { code: "ECONNREFUSED" }) });
-    if (fault === "502 before") return badGateway();
-    // An app that died mid-invocation never answers: the executor's own timeout ends the wait.
-    // So does an app held up too long (its checkpoint stuck on a stalled executor): its answer
-    // is lost to this executor as surely as one cut off on the way.
-    let response: Response;
     try {
-      response = await untilAborted(
-        invocationContext.run(invocation.id, () => app(new Request(url, { ...init, signal: undefined }))),
-        init?.signal ?? undefined,
-      );
-    } catch (error) {
-      if (invocation.delivery === "delivered") {
-        invocation.delivery = "lost";
-        invocation.fault = "answer later than the executor's timeout";
-        ledger.fault(invocation.fault);
+      if (fault === "refuse") throw new TypeError("fetch failed", { cause: Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:3000"), { code: "ECONNREFUSED" }) });
+      if (fault === "502 before") return badGateway();
+      // An app that died mid-invocation never answers: the executor's own timeout ends the wait.
+      // So does an app held up too long (its checkpoint stuck on a stalled executor): its answer
+      // is lost to this executor as surely as one cut off on the way.
+      let response: Response;
+      try {
+        response = await untilAborted(
+          invocationContext.run(invocation.id, () => app(new Request(url, { ...init, signal: undefined }))),
+          init?.signal ?? undefined,
+        );
+      } catch (error) {
+        if (invocation.delivery === "delivered") {
+          invocation.delivery = "lost";
+          invocation.fault = "answer later than the executor's timeout";
+          ledger.fault(invocation.fault);
+        }
+        throw error;
       }
-      throw error;
-    }
-    const text = await response.text();
-    invocation.answeredAt = Date.now();
-    noteWaits(invocation, text);
-    // A slow way back: the app has answered (and reached its next step) well before the executor hears of it.
-    if (fault === "slow") await new Promise((resolve) => setTimeout(resolve, 50 + Math.floor(unit(`${seed}|slow|${key}|${nth}`) * 250)));
-    // Where the promise is weakest: an answer that opens a wait, held back while a reply may overtake it.
-    if (fault === "none" && options.rate() > 0 && invocation.waits.length > 0 && unit(`${seed}|wait|${key}|${nth}`) < 0.5) {
-      ledger.fault("wait answer held back");
-      await new Promise((resolve) => setTimeout(resolve, 100 + Math.floor(unit(`${seed}|hold|${key}|${nth}`) * 300)));
-    }
-    switch (fault) {
-      case "502 after":
-        return badGateway();
-      case "timeout":
-        // The answer never comes: the executor's own timeout ends the wait.
-        return new Promise<Response>((_, reject) => {
-          const signal = init?.signal;
-          if (signal?.aborted) reject(signal.reason);
-          signal?.addEventListener("abort", () => reject(signal.reason));
-        });
-      case "truncate":
-        return new Response(text.slice(0, Math.floor(text.length / 2)), { status: response.status, headers: response.headers });
-      case "garbage":
-        return new Response("{\"type\": \"ops\", \"ops\": [", { status: 206, headers: { "content-type": "application/json" } });
-      case "duplicate ops": {
-        const answer = JSON.parse(text) as { type: string; ops?: unknown[] };
-        if (answer.type === "ops" && answer.ops) answer.ops = [...answer.ops, ...answer.ops];
-        return new Response(JSON.stringify(answer), { status: response.status, headers: response.headers });
+      const text = await response.text();
+      invocation.answeredAt = Date.now();
+      noteWaits(invocation, text);
+      // A slow way back: the app has answered (and reached its next step) well before the executor hears of it.
+      if (fault === "slow") await new Promise((resolve) => setTimeout(resolve, 50 + Math.floor(unit(`${seed}|slow|${key}|${nth}`) * 250)));
+      // Where the promise is weakest: an answer that opens a wait, held back while a reply may overtake it.
+      if (fault === "none" && options.rate() > 0 && invocation.waits.length > 0 && unit(`${seed}|wait|${key}|${nth}`) < 0.5) {
+        ledger.fault("wait answer held back");
+        await new Promise((resolve) => setTimeout(resolve, 100 + Math.floor(unit(`${seed}|hold|${key}|${nth}`) * 300)));
       }
-      default:
-        return new Response(text, { status: response.status, headers: response.headers });
+      switch (fault) {
+        case "502 after":
+          return badGateway();
+        case "timeout":
+          // The answer never comes: the executor's own timeout ends the wait.
+          return await new Promise<Response>((_, reject) => {
+            const signal = init?.signal;
+            if (signal?.aborted) reject(signal.reason);
+            signal?.addEventListener("abort", () => reject(signal.reason));
+          });
+        case "truncate":
+          return new Response(text.slice(0, Math.floor(text.length / 2)), { status: response.status, headers: response.headers });
+        case "garbage":
+          return new Response("{\"type\": \"ops\", \"ops\": [", { status: 206, headers: { "content-type": "application/json" } });
+        case "duplicate ops": {
+          const answer = JSON.parse(text) as { type: string; ops?: unknown[] };
+          if (answer.type === "ops" && answer.ops) answer.ops = [...answer.ops, ...answer.ops];
+          return new Response(JSON.stringify(answer), { status: response.status, headers: response.headers });
+        }
+        default:
+          return new Response(text, { status: response.status, headers: response.headers });
+      }
+    } finally {
+      // However it ended (answered, refused, timed out): the executor's call is over.
+      invocation.endedAt = Date.now();
     }
   }) as typeof fetch;
 }

@@ -59,6 +59,15 @@ export interface EventRecord {
   ts: number;
 }
 
+/**
+ * One concurrency limit as a run holds it: the key its steps count against (scope, function or
+ * app, and the hash of the key's value) and the limit, both fixed when the run started.
+ */
+export interface ConcurrencySlot {
+  key: string;
+  limit: number;
+}
+
 export interface RunRecord {
   id: string;
   functionId: string;
@@ -76,6 +85,8 @@ export interface RunRecord {
   version: number;
   /** Bytes of JSON the run's stored outputs and errors hold: every invocation sends them. */
   stateBytes: number;
+  /** The concurrency limits its invocations take a slot of (none: unlimited). */
+  concurrency?: ConcurrencySlot[];
 }
 
 export interface StepRecord {
@@ -166,6 +177,8 @@ export interface NewJob {
   delayMs?: number;
   /** Written already leased to this worker, which runs it next (a continuation). */
   lease?: { owner: string; leaseMs: number };
+  /** An invocation of a run with concurrency limits: claimed only while each has room. */
+  concurrency?: ConcurrencySlot[];
 }
 
 export interface JobRecord {
@@ -181,6 +194,8 @@ export interface JobRecord {
   failures: number;
   /** The last of those failures, for the run's error when they run out. */
   lastError?: string;
+  /** Its run's concurrency limits, for an invocation (see {@link NewJob.concurrency}). */
+  concurrency?: ConcurrencySlot[];
 }
 
 /** A run as one read sees it: the basis of every transition. */

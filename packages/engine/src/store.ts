@@ -158,7 +158,11 @@ export interface StoreTx {
  * it, whichever queue handed the job out.
  */
 export interface Queue {
-  /** Leases up to `limit` due jobs (including ones whose lease ran out) to `owner`. */
+  /**
+   * Leases up to `limit` due jobs (including ones whose lease ran out) to `owner`. An invocation
+   * with concurrency limits only while each of its keys has a slot free: counted across every
+   * executor, exactly.
+   */
   claim(owner: string, limit: number, leaseMs: number): Promise<JobRecord[]>;
   /** Extends leases still held by `owner` (the heartbeat). */
   extendLeases(jobIds: string[], owner: string, leaseMs: number): Promise<void>;
@@ -169,6 +173,11 @@ export interface Queue {
   release(job: JobRecord, owner: string, options: { delayMs: number; failure?: string }): Promise<void>;
   /** After a commit: tell a queue outside the record what was queued and deleted. */
   afterCommit(changes: { queued: JobRecord[]; deleted: string[] }): Promise<void>;
+  /**
+   * An invocation holding concurrency slots of `keys` ended without a continuation: invocations
+   * waiting for those keys may be claimed now (see `concurrency.ts`).
+   */
+  slotsFreed(keys: string[]): Promise<void>;
   /** Milliseconds until the earliest job not leased is due (0 if one is due), or null when none is queued. */
   nextDueIn(): Promise<number | null>;
   /** Re-adds jobs a queue outside the record lost; returns how many. */
@@ -250,8 +259,9 @@ export interface Store {
    */
   prune(olderThanMs: number, limit: number): Promise<{ runs: number; events: number }>;
   /**
-   * Deletes up to `limit` each of the expired idempotency keys and the rate limits whose time
-   * has come round: state that holds nothing back any more, whatever the retention of runs.
+   * Deletes up to `limit` each of the expired idempotency keys, the rate limits whose time has
+   * come round and the concurrency keys nothing waits on: state that holds nothing back any
+   * more, whatever the retention of runs.
    */
   pruneFlowControl(limit: number): Promise<number>;
   close(): Promise<void>;

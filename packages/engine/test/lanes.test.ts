@@ -24,6 +24,7 @@ function memoryQueue(initial: JobRecord[] = []) {
       calls.releases.push({ id: released.id, ...options });
     },
     async afterCommit() {},
+    async slotsFreed() {},
     async nextDueIn() {
       return due.length > 0 ? 0 : null;
     },

@@ -279,6 +279,52 @@ export const RateLimitSchema = z
   });
 export type RateLimit = z.infer<typeof RateLimitSchema>;
 
+/** The most runs' steps one concurrency limit lets execute at once. */
+export const MAX_CONCURRENCY_LIMIT = 100_000;
+
+/**
+ * One concurrency limit: at most `limit` steps of the function execute at once (a sleeping or
+ * waiting run holds no slot), per value of the CEL `key` over `event` when given. `scope: "app"`
+ * shares the count with every function of the app that uses the same key value.
+ */
+export const ConcurrencyLimitSchema = z
+  .object({
+    limit: z.number().int().min(1).max(MAX_CONCURRENCY_LIMIT),
+    key: celText("key").optional(),
+    scope: z.enum(["fn", "app"]).optional(),
+  })
+  .strict();
+export type ConcurrencyLimit = z.infer<typeof ConcurrencyLimitSchema>;
+
+const ConcurrencyShapes = {
+  number: z.number().int().min(1).max(MAX_CONCURRENCY_LIMIT),
+  list: z.array(ConcurrencyLimitSchema).min(1).max(2, "at most 2 concurrency limits"),
+};
+export type Concurrency = number | ConcurrencyLimit | ConcurrencyLimit[];
+
+/**
+ * `concurrency`: a limit, a limit with a key and scope, or up to two of them (both must have
+ * room). Checked by its shape, so a problem is told in the terms of that shape (a union would
+ * only say that no shape fits).
+ */
+export const ConcurrencySchema = z.custom<Concurrency>().superRefine((value, ctx) => {
+  if (typeof value !== "number" && (typeof value !== "object" || value === null)) {
+    ctx.addIssue({ code: "custom", message: `must be a number, { limit, key?, scope? } or a list of up to 2 of those, got ${JSON.stringify(value)}` });
+    return;
+  }
+  const shape = typeof value === "number" ? ConcurrencyShapes.number : Array.isArray(value) ? ConcurrencyShapes.list : ConcurrencyLimitSchema;
+  const checked = shape.safeParse(value);
+  if (checked.success) return;
+  for (const issue of checked.error.issues) ctx.addIssue({ code: "custom", path: issue.path, message: issue.message });
+});
+
+/** A function's concurrency limits as a list, whichever way its configuration wrote them. */
+export function concurrencyLimits(concurrency: Concurrency | undefined): ConcurrencyLimit[] {
+  if (concurrency === undefined) return [];
+  if (typeof concurrency === "number") return [{ limit: concurrency }];
+  return Array.isArray(concurrency) ? concurrency : [concurrency];
+}
+
 /** A function as an app describes it (`GET /api/durable`) and registers it (`PUT`). */
 export const FunctionConfigSchema = z.object({
   /** App-local function ID (`fulfil`); the executor's global ID is `<appId>-<id>`. */
@@ -295,6 +341,7 @@ export const FunctionConfigSchema = z.object({
   idempotency: celText("idempotency").optional(),
   timeouts: TimeoutsSchema.optional(),
   rateLimit: RateLimitSchema.optional(),
+  concurrency: ConcurrencySchema.optional(),
   /** Set on the companion function the SDK adds for an `onFailure` handler. */
   onFailureOf: z.string().optional(),
 });

@@ -9,6 +9,7 @@ import {
   FunctionConfigSchema,
   type BackoffConfig,
   type CancelOn,
+  type ConcurrencyLimit,
   type CronEventData,
   type Duration,
   type FunctionConfig,
@@ -93,6 +94,13 @@ export interface FunctionOptions<S extends EventSchemas, E extends string, C ext
    * reason that says so; nothing is queued for later (use it where a late run is no use).
    */
   rateLimit?: { limit: number; period: Duration; key?: string };
+  /**
+   * At most this many steps of the function execute at once, across every executor (a run that
+   * sleeps or waits holds no slot; runs over the limit wait their turn, in order). With `key` (a
+   * CEL expression over `event`) the limit holds per value; `scope: "app"` shares the count with
+   * the app's other functions that use the same key value. Up to two limits, both must have room.
+   */
+  concurrency?: number | ConcurrencyLimit | readonly [ConcurrencyLimit] | readonly [ConcurrencyLimit, ConcurrencyLimit];
   /** Cancel a run when one of these events arrives (`match`: a path equal in both events). */
   cancelOn?: readonly { event: EventName<S>; match?: string; if?: string }[];
   /** Retry backoff: `initialMs * factor^n`, capped at `maxMs`, with jitter. */
@@ -179,6 +187,15 @@ function functionConfig(options: Omit<FunctionOptions<EventSchemas, string, stri
   if (options.idempotency !== undefined) config.idempotency = options.idempotency;
   if (options.timeouts) config.timeouts = { ...options.timeouts };
   if (options.rateLimit) config.rateLimit = { ...options.rateLimit };
+  if (options.concurrency !== undefined) {
+    const { concurrency } = options;
+    // Copied, so later changes to the caller's object do not reach the registered configuration.
+    config.concurrency = Array.isArray(concurrency)
+      ? concurrency.map((limit) => ({ ...limit }))
+      : typeof concurrency === "object" && concurrency !== null
+        ? { ...(concurrency as ConcurrencyLimit) }
+        : (concurrency as number);
+  }
   const checked = FunctionConfigSchema.safeParse(config);
   if (!checked.success) {
     const problems = issuesText(checked.error.issues, "options");

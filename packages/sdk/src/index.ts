@@ -28,4 +28,5 @@ export type { Jsonify } from "./jsonify.ts";
 export type { InvokeOptions, StepRunOptions, StepTools, WaitForEventOptions } from "./step-tools.ts";
 export type { EventData, EventName, EventSchemas, Logger, SendEventPayload, SendResult, TypedEvent } from "./types.ts";
 export type { ServeOptions } from "./serve.ts";
+export type { ConcurrencyLimit } from "@stepwise/protocol";
 export { DEFAULT_MAX_RUNTIME_MS, type CheckpointingOptions, type CheckpointingSetting } from "./checkpointing.ts";

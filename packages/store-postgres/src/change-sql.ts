@@ -63,6 +63,7 @@ export async function writeNewRuns(sql: SqlExecutor, started: NewRunWrite[]): Pr
         started_at: run.startedAt.toISOString(),
         version: run.version,
         state_bytes: run.stateBytes,
+        concurrency: run.concurrency ?? null,
         jobs: change?.jobs.map(encodeJob) ?? [],
         open: change?.openMatchers.map(encodeMatcher) ?? [],
         };
@@ -88,6 +89,7 @@ function encodeJob(job: NewJob) {
     delay_ms: job.delayMs ?? null,
     locked_by: job.lease?.owner ?? null,
     lease_ms: job.lease?.leaseMs ?? null,
+    concurrency: job.concurrency ?? null,
   };
 }
 
@@ -149,7 +151,7 @@ function encode(change: RunChange): string {
  * job replacing one this change deletes never meets it in the unique index.
  */
 /** A queued job's columns from its encoded form `q` (see `encodeJob`), for `INSERT INTO jobs`. */
-const JOB_INSERT_COLUMNS = "kind, run_id, step_id, run_at, ready_at, locked_by, locked_until, claims";
+const JOB_INSERT_COLUMNS = "kind, run_id, step_id, run_at, ready_at, locked_by, locked_until, claims, concurrency";
 const jobValues = (runId: string) => `q.kind, ${runId}, q.step_id,
          coalesce(q.run_at, now() + make_interval(secs => coalesce(q.delay_ms, 0) / 1000.0)),
          greatest(clock_timestamp(), coalesce(q.run_at, now() + make_interval(secs => coalesce(q.delay_ms, 0) / 1000.0))),
@@ -157,18 +159,32 @@ const jobValues = (runId: string) => `q.kind, ${runId}, q.step_id,
          -- From the moment of writing, not now() (the transaction's start): a lease written late in a
          -- long transaction (a burst of events, a wait for a run's lock) would be over at its commit.
          CASE WHEN q.locked_by IS NULL THEN NULL ELSE clock_timestamp() + make_interval(secs => q.lease_ms / 1000.0) END,
-         CASE WHEN q.locked_by IS NULL THEN 0 ELSE 1 END`;
-const JOB_RECORD = "q(kind text, step_id text, run_at timestamptz, delay_ms float8, locked_by text, lease_ms float8)";
+         CASE WHEN q.locked_by IS NULL THEN 0 ELSE 1 END,
+         q.concurrency`;
+const JOB_RECORD = "q(kind text, step_id text, run_at timestamptz, delay_ms float8, locked_by text, lease_ms float8, concurrency jsonb)";
+/**
+ * The keys of the invocations `queued` wrote waiting for a slot, into the queue of keys (see
+ * schema.sql), due no later than their earliest job: in the statement that writes the jobs, so
+ * a job never waits on a key no claim looks at. Keys in order, so two writers lock them alike.
+ */
+const KEYS_OF_QUEUED = `keyed AS (
+  INSERT INTO concurrency_keys AS k (key, next_at)
+  SELECT s.slot->>'key', min(q.run_at) FROM queued q, jsonb_array_elements(q.concurrency) AS s(slot)
+  WHERE q.concurrency IS NOT NULL AND q.locked_by IS NULL
+  GROUP BY 1 ORDER BY 1
+  ON CONFLICT (key) DO UPDATE SET next_at = excluded.next_at WHERE excluded.next_at < k.next_at
+  RETURNING 1
+)`;
 const MATCHER_RECORD = "m(step_id text, kind text, event_name text, match_path text, match_value text, if_expr text, expires_at timestamptz)";
 
 /** $1: the runs as `writeNewRuns` encodes them, each with its jobs and matchers. */
 const INSERT_RUNS = `
 WITH input AS (SELECT * FROM jsonb_array_elements($1::jsonb) AS r(doc)),
 runs_in AS (
-  INSERT INTO runs (id, function_id, event_id, status, attempt, parent_run_id, parent_step_id, started_at, version, state_bytes)
-  SELECT r.id, r.function_id, r.event_id, r.status, r.attempt, r.parent_run_id, r.parent_step_id, r.started_at, r.version, r.state_bytes
+  INSERT INTO runs (id, function_id, event_id, status, attempt, parent_run_id, parent_step_id, started_at, version, state_bytes, concurrency)
+  SELECT r.id, r.function_id, r.event_id, r.status, r.attempt, r.parent_run_id, r.parent_step_id, r.started_at, r.version, r.state_bytes, r.concurrency
   FROM input, jsonb_to_record(input.doc) AS r(id text, function_id text, event_id text, status text, attempt int,
-       parent_run_id text, parent_step_id text, started_at timestamptz, version int, state_bytes bigint)
+       parent_run_id text, parent_step_id text, started_at timestamptz, version int, state_bytes bigint, concurrency jsonb)
   ON CONFLICT (id) DO NOTHING
   RETURNING id
 ),
@@ -180,6 +196,7 @@ queued AS (
   ON CONFLICT DO NOTHING
   RETURNING *
 ),
+${KEYS_OF_QUEUED},
 opened AS (
   INSERT INTO matchers (run_id, step_id, kind, event_name, match_path, match_value, if_expr, expires_at)
   SELECT input.doc->>'id', m.step_id, m.kind, m.event_name, m.match_path, m.match_value, m.if_expr, m.expires_at
@@ -191,6 +208,14 @@ opened AS (
 SELECT (SELECT coalesce(json_agg(id), '[]'::json) FROM runs_in) AS runs,
        (SELECT coalesce(json_agg(q ORDER BY q.id), '[]'::json) FROM queued q) AS jobs,
        (SELECT count(*) FROM opened) AS opened`;
+
+/**
+ * A run's invocation out with another worker keeps its concurrency slots until that worker is
+ * done with it, when the run ends meanwhile (a cancel, a failure of another branch): the step is
+ * still running in the app. Its worker then finds the run ended and deletes the job, applying
+ * nothing; if that worker died, the lease runs out and the claim that takes the job does the same.
+ */
+const NOT_OUT_WITH_A_SLOT = "NOT (j.concurrency IS NOT NULL AND coalesce(j.locked_until > now(), false))";
 
 const APPLY_CHANGE = `
 WITH c AS (SELECT $5::jsonb AS doc),
@@ -231,7 +256,7 @@ saved AS (
 dropped AS (
   DELETE FROM jobs j
   WHERE j.run_id = $1 AND EXISTS (SELECT 1 FROM ok) AND j.id IS DISTINCT FROM $3::bigint
-    AND ((SELECT (doc->>'drop_all')::boolean FROM c)
+    AND (((SELECT (doc->>'drop_all')::boolean FROM c) AND ${NOT_OUT_WITH_A_SLOT})
       OR EXISTS (SELECT 1 FROM c, jsonb_to_recordset(c.doc->'drop') AS d(kind text, step_id text)
                  WHERE d.kind = j.kind AND d.step_id IS NOT DISTINCT FROM j.step_id))
   RETURNING j.id
@@ -244,6 +269,7 @@ queued AS (
   ON CONFLICT DO NOTHING
   RETURNING *
 ),
+${KEYS_OF_QUEUED},
 closed AS (
   DELETE FROM matchers m
   WHERE m.run_id = $1 AND EXISTS (SELECT 1 FROM ok)

@@ -21,6 +21,13 @@ export class IndexedQueue implements Queue {
   ) {}
 
   async claim(owner: string, limit: number, leaseMs: number): Promise<JobRecord[]> {
+    // Invocations waiting for a concurrency slot are claimed from the record, whose count of slots in use is exact.
+    const keyed = await this.record.claimKeyed(owner, limit, leaseMs);
+    if (keyed.length >= limit) return keyed;
+    return [...keyed, ...(await this.claimIndexed(owner, limit - keyed.length, leaseMs))];
+  }
+
+  private async claimIndexed(owner: string, limit: number, leaseMs: number): Promise<JobRecord[]> {
     const ids = await this.index.claim(owner, limit, leaseMs);
     if (ids.length === 0) return [];
     const { leased, busy } = await this.record.takeLeases(ids, owner, leaseMs);
@@ -40,19 +47,29 @@ export class IndexedQueue implements Queue {
 
   async release(job: JobRecord, owner: string, options: { delayMs: number; failure?: string }): Promise<void> {
     const released = await this.record.releaseInRecord(job, owner, options);
-    if (released) await this.index.release(job.id, owner, options.delayMs).catch(() => {}); // reconcile re-adds it otherwise
+    if (released && !job.concurrency) await this.index.release(job.id, owner, options.delayMs).catch(() => {}); // reconcile re-adds it otherwise
   }
 
   async afterCommit(changes: { queued: JobRecord[]; deleted: string[] }): Promise<void> {
-    await Promise.all([this.index.publish(changes.queued), this.index.forget(changes.deleted)]);
+    const indexed = changes.queued.filter((job) => !job.concurrency);
+    await Promise.all([this.index.publish(indexed), this.index.forget(changes.deleted)]);
   }
 
-  nextDueIn(): Promise<number | null> {
-    return this.index.nextDueIn();
+  slotsFreed(keys: string[]): Promise<void> {
+    return this.record.slotsFreed(keys);
   }
 
-  reconcile(): Promise<number> {
-    return this.index.reconcile((afterId, limit) => this.record.listFree(afterId, limit, this.reconcileGraceMs));
+  async nextDueIn(): Promise<number | null> {
+    const [indexed, keyed] = await Promise.all([this.index.nextDueIn(), this.record.nextKeyDueIn()]);
+    return indexed === null ? keyed : keyed === null ? indexed : Math.min(indexed, keyed);
+  }
+
+  async reconcile(): Promise<number> {
+    const [indexed, keyed] = await Promise.all([
+      this.index.reconcile((afterId, limit) => this.record.listFree(afterId, limit, this.reconcileGraceMs)),
+      this.record.reconcile(),
+    ]);
+    return indexed + keyed;
   }
 
   async releaseAllLeases(): Promise<void> {

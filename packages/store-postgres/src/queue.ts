@@ -6,22 +6,49 @@
  * time here is the database's: executors whose clocks disagree still agree on what is due.
  */
 import type { JobRecord, Queue } from "@stepwise/engine";
-import { idsParam, type SqlExecutor } from "./sql.ts";
+import { idsParam, type SqlClient } from "./sql.ts";
 import { JOB_COLUMNS, toJob } from "./rows.ts";
+import { claimKeyed, NEXT_KEY_DUE, reconcileKeys, slotsFreed } from "./concurrency-claim.ts";
 
 const LEASE = "now() + make_interval(secs => $3::float8 / 1000)";
 /** The jobs named by $1, a JSON array of IDs (see `idsParam`). */
 const JOB_IDS = idsParam("$1", "bigint");
 
 export class PgQueue implements Queue {
-  constructor(private readonly sql: SqlExecutor) {}
+  constructor(private readonly sql: SqlClient) {}
 
+  /**
+   * Invocations waiting for a concurrency slot first (bounded by their limits, and claimed only
+   * through their keys: see `concurrency-claim.ts`), then the rest in order of due time.
+   */
   async claim(owner: string, limit: number, leaseMs: number): Promise<JobRecord[]> {
+    const keyed = await this.claimKeyed(owner, limit, leaseMs);
+    if (keyed.length >= limit) return keyed;
+    return [...keyed, ...(await this.claimPlain(owner, limit - keyed.length, leaseMs))];
+  }
+
+  /** Leases up to `limit` invocations waiting for a concurrency slot, as their keys have room. */
+  claimKeyed(owner: string, limit: number, leaseMs: number): Promise<JobRecord[]> {
+    return claimKeyed(this.sql, owner, limit, leaseMs);
+  }
+
+  async slotsFreed(keys: string[]): Promise<void> {
+    await slotsFreed(this.sql, keys);
+  }
+
+  /** Milliseconds until a concurrency key is due to be looked at (0 if one is), or null. */
+  async nextKeyDueIn(): Promise<number | null> {
+    const rows = await this.sql.query<{ ms: number | string | null }>(`SELECT extract(epoch FROM (${NEXT_KEY_DUE} - now())) * 1000 AS ms`);
+    const ms = rows[0]?.ms;
+    return ms == null ? null : Math.max(0, Number(ms));
+  }
+
+  private async claimPlain(owner: string, limit: number, leaseMs: number): Promise<JobRecord[]> {
     const rows = await this.sql.query(
       `UPDATE jobs SET locked_by = $1, locked_until = ${LEASE}, claims = claims + 1
        WHERE id IN (
          SELECT id FROM jobs
-         WHERE run_at <= now() AND (locked_until IS NULL OR locked_until < now())
+         WHERE concurrency IS NULL AND run_at <= now() AND (locked_until IS NULL OR locked_until < now())
          ORDER BY run_at, id
          LIMIT $2
          FOR UPDATE SKIP LOCKED
@@ -50,10 +77,20 @@ export class PgQueue implements Queue {
 
   /** Gives the job back in the record; false when `owner` no longer held it. */
   async releaseInRecord(job: JobRecord, owner: string, options: { delayMs: number; failure?: string }): Promise<boolean> {
+    // A released invocation frees its concurrency slots: its keys are looked at again at once.
     const rows = await this.sql.query<{ run_at: Date | string }>(
-      `UPDATE jobs SET locked_by = NULL, locked_until = NULL, run_at = now() + make_interval(secs => $3::float8 / 1000),
-         failures = failures + CASE WHEN $4::text IS NULL THEN 0 ELSE 1 END, last_error = coalesce($4::text, last_error)
-       WHERE id = $1 AND locked_by = $2 RETURNING run_at`,
+      `WITH released AS (
+         UPDATE jobs SET locked_by = NULL, locked_until = NULL, run_at = now() + make_interval(secs => $3::float8 / 1000),
+           failures = failures + CASE WHEN $4::text IS NULL THEN 0 ELSE 1 END, last_error = coalesce($4::text, last_error)
+         WHERE id = $1 AND locked_by = $2 RETURNING run_at, concurrency
+       ),
+       keyed AS (
+         INSERT INTO concurrency_keys AS k (key, next_at)
+         SELECT s.slot->>'key', now() FROM released r, jsonb_array_elements(r.concurrency) AS s(slot) ORDER BY 1
+         ON CONFLICT (key) DO UPDATE SET next_at = excluded.next_at WHERE excluded.next_at < k.next_at
+         RETURNING 1
+       )
+       SELECT run_at FROM released`,
       [job.id, owner, options.delayMs, options.failure ?? null],
     );
     return rows.length > 0;
@@ -64,8 +101,9 @@ export class PgQueue implements Queue {
   async nextDueIn(): Promise<number | null> {
     const rows = await this.sql.query<{ ms: number | string | null }>(
       `SELECT extract(epoch FROM (least(
-         (SELECT min(run_at) FROM jobs WHERE locked_until IS NULL),
-         (SELECT min(locked_until) FROM jobs WHERE locked_until IS NOT NULL)) - now())) * 1000 AS ms`,
+         (SELECT min(run_at) FROM jobs WHERE locked_until IS NULL AND concurrency IS NULL),
+         (SELECT min(locked_until) FROM jobs WHERE locked_until IS NOT NULL AND concurrency IS NULL),
+         ${NEXT_KEY_DUE}) - now())) * 1000 AS ms`,
       [],
       { prepare: "stepwise_next_due" },
     );
@@ -73,12 +111,14 @@ export class PgQueue implements Queue {
     return ms == null ? null : Math.max(0, Number(ms));
   }
 
+  /** Keys of invocations whose lease ran out are due again (the plain claim takes other such jobs itself). */
   async reconcile(): Promise<number> {
-    return 0;
+    return reconcileKeys(this.sql);
   }
 
   async releaseAllLeases(): Promise<void> {
     await this.sql.query("UPDATE jobs SET locked_by = NULL, locked_until = NULL WHERE locked_by IS NOT NULL");
+    await this.sql.query("UPDATE concurrency_keys SET next_at = now() WHERE next_at > now()");
   }
 
   /**
@@ -109,11 +149,14 @@ export class PgQueue implements Queue {
     return { leased, busy: rest.map((id) => ({ id, freeInMs: found.get(id) ?? null })) };
   }
 
-  /** Jobs with an ID after `afterId` (in ID order), free or with an expired lease, older than `minAgeMs`. */
+  /**
+   * Jobs with an ID after `afterId` (in ID order), free or with an expired lease, older than
+   * `minAgeMs`: those another queue hands out (invocations with concurrency keys are not).
+   */
   async listFree(afterId: string | null, limit: number, minAgeMs: number): Promise<JobRecord[]> {
     const rows = await this.sql.query(
       `SELECT * FROM jobs
-       WHERE id > $1 AND created_at < now() - make_interval(secs => $2::float8 / 1000) AND (locked_until IS NULL OR locked_until < now())
+       WHERE id > $1 AND concurrency IS NULL AND created_at < now() - make_interval(secs => $2::float8 / 1000) AND (locked_until IS NULL OR locked_until < now())
        ORDER BY id LIMIT $3`,
       [afterId ?? "0", minAgeMs, limit],
     );

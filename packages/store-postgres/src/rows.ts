@@ -6,6 +6,7 @@
  */
 import type {
   AppRecord,
+  ConcurrencySlot,
   EventRecord,
   FunctionRecord,
   JobRecord,
@@ -65,7 +66,13 @@ export function toRun(row: Row): RunRecord {
     endedAt: optionalDate(row.ended_at),
     version: Number(row.version ?? 0),
     stateBytes: Number(row.state_bytes ?? 0),
+    ...(row.concurrency != null && { concurrency: slots(row.concurrency) }),
   };
+}
+
+/** Concurrency slots as stored (jsonb: parsed by the driver; as text inside a JSON document). */
+function slots(value: unknown): ConcurrencySlot[] {
+  return (typeof value === "string" ? JSON.parse(value) : value) as ConcurrencySlot[];
 }
 
 export function toStep(row: Row): StepRecord {
@@ -102,7 +109,7 @@ export function toMatcher(row: Row): MatcherRecord {
 }
 
 /** What `toJob` reads (named, not *: a prepared statement's result type must not change when a later schema adds a column). */
-export const JOB_COLUMNS = "id, kind, run_id, step_id, run_at, claims, failures, last_error";
+export const JOB_COLUMNS = "id, kind, run_id, step_id, run_at, claims, failures, last_error, concurrency";
 
 export function toJob(row: Row): JobRecord {
   return {
@@ -114,5 +121,6 @@ export function toJob(row: Row): JobRecord {
     claims: Number(row.claims),
     failures: Number(row.failures ?? 0),
     lastError: optional(row.last_error),
+    ...(row.concurrency != null && { concurrency: slots(row.concurrency) }),
   };
 }

@@ -27,6 +27,7 @@ import { writeChange } from "./change-sql.ts";
 import { CheckpointWriter } from "./checkpoint-writer.ts";
 import { IndexedQueue } from "./indexed-queue.ts";
 import { PgQueue } from "./queue.ts";
+import { pruneKeys } from "./concurrency-claim.ts";
 import { toApp, toFunction, toRun } from "./rows.ts";
 import { SCHEMA_SQL } from "./schema.ts";
 import type { SqlClient } from "./sql.ts";
@@ -225,7 +226,8 @@ export class PostgresStore extends PgReader implements Store {
   }
 
   async pruneFlowControl(limit: number): Promise<number> {
-    // A rate limit whose time has come round is as good as none; an expired key holds nothing back.
+    // A rate limit whose time has come round is as good as none; an expired key holds nothing back,
+    // nor does a concurrency key nothing waits on.
     const limits = await this.client.query(
       `DELETE FROM rate_limits WHERE (function_id, key) IN (
          SELECT function_id, key FROM rate_limits WHERE tat < now() ORDER BY tat LIMIT $1)
@@ -238,7 +240,7 @@ export class PostgresStore extends PgReader implements Store {
        RETURNING 1`,
       [limit],
     );
-    return limits.length + keys.length;
+    return limits.length + keys.length + (await pruneKeys(this.client, limit));
   }
 
   async close(): Promise<void> {

@@ -13,7 +13,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, postgresAvailable, type TestDatabase } from "../../../test/support/postgres.ts";
 import { writeCheckpoints } from "../src/checkpoint-sql.ts";
 import { PgQueue } from "../src/queue.ts";
-import type { SqlExecutor } from "../src/sql.ts";
 import { seedRun } from "./store-contract.ts";
 
 interface PlanNode {
@@ -49,14 +48,18 @@ describe.runIf(postgresAvailable)("statements naming rows by ID, on a store with
   afterAll(async () => db?.drop());
 
   /** An executor that plans each statement instead of running it; `plans` gets one per statement. */
-  function explaining(plans: PlanNode[]): SqlExecutor {
-    return {
+  function explaining(plans: PlanNode[]): SqlClient {
+    const client: SqlClient = {
       async query<Row>(text: string, params?: readonly unknown[]) {
         const [row] = await sql.query<{ "QUERY PLAN": Array<{ Plan: PlanNode }> }>(`EXPLAIN (FORMAT JSON) ${text}`, params);
         plans.push(row!["QUERY PLAN"][0]!.Plan);
         return [] as Row[];
       },
+      transaction: (fn) => fn(client),
+      exec: async () => {},
+      close: async () => {},
     };
+    return client;
   }
 
   it("the lease heartbeat and the leases a Redis claim takes read no table whole", async () => {

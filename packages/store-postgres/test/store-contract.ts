@@ -684,6 +684,114 @@ export function testQueue(name: string, open: Open): void {
       expect(new Set(seen).size).toBe(50);
     });
 
+    describe("concurrency limits", () => {
+      const slots = (...limits: Array<[key: string, limit: number]>) => limits.map(([key, limit]) => ({ key, limit }));
+      /** A run whose invocation carries `concurrency`, queued; its job. */
+      const waiting = async (concurrency: ReturnType<typeof slots>) => (await seedRun(store, [{ kind: "invoke", concurrency }])).jobs[0]!;
+      /** Completes the job as an invocation that ended without a continuation does, and frees its slots. */
+      const finish = async (job: JobRecord, owner: string) => {
+        expect(await complete(job.id, owner)).toBe(true);
+        await store.queue.slotsFreed((job.concurrency ?? []).map((slot) => slot.key));
+      };
+
+      it("grants a key's slots up to its limit across concurrent claimers, then one per slot freed, in order", async () => {
+        await drain();
+        const key = uid("key");
+        const jobs = [];
+        for (let i = 0; i < 5; i++) jobs.push(await waiting(slots([key, 2])));
+        const claims = await Promise.all(["w1", "w2", "w3"].map(async (owner) => ({ owner, jobs: await store.queue.claim(owner, 10, 10_000) })));
+        const held = claims.flatMap(({ owner, jobs }) => jobs.map((job) => ({ owner, job })));
+        expect(held.map(({ job }) => job.id).sort()).toEqual([jobs[0]!.id, jobs[1]!.id].sort());
+        expect(held[0]!.job.concurrency).toEqual(slots([key, 2]));
+        // Full: nothing is due for a while, so an idle executor does not spin on the waiting jobs.
+        expect(await store.queue.claim("w4", 10, 10_000)).toEqual([]);
+        expect(await store.queue.nextDueIn()).toBeGreaterThan(0);
+        await finish(held[0]!.job, held[0]!.owner);
+        expect(await store.queue.nextDueIn()).toBe(0);
+        expect((await store.queue.claim("w4", 10, 10_000)).map((job) => job.id)).toEqual([jobs[2]!.id]);
+        expect(await store.queue.claim("w5", 10, 10_000)).toEqual([]);
+      });
+
+      it("a continuation keeps its slot; a release and a lease run out free it", async () => {
+        await drain();
+        const key = uid("key");
+        const first = await waiting(slots([key, 1]));
+        const second = await waiting(slots([key, 1]));
+        const [claimed] = await store.queue.claim("w", 10, 10_000);
+        expect(claimed?.id).toBe(first.id);
+        // The invocation's commit deletes it and writes the next one leased to the same worker.
+        const next = await store.transaction(async (tx) => {
+          expect(await tx.completeJob({ jobId: first.id, owner: "w" })).not.toBeNull();
+          const state = (await tx.lockRun(first.runId))!;
+          return tx.writeChange(first.runId, state.run.version, emptyChange({ jobs: [{ kind: "invoke", runId: first.runId, lease: { owner: "w", leaseMs: 200 }, concurrency: slots([key, 1]) }] }));
+        });
+        expect(next.continued?.concurrency).toEqual(slots([key, 1]));
+        await store.queue.slotsFreed([key]); // even told, a continuation's slot stays taken
+        expect(await store.queue.claim("other", 10, 10_000)).toEqual([]);
+        // Its lease runs out (its executor died): the slot is free again once the queue is reconciled.
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        await store.queue.reconcile();
+        const [taken, more] = await store.queue.claim("other", 10, 10_000);
+        expect([first.runId, second.runId]).toContain(taken?.runId);
+        expect(more).toBeUndefined();
+        // Given back for later, it frees its slot for the other job at once.
+        await store.queue.release(taken!, "other", { delayMs: 60_000 });
+        const [rest] = await store.queue.claim("third", 10, 10_000);
+        expect(rest?.id).not.toBe(taken!.id);
+        expect(rest?.concurrency).toEqual(slots([key, 1]));
+      });
+
+      it("a run that ends keeps the invocation out with a slot until its worker is done with it; its other jobs go", async () => {
+        await drain();
+        const key = uid("key");
+        const { run, jobs } = await seedRun(store, [
+          { kind: "invoke", stepId: "a", concurrency: slots([key, 1]) },
+          { kind: "invoke", stepId: "b", concurrency: slots([key, 1]) },
+          { kind: "wake", stepId: "nap", delayMs: 60_000 },
+        ]);
+        const [out] = await store.queue.claim("w", 10, 10_000);
+        expect(out?.stepId).toBe("a");
+        // The run is cancelled while step "a" runs in the app.
+        const ended = await store.transaction(async (tx) => {
+          const state = (await tx.lockRun(run.id))!;
+          return tx.writeChange(run.id, state.run.version, emptyChange({ run: { status: "cancelled", endedAt: new Date() }, dropJobs: "all" }));
+        });
+        expect(ended.deleted.sort()).toEqual(jobs.filter((job) => job.stepId !== "a").map((job) => job.id).sort());
+        await store.queue.afterCommit({ queued: [], deleted: ended.deleted });
+        // Its slot stays taken: another run of the key waits, until the worker deletes the job.
+        const other = await waiting(slots([key, 1]));
+        expect(await store.queue.claim("x", 10, 10_000)).toEqual([]);
+        await finish(out!, "w");
+        expect((await store.queue.claim("x", 10, 10_000)).map((job) => job.id)).toEqual([other.id]);
+      });
+
+      it("a job with two limits runs only while both have room", async () => {
+        await drain();
+        const [shared, own] = [uid("shared"), uid("own")];
+        const alone = await waiting(slots([shared, 1]));
+        const both = await waiting(slots([own, 5], [shared, 1]));
+        const claimed = await store.queue.claim("w", 10, 10_000);
+        expect(claimed.map((job) => job.id)).toEqual([alone.id]);
+        expect(await store.queue.claim("w", 10, 10_000)).toEqual([]);
+        await finish(alone, "w");
+        expect((await store.queue.claim("w", 10, 10_000)).map((job) => job.id)).toEqual([both.id]);
+      });
+
+      it("claims waiting invocations of many keys, each up to its limit, beside plain jobs", async () => {
+        await drain();
+        const keys = Array.from({ length: 20 }, () => uid("many"));
+        for (const key of keys) for (let i = 0; i < 3; i++) await waiting(slots([key, 2]));
+        const plain = await seedRun(store, [{ kind: "invoke" }]);
+        const taken: JobRecord[] = [];
+        for (let round = 0; round < 10; round++) taken.push(...(await store.queue.claim(`w${round}`, 7, 10_000)));
+        expect(taken).toHaveLength(41);
+        expect(taken.map((job) => job.id)).toContain(plain.jobs[0]!.id);
+        const perKey = new Map<string, number>();
+        for (const job of taken) for (const slot of job.concurrency ?? []) perKey.set(slot.key, (perKey.get(slot.key) ?? 0) + 1);
+        expect([...perKey.values()]).toEqual(keys.map(() => 2));
+      });
+    });
+
     it("after releaseAllLeases every leased job is claimable at once", async () => {
       await drain();
       const { jobs } = await seedRun(store, [{ kind: "invoke" }]);

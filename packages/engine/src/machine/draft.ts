@@ -106,15 +106,20 @@ export class RunDraft {
     Object.assign(this.change.run, patch);
   }
 
-  enqueue(job: Omit<NewJob, "runId">): void {
-    this.change.jobs.push({ ...job, runId: this.run.id });
+  enqueue(job: Omit<NewJob, "runId" | "concurrency">): void {
+    const { concurrency } = this.run;
+    // An invocation takes a slot of each of the run's limits (see `concurrency.ts`).
+    this.change.jobs.push(job.kind === "invoke" && concurrency ? { ...job, runId: this.run.id, concurrency } : { ...job, runId: this.run.id });
   }
 
   /**
    * Writes the run's next invocation, if this change queues one due at once, already leased to
    * `lease.owner`: that worker runs it next without a trip through the queue (a continuation).
+   * With `holdsSlot` false (the worker ran a timer, or none of the run's jobs) a run with a
+   * concurrency limit has no slot to hand on: its invocation waits for a claim.
    */
-  leaseNext(lease: { owner: string; leaseMs: number }): boolean {
+  leaseNext(lease: { owner: string; leaseMs: number }, holdsSlot: boolean): boolean {
+    if (this.run.concurrency && !holdsSlot) return false;
     const next = this.change.jobs.find((job) => job.kind === "invoke" && !job.runAt && !job.delayMs);
     if (next) next.lease = { owner: lease.owner, leaseMs: lease.leaseMs };
     return next !== undefined;

@@ -1,11 +1,17 @@
 /** A new run of a function for an event: queued, with its `cancelOn` matchers open. */
 import { newId, toMs } from "@stepwise/protocol";
 import { runLabel } from "../log.ts";
-import type { EventRecord, FunctionRecord, RunRecord } from "../records.ts";
+import type { ConcurrencySlot, EventRecord, FunctionRecord, RunRecord } from "../records.ts";
 import { RunDraft, type MachineEnv } from "./draft.ts";
 import { newMatcher } from "./waits.ts";
 
-export function newRun(fn: FunctionRecord, event: EventRecord, env: Pick<MachineEnv, "now">, parent?: { runId: string; stepId: string }): RunDraft {
+export function newRun(
+  fn: FunctionRecord,
+  event: EventRecord,
+  env: Pick<MachineEnv, "now">,
+  parent?: { runId: string; stepId: string },
+  concurrency?: ConcurrencySlot[],
+): RunDraft {
   const run: RunRecord = {
     id: newId(env.now),
     functionId: fn.id,
@@ -16,6 +22,7 @@ export function newRun(fn: FunctionRecord, event: EventRecord, env: Pick<Machine
     version: 0,
     stateBytes: 0,
   };
+  if (concurrency) run.concurrency = concurrency;
   if (parent) {
     run.parentRunId = parent.runId;
     run.parentStepId = parent.stepId;

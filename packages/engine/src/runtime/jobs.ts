@@ -20,6 +20,7 @@ import { isRefusedValue, LeaseLostError, serializedError } from "../errors.ts";
 import { invokeApp, type InvokerOptions } from "../invoker.ts";
 import { leaseToken } from "./checkpoints.ts";
 import { runCronTick } from "./cron.ts";
+import { heldKeys } from "../concurrency.ts";
 import { hasUnreadOutputs, outputBudget, requestSteps } from "./request-steps.ts";
 import type { InvocationSnapshots, KnownStates } from "./known-states.ts";
 import type { JobHandling } from "./lanes.ts";
@@ -155,13 +156,34 @@ async function giveUp(runner: JobRunner, job: JobRecord, cause: string): Promise
  * queue that was a round trip per step for nothing.
  */
 async function complete(runner: JobRunner, job: JobRecord, state: RunState | null, transition: Transition, how: JobHandling = {}): Promise<JobRecord[]> {
+  const held = heldKeys(job);
+  if (held.length === 0) return commit(runner, job, state, transition, how);
+  let next: JobRecord[];
+  try {
+    next = await commit(runner, job, state, transition, how);
+  } catch (error) {
+    // Taken from this worker (the run was cancelled, say): its slots went with it.
+    if (error instanceof LeaseLostError) await slotsFreed(runner.ctx, held);
+    throw error;
+  }
+  // A continuation keeps the slots; without one they are free for the runs waiting on them.
+  if (next.length === 0) await slotsFreed(runner.ctx, held);
+  return next;
+}
+
+/** Best effort: a key not told is looked at again a little later all the same (`Queue.slotsFreed`). */
+async function slotsFreed(ctx: EngineContext, keys: string[]): Promise<void> {
+  await ctx.store.queue.slotsFreed(keys).catch(() => {});
+}
+
+async function commit(runner: JobRunner, job: JobRecord, state: RunState | null, transition: Transition, how: JobHandling): Promise<JobRecord[]> {
   const { ctx, owner, leaseMs } = runner;
   const fence = { jobId: job.id, owner, unclaimed: how.unclaimed };
   if (state) {
     const draft = new RunDraft(state);
     transition(draft, machineEnv(ctx, state.run.functionId));
     settle(draft);
-    draft.leaseNext({ owner, leaseMs });
+    draft.leaseNext({ owner, leaseMs }, job.kind === "invoke");
     if (!draft.needsUnit) {
       const written = await ctx.store.applyOptimistically(state, fence, draft.change);
       if (written) {
@@ -172,7 +194,7 @@ async function complete(runner: JobRunner, job: JobRecord, state: RunState | nul
   }
   if (how.unclaimed) return [];
   const outcome = await ctx.store.transaction(async (tx) => {
-    const options: UnitOptions = { continuation: { runId: job.runId, owner, leaseMs } };
+    const options: UnitOptions = { continuation: { runId: job.runId, owner, leaseMs, holdsSlot: job.kind === "invoke" } };
     const unit = new UnitOfWork(tx, ctx, options);
     // The run's row first, then the job's: the order every transaction takes them (a checkpoint,
     // a cancel), so none waits for the other in a cycle.

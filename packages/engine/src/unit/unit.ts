@@ -22,6 +22,7 @@ import { settle } from "../machine/progress.ts";
 import { newRun } from "../machine/start.ts";
 import { finish } from "../machine/ending.ts";
 import { admit } from "./admission.ts";
+import { concurrencySlots } from "../concurrency.ts";
 import { runLabel } from "../log.ts";
 import { stepAttemptFailed } from "../machine/steps.ts";
 import { cancelOnEvent, matcherAccepts, resolveWait } from "../machine/waits.ts";
@@ -29,7 +30,7 @@ import { changeOnlyAdds, type StoreTx, type WriteResult } from "../store.ts";
 
 export interface UnitOptions {
   /** The worker that applies this unit runs the run's next invocation itself, when it is due at once. */
-  continuation?: { runId: string; owner: string; leaseMs: number };
+  continuation?: { runId: string; owner: string; leaseMs: number; holdsSlot: boolean };
   /** When the invoked job became due (store clock): waits opened now look back to then. */
   readyAt?: Date;
   /**
@@ -86,8 +87,9 @@ export class UnitOfWork {
   }
 
   /** A new run, inserted at the commit with every other run this unit starts (one statement for a burst). */
-  startRun(fn: FunctionRecord, event: EventRecord, parent?: { runId: string; stepId: string }): RunDraft {
-    const draft = newRun(fn, event, { now: this.ctx.clock.now() }, parent);
+  async startRun(fn: FunctionRecord, event: EventRecord, parent?: { runId: string; stepId: string }): Promise<RunDraft> {
+    const slots = fn.config.concurrency === undefined ? undefined : await concurrencySlots(fn, event);
+    const draft = newRun(fn, event, { now: this.ctx.clock.now() }, parent, slots);
     this.entries.set(draft.run.id, { draft, version: draft.run.version, isNew: true });
     return draft;
   }
@@ -154,7 +156,7 @@ export class UnitOfWork {
    * `admission.ts`); the run, unless none was created.
    */
   async startTriggered(fn: FunctionRecord, event: EventRecord): Promise<RunDraft | undefined> {
-    const draft = this.startRun(fn, event);
+    const draft = await this.startRun(fn, event);
     // Most functions have no flow control: a burst of their events takes no extra step here.
     if (fn.config.idempotency === undefined && fn.config.rateLimit === undefined) return draft;
     const admission = await admit(this.tx, fn, event, draft.run.id);
@@ -178,8 +180,9 @@ export class UnitOfWork {
     for (const [runId, entry] of this.entries) {
       const { draft } = entry;
       settle(draft);
-      if (continuation?.runId === runId) draft.leaseNext(continuation);
-      else if (adopt && entry.isNew && adopting < adopt.max && draft.leaseNext(adopt)) adopting++;
+      if (continuation?.runId === runId) draft.leaseNext(continuation, continuation.holdsSlot);
+      // A new run holds no slot of its limits yet: it waits for a claim, which grants one.
+      else if (adopt && entry.isNew && adopting < adopt.max && draft.leaseNext(adopt, false)) adopting++;
       outcome.lines.push(...draft.lines);
       if (entry.isNew) started.push({ runId, draft });
     }
@@ -228,7 +231,7 @@ export class UnitOfWork {
       case "start-child": {
         const [stored] = await this.tx.insertEvents([effect.event]);
         if (stored) {
-          this.startRun(effect.fn, effect.event, effect.parent);
+          await this.startRun(effect.fn, effect.event, effect.parent);
           return;
         }
         // The derived ID was taken by an event the executor did not write: do not start a child on foreign data.

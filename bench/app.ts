@@ -55,6 +55,15 @@ export function createBenchApp(probe: Probe) {
     for (let i = 0; i < 5; i++) await step.run(`s${i}`, () => i);
     probe.report({ type: "finish" });
   });
+  // The same runs with a concurrency key of 50 values (see W2 keyed): 10 at once per tenant, so
+  // W2's 4 runs per tenant never wait for a slot and a burst's 20 do.
+  const burstKeyed = client.createFunction(
+    { id: "burst-keyed", triggers: [{ event: "bench/burst-keyed" }], concurrency: { limit: 10, key: "event.data.tenant" } },
+    async ({ step }) => {
+      for (let i = 0; i < 5; i++) await step.run(`s${i}`, () => i);
+      probe.report({ type: "finish" });
+    },
+  );
   const sleeper = client.createFunction({ id: "sleeper", triggers: [{ event: "bench/sleep" }] }, async ({ step }) => {
     const before = await step.run("before", () => Date.now());
     await step.sleep("two-seconds", 2_000);
@@ -66,7 +75,7 @@ export function createBenchApp(probe: Probe) {
     probe.report({ type: "finish" });
   });
   const app = new Hono();
-  app.on(["GET", "POST", "PUT"], "/api/durable", serve({ client, functions: [sequence, sequencePlain, burst, sleeper, latency] }));
+  app.on(["GET", "POST", "PUT"], "/api/durable", serve({ client, functions: [sequence, sequencePlain, burst, burstKeyed, sleeper, latency] }));
   return app;
 }
 

@@ -7,14 +7,17 @@
 import { DEFAULT_CONCURRENCY } from "@stepwise/engine";
 import { HAND_CHAINS, type Baselines } from "./baselines.ts";
 import type { TopologyName } from "./topologies.ts";
-import type { LatencyResult, SoakResult, W1Result, W2Result, W2Steady } from "./workloads.ts";
+import { TENANTS, type LatencyResult, type SoakResult, type W1Result, type W2Result, type W2Steady } from "./workloads.ts";
 
 interface TopologyResult {
   w1: W1Result[];
   /** The first W2 after the executor started: its JIT has not compiled a burst's paths yet. */
   w2: W2Result;
   w2Steady: W2Steady;
+  /** W2 of a function with a concurrency key, measured in turn with `w2Steady`. */
+  w2Keyed: W2Steady;
   burst: W2Result;
+  burstKeyed: W2Result;
   w3: LatencyResult;
   /** One run sleeping at a time: the timer's own lateness. */
   w3Alone: LatencyResult;
@@ -61,7 +64,10 @@ export function printReport(report: { baselines: Baselines; results: Record<stri
   rows.push(["W2 steps/s (200 runs x 5), warm: median of 5", ...cell((r, floor) => `${r.w2Steady.stepsPerSecond} (${x(1000 / r.w2Steady.stepsPerSecond, floor)})`)]);
   rows.push(["W2 the first time after start: steps/s", ...cell((r) => `${r.w2.stepsPerSecond}`)]);
   rows.push([`W2 warm / steps by hand, ${HAND_CHAINS} at once`, ...cell((r) => x(r.w2Steady.stepsPerSecond, b.handStepsPerSecond))]);
+  rows.push([`W2 with a concurrency key (${TENANTS} values, 10 each), warm: steps/s`, ...cell((r) => `${r.w2Keyed.stepsPerSecond}`)]);
+  rows.push(["W2 keyed / W2: time per step", ...cell((r) => x(r.w2Steady.stepsPerSecond, r.w2Keyed.stepsPerSecond))]);
   rows.push(["burst 1,000 runs x 5: s, steps/s", ...cell((r) => `${r.burst.seconds} s, ${r.burst.stepsPerSecond}`)]);
+  rows.push(["burst 1,000 keyed runs x 5: s, steps/s", ...cell((r) => `${r.burstKeyed.seconds} s, ${r.burstKeyed.stepsPerSecond}`)]);
   rows.push(["W3 20 runs sleep 2s: late p50 / p99 / max (ms)", ...cell((r, floor) => `${r.w3.p50} / ${r.w3.p99} / ${r.w3.max} (${x(r.w3.p50, floor)})`)]);
   rows.push(["W3 one run sleeping 2s alone: late p50 / max (ms)", ...cell((r, floor) => `${r.w3Alone.p50} / ${r.w3Alone.max} (${x(r.w3Alone.p50, floor)})`)]);
   rows.push(["W4 event answered->step p50 / p99 (ms)", ...cell((r, floor) => `${r.w4.p50} / ${r.w4.p99} (${x(r.w4.p50, floor)})`)]);
@@ -93,6 +99,7 @@ export function ratios(name: TopologyName, result: unknown, b: Baselines): Recor
     w1PlainMs1000: w1Of(r, 1_000, false).perStepMs,
     w2MsPerStep: 1000 / r.w2Steady.stepsPerSecond,
     w2FirstMsPerStep: 1000 / r.w2.stepsPerSecond,
+    w2KeyedMsPerStep: 1000 / r.w2Keyed.stepsPerSecond,
     w3LateP50Ms: r.w3.p50,
     w3LateP99Ms: r.w3.p99,
     w3AloneLateP50Ms: r.w3Alone.p50,

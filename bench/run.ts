@@ -48,10 +48,11 @@ for (const name of topologies) {
     for (const checkpointed of [true, false]) for (const steps of [50, 1_000]) w1Results.push(await w1(topology, probe, steps, checkpointed));
     progress(`${name}: W2 (200 runs x 5 steps at once)`);
     const w2Result = await w2(topology, probe);
-    progress(`${name}: W2 once warm (3 more to warm up, then the median of 5)`);
-    const w2SteadyResult = await w2Steady(topology, probe);
-    progress(`${name}: burst of 1,000 runs x 5 steps at once`);
+    progress(`${name}: W2 once warm, plain and with a concurrency key in turn (3 more of each to warm up, then the median of 5)`);
+    const { plain: w2SteadyResult, keyed: w2KeyedResult } = await w2Steady(topology, probe);
+    progress(`${name}: burst of 1,000 runs x 5 steps at once, plain then with a concurrency key`);
     const burstResult = await w2(topology, probe, 1_000);
+    const burstKeyedResult = await w2(topology, probe, 1_000, "keyed");
     progress(`${name}: W3 (20 runs sleeping 2 s)`);
     const w3Result = await w3(topology, probe, 20);
     progress(`${name}: W3 alone (one run sleeping 2 s, 5 times)`);
@@ -62,7 +63,7 @@ for (const name of topologies) {
       name === "postgres+redis" && soakSeconds > 0
         ? (progress(`${name}: memory soak, ${soakSeconds}s of steady load`), await soak(topology, probe, soakSeconds))
         : undefined;
-    results[name] = { w1: w1Results, w2: w2Result, w2Steady: w2SteadyResult, burst: burstResult, w3: w3Result, w3Alone: w3AloneResult, w4: w4Result, soak: soakResult, rssStartMb, rssEndMb: topology.rssMb() };
+    results[name] = { w1: w1Results, w2: w2Result, w2Steady: w2SteadyResult, w2Keyed: w2KeyedResult, burst: burstResult, burstKeyed: burstKeyedResult, w3: w3Result, w3Alone: w3AloneResult, w4: w4Result, soak: soakResult, rssStartMb, rssEndMb: topology.rssMb() };
   } finally {
     await topology.stop();
   }

@@ -2,7 +2,8 @@
  * The workloads, each against a running topology and the bench app:
  *   W1 one run of N sequential step.run, checkpointed and not: time per step (flat in N?)
  *   W2 200 runs of 5 steps sent at once: steps per second, the first time and once warm; and a
- *      burst of 1,000 such runs
+ *      burst of 1,000 such runs. Keyed: the same runs of a function with a concurrency key of 50
+ *      values (10 at once each), measured in turn with the plain ones
  *   W3 runs that sleep 2 s between two steps (20 in the report): how late the second step starts
  *   W4 time from POST /api/events answered to the run's first step starting
  *   soak: a steady load for a while, sampling the executor's memory
@@ -47,10 +48,15 @@ export interface W2Result {
   stepsPerSecond: number;
 }
 
-export async function w2(topology: Topology, probe: Probe, runs = 200): Promise<W2Result> {
+/** A W2 burst of plain runs, or of runs with a concurrency key of {@link TENANTS} values. */
+export type W2Kind = "plain" | "keyed";
+export const TENANTS = 50;
+
+export async function w2(topology: Topology, probe: Probe, runs = 200, kind: W2Kind = "plain"): Promise<W2Result> {
   const finished = probe.finishedAfter(runs);
   const start = performance.now();
-  await send(topology, Array.from({ length: runs }, (_, n) => ({ name: "bench/burst", data: { n } })));
+  const name = kind === "keyed" ? "bench/burst-keyed" : "bench/burst";
+  await send(topology, Array.from({ length: runs }, (_, n) => ({ name, data: { n, tenant: `t${n % TENANTS}` } })));
   await finished;
   const seconds = (performance.now() - start) / 1000;
   return { runs, seconds: round(seconds, 2), stepsPerSecond: Math.round((runs * 5) / seconds) };
@@ -66,12 +72,17 @@ export interface W2Steady extends W2Result {
  * burst of concurrent runs takes; the first W2 after start runs at about half the speed of the
  * fifth), then the median of `repetitions`.
  */
-export async function w2Steady(topology: Topology, probe: Probe, warmups = 3, repetitions = 5): Promise<W2Steady> {
-  for (let i = 0; i < warmups; i++) await w2(topology, probe);
-  const results: W2Result[] = [];
-  for (let i = 0; i < repetitions; i++) results.push(await w2(topology, probe));
-  const sorted = [...results].sort((a, b) => a.stepsPerSecond - b.stepsPerSecond);
-  return { ...sorted[Math.floor(sorted.length / 2)]!, samples: results.map((r) => r.stepsPerSecond) };
+export async function w2Steady(topology: Topology, probe: Probe, warmups = 3, repetitions = 5): Promise<Record<W2Kind, W2Steady>> {
+  const kinds: W2Kind[] = ["plain", "keyed"];
+  for (let i = 0; i < warmups; i++) for (const kind of kinds) await w2(topology, probe, 200, kind);
+  // In turn, so both kinds meet the same moments of a shared machine.
+  const results: Record<W2Kind, W2Result[]> = { plain: [], keyed: [] };
+  for (let i = 0; i < repetitions; i++) for (const kind of kinds) results[kind].push(await w2(topology, probe, 200, kind));
+  const median = (list: W2Result[]): W2Steady => {
+    const sorted = [...list].sort((a, b) => a.stepsPerSecond - b.stepsPerSecond);
+    return { ...sorted[Math.floor(sorted.length / 2)]!, samples: list.map((r) => r.stepsPerSecond) };
+  };
+  return { plain: median(results.plain), keyed: median(results.keyed) };
 }
 
 export interface LatencyResult {

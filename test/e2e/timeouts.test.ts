@@ -1,7 +1,8 @@
 /**
  * `timeouts`: a run that has not finished `finish` after its event is cancelled, with a reason
  * that names the timeout, and no step of it runs after; a run that waited in the queue past
- * `start` is cancelled before any of it runs. Over real HTTP on every store.
+ * `start` is cancelled before any of it runs; a `cancelOn` rule with a `timeout` listens only
+ * that long after the run started. Over real HTTP on every store.
  */
 import { Stepwise } from "@stepwise/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -30,11 +31,21 @@ const hog = client.createFunction({ id: "hog", triggers: [{ event: "t/hog" }] },
 const fresh = client.createFunction({ id: "fresh", triggers: [{ event: "t/fresh" }], timeouts: { start: "500ms" } }, async ({ event, step }) =>
   step.run("notify", () => record((event.data as { key: string }).key, "notify")),
 );
+// Cancellable by a t/stop event with its key, but only in the first 400 ms of the run.
+const stoppable = client.createFunction(
+  { id: "stoppable", triggers: [{ event: "t/stoppable" }], cancelOn: [{ event: "t/stop", match: "data.key", timeout: "400ms" }] },
+  async ({ event, step }) => {
+    const key = (event.data as { key: string }).key;
+    await step.sleep("wait", "800ms");
+    await step.run("after", () => record(key, "after"));
+    return "finished";
+  },
+);
 
 describe.each(STORE_KINDS)("timeouts on %s", (store) => {
   let stack: Stack;
   beforeAll(async () => {
-    stack = await startStack({ store, client, functions: [slow, quick, hog, fresh], executor: { concurrency: 1 } });
+    stack = await startStack({ store, client, functions: [slow, quick, hog, fresh, stoppable], executor: { concurrency: 1 } });
   });
   afterAll(async () => stack?.close());
 
@@ -74,7 +85,27 @@ describe.each(STORE_KINDS)("timeouts on %s", (store) => {
     expect((await stack.waitForRun(later!)).status).toBe("completed");
   });
 
+  it("cancels on a cancelOn event within its timeout, and not after", async () => {
+    const [early, late] = [`early-${store}`, `late-${store}`];
+    const [earlyId, lateId] = await stack.send([
+      { name: "t/stoppable", data: { key: early } },
+      { name: "t/stoppable", data: { key: late } },
+    ]);
+    await stack.send({ name: "t/stop", data: { key: early } });
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    await stack.send({ name: "t/stop", data: { key: late } });
+    const [a, b] = [await stack.waitForRun(earlyId!), await stack.waitForRun(lateId!)];
+    expect(a.status).toBe("cancelled");
+    expect(a.error?.message).toMatch(/matched cancelOn/);
+    expect(b).toMatchObject({ status: "completed", output: "finished" });
+    expect(ran.get(early)).toBeUndefined();
+    expect(ran.get(late)).toEqual(["after"]);
+  });
+
   it("refuses a timeout that is not a duration, naming the function and the option", () => {
+    expect(() => client.createFunction({ id: "f", triggers: [{ event: "t/x" }], cancelOn: [{ event: "t/stop", timeout: "later" }] }, () => {})).toThrow(
+      /createFunction\("f"\): cancelOn\.0\.timeout: Invalid duration "later"/,
+    );
     expect(() => client.createFunction({ id: "f", triggers: [{ event: "t/x" }], timeouts: { finish: "soon" } }, () => {})).toThrow(
       /createFunction\("f"\): timeouts\.finish: Invalid duration "soon"/,
     );

@@ -180,7 +180,8 @@ export function simApp(ledger: Ledger, path: CheckpointPath): SimApp {
         id: `sim-r${retries}`,
         triggers: [{ event: `sim/start-r${retries}` }],
         retries,
-        cancelOn: [{ event: "sim/cancel", match: "data.key" }],
+        // A cancel sent more than 3 s into the run (a long program's late selfCancel) is ignored.
+        cancelOn: [{ event: "sim/cancel", match: "data.key", timeout: "3s" }],
         onFailure,
         concurrency: [{ limit: 1, key: "event.data.key" }, pool],
       },

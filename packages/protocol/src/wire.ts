@@ -227,17 +227,6 @@ export const TriggerSchema = z
   });
 export type Trigger = z.infer<typeof TriggerSchema>;
 
-/** Cancel a run when an event arrives whose `match` field equals the trigger's (and `if` holds). */
-export const CancelOnSchema = z.object({
-  // The executor's own events carry other runs' data; a cancel never listens to them.
-  event: storableText("cancelOn event")
-    .min(1)
-    .refine((name) => !name.startsWith(RESERVED_EVENT_PREFIX), `cancelOn cannot name an executor event ("${RESERVED_EVENT_PREFIX}…")`),
-  match: storableText("match").optional(),
-  if: celText("if").optional(),
-});
-export type CancelOn = z.infer<typeof CancelOnSchema>;
-
 /** The longest duration a function's configuration may give (a year): past it, dates overflow. */
 const MAX_CONFIG_DURATION_MS = 366 * 86_400_000;
 
@@ -253,6 +242,21 @@ const ConfigDurationSchema = z.union([z.number(), z.string()]).superRefine((valu
   if (ms <= 0) ctx.addIssue({ code: "custom", message: `must be longer than 0, got ${JSON.stringify(value)}` });
   if (ms > MAX_CONFIG_DURATION_MS) ctx.addIssue({ code: "custom", message: `must be at most a year ("366d"), got ${JSON.stringify(value)}` });
 });
+
+/**
+ * Cancel a run when an event arrives whose `match` field equals the trigger's (and `if` holds),
+ * within `timeout` of the run's start when given (after it, the rule no longer listens).
+ */
+export const CancelOnSchema = z.object({
+  // The executor's own events carry other runs' data; a cancel never listens to them.
+  event: storableText("cancelOn event")
+    .min(1)
+    .refine((name) => !name.startsWith(RESERVED_EVENT_PREFIX), `cancelOn cannot name an executor event ("${RESERVED_EVENT_PREFIX}…")`),
+  match: storableText("match").optional(),
+  if: celText("if").optional(),
+  timeout: ConfigDurationSchema.optional(),
+});
+export type CancelOn = z.infer<typeof CancelOnSchema>;
 
 /**
  * How long a run may take: `start` from its event to its first invocation, `finish` from its

@@ -101,8 +101,11 @@ export interface FunctionOptions<S extends EventSchemas, E extends string, C ext
    * the app's other functions that use the same key value. Up to two limits, both must have room.
    */
   concurrency?: number | ConcurrencyLimit | readonly [ConcurrencyLimit] | readonly [ConcurrencyLimit, ConcurrencyLimit];
-  /** Cancel a run when one of these events arrives (`match`: a path equal in both events). */
-  cancelOn?: readonly { event: EventName<S>; match?: string; if?: string }[];
+  /**
+   * Cancel a run when one of these events arrives (`match`: a path equal in both events; `if`:
+   * a CEL condition over `event` and `async`), within `timeout` of the run's start when given.
+   */
+  cancelOn?: readonly { event: EventName<S>; match?: string; if?: string; timeout?: Duration }[];
   /** Retry backoff: `initialMs * factor^n`, capped at `maxMs`, with jitter. */
   backoff?: BackoffConfig;
   /** Runs (durably, as its own function) after a run failed for good. */

@@ -29,7 +29,9 @@ export function newRun(
   }
   const draft = new RunDraft({ run, steps: [], event });
   (fn.config.cancelOn ?? []).forEach((rule, index) => {
-    draft.openMatcher(newMatcher(draft, { stepId: `cancel:${index}`, kind: "cancel", eventName: rule.event, match: rule.match, if: rule.if }));
+    // A rule with a timeout stops listening that long after the run started (store's clock judges matchers).
+    const expiresAt = rule.timeout === undefined ? undefined : new Date(env.now + toMs(rule.timeout));
+    draft.openMatcher(newMatcher(draft, { stepId: `cancel:${index}`, kind: "cancel", eventName: rule.event, match: rule.match, if: rule.if, expiresAt }));
   });
   draft.enqueue({ kind: "invoke" });
   const finishMs = fn.config.timeouts?.finish === undefined ? undefined : toMs(fn.config.timeouts.finish);

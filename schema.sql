@@ -171,6 +171,15 @@ CREATE TABLE IF NOT EXISTS rate_limits (
   PRIMARY KEY (function_id, key)
 );
 
+-- throttle: per function and key, the theoretical arrival time of the next start (GCRA). A run
+-- over the limit is not refused: its first invocation is queued for when the limit allows.
+CREATE TABLE IF NOT EXISTS throttles (
+  function_id  text NOT NULL,
+  key          text NOT NULL,
+  tat          timestamptz NOT NULL,
+  PRIMARY KEY (function_id, key)
+);
+
 -- The queue of concurrency keys: each key with invocations waiting for a slot, and when a claim
 -- should look at it next (their earliest due time; a while later when its slots were all taken,
 -- sooner when one is freed). A claim locks the rows of the keys it grants slots of, so two

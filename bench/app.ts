@@ -64,6 +64,14 @@ export function createBenchApp(probe: Probe) {
       probe.report({ type: "finish" });
     },
   );
+  // Throttled to 50 starts a second, one at a time (see the throttle workload).
+  const throttled = client.createFunction(
+    { id: "throttled", triggers: [{ event: "bench/throttled" }], throttle: { limit: 50, period: "1s" } },
+    async ({ event, step }) => {
+      await step.run("first", () => probe.report({ type: "first", tag: (event.data as { tag: string }).tag, at: now() }));
+      probe.report({ type: "finish" });
+    },
+  );
   const sleeper = client.createFunction({ id: "sleeper", triggers: [{ event: "bench/sleep" }] }, async ({ step }) => {
     const before = await step.run("before", () => Date.now());
     await step.sleep("two-seconds", 2_000);
@@ -75,7 +83,7 @@ export function createBenchApp(probe: Probe) {
     probe.report({ type: "finish" });
   });
   const app = new Hono();
-  app.on(["GET", "POST", "PUT"], "/api/durable", serve({ client, functions: [sequence, sequencePlain, burst, burstKeyed, sleeper, latency] }));
+  app.on(["GET", "POST", "PUT"], "/api/durable", serve({ client, functions: [sequence, sequencePlain, burst, burstKeyed, throttled, sleeper, latency] }));
   return app;
 }
 

@@ -12,7 +12,7 @@ import { Recorder, startAppProcess } from "./recorder.ts";
 import { measureBaselines } from "./baselines.ts";
 import { printReport, ratios } from "./report.ts";
 import { startTopology, TOPOLOGIES, type TopologyName } from "./topologies.ts";
-import { soak, w1, w2, w2Steady, w3, w3Alone, w4 } from "./workloads.ts";
+import { soak, throttle, w1, w2, w2Steady, w3, w3Alone, w4 } from "./workloads.ts";
 
 const { values } = parseArgs({
   options: {
@@ -53,6 +53,8 @@ for (const name of topologies) {
     progress(`${name}: burst of 1,000 runs x 5 steps at once, plain then with a concurrency key`);
     const burstResult = await w2(topology, probe, 1_000);
     const burstKeyedResult = await w2(topology, probe, 1_000, "keyed");
+    progress(`${name}: throttle (250 runs at once, throttled to 50 starts a second)`);
+    const throttleResult = await throttle(topology, probe);
     progress(`${name}: W3 (20 runs sleeping 2 s)`);
     const w3Result = await w3(topology, probe, 20);
     progress(`${name}: W3 alone (one run sleeping 2 s, 5 times)`);
@@ -63,7 +65,7 @@ for (const name of topologies) {
       name === "postgres+redis" && soakSeconds > 0
         ? (progress(`${name}: memory soak, ${soakSeconds}s of steady load`), await soak(topology, probe, soakSeconds))
         : undefined;
-    results[name] = { w1: w1Results, w2: w2Result, w2Steady: w2SteadyResult, w2Keyed: w2KeyedResult, burst: burstResult, burstKeyed: burstKeyedResult, w3: w3Result, w3Alone: w3AloneResult, w4: w4Result, soak: soakResult, rssStartMb, rssEndMb: topology.rssMb() };
+    results[name] = { w1: w1Results, w2: w2Result, w2Steady: w2SteadyResult, w2Keyed: w2KeyedResult, burst: burstResult, burstKeyed: burstKeyedResult, throttle: throttleResult, w3: w3Result, w3Alone: w3AloneResult, w4: w4Result, soak: soakResult, rssStartMb, rssEndMb: topology.rssMb() };
   } finally {
     await topology.stop();
   }

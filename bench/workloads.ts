@@ -4,6 +4,8 @@
  *   W2 200 runs of 5 steps sent at once: steps per second, the first time and once warm; and a
  *      burst of 1,000 such runs. Keyed: the same runs of a function with a concurrency key of 50
  *      values (10 at once each), measured in turn with the plain ones
+ *   throttle: a burst of 250 runs of a function throttled to 50 starts a second: the rate its
+ *      runs start at, against the configured one
  *   W3 runs that sleep 2 s between two steps (20 in the report): how late the second step starts
  *   W4 time from POST /api/events answered to the run's first step starting
  *   soak: a steady load for a while, sampling the executor's memory
@@ -83,6 +85,25 @@ export async function w2Steady(topology: Topology, probe: Probe, warmups = 3, re
     return { ...sorted[Math.floor(sorted.length / 2)]!, samples: list.map((r) => r.stepsPerSecond) };
   };
   return { plain: median(results.plain), keyed: median(results.keyed) };
+}
+
+export interface ThrottleResult {
+  runs: number;
+  /** The configured rate, starts per second. */
+  configured: number;
+  /** Starts per second from the first start to the last. */
+  observed: number;
+}
+
+/** `runs` events at once for a function throttled to 50 starts a second, one at a time. */
+export async function throttle(topology: Topology, probe: Probe, runs = 250): Promise<ThrottleResult> {
+  const tags = Array.from({ length: runs }, (_, n) => `throttle-${n}-${Math.random()}`);
+  const finished = probe.finishedAfter(runs);
+  await send(topology, tags.map((tag) => ({ name: "bench/throttled", data: { tag } })));
+  await finished;
+  const starts = tags.map((tag) => probe.firstStepAt.get(tag)!).sort((a, b) => a - b);
+  const seconds = (starts.at(-1)! - starts[0]!) / 1000;
+  return { runs, configured: 50, observed: round((runs - 1) / seconds, 2) };
 }
 
 export interface LatencyResult {

@@ -15,6 +15,8 @@ import { badGateway, unit } from "./network.ts";
 export const SIM_CRON = "*/3 * * * * *";
 export const SIM_CRON_PERIOD_MS = 3_000;
 export const SIM_APP_ID = "sim";
+/** The throttle of the simulation's noise function: 20 starts per second, 5 at once. */
+export const SIM_THROTTLE = { limit: 4, period: 1_000, burst: 2 };
 
 export interface SimApp {
   functions: AnyStepwiseFunction[];
@@ -195,7 +197,9 @@ export function simApp(ledger: Ledger, path: CheckpointPath): SimApp {
     const data = event.data as { key: string; program: Item[] };
     return { results: await interpret(data.program, step, runId, data.key, attempt) };
   });
-  const responder = client.createFunction({ id: "sim-responder", triggers: [{ event: "sim/question" }], retries: 2 }, async ({ event, step }) => {
+  // Throttled: a burst of questions is answered no faster than the throttle allows (so some
+  // answers come after their wait timed out, as they may).
+  const responder = client.createFunction({ id: "sim-responder", triggers: [{ event: "sim/question" }], retries: 2, throttle: SIM_THROTTLE }, async ({ event, step }) => {
     const data = event.data as { qid: string; delayMs: number };
     if (data.delayMs > 0) await step.sleep("think", data.delayMs);
     await step.sendEvent("reply", { name: "sim/answer", data: { qid: data.qid } });

@@ -25,11 +25,14 @@
  *     clocks say: the store's clock judges due times).
  * 14. No more invocations of a concurrency key are out at once than its limit, across every
  *     executor, unless a crash or stall (a lease that ran out) excuses it.
+ * 15. A throttled function starts no faster than its throttle: in any period, at most its limit
+ *     plus its burst (and one for the way to the app), unless an executor stalled or crashed then.
  */
 import { DERIVED_ID_PREFIX, derivedEventId } from "@stepwise/protocol";
 import { expectedJobs, type RunState, type StepRecord } from "@stepwise/engine";
 import type { SqlClient } from "@stepwise/store-postgres";
-import { SIM_APP_ID } from "./app.ts";
+import { SIM_APP_ID, SIM_THROTTLE } from "./app.ts";
+import { LEASE_MS } from "./schedule.ts";
 import type { BodyRun } from "./ledger.ts";
 import { STOP_GRACE_MS, type Played } from "./world.ts";
 
@@ -288,6 +291,23 @@ export async function check(sql: SqlClient, played: Played): Promise<Checked> {
         return `inv${c.id} ${inv.executor} run ${inv.runId} ${inv.targetStep ?? "-"} ${inv.fault}/${inv.delivery} +${c.from - played.startedAt}..+${c.to - played.startedAt}ms`;
       });
       fail(`concurrency key ${key}: ${over.length} invocations out at once, over its limit of ${limit} (${told.join("; ")})`);
+    }
+  }
+
+  // 15. Throttle: when each run of sim-responder was first sent to the app.
+  const firstSent = new Map<string, number>();
+  for (const invocation of ledger.invocations) {
+    const run = runs.get(invocation.runId);
+    if (!run || localId(run) !== "sim-responder" || firstSent.has(invocation.runId)) continue;
+    firstSent.set(invocation.runId, invocation.sentAt);
+  }
+  const startTimes = [...firstSent.values()].sort((a, b) => a - b);
+  const allowed = SIM_THROTTLE.limit + SIM_THROTTLE.burst + 1;
+  for (const [i, at] of startTimes.entries()) {
+    const within = startTimes.slice(i).filter((t) => t < at + SIM_THROTTLE.period);
+    if (within.length > allowed && !ledger.disturbed(at - LEASE_MS, at + SIM_THROTTLE.period)) {
+      fail(`sim-responder started ${within.length} runs within ${SIM_THROTTLE.period} ms from +${at - played.startedAt}ms, over its throttle (${SIM_THROTTLE.limit} per period, bursts of ${SIM_THROTTLE.burst})`);
+      break;
     }
   }
 

@@ -148,6 +148,12 @@ export interface StoreTx {
    * start every `intervalMs`, with bursts up to `toleranceMs` ahead); false when none is left.
    */
   takeRateLimit(functionId: string, key: string, intervalMs: number, toleranceMs: number): Promise<boolean>;
+  /**
+   * Takes the next start of the throttle of `functionId` and `key` (GCRA on the store's clock: a
+   * start every `intervalMs`, with bursts up to `toleranceMs` ahead); returns how long from now
+   * (ms) that start is, 0 when at once.
+   */
+  takeThrottle(functionId: string, key: string, intervalMs: number, toleranceMs: number): Promise<number>;
   /** Queues a cron trigger's tick, unless one of that pattern is queued already (then null). */
   queueCronTick(tick: CronTick): Promise<JobRecord | null>;
 }

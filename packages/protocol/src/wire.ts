@@ -265,6 +265,19 @@ export type CancelOn = z.infer<typeof CancelOnSchema>;
 export const TimeoutsSchema = z.object({ start: ConfigDurationSchema.optional(), finish: ConfigDurationSchema.optional() }).strict();
 export type Timeouts = z.infer<typeof TimeoutsSchema>;
 
+/** A check that an option's `period` lies between two durations (a bad duration is told by the period's own check). */
+function periodWithin(minMs: number, min: string, maxMs: number, max: string) {
+  return (option: { period: number | string }, ctx: z.RefinementCtx) => {
+    let ms: number;
+    try {
+      ms = toMs(option.period);
+    } catch {
+      return;
+    }
+    if (ms < minMs || ms > maxMs) ctx.addIssue({ code: "custom", path: ["period"], message: `must be between ${min} and ${max}, got ${JSON.stringify(option.period)}` });
+  };
+}
+
 /**
  * At most `limit` runs start per `period` (per value of the CEL `key` over `event`, when given);
  * an event over the limit is stored and its run is `skipped`, with a reason that says so.
@@ -272,16 +285,23 @@ export type Timeouts = z.infer<typeof TimeoutsSchema>;
 export const RateLimitSchema = z
   .object({ limit: z.number().int().min(1).max(100_000), period: ConfigDurationSchema, key: celText("key").optional() })
   .strict()
-  .superRefine((rate, ctx) => {
-    let ms: number;
-    try {
-      ms = toMs(rate.period);
-    } catch {
-      return; // said by the period's own check
-    }
-    if (ms < 1_000 || ms > 86_400_000) ctx.addIssue({ code: "custom", path: ["period"], message: `must be between 1s and 24h, got ${JSON.stringify(rate.period)}` });
-  });
+  .superRefine(periodWithin(1_000, "1s", 86_400_000, "24h"));
 export type RateLimit = z.infer<typeof RateLimitSchema>;
+
+/**
+ * At most `limit` runs start per `period` (per value of the CEL `key` when given), spread evenly
+ * with up to `burst` at once (default 1): a run over the limit is not dropped, it starts later.
+ */
+export const ThrottleSchema = z
+  .object({
+    limit: z.number().int().min(1).max(100_000),
+    period: ConfigDurationSchema,
+    burst: z.number().int().min(1).max(100_000).optional(),
+    key: celText("key").optional(),
+  })
+  .strict()
+  .superRefine(periodWithin(1_000, "1s", 7 * 86_400_000, "7d"));
+export type Throttle = z.infer<typeof ThrottleSchema>;
 
 /** The most runs' steps one concurrency limit lets execute at once. */
 export const MAX_CONCURRENCY_LIMIT = 100_000;
@@ -345,6 +365,7 @@ export const FunctionConfigSchema = z.object({
   idempotency: celText("idempotency").optional(),
   timeouts: TimeoutsSchema.optional(),
   rateLimit: RateLimitSchema.optional(),
+  throttle: ThrottleSchema.optional(),
   concurrency: ConcurrencySchema.optional(),
   /** Set on the companion function the SDK adds for an `onFailure` handler. */
   onFailureOf: z.string().optional(),

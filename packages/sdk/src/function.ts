@@ -95,6 +95,12 @@ export interface FunctionOptions<S extends EventSchemas, E extends string, C ext
    */
   rateLimit?: { limit: number; period: Duration; key?: string };
   /**
+   * At most `limit` runs start per `period` (1s to 7d), per value of `key` when given, spread
+   * evenly with up to `burst` (default 1) at once. A run over the limit is not dropped: it starts
+   * as soon as the limit allows (use `rateLimit` to skip such runs instead).
+   */
+  throttle?: { limit: number; period: Duration; burst?: number; key?: string };
+  /**
    * At most this many steps of the function execute at once, across every executor (a run that
    * sleeps or waits holds no slot; runs over the limit wait their turn, in order). With `key` (a
    * CEL expression over `event`) the limit holds per value; `scope: "app"` shares the count with
@@ -190,6 +196,7 @@ function functionConfig(options: Omit<FunctionOptions<EventSchemas, string, stri
   if (options.idempotency !== undefined) config.idempotency = options.idempotency;
   if (options.timeouts) config.timeouts = { ...options.timeouts };
   if (options.rateLimit) config.rateLimit = { ...options.rateLimit };
+  if (options.throttle) config.throttle = { ...options.throttle };
   if (options.concurrency !== undefined) {
     const { concurrency } = options;
     // Copied, so later changes to the caller's object do not reach the registered configuration.

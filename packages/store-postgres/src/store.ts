@@ -240,7 +240,13 @@ export class PostgresStore extends PgReader implements Store {
        RETURNING 1`,
       [limit],
     );
-    return limits.length + keys.length + (await pruneKeys(this.client, limit));
+    const throttles = await this.client.query(
+      `DELETE FROM throttles WHERE (function_id, key) IN (
+         SELECT function_id, key FROM throttles WHERE tat < now() ORDER BY tat LIMIT $1)
+       RETURNING 1`,
+      [limit],
+    );
+    return limits.length + keys.length + throttles.length + (await pruneKeys(this.client, limit));
   }
 
   async close(): Promise<void> {

@@ -100,6 +100,19 @@ export class PgTx extends PgReader implements StoreTx {
     return rows.length > 0;
   }
 
+  async takeThrottle(functionId: string, key: string, intervalMs: number, toleranceMs: number): Promise<number> {
+    // The start is at max(now, tat - tolerance) and tat moves to max(tat, now) + interval; from
+    // the new tat alone the start is max(now, tat - interval - tolerance), both for a new row and
+    // an old one (see docs/decisions.md).
+    const [row] = await this.sql.query<{ delay_ms: number | string }>(
+      `INSERT INTO throttles AS t (function_id, key, tat) VALUES ($1, $2, now() + make_interval(secs => $3::float8 / 1000))
+       ON CONFLICT (function_id, key) DO UPDATE SET tat = greatest(t.tat, now()) + make_interval(secs => $3::float8 / 1000)
+       RETURNING greatest(0, extract(epoch FROM (tat - now())) * 1000 - $3::float8 - $4::float8) AS delay_ms`,
+      [functionId, key, intervalMs, toleranceMs],
+    );
+    return Number(row?.delay_ms ?? 0);
+  }
+
   async queueCronTick(tick: CronTick): Promise<JobRecord | null> {
     // The purpose index (run, kind, step) holds one tick per pattern: a second is not written.
     const rows = await this.sql.query(

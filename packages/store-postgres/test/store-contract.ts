@@ -210,6 +210,18 @@ export function testStore(name: string, open: Open): void {
       expect([await take("app-rl", "k"), await take("app-rl", "k")]).toEqual([true, false]);
     });
 
+    it("throttles starts per function and key: a burst, then one per interval, each later than the last", async () => {
+      // 10 per second with bursts of 2: two at once, then one every 100 ms.
+      const take = (fn: string, key: string) => store.transaction((tx) => tx.takeThrottle(fn, key, 100, 100));
+      const started = Date.now();
+      const delays: number[] = [];
+      for (let i = 0; i < 5; i++) delays.push((await take("app-th", "k")) + (Date.now() - started));
+      // Each start as its schedule says, counted from the first take (the takes themselves take time).
+      [0, 0, 100, 200, 300].forEach((want, i) => expect(Math.abs(delays[i]! - want)).toBeLessThan(60));
+      expect(await take("app-th", "other")).toBe(0);
+      expect(await take("app-th2", "k")).toBe(0);
+    });
+
     it("queues one tick per cron pattern, keeping the time of one already queued", async () => {
       const at = (ms: number) => new Date(Date.now() + ms);
       const first = await store.transaction((tx) => tx.queueCronTick({ functionId: "app-cron", cron: "0 9 * * *", runAt: at(60_000) }));

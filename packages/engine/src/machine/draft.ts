@@ -125,6 +125,11 @@ export class RunDraft {
     return next !== undefined;
   }
 
+  /** A new run's first invocation is due `delayMs` after the commit (on the store's clock), not at once. */
+  delayStart(delayMs: number): void {
+    for (const job of this.change.jobs) if (job.kind === "invoke" && !job.stepId) job.delayMs = delayMs;
+  }
+
   /** Whether this change already queues an invocation of the whole function. */
   get invokeQueued(): boolean {
     return this.change.jobs.some((job) => job.kind === "invoke" && job.stepId === undefined);

@@ -6,6 +6,8 @@
  *
  * - `idempotency`: a key already held by a run started within 24 hours starts nothing.
  * - `rateLimit`: over the limit, the run is created already ended, `skipped`, saying why.
+ * - `throttle`: over the limit, the run is created as usual, its first invocation queued for
+ *   when the limit allows (nothing is dropped).
  */
 import { sha256Hex, toMs } from "@stepwise/protocol";
 import { evaluateValue } from "../expressions.ts";
@@ -16,8 +18,8 @@ import type { StoreTx } from "../store.ts";
 export const IDEMPOTENCY_WINDOW_MS = 24 * 3_600_000;
 
 export type Admission =
-  /** Start the run; `warning` says what could not be checked. */
-  | { start: true; warning?: string }
+  /** Start the run, `delayMs` from now when throttled; `warning` says what could not be checked. */
+  | { start: true; delayMs?: number; warning?: string }
   /** Start nothing (a duplicate); `line` says why. */
   | { start: false; line: string }
   /** Create the run already ended as `skipped`, with `reason`. */
@@ -25,7 +27,7 @@ export type Admission =
 
 export async function admit(tx: StoreTx, fn: FunctionRecord, event: EventRecord, runId: string): Promise<Admission> {
   let warning: string | undefined;
-  const { idempotency, rateLimit } = fn.config;
+  const { idempotency, rateLimit, throttle } = fn.config;
   if (idempotency !== undefined) {
     const key = keyOf(idempotency, event);
     if (key === undefined) {
@@ -45,7 +47,14 @@ export async function admit(tx: StoreTx, fn: FunctionRecord, event: EventRecord,
       return { start: "skip", reason: `rateLimit: ${rateLimit.limit} run(s) per ${rateLimit.period}${per} already started` };
     }
   }
-  return warning === undefined ? { start: true } : { start: true, warning };
+  // Last: a run dropped by the checks above spends no start of the throttle.
+  let delayMs = 0;
+  if (throttle) {
+    const key = throttle.key === undefined ? "" : (keyOf(throttle.key, event) ?? "");
+    const intervalMs = toMs(throttle.period) / throttle.limit;
+    delayMs = await tx.takeThrottle(fn.id, await sha256Hex(key), intervalMs, ((throttle.burst ?? 1) - 1) * intervalMs);
+  }
+  return { start: true, ...(delayMs > 0 && { delayMs }), ...(warning !== undefined && { warning }) };
 }
 
 /**

@@ -23,7 +23,7 @@ import { newRun } from "../machine/start.ts";
 import { finish } from "../machine/ending.ts";
 import { admit } from "./admission.ts";
 import { concurrencySlots } from "../concurrency.ts";
-import { runLabel } from "../log.ts";
+import { formatDuration, runLabel } from "../log.ts";
 import { stepAttemptFailed } from "../machine/steps.ts";
 import { cancelOnEvent, matcherAccepts, resolveWait } from "../machine/waits.ts";
 import { changeOnlyAdds, type StoreTx, type WriteResult } from "../store.ts";
@@ -158,7 +158,7 @@ export class UnitOfWork {
   async startTriggered(fn: FunctionRecord, event: EventRecord): Promise<RunDraft | undefined> {
     const draft = await this.startRun(fn, event);
     // Most functions have no flow control: a burst of their events takes no extra step here.
-    if (fn.config.idempotency === undefined && fn.config.rateLimit === undefined) return draft;
+    if (fn.config.idempotency === undefined && fn.config.rateLimit === undefined && fn.config.throttle === undefined) return draft;
     const admission = await admit(this.tx, fn, event, draft.run.id);
     if (admission.start === false) {
       this.entries.delete(draft.run.id);
@@ -166,7 +166,11 @@ export class UnitOfWork {
       return undefined;
     }
     if (admission.start === "skip") finish(draft, this.env(draft), { status: "skipped", reason: admission.reason });
-    else if (admission.warning) this.lines.push({ level: "warn", line: `${runLabel(draft.run.id, fn.id)}: ${admission.warning}` });
+    if (admission.start === true && admission.delayMs) {
+      draft.delayStart(admission.delayMs);
+      this.lines.push({ level: "info", line: `${runLabel(draft.run.id, fn.id)}: throttled, starts in ${formatDuration(admission.delayMs)}` });
+    }
+    if (admission.start === true && admission.warning) this.lines.push({ level: "warn", line: `${runLabel(draft.run.id, fn.id)}: ${admission.warning}` });
     return draft;
   }
 

@@ -133,4 +133,23 @@ describe.skipIf(TOPOLOGIES.length === 0).each(TOPOLOGIES)("the executor and an a
     expect(worker.output.filter((line) => /cron drain failed|ERROR/.test(line))).toEqual([]);
     expect(app.output.filter((line) => /ERROR|Uncaught/.test(line))).toEqual([]);
   }, 60_000);
+
+  it("holds a concurrency key to its limit and a throttle to its rate, woken by the alarm", async (context) => {
+    if (!worker || !app) return context.skip(`wrangler dev could not start: ${String(startError)}`);
+    const client = new Stepwise({ id: "worker-app-e2e", baseUrl: worker.url, eventKey: EVENT_KEY, schemas });
+    // Registered by the test before; a PUT moments later is answered 429 (the app limits its registrations), and that is fine.
+    expect([200, 429]).toContain((await fetch(`${app.url}/api/durable`, { method: "PUT" })).status);
+    const logs = () => [...worker!.output.slice(-30), "--- app ---", ...app!.output.slice(-15)].join("\n");
+    const { ids: limitedIds } = await client.send(Array.from({ length: 3 }, () => ({ name: "worker/limited" as const, data: { group: topology } })));
+    const { ids: pacedIds } = await client.send(Array.from({ length: 5 }, (_, n) => ({ name: "worker/paced" as const, data: { n } })));
+    const outputs = async (ids: string[]) =>
+      Promise.all(ids.map(async (id) => (await waitFor(worker!.url, id, (run) => run.status === "completed", 20_000, logs, API_KEY)).output));
+    // One at a time: each held its slot until it ended, so none began before the one before it ended.
+    const held = ((await outputs(limitedIds)) as Array<{ start: number; end: number }>).sort((a, b) => a.start - b.start);
+    for (let i = 1; i < held.length; i++) expect(held[i]!.start, JSON.stringify(held)).toBeGreaterThanOrEqual(held[i - 1]!.end);
+    // Four a second, one at a time: five starts take at least a second (less what the first arrived late).
+    const started = ((await outputs(pacedIds)) as number[]).sort((a, b) => a - b);
+    console.log(`[${topology}] throttled starts in workerd: ${started.map((at) => at - started[0]!).join(", ")} ms`);
+    expect(started.at(-1)! - started[0]!).toBeGreaterThanOrEqual(750);
+  }, 60_000);
 });

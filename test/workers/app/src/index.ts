@@ -1,6 +1,7 @@
 /**
  * A test-only app Worker (see ../wrangler.toml): one function with steps (one of 1.5 MB), a 2 s
- * sleep and a wait for an event, served on /api/durable by @stepwise/sdk/fetch. Settings (STEPWISE_BASE_URL,
+ * sleep and a wait for an event, a cron trigger, and flow control (a concurrency key, a
+ * throttle), served on /api/durable by @stepwise/sdk/fetch. Settings (STEPWISE_BASE_URL,
  * STEPWISE_SIGNING_KEY) come from the Worker's `env`, passed by the test as `--var` flags.
  */
 import { Stepwise } from "@stepwise/sdk";
@@ -11,6 +12,8 @@ import { HEARTBEAT_CRON } from "./heartbeat.ts";
 export const schemas = {
   "worker/order": z.object({ orderId: z.string() }),
   "worker/paid": z.object({ orderId: z.string(), amount: z.number() }),
+  "worker/limited": z.object({ group: z.string() }),
+  "worker/paced": z.object({ n: z.number() }),
 };
 
 const client = new Stepwise({ id: "worker-app-e2e", schemas });
@@ -34,7 +37,21 @@ const heartbeat = client.createFunction({ id: "heartbeat", triggers: [{ cron: HE
   return { scheduledAt: event.data.scheduledAt, ranAt };
 });
 
-const handler = serve({ client, functions: [order, heartbeat] });
+// One step at a time per group: each holds its slot for 300 ms and says when it ran.
+const limited = client.createFunction({ id: "limited", triggers: [{ event: "worker/limited" }], concurrency: { limit: 1, key: "event.data.group" } }, async ({ step }) =>
+  step.run("hold", async () => {
+    const start = Date.now();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    return { start, end: Date.now() };
+  }),
+);
+
+// At most 4 starts a second, one at a time.
+const paced = client.createFunction({ id: "paced", triggers: [{ event: "worker/paced" }], throttle: { limit: 4, period: "1s" } }, async ({ step }) =>
+  step.run("go", () => Date.now()),
+);
+
+const handler = serve({ client, functions: [order, heartbeat, limited, paced] });
 
 export default {
   async fetch(request: Request, env: object): Promise<Response> {

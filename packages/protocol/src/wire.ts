@@ -303,6 +303,16 @@ export const ThrottleSchema = z
   .superRefine(periodWithin(1_000, "1s", 7 * 86_400_000, "7d"));
 export type Throttle = z.infer<typeof ThrottleSchema>;
 
+/** How far a run's priority may move it in the queue, either way: 600 seconds. */
+export const MAX_PRIORITY_SECONDS = 600;
+
+/**
+ * `priority.run`: a CEL expression over `event` giving seconds (-600 to 600): a run with 60 is
+ * queued as if it had arrived a minute earlier than it did; one with -60 waits a minute.
+ */
+export const PrioritySchema = z.object({ run: celText("run") }).strict();
+export type Priority = z.infer<typeof PrioritySchema>;
+
 /** The most runs' steps one concurrency limit lets execute at once. */
 export const MAX_CONCURRENCY_LIMIT = 100_000;
 
@@ -366,6 +376,7 @@ export const FunctionConfigSchema = z.object({
   timeouts: TimeoutsSchema.optional(),
   rateLimit: RateLimitSchema.optional(),
   throttle: ThrottleSchema.optional(),
+  priority: PrioritySchema.optional(),
   concurrency: ConcurrencySchema.optional(),
   /** Set on the companion function the SDK adds for an `onFailure` handler. */
   onFailureOf: z.string().optional(),

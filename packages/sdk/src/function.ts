@@ -101,6 +101,13 @@ export interface FunctionOptions<S extends EventSchemas, E extends string, C ext
    */
   throttle?: { limit: number; period: Duration; burst?: number; key?: string };
   /**
+   * `run`: a CEL expression over `event` giving seconds, -600 to 600
+   * (`"event.data.plan == 'pro' ? 120 : 0"`): the run's first invocation is queued as if its
+   * event had come that much earlier (a negative value: later). It matters when runs wait for
+   * lanes or concurrency slots: higher priority goes first.
+   */
+  priority?: { run: string };
+  /**
    * At most this many steps of the function execute at once, across every executor (a run that
    * sleeps or waits holds no slot; runs over the limit wait their turn, in order). With `key` (a
    * CEL expression over `event`) the limit holds per value; `scope: "app"` shares the count with
@@ -197,6 +204,7 @@ function functionConfig(options: Omit<FunctionOptions<EventSchemas, string, stri
   if (options.timeouts) config.timeouts = { ...options.timeouts };
   if (options.rateLimit) config.rateLimit = { ...options.rateLimit };
   if (options.throttle) config.throttle = { ...options.throttle };
+  if (options.priority) config.priority = { ...options.priority };
   if (options.concurrency !== undefined) {
     const { concurrency } = options;
     // Copied, so later changes to the caller's object do not reach the registered configuration.

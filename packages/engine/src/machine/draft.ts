@@ -120,14 +120,18 @@ export class RunDraft {
    */
   leaseNext(lease: { owner: string; leaseMs: number }, holdsSlot: boolean): boolean {
     if (this.run.concurrency && !holdsSlot) return false;
-    const next = this.change.jobs.find((job) => job.kind === "invoke" && !job.runAt && !job.delayMs);
+    // Due at once (a priority's queue position in the past counts as at once).
+    const next = this.change.jobs.find((job) => job.kind === "invoke" && !job.runAt && !((job.delayMs ?? 0) > 0));
     if (next) next.lease = { owner: lease.owner, leaseMs: lease.leaseMs };
     return next !== undefined;
   }
 
-  /** A new run's first invocation is due `delayMs` after the commit (on the store's clock), not at once. */
+  /**
+   * A new run's first invocation is due `delayMs` later (on the store's clock, added to any
+   * shift already made): a throttle's wait, or a priority (negative: queued as if earlier).
+   */
   delayStart(delayMs: number): void {
-    for (const job of this.change.jobs) if (job.kind === "invoke" && !job.stepId) job.delayMs = delayMs;
+    for (const job of this.change.jobs) if (job.kind === "invoke" && !job.stepId) job.delayMs = (job.delayMs ?? 0) + delayMs;
   }
 
   /** Whether this change already queues an invocation of the whole function. */

@@ -23,6 +23,7 @@ import { newRun } from "../machine/start.ts";
 import { finish } from "../machine/ending.ts";
 import { admit } from "./admission.ts";
 import { concurrencySlots } from "../concurrency.ts";
+import { priorityOf } from "./priority.ts";
 import { formatDuration, runLabel } from "../log.ts";
 import { stepAttemptFailed } from "../machine/steps.ts";
 import { cancelOnEvent, matcherAccepts, resolveWait } from "../machine/waits.ts";
@@ -90,6 +91,11 @@ export class UnitOfWork {
   async startRun(fn: FunctionRecord, event: EventRecord, parent?: { runId: string; stepId: string }): Promise<RunDraft> {
     const slots = fn.config.concurrency === undefined ? undefined : await concurrencySlots(fn, event);
     const draft = newRun(fn, event, { now: this.ctx.clock.now() }, parent, slots);
+    if (fn.config.priority) {
+      const { seconds, problem } = priorityOf(fn.config.priority.run, event);
+      if (seconds !== 0) draft.delayStart(-seconds * 1_000);
+      if (problem) this.lines.push({ level: "warn", line: `${runLabel(draft.run.id, fn.id)}: ${problem}` });
+    }
     this.entries.set(draft.run.id, { draft, version: draft.run.version, isNew: true });
     return draft;
   }

@@ -180,6 +180,15 @@ CREATE TABLE IF NOT EXISTS throttles (
   PRIMARY KEY (function_id, key)
 );
 
+-- singleton: per function and key, the run that holds it. A run holds it while it is live; the
+-- next run of the key takes it over once the holder ended (or, in cancel mode, cancels it).
+CREATE TABLE IF NOT EXISTS singletons (
+  function_id  text NOT NULL,
+  key          text NOT NULL,
+  run_id       text NOT NULL,
+  PRIMARY KEY (function_id, key)
+);
+
 -- The queue of concurrency keys: each key with invocations waiting for a slot, and when a claim
 -- should look at it next (their earliest due time; a while later when its slots were all taken,
 -- sooner when one is freed). A claim locks the rows of the keys it grants slots of, so two

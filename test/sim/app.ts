@@ -210,7 +210,8 @@ export function simApp(ledger: Ledger, path: CheckpointPath): SimApp {
   // A cron trigger under the same faults: one run per tick, and its chain of ticks never lost.
   // Every 3 s, so the idle check at the end sees at most one tick; rate-limited to one run per
   // 5 s, so some ticks' runs are skipped.
-  const ticker = client.createFunction({ id: "sim-tick", triggers: [{ cron: SIM_CRON }], retries: 2, rateLimit: { limit: 1, period: "5s" } }, async ({ event, step }) =>
+  // A singleton too: a tick whose run of the tick before is still live (slowed by faults) is skipped.
+  const ticker = client.createFunction({ id: "sim-tick", triggers: [{ cron: SIM_CRON }], retries: 2, rateLimit: { limit: 1, period: "5s" }, singleton: { mode: "skip" } }, async ({ event, step }) =>
     step.run("tick", () => event.data.scheduledAt),
   );
 

@@ -154,6 +154,11 @@ export interface StoreTx {
    * (ms) that start is, 0 when at once.
    */
   takeThrottle(functionId: string, key: string, intervalMs: number, toleranceMs: number): Promise<number>;
+  /**
+   * Takes `key` of `functionId` for `runId` unless a live run holds it (with `force`, whatever
+   * holds it). Returns the live run that held it (the one `force` took it from), or null.
+   */
+  takeSingleton(functionId: string, key: string, runId: string, force: boolean): Promise<string | null>;
   /** Queues a cron trigger's tick, unless one of that pattern is queued already (then null). */
   queueCronTick(tick: CronTick): Promise<JobRecord | null>;
 }

@@ -303,6 +303,13 @@ export const ThrottleSchema = z
   .superRefine(periodWithin(1_000, "1s", 7 * 86_400_000, "7d"));
 export type Throttle = z.infer<typeof ThrottleSchema>;
 
+/**
+ * One run at a time per function (per value of the CEL `key` when given): a new run is skipped
+ * while one is live (`mode: "skip"`), or the live one is cancelled for it (`"cancel"`).
+ */
+export const SingletonSchema = z.object({ key: celText("key").optional(), mode: z.enum(["skip", "cancel"]) }).strict();
+export type Singleton = z.infer<typeof SingletonSchema>;
+
 /** How far a run's priority may move it in the queue, either way: 600 seconds. */
 export const MAX_PRIORITY_SECONDS = 600;
 
@@ -377,6 +384,7 @@ export const FunctionConfigSchema = z.object({
   rateLimit: RateLimitSchema.optional(),
   throttle: ThrottleSchema.optional(),
   priority: PrioritySchema.optional(),
+  singleton: SingletonSchema.optional(),
   concurrency: ConcurrencySchema.optional(),
   /** Set on the companion function the SDK adds for an `onFailure` handler. */
   onFailureOf: z.string().optional(),

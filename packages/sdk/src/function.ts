@@ -108,6 +108,12 @@ export interface FunctionOptions<S extends EventSchemas, E extends string, C ext
    */
   priority?: { run: string };
   /**
+   * One run at a time (per value of `key`, a CEL expression over `event`, when given): while a
+   * run is live, a new one is `skip`ped (created already ended, saying which run holds the key),
+   * or the live one is `cancel`led for it.
+   */
+  singleton?: { key?: string; mode: "skip" | "cancel" };
+  /**
    * At most this many steps of the function execute at once, across every executor (a run that
    * sleeps or waits holds no slot; runs over the limit wait their turn, in order). With `key` (a
    * CEL expression over `event`) the limit holds per value; `scope: "app"` shares the count with
@@ -205,6 +211,7 @@ function functionConfig(options: Omit<FunctionOptions<EventSchemas, string, stri
   if (options.rateLimit) config.rateLimit = { ...options.rateLimit };
   if (options.throttle) config.throttle = { ...options.throttle };
   if (options.priority) config.priority = { ...options.priority };
+  if (options.singleton) config.singleton = { ...options.singleton };
   if (options.concurrency !== undefined) {
     const { concurrency } = options;
     // Copied, so later changes to the caller's object do not reach the registered configuration.

@@ -246,7 +246,15 @@ export class PostgresStore extends PgReader implements Store {
        RETURNING 1`,
       [limit],
     );
-    return limits.length + keys.length + throttles.length + (await pruneKeys(this.client, limit));
+    // A singleton key whose run ended holds nothing back.
+    const singletons = await this.client.query(
+      `DELETE FROM singletons WHERE (function_id, key) IN (
+         SELECT s.function_id, s.key FROM singletons s LEFT JOIN runs r ON r.id = s.run_id
+         WHERE r.id IS NULL OR r.status IN ('completed', 'failed', 'cancelled', 'skipped') LIMIT $1)
+       RETURNING 1`,
+      [limit],
+    );
+    return limits.length + keys.length + throttles.length + singletons.length + (await pruneKeys(this.client, limit));
   }
 
   async close(): Promise<void> {

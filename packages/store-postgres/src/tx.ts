@@ -3,7 +3,7 @@
  * given (a transaction's, or the client's for plain reads). Changes to a run are written by the
  * one encoder in `change-sql.ts`.
  */
-import { cronJobRunId, type CronTick, type EventRecord, type Fence, type JobRecord, type MatcherRecord, type NewRunWrite, type RunChange, type RunRecord, type RunState, type StepRecord, type StoreTx, type WriteResult } from "@stepwise/engine";
+import { cronJobRunId, isTerminal, type CronTick, type EventRecord, type Fence, type JobRecord, type MatcherRecord, type NewRunWrite, type RunChange, type RunRecord, type RunState, type StepRecord, type StoreTx, type WriteResult } from "@stepwise/engine";
 import { writeChange, writeNewRuns } from "./change-sql.ts";
 import type { SqlExecutor } from "./sql.ts";
 import { JOB_COLUMNS, json, toEvent, toJob, toMatcher, toRun, toStep } from "./rows.ts";
@@ -111,6 +111,24 @@ export class PgTx extends PgReader implements StoreTx {
       [functionId, key, intervalMs, toleranceMs],
     );
     return Number(row?.delay_ms ?? 0);
+  }
+
+  async takeSingleton(functionId: string, key: string, runId: string, force: boolean): Promise<string | null> {
+    // First the key's row, locked (inserted: taken). The holder's status is read by a later
+    // statement, whose snapshot is taken after that lock: a run that took the key in a
+    // transaction committed meanwhile is seen, with its run.
+    const [row] = await this.sql.query<{ run_id: string; inserted: boolean }>(
+      `INSERT INTO singletons AS s (function_id, key, run_id) VALUES ($1, $2, $3)
+       ON CONFLICT (function_id, key) DO UPDATE SET run_id = s.run_id
+       RETURNING run_id, (xmax = 0) AS inserted`,
+      [functionId, key, runId],
+    );
+    if (!row || row.inserted) return null;
+    const [holder] = await this.sql.query<{ status: RunRecord["status"] }>("SELECT status FROM runs WHERE id = $1", [row.run_id]);
+    const live = holder !== undefined && !isTerminal(holder.status);
+    if (live && !force) return row.run_id;
+    await this.sql.query("UPDATE singletons SET run_id = $3 WHERE function_id = $1 AND key = $2", [functionId, key, runId]);
+    return live ? row.run_id : null;
   }
 
   async queueCronTick(tick: CronTick): Promise<JobRecord | null> {

@@ -222,6 +222,21 @@ export function testStore(name: string, open: Open): void {
       expect(await take("app-th2", "k")).toBe(0);
     });
 
+    it("lets one live run hold a singleton key: the next takes it once the holder ended, or by force", async () => {
+      const [a, b, c] = [await seedRun(store), await seedRun(store), await seedRun(store)];
+      const take = (runId: string, force = false) => store.transaction((tx) => tx.takeSingleton("app-single", "k", runId, force));
+      expect(await take(a.run.id)).toBeNull();
+      expect(await take(b.run.id)).toBe(a.run.id);
+      expect(await store.transaction((tx) => tx.takeSingleton("app-single", "other", b.run.id, false))).toBeNull();
+      await store.transaction(async (tx) => {
+        const state = (await tx.lockRun(a.run.id))!;
+        await tx.writeChange(a.run.id, state.run.version, emptyChange({ run: { status: "completed", endedAt: new Date() } }));
+      });
+      expect(await take(b.run.id)).toBeNull();
+      expect(await take(c.run.id, true)).toBe(b.run.id);
+      expect(await take(a.run.id)).toBe(c.run.id);
+    });
+
     it("queues one tick per cron pattern, keeping the time of one already queued", async () => {
       const at = (ms: number) => new Date(Date.now() + ms);
       const first = await store.transaction((tx) => tx.queueCronTick({ functionId: "app-cron", cron: "0 9 * * *", runAt: at(60_000) }));

@@ -8,6 +8,8 @@
  * - `rateLimit`: over the limit, the run is created already ended, `skipped`, saying why.
  * - `throttle`: over the limit, the run is created as usual, its first invocation queued for
  *   when the limit allows (nothing is dropped).
+ * - `singleton`: while a run of the key is live, the new run is `skipped` saying which holds it
+ *   (mode skip), or the live one is cancelled for it (mode cancel: `replaces` names it).
  */
 import { sha256Hex, toMs } from "@stepwise/protocol";
 import { evaluateValue } from "../expressions.ts";
@@ -19,7 +21,7 @@ export const IDEMPOTENCY_WINDOW_MS = 24 * 3_600_000;
 
 export type Admission =
   /** Start the run, `delayMs` from now when throttled; `warning` says what could not be checked. */
-  | { start: true; delayMs?: number; warning?: string }
+  | { start: true; delayMs?: number; warning?: string; replaces?: string }
   /** Start nothing (a duplicate); `line` says why. */
   | { start: false; line: string }
   /** Create the run already ended as `skipped`, with `reason`. */
@@ -27,7 +29,7 @@ export type Admission =
 
 export async function admit(tx: StoreTx, fn: FunctionRecord, event: EventRecord, runId: string): Promise<Admission> {
   let warning: string | undefined;
-  const { idempotency, rateLimit, throttle } = fn.config;
+  const { idempotency, rateLimit, throttle, singleton } = fn.config;
   if (idempotency !== undefined) {
     const key = keyOf(idempotency, event);
     if (key === undefined) {
@@ -47,6 +49,14 @@ export async function admit(tx: StoreTx, fn: FunctionRecord, event: EventRecord,
       return { start: "skip", reason: `rateLimit: ${rateLimit.limit} run(s) per ${rateLimit.period}${per} already started` };
     }
   }
+  let replaces: string | undefined;
+  if (singleton) {
+    const key = singleton.key === undefined ? "" : (keyOf(singleton.key, event) ?? "");
+    const holder = await tx.takeSingleton(fn.id, await sha256Hex(key), runId, singleton.mode === "cancel");
+    const per = singleton.key === undefined ? "" : ` for ${singleton.key} = ${shown(key)}`;
+    if (holder !== null && singleton.mode === "skip") return { start: "skip", reason: `singleton: run ${holder}${per} is still running` };
+    if (holder !== null) replaces = holder;
+  }
   // Last: a run dropped by the checks above spends no start of the throttle.
   let delayMs = 0;
   if (throttle) {
@@ -54,7 +64,7 @@ export async function admit(tx: StoreTx, fn: FunctionRecord, event: EventRecord,
     const intervalMs = toMs(throttle.period) / throttle.limit;
     delayMs = await tx.takeThrottle(fn.id, await sha256Hex(key), intervalMs, ((throttle.burst ?? 1) - 1) * intervalMs);
   }
-  return { start: true, ...(delayMs > 0 && { delayMs }), ...(warning !== undefined && { warning }) };
+  return { start: true, ...(delayMs > 0 && { delayMs }), ...(warning !== undefined && { warning }), ...(replaces !== undefined && { replaces }) };
 }
 
 /**

@@ -164,7 +164,8 @@ export class UnitOfWork {
   async startTriggered(fn: FunctionRecord, event: EventRecord): Promise<RunDraft | undefined> {
     const draft = await this.startRun(fn, event);
     // Most functions have no flow control: a burst of their events takes no extra step here.
-    if (fn.config.idempotency === undefined && fn.config.rateLimit === undefined && fn.config.throttle === undefined) return draft;
+    const { idempotency, rateLimit, throttle, singleton } = fn.config;
+    if (idempotency === undefined && rateLimit === undefined && throttle === undefined && singleton === undefined) return draft;
     const admission = await admit(this.tx, fn, event, draft.run.id);
     if (admission.start === false) {
       this.entries.delete(draft.run.id);
@@ -177,6 +178,11 @@ export class UnitOfWork {
       this.lines.push({ level: "info", line: `${runLabel(draft.run.id, fn.id)}: throttled, starts in ${formatDuration(admission.delayMs)}` });
     }
     if (admission.start === true && admission.warning) this.lines.push({ level: "warn", line: `${runLabel(draft.run.id, fn.id)}: ${admission.warning}` });
+    if (admission.start === true && admission.replaces) {
+      // singleton in cancel mode: the live run of the key gives way to this one.
+      const replaced = await this.load(admission.replaces);
+      if (replaced) finish(replaced, this.env(replaced), { status: "cancelled", reason: `singleton: replaced by run ${draft.run.id}` });
+    }
     return draft;
   }
 

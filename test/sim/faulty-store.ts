@@ -132,7 +132,7 @@ export class FaultyStore implements Store {
       queueCronTick: c((tick) => tx.queueCronTick(tick)),
       reserveIdempotencyKey: c((functionId, key, runId, ttlMs) => tx.reserveIdempotencyKey(functionId, key, runId, ttlMs)),
       takeRateLimit: c((functionId, key, intervalMs, toleranceMs) => tx.takeRateLimit(functionId, key, intervalMs, toleranceMs)),
-      takeThrottle: c((functionId, key, intervalMs, toleranceMs) => tx.takeThrottle(functionId, key, intervalMs, toleranceMs)),
+      takeThrottle: c((functionId, key, intervalMs, toleranceMs, maxDelayMs) => tx.takeThrottle(functionId, key, intervalMs, toleranceMs, maxDelayMs)),
       takeSingleton: c((functionId, key, runId, force) => tx.takeSingleton(functionId, key, runId, force)),
     };
   }

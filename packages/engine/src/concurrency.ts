@@ -29,7 +29,11 @@ export async function concurrencySlots(fn: FunctionRecord, event: EventRecord): 
     const owner = scope === "app" ? `app:${fn.appId}` : `fn:${fn.id}`;
     // Without a value for the key, the run counts against the limit shared by all such runs.
     const value = key === undefined ? undefined : (keyOf(key, event) ?? "");
-    slots.push({ key: value === undefined ? owner : `${owner}:${await sha256Hex(value)}`, limit });
+    const slot = { key: value === undefined ? owner : `${owner}:${await sha256Hex(value)}`, limit };
+    // Two limits on one key (the same key value twice) are one slot, at the lower limit.
+    const same = slots.find((other) => other.key === slot.key);
+    if (same) same.limit = Math.min(same.limit, slot.limit);
+    else slots.push(slot);
   }
   return slots;
 }

@@ -151,9 +151,9 @@ export interface StoreTx {
   /**
    * Takes the next start of the throttle of `functionId` and `key` (GCRA on the store's clock: a
    * start every `intervalMs`, with bursts up to `toleranceMs` ahead); returns how long from now
-   * (ms) that start is, 0 when at once.
+   * (ms) that start is, 0 when at once. A start more than `maxDelayMs` away is not taken: null.
    */
-  takeThrottle(functionId: string, key: string, intervalMs: number, toleranceMs: number): Promise<number>;
+  takeThrottle(functionId: string, key: string, intervalMs: number, toleranceMs: number, maxDelayMs?: number): Promise<number | null>;
   /**
    * Takes `key` of `functionId` for `runId` unless a live run holds it (with `force`, whatever
    * holds it). Returns the live run that held it (the one `force` took it from), or null.

@@ -213,9 +213,9 @@ SELECT (SELECT coalesce(json_agg(id), '[]'::json) FROM runs_in) AS runs,
  * A run's invocation out with another worker keeps its concurrency slots until that worker is
  * done with it, when the run ends meanwhile (a cancel, a failure of another branch): the step is
  * still running in the app. Its worker then finds the run ended and deletes the job, applying
- * nothing; if that worker died, the lease runs out and the claim that takes the job does the same.
+ * nothing; if that worker died, the claim that takes the job once its lease ran out does the same.
  */
-const NOT_OUT_WITH_A_SLOT = "NOT (j.concurrency IS NOT NULL AND coalesce(j.locked_until > now(), false))";
+const NOT_OUT_WITH_A_SLOT = "NOT (j.concurrency IS NOT NULL AND j.locked_by IS NOT NULL)";
 
 const APPLY_CHANGE = `
 WITH c AS (SELECT $5::jsonb AS doc),

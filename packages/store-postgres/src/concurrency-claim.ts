@@ -6,7 +6,9 @@
  * jobs has a row in `concurrency_keys` saying when a claim should look at it next. A claim locks
  * the rows of the keys it looks at (`SKIP LOCKED`: a key another executor is counting is left to
  * it), then reads the slots in use, which no one else can grant meanwhile, and leases jobs in
- * order of due time while each of their keys has room. Nothing in it ever waits on a lock, so it
+ * order of due time while each of their keys has room. A slot is held by every leased
+ * invocation, its lease live or run out: a stalled worker may go on, so only a claim that takes
+ * its job again (which costs no slot) or its end frees it. Nothing in it ever waits on a lock, so it
  * cannot deadlock with the commits that queue and complete jobs.
  *
  * A continuation keeps its slot: it is written leased in the commit that deletes the invocation
@@ -27,20 +29,40 @@ const BUSY_RETRY_MS = 20;
 const MIN_KEYS_PER_CLAIM = 16;
 
 const KEYS = idsParam("$1", "text");
-/** Free, due jobs whose first (second) key is `q.key`, at most $2, in order, each locked or skipped. */
+/** Jobs having a key of $3 (keys found full in this claim): a second look passes over them. */
+// (An empty list is a NULL array, so each test is coalesced: NULL would exclude every job.)
+const NOT_HELD_BACK = `NOT coalesce(concurrency->0->>'key' = ANY (${idsParam("$3", "text")}), false) AND NOT coalesce(concurrency->1->>'key' = ANY (${idsParam("$3", "text")}), false)`;
+/**
+ * Due jobs whose first (second) key is `q.key` and that no live lease holds, at most $2 per key, in
+ * order, each locked or skipped; none with a key of $3.
+ */
 const waitingBy = (index: 0 | 1) => `
   SELECT x.* FROM unnest(${KEYS}) AS q(key) CROSS JOIN LATERAL (
-    SELECT ${JOB_COLUMNS} FROM jobs
+    SELECT ${JOB_COLUMNS}, locked_by IS NOT NULL AS held FROM jobs
     WHERE ${index === 0 ? "concurrency IS NOT NULL" : "concurrency->1 IS NOT NULL"} AND concurrency->${index}->>'key' = q.key
-      AND run_at <= now() AND (locked_until IS NULL OR locked_until < now())
+      AND run_at <= now() AND (locked_until IS NULL OR locked_until < now()) AND ${NOT_HELD_BACK}
     ORDER BY run_at, id LIMIT $2 FOR UPDATE SKIP LOCKED) x`;
-const CANDIDATES = `${waitingBy(0)} UNION ALL ${waitingBy(1)}`;
+/**
+ * Invocations of keys $1 whose lease ran out (their worker stalled or died), found through the
+ * leases however many jobs wait: each still holds its slots, so it goes first.
+ */
+const EXPIRED = `
+  SELECT x.* FROM (
+    SELECT ${JOB_COLUMNS}, true AS held FROM jobs
+    WHERE locked_until < now() AND concurrency IS NOT NULL
+      AND (concurrency->0->>'key' = ANY (${KEYS}) OR coalesce(concurrency->1->>'key' = ANY (${KEYS}), false))
+    FOR UPDATE SKIP LOCKED) x`;
+const CANDIDATES = `${waitingBy(0)} UNION ALL ${waitingBy(1)} UNION ALL ${EXPIRED}`;
 
-/** Slots of keys $1 held now: leased invocations (only invocations carry keys). */
+/**
+ * Slots of keys $1 held now: invocations with a lease, live or run out. One whose lease ran out
+ * keeps its slots until a claim takes the job again or it ends: its worker may only have stalled
+ * and go on (its heartbeat and its commit check the holder, not the time).
+ */
 const IN_USE = `
   SELECT s.slot->>'key' AS key, count(*)::int AS used
   FROM jobs j, jsonb_array_elements(j.concurrency) AS s(slot)
-  WHERE j.locked_until > now() AND j.concurrency IS NOT NULL AND s.slot->>'key' = ANY (${KEYS})
+  WHERE j.locked_until IS NOT NULL AND j.concurrency IS NOT NULL AND s.slot->>'key' = ANY (${KEYS})
   GROUP BY 1`;
 
 /** The earliest free job of key `k.key` (through either index), or infinity: nothing waits. */
@@ -48,6 +70,8 @@ const EARLIEST_WAITING = `coalesce(least(
     (SELECT min(run_at) FROM jobs WHERE concurrency IS NOT NULL AND concurrency->0->>'key' = k.key AND locked_until IS NULL),
     (SELECT min(run_at) FROM jobs WHERE concurrency->1 IS NOT NULL AND concurrency->1->>'key' = k.key AND locked_until IS NULL)),
   'infinity')`;
+
+type Candidate = JobRecord & { held: boolean };
 
 /** Leases up to `room` waiting invocations whose keys have room, to `owner`. */
 export async function claimKeyed(client: SqlClient, owner: string, room: number, leaseMs: number): Promise<JobRecord[]> {
@@ -62,61 +86,100 @@ export async function claimKeyed(client: SqlClient, owner: string, room: number,
       ])
     ).map((row) => row.key);
     if (keys.length === 0) return [];
-    const byId = new Map<string, JobRecord>();
-    for (const row of await tx.query(CANDIDATES, [JSON.stringify(keys), room])) byId.set(String(row.id), toJob(row));
-    const candidates = [...byId.values()].sort((a, b) => a.runAt.getTime() - b.runAt.getTime() || Number(a.id) - Number(b.id));
-    const locked = new Set(keys);
-    // A job's other key is counted only under its lock too; one another claim holds is skipped for now.
-    const others = [...new Set(candidates.flatMap((job) => slotsOf(job).map((slot) => slot.key)))].filter((key) => !locked.has(key));
-    if (others.length > 0) {
-      const rows = await tx.query<{ key: string }>(`SELECT key FROM concurrency_keys WHERE key = ANY (${KEYS}) FOR UPDATE SKIP LOCKED`, [JSON.stringify(others)]);
-      for (const row of rows) locked.add(row.key);
-    }
-    const used = new Map<string, number>();
-    for (const row of await tx.query<{ key: string; used: number }>(IN_USE, [JSON.stringify([...locked])])) used.set(row.key, Number(row.used));
-
-    const chosen: string[] = [];
-    const full = new Set<string>();
-    const busy = new Set<string>();
-    for (const job of candidates) {
-      if (chosen.length >= room) break;
-      const slots = slotsOf(job);
-      if (slots.some((slot) => !locked.has(slot.key))) {
-        for (const slot of slots) if (locked.has(slot.key)) busy.add(slot.key);
-        continue;
-      }
-      if (slots.some((slot) => (used.get(slot.key) ?? 0) >= slot.limit)) {
-        // Every key of a job held back waits with it: looked at again when a slot frees.
-        for (const slot of slots) full.add(slot.key);
-        continue;
-      }
-      for (const slot of slots) used.set(slot.key, (used.get(slot.key) ?? 0) + 1);
-      chosen.push(job.id);
-    }
+    const grant = new Grant(tx, keys, room);
+    await grant.look(keys, []);
+    // Jobs held back by another key that is full may hide, in a key's window, the ones that can
+    // go: a second look passes over every job of a key found full.
+    const open = keys.filter((key) => !grant.full.has(key));
+    if (grant.chosen.length < room && grant.full.size > 0 && open.length > 0) await grant.look(open, [...grant.full]);
     const leased =
-      chosen.length === 0
+      grant.chosen.length === 0
         ? []
         : (
             await tx.query(
               `UPDATE jobs SET locked_by = $2, locked_until = now() + make_interval(secs => $3::float8 / 1000), claims = claims + 1
                WHERE id = ANY (${idsParam("$1", "bigint")}) RETURNING ${JOB_COLUMNS}`,
-              [JSON.stringify(chosen), owner, leaseMs],
+              [JSON.stringify(grant.chosen), owner, leaseMs],
             )
           ).map(toJob);
     // Out of room: the keys stay due for the next claim. Otherwise each is next looked at when it
-    // has something to grant: its earliest waiting job, or a while later when that had no room.
-    if (chosen.length < room) {
+    // has something to grant: its earliest waiting job, or a while later when nothing could go.
+    if (grant.chosen.length < room) {
+      const waitLonger = [...grant.full, ...grant.stuck].filter((key) => grant.locked.has(key));
       await tx.query(
         `UPDATE concurrency_keys k SET next_at = CASE
            WHEN k.key = ANY (${idsParam("$2", "text")}) THEN now() + make_interval(secs => $4::float8 / 1000)
            WHEN k.key = ANY (${idsParam("$3", "text")}) THEN now() + make_interval(secs => $5::float8 / 1000)
            ELSE ${EARLIEST_WAITING} END
          WHERE k.key = ANY (${KEYS})`,
-        [JSON.stringify([...locked]), JSON.stringify([...full]), JSON.stringify([...busy].filter((key) => !full.has(key))), FULL_RECHECK_MS, BUSY_RETRY_MS],
+        [JSON.stringify([...grant.locked]), JSON.stringify(waitLonger), JSON.stringify([...grant.busy]), FULL_RECHECK_MS, BUSY_RETRY_MS],
       );
     }
     return leased.sort((a, b) => a.runAt.getTime() - b.runAt.getTime());
   });
+}
+
+/** One claim's slots: the keys it holds locked, their slots in use, and what it chose. */
+class Grant {
+  readonly locked: Set<string>;
+  readonly used = new Map<string, number>();
+  readonly chosen: string[] = [];
+  /** Keys with no slot left for a job that wanted one. */
+  readonly full = new Set<string>();
+  /** Keys none of whose jobs could go, all held back by another key (looked at again when that one frees). */
+  readonly stuck = new Set<string>();
+  /** Keys whose job waits on another key that another claim holds: looked at again soon. */
+  readonly busy = new Set<string>();
+  private readonly seen = new Set<string>();
+
+  constructor(
+    private readonly tx: SqlExecutor,
+    keys: string[],
+    private readonly room: number,
+  ) {
+    this.locked = new Set(keys);
+  }
+
+  /** Reads the candidates of `keys` (none with a key of `passOver`), counts their keys' slots, and chooses. */
+  async look(keys: string[], passOver: string[]): Promise<void> {
+    const rows = await this.tx.query(CANDIDATES, [JSON.stringify(keys), this.room, JSON.stringify(passOver)]);
+    const byId = new Map<string, Candidate>();
+    for (const row of rows) if (!this.seen.has(String(row.id))) byId.set(String(row.id), { ...toJob(row), held: row.held === true });
+    // Jobs still holding their slots first (their lease ran out), then in order of due time.
+    const candidates = [...byId.values()].sort((a, b) => Number(b.held) - Number(a.held) || a.runAt.getTime() - b.runAt.getTime() || Number(a.id) - Number(b.id));
+    // A job's other key is counted only under its lock too; one another claim holds is passed over for now.
+    const others = [...new Set(candidates.flatMap((job) => slotsOf(job).map((slot) => slot.key)))].filter((key) => !this.locked.has(key));
+    if (others.length > 0) {
+      const got = await this.tx.query<{ key: string }>(`SELECT key FROM concurrency_keys WHERE key = ANY (${KEYS}) FOR UPDATE SKIP LOCKED`, [JSON.stringify(others)]);
+      for (const row of got) this.locked.add(row.key);
+    }
+    const uncounted = [...this.locked].filter((key) => !this.used.has(key));
+    for (const key of uncounted) this.used.set(key, 0);
+    for (const row of await this.tx.query<{ key: string; used: number }>(IN_USE, [JSON.stringify(uncounted)])) this.used.set(row.key, Number(row.used));
+    const granted = new Set<string>();
+    const refused = new Set<string>();
+    for (const job of candidates) {
+      this.seen.add(job.id);
+      if (this.chosen.length >= this.room) break;
+      const slots = slotsOf(job);
+      if (slots.some((slot) => !this.locked.has(slot.key))) {
+        for (const slot of slots) if (this.locked.has(slot.key)) this.busy.add(slot.key);
+        continue;
+      }
+      // A job whose lease ran out already holds its slots: taking it again takes none.
+      const over = job.held ? [] : slots.filter((slot) => (this.used.get(slot.key) ?? 0) >= slot.limit);
+      if (over.length > 0) {
+        for (const slot of over) this.full.add(slot.key);
+        for (const slot of slots) refused.add(slot.key);
+        continue;
+      }
+      if (!job.held) for (const slot of slots) this.used.set(slot.key, (this.used.get(slot.key) ?? 0) + 1);
+      for (const slot of slots) granted.add(slot.key);
+      this.chosen.push(job.id);
+    }
+    for (const key of refused) if (!granted.has(key)) this.stuck.add(key);
+    for (const key of granted) this.stuck.delete(key);
+  }
 }
 
 /** Keys whose slot an invocation gave up: runs waiting on them may be claimed at once. */

@@ -131,7 +131,7 @@ export class PgQueue implements Queue {
     const leased = (
       await this.sql.query(
         `UPDATE jobs SET locked_by = $2, locked_until = ${LEASE}, claims = claims + 1
-         WHERE id = ANY (${JOB_IDS})
+         WHERE id = ANY (${JOB_IDS}) AND concurrency IS NULL
            AND run_at <= now() AND (locked_until IS NULL OR locked_until < now())
          RETURNING *`,
         [ids, owner, leaseMs],

@@ -100,17 +100,18 @@ export class PgTx extends PgReader implements StoreTx {
     return rows.length > 0;
   }
 
-  async takeThrottle(functionId: string, key: string, intervalMs: number, toleranceMs: number): Promise<number> {
+  async takeThrottle(functionId: string, key: string, intervalMs: number, toleranceMs: number, maxDelayMs?: number): Promise<number | null> {
     // The start is at max(now, tat - tolerance) and tat moves to max(tat, now) + interval; from
     // the new tat alone the start is max(now, tat - interval - tolerance), both for a new row and
-    // an old one (see docs/decisions.md).
-    const [row] = await this.sql.query<{ delay_ms: number | string }>(
+    // an old one (see docs/decisions.md). A start later than $5 is not taken.
+    const rows = await this.sql.query<{ delay_ms: number | string }>(
       `INSERT INTO throttles AS t (function_id, key, tat) VALUES ($1, $2, now() + make_interval(secs => $3::float8 / 1000))
        ON CONFLICT (function_id, key) DO UPDATE SET tat = greatest(t.tat, now()) + make_interval(secs => $3::float8 / 1000)
+         WHERE $5::float8 IS NULL OR extract(epoch FROM (greatest(t.tat, now()) - now())) * 1000 - $4::float8 <= $5::float8
        RETURNING greatest(0, extract(epoch FROM (tat - now())) * 1000 - $3::float8 - $4::float8) AS delay_ms`,
-      [functionId, key, intervalMs, toleranceMs],
+      [functionId, key, intervalMs, toleranceMs, maxDelayMs ?? null],
     );
-    return Number(row?.delay_ms ?? 0);
+    return rows.length === 0 ? null : Number(rows[0]!.delay_ms);
   }
 
   async takeSingleton(functionId: string, key: string, runId: string, force: boolean): Promise<string | null> {

@@ -62,7 +62,11 @@ export async function admit(tx: StoreTx, fn: FunctionRecord, event: EventRecord,
   if (throttle) {
     const key = throttle.key === undefined ? "" : (keyOf(throttle.key, event) ?? "");
     const intervalMs = toMs(throttle.period) / throttle.limit;
-    delayMs = await tx.takeThrottle(fn.id, await sha256Hex(key), intervalMs, ((throttle.burst ?? 1) - 1) * intervalMs);
+    // A run that could only start past its timeouts.start takes no start (it would be cancelled then, and the starts after it held back for nothing).
+    const start = fn.config.timeouts?.start;
+    const taken = await tx.takeThrottle(fn.id, await sha256Hex(key), intervalMs, ((throttle.burst ?? 1) - 1) * intervalMs, start === undefined ? undefined : toMs(start));
+    if (taken === null) return { start: "skip", reason: `throttle: ${throttle.limit} run(s) per ${throttle.period} could not start this run within its timeouts.start of ${start}` };
+    delayMs = taken;
   }
   return { start: true, ...(delayMs > 0 && { delayMs }), ...(warning !== undefined && { warning }), ...(replaces !== undefined && { replaces }) };
 }

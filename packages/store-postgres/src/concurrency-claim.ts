@@ -57,7 +57,9 @@ const CANDIDATES = `${waitingBy(0)} UNION ALL ${waitingBy(1)} UNION ALL ${EXPIRE
 /**
  * Slots of keys $1 held now: invocations with a lease, live or run out. One whose lease ran out
  * keeps its slots until a claim takes the job again or it ends: its worker may only have stalled
- * and go on (its heartbeat and its commit check the holder, not the time).
+ * and go on (its heartbeat and its commit check the holder, not the time). (`locked_until IS NOT
+ * NULL`, set and cleared with the holder, reaches them through the leases' index: `locked_by`
+ * would read the whole table, as `test/plans-by-key.test.ts` checks.)
  */
 const IN_USE = `
   SELECT s.slot->>'key' AS key, count(*)::int AS used
@@ -70,6 +72,13 @@ const EARLIEST_WAITING = `coalesce(least(
     (SELECT min(run_at) FROM jobs WHERE concurrency IS NOT NULL AND concurrency->0->>'key' = k.key AND locked_until IS NULL),
     (SELECT min(run_at) FROM jobs WHERE concurrency->1 IS NOT NULL AND concurrency->1->>'key' = k.key AND locked_until IS NULL)),
   'infinity')`;
+
+/** The claim's reads, for the test that checks their plans reach rows through the keys. */
+export const KEYED_CLAIM_READS = {
+  candidates: CANDIDATES,
+  inUse: IN_USE,
+  earliestWaiting: `SELECT ${EARLIEST_WAITING} AS next_at FROM concurrency_keys k WHERE k.key = ANY (${KEYS})`,
+};
 
 type Candidate = JobRecord & { held: boolean };
 

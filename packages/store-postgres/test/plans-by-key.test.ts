@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, postgresAvailable, type TestDatabase } from "../../../test/support/postgres.ts";
 import { writeCheckpoints } from "../src/checkpoint-sql.ts";
 import { PgQueue } from "../src/queue.ts";
+import { KEYED_CLAIM_READS } from "../src/concurrency-claim.ts";
 import { seedRun } from "./store-contract.ts";
 
 interface PlanNode {
@@ -70,6 +71,28 @@ describe.runIf(postgresAvailable)("statements naming rows by ID, on a store with
     await queue.takeLeases(ids, "worker-a", 30_000);
     expect(plans.length).toBeGreaterThanOrEqual(2);
     expect(plans.flatMap(relationsScanned)).toEqual([]);
+  });
+
+  it("the claim of invocations with concurrency keys reads no table whole, however many wait", async () => {
+    // 4,000 invocations waiting on 50 keys (two limits each), a tenth of them leased.
+    await sql.query(
+      `INSERT INTO jobs (kind, run_id, run_at, concurrency, locked_by, locked_until)
+       SELECT 'invoke', 'old-' || g, now() - interval '1 minute',
+         jsonb_build_array(jsonb_build_object('key', 'fn:app-fn:k' || (g % 50), 'limit', 2), jsonb_build_object('key', 'app:app:pool', 'limit', 100)),
+         CASE WHEN g % 10 = 0 THEN 'worker-a' END, CASE WHEN g % 10 = 0 THEN now() + interval '1 minute' END
+       FROM generate_series(2, 20000, 5) g`,
+    );
+    await sql.query("INSERT INTO concurrency_keys (key, next_at) SELECT 'fn:app-fn:k' || g, now() FROM generate_series(0, 49) g ON CONFLICT DO NOTHING");
+    await sql.query("ANALYZE jobs");
+    const keys = JSON.stringify(["fn:app-fn:k1", "fn:app-fn:k2", "app:app:pool"]);
+    const plans: PlanNode[] = [];
+    const explain = explaining(plans);
+    await explain.query(KEYED_CLAIM_READS.candidates, [keys, 16, JSON.stringify(["fn:app-fn:k3"])]);
+    await explain.query(KEYED_CLAIM_READS.inUse, [keys]);
+    await explain.query(KEYED_CLAIM_READS.earliestWaiting, [keys]);
+    await new PgQueue(explain).slotsFreed(["fn:app-fn:k1"]);
+    expect(plans).toHaveLength(4);
+    expect(plans.flatMap(relationsScanned).filter((relation) => relation === "jobs")).toEqual([]);
   });
 
   it("a batch of checkpoints reads no table whole", async () => {

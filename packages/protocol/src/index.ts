@@ -1,4 +1,5 @@
 export * from "./wire.ts";
+export * from "./function-config.ts";
 export * from "./signing.ts";
 export * from "./body.ts";
 export * from "./seen-signatures.ts";

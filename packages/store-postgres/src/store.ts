@@ -226,35 +226,26 @@ export class PostgresStore extends PgReader implements Store {
   }
 
   async pruneFlowControl(limit: number): Promise<number> {
-    // A rate limit whose time has come round is as good as none; an expired key holds nothing back,
-    // nor does a concurrency key nothing waits on.
-    const limits = await this.client.query(
-      `DELETE FROM rate_limits WHERE (function_id, key) IN (
-         SELECT function_id, key FROM rate_limits WHERE tat < now() ORDER BY tat LIMIT $1)
-       RETURNING 1`,
-      [limit],
-    );
-    const keys = await this.client.query(
-      `DELETE FROM idempotency_keys WHERE (function_id, key) IN (
-         SELECT function_id, key FROM idempotency_keys WHERE expires_at < now() ORDER BY expires_at LIMIT $1)
-       RETURNING 1`,
-      [limit],
-    );
-    const throttles = await this.client.query(
-      `DELETE FROM throttles WHERE (function_id, key) IN (
-         SELECT function_id, key FROM throttles WHERE tat < now() ORDER BY tat LIMIT $1)
-       RETURNING 1`,
-      [limit],
-    );
-    // A singleton key whose run ended holds nothing back.
-    const singletons = await this.client.query(
-      `DELETE FROM singletons WHERE (function_id, key) IN (
-         SELECT s.function_id, s.key FROM singletons s LEFT JOIN runs r ON r.id = s.run_id
-         WHERE r.id IS NULL OR r.status IN ('completed', 'failed', 'cancelled', 'skipped') LIMIT $1)
-       RETURNING 1`,
-      [limit],
-    );
-    return limits.length + keys.length + throttles.length + singletons.length + (await pruneKeys(this.client, limit));
+    // Flow-control state that holds nothing back: a rate limit or throttle whose time has come
+    // round, an expired idempotency key, a singleton key whose run ended, a concurrency key nothing waits on.
+    const pruned = await Promise.all([
+      this.pruneKeyed("rate_limits", "SELECT function_id, key FROM rate_limits WHERE tat < now() ORDER BY tat LIMIT $1", limit),
+      this.pruneKeyed("throttles", "SELECT function_id, key FROM throttles WHERE tat < now() ORDER BY tat LIMIT $1", limit),
+      this.pruneKeyed("idempotency_keys", "SELECT function_id, key FROM idempotency_keys WHERE expires_at < now() ORDER BY expires_at LIMIT $1", limit),
+      this.pruneKeyed(
+        "singletons",
+        `SELECT s.function_id, s.key FROM singletons s LEFT JOIN runs r ON r.id = s.run_id
+         WHERE r.id IS NULL OR r.status IN ('completed', 'failed', 'cancelled', 'skipped') LIMIT $1`,
+        limit,
+      ),
+      pruneKeys(this.client, limit),
+    ]);
+    return pruned.reduce((sum, n) => sum + n, 0);
+  }
+
+  /** Deletes the rows of `table` (keyed by function and key) that `select` names; how many. */
+  private async pruneKeyed(table: string, select: string, limit: number): Promise<number> {
+    return (await this.client.query(`DELETE FROM ${table} WHERE (function_id, key) IN (${select}) RETURNING 1`, [limit])).length;
   }
 
   async close(): Promise<void> {

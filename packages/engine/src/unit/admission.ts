@@ -27,6 +27,12 @@ export type Admission =
   /** Create the run already ended as `skipped`, with `reason`. */
   | { start: "skip"; reason: string };
 
+/** Whether `fn` has any of the checks here: most functions have none, and take no step for them. */
+export function needsAdmission(fn: FunctionRecord): boolean {
+  const { idempotency, rateLimit, throttle, singleton } = fn.config;
+  return idempotency !== undefined || rateLimit !== undefined || throttle !== undefined || singleton !== undefined;
+}
+
 export async function admit(tx: StoreTx, fn: FunctionRecord, event: EventRecord, runId: string): Promise<Admission> {
   let warning: string | undefined;
   const { idempotency, rateLimit, throttle, singleton } = fn.config;

@@ -21,7 +21,7 @@ import { settleChild } from "../machine/ending.ts";
 import { settle } from "../machine/progress.ts";
 import { newRun } from "../machine/start.ts";
 import { finish } from "../machine/ending.ts";
-import { admit } from "./admission.ts";
+import { admit, needsAdmission } from "./admission.ts";
 import { concurrencySlots } from "../concurrency.ts";
 import { priorityOf } from "./priority.ts";
 import { formatDuration, runLabel } from "../log.ts";
@@ -164,8 +164,7 @@ export class UnitOfWork {
   async startTriggered(fn: FunctionRecord, event: EventRecord): Promise<RunDraft | undefined> {
     const draft = await this.startRun(fn, event);
     // Most functions have no flow control: a burst of their events takes no extra step here.
-    const { idempotency, rateLimit, throttle, singleton } = fn.config;
-    if (idempotency === undefined && rateLimit === undefined && throttle === undefined && singleton === undefined) return draft;
+    if (!needsAdmission(fn)) return draft;
     const admission = await admit(this.tx, fn, event, draft.run.id);
     if (admission.start === false) {
       this.entries.delete(draft.run.id);

@@ -1,0 +1,215 @@
+/**
+ * A function's configuration as an app describes it and the executor registers it: triggers,
+ * retries, and the flow-control options (`concurrency`, `throttle`, `rateLimit`, `singleton`,
+ * `idempotency`, `priority`, `timeouts`, `cancelOn`). Every option is checked here, once, for the
+ * SDK's `createFunction` and for the executor's sync alike.
+ */
+import { z } from "zod";
+import { storableText } from "./text.ts";
+import { RESERVED_EVENT_PREFIX } from "./events.ts";
+import { cronProblem } from "./cron.ts";
+import { celProblem } from "./cel.ts";
+import { toMs } from "./duration.ts";
+
+/** Text that must parse as CEL (see `cel.ts`). */
+export const celText = (what: string) =>
+  storableText(what).superRefine((source, ctx) => {
+    const problem = celProblem(source);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
+  });
+
+/** Retry backoff of a function or a step: `initialMs * factor^n`, capped at `maxMs`, with jitter. */
+export const BackoffSchema = z.object({
+  initialMs: z.number().int().positive().optional(),
+  maxMs: z.number().int().positive().optional(),
+  factor: z.number().min(1).optional(),
+});
+export type BackoffConfig = z.infer<typeof BackoffSchema>;
+
+/** How many times a function or a step is retried after its first attempt. */
+export const RetriesSchema = z.number().int().min(0).max(20);
+
+/**
+ * A trigger of a function: an event name, optionally filtered by a CEL expression over `event`,
+ * or a cron pattern (see `cron.ts`): each tick starts one run with a {@link CRON_EVENT} event.
+ */
+export const TriggerSchema = z
+  .object({ event: storableText("trigger event").min(1).optional(), if: celText("if").optional(), cron: storableText("cron").optional() })
+  .strict()
+  .superRefine((trigger, ctx) => {
+    if (trigger.cron === undefined) {
+      if (trigger.event === undefined) ctx.addIssue({ code: "custom", message: 'a trigger needs an "event" or a "cron"' });
+      return;
+    }
+    if (trigger.event !== undefined || trigger.if !== undefined) {
+      ctx.addIssue({ code: "custom", message: 'a trigger has either "event" (with "if") or "cron", not both: write two triggers' });
+      return;
+    }
+    const problem = cronProblem(trigger.cron);
+    if (problem) ctx.addIssue({ code: "custom", path: ["cron"], message: problem });
+  });
+export type Trigger = z.infer<typeof TriggerSchema>;
+
+/** The longest duration a function's configuration may give (a year): past it, dates overflow. */
+const MAX_CONFIG_DURATION_MS = 366 * 86_400_000;
+
+/** A duration in a function's configuration: milliseconds, or text such as "30s" or "1h". */
+const ConfigDurationSchema = z.union([z.number(), z.string()]).superRefine((value, ctx) => {
+  let ms: number;
+  try {
+    ms = toMs(value);
+  } catch (error) {
+    ctx.addIssue({ code: "custom", message: error instanceof Error ? error.message : String(error) });
+    return;
+  }
+  if (ms <= 0) ctx.addIssue({ code: "custom", message: `must be longer than 0, got ${JSON.stringify(value)}` });
+  if (ms > MAX_CONFIG_DURATION_MS) ctx.addIssue({ code: "custom", message: `must be at most a year ("366d"), got ${JSON.stringify(value)}` });
+});
+
+/**
+ * Cancel a run when an event arrives whose `match` field equals the trigger's (and `if` holds),
+ * within `timeout` of the run's start when given (after it, the rule no longer listens).
+ */
+export const CancelOnSchema = z.object({
+  // The executor's own events carry other runs' data; a cancel never listens to them.
+  event: storableText("cancelOn event")
+    .min(1)
+    .refine((name) => !name.startsWith(RESERVED_EVENT_PREFIX), `cancelOn cannot name an executor event ("${RESERVED_EVENT_PREFIX}…")`),
+  match: storableText("match").optional(),
+  if: celText("if").optional(),
+  timeout: ConfigDurationSchema.optional(),
+});
+export type CancelOn = z.infer<typeof CancelOnSchema>;
+
+/**
+ * How long a run may take: `start` from its event to its first invocation, `finish` from its
+ * event to its end. Over either, the run is cancelled with a reason that names the timeout.
+ */
+export const TimeoutsSchema = z.object({ start: ConfigDurationSchema.optional(), finish: ConfigDurationSchema.optional() }).strict();
+export type Timeouts = z.infer<typeof TimeoutsSchema>;
+
+/** A check that an option's `period` lies between two durations (a bad duration is told by the period's own check). */
+function periodWithin(minMs: number, min: string, maxMs: number, max: string) {
+  return (option: { period: number | string }, ctx: z.RefinementCtx) => {
+    let ms: number;
+    try {
+      ms = toMs(option.period);
+    } catch {
+      return;
+    }
+    if (ms < minMs || ms > maxMs) ctx.addIssue({ code: "custom", path: ["period"], message: `must be between ${min} and ${max}, got ${JSON.stringify(option.period)}` });
+  };
+}
+
+/**
+ * At most `limit` runs start per `period` (per value of the CEL `key` over `event`, when given);
+ * an event over the limit is stored and its run is `skipped`, with a reason that says so.
+ */
+export const RateLimitSchema = z
+  .object({ limit: z.number().int().min(1).max(100_000), period: ConfigDurationSchema, key: celText("key").optional() })
+  .strict()
+  .superRefine(periodWithin(1_000, "1s", 86_400_000, "24h"));
+export type RateLimit = z.infer<typeof RateLimitSchema>;
+
+/**
+ * At most `limit` runs start per `period` (per value of the CEL `key` when given), spread evenly
+ * with up to `burst` at once (default 1): a run over the limit is not dropped, it starts later.
+ */
+export const ThrottleSchema = z
+  .object({
+    limit: z.number().int().min(1).max(100_000),
+    period: ConfigDurationSchema,
+    burst: z.number().int().min(1).max(100_000).optional(),
+    key: celText("key").optional(),
+  })
+  .strict()
+  .superRefine(periodWithin(1_000, "1s", 7 * 86_400_000, "7d"));
+export type Throttle = z.infer<typeof ThrottleSchema>;
+
+/**
+ * One run at a time per function (per value of the CEL `key` when given): a new run is skipped
+ * while one is live (`mode: "skip"`), or the live one is cancelled for it (`"cancel"`).
+ */
+export const SingletonSchema = z.object({ key: celText("key").optional(), mode: z.enum(["skip", "cancel"]) }).strict();
+export type Singleton = z.infer<typeof SingletonSchema>;
+
+/** How far a run's priority may move it in the queue, either way: 600 seconds. */
+export const MAX_PRIORITY_SECONDS = 600;
+
+/**
+ * `priority.run`: a CEL expression over `event` giving seconds (-600 to 600): a run with 60 is
+ * queued as if it had arrived a minute earlier than it did; one with -60 waits a minute.
+ */
+export const PrioritySchema = z.object({ run: celText("run") }).strict();
+export type Priority = z.infer<typeof PrioritySchema>;
+
+/** The most runs' steps one concurrency limit lets execute at once. */
+export const MAX_CONCURRENCY_LIMIT = 100_000;
+
+/**
+ * One concurrency limit: at most `limit` steps of the function execute at once (a sleeping or
+ * waiting run holds no slot), per value of the CEL `key` over `event` when given. `scope: "app"`
+ * shares the count with every function of the app that uses the same key value.
+ */
+export const ConcurrencyLimitSchema = z
+  .object({
+    limit: z.number().int().min(1).max(MAX_CONCURRENCY_LIMIT),
+    key: celText("key").optional(),
+    scope: z.enum(["fn", "app"]).optional(),
+  })
+  .strict();
+export type ConcurrencyLimit = z.infer<typeof ConcurrencyLimitSchema>;
+
+const ConcurrencyShapes = {
+  number: z.number().int().min(1).max(MAX_CONCURRENCY_LIMIT),
+  list: z.array(ConcurrencyLimitSchema).min(1).max(2, "at most 2 concurrency limits"),
+};
+export type Concurrency = number | ConcurrencyLimit | ConcurrencyLimit[];
+
+/**
+ * `concurrency`: a limit, a limit with a key and scope, or up to two of them (both must have
+ * room). Checked by its shape, so a problem is told in the terms of that shape (a union would
+ * only say that no shape fits).
+ */
+export const ConcurrencySchema = z.custom<Concurrency>().superRefine((value, ctx) => {
+  if (typeof value !== "number" && (typeof value !== "object" || value === null)) {
+    ctx.addIssue({ code: "custom", message: `must be a number, { limit, key?, scope? } or a list of up to 2 of those, got ${JSON.stringify(value)}` });
+    return;
+  }
+  const shape = typeof value === "number" ? ConcurrencyShapes.number : Array.isArray(value) ? ConcurrencyShapes.list : ConcurrencyLimitSchema;
+  const checked = shape.safeParse(value);
+  if (checked.success) return;
+  for (const issue of checked.error.issues) ctx.addIssue({ code: "custom", path: issue.path, message: issue.message });
+});
+
+/** A function's concurrency limits as a list, whichever way its configuration wrote them. */
+export function concurrencyLimits(concurrency: Concurrency | undefined): ConcurrencyLimit[] {
+  if (concurrency === undefined) return [];
+  if (typeof concurrency === "number") return [{ limit: concurrency }];
+  return Array.isArray(concurrency) ? concurrency : [concurrency];
+}
+
+/** A function as an app describes it (`GET /api/durable`) and registers it (`PUT`). */
+export const FunctionConfigSchema = z.object({
+  /** App-local function ID (`fulfil`); the executor's global ID is `<appId>-<id>`. */
+  id: storableText("function id").min(1),
+  name: z.string().optional(),
+  triggers: z.array(TriggerSchema),
+  retries: RetriesSchema,
+  cancelOn: z.array(CancelOnSchema).optional(),
+  backoff: BackoffSchema.optional(),
+  /**
+   * A CEL expression over `event` (`"event.data.orderId"`): a run is started only if no run of
+   * the function started with the same value in the last 24 hours.
+   */
+  idempotency: celText("idempotency").optional(),
+  timeouts: TimeoutsSchema.optional(),
+  rateLimit: RateLimitSchema.optional(),
+  throttle: ThrottleSchema.optional(),
+  priority: PrioritySchema.optional(),
+  singleton: SingletonSchema.optional(),
+  concurrency: ConcurrencySchema.optional(),
+  /** Set on the companion function the SDK adds for an `onFailure` handler. */
+  onFailureOf: z.string().optional(),
+});
+export type FunctionConfig = z.infer<typeof FunctionConfigSchema>;

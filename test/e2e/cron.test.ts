@@ -82,7 +82,7 @@ describe.each(STORE_KINDS)("cron triggers on %s", (store) => {
       sdk: "raw",
       functions: [{ id: "broken", triggers: [{ cron: "61 * * * *" }], retries: 0 }],
     };
-    await expect(stack.executor.executor.syncApp(description)).rejects.toThrow(/functions\.0\.triggers\.0\.cron: "61 \* \* \* \*" is not a cron pattern/);
+    await expect(stack.executor.executor.syncApp(description)).rejects.toThrow(/function "broken" \(functions\.0\): triggers\.0\.cron: "61 \* \* \* \*" is not a cron pattern/);
     const functions = await stack.executor.executor.listFunctions();
     expect(functions.map((fn) => fn.id)).not.toContain("cron-bad-broken");
   });

@@ -100,7 +100,7 @@ describe.each(STORE_KINDS)("idempotency on %s", (store) => {
 
   it("refuses a bad expression at sync, naming the function and the option", async () => {
     const description = { appId: "idem-bad", url: "http://127.0.0.1:9/api/durable", sdk: "raw", functions: [{ id: "f", triggers: [{ event: "a/b" }], retries: 0, idempotency: "event.data.orderId ==" }] };
-    await expect(stack.executor.executor.syncApp(description)).rejects.toThrow(/functions\.0\.idempotency: "event\.data\.orderId ==" is not a valid CEL expression/);
+    await expect(stack.executor.executor.syncApp(description)).rejects.toThrow(/function "f" \(functions\.0\): idempotency: "event\.data\.orderId ==" is not a valid CEL expression/);
   });
 });
 

@@ -277,8 +277,7 @@ export class Executor {
   async syncApp(body: unknown, options: { urlPolicy?: AppUrlPolicy } = {}): Promise<{ appId: string; functions: string[] }> {
     const parsed = AppDescriptionSchema.safeParse(body);
     if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      throw new InputError(`Invalid app description at ${issue?.path.join(".") || "(root)"}: ${issue?.message}`);
+      throw new InputError(`Invalid app description: ${describedIssue(body, parsed.error.issues[0])}`);
     }
     const app: AppDescription = parsed.data;
     const functions: FunctionRecord[] = app.functions.map((config) => ({
@@ -330,4 +329,17 @@ export class Executor {
     });
     return found ? this.getRun(runId) : null;
   }
+}
+
+/**
+ * Where an app description is wrong, in its author's terms: a function's problem names the
+ * function by its ID (`function "sync" (functions.2): debounce.period: …`), the rest by path.
+ */
+function describedIssue(body: unknown, issue: { path: PropertyKey[]; message: string } | undefined): string {
+  if (!issue) return "it does not match the protocol";
+  const [top, index, ...rest] = issue.path;
+  if (top !== "functions" || typeof index !== "number") return `at ${issue.path.map(String).join(".") || "(root)"}: ${issue.message}`;
+  const id = (body as { functions?: Array<{ id?: unknown } | null> }).functions?.[index]?.id;
+  const named = typeof id === "string" ? `function ${JSON.stringify(id)} (functions.${index})` : `functions.${index}`;
+  return `${named}: ${rest.length > 0 ? `${rest.map(String).join(".")}: ` : ""}${issue.message}`;
 }

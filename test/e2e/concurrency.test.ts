@@ -4,12 +4,10 @@
  * functions. Observed in the app itself (step bodies running at once), over real HTTP, on every
  * store, with a second executor on the same store.
  */
-import { DEV_SIGNING_KEY } from "@stepwise/protocol";
-import { Executor, silentLogger } from "@stepwise/engine";
 import { Stepwise } from "@stepwise/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
-import { STORE_KINDS, startStack, type Stack } from "../support/stack.ts";
+import { STORE_KINDS, startTwoExecutors, type TwoExecutorStack } from "../support/stack.ts";
 
 /** Step bodies running now, and the most ever at once, per name. */
 const running = new Map<string, number>();
@@ -56,23 +54,17 @@ const fanTwin = client.createFunction({ id: "fan-twin", triggers: [{ event: "fan
 );
 
 describe.each(STORE_KINDS)("concurrency on %s", (store) => {
-  let stack: Stack;
-  let second: Executor;
+  let stack: TwoExecutorStack;
   beforeAll(async () => {
-    stack = await startStack({ store, client, functions: [perTenant, napper, fan, fanTwin] });
-    second = new Executor({ store: stack.store, signingKey: DEV_SIGNING_KEY, log: silentLogger, registryRefreshMs: 0 });
-    await second.start();
+    stack = await startTwoExecutors({ store, client, functions: [perTenant, napper, fan, fanTwin] });
   });
-  afterAll(async () => {
-    await second?.stop();
-    await stack?.close();
-  });
+  afterAll(async () => stack?.close());
 
   it("runs at most `limit` steps per key at once across two executors, and every run to its end", async () => {
     const tenants = [`${store}:a`, `${store}:b`];
     // A burst far larger than the limit, through both executors at once.
     const events = Array.from({ length: 24 }, (_, n) => ({ name: "job/queued", data: { tenant: tenants[n % 2]!, n } }));
-    const sent = await Promise.all([stack.send(events.slice(0, 12)), second.sendEvents(events.slice(12)).then((result) => result.ids)]);
+    const sent = await Promise.all([stack.send(events.slice(0, 12)), stack.second.sendEvents(events.slice(12)).then((result) => result.ids)]);
     const runs = await Promise.all(sent.flat().map((id) => stack.waitForRun(id, { timeoutMs: 30_000 })));
     expect(runs.map((run) => run.status)).toEqual(runs.map(() => "completed"));
     for (const tenant of tenants) expect(peak.get(tenant)).toBe(2);

@@ -3,12 +3,10 @@
  * `burst`; runs over the limit start later, none is dropped. A burst sent through two executors
  * at once, over real HTTP, on every store.
  */
-import { DEV_SIGNING_KEY } from "@stepwise/protocol";
-import { Executor, silentLogger } from "@stepwise/engine";
 import { Stepwise } from "@stepwise/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
-import { STORE_KINDS, startStack, type Stack } from "../support/stack.ts";
+import { STORE_KINDS, startTwoExecutors, type TwoExecutorStack } from "../support/stack.ts";
 
 /** When each run's first step started, by user. */
 const starts = new Map<string, number[]>();
@@ -24,22 +22,16 @@ const report = client.createFunction(
 );
 
 describe.each(STORE_KINDS)("throttle on %s", (store) => {
-  let stack: Stack;
-  let second: Executor;
+  let stack: TwoExecutorStack;
   beforeAll(async () => {
-    stack = await startStack({ store, client, functions: [report] });
-    second = new Executor({ store: stack.store, signingKey: DEV_SIGNING_KEY, log: silentLogger, registryRefreshMs: 0 });
-    await second.start();
+    stack = await startTwoExecutors({ store, client, functions: [report] });
   });
-  afterAll(async () => {
-    await second?.stop();
-    await stack?.close();
-  });
+  afterAll(async () => stack?.close());
 
   it("starts a burst, then one run per interval, across two executors; every run completes", async () => {
     const user = `u-${store}`;
     const events = Array.from({ length: 12 }, () => ({ name: "report/requested", data: { user } }));
-    const sent = await Promise.all([stack.send(events.slice(0, 6)), second.sendEvents(events.slice(6)).then((result) => result.ids)]);
+    const sent = await Promise.all([stack.send(events.slice(0, 6)), stack.second.sendEvents(events.slice(6)).then((result) => result.ids)]);
     const runs = await Promise.all(sent.flat().map((id) => stack.waitForRun(id)));
     expect(runs.map((run) => run.status)).toEqual(runs.map(() => "completed"));
     const times = [...starts.get(user)!].sort((a, b) => a - b);

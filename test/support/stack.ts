@@ -5,7 +5,8 @@
  * the way users register (`PUT /api/durable`).
  */
 import { serve as serveNode, type ServerType } from "@hono/node-server";
-import { silentLogger, type Logger, type RunView, type Store } from "@stepwise/engine";
+import { DEV_SIGNING_KEY } from "@stepwise/protocol";
+import { Executor, silentLogger, type ExecutorOptions, type Logger, type RunView, type Store } from "@stepwise/engine";
 import { serve } from "@stepwise/sdk/hono";
 import type { AnyStepwiseFunction, Stepwise } from "@stepwise/sdk";
 import { startServer, type RunningServer, type ServerOptions } from "@stepwise/server";
@@ -68,7 +69,32 @@ export interface Stack {
   /** Polls the run API until the event's run of `functionId` ends (or `status` is reached). */
   waitForRun(eventId: string, options?: { functionId?: string; status?: string; timeoutMs?: number }): Promise<RunView>;
   getRun(runId: string): Promise<RunView>;
+  /** Stops the second executor (when one was asked for), the app, the executor and the store. */
   close(): Promise<void>;
+}
+
+/** A stack with a second executor on the same store. */
+export interface TwoExecutorStack extends Stack {
+  /**
+   * Another executor process sharing the store (its own worker name, so its own leases), as a
+   * deployment with several executors runs; it sends events through its own `sendEvents`.
+   */
+  second: Executor;
+}
+
+/** {@link startStack} with a second executor on the same store, stopped by `close()` before the rest. */
+export async function startTwoExecutors(options: Parameters<typeof startStack>[0] & { second?: Partial<ExecutorOptions> }): Promise<TwoExecutorStack> {
+  const stack = await startStack(options);
+  const second = new Executor({ store: stack.store, signingKey: DEV_SIGNING_KEY, log: silentLogger, registryRefreshMs: 0, ...options.second });
+  await second.start();
+  return {
+    ...stack,
+    second,
+    async close() {
+      await second.stop();
+      await stack.close();
+    },
+  };
 }
 
 export async function startStack(options: {

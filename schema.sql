@@ -189,6 +189,17 @@ CREATE TABLE IF NOT EXISTS singletons (
   PRIMARY KEY (function_id, key)
 );
 
+-- debounce: per function and key, the run that will start with the latest event, and when its
+-- burst's first event arrived (a timeout counts from then). A later event replaces that run while
+-- its first invocation has not been handed out; once it has, the next event opens a new burst.
+CREATE TABLE IF NOT EXISTS debounces (
+  function_id  text NOT NULL,
+  key          text NOT NULL,
+  run_id       text NOT NULL,
+  opened_at    timestamptz NOT NULL,
+  PRIMARY KEY (function_id, key)
+);
+
 -- The queue of concurrency keys: each key with invocations waiting for a slot, and when a claim
 -- should look at it next (their earliest due time; a while later when its slots were all taken,
 -- sooner when one is freed). A claim locks the rows of the keys it grants slots of, so two

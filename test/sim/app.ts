@@ -17,6 +17,8 @@ export const SIM_CRON_PERIOD_MS = 3_000;
 export const SIM_APP_ID = "sim";
 /** The throttle of the simulation's noise function: 20 starts per second, 5 at once. */
 export const SIM_THROTTLE = { limit: 4, period: 1_000, burst: 2 };
+/** The debounce of the simulation's noise, per key. */
+export const SIM_DEBOUNCE = { key: "event.data.key", period: "1s", timeout: "2s" };
 
 export interface SimApp {
   functions: AnyStepwiseFunction[];
@@ -220,6 +222,13 @@ export function simApp(ledger: Ledger, path: CheckpointPath): SimApp {
     step.run("once", () => (event.data as { key: string }).key),
   );
 
-  const functions = [interpreter(0), interpreter(2), child, responder, ticker, deduped];
+  // The same noise, debounced per key: a burst of one send (one transaction) or of several sends
+  // of a program runs once, with its last event, unless a timeout or the first run's claim came between.
+  const debounced = client.createFunction(
+    { id: "sim-debounce", triggers: [{ event: "sim/noise" }], debounce: SIM_DEBOUNCE, retries: 2 },
+    async ({ event, step }) => step.run("latest", () => (event.data as { n: number }).n),
+  );
+
+  const functions = [interpreter(0), interpreter(2), child, responder, ticker, deduped, debounced];
   return { functions, handler: serve({ client, functions }) };
 }

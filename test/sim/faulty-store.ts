@@ -134,6 +134,7 @@ export class FaultyStore implements Store {
       takeRateLimit: c((functionId, key, intervalMs, toleranceMs) => tx.takeRateLimit(functionId, key, intervalMs, toleranceMs)),
       takeThrottle: c((functionId, key, intervalMs, toleranceMs, maxDelayMs) => tx.takeThrottle(functionId, key, intervalMs, toleranceMs, maxDelayMs)),
       takeSingleton: c((functionId, key, runId, force) => tx.takeSingleton(functionId, key, runId, force)),
+      takeDebounce: c((functionId, key, runId, startedHere) => tx.takeDebounce(functionId, key, runId, startedHere)),
     };
   }
 

@@ -27,6 +27,9 @@
  *     executor, unless a crash or stall (a lease that ran out) excuses it.
  * 15. A throttled function starts no faster than its throttle: in any period, at most its limit
  *     plus its burst (and one for the way to the app), unless an executor stalled or crashed then.
+ * 16. A debounced event is never lost and never run twice: every event of a key has its one run;
+ *     a run skipped by the debounce was never sent to the app and names the run of a later event
+ *     of its key that replaced it; the run of a key's last event is not skipped.
  */
 import { DERIVED_ID_PREFIX, derivedEventId } from "@stepwise/protocol";
 import { expectedJobs, type RunState, type StepRecord } from "@stepwise/engine";
@@ -49,7 +52,7 @@ type Row = Record<string, unknown>;
 const json = (text: unknown): unknown => (text == null ? undefined : JSON.parse(String(text)));
 const list = (values: string[]) => JSON.stringify(values);
 const IN = (param: string) => `(SELECT jsonb_array_elements_text(${param}::jsonb))`;
-const RETRIES: Record<string, number> = { "sim-r0": 0, "sim-r2": 2, "sim-child": 2, "sim-responder": 2, "sim-idem": 2, "sim-tick": 2, "sim-r0-failure": 0, "sim-r2-failure": 2 };
+const RETRIES: Record<string, number> = { "sim-r0": 0, "sim-r2": 2, "sim-child": 2, "sim-responder": 2, "sim-idem": 2, "sim-debounce": 2, "sim-tick": 2, "sim-r0-failure": 0, "sim-r2-failure": 2 };
 
 export async function check(sql: SqlClient, played: Played): Promise<Checked> {
   const violations: string[] = [];
@@ -308,6 +311,48 @@ export async function check(sql: SqlClient, played: Played): Promise<Checked> {
     if (within.length > allowed && !ledger.disturbed(at - LEASE_MS, at + SIM_THROTTLE.period)) {
       fail(`sim-responder started ${within.length} runs within ${SIM_THROTTLE.period} ms from +${at - played.startedAt}ms, over its throttle (${SIM_THROTTLE.limit} per period, bursts of ${SIM_THROTTLE.burst})`);
       break;
+    }
+  }
+
+  // 16. Debounce: the runs of sim-debounce by key, in the order their events arrived.
+  const debounceRuns = [...runs.values()].filter((run) => localId(run) === "sim-debounce");
+  const arrivals = await sql.query<{ id: string; key: string; seq: string; received_ms: number | string; runs: number }>(
+    `SELECT e.id, e.data::jsonb->>'key' AS key, e.seq::text AS seq, extract(epoch FROM e.received_at) * 1000 AS received_ms, (SELECT count(*)::int FROM runs r WHERE r.event_id = e.id AND r.function_id = $2) AS runs
+     FROM events e WHERE e.id IN ${IN("$1")} ORDER BY e.seq`,
+    [list(debounceRuns.map((run) => String(run.event_id))), `${SIM_APP_ID}-sim-debounce`],
+  );
+  const arrival = new Map(arrivals.map((event, i) => [event.id, { ...event, order: i }]));
+  const runOfEvent = new Map(debounceRuns.map((run) => [String(run.event_id), run]));
+  const invoked = new Set(ledger.invocations.map((invocation) => invocation.runId));
+  const lastOfKey = new Map<string, string>();
+  for (const event of arrivals) {
+    lastOfKey.set(event.key, event.id);
+    if (event.runs !== 1) fail(`debounced event ${event.id} (key ${event.key}) has ${event.runs} runs of sim-debounce, not 1`);
+  }
+  for (const run of debounceRuns) {
+    const mine = arrival.get(String(run.event_id))!;
+    if (run.status !== "skipped") continue;
+    if (invoked.has(String(run.id))) fail(`debounced run ${run.id} was skipped after it was sent to the app`);
+    const by = /^debounce: replaced by run (\S+) for the later event (\S+) /.exec((json(run.error) as { message?: string } | undefined)?.message ?? "");
+    const later = by ? arrival.get(by[2]!) : undefined;
+    if (!by || !later || later.key !== mine.key || later.order <= mine.order || String(runOfEvent.get(later.id)?.id) !== by[1]) {
+      fail(`debounced run ${run.id} (key ${mine.key}) was skipped without naming the run of a later event of its key: ${String(run.error)}`);
+    }
+  }
+  for (const [key, eventId] of lastOfKey) {
+    if (runOfEvent.get(eventId)?.status === "skipped") fail(`the last event of debounce key ${key} (${eventId}) has its run skipped: the burst was lost`);
+  }
+  // One run per burst: a run that went to the app while a later event of its key had already
+  // arrived (with time for a claim to reach the app) should have been replaced by it.
+  const firstSentAt = new Map<string, number>();
+  for (const invocation of ledger.invocations) if (!firstSentAt.has(invocation.runId)) firstSentAt.set(invocation.runId, invocation.sentAt);
+  for (const run of debounceRuns) {
+    const mine = arrival.get(String(run.event_id))!;
+    const sentAt = firstSentAt.get(String(run.id));
+    if (run.status === "skipped" || sentAt === undefined) continue;
+    const before = [...arrival.values()].find((e) => e.key === mine.key && e.order > mine.order && Number(e.received_ms) < sentAt - 250);
+    if (before && !ledger.disturbed(Number(before.received_ms) - LEASE_MS, sentAt)) {
+      fail(`debounced run ${run.id} (key ${mine.key}) was sent to the app ${Math.round(sentAt - Number(before.received_ms))} ms after the later event ${before.id} of its key arrived: two runs for one burst`);
     }
   }
 

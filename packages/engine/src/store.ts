@@ -159,6 +159,14 @@ export interface StoreTx {
    * holds it). Returns the live run that held it (the one `force` took it from), or null.
    */
   takeSingleton(functionId: string, key: string, runId: string, force: boolean): Promise<string | null>;
+  /**
+   * Makes `runId` the run the debounce of `functionId` and `key` starts. The run that held it is
+   * replaced if it has not been handed to a worker yet: `startedHere` answers for runs this
+   * transaction started; for the others the record does, and their first invocation stays
+   * locked until the commit, so no claim takes it meanwhile. Returns the run replaced (null when
+   * a new burst opened) and how long ago (ms, store clock) the burst's first event arrived.
+   */
+  takeDebounce(functionId: string, key: string, runId: string, startedHere: (runId: string) => boolean): Promise<{ replaces: string | null; openedMsAgo: number }>;
   /** Queues a cron trigger's tick, unless one of that pattern is queued already (then null). */
   queueCronTick(tick: CronTick): Promise<JobRecord | null>;
 }

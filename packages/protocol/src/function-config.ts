@@ -1,8 +1,9 @@
 /**
  * A function's configuration as an app describes it and the executor registers it: triggers,
- * retries, and the flow-control options (`concurrency`, `throttle`, `rateLimit`, `singleton`,
- * `idempotency`, `priority`, `timeouts`, `cancelOn`). Every option is checked here, once, for the
- * SDK's `createFunction` and for the executor's sync alike.
+ * retries, and the flow-control options (`concurrency`, `throttle`, `rateLimit`, `debounce`,
+ * `singleton`, `idempotency`, `priority`, `timeouts`, `cancelOn`). Every option is checked here,
+ * once, for the SDK's `createFunction` and for the executor's sync alike, and so are the
+ * combinations of options that cannot both hold (`conflictingOptions`).
  */
 import { z } from "zod";
 import { storableText } from "./text.ts";
@@ -133,6 +134,31 @@ export type Throttle = z.infer<typeof ThrottleSchema>;
 export const SingletonSchema = z.object({ key: celText("key").optional(), mode: z.enum(["skip", "cancel"]) }).strict();
 export type Singleton = z.infer<typeof SingletonSchema>;
 
+/**
+ * One run for a burst of events: each event (per value of the CEL `key` when given) restarts a
+ * quiet `period`, and the run starts once it passes, with the last event; the runs of the events
+ * it replaced are `skipped`, naming the run that replaced them. `timeout` bounds how long a steady
+ * stream can hold a start back, from the burst's first event.
+ */
+export const DebounceSchema = z
+  .object({ period: ConfigDurationSchema, key: celText("key").optional(), timeout: ConfigDurationSchema.optional() })
+  .strict()
+  .superRefine(periodWithin(1_000, "1s", 7 * 86_400_000, "7d"))
+  .superRefine((debounce, ctx) => {
+    const [period, timeout] = [msOrNaN(debounce.period), msOrNaN(debounce.timeout)];
+    if (timeout < period) ctx.addIssue({ code: "custom", path: ["timeout"], message: `must be at least the period (${JSON.stringify(debounce.period)}), got ${JSON.stringify(debounce.timeout)}` });
+  });
+export type Debounce = z.infer<typeof DebounceSchema>;
+
+/** A duration in milliseconds, or NaN when absent or not a duration (its own check says so). */
+function msOrNaN(value: number | string | undefined): number {
+  try {
+    return value === undefined ? Number.NaN : toMs(value);
+  } catch {
+    return Number.NaN;
+  }
+}
+
 /** How far a run's priority may move it in the queue, either way: 600 seconds. */
 export const MAX_PRIORITY_SECONDS = 600;
 
@@ -208,8 +234,45 @@ export const FunctionConfigSchema = z.object({
   throttle: ThrottleSchema.optional(),
   priority: PrioritySchema.optional(),
   singleton: SingletonSchema.optional(),
+  debounce: DebounceSchema.optional(),
   concurrency: ConcurrencySchema.optional(),
   /** Set on the companion function the SDK adds for an `onFailure` handler. */
   onFailureOf: z.string().optional(),
+}).superRefine((config, ctx) => {
+  for (const { path, message } of conflictingOptions(config)) ctx.addIssue({ code: "custom", path, message });
 });
 export type FunctionConfig = z.infer<typeof FunctionConfigSchema>;
+
+/**
+ * Options that cannot both hold. `rateLimit`, `throttle` and `singleton` decide about a run when
+ * its event arrives, but a debounced run's start is decided by the events after it: a rate limit
+ * would spend its starts on runs the debounce then drops, a throttle would hold back a start the
+ * debounce moves, a singleton would skip the very events the debounce is waiting for. A start
+ * timeout no longer than the quiet period would cancel every debounced run before it starts.
+ * Two triggers for the same event (or the same cron) start one run, not two: one of them is a
+ * mistake.
+ */
+function conflictingOptions(config: {
+  triggers: Trigger[];
+  debounce?: Debounce;
+  rateLimit?: RateLimit;
+  throttle?: Throttle;
+  singleton?: Singleton;
+  timeouts?: Timeouts;
+}): Array<{ path: string[]; message: string }> {
+  const problems: Array<{ path: string[]; message: string }> = [];
+  const seen = new Set<string>();
+  for (const [i, trigger] of config.triggers.entries()) {
+    const what = trigger.cron === undefined ? `event ${JSON.stringify(trigger.event)}${trigger.if === undefined ? "" : ` if ${JSON.stringify(trigger.if)}`}` : `cron ${JSON.stringify(trigger.cron)}`;
+    if (seen.has(what)) problems.push({ path: ["triggers", String(i)], message: `repeats the trigger on ${what}: one run starts either way, so remove one` });
+    seen.add(what);
+  }
+  if (config.debounce) {
+    for (const other of ["rateLimit", "throttle", "singleton"] as const) {
+      if (config[other] !== undefined) problems.push({ path: [other], message: `cannot be combined with debounce: it decides when each event arrives, while a debounced run starts only after the events that follow it (use concurrency to limit how many run at once)` });
+    }
+    const start = msOrNaN(config.timeouts?.start);
+    if (start <= msOrNaN(config.debounce.period)) problems.push({ path: ["timeouts", "start"], message: `must be longer than debounce.period (${JSON.stringify(config.debounce.period)}): every debounced run waits that long before it starts` });
+  }
+  return problems;
+}

@@ -114,6 +114,15 @@ export interface FunctionOptions<S extends EventSchemas, E extends string, C ext
    */
   singleton?: { key?: string; mode: "skip" | "cancel" };
   /**
+   * One run for a burst: each event (per value of `key`, a CEL expression over `event`, when
+   * given) restarts a quiet `period` (1s to 7d), and the run starts once it passes, with the last
+   * event. The runs of the events it replaced are `skipped`, naming the run that replaced them.
+   * `timeout` (at least `period`) bounds how long a steady stream can hold the start back,
+   * counted from the burst's first event. Cannot be combined with `rateLimit`, `throttle` or
+   * `singleton`.
+   */
+  debounce?: { period: Duration; key?: string; timeout?: Duration };
+  /**
    * At most this many steps of the function execute at once, across every executor (a run that
    * sleeps or waits holds no slot; runs over the limit wait their turn, in order). With `key` (a
    * CEL expression over `event`) the limit holds per value; `scope: "app"` shares the count with
@@ -212,6 +221,7 @@ function functionConfig(options: Omit<FunctionOptions<EventSchemas, string, stri
   if (options.throttle) config.throttle = { ...options.throttle };
   if (options.priority) config.priority = { ...options.priority };
   if (options.singleton) config.singleton = { ...options.singleton };
+  if (options.debounce) config.debounce = { ...options.debounce };
   if (options.concurrency !== undefined) {
     const { concurrency } = options;
     // Copied, so later changes to the caller's object do not reach the registered configuration.

@@ -227,7 +227,8 @@ export class PostgresStore extends PgReader implements Store {
 
   async pruneFlowControl(limit: number): Promise<number> {
     // Flow-control state that holds nothing back: a rate limit or throttle whose time has come
-    // round, an expired idempotency key, a singleton key whose run ended, a concurrency key nothing waits on.
+    // round, an expired idempotency key, a singleton key whose run ended, a debounce whose run
+    // started or ended, a concurrency key nothing waits on.
     const pruned = await Promise.all([
       this.pruneKeyed("rate_limits", "SELECT function_id, key FROM rate_limits WHERE tat < now() ORDER BY tat LIMIT $1", limit),
       this.pruneKeyed("throttles", "SELECT function_id, key FROM throttles WHERE tat < now() ORDER BY tat LIMIT $1", limit),
@@ -236,6 +237,12 @@ export class PostgresStore extends PgReader implements Store {
         "singletons",
         `SELECT s.function_id, s.key FROM singletons s LEFT JOIN runs r ON r.id = s.run_id
          WHERE r.id IS NULL OR r.status IN ('completed', 'failed', 'cancelled', 'skipped') LIMIT $1`,
+        limit,
+      ),
+      this.pruneKeyed(
+        "debounces",
+        `SELECT d.function_id, d.key FROM debounces d LEFT JOIN runs r ON r.id = d.run_id
+         WHERE r.id IS NULL OR r.status <> 'queued' LIMIT $1`,
         limit,
       ),
       pruneKeys(this.client, limit),

@@ -132,6 +132,31 @@ export class PgTx extends PgReader implements StoreTx {
     return live ? row.run_id : null;
   }
 
+  async takeDebounce(functionId: string, key: string, runId: string, startedHere: (runId: string) => boolean): Promise<{ replaces: string | null; openedMsAgo: number }> {
+    // The key's row first, locked: two events of one key are decided one after the other.
+    const [row] = await this.sql.query<{ run_id: string; inserted: boolean; age_ms: number | string }>(
+      `INSERT INTO debounces AS d (function_id, key, run_id, opened_at) VALUES ($1, $2, $3, now())
+       ON CONFLICT (function_id, key) DO UPDATE SET run_id = d.run_id
+       RETURNING run_id, (xmax = 0) AS inserted, greatest(0, extract(epoch FROM (now() - opened_at)) * 1000) AS age_ms`,
+      [functionId, key, runId],
+    );
+    if (!row || row.inserted) return { replaces: null, openedMsAgo: 0 };
+    // Not handed out yet: a queued run whose first invocation was never claimed. Claims skip a
+    // locked job, and this one stays locked until the commit that ends its run.
+    const pending =
+      startedHere(row.run_id) ||
+      (
+        await this.sql.query(
+          `SELECT 1 FROM jobs j JOIN runs r ON r.id = j.run_id
+           WHERE j.run_id = $1 AND j.kind = 'invoke' AND j.step_id IS NULL AND j.claims = 0 AND j.locked_until IS NULL AND r.status = 'queued'
+           FOR UPDATE OF j SKIP LOCKED`,
+          [row.run_id],
+        )
+      ).length > 0;
+    await this.sql.query(`UPDATE debounces SET run_id = $3${pending ? "" : ", opened_at = now()"} WHERE function_id = $1 AND key = $2`, [functionId, key, runId]);
+    return pending ? { replaces: row.run_id, openedMsAgo: Number(row.age_ms) } : { replaces: null, openedMsAgo: 0 };
+  }
+
   async queueCronTick(tick: CronTick): Promise<JobRecord | null> {
     // The purpose index (run, kind, step) holds one tick per pattern: a second is not written.
     const rows = await this.sql.query(

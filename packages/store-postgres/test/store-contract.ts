@@ -243,6 +243,30 @@ export function testStore(name: string, open: Open): void {
       expect(await take(a.run.id)).toBe(c.run.id);
     });
 
+    it("lets a later event's run replace a debounced run until its first invocation is handed out", async () => {
+      const take = (key: string, runId: string, startedHere: (id: string) => boolean = () => false) =>
+        store.transaction((tx) => tx.takeDebounce("app-deb", key, runId, startedHere));
+      const later = () => seedRun(store, [{ kind: "invoke", delayMs: 60_000 }]);
+      const [a, b, c] = [await later(), await later(), await later()];
+      expect(await take("k", a.run.id)).toEqual({ replaces: null, openedMsAgo: 0 });
+      expect((await take("k", b.run.id)).replaces).toBe(a.run.id);
+      await new Promise((resolve) => setTimeout(resolve, 60));
+      // The burst opened with a's event: its age goes on counting while runs replace each other.
+      const third = await take("k", c.run.id);
+      expect(third.replaces).toBe(b.run.id);
+      expect(third.openedMsAgo).toBeGreaterThanOrEqual(50);
+      // Once the holder's first invocation is claimed, the next event opens a new burst.
+      const due = await seedRun(store, [{ kind: "invoke" }]);
+      expect((await take("k2", due.run.id)).replaces).toBeNull();
+      let claimed = false;
+      for (let i = 0; i < 20 && !claimed; i++) claimed = (await store.queue.claim("w", 1_000, 60_000)).some((job) => job.id === due.jobs[0]!.id);
+      expect(claimed).toBe(true);
+      expect(await take("k2", c.run.id)).toEqual({ replaces: null, openedMsAgo: 0 });
+      // A run started in the same transaction (not in the record yet) is replaced when the caller says so.
+      expect((await take("k3", "run-not-written")).replaces).toBeNull();
+      expect((await take("k3", a.run.id, (id) => id === "run-not-written")).replaces).toBe("run-not-written");
+    });
+
     it("queues one tick per cron pattern, keeping the time of one already queued", async () => {
       const at = (ms: number) => new Date(Date.now() + ms);
       const first = await store.transaction((tx) => tx.queueCronTick({ functionId: "app-cron", cron: "0 9 * * *", runAt: at(60_000) }));

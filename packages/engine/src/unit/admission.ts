@@ -8,20 +8,36 @@
  * - `rateLimit`: over the limit, the run is created already ended, `skipped`, saying why.
  * - `throttle`: over the limit, the run is created as usual, its first invocation queued for
  *   when the limit allows (nothing is dropped).
+ * - `debounce`: the run starts after the quiet period, and replaces (as `skipped`) the run of the
+ *   key's previous event while that one has not started: `replaces` names it.
  * - `singleton`: while a run of the key is live, the new run is `skipped` saying which holds it
  *   (mode skip), or the live one is cancelled for it (mode cancel: `replaces` names it).
+ *
+ * `debounce` cannot be combined with `rateLimit`, `throttle` or `singleton` (the configuration
+ * refuses it: see `conflictingOptions`), so at most one check here delays or replaces.
  */
 import { sha256Hex, toMs } from "@stepwise/protocol";
 import { evaluateValue } from "../expressions.ts";
 import type { EventRecord, FunctionRecord } from "../records.ts";
 import type { StoreTx } from "../store.ts";
+import { formatDuration } from "../log.ts";
 
 /** How long an idempotency key holds back further runs of its function: 24 hours. */
 export const IDEMPOTENCY_WINDOW_MS = 24 * 3_600_000;
 
+/** A live run a new one ends (singleton in cancel mode, debounce): how it ends, and why. */
+export interface Replaced {
+  runId: string;
+  status: "cancelled" | "skipped";
+  reason: string;
+}
+
 export type Admission =
-  /** Start the run, `delayMs` from now when throttled; `warning` says what could not be checked. */
-  | { start: true; delayMs?: number; warning?: string; replaces?: string }
+  /**
+   * Start the run, `delayMs` from now when throttled or debounced (`why` says which); `warning`
+   * says what could not be checked; `replaces` is a run it ends.
+   */
+  | { start: true; delayMs?: number; why?: string; warning?: string; replaces?: Replaced }
   /** Start nothing (a duplicate); `line` says why. */
   | { start: false; line: string }
   /** Create the run already ended as `skipped`, with `reason`. */
@@ -29,13 +45,17 @@ export type Admission =
 
 /** Whether `fn` has any of the checks here: most functions have none, and take no step for them. */
 export function needsAdmission(fn: FunctionRecord): boolean {
-  const { idempotency, rateLimit, throttle, singleton } = fn.config;
-  return idempotency !== undefined || rateLimit !== undefined || throttle !== undefined || singleton !== undefined;
+  const { idempotency, rateLimit, throttle, singleton, debounce } = fn.config;
+  return idempotency !== undefined || rateLimit !== undefined || throttle !== undefined || singleton !== undefined || debounce !== undefined;
 }
 
-export async function admit(tx: StoreTx, fn: FunctionRecord, event: EventRecord, runId: string): Promise<Admission> {
+/**
+ * Decides how `event` starts run `runId` of `fn`. `startedHere` tells whether a run was started
+ * (and not ended) earlier in the same transaction: a debounce may replace such a run.
+ */
+export async function admit(tx: StoreTx, fn: FunctionRecord, event: EventRecord, runId: string, startedHere: (runId: string) => boolean): Promise<Admission> {
   let warning: string | undefined;
-  const { idempotency, rateLimit, throttle, singleton } = fn.config;
+  const { idempotency, rateLimit, throttle, singleton, debounce } = fn.config;
   if (idempotency !== undefined) {
     const key = keyOf(idempotency, event);
     if (key === undefined) {
@@ -55,13 +75,25 @@ export async function admit(tx: StoreTx, fn: FunctionRecord, event: EventRecord,
       return { start: "skip", reason: `rateLimit: ${rateLimit.limit} run(s) per ${rateLimit.period}${per} already started` };
     }
   }
-  let replaces: string | undefined;
+  const started = (more: Omit<Extract<Admission, { start: true }>, "start">): Admission => ({ start: true, ...more, ...(warning !== undefined && { warning }) });
+  if (debounce) {
+    const key = debounce.key === undefined ? "" : (keyOf(debounce.key, event) ?? "");
+    const { replaces, openedMsAgo } = await tx.takeDebounce(fn.id, await sha256Hex(key), runId, startedHere);
+    // The quiet period from now, but no later than the timeout from the burst's first event.
+    const periodMs = toMs(debounce.period);
+    const delayMs = Math.max(0, Math.min(periodMs, debounce.timeout === undefined ? periodMs : toMs(debounce.timeout) - openedMsAgo));
+    const per = debounce.key === undefined ? "" : ` for ${debounce.key} = ${shown(key)}`;
+    const why = delayMs < periodMs ? `debounced, starts in ${formatDuration(delayMs)} (its burst's timeout of ${debounce.timeout})` : `debounced, starts in ${formatDuration(delayMs)} unless a later event${per} replaces it`;
+    if (replaces === null) return started({ delayMs, why });
+    return started({ delayMs, why, replaces: { runId: replaces, status: "skipped", reason: `debounce: replaced by run ${runId} for the later event ${event.id}${per}` } });
+  }
+  let replaces: Replaced | undefined;
   if (singleton) {
     const key = singleton.key === undefined ? "" : (keyOf(singleton.key, event) ?? "");
     const holder = await tx.takeSingleton(fn.id, await sha256Hex(key), runId, singleton.mode === "cancel");
     const per = singleton.key === undefined ? "" : ` for ${singleton.key} = ${shown(key)}`;
     if (holder !== null && singleton.mode === "skip") return { start: "skip", reason: `singleton: run ${holder}${per} is still running` };
-    if (holder !== null) replaces = holder;
+    if (holder !== null) replaces = { runId: holder, status: "cancelled", reason: `singleton: replaced by run ${runId}` };
   }
   // Last: a run dropped by the checks above spends no start of the throttle.
   let delayMs = 0;
@@ -74,7 +106,7 @@ export async function admit(tx: StoreTx, fn: FunctionRecord, event: EventRecord,
     if (taken === null) return { start: "skip", reason: `throttle: ${throttle.limit} run(s) per ${throttle.period} could not start this run within its timeouts.start of ${start}` };
     delayMs = taken;
   }
-  return { start: true, ...(delayMs > 0 && { delayMs }), ...(warning !== undefined && { warning }), ...(replaces !== undefined && { replaces }) };
+  return started({ ...(delayMs > 0 && { delayMs, why: `throttled, starts in ${formatDuration(delayMs)}` }), ...(replaces !== undefined && { replaces }) });
 }
 
 /**

@@ -165,22 +165,27 @@ export class UnitOfWork {
     const draft = await this.startRun(fn, event);
     // Most functions have no flow control: a burst of their events takes no extra step here.
     if (!needsAdmission(fn)) return draft;
-    const admission = await admit(this.tx, fn, event, draft.run.id);
+    const admission = await admit(this.tx, fn, event, draft.run.id, (runId) => {
+      const entry = this.entries.get(runId);
+      return entry?.isNew === true && !isTerminal(entry.draft.run.status);
+    });
     if (admission.start === false) {
       this.entries.delete(draft.run.id);
       this.lines.push({ level: "info", line: admission.line });
       return undefined;
     }
-    if (admission.start === "skip") finish(draft, this.env(draft), { status: "skipped", reason: admission.reason });
-    if (admission.start === true && admission.delayMs) {
-      draft.delayStart(admission.delayMs);
-      this.lines.push({ level: "info", line: `${runLabel(draft.run.id, fn.id)}: throttled, starts in ${formatDuration(admission.delayMs)}` });
+    if (admission.start === "skip") {
+      finish(draft, this.env(draft), { status: "skipped", reason: admission.reason });
+      return draft;
     }
-    if (admission.start === true && admission.warning) this.lines.push({ level: "warn", line: `${runLabel(draft.run.id, fn.id)}: ${admission.warning}` });
-    if (admission.start === true && admission.replaces) {
-      // singleton in cancel mode: the live run of the key gives way to this one.
-      const replaced = await this.load(admission.replaces);
-      if (replaced) finish(replaced, this.env(replaced), { status: "cancelled", reason: `singleton: replaced by run ${draft.run.id}` });
+    if (admission.delayMs) draft.delayStart(admission.delayMs);
+    if (admission.why) this.lines.push({ level: "info", line: `${runLabel(draft.run.id, fn.id)}: ${admission.why}` });
+    if (admission.warning) this.lines.push({ level: "warn", line: `${runLabel(draft.run.id, fn.id)}: ${admission.warning}` });
+    if (admission.replaces) {
+      // The run this one replaces (a singleton's live run, a debounce's earlier event) ends for it.
+      const { runId, status, reason } = admission.replaces;
+      const replaced = await this.load(runId);
+      if (replaced && !isTerminal(replaced.run.status)) finish(replaced, this.env(replaced), { status, reason });
     }
     return draft;
   }

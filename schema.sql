@@ -200,6 +200,30 @@ CREATE TABLE IF NOT EXISTS debounces (
   PRIMARY KEY (function_id, key)
 );
 
+-- batchEvents: per function and key, the open batch: the run it will start, how many events and
+-- bytes of event data it holds so far. A batch closes (its row goes) when it is full; a batch
+-- whose run was handed out at its timeout is closed too, and the next event opens another.
+CREATE TABLE IF NOT EXISTS batches (
+  function_id  text NOT NULL,
+  key          text NOT NULL,
+  run_id       text NOT NULL,
+  size         integer NOT NULL,
+  bytes        bigint NOT NULL,
+  opened_at    timestamptz NOT NULL,
+  PRIMARY KEY (function_id, key)
+);
+
+-- The events of a batched run, in order of arrival (position 0 is the run's event_id). A run of
+-- one event has no rows here. The reference is checked at commit: an event joins its batch in
+-- the transaction that creates the batch's run, before the run's row is written.
+CREATE TABLE IF NOT EXISTS run_events (
+  run_id    text NOT NULL REFERENCES runs(id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED,
+  position  integer NOT NULL,
+  event_id  text NOT NULL,
+  PRIMARY KEY (run_id, position)
+);
+CREATE INDEX IF NOT EXISTS run_events_event_idx ON run_events (event_id);
+
 -- The queue of concurrency keys: each key with invocations waiting for a slot, and when a claim
 -- should look at it next (their earliest due time; a while later when its slots were all taken,
 -- sooner when one is freed). A claim locks the rows of the keys it grants slots of, so two

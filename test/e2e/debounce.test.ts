@@ -57,7 +57,7 @@ describe.each(STORE_KINDS)("debounce on %s", (store) => {
     expect(runs.map((run) => run.status)).toEqual(["skipped", "skipped", "skipped", "completed"]);
     expect(runs[3]!.output).toBe(3);
     for (const [i, run] of runs.slice(0, 3).entries()) {
-      expect(run.error).toEqual({ name: "RunSkipped", message: `debounce: replaced by run ${runs[i + 1]!.id} for the later event ${ids[i + 1]} for event.data.doc = "${doc}"` });
+      expect(run.error).toEqual({ name: "RunSkipped", message: `debounce: replaced by run ${runs[i + 1]!.id} for the later event ${ids[i + 1]} (event.data.doc = "${doc}")` });
     }
     expect(ran.get(doc)).toHaveLength(1);
     expect(ran.get(doc)![0]!.at - lastSentAt).toBeGreaterThanOrEqual(950);
@@ -113,7 +113,9 @@ describe("debounce in the SDK", () => {
     expect(define({ debounce, rateLimit: { limit: 1, period: "1m" } })).toThrow(/rateLimit: cannot be combined with debounce/);
     expect(define({ debounce, throttle: { limit: 1, period: "1m" } })).toThrow(/throttle: cannot be combined with debounce/);
     expect(define({ debounce, singleton: { mode: "skip" } })).toThrow(/singleton: cannot be combined with debounce/);
+    expect(define({ debounce, priority: { run: "10" } })).toThrow(/priority: cannot be combined with debounce/);
     expect(define({ debounce, timeouts: { start: "5s" } })).toThrow(/timeouts\.start: must be longer than debounce\.period \("5s"\)/);
-    expect(define({ debounce, timeouts: { start: "6s" }, concurrency: 1, idempotency: "event.data.doc" })).not.toThrow();
+    expect(define({ debounce, timeouts: { finish: "2s" } })).toThrow(/timeouts\.finish: must be longer than debounce\.period \("5s"\)/);
+    expect(define({ debounce, timeouts: { start: "6s", finish: "1m" }, concurrency: 1, idempotency: "event.data.doc" })).not.toThrow();
   });
 });

@@ -17,6 +17,8 @@ export const SIM_CRON_PERIOD_MS = 3_000;
 export const SIM_APP_ID = "sim";
 /** The throttle of the simulation's noise function: 20 starts per second, 5 at once. */
 export const SIM_THROTTLE = { limit: 4, period: 1_000, burst: 2 };
+/** The batches of the simulation's noise, one for every key. */
+export const SIM_BATCH = { maxSize: 3, timeout: "1s" };
 /** The debounce of the simulation's noise, per key. */
 export const SIM_DEBOUNCE = { key: "event.data.key", period: "1s", timeout: "2s" };
 
@@ -229,6 +231,11 @@ export function simApp(ledger: Ledger, path: CheckpointPath): SimApp {
     async ({ event, step }) => step.run("latest", () => (event.data as { n: number }).n),
   );
 
-  const functions = [interpreter(0), interpreter(2), child, responder, ticker, deduped, debounced];
+  // And batched, all keys together: every program's sends meet on one open batch, across executors.
+  const batched = client.createFunction({ id: "sim-batch", triggers: [{ event: "sim/noise" }], batchEvents: SIM_BATCH, retries: 2 }, async ({ events, step }) =>
+    step.run("got", () => events.map((event) => event.id)),
+  );
+
+  const functions = [interpreter(0), interpreter(2), child, responder, ticker, deduped, debounced, batched];
   return { functions, handler: serve({ client, functions }) };
 }

@@ -134,7 +134,8 @@ export class FaultyStore implements Store {
       takeRateLimit: c((functionId, key, intervalMs, toleranceMs) => tx.takeRateLimit(functionId, key, intervalMs, toleranceMs)),
       takeThrottle: c((functionId, key, intervalMs, toleranceMs, maxDelayMs) => tx.takeThrottle(functionId, key, intervalMs, toleranceMs, maxDelayMs)),
       takeSingleton: c((functionId, key, runId, force) => tx.takeSingleton(functionId, key, runId, force)),
-      takeDebounce: c((functionId, key, runId, startedHere) => tx.takeDebounce(functionId, key, runId, startedHere)),
+      takeDebounce: c((functionId, key, runId, pendingHere) => tx.takeDebounce(functionId, key, runId, pendingHere)),
+      placeInBatch: c((place, pendingHere) => tx.placeInBatch(place, pendingHere)),
     };
   }
 
@@ -177,6 +178,10 @@ export class FaultyStore implements Store {
   }
   listRunsByEvent(eventId: string) {
     return this.call(() => this.inner.listRunsByEvent(eventId));
+  }
+
+  listBatchEventIds(runId: string) {
+    return this.call(() => this.inner.listBatchEventIds(runId));
   }
   findStrandedRuns(minAgeMs: number, limit: number) {
     return this.call(() => this.inner.findStrandedRuns(minAgeMs, limit));

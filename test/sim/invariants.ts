@@ -30,11 +30,14 @@
  * 16. A debounced event is never lost and never run twice: every event of a key has its one run;
  *     a run skipped by the debounce was never sent to the app and names the run of a later event
  *     of its key that replaced it; the run of a key's last event is not skipped.
+ * 17. A batched event is in exactly one batch; a batch holds at most its size, no event joins it
+ *     after its run went to the app, and a completed batch run's handler got exactly its events,
+ *     in order of arrival.
  */
 import { DERIVED_ID_PREFIX, derivedEventId } from "@stepwise/protocol";
 import { expectedJobs, type RunState, type StepRecord } from "@stepwise/engine";
 import type { SqlClient } from "@stepwise/store-postgres";
-import { SIM_APP_ID, SIM_THROTTLE } from "./app.ts";
+import { SIM_APP_ID, SIM_BATCH, SIM_THROTTLE } from "./app.ts";
 import { LEASE_MS } from "./schedule.ts";
 import type { BodyRun } from "./ledger.ts";
 import { STOP_GRACE_MS, type Played } from "./world.ts";
@@ -52,7 +55,7 @@ type Row = Record<string, unknown>;
 const json = (text: unknown): unknown => (text == null ? undefined : JSON.parse(String(text)));
 const list = (values: string[]) => JSON.stringify(values);
 const IN = (param: string) => `(SELECT jsonb_array_elements_text(${param}::jsonb))`;
-const RETRIES: Record<string, number> = { "sim-r0": 0, "sim-r2": 2, "sim-child": 2, "sim-responder": 2, "sim-idem": 2, "sim-debounce": 2, "sim-tick": 2, "sim-r0-failure": 0, "sim-r2-failure": 2 };
+const RETRIES: Record<string, number> = { "sim-r0": 0, "sim-r2": 2, "sim-child": 2, "sim-responder": 2, "sim-idem": 2, "sim-debounce": 2, "sim-batch": 2, "sim-tick": 2, "sim-r0-failure": 0, "sim-r2-failure": 2 };
 
 export async function check(sql: SqlClient, played: Played): Promise<Checked> {
   const violations: string[] = [];
@@ -353,6 +356,44 @@ export async function check(sql: SqlClient, played: Played): Promise<Checked> {
     const before = [...arrival.values()].find((e) => e.key === mine.key && e.order > mine.order && Number(e.received_ms) < sentAt - 250);
     if (before && !ledger.disturbed(Number(before.received_ms) - LEASE_MS, sentAt)) {
       fail(`debounced run ${run.id} (key ${mine.key}) was sent to the app ${Math.round(sentAt - Number(before.received_ms))} ms after the later event ${before.id} of its key arrived: two runs for one burst`);
+    }
+  }
+
+  // 17. Batches: the noise of this schedule's runs against the runs of sim-batch and their events.
+  const batchFunction = `${SIM_APP_ID}-sim-batch`;
+  const noiseEvents = await sql.query<{ id: string; received_ms: number | string }>(
+    `SELECT id, extract(epoch FROM received_at) * 1000 AS received_ms FROM events
+     WHERE name = 'sim/noise' AND split_part(data::jsonb->>'key', '/', 1) IN ${IN("$1")}`,
+    [list(played.acked.map((a) => a.key))],
+  );
+  const batchRows = await sql.query<{ run_id: string; event_id: string; position: number; status: string; output: string | null }>(
+    `SELECT r.id AS run_id, coalesce(b.event_id, r.event_id) AS event_id, coalesce(b.position, 0) AS position, r.status, r.output
+     FROM runs r LEFT JOIN run_events b ON b.run_id = r.id
+     WHERE r.function_id = $2 AND (r.event_id IN ${IN("$1")} OR b.event_id IN ${IN("$1")})
+     ORDER BY r.id, position`,
+    [list(noiseEvents.map((event) => event.id)), batchFunction],
+  );
+  const batchOf = new Map<string, string[]>();
+  const inBatches = new Map<string, string[]>();
+  const batchRuns = new Map<string, { status: string; output: string | null }>();
+  for (const row of batchRows) {
+    batchOf.set(row.event_id, [...(batchOf.get(row.event_id) ?? []), row.run_id]);
+    inBatches.set(row.run_id, [...(inBatches.get(row.run_id) ?? []), row.event_id]);
+    batchRuns.set(row.run_id, row);
+  }
+  const receivedAt = new Map(noiseEvents.map((event) => [event.id, Number(event.received_ms)]));
+  for (const event of noiseEvents) {
+    const batches = [...new Set(batchOf.get(event.id) ?? [])];
+    if (batches.length !== 1) fail(`batched event ${event.id} is in ${batches.length} batches of sim-batch (${batches.join(", ")}), not 1`);
+  }
+  for (const [runId, eventIds] of inBatches) {
+    if (eventIds.length > SIM_BATCH.maxSize) fail(`batch run ${runId} holds ${eventIds.length} events, over its size of ${SIM_BATCH.maxSize}`);
+    const sentAt = firstSentAt.get(runId);
+    const late = eventIds.find((id) => sentAt !== undefined && (receivedAt.get(id) ?? 0) > sentAt + 50);
+    if (late) fail(`event ${late} joined batch run ${runId} ${Math.round(receivedAt.get(late)! - sentAt!)} ms after the run went to the app`);
+    const run = batchRuns.get(runId)!;
+    if (run.status === "completed" && JSON.stringify(json(run.output)) !== JSON.stringify(eventIds)) {
+      fail(`batch run ${runId} completed with the events ${JSON.stringify(json(run.output))}, not its batch's ${JSON.stringify(eventIds)}`);
     }
   }
 

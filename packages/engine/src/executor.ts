@@ -12,7 +12,7 @@ import { parseEvents } from "./event-input.ts";
 import { DEFAULT_LIMITS, type Limits } from "./limits.ts";
 import { consoleLogger, type Logger } from "./log.ts";
 import { finish } from "./machine/ending.ts";
-import { CRON_JOB_PREFIX, isTerminal, TIMER_KINDS, type FunctionRecord } from "./records.ts";
+import { CRON_JOB_PREFIX, isTerminal, TIMER_KINDS, type FunctionRecord, type RunRecord } from "./records.ts";
 import { Registry } from "./registry.ts";
 import { CheckpointRefused, commitCheckpoint, parseCheckpoint } from "./runtime/checkpoints.ts";
 import { firstTicks } from "./runtime/cron.ts";
@@ -310,12 +310,18 @@ export class Executor {
   async getRun(runId: string): Promise<RunView | null> {
     const run = await this.options.store.getRun(runId);
     if (!run) return null;
-    return runView(run, await this.options.store.listSteps(runId));
+    return this.view(run);
   }
 
   async listRunsForEvent(eventId: string): Promise<RunView[]> {
     const runs = await this.options.store.listRunsByEvent(eventId);
-    return Promise.all(runs.map(async (run) => runView(run, await this.options.store.listSteps(run.id))));
+    return Promise.all(runs.map((run) => this.view(run)));
+  }
+
+  private async view(run: RunRecord): Promise<RunView> {
+    const { store } = this.options;
+    const [steps, batch] = await Promise.all([store.listSteps(run.id), store.listBatchEventIds(run.id)]);
+    return runView(run, steps, batch);
   }
 
   /** Cancels a live run; a run that already ended is left as it is. Null when there is no such run. */

@@ -18,6 +18,11 @@ export interface Limits {
    * request stays under what serverless hosts accept (6 MB on AWS Lambda) whatever the run holds.
    */
   maxRequestOutputBytes: number;
+  /**
+   * Most event JSON one batch (`batchEvents`) holds: every invocation of its run carries all of
+   * it, so a batch that an event would take past this starts as it is, and the event opens the next.
+   */
+  maxBatchBytes: number;
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -28,6 +33,7 @@ export const DEFAULT_LIMITS: Limits = {
   maxResponseBytes: 16 * 1024 * 1024,
   maxRunStateBytes: 32 * 1024 * 1024,
   maxRequestOutputBytes: 1024 * 1024,
+  maxBatchBytes: 2 * 1024 * 1024,
 };
 
 /**

@@ -203,6 +203,8 @@ export interface RunState {
   run: RunRecord;
   /** By position. */
   steps: StepRecord[];
-  /** The triggering event. */
+  /** The triggering event (a batch's first). */
   event: EventRecord;
+  /** A batched run's events in order of arrival, `event` first; absent for a run of one event. */
+  events?: EventRecord[];
 }

@@ -161,14 +161,53 @@ export interface StoreTx {
   takeSingleton(functionId: string, key: string, runId: string, force: boolean): Promise<string | null>;
   /**
    * Makes `runId` the run the debounce of `functionId` and `key` starts. The run that held it is
-   * replaced if it has not been handed to a worker yet: `startedHere` answers for runs this
-   * transaction started; for the others the record does, and their first invocation stays
-   * locked until the commit, so no claim takes it meanwhile. Returns the run replaced (null when
-   * a new burst opened) and how long ago (ms, store clock) the burst's first event arrived.
+   * replaced if it has not been handed to a worker yet: `pendingHere` answers for runs this
+   * transaction started or ended; for the others the record does, under a lock on the run and
+   * then on its first invocation (waiting for a claim that holds it), kept until the commit so no
+   * claim takes it meanwhile. Returns the run replaced (null when a new burst opened) and how long
+   * ago (ms, store clock) the burst's first event arrived.
    */
-  takeDebounce(functionId: string, key: string, runId: string, startedHere: (runId: string) => boolean): Promise<{ replaces: string | null; openedMsAgo: number }>;
+  takeDebounce(functionId: string, key: string, runId: string, pendingHere: PendingHere): Promise<{ replaces: string | null; openedMsAgo: number }>;
+  /**
+   * Puts an event in the open batch of its function and key, or opens one for `place.runId`
+   * (whose first event it is then). The open batch is joined only while its run has not been
+   * handed to a worker (decided as in {@link takeDebounce}) and while its bytes stay within
+   * `maxBytes` (else it closes, and a new one opens).
+   */
+  placeInBatch(place: BatchPlacement, pendingHere: PendingHere): Promise<BatchPlace>;
   /** Queues a cron trigger's tick, unless one of that pattern is queued already (then null). */
   queueCronTick(tick: CronTick): Promise<JobRecord | null>;
+}
+
+/**
+ * What a transaction knows of a run that holds a debounce or a batch, before the record can
+ * tell: true for one it started and has not ended (not in the record yet), false for one it
+ * ended, undefined for the rest (the record decides).
+ */
+export type PendingHere = (runId: string) => boolean | undefined;
+
+/** An event for a batch: see {@link StoreTx.placeInBatch}. */
+export interface BatchPlacement {
+  functionId: string;
+  key: string;
+  /** The run that starts a new batch, if one opens. */
+  runId: string;
+  eventId: string;
+  bytes: number;
+  maxSize: number;
+  maxBytes: number;
+}
+
+/** Where an event went in its function's batches. */
+export interface BatchPlace {
+  /** The run of the batch it is in: `runId` of the placement when it opened one. */
+  runId: string;
+  /** How many events that batch holds now, this one included. */
+  size: number;
+  /** The batch is closed, and its run should start now: it holds `maxSize` events. */
+  full: boolean;
+  /** An open batch closed to make room (this event's bytes would have passed the cap): its run should start now. */
+  closed?: string;
 }
 
 /**
@@ -269,7 +308,10 @@ export interface Store {
   /** The run's steps in position order; with `ids`, only those. */
   listSteps(runId: string, options?: { ids?: readonly string[] }): Promise<StepRecord[]>;
   getEvent(eventId: string): Promise<EventRecord | null>;
+  /** The runs of an event: those it started, and the batch run it joined (`batchEvents`). */
   listRunsByEvent(eventId: string): Promise<RunRecord[]>;
+  /** A batched run's event IDs in order of arrival; empty for a run of one event. */
+  listBatchEventIds(runId: string): Promise<string[]>;
   /** Live runs older than `minAgeMs` with no job at all and no child run to wait for: candidates for repair. */
   findStrandedRuns(minAgeMs: number, limit: number): Promise<string[]>;
   /**

@@ -24,14 +24,17 @@ export interface RunView {
   startedAt: string;
   endedAt?: string;
   parentRunId?: string;
+  /** A batched run's events (`batchEvents`), in order of arrival: `eventId` is the first. */
+  eventIds?: string[];
   steps: StepView[];
 }
 
-export function runView(run: RunRecord, steps: StepRecord[]): RunView {
+export function runView(run: RunRecord, steps: StepRecord[], batchEventIds: string[] = []): RunView {
   return {
     id: run.id,
     functionId: run.functionId,
     eventId: run.eventId,
+    ...(batchEventIds.length > 0 && { eventIds: batchEventIds }),
     status: run.status,
     ...(run.status === "completed" && { output: run.output ?? null }),
     ...(run.error && { error: run.error }),

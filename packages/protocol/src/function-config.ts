@@ -1,7 +1,7 @@
 /**
  * A function's configuration as an app describes it and the executor registers it: triggers,
  * retries, and the flow-control options (`concurrency`, `throttle`, `rateLimit`, `debounce`,
- * `singleton`, `idempotency`, `priority`, `timeouts`, `cancelOn`). Every option is checked here,
+ * `batchEvents`, `singleton`, `idempotency`, `priority`, `timeouts`, `cancelOn`). Every option is checked here,
  * once, for the SDK's `createFunction` and for the executor's sync alike, and so are the
  * combinations of options that cannot both hold (`conflictingOptions`).
  */
@@ -150,6 +150,29 @@ export const DebounceSchema = z
   });
 export type Debounce = z.infer<typeof DebounceSchema>;
 
+/** The most events one batch may hold. */
+export const MAX_BATCH_SIZE = 100;
+
+/**
+ * Many events, one run: events (per value of the CEL `key` when given; those for which `if`
+ * holds, when given, the others run alone) collect into a batch, whose run starts when it holds
+ * `maxSize` events or `timeout` after its first event, whichever comes first. The handler gets
+ * them all as `events`.
+ */
+export const BatchEventsSchema = z
+  .object({
+    maxSize: z.number().int().min(1).max(MAX_BATCH_SIZE),
+    timeout: ConfigDurationSchema,
+    key: celText("key").optional(),
+    if: celText("if").optional(),
+  })
+  .strict()
+  .superRefine((batch, ctx) => {
+    const ms = msOrNaN(batch.timeout);
+    if (ms < 1_000 || ms > 60_000) ctx.addIssue({ code: "custom", path: ["timeout"], message: `must be between 1s and 60s, got ${JSON.stringify(batch.timeout)}` });
+  });
+export type BatchEvents = z.infer<typeof BatchEventsSchema>;
+
 /** A duration in milliseconds, or NaN when absent or not a duration (its own check says so). */
 function msOrNaN(value: number | string | undefined): number {
   try {
@@ -235,6 +258,7 @@ export const FunctionConfigSchema = z.object({
   priority: PrioritySchema.optional(),
   singleton: SingletonSchema.optional(),
   debounce: DebounceSchema.optional(),
+  batchEvents: BatchEventsSchema.optional(),
   concurrency: ConcurrencySchema.optional(),
   /** Set on the companion function the SDK adds for an `onFailure` handler. */
   onFailureOf: z.string().optional(),
@@ -244,13 +268,19 @@ export const FunctionConfigSchema = z.object({
 export type FunctionConfig = z.infer<typeof FunctionConfigSchema>;
 
 /**
- * Options that cannot both hold. `rateLimit`, `throttle` and `singleton` decide about a run when
- * its event arrives, but a debounced run's start is decided by the events after it: a rate limit
- * would spend its starts on runs the debounce then drops, a throttle would hold back a start the
- * debounce moves, a singleton would skip the very events the debounce is waiting for. A start
- * timeout no longer than the quiet period would cancel every debounced run before it starts.
- * Two triggers for the same event (or the same cron) start one run, not two: one of them is a
- * mistake.
+ * Options that cannot both hold.
+ * - `rateLimit`, `throttle` and `singleton` decide about a run when its event arrives, but a
+ *   debounced run's start is decided by the events after it: a rate limit would spend its starts
+ *   on runs the debounce then drops, a throttle would hold back a start the debounce moves, a
+ *   singleton would skip the very events the debounce is waiting for. A `priority` moves the
+ *   same due time the quiet period sets: a high one would start each run before the next event
+ *   could replace it, a low one past the debounce's `timeout`.
+ * - A batch has many events, and these are worked out for one: `idempotency`, `rateLimit`,
+ *   `throttle`, `singleton`, `debounce`, `priority`, `cancelOn`'s match.
+ * - Timeouts counted from a run's event no longer than the wait before it starts (a quiet
+ *   period, a batch's timeout) would cancel every such run before it starts.
+ * - Two triggers for the same event (or the same cron) start one run, not two: one of them is
+ *   a mistake.
  */
 function conflictingOptions(config: {
   triggers: Trigger[];
@@ -259,6 +289,10 @@ function conflictingOptions(config: {
   throttle?: Throttle;
   singleton?: Singleton;
   timeouts?: Timeouts;
+  batchEvents?: BatchEvents;
+  idempotency?: string;
+  priority?: Priority;
+  cancelOn?: CancelOn[];
 }): Array<{ path: string[]; message: string }> {
   const problems: Array<{ path: string[]; message: string }> = [];
   const seen = new Set<string>();
@@ -268,11 +302,26 @@ function conflictingOptions(config: {
     seen.add(what);
   }
   if (config.debounce) {
-    for (const other of ["rateLimit", "throttle", "singleton"] as const) {
+    for (const other of ["rateLimit", "throttle", "singleton", "priority"] as const) {
       if (config[other] !== undefined) problems.push({ path: [other], message: `cannot be combined with debounce: it decides when each event arrives, while a debounced run starts only after the events that follow it (use concurrency to limit how many run at once)` });
     }
-    const start = msOrNaN(config.timeouts?.start);
-    if (start <= msOrNaN(config.debounce.period)) problems.push({ path: ["timeouts", "start"], message: `must be longer than debounce.period (${JSON.stringify(config.debounce.period)}): every debounced run waits that long before it starts` });
+    problems.push(...timeoutsWithin(config.timeouts, config.debounce.period, "debounce.period", "every debounced run waits that long before it starts"));
+  }
+  if (config.batchEvents) {
+    // Each decides about one event, or matches against the run's one event: a batch has many.
+    for (const other of ["debounce", "idempotency", "rateLimit", "throttle", "singleton", "priority", "cancelOn"] as const) {
+      if (config[other] !== undefined) problems.push({ path: [other], message: `cannot be combined with batchEvents: it is worked out for one event, and a batched run has many (use concurrency to limit how many batches run at once)` });
+    }
+    problems.push(...timeoutsWithin(config.timeouts, config.batchEvents.timeout, "batchEvents.timeout", "a batch may wait that long before its run starts"));
+  }
+  return problems;
+}
+
+/** Problems of `timeouts.start` and `.finish` no longer than `wait`, what a run may wait before it starts (`option` names it, `why` explains). */
+function timeoutsWithin(timeouts: Timeouts | undefined, wait: number | string, option: string, why: string): Array<{ path: string[]; message: string }> {
+  const problems: Array<{ path: string[]; message: string }> = [];
+  for (const which of ["start", "finish"] as const) {
+    if (msOrNaN(timeouts?.[which]) <= msOrNaN(wait)) problems.push({ path: ["timeouts", which], message: `must be longer than ${option} (${JSON.stringify(wait)}): ${why}` });
   }
   return problems;
 }

@@ -82,7 +82,7 @@ export const InvokeRequestSchema = z.object({
   }),
   /** The triggering event. */
   event: EventSchema,
-  /** All events of the run (a single trigger today; batches later). */
+  /** All events of the run, in order of arrival: a batch's (`batchEvents`), else `[event]`. */
   events: z.array(EventSchema),
   steps: z.array(StoredStepSchema),
   /**

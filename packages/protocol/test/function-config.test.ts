@@ -19,8 +19,12 @@ describe("function configuration", () => {
   });
 
   it("refuses debounce beside the checks that decide as each event arrives, and a start timeout within its period", () => {
-    expect(problems({ debounce: { period: "10s" }, rateLimit: { limit: 1, period: "1m" }, singleton: { mode: "cancel" } }).map((p) => p.split(":")[0])).toEqual(["rateLimit", "singleton"]);
-    expect(problems({ debounce: { period: "10s" }, timeouts: { start: "10s" } })).toEqual(['timeouts.start: must be longer than debounce.period ("10s"): every debounced run waits that long before it starts']);
-    expect(problems({ debounce: { period: "10s", timeout: "1m" }, timeouts: { start: "2m", finish: "1h" }, concurrency: 2, priority: { run: "1" } })).toEqual([]);
+    const refused = problems({ debounce: { period: "10s" }, rateLimit: { limit: 1, period: "1m" }, singleton: { mode: "cancel" }, priority: { run: "60" } });
+    expect(refused.map((p) => p.split(":")[0])).toEqual(["rateLimit", "singleton", "priority"]);
+    expect(problems({ debounce: { period: "10s" }, timeouts: { start: "10s", finish: "5s" } })).toEqual([
+      'timeouts.start: must be longer than debounce.period ("10s"): every debounced run waits that long before it starts',
+      'timeouts.finish: must be longer than debounce.period ("10s"): every debounced run waits that long before it starts',
+    ]);
+    expect(problems({ debounce: { period: "10s", timeout: "1m" }, timeouts: { start: "2m", finish: "1h" }, concurrency: 2, idempotency: "event.id" })).toEqual([]);
   });
 });

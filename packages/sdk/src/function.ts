@@ -38,7 +38,7 @@ export type HandlerEvent<S extends EventSchemas, E extends string, C extends str
 export interface FunctionContext<S extends EventSchemas, E extends string, C extends string = never> {
   /** The event that started the run. */
   event: HandlerEvent<S, E, C>;
-  /** All events of the run (the trigger today; batches later). */
+  /** All events of the run, in order of arrival: a batch's (see `batchEvents`), or the one that started it. */
   events: HandlerEvent<S, E, C>[];
   step: StepTools<S>;
   runId: string;
@@ -122,6 +122,16 @@ export interface FunctionOptions<S extends EventSchemas, E extends string, C ext
    * `singleton`.
    */
   debounce?: { period: Duration; key?: string; timeout?: Duration };
+  /**
+   * Many events, one run: events collect into a batch (per value of `key`, a CEL expression over
+   * `event`, when given), and its run starts when it holds `maxSize` events (1 to 100) or
+   * `timeout` (1s to 60s) after its first one, whichever comes first. The handler gets them all,
+   * in order of arrival, as `events` (`event` is the first). Events for which `if` (a CEL
+   * condition) does not hold run alone, at once. Cannot be combined with options worked out for
+   * one event: `debounce`, `idempotency`, `rateLimit`, `throttle`, `singleton`, `priority`,
+   * `cancelOn`.
+   */
+  batchEvents?: { maxSize: number; timeout: Duration; key?: string; if?: string };
   /**
    * At most this many steps of the function execute at once, across every executor (a run that
    * sleeps or waits holds no slot; runs over the limit wait their turn, in order). With `key` (a
@@ -222,6 +232,7 @@ function functionConfig(options: Omit<FunctionOptions<EventSchemas, string, stri
   if (options.priority) config.priority = { ...options.priority };
   if (options.singleton) config.singleton = { ...options.singleton };
   if (options.debounce) config.debounce = { ...options.debounce };
+  if (options.batchEvents) config.batchEvents = { ...options.batchEvents };
   if (options.concurrency !== undefined) {
     const { concurrency } = options;
     // Copied, so later changes to the caller's object do not reach the registered configuration.

@@ -181,7 +181,18 @@ export class PostgresStore extends PgReader implements Store {
   }
 
   async listRunsByEvent(eventId: string): Promise<RunRecord[]> {
-    return (await this.client.query("SELECT * FROM runs WHERE event_id = $1 ORDER BY started_at, id", [eventId])).map(toRun);
+    return (
+      await this.client.query(
+        `SELECT * FROM runs WHERE event_id = $1 OR id IN (SELECT run_id FROM run_events WHERE event_id = $1 AND position > 0)
+         ORDER BY started_at, id`,
+        [eventId],
+      )
+    ).map(toRun);
+  }
+
+  async listBatchEventIds(runId: string): Promise<string[]> {
+    const rows = await this.client.query<{ event_id: string }>("SELECT event_id FROM run_events WHERE run_id = $1 ORDER BY position", [runId]);
+    return rows.map((row) => row.event_id);
   }
 
   async findStrandedRuns(minAgeMs: number, limit: number): Promise<string[]> {
@@ -227,32 +238,29 @@ export class PostgresStore extends PgReader implements Store {
 
   async pruneFlowControl(limit: number): Promise<number> {
     // Flow-control state that holds nothing back: a rate limit or throttle whose time has come
-    // round, an expired idempotency key, a singleton key whose run ended, a debounce whose run
-    // started or ended, a concurrency key nothing waits on.
+    // round, an expired idempotency key, a singleton key whose run ended, a debounce or batch
+    // whose run started or ended, a concurrency key nothing waits on.
+    const heldByRun = (table: string, over: string) =>
+      this.pruneKeyed(table, "run_id", `SELECT t.function_id, t.key, t.run_id FROM ${table} t LEFT JOIN runs r ON r.id = t.run_id WHERE r.id IS NULL OR ${over} LIMIT $1`, limit);
     const pruned = await Promise.all([
-      this.pruneKeyed("rate_limits", "SELECT function_id, key FROM rate_limits WHERE tat < now() ORDER BY tat LIMIT $1", limit),
-      this.pruneKeyed("throttles", "SELECT function_id, key FROM throttles WHERE tat < now() ORDER BY tat LIMIT $1", limit),
-      this.pruneKeyed("idempotency_keys", "SELECT function_id, key FROM idempotency_keys WHERE expires_at < now() ORDER BY expires_at LIMIT $1", limit),
-      this.pruneKeyed(
-        "singletons",
-        `SELECT s.function_id, s.key FROM singletons s LEFT JOIN runs r ON r.id = s.run_id
-         WHERE r.id IS NULL OR r.status IN ('completed', 'failed', 'cancelled', 'skipped') LIMIT $1`,
-        limit,
-      ),
-      this.pruneKeyed(
-        "debounces",
-        `SELECT d.function_id, d.key FROM debounces d LEFT JOIN runs r ON r.id = d.run_id
-         WHERE r.id IS NULL OR r.status <> 'queued' LIMIT $1`,
-        limit,
-      ),
+      this.pruneKeyed("rate_limits", "tat", "SELECT function_id, key, tat FROM rate_limits WHERE tat < now() ORDER BY tat LIMIT $1", limit),
+      this.pruneKeyed("throttles", "tat", "SELECT function_id, key, tat FROM throttles WHERE tat < now() ORDER BY tat LIMIT $1", limit),
+      this.pruneKeyed("idempotency_keys", "expires_at", "SELECT function_id, key, expires_at FROM idempotency_keys WHERE expires_at < now() ORDER BY expires_at LIMIT $1", limit),
+      heldByRun("singletons", "r.status IN ('completed', 'failed', 'cancelled', 'skipped')"),
+      heldByRun("debounces", "r.status <> 'queued'"),
+      heldByRun("batches", "r.status <> 'queued'"),
       pruneKeys(this.client, limit),
     ]);
     return pruned.reduce((sum, n) => sum + n, 0);
   }
 
-  /** Deletes the rows of `table` (keyed by function and key) that `select` names; how many. */
-  private async pruneKeyed(table: string, select: string, limit: number): Promise<number> {
-    return (await this.client.query(`DELETE FROM ${table} WHERE (function_id, key) IN (${select}) RETURNING 1`, [limit])).length;
+  /**
+   * Deletes the rows of `table` (keyed by function and key) that `select` names, with the value
+   * of `version` it saw: a row an event changed meanwhile (a new run took the key, a start moved
+   * the time) is no longer the one selected, and stays. How many went.
+   */
+  private async pruneKeyed(table: string, version: string, select: string, limit: number): Promise<number> {
+    return (await this.client.query(`DELETE FROM ${table} WHERE (function_id, key, ${version}) IN (${select}) RETURNING 1`, [limit])).length;
   }
 
   async close(): Promise<void> {

@@ -3,7 +3,7 @@
  * given (a transaction's, or the client's for plain reads). Changes to a run are written by the
  * one encoder in `change-sql.ts`.
  */
-import { cronJobRunId, isTerminal, type CronTick, type EventRecord, type Fence, type JobRecord, type MatcherRecord, type NewRunWrite, type RunChange, type RunRecord, type RunState, type StepRecord, type StoreTx, type WriteResult } from "@stepwise/engine";
+import { cronJobRunId, isTerminal, type BatchPlace, type BatchPlacement, type CronTick, type PendingHere, type EventRecord, type Fence, type JobRecord, type MatcherRecord, type NewRunWrite, type RunChange, type RunRecord, type RunState, type StepRecord, type StoreTx, type WriteResult } from "@stepwise/engine";
 import { writeChange, writeNewRuns } from "./change-sql.ts";
 import type { SqlExecutor } from "./sql.ts";
 import { JOB_COLUMNS, json, toEvent, toJob, toMatcher, toRun, toStep } from "./rows.ts";
@@ -41,24 +41,29 @@ export class PgReader {
    * `maxOutputBytes` stay in the store: their steps carry `outputBytes` instead.
    */
   protected async readRest(run: RunRecord, maxOutputBytes?: number): Promise<RunState> {
-    const [row] = await this.sql.query<{ steps: Array<Record<string, unknown>>; event: Record<string, unknown> | null }>(
+    const [row] = await this.sql.query<{ steps: Array<Record<string, unknown>>; event: Record<string, unknown> | null; batch: Array<Record<string, unknown>> | null }>(
       maxOutputBytes === undefined
         ? `SELECT (SELECT coalesce(json_agg(s ORDER BY s.position, s.id), '[]'::json) FROM steps s WHERE s.run_id = $1) AS steps,
-                  (SELECT row_to_json(e) FROM events e WHERE e.id = $2) AS event`
+                  (SELECT row_to_json(e) FROM events e WHERE e.id = $2) AS event, ${BATCH_EVENTS}`
         : `SELECT (SELECT coalesce(json_agg(s ORDER BY s.position, s.id), '[]'::json) FROM (
                     SELECT run_id, id, name, kind, position, status, error, attempts, retry_policy, wake_at, started_at, ended_at,
                            CASE WHEN octet_length(output) > $3 THEN NULL ELSE output END AS output,
                            CASE WHEN octet_length(output) > $3 THEN octet_length(output) END AS output_bytes
                     FROM steps WHERE run_id = $1) s) AS steps,
-                  (SELECT row_to_json(e) FROM events e WHERE e.id = $2) AS event`,
+                  (SELECT row_to_json(e) FROM events e WHERE e.id = $2) AS event, ${BATCH_EVENTS}`,
       maxOutputBytes === undefined ? [run.id, run.eventId] : [run.id, run.eventId, maxOutputBytes],
-      // The result is two json columns whatever columns the tables gain, so the statements can stay prepared.
-      { prepare: maxOutputBytes === undefined ? "stepwise_read_run" : "stepwise_read_run_capped" },
+      // The result is three json columns whatever columns the tables gain, so the statements can stay prepared.
+      { prepare: maxOutputBytes === undefined ? "stepwise_read_run_v2" : "stepwise_read_run_capped_v2" },
     );
     if (!row?.event) throw new Error(`run ${run.id}: its event ${run.eventId} is missing from the store`);
-    return { run, steps: row.steps.map(toStep), event: toEvent(row.event) };
+    const state: RunState = { run, steps: row.steps.map(toStep), event: toEvent(row.event) };
+    if (row.batch) state.events = row.batch.map(toEvent);
+    return state;
   }
 }
+
+/** A batched run's events in order (NULL for a run of one event: it has no rows in run_events). */
+const BATCH_EVENTS = `(SELECT json_agg(row_to_json(e) ORDER BY b.position) FROM run_events b JOIN events e ON e.id = b.event_id WHERE b.run_id = $1) AS batch`;
 
 export class PgTx extends PgReader implements StoreTx {
   async completeJob(fence: Fence): Promise<{ readyAt: Date } | null> {
@@ -132,7 +137,7 @@ export class PgTx extends PgReader implements StoreTx {
     return live ? row.run_id : null;
   }
 
-  async takeDebounce(functionId: string, key: string, runId: string, startedHere: (runId: string) => boolean): Promise<{ replaces: string | null; openedMsAgo: number }> {
+  async takeDebounce(functionId: string, key: string, runId: string, pendingHere: PendingHere): Promise<{ replaces: string | null; openedMsAgo: number }> {
     // The key's row first, locked: two events of one key are decided one after the other.
     const [row] = await this.sql.query<{ run_id: string; inserted: boolean; age_ms: number | string }>(
       `INSERT INTO debounces AS d (function_id, key, run_id, opened_at) VALUES ($1, $2, $3, now())
@@ -141,20 +146,57 @@ export class PgTx extends PgReader implements StoreTx {
       [functionId, key, runId],
     );
     if (!row || row.inserted) return { replaces: null, openedMsAgo: 0 };
-    // Not handed out yet: a queued run whose first invocation was never claimed. Claims skip a
-    // locked job, and this one stays locked until the commit that ends its run.
-    const pending =
-      startedHere(row.run_id) ||
-      (
-        await this.sql.query(
-          `SELECT 1 FROM jobs j JOIN runs r ON r.id = j.run_id
-           WHERE j.run_id = $1 AND j.kind = 'invoke' AND j.step_id IS NULL AND j.claims = 0 AND j.locked_until IS NULL AND r.status = 'queued'
-           FOR UPDATE OF j SKIP LOCKED`,
-          [row.run_id],
-        )
-      ).length > 0;
+    const pending = pendingHere(row.run_id) ?? (await this.holdUnstarted(row.run_id));
     await this.sql.query(`UPDATE debounces SET run_id = $3${pending ? "" : ", opened_at = now()"} WHERE function_id = $1 AND key = $2`, [functionId, key, runId]);
     return pending ? { replaces: row.run_id, openedMsAgo: Number(row.age_ms) } : { replaces: null, openedMsAgo: 0 };
+  }
+
+  async placeInBatch(place: BatchPlacement, pendingHere: PendingHere): Promise<BatchPlace> {
+    const { functionId, key, runId, eventId, bytes, maxSize, maxBytes } = place;
+    // The key's row first, locked: two events of one key are placed one after the other.
+    const [row] = await this.sql.query<{ run_id: string; size: number; bytes: number | string; inserted: boolean }>(
+      `INSERT INTO batches AS b (function_id, key, run_id, size, bytes, opened_at) VALUES ($1, $2, $3, 1, $4, now())
+       ON CONFLICT (function_id, key) DO UPDATE SET run_id = b.run_id
+       RETURNING run_id, size, bytes, (xmax = 0) AS inserted`,
+      [functionId, key, runId, bytes],
+    );
+    if (!row) throw new Error(`batch of ${functionId}: its row was neither written nor found`);
+    const open = async (closed?: string): Promise<BatchPlace> => {
+      if (!row.inserted) await this.sql.query("UPDATE batches SET run_id = $3, size = 1, bytes = $4, opened_at = now() WHERE function_id = $1 AND key = $2", [functionId, key, runId, bytes]);
+      await this.sql.query("INSERT INTO run_events (run_id, position, event_id) VALUES ($1, 0, $2)", [runId, eventId]);
+      const full = maxSize <= 1;
+      if (full) await this.sql.query("DELETE FROM batches WHERE function_id = $1 AND key = $2", [functionId, key]);
+      return { runId, size: 1, full, ...(closed !== undefined && { closed }) };
+    };
+    if (row.inserted) return open();
+    const holder = row.run_id;
+    if (!(pendingHere(holder) ?? (await this.holdUnstarted(holder)))) return open();
+    // No room for this event's bytes: the batch starts as it is, and this event opens the next.
+    if (Number(row.bytes) + bytes > maxBytes) return open(holder);
+    const size = Number(row.size) + 1;
+    await this.sql.query("INSERT INTO run_events (run_id, position, event_id) VALUES ($1, $2, $3)", [holder, size - 1, eventId]);
+    const full = size >= maxSize;
+    await this.sql.query(
+      full ? "DELETE FROM batches WHERE function_id = $1 AND key = $2" : "UPDATE batches SET size = $3, bytes = bytes + $4 WHERE function_id = $1 AND key = $2",
+      full ? [functionId, key] : [functionId, key, size, bytes],
+    );
+    return { runId: holder, size, full };
+  }
+
+  /**
+   * Whether run `runId` is still waiting for its first invocation, never handed out. The run is
+   * locked first, then that job (the order every transaction takes them: a cancel holding the
+   * run waits for nothing of this one), both until this transaction ends, so no claim takes the
+   * job meanwhile. A claim holding the job is waited for: if it took the job, the run is out.
+   */
+  private async holdUnstarted(runId: string): Promise<boolean> {
+    const [run] = await this.sql.query<{ status: string }>("SELECT status FROM runs WHERE id = $1 FOR UPDATE", [runId]);
+    if (run?.status !== "queued") return false;
+    const rows = await this.sql.query(
+      `SELECT 1 FROM jobs WHERE run_id = $1 AND kind = 'invoke' AND step_id IS NULL AND claims = 0 AND locked_until IS NULL FOR UPDATE`,
+      [runId],
+    );
+    return rows.length > 0;
   }
 
   async queueCronTick(tick: CronTick): Promise<JobRecord | null> {

@@ -244,8 +244,8 @@ export function testStore(name: string, open: Open): void {
     });
 
     it("lets a later event's run replace a debounced run until its first invocation is handed out", async () => {
-      const take = (key: string, runId: string, startedHere: (id: string) => boolean = () => false) =>
-        store.transaction((tx) => tx.takeDebounce("app-deb", key, runId, startedHere));
+      const take = (key: string, runId: string, pendingHere: (id: string) => boolean | undefined = () => undefined) =>
+        store.transaction((tx) => tx.takeDebounce("app-deb", key, runId, pendingHere));
       const later = () => seedRun(store, [{ kind: "invoke", delayMs: 60_000 }]);
       const [a, b, c] = [await later(), await later(), await later()];
       expect(await take("k", a.run.id)).toEqual({ replaces: null, openedMsAgo: 0 });
@@ -264,7 +264,7 @@ export function testStore(name: string, open: Open): void {
       expect(await take("k2", c.run.id)).toEqual({ replaces: null, openedMsAgo: 0 });
       // A run started in the same transaction (not in the record yet) is replaced when the caller says so.
       expect((await take("k3", "run-not-written")).replaces).toBeNull();
-      expect((await take("k3", a.run.id, (id) => id === "run-not-written")).replaces).toBe("run-not-written");
+      expect((await take("k3", a.run.id, (id) => (id === "run-not-written" ? true : undefined))).replaces).toBe("run-not-written");
     });
 
     it("queues one tick per cron pattern, keeping the time of one already queued", async () => {
@@ -666,6 +666,32 @@ export function testQueue(name: string, open: Open): void {
       const next = await store.queue.nextDueIn();
       expect(next).toBeGreaterThan(50_000);
       expect(next).toBeLessThanOrEqual(60_000);
+    });
+
+    it("hands out no first invocation while an event joining its batch holds it; once claimed, the next event opens a batch", async () => {
+      await drain();
+      const { run, jobs } = await seedRun(store, [{ kind: "invoke" }]);
+      const later = await seedRun(store, [{ kind: "invoke", delayMs: 60_000 }]);
+      const place = (runId: string, eventId: string) => (tx: Parameters<Parameters<Store["transaction"]>[0]>[0]) =>
+        tx.placeInBatch({ functionId: `app-qb-${name}`, key: "k", runId, eventId, bytes: 10, maxSize: 10, maxBytes: 1_000 }, () => undefined);
+      const mine = (claimed: JobRecord[]) => claimed.some((job) => job.id === jobs[0]!.id);
+      expect(await store.transaction(place(run.id, "e0"))).toEqual({ runId: run.id, size: 1, full: false });
+      let duringHold: Promise<{ jobs: JobRecord[]; at: number }> | undefined;
+      let committedAt = 0;
+      await store.transaction(async (tx) => {
+        expect(await place("run-not-written", "e1")(tx)).toEqual({ runId: run.id, size: 2, full: false });
+        // A claim meanwhile skips the job (the record's claim) or waits for the commit (a lease of what Redis handed out).
+        duringHold = store.queue.claim("w", 10, 10_000).then((claimed) => ({ jobs: claimed, at: Date.now() }));
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        committedAt = Date.now();
+      });
+      const held = await duringHold!;
+      if (mine(held.jobs)) expect(held.at).toBeGreaterThanOrEqual(committedAt);
+      let claimed = mine(held.jobs);
+      for (let i = 0; i < 20 && !claimed; i++) claimed = mine(await store.queue.claim("w", 10, 10_000));
+      expect(claimed).toBe(true);
+      // Its run is out with a worker now: the next event opens another batch.
+      expect(await store.transaction(place(later.run.id, "e2"))).toEqual({ runId: later.run.id, size: 1, full: false });
     });
 
     it("lets another worker take a job whose lease ran out, and not before", async () => {

@@ -50,6 +50,8 @@ export interface LogLine {
 export class RunDraft {
   readonly run: RunRecord;
   readonly event: EventRecord;
+  /** A batched run's events (see `RunState.events`); events joining it in this unit are added. */
+  private events: EventRecord[] | undefined;
   readonly change: RunChange = { run: {}, steps: [], jobs: [], dropJobs: [], openMatchers: [], closeMatchers: [] };
   readonly effects: Effect[] = [];
   readonly lines: LogLine[] = [];
@@ -64,12 +66,18 @@ export class RunDraft {
   constructor(state: RunState) {
     this.run = { ...state.run };
     this.event = state.event;
+    if (state.events) this.events = [...state.events];
     this.stepsById = new Map(state.steps.map((step) => [step.id, step]));
   }
 
   /** The state as it will be once the change is written (the next invocation's snapshot). */
   state(version: number): RunState {
-    return { run: { ...this.run, version }, steps: this.steps(), event: this.event };
+    return { run: { ...this.run, version }, steps: this.steps(), event: this.event, ...(this.events && { events: [...this.events] }) };
+  }
+
+  /** An event joined this run's batch (the store holds it already): the snapshot carries it too. */
+  joinedBatch(event: EventRecord): void {
+    this.events = [...(this.events ?? [this.event]), event];
   }
 
   /** The steps in order of position (a fresh array: callers may keep it). */
@@ -132,6 +140,21 @@ export class RunDraft {
    */
   delayStart(delayMs: number): void {
     for (const job of this.change.jobs) if (job.kind === "invoke" && !job.stepId) job.delayMs = (job.delayMs ?? 0) + delayMs;
+  }
+
+  /**
+   * The run's first invocation is due now, whenever it was due before (a batch that filled up):
+   * the queued job is moved, or, for a run already in the record, replaced.
+   */
+  startNow(): void {
+    const queued = this.change.jobs.find((job) => job.kind === "invoke" && !job.stepId);
+    if (queued) {
+      delete queued.delayMs;
+      delete queued.runAt;
+      return;
+    }
+    this.dropJobs({ kind: "invoke" });
+    this.enqueue({ kind: "invoke" });
   }
 
   /** Whether this change already queues an invocation of the whole function. */

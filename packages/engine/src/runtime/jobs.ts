@@ -101,7 +101,7 @@ async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState 
     version: PROTOCOL_VERSION,
     run: { id: run.id, appId: app.id, functionId: fn.localId, attempt: target ? target.attempts : run.attempt },
     event,
-    events: [event],
+    events: state.events ?? [event],
     // The target is left out: to the SDK it is a new step, the one it must run.
     steps: requestSteps(target ? steps.filter((step) => step !== target) : steps, budget),
     targetStep: target?.id,

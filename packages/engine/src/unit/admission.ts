@@ -19,7 +19,7 @@
 import { sha256Hex, toMs } from "@stepwise/protocol";
 import { evaluateValue } from "../expressions.ts";
 import type { EventRecord, FunctionRecord } from "../records.ts";
-import type { StoreTx } from "../store.ts";
+import type { PendingHere, StoreTx } from "../store.ts";
 import { formatDuration } from "../log.ts";
 
 /** How long an idempotency key holds back further runs of its function: 24 hours. */
@@ -43,17 +43,19 @@ export type Admission =
   /** Create the run already ended as `skipped`, with `reason`. */
   | { start: "skip"; reason: string };
 
-/** Whether `fn` has any of the checks here: most functions have none, and take no step for them. */
+/** Whether `fn` has any of the checks here, or batches its events: most functions do neither, and take no step for them. */
 export function needsAdmission(fn: FunctionRecord): boolean {
-  const { idempotency, rateLimit, throttle, singleton, debounce } = fn.config;
-  return idempotency !== undefined || rateLimit !== undefined || throttle !== undefined || singleton !== undefined || debounce !== undefined;
+  const { idempotency, rateLimit, throttle, singleton, debounce, batchEvents } = fn.config;
+  return (
+    idempotency !== undefined || rateLimit !== undefined || throttle !== undefined || singleton !== undefined || debounce !== undefined || batchEvents !== undefined
+  );
 }
 
 /**
- * Decides how `event` starts run `runId` of `fn`. `startedHere` tells whether a run was started
- * (and not ended) earlier in the same transaction: a debounce may replace such a run.
+ * Decides how `event` starts run `runId` of `fn`. `pendingHere` tells what the transaction knows
+ * of a run the record cannot tell yet (see `StoreTx.takeDebounce`).
  */
-export async function admit(tx: StoreTx, fn: FunctionRecord, event: EventRecord, runId: string, startedHere: (runId: string) => boolean): Promise<Admission> {
+export async function admit(tx: StoreTx, fn: FunctionRecord, event: EventRecord, runId: string, pendingHere: PendingHere): Promise<Admission> {
   let warning: string | undefined;
   const { idempotency, rateLimit, throttle, singleton, debounce } = fn.config;
   if (idempotency !== undefined) {
@@ -71,18 +73,18 @@ export async function admit(tx: StoreTx, fn: FunctionRecord, event: EventRecord,
     const periodMs = toMs(rateLimit.period);
     const intervalMs = periodMs / rateLimit.limit;
     if (!(await tx.takeRateLimit(fn.id, await sha256Hex(key), intervalMs, periodMs - intervalMs))) {
-      const per = rateLimit.key === undefined ? "" : ` for ${rateLimit.key} = ${shown(key)}`;
+      const per = rateLimit.key === undefined ? "" : ` for ${keyText(rateLimit.key, key)}`;
       return { start: "skip", reason: `rateLimit: ${rateLimit.limit} run(s) per ${rateLimit.period}${per} already started` };
     }
   }
   const started = (more: Omit<Extract<Admission, { start: true }>, "start">): Admission => ({ start: true, ...more, ...(warning !== undefined && { warning }) });
   if (debounce) {
     const key = debounce.key === undefined ? "" : (keyOf(debounce.key, event) ?? "");
-    const { replaces, openedMsAgo } = await tx.takeDebounce(fn.id, await sha256Hex(key), runId, startedHere);
+    const { replaces, openedMsAgo } = await tx.takeDebounce(fn.id, await sha256Hex(key), runId, pendingHere);
     // The quiet period from now, but no later than the timeout from the burst's first event.
     const periodMs = toMs(debounce.period);
     const delayMs = Math.max(0, Math.min(periodMs, debounce.timeout === undefined ? periodMs : toMs(debounce.timeout) - openedMsAgo));
-    const per = debounce.key === undefined ? "" : ` for ${debounce.key} = ${shown(key)}`;
+    const per = debounce.key === undefined ? "" : ` (${keyText(debounce.key, key)})`;
     const why = delayMs < periodMs ? `debounced, starts in ${formatDuration(delayMs)} (its burst's timeout of ${debounce.timeout})` : `debounced, starts in ${formatDuration(delayMs)} unless a later event${per} replaces it`;
     if (replaces === null) return started({ delayMs, why });
     return started({ delayMs, why, replaces: { runId: replaces, status: "skipped", reason: `debounce: replaced by run ${runId} for the later event ${event.id}${per}` } });
@@ -91,7 +93,7 @@ export async function admit(tx: StoreTx, fn: FunctionRecord, event: EventRecord,
   if (singleton) {
     const key = singleton.key === undefined ? "" : (keyOf(singleton.key, event) ?? "");
     const holder = await tx.takeSingleton(fn.id, await sha256Hex(key), runId, singleton.mode === "cancel");
-    const per = singleton.key === undefined ? "" : ` for ${singleton.key} = ${shown(key)}`;
+    const per = singleton.key === undefined ? "" : ` for ${keyText(singleton.key, key)}`;
     if (holder !== null && singleton.mode === "skip") return { start: "skip", reason: `singleton: run ${holder}${per} is still running` };
     if (holder !== null) replaces = { runId: holder, status: "cancelled", reason: `singleton: replaced by run ${runId}` };
   }
@@ -118,6 +120,11 @@ export function keyOf(source: string, event: EventRecord): string | undefined {
   const value = evaluateValue(source, { event });
   if (value === undefined || value === null) return undefined;
   return JSON.stringify(value, (_key, v: unknown) => (typeof v === "bigint" ? v.toString() : v));
+}
+
+/** A key and its value as a message names them; "" is an event with no value for it (the function's shared key). */
+function keyText(source: string, key: string): string {
+  return key === "" ? `${source} (no value: the shared key)` : `${source} = ${shown(key)}`;
 }
 
 /** A key as a log line shows it: its JSON, cut at 200 characters. */

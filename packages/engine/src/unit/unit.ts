@@ -11,7 +11,7 @@
  * event name) for events that arrived since its run became due, so a reply that beats the
  * wait into the store is not missed.
  */
-import { DERIVED_ID_PREFIX, FUNCTION_FAILED_EVENT } from "@stepwise/protocol";
+import { DERIVED_ID_PREFIX, FUNCTION_FAILED_EVENT, toMs } from "@stepwise/protocol";
 import { isTerminal, type EventRecord, type FunctionRecord, type JobRecord, type MatcherRecord, type RunState } from "../records.ts";
 import { evaluateCondition, matches } from "../expressions.ts";
 import { machineEnv, type Committed, type EngineContext } from "../context.ts";
@@ -22,9 +22,11 @@ import { settle } from "../machine/progress.ts";
 import { newRun } from "../machine/start.ts";
 import { finish } from "../machine/ending.ts";
 import { admit, needsAdmission } from "./admission.ts";
+import { placeInBatch } from "./batching.ts";
 import { concurrencySlots } from "../concurrency.ts";
 import { priorityOf } from "./priority.ts";
 import { formatDuration, runLabel } from "../log.ts";
+import { formatBytes, jsonBytes } from "../limits.ts";
 import { stepAttemptFailed } from "../machine/steps.ts";
 import { cancelOnEvent, matcherAccepts, resolveWait } from "../machine/waits.ts";
 import { changeOnlyAdds, type StoreTx, type WriteResult } from "../store.ts";
@@ -165,10 +167,9 @@ export class UnitOfWork {
     const draft = await this.startRun(fn, event);
     // Most functions have no flow control: a burst of their events takes no extra step here.
     if (!needsAdmission(fn)) return draft;
-    const admission = await admit(this.tx, fn, event, draft.run.id, (runId) => {
-      const entry = this.entries.get(runId);
-      return entry?.isNew === true && !isTerminal(entry.draft.run.status);
-    });
+    // Batched functions take none of the checks (the configuration refuses them together).
+    if (fn.config.batchEvents) return this.batch(fn, event, draft);
+    const admission = await admit(this.tx, fn, event, draft.run.id, this.pendingHere);
     if (admission.start === false) {
       this.entries.delete(draft.run.id);
       this.lines.push({ level: "info", line: admission.line });
@@ -188,6 +189,46 @@ export class UnitOfWork {
       if (replaced && !isTerminal(replaced.run.status)) finish(replaced, this.env(replaced), { status, reason });
     }
     return draft;
+  }
+
+  /** What this unit knows of a run holding a debounce or batch that the record cannot tell yet (see `PendingHere`). */
+  private readonly pendingHere = (runId: string): boolean | undefined => {
+    const entry = this.entries.get(runId);
+    if (!entry) return undefined;
+    if (isTerminal(entry.draft.run.status)) return false;
+    return entry.isNew ? true : undefined;
+  };
+
+  /**
+   * `batchEvents`: the event opens a batch with `draft`, its run, due at the batch's timeout; or
+   * it joins the open batch (and `draft` is dropped), starting that batch's run when it is full.
+   */
+  private async batch(fn: FunctionRecord, event: EventRecord, draft: RunDraft): Promise<RunDraft | undefined> {
+    const { maxSize, timeout } = fn.config.batchEvents!;
+    const place = await placeInBatch(this.tx, fn, event, draft.run.id, { maxBytes: this.ctx.limits.maxBatchBytes, pendingHere: this.pendingHere });
+    // Its `if` does not hold: it runs alone, at once.
+    if (!place) return draft;
+    if (place.closed) await this.startBatch(place.closed, `its batch had no room for the ${formatBytes(jsonBytes(event))} of event ${event.id}`);
+    if (place.runId === draft.run.id) {
+      if (place.full) return draft;
+      draft.delayStart(toMs(timeout));
+      this.lines.push({ level: "info", line: `${runLabel(draft.run.id, fn.id)}: batch opened, starts in ${formatDuration(toMs(timeout))} or once it holds ${maxSize} events` });
+      return draft;
+    }
+    this.entries.delete(draft.run.id);
+    // A batch run this unit already holds keeps its snapshot whole (one loaded later reads the store).
+    this.entries.get(place.runId)?.draft.joinedBatch(event);
+    this.lines.push({ level: "info", line: `event ${event.id} (${event.name}) joins the batch of ${runLabel(place.runId, fn.id)}: ${place.size} of ${maxSize}` });
+    if (place.full) await this.startBatch(place.runId, `its batch is full (${maxSize} events)`);
+    return undefined;
+  }
+
+  /** A batch's run starts now (it filled up, or must make room), whenever it was due. */
+  private async startBatch(runId: string, why: string): Promise<void> {
+    const draft = await this.load(runId);
+    if (!draft || isTerminal(draft.run.status)) return;
+    draft.startNow();
+    this.lines.push({ level: "info", line: `${runLabel(runId, draft.run.functionId)}: starts now, ${why}` });
   }
 
   /** Carries out every effect and look-back, then writes each run's change. */

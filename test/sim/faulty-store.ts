@@ -133,7 +133,7 @@ export class FaultyStore implements Store {
       reserveIdempotencyKey: c((functionId, key, runId, ttlMs) => tx.reserveIdempotencyKey(functionId, key, runId, ttlMs)),
       takeRateLimit: c((functionId, key, intervalMs, toleranceMs) => tx.takeRateLimit(functionId, key, intervalMs, toleranceMs)),
       takeThrottle: c((functionId, key, intervalMs, toleranceMs, maxDelayMs) => tx.takeThrottle(functionId, key, intervalMs, toleranceMs, maxDelayMs)),
-      takeSingleton: c((functionId, key, runId, force) => tx.takeSingleton(functionId, key, runId, force)),
+      takeSingleton: c((functionId, key, runId, force, pendingHere) => tx.takeSingleton(functionId, key, runId, force, pendingHere)),
       takeDebounce: c((functionId, key, runId, pendingHere) => tx.takeDebounce(functionId, key, runId, pendingHere)),
       placeInBatch: c((place, pendingHere) => tx.placeInBatch(place, pendingHere)),
     };

@@ -157,8 +157,9 @@ export interface StoreTx {
   /**
    * Takes `key` of `functionId` for `runId` unless a live run holds it (with `force`, whatever
    * holds it). Returns the live run that held it (the one `force` took it from), or null.
+   * `pendingHere` answers for runs this transaction started or ended (see {@link PendingHere}).
    */
-  takeSingleton(functionId: string, key: string, runId: string, force: boolean): Promise<string | null>;
+  takeSingleton(functionId: string, key: string, runId: string, force: boolean, pendingHere: PendingHere): Promise<string | null>;
   /**
    * Makes `runId` the run the debounce of `functionId` and `key` starts. The run that held it is
    * replaced if it has not been handed to a worker yet: `pendingHere` answers for runs this
@@ -180,9 +181,9 @@ export interface StoreTx {
 }
 
 /**
- * What a transaction knows of a run that holds a debounce or a batch, before the record can
- * tell: true for one it started and has not ended (not in the record yet), false for one it
- * ended, undefined for the rest (the record decides).
+ * What a transaction knows of a run that holds a singleton key, a debounce or a batch, before
+ * the record can tell: true for one it started and has not ended (not in the record yet), false
+ * for one it ended, undefined for the rest (the record decides).
  */
 export type PendingHere = (runId: string) => boolean | undefined;
 

@@ -119,10 +119,11 @@ export class PgTx extends PgReader implements StoreTx {
     return rows.length === 0 ? null : Number(rows[0]!.delay_ms);
   }
 
-  async takeSingleton(functionId: string, key: string, runId: string, force: boolean): Promise<string | null> {
+  async takeSingleton(functionId: string, key: string, runId: string, force: boolean, pendingHere: PendingHere): Promise<string | null> {
     // First the key's row, locked (inserted: taken). The holder's status is read by a later
     // statement, whose snapshot is taken after that lock: a run that took the key in a
-    // transaction committed meanwhile is seen, with its run.
+    // transaction committed meanwhile is seen, with its run. A holder this transaction started
+    // is not in the record yet: the caller knows it is live.
     const [row] = await this.sql.query<{ run_id: string; inserted: boolean }>(
       `INSERT INTO singletons AS s (function_id, key, run_id) VALUES ($1, $2, $3)
        ON CONFLICT (function_id, key) DO UPDATE SET run_id = s.run_id
@@ -130,8 +131,11 @@ export class PgTx extends PgReader implements StoreTx {
       [functionId, key, runId],
     );
     if (!row || row.inserted) return null;
-    const [holder] = await this.sql.query<{ status: RunRecord["status"] }>("SELECT status FROM runs WHERE id = $1", [row.run_id]);
-    const live = holder !== undefined && !isTerminal(holder.status);
+    let live = pendingHere(row.run_id);
+    if (live === undefined) {
+      const [holder] = await this.sql.query<{ status: RunRecord["status"] }>("SELECT status FROM runs WHERE id = $1", [row.run_id]);
+      live = holder !== undefined && !isTerminal(holder.status);
+    }
     if (live && !force) return row.run_id;
     await this.sql.query("UPDATE singletons SET run_id = $3 WHERE function_id = $1 AND key = $2", [functionId, key, runId]);
     return live ? row.run_id : null;

@@ -230,10 +230,10 @@ export function testStore(name: string, open: Open): void {
 
     it("lets one live run hold a singleton key: the next takes it once the holder ended, or by force", async () => {
       const [a, b, c] = [await seedRun(store), await seedRun(store), await seedRun(store)];
-      const take = (runId: string, force = false) => store.transaction((tx) => tx.takeSingleton("app-single", "k", runId, force));
+      const take = (runId: string, force = false) => store.transaction((tx) => tx.takeSingleton("app-single", "k", runId, force, () => undefined));
       expect(await take(a.run.id)).toBeNull();
       expect(await take(b.run.id)).toBe(a.run.id);
-      expect(await store.transaction((tx) => tx.takeSingleton("app-single", "other", b.run.id, false))).toBeNull();
+      expect(await store.transaction((tx) => tx.takeSingleton("app-single", "other", b.run.id, false, () => undefined))).toBeNull();
       await store.transaction(async (tx) => {
         const state = (await tx.lockRun(a.run.id))!;
         await tx.writeChange(a.run.id, state.run.version, emptyChange({ run: { status: "completed", endedAt: new Date() } }));
@@ -241,6 +241,12 @@ export function testStore(name: string, open: Open): void {
       expect(await take(b.run.id)).toBeNull();
       expect(await take(c.run.id, true)).toBe(b.run.id);
       expect(await take(a.run.id)).toBe(c.run.id);
+      // A holder the same transaction started is not in the record yet, and is live all the same.
+      const inOne = await store.transaction(async (tx) => {
+        await tx.takeSingleton("app-single", "same-tx", "run-not-written", false, () => undefined);
+        return tx.takeSingleton("app-single", "same-tx", b.run.id, false, (id) => (id === "run-not-written" ? true : undefined));
+      });
+      expect(inOne).toBe("run-not-written");
     });
 
     it("lets a later event's run replace a debounced run until its first invocation is handed out", async () => {

@@ -92,7 +92,7 @@ export async function admit(tx: StoreTx, fn: FunctionRecord, event: EventRecord,
   let replaces: Replaced | undefined;
   if (singleton) {
     const key = singleton.key === undefined ? "" : (keyOf(singleton.key, event) ?? "");
-    const holder = await tx.takeSingleton(fn.id, await sha256Hex(key), runId, singleton.mode === "cancel");
+    const holder = await tx.takeSingleton(fn.id, await sha256Hex(key), runId, singleton.mode === "cancel", pendingHere);
     const per = singleton.key === undefined ? "" : ` for ${keyText(singleton.key, key)}`;
     if (holder !== null && singleton.mode === "skip") return { start: "skip", reason: `singleton: run ${holder}${per} is still running` };
     if (holder !== null) replaces = { runId: holder, status: "cancelled", reason: `singleton: replaced by run ${runId}` };

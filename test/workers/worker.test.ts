@@ -152,4 +152,21 @@ describe.skipIf(TOPOLOGIES.length === 0).each(TOPOLOGIES)("the executor and an a
     console.log(`[${topology}] throttled starts in workerd: ${started.map((at) => at - started[0]!).join(", ")} ms`);
     expect(started.at(-1)! - started[0]!).toBeGreaterThanOrEqual(750);
   }, 60_000);
+
+  it("debounces a burst into one run with its last event, and batches events into runs of three", async (context) => {
+    if (!worker || !app) return context.skip(`wrangler dev could not start: ${String(startError)}`);
+    const client = new Stepwise({ id: "worker-app-e2e", baseUrl: worker.url, eventKey: EVENT_KEY, schemas });
+    const logs = () => [...worker!.output.slice(-30), "--- app ---", ...app!.output.slice(-15)].join("\n");
+    const ended = (id: string) => waitFor(worker!.url, id, (run) => ["completed", "skipped"].includes(run.status), 20_000, logs, API_KEY);
+    const doc = `doc-${topology}`;
+    const edits: string[] = [];
+    for (let n = 0; n < 3; n++) edits.push(...(await client.send({ name: "worker/edited", data: { doc, n } })).ids);
+    const runs = await Promise.all(edits.map(ended));
+    expect(runs.map((run) => run.status)).toEqual(["skipped", "skipped", "completed"]);
+    expect(runs[2]!.output).toBe(2);
+    const { ids } = await client.send(Array.from({ length: 4 }, (_, n) => ({ name: "worker/usage" as const, data: { n } })));
+    const batches = new Map((await Promise.all(ids.map(ended))).map((run) => [run.id, run.output as number[]]));
+    // Three in one batch, started when it filled; the fourth alone, at its timeout.
+    expect([...batches.values()].sort((a, b) => b.length - a.length)).toEqual([[0, 1, 2], [3]]);
+  }, 60_000);
 });

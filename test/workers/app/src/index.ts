@@ -1,7 +1,7 @@
 /**
  * A test-only app Worker (see ../wrangler.toml): one function with steps (one of 1.5 MB), a 2 s
  * sleep and a wait for an event, a cron trigger, and flow control (a concurrency key, a
- * throttle), served on /api/durable by @stepwise/sdk/fetch. Settings (STEPWISE_BASE_URL,
+ * throttle, a debounce, batches), served on /api/durable by @stepwise/sdk/fetch. Settings (STEPWISE_BASE_URL,
  * STEPWISE_SIGNING_KEY) come from the Worker's `env`, passed by the test as `--var` flags.
  */
 import { Stepwise } from "@stepwise/sdk";
@@ -14,6 +14,8 @@ export const schemas = {
   "worker/paid": z.object({ orderId: z.string(), amount: z.number() }),
   "worker/limited": z.object({ group: z.string() }),
   "worker/paced": z.object({ n: z.number() }),
+  "worker/edited": z.object({ doc: z.string(), n: z.number() }),
+  "worker/usage": z.object({ n: z.number() }),
 };
 
 const client = new Stepwise({ id: "worker-app-e2e", schemas });
@@ -51,7 +53,17 @@ const paced = client.createFunction({ id: "paced", triggers: [{ event: "worker/p
   step.run("go", () => Date.now()),
 );
 
-const handler = serve({ client, functions: [order, heartbeat, limited, paced] });
+// One run per burst of edits, with the last one.
+const settled = client.createFunction({ id: "settled", triggers: [{ event: "worker/edited" }], debounce: { period: "1s", key: "event.data.doc" } }, async ({ event, step }) =>
+  step.run("index", () => event.data.n),
+);
+
+// Three events to a run, or what came within a second.
+const tallied = client.createFunction({ id: "tallied", triggers: [{ event: "worker/usage" }], batchEvents: { maxSize: 3, timeout: "1s" } }, async ({ events, step }) =>
+  step.run("tally", () => events.map((event) => event.data.n)),
+);
+
+const handler = serve({ client, functions: [order, heartbeat, limited, paced, settled, tallied] });
 
 export default {
   async fetch(request: Request, env: object): Promise<Response> {

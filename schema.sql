@@ -213,8 +213,8 @@ CREATE TABLE IF NOT EXISTS batches (
   PRIMARY KEY (function_id, key)
 );
 
--- The events of a batched run, in order of arrival (position 0 is the run's event_id). A run of
--- one event has no rows here. The reference is checked at commit: an event joins its batch in
+-- The events of a batch's run, in order of arrival (position 0 is the run's event_id), however
+-- few. A run not started as a batch has no rows here. The reference is checked at commit: an event joins its batch in
 -- the transaction that creates the batch's run, before the run's row is written.
 CREATE TABLE IF NOT EXISTS run_events (
   run_id    text NOT NULL REFERENCES runs(id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED,

@@ -9,10 +9,15 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { STORE_KINDS, startTwoExecutors, type TwoExecutorStack } from "../support/stack.ts";
 
+const ranked = z.object({ account: z.string(), n: z.number() });
 const client = new Stepwise({
   id: "batch",
   dev: true,
-  schemas: { "usage/recorded": z.object({ account: z.string(), n: z.number(), urgent: z.boolean().optional(), pad: z.string().optional() }) },
+  schemas: {
+    "usage/recorded": z.object({ account: z.string(), n: z.number(), urgent: z.boolean().optional(), pad: z.string().optional() }),
+    "usage/slow": ranked,
+    "usage/archived": ranked,
+  },
 });
 const bill = client.createFunction(
   { id: "bill", triggers: [{ event: "usage/recorded" }], batchEvents: { maxSize: 5, timeout: "1s", key: "event.data.account", if: "!has(event.data.urgent)" } },
@@ -22,10 +27,28 @@ const bill = client.createFunction(
 
 type Billed = { first: number; ns: number[]; at: number };
 
+/** Reads its events in its first invocation and again in the one after a sleep. */
+const reread = client.createFunction(
+  { id: "reread", triggers: [{ event: "usage/slow" }], batchEvents: { maxSize: 3, timeout: "1s", key: "event.data.account" } },
+  async ({ events, step }) => {
+    const before = await step.run("before", () => events.map((e) => e.data.n));
+    await step.sleep("nap", "300ms");
+    return { before, after: events.map((e) => e.data.n) };
+  },
+);
+/** A batch run that lives long: it sleeps an hour. */
+const archive = client.createFunction(
+  { id: "archive", triggers: [{ event: "usage/archived" }], batchEvents: { maxSize: 3, timeout: "1s", key: "event.data.account" } },
+  async ({ events, step }) => {
+    await step.sleep("until-later", "1h");
+    return events.length;
+  },
+);
+
 describe.each(STORE_KINDS)("batchEvents on %s", (store) => {
   let stack: TwoExecutorStack;
   beforeAll(async () => {
-    stack = await startTwoExecutors({ store, client, functions: [bill] });
+    stack = await startTwoExecutors({ store, client, functions: [bill, reread, archive] });
   });
   afterAll(async () => stack?.close());
 
@@ -62,6 +85,26 @@ describe.each(STORE_KINDS)("batchEvents on %s", (store) => {
     }
     // Each event's runs are its batch's, whichever event of it is asked about.
     expect((await stack.runsOf(ids[11]!)).map((run) => run.id)).toEqual([runs[11]!.id]);
+  });
+
+  it("gives a batch joined request by request all its events at the timeout, in every invocation", async () => {
+    const account = `slow-${store}`;
+    const ids: string[] = [];
+    // One request per event, all through the executor that opened the batch.
+    for (let n = 0; n < 2; n++) ids.push(...(await stack.send({ name: "usage/slow", data: { account, n } })));
+    const run = await stack.waitForRun(ids[0]!);
+    expect(run.eventIds).toEqual(ids);
+    expect(run.output).toEqual({ before: [0, 1], after: [0, 1] });
+  });
+
+  it("keeps the events of a live batch run through retention", async () => {
+    const account = `keep-${store}`;
+    const ids = await stack.send([0, 1, 2].map((n) => ({ name: "usage/archived", data: { account, n } })));
+    const run = await stack.waitForRun(ids[0]!, { status: "sleeping" });
+    // Everything older than now may go, but what a live run holds.
+    await stack.store.prune(0, 1_000);
+    expect((await stack.store.loadRunState(run.id))!.events!.map((event) => event.id)).toEqual(ids);
+    expect(await stack.store.getEvent(ids[2]!)).not.toBeNull();
   });
 
   it("runs an event its `if` leaves out alone, at once; another key's events are a batch of their own", async () => {

@@ -205,6 +205,6 @@ export interface RunState {
   steps: StepRecord[];
   /** The triggering event (a batch's first). */
   event: EventRecord;
-  /** A batched run's events in order of arrival, `event` first; absent for a run of one event. */
+  /** A batch's run's events in order of arrival, `event` first (however few); absent for a run not started as a batch. */
   events?: EventRecord[];
 }

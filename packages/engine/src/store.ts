@@ -311,7 +311,7 @@ export interface Store {
   getEvent(eventId: string): Promise<EventRecord | null>;
   /** The runs of an event: those it started, and the batch run it joined (`batchEvents`). */
   listRunsByEvent(eventId: string): Promise<RunRecord[]>;
-  /** A batched run's event IDs in order of arrival; empty for a run of one event. */
+  /** A batch's run's event IDs in order of arrival; empty for a run not started as a batch. */
   listBatchEventIds(runId: string): Promise<string[]>;
   /** Live runs older than `minAgeMs` with no job at all and no child run to wait for: candidates for repair. */
   findStrandedRuns(minAgeMs: number, limit: number): Promise<string[]>;

@@ -280,7 +280,7 @@ export type FunctionConfig = z.infer<typeof FunctionConfigSchema>;
  * - Timeouts counted from a run's event no longer than the wait before it starts (a quiet
  *   period, a batch's timeout) would cancel every such run before it starts.
  * - Two triggers for the same event (or the same cron) start one run, not two: one of them is
- *   a mistake.
+ *   a mistake. Cron ticks come one at a time: debouncing or batching them only delays them.
  */
 function conflictingOptions(config: {
   triggers: Trigger[];
@@ -300,6 +300,12 @@ function conflictingOptions(config: {
     const what = trigger.cron === undefined ? `event ${JSON.stringify(trigger.event)}${trigger.if === undefined ? "" : ` if ${JSON.stringify(trigger.if)}`}` : `cron ${JSON.stringify(trigger.cron)}`;
     if (seen.has(what)) problems.push({ path: ["triggers", String(i)], message: `repeats the trigger on ${what}: one run starts either way, so remove one` });
     seen.add(what);
+  }
+  for (const option of ["debounce", "batchEvents"] as const) {
+    if (config[option] === undefined) continue;
+    for (const [i, trigger] of config.triggers.entries()) {
+      if (trigger.cron !== undefined) problems.push({ path: ["triggers", String(i)], message: `a cron trigger cannot be combined with ${option}: its ticks come one at a time, on a schedule, and would only hold each other back` });
+    }
   }
   if (config.debounce) {
     for (const other of ["rateLimit", "throttle", "singleton", "priority"] as const) {

@@ -18,6 +18,13 @@ describe("function configuration", () => {
     expect(problems({ triggers: [{ event: "a/b", if: "event.data.x > 1" }, { event: "a/b", if: "event.data.y > 1" }, { event: "a/b" }] })).toEqual([]);
   });
 
+  it("refuses a cron trigger of a debounced or batched function", () => {
+    expect(problems({ triggers: [{ event: "a/b" }, { cron: "0 9 * * *" }], batchEvents: { maxSize: 10, timeout: "5s" } })).toEqual([
+      "triggers.1: a cron trigger cannot be combined with batchEvents: its ticks come one at a time, on a schedule, and would only hold each other back",
+    ]);
+    expect(problems({ triggers: [{ cron: "0 9 * * *" }], debounce: { period: "5s" } }).map((p) => p.split(":")[0])).toEqual(["triggers.0"]);
+  });
+
   it("refuses debounce beside the checks that decide as each event arrives, and a start timeout within its period", () => {
     const refused = problems({ debounce: { period: "10s" }, rateLimit: { limit: 1, period: "1m" }, singleton: { mode: "cancel" }, priority: { run: "60" } });
     expect(refused.map((p) => p.split(":")[0])).toEqual(["rateLimit", "singleton", "priority"]);

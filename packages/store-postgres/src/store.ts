@@ -223,11 +223,13 @@ export class PostgresStore extends PgReader implements Store {
          RETURNING 1`,
         [olderThanMs, limit],
       );
-      // An event goes once no run it started remains (a live run keeps its trigger, however old).
+      // An event goes once no run it started or is batched in remains (a live run keeps its
+      // events, however old).
       const events = await sql.query(
         `DELETE FROM events WHERE id IN (
            SELECT e.id FROM events e WHERE e.received_at < ${cutoff}
              AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.event_id = e.id)
+             AND NOT EXISTS (SELECT 1 FROM run_events b WHERE b.event_id = e.id)
            ORDER BY e.received_at LIMIT $2)
          RETURNING 1`,
         [olderThanMs, limit],

@@ -57,13 +57,21 @@ export class PgReader {
     );
     if (!row?.event) throw new Error(`run ${run.id}: its event ${run.eventId} is missing from the store`);
     const state: RunState = { run, steps: row.steps.map(toStep), event: toEvent(row.event) };
-    if (row.batch) state.events = row.batch.map(toEvent);
+    if (row.batch) {
+      const missing = row.batch.findIndex((event) => event.id === null);
+      if (missing >= 0) throw new Error(`run ${run.id}: event ${missing} of its batch is missing from the store`);
+      state.events = row.batch.map(toEvent);
+    }
     return state;
   }
 }
 
-/** A batched run's events in order (NULL for a run of one event: it has no rows in run_events). */
-const BATCH_EVENTS = `(SELECT json_agg(row_to_json(e) ORDER BY b.position) FROM run_events b JOIN events e ON e.id = b.event_id WHERE b.run_id = $1) AS batch`;
+/**
+ * A batched run's events in order (NULL for a run not started as a batch: it has no rows in
+ * run_events). An event gone from the store comes back as nulls, and is refused above.
+ */
+const BATCH_EVENTS = `(SELECT json_agg(json_build_object('id', e.id, 'name', e.name, 'data', e.data, 'ts', e.ts) ORDER BY b.position)
+  FROM run_events b LEFT JOIN events e ON e.id = b.event_id WHERE b.run_id = $1) AS batch`;
 
 export class PgTx extends PgReader implements StoreTx {
   async completeJob(fence: Fence): Promise<{ readyAt: Date } | null> {

@@ -75,6 +75,11 @@ export class RunDraft {
     return { run: { ...this.run, version }, steps: this.steps(), event: this.event, ...(this.events && { events: [...this.events] }) };
   }
 
+  /** This run opened a batch: its events are a list from now on, which later events may join. */
+  openedBatch(): void {
+    this.events ??= [this.event];
+  }
+
   /** An event joined this run's batch (the store holds it already): the snapshot carries it too. */
   joinedBatch(event: EventRecord): void {
     this.events = [...(this.events ?? [this.event]), event];

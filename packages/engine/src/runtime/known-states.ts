@@ -36,7 +36,8 @@ export class KnownStates {
   /**
    * A commit left the run at `state` and queued `jobs`: keep it for the timers among them that
    * are due soon, and for the first invocation of a run that has not begun (nothing but a cancel,
-   * which deletes the job, can change such a run before that invocation).
+   * which deletes the job, can change such a run before that invocation; a batch's run, which
+   * later events join without touching the run, is never kept).
    */
   queued(jobs: readonly JobRecord[], state: RunState | undefined, now: number): void {
     if (!state || state.run.stateBytes > MAX_TIMER_STATE_BYTES) return;
@@ -75,16 +76,20 @@ export class KnownStates {
 }
 
 function isFirstInvocation(job: JobRecord, state: RunState): boolean {
-  return job.kind === "invoke" && job.stepId === undefined && state.run.status === "queued" && state.steps.length === 0;
+  return job.kind === "invoke" && job.stepId === undefined && state.run.status === "queued" && state.steps.length === 0 && state.events === undefined;
 }
 
 const eventBytes = new WeakMap<object, number>();
 
-/** Roughly what a kept state holds: its results, its event's data, and a little for the rest. */
+/** Roughly what a kept state holds: its results, its events' data, and a little for the rest. */
 function weight(state: RunState): number {
-  let event = eventBytes.get(state.event);
-  if (event === undefined) eventBytes.set(state.event, (event = jsonBytes(state.event.data ?? null)));
-  return state.run.stateBytes + event + 1_024 * (1 + state.steps.length);
+  let events = 0;
+  for (const event of state.events ?? [state.event]) {
+    let bytes = eventBytes.get(event);
+    if (bytes === undefined) eventBytes.set(event, (bytes = jsonBytes(event.data ?? null)));
+    events += bytes;
+  }
+  return state.run.stateBytes + events + 1_024 * (1 + state.steps.length);
 }
 
 /**
@@ -98,7 +103,7 @@ export class InvocationSnapshots {
 
   /** The invocation of `jobId` starts from `state`; returns the snapshot to apply its answer to. */
   open(jobId: string, state: RunState): RunState {
-    const snapshot = { run: { ...state.run }, steps: [...state.steps], event: state.event };
+    const snapshot: RunState = { run: { ...state.run }, steps: [...state.steps], event: state.event, ...(state.events && { events: state.events }) };
     this.byJob.set(jobId, snapshot);
     return snapshot;
   }

@@ -210,6 +210,7 @@ export class UnitOfWork {
     if (!place) return draft;
     if (place.closed) await this.startBatch(place.closed, `its batch had no room for the ${formatBytes(jsonBytes(event))} of event ${event.id}`);
     if (place.runId === draft.run.id) {
+      draft.openedBatch();
       if (place.full) return draft;
       draft.delayStart(toMs(timeout));
       this.lines.push({ level: "info", line: `${runLabel(draft.run.id, fn.id)}: batch opened, starts in ${formatDuration(toMs(timeout))} or once it holds ${maxSize} events` });

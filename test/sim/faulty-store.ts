@@ -136,7 +136,6 @@ export class FaultyStore implements Store {
       takeSingleton: c((functionId, key, runId, force, pendingHere) => tx.takeSingleton(functionId, key, runId, force, pendingHere)),
       takeDebounce: c((functionId, key, runId, pendingHere) => tx.takeDebounce(functionId, key, runId, pendingHere)),
       placeInBatch: c((place, pendingHere) => tx.placeInBatch(place, pendingHere)),
-      grantSlotsAtStart: c((runs) => tx.grantSlotsAtStart(runs)),
     };
   }
 

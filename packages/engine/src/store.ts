@@ -7,7 +7,6 @@
 import type { CheckpointRefusal } from "@stepwise/protocol";
 import type {
   AppRecord,
-  ConcurrencySlot,
   EventRecord,
   FunctionRecord,
   JobKind,
@@ -177,13 +176,6 @@ export interface StoreTx {
    * `maxBytes` (else it closes, and a new one opens).
    */
   placeInBatch(place: BatchPlacement, pendingHere: PendingHere): Promise<BatchPlace>;
-  /**
-   * Slots for the first invocations of runs this transaction starts, so they can be written
-   * leased (adopted by this executor) instead of waiting for a claim: counted under the keys'
-   * locks, as a claim counts them, and granted in order while each key has room. Returns the
-   * runs granted (the others wait for a claim, as before).
-   */
-  grantSlotsAtStart(runs: ReadonlyArray<{ runId: string; slots: readonly ConcurrencySlot[] }>): Promise<Set<string>>;
   /** Queues a cron trigger's tick, unless one of that pattern is queued already (then null). */
   queueCronTick(tick: CronTick): Promise<JobRecord | null>;
 }

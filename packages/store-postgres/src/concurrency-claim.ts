@@ -16,7 +16,7 @@
  * again when one is freed (`slotsFreed`, after the invocation holding it ended) or after
  * {@link FULL_RECHECK_MS} at the latest; `reconcileKeys` makes keys of expired leases due again.
  */
-import type { ConcurrencySlot, JobRecord } from "@stepwise/engine";
+import type { JobRecord } from "@stepwise/engine";
 import { idsParam, type SqlClient, type SqlExecutor } from "./sql.ts";
 import { JOB_COLUMNS, toJob } from "./rows.ts";
 
@@ -189,32 +189,6 @@ class Grant {
     for (const key of refused) if (!granted.has(key)) this.stuck.add(key);
     for (const key of granted) this.stuck.delete(key);
   }
-}
-
-/**
- * Slots for new runs' first invocations, taken in the transaction that starts them (so they are
- * written leased, adopted by the starting executor, instead of waiting for a claim). The rows of
- * every key are locked in key order (created if new, with nothing waiting), waiting for a claim
- * that is counting one, and the slots in use are counted after that, as a claim counts them: so
- * the two never grant the same slot. Runs are granted in order while each of their keys has room.
- */
-export async function grantAtStart(sql: SqlExecutor, runs: ReadonlyArray<{ runId: string; slots: readonly ConcurrencySlot[] }>): Promise<Set<string>> {
-  const keys = [...new Set(runs.flatMap((run) => run.slots.map((slot) => slot.key)))].sort();
-  if (keys.length === 0) return new Set();
-  await sql.query(
-    `INSERT INTO concurrency_keys AS k (key, next_at) SELECT q.key, 'infinity' FROM unnest(${KEYS}) AS q(key) ORDER BY 1
-     ON CONFLICT (key) DO UPDATE SET next_at = k.next_at`,
-    [JSON.stringify(keys)],
-  );
-  const used = new Map<string, number>(keys.map((key) => [key, 0]));
-  for (const row of await sql.query<{ key: string; used: number }>(IN_USE, [JSON.stringify(keys)])) used.set(row.key, Number(row.used));
-  const granted = new Set<string>();
-  for (const { runId, slots } of runs) {
-    if (slots.some((slot) => used.get(slot.key)! >= slot.limit)) continue;
-    for (const slot of slots) used.set(slot.key, used.get(slot.key)! + 1);
-    granted.add(runId);
-  }
-  return granted;
 }
 
 /** Keys whose slot an invocation gave up: runs waiting on them may be claimed at once. */

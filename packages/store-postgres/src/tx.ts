@@ -3,9 +3,8 @@
  * given (a transaction's, or the client's for plain reads). Changes to a run are written by the
  * one encoder in `change-sql.ts`.
  */
-import { cronJobRunId, isTerminal, type BatchPlace, type BatchPlacement, type ConcurrencySlot, type CronTick, type PendingHere, type EventRecord, type Fence, type JobRecord, type MatcherRecord, type NewRunWrite, type RunChange, type RunRecord, type RunState, type StepRecord, type StoreTx, type WriteResult } from "@stepwise/engine";
+import { cronJobRunId, isTerminal, type BatchPlace, type BatchPlacement, type CronTick, type PendingHere, type EventRecord, type Fence, type JobRecord, type MatcherRecord, type NewRunWrite, type RunChange, type RunRecord, type RunState, type StepRecord, type StoreTx, type WriteResult } from "@stepwise/engine";
 import { writeChange, writeNewRuns } from "./change-sql.ts";
-import { grantAtStart } from "./concurrency-claim.ts";
 import type { SqlExecutor } from "./sql.ts";
 import { JOB_COLUMNS, json, toEvent, toJob, toMatcher, toRun, toStep } from "./rows.ts";
 
@@ -210,10 +209,6 @@ export class PgTx extends PgReader implements StoreTx {
       [runId],
     );
     return rows.length > 0;
-  }
-
-  grantSlotsAtStart(runs: ReadonlyArray<{ runId: string; slots: readonly ConcurrencySlot[] }>): Promise<Set<string>> {
-    return grantAtStart(this.sql, runs);
   }
 
   async queueCronTick(tick: CronTick): Promise<JobRecord | null> {

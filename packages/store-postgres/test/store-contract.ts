@@ -783,24 +783,6 @@ export function testQueue(name: string, open: Open): void {
         await store.queue.slotsFreed((job.concurrency ?? []).map((slot) => slot.key));
       };
 
-      it("grants slots to new runs at their start only while their keys have room, counting every held slot", async () => {
-        await drain();
-        const [key, other] = [uid("key"), uid("key")];
-        // One slot of `key` is held by an invocation out with a worker.
-        await waiting(slots([key, 2]));
-        expect((await store.queue.claim("w", 10, 10_000)).length).toBe(1);
-        const granted = await store.transaction((tx) =>
-          tx.grantSlotsAtStart([
-            { runId: "a", slots: slots([key, 2]) },
-            { runId: "b", slots: slots([key, 2]) },
-            { runId: "c", slots: slots([other, 1], [key, 2]) },
-            { runId: "d", slots: slots([other, 1]) },
-          ]),
-        );
-        // a takes the last slot of `key`; b and c find it full; d takes `other`'s one slot.
-        expect([...granted].sort()).toEqual(["a", "d"]);
-      });
-
       it("grants a key's slots up to its limit across concurrent claimers, then one per slot freed, in order", async () => {
         await drain();
         const key = uid("key");

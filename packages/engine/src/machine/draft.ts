@@ -133,19 +133,10 @@ export class RunDraft {
    */
   leaseNext(lease: { owner: string; leaseMs: number }, holdsSlot: boolean): boolean {
     if (this.run.concurrency && !holdsSlot) return false;
-    const next = this.nextDueNow();
+    // Due at once (a priority's queue position in the past counts as at once).
+    const next = this.change.jobs.find((job) => job.kind === "invoke" && !job.runAt && !((job.delayMs ?? 0) > 0));
     if (next) next.lease = { owner: lease.owner, leaseMs: lease.leaseMs };
     return next !== undefined;
-  }
-
-  /** Whether this change queues an invocation due at once (one a lane could take now). */
-  get invocationDueNow(): boolean {
-    return this.nextDueNow() !== undefined;
-  }
-
-  private nextDueNow(): NewJob | undefined {
-    // Due at once (a priority's queue position in the past counts as at once).
-    return this.change.jobs.find((job) => job.kind === "invoke" && !job.runAt && !((job.delayMs ?? 0) > 0));
   }
 
   /**

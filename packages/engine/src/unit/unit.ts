@@ -239,23 +239,14 @@ export class UnitOfWork {
     const { continuation, adopt } = this.options;
     let adopting = 0;
     const started: Array<{ runId: string; draft: RunDraft }> = [];
-    /** New runs with concurrency limits a free lane could take now, if their keys have room. */
-    const keyed: RunDraft[] = [];
     for (const [runId, entry] of this.entries) {
       const { draft } = entry;
       settle(draft);
       if (continuation?.runId === runId) draft.leaseNext(continuation, continuation.holdsSlot);
+      // A new run holds no slot of its limits yet: it waits for a claim, which grants one.
       else if (adopt && entry.isNew && adopting < adopt.max && draft.leaseNext(adopt, false)) adopting++;
-      else if (adopt && entry.isNew && draft.run.concurrency && draft.invocationDueNow) keyed.push(draft);
       outcome.lines.push(...draft.lines);
       if (entry.isNew) started.push({ runId, draft });
-    }
-    // A new run holds no slot of its limits yet: the free lanes left take those whose keys have
-    // room, counted as a claim counts them; the rest wait for a claim, which grants one.
-    if (adopt && keyed.length > 0 && adopting < adopt.max) {
-      const candidates = keyed.slice(0, adopt.max - adopting);
-      const granted = await this.tx.grantSlotsAtStart(candidates.map((draft) => ({ runId: draft.run.id, slots: draft.run.concurrency! })));
-      for (const draft of candidates) if (granted.has(draft.run.id) && draft.leaseNext(adopt, true)) adopting++;
     }
     const record = (runId: string, draft: RunDraft, written: WriteResult) => {
       outcome.queued.push(...written.queued);

@@ -36,13 +36,15 @@ describe.each(STORE_KINDS)("throttle on %s", (store) => {
     expect(runs.map((run) => run.status)).toEqual(runs.map(() => "completed"));
     const times = [...starts.get(user)!].sort((a, b) => a - b);
     expect(times).toHaveLength(12);
-    // 2 at once, then 10 more 100 ms apart: a second from the first start to the last (the
-    // first, started at once, may reach the app a little later than its schedule).
-    expect(times.at(-1)! - times[0]!).toBeGreaterThanOrEqual(800);
+    // 2 at once, then 10 more 100 ms apart: a second from the first start to the last, less what
+    // the burst, started at once, reached the app late (up to 300 ms on a loaded machine, with
+    // PGlite; the store contract checks the schedule itself to the interval).
+    expect(times.at(-1)! - times[0]!).toBeGreaterThanOrEqual(650);
     expect(times.at(-1)! - times[0]!).toBeLessThan(2_500);
-    // Never faster than the limit: in any 250 ms, the burst and what 2.5 intervals allow, and one
-    // more for the way to the app (the burst, started at once, may reach it late, beside the next).
-    for (const [i, at] of times.entries()) expect(times.filter((t) => t >= at && t < at + 250).length, `from start ${i}`).toBeLessThanOrEqual(2 + 2 + 1);
+    // Never faster than the limit: in any 500 ms, the burst and what 5 intervals allow, and two
+    // more for the way to the app (a start that reached it late lands beside the next ones; on a
+    // loaded machine the burst's two did). All twelve at once would put 12 in the window.
+    for (const [i, at] of times.entries()) expect(times.filter((t) => t >= at && t < at + 500).length, `from start ${i}`).toBeLessThanOrEqual(2 + 5 + 2);
     // Another user's limit is its own: it starts at once.
     const before = Date.now();
     const [other] = await stack.send({ name: "report/requested", data: { user: `${user}-b` } });

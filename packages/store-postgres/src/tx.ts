@@ -103,10 +103,13 @@ export class PgTx extends PgReader implements StoreTx {
   }
 
   async takeRateLimit(functionId: string, key: string, intervalMs: number, toleranceMs: number): Promise<boolean> {
+    // The time is read once the key's row is locked (clock_timestamp, not now(): that is when
+    // this transaction began, and one that began first but locked second would find the
+    // other's start ahead of it by those milliseconds, and be refused at the limit's edge).
     const rows = await this.sql.query(
-      `INSERT INTO rate_limits AS r (function_id, key, tat) VALUES ($1, $2, now() + make_interval(secs => $3::float8 / 1000))
-       ON CONFLICT (function_id, key) DO UPDATE SET tat = greatest(r.tat, now()) + make_interval(secs => $3::float8 / 1000)
-         WHERE greatest(r.tat, now()) <= now() + make_interval(secs => $4::float8 / 1000)
+      `INSERT INTO rate_limits AS r (function_id, key, tat) VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3::float8 / 1000))
+       ON CONFLICT (function_id, key) DO UPDATE SET tat = greatest(r.tat, clock_timestamp()) + make_interval(secs => $3::float8 / 1000)
+         WHERE greatest(r.tat, clock_timestamp()) <= clock_timestamp() + make_interval(secs => $4::float8 / 1000)
        RETURNING 1`,
       [functionId, key, intervalMs, toleranceMs],
     );

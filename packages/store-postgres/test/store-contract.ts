@@ -216,8 +216,9 @@ export function testStore(name: string, open: Open): void {
       const started = Date.now();
       const delays: number[] = [];
       for (let i = 0; i < 5; i++) delays.push((await take("app-th", "k"))! + (Date.now() - started));
-      // Each start as its schedule says, counted from the first take (the takes themselves take time).
-      [0, 0, 100, 200, 300].forEach((want, i) => expect(Math.abs(delays[i]! - want)).toBeLessThan(60));
+      // Each start as its schedule says, counted from the first take (the takes themselves take
+      // time: on a loaded machine one took 90 ms; the schedule's steps are 100 ms apart).
+      [0, 0, 100, 200, 300].forEach((want, i) => expect(Math.abs(delays[i]! - want)).toBeLessThan(95));
       expect(await take("app-th", "other")).toBe(0);
       expect(await take("app-th2", "k")).toBe(0);
       // A start further away than the run can wait is not taken, and moves nothing for the next.

@@ -68,43 +68,40 @@ export async function admit(tx: StoreTx, fn: FunctionRecord, event: EventRecord,
     }
   }
   if (rateLimit) {
-    // Without a value for the key, the event counts against the function's shared limit.
-    const key = rateLimit.key === undefined ? "" : (keyOf(rateLimit.key, event) ?? "");
+    const key = await optionKey(rateLimit.key, event);
     const periodMs = toMs(rateLimit.period);
     const intervalMs = periodMs / rateLimit.limit;
-    if (!(await tx.takeRateLimit(fn.id, await sha256Hex(key), intervalMs, periodMs - intervalMs))) {
-      const per = rateLimit.key === undefined ? "" : ` for ${keyText(rateLimit.key, key)}`;
-      return { start: "skip", reason: `rateLimit: ${rateLimit.limit} run(s) per ${rateLimit.period}${per} already started` };
+    if (!(await tx.takeRateLimit(fn.id, key.hash, intervalMs, periodMs - intervalMs))) {
+      return { start: "skip", reason: `rateLimit: ${rateLimit.limit} run(s) per ${rateLimit.period}${key.named ? ` for ${key.named}` : ""} already started` };
     }
   }
   const started = (more: Omit<Extract<Admission, { start: true }>, "start">): Admission => ({ start: true, ...more, ...(warning !== undefined && { warning }) });
   if (debounce) {
-    const key = debounce.key === undefined ? "" : (keyOf(debounce.key, event) ?? "");
-    const { replaces, openedMsAgo } = await tx.takeDebounce(fn.id, await sha256Hex(key), runId, pendingHere);
+    const key = await optionKey(debounce.key, event);
+    const { replaces, openedMsAgo } = await tx.takeDebounce(fn.id, key.hash, runId, pendingHere);
     // The quiet period from now, but no later than the timeout from the burst's first event.
     const periodMs = toMs(debounce.period);
     const delayMs = Math.max(0, Math.min(periodMs, debounce.timeout === undefined ? periodMs : toMs(debounce.timeout) - openedMsAgo));
-    const per = debounce.key === undefined ? "" : ` (${keyText(debounce.key, key)})`;
+    const per = key.named ? ` (${key.named})` : "";
     const why = delayMs < periodMs ? `debounced, starts in ${formatDuration(delayMs)} (its burst's timeout of ${debounce.timeout})` : `debounced, starts in ${formatDuration(delayMs)} unless a later event${per} replaces it`;
     if (replaces === null) return started({ delayMs, why });
     return started({ delayMs, why, replaces: { runId: replaces, status: "skipped", reason: `debounce: replaced by run ${runId} for the later event ${event.id}${per}` } });
   }
   let replaces: Replaced | undefined;
   if (singleton) {
-    const key = singleton.key === undefined ? "" : (keyOf(singleton.key, event) ?? "");
-    const holder = await tx.takeSingleton(fn.id, await sha256Hex(key), runId, singleton.mode === "cancel", pendingHere);
-    const per = singleton.key === undefined ? "" : ` for ${keyText(singleton.key, key)}`;
-    if (holder !== null && singleton.mode === "skip") return { start: "skip", reason: `singleton: run ${holder}${per} is still running` };
+    const key = await optionKey(singleton.key, event);
+    const holder = await tx.takeSingleton(fn.id, key.hash, runId, singleton.mode === "cancel", pendingHere);
+    if (holder !== null && singleton.mode === "skip") return { start: "skip", reason: `singleton: run ${holder}${key.named ? ` for ${key.named}` : ""} is still running` };
     if (holder !== null) replaces = { runId: holder, status: "cancelled", reason: `singleton: replaced by run ${runId}` };
   }
   // Last: a run dropped by the checks above spends no start of the throttle.
   let delayMs = 0;
   if (throttle) {
-    const key = throttle.key === undefined ? "" : (keyOf(throttle.key, event) ?? "");
+    const key = await optionKey(throttle.key, event);
     const intervalMs = toMs(throttle.period) / throttle.limit;
     // A run that could only start past its timeouts.start takes no start (it would be cancelled then, and the starts after it held back for nothing).
     const start = fn.config.timeouts?.start;
-    const taken = await tx.takeThrottle(fn.id, await sha256Hex(key), intervalMs, ((throttle.burst ?? 1) - 1) * intervalMs, start === undefined ? undefined : toMs(start));
+    const taken = await tx.takeThrottle(fn.id, key.hash, intervalMs, ((throttle.burst ?? 1) - 1) * intervalMs, start === undefined ? undefined : toMs(start));
     if (taken === null) return { start: "skip", reason: `throttle: ${throttle.limit} run(s) per ${throttle.period} could not start this run within its timeouts.start of ${start}` };
     delayMs = taken;
   }
@@ -122,9 +119,16 @@ export function keyOf(source: string, event: EventRecord): string | undefined {
   return JSON.stringify(value, (_key, v: unknown) => (typeof v === "bigint" ? v.toString() : v));
 }
 
-/** A key and its value as a message names them; "" is an event with no value for it (the function's shared key). */
-function keyText(source: string, key: string): string {
-  return key === "" ? `${source} (no value: the shared key)` : `${source} = ${shown(key)}`;
+/**
+ * The state key an option with an optional CEL `key` (rateLimit, throttle, singleton, debounce,
+ * batchEvents) takes for `event`: the SHA-256 of the key's value, or of "" (the function's shared
+ * key) without a `key` or without a value for it; `named` is how a message names it (undefined
+ * without a `key`).
+ */
+export async function optionKey(source: string | undefined, event: EventRecord): Promise<{ hash: string; named?: string }> {
+  if (source === undefined) return { hash: await sha256Hex("") };
+  const key = keyOf(source, event) ?? "";
+  return { hash: await sha256Hex(key), named: key === "" ? `${source} (no value: the shared key)` : `${source} = ${shown(key)}` };
 }
 
 /** A key as a log line shows it: its JSON, cut at 200 characters. */

@@ -4,12 +4,11 @@
  * event, or at once when it fills up; its handler gets every event, in order of arrival.
  * Where each event goes is decided by the store under a lock on the key's batch (`placeInBatch`).
  */
-import { sha256Hex } from "@stepwise/protocol";
 import { evaluateCondition } from "../expressions.ts";
 import { jsonBytes } from "../limits.ts";
 import type { EventRecord, FunctionRecord } from "../records.ts";
 import type { BatchPlace, PendingHere, StoreTx } from "../store.ts";
-import { keyOf } from "./admission.ts";
+import { optionKey } from "./admission.ts";
 
 /**
  * Places `event` in a batch of `fn` (`runId`: the run that opens one, if it comes to that); or
@@ -25,9 +24,9 @@ export async function placeInBatch(
   const batch = fn.config.batchEvents;
   if (!batch || (batch.if !== undefined && !evaluateCondition(batch.if, { event }))) return undefined;
   // Without a value for the key, the event goes to the function's shared batch.
-  const key = batch.key === undefined ? "" : (keyOf(batch.key, event) ?? "");
+  const { hash } = await optionKey(batch.key, event);
   return tx.placeInBatch(
-    { functionId: fn.id, key: await sha256Hex(key), runId, eventId: event.id, bytes: jsonBytes(event), maxSize: batch.maxSize, maxBytes: options.maxBytes },
+    { functionId: fn.id, key: hash, runId, eventId: event.id, bytes: jsonBytes(event), maxSize: batch.maxSize, maxBytes: options.maxBytes },
     options.pendingHere,
   );
 }

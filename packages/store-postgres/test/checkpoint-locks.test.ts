@@ -6,9 +6,9 @@
  * same runs in another order (an event that cancels runs B then A).
  */
 import type { JobRecord, RunRecord, StepRecord } from "@stepwise/engine";
-import type { PostgresStore } from "@stepwise/store-postgres";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createTestDatabase, postgresAvailable, type TestDatabase } from "../../../test/support/postgres.ts";
+import { describe, expect, it } from "vitest";
+import { postgresAvailable } from "../../../test/support/postgres.ts";
+import { suiteDatabase } from "../../../test/support/suite-database.ts";
 import { seedRun } from "./store-contract.ts";
 
 function deferred(): { promise: Promise<void>; resolve(): void } {
@@ -18,20 +18,12 @@ function deferred(): { promise: Promise<void>; resolve(): void } {
 }
 
 describe.runIf(postgresAvailable)("checkpoints beside transactions that hold their rows (real PostgreSQL)", () => {
-  let db: TestDatabase;
-  let store: PostgresStore;
-
-  beforeAll(async () => {
-    db = await createTestDatabase("ckptlocks");
-    store = db.store();
-    await store.migrate();
-  });
-  afterAll(async () => db?.drop());
+  const suite = suiteDatabase("ckptlocks");
 
   /** `count` runs, each with its invocation claimed by worker-a. */
   async function claimedRuns(count: number): Promise<Array<{ run: RunRecord; job: JobRecord }>> {
-    const seeded = await Promise.all(Array.from({ length: count }, () => seedRun(store, [{ kind: "invoke" }])));
-    const claimed = new Map((await store.queue.claim("worker-a", 100, 30_000)).map((job) => [job.runId, job]));
+    const seeded = await Promise.all(Array.from({ length: count }, () => seedRun(suite.store, [{ kind: "invoke" }])));
+    const claimed = new Map((await suite.store.queue.claim("worker-a", 100, 30_000)).map((job) => [job.runId, job]));
     return seeded.map(({ run }) => ({ run, job: claimed.get(run.id)! }));
   }
 
@@ -39,7 +31,7 @@ describe.runIf(postgresAvailable)("checkpoints beside transactions that hold the
     runId, id, name: id, kind: "run", position: 0, status: "completed", output: { id }, attempts: 1, startedAt: new Date(), endedAt: new Date(),
   });
   const checkpoint = ({ run, job }: { run: RunRecord; job: JobRecord }, stepId = "s0") =>
-    store.checkpoint({
+    suite.store.checkpoint({
       runId: run.id, functionId: run.functionId, lease: { jobId: job.id, owner: "worker-a", claims: job.claims }, leaseMs: 30_000,
       step: step(run.id, stepId), bytes: 10, maxRunStateBytes: 1_000_000,
     });
@@ -61,7 +53,7 @@ describe.runIf(postgresAvailable)("checkpoints beside transactions that hold the
     const holding = deferred();
     const aCommitted = deferred();
     // A unit of work that locks B, then (once A's checkpoint is in) A: the order opposite to run IDs, or the same; either way.
-    const holder = store.transaction(async (tx) => {
+    const holder = suite.store.transaction(async (tx) => {
       attempts++;
       await tx.lockRun(b!.run.id);
       holding.resolve();
@@ -77,12 +69,12 @@ describe.runIf(postgresAvailable)("checkpoints beside transactions that hold the
     expect(await gathered[1]).toEqual({ ok: true, wasQueued: true, version: b!.run.version + 2 });
     await Promise.all(ahead);
     expect(attempts).toBe(1);
-    expect((await store.listSteps(b!.run.id)).map((s) => s.output)).toEqual([{ id: "s0" }]);
+    expect((await suite.store.listSteps(b!.run.id)).map((s) => s.output)).toEqual([{ id: "s0" }]);
   });
 
   it("commits the others while one run's job is held (a lease being extended), then that one, once", async () => {
     const [a, b] = await claimedRuns(2);
-    const client = db.client();
+    const client = suite.db.client();
     const holding = deferred();
     const released = deferred();
     const holder = client.transaction(async (sql) => {
@@ -97,14 +89,14 @@ describe.runIf(postgresAvailable)("checkpoints beside transactions that hold the
     await holder;
     expect(await gathered[0]).toEqual({ ok: true, wasQueued: true, version: b!.run.version + 1 });
     await Promise.all(ahead);
-    expect((await store.listSteps(b!.run.id)).map((s) => s.id)).toEqual(["s0"]);
+    expect((await suite.store.listSteps(b!.run.id)).map((s) => s.id)).toEqual(["s0"]);
   });
 
   it("refuses a held checkpoint whose run was cancelled by the transaction that held it", async () => {
     const [a, b] = await claimedRuns(2);
     const holding = deferred();
     const aCommitted = deferred();
-    const cancel = store.transaction(async (tx) => {
+    const cancel = suite.store.transaction(async (tx) => {
       const locked = await tx.lockRun(b!.run.id);
       holding.resolve();
       await aCommitted.promise;
@@ -118,7 +110,7 @@ describe.runIf(postgresAvailable)("checkpoints beside transactions that hold the
     aCommitted.resolve();
     await cancel;
     expect(await gathered[1]).toEqual({ ok: false, refused: "run-ended" });
-    expect(await store.listSteps(b!.run.id)).toEqual([]);
+    expect(await suite.store.listSteps(b!.run.id)).toEqual([]);
     await Promise.all(ahead);
   });
 
@@ -126,7 +118,7 @@ describe.runIf(postgresAvailable)("checkpoints beside transactions that hold the
     const held = await claimedRuns(12);
     const holding = deferred();
     const released = deferred();
-    const holder = store.transaction(async (tx) => {
+    const holder = suite.store.transaction(async (tx) => {
       for (const { run } of held) await tx.lockRun(run.id);
       holding.resolve();
       await released.promise;
@@ -135,12 +127,12 @@ describe.runIf(postgresAvailable)("checkpoints beside transactions that hold the
     const { ahead, gathered } = await sendGathered(held);
     await Promise.all(ahead);
     // Until the held checkpoints are written alone, each statement waiting in Postgres for its run.
-    const admin = db.client();
+    const admin = suite.db.client();
     const waiting = async () => Number((await admin.query<{ n: string }>("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"))[0]!.n);
     while ((await waiting()) < 2) await new Promise((resolve) => setTimeout(resolve, 10));
     expect(await waiting()).toBe(2);
     // The pool has 10 connections and 12 checkpoints wait: were each waiting on one, this would wait for the holder.
-    await store.queue.extendLeases(held.map(({ job }) => job.id), "worker-a", 30_000);
+    await suite.store.queue.extendLeases(held.map(({ job }) => job.id), "worker-a", 30_000);
     released.resolve();
     await holder;
     expect((await Promise.all(gathered)).map((result) => result.ok)).toEqual(held.map(() => true));

@@ -4,38 +4,29 @@
  * another): a keyed claim that looks at the run's first invocation and takes nothing, a cancel
  * of the run, and the prune of flow-control rows. Each once split a burst in two or deadlocked.
  */
-import type { SqlClient, PostgresStore } from "@stepwise/store-postgres";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createTestDatabase, postgresAvailable, type TestDatabase } from "../../../test/support/postgres.ts";
+import { describe, expect, it } from "vitest";
+import { postgresAvailable } from "../../../test/support/postgres.ts";
+import { suiteDatabase } from "../../../test/support/suite-database.ts";
 import { KEYED_CLAIM_READS } from "../src/concurrency-claim.ts";
 import { emptyChange, seedRun } from "./store-contract.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe.runIf(postgresAvailable)("debounce and batch holds beside other transactions (real PostgreSQL)", () => {
-  let db: TestDatabase;
-  let store: PostgresStore;
-  let sql: SqlClient;
-  beforeAll(async () => {
-    db = await createTestDatabase("heldstarts");
-    store = db.store();
-    sql = db.client();
-    await store.migrate();
-  });
-  afterAll(async () => db?.drop());
+  const suite = suiteDatabase("heldstarts");
 
-  const take = (key: string, runId: string) => store.transaction((tx) => tx.takeDebounce("app-held", key, runId, () => undefined));
+  const take = (key: string, runId: string) => suite.store.transaction((tx) => tx.takeDebounce("app-held", key, runId, () => undefined));
   /** A run whose first invocation is queued for a minute from now, as a debounced run's is. */
-  const waiting = () => seedRun(store, [{ kind: "invoke", delayMs: 60_000 }]);
+  const waiting = () => seedRun(suite.store, [{ kind: "invoke", delayMs: 60_000 }]);
 
   it("waits for a keyed claim that looks at the held run's job and takes nothing: the next event still replaces that run", async () => {
     const slot = [{ key: "fn:app-held:ck", limit: 1 }];
     // The key's one slot is taken by an invocation out with a worker.
-    const busy = await seedRun(store, [{ kind: "invoke" }]);
-    await sql.query("UPDATE jobs SET concurrency = $2::jsonb, locked_by = 'w', locked_until = now() + interval '1 minute', claims = 1 WHERE run_id = $1", [busy.run.id, JSON.stringify(slot)]);
+    const busy = await seedRun(suite.store, [{ kind: "invoke" }]);
+    await suite.sql.query("UPDATE jobs SET concurrency = $2::jsonb, locked_by = 'w', locked_until = now() + interval '1 minute', claims = 1 WHERE run_id = $1", [busy.run.id, JSON.stringify(slot)]);
     // The held run is due and waits for that slot.
-    const held = await seedRun(store, [{ kind: "invoke" }]);
-    await sql.query("UPDATE jobs SET concurrency = $2::jsonb WHERE run_id = $1", [held.run.id, JSON.stringify(slot)]);
+    const held = await seedRun(suite.store, [{ kind: "invoke" }]);
+    await suite.sql.query("UPDATE jobs SET concurrency = $2::jsonb WHERE run_id = $1", [held.run.id, JSON.stringify(slot)]);
     await take("k", held.run.id);
     const next = await waiting();
     let release!: () => void;
@@ -43,7 +34,7 @@ describe.runIf(postgresAvailable)("debounce and batch holds beside other transac
     let looked!: () => void;
     const lookedAt = new Promise<void>((resolve) => (looked = resolve));
     // A keyed claim reads its candidates (locking them), finds the key full, and takes nothing.
-    const claim = sql.transaction(async (tx) => {
+    const claim = suite.sql.transaction(async (tx) => {
       const rows = await tx.query(KEYED_CLAIM_READS.candidates, [JSON.stringify(["fn:app-held:ck"]), 16, "[]"]);
       expect(rows.map((row) => String(row.run_id))).toContain(held.run.id);
       looked();
@@ -54,7 +45,7 @@ describe.runIf(postgresAvailable)("debounce and batch holds beside other transac
     await sleep(100);
     release();
     await claim;
-    const [job] = await sql.query<{ claims: number }>("SELECT claims FROM jobs WHERE run_id = $1", [held.run.id]);
+    const [job] = await suite.sql.query<{ claims: number }>("SELECT claims FROM jobs WHERE run_id = $1", [held.run.id]);
     expect({ claims: Number(job?.claims), replaces: (await taking).replaces }).toEqual({ claims: 0, replaces: held.run.id });
   });
 
@@ -66,7 +57,7 @@ describe.runIf(postgresAvailable)("debounce and batch holds beside other transac
     let locked!: () => void;
     const heldLocked = new Promise<void>((resolve) => (locked = resolve));
     // An event of the key: the store locks the held run and its job; the unit then ends the run.
-    const event = store.transaction(async (tx) => {
+    const event = suite.store.transaction(async (tx) => {
       attempts++;
       const taken = await tx.takeDebounce("app-held", "d", next.run.id, () => undefined);
       locked();
@@ -75,7 +66,7 @@ describe.runIf(postgresAvailable)("debounce and batch holds beside other transac
       if (state?.run.status === "queued") await tx.writeChange(state.run.id, state.run.version, emptyChange({ run: { status: "skipped", endedAt: new Date() }, dropJobs: "all" }));
     });
     // A cancel of the held run meanwhile: its row, then its jobs.
-    const cancel = store.transaction(async (tx) => {
+    const cancel = suite.store.transaction(async (tx) => {
       attempts++;
       await heldLocked;
       const state = (await tx.lockRun(held.run.id))!;
@@ -84,25 +75,25 @@ describe.runIf(postgresAvailable)("debounce and batch holds beside other transac
     await Promise.all([event, cancel]);
     // A deadlock would have aborted one of them, and the store would have run it again.
     expect(attempts).toBe(2);
-    expect((await store.getRun(held.run.id))?.status).toBe("skipped");
+    expect((await suite.store.getRun(held.run.id))?.status).toBe("skipped");
   });
 
   it("keeps a debounce row that an event pointed at a new run while the prune was deciding", async () => {
     const started = await waiting();
     await take("p", started.run.id);
     // That run went out and started: its row holds nothing back, and the prune may drop it.
-    await sql.query("UPDATE jobs SET claims = 1 WHERE run_id = $1", [started.run.id]);
-    await sql.query("UPDATE runs SET status = 'running' WHERE id = $1", [started.run.id]);
+    await suite.sql.query("UPDATE jobs SET claims = 1 WHERE run_id = $1", [started.run.id]);
+    await suite.sql.query("UPDATE runs SET status = 'running' WHERE id = $1", [started.run.id]);
     const next = await waiting();
     let prune!: Promise<number>;
-    await store.transaction(async (tx) => {
+    await suite.store.transaction(async (tx) => {
       expect((await tx.takeDebounce("app-held", "p", next.run.id, () => undefined)).replaces).toBeNull();
       // The prune saw the row naming the started run; it waits for this commit, which names `next`.
-      prune = store.pruneFlowControl(100);
+      prune = suite.store.pruneFlowControl(100);
       await sleep(300);
     });
     await prune;
-    const [row] = await sql.query<{ run_id: string }>("SELECT run_id FROM debounces WHERE function_id = 'app-held' AND key = 'p'");
+    const [row] = await suite.sql.query<{ run_id: string }>("SELECT run_id FROM debounces WHERE function_id = 'app-held' AND key = 'p'");
     expect(row?.run_id).toBe(next.run.id);
     const later = await waiting();
     expect((await take("p", later.run.id)).replaces).toBe(next.run.id);

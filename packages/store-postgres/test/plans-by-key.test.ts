@@ -8,9 +8,10 @@
  * PostgreSQL with 20,000 runs, 4,000 jobs and analyzed tables, where those scans were chosen.
  */
 import type { CheckpointWrite } from "@stepwise/engine";
-import { PostgresStore, type SqlClient } from "@stepwise/store-postgres";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createTestDatabase, postgresAvailable, type TestDatabase } from "../../../test/support/postgres.ts";
+import type { SqlClient } from "@stepwise/store-postgres";
+import { beforeAll, describe, expect, it } from "vitest";
+import { postgresAvailable } from "../../../test/support/postgres.ts";
+import { suiteDatabase } from "../../../test/support/suite-database.ts";
 import { writeCheckpoints } from "../src/checkpoint-sql.ts";
 import { PgQueue } from "../src/queue.ts";
 import { KEYED_CLAIM_READS } from "../src/concurrency-claim.ts";
@@ -28,15 +29,10 @@ function relationsScanned(node: PlanNode): string[] {
 }
 
 describe.runIf(postgresAvailable)("statements naming rows by ID, on a store with many runs and jobs (real PostgreSQL)", () => {
-  let db: TestDatabase;
-  let store: PostgresStore;
-  let sql: SqlClient;
+  const suite = suiteDatabase("ckptplan");
 
   beforeAll(async () => {
-    db = await createTestDatabase("ckptplan");
-    sql = db.client();
-    store = new PostgresStore(sql);
-    await store.migrate();
+    const { sql } = suite;
     await sql.query("INSERT INTO events (id, name, data, ts) VALUES ('evt-old', 'old', '{}', 0)");
     await sql.query(
       "INSERT INTO runs (id, function_id, event_id, status, ended_at) SELECT 'old-' || g, 'app-fn', 'evt-old', 'completed', now() FROM generate_series(1, 20000) g",
@@ -46,13 +42,12 @@ describe.runIf(postgresAvailable)("statements naming rows by ID, on a store with
     await sql.query("ANALYZE runs");
     await sql.query("ANALYZE jobs");
   }, 60_000);
-  afterAll(async () => db?.drop());
 
   /** An executor that plans each statement instead of running it; `plans` gets one per statement. */
   function explaining(plans: PlanNode[]): SqlClient {
     const client: SqlClient = {
       async query<Row>(text: string, params?: readonly unknown[]) {
-        const [row] = await sql.query<{ "QUERY PLAN": Array<{ Plan: PlanNode }> }>(`EXPLAIN (FORMAT JSON) ${text}`, params);
+        const [row] = await suite.sql.query<{ "QUERY PLAN": Array<{ Plan: PlanNode }> }>(`EXPLAIN (FORMAT JSON) ${text}`, params);
         plans.push(row!["QUERY PLAN"][0]!.Plan);
         return [] as Row[];
       },
@@ -64,7 +59,7 @@ describe.runIf(postgresAvailable)("statements naming rows by ID, on a store with
   }
 
   it("the lease heartbeat and the leases a Redis claim takes read no table whole", async () => {
-    const ids = (await sql.query<{ id: string }>("SELECT id::text FROM jobs ORDER BY id LIMIT 8")).map((row) => row.id);
+    const ids = (await suite.sql.query<{ id: string }>("SELECT id::text FROM jobs ORDER BY id LIMIT 8")).map((row) => row.id);
     const plans: PlanNode[] = [];
     const queue = new PgQueue(explaining(plans));
     await queue.extendLeases(ids, "worker-a", 30_000);
@@ -75,15 +70,15 @@ describe.runIf(postgresAvailable)("statements naming rows by ID, on a store with
 
   it("the claim of invocations with concurrency keys reads no table whole, however many wait", async () => {
     // 4,000 invocations waiting on 50 keys (two limits each), a tenth of them leased.
-    await sql.query(
+    await suite.sql.query(
       `INSERT INTO jobs (kind, run_id, run_at, concurrency, locked_by, locked_until)
        SELECT 'invoke', 'old-' || g, now() - interval '1 minute',
          jsonb_build_array(jsonb_build_object('key', 'fn:app-fn:k' || (g % 50), 'limit', 2), jsonb_build_object('key', 'app:app:pool', 'limit', 100)),
          CASE WHEN g % 10 = 0 THEN 'worker-a' END, CASE WHEN g % 10 = 0 THEN now() + interval '1 minute' END
        FROM generate_series(2, 20000, 5) g`,
     );
-    await sql.query("INSERT INTO concurrency_keys (key, next_at) SELECT 'fn:app-fn:k' || g, now() FROM generate_series(0, 49) g ON CONFLICT DO NOTHING");
-    await sql.query("ANALYZE jobs");
+    await suite.sql.query("INSERT INTO concurrency_keys (key, next_at) SELECT 'fn:app-fn:k' || g, now() FROM generate_series(0, 49) g ON CONFLICT DO NOTHING");
+    await suite.sql.query("ANALYZE jobs");
     const keys = JSON.stringify(["fn:app-fn:k1", "fn:app-fn:k2", "app:app:pool"]);
     const plans: PlanNode[] = [];
     const explain = explaining(plans);
@@ -96,8 +91,8 @@ describe.runIf(postgresAvailable)("statements naming rows by ID, on a store with
   });
 
   it("a batch of checkpoints reads no table whole", async () => {
-    const seeded = await Promise.all(Array.from({ length: 8 }, () => seedRun(store, [{ kind: "invoke" }])));
-    const claimed = new Map((await store.queue.claim("worker-a", 100, 30_000)).map((job) => [job.runId, job]));
+    const seeded = await Promise.all(Array.from({ length: 8 }, () => seedRun(suite.store, [{ kind: "invoke" }])));
+    const claimed = new Map((await suite.store.queue.claim("worker-a", 100, 30_000)).map((job) => [job.runId, job]));
     const writes: CheckpointWrite[] = seeded.map(({ run }) => {
       const job = claimed.get(run.id)!;
       return {
@@ -111,6 +106,6 @@ describe.runIf(postgresAvailable)("statements naming rows by ID, on a store with
     expect(plans).toHaveLength(1);
     expect(relationsScanned(plans[0]!)).toEqual([]);
     // And the statement does what it says on the same rows.
-    expect((await writeCheckpoints(sql, writes)).map((outcome) => typeof outcome === "object" && outcome.ok)).toEqual(writes.map(() => true));
+    expect((await writeCheckpoints(suite.sql, writes)).map((outcome) => typeof outcome === "object" && outcome.ok)).toEqual(writes.map(() => true));
   });
 });

@@ -4,18 +4,12 @@
  * second must judge the limit by the time it got there, not by when it began.
  */
 import type { PostgresStore } from "@stepwise/store-postgres";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createTestDatabase, postgresAvailable, type TestDatabase } from "../../../test/support/postgres.ts";
+import { describe, expect, it } from "vitest";
+import { postgresAvailable } from "../../../test/support/postgres.ts";
+import { suiteDatabase } from "../../../test/support/suite-database.ts";
 
 describe.runIf(postgresAvailable)("rateLimit under overlapping transactions (real PostgreSQL)", () => {
-  let db: TestDatabase;
-  let store: PostgresStore;
-  beforeAll(async () => {
-    db = await createTestDatabase("rlclock");
-    store = db.store();
-    await store.migrate();
-  });
-  afterAll(async () => db?.drop());
+  const suite = suiteDatabase("rlclock");
 
   it("starts the second of two runs a limit of 2 allows, whichever transaction began first", async () => {
     // 2 per minute: an interval of 30 s, and 30 s of tolerance.
@@ -23,16 +17,16 @@ describe.runIf(postgresAvailable)("rateLimit under overlapping transactions (rea
     let first!: () => void;
     const firstDone = new Promise<void>((resolve) => (first = resolve));
     // The later taker begins (its now() is fixed), then waits while another takes and commits.
-    const later = store.transaction(async (tx) => {
+    const later = suite.store.transaction(async (tx) => {
       await tx.getEvent("none");
       await firstDone;
       await new Promise((resolve) => setTimeout(resolve, 50));
       return take(tx);
     });
     await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(await store.transaction(take)).toBe(true);
+    expect(await suite.store.transaction(take)).toBe(true);
     first();
     expect(await later).toBe(true);
-    expect(await store.transaction(take)).toBe(false);
+    expect(await suite.store.transaction(take)).toBe(false);
   });
 });

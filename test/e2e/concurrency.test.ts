@@ -27,7 +27,12 @@ async function busy(name: string, ms: number): Promise<number> {
 const client = new Stepwise({
   id: "cc",
   dev: true,
-  schemas: { "job/queued": z.object({ tenant: z.string(), n: z.number() }), "nap/queued": z.object({ tag: z.string() }), "fan/queued": z.object({ tag: z.string() }) },
+  schemas: {
+    "job/queued": z.object({ tenant: z.string(), n: z.number() }),
+    "nap/queued": z.object({ tag: z.string() }),
+    "fan/queued": z.object({ tag: z.string() }),
+    "turn/queued": z.object({ tag: z.string() }),
+  },
 });
 const perTenant = client.createFunction(
   { id: "per-tenant", triggers: [{ event: "job/queued" }], concurrency: { limit: 2, key: "event.data.tenant" } },
@@ -44,6 +49,14 @@ const napper = client.createFunction({ id: "napper", triggers: [{ event: "nap/qu
   const after = await step.run("after", () => busy(`nap-${event.data.tag}`, 10).then(() => Date.now()));
   return { before, after };
 });
+/** One run of a tag at a time, each a step of 300 ms that says when it ran. */
+const turns = client.createFunction({ id: "turns", triggers: [{ event: "turn/queued" }], concurrency: { limit: 1, key: "event.data.tag" } }, async ({ step }) =>
+  step.run("work", async () => {
+    const startedAt = Date.now();
+    await pause(300);
+    return { startedAt, endedAt: Date.now() };
+  }),
+);
 /** Three parallel steps; `fan` and `fan-twin` share one slot through an app-scoped key. */
 const shared = { limit: 1, key: "event.data.tag", scope: "app" } as const;
 const fan = client.createFunction({ id: "fan", triggers: [{ event: "fan/queued" }], concurrency: shared }, async ({ event, step }) =>
@@ -56,7 +69,7 @@ const fanTwin = client.createFunction({ id: "fan-twin", triggers: [{ event: "fan
 describe.each(STORE_KINDS)("concurrency on %s", (store) => {
   let stack: TwoExecutorStack;
   beforeAll(async () => {
-    stack = await startTwoExecutors({ store, client, functions: [perTenant, napper, fan, fanTwin] });
+    stack = await startTwoExecutors({ store, client, functions: [perTenant, napper, fan, fanTwin, turns] });
   });
   afterAll(async () => stack?.close());
 
@@ -82,6 +95,20 @@ describe.each(STORE_KINDS)("concurrency on %s", (store) => {
     // The second run did all its first step while the first one slept.
     expect(times(b).before).toBeLessThan(times(a).after);
     expect(times(a).before).toBeLessThan(times(b).before);
+  });
+
+  it("a run waiting for a slot starts as soon as the run holding it ends, not at the key's next recheck", async () => {
+    const tag = `${store}-turns`;
+    const ids = await stack.send([
+      { name: "turn/queued", data: { tag } },
+      { name: "turn/queued", data: { tag } },
+    ]);
+    const runs = await Promise.all(ids.map((id) => stack.waitForRun(id)));
+    const [first, second] = runs.map((run) => run.output as { startedAt: number; endedAt: number }).sort((a, b) => a.startedAt - b.startedAt);
+    expect(second!.startedAt).toBeGreaterThanOrEqual(first!.endedAt);
+    // The claim that found the key full looks again 2 s later (FULL_RECHECK_MS) unless told the
+    // slot was freed: told, the second run starts within a round trip or two.
+    expect(second!.startedAt - first!.endedAt).toBeLessThan(1_000);
   });
 
   it("counts each parallel step, and shares an app-scoped key between functions", async () => {

@@ -17,6 +17,7 @@ import { Registry } from "./registry.ts";
 import { CheckpointRefused, commitCheckpoint, parseCheckpoint } from "./runtime/checkpoints.ts";
 import { firstTicks } from "./runtime/cron.ts";
 import { runJob, type JobRunner } from "./runtime/jobs.ts";
+import { FreedSlotNotices } from "./runtime/freed-slots.ts";
 import { readStepOutputs } from "./runtime/request-steps.ts";
 import { InvocationSnapshots, KnownStates } from "./runtime/known-states.ts";
 import { Lanes, within, type DrainBudget } from "./runtime/lanes.ts";
@@ -121,6 +122,7 @@ export class Executor {
       leaseMs: options.leaseMs ?? 30_000,
       known: new KnownStates(),
       snapshots: new InvocationSnapshots(),
+      freedSlots: new FreedSlotNotices(options.store.queue, () => this.announce()),
       invoker: {
         signingKey: options.signingKey,
         appSigningKeys: options.appSigningKeys,
@@ -166,6 +168,7 @@ export class Executor {
     clearInterval(this.maintenance);
     if (this.maintaining) await within(this.maintaining, deadline);
     await this.lanes.stop(Math.max(0, deadline - Date.now()));
+    await within(this.runner.freedSlots.settled(), deadline);
   }
 
   /**
@@ -201,6 +204,7 @@ export class Executor {
       log: this.log,
       handle: (job, how) => runJob(this.runner, job, how),
       handedBack: (job) => this.runner.known.forget(job.id),
+      settled: () => this.runner.freedSlots.settled(),
     });
   }
 

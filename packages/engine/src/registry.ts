@@ -13,12 +13,15 @@ export class Registry {
   private functions = new Map<string, FunctionRecord>();
   private apps = new Map<string, AppRecord>();
   private loadedAt = 0;
+  /** The reload under way: callers that find the cache stale meanwhile share it, not start their own. */
+  private reloading: Promise<void> | undefined;
 
   constructor(
     private readonly store: Store,
     private readonly refreshMs = 5_000,
   ) {}
 
+  /** Reloads from the store now (after a sync, or a miss). */
   async refresh(): Promise<void> {
     const [apps, functions] = await Promise.all([this.store.listApps(), this.store.listFunctions()]);
     this.apps = new Map(apps.map((app) => [app.id, app]));
@@ -26,9 +29,14 @@ export class Registry {
     this.loadedAt = Date.now();
   }
 
-  /** Reloads when the cache is older than `refreshMs`. Never call inside a transaction. */
+  /**
+   * Reloads when the cache is older than `refreshMs`. Never call inside a transaction. Every
+   * lane asks at once when a burst crosses the deadline: one reload serves them all.
+   */
   async ensureFresh(): Promise<void> {
-    if (Date.now() - this.loadedAt >= this.refreshMs) await this.refresh();
+    if (Date.now() - this.loadedAt < this.refreshMs) return;
+    this.reloading ??= this.refresh().finally(() => (this.reloading = undefined));
+    await this.reloading;
   }
 
   /** The function with this global ID; reloads once before saying it does not exist. */

@@ -24,6 +24,7 @@ import { heldKeys } from "../concurrency.ts";
 import { hasUnreadOutputs, outputBudget, requestSteps } from "./request-steps.ts";
 import type { InvocationSnapshots, KnownStates } from "./known-states.ts";
 import type { JobHandling } from "./lanes.ts";
+import type { FreedSlotNotices } from "./freed-slots.ts";
 import { applyAnswer } from "../machine/answer.ts";
 import { RunDraft, type MachineEnv } from "../machine/draft.ts";
 import { finish } from "../machine/ending.ts";
@@ -44,6 +45,8 @@ export interface JobRunner {
   known: KnownStates;
   /** Invocations in flight here, moved on by the checkpoints this process commits for them. */
   snapshots: InvocationSnapshots;
+  /** Tells the queue of concurrency slots the jobs here gave up, off the lanes. */
+  freedSlots: FreedSlotNotices;
 }
 
 type Transition = (draft: RunDraft, env: MachineEnv) => void;
@@ -163,17 +166,12 @@ async function complete(runner: JobRunner, job: JobRecord, state: RunState | nul
     next = await commit(runner, job, state, transition, how);
   } catch (error) {
     // Taken from this worker (the run was cancelled, say): its slots went with it.
-    if (error instanceof LeaseLostError) await slotsFreed(runner.ctx, held);
+    if (error instanceof LeaseLostError) runner.freedSlots.tell(held);
     throw error;
   }
   // A continuation keeps the slots; without one they are free for the runs waiting on them.
-  if (next.length === 0) await slotsFreed(runner.ctx, held);
+  if (next.length === 0) runner.freedSlots.tell(held);
   return next;
-}
-
-/** Best effort: a key not told is looked at again a little later all the same (`Queue.slotsFreed`). */
-async function slotsFreed(ctx: EngineContext, keys: string[]): Promise<void> {
-  await ctx.store.queue.slotsFreed(keys).catch(() => {});
 }
 
 async function commit(runner: JobRunner, job: JobRecord, state: RunState | null, transition: Transition, how: JobHandling): Promise<JobRecord[]> {

@@ -59,6 +59,8 @@ export interface LanesOptions {
   handle(job: JobRecord, how: JobHandling): Promise<JobRecord[]>;
   /** A job handed back unrun (its continuation state, if any, can go). */
   handedBack?(job: JobRecord): void;
+  /** Resolves once what the jobs left to tell the queue is told (a drain ends after it). */
+  settled?(): Promise<void>;
 }
 
 export interface DrainBudget {
@@ -120,6 +122,8 @@ export class Lanes {
     try {
       await this.loop("drain");
       while (this.lanes > 0) await this.laneEnded.wait(1_000);
+      // A Worker may be frozen once its request is answered: what the jobs left to tell goes first.
+      await this.options.settled?.();
     } finally {
       this.running = false;
       clearInterval(this.heartbeat);
@@ -266,7 +270,11 @@ export class Lanes {
       for (const job of claimed) this.spawn(job, mode);
       if (claimed.length === limit) continue;
       if (mode === "drain") {
-        if (this.lanes === 0 && !this.wake.isSet) break;
+        if (this.lanes === 0 && !this.wake.isSet) {
+          // Slot notices still on their way may make keys due: this drain takes those too.
+          await this.options.settled?.();
+          if (!this.wake.isSet) break;
+        }
         await this.wake.wait(pollMs);
         continue;
       }

@@ -1,0 +1,73 @@
+/**
+ * Notices of freed concurrency slots leave the lanes: one statement in flight at a time, the keys
+ * freed meanwhile gathered into the next, the claim loop woken as each lands.
+ */
+import { describe, expect, it } from "vitest";
+import { FreedSlotNotices } from "../src/runtime/freed-slots.ts";
+
+/** A queue whose notices land only when the test lets them. */
+function heldQueue() {
+  const sent: string[][] = [];
+  const waiting: Array<() => void> = [];
+  return {
+    sent,
+    landNext: () => waiting.shift()?.(),
+    queue: {
+      slotsFreed(keys: string[]) {
+        sent.push([...keys].sort());
+        return new Promise<void>((resolve) => waiting.push(resolve));
+      },
+    },
+  };
+}
+
+const ticks = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+describe("FreedSlotNotices", () => {
+  it("sends at once, and gathers what is freed while a notice is in flight into one more", async () => {
+    const { sent, landNext, queue } = heldQueue();
+    let landed = 0;
+    const notices = new FreedSlotNotices(queue, () => landed++);
+    notices.tell(["a"]);
+    await ticks();
+    expect(sent).toEqual([["a"]]);
+    notices.tell(["b"]);
+    notices.tell(["c", "b"]);
+    notices.tell([]);
+    await ticks();
+    expect(sent).toEqual([["a"]]);
+    landNext();
+    await ticks();
+    expect(sent).toEqual([["a"], ["b", "c"]]);
+    expect(landed).toBe(1);
+    let settled = false;
+    void notices.settled().then(() => (settled = true));
+    await ticks();
+    expect(settled).toBe(false);
+    landNext();
+    await ticks();
+    expect(settled).toBe(true);
+    expect(landed).toBe(2);
+  });
+
+  it("goes on after a notice the store refused, and still wakes the claim loop", async () => {
+    const sent: string[][] = [];
+    let landed = 0;
+    const notices = new FreedSlotNotices(
+      {
+        async slotsFreed(keys) {
+          sent.push(keys);
+          if (sent.length === 1) throw new Error("connection refused");
+        },
+      },
+      () => landed++,
+    );
+    notices.tell(["a"]);
+    notices.tell(["b"]);
+    await notices.settled();
+    notices.tell(["c"]);
+    await notices.settled();
+    expect(sent).toEqual([["a"], ["b"], ["c"]]);
+    expect(landed).toBe(3);
+  });
+});

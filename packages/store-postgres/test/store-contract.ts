@@ -222,11 +222,17 @@ export function testStore(name: string, open: Open): void {
       expect(await take("app-th", "other")).toBe(0);
       expect(await take("app-th2", "k")).toBe(0);
       // A start further away than the run can wait is not taken, and moves nothing for the next.
-      const bounded = () => store.transaction((tx) => tx.takeThrottle("app-th3", "k", 100, 0, 150));
-      expect(await bounded()).toBe(0);
-      expect(await bounded()).toBeGreaterThan(50);
-      expect(await bounded()).toBeNull();
-      expect(await bounded()).toBeNull();
+      // (One start per 500 ms: the takes, a few ms each, can be far slower on a loaded machine.)
+      const bounded = (maxDelayMs: number) => store.transaction((tx) => tx.takeThrottle("app-th3", "k", 500, 0, maxDelayMs));
+      expect(await bounded(750)).toBe(0);
+      expect(await bounded(750)).toBeGreaterThan(250);
+      const boundedAt = Date.now();
+      expect(await bounded(750)).toBeNull();
+      // The next start is 1,000 ms after the first (less the time since): had the refused take
+      // moved the schedule, it would be 1,500 ms.
+      const next = (await bounded(5_000))! + (Date.now() - boundedAt);
+      expect(next).toBeGreaterThan(600);
+      expect(next).toBeLessThan(1_250);
     });
 
     it("lets one live run hold a singleton key: the next takes it once the holder ended, or by force", async () => {

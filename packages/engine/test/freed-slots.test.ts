@@ -70,4 +70,37 @@ describe("FreedSlotNotices", () => {
     expect(sent).toEqual([["a"], ["b"], ["c"]]);
     expect(landed).toBe(3);
   });
+
+  it("sends keys told in the turn after a notice landed (the sender may just be finishing)", async () => {
+    const sent: string[][] = [];
+    const notices: FreedSlotNotices = new FreedSlotNotices(
+      {
+        async slotsFreed(keys) {
+          sent.push(keys);
+        },
+      },
+      () => {
+        if (sent.length === 1) void Promise.resolve().then(() => notices.tell(["b"]));
+      },
+    );
+    notices.tell(["a"]);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(sent).toEqual([["a"], ["b"]]);
+  });
+
+  it("settles once the keys told before are sent, whatever lanes still running tell after", async () => {
+    const { sent, landNext, queue } = heldQueue();
+    const notices = new FreedSlotNotices(queue, () => {});
+    notices.tell(["a"]);
+    let settled = false;
+    void notices.settled().then(() => (settled = true));
+    notices.tell(["b"]);
+    landNext();
+    await ticks();
+    // "a" landed; "b" is on its way, told after the call.
+    expect(sent).toEqual([["a"], ["b"]]);
+    expect(settled).toBe(true);
+    landNext();
+    await notices.settled();
+  });
 });

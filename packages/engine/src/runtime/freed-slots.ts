@@ -13,7 +13,11 @@ import type { Queue } from "../store.ts";
 
 export class FreedSlotNotices {
   private readonly pending = new Set<string>();
-  private sending: Promise<void> | undefined;
+  private sending = false;
+  /** Calls of `tell` so far, and how many of them the notices that landed covered. */
+  private told = 0;
+  private sentThrough = 0;
+  private waiters: Array<{ through: number; resolve: () => void }> = [];
 
   constructor(
     private readonly queue: Pick<Queue, "slotsFreed">,
@@ -24,21 +28,42 @@ export class FreedSlotNotices {
   /** Queues a notice for `keys`; it goes once the one in flight, if any, has landed. */
   tell(keys: readonly string[]): void {
     if (keys.length === 0) return;
+    this.told++;
     for (const key of keys) this.pending.add(key);
-    this.sending ??= this.send().finally(() => (this.sending = undefined));
+    if (!this.sending) {
+      this.sending = true;
+      void this.send();
+    }
   }
 
-  /** Resolves when every notice told so far has been sent (a drain or a stop waits for them). */
-  async settled(): Promise<void> {
-    while (this.sending) await this.sending;
+  /**
+   * Resolves when the keys told before this call have been sent (a drain or a stop waits for
+   * them), however many are told after it by lanes still running.
+   */
+  settled(): Promise<void> {
+    const through = this.told;
+    if (this.sentThrough >= through) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push({ through, resolve }));
   }
 
   private async send(): Promise<void> {
-    while (this.pending.size > 0) {
-      const keys = [...this.pending];
-      this.pending.clear();
-      await this.queue.slotsFreed(keys).catch(() => {});
-      this.landed();
+    try {
+      while (this.pending.size > 0) {
+        const keys = [...this.pending];
+        const through = this.told;
+        this.pending.clear();
+        try {
+          await this.queue.slotsFreed(keys);
+        } catch {
+          // Best effort: see above.
+        }
+        this.sentThrough = through;
+        this.waiters = this.waiters.filter((waiter) => (waiter.through <= through ? (waiter.resolve(), false) : true));
+        this.landed();
+      }
+    } finally {
+      // In the same turn as the loop's last look at `pending`: a key told after it starts a new send.
+      this.sending = false;
     }
   }
 }

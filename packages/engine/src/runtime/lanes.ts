@@ -123,7 +123,7 @@ export class Lanes {
       await this.loop("drain");
       while (this.lanes > 0) await this.laneEnded.wait(1_000);
       // A Worker may be frozen once its request is answered: what the jobs left to tell goes first.
-      await this.options.settled?.();
+      await this.settled();
     } finally {
       this.running = false;
       clearInterval(this.heartbeat);
@@ -272,7 +272,7 @@ export class Lanes {
       if (mode === "drain") {
         if (this.lanes === 0 && !this.wake.isSet) {
           // Slot notices still on their way may make keys due: this drain takes those too.
-          await this.options.settled?.();
+          await this.settled();
           if (!this.wake.isSet) break;
         }
         await this.wake.wait(pollMs);
@@ -282,6 +282,11 @@ export class Lanes {
       // Woken for a due time one of this process's timers takes, the hold above lets the timer go first.
       await this.wake.wait(dueIn);
     }
+  }
+
+  /** What the jobs left to tell the queue, told; a store that does not answer is waited for 1 s at most. */
+  private async settled(): Promise<void> {
+    if (this.options.settled) await within(this.options.settled(), Date.now() + 1_000);
   }
 
   private outOfBudget(): boolean {

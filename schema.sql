@@ -234,6 +234,176 @@ CREATE TABLE IF NOT EXISTS concurrency_keys (
 );
 CREATE INDEX IF NOT EXISTS concurrency_keys_next_idx ON concurrency_keys (next_at);
 
+-- The claim of invocations waiting for concurrency slots: leases up to p_room of them, to
+-- p_owner, while every key of each has room (packages/store-postgres/src/concurrency-claim.ts
+-- says why it works as it does). One call is one statement, so one round trip on any driver,
+-- HTTP included, and atomic whatever happens to the executor. As a VOLATILE function under
+-- READ COMMITTED each statement in it reads a snapshot of its own, taken after the key rows
+-- locked before it: the slots it counts in use are ones no other claim can grant meanwhile.
+-- Nothing in it waits on a lock (every lock is SKIP LOCKED).
+CREATE OR REPLACE FUNCTION stepwise_claim_keyed(
+  p_owner text, p_room integer, p_lease_ms float8,
+  p_min_keys integer, p_full_recheck_ms float8, p_busy_retry_ms float8
+) RETURNS SETOF jobs LANGUAGE plpgsql VOLATILE AS $claim$
+DECLARE
+  v_keys text[];                  -- due keys this claim locked
+  v_locked text[];                -- every key it holds: those, and other keys of their jobs
+  v_used jsonb := '{}';           -- slots in use, per key counted
+  v_chosen bigint[] := '{}';      -- jobs it leases
+  v_seen bigint[] := '{}';        -- jobs already decided on
+  v_full text[] := '{}';          -- keys with no slot left for a job that wanted one
+  v_stuck text[] := '{}';         -- keys none of whose jobs could go, held back by another key
+  v_busy text[] := '{}';          -- keys whose job waits on a key another claim holds
+  v_look text[];
+  v_pass_over text[];
+  v_ids bigint[];
+  v_slots jsonb[];
+  v_held boolean[];
+  v_others text[];
+  v_granted text[];
+  v_refused text[];
+  v_all text[];
+  v_over text[];
+  v_key text;
+  v_job jobs;
+BEGIN
+  -- Under REPEATABLE READ or SERIALIZABLE every read would see the transaction's first snapshot,
+  -- taken before any of the locks, and slots granted meanwhile would go uncounted.
+  IF current_setting('transaction_isolation') <> 'read committed' THEN
+    RAISE EXCEPTION 'stepwise_claim_keyed counts slots correctly only under READ COMMITTED, not %', current_setting('transaction_isolation')
+      USING HINT = 'Run the executor with default_transaction_isolation = ''read committed'' (the default).';
+  END IF;
+  IF p_room <= 0 THEN RETURN; END IF;
+  SELECT array_agg(k.key) INTO v_keys FROM (
+    SELECT key FROM concurrency_keys WHERE next_at <= now() ORDER BY next_at
+    LIMIT greatest(p_room, p_min_keys) FOR UPDATE SKIP LOCKED) k;
+  IF v_keys IS NULL THEN RETURN; END IF;
+  v_locked := v_keys;
+
+  -- Two looks at most: jobs held back by a full key may hide, in a key's window, the ones that
+  -- can go, so a second look passes over every job of a key the first found full.
+  FOR v_pass IN 1..2 LOOP
+    IF v_pass = 1 THEN
+      v_look := v_keys;
+      v_pass_over := '{}';
+    ELSE
+      v_look := ARRAY(SELECT unnest(v_keys) EXCEPT SELECT unnest(v_full));
+      EXIT WHEN cardinality(v_chosen) >= p_room OR cardinality(v_full) = 0 OR cardinality(v_look) = 0;
+      v_pass_over := v_full;
+    END IF;
+
+    -- Candidates: due jobs of each key no live lease holds, at most p_room per key, in order
+    -- (through either key's index), and jobs whose lease ran out, which still hold their
+    -- slots and go first. Each is locked, or skipped if another claim has it.
+    SELECT array_agg(c.id ORDER BY c.held DESC, c.run_at, c.id),
+           array_agg(c.concurrency ORDER BY c.held DESC, c.run_at, c.id),
+           array_agg(c.held ORDER BY c.held DESC, c.run_at, c.id)
+      INTO v_ids, v_slots, v_held
+    FROM (
+      SELECT DISTINCT ON (u.id) u.* FROM (
+        SELECT x.* FROM unnest(v_look) AS q(key) CROSS JOIN LATERAL (
+          SELECT j.id, j.run_at, j.concurrency, j.locked_by IS NOT NULL AS held FROM jobs j
+          WHERE j.concurrency IS NOT NULL AND j.concurrency->0->>'key' = q.key
+            AND j.run_at <= now() AND (j.locked_until IS NULL OR j.locked_until < now())
+            AND NOT coalesce(j.concurrency->0->>'key' = ANY (v_pass_over), false)
+            AND NOT coalesce(j.concurrency->1->>'key' = ANY (v_pass_over), false)
+          ORDER BY j.run_at, j.id LIMIT p_room FOR UPDATE SKIP LOCKED) x
+        UNION ALL
+        SELECT x.* FROM unnest(v_look) AS q(key) CROSS JOIN LATERAL (
+          SELECT j.id, j.run_at, j.concurrency, j.locked_by IS NOT NULL AS held FROM jobs j
+          WHERE j.concurrency->1 IS NOT NULL AND j.concurrency->1->>'key' = q.key
+            AND j.run_at <= now() AND (j.locked_until IS NULL OR j.locked_until < now())
+            AND NOT coalesce(j.concurrency->0->>'key' = ANY (v_pass_over), false)
+            AND NOT coalesce(j.concurrency->1->>'key' = ANY (v_pass_over), false)
+          ORDER BY j.run_at, j.id LIMIT p_room FOR UPDATE SKIP LOCKED) x
+        UNION ALL
+        SELECT x.* FROM (
+          SELECT j.id, j.run_at, j.concurrency, true AS held FROM jobs j
+          WHERE j.locked_until < now() AND j.concurrency IS NOT NULL
+            AND (j.concurrency->0->>'key' = ANY (v_look) OR coalesce(j.concurrency->1->>'key' = ANY (v_look), false))
+          FOR UPDATE SKIP LOCKED) x
+      ) u WHERE u.id <> ALL (v_seen) ORDER BY u.id
+    ) c;
+    v_ids := coalesce(v_ids, '{}');
+
+    -- A job's other key is counted only under its lock too; a job with a key another claim
+    -- holds is passed over for now.
+    v_others := ARRAY(
+      SELECT DISTINCT s.slot->>'key' FROM unnest(v_slots) AS t(slots), jsonb_array_elements(t.slots) AS s(slot)
+      WHERE NOT (s.slot->>'key' = ANY (v_locked)));
+    IF cardinality(v_others) > 0 THEN
+      SELECT v_locked || coalesce(array_agg(k.key), '{}') INTO v_locked FROM (
+        SELECT key FROM concurrency_keys WHERE key = ANY (v_others) FOR UPDATE SKIP LOCKED) k;
+    END IF;
+
+    -- Slots in use of the keys now held and not counted yet: invocations with a lease, live or
+    -- run out (a stalled worker may go on; only a claim that takes its job again frees it).
+    -- `locked_until IS NOT NULL`, set and cleared with the holder, reaches them through the
+    -- leases' index; `locked_by` would read the whole table (test/plans-by-key.test.ts).
+    SELECT v_used || coalesce(jsonb_object_agg(k.key, coalesce(u.used, 0)), '{}') INTO v_used
+    FROM unnest(ARRAY(SELECT unnest(v_locked) EXCEPT SELECT jsonb_object_keys(v_used))) AS k(key)
+    LEFT JOIN (
+      SELECT s.slot->>'key' AS key, count(*)::int AS used
+      FROM jobs j, jsonb_array_elements(j.concurrency) AS s(slot)
+      WHERE j.locked_until IS NOT NULL AND j.concurrency IS NOT NULL
+        AND s.slot->>'key' = ANY (ARRAY(SELECT unnest(v_locked) EXCEPT SELECT jsonb_object_keys(v_used)))
+      GROUP BY 1
+    ) u ON u.key = k.key;
+
+    -- In order, each job whose keys all have room takes a slot of each.
+    v_granted := '{}';
+    v_refused := '{}';
+    FOR i IN 1..cardinality(v_ids) LOOP
+      v_seen := v_seen || v_ids[i];
+      EXIT WHEN cardinality(v_chosen) >= p_room;
+      v_all := ARRAY(SELECT s.slot->>'key' FROM jsonb_array_elements(v_slots[i]) AS s(slot));
+      IF NOT (v_all <@ v_locked) THEN
+        v_busy := v_busy || ARRAY(SELECT unnest(v_all) INTERSECT SELECT unnest(v_locked));
+        CONTINUE;
+      END IF;
+      -- A job whose lease ran out already holds its slots: taking it again takes none.
+      v_over := CASE WHEN v_held[i] THEN '{}'::text[] ELSE ARRAY(
+        SELECT s.slot->>'key' FROM jsonb_array_elements(v_slots[i]) AS s(slot)
+        WHERE (v_used->>(s.slot->>'key'))::int >= (s.slot->>'limit')::int) END;
+      IF cardinality(v_over) > 0 THEN
+        v_full := v_full || v_over;
+        v_refused := v_refused || v_all;
+        CONTINUE;
+      END IF;
+      IF NOT v_held[i] THEN
+        FOREACH v_key IN ARRAY v_all LOOP
+          v_used := jsonb_set(v_used, ARRAY[v_key], to_jsonb((v_used->>v_key)::int + 1));
+        END LOOP;
+      END IF;
+      v_granted := v_granted || v_all;
+      v_chosen := v_chosen || v_ids[i];
+    END LOOP;
+    v_stuck := ARRAY(SELECT unnest(v_stuck) UNION SELECT unnest(v_refused) EXCEPT SELECT unnest(v_granted));
+  END LOOP;
+
+  FOR v_job IN
+    UPDATE jobs SET locked_by = p_owner, locked_until = now() + make_interval(secs => p_lease_ms / 1000), claims = claims + 1
+    WHERE id = ANY (v_chosen) RETURNING jobs.*
+  LOOP
+    RETURN NEXT v_job;
+  END LOOP;
+
+  -- Out of room: the keys stay due for the next claim. Otherwise each is next looked at when
+  -- it has something to grant: its earliest waiting job, or a while later when nothing could go.
+  IF cardinality(v_chosen) < p_room THEN
+    UPDATE concurrency_keys k SET next_at = CASE
+      WHEN k.key = ANY (ARRAY(SELECT unnest(v_full || v_stuck) INTERSECT SELECT unnest(v_locked)))
+        THEN now() + make_interval(secs => p_full_recheck_ms / 1000)
+      WHEN k.key = ANY (v_busy) THEN now() + make_interval(secs => p_busy_retry_ms / 1000)
+      ELSE coalesce(least(
+        (SELECT min(run_at) FROM jobs WHERE concurrency IS NOT NULL AND concurrency->0->>'key' = k.key AND locked_until IS NULL),
+        (SELECT min(run_at) FROM jobs WHERE concurrency->1 IS NOT NULL AND concurrency->1->>'key' = k.key AND locked_until IS NULL)),
+        'infinity') END
+    WHERE k.key = ANY (v_locked);
+  END IF;
+END
+$claim$;
+
 -- Which version of this file was last applied (a hash of its text): an executor starting
 -- against a current schema runs no DDL at all, so it never takes table locks that live
 -- executors' transactions would wait on.

@@ -118,7 +118,10 @@ export class PgQueue implements Queue {
 
   async releaseAllLeases(): Promise<void> {
     await this.sql.query("UPDATE jobs SET locked_by = NULL, locked_until = NULL WHERE locked_by IS NOT NULL");
-    await this.sql.query("UPDATE concurrency_keys SET next_at = now() WHERE next_at > now()");
+    // Every key held back, or waiting for its next job, is looked at now (rows locked in order of key).
+    await this.sql.query(
+      "UPDATE concurrency_keys SET next_at = now() WHERE key IN (SELECT key FROM concurrency_keys WHERE next_at > now() ORDER BY key FOR UPDATE) AND next_at > now()",
+    );
   }
 
   /**

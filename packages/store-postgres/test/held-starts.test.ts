@@ -7,7 +7,6 @@
 import { describe, expect, it } from "vitest";
 import { postgresAvailable } from "../../../test/support/postgres.ts";
 import { suiteDatabase } from "../../../test/support/suite-database.ts";
-import { KEYED_CLAIM_READS } from "../src/concurrency-claim.ts";
 import { emptyChange, seedRun } from "./store-contract.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -33,14 +32,16 @@ describe.runIf(postgresAvailable)("debounce and batch holds beside other transac
     const released = new Promise<void>((resolve) => (release = resolve));
     let looked!: () => void;
     const lookedAt = new Promise<void>((resolve) => (looked = resolve));
-    // A keyed claim reads its candidates (locking them), finds the key full, and takes nothing.
+    // A keyed claim reads its candidates (locking them), finds the key full, and takes nothing;
+    // its transaction stays open here, as a slow one would.
+    await suite.sql.query("INSERT INTO concurrency_keys (key, next_at) VALUES ('fn:app-held:ck', now()) ON CONFLICT (key) DO UPDATE SET next_at = now()");
     const claim = suite.sql.transaction(async (tx) => {
-      const rows = await tx.query(KEYED_CLAIM_READS.candidates, [JSON.stringify(["fn:app-held:ck"]), 16, "[]"]);
-      expect(rows.map((row) => String(row.run_id))).toContain(held.run.id);
+      expect(await tx.query("SELECT id FROM stepwise_claim_keyed('claimer', 16, 30000, 16, 2000, 20)")).toEqual([]);
       looked();
       await released;
     });
     await lookedAt;
+    expect(await suite.sql.query("SELECT id FROM jobs WHERE run_id = $1 FOR UPDATE SKIP LOCKED", [held.run.id])).toEqual([]);
     const taking = take("k", next.run.id);
     await sleep(100);
     release();

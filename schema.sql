@@ -234,13 +234,25 @@ CREATE TABLE IF NOT EXISTS concurrency_keys (
 );
 CREATE INDEX IF NOT EXISTS concurrency_keys_next_idx ON concurrency_keys (next_at);
 
+-- Keys a commit queued invocations of, waiting for a slot, and when the earliest is due: the
+-- next claim folds them into concurrency_keys. A commit appends here rather than update the
+-- key's row, so it holds no lock on that row until it ends: a claim would pass the key over
+-- meanwhile (one hot key under heavy ingest was claimed in a fraction of the rounds), and two
+-- commits locking the rows of several keys in different orders could deadlock.
+CREATE TABLE IF NOT EXISTS concurrency_wakes (
+  id      bigserial PRIMARY KEY,
+  key     text NOT NULL,
+  run_at  timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS concurrency_wakes_run_at_idx ON concurrency_wakes (run_at);
+
 -- The claim of invocations waiting for concurrency slots: leases up to p_room of them, to
 -- p_owner, while every key of each has room (packages/store-postgres/src/concurrency-claim.ts
 -- says why it works as it does). One call is one statement, so one round trip on any driver,
 -- HTTP included, and atomic whatever happens to the executor. As a VOLATILE function under
 -- READ COMMITTED each statement in it reads a snapshot of its own, taken after the key rows
 -- locked before it: the slots it counts in use are ones no other claim can grant meanwhile.
--- Nothing in it waits on a lock (every lock is SKIP LOCKED).
+-- Past folding the wakes, nothing in it waits on a lock (every lock is SKIP LOCKED).
 CREATE OR REPLACE FUNCTION stepwise_claim_keyed(
   p_owner text, p_room integer, p_lease_ms float8,
   p_min_keys integer, p_full_recheck_ms float8, p_busy_retry_ms float8
@@ -274,6 +286,16 @@ BEGIN
       USING HINT = 'Run the executor with default_transaction_isolation = ''read committed'' (the default).';
   END IF;
   IF p_room <= 0 THEN RETURN; END IF;
+  -- The wakes commits left, folded into their keys' rows. A row another claim holds is waited
+  -- for (a claim holds its keys for one call, and waits for nothing itself); keys are taken in
+  -- order, as every writer of several keys' rows takes them, so two folds never deadlock.
+  WITH folded AS (
+    DELETE FROM concurrency_wakes w
+    WHERE w.id IN (SELECT id FROM concurrency_wakes ORDER BY id LIMIT 10000 FOR UPDATE SKIP LOCKED)
+    RETURNING w.key, w.run_at)
+  INSERT INTO concurrency_keys AS k (key, next_at)
+  SELECT f.key, min(f.run_at) FROM folded f GROUP BY f.key ORDER BY f.key
+  ON CONFLICT (key) DO UPDATE SET next_at = excluded.next_at WHERE excluded.next_at < k.next_at;
   SELECT array_agg(k.key) INTO v_keys FROM (
     SELECT key FROM concurrency_keys WHERE next_at <= now() ORDER BY next_at
     LIMIT greatest(p_room, p_min_keys) FOR UPDATE SKIP LOCKED) k;

@@ -163,16 +163,16 @@ const jobValues = (runId: string) => `q.kind, ${runId}, q.step_id,
          q.concurrency`;
 const JOB_RECORD = "q(kind text, step_id text, run_at timestamptz, delay_ms float8, locked_by text, lease_ms float8, concurrency jsonb)";
 /**
- * The keys of the invocations `queued` wrote waiting for a slot, into the queue of keys (see
- * schema.sql), due no later than their earliest job: in the statement that writes the jobs, so
- * a job never waits on a key no claim looks at. Keys in order, so two writers lock them alike.
+ * The keys of the invocations `queued` wrote waiting for a slot, with their earliest due time,
+ * as wakes for the next claim to fold into the queue of keys (see schema.sql): in the statement
+ * that writes the jobs, so a job never waits on a key no claim looks at, and without locking
+ * the key's row for the rest of the transaction.
  */
 const KEYS_OF_QUEUED = `keyed AS (
-  INSERT INTO concurrency_keys AS k (key, next_at)
+  INSERT INTO concurrency_wakes (key, run_at)
   SELECT s.slot->>'key', min(q.run_at) FROM queued q, jsonb_array_elements(q.concurrency) AS s(slot)
   WHERE q.concurrency IS NOT NULL AND q.locked_by IS NULL
-  GROUP BY 1 ORDER BY 1
-  ON CONFLICT (key) DO UPDATE SET next_at = excluded.next_at WHERE excluded.next_at < k.next_at
+  GROUP BY 1
   RETURNING 1
 )`;
 const MATCHER_RECORD = "m(step_id text, kind text, event_name text, match_path text, match_value text, if_expr text, expires_at timestamptz)";

@@ -3,13 +3,16 @@
  * slots in use must be exact, and only the record holds every lease (Redis may lose anything).
  *
  * An invocation waiting for a slot is a free job carrying its run's keys. Each key with such
- * jobs has a row in `concurrency_keys` saying when a claim should look at it next. A claim locks
- * the rows of the keys it looks at (`SKIP LOCKED`: a key another executor is counting is left to
- * it), then reads the slots in use, which no one else can grant meanwhile, and leases jobs in
- * order of due time while each of their keys has room. A slot is held by every leased
- * invocation, its lease live or run out: a stalled worker may go on, so only a claim that takes
- * its job again (which costs no slot) or its end frees it. Nothing in it ever waits on a lock, so it
- * cannot deadlock with the commits that queue and complete jobs.
+ * jobs has a row in `concurrency_keys` saying when a claim should look at it next; the commit
+ * that queues the job leaves a wake (`concurrency_wakes`) that the next claim folds into that
+ * row, so commits never hold a key's row. A claim locks the rows of the keys it looks at (`SKIP
+ * LOCKED`: a key another executor is counting is left to it), then reads the slots in use,
+ * which no one else can grant meanwhile, and leases jobs in order of due time while each of
+ * their keys has room. A slot is held by every leased invocation, its lease live or run out: a
+ * stalled worker may go on, so only a claim that takes its job again (which costs no slot) or
+ * its end frees it. Past folding the wakes (which waits for a claim holding a key, in order of
+ * key) a claim never waits on a lock, so it cannot deadlock with the commits that queue and
+ * complete jobs, nor with another claim.
  *
  * The claim itself is `stepwise_claim_keyed` in schema.sql, a function in the database: it takes
  * several reads, each after the locks taken before it (a statement of several parts reads one
@@ -64,8 +67,8 @@ export async function slotsFreed(sql: SqlExecutor, keys: string[]): Promise<void
   );
 }
 
-/** Milliseconds until a key is due (0 if one is), or null when none is. */
-export const NEXT_KEY_DUE = `(SELECT min(next_at) FROM concurrency_keys WHERE next_at < 'infinity')`;
+/** When a key is next due (a wake no claim folded yet counts as due at its time), or NULL. */
+export const NEXT_KEY_DUE = `least((SELECT min(next_at) FROM concurrency_keys WHERE next_at < 'infinity'), (SELECT min(run_at) FROM concurrency_wakes))`;
 
 /**
  * Makes keys due that have a job to grant now whatever their row says: an invocation whose lease
@@ -77,6 +80,8 @@ export async function reconcileKeys(sql: SqlExecutor): Promise<number> {
     `INSERT INTO concurrency_keys AS k (key, next_at)
      SELECT s.slot->>'key', now() FROM jobs j, jsonb_array_elements(j.concurrency) AS s(slot)
      WHERE j.concurrency IS NOT NULL AND j.run_at <= now() AND (j.locked_until IS NULL OR j.locked_until < now())
+       -- A key whose wake no claim folded yet has no row for good reason.
+       AND NOT EXISTS (SELECT 1 FROM concurrency_wakes w WHERE w.key = s.slot->>'key')
      GROUP BY 1 ORDER BY 1
      ON CONFLICT (key) DO UPDATE SET next_at = now() WHERE k.next_at > now()
      RETURNING (xmax = 0) AS inserted`,

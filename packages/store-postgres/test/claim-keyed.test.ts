@@ -6,13 +6,71 @@ import { describe, expect, it } from "vitest";
 import { postgresAvailable } from "../../../test/support/postgres.ts";
 import { suiteDatabase } from "../../../test/support/suite-database.ts";
 import { PgQueue } from "../src/queue.ts";
+import { emptyChange, seedRun } from "./store-contract.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe.runIf(postgresAvailable)("keyed claims and freed slots beside other transactions (real PostgreSQL)", () => {
   const suite = suiteDatabase("claimkeyed");
+  const slot = (key: string, limit = 5) => [{ key, limit }];
+  /** A live run with nothing queued, to queue invocations of inside a transaction a test holds. */
+  const liveRun = async () => (await seedRun(suite.store)).run;
 
-  it("a notice of freed slots locks its keys in order, as a commit queueing jobs of them does: the two never deadlock", async () => {
+  it("claims a key's waiting invocations while a commit that queues another of that key is still open", async () => {
+    const key = "fn:hot:k";
+    const waiting = (await seedRun(suite.store, [{ kind: "invoke", concurrency: slot(key) }])).jobs[0]!;
+    const run = await liveRun();
+    let queued!: () => void;
+    const isQueued = new Promise<void>((resolve) => (queued = resolve));
+    let finish!: () => void;
+    const finished = new Promise<void>((resolve) => (finish = resolve));
+    // An event's transaction, say, under heavy ingest: it queued a job of the key and goes on.
+    const ingest = suite.store.transaction(async (tx) => {
+      await tx.writeChange(run.id, run.version, emptyChange({ jobs: [{ kind: "invoke", runId: run.id, concurrency: slot(key) }] }));
+      queued();
+      await finished;
+    });
+    await isQueued;
+    const claimed = await suite.store.queue.claim("worker-a", 10, 30_000);
+    finish();
+    await ingest;
+    expect(claimed.map((job) => job.id)).toEqual([waiting.id]);
+    // Once it commits, its job is claimed as well.
+    expect((await suite.store.queue.claim("worker-a", 10, 30_000)).map((job) => job.runId)).toEqual([run.id]);
+  });
+
+  it("two commits queueing invocations of the same keys in opposite orders both commit", async () => {
+    const [one, two] = [await liveRun(), await liveRun()];
+    const other = suite.db.store();
+    // A deadlock would abort one of them, which the store then runs again: a third attempt.
+    let attempts = 0;
+    // Writes done so far: the n-th write (from 1) waits for the n - 1 before it, except that the
+    // last two are sent together (the old way, each then waited for the other's key).
+    let done = 0;
+    const turn = async (n: number) => {
+      while (done < Math.min(n, 3) - 1) await sleep(5);
+    };
+    // Each queues a job of one key, then (after the other did the same) one of the other key.
+    const queue = (store: typeof suite.store, run: typeof one, keys: [string, string], at: [number, number]) =>
+      store.transaction(async (tx) => {
+        attempts++;
+        let version = run.version;
+        await turn(at[0]);
+        version = (await tx.writeChange(run.id, version, emptyChange({ jobs: [{ kind: "invoke", runId: run.id, stepId: "x", concurrency: slot(keys[0]) }] }))).version;
+        done++;
+        await turn(at[1]);
+        await tx.writeChange(run.id, version, emptyChange({ jobs: [{ kind: "invoke", runId: run.id, stepId: "y", concurrency: slot(keys[1]) }] }));
+        done++;
+      });
+    const results = await Promise.allSettled([queue(suite.store, one, ["fn:x:c", "fn:x:d"], [1, 3]), queue(other, two, ["fn:x:d", "fn:x:c"], [2, 4])]);
+    expect(results.map((result) => result.status)).toEqual(["fulfilled", "fulfilled"]);
+    expect(attempts).toBe(2);
+    const runs = new Set([one.id, two.id]);
+    const claimed = (await suite.store.queue.claim("worker-a", 20, 30_000)).filter((job) => runs.has(job.runId));
+    expect(claimed.map((job) => job.runId).sort()).toEqual([one.id, two.id, one.id, two.id].sort());
+  });
+
+  it("a notice of freed slots locks its keys in order, as every writer of several keys' rows does: the two never deadlock", async () => {
     // "b" first on disk, so a notice reading the table in its own order would lock it first.
     await suite.sql.query("INSERT INTO concurrency_keys (key, next_at) VALUES ('fn:x:b', now() + interval '1 minute'), ('fn:x:a', now() + interval '1 minute')");
     const writer = suite.db.client();
@@ -20,7 +78,7 @@ describe.runIf(postgresAvailable)("keyed claims and freed slots beside other tra
     const aHeld = new Promise<void>((resolve) => (holdingA = resolve));
     let goOn!: () => void;
     const wentOn = new Promise<void>((resolve) => (goOn = resolve));
-    // A commit that queues jobs of both keys takes their rows in order of key: "a", then "b".
+    // Another writer of both keys' rows (a claim folding wakes, reconcile) takes them in order of key: "a", then "b".
     const commit = writer.transaction(async (tx) => {
       await tx.query("UPDATE concurrency_keys SET next_at = now() + interval '2 minutes' WHERE key = 'fn:x:a'");
       holdingA();
@@ -33,7 +91,7 @@ describe.runIf(postgresAvailable)("keyed claims and freed slots beside other tra
     goOn();
     await Promise.all([commit, notice]);
     // The notice waited for the commit, then made both keys due.
-    const rows = await suite.sql.query<{ key: string; due: boolean }>("SELECT key, next_at <= now() AS due FROM concurrency_keys ORDER BY key");
+    const rows = await suite.sql.query<{ key: string; due: boolean }>("SELECT key, next_at <= now() AS due FROM concurrency_keys WHERE key IN ('fn:x:a', 'fn:x:b') ORDER BY key");
     expect(rows.map((row) => [row.key, row.due])).toEqual([
       ["fn:x:a", true],
       ["fn:x:b", true],

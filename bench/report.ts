@@ -70,6 +70,7 @@ export function printReport(report: { baselines: Baselines; results: Record<stri
   rows.push(["burst 1,000 runs x 5: s, steps/s", ...cell((r) => `${r.burst.seconds} s, ${r.burst.stepsPerSecond}`)]);
   rows.push(["burst 1,000 keyed runs x 5: s, steps/s", ...cell((r) => `${r.burstKeyed.seconds} s, ${r.burstKeyed.stepsPerSecond}`)]);
   rows.push(["throttle 50/s, 250 runs at once: starts/s (/ configured)", ...cell((r) => `${r.throttle.observed} (${x(r.throttle.observed, r.throttle.configured)})`)]);
+  rows.push(["throttle, from the 26th start: starts/s (/ configured)", ...cell((r) => `${r.throttle.steady} (${x(r.throttle.steady, r.throttle.configured)})`)]);
   rows.push(["W3 20 runs sleep 2s: late p50 / p99 / max (ms)", ...cell((r, floor) => `${r.w3.p50} / ${r.w3.p99} / ${r.w3.max} (${x(r.w3.p50, floor)})`)]);
   rows.push(["W3 one run sleeping 2s alone: late p50 / max (ms)", ...cell((r, floor) => `${r.w3Alone.p50} / ${r.w3Alone.max} (${x(r.w3Alone.p50, floor)})`)]);
   rows.push(["W4 event answered->step p50 / p99 (ms)", ...cell((r, floor) => `${r.w4.p50} / ${r.w4.p99} (${x(r.w4.p50, floor)})`)]);

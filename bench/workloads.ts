@@ -93,6 +93,12 @@ export interface ThrottleResult {
   configured: number;
   /** Starts per second from the first start to the last. */
   observed: number;
+  /**
+   * Starts per second from the 26th start (half a second into the schedule) to the last. The
+   * first starts bunch: those due while the request that stored the 250 events was still
+   * committing start together when it commits, which shortens the first-to-last span.
+   */
+  steady: number;
 }
 
 /** `runs` events at once for a function throttled to 50 starts a second, one at a time. */
@@ -102,8 +108,8 @@ export async function throttle(topology: Topology, probe: Probe, runs = 250): Pr
   await send(topology, tags.map((tag) => ({ name: "bench/throttled", data: { tag } })));
   await finished;
   const starts = tags.map((tag) => probe.firstStepAt.get(tag)!).sort((a, b) => a - b);
-  const seconds = (starts.at(-1)! - starts[0]!) / 1000;
-  return { runs, configured: 50, observed: round((runs - 1) / seconds, 2) };
+  const rate = (from: number) => round((runs - 1 - from) / ((starts.at(-1)! - starts[from]!) / 1000), 2);
+  return { runs, configured: 50, observed: rate(0), steady: rate(25) };
 }
 
 export interface LatencyResult {

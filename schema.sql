@@ -252,7 +252,8 @@ CREATE INDEX IF NOT EXISTS concurrency_wakes_run_at_idx ON concurrency_wakes (ru
 -- HTTP included, and atomic whatever happens to the executor. As a VOLATILE function under
 -- READ COMMITTED each statement in it reads a snapshot of its own, taken after the key rows
 -- locked before it: the slots it counts in use are ones no other claim can grant meanwhile.
--- Past folding the wakes, nothing in it waits on a lock (every lock is SKIP LOCKED).
+-- Nothing in it waits on a lock (every lock is SKIP LOCKED), but for a key row that another
+-- claim's fold made in the same moment.
 CREATE OR REPLACE FUNCTION stepwise_claim_keyed(
   p_owner text, p_room integer, p_lease_ms float8,
   p_min_keys integer, p_full_recheck_ms float8, p_busy_retry_ms float8
@@ -286,12 +287,19 @@ BEGIN
       USING HINT = 'Run the executor with default_transaction_isolation = ''read committed'' (the default).';
   END IF;
   IF p_room <= 0 THEN RETURN; END IF;
-  -- The wakes commits left, folded into their keys' rows. A row another claim holds is waited
-  -- for (a claim holds its keys for one call, and waits for nothing itself); keys are taken in
-  -- order, as every writer of several keys' rows takes them, so two folds never deadlock.
-  WITH folded AS (
+  -- The wakes commits left, folded into their keys' rows (made for keys that have none). The
+  -- wakes of a key whose row someone else holds (another claim, a notice) stay for a later
+  -- claim: waiting for that row would make every claim, plain jobs' included, wait behind the
+  -- slowest claim of a hot key.
+  WITH wakes AS (
+    SELECT id, key, run_at FROM concurrency_wakes ORDER BY id LIMIT 10000 FOR UPDATE SKIP LOCKED),
+  free AS (
+    SELECT k.key FROM concurrency_keys k WHERE k.key IN (SELECT key FROM wakes) ORDER BY k.key FOR UPDATE SKIP LOCKED),
+  rowless AS (
+    SELECT DISTINCT w.key FROM wakes w WHERE NOT EXISTS (SELECT 1 FROM concurrency_keys k WHERE k.key = w.key)),
+  folded AS (
     DELETE FROM concurrency_wakes w
-    WHERE w.id IN (SELECT id FROM concurrency_wakes ORDER BY id LIMIT 10000 FOR UPDATE SKIP LOCKED)
+    WHERE w.id IN (SELECT id FROM wakes WHERE key IN (SELECT key FROM free) OR key IN (SELECT key FROM rowless))
     RETURNING w.key, w.run_at)
   INSERT INTO concurrency_keys AS k (key, next_at)
   SELECT f.key, min(f.run_at) FROM folded f GROUP BY f.key ORDER BY f.key
@@ -404,7 +412,8 @@ BEGIN
   END LOOP;
 
   FOR v_job IN
-    UPDATE jobs SET locked_by = p_owner, locked_until = now() + make_interval(secs => p_lease_ms / 1000), claims = claims + 1
+    -- From the moment of the lease, not the call's start (now()): a long claim would shorten it.
+    UPDATE jobs SET locked_by = p_owner, locked_until = clock_timestamp() + make_interval(secs => p_lease_ms / 1000), claims = claims + 1
     WHERE id = ANY (v_chosen) RETURNING jobs.*
   LOOP
     RETURN NEXT v_job;
@@ -415,8 +424,8 @@ BEGIN
   IF cardinality(v_chosen) < p_room THEN
     UPDATE concurrency_keys k SET next_at = CASE
       WHEN k.key = ANY (ARRAY(SELECT unnest(v_full || v_stuck) INTERSECT SELECT unnest(v_locked)))
-        THEN now() + make_interval(secs => p_full_recheck_ms / 1000)
-      WHEN k.key = ANY (v_busy) THEN now() + make_interval(secs => p_busy_retry_ms / 1000)
+        THEN clock_timestamp() + make_interval(secs => p_full_recheck_ms / 1000)
+      WHEN k.key = ANY (v_busy) THEN clock_timestamp() + make_interval(secs => p_busy_retry_ms / 1000)
       ELSE coalesce(least(
         (SELECT min(run_at) FROM jobs WHERE concurrency IS NOT NULL AND concurrency->0->>'key' = k.key AND locked_until IS NULL),
         (SELECT min(run_at) FROM jobs WHERE concurrency->1 IS NOT NULL AND concurrency->1->>'key' = k.key AND locked_until IS NULL)),

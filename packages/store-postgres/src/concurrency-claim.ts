@@ -10,9 +10,9 @@
  * which no one else can grant meanwhile, and leases jobs in order of due time while each of
  * their keys has room. A slot is held by every leased invocation, its lease live or run out: a
  * stalled worker may go on, so only a claim that takes its job again (which costs no slot) or
- * its end frees it. Past folding the wakes (which waits for a claim holding a key, in order of
- * key) a claim never waits on a lock, so it cannot deadlock with the commits that queue and
- * complete jobs, nor with another claim.
+ * its end frees it. A claim never waits on a lock (the wakes of a key someone holds are left
+ * for a later claim), so it cannot deadlock with the commits that queue and complete jobs, nor
+ * keep another claim waiting.
  *
  * The claim itself is `stepwise_claim_keyed` in schema.sql, a function in the database: it takes
  * several reads, each after the locks taken before it (a statement of several parts reads one
@@ -80,11 +80,10 @@ export async function reconcileKeys(sql: SqlExecutor): Promise<number> {
     `INSERT INTO concurrency_keys AS k (key, next_at)
      SELECT s.slot->>'key', now() FROM jobs j, jsonb_array_elements(j.concurrency) AS s(slot)
      WHERE j.concurrency IS NOT NULL AND j.run_at <= now() AND (j.locked_until IS NULL OR j.locked_until < now())
-       -- A key whose wake no claim folded yet has no row for good reason.
-       AND NOT EXISTS (SELECT 1 FROM concurrency_wakes w WHERE w.key = s.slot->>'key')
      GROUP BY 1 ORDER BY 1
      ON CONFLICT (key) DO UPDATE SET next_at = now() WHERE k.next_at > now()
-     RETURNING (xmax = 0) AS inserted`,
+     -- A key whose wake no claim folded yet has no row for good reason: not a lost write.
+     RETURNING (xmax = 0 AND NOT EXISTS (SELECT 1 FROM concurrency_wakes w WHERE w.key = k.key)) AS inserted`,
   );
   return rows.filter((row) => row.inserted).length;
 }
@@ -92,7 +91,7 @@ export async function reconcileKeys(sql: SqlExecutor): Promise<number> {
 /** Deletes up to `limit` rows of keys nothing waits on. */
 export async function pruneKeys(sql: SqlExecutor, limit: number): Promise<number> {
   const rows = await sql.query(
-    // A row someone holds (a commit queueing a job of its key, say) is left for the next round.
+    // A row someone holds (a claim counting its key, say) is left for the next round.
     `DELETE FROM concurrency_keys WHERE key IN (SELECT key FROM concurrency_keys WHERE next_at = 'infinity' LIMIT $1 FOR UPDATE SKIP LOCKED) AND next_at = 'infinity' RETURNING 1`,
     [limit],
   );

@@ -108,4 +108,45 @@ describe.runIf(postgresAvailable)("keyed claims and freed slots beside other tra
       .catch((caught: unknown) => caught);
     expect(String(error)).toMatch(/only under READ COMMITTED, not repeatable read/);
   });
+
+  it("a claim never waits for a key's row someone holds: that key's wakes stay for a later claim", async () => {
+    const key = "fn:held:k";
+    await suite.sql.query("INSERT INTO concurrency_keys (key, next_at) VALUES ($1, 'infinity')", [key]);
+    const plain = (await seedRun(suite.store, [{ kind: "invoke" }])).jobs[0]!;
+    const keyed = (await seedRun(suite.store, [{ kind: "invoke", concurrency: slot(key) }])).jobs[0]!;
+    let held!: () => void;
+    const isHeld = new Promise<void>((resolve) => (held = resolve));
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    // Another claim counting the key, say (a slow one: 200 full keys took 1.4 s).
+    const holder = suite.db.client();
+    const holding = holder.transaction(async (tx) => {
+      await tx.query("SELECT key FROM concurrency_keys WHERE key = $1 FOR UPDATE", [key]);
+      held();
+      await released;
+    });
+    await isHeld;
+    const first = await suite.store.queue.claim("worker-a", 10, 30_000);
+    release();
+    await holding;
+    await holder.close();
+    expect(first.map((job) => job.id)).toContain(plain.id);
+    expect(first.map((job) => job.id)).not.toContain(keyed.id);
+    expect(await suite.sql.query("SELECT 1 FROM concurrency_wakes WHERE key = $1", [key])).toHaveLength(1);
+    // Once the row is free, the next claim folds the wake and takes the job.
+    expect((await suite.store.queue.claim("worker-a", 10, 30_000)).map((job) => job.id)).toContain(keyed.id);
+  });
+
+  it("reconcile makes the key of a lease that ran out due, whatever wakes of that key wait", async () => {
+    const key = "fn:lapsed:k";
+    const job = (await seedRun(suite.store, [{ kind: "invoke", concurrency: slot(key) }])).jobs[0]!;
+    await suite.store.queue.claim("worker-a", 10, 30_000);
+    // Its worker died: the lease ran out. The key's row says nothing waits; a later job of the
+    // key is queued for ten minutes from now.
+    await suite.sql.query("UPDATE jobs SET locked_until = now() - interval '1 second' WHERE id = $1", [job.id]);
+    await suite.sql.query("UPDATE concurrency_keys SET next_at = 'infinity' WHERE key = $1", [key]);
+    await suite.sql.query("INSERT INTO concurrency_wakes (key, run_at) VALUES ($1, now() + interval '10 minutes')", [key]);
+    expect(await suite.store.queue.reconcile()).toBe(0);
+    expect((await suite.store.queue.claim("worker-b", 10, 30_000)).map((claimed) => claimed.id)).toContain(job.id);
+  });
 });

@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { postgresAvailable } from "../../../test/support/postgres.ts";
+import { signal } from "../../../test/support/signal.ts";
 import { suiteDatabase } from "../../../test/support/suite-database.ts";
 import { PgQueue } from "../src/queue.ts";
 import { emptyChange, seedRun } from "./store-contract.ts";
@@ -20,19 +21,17 @@ describe.runIf(postgresAvailable)("keyed claims and freed slots beside other tra
     const key = "fn:hot:k";
     const waiting = (await seedRun(suite.store, [{ kind: "invoke", concurrency: slot(key) }])).jobs[0]!;
     const run = await liveRun();
-    let queued!: () => void;
-    const isQueued = new Promise<void>((resolve) => (queued = resolve));
-    let finish!: () => void;
-    const finished = new Promise<void>((resolve) => (finish = resolve));
+    const isQueued = signal();
+    const finished = signal();
     // An event's transaction, say, under heavy ingest: it queued a job of the key and goes on.
     const ingest = suite.store.transaction(async (tx) => {
       await tx.writeChange(run.id, run.version, emptyChange({ jobs: [{ kind: "invoke", runId: run.id, concurrency: slot(key) }] }));
-      queued();
-      await finished;
+      isQueued.set();
+      await finished.happened;
     });
-    await isQueued;
+    await isQueued.happened;
     const claimed = await suite.store.queue.claim("worker-a", 10, 30_000);
-    finish();
+    finished.set();
     await ingest;
     expect(claimed.map((job) => job.id)).toEqual([waiting.id]);
     // Once it commits, its job is claimed as well.
@@ -74,21 +73,19 @@ describe.runIf(postgresAvailable)("keyed claims and freed slots beside other tra
     // "b" first on disk, so a notice reading the table in its own order would lock it first.
     await suite.sql.query("INSERT INTO concurrency_keys (key, next_at) VALUES ('fn:x:b', now() + interval '1 minute'), ('fn:x:a', now() + interval '1 minute')");
     const writer = suite.db.client();
-    let holdingA!: () => void;
-    const aHeld = new Promise<void>((resolve) => (holdingA = resolve));
-    let goOn!: () => void;
-    const wentOn = new Promise<void>((resolve) => (goOn = resolve));
+    const aHeld = signal();
+    const wentOn = signal();
     // Another writer of both keys' rows (a claim folding wakes, reconcile) takes them in order of key: "a", then "b".
     const commit = writer.transaction(async (tx) => {
       await tx.query("UPDATE concurrency_keys SET next_at = now() + interval '2 minutes' WHERE key = 'fn:x:a'");
-      holdingA();
-      await wentOn;
+      aHeld.set();
+      await wentOn.happened;
       await tx.query("UPDATE concurrency_keys SET next_at = now() + interval '2 minutes' WHERE key = 'fn:x:b'");
     });
-    await aHeld;
+    await aHeld.happened;
     const notice = new PgQueue(suite.sql).slotsFreed(["fn:x:b", "fn:x:a"]);
     await sleep(100);
-    goOn();
+    wentOn.set();
     await Promise.all([commit, notice]);
     // The notice waited for the commit, then made both keys due.
     const rows = await suite.sql.query<{ key: string; due: boolean }>("SELECT key, next_at <= now() AS due FROM concurrency_keys WHERE key IN ('fn:x:a', 'fn:x:b') ORDER BY key");
@@ -114,20 +111,18 @@ describe.runIf(postgresAvailable)("keyed claims and freed slots beside other tra
     await suite.sql.query("INSERT INTO concurrency_keys (key, next_at) VALUES ($1, 'infinity')", [key]);
     const plain = (await seedRun(suite.store, [{ kind: "invoke" }])).jobs[0]!;
     const keyed = (await seedRun(suite.store, [{ kind: "invoke", concurrency: slot(key) }])).jobs[0]!;
-    let held!: () => void;
-    const isHeld = new Promise<void>((resolve) => (held = resolve));
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => (release = resolve));
+    const isHeld = signal();
+    const released = signal();
     // Another claim counting the key, say (a slow one: 200 full keys took 1.4 s).
     const holder = suite.db.client();
     const holding = holder.transaction(async (tx) => {
       await tx.query("SELECT key FROM concurrency_keys WHERE key = $1 FOR UPDATE", [key]);
-      held();
-      await released;
+      isHeld.set();
+      await released.happened;
     });
-    await isHeld;
+    await isHeld.happened;
     const first = await suite.store.queue.claim("worker-a", 10, 30_000);
-    release();
+    released.set();
     await holding;
     await holder.close();
     expect(first.map((job) => job.id)).toContain(plain.id);

@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { postgresAvailable } from "../../../test/support/postgres.ts";
+import { signal } from "../../../test/support/signal.ts";
 import { suiteDatabase } from "../../../test/support/suite-database.ts";
 import { emptyChange, seedRun } from "./store-contract.ts";
 
@@ -28,23 +29,21 @@ describe.runIf(postgresAvailable)("debounce and batch holds beside other transac
     await suite.sql.query("UPDATE jobs SET concurrency = $2::jsonb WHERE run_id = $1", [held.run.id, JSON.stringify(slot)]);
     await take("k", held.run.id);
     const next = await waiting();
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => (release = resolve));
-    let looked!: () => void;
-    const lookedAt = new Promise<void>((resolve) => (looked = resolve));
+    const released = signal();
+    const lookedAt = signal();
     // A keyed claim reads its candidates (locking them), finds the key full, and takes nothing;
     // its transaction stays open here, as a slow one would.
     await suite.sql.query("INSERT INTO concurrency_keys (key, next_at) VALUES ('fn:app-held:ck', now()) ON CONFLICT (key) DO UPDATE SET next_at = now()");
     const claim = suite.sql.transaction(async (tx) => {
       expect(await tx.query("SELECT id FROM stepwise_claim_keyed('claimer', 16, 30000, 16, 2000, 20)")).toEqual([]);
-      looked();
-      await released;
+      lookedAt.set();
+      await released.happened;
     });
-    await lookedAt;
+    await lookedAt.happened;
     expect(await suite.sql.query("SELECT id FROM jobs WHERE run_id = $1 FOR UPDATE SKIP LOCKED", [held.run.id])).toEqual([]);
     const taking = take("k", next.run.id);
     await sleep(100);
-    release();
+    released.set();
     await claim;
     const [job] = await suite.sql.query<{ claims: number }>("SELECT claims FROM jobs WHERE run_id = $1", [held.run.id]);
     expect({ claims: Number(job?.claims), replaces: (await taking).replaces }).toEqual({ claims: 0, replaces: held.run.id });
@@ -55,13 +54,12 @@ describe.runIf(postgresAvailable)("debounce and batch holds beside other transac
     await take("d", held.run.id);
     const next = await waiting();
     let attempts = 0;
-    let locked!: () => void;
-    const heldLocked = new Promise<void>((resolve) => (locked = resolve));
+    const heldLocked = signal();
     // An event of the key: the store locks the held run and its job; the unit then ends the run.
     const event = suite.store.transaction(async (tx) => {
       attempts++;
       const taken = await tx.takeDebounce("app-held", "d", next.run.id, () => undefined);
-      locked();
+      heldLocked.set();
       await sleep(100);
       const state = taken.replaces ? await tx.lockRun(taken.replaces) : null;
       if (state?.run.status === "queued") await tx.writeChange(state.run.id, state.run.version, emptyChange({ run: { status: "skipped", endedAt: new Date() }, dropJobs: "all" }));
@@ -69,7 +67,7 @@ describe.runIf(postgresAvailable)("debounce and batch holds beside other transac
     // A cancel of the held run meanwhile: its row, then its jobs.
     const cancel = suite.store.transaction(async (tx) => {
       attempts++;
-      await heldLocked;
+      await heldLocked.happened;
       const state = (await tx.lockRun(held.run.id))!;
       if (state.run.status === "queued") await tx.writeChange(held.run.id, state.run.version, emptyChange({ run: { status: "cancelled", endedAt: new Date() }, dropJobs: "all" }));
     });

@@ -21,6 +21,12 @@ export interface IncomingCall {
    * `content-length` says so; otherwise no more than that is read). Read at most once.
    */
   text(maxBytes: number): Promise<string | null>;
+  /**
+   * When the host ends this request (ms since the epoch), for hosts that say (Lambda's
+   * `context.getRemainingTimeInMillis()`): checkpointed steps start only in the first half of
+   * the time left, so the one running at the budget's end has the other half to finish.
+   */
+  readonly deadline?: number;
 }
 
 /** What `serve()` answers: always a JSON body. */

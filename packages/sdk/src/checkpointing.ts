@@ -43,6 +43,15 @@ export function resolveCheckpointing(fnSetting: CheckpointingSetting | undefined
   return ms;
 }
 
+/**
+ * The budget of one invocation: the function's, cut to half the time its host leaves the
+ * request when the host says (see `IncomingCall.deadline`). Null: checkpointing is off.
+ */
+export function budgetWithin(budgetMs: number | null, deadline: number | undefined, now = Date.now()): number | null {
+  if (budgetMs === null || deadline === undefined) return budgetMs;
+  return Math.min(budgetMs, Math.max(0, Math.floor((deadline - now) / 2)));
+}
+
 /** Commits step results for one invocation. */
 export interface Checkpointer {
   /** Steps start only before this time (ms since the epoch). */

@@ -20,7 +20,7 @@ import {
 } from "@stepwise/protocol";
 import { postToExecutor, type ExecutorTransport } from "./api.ts";
 import { callFromRequest, toResponse, type Answer, type IncomingCall } from "./call.ts";
-import { checkpointerFor } from "./checkpointing.ts";
+import { budgetWithin, checkpointerFor } from "./checkpointing.ts";
 import { leftOutputsOut, StoredOutputsUnavailable, withStoredOutputs } from "./stored-outputs.ts";
 import { FailureNotices } from "./notices.ts";
 import type { Stepwise } from "./client.ts";
@@ -163,7 +163,7 @@ class Endpoint {
         return json(503, { error: error.message, notStarted: true });
       }
     }
-    const checkpointer = transport && checkpointerFor(invocation, fn.checkpointBudgetMs, transport);
+    const checkpointer = transport && checkpointerFor(invocation, budgetWithin(fn.checkpointBudgetMs, request.deadline), transport);
     const result = await execute(fn, invocation, checkpointer);
     return json(result.status, result.body);
   }

@@ -86,4 +86,45 @@ describe("serve", () => {
     const result = await handler()({ ...functionUrlEvent, rawQueryString: "fnId=fulfil", body: JSON.stringify(request()) });
     expect(result.statusCode).toBe(401);
   });
+
+  it("starts checkpointed steps only in the first half of the time Lambda leaves the invocation", async () => {
+    const checkpoints: string[] = [];
+    const client = new Stepwise({
+      id: "shop",
+      signingKey: KEY,
+      baseUrl: "http://executor.test:8288",
+      fetch: async (_input, init) => {
+        checkpoints.push((JSON.parse(String(init?.body)) as { step: { id: string } }).step.id);
+        return Response.json({ ok: true });
+      },
+    });
+    const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    const fn = client.createFunction({ id: "fulfil", triggers: [] }, async ({ step }) => {
+      await step.run("a", () => pause(60).then(() => "a"));
+      return step.run("b", () => pause(60).then(() => "b"));
+    });
+    const lambda = serve({ client, functions: [fn] });
+    let attempt = 0;
+    const invoke = async (context?: { getRemainingTimeInMillis(): number }) => {
+      // Each invocation signed anew (the app refuses a replayed one), as the executor signs them.
+      const body = JSON.stringify(request([], { checkpoint: { token: `7.${++attempt}.executor-a` } }));
+      const url = "https://lambda.example/api/durable?fnId=fulfil";
+      const headers = { ...httpApiV2Event.headers, "content-type": "application/json", [HEADERS.signature]: await signInvocation(KEY, url, body) };
+      return lambda({ ...httpApiV2Event, rawPath: "/api/durable", rawQueryString: "fnId=fulfil", headers, body }, context);
+    };
+    // 100 ms left: steps start only in the first 50, so step "a" (60 ms) ends past the budget
+    // and goes in the answer, not through a checkpoint.
+    const short = await invoke({ getRemainingTimeInMillis: () => 100 });
+    expect(short.statusCode).toBe(206);
+    expect(JSON.parse(short.body)).toMatchObject({ type: "ops", ops: [{ op: "step-ran", id: "a", output: "a" }] });
+    expect(checkpoints).toEqual([]);
+    // A minute left, or no context at all: the function's own budget (5 s) holds.
+    for (const context of [{ getRemainingTimeInMillis: () => 60_000 }, undefined]) {
+      checkpoints.length = 0;
+      const long = await invoke(context);
+      expect(long.statusCode).toBe(200);
+      expect(JSON.parse(long.body)).toEqual({ type: "completed", output: "b" });
+      expect(checkpoints).toEqual(["a", "b"]);
+    }
+  });
 });

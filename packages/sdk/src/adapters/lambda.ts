@@ -55,14 +55,24 @@ export interface LambdaHttpResult {
   isBase64Encoded: false;
 }
 
-/** A Lambda handler for `/api/durable`; the context is not needed. */
-export type LambdaHandler = (event: LambdaHttpEvent, context?: unknown) => Promise<LambdaHttpResult>;
+/** The part of Lambda's context `serve()` reads: how long the invocation may still run. */
+export interface LambdaContext {
+  getRemainingTimeInMillis?(): number;
+}
+
+/**
+ * A Lambda handler for `/api/durable`. With Lambda's `context`, checkpointed steps start only in
+ * the first half of the time the function has left (its timeout is 3 s unless configured), so
+ * the invocation answers before Lambda ends it.
+ */
+export type LambdaHandler = (event: LambdaHttpEvent, context?: LambdaContext) => Promise<LambdaHttpResult>;
 
 /** Returns the Lambda handler for `/api/durable`. */
 export function serve(options: ServeOptions): LambdaHandler {
   const handler = createCallHandler(options);
-  return async (event) => {
-    const answer = await handler(toCall(event));
+  return async (event, context) => {
+    const remaining = typeof context?.getRemainingTimeInMillis === "function" ? context.getRemainingTimeInMillis() : undefined;
+    const answer = await handler(toCall(event, remaining === undefined ? undefined : Date.now() + remaining));
     const headers = answer.headers;
     const result: LambdaHttpResult = { statusCode: answer.status, headers, body: answer.body, isBase64Encoded: false };
     // A REST API (v1) only passes on multi-value headers when asked; it is harmless to send both.
@@ -77,12 +87,13 @@ export function toRequest(event: LambdaHttpEvent): Request {
   return new Request(url, { method, headers, body });
 }
 
-/** The event as the core's call. */
-function toCall(event: LambdaHttpEvent): IncomingCall {
+/** The event as the core's call; `deadline` is when Lambda ends the invocation, if known. */
+function toCall(event: LambdaHttpEvent, deadline?: number): IncomingCall {
   const { method, url, headers, body } = readEvent(event);
   return {
     method,
     url,
+    deadline,
     header: (name) => headers.get(name),
     text: async (maxBytes) => {
       if (Number(headers.get("content-length") ?? Number.NaN) > maxBytes) return null;

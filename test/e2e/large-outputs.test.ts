@@ -30,7 +30,7 @@ describe.each(STORE_KINDS)("outputs left out of the invocation (%s)", (storeKind
   const readFaults: Array<"502" | "refuse" | "cut"> = [];
   const reads: string[][] = [];
 
-  const client = new Stepwise({ id: "large-outputs", dev: true, schemas: { "big/chain": Id, "big/pair": Id } });
+  const client = new Stepwise({ id: "large-outputs", dev: true, schemas: { "big/chain": Id, "big/pair": Id, "big/long": Id } });
   const faultyClient = new Stepwise({
     id: "large-outputs-faulty",
     dev: true,
@@ -60,6 +60,16 @@ describe.each(STORE_KINDS)("outputs left out of the invocation (%s)", (storeKind
     return [small.n, ...outputs.map((output, i) => output === big(i))];
   });
 
+  /** As many steps as a run may reach (1,000), 4 KB each, then a sleep: the invocation after it replays them all. */
+  const long = client.createFunction({ id: "long", triggers: [{ event: "big/long" }] }, async ({ event, step }) => {
+    let total = 0;
+    for (let i = 0; i < 998; i++) {
+      total += (await step.run(`s${i}`, () => (ran(`${event.data.id}:s${i}`), `${i}:`.padEnd(4096, "x")))).length;
+    }
+    await step.sleep("pause", "10ms");
+    return step.run("last", () => total);
+  });
+
   const pair = client.createFunction({ id: "pair", triggers: [{ event: "big/pair" }] }, async ({ event, step }) => {
     const a = await step.run("a", () => (ran(`${event.data.id}:a`), "p".repeat(1.5 * MB)));
     await step.sleep("pause", "10ms");
@@ -81,7 +91,7 @@ describe.each(STORE_KINDS)("outputs left out of the invocation (%s)", (storeKind
       stack = await startStack({
         store: storeKind,
         client,
-        functions: [chain, pair],
+        functions: [chain, pair, long],
         // What AWS Lambda does with a larger request: refuses it.
         intercept: async (request, app) => {
           if (request.method !== "POST") return app(request);
@@ -105,6 +115,18 @@ describe.each(STORE_KINDS)("outputs left out of the invocation (%s)", (storeKind
       // 8 MB stored; each invocation carried at most the executor's 1 MB budget of it.
       expect(largestInvocation).toBeLessThan(1.2 * MB);
     });
+
+    it("finishes a run of 1,000 steps whose replay after a sleep stays within the request cap, each step run once", async () => {
+      largestInvocation = 0;
+      const key = `long-${storeKind}`;
+      const [eventId] = await stack.send({ name: "big/long", data: { id: key } });
+      const run = await stack.waitForRun(eventId!, { timeoutMs: 60_000 });
+      expect(run).toMatchObject({ status: "completed", output: 998 * 4096 });
+      expect(run.steps).toHaveLength(1_000);
+      expect(Array.from({ length: 998 }, (_, i) => executions.get(`${key}:s${i}`)).every((n) => n === 1)).toBe(true);
+      // 4 MB stored: the invocation after the sleep carried the 1 MB budget of it and the rest by size.
+      expect(largestInvocation).toBeLessThan(1.5 * MB);
+    }, 90_000);
 
     // Last: it registers the app as an older SDK would, then as it is.
     it("sends it every output, as before, instead of one by size it would take for null", async () => {

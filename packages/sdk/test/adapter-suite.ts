@@ -152,5 +152,18 @@ export function testAdapter(adapter: AdapterUnderTest): void {
       expect(JSON.parse(checkpoints[0]!.body)).toMatchObject({ token: "7.1.executor-a", run: { id: "run-1", appId: "shop", functionId: "fulfil" }, step: { id: "reserve", position: 0, output: "reserved o1" } });
       expect(await verify(checkpoints[0]!.signature, { method: "POST", target: "/api/checkpoints", body: checkpoints[0]!.body }, [KEY])).toEqual({ ok: true });
     });
+
+    it("a refused checkpoint stops the invocation: the step's result goes in the answer, nothing after it runs", async () => {
+      let asked = 0;
+      // The executor says this invocation must stop (its lease went to another worker, say).
+      const executor: typeof fetch = async () => (asked++, Response.json({ refused: "lease-lost" }, { status: 409 }));
+      const { url, call } = await mount(executor);
+      const body = JSON.stringify(request([], { event: unicodeEvent, events: [unicodeEvent], checkpoint: { token: "7.2.executor-a" } }));
+      const target = `${url}?fnId=fulfil`;
+      const res = await call(new Request(target, { method: "POST", headers: { "content-type": "application/json", [HEADERS.signature]: await signInvocation(KEY, target, body) }, body }));
+      expect(asked).toBe(1);
+      expect(res.status).toBe(206);
+      expect(await res.json()).toEqual({ type: "ops", ops: [{ op: "step-ran", id: "reserve", name: "reserve", position: 0, output: "reserved o1" }] });
+    });
   });
 }

@@ -116,7 +116,9 @@ describe.each(STORE_KINDS)("outputs left out of the invocation (%s)", (storeKind
       expect(largestInvocation).toBeLessThan(1.2 * MB);
     });
 
-    it("finishes a run of 1,000 steps whose replay after a sleep stays within the request cap, each step run once", async () => {
+    // On PostgreSQL alone: what the invocation carries is the executor's doing, the same on every
+    // store, and 1,000 checkpointed steps cost 20-30 s of CI per store with the suites beside it.
+    if (storeKind === "postgres") it("finishes a run of 1,000 steps whose replay after a sleep stays within the request cap, each step run once", async () => {
       largestInvocation = 0;
       const key = `long-${storeKind}`;
       const [eventId] = await stack.send({ name: "big/long", data: { id: key } });

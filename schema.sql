@@ -273,6 +273,7 @@ DECLARE
   v_slots jsonb[];
   v_held boolean[];
   v_others text[];
+  v_uncounted text[];
   v_granted text[];
   v_refused text[];
   v_all text[];
@@ -290,20 +291,22 @@ BEGIN
   -- The wakes commits left, folded into their keys' rows (made for keys that have none). The
   -- wakes of a key whose row someone else holds (another claim, a notice) stay for a later
   -- claim: waiting for that row would make every claim, plain jobs' included, wait behind the
-  -- slowest claim of a hot key.
-  WITH wakes AS (
-    SELECT id, key, run_at FROM concurrency_wakes ORDER BY id LIMIT 10000 FOR UPDATE SKIP LOCKED),
-  free AS (
-    SELECT k.key FROM concurrency_keys k WHERE k.key IN (SELECT key FROM wakes) ORDER BY k.key FOR UPDATE SKIP LOCKED),
-  rowless AS (
-    SELECT DISTINCT w.key FROM wakes w WHERE NOT EXISTS (SELECT 1 FROM concurrency_keys k WHERE k.key = w.key)),
-  folded AS (
-    DELETE FROM concurrency_wakes w
-    WHERE w.id IN (SELECT id FROM wakes WHERE key IN (SELECT key FROM free) OR key IN (SELECT key FROM rowless))
-    RETURNING w.key, w.run_at)
-  INSERT INTO concurrency_keys AS k (key, next_at)
-  SELECT f.key, min(f.run_at) FROM folded f GROUP BY f.key ORDER BY f.key
-  ON CONFLICT (key) DO UPDATE SET next_at = excluded.next_at WHERE excluded.next_at < k.next_at;
+  -- slowest claim of a hot key. (Looked for first: most claims find none.)
+  IF EXISTS (SELECT 1 FROM concurrency_wakes) THEN
+    WITH wakes AS (
+      SELECT id, key, run_at FROM concurrency_wakes ORDER BY id LIMIT 10000 FOR UPDATE SKIP LOCKED),
+    free AS (
+      SELECT k.key FROM concurrency_keys k WHERE k.key IN (SELECT key FROM wakes) ORDER BY k.key FOR UPDATE SKIP LOCKED),
+    rowless AS (
+      SELECT DISTINCT w.key FROM wakes w WHERE NOT EXISTS (SELECT 1 FROM concurrency_keys k WHERE k.key = w.key)),
+    folded AS (
+      DELETE FROM concurrency_wakes w
+      WHERE w.id IN (SELECT id FROM wakes WHERE key IN (SELECT key FROM free) OR key IN (SELECT key FROM rowless))
+      RETURNING w.key, w.run_at)
+    INSERT INTO concurrency_keys AS k (key, next_at)
+    SELECT f.key, min(f.run_at) FROM folded f GROUP BY f.key ORDER BY f.key
+    ON CONFLICT (key) DO UPDATE SET next_at = excluded.next_at WHERE excluded.next_at < k.next_at;
+  END IF;
   SELECT array_agg(k.key) INTO v_keys FROM (
     SELECT key FROM concurrency_keys WHERE next_at <= now() ORDER BY next_at
     LIMIT greatest(p_room, p_min_keys) FOR UPDATE SKIP LOCKED) k;
@@ -370,13 +373,13 @@ BEGIN
     -- run out (a stalled worker may go on; only a claim that takes its job again frees it).
     -- `locked_until IS NOT NULL`, set and cleared with the holder, reaches them through the
     -- leases' index; `locked_by` would read the whole table (test/plans-by-key.test.ts).
+    v_uncounted := ARRAY(SELECT unnest(v_locked) EXCEPT SELECT jsonb_object_keys(v_used));
     SELECT v_used || coalesce(jsonb_object_agg(k.key, coalesce(u.used, 0)), '{}') INTO v_used
-    FROM unnest(ARRAY(SELECT unnest(v_locked) EXCEPT SELECT jsonb_object_keys(v_used))) AS k(key)
+    FROM unnest(v_uncounted) AS k(key)
     LEFT JOIN (
       SELECT s.slot->>'key' AS key, count(*)::int AS used
       FROM jobs j, jsonb_array_elements(j.concurrency) AS s(slot)
-      WHERE j.locked_until IS NOT NULL AND j.concurrency IS NOT NULL
-        AND s.slot->>'key' = ANY (ARRAY(SELECT unnest(v_locked) EXCEPT SELECT jsonb_object_keys(v_used)))
+      WHERE j.locked_until IS NOT NULL AND j.concurrency IS NOT NULL AND s.slot->>'key' = ANY (v_uncounted)
       GROUP BY 1
     ) u ON u.key = k.key;
 

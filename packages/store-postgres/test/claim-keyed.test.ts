@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { postgresAvailable } from "../../../test/support/postgres.ts";
-import { signal } from "../../../test/support/signal.ts";
+import { signal, whileHeld } from "../../../test/support/signal.ts";
 import { suiteDatabase } from "../../../test/support/suite-database.ts";
 import { PgQueue } from "../src/queue.ts";
 import { emptyChange, seedRun } from "./store-contract.ts";
@@ -21,18 +21,15 @@ describe.runIf(postgresAvailable)("keyed claims and freed slots beside other tra
     const key = "fn:hot:k";
     const waiting = (await seedRun(suite.store, [{ kind: "invoke", concurrency: slot(key) }])).jobs[0]!;
     const run = await liveRun();
-    const isQueued = signal();
-    const finished = signal();
     // An event's transaction, say, under heavy ingest: it queued a job of the key and goes on.
-    const ingest = suite.store.transaction(async (tx) => {
-      await tx.writeChange(run.id, run.version, emptyChange({ jobs: [{ kind: "invoke", runId: run.id, concurrency: slot(key) }] }));
-      isQueued.set();
-      await finished.happened;
-    });
-    await isQueued.happened;
-    const claimed = await suite.store.queue.claim("worker-a", 10, 30_000);
-    finished.set();
-    await ingest;
+    const claimed = await whileHeld(
+      (hold) =>
+        suite.store.transaction(async (tx) => {
+          await tx.writeChange(run.id, run.version, emptyChange({ jobs: [{ kind: "invoke", runId: run.id, concurrency: slot(key) }] }));
+          await hold();
+        }),
+      () => suite.store.queue.claim("worker-a", 10, 30_000),
+    );
     expect(claimed.map((job) => job.id)).toEqual([waiting.id]);
     // Once it commits, its job is claimed as well.
     expect((await suite.store.queue.claim("worker-a", 10, 30_000)).map((job) => job.runId)).toEqual([run.id]);
@@ -111,19 +108,16 @@ describe.runIf(postgresAvailable)("keyed claims and freed slots beside other tra
     await suite.sql.query("INSERT INTO concurrency_keys (key, next_at) VALUES ($1, 'infinity')", [key]);
     const plain = (await seedRun(suite.store, [{ kind: "invoke" }])).jobs[0]!;
     const keyed = (await seedRun(suite.store, [{ kind: "invoke", concurrency: slot(key) }])).jobs[0]!;
-    const isHeld = signal();
-    const released = signal();
     // Another claim counting the key, say (a slow one: 200 full keys took 1.4 s).
     const holder = suite.db.client();
-    const holding = holder.transaction(async (tx) => {
-      await tx.query("SELECT key FROM concurrency_keys WHERE key = $1 FOR UPDATE", [key]);
-      isHeld.set();
-      await released.happened;
-    });
-    await isHeld.happened;
-    const first = await suite.store.queue.claim("worker-a", 10, 30_000);
-    released.set();
-    await holding;
+    const first = await whileHeld(
+      (hold) =>
+        holder.transaction(async (tx) => {
+          await tx.query("SELECT key FROM concurrency_keys WHERE key = $1 FOR UPDATE", [key]);
+          await hold();
+        }),
+      () => suite.store.queue.claim("worker-a", 10, 30_000),
+    );
     await holder.close();
     expect(first.map((job) => job.id)).toContain(plain.id);
     expect(first.map((job) => job.id)).not.toContain(keyed.id);

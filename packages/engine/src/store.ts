@@ -234,9 +234,10 @@ export interface Queue {
   afterCommit(changes: { queued: JobRecord[]; deleted: string[] }): Promise<void>;
   /**
    * An invocation holding concurrency slots of `keys` ended without a continuation: invocations
-   * waiting for those keys may be claimed now (see `concurrency.ts`).
+   * waiting for those keys may be claimed now (see `concurrency.ts`). Resolves to how many of
+   * the keys it made due: 0 when no invocation waited on them for a slot.
    */
-  slotsFreed(keys: string[]): Promise<void>;
+  slotsFreed(keys: string[]): Promise<number>;
   /** Milliseconds until the earliest job not leased is due (0 if one is due), or null when none is queued. */
   nextDueIn(): Promise<number | null>;
   /** Re-adds jobs a queue outside the record lost; returns how many. */

@@ -1,21 +1,21 @@
 /**
  * Notices of freed concurrency slots leave the lanes: one statement in flight at a time, the keys
- * freed meanwhile gathered into the next, the claim loop woken as each lands.
+ * freed meanwhile gathered into the next, the claim loop woken as each lands having made a key due.
  */
 import { describe, expect, it } from "vitest";
 import { FreedSlotNotices } from "../src/runtime/freed-slots.ts";
 
-/** A queue whose notices land only when the test lets them. */
+/** A queue whose notices land only when the test lets them, each making `madeDue` keys due. */
 function heldQueue() {
   const sent: string[][] = [];
-  const waiting: Array<() => void> = [];
+  const waiting: Array<(madeDue: number) => void> = [];
   return {
     sent,
-    landNext: () => waiting.shift()?.(),
+    landNext: (madeDue = 1) => waiting.shift()?.(madeDue),
     queue: {
       slotsFreed(keys: string[]) {
         sent.push([...keys].sort());
-        return new Promise<void>((resolve) => waiting.push(resolve));
+        return new Promise<number>((resolve) => waiting.push(resolve));
       },
     },
   };
@@ -50,6 +50,22 @@ describe("FreedSlotNotices", () => {
     expect(landed).toBe(2);
   });
 
+  it("wakes the claim loop only when a notice made a key due (most find nothing waiting)", async () => {
+    const { sent, landNext, queue } = heldQueue();
+    let landed = 0;
+    const notices = new FreedSlotNotices(queue, () => landed++);
+    notices.tell(["a"]);
+    notices.tell(["b"]);
+    await ticks();
+    landNext(0);
+    await ticks();
+    expect(sent).toEqual([["a"], ["b"]]);
+    expect(landed).toBe(0);
+    landNext(1);
+    await notices.settled();
+    expect(landed).toBe(1);
+  });
+
   it("goes on after a notice the store refused, and still wakes the claim loop", async () => {
     const sent: string[][] = [];
     let landed = 0;
@@ -58,6 +74,7 @@ describe("FreedSlotNotices", () => {
         async slotsFreed(keys) {
           sent.push(keys);
           if (sent.length === 1) throw new Error("connection refused");
+          return keys.length;
         },
       },
       () => landed++,
@@ -77,6 +94,7 @@ describe("FreedSlotNotices", () => {
       {
         async slotsFreed(keys) {
           sent.push(keys);
+          return 1;
         },
       },
       () => {

@@ -24,7 +24,9 @@ function memoryQueue(initial: JobRecord[] = []) {
       calls.releases.push({ id: released.id, ...options });
     },
     async afterCommit() {},
-    async slotsFreed() {},
+    async slotsFreed() {
+      return 0;
+    },
     async nextDueIn() {
       return due.length > 0 ? 0 : null;
     },

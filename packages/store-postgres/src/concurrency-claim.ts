@@ -53,18 +53,23 @@ export async function claimKeyed(client: SqlExecutor, owner: string, room: numbe
   return rows.map(toJob).sort((a, b) => a.runAt.getTime() - b.runAt.getTime());
 }
 
-/** Keys whose slot an invocation gave up: runs waiting on them may be claimed at once. */
-export async function slotsFreed(sql: SqlExecutor, keys: string[]): Promise<void> {
-  if (keys.length === 0) return;
+/**
+ * Keys whose slot an invocation gave up: runs waiting on them may be claimed at once. Returns
+ * how many keys it made due (a key with room to spare, or nothing waiting, is left as it is).
+ */
+export async function slotsFreed(sql: SqlExecutor, keys: string[]): Promise<number> {
+  if (keys.length === 0) return 0;
   // Only keys held back for want of room ('infinity': nothing waits there). Locked in order of
   // key, as every writer of several keys' rows locks them, so two of them never deadlock.
-  await sql.query(
+  const rows = await sql.query(
     `UPDATE concurrency_keys SET next_at = now()
      WHERE key IN (SELECT key FROM concurrency_keys WHERE key = ANY (${KEYS}) AND next_at > now() AND next_at < 'infinity' ORDER BY key FOR UPDATE)
-       AND next_at > now() AND next_at < 'infinity'`,
+       AND next_at > now() AND next_at < 'infinity'
+     RETURNING key`,
     [JSON.stringify(keys)],
     { prepare: "stepwise_slots_freed" },
   );
+  return rows.length;
 }
 
 /** When a key is next due (a wake no claim folded yet counts as due at its time), or NULL. */

@@ -55,7 +55,7 @@ export class IndexedQueue implements Queue {
     await Promise.all([this.index.publish(indexed), this.index.forget(changes.deleted)]);
   }
 
-  slotsFreed(keys: string[]): Promise<void> {
+  slotsFreed(keys: string[]): Promise<number> {
     return this.record.slotsFreed(keys);
   }
 

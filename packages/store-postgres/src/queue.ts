@@ -32,8 +32,8 @@ export class PgQueue implements Queue {
     return claimKeyed(this.sql, owner, limit, leaseMs);
   }
 
-  async slotsFreed(keys: string[]): Promise<void> {
-    await slotsFreed(this.sql, keys);
+  slotsFreed(keys: string[]): Promise<number> {
+    return slotsFreed(this.sql, keys);
   }
 
   /** Milliseconds until a concurrency key is due to be looked at (0 if one is), or null. */

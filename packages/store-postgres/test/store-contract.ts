@@ -784,10 +784,10 @@ export function testQueue(name: string, open: Open): void {
       const slots = (...limits: Array<[key: string, limit: number]>) => limits.map(([key, limit]) => ({ key, limit }));
       /** A run whose invocation carries `concurrency`, queued; its job. */
       const waiting = async (concurrency: ReturnType<typeof slots>) => (await seedRun(store, [{ kind: "invoke", concurrency }])).jobs[0]!;
-      /** Completes the job as an invocation that ended without a continuation does, and frees its slots. */
+      /** Completes the job as an invocation that ended without a continuation does, and frees its slots: how many keys that made due. */
       const finish = async (job: JobRecord, owner: string) => {
         expect(await complete(job.id, owner)).toBe(true);
-        await store.queue.slotsFreed((job.concurrency ?? []).map((slot) => slot.key));
+        return store.queue.slotsFreed((job.concurrency ?? []).map((slot) => slot.key));
       };
 
       it("grants a key's slots up to its limit across concurrent claimers, then one per slot freed, in order", async () => {
@@ -802,10 +802,19 @@ export function testQueue(name: string, open: Open): void {
         // Full: nothing is due for a while, so an idle executor does not spin on the waiting jobs.
         expect(await store.queue.claim("w4", 10, 10_000)).toEqual([]);
         expect(await store.queue.nextDueIn()).toBeGreaterThan(0);
-        await finish(held[0]!.job, held[0]!.owner);
+        expect(await finish(held[0]!.job, held[0]!.owner)).toBe(1);
         expect(await store.queue.nextDueIn()).toBe(0);
         expect((await store.queue.claim("w4", 10, 10_000)).map((job) => job.id)).toEqual([jobs[2]!.id]);
         expect(await store.queue.claim("w5", 10, 10_000)).toEqual([]);
+      });
+
+      it("a freed slot makes its key due only when an invocation waits on it (the executor wakes its claims then alone)", async () => {
+        await drain();
+        const key = uid("key");
+        await waiting(slots([key, 2]));
+        const [job] = await store.queue.claim("w", 10, 10_000);
+        // Room to spare and nothing waiting: nothing to make due.
+        expect(await finish(job!, "w")).toBe(0);
       });
 
       it("a continuation keeps its slot, even once its lease ran out, until a claim takes it again; a release frees it", async () => {

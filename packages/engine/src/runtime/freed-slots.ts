@@ -6,8 +6,9 @@
  * lane that ended the run, it would keep the lane (and the claim that lane would make room for)
  * waiting a round trip per run. So it is sent from here instead: one statement in flight at a
  * time, the keys freed meanwhile gathered into the next, and the claim loop woken when one
- * lands (the keys it names may have just become due). A notice that fails is not retried: a
- * key not told is looked at again at its recheck all the same.
+ * lands having made a key due. Most notices make none (nothing waited on their keys): waking
+ * the claim loop for those cost a claim each, about one per notice in a keyed burst. A notice
+ * that fails is not retried: a key not told is looked at again at its recheck all the same.
  */
 import type { Queue } from "../store.ts";
 
@@ -21,7 +22,7 @@ export class FreedSlotNotices {
 
   constructor(
     private readonly queue: Pick<Queue, "slotsFreed">,
-    /** Called after each notice landed: wakes the claim loops. */
+    /** Called after a notice made keys due: wakes the claim loops. */
     private readonly landed: () => void,
   ) {}
 
@@ -52,14 +53,16 @@ export class FreedSlotNotices {
         const keys = [...this.pending];
         const through = this.told;
         this.pending.clear();
+        // A notice whose answer was lost may still have made keys due: it wakes the loop too.
+        let madeDue = true;
         try {
-          await this.queue.slotsFreed(keys);
+          madeDue = (await this.queue.slotsFreed(keys)) > 0;
         } catch {
           // Best effort: see above.
         }
         this.sentThrough = through;
         this.waiters = this.waiters.filter((waiter) => (waiter.through <= through ? (waiter.resolve(), false) : true));
-        this.landed();
+        if (madeDue) this.landed();
       }
     } finally {
       // In the same turn as the loop's last look at `pending`: a key told after it starts a new send.

@@ -12,7 +12,7 @@ import { Recorder, startAppProcess } from "./recorder.ts";
 import { measureBaselines } from "./baselines.ts";
 import { printReport, ratios } from "./report.ts";
 import { startTopology, TOPOLOGIES, type TopologyName } from "./topologies.ts";
-import { soak, throttle, w1, w2, w2Steady, w3, w3Alone, w4 } from "./workloads.ts";
+import { soak, throttle, w1, w2, w2Steady, W2_REPETITIONS, w3, w3Alone, w4 } from "./workloads.ts";
 
 const { values } = parseArgs({
   options: {
@@ -48,8 +48,8 @@ for (const name of topologies) {
     for (const checkpointed of [true, false]) for (const steps of [50, 1_000]) w1Results.push(await w1(topology, probe, steps, checkpointed));
     progress(`${name}: W2 (200 runs x 5 steps at once)`);
     const w2Result = await w2(topology, probe);
-    progress(`${name}: W2 once warm, plain and with a concurrency key in turn (3 more of each to warm up, then the median of 5)`);
-    const { plain: w2SteadyResult, keyed: w2KeyedResult } = await w2Steady(topology, probe);
+    progress(`${name}: W2 once warm, plain and with a concurrency key in turn (3 more of each to warm up, then the median of ${W2_REPETITIONS})`);
+    const { plain: w2SteadyResult, keyed: w2KeyedResult, keyedRatio: w2KeyedRatio } = await w2Steady(topology, probe);
     progress(`${name}: burst of 1,000 runs x 5 steps at once, plain then with a concurrency key`);
     const burstResult = await w2(topology, probe, 1_000);
     const burstKeyedResult = await w2(topology, probe, 1_000, "keyed");
@@ -65,7 +65,7 @@ for (const name of topologies) {
       name === "postgres+redis" && soakSeconds > 0
         ? (progress(`${name}: memory soak, ${soakSeconds}s of steady load`), await soak(topology, probe, soakSeconds))
         : undefined;
-    results[name] = { w1: w1Results, w2: w2Result, w2Steady: w2SteadyResult, w2Keyed: w2KeyedResult, burst: burstResult, burstKeyed: burstKeyedResult, throttle: throttleResult, w3: w3Result, w3Alone: w3AloneResult, w4: w4Result, soak: soakResult, rssStartMb, rssEndMb: topology.rssMb() };
+    results[name] = { w1: w1Results, w2: w2Result, w2Steady: w2SteadyResult, w2Keyed: w2KeyedResult, w2KeyedRatio, burst: burstResult, burstKeyed: burstKeyedResult, throttle: throttleResult, w3: w3Result, w3Alone: w3AloneResult, w4: w4Result, soak: soakResult, rssStartMb, rssEndMb: topology.rssMb() };
   } finally {
     await topology.stop();
   }

@@ -69,22 +69,36 @@ export interface W2Steady extends W2Result {
   samples: number[];
 }
 
+/** Repetitions of W2 once warm, each kind once per repetition. */
+export const W2_REPETITIONS = 9;
+
+export interface W2SteadyResult extends Record<W2Kind, W2Steady> {
+  /**
+   * Keyed W2's time per step over plain W2's, the median of the ratios of each repetition's
+   * pair. A pair meets the same moment of a shared machine, whose speed drifts by more than
+   * the difference measured: the median of each kind alone swung by 15% between runs.
+   */
+  keyedRatio: number;
+}
+
 /**
  * W2 as a running executor does it: `warmups` repetitions first (the JIT compiles the paths a
  * burst of concurrent runs takes; the first W2 after start runs at about half the speed of the
- * fifth), then the median of `repetitions`.
+ * fifth), then the median of `repetitions`, plain and keyed in turn.
  */
-export async function w2Steady(topology: Topology, probe: Probe, warmups = 3, repetitions = 5): Promise<Record<W2Kind, W2Steady>> {
+export async function w2Steady(topology: Topology, probe: Probe, warmups = 3, repetitions = W2_REPETITIONS): Promise<W2SteadyResult> {
   const kinds: W2Kind[] = ["plain", "keyed"];
   for (let i = 0; i < warmups; i++) for (const kind of kinds) await w2(topology, probe, 200, kind);
-  // In turn, so both kinds meet the same moments of a shared machine.
   const results: Record<W2Kind, W2Result[]> = { plain: [], keyed: [] };
-  for (let i = 0; i < repetitions; i++) for (const kind of kinds) results[kind].push(await w2(topology, probe, 200, kind));
-  const median = (list: W2Result[]): W2Steady => {
+  // Each kind goes first in every other pair, so neither always meets what the other left behind.
+  for (let i = 0; i < repetitions; i++) for (const kind of i % 2 === 0 ? kinds : [...kinds].reverse()) results[kind].push(await w2(topology, probe, 200, kind));
+  const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+  const steady = (list: W2Result[]): W2Steady => {
     const sorted = [...list].sort((a, b) => a.stepsPerSecond - b.stepsPerSecond);
     return { ...sorted[Math.floor(sorted.length / 2)]!, samples: list.map((r) => r.stepsPerSecond) };
   };
-  return { plain: median(results.plain), keyed: median(results.keyed) };
+  const ratios = results.plain.map((plain, i) => plain.stepsPerSecond / results.keyed[i]!.stepsPerSecond);
+  return { plain: steady(results.plain), keyed: steady(results.keyed), keyedRatio: round(median(ratios), 3) };
 }
 
 export interface ThrottleResult {

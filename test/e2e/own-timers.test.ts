@@ -4,14 +4,20 @@
  * claims the queue hands out, so a timer that went through the claim loop instead shows. On a
  * loaded machine a timer may fire late and the claim loop take it (by design: it is the net),
  * so each test sends three and needs at least one fired without a claim (with none, all three are claimed).
+ * With two executors on one store, the other one's claim loop comes due at the same moment as
+ * a timer: one of the two applies it, never both.
  */
 import type { JobRecord } from "@stepwise/engine";
 import { Stepwise } from "@stepwise/sdk";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { z } from "zod";
-import { startStack, STORE_KINDS, type Stack } from "../support/stack.ts";
+import { memoryLogger, startStack, startTwoExecutors, STORE_KINDS, type Stack } from "../support/stack.ts";
 
-const client = new Stepwise({ id: "own-timers", dev: true, schemas: { "timers/nap": z.object({}), "timers/wait": z.object({}), "timers/never": z.object({}), "timers/clock": z.object({}) } });
+const client = new Stepwise({
+  id: "own-timers",
+  dev: true,
+  schemas: { "timers/nap": z.object({}), "timers/wait": z.object({}), "timers/never": z.object({}), "timers/clock": z.object({}), "timers/shared": z.object({ n: z.number() }) },
+});
 const nap = client.createFunction({ id: "nap", triggers: [{ event: "timers/nap" }] }, async ({ step }) => {
   await step.run("before", () => 1);
   await step.sleep("nap", 300);
@@ -20,6 +26,12 @@ const nap = client.createFunction({ id: "nap", triggers: [{ event: "timers/nap" 
 const clock = client.createFunction({ id: "clock", triggers: [{ event: "timers/clock" }] }, async ({ step }) => {
   await step.sleep("nap", 300);
   return step.run("after", () => Date.now());
+});
+/** How many times each run's step after its sleep ran in the app. */
+const afterRan = new Map<string, number>();
+const sharedNap = client.createFunction({ id: "shared-nap", triggers: [{ event: "timers/shared" }] }, async ({ step, runId }) => {
+  await step.sleep("nap", 300);
+  return step.run("after", () => afterRan.set(runId, (afterRan.get(runId) ?? 0) + 1).get(runId));
 });
 const waiter = client.createFunction({ id: "waiter", triggers: [{ event: "timers/wait" }] }, async ({ step }) => {
   const reply = await step.waitForEvent("reply", { event: "timers/never", timeout: 300 });
@@ -90,5 +102,27 @@ describe.each(STORE_KINDS)("an executor's own timers on %s", (kind) => {
     const run = await stack.getRun(runs[0]!.id);
     expect(run.status).toBe("cancelled");
     expect(run.steps.find((s) => s.id === "after")).toBeUndefined();
+  });
+});
+
+describe.each(STORE_KINDS)("timers with two executors on %s", (kind) => {
+  it("applies each timer once: by the executor that set it or by the other's claim, never both", { timeout: 60_000 }, async () => {
+    const secondLog = memoryLogger();
+    const stack = await startTwoExecutors({ store: kind, client, functions: [sharedNap], second: { log: secondLog } });
+    try {
+      // Half the runs sleep on each executor: each fires its own timers while the other's claim
+      // loop comes due for the same jobs at the same moment.
+      const events = Array.from({ length: 40 }, (_, n) => ({ name: "timers/shared", data: { n } }));
+      const sent = await Promise.all([stack.send(events.slice(0, 20)), stack.second.sendEvents(events.slice(20)).then((result) => result.ids)]);
+      const runs = await Promise.all(sent.flat().map((id) => stack.waitForRun(id, { timeoutMs: 30_000 })));
+      for (const run of runs) {
+        expect(run).toMatchObject({ status: "completed", output: 1 });
+        expect(afterRan.get(run.id)).toBe(1);
+        const wokeUp = [...stack.log.lines, ...secondLog.lines].filter((line) => line.includes(run.id) && line.includes("woke up"));
+        expect(wokeUp).toHaveLength(1);
+      }
+    } finally {
+      await stack.close();
+    }
   });
 });

@@ -7,8 +7,9 @@
  * trip (through @upstash/redis and the REST bridge), and a step done by hand: a POST from this
  * process to a bare node:http server in another process that commits one row over TCP before
  * it answers (what any executor in Node pays per checkpoint, with nothing of Stepwise in it),
- * once at a time and as many chains at once as the executor has lanes by default (W2's bound, as
- * the single one is W1's).
+ * once at a time, as many chains at once as the executor has lanes by default (W2's bound, as
+ * the single one is W1's), and W3's count started in the same instant (W3's bound: twenty
+ * timers due together each need at least such a round trip and commit, on the same two cores).
  */
 import { spawn } from "node:child_process";
 import { Agent, createServer, request } from "node:http";
@@ -16,7 +17,7 @@ import { startUpstashBridge, startWsTcpBridge } from "@stepwise/dev-bridges";
 import { DEFAULT_CONCURRENCY } from "@stepwise/engine";
 import { createNeonClient, createPgClient, createPgliteClient, type SqlClient } from "@stepwise/store-postgres";
 import { Redis } from "@upstash/redis";
-import { median } from "./stats.ts";
+import { median, percentile } from "./stats.ts";
 
 export interface Baselines {
   /** A loopback round trip through fetch (undici), as the executor calls apps. */
@@ -33,6 +34,10 @@ export interface Baselines {
   handStepMs: number;
   /** Steps by hand per second with a chain per default lane at once, the server committing through a pool of 10 connections (the executor's defaults). */
   handStepsPerSecond: number;
+  /** One step by hand after 2 s with nothing to do, as W3 alone wakes one run after its 2 s sleep: median of 5. */
+  handStepAfterIdleMs: number;
+  /** {@link HAND_BURST} steps by hand started in the same instant: when each ended, p50 and max over the rounds (median of each). */
+  handBurst: { count: number; p50Ms: number; maxMs: number };
 }
 
 const ROUNDS = 500;
@@ -103,7 +108,7 @@ export async function measureBaselines(): Promise<Baselines> {
   const tcp = createPgClient({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 1 });
   await tcp.query(`CREATE TABLE IF NOT EXISTS ${table} (id serial, at timestamptz DEFAULT now())`);
   const postgresTcpCommitMs = await timeEach(ROUNDS, commit(tcp));
-  const { handStepMs, handStepsPerSecond } = await measureHandSteps(table);
+  const { handStepMs, handStepsPerSecond, handBurst, handStepAfterIdleMs } = await measureHandSteps(table);
 
   const bridge = await startWsTcpBridge();
   const pg = createNeonClient({ connectionString: "postgres://postgres@127.0.0.1:5432/test", wsProxy: bridge.wsProxy, max: 1 });
@@ -124,15 +129,18 @@ export async function measureBaselines(): Promise<Baselines> {
   await redis.del("stepwise-bench:baseline");
   await upstash.close();
 
-  return { httpMs, httpNodeMs, postgresCommitMs, postgresTcpCommitMs, pgliteCommitMs, redisMs, handStepMs, handStepsPerSecond };
+  return { httpMs, httpNodeMs, postgresCommitMs, postgresTcpCommitMs, pgliteCommitMs, redisMs, handStepMs, handStepsPerSecond, handBurst, handStepAfterIdleMs };
 }
 
 /** Chains of steps by hand going at once, as the executor's lanes do in W2. */
 export const HAND_CHAINS = DEFAULT_CONCURRENCY;
 /** Steps in all, as in W2's 200 runs of 5 steps and then some. */
 const HAND_STEPS = 4_000;
+/** Steps by hand started together, as W3's timers come due together. */
+export const HAND_BURST = 20;
+const HAND_BURST_ROUNDS = 20;
 
-async function measureHandSteps(table: string): Promise<{ handStepMs: number; handStepsPerSecond: number }> {
+async function measureHandSteps(table: string): Promise<Pick<Baselines, "handStepMs" | "handStepsPerSecond" | "handBurst" | "handStepAfterIdleMs">> {
   const child = spawn(process.execPath, ["--input-type=module", "-e", HAND_STEP_SERVER, "postgres://postgres@127.0.0.1:5432/test", table], { stdio: ["ignore", "pipe", "inherit"] });
   try {
     const port = await new Promise<number>((resolve, reject) => {
@@ -150,8 +158,29 @@ async function measureHandSteps(table: string): Promise<{ handStepMs: number; ha
     const perChain = Math.ceil(HAND_STEPS / HAND_CHAINS);
     await Promise.all(chains.map(async (chain) => { for (let i = 0; i < perChain; i++) await chain.post(); }));
     const handStepsPerSecond = Math.round((HAND_CHAINS * perChain) / ((performance.now() - start) / 1000));
+    // Each on a connection of its own (as the executor invokes each woken run), all at once;
+    // rounds apart, as W3's batches of timers are.
+    const burst = chains.slice(0, HAND_BURST);
+    const p50s: number[] = [];
+    const maxes: number[] = [];
+    for (let round = 0; round < HAND_BURST_ROUNDS; round++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const at = performance.now();
+      const ended = await Promise.all(burst.map(async (chain) => (await chain.post(), performance.now() - at)));
+      p50s.push(percentile(ended, 50));
+      maxes.push(Math.max(...ended));
+    }
+    const handBurst = { count: HAND_BURST, p50Ms: Math.round(median(p50s) * 100) / 100, maxMs: Math.round(median(maxes) * 100) / 100 };
+    const afterIdle: number[] = [];
+    for (let round = 0; round < 5; round++) {
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      const at = performance.now();
+      await poster.post();
+      afterIdle.push(performance.now() - at);
+    }
+    const handStepAfterIdleMs = Math.round(median(afterIdle) * 100) / 100;
     for (const chain of [poster, ...chains]) chain.close();
-    return { handStepMs, handStepsPerSecond };
+    return { handStepMs, handStepsPerSecond, handBurst, handStepAfterIdleMs };
   } finally {
     child.removeAllListeners("exit");
     child.kill();

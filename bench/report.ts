@@ -5,7 +5,7 @@
  * TCP, the Neon driver through its bridge).
  */
 import { DEFAULT_CONCURRENCY } from "@stepwise/engine";
-import { HAND_CHAINS, type Baselines } from "./baselines.ts";
+import { HAND_BURST, HAND_CHAINS, type Baselines } from "./baselines.ts";
 import type { TopologyName } from "./topologies.ts";
 import { TENANTS, W2_REPETITIONS, type ThrottleResult, type LatencyResult, type SoakResult, type W1Result, type W2Result, type W2Steady } from "./workloads.ts";
 
@@ -46,7 +46,7 @@ export function printReport(report: { baselines: Baselines; results: Record<stri
     `Baselines: loopback HTTP ${b.httpNodeMs.toFixed(3)} ms over node:http kept alive (${b.httpMs.toFixed(3)} ms through fetch); INSERT+COMMIT over TCP ${b.postgresTcpCommitMs.toFixed(3)} ms, ` +
       `through the Neon driver ${b.postgresCommitMs.toFixed(3)} ms, on PGlite ${b.pgliteCommitMs.toFixed(3)} ms; Redis round trip ${b.redisMs.toFixed(3)} ms; ` +
       `a step by hand (POST to a node:http server process that commits one row over TCP) ${b.handStepMs.toFixed(3)} ms, ` +
-      `${b.handStepsPerSecond} steps/s with ${HAND_CHAINS} at once`,
+      `${b.handStepsPerSecond} steps/s with ${HAND_CHAINS} at once; ${HAND_BURST} started together end after ${b.handBurst.p50Ms} ms (p50), ${b.handBurst.maxMs} ms (the last); one after 2 s idle ${b.handStepAfterIdleMs} ms`,
   );
   console.log("");
   const names = Object.keys(report.results) as TopologyName[];
@@ -74,7 +74,9 @@ export function printReport(report: { baselines: Baselines; results: Record<stri
   rows.push(["throttle 50/s, 250 runs at once: starts/s (/ configured)", ...cell((r) => `${r.throttle.observed} (${x(r.throttle.observed, r.throttle.configured)})`)]);
   rows.push(["throttle, from the 26th start: starts/s (/ configured)", ...cell((r) => `${r.throttle.steady} (${x(r.throttle.steady, r.throttle.configured)})`)]);
   rows.push(["W3 20 runs sleep 2s: late p50 / p99 / max (ms)", ...cell((r, floor) => `${r.w3.p50} / ${r.w3.p99} / ${r.w3.max} (${x(r.w3.p50, floor)})`)]);
+  rows.push([`W3 late / ${HAND_BURST} steps by hand at once: p50, max`, ...cell((r) => `${x(r.w3.p50, b.handBurst.p50Ms)}, ${x(r.w3.max, b.handBurst.maxMs)}`)]);
   rows.push(["W3 one run sleeping 2s alone: late p50 / max (ms)", ...cell((r, floor) => `${r.w3Alone.p50} / ${r.w3Alone.max} (${x(r.w3Alone.p50, floor)})`)]);
+  rows.push(["W3 alone late / a step by hand after 2 s idle", ...cell((r) => x(r.w3Alone.p50, b.handStepAfterIdleMs))]);
   rows.push(["W4 event answered->step p50 / p99 (ms)", ...cell((r, floor) => `${r.w4.p50} / ${r.w4.p99} (${x(r.w4.p50, floor)})`)]);
   rows.push(["W4 event sent->step p50 / p99 (ms)", ...cell((r, floor) => `${r.w4.fromSend.p50} / ${r.w4.fromSend.p99} (${x(r.w4.fromSend.p50, floor)})`)]);
   rows.push(["RSS start -> end (MB)", ...cell((r) => `${r.rssStartMb} -> ${r.rssEndMb}`)]);

@@ -235,7 +235,7 @@ export interface Queue {
   /**
    * An invocation holding concurrency slots of `keys` ended without a continuation: invocations
    * waiting for those keys may be claimed now (see `concurrency.ts`). Resolves to how many of
-   * the keys it made due: 0 when no invocation waited on them for a slot.
+   * the keys a claim may find something to grant for now: 0 when nothing waits on them.
    */
   slotsFreed(keys: string[]): Promise<number>;
   /** Milliseconds until the earliest job not leased is due (0 if one is due), or null when none is queued. */

@@ -55,21 +55,27 @@ export async function claimKeyed(client: SqlExecutor, owner: string, room: numbe
 
 /**
  * Keys whose slot an invocation gave up: runs waiting on them may be claimed at once. Returns
- * how many keys it made due (a key with room to spare, or nothing waiting, is left as it is).
+ * how many of the keys a claim may now find something to grant for: made due here, due
+ * already (another executor's claim ran out of room on it), or any wake not folded yet. Zero
+ * means nothing waits on them, as in a burst that never fills its keys.
  */
 export async function slotsFreed(sql: SqlExecutor, keys: string[]): Promise<number> {
   if (keys.length === 0) return 0;
   // Only keys held back for want of room ('infinity': nothing waits there). Locked in order of
   // key, as every writer of several keys' rows locks them, so two of them never deadlock.
-  const rows = await sql.query(
-    `UPDATE concurrency_keys SET next_at = now()
-     WHERE key IN (SELECT key FROM concurrency_keys WHERE key = ANY (${KEYS}) AND next_at > now() AND next_at < 'infinity' ORDER BY key FOR UPDATE)
-       AND next_at > now() AND next_at < 'infinity'
-     RETURNING key`,
+  const [row] = await sql.query<{ due: number | string }>(
+    `WITH made AS (
+       UPDATE concurrency_keys SET next_at = now()
+       WHERE key IN (SELECT key FROM concurrency_keys WHERE key = ANY (${KEYS}) AND next_at > now() AND next_at < 'infinity' ORDER BY key FOR UPDATE)
+         AND next_at > now() AND next_at < 'infinity'
+       RETURNING key)
+     SELECT (SELECT count(*) FROM made)
+          + (SELECT count(*) FROM concurrency_keys WHERE key = ANY (${KEYS}) AND next_at <= now())
+          + (CASE WHEN EXISTS (SELECT 1 FROM concurrency_wakes) THEN 1 ELSE 0 END) AS due`,
     [JSON.stringify(keys)],
-    { prepare: "stepwise_slots_freed" },
+    { prepare: "stepwise_slots_freed_v2" },
   );
-  return rows.length;
+  return Number(row?.due ?? 0);
 }
 
 /** When a key is next due (a wake no claim folded yet counts as due at its time), or NULL. */

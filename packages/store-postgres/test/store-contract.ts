@@ -808,6 +808,17 @@ export function testQueue(name: string, open: Open): void {
         expect(await store.queue.claim("w5", 10, 10_000)).toEqual([]);
       });
 
+      it("a freed slot reports its key due while invocations wait on it, even when another claim left it due", async () => {
+        await drain();
+        const key = uid("key");
+        for (let i = 0; i < 3; i++) await waiting(slots([key, 3]));
+        // A claim out of room leaves the key due, with two jobs waiting and slots free.
+        const [job] = await store.queue.claim("a", 1, 10_000);
+        expect(job?.concurrency).toEqual(slots([key, 3]));
+        expect(await finish(job!, "a")).toBeGreaterThan(0);
+        expect(await store.queue.claim("b", 10, 10_000)).toHaveLength(2);
+      });
+
       it("a freed slot makes its key due only when an invocation waits on it (the executor wakes its claims then alone)", async () => {
         await drain();
         const key = uid("key");

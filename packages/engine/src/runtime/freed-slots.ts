@@ -6,8 +6,9 @@
  * lane that ended the run, it would keep the lane (and the claim that lane would make room for)
  * waiting a round trip per run. So it is sent from here instead: one statement in flight at a
  * time, the keys freed meanwhile gathered into the next, and the claim loop woken when one
- * lands having made a key due. Most notices make none (nothing waited on their keys): waking
- * the claim loop for those cost a claim each, about one per notice in a keyed burst. A notice
+ * lands with a key a claim may grant for (made due by it, or due already: another executor's
+ * claim may have run out of room on it). Once a burst's waiting runs are all started, notices
+ * find nothing waiting on their keys: waking the claim loop for those cost a claim each. A notice
  * that fails is not retried: a key not told is looked at again at its recheck all the same.
  */
 import type { Queue } from "../store.ts";
@@ -22,7 +23,7 @@ export class FreedSlotNotices {
 
   constructor(
     private readonly queue: Pick<Queue, "slotsFreed">,
-    /** Called after a notice made keys due: wakes the claim loops. */
+    /** Called after a notice found keys due: wakes the claim loops. */
     private readonly landed: () => void,
   ) {}
 

@@ -71,6 +71,9 @@ CREATE INDEX IF NOT EXISTS runs_event_idx ON runs (event_id);
 -- (It predates 'skipped', a run flow control created already ended; those few it holds too.)
 CREATE INDEX IF NOT EXISTS runs_live_idx ON runs (status) WHERE status NOT IN ('completed', 'failed', 'cancelled');
 CREATE INDEX IF NOT EXISTS runs_ended_idx ON runs (ended_at) WHERE ended_at IS NOT NULL;
+-- The run list (GET /api/runs), newest first, of all functions or of one: a page is an index range.
+CREATE INDEX IF NOT EXISTS runs_started_idx ON runs (started_at, id);
+CREATE INDEX IF NOT EXISTS runs_function_started_idx ON runs (function_id, started_at, id);
 
 -- One row per step a run reached, keyed by step ID; position is the order of discovery,
 -- used to detect a function whose steps changed under a live run.

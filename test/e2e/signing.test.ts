@@ -92,7 +92,7 @@ describe("signed requests (production mode)", () => {
   it("keeps runs private: the run API needs the API key, which no app holds", async () => {
     const [id] = await stack.send({ name: "test/signed", data: { who: "Private" } });
     const run = await stack.waitForRun(id!);
-    for (const path of [`/api/runs/${run.id}`, `/api/events/${id}/runs`, "/api/functions"]) {
+    for (const path of [`/api/runs/${run.id}`, `/api/events/${id}/runs`, "/api/functions", "/api/runs", "/api/runs?limit=1"]) {
       const anonymous = await fetch(`${stack.executor.url}${path}`);
       expect(anonymous.status).toBe(401);
       expect(((await anonymous.json()) as { error: string }).error).toMatch(/STEPWISE_API_KEY/);
@@ -108,6 +108,8 @@ describe("signed requests (production mode)", () => {
     }
     const allowed = await fetch(`${stack.executor.url}/api/runs/${run.id}`, { headers: { authorization: "Bearer api-key" } });
     expect(allowed.status).toBe(200);
+    const listed = await fetch(`${stack.executor.url}/api/runs?limit=1`, { headers: { authorization: "Bearer api-key" } });
+    expect(listed.status).toBe(200);
   });
 
   it.each([

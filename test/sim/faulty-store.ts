@@ -8,7 +8,7 @@
  * async chain of the job doing it, so the invocation built from that state can be told) and
  * which runs' ends its commits acknowledged.
  */
-import { isTerminal, type CheckpointResult, type CheckpointWrite, type Fence, type Queue, type RunChange, type RunState, type Store, type StoreTx, type WriteResult } from "@stepwise/engine";
+import { isTerminal, type CheckpointResult, type CheckpointWrite, type Fence, type Queue, type RunChange, type RunQuery, type RunState, type Store, type StoreTx, type WriteResult } from "@stepwise/engine";
 import { readContext, type Ledger } from "./ledger.ts";
 
 export class SimulatedCrash extends Error {
@@ -175,6 +175,9 @@ export class FaultyStore implements Store {
   }
   getEvent(eventId: string) {
     return this.call(() => this.inner.getEvent(eventId));
+  }
+  listRuns(query: RunQuery) {
+    return this.call(() => this.inner.listRuns(query));
   }
   listRunsByEvent(eventId: string) {
     return this.call(() => this.inner.listRunsByEvent(eventId));

@@ -125,6 +125,7 @@ export function createApi(options: ApiOptions): Hono {
     return next();
   };
   app.use("/api/functions", management);
+  app.use("/api/runs", management);
   app.use("/api/runs/*", management);
   app.use("/api/events/:eventId/runs", management);
   app.use("/api/runs/:runId/*", pathIds);
@@ -132,6 +133,8 @@ export function createApi(options: ApiOptions): Hono {
   app.use("/api/events/:eventId/runs", pathIds);
 
   app.get("/api/functions", async (c) => c.json({ functions: await executor.listFunctions() }));
+
+  app.get("/api/runs", async (c) => c.json(await executor.listRuns(c.req.query())));
 
   app.get("/api/runs/:runId", async (c) => {
     const run = await executor.getRun(c.req.param("runId"));

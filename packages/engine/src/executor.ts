@@ -17,6 +17,7 @@ import { Registry } from "./registry.ts";
 import { CheckpointRefused, commitCheckpoint, parseCheckpoint } from "./runtime/checkpoints.ts";
 import { firstTicks } from "./runtime/cron.ts";
 import { runJob, type JobRunner } from "./runtime/jobs.ts";
+import { encodeCursor, parseRunQuery, runSummary, type RunPage } from "./run-list.ts";
 import { FreedSlotNotices } from "./runtime/freed-slots.ts";
 import { readStepOutputs } from "./runtime/request-steps.ts";
 import { InvocationSnapshots, KnownStates } from "./runtime/known-states.ts";
@@ -315,6 +316,15 @@ export class Executor {
     const run = await this.options.store.getRun(runId);
     if (!run) return null;
     return this.view(run);
+  }
+
+  /**
+   * A page of runs, newest first, for `GET /api/runs`'s parameters (see `run-list.ts`). Throws
+   * an `InputError` that names the parameter when one is wrong.
+   */
+  async listRuns(params: Record<string, string | undefined>): Promise<RunPage> {
+    const { runs, next } = await this.options.store.listRuns(parseRunQuery(params));
+    return { runs: runs.map(runSummary), next: next && encodeCursor(next) };
   }
 
   async listRunsForEvent(eventId: string): Promise<RunView[]> {

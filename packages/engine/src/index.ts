@@ -13,5 +13,6 @@ export { evaluateCondition, expressionError, matches } from "./expressions.ts";
 export { systemClock, type Clock } from "./clock.ts";
 export { expectedJobs } from "./machine/progress.ts";
 export type { RunView, StepView } from "./views.ts";
+export { DEFAULT_RUN_PAGE, MAX_RUN_PAGE, type RunPage, type RunSummary } from "./run-list.ts";
 export { CheckpointRefused } from "./runtime/checkpoints.ts";
 export { cronEventId } from "./runtime/cron.ts";

@@ -7,6 +7,27 @@ import type { FunctionConfig, SerializedError, StepKind, StepRetryPolicy } from 
 /** `skipped`: the event matched, but flow control (`rateLimit`) started no run; the run's error says why. */
 export type RunStatus = "queued" | "running" | "sleeping" | "waiting" | "completed" | "failed" | "cancelled" | "skipped";
 export const TERMINAL_RUN_STATUSES: readonly RunStatus[] = ["completed", "failed", "cancelled", "skipped"];
+export const RUN_STATUSES: readonly RunStatus[] = ["queued", "running", "sleeping", "waiting", "completed", "failed", "cancelled", "skipped"];
+
+/** Which runs a list shows (`Store.listRuns`): newest first, each filter optional. */
+export interface RunQuery {
+  /** The function's global ID (as run views and `GET /api/functions` show it). */
+  functionId?: string;
+  statuses?: RunStatus[];
+  /** Started at or after. */
+  since?: Date;
+  /** Started before. */
+  until?: Date;
+  /** Only runs listed after this one: the `next` of the page before. */
+  after?: RunListPosition;
+  limit: number;
+}
+
+/** Where a list of runs stopped: the last run's start (to the microsecond, as the store keeps it) and ID. */
+export interface RunListPosition {
+  startedAt: string;
+  id: string;
+}
 
 /** Whether a run has ended: nothing about it changes any more. */
 export function isTerminal(status: RunStatus): boolean {

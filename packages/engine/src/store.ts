@@ -13,6 +13,8 @@ import type {
   JobRecord,
   MatcherRecord,
   NewJob,
+  RunListPosition,
+  RunQuery,
   RunRecord,
   RunState,
   StepRecord,
@@ -312,6 +314,8 @@ export interface Store {
   getEvent(eventId: string): Promise<EventRecord | null>;
   /** The runs of an event: those it started, and the batch run it joined (`batchEvents`). */
   listRunsByEvent(eventId: string): Promise<RunRecord[]>;
+  /** Runs newest first (by start, then ID), filtered; `next` is where the page after this one starts, if there may be one. */
+  listRuns(query: RunQuery): Promise<{ runs: RunRecord[]; next: RunListPosition | null }>;
   /** A batch's run's event IDs in order of arrival; empty for a run not started as a batch. */
   listBatchEventIds(runId: string): Promise<string[]>;
   /** Live runs older than `minAgeMs` with no job at all and no child run to wait for: candidates for repair. */

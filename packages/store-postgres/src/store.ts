@@ -17,6 +17,8 @@ import {
   type Queue,
   type ReadyQueue,
   type RunChange,
+  type RunListPosition,
+  type RunQuery,
   type RunRecord,
   type RunState,
   type Store,
@@ -188,6 +190,28 @@ export class PostgresStore extends PgReader implements Store {
         [eventId],
       )
     ).map(toRun);
+  }
+
+  async listRuns(query: RunQuery): Promise<{ runs: RunRecord[]; next: RunListPosition | null }> {
+    const params: unknown[] = [];
+    const where: string[] = [];
+    const param = (value: unknown) => `$${params.push(value)}`;
+    if (query.functionId !== undefined) where.push(`function_id = ${param(query.functionId)}`);
+    if (query.statuses?.length) where.push(`status IN (SELECT jsonb_array_elements_text(${param(JSON.stringify(query.statuses))}::jsonb))`);
+    if (query.since) where.push(`started_at >= ${param(query.since.toISOString())}::timestamptz`);
+    if (query.until) where.push(`started_at < ${param(query.until.toISOString())}::timestamptz`);
+    if (query.after) where.push(`(started_at, id) < (${param(query.after.startedAt)}::timestamptz, ${param(query.after.id)})`);
+    // One more than asked for: whether a page follows, without a count.
+    const rows = await this.client.query(
+      `SELECT *, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS started_key FROM runs
+       ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""}
+       ORDER BY started_at DESC, id DESC LIMIT ${param(query.limit + 1)}`,
+      params,
+    );
+    const page = rows.slice(0, query.limit);
+    const last = page.at(-1);
+    const next = rows.length > query.limit && last ? { startedAt: String(last.started_key), id: String(last.id) } : null;
+    return { runs: page.map(toRun), next };
   }
 
   async listBatchEventIds(runId: string): Promise<string[]> {

@@ -1,0 +1,168 @@
+/**
+ * The `stepwise` commands that talk to a running executor over its HTTP API, as a script or a
+ * person at a terminal would: send an event, list runs, show one run's steps, cancel a run.
+ * Tables for people, `--json` for scripts; the exit code says how it went (see EXIT).
+ */
+import { parseArgs } from "node:util";
+import type { RunPage, RunSummary, RunView } from "@stepwise/engine";
+
+export const CLIENT_COMMANDS = ["send", "runs", "run", "cancel"] as const;
+type ClientCommand = (typeof CLIENT_COMMANDS)[number];
+
+/** Exit codes a script can tell apart. */
+export const EXIT = { ok: 0, failed: 1, usage: 2, notFound: 3 } as const;
+
+export const CLIENT_USAGE = `  stepwise send <event name> [--data '<json>'] [--id <event id>]
+  stepwise runs [--function ID] [--status S[,S]] [--since ISO] [--until ISO] [--limit N] [--cursor C]
+  stepwise run <run id>
+  stepwise cancel <run id>
+    Each takes --url (default STEPWISE_BASE_URL or http://127.0.0.1:8288) and --json (the API's
+    answer as it came). Keys from STEPWISE_EVENT_KEY (send) and STEPWISE_API_KEY (the rest).
+    Exit codes: 0 done, 1 the executor refused or could not be reached, 2 wrong usage, 3 no such run.`;
+
+class CommandError extends Error {
+  constructor(
+    message: string,
+    readonly code: number,
+  ) {
+    super(message);
+  }
+}
+
+/** Runs a client command; returns its exit code. `print` and `fail` are stdout and stderr. */
+export async function runClientCommand(
+  command: ClientCommand,
+  argv: string[],
+  io: { print: (line: string) => void; fail: (line: string) => void } = { print: console.log, fail: console.error },
+): Promise<number> {
+  try {
+    const { values, positionals } = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        url: { type: "string" },
+        json: { type: "boolean", default: false },
+        data: { type: "string" },
+        id: { type: "string" },
+        function: { type: "string" },
+        status: { type: "string" },
+        since: { type: "string" },
+        until: { type: "string" },
+        limit: { type: "string" },
+        cursor: { type: "string" },
+      },
+    });
+    const api = new ExecutorApi(values.url ?? process.env.STEPWISE_BASE_URL ?? "http://127.0.0.1:8288");
+    const show = (answer: unknown, table: () => string[]) => (values.json ? io.print(JSON.stringify(answer, null, 2)) : table().forEach((line) => io.print(line)));
+    switch (command) {
+      case "send": {
+        const [name] = positionals;
+        if (!name) throw new CommandError("stepwise send needs an event name: stepwise send user/signup --data '{\"id\":1}'", EXIT.usage);
+        const answer = (await api.call("POST", "/api/events", process.env.STEPWISE_EVENT_KEY, { name, data: parseData(values.data), ...(values.id && { id: values.id }) })) as { ids: string[] };
+        show(answer, () => [`sent ${name}: event ${answer.ids[0]}`]);
+        return EXIT.ok;
+      }
+      case "runs": {
+        const query = new URLSearchParams();
+        for (const key of ["function", "status", "since", "until", "limit", "cursor"] as const) if (values[key] !== undefined) query.set(key, values[key]);
+        const page = (await api.call("GET", `/api/runs${query.size > 0 ? `?${query}` : ""}`, process.env.STEPWISE_API_KEY)) as RunPage;
+        show(page, () => runsTable(page, query));
+        return EXIT.ok;
+      }
+      case "run":
+      case "cancel": {
+        const [runId] = positionals;
+        if (!runId) throw new CommandError(`stepwise ${command} needs a run ID (stepwise runs lists them)`, EXIT.usage);
+        const path = `/api/runs/${encodeURIComponent(runId)}${command === "cancel" ? "/cancel" : ""}`;
+        const run = (await api.call(command === "cancel" ? "POST" : "GET", path, process.env.STEPWISE_API_KEY)) as RunView;
+        show(run, () => runLines(run));
+        return EXIT.ok;
+      }
+    }
+  } catch (error) {
+    if (error instanceof CommandError) {
+      io.fail(`stepwise ${command}: ${error.message}`);
+      return error.code;
+    }
+    // parseArgs's own errors: an unknown option, a value missing.
+    io.fail(`stepwise ${command}: ${error instanceof Error ? error.message : String(error)}`);
+    return error instanceof TypeError && "code" in error && String(error.code).startsWith("ERR_PARSE_ARGS") ? EXIT.usage : EXIT.failed;
+  }
+}
+
+function parseData(data: string | undefined): unknown {
+  if (data === undefined) return {};
+  try {
+    return JSON.parse(data);
+  } catch (error) {
+    throw new CommandError(`--data is not JSON (${error instanceof Error ? error.message : String(error)}): quote it, e.g. --data '{"id":1}'`, EXIT.usage);
+  }
+}
+
+/** The executor's API, its errors turned into messages and exit codes. */
+class ExecutorApi {
+  constructor(private readonly base: string) {}
+
+  async call(method: string, path: string, key: string | undefined, body?: unknown): Promise<unknown> {
+    let response: Response;
+    try {
+      response = await fetch(new URL(path, this.base), {
+        method,
+        headers: { ...(key && { authorization: `Bearer ${key}` }), ...(body !== undefined && { "content-type": "application/json" }) },
+        ...(body !== undefined && { body: JSON.stringify(body) }),
+        signal: AbortSignal.timeout(30_000),
+      });
+    } catch (error) {
+      const cause = error instanceof Error && error.cause instanceof Error ? ` (${error.cause.message})` : "";
+      throw new CommandError(`could not reach the executor at ${this.base}${cause}: is it running? (--url or STEPWISE_BASE_URL)`, EXIT.failed);
+    }
+    const text = await response.text();
+    let answer: unknown;
+    try {
+      answer = JSON.parse(text);
+    } catch {
+      throw new CommandError(`the executor at ${this.base} answered ${response.status} with something not JSON: ${text.slice(0, 120)}`, EXIT.failed);
+    }
+    if (response.ok) return answer;
+    const message = (answer as { error?: unknown }).error;
+    const why = typeof message === "string" ? message : `HTTP ${response.status}`;
+    throw new CommandError(why, response.status === 404 ? EXIT.notFound : response.status === 400 ? EXIT.usage : EXIT.failed);
+  }
+}
+
+/** Columns padded to their widest cell. */
+function table(rows: string[][]): string[] {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
+  return rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd());
+}
+
+function duration(from: string, to: string | undefined): string {
+  if (!to) return "-";
+  const ms = new Date(to).getTime() - new Date(from).getTime();
+  return ms < 1_000 ? `${ms}ms` : ms < 60_000 ? `${(ms / 1_000).toFixed(1)}s` : `${Math.floor(ms / 60_000)}m${Math.round((ms % 60_000) / 1_000)}s`;
+}
+
+function runsTable(page: RunPage, query: URLSearchParams): string[] {
+  if (page.runs.length === 0) return ["no runs"];
+  const rows = [["RUN", "FUNCTION", "STATUS", "STARTED", "TOOK"], ...page.runs.map((run: RunSummary) => [run.id, run.functionId, run.status, run.startedAt, duration(run.startedAt, run.endedAt)])];
+  const lines = table(rows);
+  if (page.next) {
+    query.set("cursor", page.next);
+    const flags = [...query].map(([key, value]) => `--${key} ${value}`).join(" ");
+    lines.push("", `more: stepwise runs ${flags}`);
+  }
+  return lines;
+}
+
+/** A run and its steps as a timeline: when each started after the run, how long it took. */
+function runLines(run: RunView): string[] {
+  const lines = [`run ${run.id}  ${run.functionId}  ${run.status}  started ${run.startedAt}  took ${duration(run.startedAt, run.endedAt)}`];
+  if (run.error) lines.push(`error: ${run.error.name}: ${run.error.message}`);
+  if (run.status === "completed") lines.push(`output: ${JSON.stringify(run.output)}`);
+  if (run.steps.length === 0) return lines;
+  const at = (time: string) => `+${duration(run.startedAt, time)}`;
+  const rows = [["STEP", "KIND", "STATUS", "TRIES", "AT", "TOOK"], ...run.steps.map((step) => [step.name, step.kind, step.status, String(step.attempts), at(step.startedAt), duration(step.startedAt, step.endedAt)])];
+  lines.push("", ...table(rows));
+  for (const step of run.steps) if (step.error) lines.push(`  ${step.name}: ${step.error.name}: ${step.error.message}`);
+  return lines;
+}

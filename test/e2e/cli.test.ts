@@ -1,0 +1,112 @@
+/**
+ * The `stepwise` commands on a running executor's API, run as a user runs them (the real bin, a
+ * process of its own) against an executor in production mode: keys from the environment,
+ * readable output, and exit codes a script can tell apart.
+ */
+import { spawn } from "node:child_process";
+import { NonRetriableError, Stepwise } from "@stepwise/sdk";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { z } from "zod";
+import { startStack, type Stack } from "../support/stack.ts";
+
+const client = new Stepwise({ id: "cli", dev: false, signingKey: "cli-key", schemas: { "cli/greet": z.object({ who: z.string() }) } });
+const greet = client.createFunction({ id: "greet", triggers: [{ event: "cli/greet" }], retries: 0 }, async ({ event, step }) => {
+  const hello = await step.run("hello", () => `hello ${event.data.who}`);
+  await step.run("check", () => {
+    if (event.data.who === "nobody") throw new NonRetriableError("nobody to greet");
+  });
+  await step.sleep("pause", event.data.who === "sleeper" ? "1h" : "1ms");
+  return hello;
+});
+
+/** Runs `stepwise <args>`; its exit code and output. */
+function stepwise(args: string[], env: Record<string, string> = {}): Promise<{ code: number; out: string; err: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["apps/server/bin/stepwise.mjs", ...args], { env: { ...process.env, STEPWISE_BASE_URL: "", ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (chunk) => (out += String(chunk)));
+    child.stderr.on("data", (chunk) => (err += String(chunk)));
+    child.once("error", reject);
+    child.once("exit", (code) => resolve({ code: code ?? -1, out, err }));
+  });
+}
+
+describe("the stepwise commands", () => {
+  let stack: Stack;
+  let keys: Record<string, string>;
+  beforeAll(async () => {
+    stack = await startStack({
+      store: "pglite",
+      client,
+      functions: [greet],
+      executor: { dev: false, signingKey: "cli-key", eventKey: "event-key", apiKey: "api-key" },
+    });
+    keys = { STEPWISE_BASE_URL: stack.executor.url, STEPWISE_EVENT_KEY: "event-key", STEPWISE_API_KEY: "api-key" };
+  }, 60_000);
+  afterAll(async () => stack?.close());
+
+  it("sends an event, lists its run and shows the run's steps", { timeout: 60_000 }, async () => {
+    const sent = await stepwise(["send", "cli/greet", "--data", '{"who":"Ada"}', "--json"], keys);
+    expect(sent.code).toBe(0);
+    const [eventId] = (JSON.parse(sent.out) as { ids: string[] }).ids;
+    const run = await stack.waitForRun(eventId!);
+    expect(run.status).toBe("completed");
+
+    const listed = await stepwise(["runs", "--function", run.functionId, "--status", "completed"], keys);
+    expect(listed.code).toBe(0);
+    const [header, ...rows] = listed.out.trim().split("\n");
+    expect(header).toMatch(/^RUN\s+FUNCTION\s+STATUS\s+STARTED\s+TOOK$/);
+    expect(rows.find((row) => row.startsWith(run.id))).toMatch(new RegExp(`^${run.id}\\s+${run.functionId}\\s+completed\\s+`));
+
+    const shown = await stepwise(["run", run.id], keys);
+    expect(shown.code).toBe(0);
+    expect(shown.out).toContain(`run ${run.id}  ${run.functionId}  completed`);
+    expect(shown.out).toContain('output: "hello Ada"');
+    for (const [step, kind] of [["hello", "run"], ["check", "run"], ["pause", "sleep"]]) expect(shown.out).toMatch(new RegExp(`\\n${step}\\s+${kind}\\s+completed\\s+1\\s+\\+`));
+  });
+
+  it("pages through runs with the command it prints", { timeout: 60_000 }, async () => {
+    const ids = [];
+    for (const who of ["a", "b", "c"]) ids.push(...(await stack.send({ name: "cli/greet", data: { who } })));
+    const runs = await Promise.all(ids.map((id: string) => stack.waitForRun(id)));
+    const first = await stepwise(["runs", "--function", runs[0]!.functionId, "--limit", "2"], keys);
+    const more = /more: stepwise runs (.*)/.exec(first.out)?.[1];
+    expect(more).toMatch(/--function \S+ --limit 2 --cursor \S+/);
+    const second = await stepwise(["runs", ...more!.split(" ")], keys);
+    expect(second.code).toBe(0);
+    const listed = [...first.out.split("\n"), ...second.out.split("\n")].map((line) => line.split(/\s+/)[0]).filter((id) => runs.some((run) => run.id === id));
+    expect(listed.slice(0, 3)).toEqual(runs.map((run) => run.id).reverse());
+  });
+
+  it("cancels a sleeping run, and shows a failed step's error", { timeout: 60_000 }, async () => {
+    const [sleeping] = await stack.send({ name: "cli/greet", data: { who: "sleeper" } });
+    const asleep = await stack.waitForRun(sleeping!, { status: "sleeping" });
+    const cancelled = await stepwise(["cancel", asleep.id], keys);
+    expect(cancelled.code).toBe(0);
+    expect(cancelled.out).toContain(`run ${asleep.id}  ${asleep.functionId}  cancelled`);
+
+    const [failing] = await stack.send({ name: "cli/greet", data: { who: "nobody" } });
+    const failed = await stack.waitForRun(failing!);
+    const shown = await stepwise(["run", failed.id], keys);
+    expect(shown.out).toMatch(/error: .*nobody to greet/);
+    expect(shown.out).toMatch(/\n {2}check: .*nobody to greet/);
+  });
+
+  it("exits with a code of its own for each kind of failure, saying why", { timeout: 60_000 }, async () => {
+    const cases: Array<[args: string[], env: Record<string, string>, code: number, message: RegExp]> = [
+      [["run", "01NOSUCHRUN"], keys, 3, /No run 01NOSUCHRUN/],
+      [["runs", "--status", "done"], keys, 2, /Invalid status "done"/],
+      [["send", "cli/greet", "--data", "{who:1}"], keys, 2, /--data is not JSON/],
+      [["send"], keys, 2, /needs an event name/],
+      [["runs", "--colour", "red"], keys, 2, /colour/],
+      [["runs"], { STEPWISE_BASE_URL: stack.executor.url }, 1, /STEPWISE_API_KEY/],
+      [["runs", "--url", "http://127.0.0.1:9"], keys, 1, /could not reach the executor at http:\/\/127\.0\.0\.1:9.*is it running/],
+    ];
+    const results = await Promise.all(cases.map(([args, env]) => stepwise(args, env)));
+    for (const [index, [args, , code, message]] of cases.entries()) {
+      expect({ args, code: results[index]!.code }).toEqual({ args, code });
+      expect(results[index]!.err).toMatch(message);
+    }
+  });
+});

@@ -190,13 +190,17 @@ describe("misuse", () => {
 
   it("ignores step calls made after the invocation was answered", async () => {
     let late: Promise<unknown> | undefined;
+    // The late call is made once the answer is in hand, however long the invocation took (a
+    // timer of a few milliseconds fired before it on a loaded machine).
+    let answered!: () => void;
+    const afterAnswer = new Promise<void>((resolve) => (answered = resolve));
     const fn = stepwise.createFunction({ id: "f", triggers: [...trigger] }, async ({ step }) => {
-      setTimeout(() => (late = step.run("late", () => 1)), 5);
+      void afterAnswer.then(() => (late = step.run("late", () => 1)));
       await step.sleep("nap", "1h");
     });
     const res = await invoke(fn);
+    answered();
     expect(res.body).toMatchObject({ ops: [{ op: "sleep", id: "nap" }] });
-    // The late call is made once its timer fires (later than 5 ms on a loaded machine).
     while (!late) await new Promise((resolve) => setTimeout(resolve, 5));
     const settled = await Promise.race([late, new Promise((resolve) => setTimeout(() => resolve("still pending"), 10))]);
     expect(settled).toBe("still pending");

@@ -72,7 +72,7 @@ describe("the stepwise commands", () => {
     const runs = await Promise.all(ids.map((id: string) => stack.waitForRun(id)));
     const first = await stepwise(["runs", "--function", runs[0]!.functionId, "--limit", "2"], keys);
     const more = /more: stepwise runs (.*)/.exec(first.out)?.[1];
-    expect(more).toMatch(/--function \S+ --limit 2 --cursor \S+/);
+    expect(more).toMatch(/^--function=\S+ --limit=2 --cursor=\S+$/);
     const second = await stepwise(["runs", ...more!.split(" ")], keys);
     expect(second.code).toBe(0);
     const listed = [...first.out.split("\n"), ...second.out.split("\n")].map((line) => line.split(/\s+/)[0]).filter((id) => runs.some((run) => run.id === id));
@@ -102,6 +102,9 @@ describe("the stepwise commands", () => {
       [["runs", "--colour", "red"], keys, 2, /colour/],
       [["runs"], { STEPWISE_BASE_URL: stack.executor.url }, 1, /STEPWISE_API_KEY/],
       [["runs", "--url", "http://127.0.0.1:9"], keys, 1, /could not reach the executor at http:\/\/127\.0\.0\.1:9.*is it running/],
+      [["runs", "--url", "127.0.0.1:8288"], keys, 2, /not an http\(s\) URL/],
+      // A missing route is the executor's failure, not "no such run".
+      [["runs", "--url", `${stack.executor.url}/nothing-here`], keys, 1, /No GET \/nothing-here\/api\/runs here/],
     ];
     const results = await Promise.all(cases.map(([args, env]) => stepwise(args, env)));
     for (const [index, [args, , code, message]] of cases.entries()) {

@@ -40,6 +40,7 @@ export async function runClientCommand(
       args: argv,
       allowPositionals: true,
       options: {
+        help: { type: "boolean", short: "h", default: false },
         url: { type: "string" },
         json: { type: "boolean", default: false },
         data: { type: "string" },
@@ -52,7 +53,12 @@ export async function runClientCommand(
         cursor: { type: "string" },
       },
     });
-    const api = new ExecutorApi(values.url ?? process.env.STEPWISE_BASE_URL ?? "http://127.0.0.1:8288");
+    if (values.help) {
+      io.print(`Usage:\n${CLIENT_USAGE}`);
+      return EXIT.ok;
+    }
+    // An empty STEPWISE_BASE_URL is unset, as the SDK reads it.
+    const api = new ExecutorApi(values.url || process.env.STEPWISE_BASE_URL || "http://127.0.0.1:8288");
     const show = (answer: unknown, table: () => string[]) => (values.json ? io.print(JSON.stringify(answer, null, 2)) : table().forEach((line) => io.print(line)));
     switch (command) {
       case "send": {
@@ -66,7 +72,7 @@ export async function runClientCommand(
         const query = new URLSearchParams();
         for (const key of ["function", "status", "since", "until", "limit", "cursor"] as const) if (values[key] !== undefined) query.set(key, values[key]);
         const page = (await api.call("GET", `/api/runs${query.size > 0 ? `?${query}` : ""}`, process.env.STEPWISE_API_KEY)) as RunPage;
-        show(page, () => runsTable(page, query));
+        show(page, () => runsTable(page, query, values.url));
         return EXIT.ok;
       }
       case "run":
@@ -74,8 +80,9 @@ export async function runClientCommand(
         const [runId] = positionals;
         if (!runId) throw new CommandError(`stepwise ${command} needs a run ID (stepwise runs lists them)`, EXIT.usage);
         const path = `/api/runs/${encodeURIComponent(runId)}${command === "cancel" ? "/cancel" : ""}`;
-        const run = (await api.call(command === "cancel" ? "POST" : "GET", path, process.env.STEPWISE_API_KEY)) as RunView;
-        show(run, () => runLines(run));
+        const run = (await api.call(command === "cancel" ? "POST" : "GET", path, process.env.STEPWISE_API_KEY, undefined, EXIT.notFound)) as RunView;
+        const ended = command === "cancel" && run.status !== "cancelled" ? [`(it had ended already, ${run.status}: nothing to cancel)`] : [];
+        show(run, () => [...runLines(run), ...ended]);
         return EXIT.ok;
       }
     }
@@ -101,12 +108,25 @@ function parseData(data: string | undefined): unknown {
 
 /** The executor's API, its errors turned into messages and exit codes. */
 class ExecutorApi {
-  constructor(private readonly base: string) {}
+  private readonly base: string;
 
-  async call(method: string, path: string, key: string | undefined, body?: unknown): Promise<unknown> {
+  constructor(base: string) {
+    let url: URL | undefined;
+    try {
+      url = new URL(base);
+    } catch {
+      url = undefined;
+    }
+    if (!url || !/^https?:$/.test(url.protocol)) throw new CommandError(`--url "${base}" is not an http(s) URL: give it whole, e.g. http://127.0.0.1:8288`, EXIT.usage);
+    // Joined as text, so an executor behind a path prefix (https://host/stepwise) keeps it.
+    this.base = base.replace(/\/+$/, "");
+  }
+
+  /** `notFound`: the exit code of a 404 (a run that does not exist; a missing route is a failure). */
+  async call(method: string, path: string, key: string | undefined, body?: unknown, notFound: number = EXIT.failed): Promise<unknown> {
     let response: Response;
     try {
-      response = await fetch(new URL(path, this.base), {
+      response = await fetch(`${this.base}${path}`, {
         method,
         headers: { ...(key && { authorization: `Bearer ${key}` }), ...(body !== undefined && { "content-type": "application/json" }) },
         ...(body !== undefined && { body: JSON.stringify(body) }),
@@ -126,7 +146,7 @@ class ExecutorApi {
     if (response.ok) return answer;
     const message = (answer as { error?: unknown }).error;
     const why = typeof message === "string" ? message : `HTTP ${response.status}`;
-    throw new CommandError(why, response.status === 404 ? EXIT.notFound : response.status === 400 ? EXIT.usage : EXIT.failed);
+    throw new CommandError(why, response.status === 404 ? notFound : response.status === 400 ? EXIT.usage : EXIT.failed);
   }
 }
 
@@ -139,16 +159,24 @@ function table(rows: string[][]): string[] {
 function duration(from: string, to: string | undefined): string {
   if (!to) return "-";
   const ms = new Date(to).getTime() - new Date(from).getTime();
-  return ms < 1_000 ? `${ms}ms` : ms < 60_000 ? `${(ms / 1_000).toFixed(1)}s` : `${Math.floor(ms / 60_000)}m${Math.round((ms % 60_000) / 1_000)}s`;
+  if (ms < 1_000) return `${ms}ms`;
+  if (ms < 60_000) return `${(ms / 1_000).toFixed(1)}s`;
+  const seconds = Math.round(ms / 1_000);
+  return `${Math.floor(seconds / 60)}m${seconds % 60}s`;
 }
 
-function runsTable(page: RunPage, query: URLSearchParams): string[] {
+/** A flag as a shell reads it back: `--name=value`, the value quoted when it holds anything a shell would split or expand. */
+function shellFlag(name: string, value: string): string {
+  return /^[\w.:,@%+=\/-]+$/.test(value) ? `--${name}=${value}` : `--${name}='${value.replace(/'/g, `'\\''`)}'`;
+}
+
+function runsTable(page: RunPage, query: URLSearchParams, url: string | undefined): string[] {
   if (page.runs.length === 0) return ["no runs"];
   const rows = [["RUN", "FUNCTION", "STATUS", "STARTED", "TOOK"], ...page.runs.map((run: RunSummary) => [run.id, run.functionId, run.status, run.startedAt, duration(run.startedAt, run.endedAt)])];
   const lines = table(rows);
   if (page.next) {
     query.set("cursor", page.next);
-    const flags = [...query].map(([key, value]) => `--${key} ${value}`).join(" ");
+    const flags = [...(url ? [["url", url]] : []), ...query].map(([key, value]) => shellFlag(key!, value!)).join(" ");
     lines.push("", `more: stepwise runs ${flags}`);
   }
   return lines;

@@ -63,7 +63,7 @@ export function createApi(options: ApiOptions): Hono {
 
   app.get("/health", (c) => c.json({ ok: true }));
   app.notFound((c) =>
-    c.json({ error: `No ${c.req.method} ${new URL(c.req.url).pathname} here: the API has POST /api/events, POST /api/apps, POST /api/checkpoints, POST /api/step-outputs, GET /api/functions, GET /api/runs/:runId, POST /api/runs/:runId/cancel, GET /api/events/:eventId/runs` }, 404),
+    c.json({ error: `No ${c.req.method} ${new URL(c.req.url).pathname} here: the API has POST /api/events, POST /api/apps, POST /api/checkpoints, POST /api/step-outputs, GET /api/functions, GET /api/runs, GET /api/runs/:runId, POST /api/runs/:runId/cancel, GET /api/events/:eventId/runs` }, 404),
   );
 
   app.post(
@@ -125,7 +125,7 @@ export function createApi(options: ApiOptions): Hono {
     return next();
   };
   app.use("/api/functions", management);
-  app.use("/api/runs", management);
+  // (Also /api/runs itself: Hono's "/*" matches the bare path too.)
   app.use("/api/runs/*", management);
   app.use("/api/events/:eventId/runs", management);
   app.use("/api/runs/:runId/*", pathIds);
@@ -134,7 +134,7 @@ export function createApi(options: ApiOptions): Hono {
 
   app.get("/api/functions", async (c) => c.json({ functions: await executor.listFunctions() }));
 
-  app.get("/api/runs", async (c) => c.json(await executor.listRuns(c.req.query())));
+  app.get("/api/runs", async (c) => c.json(await executor.listRuns(c.req.queries())));
 
   app.get("/api/runs/:runId", async (c) => {
     const run = await executor.getRun(c.req.param("runId"));

@@ -322,7 +322,7 @@ export class Executor {
    * A page of runs, newest first, for `GET /api/runs`'s parameters (see `run-list.ts`). Throws
    * an `InputError` that names the parameter when one is wrong.
    */
-  async listRuns(params: Record<string, string | undefined>): Promise<RunPage> {
+  async listRuns(params: Record<string, string[]>): Promise<RunPage> {
     const { runs, next } = await this.options.store.listRuns(parseRunQuery(params));
     return { runs: runs.map(runSummary), next: next && encodeCursor(next) };
   }

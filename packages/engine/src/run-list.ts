@@ -5,6 +5,7 @@
  * start, to the microsecond the store keeps, and its ID), so runs started meanwhile never shift
  * a page and none is listed twice or skipped.
  */
+import { textProblem } from "@stepwise/protocol";
 import { z } from "zod";
 import { InputError } from "./errors.ts";
 import { RUN_STATUSES, type RunListPosition, type RunQuery, type RunRecord, type RunStatus } from "./records.ts";
@@ -42,6 +43,11 @@ export function encodeCursor(position: RunListPosition): string {
 
 const CursorSchema = z.tuple([z.string().datetime({ precision: 6 }), z.string().min(1).max(200)]);
 
+/** Years the store's times hold (Postgres has no year 0, and JavaScript's dates go past 9999). */
+const EARLIEST = Date.UTC(1, 0, 1);
+const LATEST = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+const inRange = (date: Date) => !Number.isNaN(date.getTime()) && date.getTime() >= EARLIEST && date.getTime() <= LATEST;
+
 function decodeCursor(cursor: string): RunListPosition {
   let decoded: unknown;
   try {
@@ -50,23 +56,36 @@ function decodeCursor(cursor: string): RunListPosition {
     decoded = undefined;
   }
   const parsed = CursorSchema.safeParse(decoded);
-  if (!parsed.success) throw new InputError(`Invalid cursor "${cursor.slice(0, 60)}": pass the "next" of the page before, as it came`);
+  if (!parsed.success || !inRange(new Date(parsed.data[0])) || textProblem(parsed.data[1])) throw new InputError(`Invalid cursor "${cursor.slice(0, 60)}": pass the "next" of the page before, as it came`);
   return { startedAt: parsed.data[0], id: parsed.data[1] };
 }
 
+/** A date (midnight UTC) or a time with its zone: a time without one would be read in the executor's own. */
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2}))?$/;
+
 function parseTime(name: string, value: string): Date {
   const date = new Date(value);
-  if (!/^\d{4}-\d{2}-\d{2}/.test(value) || Number.isNaN(date.getTime())) {
-    throw new InputError(`Invalid ${name} "${value.slice(0, 60)}": give an ISO 8601 time, e.g. 2026-12-05T09:00:00Z`);
+  if (!ISO_TIME.test(value) || !inRange(date)) {
+    throw new InputError(`Invalid ${name} "${value.slice(0, 60)}": give a date or an ISO 8601 time with its zone, e.g. 2026-12-05 or 2026-12-05T09:00:00Z`);
   }
   return date;
 }
 
-/** The query of `GET /api/runs?function=&status=&since=&until=&cursor=&limit=`; an `InputError` names what is wrong. */
-export function parseRunQuery(params: Record<string, string | undefined>): RunQuery {
+/**
+ * The query of `GET /api/runs?function=&status=&since=&until=&cursor=&limit=` (each parameter's
+ * values as the URL gives them); an `InputError` names what is wrong.
+ */
+export function parseRunQuery(given: Record<string, string[]>): RunQuery {
   const known = new Set(["function", "status", "since", "until", "cursor", "limit"]);
-  const unknown = Object.keys(params).filter((name) => !known.has(name));
-  if (unknown.length > 0) throw new InputError(`Unknown parameter ${unknown.map((name) => `"${name}"`).join(", ")}: a run list takes ${[...known].join(", ")}`);
+  const unknown = Object.keys(given).filter((name) => !known.has(name));
+  if (unknown.length > 0) throw new InputError(`Unknown parameter ${unknown.map((name) => `"${name.slice(0, 40)}"`).join(", ")}: a run list takes ${[...known].join(", ")}`);
+  const params: Record<string, string | undefined> = {};
+  for (const [name, values] of Object.entries(given)) {
+    if (values.length > 1) throw new InputError(`Parameter "${name}" given ${values.length} times: give it once (several statuses go in one, separated by commas)`);
+    const problem = textProblem(values[0]!);
+    if (problem) throw new InputError(`Parameter "${name}" ${problem}`);
+    params[name] = values[0];
+  }
   const query: RunQuery = { limit: DEFAULT_RUN_PAGE };
   if (params.function !== undefined) query.functionId = params.function;
   if (params.status !== undefined) {

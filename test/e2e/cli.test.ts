@@ -64,6 +64,10 @@ describe("the stepwise commands", () => {
     expect(shown.out).toContain(`run ${run.id}  ${run.functionId}  completed`);
     expect(shown.out).toContain('output: "hello Ada"');
     for (const [step, kind] of [["hello", "run"], ["check", "run"], ["pause", "sleep"]]) expect(shown.out).toMatch(new RegExp(`\\n${step}\\s+${kind}\\s+completed\\s+1\\s+\\+`));
+    // The timeline is in the order the code ran: the sleep, named in the invocation's answer,
+    // starts once the steps checkpointed before it ended, not when the invocation was sent.
+    const [, check, pause] = (await stack.getRun(run.id)).steps;
+    expect(Date.parse(pause!.startedAt)).toBeGreaterThanOrEqual(Date.parse(check!.endedAt!));
   });
 
   it("pages through runs with the command it prints", { timeout: 60_000 }, async () => {

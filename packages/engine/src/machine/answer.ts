@@ -22,7 +22,7 @@ import { applyOp, boundedError, describeWhen, newStep, stepAttemptFailed, storab
 export interface Invocation {
   /** The step the invocation targeted, if any. */
   targetStepId?: string;
-  /** When the executor sent it (its clock): new steps start then. */
+  /** When the executor sent it (its clock): new steps start then, or once its checkpointed steps ended. */
   startedAt: number;
   /** Steps the run had when the invocation was sent: more now means its checkpoints stored some. */
   knownSteps?: number;
@@ -81,6 +81,9 @@ function applyOps(draft: RunDraft, env: MachineEnv, inv: Invocation, ops: Op[]):
     return finish(draft, env, { status: "failed", error });
   }
   let progressed = false;
+  // A step the answer names was reached after the invocation's checkpointed steps had ended
+  // (checkpointing stops at the first step that cannot run at once): it starts no earlier.
+  const reachedAt = Math.max(inv.startedAt, ...draft.steps().map((step) => step.endedAt?.getTime() ?? 0));
   // One op per step: a repeated failure in one answer (a proxy that doubled the body) is one attempt, not two.
   const applied = new Set<string>();
   for (const op of ops) {
@@ -88,7 +91,7 @@ function applyOps(draft: RunDraft, env: MachineEnv, inv: Invocation, ops: Op[]):
     applied.add(op.id);
     const existing = draft.step(op.id);
     if (existing && !canReplace(existing, op)) continue;
-    applyOp(draft, env, op, existing ?? newStep(draft, op, inv.startedAt));
+    applyOp(draft, env, op, existing ?? newStep(draft, op, reachedAt));
     progressed = true;
   }
   // Steps stored by the invocation's checkpoints are progress too, even when the answer repeats

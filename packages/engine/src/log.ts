@@ -36,8 +36,9 @@ export function formatDuration(ms: number): string {
   // Times stamped by executors whose clocks disagree can come out negative: show them as 0.
   if (ms < 1_000) return `${Math.max(0, Math.round(ms))}ms`;
   if (ms < 60_000) return `${(ms / 1_000).toFixed(1)}s`;
-  const minutes = Math.floor(ms / 60_000);
-  return `${minutes}m ${Math.round((ms % 60_000) / 1_000)}s`;
+  // Whole seconds first: 119.6 s is "2m 0s", not "1m 60s".
+  const seconds = Math.round(ms / 1_000);
+  return `${Math.floor(seconds / 60)}m ${seconds % 60}s`;
 }
 
 /** `run 01HX… fulfil`: how every run line starts, so a run's story greps as one. */

@@ -12,7 +12,7 @@
  */
 import { now } from "./app.ts";
 import type { Recorder as Probe } from "./recorder.ts";
-import { percentile, round } from "./stats.ts";
+import { median, percentile, round } from "./stats.ts";
 import type { Topology } from "./topologies.ts";
 
 async function send(topology: Topology, events: unknown): Promise<void> {
@@ -92,7 +92,6 @@ export async function w2Steady(topology: Topology, probe: Probe, warmups = 3, re
   const results: Record<W2Kind, W2Result[]> = { plain: [], keyed: [] };
   // Each kind goes first in every other pair, so neither always meets what the other left behind.
   for (let i = 0; i < repetitions; i++) for (const kind of i % 2 === 0 ? kinds : [...kinds].reverse()) results[kind].push(await w2(topology, probe, 200, kind));
-  const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
   const steady = (list: W2Result[]): W2Steady => {
     const sorted = [...list].sort((a, b) => a.stepsPerSecond - b.stepsPerSecond);
     return { ...sorted[Math.floor(sorted.length / 2)]!, samples: list.map((r) => r.stepsPerSecond) };

@@ -4,7 +4,7 @@
  * Tables for people, `--json` for scripts; the exit code says how it went (see EXIT).
  */
 import { parseArgs } from "node:util";
-import type { RunPage, RunSummary, RunView } from "@stepwise/engine";
+import { formatDuration, type RunPage, type RunSummary, type RunView } from "@stepwise/engine";
 
 export const CLIENT_COMMANDS = ["send", "runs", "run", "cancel"] as const;
 type ClientCommand = (typeof CLIENT_COMMANDS)[number];
@@ -157,12 +157,7 @@ function table(rows: string[][]): string[] {
 }
 
 function duration(from: string, to: string | undefined): string {
-  if (!to) return "-";
-  const ms = new Date(to).getTime() - new Date(from).getTime();
-  if (ms < 1_000) return `${ms}ms`;
-  if (ms < 60_000) return `${(ms / 1_000).toFixed(1)}s`;
-  const seconds = Math.round(ms / 1_000);
-  return `${Math.floor(seconds / 60)}m${seconds % 60}s`;
+  return to ? formatDuration(new Date(to).getTime() - new Date(from).getTime()) : "-";
 }
 
 /** A flag as a shell reads it back: `--name=value`, the value quoted when it holds anything a shell would split or expand. */

@@ -32,7 +32,7 @@ import { PgQueue } from "./queue.ts";
 import { pruneKeys } from "./concurrency-claim.ts";
 import { toApp, toFunction, toRun } from "./rows.ts";
 import { SCHEMA_SQL } from "./schema.ts";
-import type { SqlClient } from "./sql.ts";
+import { idsParam, type SqlClient } from "./sql.ts";
 import { PgReader, PgTx } from "./tx.ts";
 
 const RETRYABLE_CODES = new Set(["40P01", "40001"]);
@@ -195,9 +195,9 @@ export class PostgresStore extends PgReader implements Store {
   async listRuns(query: RunQuery): Promise<{ runs: RunRecord[]; next: RunListPosition | null }> {
     const params: unknown[] = [];
     const where: string[] = [];
-    const param = (value: unknown) => `$${params.push(value)}`;
+    const param = (value: unknown): `$${number}` => `$${params.push(value)}`;
     if (query.functionId !== undefined) where.push(`function_id = ${param(query.functionId)}`);
-    if (query.statuses?.length) where.push(`status IN (SELECT jsonb_array_elements_text(${param(JSON.stringify(query.statuses))}::jsonb))`);
+    if (query.statuses?.length) where.push(`status = ANY (${idsParam(param(JSON.stringify(query.statuses)), "text")})`);
     if (query.since) where.push(`started_at >= ${param(query.since.toISOString())}::timestamptz`);
     if (query.until) where.push(`started_at < ${param(query.until.toISOString())}::timestamptz`);
     if (query.after) where.push(`(started_at, id) < (${param(query.after.startedAt)}::timestamptz, ${param(query.after.id)})`);

@@ -83,7 +83,9 @@ function applyOps(draft: RunDraft, env: MachineEnv, inv: Invocation, ops: Op[]):
   let progressed = false;
   // A step the answer names was reached after the invocation's checkpointed steps had ended
   // (checkpointing stops at the first step that cannot run at once): it starts no earlier.
-  const reachedAt = Math.max(inv.startedAt, ...draft.steps().map((step) => step.endedAt?.getTime() ?? 0));
+  // Looked up only when the answer names a new step.
+  let reachedAt: number | undefined;
+  const newStepAt = () => (reachedAt ??= latestEnd(draft, inv.startedAt));
   // One op per step: a repeated failure in one answer (a proxy that doubled the body) is one attempt, not two.
   const applied = new Set<string>();
   for (const op of ops) {
@@ -91,7 +93,7 @@ function applyOps(draft: RunDraft, env: MachineEnv, inv: Invocation, ops: Op[]):
     applied.add(op.id);
     const existing = draft.step(op.id);
     if (existing && !canReplace(existing, op)) continue;
-    applyOp(draft, env, op, existing ?? newStep(draft, op, reachedAt));
+    applyOp(draft, env, op, existing ?? newStep(draft, op, newStepAt()));
     progressed = true;
   }
   // Steps stored by the invocation's checkpoints are progress too, even when the answer repeats
@@ -134,4 +136,11 @@ export function bodyAttemptFailed(draft: RunDraft, env: MachineEnv, thrown: Seri
     `${runLabel(run.id, run.functionId)} attempt ${attempt} of ${retries + 1} failed: ${error.name}: ${error.message}; ` +
       `retrying ${describeWhen(when, env.now)}`,
   );
+}
+
+/** The latest end among the run's steps, or `from` if none ended after it. */
+function latestEnd(draft: RunDraft, from: number): number {
+  let latest = from;
+  for (const step of draft.steps()) latest = Math.max(latest, step.endedAt?.getTime() ?? 0);
+  return latest;
 }

@@ -44,6 +44,8 @@ ALTER TABLE events ADD COLUMN IF NOT EXISTS seq bigserial;
 CREATE INDEX IF NOT EXISTS events_name_idx ON events (name, received_at);
 CREATE INDEX IF NOT EXISTS events_name_seq_idx ON events (name, seq);
 CREATE INDEX IF NOT EXISTS events_received_idx ON events (received_at);
+-- The event list (GET /api/events), newest first by arrival: a page is an index range.
+CREATE INDEX IF NOT EXISTS events_seq_idx ON events (seq);
 
 CREATE TABLE IF NOT EXISTS runs (
   id              text PRIMARY KEY,
@@ -74,6 +76,10 @@ CREATE INDEX IF NOT EXISTS runs_ended_idx ON runs (ended_at) WHERE ended_at IS N
 -- The run list (GET /api/runs), newest first, of all functions or of one: a page is an index range.
 CREATE INDEX IF NOT EXISTS runs_started_idx ON runs (started_at, id);
 CREATE INDEX IF NOT EXISTS runs_function_started_idx ON runs (function_id, started_at, id);
+-- A run an operator started again from another one's event: the run it replays, and for a rerun
+-- the step it ran again from (the steps before it were copied from that run).
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS replay_of text;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS rerun_from text;
 
 -- One row per step a run reached, keyed by step ID; position is the order of discovery,
 -- used to detect a function whose steps changed under a live run.

@@ -8,7 +8,7 @@
  * async chain of the job doing it, so the invocation built from that state can be told) and
  * which runs' ends its commits acknowledged.
  */
-import { isTerminal, type CheckpointResult, type CheckpointWrite, type Fence, type Queue, type RunChange, type RunQuery, type RunState, type Store, type StoreTx, type WriteResult } from "@stepwise/engine";
+import { isTerminal, type CheckpointResult, type CheckpointWrite, type Fence, type Queue, type RunChange, type EventQuery, type RunQuery, type RunState, type Store, type StoreTx, type WriteResult } from "@stepwise/engine";
 import { readContext, type Ledger } from "./ledger.ts";
 
 export class SimulatedCrash extends Error {
@@ -124,6 +124,7 @@ export class FaultyStore implements Store {
         return written;
       }),
       insertRuns: c((runs) => tx.insertRuns(runs)),
+      insertRunEvents: c((runId, eventIds) => tx.insertRunEvents(runId, eventIds)),
       insertEvents: c((events) => tx.insertEvents(events)),
       lockWaits: c((names) => tx.lockWaits(names)),
       firstEventSince: c((name, since, until, accept) => tx.firstEventSince(name, since, until, accept)),
@@ -181,6 +182,12 @@ export class FaultyStore implements Store {
   }
   listRunsByEvent(eventId: string) {
     return this.call(() => this.inner.listRunsByEvent(eventId));
+  }
+  listEvents(query: EventQuery) {
+    return this.call(() => this.inner.listEvents(query));
+  }
+  listRunsByEvents(eventIds: readonly string[]) {
+    return this.call(() => this.inner.listRunsByEvents(eventIds));
   }
 
   listBatchEventIds(runId: string) {

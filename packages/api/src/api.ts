@@ -6,8 +6,14 @@
  *   POST /api/checkpoints          an app commits a step result mid-invocation (signed likewise)
  *   POST /api/step-outputs         an app reads stored outputs its invocation left out (signed likewise)
  *   GET  /api/functions            registered functions
+ *   GET  /api/runs                 runs, newest first: ?function=&status=&since=&until=&cursor=&limit=
  *   GET  /api/runs/:runId          a run with its steps
  *   POST /api/runs/:runId/cancel   cancels a live run
+ *   POST /api/runs/:runId/replay   a new run from the same event, on the current code
+ *   POST /api/runs/:runId/rerun    { fromStep, output? }: a new run keeping the steps before fromStep
+ *   POST /api/runs/cancel?…        cancels a page of the live runs the list's filters select
+ *   POST /api/runs/replay?…        replays a page of the runs the list's filters select
+ *   GET  /api/events               events, newest first, each with its runs: ?name=&since=&until=&cursor=&limit=
  *   GET  /api/events/:eventId/runs the runs an event started
  *
  * Keys by purpose, outside dev mode: events need the event key; the run and function routes the
@@ -63,7 +69,7 @@ export function createApi(options: ApiOptions): Hono {
 
   app.get("/health", (c) => c.json({ ok: true }));
   app.notFound((c) =>
-    c.json({ error: `No ${c.req.method} ${new URL(c.req.url).pathname} here: the API has POST /api/events, POST /api/apps, POST /api/checkpoints, POST /api/step-outputs, GET /api/functions, GET /api/runs, GET /api/runs/:runId, POST /api/runs/:runId/cancel, GET /api/events/:eventId/runs` }, 404),
+    c.json({ error: `No ${c.req.method} ${new URL(c.req.url).pathname} here: the API has POST /api/events, POST /api/apps, POST /api/checkpoints, POST /api/step-outputs, GET /api/functions, GET /api/runs, GET /api/runs/:runId, POST /api/runs/:runId/cancel, POST /api/runs/:runId/replay, POST /api/runs/:runId/rerun, POST /api/runs/cancel, POST /api/runs/replay, GET /api/events, GET /api/events/:eventId/runs` }, 404),
   );
 
   app.post(
@@ -134,6 +140,10 @@ export function createApi(options: ApiOptions): Hono {
 
   app.get("/api/functions", async (c) => c.json({ functions: await executor.listFunctions() }));
 
+  // Bulk actions before the routes of one run, whose :runId would take "cancel" and "replay".
+  app.post("/api/runs/cancel", async (c) => c.json(await executor.cancelRuns(c.req.queries())));
+  app.post("/api/runs/replay", async (c) => c.json(await executor.replayRuns(c.req.queries())));
+
   app.get("/api/runs", async (c) => c.json(await executor.listRuns(c.req.queries())));
 
   app.get("/api/runs/:runId", async (c) => {
@@ -145,6 +155,20 @@ export function createApi(options: ApiOptions): Hono {
     const run = await executor.cancelRun(c.req.param("runId"));
     return run ? c.json(run) : c.json({ error: `No run ${c.req.param("runId")}` }, 404);
   });
+
+  app.post("/api/runs/:runId/replay", async (c) => {
+    const run = await executor.replayRun(c.req.param("runId"));
+    return run ? c.json(run) : c.json({ error: `No run ${c.req.param("runId")}` }, 404);
+  });
+
+  app.post("/api/runs/:runId/rerun", bodyLimit({ maxSize, onError: tooLargeAnswer }), async (c) => {
+    const body = await jsonBody(c);
+    const run = await executor.rerunRun(c.req.param("runId"), body);
+    return run ? c.json(run) : c.json({ error: `No run ${c.req.param("runId")}` }, 404);
+  });
+
+  // Events hold users' data: listing them needs the API key, unlike sending them.
+  app.get("/api/events", management, async (c) => c.json(await executor.listEvents(c.req.queries())));
 
   app.get("/api/events/:eventId/runs", async (c) => c.json({ runs: await executor.listRunsForEvent(c.req.param("eventId")) }));
 

@@ -17,7 +17,9 @@ import { Registry } from "./registry.ts";
 import { CheckpointRefused, commitCheckpoint, parseCheckpoint } from "./runtime/checkpoints.ts";
 import { firstTicks } from "./runtime/cron.ts";
 import { runJob, type JobRunner } from "./runtime/jobs.ts";
-import { encodeCursor, parseRunQuery, runSummary, type RunPage } from "./run-list.ts";
+import { encodeCursor, parseRunQuery, runSummary, type BulkCancelResult, type BulkReplayResult, type RunPage, type RunSummary } from "./run-list.ts";
+import { cancelRuns, replayRun, replayRuns, rerunRun, type Operator } from "./run-actions.ts";
+import { encodeEventCursor, eventSummary, parseEventQuery, type EventPage } from "./event-list.ts";
 import { FreedSlotNotices } from "./runtime/freed-slots.ts";
 import { readStepOutputs } from "./runtime/request-steps.ts";
 import { InvocationSnapshots, KnownStates } from "./runtime/known-states.ts";
@@ -244,8 +246,7 @@ export class Executor {
     const events = parseEvents(body, this.limits, this.ctx.clock.now());
     await this.ctx.registry.ensureFresh();
     // The runs these events start go straight to this process's free lanes: no claim, no read.
-    const adopt = { owner: this.runner.owner, leaseMs: this.runner.leaseMs, max: this.lanes.freeSlots() };
-    await this.inUnit((unit) => unit.ingest(events), { adopt });
+    await this.inUnit((unit) => unit.ingest(events), { adopt: this.adoption() });
     return { ids: events.map((event) => event.id) };
   }
 
@@ -348,6 +349,55 @@ export class Executor {
       return true;
     });
     return found ? this.getRun(runId) : null;
+  }
+
+  /**
+   * Starts the run's function again from the same event (`POST /api/runs/:id/replay`), on the
+   * code registered now: a new run, linked to this one. Null when there is no such run; an
+   * `InputError` when its function is no longer registered.
+   */
+  replayRun(runId: string): Promise<RunView | null> {
+    return replayRun(this.operator(), runId);
+  }
+
+  /**
+   * A new run from the same event that keeps this run's steps before `fromStep`, and with
+   * `output` that step's too (`POST /api/runs/:id/rerun`). Null when there is no such run; an
+   * `InputError` for a body that names no step of the run, or a function no longer registered.
+   */
+  rerunRun(runId: string, body: unknown): Promise<RunView | null> {
+    return rerunRun(this.operator(), runId, body);
+  }
+
+  /** Cancels one page of the live runs the list's filters select (`POST /api/runs/cancel?…`); the caller follows `next`. */
+  cancelRuns(params: Record<string, string[]>): Promise<BulkCancelResult> {
+    return cancelRuns(this.operator(), params);
+  }
+
+  /** Replays one page of the runs the list's filters select (`POST /api/runs/replay?…`); the caller follows `next`. */
+  replayRuns(params: Record<string, string[]>): Promise<BulkReplayResult> {
+    return replayRuns(this.operator(), params);
+  }
+
+  /** A page of events, newest first, each with its runs, for `GET /api/events`'s parameters (see `event-list.ts`). */
+  async listEvents(params: Record<string, string[]>): Promise<EventPage> {
+    const { store } = this.options;
+    const { events, next } = await store.listEvents(parseEventQuery(params));
+    const runsOf = new Map<string, RunSummary[]>();
+    for (const { eventId, run } of await store.listRunsByEvents(events.map((event) => event.id))) {
+      runsOf.set(eventId, [...(runsOf.get(eventId) ?? []), runSummary(run)]);
+    }
+    return { events: events.map((event) => eventSummary(event, runsOf.get(event.id) ?? [])), next: next && encodeEventCursor(next) };
+  }
+
+  /** New runs' first invocations go straight to this process's free lanes (see `UnitOptions.adopt`). */
+  private adoption(): UnitOptions["adopt"] {
+    return { owner: this.runner.owner, leaseMs: this.runner.leaseMs, max: this.lanes.freeSlots() };
+  }
+
+  /** What the operator's actions (`run-actions.ts`) work with. */
+  private operator(): Operator {
+    return { ctx: this.ctx, inUnit: (fn) => this.inUnit(fn, { adopt: this.adoption() }), view: (runId) => this.getRun(runId) };
   }
 }
 

@@ -13,6 +13,7 @@ export { evaluateCondition, expressionError, matches } from "./expressions.ts";
 export { systemClock, type Clock } from "./clock.ts";
 export { expectedJobs } from "./machine/progress.ts";
 export type { RunView, StepView } from "./views.ts";
-export { DEFAULT_RUN_PAGE, MAX_RUN_PAGE, type RunPage, type RunSummary } from "./run-list.ts";
+export { DEFAULT_RUN_PAGE, MAX_RUN_PAGE, DEFAULT_BULK_PAGE, LIVE_RUN_STATUSES, type RunPage, type RunSummary, type BulkCancelResult, type BulkReplayResult } from "./run-list.ts";
+export { DEFAULT_EVENT_PAGE, MAX_EVENT_PAGE, type EventPage, type EventSummary } from "./event-list.ts";
 export { CheckpointRefused } from "./runtime/checkpoints.ts";
 export { cronEventId } from "./runtime/cron.ts";

@@ -23,6 +23,25 @@ export interface RunQuery {
   limit: number;
 }
 
+/** Which events a list shows (`Store.listEvents`): newest first by arrival, each filter optional. */
+export interface EventQuery {
+  name?: string;
+  /** Received at or after. */
+  since?: Date;
+  /** Received before. */
+  until?: Date;
+  /** Only events that arrived before this one: its arrival number, the `next` of the page before. */
+  after?: string;
+  limit: number;
+}
+
+/** An event as the record keeps it: with when it arrived and its place in the order of arrival. */
+export interface StoredEvent extends EventRecord {
+  receivedAt: Date;
+  /** Order of arrival (a decimal integer): what a cursor of the event list holds. */
+  seq: string;
+}
+
 /** Where a list of runs stopped: the last run's start (to the microsecond, as the store keeps it) and ID. */
 export interface RunListPosition {
   startedAt: string;
@@ -108,6 +127,10 @@ export interface RunRecord {
   stateBytes: number;
   /** The concurrency limits its invocations take a slot of (none: unlimited). */
   concurrency?: ConcurrencySlot[];
+  /** Started by an operator from this run's event (a replay or a rerun), not by a trigger. */
+  replayOf?: string;
+  /** A rerun: the step it ran again from; the steps before it were copied from `replayOf`. */
+  rerunFrom?: string;
 }
 
 export interface StepRecord {

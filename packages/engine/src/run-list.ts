@@ -8,7 +8,8 @@
 import { textProblem } from "@stepwise/protocol";
 import { z } from "zod";
 import { InputError } from "./errors.ts";
-import { RUN_STATUSES, type RunListPosition, type RunQuery, type RunRecord, type RunStatus } from "./records.ts";
+import { checkRange, decodeCursorJson, encodeCursorJson, inRange, parseLimit, parseTime, readParams } from "./list-params.ts";
+import { isTerminal, RUN_STATUSES, type RunListPosition, type RunQuery, type RunRecord, type RunStatus } from "./records.ts";
 import type { RunView } from "./views.ts";
 
 export const DEFAULT_RUN_PAGE = 50;
@@ -33,42 +34,22 @@ export function runSummary(run: RunRecord): RunSummary {
     startedAt: run.startedAt.toISOString(),
     ...(run.endedAt && { endedAt: run.endedAt.toISOString() }),
     ...(run.parentRunId && { parentRunId: run.parentRunId }),
+    ...(run.replayOf && { replayOf: run.replayOf }),
+    ...(run.rerunFrom && { rerunFrom: run.rerunFrom }),
   };
 }
 
-/** Base64url of the position's JSON (btoa, not Buffer: the engine runs on Workers too; run IDs and times are ASCII). */
+/** The cursor of the page after `position`. */
 export function encodeCursor(position: RunListPosition): string {
-  return btoa(JSON.stringify([position.startedAt, position.id])).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  return encodeCursorJson([position.startedAt, position.id]);
 }
 
 const CursorSchema = z.tuple([z.string().datetime({ precision: 6 }), z.string().min(1).max(200)]);
 
-/** Years the store's times hold (Postgres has no year 0, and JavaScript's dates go past 9999). */
-const EARLIEST = Date.UTC(1, 0, 1);
-const LATEST = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
-const inRange = (date: Date) => !Number.isNaN(date.getTime()) && date.getTime() >= EARLIEST && date.getTime() <= LATEST;
-
 function decodeCursor(cursor: string): RunListPosition {
-  let decoded: unknown;
-  try {
-    decoded = JSON.parse(atob(cursor.replace(/-/g, "+").replace(/_/g, "/")));
-  } catch {
-    decoded = undefined;
-  }
-  const parsed = CursorSchema.safeParse(decoded);
+  const parsed = CursorSchema.safeParse(decodeCursorJson(cursor));
   if (!parsed.success || !inRange(new Date(parsed.data[0])) || textProblem(parsed.data[1])) throw new InputError(`Invalid cursor "${cursor.slice(0, 60)}": pass the "next" of the page before, as it came`);
   return { startedAt: parsed.data[0], id: parsed.data[1] };
-}
-
-/** A date (midnight UTC) or a time with its zone: a time without one would be read in the executor's own. */
-const ISO_TIME = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2}))?$/;
-
-function parseTime(name: string, value: string): Date {
-  const date = new Date(value);
-  if (!ISO_TIME.test(value) || !inRange(date)) {
-    throw new InputError(`Invalid ${name} "${value.slice(0, 60)}": give a date or an ISO 8601 time with its zone, e.g. 2026-12-05 or 2026-12-05T09:00:00Z`);
-  }
-  return date;
 }
 
 /**
@@ -76,16 +57,7 @@ function parseTime(name: string, value: string): Date {
  * values as the URL gives them); an `InputError` names what is wrong.
  */
 export function parseRunQuery(given: Record<string, string[]>): RunQuery {
-  const known = new Set(["function", "status", "since", "until", "cursor", "limit"]);
-  const unknown = Object.keys(given).filter((name) => !known.has(name));
-  if (unknown.length > 0) throw new InputError(`Unknown parameter ${unknown.map((name) => `"${name.slice(0, 40)}"`).join(", ")}: a run list takes ${[...known].join(", ")}`);
-  const params: Record<string, string | undefined> = {};
-  for (const [name, values] of Object.entries(given)) {
-    if (values.length > 1) throw new InputError(`Parameter "${name}" given ${values.length} times: give it once (several statuses go in one, separated by commas)`);
-    const problem = textProblem(values[0]!);
-    if (problem) throw new InputError(`Parameter "${name}" ${problem}`);
-    params[name] = values[0];
-  }
+  const params = readParams(given, ["function", "status", "since", "until", "cursor", "limit"], "a run list");
   const query: RunQuery = { limit: DEFAULT_RUN_PAGE };
   if (params.function !== undefined) query.functionId = params.function;
   if (params.status !== undefined) {
@@ -96,12 +68,56 @@ export function parseRunQuery(given: Record<string, string[]>): RunQuery {
   }
   if (params.since !== undefined) query.since = parseTime("since", params.since);
   if (params.until !== undefined) query.until = parseTime("until", params.until);
-  if (query.since && query.until && query.since >= query.until) throw new InputError(`Invalid range: since (${params.since}) must be before until (${params.until})`);
+  checkRange(query.since, query.until, params);
   if (params.cursor !== undefined) query.after = decodeCursor(params.cursor);
-  if (params.limit !== undefined) {
-    const limit = Number(params.limit);
-    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_RUN_PAGE) throw new InputError(`Invalid limit "${params.limit.slice(0, 20)}": give a whole number from 1 to ${MAX_RUN_PAGE}`);
-    query.limit = limit;
+  if (params.limit !== undefined) query.limit = parseLimit(params.limit, MAX_RUN_PAGE);
+  return query;
+}
+
+/** Runs one call of a bulk action touches by default (each call is one page: the caller follows `next`). */
+export const DEFAULT_BULK_PAGE = 100;
+
+/** The statuses of runs a cancel can still stop. */
+export const LIVE_RUN_STATUSES: readonly RunStatus[] = RUN_STATUSES.filter((status) => !isTerminal(status));
+
+/**
+ * The filter of a bulk action (`POST /api/runs/cancel?…`, `POST /api/runs/replay?…`): the run
+ * list's parameters, at least one of `function`, `status`, `since` and `until` (an action on
+ * every run is never a typo away), and for a cancel only live statuses.
+ */
+export function parseBulkQuery(given: Record<string, string[]>, action: "cancel" | "replay"): RunQuery {
+  const query = parseRunQuery({ limit: [String(DEFAULT_BULK_PAGE)], ...given });
+  if (!query.functionId && !query.statuses && !query.since && !query.until) {
+    throw new InputError(
+      `A bulk ${action} needs a filter: give at least one of function, status, since and until as query parameters, as GET /api/runs takes them` +
+        (action === "cancel" ? `; to cancel every live run, give status=${LIVE_RUN_STATUSES.join(",")}` : ""),
+    );
+  }
+  if (action === "cancel") {
+    const live = (query.statuses ?? LIVE_RUN_STATUSES).filter((status) => !isTerminal(status));
+    if (live.length === 0) throw new InputError(`status=${query.statuses!.join(",")} matches no run a cancel can stop: only ${LIVE_RUN_STATUSES.join(", ")} runs can be cancelled`);
+    query.statuses = live;
   }
   return query;
+}
+
+/** What one call of `POST /api/runs/cancel` did; `next` continues with the page after (null: nothing is left). */
+export interface BulkCancelResult {
+  /** Runs the page held. */
+  matched: number;
+  /** Runs it cancelled. */
+  cancelled: number;
+  /** Runs of the page it left as they were, each with why (they ended meanwhile). */
+  passed: Array<{ runId: string; reason: string }>;
+  next: string | null;
+}
+
+/** What one call of `POST /api/runs/replay` did; `next` continues with the page after (null: nothing is left). */
+export interface BulkReplayResult {
+  matched: number;
+  /** The runs it started, each with the run it replays. */
+  replayed: Array<{ runId: string; replayOf: string }>;
+  /** Runs of the page it did not replay, each with why (their function is no longer registered). */
+  passed: Array<{ runId: string; reason: string }>;
+  next: string | null;
 }

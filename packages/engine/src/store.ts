@@ -7,6 +7,7 @@
 import type { CheckpointRefusal } from "@stepwise/protocol";
 import type {
   AppRecord,
+  EventQuery,
   EventRecord,
   FunctionRecord,
   JobKind,
@@ -18,6 +19,7 @@ import type {
   RunRecord,
   RunState,
   StepRecord,
+  StoredEvent,
   CronTick,
 } from "./records.ts";
 
@@ -178,6 +180,8 @@ export interface StoreTx {
    * `maxBytes` (else it closes, and a new one opens).
    */
   placeInBatch(place: BatchPlacement, pendingHere: PendingHere): Promise<BatchPlace>;
+  /** Gives a run started in this transaction the events of a batch, in order (a replayed batch's run). */
+  insertRunEvents(runId: string, eventIds: readonly string[]): Promise<void>;
   /** Queues a cron trigger's tick, unless one of that pattern is queued already (then null). */
   queueCronTick(tick: CronTick): Promise<JobRecord | null>;
 }
@@ -316,6 +320,10 @@ export interface Store {
   listRunsByEvent(eventId: string): Promise<RunRecord[]>;
   /** Runs newest first (by start, then ID), filtered; `next` is where the page after this one starts, if there may be one. */
   listRuns(query: RunQuery): Promise<{ runs: RunRecord[]; next: RunListPosition | null }>;
+  /** Events newest first (by arrival), filtered; `next` is where the page after this one starts, if there may be one. */
+  listEvents(query: EventQuery): Promise<{ events: StoredEvent[]; next: string | null }>;
+  /** The runs of each event (as {@link listRunsByEvent}), for many events in one read. */
+  listRunsByEvents(eventIds: readonly string[]): Promise<Array<{ eventId: string; run: RunRecord }>>;
   /** A batch's run's event IDs in order of arrival; empty for a run not started as a batch. */
   listBatchEventIds(runId: string): Promise<string[]>;
   /** Live runs older than `minAgeMs` with no job at all and no child run to wait for: candidates for repair. */

@@ -24,6 +24,10 @@ export interface RunView {
   startedAt: string;
   endedAt?: string;
   parentRunId?: string;
+  /** Started by an operator from this run's event (`POST /api/runs/:id/replay` or `/rerun`). */
+  replayOf?: string;
+  /** A rerun: the step it ran again from (the steps before it are the replayed run's). */
+  rerunFrom?: string;
   /** A batched run's events (`batchEvents`), in order of arrival: `eventId` is the first. */
   eventIds?: string[];
   steps: StepView[];
@@ -41,6 +45,8 @@ export function runView(run: RunRecord, steps: StepRecord[], batchEventIds: stri
     startedAt: run.startedAt.toISOString(),
     ...(run.endedAt && { endedAt: run.endedAt.toISOString() }),
     ...(run.parentRunId && { parentRunId: run.parentRunId }),
+    ...(run.replayOf && { replayOf: run.replayOf }),
+    ...(run.rerunFrom && { rerunFrom: run.rerunFrom }),
     steps: [...steps].sort((a, b) => a.position - b.position).map(stepView),
   };
 }

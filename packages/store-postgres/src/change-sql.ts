@@ -64,6 +64,8 @@ export async function writeNewRuns(sql: SqlExecutor, started: NewRunWrite[]): Pr
         version: run.version,
         state_bytes: run.stateBytes,
         concurrency: run.concurrency ?? null,
+        replay_of: run.replayOf ?? null,
+        rerun_from: run.rerunFrom ?? null,
         jobs: change?.jobs.map(encodeJob) ?? [],
         open: change?.openMatchers.map(encodeMatcher) ?? [],
         };
@@ -181,10 +183,10 @@ const MATCHER_RECORD = "m(step_id text, kind text, event_name text, match_path t
 const INSERT_RUNS = `
 WITH input AS (SELECT * FROM jsonb_array_elements($1::jsonb) AS r(doc)),
 runs_in AS (
-  INSERT INTO runs (id, function_id, event_id, status, attempt, parent_run_id, parent_step_id, started_at, version, state_bytes, concurrency)
-  SELECT r.id, r.function_id, r.event_id, r.status, r.attempt, r.parent_run_id, r.parent_step_id, r.started_at, r.version, r.state_bytes, r.concurrency
+  INSERT INTO runs (id, function_id, event_id, status, attempt, parent_run_id, parent_step_id, started_at, version, state_bytes, concurrency, replay_of, rerun_from)
+  SELECT r.id, r.function_id, r.event_id, r.status, r.attempt, r.parent_run_id, r.parent_step_id, r.started_at, r.version, r.state_bytes, r.concurrency, r.replay_of, r.rerun_from
   FROM input, jsonb_to_record(input.doc) AS r(id text, function_id text, event_id text, status text, attempt int,
-       parent_run_id text, parent_step_id text, started_at timestamptz, version int, state_bytes bigint, concurrency jsonb)
+       parent_run_id text, parent_step_id text, started_at timestamptz, version int, state_bytes bigint, concurrency jsonb, replay_of text, rerun_from text)
   ON CONFLICT (id) DO NOTHING
   RETURNING id
 ),

@@ -67,6 +67,8 @@ export function toRun(row: Row): RunRecord {
     version: Number(row.version ?? 0),
     stateBytes: Number(row.state_bytes ?? 0),
     ...(row.concurrency != null && { concurrency: slots(row.concurrency) }),
+    ...(row.replay_of != null && { replayOf: String(row.replay_of) }),
+    ...(row.rerun_from != null && { rerunFrom: String(row.rerun_from) }),
   };
 }
 

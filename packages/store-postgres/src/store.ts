@@ -11,6 +11,7 @@ import {
   type CheckpointResult,
   type CheckpointWrite,
   type CronTick,
+  type EventQuery,
   type Fence,
   type FunctionRecord,
   type JobRecord,
@@ -23,6 +24,7 @@ import {
   type RunState,
   type Store,
   type StoreTx,
+  type StoredEvent,
   type WriteResult,
 } from "@stepwise/engine";
 import { writeChange } from "./change-sql.ts";
@@ -30,7 +32,7 @@ import { CheckpointWriter } from "./checkpoint-writer.ts";
 import { IndexedQueue } from "./indexed-queue.ts";
 import { PgQueue } from "./queue.ts";
 import { pruneKeys } from "./concurrency-claim.ts";
-import { toApp, toFunction, toRun } from "./rows.ts";
+import { toApp, toEvent, toFunction, toRun } from "./rows.ts";
 import { SCHEMA_SQL } from "./schema.ts";
 import { idsParam, type SqlClient } from "./sql.ts";
 import { PgReader, PgTx } from "./tx.ts";
@@ -212,6 +214,39 @@ export class PostgresStore extends PgReader implements Store {
     const last = page.at(-1);
     const next = rows.length > query.limit && last ? { startedAt: String(last.started_key), id: String(last.id) } : null;
     return { runs: page.map(toRun), next };
+  }
+
+  async listEvents(query: EventQuery): Promise<{ events: StoredEvent[]; next: string | null }> {
+    const params: unknown[] = [];
+    const where: string[] = [];
+    const param = (value: unknown): `$${number}` => `$${params.push(value)}`;
+    if (query.name !== undefined) where.push(`name = ${param(query.name)}`);
+    if (query.since) where.push(`received_at >= ${param(query.since.toISOString())}::timestamptz`);
+    if (query.until) where.push(`received_at < ${param(query.until.toISOString())}::timestamptz`);
+    if (query.after !== undefined) where.push(`seq < ${param(query.after)}::bigint`);
+    // One more than asked for: whether a page follows, without a count.
+    const rows = await this.client.query(
+      `SELECT id, name, data, ts, received_at, seq::text AS seq FROM events
+       ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""}
+       ORDER BY seq DESC LIMIT ${param(query.limit + 1)}`,
+      params,
+    );
+    const page = rows.slice(0, query.limit).map((row) => ({ ...toEvent(row), receivedAt: new Date(row.received_at as string), seq: String(row.seq) }));
+    return { events: page, next: rows.length > query.limit ? (page.at(-1)?.seq ?? null) : null };
+  }
+
+  async listRunsByEvents(eventIds: readonly string[]): Promise<Array<{ eventId: string; run: RunRecord }>> {
+    if (eventIds.length === 0) return [];
+    const rows = await this.client.query(
+      `WITH wanted AS (SELECT value AS id FROM jsonb_array_elements_text($1::jsonb))
+       SELECT r.*, r.event_id AS of_event FROM runs r WHERE r.event_id IN (SELECT id FROM wanted)
+       UNION ALL
+       SELECT r.*, b.event_id AS of_event FROM run_events b JOIN runs r ON r.id = b.run_id
+       WHERE b.event_id IN (SELECT id FROM wanted) AND b.position > 0
+       ORDER BY started_at, id`,
+      [JSON.stringify(eventIds)],
+    );
+    return rows.map((row) => ({ eventId: String(row.of_event), run: toRun(row) }));
   }
 
   async listBatchEventIds(runId: string): Promise<string[]> {

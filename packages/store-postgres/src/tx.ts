@@ -242,6 +242,13 @@ export class PgTx extends PgReader implements StoreTx {
     return written;
   }
 
+  async insertRunEvents(runId: string, eventIds: readonly string[]): Promise<void> {
+    await this.sql.query(
+      "INSERT INTO run_events (run_id, position, event_id) SELECT $1, ord - 1, value FROM jsonb_array_elements_text($2::jsonb) WITH ORDINALITY AS e(value, ord)",
+      [runId, JSON.stringify(eventIds)],
+    );
+  }
+
   async insertRuns(runs: NewRunWrite[]): Promise<Map<string, WriteResult>> {
     return writeNewRuns(this.sql, runs);
   }

@@ -7,7 +7,7 @@
  * transaction; several transitions may touch one draft there, each seeing the ones before.
  */
 import type { BackoffConfig, SerializedError } from "@stepwise/protocol";
-import type { Limits } from "../limits.ts";
+import { jsonBytes, type Limits } from "../limits.ts";
 import type { EventRecord, FunctionRecord, MatcherRecord, NewJob, RunRecord, RunState, StepRecord } from "../records.ts";
 import { changeOnlyAdds, type JobSelector, type RunChange, type RunPatch } from "../store.ts";
 
@@ -112,6 +112,30 @@ export class RunDraft {
     if (index >= 0) this.change.steps[index] = step;
     else this.change.steps.push(step);
     this.dirty = true;
+  }
+
+  /**
+   * Steps a new run starts with (a rerun keeps the replayed run's steps before the one it runs
+   * again from): written with the run, their outputs counted in its state. Nothing to settle:
+   * the run's first invocation is queued already, and replays past them.
+   */
+  restoreSteps(steps: StepRecord[]): void {
+    let bytes = 0;
+    for (const step of steps) {
+      if (step.outputBytes !== undefined) throw new Error(`step "${step.id}" was read without its output: it cannot be copied`);
+      this.stepsById.set(step.id, step);
+      this.change.steps.push(step);
+      if (step.status === "completed") bytes += jsonBytes(step.output ?? null);
+      if (step.error) bytes += jsonBytes(step.error);
+    }
+    this.ordered = undefined;
+    this.run.stateBytes += bytes;
+  }
+
+  /** This new run was started by an operator from `runId`'s event (a replay; a rerun from `fromStep`). */
+  startedFrom(runId: string, fromStep?: string): void {
+    this.run.replayOf = runId;
+    if (fromStep !== undefined) this.run.rerunFrom = fromStep;
   }
 
   patchRun(patch: RunPatch): void {

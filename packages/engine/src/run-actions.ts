@@ -1,0 +1,97 @@
+/**
+ * What an operator does to runs through the API, beyond reading them: start one again (replay,
+ * rerun from a step: `unit/replays.ts` says what a new run keeps), and cancel or replay every
+ * run a list's filters select. A bulk action does one page per call and answers with the cursor
+ * of the next, so each request stays short (on a Worker too), a client can show progress, and
+ * runs started by the action itself (replays are newer than the page) are never picked up again.
+ */
+import { machineEnv, type EngineContext } from "./context.ts";
+import { InputError } from "./errors.ts";
+import { finish } from "./machine/ending.ts";
+import { isTerminal, type FunctionRecord, type RunRecord, type RunState } from "./records.ts";
+import { encodeCursor, parseBulkQuery, type BulkCancelResult, type BulkReplayResult } from "./run-list.ts";
+import { parseRerun, startReplay, type Rerun } from "./unit/replays.ts";
+import type { UnitOfWork } from "./unit/unit.ts";
+import type { RunView } from "./views.ts";
+
+/** What the actions need of the executor. */
+export interface Operator {
+  ctx: EngineContext;
+  /** Runs `fn` in one transaction; runs it starts go to the executor's free lanes. */
+  inUnit<T>(fn: (unit: UnitOfWork) => Promise<T>): Promise<T>;
+  view(runId: string): Promise<RunView | null>;
+}
+
+/** Runs one transaction of a bulk action changes: none holds many run locks for long. */
+const RUNS_PER_UNIT = 25;
+
+export async function replayRun(op: Operator, runId: string): Promise<RunView | null> {
+  // Outputs are not needed: a replay keeps no step.
+  const original = await op.ctx.store.loadRunState(runId, { maxOutputBytes: 0 });
+  return original && startAgain(op, original);
+}
+
+export async function rerunRun(op: Operator, runId: string, body: unknown): Promise<RunView | null> {
+  const rerun = parseRerun(body, op.ctx.limits);
+  const original = await op.ctx.store.loadRunState(runId);
+  return original && startAgain(op, original, rerun);
+}
+
+async function startAgain(op: Operator, original: RunState, rerun?: Rerun): Promise<RunView | null> {
+  const fn = await functionToReplay(op.ctx, original.run);
+  const id = await op.inUnit(async (unit) => (await startReplay(unit, fn, original, rerun)).run.id);
+  return op.view(id);
+}
+
+/** The run's function, as registered now, to start it again; an `InputError` when it is gone. */
+async function functionToReplay(ctx: EngineContext, run: RunRecord): Promise<FunctionRecord> {
+  const fn = await ctx.registry.getFunction(run.functionId);
+  if (!fn) throw new InputError(`Run ${run.id} cannot be started again: its function "${run.functionId}" is no longer registered; sync the app that serves it first`, 409);
+  return fn;
+}
+
+/** One page of the live runs the filters select, cancelled. */
+export async function cancelRuns(op: Operator, params: Record<string, string[]>): Promise<BulkCancelResult> {
+  const { runs, next } = await op.ctx.store.listRuns(parseBulkQuery(params, "cancel"));
+  await op.ctx.registry.ensureFresh();
+  const result: BulkCancelResult = { matched: runs.length, cancelled: 0, passed: [], next: next && encodeCursor(next) };
+  // Locked in ID order, as every transaction locks runs.
+  const ids = runs.map((run) => run.id).sort();
+  for (let at = 0; at < ids.length; at += RUNS_PER_UNIT) {
+    await op.inUnit(async (unit) => {
+      for (const runId of ids.slice(at, at + RUNS_PER_UNIT)) {
+        const draft = await unit.load(runId);
+        if (!draft || isTerminal(draft.run.status)) {
+          result.passed.push({ runId, reason: draft ? `it ended (${draft.run.status}) before the cancel reached it` : "it is gone (pruned)" });
+          continue;
+        }
+        finish(draft, machineEnv(op.ctx, draft.run.functionId), { status: "cancelled", reason: "cancelled in bulk through the API" });
+        result.cancelled++;
+      }
+    });
+  }
+  return result;
+}
+
+/** One page of the runs the filters select, each started again from its event. */
+export async function replayRuns(op: Operator, params: Record<string, string[]>): Promise<BulkReplayResult> {
+  const { runs, next } = await op.ctx.store.listRuns(parseBulkQuery(params, "replay"));
+  const result: BulkReplayResult = { matched: runs.length, replayed: [], passed: [], next: next && encodeCursor(next) };
+  const originals: Array<{ state: RunState; fn: FunctionRecord }> = [];
+  for (const run of runs) {
+    const state = await op.ctx.store.loadRunState(run.id, { maxOutputBytes: 0 });
+    const fn = state && (await op.ctx.registry.getFunction(run.functionId));
+    if (state && fn) originals.push({ state, fn });
+    else result.passed.push({ runId: run.id, reason: state ? `its function "${run.functionId}" is no longer registered` : "it is gone (pruned)" });
+  }
+  for (let at = 0; at < originals.length; at += RUNS_PER_UNIT) {
+    const chunk = originals.slice(at, at + RUNS_PER_UNIT);
+    const started = await op.inUnit(async (unit) => {
+      const ids: string[] = [];
+      for (const { state, fn } of chunk) ids.push((await startReplay(unit, fn, state)).run.id);
+      return ids;
+    });
+    started.forEach((runId, i) => result.replayed.push({ runId, replayOf: chunk[i]!.state.run.id }));
+  }
+  return result;
+}

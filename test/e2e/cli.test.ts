@@ -99,12 +99,46 @@ describe("the stepwise commands", () => {
     expect(shown.out).toMatch(/\n {2}check: .*nobody to greet/);
   });
 
+  it("replays a failed run, reruns a run from a step with an edited output", { timeout: 60_000 }, async () => {
+    const [failing] = await stack.send({ name: "cli/greet", data: { who: "nobody" } });
+    const failed = await stack.waitForRun(failing!);
+    const replayed = await stepwise(["replay", failed.id, "--json"], keys);
+    expect(replayed.code).toBe(0);
+    const replay = JSON.parse(replayed.out) as { id: string; replayOf: string };
+    expect(replay.replayOf).toBe(failed.id);
+
+    const [greeting] = await stack.send({ name: "cli/greet", data: { who: "Grace" } });
+    const done = await stack.waitForRun(greeting!);
+    const rerun = await stepwise(["rerun", done.id, "--from", "hello", "--output", '"hi Grace"'], keys);
+    expect(rerun.code).toBe(0);
+    expect(rerun.out).toContain(`rerun of run ${done.id} from step "hello"`);
+    const newId = /^run (\S+)/.exec(rerun.out)![1]!;
+    await expect.poll(async () => (await stack.getRun(newId)).status, { timeout: 15_000 }).toBe("completed");
+    expect((await stack.getRun(newId)).output).toBe("hi Grace");
+  });
+
+  it("cancels in bulk every run a filter selects, page by page, with progress", { timeout: 60_000 }, async () => {
+    const since = new Date(Date.now() - 1).toISOString();
+    const ids = await stack.send(Array.from({ length: 5 }, () => ({ name: "cli/greet", data: { who: "sleeper" } })));
+    const runs = await Promise.all(ids.map((id: string) => stack.waitForRun(id, { status: "sleeping", timeoutMs: 30_000 })));
+    const result = await stepwise(["cancel", "--function", runs[0]!.functionId, "--status", "sleeping", "--since", since, "--limit", "2"], keys);
+    expect(result.code).toBe(0);
+    expect(result.out.trim().split("\n")).toEqual(["cancelled 2 of 2 run(s) so far…", "cancelled 4 of 4 run(s) so far…", "cancelled 5 of 5 run(s) so far", "done: cancelled 5 run(s)"]);
+    for (const run of runs) expect((await stack.getRun(run.id)).status).toBe("cancelled");
+    // Both ways of naming what to cancel at once is a usage error; so is neither.
+    expect((await stepwise(["cancel", runs[0]!.id, "--status", "sleeping"], keys)).code).toBe(2);
+    expect((await stepwise(["replay"], keys)).code).toBe(2);
+  });
+
   it("exits with a code of its own for each kind of failure, saying why", { timeout: 60_000 }, async () => {
     const cases: Array<[args: string[], env: Record<string, string>, code: number, message: RegExp]> = [
       [["run", "01NOSUCHRUN"], keys, 3, /No run 01NOSUCHRUN/],
       [["runs", "--status", "done"], keys, 2, /Invalid status "done"/],
       [["send", "cli/greet", "--data", "{who:1}"], keys, 2, /--data is not JSON/],
       [["send"], keys, 2, /needs an event name/],
+      [["rerun", "01NOSUCHRUN"], keys, 2, /needs a run ID and the step to run again from/],
+      [["rerun", "01NOSUCHRUN", "--from", "hello"], keys, 3, /No run 01NOSUCHRUN/],
+      [["replay", "--status", "done"], keys, 2, /Invalid status "done"/],
       [["runs", "--colour", "red"], keys, 2, /colour/],
       [["runs"], { STEPWISE_BASE_URL: stack.executor.url }, 1, /STEPWISE_API_KEY/],
       [["runs", "--url", "http://127.0.0.1:9"], keys, 1, /could not reach the executor at http:\/\/127\.0\.0\.1:9.*is it running/],

@@ -1,12 +1,13 @@
 /**
  * The `stepwise` commands that talk to a running executor over its HTTP API, as a script or a
- * person at a terminal would: send an event, list runs, show one run's steps, cancel a run.
+ * person at a terminal would: send an event, list runs, show one run's steps, cancel, replay or
+ * rerun a run, and cancel or replay every run a filter selects (page by page, with progress).
  * Tables for people, `--json` for scripts; the exit code says how it went (see EXIT).
  */
 import { parseArgs } from "node:util";
-import { formatDuration, type RunPage, type RunSummary, type RunView } from "@stepwise/engine";
+import { formatDuration, type BulkCancelResult, type BulkReplayResult, type RunPage, type RunSummary, type RunView } from "@stepwise/engine";
 
-export const CLIENT_COMMANDS = ["send", "runs", "run", "cancel"] as const;
+export const CLIENT_COMMANDS = ["send", "runs", "run", "cancel", "replay", "rerun"] as const;
 type ClientCommand = (typeof CLIENT_COMMANDS)[number];
 
 /** Exit codes a script can tell apart. */
@@ -15,7 +16,11 @@ export const EXIT = { ok: 0, failed: 1, usage: 2, notFound: 3 } as const;
 export const CLIENT_USAGE = `  stepwise send <event name> [--data '<json>'] [--id <event id>]
   stepwise runs [--function ID] [--status S[,S]] [--since ISO] [--until ISO] [--limit N] [--cursor C]
   stepwise run <run id>
-  stepwise cancel <run id>
+  stepwise cancel <run id> | [--function ID] [--status S[,S]] [--since ISO] [--until ISO] [--limit N]
+  stepwise replay <run id> | [--function ID] [--status S[,S]] [--since ISO] [--until ISO] [--limit N]
+  stepwise rerun <run id> --from <step id> [--output '<json>']
+    cancel and replay with a filter instead of a run ID act on every run it selects, a page
+    at a time (--limit runs per page, default 100), printing progress.
     Each takes --url (default STEPWISE_BASE_URL or http://127.0.0.1:8288) and --json (the API's
     answer as it came). Keys from STEPWISE_EVENT_KEY (send) and STEPWISE_API_KEY (the rest).
     Exit codes: 0 done, 1 the executor refused or could not be reached, 2 wrong usage, 3 no such run.`;
@@ -51,6 +56,8 @@ export async function runClientCommand(
         until: { type: "string" },
         limit: { type: "string" },
         cursor: { type: "string" },
+        from: { type: "string" },
+        output: { type: "string" },
       },
     });
     if (values.help) {
@@ -75,14 +82,32 @@ export async function runClientCommand(
         show(page, () => runsTable(page, query, values.url));
         return EXIT.ok;
       }
-      case "run":
-      case "cancel": {
+      case "cancel":
+      case "replay": {
         const [runId] = positionals;
-        if (!runId) throw new CommandError(`stepwise ${command} needs a run ID (stepwise runs lists them)`, EXIT.usage);
-        const path = `/api/runs/${encodeURIComponent(runId)}${command === "cancel" ? "/cancel" : ""}`;
-        const run = (await api.call(command === "cancel" ? "POST" : "GET", path, process.env.STEPWISE_API_KEY, undefined, EXIT.notFound)) as RunView;
-        const ended = command === "cancel" && run.status !== "cancelled" ? [`(it had ended already, ${run.status}: nothing to cancel)`] : [];
-        show(run, () => [...runLines(run), ...ended]);
+        const filter = new URLSearchParams();
+        for (const key of ["function", "status", "since", "until"] as const) if (values[key] !== undefined) filter.set(key, values[key]);
+        if (runId && filter.size > 0) throw new CommandError(`give a run ID or a filter (--function, --status, --since, --until), not both`, EXIT.usage);
+        if (!runId && filter.size === 0) throw new CommandError(`stepwise ${command} needs a run ID (stepwise runs lists them) or a filter: --function, --status, --since, --until`, EXIT.usage);
+        if (!runId) return await bulk(api, command, filter, values.limit, values.json, io);
+        const run = (await api.call("POST", `/api/runs/${encodeURIComponent(runId)}/${command}`, process.env.STEPWISE_API_KEY, undefined, EXIT.notFound)) as RunView;
+        const note = command === "cancel" ? (run.status !== "cancelled" ? [`(it had ended already, ${run.status}: nothing to cancel)`] : []) : [`(replays run ${runId})`];
+        show(run, () => [...runLines(run), ...note]);
+        return EXIT.ok;
+      }
+      case "rerun": {
+        const [runId] = positionals;
+        if (!runId || !values.from) throw new CommandError("stepwise rerun needs a run ID and the step to run again from: stepwise rerun <run id> --from <step id> [--output '<json>']", EXIT.usage);
+        const body = { fromStep: values.from, ...(values.output !== undefined && { output: parseJsonFlag("output", values.output) }) };
+        const run = (await api.call("POST", `/api/runs/${encodeURIComponent(runId)}/rerun`, process.env.STEPWISE_API_KEY, body, EXIT.notFound)) as RunView;
+        show(run, () => [...runLines(run), `(reruns run ${runId} from step "${values.from}")`]);
+        return EXIT.ok;
+      }
+      case "run": {
+        const [runId] = positionals;
+        if (!runId) throw new CommandError("stepwise run needs a run ID (stepwise runs lists them)", EXIT.usage);
+        const run = (await api.call("GET", `/api/runs/${encodeURIComponent(runId)}`, process.env.STEPWISE_API_KEY, undefined, EXIT.notFound)) as RunView;
+        show(run, () => runLines(run));
         return EXIT.ok;
       }
     }
@@ -98,12 +123,41 @@ export async function runClientCommand(
 }
 
 function parseData(data: string | undefined): unknown {
-  if (data === undefined) return {};
+  return data === undefined ? {} : parseJsonFlag("data", data);
+}
+
+function parseJsonFlag(name: string, value: string): unknown {
   try {
-    return JSON.parse(data);
+    return JSON.parse(value);
   } catch (error) {
-    throw new CommandError(`--data is not JSON (${error instanceof Error ? error.message : String(error)}): quote it, e.g. --data '{"id":1}'`, EXIT.usage);
+    throw new CommandError(`--${name} is not JSON (${error instanceof Error ? error.message : String(error)}): quote it, e.g. --${name} '{"id":1}'`, EXIT.usage);
   }
+}
+
+/**
+ * A bulk cancel or replay: page after page until the executor says nothing is left, a line of
+ * progress after each (on stderr with --json, whose stdout is the totals alone).
+ */
+async function bulk(api: ExecutorApi, action: "cancel" | "replay", filter: URLSearchParams, pageSize: string | undefined, json: boolean, io: { print: (line: string) => void; fail: (line: string) => void }): Promise<number> {
+  const totals = { matched: 0, done: 0, passed: [] as Array<{ runId: string; reason: string }> };
+  const progress = json ? io.fail : io.print;
+  const verb = action === "cancel" ? "cancelled" : "replayed";
+  let cursor: string | null = null;
+  do {
+    const query = new URLSearchParams(filter);
+    if (pageSize !== undefined) query.set("limit", pageSize);
+    if (cursor) query.set("cursor", cursor);
+    const page = (await api.call("POST", `/api/runs/${action}?${query}`, process.env.STEPWISE_API_KEY)) as BulkCancelResult | BulkReplayResult;
+    totals.matched += page.matched;
+    totals.done += "cancelled" in page ? page.cancelled : page.replayed.length;
+    totals.passed.push(...page.passed);
+    cursor = page.next;
+    progress(`${verb} ${totals.done} of ${totals.matched} run(s) so far${cursor ? "…" : ""}`);
+  } while (cursor);
+  for (const { runId, reason } of totals.passed) progress(`  not ${verb}: ${runId}: ${reason}`);
+  if (json) io.print(JSON.stringify({ matched: totals.matched, [verb]: totals.done, passed: totals.passed }, null, 2));
+  else io.print(`done: ${verb} ${totals.done} run(s)${totals.passed.length > 0 ? `, ${totals.passed.length} left as they were` : ""}`);
+  return EXIT.ok;
 }
 
 /** The executor's API, its errors turned into messages and exit codes. */
@@ -180,6 +234,7 @@ function runsTable(page: RunPage, query: URLSearchParams, url: string | undefine
 /** A run and its steps as a timeline: when each started after the run, how long it took. */
 function runLines(run: RunView): string[] {
   const lines = [`run ${run.id}  ${run.functionId}  ${run.status}  started ${run.startedAt}  took ${duration(run.startedAt, run.endedAt)}`];
+  if (run.replayOf) lines.push(run.rerunFrom ? `rerun of run ${run.replayOf} from step "${run.rerunFrom}"` : `replay of run ${run.replayOf}`);
   if (run.error) lines.push(`error: ${run.error.name}: ${run.error.message}`);
   if (run.status === "completed") lines.push(`output: ${JSON.stringify(run.output)}`);
   if (run.steps.length === 0) return lines;

@@ -29,6 +29,12 @@ CREATE TABLE IF NOT EXISTS functions (
 -- A function its app no longer serves keeps its row, so another app cannot take its ID over
 -- while its runs may still wake.
 ALTER TABLE functions ADD COLUMN IF NOT EXISTS removed_at timestamptz;
+-- Set while an operator has the function paused: its new runs are created held (paused_by
+-- 'function' below, with no job), and a sync leaves it as it is.
+ALTER TABLE functions ADD COLUMN IF NOT EXISTS paused_at timestamptz;
+-- What its last resume did with the runs the pause held ('run' or 'skip'): a run an ingest that
+-- began before the resume's commit held after it is treated the same way by maintenance.
+ALTER TABLE functions ADD COLUMN IF NOT EXISTS held_runs text;
 
 -- An event is stored before its sender hears "ok"; a repeated id is ignored (idempotent send).
 -- seq orders events by arrival, for a wait that looks back at what arrived while it opened.
@@ -80,6 +86,12 @@ CREATE INDEX IF NOT EXISTS runs_function_started_idx ON runs (function_id, start
 -- the step it ran again from (the steps before it were copied from that run).
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS replay_of text;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS rerun_from text;
+-- A paused run has no job: nothing invokes it or fires its timers until it is resumed, which
+-- queues the jobs its state calls for. paused_by: 'operator' (the run was paused) or 'function'
+-- (it started while its function was paused, and waits for the function's resume).
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS paused_at timestamptz;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS paused_by text;
+CREATE INDEX IF NOT EXISTS runs_held_idx ON runs (function_id) WHERE paused_by = 'function';
 
 -- One row per step a run reached, keyed by step ID; position is the order of discovery,
 -- used to detect a function whose steps changed under a live run.

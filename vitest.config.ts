@@ -1,7 +1,8 @@
 import { defineConfig } from "vitest/config";
 
 // Three projects: `main` (unit, contract and end-to-end suites, two files at a time), `system`
-// (the `stepwise` command run as a user runs it, under bursts, and a slice of the simulation)
+// (the `stepwise` command run as a user runs it, under bursts, a slice of the simulation, and
+// the dashboard in a real browser)
 // and `chaos` (several executor
 // processes, killed, and services restarted). The last two run one file at a time, after
 // `main`, so their load does not skew the others. `npm test` runs all three.
@@ -21,7 +22,7 @@ export default defineConfig({
       },
       {
         extends: true,
-        test: { name: "system", include: ["test/system/**/*.test.ts", "test/sim/**/*.test.ts"], fileParallelism: false, maxWorkers: 1 },
+        test: { name: "system", include: ["test/system/**/*.test.ts", "test/sim/**/*.test.ts", "test/browser/**/*.test.ts"], fileParallelism: false, maxWorkers: 1 },
       },
       {
         extends: true,

@@ -168,6 +168,15 @@ export class FaultyStore implements Store {
   listFunctions() {
     return this.call(() => this.inner.listFunctions());
   }
+  setFunctionPaused(...args: Parameters<Store["setFunctionPaused"]>) {
+    return this.call(() => this.inner.setFunctionPaused(...args));
+  }
+  findUnreleasedHolds(limit: number) {
+    return this.call(() => this.inner.findUnreleasedHolds(limit));
+  }
+  listHeldRuns(functionId: string, limit: number) {
+    return this.call(() => this.inner.listHeldRuns(functionId, limit));
+  }
   getRun(runId: string) {
     return this.call(() => this.inner.getRun(runId));
   }

@@ -10,6 +10,8 @@ export interface EnvSettings {
   eventKey?: string;
   /** Bearer key of the run and function routes (`STEPWISE_API_KEY`); they are closed without it outside dev mode. */
   apiKey?: string;
+  /** The key people sign in to the dashboard with (`STEPWISE_DASHBOARD_KEY`); outside dev mode the dashboard is off without it. */
+  dashboardKey?: string;
   appUrls: string[];
   dataDir?: string;
   databaseUrl?: string;
@@ -54,6 +56,7 @@ export function readEnv(env: Record<string, string | undefined> = process.env): 
     appSigningKeys: parseAppSigningKeys(env.STEPWISE_APP_SIGNING_KEYS),
     eventKey: env.STEPWISE_EVENT_KEY || undefined,
     apiKey: env.STEPWISE_API_KEY || undefined,
+    dashboardKey: env.STEPWISE_DASHBOARD_KEY || undefined,
     appUrls: (env.STEPWISE_APP_URLS ?? "").split(",").map((url) => url.trim()).filter(Boolean),
     dataDir: env.STEPWISE_DATA_DIR || undefined,
     databaseUrl: env.DATABASE_URL || undefined,

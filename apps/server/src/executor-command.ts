@@ -5,6 +5,7 @@
  *                  queue in Redis (UPSTASH_REDIS_REST_URL/TOKEN) or, without them, in Postgres.
  *                  Run as many as the load needs; they share work through the stores alone.
  */
+import { DASHBOARD_OFF } from "@stepwise/dashboard";
 import { mkdirSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { stdioLogger as log } from "./log.ts";
@@ -53,6 +54,7 @@ export async function runExecutorCommand(command: "dev" | "start", rest: string[
     appSigningKeys: env.appSigningKeys,
     eventKey: env.eventKey,
     apiKey: env.apiKey,
+    dashboardKey: env.dashboardKey,
     exclusiveStore: dev,
     backoff: { initialMs: env.retryInitialMs, maxMs: env.retryMaxMs },
     retentionMs: env.retentionMs,
@@ -63,6 +65,8 @@ export async function runExecutorCommand(command: "dev" | "start", rest: string[
     log,
   });
   log.info(`stepwise ${command}: executor listening on ${server.url} (send events to ${server.url}/api/events)`);
+  if (dev || env.dashboardKey) log.info(`dashboard: ${server.url}/${dev ? "" : " (sign in with STEPWISE_DASHBOARD_KEY)"}`);
+  else log.info(DASHBOARD_OFF);
   for (const url of appUrls) log.info(`watching app ${url}`);
 
   const shutdown = (signal: string) => {

@@ -21,6 +21,8 @@ export interface ServerOptions extends Omit<ExecutorOptions, "signingKey" | "sto
   eventKey?: string;
   /** Bearer key of the run and function routes outside dev mode. */
   apiKey?: string;
+  /** The key people sign in to the dashboard with outside dev mode; without it the dashboard is off (dev mode: open). */
+  dashboardKey?: string;
   /** Embedded mode owns its store alone: leases left by a killed process are released at start. */
   exclusiveStore?: boolean;
   /** Apps may register loopback and private URLs outside dev mode. */
@@ -53,6 +55,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     appSigningKeys: options.appSigningKeys,
     eventKey: options.eventKey,
     apiKey: options.apiKey,
+    dashboard: options.dev ? { open: true } : { open: false, key: options.dashboardKey },
     allowPrivateAppUrls: options.allowPrivateAppUrls,
   });
   const checkpoint = createCheckpointHandler(executor, { dev: options.dev, signingKeys, appSigningKeys: options.appSigningKeys });

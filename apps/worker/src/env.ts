@@ -21,6 +21,7 @@ export interface Env {
   STEPWISE_APP_SIGNING_KEYS?: string;
   STEPWISE_EVENT_KEY?: string;
   STEPWISE_API_KEY?: string;
+  STEPWISE_DASHBOARD_KEY?: string;
   STEPWISE_DEV?: string;
   STEPWISE_WS_PROXY?: string;
   STEPWISE_DRAIN_BUDGET_MS?: string;
@@ -44,6 +45,8 @@ export interface Settings {
   eventKey?: string;
   /** Bearer key of the run and function routes. */
   apiKey?: string;
+  /** The key people sign in to the dashboard with; without it (and outside dev mode) the dashboard is off. */
+  dashboardKey?: string;
   budgetMs: number;
   /** Jobs per drain: each job is a few subrequests (the app, Redis), and Workers cap those per invocation. */
   maxJobs: number;
@@ -63,6 +66,7 @@ export function readSettings(env: Env): Settings {
     appSigningKeys: parseAppSigningKeys(env.STEPWISE_APP_SIGNING_KEYS),
     eventKey: env.STEPWISE_EVENT_KEY || undefined,
     apiKey: env.STEPWISE_API_KEY || undefined,
+    dashboardKey: env.STEPWISE_DASHBOARD_KEY || undefined,
     // With the invocation timeout, under the 30 s `waitUntil` may run after the response.
     budgetMs: number(env, "STEPWISE_DRAIN_BUDGET_MS") ?? 10_000,
     maxJobs: number(env, "STEPWISE_DRAIN_MAX_JOBS") ?? 200,

@@ -35,6 +35,7 @@ const worker = {
       appSigningKeys: settings.appSigningKeys,
       eventKey: settings.eventKey,
       apiKey: settings.apiKey,
+      dashboard: settings.dev ? { open: true } : { open: false, key: settings.dashboardKey },
       allowPrivateAppUrls: settings.allowPrivateAppUrls,
     });
     let response: Response;

@@ -11,22 +11,28 @@
  *   POST /api/runs/:runId/cancel   cancels a live run
  *   POST /api/runs/:runId/replay   a new run from the same event, on the current code
  *   POST /api/runs/:runId/rerun    { fromStep, output? }: a new run keeping the steps before fromStep
+ *   POST /api/runs/:runId/pause    a live run is invoked no further, its timers hold, until /resume
+ *   POST /api/functions/:id/pause  a function's new runs start held until /resume ({ held?: "run" | "skip" })
  *   POST /api/runs/cancel?…        cancels a page of the live runs the list's filters select
  *   POST /api/runs/replay?…        replays a page of the runs the list's filters select
  *   GET  /api/events               events, newest first, each with its runs: ?name=&since=&until=&cursor=&limit=
+ *   GET  /api/events/:eventId      an event with the runs it started
  *   GET  /api/events/:eventId/runs the runs an event started
  *
  * Keys by purpose, outside dev mode: events need the event key; the run and function routes the
  * API key (`STEPWISE_API_KEY`); registrations a signature by the signing key. An app holds the
- * signing and event keys, so neither reads or cancels runs.
+ * signing and event keys, so neither reads or cancels runs. A person signed in to the dashboard
+ * (`/`, packages/dashboard) may do what the event and API keys allow, each change carrying the
+ * session's CSRF token; a browser's request from another site is refused in every mode.
  * Bad input gets a 4xx with `{ error }` saying what is wrong; nothing is stored then.
  */
 import { APPS_ROUTE, CHECKPOINT_ROUTE, HEADERS, keyMatches, SeenSignatures, STEP_OUTPUTS_ROUTE } from "@stepwise/protocol";
-import { InputError, type Executor } from "@stepwise/engine";
+import { InputError, type Executor, type RunView } from "@stepwise/engine";
+import { dashboardAuthorization, DashboardAccess, mountDashboard, type DashboardOptions } from "@stepwise/dashboard";
 import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { createCheckpointHandler, tooLargeMessage } from "./checkpoint-route.ts";
-import { bearer, jsonBody, pathIds, utf8Body } from "./input.ts";
+import { bearer, jsonBody, parseJson, pathIds, utf8Body } from "./input.ts";
 import { verifySignedByApp, type SigningKeys } from "./signed.ts";
 
 export interface ApiOptions {
@@ -43,6 +49,8 @@ export interface ApiOptions {
   apiKey?: string;
   /** Largest request body (a batch of events). */
   maxBodyBytes?: number;
+  /** The dashboard at `/`: open in dev mode, else only with a key to sign in with; absent: not served. */
+  dashboard?: DashboardOptions;
   /**
    * Apps may register loopback and private URLs outside dev mode
    * (`STEPWISE_ALLOW_PRIVATE_APP_URLS=1`: an executor and its apps on one private network).
@@ -68,8 +76,21 @@ export function createApi(options: ApiOptions): Hono {
   });
 
   app.get("/health", (c) => c.json({ ok: true }));
+
+  // A page on another site can make a browser post here (a form needs no permission), with the
+  // dashboard's cookie or to a dev executor that asks for no key: browsers say where a request
+  // comes from, and a change from another origin is refused. (Apps and scripts send no Origin.)
+  app.use("*", async (c, next) => {
+    if (c.req.method === "GET" || c.req.method === "HEAD" || c.req.method === "OPTIONS") return next();
+    const from = crossSite(c);
+    if (from) return c.json({ error: `Refused: a browser sent this ${c.req.method} from another site (${from}); the executor takes changes from its own dashboard, apps and scripts only` }, 403);
+    return next();
+  });
+
+  const dashboard = options.dashboard && new DashboardAccess(options.dashboard);
+  if (dashboard) mountDashboard(app, dashboard);
   app.notFound((c) =>
-    c.json({ error: `No ${c.req.method} ${new URL(c.req.url).pathname} here: the API has POST /api/events, POST /api/apps, POST /api/checkpoints, POST /api/step-outputs, GET /api/functions, GET /api/runs, GET /api/runs/:runId, POST /api/runs/:runId/cancel, POST /api/runs/:runId/replay, POST /api/runs/:runId/rerun, POST /api/runs/cancel, POST /api/runs/replay, GET /api/events, GET /api/events/:eventId/runs` }, 404),
+    c.json({ error: `No ${c.req.method} ${new URL(c.req.url).pathname} here: the API has POST /api/events, POST /api/apps, POST /api/checkpoints, POST /api/step-outputs, GET /api/functions, GET /api/runs, GET /api/runs/:runId, POST /api/runs/:runId/cancel, POST /api/runs/:runId/replay, POST /api/runs/:runId/rerun, POST /api/runs/:runId/pause, POST /api/runs/:runId/resume, POST /api/functions/:functionId/pause, POST /api/functions/:functionId/resume, POST /api/runs/cancel, POST /api/runs/replay, GET /api/events, GET /api/events/:eventId, GET /api/events/:eventId/runs` }, 404),
   );
 
   app.post(
@@ -81,8 +102,12 @@ export function createApi(options: ApiOptions): Hono {
     async (c) => {
       if (!options.dev) {
         const given = bearer(c);
-        if (!given) return c.json({ error: "Missing event key: send Authorization: Bearer <STEPWISE_EVENT_KEY>" }, 401);
-        if (!options.eventKey || !(await keyMatches(given, [options.eventKey]))) return c.json({ error: "Invalid event key" }, 401);
+        const viaDashboard = given ? undefined : await dashboardAuthorization(c, dashboard);
+        if (viaDashboard) return c.json({ error: viaDashboard.error }, viaDashboard.status);
+        if (viaDashboard === undefined) {
+          if (!given) return c.json({ error: "Missing event key: send Authorization: Bearer <STEPWISE_EVENT_KEY>" }, 401);
+          if (!options.eventKey || !(await keyMatches(given, [options.eventKey]))) return c.json({ error: "Invalid event key" }, 401);
+        }
       }
       return c.json(await executor.sendEvents(await jsonBody(c)));
     },
@@ -121,6 +146,11 @@ export function createApi(options: ApiOptions): Hono {
   // Runs hold users' data: outside dev mode, reading or cancelling them needs the API key (not a key apps hold).
   const management = async (c: Context, next: () => Promise<void>) => {
     if (options.dev) return next();
+    if (!bearer(c)) {
+      const viaDashboard = await dashboardAuthorization(c, dashboard);
+      if (viaDashboard === null) return next();
+      if (viaDashboard) return c.json({ error: viaDashboard.error }, viaDashboard.status);
+    }
     if (!options.apiKey) {
       return c.json({ error: "The run API is closed: set STEPWISE_API_KEY on the executor, then send Authorization: Bearer <STEPWISE_API_KEY>" }, 401);
     }
@@ -130,13 +160,20 @@ export function createApi(options: ApiOptions): Hono {
     }
     return next();
   };
-  app.use("/api/functions", management);
+  // (Also /api/functions itself, as below.)
+  app.use("/api/functions/*", management);
+  app.use("/api/functions/:functionId/*", pathIds);
   // (Also /api/runs itself: Hono's "/*" matches the bare path too.)
   app.use("/api/runs/*", management);
   app.use("/api/events/:eventId/runs", management);
+  app.use("/api/events/:eventId", async (c, next) => (c.req.method === "GET" ? management(c, next) : next()));
+  app.use("/api/events/:eventId", pathIds);
   app.use("/api/runs/:runId/*", pathIds);
   app.use("/api/runs/:runId", pathIds);
   app.use("/api/events/:eventId/runs", pathIds);
+
+  /** A run, or the 404 of a run ID nobody knows. */
+  const orNoRun = (c: Context, run: RunView | null) => (run ? c.json(run) : c.json({ error: `No run ${c.req.param("runId")}` }, 404));
 
   app.get("/api/functions", async (c) => c.json({ functions: await executor.listFunctions() }));
 
@@ -146,31 +183,60 @@ export function createApi(options: ApiOptions): Hono {
 
   app.get("/api/runs", async (c) => c.json(await executor.listRuns(c.req.queries())));
 
-  app.get("/api/runs/:runId", async (c) => {
-    const run = await executor.getRun(c.req.param("runId"));
-    return run ? c.json(run) : c.json({ error: `No run ${c.req.param("runId")}` }, 404);
+  app.get("/api/runs/:runId", async (c) => orNoRun(c, await executor.getRun(c.req.param("runId"))));
+
+  app.post("/api/runs/:runId/cancel", async (c) => orNoRun(c, await executor.cancelRun(c.req.param("runId"))));
+
+  app.post("/api/runs/:runId/replay", async (c) => orNoRun(c, await executor.replayRun(c.req.param("runId"))));
+
+  app.post("/api/runs/:runId/rerun", bodyLimit({ maxSize, onError: tooLargeAnswer }), async (c) => orNoRun(c, await executor.rerunRun(c.req.param("runId"), await jsonBody(c))));
+
+  app.post("/api/runs/:runId/pause", async (c) => orNoRun(c, await executor.pauseRun(c.req.param("runId"))));
+
+  app.post("/api/runs/:runId/resume", async (c) => orNoRun(c, await executor.resumeRun(c.req.param("runId"))));
+
+  const noFunction = (c: Context) => c.json({ error: `No function ${c.req.param("functionId")}: GET /api/functions lists them (IDs are <app>-<function>)` }, 404);
+
+  app.post("/api/functions/:functionId/pause", async (c) => {
+    const fn = await executor.pauseFunction(c.req.param("functionId")!);
+    return fn ? c.json(fn) : noFunction(c);
   });
 
-  app.post("/api/runs/:runId/cancel", async (c) => {
-    const run = await executor.cancelRun(c.req.param("runId"));
-    return run ? c.json(run) : c.json({ error: `No run ${c.req.param("runId")}` }, 404);
-  });
-
-  app.post("/api/runs/:runId/replay", async (c) => {
-    const run = await executor.replayRun(c.req.param("runId"));
-    return run ? c.json(run) : c.json({ error: `No run ${c.req.param("runId")}` }, 404);
-  });
-
-  app.post("/api/runs/:runId/rerun", bodyLimit({ maxSize, onError: tooLargeAnswer }), async (c) => {
-    const body = await jsonBody(c);
-    const run = await executor.rerunRun(c.req.param("runId"), body);
-    return run ? c.json(run) : c.json({ error: `No run ${c.req.param("runId")}` }, 404);
+  app.post("/api/functions/:functionId/resume", bodyLimit({ maxSize, onError: tooLargeAnswer }), async (c) => {
+    const text = await utf8Body(c);
+    const resumed = await executor.resumeFunction(c.req.param("functionId")!, text.trim() === "" ? {} : parseJson(text));
+    return resumed ? c.json(resumed) : noFunction(c);
   });
 
   // Events hold users' data: listing them needs the API key, unlike sending them.
   app.get("/api/events", management, async (c) => c.json(await executor.listEvents(c.req.queries())));
 
+  app.get("/api/events/:eventId", async (c) => {
+    const event = await executor.getEvent(c.req.param("eventId"));
+    return event ? c.json(event) : c.json({ error: `No event ${c.req.param("eventId")} (or it was pruned with its runs)` }, 404);
+  });
+
   app.get("/api/events/:eventId/runs", async (c) => c.json({ runs: await executor.listRunsForEvent(c.req.param("eventId")) }));
 
   return app;
+}
+
+/**
+ * The other site a browser says this request comes from, or undefined. Browsers send
+ * Sec-Fetch-Site; older ones only Origin, compared by host (a TLS proxy in front changes the
+ * scheme the executor sees, not the host).
+ */
+function crossSite(c: Context): string | undefined {
+  const site = c.req.header("sec-fetch-site");
+  if (site) return site === "same-origin" || site === "none" ? undefined : `Sec-Fetch-Site: ${site}`;
+  const origin = c.req.header("origin");
+  if (!origin) return undefined;
+  const host = c.req.header("x-forwarded-host") ?? c.req.header("host");
+  let originHost: string | undefined;
+  try {
+    originHost = new URL(origin).host;
+  } catch {
+    originHost = undefined;
+  }
+  return originHost !== undefined && originHost === host ? undefined : `Origin: ${origin.slice(0, 100)}`;
 }

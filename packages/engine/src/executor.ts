@@ -18,8 +18,8 @@ import { CheckpointRefused, commitCheckpoint, parseCheckpoint } from "./runtime/
 import { firstTicks } from "./runtime/cron.ts";
 import { runJob, type JobRunner } from "./runtime/jobs.ts";
 import { encodeCursor, parseRunQuery, runSummary, type BulkCancelResult, type BulkReplayResult, type RunPage, type RunSummary } from "./run-list.ts";
-import { cancelRuns, replayRun, replayRuns, rerunRun, type Operator } from "./run-actions.ts";
-import { encodeEventCursor, eventSummary, parseEventQuery, type EventPage } from "./event-list.ts";
+import { cancelRuns, pauseFunction, pauseRun, releaseHeldRuns, replayRun, replayRuns, rerunRun, resumeFunction, resumeRun, type FunctionResumed, type Operator } from "./run-actions.ts";
+import { encodeEventCursor, eventSummary, parseEventQuery, type EventPage, type EventSummary } from "./event-list.ts";
 import { FreedSlotNotices } from "./runtime/freed-slots.ts";
 import { readStepOutputs } from "./runtime/request-steps.ts";
 import { InvocationSnapshots, KnownStates } from "./runtime/known-states.ts";
@@ -27,7 +27,7 @@ import { Lanes, within, type DrainBudget } from "./runtime/lanes.ts";
 import { pruneExpired, pruneFlowControl, reconcileQueue, repairStrandedRuns } from "./runtime/maintenance.ts";
 import type { Store } from "./store.ts";
 import { UnitOfWork, type UnitOptions, type UnitOutcome } from "./unit/unit.ts";
-import { runView, type RunView } from "./views.ts";
+import { functionView, runView, type FunctionView, type RunView } from "./views.ts";
 
 /** Finished runs, their steps and events are kept this long by default (7 days). */
 export const DEFAULT_RETENTION_MS = 7 * 24 * 3_600_000;
@@ -184,6 +184,8 @@ export class Executor {
       try {
         await reconcileQueue(this.ctx);
         await repairStrandedRuns(this.ctx);
+        // Runs an ingest held as its function's resume committed: released as that resume said.
+        for (const { functionId, held } of await this.ctx.store.findUnreleasedHolds(10)) await releaseHeldRuns(this.operator(), functionId, held);
         const retention = this.options.retentionMs ?? DEFAULT_RETENTION_MS;
         if (retention > 0) await pruneExpired(this.ctx, retention);
         await pruneFlowControl(this.ctx);
@@ -308,9 +310,34 @@ export class Executor {
     return { appId: app.appId, functions: functions.map((fn) => fn.id) };
   }
 
-  async listFunctions(): Promise<Array<{ id: string; appId: string; name: string; triggers: unknown[] }>> {
-    const functions = await this.ctx.registry.listFunctions();
-    return functions.map((fn) => ({ id: fn.id, appId: fn.appId, name: fn.config.name ?? fn.localId, triggers: fn.config.triggers }));
+  async listFunctions(): Promise<FunctionView[]> {
+    return (await this.ctx.registry.listFunctions()).map(functionView);
+  }
+
+  /** Pauses a function: its new runs start held until it is resumed (`POST /api/functions/:id/pause`). Null when no function has that ID. */
+  async pauseFunction(functionId: string): Promise<FunctionView | null> {
+    const fn = await pauseFunction(this.operator(), functionId);
+    return fn && functionView(fn);
+  }
+
+  /**
+   * Resumes a paused function (`POST /api/functions/:id/resume`, body `{ held?: "run" | "skip" }`):
+   * the runs its pause held start, or end as skipped. Null when no function has that ID.
+   */
+  async resumeFunction(functionId: string, body: unknown): Promise<(FunctionResumed & { function: FunctionView }) | null> {
+    const released = await resumeFunction(this.operator(), functionId, body);
+    const fn = released && (await this.ctx.registry.getFunction(functionId));
+    return released && fn ? { function: functionView(fn), ...released } : null;
+  }
+
+  /** Pauses a live run: nothing invokes it or fires its timers until it is resumed (`machine/pauses.ts`). */
+  pauseRun(runId: string): Promise<RunView | null> {
+    return pauseRun(this.operator(), runId);
+  }
+
+  /** Resumes a paused run where it stopped: what its state calls for is queued. */
+  resumeRun(runId: string): Promise<RunView | null> {
+    return resumeRun(this.operator(), runId);
   }
 
   async getRun(runId: string): Promise<RunView | null> {
@@ -326,6 +353,13 @@ export class Executor {
   async listRuns(params: Record<string, string[]>): Promise<RunPage> {
     const { runs, next } = await this.options.store.listRuns(parseRunQuery(params));
     return { runs: runs.map(runSummary), next: next && encodeCursor(next) };
+  }
+
+  /** One event with the runs it started (`GET /api/events/:id`); null when the store has no such event (or pruned it). */
+  async getEvent(eventId: string): Promise<Omit<EventSummary, "receivedAt"> | null> {
+    const { store } = this.options;
+    const [event, runs] = await Promise.all([store.getEvent(eventId), store.listRunsByEvent(eventId)]);
+    return event && { id: event.id, name: event.name, data: event.data, ts: event.ts, runs: runs.map(runSummary) };
   }
 
   async listRunsForEvent(eventId: string): Promise<RunView[]> {

@@ -89,6 +89,8 @@ export interface FunctionRecord {
   appId: string;
   localId: string;
   config: FunctionConfig;
+  /** Set while an operator has the function paused: its new runs start held. */
+  pausedAt?: Date;
 }
 
 export interface EventRecord {
@@ -131,6 +133,17 @@ export interface RunRecord {
   replayOf?: string;
   /** A rerun: the step it ran again from; the steps before it were copied from `replayOf`. */
   rerunFrom?: string;
+  /** Paused: it has no job, so nothing invokes it or fires its timers until it is resumed (null or absent: not paused). */
+  paused?: RunPause | null;
+}
+
+/**
+ * Who paused a run: an operator (`POST /api/runs/:id/pause`), or its function's pause (it
+ * started while the function was paused, and its function's resume runs or skips it).
+ */
+export interface RunPause {
+  at: Date;
+  by: "operator" | "function";
 }
 
 export interface StepRecord {

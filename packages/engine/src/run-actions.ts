@@ -1,13 +1,16 @@
 /**
  * What an operator does to runs through the API, beyond reading them: start one again (replay,
- * rerun from a step: `unit/replays.ts` says what a new run keeps), and cancel or replay every
- * run a list's filters select. A bulk action does one page per call and answers with the cursor
+ * rerun from a step: `unit/replays.ts` says what a new run keeps), pause and resume a run or a
+ * function (`machine/pauses.ts`), and cancel or replay every run a list's filters select. A bulk action does one page per call and answers with the cursor
  * of the next, so each request stays short (on a Worker too), a client can show progress, and
  * runs started by the action itself (replays are newer than the page) are never picked up again.
  */
 import { machineEnv, type EngineContext } from "./context.ts";
 import { InputError } from "./errors.ts";
+import type { RunDraft } from "./machine/draft.ts";
 import { finish } from "./machine/ending.ts";
+import { pause, resume } from "./machine/pauses.ts";
+import { z } from "zod";
 import { isTerminal, type FunctionRecord, type RunRecord, type RunState } from "./records.ts";
 import { encodeCursor, parseBulkQuery, type BulkCancelResult, type BulkReplayResult } from "./run-list.ts";
 import { parseRerun, startReplay, type Rerun } from "./unit/replays.ts";
@@ -94,4 +97,85 @@ export async function replayRuns(op: Operator, params: Record<string, string[]>)
     started.forEach((runId, i) => result.replayed.push({ runId, replayOf: chunk[i]!.state.run.id }));
   }
   return result;
+}
+
+/** Pauses a live run (already paused: as it is); null when there is no such run, a 409 when it ended. */
+export async function pauseRun(op: Operator, runId: string): Promise<RunView | null> {
+  return changeLiveRun(op, runId, "paused", (draft) => pause(draft, { at: new Date(op.ctx.clock.now()), by: "operator" }));
+}
+
+/** Resumes a paused run (not paused: as it is); null when there is no such run, a 409 when it ended. */
+export async function resumeRun(op: Operator, runId: string): Promise<RunView | null> {
+  return changeLiveRun(op, runId, "resumed", (draft) => resume(draft, machineEnv(op.ctx, draft.run.functionId)));
+}
+
+async function changeLiveRun(op: Operator, runId: string, done: string, change: (draft: RunDraft) => void): Promise<RunView | null> {
+  await op.ctx.registry.ensureFresh();
+  const found = await op.inUnit(async (unit) => {
+    const draft = await unit.load(runId);
+    if (!draft) return false;
+    if (isTerminal(draft.run.status)) throw new InputError(`Run ${runId} has ended (${draft.run.status}): it cannot be ${done}`, 409);
+    change(draft);
+    return true;
+  });
+  return found ? op.view(runId) : null;
+}
+
+/** What a function's resume does with the runs its pause held: start them, or skip them. */
+export type HeldRuns = "run" | "skip";
+
+const ResumeFunctionSchema = z.object({ held: z.enum(["run", "skip"]).optional() }).strict();
+
+export interface FunctionResumed {
+  /** Held runs started. */
+  resumed: number;
+  /** Held runs ended as skipped. */
+  skipped: number;
+}
+
+/**
+ * Resumes a paused function: it starts runs again, and the runs its pause held are started
+ * (`{ held: "run" }`, the default) or skipped (`{ held: "skip" }`), a few per transaction until
+ * none is left. Null when no function has that ID.
+ */
+export async function resumeFunction(op: Operator, functionId: string, body: unknown): Promise<FunctionResumed | null> {
+  const parsed = ResumeFunctionSchema.safeParse(body ?? {});
+  if (!parsed.success) throw new InputError(`Invalid resume: send {} or { "held": "run" | "skip" } (what to do with the runs the pause held)`);
+  const held = parsed.data.held ?? "run";
+  if (!(await op.ctx.store.setFunctionPaused(functionId, { resumed: held }))) return null;
+  await op.ctx.registry.refresh();
+  return releaseHeldRuns(op, functionId, held);
+}
+
+/** Pauses a function: its runs from now on start held, on every executor (the store holds them). Null when no function has that ID. */
+export async function pauseFunction(op: Operator, functionId: string): Promise<FunctionRecord | null> {
+  const fn = await op.ctx.store.setFunctionPaused(functionId, { paused: new Date(op.ctx.clock.now()) });
+  if (fn) await op.ctx.registry.refresh();
+  return fn;
+}
+
+/** Starts or skips the runs a function's pause held, until none is left. */
+export async function releaseHeldRuns(op: Operator, functionId: string, held: HeldRuns): Promise<FunctionResumed> {
+  const result: FunctionResumed = { resumed: 0, skipped: 0 };
+  for (;;) {
+    const ids = (await op.ctx.store.listHeldRuns(functionId, RUNS_PER_UNIT)).sort();
+    if (ids.length === 0) return result;
+    const before = result.resumed + result.skipped;
+    await op.inUnit(async (unit) => {
+      for (const runId of ids) {
+        const draft = await unit.load(runId);
+        if (!draft || isTerminal(draft.run.status) || draft.run.paused?.by !== "function") continue;
+        const env = machineEnv(op.ctx, draft.run.functionId);
+        if (held === "run") {
+          resume(draft, env);
+          result.resumed++;
+        } else {
+          finish(draft, env, { status: "skipped", reason: "its function was paused when it started, and resumed with its held runs skipped" });
+          result.skipped++;
+        }
+      }
+    });
+    // Each round ends the hold of the runs it read; one that did nothing would read them again.
+    if (result.resumed + result.skipped === before) return result;
+  }
 }

@@ -36,6 +36,7 @@ export function runSummary(run: RunRecord): RunSummary {
     ...(run.parentRunId && { parentRunId: run.parentRunId }),
     ...(run.replayOf && { replayOf: run.replayOf }),
     ...(run.rerunFrom && { rerunFrom: run.rerunFrom }),
+    ...(run.paused && { paused: { at: run.paused.at.toISOString(), by: run.paused.by } }),
   };
 }
 

@@ -23,7 +23,7 @@ import type {
   CronTick,
 } from "./records.ts";
 
-export type RunPatch = Partial<Pick<RunRecord, "status" | "attempt" | "output" | "error" | "endedAt" | "stateBytes">>;
+export type RunPatch = Partial<Pick<RunRecord, "status" | "attempt" | "output" | "error" | "endedAt" | "stateBytes" | "paused">>;
 
 /** Jobs of one run to delete: by kind, and step when given. */
 export interface JobSelector {
@@ -90,6 +90,8 @@ export interface WriteResult {
   queued: JobRecord[];
   /** The job written leased to its worker, if the change asked for one. */
   continued?: JobRecord;
+  /** A new run written paused, its jobs left out: its function was paused (see `RunRecord.paused`). */
+  held?: boolean;
   /** IDs of the jobs the write deleted (the fence's job among them). */
   deleted: string[];
 }
@@ -312,6 +314,12 @@ export interface Store {
   ): Promise<{ taken: Array<{ functionId: string; appId: string }>; queued: JobRecord[]; deleted: string[] }>;
   listApps(): Promise<AppRecord[]>;
   listFunctions(): Promise<FunctionRecord[]>;
+  /** Pauses a function (`paused`), or resumes it, saying what becomes of the runs its pause held; the function as it now is, or null when none is registered by that ID. */
+  setFunctionPaused(functionId: string, change: { paused: Date } | { resumed: "run" | "skip" }): Promise<FunctionRecord | null>;
+  /** Live runs of the function held by its pause (`paused.by` "function"), oldest first. */
+  listHeldRuns(functionId: string, limit: number): Promise<string[]>;
+  /** Functions not paused that still hold runs (held by an ingest that raced their resume), with what their resume said to do with them. */
+  findUnreleasedHolds(limit: number): Promise<Array<{ functionId: string; held: "run" | "skip" }>>;
   getRun(runId: string): Promise<RunRecord | null>;
   /** The run's steps in position order; with `ids`, only those. */
   listSteps(runId: string, options?: { ids?: readonly string[] }): Promise<StepRecord[]>;

@@ -1,6 +1,29 @@
 /** The shapes the executor's API answers with, built from records. */
-import type { SerializedError } from "@stepwise/protocol";
-import type { RunRecord, StepRecord } from "./records.ts";
+import type { FunctionConfig, SerializedError } from "@stepwise/protocol";
+import type { FunctionRecord, RunRecord, StepRecord } from "./records.ts";
+
+export interface FunctionView {
+  id: string;
+  appId: string;
+  name: string;
+  triggers: FunctionConfig["triggers"];
+  /** Its configuration as its app registered it (flow control, retries, timeouts…). */
+  config: FunctionConfig;
+  paused: boolean;
+  pausedAt?: string;
+}
+
+export function functionView(fn: FunctionRecord): FunctionView {
+  return {
+    id: fn.id,
+    appId: fn.appId,
+    name: fn.config.name ?? fn.localId,
+    triggers: fn.config.triggers,
+    config: fn.config,
+    paused: fn.pausedAt !== undefined,
+    ...(fn.pausedAt && { pausedAt: fn.pausedAt.toISOString() }),
+  };
+}
 
 export interface StepView {
   id: string;
@@ -28,6 +51,8 @@ export interface RunView {
   replayOf?: string;
   /** A rerun: the step it ran again from (the steps before it are the replayed run's). */
   rerunFrom?: string;
+  /** Paused: nothing invokes it until it is resumed; `by` "function" when its function's pause held it. */
+  paused?: { at: string; by: "operator" | "function" };
   /** A batched run's events (`batchEvents`), in order of arrival: `eventId` is the first. */
   eventIds?: string[];
   steps: StepView[];
@@ -47,6 +72,7 @@ export function runView(run: RunRecord, steps: StepRecord[], batchEventIds: stri
     ...(run.parentRunId && { parentRunId: run.parentRunId }),
     ...(run.replayOf && { replayOf: run.replayOf }),
     ...(run.rerunFrom && { rerunFrom: run.rerunFrom }),
+    ...(run.paused && { paused: { at: run.paused.at.toISOString(), by: run.paused.by } }),
     steps: [...steps].sort((a, b) => a.position - b.position).map(stepView),
   };
 }

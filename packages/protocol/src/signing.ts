@@ -77,10 +77,13 @@ const nodeCrypto: NodeCrypto | undefined = (() => {
 
 async function digest(secret: string, timestamp: number, request: SignedRequest): Promise<string> {
   // Newlines cannot occur in a method or a URL's path and query, so the parts cannot run into each other.
-  const signed = `${timestamp}\n${request.method.toUpperCase()}\n${request.target}\n${request.body}`;
-  if (nodeCrypto) return nodeCrypto.createHmac("sha256", secret).update(signed, "utf8").digest("hex");
-  const mac = await crypto.subtle.sign("HMAC", await hmacKey(secret), encoder.encode(signed));
-  return toHex(mac);
+  return hmacSha256Hex(secret, `${timestamp}\n${request.method.toUpperCase()}\n${request.target}\n${request.body}`);
+}
+
+/** HMAC-SHA256 of `text` (UTF-8) under `secret`, as hex: node:crypto where present, else WebCrypto. */
+export async function hmacSha256Hex(secret: string, text: string): Promise<string> {
+  if (nodeCrypto) return nodeCrypto.createHmac("sha256", secret).update(text, "utf8").digest("hex");
+  return toHex(await crypto.subtle.sign("HMAC", await hmacKey(secret), encoder.encode(text)));
 }
 
 /** Compares in time independent of where the strings differ. */

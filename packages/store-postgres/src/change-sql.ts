@@ -48,7 +48,7 @@ export async function writeChange(
 export async function writeNewRuns(sql: SqlExecutor, started: NewRunWrite[]): Promise<Map<string, WriteResult>> {
   const results = new Map<string, WriteResult>();
   if (started.length === 0) return results;
-  const [row] = await sql.query<{ runs: string[]; jobs: Array<Record<string, unknown>> }>(INSERT_RUNS, [
+  const [row] = await sql.query<{ runs: string[]; held: string[]; jobs: Array<Record<string, unknown>> }>(INSERT_RUNS, [
     JSON.stringify(
       started.map(({ run, change }) => {
         if (change && !changeOnlyAdds(change)) throw new Error(`run ${run.id}: a new run's change may only add jobs and matchers; write the rest with writeChange`);
@@ -66,6 +66,8 @@ export async function writeNewRuns(sql: SqlExecutor, started: NewRunWrite[]): Pr
         concurrency: run.concurrency ?? null,
         replay_of: run.replayOf ?? null,
         rerun_from: run.rerunFrom ?? null,
+        paused_at: run.paused?.at.toISOString() ?? null,
+        paused_by: run.paused?.by ?? null,
         jobs: change?.jobs.map(encodeJob) ?? [],
         open: change?.openMatchers.map(encodeMatcher) ?? [],
         };
@@ -74,6 +76,7 @@ export async function writeNewRuns(sql: SqlExecutor, started: NewRunWrite[]): Pr
   ], { prepare: "stepwise_insert_runs" });
   const versions = new Map(started.map(({ run }) => [run.id, run.version]));
   for (const id of row?.runs ?? []) results.set(id, { version: versions.get(id)!, queued: [], deleted: [] });
+  for (const id of row?.held ?? []) results.get(id)!.held = true;
   for (const job of row?.jobs ?? []) {
     const result = results.get(String(job.run_id));
     if (!result) continue;
@@ -120,6 +123,9 @@ function encode(change: RunChange): string {
       has_error: run.error !== undefined,
       ended_at: run.endedAt?.toISOString() ?? null,
       state_bytes: run.stateBytes ?? null,
+      has_paused: run.paused !== undefined,
+      paused_at: run.paused?.at.toISOString() ?? null,
+      paused_by: run.paused?.by ?? null,
     },
     steps: change.steps.map((step) => notLeftOut(step) && ({
       id: step.id,
@@ -183,18 +189,22 @@ const MATCHER_RECORD = "m(step_id text, kind text, event_name text, match_path t
 const INSERT_RUNS = `
 WITH input AS (SELECT * FROM jsonb_array_elements($1::jsonb) AS r(doc)),
 runs_in AS (
-  INSERT INTO runs (id, function_id, event_id, status, attempt, parent_run_id, parent_step_id, started_at, version, state_bytes, concurrency, replay_of, rerun_from)
-  SELECT r.id, r.function_id, r.event_id, r.status, r.attempt, r.parent_run_id, r.parent_step_id, r.started_at, r.version, r.state_bytes, r.concurrency, r.replay_of, r.rerun_from
+  INSERT INTO runs (id, function_id, event_id, status, attempt, parent_run_id, parent_step_id, started_at, version, state_bytes, concurrency, replay_of, rerun_from, paused_at, paused_by)
+  SELECT r.id, r.function_id, r.event_id, r.status, r.attempt, r.parent_run_id, r.parent_step_id, r.started_at, r.version, r.state_bytes, r.concurrency, r.replay_of, r.rerun_from,
+         -- A run of a paused function starts held, whatever an executor's cache of functions says.
+         coalesce(r.paused_at, f.paused_at), CASE WHEN r.paused_at IS NOT NULL THEN r.paused_by WHEN f.paused_at IS NOT NULL THEN 'function' END
   FROM input, jsonb_to_record(input.doc) AS r(id text, function_id text, event_id text, status text, attempt int,
-       parent_run_id text, parent_step_id text, started_at timestamptz, version int, state_bytes bigint, concurrency jsonb, replay_of text, rerun_from text)
+       parent_run_id text, parent_step_id text, started_at timestamptz, version int, state_bytes bigint, concurrency jsonb, replay_of text, rerun_from text,
+       paused_at timestamptz, paused_by text)
+  LEFT JOIN functions f ON f.id = r.function_id
   ON CONFLICT (id) DO NOTHING
-  RETURNING id
+  RETURNING id, paused_at IS NOT NULL AS held
 ),
 queued AS (
   INSERT INTO jobs (${JOB_INSERT_COLUMNS})
   SELECT ${jobValues("input.doc->>'id'")}
   FROM input, jsonb_to_recordset(input.doc->'jobs') AS ${JOB_RECORD}
-  WHERE input.doc->>'id' IN (SELECT id FROM runs_in)
+  WHERE input.doc->>'id' IN (SELECT id FROM runs_in WHERE NOT held)
   ON CONFLICT DO NOTHING
   RETURNING *
 ),
@@ -208,6 +218,7 @@ opened AS (
   RETURNING 1
 )
 SELECT (SELECT coalesce(json_agg(id), '[]'::json) FROM runs_in) AS runs,
+       (SELECT coalesce(json_agg(id), '[]'::json) FROM runs_in WHERE held) AS held,
        (SELECT coalesce(json_agg(q ORDER BY q.id), '[]'::json) FROM queued q) AS jobs,
        (SELECT count(*) FROM opened) AS opened`;
 
@@ -230,7 +241,7 @@ done AS (
 ok AS (SELECT 1 AS ok WHERE EXISTS (SELECT 1 FROM lock) AND ($3::bigint IS NULL OR EXISTS (SELECT 1 FROM done))),
 patch AS (
   SELECT p.* FROM c, jsonb_to_record(c.doc->'run') AS p(status text, attempt int, output text, has_output boolean,
-    error text, has_error boolean, ended_at timestamptz, state_bytes bigint)
+    error text, has_error boolean, ended_at timestamptz, state_bytes bigint, has_paused boolean, paused_at timestamptz, paused_by text)
 ),
 bumped AS (
   UPDATE runs SET version = runs.version + 1,
@@ -239,7 +250,9 @@ bumped AS (
     output = CASE WHEN patch.has_output THEN patch.output ELSE runs.output END,
     error = CASE WHEN patch.has_error THEN patch.error ELSE runs.error END,
     ended_at = coalesce(patch.ended_at, runs.ended_at),
-    state_bytes = coalesce(patch.state_bytes, runs.state_bytes)
+    state_bytes = coalesce(patch.state_bytes, runs.state_bytes),
+    paused_at = CASE WHEN patch.has_paused THEN patch.paused_at ELSE runs.paused_at END,
+    paused_by = CASE WHEN patch.has_paused THEN patch.paused_by ELSE runs.paused_by END
   FROM patch
   WHERE runs.id = $1 AND EXISTS (SELECT 1 FROM ok)
   RETURNING runs.version

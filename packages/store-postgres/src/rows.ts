@@ -44,6 +44,7 @@ export function toFunction(row: Row): FunctionRecord {
     appId: String(row.app_id),
     localId: String(row.local_id),
     config: row.config as FunctionConfig,
+    ...(row.paused_at != null && { pausedAt: date(row.paused_at) }),
   };
 }
 
@@ -69,6 +70,7 @@ export function toRun(row: Row): RunRecord {
     ...(row.concurrency != null && { concurrency: slots(row.concurrency) }),
     ...(row.replay_of != null && { replayOf: String(row.replay_of) }),
     ...(row.rerun_from != null && { rerunFrom: String(row.rerun_from) }),
+    ...(row.paused_at != null && { paused: { at: date(row.paused_at), by: row.paused_by === "function" ? "function" : "operator" } }),
   };
 }
 

@@ -184,6 +184,36 @@ export class PostgresStore extends PgReader implements Store {
     return (await this.client.query("SELECT * FROM functions WHERE removed_at IS NULL ORDER BY id")).map(toFunction);
   }
 
+  async setFunctionPaused(functionId: string, change: { paused: Date } | { resumed: "run" | "skip" }): Promise<FunctionRecord | null> {
+    const [row] = await this.client.query(
+      "paused" in change
+        ? "UPDATE functions SET paused_at = $2 WHERE id = $1 AND removed_at IS NULL RETURNING *"
+        : "UPDATE functions SET paused_at = NULL, held_runs = $2 WHERE id = $1 AND removed_at IS NULL RETURNING *",
+      [functionId, "paused" in change ? change.paused.toISOString() : change.resumed],
+    );
+    return row ? toFunction(row) : null;
+  }
+
+  async findUnreleasedHolds(limit: number): Promise<Array<{ functionId: string; held: "run" | "skip" }>> {
+    const rows = await this.client.query<{ id: string; held_runs: string | null }>(
+      `SELECT f.id, f.held_runs FROM functions f
+       WHERE f.paused_at IS NULL AND EXISTS (
+         SELECT 1 FROM runs r WHERE r.function_id = f.id AND r.paused_by = 'function' AND r.status NOT IN ('completed', 'failed', 'cancelled', 'skipped'))
+       LIMIT $1`,
+      [limit],
+    );
+    return rows.map((row) => ({ functionId: row.id, held: row.held_runs === "skip" ? "skip" : "run" }));
+  }
+
+  async listHeldRuns(functionId: string, limit: number): Promise<string[]> {
+    const rows = await this.client.query<{ id: string }>(
+      `SELECT id FROM runs WHERE function_id = $1 AND paused_by = 'function' AND status NOT IN ('completed', 'failed', 'cancelled', 'skipped')
+       ORDER BY started_at, id LIMIT $2`,
+      [functionId, limit],
+    );
+    return rows.map((row) => row.id);
+  }
+
   async listRunsByEvent(eventId: string): Promise<RunRecord[]> {
     return (
       await this.client.query(
@@ -258,6 +288,8 @@ export class PostgresStore extends PgReader implements Store {
     const rows = await this.client.query<{ id: string }>(
       `SELECT r.id FROM runs r
        WHERE r.status NOT IN ('completed', 'failed', 'cancelled', 'skipped')
+         -- A paused run has no job on purpose.
+         AND r.paused_at IS NULL
          AND r.started_at < now() - make_interval(secs => $1::float8 / 1000)
          -- A timeout that would only cancel it is not what moves a run on.
          AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.run_id = r.id AND j.kind <> 'finish-timeout')

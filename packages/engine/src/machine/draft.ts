@@ -8,7 +8,7 @@
  */
 import type { BackoffConfig, SerializedError } from "@stepwise/protocol";
 import { jsonBytes, type Limits } from "../limits.ts";
-import type { EventRecord, FunctionRecord, MatcherRecord, NewJob, RunRecord, RunState, StepRecord } from "../records.ts";
+import type { EventRecord, FunctionRecord, MatcherRecord, NewJob, RunPause, RunRecord, RunState, StepRecord } from "../records.ts";
 import { changeOnlyAdds, type JobSelector, type RunChange, type RunPatch } from "../store.ts";
 
 /** What transitions may know besides the run: the time, its function and the executor's settings. */
@@ -132,6 +132,22 @@ export class RunDraft {
     this.run.stateBytes += bytes;
   }
 
+  /**
+   * Paused: its jobs go, and none is written until it is resumed. An invocation already out
+   * loses its lease, so its checkpoints and answer are refused as after a cancel, and a step
+   * whose result was not yet committed runs again on resume.
+   */
+  pause(pause: RunPause): void {
+    this.dropJobs("all");
+    this.patchRun({ paused: pause });
+  }
+
+  /** Held at its creation: its function was paused (the store saw it so); it has no job. */
+  heldAtStart(at: Date): void {
+    this.run.paused = { at, by: "function" };
+    this.change.jobs = [];
+  }
+
   /** This new run was started by an operator from `runId`'s event (a replay; a rerun from `fromStep`). */
   startedFrom(runId: string, fromStep?: string): void {
     this.run.replayOf = runId;
@@ -144,6 +160,8 @@ export class RunDraft {
   }
 
   enqueue(job: Omit<NewJob, "runId" | "concurrency">): void {
+    // A paused run has no job: what it needs is worked out from its state when it is resumed.
+    if (this.run.paused) return;
     const { concurrency } = this.run;
     // An invocation takes a slot of each of the run's limits (see `concurrency.ts`).
     this.change.jobs.push(job.kind === "invoke" && concurrency ? { ...job, runId: this.run.id, concurrency } : { ...job, runId: this.run.id });

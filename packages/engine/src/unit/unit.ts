@@ -267,6 +267,10 @@ export class UnitOfWork {
       const written = created.get(runId);
       // IDs are new and unique: a clash means the record holds what this code did not write.
       if (!written) throw new Error(`could not start run ${runId}: its ID is already taken`);
+      if (written.held) {
+        draft.heldAtStart(new Date(this.ctx.clock.now()));
+        outcome.lines.push({ level: "info", line: `${runLabel(runId, draft.run.functionId)} held: its function is paused` });
+      }
       record(runId, draft, changeOnlyAdds(draft.change) ? written : await this.tx.writeChange(runId, draft.run.version, draft.change));
     }
     return outcome;

@@ -1,0 +1,141 @@
+/**
+ * The run list: filters (function, statuses, started since/until) kept in the URL, the list
+ * refreshed every second, older pages on demand (the API's cursor), and the bulk actions on
+ * every run the filters select, page by page with their progress.
+ */
+import { api, ApiError } from "./api.ts";
+import { fill, h, since, statusBadge, when } from "./dom.ts";
+import { poll } from "./poll.ts";
+import type { BulkCancelResult, BulkReplayResult, RunSummary } from "./types.ts";
+
+const STATUSES = ["queued", "running", "sleeping", "waiting", "completed", "failed", "cancelled", "skipped"];
+
+export function runsPage(root: HTMLElement, params: URLSearchParams): () => void {
+  const filters = { function: params.get("function") ?? "", status: params.get("status") ?? "", since: params.get("since") ?? "", until: params.get("until") ?? "" };
+  const chosen = new Set(filters.status.split(",").filter(Boolean));
+  const functionSelect = h("select", { name: "function" }, h("option", { value: "" }, "All functions"));
+  void api.functions().then(({ functions }) => {
+    for (const fn of functions) functionSelect.append(h("option", { value: fn.id, selected: fn.id === filters.function }, fn.id));
+  });
+  const sinceInput = h("input", { type: "datetime-local", name: "since", value: local(filters.since) });
+  const untilInput = h("input", { type: "datetime-local", name: "until", value: local(filters.until) });
+  const statusBoxes = STATUSES.map((status) => h("label", { class: "check" }, h("input", { type: "checkbox", name: "status", value: status, checked: chosen.has(status) }), status));
+  const form = h(
+    "form",
+    {
+      class: "filters",
+      onsubmit: (event: Event) => {
+        event.preventDefault();
+        const next = new URLSearchParams();
+        if (functionSelect.value) next.set("function", functionSelect.value);
+        const statuses = statusBoxes.map((label) => label.querySelector("input")!).filter((box) => box.checked).map((box) => box.value);
+        if (statuses.length > 0) next.set("status", statuses.join(","));
+        if (sinceInput.value) next.set("since", new Date(sinceInput.value).toISOString());
+        if (untilInput.value) next.set("until", new Date(untilInput.value).toISOString());
+        location.hash = `#/runs${next.size > 0 ? `?${next}` : ""}`;
+      },
+    },
+    functionSelect,
+    h("span", { class: "statuses" }, statusBoxes),
+    h("label", {}, "since ", sinceInput),
+    h("label", {}, "until ", untilInput),
+    h("button", { type: "submit" }, "Filter"),
+  );
+
+  const query = { function: filters.function, status: filters.status, since: filters.since, until: filters.until };
+  const filtered = Object.values(query).some(Boolean);
+  const error = h("p", { class: "error", role: "alert" });
+  const body = h("tbody");
+  const more = h("button", { class: "more", hidden: true }, "Older runs");
+  const progress = h("p", { class: "progress", role: "status" });
+  let extra: RunSummary[] = [];
+  let cursor: string | null = null;
+
+  const draw = (runs: RunSummary[]) =>
+    fill(
+      body,
+      runs.length === 0 ? h("tr", {}, h("td", { colspan: 5, class: "empty" }, "No runs match.")) : null,
+      runs.map((run) =>
+        h(
+          "tr",
+          { "data-run": run.id },
+          h("td", {}, h("a", { href: `#/runs/${encodeURIComponent(run.id)}` }, run.id)),
+          h("td", {}, run.functionId),
+          h("td", {}, statusBadge(run.status, run.paused)),
+          h("td", {}, when(run.startedAt)),
+          h("td", {}, run.endedAt ? since(run.startedAt, run.endedAt) : "…"),
+        ),
+      ),
+    );
+
+  const refresh = async () => {
+    try {
+      // The newest page, live; older pages the viewer asked for follow it as they were read.
+      const page = await api.runs(query);
+      if (extra.length === 0) cursor = page.next;
+      more.hidden = !cursor;
+      draw([...page.runs, ...extra.filter((run) => !page.runs.some((r) => r.id === run.id))]);
+      error.textContent = "";
+    } catch (failure) {
+      error.textContent = failure instanceof ApiError ? failure.message : String(failure);
+      throw failure;
+    }
+  };
+  more.addEventListener("click", () => {
+    if (!cursor) return;
+    void api.runs({ ...query, cursor }).then((page) => {
+      extra = [...extra, ...page.runs];
+      cursor = page.next;
+      more.hidden = !cursor;
+      void refresh();
+    });
+  });
+
+  const bulk = (action: "cancel" | "replay") => async () => {
+    if (!confirm(`${action === "cancel" ? "Cancel" : "Replay"} every run these filters select?`)) return;
+    let done = 0;
+    let matched = 0;
+    let next: string | null = null;
+    const verb = action === "cancel" ? "cancelled" : "replayed";
+    try {
+      do {
+        const page: BulkCancelResult | BulkReplayResult = action === "cancel" ? await api.bulkCancel({ ...query, cursor: next ?? undefined }) : await api.bulkReplay({ ...query, cursor: next ?? undefined });
+        matched += page.matched;
+        done += "cancelled" in page ? page.cancelled : page.replayed.length;
+        next = page.next;
+        progress.textContent = `${verb} ${done} of ${matched} run(s)${next ? " so far…" : ""}`;
+      } while (next);
+      progress.textContent = `Done: ${verb} ${done} run(s).`;
+    } catch (failure) {
+      progress.textContent = `Stopped after ${done}: ${failure instanceof ApiError ? failure.message : String(failure)}`;
+    }
+    await refresh();
+  };
+
+  fill(
+    root,
+    h("h1", {}, "Runs"),
+    form,
+    filtered
+      ? h(
+          "div",
+          { class: "bulk" },
+          h("button", { class: "danger", onclick: bulk("cancel") }, "Cancel all matching"),
+          h("button", { onclick: bulk("replay") }, "Replay all matching"),
+          progress,
+        )
+      : h("p", { class: "hint" }, "Filter the list to cancel or replay every run it selects."),
+    error,
+    h("table", { class: "runs" }, h("thead", {}, h("tr", {}, ["Run", "Function", "Status", "Started", "Took"].map((title) => h("th", {}, title)))), body),
+    more,
+  );
+  return poll(refresh);
+}
+
+/** An ISO time as a datetime-local input shows it (the viewer's zone). */
+function local(iso: string): string {
+  if (!iso) return "";
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return "";
+  return new Date(date.getTime() - date.getTimezoneOffset() * 60_000).toISOString().slice(0, 19);
+}

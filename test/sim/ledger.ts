@@ -65,6 +65,8 @@ export class Ledger {
   readonly faults = new Map<string, number>();
   /** Checkpoints the executor refused (409), by invocation: after one, the app must run no further step. */
   readonly refusedCheckpoints: Array<{ invocation: number; runId: string; stepId: string; at: number }> = [];
+  /** When a pause of each run was acknowledged (its commit came before). */
+  readonly pauses: Array<{ runId: string; at: number }> = [];
   /** Checkpoints the app heard committed. */
   checkpointsCommitted = 0;
   /** Reads of left-out outputs that reached an executor. */
@@ -109,6 +111,12 @@ export class Ledger {
     this.leaseLosses.push({ executor, runId, at: Date.now() });
   }
 
+  /** An operator paused the run: an invocation out at that moment loses its lease, and its uncommitted step runs again after the resume. */
+  paused(runId: string): void {
+    this.pauses.push({ runId, at: Date.now() });
+    this.fault("run paused");
+  }
+
   /** Whether any executor stalled, crashed or was stopped between `from` and `to`: what can make a lease run out. */
   disturbed(from: number, to: number): boolean {
     const stalled = [...this.stalls.values()].some((list) => list.some(([start, end]) => start <= to && end >= from));
@@ -143,6 +151,7 @@ export class Ledger {
     const lost = this.leaseLosses.find((l) => l.executor === invocation.executor && l.runId === invocation.runId && l.at >= invocation.sentAt);
     if (lost && this.disturbed(invocation.sentAt - LEASE_SLACK_MS, lost.at)) return "lease lost while an executor stalled or died";
     if (invocation.delivery === "lost") return `lost answer (${invocation.fault})`;
+    if (this.pauses.some((p) => p.runId === invocation.runId && p.at >= invocation.sentAt)) return "run paused while its invocation was out";
     const crashed = this.crashes.get(invocation.executor);
     if (crashed !== undefined && crashed >= invocation.sentAt) return "executor crashed";
     const stopped = this.stops.get(invocation.executor);

@@ -46,6 +46,8 @@ export interface RunPlan {
   program: Item[];
   /** Cancelled from outside this long after the run was sent: by its cancelOn event, or the API. */
   cancel?: { afterMs: number; via: "event" | "api" };
+  /** Paused through the API this long after it was sent, and resumed `forMs` after the pause. */
+  pause?: { afterMs: number; forMs: number };
 }
 
 const NAMES = ["work", "fetch", "save", "charge"];
@@ -120,6 +122,7 @@ export function runPlans(count: number, schedule: number): fc.Arbitrary<RunPlan[
         fn: fc.constantFrom<"r0" | "r2">("r0", "r2", "r2"),
         program,
         cancel: fc.record({ afterMs: fc.integer({ min: 0, max: 3_000 }), via: fc.constantFrom<"event" | "api">("event", "api") }),
+        pause: fc.record({ afterMs: fc.integer({ min: 0, max: 2_500 }), forMs: fc.integer({ min: 0, max: 1_500 }) }),
       },
       { requiredKeys: ["fn", "program"] },
     ),
@@ -130,6 +133,8 @@ export function runPlans(count: number, schedule: number): fc.Arbitrary<RunPlan[
       key: `s${schedule}-r${n}`,
       // About one run in eight is cancelled from outside.
       cancel: plan.cancel && n % 8 === 3 ? plan.cancel : undefined,
+      // And about one in eight paused for a while.
+      pause: plan.pause && n % 8 === 5 ? plan.pause : undefined,
     })),
   );
 }

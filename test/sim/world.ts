@@ -6,7 +6,7 @@
  * their grace period. What happened is left in the ledger and the store for the checker.
  */
 import { createApi } from "@stepwise/api";
-import { Executor, type Logger } from "@stepwise/engine";
+import { Executor, InputError, type Logger } from "@stepwise/engine";
 import { DEV_SIGNING_KEY } from "@stepwise/protocol";
 import { SIM_CRON_PERIOD_MS, simApp } from "./app.ts";
 import { FaultyStore } from "./faulty-store.ts";
@@ -163,6 +163,21 @@ export async function play(topology: Topology, schedule: Schedule): Promise<Play
           acked.push({ eventId: ids[n]!, key: plan.key, fn: plan.fn, program: plan.program });
           for (const item of plan.program) {
             if (item.t === "wait" && item.pingAfterMs !== undefined) at(item.pingAfterMs, () => withExecutor((e) => e.sendEvents({ name: "sim/ping", data: { key: plan.key } })));
+          }
+          const pause = plan.pause;
+          if (pause) {
+            at(pause.afterMs, async () => {
+              // A run that ended first cannot be paused or resumed (409): nothing to do then.
+              const ended = (error: unknown) => (error instanceof InputError ? null : Promise.reject(error));
+              const paused = await withExecutor(async (e) => {
+                const [run] = await e.listRunsForEvent(ids[n]!);
+                return run ? e.pauseRun(run.id).catch(ended) : null;
+              });
+              if (!paused) return;
+              ledger.paused(paused.id);
+              await sleep(pause.forMs);
+              await withExecutor((e) => e.resumeRun(paused.id).catch(ended));
+            });
           }
           const cancel = plan.cancel;
           if (cancel?.via === "event") at(cancel.afterMs, () => withExecutor((e) => e.sendEvents({ name: "sim/cancel", data: { key: plan.key } })));

@@ -8,6 +8,7 @@
  *   GET  /api/functions            registered functions
  *   GET  /api/runs                 runs, newest first: ?function=&status=&since=&until=&cursor=&limit=
  *   GET  /api/runs/:runId          a run with its steps
+ *   GET  /api/runs/:runId/stream   the run's transitions as server-sent events
  *   POST /api/runs/:runId/cancel   cancels a live run
  *   POST /api/runs/:runId/replay   a new run from the same event, on the current code
  *   POST /api/runs/:runId/rerun    { fromStep, output? }: a new run keeping the steps before fromStep
@@ -32,6 +33,7 @@ import { dashboardAuthorization, DashboardAccess, mountDashboard, type Dashboard
 import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { createCheckpointHandler, tooLargeMessage } from "./checkpoint-route.ts";
+import { runStream } from "./run-stream.ts";
 import { bearer, jsonBody, parseJson, pathIds, utf8Body } from "./input.ts";
 import { verifySignedByApp, type SigningKeys } from "./signed.ts";
 
@@ -90,7 +92,7 @@ export function createApi(options: ApiOptions): Hono {
   const dashboard = options.dashboard && new DashboardAccess(options.dashboard);
   if (dashboard) mountDashboard(app, dashboard);
   app.notFound((c) =>
-    c.json({ error: `No ${c.req.method} ${new URL(c.req.url).pathname} here: the API has POST /api/events, POST /api/apps, POST /api/checkpoints, POST /api/step-outputs, GET /api/functions, GET /api/runs, GET /api/runs/:runId, POST /api/runs/:runId/cancel, POST /api/runs/:runId/replay, POST /api/runs/:runId/rerun, POST /api/runs/:runId/pause, POST /api/runs/:runId/resume, POST /api/functions/:functionId/pause, POST /api/functions/:functionId/resume, POST /api/runs/cancel, POST /api/runs/replay, GET /api/events, GET /api/events/:eventId, GET /api/events/:eventId/runs` }, 404),
+    c.json({ error: `No ${c.req.method} ${new URL(c.req.url).pathname} here: the API has POST /api/events, POST /api/apps, POST /api/checkpoints, POST /api/step-outputs, GET /api/functions, GET /api/runs, GET /api/runs/:runId, GET /api/runs/:runId/stream, POST /api/runs/:runId/cancel, POST /api/runs/:runId/replay, POST /api/runs/:runId/rerun, POST /api/runs/:runId/pause, POST /api/runs/:runId/resume, POST /api/functions/:functionId/pause, POST /api/functions/:functionId/resume, POST /api/runs/cancel, POST /api/runs/replay, GET /api/events, GET /api/events/:eventId, GET /api/events/:eventId/runs` }, 404),
   );
 
   app.post(
@@ -184,6 +186,8 @@ export function createApi(options: ApiOptions): Hono {
   app.get("/api/runs", async (c) => c.json(await executor.listRuns(c.req.queries())));
 
   app.get("/api/runs/:runId", async (c) => orNoRun(c, await executor.getRun(c.req.param("runId"))));
+
+  app.get("/api/runs/:runId/stream", (c) => runStream(c, executor, c.req.param("runId")));
 
   app.post("/api/runs/:runId/cancel", async (c) => orNoRun(c, await executor.cancelRun(c.req.param("runId"))));
 

@@ -100,6 +100,7 @@ export class Executor {
   private readonly drains = new Set<Lanes>();
   private maintenance: ReturnType<typeof setInterval> | undefined;
   private maintaining: Promise<void> | undefined;
+  private stopRequested = false;
 
   constructor(private readonly options: ExecutorOptions) {
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
@@ -165,8 +166,14 @@ export class Executor {
     }
   }
 
+  /** Whether `stop()` was called: long-lived answers (a run's stream) end then. */
+  get stopping(): boolean {
+    return this.stopRequested;
+  }
+
   /** Stops taking work; running jobs finish (up to `graceMs`, default 10 s) or are given back. */
   async stop(graceMs = 10_000): Promise<void> {
+    this.stopRequested = true;
     const deadline = Date.now() + graceMs;
     clearInterval(this.maintenance);
     if (this.maintaining) await within(this.maintaining, deadline);
@@ -338,6 +345,11 @@ export class Executor {
   /** Resumes a paused run where it stopped: what its state calls for is queued. */
   resumeRun(runId: string): Promise<RunView | null> {
     return resumeRun(this.operator(), runId);
+  }
+
+  /** The run's version (bumped by every change of it), or null when there is no such run: a cheap way to see it moved. */
+  async runVersion(runId: string): Promise<number | null> {
+    return (await this.options.store.getRun(runId))?.version ?? null;
   }
 
   async getRun(runId: string): Promise<RunView | null> {

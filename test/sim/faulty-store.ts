@@ -202,6 +202,9 @@ export class FaultyStore implements Store {
   listBatchEventIds(runId: string) {
     return this.call(() => this.inner.listBatchEventIds(runId));
   }
+  queueStats() {
+    return this.call(() => this.inner.queueStats());
+  }
   findStrandedRuns(minAgeMs: number, limit: number) {
     return this.call(() => this.inner.findStrandedRuns(minAgeMs, limit));
   }

@@ -5,12 +5,12 @@
  *                  queue in Redis (UPSTASH_REDIS_REST_URL/TOKEN) or, without them, in Postgres.
  *                  Run as many as the load needs; they share work through the stores alone.
  */
-import { DASHBOARD_OFF } from "@stepwise/dashboard";
 import { mkdirSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { stdioLogger as log } from "./log.ts";
 import { createNeonClient, createPgClient, createPgliteClient, PostgresStore } from "@stepwise/store-postgres";
 import { RedisQueue } from "@stepwise/queue-redis";
+import { DASHBOARD_OFF } from "@stepwise/dashboard";
 import { readEnv, type EnvSettings } from "./env.ts";
 import { startServer } from "./server.ts";
 

@@ -8,6 +8,7 @@ import { DEV_SIGNING_KEY } from "@stepwise/protocol";
 import { createApi, createCheckpointHandler, DEFAULT_MAX_BODY_BYTES } from "@stepwise/api";
 import { startDiscovery } from "./discovery.ts";
 import { createListener } from "./listener.ts";
+import { createMetrics } from "./metrics.ts";
 
 export interface ServerOptions extends Omit<ExecutorOptions, "signingKey" | "store"> {
   store: Store;
@@ -42,7 +43,8 @@ export interface RunningServer {
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const signingKey = options.signingKey ?? (options.dev ? DEV_SIGNING_KEY : undefined);
   if (!signingKey) throw new Error("STEPWISE_SIGNING_KEY is required outside dev mode: apps verify every request with it");
-  const executor = new Executor({ ...options, signingKey });
+  const metrics = createMetrics(options.store);
+  const executor = new Executor({ ...options, signingKey, observe: metrics.observe });
   await options.store.migrate();
   if (options.exclusiveStore) await options.store.queue.releaseAllLeases();
   await executor.start();
@@ -56,6 +58,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     eventKey: options.eventKey,
     apiKey: options.apiKey,
     dashboard: options.dev ? { open: true } : { open: false, key: options.dashboardKey },
+    metrics: metrics.scrape,
     allowPrivateAppUrls: options.allowPrivateAppUrls,
   });
   const checkpoint = createCheckpointHandler(executor, { dev: options.dev, signingKeys, appSigningKeys: options.appSigningKeys });

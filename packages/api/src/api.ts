@@ -18,6 +18,7 @@
  *   POST /api/runs/replay?…        replays a page of the runs the list's filters select
  *   GET  /api/events               events, newest first, each with its runs: ?name=&since=&until=&cursor=&limit=
  *   GET  /api/events/:eventId      an event with the runs it started
+ *   GET  /metrics                  Prometheus metrics (the Node executor)
  *   GET  /api/events/:eventId/runs the runs an event started
  *
  * Keys by purpose, outside dev mode: events need the event key; the run and function routes the
@@ -51,6 +52,8 @@ export interface ApiOptions {
   apiKey?: string;
   /** Largest request body (a batch of events). */
   maxBodyBytes?: number;
+  /** `GET /metrics` (Prometheus' text format), behind the API key like the run routes; absent: not served. */
+  metrics?: () => Promise<{ body: string; contentType: string }>;
   /** The dashboard at `/`: open in dev mode, else only with a key to sign in with; absent: not served. */
   dashboard?: DashboardOptions;
   /**
@@ -176,6 +179,14 @@ export function createApi(options: ApiOptions): Hono {
 
   /** A run, or the 404 of a run ID nobody knows. */
   const orNoRun = (c: Context, run: RunView | null) => (run ? c.json(run) : c.json({ error: `No run ${c.req.param("runId")}` }, 404));
+
+  const { metrics } = options;
+  if (metrics) {
+    app.get("/metrics", management, async (c) => {
+      const { body, contentType } = await metrics();
+      return c.body(body, 200, { "content-type": contentType });
+    });
+  }
 
   app.get("/api/functions", async (c) => c.json({ functions: await executor.listFunctions() }));
 

@@ -14,6 +14,7 @@ import type { Logger } from "./log.ts";
 import type { MachineEnv, LogLine } from "./machine/draft.ts";
 import type { JobRecord } from "./records.ts";
 import type { Registry } from "./registry.ts";
+import type { Observer, Signal } from "./signals.ts";
 import type { Store } from "./store.ts";
 
 export interface EngineContext {
@@ -28,6 +29,8 @@ export interface EngineContext {
   isolatedApps: ReadonlySet<string>;
   /** Called after commit with the jobs a change queued (wakes local workers). */
   onQueued(jobs: JobRecord[]): void;
+  /** Told what committed changes did (metrics, traces). */
+  observe: Observer;
 }
 
 /** What transitions of a run of `functionId` may know, from the registry's cache. */
@@ -46,6 +49,8 @@ export function machineEnv(ctx: EngineContext, functionId: string): MachineEnv {
 /** What a commit produced, to take effect once it is durable. */
 export interface Committed {
   lines: LogLine[];
+  /** What the change did, for metrics and traces (absent: nothing to count). */
+  signals?: Signal[];
   queued: JobRecord[];
   deleted: string[];
 }
@@ -53,6 +58,7 @@ export interface Committed {
 /** After a commit: print its lines, tell the queue, wake local workers. A failure to tell the queue only delays the jobs. */
 export async function afterCommit(ctx: EngineContext, committed: Committed): Promise<void> {
   for (const { level, line } of committed.lines) ctx.log[level](line);
+  for (const signal of committed.signals ?? []) ctx.observe(signal);
   if (committed.queued.length > 0 || committed.deleted.length > 0) {
     try {
       await ctx.store.queue.afterCommit({ queued: committed.queued, deleted: committed.deleted });

@@ -25,6 +25,7 @@ import { readStepOutputs } from "./runtime/request-steps.ts";
 import { InvocationSnapshots, KnownStates } from "./runtime/known-states.ts";
 import { Lanes, within, type DrainBudget } from "./runtime/lanes.ts";
 import { pruneExpired, pruneFlowControl, reconcileQueue, repairStrandedRuns } from "./runtime/maintenance.ts";
+import { ignoreSignals, type Observer } from "./signals.ts";
 import type { Store } from "./store.ts";
 import { UnitOfWork, type UnitOptions, type UnitOutcome } from "./unit/unit.ts";
 import { functionView, runView, type FunctionView, type RunView } from "./views.ts";
@@ -73,6 +74,8 @@ export interface ExecutorOptions {
   /** Stamps records and log lines (due times are judged on the store's clock). */
   clock?: Clock;
   fetch?: typeof fetch;
+  /** Told what committed changes did and what went wrong (metrics, traces); must be cheap and never throw. */
+  observe?: Observer;
 }
 
 export interface DrainOptions extends DrainBudget {
@@ -113,6 +116,7 @@ export class Executor {
       clock: options.clock ?? systemClock,
       backoff: options.backoff ?? {},
       isolatedApps: new Set(Object.keys(options.appSigningKeys ?? {})),
+      observe: options.observe ?? ignoreSignals,
       onQueued: (jobs) => {
         this.announce();
         // Timers this process committed it fires itself, on time, without a claim.
@@ -214,6 +218,7 @@ export class Executor {
       leaseMs: this.runner.leaseMs,
       pollMs: this.options.pollMs ?? 1_000,
       log: this.log,
+      observe: this.ctx.observe,
       handle: (job, how) => runJob(this.runner, job, how),
       handedBack: (job) => this.runner.known.forget(job.id),
       settled: () => this.runner.freedSlots.settled(),
@@ -273,7 +278,22 @@ export class Executor {
     if (!fn || fn.appId !== appId) {
       throw new CheckpointRefused("lease-lost", `Checkpoint refused: app "${appId}" has no function "${request.run.functionId}"`);
     }
-    this.runner.snapshots.advance(await commitCheckpoint(this.ctx, this.runner.leaseMs, request));
+    const checkpointed = await commitCheckpoint(this.ctx, this.runner.leaseMs, request);
+    const lastEnd = this.runner.snapshots.lastEnd(checkpointed.jobId);
+    const { step } = checkpointed;
+    this.ctx.observe({
+      type: "step-ended",
+      functionId: fn.id,
+      runId: step.runId,
+      stepId: step.id,
+      kind: step.kind,
+      status: "completed",
+      attempts: step.attempts,
+      startedAt: step.startedAt,
+      endedAt: step.endedAt!,
+      ...(lastEnd !== undefined && { gapMs: Math.max(0, step.startedAt.getTime() - lastEnd) }),
+    });
+    this.runner.snapshots.advance(checkpointed);
   }
 
   /**

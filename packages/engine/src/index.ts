@@ -18,3 +18,4 @@ export { DEFAULT_RUN_PAGE, MAX_RUN_PAGE, DEFAULT_BULK_PAGE, LIVE_RUN_STATUSES, t
 export { DEFAULT_EVENT_PAGE, MAX_EVENT_PAGE, type EventPage, type EventSummary } from "./event-list.ts";
 export { CheckpointRefused } from "./runtime/checkpoints.ts";
 export { cronEventId } from "./runtime/cron.ts";
+export { ignoreSignals, type Observer, type Signal } from "./signals.ts";

@@ -334,6 +334,8 @@ export interface Store {
   listRunsByEvents(eventIds: readonly string[]): Promise<Array<{ eventId: string; run: RunRecord }>>;
   /** A batch's run's event IDs in order of arrival; empty for a run not started as a batch. */
   listBatchEventIds(runId: string): Promise<string[]>;
+  /** The queue as the record holds it, for metrics: jobs due and not held, when the oldest of them came due, jobs held. */
+  queueStats(): Promise<{ due: number; oldestDueAt: Date | null; leased: number }>;
   /** Live runs older than `minAgeMs` with no job at all and no child run to wait for: candidates for repair. */
   findStrandedRuns(minAgeMs: number, limit: number): Promise<string[]>;
   /**

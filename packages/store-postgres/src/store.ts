@@ -284,6 +284,16 @@ export class PostgresStore extends PgReader implements Store {
     return rows.map((row) => row.event_id);
   }
 
+  async queueStats(): Promise<{ due: number; oldestDueAt: Date | null; leased: number }> {
+    const [row] = await this.client.query<{ due: number | string; oldest: string | Date | null; leased: number | string }>(
+      `SELECT count(*) FILTER (WHERE run_at <= now() AND (locked_until IS NULL OR locked_until < now())) AS due,
+              min(run_at) FILTER (WHERE run_at <= now() AND (locked_until IS NULL OR locked_until < now())) AS oldest,
+              count(*) FILTER (WHERE locked_until >= now()) AS leased
+       FROM jobs`,
+    );
+    return { due: Number(row?.due ?? 0), oldestDueAt: row?.oldest ? new Date(row.oldest) : null, leased: Number(row?.leased ?? 0) };
+  }
+
   async findStrandedRuns(minAgeMs: number, limit: number): Promise<string[]> {
     const rows = await this.client.query<{ id: string }>(
       `SELECT r.id FROM runs r

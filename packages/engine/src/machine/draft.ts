@@ -8,6 +8,8 @@
  */
 import type { BackoffConfig, SerializedError } from "@stepwise/protocol";
 import { jsonBytes, type Limits } from "../limits.ts";
+import { isTerminal } from "../records.ts";
+import type { Signal } from "../signals.ts";
 import type { EventRecord, FunctionRecord, MatcherRecord, NewJob, RunPause, RunRecord, RunState, StepRecord } from "../records.ts";
 import { changeOnlyAdds, type JobSelector, type RunChange, type RunPatch } from "../store.ts";
 
@@ -55,6 +57,8 @@ export class RunDraft {
   readonly change: RunChange = { run: {}, steps: [], jobs: [], dropJobs: [], openMatchers: [], closeMatchers: [] };
   readonly effects: Effect[] = [];
   readonly lines: LogLine[] = [];
+  /** What this change does that metrics and traces count (see `signals.ts`). */
+  readonly signals: Signal[] = [];
   /** Waits opened by this change: the unit looks back for events that arrived while the app answered. */
   readonly openedWaits: MatcherRecord[] = [];
   /** A step changed: the run's status and next invocation must be worked out again (`settle`). */
@@ -106,6 +110,21 @@ export class RunDraft {
   }
 
   saveStep(step: StepRecord): void {
+    const before = this.stepsById.get(step.id);
+    if ((step.status === "completed" || step.status === "failed") && step.endedAt && before?.status !== step.status) {
+      this.signals.push({
+        type: "step-ended",
+        functionId: this.run.functionId,
+        runId: this.run.id,
+        stepId: step.id,
+        kind: step.kind,
+        status: step.status,
+        attempts: step.attempts,
+        startedAt: step.startedAt,
+        endedAt: step.endedAt,
+        ...(!before && { gapMs: this.gapBefore(step) }),
+      });
+    }
     this.stepsById.set(step.id, step);
     this.ordered = undefined;
     const index = this.change.steps.findIndex((s) => s.id === step.id);
@@ -154,7 +173,18 @@ export class RunDraft {
     if (fromStep !== undefined) this.run.rerunFrom = fromStep;
   }
 
+  /** How long after the latest end of the run's other steps `step` started (undefined: it is the first). */
+  private gapBefore(step: StepRecord): number | undefined {
+    let latest: number | undefined;
+    for (const other of this.stepsById.values()) if (other.endedAt && (latest === undefined || other.endedAt.getTime() > latest)) latest = other.endedAt.getTime();
+    return latest === undefined ? undefined : Math.max(0, step.startedAt.getTime() - latest);
+  }
+
   patchRun(patch: RunPatch): void {
+    if (patch.status && isTerminal(patch.status) && !isTerminal(this.run.status)) {
+      const endedAt = patch.endedAt ?? new Date();
+      this.signals.push({ type: "run-ended", functionId: this.run.functionId, runId: this.run.id, status: patch.status, startedAt: this.run.startedAt, endedAt });
+    }
     Object.assign(this.run, patch);
     Object.assign(this.change.run, patch);
   }

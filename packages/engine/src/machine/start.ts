@@ -38,6 +38,7 @@ export function newRun(
   // Due on the store's clock, counted from the commit: an executor whose clock is off does not move it.
   if (finishMs !== undefined) draft.enqueue({ kind: "finish-timeout", delayMs: finishMs });
   draft.info(`${runLabel(run.id, fn.id)} queued for event ${event.name} (${event.id})`);
+  draft.signals.push({ type: "run-started", functionId: fn.id, runId: run.id });
   return draft;
 }
 

@@ -185,7 +185,7 @@ async function commit(runner: JobRunner, job: JobRecord, state: RunState | null,
     if (!draft.needsUnit) {
       const written = await ctx.store.applyOptimistically(state, fence, draft.change);
       if (written) {
-        await afterCommit(ctx, { lines: draft.lines, queued: written.queued, deleted: told(written.deleted, job, how) });
+        await afterCommit(ctx, { lines: draft.lines, signals: draft.signals, queued: written.queued, deleted: told(written.deleted, job, how) });
         return handOver(runner, written, draft.state(written.version));
       }
     }

@@ -100,6 +100,7 @@ function weight(state: RunState): number {
  */
 export class InvocationSnapshots {
   private readonly byJob = new Map<string, RunState>();
+  private readonly lastEnds = new Map<string, number | null>();
 
   /** The invocation of `jobId` starts from `state`; returns the snapshot to apply its answer to. */
   open(jobId: string, state: RunState): RunState {
@@ -110,13 +111,33 @@ export class InvocationSnapshots {
 
   close(jobId: string): void {
     this.byJob.delete(jobId);
+    this.lastEnds.delete(jobId);
+  }
+
+  /**
+   * When the latest step of the invocation's snapshot ended (undefined: none, or no snapshot
+   * here): worked out once when it opens and moved by each checkpoint, so a step costs the same
+   * however many came before it.
+   */
+  lastEnd(jobId: string): number | undefined {
+    const snapshot = this.byJob.get(jobId);
+    if (!snapshot) return undefined;
+    let known = this.lastEnds.get(jobId);
+    if (known === undefined) {
+      known = null;
+      for (const step of snapshot.steps) if (step.endedAt && (known === null || step.endedAt.getTime() > known)) known = step.endedAt.getTime();
+      this.lastEnds.set(jobId, known);
+    }
+    return known ?? undefined;
   }
 
   /** A checkpoint of the invocation was committed at `version`, just after the snapshot's. */
   advance(checkpointed: Checkpointed): void {
     const snapshot = this.byJob.get(checkpointed.jobId);
-    if (!snapshot || snapshot.run.version !== checkpointed.version - 1) return void this.byJob.delete(checkpointed.jobId);
+    if (!snapshot || snapshot.run.version !== checkpointed.version - 1) return void this.close(checkpointed.jobId);
     snapshot.steps.push(checkpointed.step);
+    const ended = checkpointed.step.endedAt?.getTime();
+    if (ended !== undefined && this.lastEnds.has(checkpointed.jobId)) this.lastEnds.set(checkpointed.jobId, Math.max(ended, this.lastEnds.get(checkpointed.jobId) ?? ended));
     Object.assign(snapshot.run, {
       version: checkpointed.version,
       stateBytes: snapshot.run.stateBytes + checkpointed.bytes,

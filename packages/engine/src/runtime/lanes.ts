@@ -18,6 +18,7 @@
  * (no free lane, a run moved on, clocks apart) the loop claims as any other.
  */
 import { formatDuration, type Logger } from "../log.ts";
+import type { Observer } from "../signals.ts";
 import { describe, InvocationNotStarted, isUnavailable, LeaseLostError } from "../errors.ts";
 import type { JobRecord } from "../records.ts";
 import type { Queue } from "../store.ts";
@@ -55,6 +56,8 @@ export interface LanesOptions {
   /** Longest sleep between claims when idle (other executors may queue work). */
   pollMs: number;
   log: Logger;
+  /** Told of leases lost and store failures (metrics). */
+  observe?: Observer;
   /** Runs one job; returns the job this lane runs next (a continuation), if any. */
   handle(job: JobRecord, how: JobHandling): Promise<JobRecord[]>;
   /** A job handed back unrun (its continuation state, if any, can go). */
@@ -367,6 +370,7 @@ export class Lanes {
     if (error instanceof LeaseLostError) {
       // Another executor finished it, or the run ended meanwhile: the answer is dropped whole.
       log.info(`${what}: ${error.message}`);
+      this.options.observe?.({ type: "lease-lost", kind: job.kind });
       return;
     }
     this.stats.failed++;
@@ -398,6 +402,7 @@ export class Lanes {
    * 5 s), keep trying. Jobs that failed are given back and retried; none is dropped.
    */
   private trouble(error: unknown, doing: string): void {
+    this.options.observe?.({ type: "store-error", doing });
     if (!isUnavailable(error)) {
       this.options.log.warn(`${doing} failed: ${describe(error)}; retrying`);
     } else {

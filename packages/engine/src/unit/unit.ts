@@ -235,7 +235,7 @@ export class UnitOfWork {
   /** Carries out every effect and look-back, then writes each run's change. */
   async commit(): Promise<UnitOutcome> {
     await this.runEffects();
-    const outcome: UnitOutcome = { lines: [...this.lines], queued: [], deleted: [], adopted: [], states: new Map() };
+    const outcome: UnitOutcome = { lines: [...this.lines], signals: [], queued: [], deleted: [], adopted: [], states: new Map() };
     const { continuation, adopt } = this.options;
     let adopting = 0;
     const started: Array<{ runId: string; draft: RunDraft }> = [];
@@ -246,6 +246,7 @@ export class UnitOfWork {
       // A new run holds no slot of its limits yet: it waits for a claim, which grants one.
       else if (adopt && entry.isNew && adopting < adopt.max && draft.leaseNext(adopt, false)) adopting++;
       outcome.lines.push(...draft.lines);
+      outcome.signals!.push(...draft.signals);
       if (entry.isNew) started.push({ runId, draft });
     }
     const record = (runId: string, draft: RunDraft, written: WriteResult) => {

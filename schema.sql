@@ -50,6 +50,8 @@ ALTER TABLE events ADD COLUMN IF NOT EXISTS seq bigserial;
 CREATE INDEX IF NOT EXISTS events_name_idx ON events (name, received_at);
 CREATE INDEX IF NOT EXISTS events_name_seq_idx ON events (name, seq);
 CREATE INDEX IF NOT EXISTS events_received_idx ON events (received_at);
+-- The trace its sender was in (a W3C traceparent), so the runs it starts join that trace.
+ALTER TABLE events ADD COLUMN IF NOT EXISTS traceparent text;
 -- The event list (GET /api/events), newest first by arrival: a page is an index range.
 CREATE INDEX IF NOT EXISTS events_seq_idx ON events (seq);
 
@@ -91,6 +93,8 @@ ALTER TABLE runs ADD COLUMN IF NOT EXISTS rerun_from text;
 -- (it started while its function was paused, and waits for the function's resume).
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS paused_at timestamptz;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS paused_by text;
+-- The trace the run's spans belong to (its event's traceparent), if its event came with one.
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS traceparent text;
 CREATE INDEX IF NOT EXISTS runs_held_idx ON runs (function_id) WHERE paused_by = 'function';
 
 -- One row per step a run reached, keyed by step ID; position is the order of discovery,

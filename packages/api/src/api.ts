@@ -28,7 +28,7 @@
  * session's CSRF token; a browser's request from another site is refused in every mode.
  * Bad input gets a 4xx with `{ error }` saying what is wrong; nothing is stored then.
  */
-import { APPS_ROUTE, CHECKPOINT_ROUTE, HEADERS, keyMatches, SeenSignatures, STEP_OUTPUTS_ROUTE } from "@stepwise/protocol";
+import { APPS_ROUTE, CHECKPOINT_ROUTE, HEADERS, keyMatches, SeenSignatures, STEP_OUTPUTS_ROUTE, TRACEPARENT_HEADER } from "@stepwise/protocol";
 import { InputError, type Executor, type RunView } from "@stepwise/engine";
 import { dashboardAuthorization, DashboardAccess, mountDashboard, type DashboardOptions } from "@stepwise/dashboard";
 import { Hono, type Context } from "hono";
@@ -114,7 +114,7 @@ export function createApi(options: ApiOptions): Hono {
           if (!options.eventKey || !(await keyMatches(given, [options.eventKey]))) return c.json({ error: "Invalid event key" }, 401);
         }
       }
-      return c.json(await executor.sendEvents(await jsonBody(c)));
+      return c.json(await executor.sendEvents(await jsonBody(c), { traceparent: c.req.header(TRACEPARENT_HEADER) }));
     },
   );
 

@@ -4,7 +4,7 @@
  * lanes, or as a bounded drain) and keeps the queue and the record in step.
  */
 import { appUrlProblem, type AppUrlPolicy } from "./app-urls.ts";
-import { AppDescriptionSchema, findTextProblem, globalFunctionId, newId, type AppDescription, type BackoffConfig, type StepOutputsResponse } from "@stepwise/protocol";
+import { AppDescriptionSchema, findTextProblem, globalFunctionId, newId, parseTraceparent, type AppDescription, type BackoffConfig, type StepOutputsResponse } from "@stepwise/protocol";
 import { systemClock, type Clock } from "./clock.ts";
 import { afterCommit, describe, machineEnv, type EngineContext } from "./context.ts";
 import { InputError, isUnavailable } from "./errors.ts";
@@ -25,7 +25,8 @@ import { readStepOutputs } from "./runtime/request-steps.ts";
 import { InvocationSnapshots, KnownStates } from "./runtime/known-states.ts";
 import { Lanes, within, type DrainBudget } from "./runtime/lanes.ts";
 import { pruneExpired, pruneFlowControl, reconcileQueue, repairStrandedRuns } from "./runtime/maintenance.ts";
-import { ignoreSignals, type Observer } from "./signals.ts";
+import type { Observer } from "./signals.ts";
+import { traceRunEnds } from "./tracing.ts";
 import type { Store } from "./store.ts";
 import { UnitOfWork, type UnitOptions, type UnitOutcome } from "./unit/unit.ts";
 import { functionView, runView, type FunctionView, type RunView } from "./views.ts";
@@ -116,7 +117,7 @@ export class Executor {
       clock: options.clock ?? systemClock,
       backoff: options.backoff ?? {},
       isolatedApps: new Set(Object.keys(options.appSigningKeys ?? {})),
-      observe: options.observe ?? ignoreSignals,
+      observe: options.observe ? (signal) => (traceRunEnds(signal), options.observe!(signal)) : traceRunEnds,
       onQueued: (jobs) => {
         this.announce();
         // Timers this process committed it fires itself, on time, without a claim.
@@ -256,8 +257,11 @@ export class Executor {
    * Validates and stores events and everything they cause (runs started, waits resolved,
    * runs cancelled) in one transaction. Throws {@link InputError} and stores nothing on bad input.
    */
-  async sendEvents(body: unknown): Promise<{ ids: string[] }> {
+  async sendEvents(body: unknown, options: { traceparent?: string } = {}): Promise<{ ids: string[] }> {
     const events = parseEvents(body, this.limits, this.ctx.clock.now());
+    // The sender's trace, when it sent a valid one: the runs these events start join it.
+    const traceparent = parseTraceparent(options.traceparent) && options.traceparent!.trim().toLowerCase();
+    if (traceparent) for (const event of events) event.traceparent = traceparent;
     await this.ctx.registry.ensureFresh();
     // The runs these events start go straight to this process's free lanes: no claim, no read.
     await this.inUnit((unit) => unit.ingest(events), { adopt: this.adoption() });

@@ -34,12 +34,14 @@ export async function invokeApp(
   app: { id: string; url: string },
   functionId: string,
   request: InvokeRequest,
+  /** Sent along (the invocation's trace context). */
+  extraHeaders: Record<string, string> = {},
 ): Promise<InvokeResponse> {
   const signingKey = signingKeyOf(options, app.id);
   const body = JSON.stringify(request);
   const url = new URL(app.url);
   url.searchParams.set("fnId", functionId);
-  const headers = { "content-type": "application/json", [HEADERS.signature]: await sign(signingKey, { method: "POST", target: requestTarget(url), body }) };
+  const headers = { ...extraHeaders, "content-type": "application/json", [HEADERS.signature]: await sign(signingKey, { method: "POST", target: requestTarget(url), body }) };
   const where = `${url.origin}${url.pathname}`;
   let answer: PostAnswer;
   try {

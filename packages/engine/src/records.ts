@@ -99,6 +99,8 @@ export interface EventRecord {
   data: unknown;
   /** Milliseconds since the epoch, as the sender gave it or the time of receipt. */
   ts: number;
+  /** The trace its sender was in (W3C traceparent), if it said: the runs it starts join it. */
+  traceparent?: string;
 }
 
 /**
@@ -133,6 +135,8 @@ export interface RunRecord {
   replayOf?: string;
   /** A rerun: the step it ran again from; the steps before it were copied from `replayOf`. */
   rerunFrom?: string;
+  /** The trace its spans join (its event's traceparent), if its event came with one. */
+  traceparent?: string;
   /** Paused: it has no job, so nothing invokes it or fires its timers until it is resumed (null or absent: not paused). */
   paused?: RunPause | null;
 }

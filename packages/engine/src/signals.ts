@@ -9,7 +9,7 @@ export type Signal =
   /** A run was created (an event, a cron tick, an invoke, a replay). */
   | { type: "run-started"; functionId: string; runId: string }
   /** A run ended: completed, failed, cancelled or skipped. */
-  | { type: "run-ended"; functionId: string; runId: string; status: RunStatus; startedAt: Date; endedAt: Date }
+  | { type: "run-ended"; functionId: string; runId: string; status: RunStatus; startedAt: Date; endedAt: Date; traceparent?: string }
   /**
    * A step reached its end (completed, or failed for good). `gapMs`: how long after the run's
    * step before it ended this one started, where that is known: the platform's share of the wait.

@@ -11,3 +11,4 @@ export * from "./cron.ts";
 export * from "./cel.ts";
 export * from "./issues.ts";
 export * from "./node-post.ts";
+export * from "./trace-context.ts";

@@ -2,6 +2,7 @@
  * The client: one per app. It names the app, holds the event schemas that type everything
  * else, creates functions and sends events.
  */
+import { traceHeaders } from "./tracing.ts";
 import { z } from "zod";
 import { postToExecutor } from "./api.ts";
 import type { CheckpointingSetting } from "./checkpointing.ts";
@@ -92,7 +93,8 @@ export class Stepwise<S extends EventSchemas = Record<never, never>> {
       fetch: this.fetch,
       url: `${settings.baseUrl}/api/events`,
       body: JSON.stringify(outgoing),
-      headers: { authorization: `Bearer ${settings.eventKey}` },
+      // The active trace goes with the events: their runs' spans join it.
+      headers: { authorization: `Bearer ${settings.eventKey}`, ...traceHeaders() },
     });
     const parsed = SendAnswerSchema.safeParse(answer);
     if (!parsed.success) {

@@ -16,6 +16,7 @@ import { failureVerdict } from "./errors.ts";
 import type { FunctionContext, HandlerEvent, RunnableFunction } from "./function.ts";
 import { toJson } from "./jsonify.ts";
 import { RunLogger } from "./logger.ts";
+import type { Context as TraceContext } from "@opentelemetry/api";
 import { newStepOp, runStep } from "./ops.ts";
 import { Replay, type FoundStep, type NewStep } from "./replay.ts";
 import { createStepTools } from "./step-tools.ts";
@@ -36,7 +37,7 @@ interface HandlerRun {
 }
 
 /** Runs one invocation of `fn` for `request`; with `checkpointer`, several steps of it. */
-export async function execute(fn: RunnableFunction, request: InvokeRequest, checkpointer?: Checkpointer): Promise<InvokeResult> {
+export async function execute(fn: RunnableFunction, request: InvokeRequest, checkpointer?: Checkpointer, trace?: TraceContext): Promise<InvokeResult> {
   const replay = new Replay(request.steps, request.targetStep);
   const logger = new RunLogger(fn.log, request.run.id);
   const context: FunctionContext<EventSchemas, string> = {
@@ -52,10 +53,10 @@ export async function execute(fn: RunnableFunction, request: InvokeRequest, chec
     for (;;) {
       await settle(replay, run);
       const step = checkpointer && checkpointable(replay, run.outcome);
-      if (!step) return await decide(replay, run.outcome, request, logger);
+      if (!step) return await decide(replay, run.outcome, request, logger, trace);
       const started = Date.now();
       const callsBefore = replay.calls;
-      const op = await runFresh(replay, step, logger);
+      const op = await runFresh(replay, step, logger, trace);
       // Going on is only safe if the function did nothing else while the step ran: a step call
       // from elsewhere in the body (refused as nested while a step runs) or the handler settling
       // (a race decided by a timer) would make this invocation differ from a replay. Then, as
@@ -113,9 +114,9 @@ const nextMacrotask: () => Promise<void> = (() => {
     : () => new Promise<void>((resolve) => void setTimeout(resolve, 0));
 })();
 
-async function decide(replay: Replay, outcome: Outcome, request: InvokeRequest, logger: RunLogger): Promise<InvokeResult> {
+async function decide(replay: Replay, outcome: Outcome, request: InvokeRequest, logger: RunLogger, trace?: TraceContext): Promise<InvokeResult> {
   if (replay.nonDeterminism) return failure({ name: "NonDeterminismError", message: replay.nonDeterminism });
-  if (request.targetStep !== undefined) return runTarget(replay, request.targetStep, logger);
+  if (request.targetStep !== undefined) return runTarget(replay, request.targetStep, logger, trace);
   if (outcome.state === "returned") {
     logger.flush();
     try {
@@ -130,12 +131,12 @@ async function decide(replay: Replay, outcome: Outcome, request: InvokeRequest, 
   }
   const [only, ...others] = replay.fresh;
   if (only && others.length === 0 && only.kind === "run") {
-    return runNow(replay, only, logger);
+    return runNow(replay, only, logger, trace);
   }
   return { status: 206, body: { type: "ops", ops: replay.fresh.map(newStepOp) } };
 }
 
-async function runTarget(replay: Replay, targetStep: string, logger: RunLogger): Promise<InvokeResult> {
+async function runTarget(replay: Replay, targetStep: string, logger: RunLogger, trace?: TraceContext): Promise<InvokeResult> {
   const target = replay.target;
   if (!target) {
     return failure({
@@ -149,7 +150,7 @@ async function runTarget(replay: Replay, targetStep: string, logger: RunLogger):
       message: `The executor asked to run step "${targetStep}", but it is a ${target.kind} step, not step.run()`,
     });
   }
-  return runNow(replay, target, logger);
+  return runNow(replay, target, logger, trace);
 }
 
 /** The one new step, when it is a `step.run` the function is blocked on and nothing else is new. */
@@ -159,17 +160,17 @@ function checkpointable(replay: Replay, outcome: Outcome): NewStep | undefined {
   return only?.kind === "run" ? only : undefined;
 }
 
-async function runFresh(replay: Replay, step: FoundStep, logger: RunLogger) {
+async function runFresh(replay: Replay, step: FoundStep, logger: RunLogger, trace?: TraceContext) {
   replay.startExecuting(step.id);
   try {
-    return await runStep(step, logger);
+    return await runStep(step, logger, trace);
   } finally {
     replay.stopExecuting();
   }
 }
 
-async function runNow(replay: Replay, step: FoundStep, logger: RunLogger): Promise<InvokeResult> {
-  return { status: 206, body: { type: "ops", ops: [await runFresh(replay, step, logger)] } };
+async function runNow(replay: Replay, step: FoundStep, logger: RunLogger, trace?: TraceContext): Promise<InvokeResult> {
+  return { status: 206, body: { type: "ops", ops: [await runFresh(replay, step, logger, trace)] } };
 }
 
 function failure(error: SerializedError): InvokeResult {

@@ -17,11 +17,13 @@ import {
   signatureHeaderProblem,
   verify,
   type InvokeRequest,
+  TRACEPARENT_HEADER,
 } from "@stepwise/protocol";
 import { postToExecutor, type ExecutorTransport } from "./api.ts";
 import { callFromRequest, toResponse, type Answer, type IncomingCall } from "./call.ts";
 import { budgetWithin, checkpointerFor } from "./checkpointing.ts";
 import { leftOutputsOut, StoredOutputsUnavailable, withStoredOutputs } from "./stored-outputs.ts";
+import { traceInvocation } from "./tracing.ts";
 import { FailureNotices } from "./notices.ts";
 import type { Stepwise } from "./client.ts";
 import { MISSING_SIGNING_KEY, outgoingSigningKey, type EnvSource, type Settings } from "./env.ts";
@@ -164,7 +166,10 @@ class Endpoint {
       }
     }
     const checkpointer = transport && checkpointerFor(invocation, budgetWithin(fn.checkpointBudgetMs, request.deadline), transport);
-    const result = await execute(fn, invocation, checkpointer);
+    const run = invocation.run;
+    const result = await traceInvocation(request.header(TRACEPARENT_HEADER) ?? undefined, { functionId: fnId, runId: run.id, attempt: run.attempt }, (trace) =>
+      execute(fn, invocation, checkpointer, trace),
+    );
     return json(result.status, result.body);
   }
 

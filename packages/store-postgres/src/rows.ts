@@ -49,7 +49,7 @@ export function toFunction(row: Row): FunctionRecord {
 }
 
 export function toEvent(row: Row): EventRecord {
-  return { id: String(row.id), name: String(row.name), data: fromJson(row.data), ts: Number(row.ts) };
+  return { id: String(row.id), name: String(row.name), data: fromJson(row.data), ts: Number(row.ts), ...(row.traceparent != null && { traceparent: String(row.traceparent) }) };
 }
 
 export function toRun(row: Row): RunRecord {
@@ -70,6 +70,7 @@ export function toRun(row: Row): RunRecord {
     ...(row.concurrency != null && { concurrency: slots(row.concurrency) }),
     ...(row.replay_of != null && { replayOf: String(row.replay_of) }),
     ...(row.rerun_from != null && { rerunFrom: String(row.rerun_from) }),
+    ...(row.traceparent != null && { traceparent: String(row.traceparent) }),
     ...(row.paused_at != null && { paused: { at: date(row.paused_at), by: row.paused_by === "function" ? "function" : "operator" } }),
   };
 }

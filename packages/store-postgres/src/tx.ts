@@ -261,13 +261,13 @@ export class PgTx extends PgReader implements StoreTx {
     // received_at is the time of the insert itself (not of the transaction's start), the same
     // clock a new wait's look-back compares with.
     const rows = await this.sql.query<{ id: string }>(
-      `WITH input AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS e(id text, name text, data text, ts bigint)),
+      `WITH input AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS e(id text, name text, data text, ts bigint, traceparent text)),
        locks AS (SELECT pg_advisory_xact_lock_shared(${EVENT_NAME_LOCKS}, hashtext(n.name))
                  FROM (SELECT DISTINCT name FROM input ORDER BY name) n)
-       INSERT INTO events (id, name, data, ts, received_at)
-       SELECT id, name, data, ts, clock_timestamp() FROM input WHERE (SELECT count(*) FROM locks) >= 0
+       INSERT INTO events (id, name, data, ts, received_at, traceparent)
+       SELECT id, name, data, ts, clock_timestamp(), traceparent FROM input WHERE (SELECT count(*) FROM locks) >= 0
        ON CONFLICT (id) DO NOTHING RETURNING id`,
-      [JSON.stringify(events.map((e) => ({ id: e.id, name: e.name, data: json(e.data ?? {}), ts: e.ts })))],
+      [JSON.stringify(events.map((e) => ({ id: e.id, name: e.name, data: json(e.data ?? {}), ts: e.ts, traceparent: e.traceparent ?? null })))],
       { prepare: "stepwise_insert_events" },
     );
     const inserted = new Set(rows.map((row) => row.id));

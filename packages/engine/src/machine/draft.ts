@@ -183,7 +183,8 @@ export class RunDraft {
   patchRun(patch: RunPatch): void {
     if (patch.status && isTerminal(patch.status) && !isTerminal(this.run.status)) {
       const endedAt = patch.endedAt ?? new Date();
-      this.signals.push({ type: "run-ended", functionId: this.run.functionId, runId: this.run.id, status: patch.status, startedAt: this.run.startedAt, endedAt });
+      const { traceparent } = this.run;
+      this.signals.push({ type: "run-ended", functionId: this.run.functionId, runId: this.run.id, status: patch.status, startedAt: this.run.startedAt, endedAt, ...(traceparent && { traceparent }) });
     }
     Object.assign(this.run, patch);
     Object.assign(this.change.run, patch);

@@ -23,6 +23,7 @@ export function newRun(
     stateBytes: 0,
   };
   if (concurrency) run.concurrency = concurrency;
+  if (event.traceparent) run.traceparent = event.traceparent;
   if (parent) {
     run.parentRunId = parent.runId;
     run.parentStepId = parent.stepId;

@@ -160,7 +160,9 @@ function send(draft: RunDraft, env: MachineEnv, step: StepRecord, op: OpOf<"send
     return stepAttemptFailed(draft, env, step, serializedError("InvalidEvent", `step.sendEvent "${step.name}": ${error.message}`), false);
   }
   draft.saveStep({ ...step, status: "completed", output: { ids: events.map((e) => e.id) }, attempts: 1, endedAt: new Date(env.now) });
-  draft.emit({ type: "send", events });
+  // The runs they start join the sender's trace.
+  const { traceparent } = draft.run;
+  draft.emit({ type: "send", events: traceparent ? events.map((event) => ({ ...event, traceparent })) : events });
   draft.info(`${runLabel(draft.run.id, draft.run.functionId)} step "${step.name}" sent ${events.map((e) => e.name).join(", ")}`);
 }
 
@@ -177,7 +179,7 @@ function invoke(draft: RunDraft, env: MachineEnv, step: StepRecord, op: OpOf<"in
     return stepAttemptFailed(draft, env, step, error, false);
   }
   const data = op.data ?? {};
-  const event: EventRecord = { id: derivedEventId(draft.run.id, step.id, "invoke"), name: FUNCTION_INVOKED_EVENT, data, ts: env.now };
+  const event: EventRecord = { id: derivedEventId(draft.run.id, step.id, "invoke"), name: FUNCTION_INVOKED_EVENT, data, ts: env.now, ...(draft.run.traceparent && { traceparent: draft.run.traceparent }) };
   const problem = invokeDataProblem(data, storableBytes(event), env.limits.maxEventBytes);
   if (problem) return stepAttemptFailed(draft, env, step, serializedError("InvalidEvent", `step.invoke "${step.name}": ${problem}`), false);
   const timeoutAt = op.timeoutAt ? new Date(op.timeoutAt) : undefined;

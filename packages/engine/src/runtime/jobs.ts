@@ -18,6 +18,7 @@ import { formatDuration } from "../log.ts";
 import { afterCommit, describe, machineEnv, type EngineContext } from "../context.ts";
 import { isRefusedValue, LeaseLostError, serializedError } from "../errors.ts";
 import { invokeApp, type InvokerOptions } from "../invoker.ts";
+import { traceInvocation } from "../tracing.ts";
 import { leaseToken } from "./checkpoints.ts";
 import { runCronTick } from "./cron.ts";
 import { heldKeys } from "../concurrency.ts";
@@ -115,7 +116,8 @@ async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState 
   const snapshot = target ? state : runner.snapshots.open(job.id, state);
   let response: Awaited<ReturnType<typeof invokeApp>>;
   try {
-    response = await invokeApp(runner.invoker, app, fn.localId, request);
+    const traced = { id: run.id, functionId: run.functionId, attempt: request.run.attempt, traceparent: run.traceparent };
+    response = await traceInvocation(traced, target?.id, (headers) => invokeApp(runner.invoker, app, fn.localId, request, headers));
   } finally {
     runner.snapshots.close(job.id);
   }

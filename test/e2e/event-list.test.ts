@@ -69,3 +69,20 @@ describe.each(STORE_KINDS)("the event list on %s", (kind) => {
     }
   });
 });
+
+describe("the event routes outside dev mode", () => {
+  it("need the API key to read events, HEAD included", async () => {
+    const keyed = new Stepwise({ id: "events", dev: false, signingKey: "k" });
+    const stack = await startStack({ store: "pglite", client: keyed, functions: [], executor: { dev: false, signingKey: "k", eventKey: "e", apiKey: "api" } });
+    try {
+      for (const method of ["GET", "HEAD"]) {
+        for (const path of ["/api/events", "/api/events/some-event", "/api/events/some-event/runs"]) {
+          expect((await fetch(`${stack.executor.url}${path}`, { method })).status, `${method} ${path}`).toBe(401);
+        }
+      }
+      expect((await fetch(`${stack.executor.url}/api/events/some-event`, { headers: { authorization: "Bearer api" } })).status).toBe(404);
+    } finally {
+      await stack.close();
+    }
+  });
+});

@@ -5,7 +5,7 @@
  * store.
  */
 import type { FunctionResumed, FunctionView, RunView } from "@stepwise/engine";
-import { Stepwise } from "@stepwise/sdk";
+import { RetryAfterError, Stepwise } from "@stepwise/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { startStack, startTwoExecutors, STORE_KINDS, type Stack } from "../support/stack.ts";
@@ -13,7 +13,7 @@ import { startStack, startTwoExecutors, STORE_KINDS, type Stack } from "../suppo
 const client = new Stepwise({
   id: "pauses",
   dev: true,
-  schemas: { "nap/start": z.object({ tag: z.string() }), "ask/start": z.object({ tag: z.string() }), "ask/reply": z.object({ tag: z.string(), ok: z.boolean() }), "job/start": z.object({ n: z.number() }) },
+  schemas: { "chain/start": z.object({ n: z.number() }), "later/start": z.object({}), "nap/start": z.object({ tag: z.string() }), "ask/start": z.object({ tag: z.string() }), "ask/reply": z.object({ tag: z.string(), ok: z.boolean() }), "job/start": z.object({ n: z.number() }) },
 });
 
 /** How many times each run's step after its pause point ran, by tag or number. */
@@ -31,6 +31,16 @@ const ask = client.createFunction({ id: "ask", triggers: [{ event: "ask/start" }
   return step.run("after", () => (bump(event.data.tag), reply?.data.ok));
 });
 const job = client.createFunction({ id: "job", triggers: [{ event: "job/start" }] }, async ({ event, step }) => step.run("work", () => bump(`job-${event.data.n}`)));
+/** A chain of checkpointed steps, one slot at a time: the invocation holds a concurrency slot. */
+const chain = client.createFunction({ id: "chain", triggers: [{ event: "chain/start" }], concurrency: 1 }, async ({ event, step }) => {
+  for (let i = 0; i < 12; i++) await step.run(`link-${i}`, () => new Promise((resolve) => setTimeout(() => resolve(bump(`chain-${event.data.n}`)), 60)));
+});
+/** A step that asks to be retried an hour later. */
+const later = client.createFunction({ id: "later", triggers: [{ event: "later/start" }] }, async ({ step }) =>
+  step.run("flaky", () => {
+    throw new RetryAfterError("the provider is busy", "1h");
+  }),
+);
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -53,7 +63,7 @@ describe.each(STORE_KINDS)("pausing runs and functions on %s", (kind) => {
   beforeAll(async () => {
     // Each store's suite counts its own runs (the tags repeat across them).
     after.clear();
-    stack = await startStack({ store: kind, client, functions: [nap, ask, job] });
+    stack = await startStack({ store: kind, client, functions: [nap, ask, job, chain, later] });
   }, 60_000);
   afterAll(async () => stack?.close());
 
@@ -153,6 +163,52 @@ describe.each(STORE_KINDS)("pausing runs and functions on %s", (kind) => {
     await stack.store.setFunctionPaused(fnId, { resumed: "run" });
     await stack.executor.executor.maintain();
     expect(await waitFor(held.id, (run) => run.status === "completed")).toMatchObject({ output: 1 });
+  });
+
+  it("stops a run holding a concurrency slot at its next checkpoint, and holds a paused function's queued backlog", async () => {
+    const ids = await stack.send([1, 2, 3].map((n) => ({ name: "chain/start", data: { n } })));
+    // One slot: whichever run took it first is the one running; the other two wait for the slot.
+    let running = -1;
+    await expect.poll(async () => {
+      const runs = await Promise.all(ids.map(async (id) => (await stack.runsOf(id))[0]));
+      running = runs.findIndex((run) => (run?.steps.length ?? 0) >= 2);
+      return running;
+    }, { timeout: 15_000 }).toBeGreaterThanOrEqual(0);
+    const first = (await stack.runsOf(ids[running]!))[0]!;
+    const tag = (index: number) => `chain-${index + 1}`;
+    const waiting = [0, 1, 2].filter((index) => index !== running);
+    await post(`/api/functions/pauses-chain/pause`);
+    await post(`/api/runs/${first.id}/pause`);
+    // At most the step out when the pause committed finishes; nothing after it runs.
+    await sleep(600);
+    const stopped = after.get(tag(running)) ?? 0;
+    await sleep(600);
+    expect(after.get(tag(running))).toBe(stopped);
+    expect(stopped).toBeLessThan(12);
+    expect((await stack.getRun(first.id)).status).not.toBe("completed");
+    // The two runs queued behind it (waiting for the slot) are held at their start, not run.
+    for (const index of waiting) expect(after.get(tag(index))).toBeUndefined();
+
+    // The operator's pause outlasts the function's resume; the held runs go.
+    const resumed = await post<FunctionResumed>(`/api/functions/pauses-chain/resume`, "");
+    expect(resumed.body.resumed).toBe(2);
+    for (const index of waiting) expect((await stack.waitForRun(ids[index]!, { timeoutMs: 20_000 })).status).toBe("completed");
+    expect((await stack.getRun(first.id)).paused).toMatchObject({ by: "operator" });
+    await post(`/api/runs/${first.id}/resume`);
+    expect(await waitFor(first.id, (run) => run.status === "completed", 20_000)).toMatchObject({ status: "completed" });
+    expect(after.get(tag(running))).toBe(12);
+    // An ended run is not paused any more.
+    expect((await stack.getRun(first.id)).paused).toBeUndefined();
+  }, 60_000);
+
+  it("keeps a step's retry delay across a pause and a resume", async () => {
+    const [eventId] = await stack.send({ name: "later/start", data: {} });
+    const run = await waitFor((await stack.waitForRun(eventId!, { status: "running" })).id, (r) => r.steps[0]?.status === "retrying");
+    await post(`/api/runs/${run.id}/pause`);
+    await post(`/api/runs/${run.id}/resume`);
+    await sleep(800);
+    expect((await stack.getRun(run.id)).steps[0]).toMatchObject({ status: "retrying", attempts: 1 });
+    await post(`/api/runs/${run.id}/cancel`);
   });
 
   it("holds a run paused through another executor, whose own timer would have woken it", async () => {

@@ -235,3 +235,39 @@ describe.each(STORE_KINDS)("replays and reruns on %s", (kind) => {
     }
   });
 });
+
+describe("what a run started again takes on", () => {
+  const small = new Stepwise({ id: "again", dev: true, schemas: { "again/go": z.object({}), "again/throttled": z.object({}) } });
+  const big = small.createFunction({ id: "big", triggers: [{ event: "again/go" }] }, async ({ step }) => {
+    await step.run("small", () => "x".repeat(100));
+    return step.run("large", () => "y".repeat(3_000));
+  });
+  const throttled = small.createFunction({ id: "throttled", triggers: [{ event: "again/throttled" }], throttle: { limit: 1, period: "30s" } }, async ({ step }) => step.run("call", () => "called"));
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack({ store: "pglite", client: small, functions: [big, throttled], executor: { limits: { maxRunStateBytes: 4_000 } } });
+  }, 60_000);
+  afterAll(async () => stack?.close());
+
+  it("refuses a rerun whose kept steps would pass the run's limit of stored results", async () => {
+    const [eventId] = await stack.send({ name: "again/go", data: {} });
+    const run = await stack.waitForRun(eventId!);
+    expect(run.status).toBe("completed");
+    const response = await fetch(`${stack.executor.url}/api/runs/${run.id}/rerun`, { method: "POST", body: JSON.stringify({ fromStep: "small", output: "z".repeat(5_000) }) });
+    expect(response.status).toBe(413);
+    expect(((await response.json()) as { error: string }).error).toMatch(/over a run's limit of 3\.9 KB/);
+    // Kept as they were counted when they ran: this one fits, as the run did.
+    const fits = await fetch(`${stack.executor.url}/api/runs/${run.id}/rerun`, { method: "POST", body: JSON.stringify({ fromStep: "large" }) });
+    expect(fits.status).toBe(200);
+  });
+
+  it("takes a start of the function's throttle, as a run from an event does", async () => {
+    const [eventId] = await stack.send({ name: "again/throttled", data: {} });
+    const first = await stack.waitForRun(eventId!);
+    expect(first.status).toBe("completed");
+    const replay = (await (await fetch(`${stack.executor.url}/api/runs/${first.id}/replay`, { method: "POST" })).json()) as RunView;
+    await new Promise((resolve) => setTimeout(resolve, 800));
+    expect((await stack.getRun(replay.id)).status).toBe("queued");
+    await fetch(`${stack.executor.url}/api/runs/${replay.id}/cancel`, { method: "POST" });
+  });
+});

@@ -16,11 +16,12 @@ export const EXIT = { ok: 0, failed: 1, usage: 2, notFound: 3 } as const;
 export const CLIENT_USAGE = `  stepwise send <event name> [--data '<json>'] [--id <event id>]
   stepwise runs [--function ID] [--status S[,S]] [--since ISO] [--until ISO] [--limit N] [--cursor C]
   stepwise run <run id>
-  stepwise cancel <run id> | [--function ID] [--status S[,S]] [--since ISO] [--until ISO] [--limit N]
-  stepwise replay <run id> | [--function ID] [--status S[,S]] [--since ISO] [--until ISO] [--limit N]
+  stepwise cancel <run id> | [--function ID] [--status S[,S]] [--since ISO] [--until ISO] [--limit N] [--cursor C]
+  stepwise replay <run id> | [--function ID] [--status S[,S]] [--since ISO] [--until ISO] [--limit N] [--cursor C]
   stepwise rerun <run id> --from <step id> [--output '<json>']
     cancel and replay with a filter instead of a run ID act on every run it selects, a page
-    at a time (--limit runs per page, default 100), printing progress.
+    at a time (--limit runs per page, default 100), printing progress (and, if a page fails,
+    the --cursor to go on from); with --json, the totals and every run a replay started.
     Each takes --url (default STEPWISE_BASE_URL or http://127.0.0.1:8288) and --json (the API's
     answer as it came). Keys from STEPWISE_EVENT_KEY (send) and STEPWISE_API_KEY (the rest).
     Exit codes: 0 done, 1 the executor refused or could not be reached, 2 wrong usage, 3 no such run.`;
@@ -89,7 +90,8 @@ export async function runClientCommand(
         for (const key of ["function", "status", "since", "until"] as const) if (values[key] !== undefined) filter.set(key, values[key]);
         if (runId && filter.size > 0) throw new CommandError(`give a run ID or a filter (--function, --status, --since, --until), not both`, EXIT.usage);
         if (!runId && filter.size === 0) throw new CommandError(`stepwise ${command} needs a run ID (stepwise runs lists them) or a filter: --function, --status, --since, --until`, EXIT.usage);
-        if (!runId) return await bulk(api, command, filter, values.limit, values.json, io);
+        if (!runId) return await bulk(api, command, filter, { pageSize: values.limit, cursor: values.cursor }, values.json, io);
+        if (values.limit !== undefined || values.cursor !== undefined) throw new CommandError(`--limit and --cursor go with a filter, not a run ID`, EXIT.usage);
         const run = (await api.call("POST", `/api/runs/${encodeURIComponent(runId)}/${command}`, process.env.STEPWISE_API_KEY, undefined, EXIT.notFound)) as RunView;
         const note = command === "cancel" ? (run.status !== "cancelled" ? [`(it had ended already, ${run.status}: nothing to cancel)`] : []) : [`(replays run ${runId})`];
         show(run, () => [...runLines(run), ...note]);
@@ -138,24 +140,42 @@ function parseJsonFlag(name: string, value: string): unknown {
  * A bulk cancel or replay: page after page until the executor says nothing is left, a line of
  * progress after each (on stderr with --json, whose stdout is the totals alone).
  */
-async function bulk(api: ExecutorApi, action: "cancel" | "replay", filter: URLSearchParams, pageSize: string | undefined, json: boolean, io: { print: (line: string) => void; fail: (line: string) => void }): Promise<number> {
-  const totals = { matched: 0, done: 0, passed: [] as Array<{ runId: string; reason: string }> };
+async function bulk(
+  api: ExecutorApi,
+  action: "cancel" | "replay",
+  filter: URLSearchParams,
+  pages: { pageSize?: string; cursor?: string },
+  json: boolean,
+  io: { print: (line: string) => void; fail: (line: string) => void },
+): Promise<number> {
+  const totals = { matched: 0, done: 0, passed: [] as Array<{ runId: string; reason: string }>, replayed: [] as Array<{ runId: string; replayOf: string }> };
   const progress = json ? io.fail : io.print;
   const verb = action === "cancel" ? "cancelled" : "replayed";
-  let cursor: string | null = null;
+  let cursor: string | null = pages.cursor ?? null;
   do {
     const query = new URLSearchParams(filter);
-    if (pageSize !== undefined) query.set("limit", pageSize);
+    if (pages.pageSize !== undefined) query.set("limit", pages.pageSize);
     if (cursor) query.set("cursor", cursor);
-    const page = (await api.call("POST", `/api/runs/${action}?${query}`, process.env.STEPWISE_API_KEY)) as BulkCancelResult | BulkReplayResult;
+    let page: BulkCancelResult | BulkReplayResult;
+    try {
+      page = (await api.call("POST", `/api/runs/${action}?${query}`, process.env.STEPWISE_API_KEY)) as BulkCancelResult | BulkReplayResult;
+    } catch (error) {
+      // Where to go on from: a page that failed may have been done in part, so it is named too.
+      if (totals.matched > 0 || cursor) progress(`stopped after ${verb} ${totals.done} run(s); to go on from the page that failed, add ${shellFlag("cursor", cursor ?? "")}${cursor ? "" : " (none: it was the first)"}`);
+      throw error;
+    }
     totals.matched += page.matched;
-    totals.done += "cancelled" in page ? page.cancelled : page.replayed.length;
+    if ("cancelled" in page) totals.done += page.cancelled;
+    else {
+      totals.done += page.replayed.length;
+      totals.replayed.push(...page.replayed);
+    }
     totals.passed.push(...page.passed);
     cursor = page.next;
     progress(`${verb} ${totals.done} of ${totals.matched} run(s) so far${cursor ? "…" : ""}`);
   } while (cursor);
   for (const { runId, reason } of totals.passed) progress(`  not ${verb}: ${runId}: ${reason}`);
-  if (json) io.print(JSON.stringify({ matched: totals.matched, [verb]: totals.done, passed: totals.passed }, null, 2));
+  if (json) io.print(JSON.stringify({ matched: totals.matched, ...(action === "cancel" ? { cancelled: totals.done } : { replayed: totals.replayed }), passed: totals.passed }, null, 2));
   else io.print(`done: ${verb} ${totals.done} run(s)${totals.passed.length > 0 ? `, ${totals.passed.length} left as they were` : ""}`);
   return EXIT.ok;
 }

@@ -171,7 +171,6 @@ export function createApi(options: ApiOptions): Hono {
   // (Also /api/runs itself: Hono's "/*" matches the bare path too.)
   app.use("/api/runs/*", management);
   app.use("/api/events/:eventId/runs", management);
-  app.use("/api/events/:eventId", async (c, next) => (c.req.method === "GET" ? management(c, next) : next()));
   app.use("/api/events/:eventId", pathIds);
   app.use("/api/runs/:runId/*", pathIds);
   app.use("/api/runs/:runId", pathIds);
@@ -226,8 +225,9 @@ export function createApi(options: ApiOptions): Hono {
   // Events hold users' data: listing them needs the API key, unlike sending them.
   app.get("/api/events", management, async (c) => c.json(await executor.listEvents(c.req.queries())));
 
-  app.get("/api/events/:eventId", async (c) => {
-    const event = await executor.getEvent(c.req.param("eventId"));
+  // (The key check on the route itself: HEAD is answered by GET's handler.)
+  app.get("/api/events/:eventId", management, async (c) => {
+    const event = await executor.getEvent(c.req.param("eventId")!);
     return event ? c.json(event) : c.json({ error: `No event ${c.req.param("eventId")} (or it was pruned with its runs)` }, 404);
   });
 

@@ -59,7 +59,8 @@ export function mountDashboard(app: Hono, access: DashboardAccess): void {
       httpOnly: true,
       sameSite: "Strict",
       path: "/",
-      secure: new URL(c.req.url).protocol === "https:",
+      // Behind a TLS proxy the executor itself sees http: the proxy says what the browser used.
+      secure: new URL(c.req.url).protocol === "https:" || c.req.header("x-forwarded-proto")?.split(",")[0]?.trim() === "https",
       maxAge: SESSION_MS / 1_000,
     });
     return c.json({ csrf: session.csrf });

@@ -1,12 +1,16 @@
 /**
  * The run list: filters (function, statuses, started since/until) kept in the URL, the list
- * refreshed every second, older pages on demand (the API's cursor), and the bulk actions on
+ * refreshed every second (longer on demand, up to the API's largest page), and the bulk actions on
  * every run the filters select, page by page with their progress.
  */
 import { api, ApiError } from "./api.ts";
 import { fill, h, since, statusBadge, when } from "./dom.ts";
 import { poll } from "./poll.ts";
 import type { BulkCancelResult, BulkReplayResult, RunSummary } from "./types.ts";
+
+/** Runs a page adds, and the most the live list shows (the API's largest page). */
+const PAGE = 50;
+const MAX_SHOWN = 500;
 
 const STATUSES = ["queued", "running", "sleeping", "waiting", "completed", "failed", "cancelled", "skipped"];
 
@@ -46,10 +50,12 @@ export function runsPage(root: HTMLElement, params: URLSearchParams): () => void
   const filtered = Object.values(query).some(Boolean);
   const error = h("p", { class: "error", role: "alert" });
   const body = h("tbody");
-  const more = h("button", { class: "more", hidden: true }, "Older runs");
   const progress = h("p", { class: "progress", role: "status" });
-  let extra: RunSummary[] = [];
-  let cursor: string | null = null;
+  const more = h("button", { class: "more", hidden: true }, "Older runs");
+  const narrow = h("p", { class: "hint", hidden: true }, `The list shows the newest ${MAX_SHOWN} runs: narrow the filters to see older ones.`);
+  // The list is one live page of the newest runs, `shown` long: older runs make it longer, so
+  // runs that arrive push the oldest down the page rather than out of it.
+  let shown = PAGE;
 
   const draw = (runs: RunSummary[]) =>
     fill(
@@ -70,11 +76,10 @@ export function runsPage(root: HTMLElement, params: URLSearchParams): () => void
 
   const refresh = async () => {
     try {
-      // The newest page, live; older pages the viewer asked for follow it as they were read.
-      const page = await api.runs(query);
-      if (extra.length === 0) cursor = page.next;
-      more.hidden = !cursor;
-      draw([...page.runs, ...extra.filter((run) => !page.runs.some((r) => r.id === run.id))]);
+      const page = await api.runs({ ...query, limit: String(shown) });
+      more.hidden = !page.next || shown >= MAX_SHOWN;
+      narrow.hidden = !page.next || shown < MAX_SHOWN;
+      draw(page.runs);
       error.textContent = "";
     } catch (failure) {
       error.textContent = failure instanceof ApiError ? failure.message : String(failure);
@@ -82,13 +87,9 @@ export function runsPage(root: HTMLElement, params: URLSearchParams): () => void
     }
   };
   more.addEventListener("click", () => {
-    if (!cursor) return;
-    void api.runs({ ...query, cursor }).then((page) => {
-      extra = [...extra, ...page.runs];
-      cursor = page.next;
-      more.hidden = !cursor;
-      void refresh();
-    });
+    shown = Math.min(MAX_SHOWN, shown + PAGE);
+    more.hidden = true;
+    void refresh();
   });
 
   const bulk = (action: "cancel" | "replay") => async () => {
@@ -128,6 +129,7 @@ export function runsPage(root: HTMLElement, params: URLSearchParams): () => void
     error,
     h("table", { class: "runs" }, h("thead", {}, h("tr", {}, ["Run", "Function", "Status", "Started", "Took"].map((title) => h("th", {}, title)))), body),
     more,
+    narrow,
   );
   return poll(refresh);
 }

@@ -23,7 +23,8 @@ export function readParams<K extends string>(given: Record<string, string[]>, kn
 }
 
 /** Years the store's times hold (Postgres has no year 0, and JavaScript's dates go past 9999). */
-const EARLIEST = Date.UTC(1, 0, 1);
+// (Not Date.UTC(1, 0, 1): it reads years 0-99 as 1900-1999.)
+const EARLIEST = Date.parse("0001-01-01T00:00:00Z");
 const LATEST = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 export const inRange = (date: Date) => !Number.isNaN(date.getTime()) && date.getTime() >= EARLIEST && date.getTime() <= LATEST;
 

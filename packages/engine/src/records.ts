@@ -173,7 +173,7 @@ export interface StepRecord {
    * against the step's retries too, not its function's.
    */
   retry?: StepRetryPolicy;
-  /** For a sleeping step, when it wakes; for a wait or an invoke with a timeout, when that passes. */
+  /** For a sleeping step, when it wakes; for a wait or an invoke with a timeout, when that passes; for a retrying step, when it is retried. */
   wakeAt?: Date;
   startedAt: Date;
   endedAt?: Date;

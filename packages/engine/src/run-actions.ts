@@ -13,7 +13,7 @@ import { pause, resume } from "./machine/pauses.ts";
 import { z } from "zod";
 import { isTerminal, type FunctionRecord, type RunRecord, type RunState } from "./records.ts";
 import { encodeCursor, parseBulkQuery, type BulkCancelResult, type BulkReplayResult } from "./run-list.ts";
-import { parseRerun, startReplay, type Rerun } from "./unit/replays.ts";
+import { parseRerun, startReplay, throttle, type Rerun } from "./unit/replays.ts";
 import type { UnitOfWork } from "./unit/unit.ts";
 import type { RunView } from "./views.ts";
 
@@ -55,23 +55,31 @@ async function functionToReplay(ctx: EngineContext, run: RunRecord): Promise<Fun
 
 /** One page of the live runs the filters select, cancelled. */
 export async function cancelRuns(op: Operator, params: Record<string, string[]>): Promise<BulkCancelResult> {
-  const { runs, next } = await op.ctx.store.listRuns(parseBulkQuery(params, "cancel"));
+  const query = parseBulkQuery(params, "cancel");
+  const { runs, next } = await op.ctx.store.listRuns(query);
   await op.ctx.registry.ensureFresh();
   const result: BulkCancelResult = { matched: runs.length, cancelled: 0, passed: [], next: next && encodeCursor(next) };
   // Locked in ID order, as every transaction locks runs.
   const ids = runs.map((run) => run.id).sort();
+  const statuses = new Set(query.statuses);
   for (let at = 0; at < ids.length; at += RUNS_PER_UNIT) {
-    await op.inUnit(async (unit) => {
+    // Counted per attempt and kept once it commits: a transaction retried after a deadlock runs again.
+    const chunk = await op.inUnit(async (unit) => {
+      const done = { cancelled: 0, passed: [] as BulkCancelResult["passed"] };
       for (const runId of ids.slice(at, at + RUNS_PER_UNIT)) {
         const draft = await unit.load(runId);
-        if (!draft || isTerminal(draft.run.status)) {
-          result.passed.push({ runId, reason: draft ? `it ended (${draft.run.status}) before the cancel reached it` : "it is gone (pruned)" });
+        // Read again under the run's lock: it may have moved since the page was listed.
+        if (!draft || !statuses.has(draft.run.status)) {
+          done.passed.push({ runId, reason: !draft ? "it is gone (pruned)" : isTerminal(draft.run.status) ? `it ended (${draft.run.status}) before the cancel reached it` : `it is ${draft.run.status} now, which the filter does not select` });
           continue;
         }
         finish(draft, machineEnv(op.ctx, draft.run.functionId), { status: "cancelled", reason: "cancelled in bulk through the API" });
-        result.cancelled++;
+        done.cancelled++;
       }
+      return done;
     });
+    result.cancelled += chunk.cancelled;
+    result.passed.push(...chunk.passed);
   }
   return result;
 }
@@ -160,22 +168,28 @@ export async function releaseHeldRuns(op: Operator, functionId: string, held: He
   for (;;) {
     const ids = (await op.ctx.store.listHeldRuns(functionId, RUNS_PER_UNIT)).sort();
     if (ids.length === 0) return result;
-    const before = result.resumed + result.skipped;
-    await op.inUnit(async (unit) => {
+    // Counted per attempt and kept once it commits (a retried transaction runs again).
+    const round = await op.inUnit(async (unit) => {
+      const done: FunctionResumed = { resumed: 0, skipped: 0 };
       for (const runId of ids) {
         const draft = await unit.load(runId);
         if (!draft || isTerminal(draft.run.status) || draft.run.paused?.by !== "function") continue;
         const env = machineEnv(op.ctx, draft.run.functionId);
         if (held === "run") {
           resume(draft, env);
-          result.resumed++;
+          // Its start is now: it takes one of the function's throttle, as at an event.
+          if (env.fn) await throttle(unit, env.fn, draft);
+          done.resumed++;
         } else {
           finish(draft, env, { status: "skipped", reason: "its function was paused when it started, and resumed with its held runs skipped" });
-          result.skipped++;
+          done.skipped++;
         }
       }
+      return done;
     });
+    result.resumed += round.resumed;
+    result.skipped += round.skipped;
     // Each round ends the hold of the runs it read; one that did nothing would read them again.
-    if (result.resumed + result.skipped === before) return result;
+    if (round.resumed + round.skipped === 0) return result;
   }
 }

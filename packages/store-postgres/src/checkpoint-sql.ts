@@ -104,11 +104,13 @@ const checkpointSql = (locks: "skip" | "wait") => {
   const skip = locks === "skip" ? "SKIP LOCKED" : "";
   return `
 WITH run AS (
-  SELECT status, function_id, state_bytes FROM runs WHERE id = $1 FOR UPDATE ${skip}
+  SELECT status, function_id, state_bytes, paused_at FROM runs WHERE id = $1 FOR UPDATE ${skip}
 ),
+-- A paused run takes no checkpoint (refused as a lost lease: the invocation must stop), even
+-- from an invocation that kept its job because it holds a concurrency slot.
 open AS (
   SELECT 1 FROM run
-  WHERE status NOT IN ('completed', 'failed', 'cancelled', 'skipped') AND function_id = $2 AND state_bytes + $12::bigint <= $13::bigint
+  WHERE status NOT IN ('completed', 'failed', 'cancelled', 'skipped') AND paused_at IS NULL AND function_id = $2 AND state_bytes + $12::bigint <= $13::bigint
 ),
 job AS (
   SELECT id FROM jobs
@@ -155,11 +157,11 @@ WITH input AS (
        lease_ms float8, step_id text, name text, position int, output text, started_at timestamptz, bytes bigint, max_bytes bigint)
 ),
 run AS (
-  SELECT r.id, r.status, r.function_id, r.state_bytes FROM runs r WHERE r.id = ANY (${idsParam("$2", "text")}) FOR UPDATE SKIP LOCKED
+  SELECT r.id, r.status, r.function_id, r.state_bytes, r.paused_at FROM runs r WHERE r.id = ANY (${idsParam("$2", "text")}) FOR UPDATE SKIP LOCKED
 ),
 open AS (
   SELECT i.* FROM input i JOIN run r ON r.id = i.run_id
-  WHERE r.status NOT IN ('completed', 'failed', 'cancelled', 'skipped') AND r.function_id = i.function_id AND r.state_bytes + i.bytes <= i.max_bytes
+  WHERE r.status NOT IN ('completed', 'failed', 'cancelled', 'skipped') AND r.paused_at IS NULL AND r.function_id = i.function_id AND r.state_bytes + i.bytes <= i.max_bytes
 ),
 job AS (
   SELECT j.id, o.idx FROM jobs j JOIN open o ON j.id = o.job_id

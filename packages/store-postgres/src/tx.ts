@@ -205,8 +205,10 @@ export class PgTx extends PgReader implements StoreTx {
    * job meanwhile. A claim holding the job is waited for: if it took the job, the run is out.
    */
   private async holdUnstarted(runId: string): Promise<boolean> {
-    const [run] = await this.sql.query<{ status: string }>("SELECT status FROM runs WHERE id = $1 FOR UPDATE", [runId]);
+    const [run] = await this.sql.query<{ status: string; held: boolean }>("SELECT status, paused_by = 'function' AS held FROM runs WHERE id = $1 FOR UPDATE", [runId]);
     if (run?.status !== "queued") return false;
+    // Held by its function's pause (no job at all): it has not started, and will start with what it holds.
+    if (run.held) return true;
     const rows = await this.sql.query(
       `SELECT 1 FROM jobs WHERE run_id = $1 AND kind = 'invoke' AND step_id IS NULL AND claims = 0 AND locked_until IS NULL FOR UPDATE`,
       [runId],

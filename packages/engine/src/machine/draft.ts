@@ -144,7 +144,8 @@ export class RunDraft {
       if (step.outputBytes !== undefined) throw new Error(`step "${step.id}" was read without its output: it cannot be copied`);
       this.stepsById.set(step.id, step);
       this.change.steps.push(step);
-      if (step.status === "completed") bytes += jsonBytes(step.output ?? null);
+      // Counted as a run counts them when they happen (machine/steps.ts): a step.run's output, any step's error.
+      if (step.status === "completed" && step.kind === "run") bytes += jsonBytes(step.output ?? null);
       if (step.error) bytes += jsonBytes(step.error);
     }
     this.ordered = undefined;

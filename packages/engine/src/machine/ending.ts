@@ -25,6 +25,8 @@ export function finish(draft: RunDraft, env: MachineEnv, ending: RunEnding): voi
             ? { name: "RunSkipped", message: ending.reason }
             : undefined,
     endedAt,
+    // An ended run is not paused: nothing is left to hold, and a function's resume looks for none.
+    ...(run.paused && { paused: null }),
   });
   for (const step of draft.steps()) {
     if (isInFlight(step)) draft.saveStep({ ...step, status: "cancelled", endedAt });

@@ -13,7 +13,9 @@ import type { MachineEnv, RunDraft } from "./draft.ts";
 import { expectedJobs } from "./progress.ts";
 
 export function pause(draft: RunDraft, pause: RunPause): void {
-  if (draft.run.paused) return;
+  const current = draft.run.paused;
+  // An operator's pause of a run its function's pause holds makes it the operator's: the function's resume leaves it paused.
+  if (current && !(current.by === "function" && pause.by === "operator")) return;
   draft.pause(pause);
   draft.info(`${runLabel(draft.run.id, draft.run.functionId)} paused by ${pause.by === "operator" ? "an operator" : "its function's pause"}`);
 }

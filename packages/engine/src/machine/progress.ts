@@ -38,7 +38,8 @@ export function expectedJobs(state: RunState): Array<Omit<NewJob, "runId">> {
   const jobs: Array<Omit<NewJob, "runId">> = [];
   for (const step of state.steps) {
     const at = step.wakeAt ? { runAt: step.wakeAt } : {};
-    if (step.status === "planned" || step.status === "retrying") jobs.push({ kind: "invoke", stepId: step.id });
+    if (step.status === "planned") jobs.push({ kind: "invoke", stepId: step.id });
+    if (step.status === "retrying") jobs.push({ kind: "invoke", stepId: step.id, ...at });
     if (step.status === "sleeping") jobs.push({ kind: "wake", stepId: step.id, ...at });
     if (step.status === "waiting") jobs.push({ kind: "wait-timeout", stepId: step.id, ...at });
     if (step.status === "invoking" && step.wakeAt) jobs.push({ kind: "invoke-timeout", stepId: step.id, ...at });

@@ -108,8 +108,10 @@ export function stepAttemptFailed(
   const label = `${runLabel(draft.run.id, draft.run.functionId)} step "${step.name}"`;
   draft.patchRun({ stateBytes: draft.run.stateBytes + jsonBytes(error) - (step.error ? jsonBytes(step.error) : 0) });
   if (retriable && attempts <= retries) {
-    draft.saveStep({ ...step, status: "retrying", error, attempts, retry });
     const when = retryAt ? { runAt: new Date(retryAt) } : { delayMs: backoffDelay(attempts - 1, backoff) };
+    // When the retry is due, kept on the step: a run resumed or repaired retries then, not at once.
+    const wakeAt = when.runAt ?? new Date(env.now + when.delayMs!);
+    draft.saveStep({ ...step, status: "retrying", error, attempts, retry, wakeAt });
     draft.enqueue({ kind: "invoke", stepId: step.id, ...when });
     draft.warn(`${label} attempt ${attempts} of ${retries + 1} failed: ${error.name}: ${error.message}; retrying ${describeWhen(when, env.now)}`);
     return;

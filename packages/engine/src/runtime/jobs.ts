@@ -19,6 +19,7 @@ import { afterCommit, describe, machineEnv, type EngineContext } from "../contex
 import { isRefusedValue, LeaseLostError, serializedError } from "../errors.ts";
 import { invokeApp, type InvokerOptions } from "../invoker.ts";
 import { traceInvocation } from "../tracing.ts";
+import { pause } from "../machine/pauses.ts";
 import { leaseToken } from "./checkpoints.ts";
 import { runCronTick } from "./cron.ts";
 import { heldKeys } from "../concurrency.ts";
@@ -90,6 +91,13 @@ async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState 
     const error = serializedError("FunctionNotFound", `Function ${state.run.functionId} is not registered with the executor`);
     return complete(runner, job, state, (draft, env) => finish(draft, env, { status: "failed", error }), how);
   }
+  // A paused run is invoked no further: a job it kept (one holding a concurrency slot) or one
+  // claimed as the pause committed ends here, freeing its slot. A paused function's run that
+  // was queued before the pause (waiting on a slot, a throttle, a batch) is held at its start.
+  if (state.run.paused) return complete(runner, job, state, nothing, how);
+  if (fn.pausedAt && !job.stepId && state.run.status === "queued" && state.steps.length === 0) {
+    return complete(runner, job, state, (draft) => pause(draft, { at: fn.pausedAt!, by: "function" }), how);
+  }
   const late = startedTooLate(state, fn, ctx.clock.now());
   if (late && !job.stepId) return complete(runner, job, state, (draft, env) => finish(draft, env, { status: "cancelled", reason: late }), how);
   const budget = outputBudget(app, ctx.limits);
@@ -137,7 +145,8 @@ async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState 
  */
 function startedTooLate(state: RunState, fn: FunctionRecord, now: number): string | undefined {
   const limit = fn.config.timeouts?.start;
-  if (limit === undefined || state.run.status !== "queued" || state.steps.length > 0) return undefined;
+  // (A rerun's steps were copied in, not run: it has not started either.)
+  if (limit === undefined || state.run.status !== "queued" || (state.steps.length > 0 && !state.run.rerunFrom)) return undefined;
   const waited = now - state.run.startedAt.getTime();
   return waited > toMs(limit) ? `timeouts.start: the run waited ${formatDuration(waited)} to start, over its function's ${limit}` : undefined;
 }

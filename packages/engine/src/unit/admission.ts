@@ -57,7 +57,7 @@ export function needsAdmission(fn: FunctionRecord): boolean {
  */
 export async function admit(tx: StoreTx, fn: FunctionRecord, event: EventRecord, runId: string, pendingHere: PendingHere): Promise<Admission> {
   let warning: string | undefined;
-  const { idempotency, rateLimit, throttle, singleton, debounce } = fn.config;
+  const { idempotency, rateLimit, singleton, debounce } = fn.config;
   if (idempotency !== undefined) {
     const key = keyOf(idempotency, event);
     if (key === undefined) {
@@ -95,17 +95,27 @@ export async function admit(tx: StoreTx, fn: FunctionRecord, event: EventRecord,
     if (holder !== null) replaces = { runId: holder, status: "cancelled", reason: `singleton: replaced by run ${runId}` };
   }
   // Last: a run dropped by the checks above spends no start of the throttle.
-  let delayMs = 0;
-  if (throttle) {
-    const key = await optionKey(throttle.key, event);
-    const intervalMs = toMs(throttle.period) / throttle.limit;
-    // A run that could only start past its timeouts.start takes no start (it would be cancelled then, and the starts after it held back for nothing).
-    const start = fn.config.timeouts?.start;
-    const taken = await tx.takeThrottle(fn.id, key.hash, intervalMs, ((throttle.burst ?? 1) - 1) * intervalMs, start === undefined ? undefined : toMs(start));
-    if (taken === null) return { start: "skip", reason: `throttle: ${throttle.limit} run(s) per ${throttle.period} could not start this run within its timeouts.start of ${start}` };
-    delayMs = taken;
-  }
+  const throttled = await throttleStart(tx, fn, event);
+  if (typeof throttled === "string") return { start: "skip", reason: throttled };
+  const delayMs = throttled;
   return started({ ...(delayMs > 0 && { delayMs, why: `throttled, starts in ${formatDuration(delayMs)}` }), ...(replaces !== undefined && { replaces }) });
+}
+
+/**
+ * `throttle`: how long from now the run for `event` may start (0 at once), taking a start of
+ * the function's limit; or, when it could only start past its `timeouts.start`, why it is
+ * skipped. Runs an operator starts again (replays, a paused function's held runs) take their
+ * starts too: what the throttle protects is called the same either way.
+ */
+export async function throttleStart(tx: StoreTx, fn: FunctionRecord, event: EventRecord): Promise<number | string> {
+  const { throttle } = fn.config;
+  if (!throttle) return 0;
+  const key = await optionKey(throttle.key, event);
+  const intervalMs = toMs(throttle.period) / throttle.limit;
+  // A run that could only start past its timeouts.start takes no start (it would be cancelled then, and the starts after it held back for nothing).
+  const start = fn.config.timeouts?.start;
+  const taken = await tx.takeThrottle(fn.id, key.hash, intervalMs, ((throttle.burst ?? 1) - 1) * intervalMs, start === undefined ? undefined : toMs(start));
+  return taken ?? `throttle: ${throttle.limit} run(s) per ${throttle.period} could not start this run within its timeouts.start of ${start}`;
 }
 
 /**

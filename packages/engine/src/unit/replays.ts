@@ -7,8 +7,9 @@
  *
  * Starting a run again is the operator's decision, so the rules that decide whether an event
  * starts a run at all (idempotency, rateLimit, debounce, singleton, batching) do not hold it
- * back; its concurrency limits and priority apply as to any run, its cancelOn listens from the
- * new start, and its timeouts count from there.
+ * back; its throttle, concurrency limits and priority apply as to any run (what they protect is
+ * called the same either way), its cancelOn listens from the new start, and its timeouts count
+ * from there.
  */
 import { findTextProblem } from "@stepwise/protocol";
 import { z } from "zod";
@@ -18,6 +19,8 @@ import { runLabel } from "../log.ts";
 import type { RunDraft } from "../machine/draft.ts";
 import type { FunctionRecord, RunState, StepRecord } from "../records.ts";
 import type { UnitOfWork } from "./unit.ts";
+import { throttleStart } from "./admission.ts";
+import { finish } from "../machine/ending.ts";
 
 /** What a rerun keeps: the steps before `fromStep`, and `fromStep` itself when its output is given. */
 export interface Rerun {
@@ -79,9 +82,21 @@ export async function startReplay(unit: UnitOfWork, fn: FunctionRecord, original
     await unit.tx.insertRunEvents(draft.run.id, original.events.map((event) => event.id));
   }
   draft.restoreSteps(kept.map((step) => ({ ...step, runId: draft.run.id })));
+  const { maxRunStateBytes } = unit.ctx.limits;
+  if (draft.run.stateBytes > maxRunStateBytes) {
+    throw new InputError(`Rerun refused: the steps it keeps hold ${formatBytes(draft.run.stateBytes)} of results, over a run's limit of ${formatBytes(maxRunStateBytes)}`, 413);
+  }
   const label = runLabel(draft.run.id, fn.id);
+  await throttle(unit, fn, draft);
   draft.info(rerun ? `${label} reruns run ${original.run.id} from step "${rerun.fromStep}", keeping ${kept.length} step(s)` : `${label} replays run ${original.run.id}`);
   return draft;
+}
+
+/** A run started again takes a start of its function's throttle: delayed, or skipped past its `timeouts.start`. */
+export async function throttle(unit: UnitOfWork, fn: FunctionRecord, draft: RunDraft): Promise<void> {
+  const throttled = await throttleStart(unit.tx, fn, draft.event);
+  if (typeof throttled === "string") finish(draft, unit.env(draft), { status: "skipped", reason: throttled });
+  else if (throttled > 0) draft.delayStart(throttled);
 }
 
 /** The steps a rerun starts with: the finished ones before `fromStep`, and `fromStep` with its new output. */

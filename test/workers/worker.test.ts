@@ -26,6 +26,7 @@ const APP_CONFIG = new URL("./app/wrangler.toml", import.meta.url).pathname;
 const SIGNING_KEY = `signkey-test-${"0123456789abcdef".repeat(4)}`;
 const EVENT_KEY = "event-key-worker-e2e";
 const API_KEY = "api-key-worker-e2e";
+const DASHBOARD_KEY = "dashboard-key-worker-e2e";
 /** How late the 2 s sleep may wake: generous, for a loaded 2-core machine (the cron would be ~60 s). */
 const LATENESS_BOUND_MS = 10_000;
 
@@ -50,6 +51,7 @@ describe.skipIf(TOPOLOGIES.length === 0).each(TOPOLOGIES)("the executor and an a
       STEPWISE_SIGNING_KEY: SIGNING_KEY,
       STEPWISE_EVENT_KEY: EVENT_KEY,
       STEPWISE_API_KEY: API_KEY,
+      STEPWISE_DASHBOARD_KEY: DASHBOARD_KEY,
       DATABASE_URL: db.connectionString,
       // The bridge's authority, in the form the Neon driver's wsProxy takes.
       STEPWISE_WS_PROXY: `${new URL(bridge.url).host}/v2`,
@@ -88,6 +90,24 @@ describe.skipIf(TOPOLOGIES.length === 0).each(TOPOLOGIES)("the executor and an a
     await worker?.stop();
     await db?.drop();
     await redis?.close();
+  });
+
+  it("serves the dashboard behind its sign-in, its assets from the bundle", async (context) => {
+    if (!worker) return context.skip(`wrangler dev could not start: ${String(startError)}`);
+    const page = await fetch(`${worker.url}/`);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('<script type="module" src="/dashboard/app.js');
+    expect((await fetch(`${worker.url}/dashboard/app.js`)).headers.get("content-type")).toMatch(/javascript/);
+    expect((await fetch(`${worker.url}/dashboard/session`)).status).toBe(401);
+    const wrong = await fetch(`${worker.url}/dashboard/sign-in`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ key: "nope" }) });
+    expect(wrong.status).toBe(401);
+    const signedIn = await fetch(`${worker.url}/dashboard/sign-in`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ key: DASHBOARD_KEY }) });
+    expect(signedIn.status).toBe(200);
+    const { csrf } = (await signedIn.json()) as { csrf: string };
+    const cookie = signedIn.headers.get("set-cookie")!.split(";")[0]!;
+    expect((await fetch(`${worker.url}/api/runs`, { headers: { cookie } })).status).toBe(200);
+    expect((await fetch(`${worker.url}/api/runs/cancel?status=sleeping`, { method: "POST", headers: { cookie } })).status).toBe(403);
+    expect((await fetch(`${worker.url}/api/runs/cancel?status=sleeping`, { method: "POST", headers: { cookie, "x-stepwise-csrf": csrf } })).status).toBe(200);
   });
 
   it("runs a step, a 2 s sleep and a wait for an event, with the sleep woken in bounded lateness", async (context) => {

@@ -81,7 +81,23 @@ describe.each(STORE_KINDS)("the run list on %s", (kind) => {
     expect((await get(`?status=failed&limit=500`)).body.runs.map((run) => run.id)).toContain(failed!.id);
   });
 
+  it("filters by a CEL condition over the run and its event, a page at a time", async () => {
+    const runs = await sendAndWait(Array.from({ length: 6 }, (_, n) => ({ name: "list/a", data: { n: 100 + n } })));
+    const fn = runs[0]!.functionId;
+    const q = encodeURIComponent("event.data.n >= 100 && int(event.data.n) % 2 == 1 && run.status == 'completed'");
+    const pages = await all(`function=${fn}&q=${q}`, 2);
+    // 101, 103 and 105, newest first: two, then one, then the end.
+    expect(pages.flatMap((page) => page.runs.map((run) => run.id))).toEqual([runs[5]!.id, runs[3]!.id, runs[1]!.id]);
+    expect(pages.at(-1)!.next).toBeNull();
+    // Nothing matches: an empty page that says the list is over.
+    expect((await get(`?function=${fn}&q=${encodeURIComponent("event.data.n == -1")}`)).body).toEqual({ runs: [], next: null });
+    // A field some events lack is no match, not an error.
+    expect((await get(`?function=${fn}&q=${encodeURIComponent("event.data.missing.deep == 1")}`)).status).toBe(200);
+  });
+
   it.each([
+    ["q=event.data.n%20%3E%3E%201", /Invalid q "event.data.n >> 1"/],
+    ["q=%20", /Invalid q " ": it is empty/],
     ["status=done", /Invalid status "done".*queued, running/],
     ["limit=0", /Invalid limit "0".*1 to 500/],
     ["limit=lots", /Invalid limit/],

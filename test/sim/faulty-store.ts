@@ -189,6 +189,9 @@ export class FaultyStore implements Store {
   listRuns(query: RunQuery) {
     return this.call(() => this.inner.listRuns(query));
   }
+  getEvents(eventIds: readonly string[]) {
+    return this.call(() => this.inner.getEvents(eventIds));
+  }
   listRunsByEvent(eventId: string) {
     return this.call(() => this.inner.listRunsByEvent(eventId));
   }

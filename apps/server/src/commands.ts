@@ -14,10 +14,10 @@ type ClientCommand = (typeof CLIENT_COMMANDS)[number];
 export const EXIT = { ok: 0, failed: 1, usage: 2, notFound: 3 } as const;
 
 export const CLIENT_USAGE = `  stepwise send <event name> [--data '<json>'] [--id <event id>]
-  stepwise runs [--function ID] [--status S[,S]] [--since ISO] [--until ISO] [--limit N] [--cursor C]
+  stepwise runs [--function ID] [--status S[,S]] [--since ISO] [--until ISO] [--q CEL] [--limit N] [--cursor C]
   stepwise run <run id>
-  stepwise cancel <run id> | [--function ID] [--status S[,S]] [--since ISO] [--until ISO] [--limit N] [--cursor C]
-  stepwise replay <run id> | [--function ID] [--status S[,S]] [--since ISO] [--until ISO] [--limit N] [--cursor C]
+  stepwise cancel <run id> | [--function ID] [--status S[,S]] [--since ISO] [--until ISO] [--q CEL] [--limit N] [--cursor C]
+  stepwise replay <run id> | [--function ID] [--status S[,S]] [--since ISO] [--until ISO] [--q CEL] [--limit N] [--cursor C]
   stepwise rerun <run id> --from <step id> [--output '<json>']
     cancel and replay with a filter instead of a run ID act on every run it selects, a page
     at a time (--limit runs per page, default 100), printing progress (and, if a page fails,
@@ -55,6 +55,7 @@ export async function runClientCommand(
         status: { type: "string" },
         since: { type: "string" },
         until: { type: "string" },
+        q: { type: "string" },
         limit: { type: "string" },
         cursor: { type: "string" },
         from: { type: "string" },
@@ -78,7 +79,7 @@ export async function runClientCommand(
       }
       case "runs": {
         const query = new URLSearchParams();
-        for (const key of ["function", "status", "since", "until", "limit", "cursor"] as const) if (values[key] !== undefined) query.set(key, values[key]);
+        for (const key of ["function", "status", "since", "until", "q", "limit", "cursor"] as const) if (values[key] !== undefined) query.set(key, values[key]);
         const page = (await api.call("GET", `/api/runs${query.size > 0 ? `?${query}` : ""}`, process.env.STEPWISE_API_KEY)) as RunPage;
         show(page, () => runsTable(page, query, values.url));
         return EXIT.ok;
@@ -87,9 +88,9 @@ export async function runClientCommand(
       case "replay": {
         const [runId] = positionals;
         const filter = new URLSearchParams();
-        for (const key of ["function", "status", "since", "until"] as const) if (values[key] !== undefined) filter.set(key, values[key]);
-        if (runId && filter.size > 0) throw new CommandError(`give a run ID or a filter (--function, --status, --since, --until), not both`, EXIT.usage);
-        if (!runId && filter.size === 0) throw new CommandError(`stepwise ${command} needs a run ID (stepwise runs lists them) or a filter: --function, --status, --since, --until`, EXIT.usage);
+        for (const key of ["function", "status", "since", "until", "q"] as const) if (values[key] !== undefined) filter.set(key, values[key]);
+        if (runId && filter.size > 0) throw new CommandError(`give a run ID or a filter (--function, --status, --since, --until, --q), not both`, EXIT.usage);
+        if (!runId && filter.size === 0) throw new CommandError(`stepwise ${command} needs a run ID (stepwise runs lists them) or a filter: --function, --status, --since, --until, --q`, EXIT.usage);
         if (!runId) return await bulk(api, command, filter, { pageSize: values.limit, cursor: values.cursor }, values.json, io);
         if (values.limit !== undefined || values.cursor !== undefined) throw new CommandError(`--limit and --cursor go with a filter, not a run ID`, EXIT.usage);
         const run = (await api.call("POST", `/api/runs/${encodeURIComponent(runId)}/${command}`, process.env.STEPWISE_API_KEY, undefined, EXIT.notFound)) as RunView;

@@ -15,7 +15,7 @@ const MAX_SHOWN = 500;
 const STATUSES = ["queued", "running", "sleeping", "waiting", "completed", "failed", "cancelled", "skipped"];
 
 export function runsPage(root: HTMLElement, params: URLSearchParams): () => void {
-  const filters = { function: params.get("function") ?? "", status: params.get("status") ?? "", since: params.get("since") ?? "", until: params.get("until") ?? "" };
+  const filters = { function: params.get("function") ?? "", status: params.get("status") ?? "", since: params.get("since") ?? "", until: params.get("until") ?? "", q: params.get("q") ?? "" };
   const chosen = new Set(filters.status.split(",").filter(Boolean));
   const functionSelect = h("select", { name: "function" }, h("option", { value: "" }, "All functions"));
   void api.functions().then(({ functions }) => {
@@ -23,6 +23,7 @@ export function runsPage(root: HTMLElement, params: URLSearchParams): () => void
   });
   const sinceInput = h("input", { type: "datetime-local", name: "since", value: local(filters.since) });
   const untilInput = h("input", { type: "datetime-local", name: "until", value: local(filters.until) });
+  const qInput = h("input", { name: "q", size: 40, value: filters.q, placeholder: `CEL, e.g. event.data.plan == "pro"` });
   const statusBoxes = STATUSES.map((status) => h("label", { class: "check" }, h("input", { type: "checkbox", name: "status", value: status, checked: chosen.has(status) }), status));
   const form = h(
     "form",
@@ -36,6 +37,7 @@ export function runsPage(root: HTMLElement, params: URLSearchParams): () => void
         if (statuses.length > 0) next.set("status", statuses.join(","));
         if (sinceInput.value) next.set("since", new Date(sinceInput.value).toISOString());
         if (untilInput.value) next.set("until", new Date(untilInput.value).toISOString());
+        if (qInput.value.trim()) next.set("q", qInput.value.trim());
         location.hash = `#/runs${next.size > 0 ? `?${next}` : ""}`;
       },
     },
@@ -43,10 +45,11 @@ export function runsPage(root: HTMLElement, params: URLSearchParams): () => void
     h("span", { class: "statuses" }, statusBoxes),
     h("label", {}, "since ", sinceInput),
     h("label", {}, "until ", untilInput),
+    h("label", {}, "where ", qInput),
     h("button", { type: "submit" }, "Filter"),
   );
 
-  const query = { function: filters.function, status: filters.status, since: filters.since, until: filters.until };
+  const query = { function: filters.function, status: filters.status, since: filters.since, until: filters.until, q: filters.q };
   const filtered = Object.values(query).some(Boolean);
   const error = h("p", { class: "error", role: "alert" });
   const body = h("tbody");

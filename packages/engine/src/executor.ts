@@ -17,6 +17,7 @@ import { Registry } from "./registry.ts";
 import { CheckpointRefused, commitCheckpoint, parseCheckpoint } from "./runtime/checkpoints.ts";
 import { firstTicks } from "./runtime/cron.ts";
 import { runJob, type JobRunner } from "./runtime/jobs.ts";
+import { findRuns } from "./run-finder.ts";
 import { encodeCursor, parseRunQuery, runSummary, type BulkCancelResult, type BulkReplayResult, type RunPage, type RunSummary } from "./run-list.ts";
 import { cancelRuns, pauseFunction, pauseRun, releaseHeldRuns, replayRun, replayRuns, rerunRun, resumeFunction, resumeRun, type FunctionResumed, type Operator } from "./run-actions.ts";
 import { encodeEventCursor, eventSummary, parseEventQuery, type EventPage, type EventSummary } from "./event-list.ts";
@@ -387,7 +388,7 @@ export class Executor {
    * an `InputError` that names the parameter when one is wrong.
    */
   async listRuns(params: Record<string, string[]>): Promise<RunPage> {
-    const { runs, next } = await this.options.store.listRuns(parseRunQuery(params));
+    const { runs, next } = await findRuns(this.options.store, parseRunQuery(params));
     return { runs: runs.map(runSummary), next: next && encodeCursor(next) };
   }
 

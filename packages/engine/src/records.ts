@@ -21,6 +21,8 @@ export interface RunQuery {
   /** Only runs listed after this one: the `next` of the page before. */
   after?: RunListPosition;
   limit: number;
+  /** A CEL condition over `run` and `event` (see `run-finder.ts`); the store never sees it. */
+  q?: string;
 }
 
 /** Which events a list shows (`Store.listEvents`): newest first by arrival, each filter optional. */

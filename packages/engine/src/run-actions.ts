@@ -12,6 +12,7 @@ import { finish } from "./machine/ending.ts";
 import { pause, resume } from "./machine/pauses.ts";
 import { z } from "zod";
 import { isTerminal, type FunctionRecord, type RunRecord, type RunState } from "./records.ts";
+import { findRuns } from "./run-finder.ts";
 import { encodeCursor, parseBulkQuery, type BulkCancelResult, type BulkReplayResult } from "./run-list.ts";
 import { parseRerun, startReplay, throttle, type Rerun } from "./unit/replays.ts";
 import type { UnitOfWork } from "./unit/unit.ts";
@@ -56,7 +57,7 @@ async function functionToReplay(ctx: EngineContext, run: RunRecord): Promise<Fun
 /** One page of the live runs the filters select, cancelled. */
 export async function cancelRuns(op: Operator, params: Record<string, string[]>): Promise<BulkCancelResult> {
   const query = parseBulkQuery(params, "cancel");
-  const { runs, next } = await op.ctx.store.listRuns(query);
+  const { runs, next } = await findRuns(op.ctx.store, query);
   await op.ctx.registry.ensureFresh();
   const result: BulkCancelResult = { matched: runs.length, cancelled: 0, passed: [], next: next && encodeCursor(next) };
   // Locked in ID order, as every transaction locks runs.
@@ -86,7 +87,7 @@ export async function cancelRuns(op: Operator, params: Record<string, string[]>)
 
 /** One page of the runs the filters select, each started again from its event. */
 export async function replayRuns(op: Operator, params: Record<string, string[]>): Promise<BulkReplayResult> {
-  const { runs, next } = await op.ctx.store.listRuns(parseBulkQuery(params, "replay"));
+  const { runs, next } = await findRuns(op.ctx.store, parseBulkQuery(params, "replay"));
   const result: BulkReplayResult = { matched: runs.length, replayed: [], passed: [], next: next && encodeCursor(next) };
   const originals: Array<{ state: RunState; fn: FunctionRecord }> = [];
   for (const run of runs) {

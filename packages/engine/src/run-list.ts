@@ -8,6 +8,7 @@
 import { textProblem } from "@stepwise/protocol";
 import { z } from "zod";
 import { InputError } from "./errors.ts";
+import { expressionError } from "./expressions.ts";
 import { checkRange, decodeCursorJson, encodeCursorJson, inRange, parseLimit, parseTime, readParams } from "./list-params.ts";
 import { isTerminal, RUN_STATUSES, type RunListPosition, type RunQuery, type RunRecord, type RunStatus } from "./records.ts";
 import type { RunView } from "./views.ts";
@@ -54,11 +55,11 @@ function decodeCursor(cursor: string): RunListPosition {
 }
 
 /**
- * The query of `GET /api/runs?function=&status=&since=&until=&cursor=&limit=` (each parameter's
+ * The query of `GET /api/runs?function=&status=&since=&until=&q=&cursor=&limit=` (each parameter's
  * values as the URL gives them); an `InputError` names what is wrong.
  */
 export function parseRunQuery(given: Record<string, string[]>): RunQuery {
-  const params = readParams(given, ["function", "status", "since", "until", "cursor", "limit"], "a run list");
+  const params = readParams(given, ["function", "status", "since", "until", "q", "cursor", "limit"], "a run list");
   const query: RunQuery = { limit: DEFAULT_RUN_PAGE };
   if (params.function !== undefined) query.functionId = params.function;
   if (params.status !== undefined) {
@@ -72,6 +73,11 @@ export function parseRunQuery(given: Record<string, string[]>): RunQuery {
   checkRange(query.since, query.until, params);
   if (params.cursor !== undefined) query.after = decodeCursor(params.cursor);
   if (params.limit !== undefined) query.limit = parseLimit(params.limit, MAX_RUN_PAGE);
+  if (params.q !== undefined) {
+    const problem = params.q.trim() === "" ? "it is empty" : expressionError(params.q);
+    if (problem) throw new InputError(`Invalid q "${params.q.slice(0, 100)}": ${problem}. Give a CEL condition over run and event, e.g. event.data.plan == "pro" && run.status == "failed"`);
+    query.q = params.q;
+  }
   return query;
 }
 
@@ -88,9 +94,9 @@ export const LIVE_RUN_STATUSES: readonly RunStatus[] = RUN_STATUSES.filter((stat
  */
 export function parseBulkQuery(given: Record<string, string[]>, action: "cancel" | "replay"): RunQuery {
   const query = parseRunQuery({ limit: [String(DEFAULT_BULK_PAGE)], ...given });
-  if (!query.functionId && !query.statuses && !query.since && !query.until) {
+  if (!query.functionId && !query.statuses && !query.since && !query.until && !query.q) {
     throw new InputError(
-      `A bulk ${action} needs a filter: give at least one of function, status, since and until as query parameters, as GET /api/runs takes them` +
+      `A bulk ${action} needs a filter: give at least one of function, status, since, until and q as query parameters, as GET /api/runs takes them` +
         (action === "cancel" ? `; to cancel every live run, give status=${LIVE_RUN_STATUSES.join(",")}` : ""),
     );
   }

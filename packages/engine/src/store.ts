@@ -326,8 +326,13 @@ export interface Store {
   getEvent(eventId: string): Promise<EventRecord | null>;
   /** The runs of an event: those it started, and the batch run it joined (`batchEvents`). */
   listRunsByEvent(eventId: string): Promise<RunRecord[]>;
-  /** Runs newest first (by start, then ID), filtered; `next` is where the page after this one starts, if there may be one. */
-  listRuns(query: RunQuery): Promise<{ runs: RunRecord[]; next: RunListPosition | null }>;
+  /**
+   * Runs newest first (by start, then ID), filtered (all but `q`); `positions` says where each
+   * run stands in that order, `next` where the page after this one starts, if there may be one.
+   */
+  listRuns(query: RunQuery): Promise<{ runs: RunRecord[]; positions: RunListPosition[]; next: RunListPosition | null }>;
+  /** The events of these IDs that are stored, in no order. */
+  getEvents(eventIds: readonly string[]): Promise<EventRecord[]>;
   /** Events newest first (by arrival), filtered; `next` is where the page after this one starts, if there may be one. */
   listEvents(query: EventQuery): Promise<{ events: StoredEvent[]; next: string | null }>;
   /** The runs of each event (as {@link listRunsByEvent}), for many events in one read. */

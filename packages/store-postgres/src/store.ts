@@ -12,6 +12,7 @@ import {
   type CheckpointWrite,
   type CronTick,
   type EventQuery,
+  type EventRecord,
   type Fence,
   type FunctionRecord,
   type JobRecord,
@@ -224,7 +225,13 @@ export class PostgresStore extends PgReader implements Store {
     ).map(toRun);
   }
 
-  async listRuns(query: RunQuery): Promise<{ runs: RunRecord[]; next: RunListPosition | null }> {
+  async getEvents(eventIds: readonly string[]): Promise<EventRecord[]> {
+    if (eventIds.length === 0) return [];
+    const rows = await this.client.query(`SELECT * FROM events WHERE id = ANY (${idsParam("$1", "text")})`, [JSON.stringify(eventIds)]);
+    return rows.map(toEvent);
+  }
+
+  async listRuns(query: RunQuery): Promise<{ runs: RunRecord[]; positions: RunListPosition[]; next: RunListPosition | null }> {
     const params: unknown[] = [];
     const where: string[] = [];
     const param = (value: unknown): `$${number}` => `$${params.push(value)}`;
@@ -241,9 +248,9 @@ export class PostgresStore extends PgReader implements Store {
       params,
     );
     const page = rows.slice(0, query.limit);
-    const last = page.at(-1);
-    const next = rows.length > query.limit && last ? { startedAt: String(last.started_key), id: String(last.id) } : null;
-    return { runs: page.map(toRun), next };
+    const positions = page.map((row) => ({ startedAt: String(row.started_key), id: String(row.id) }));
+    const next = rows.length > query.limit ? (positions.at(-1) ?? null) : null;
+    return { runs: page.map(toRun), positions, next };
   }
 
   async listEvents(query: EventQuery): Promise<{ events: StoredEvent[]; next: string | null }> {

@@ -1,0 +1,42 @@
+/**
+ * Finding runs for a list or a bulk action: the store filters by function, status and time;
+ * `q`, a CEL condition over the run and its event (`event.data.plan == "pro" && run.status ==
+ * "failed"`), is checked here, over the store's pages in order, since no store can evaluate it.
+ * A page ends when it holds `limit` matches or once `SCAN_BUDGET` runs were looked at, so a
+ * rare match never makes a request read the whole history: `next` then continues the search
+ * and a page may hold fewer runs than asked for, even none, before the list ends.
+ */
+import { evaluateCondition } from "./expressions.ts";
+import type { EventRecord, RunListPosition, RunQuery, RunRecord } from "./records.ts";
+import { runSummary } from "./run-list.ts";
+import type { Store } from "./store.ts";
+
+/** Most runs one page with `q` looks at. */
+export const SCAN_BUDGET = 2_000;
+/** Runs read from the store at a time while searching. */
+const SCAN_PAGE = 200;
+
+export async function findRuns(store: Store, query: RunQuery): Promise<{ runs: RunRecord[]; next: RunListPosition | null }> {
+  const { q } = query;
+  if (q === undefined) return store.listRuns(query);
+  const found: RunRecord[] = [];
+  let after = query.after;
+  for (let scanned = 0; ; ) {
+    const page = await store.listRuns({ ...query, after, limit: SCAN_PAGE });
+    const events = new Map((await store.getEvents([...new Set(page.runs.map((run) => run.eventId))])).map((event) => [event.id, event]));
+    for (const [index, run] of page.runs.entries()) {
+      if (!matches(q, run, events.get(run.eventId))) continue;
+      found.push(run);
+      // Full: the next page starts after this run (unless it was the list's last).
+      if (found.length === query.limit) return { runs: found, next: index < page.runs.length - 1 || page.next ? page.positions[index]! : null };
+    }
+    scanned += page.runs.length;
+    if (!page.next || scanned >= SCAN_BUDGET) return { runs: found, next: page.next };
+    after = page.next;
+  }
+}
+
+/** `q` over the run (as the list shows it) and its event (a batch's first). */
+function matches(q: string, run: RunRecord, event: EventRecord | undefined): boolean {
+  return evaluateCondition(q, { run: runSummary(run), event: event ? { id: event.id, name: event.name, data: event.data, ts: event.ts } : {} });
+}

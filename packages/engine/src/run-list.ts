@@ -15,6 +15,8 @@ import type { RunView } from "./views.ts";
 
 export const DEFAULT_RUN_PAGE = 50;
 export const MAX_RUN_PAGE = 500;
+/** Longest `q`: a condition a person writes, evaluated over up to 2,000 runs a request. */
+export const MAX_Q_LENGTH = 2_000;
 
 /** A run in a list: its view without output and steps (`GET /api/runs/:id` has them). */
 export type RunSummary = Omit<RunView, "steps" | "output">;
@@ -74,7 +76,7 @@ export function parseRunQuery(given: Record<string, string[]>): RunQuery {
   if (params.cursor !== undefined) query.after = decodeCursor(params.cursor);
   if (params.limit !== undefined) query.limit = parseLimit(params.limit, MAX_RUN_PAGE);
   if (params.q !== undefined) {
-    const problem = params.q.trim() === "" ? "it is empty" : expressionError(params.q);
+    const problem = params.q.trim() === "" ? "it is empty" : params.q.length > MAX_Q_LENGTH ? `it is ${params.q.length} characters long; the limit is ${MAX_Q_LENGTH}` : expressionError(params.q);
     if (problem) throw new InputError(`Invalid q "${params.q.slice(0, 100)}": ${problem}. Give a CEL condition over run and event, e.g. event.data.plan == "pro" && run.status == "failed"`);
     query.q = params.q;
   }

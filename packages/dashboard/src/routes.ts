@@ -35,9 +35,10 @@ const PAGE_HEADERS = {
 };
 
 export function mountDashboard(app: Hono, access: DashboardAccess): void {
-  app.get("/", (c) => (access.enabled ? c.html(PAGE, 200, PAGE_HEADERS) : c.text(DASHBOARD_OFF, 404)));
+  // Off, it answers as the API refuses: JSON that says why (and how to turn it on).
+  app.get("/", (c) => (access.enabled ? c.html(PAGE, 200, PAGE_HEADERS) : c.json({ error: DASHBOARD_OFF }, 404)));
   const asset = (body: string, type: string) => (c: Context) =>
-    access.enabled ? c.body(body, 200, { "content-type": type, "x-content-type-options": "nosniff", "cache-control": "public, max-age=31536000, immutable" }) : c.text(DASHBOARD_OFF, 404);
+    access.enabled ? c.body(body, 200, { "content-type": type, "x-content-type-options": "nosniff", "cache-control": "public, max-age=31536000, immutable" }) : c.json({ error: DASHBOARD_OFF }, 404);
   app.get("/dashboard/app.js", asset(DASHBOARD_JS, "text/javascript; charset=utf-8"));
   app.get("/dashboard/app.css", asset(DASHBOARD_CSS, "text/css; charset=utf-8"));
 

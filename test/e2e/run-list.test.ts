@@ -97,6 +97,8 @@ describe.each(STORE_KINDS)("the run list on %s", (kind) => {
 
   it.each([
     ["q=event.data.n%20%3E%3E%201", /Invalid q "event.data.n >> 1"/],
+    [`q=${encodeURIComponent('event.name.matches("(a+)+$")')}`, /matches\(\) is not allowed in q/],
+    [`q=${encodeURIComponent("event.data.list.exists(x, x > 1)")}`, /exists\(\) is not allowed in q/],
     ["q=%20", /Invalid q " ": it is empty/],
     ["status=done", /Invalid status "done".*queued, running/],
     ["limit=0", /Invalid limit "0".*1 to 500/],

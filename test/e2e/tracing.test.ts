@@ -13,10 +13,12 @@ import { z } from "zod";
 import { startStack, type Stack } from "../support/stack.ts";
 
 const exporter = new InMemorySpanExporter();
-const client = new Stepwise({ id: "traced", dev: true, schemas: { "order/placed": z.object({ id: z.string() }) } });
+const client = new Stepwise({ id: "traced", dev: true, schemas: { "order/placed": z.object({ id: z.string() }), "order/confirmed": z.object({ id: z.string() }) } });
 const fulfil = client.createFunction({ id: "fulfil", triggers: [{ event: "order/placed" }] }, async ({ event, step }) => {
   const reserved = await step.run("reserve", () => trace.getTracer("shop").startActiveSpan("db.reserve", (span) => (span.end(), `reserved ${event.data.id}`)));
   await step.sleep("settle", 10);
+  // The trace an event came with is the executor's: a wait's result is the event as it was sent.
+  await step.waitForEvent("confirmed", { event: "order/confirmed", match: "data.id", timeout: "10s" });
   return step.run("ship", () => `${reserved}, shipped`);
 });
 
@@ -36,6 +38,8 @@ describe("traces", () => {
   it("carry the trace from send() through the executor to each step's code", async () => {
     const { traceId, ids } = await trace.getTracer("shop").startActiveSpan("checkout", async (span) => {
       const sent = await client.send({ name: "order/placed", data: { id: "o-7" } });
+      await stack.waitForRun(sent.ids[0]!, { status: "waiting" });
+      await client.send({ name: "order/confirmed", data: { id: "o-7" } });
       span.end();
       return { traceId: span.spanContext().traceId, ids: sent.ids };
     });
@@ -61,6 +65,7 @@ describe("traces", () => {
     expect(invocations.map((s) => s.spanContext().spanId)).toContain(parentOf(reserve!));
     expect(invocations.map((s) => s.spanContext().spanId)).toContain(parentOf(ship!));
     expect(parentOf(named("db.reserve")[0]!)).toBe(reserve!.spanContext().spanId);
+    expect(Object.keys(run.steps.find((step) => step.id === "confirmed")?.output as object).sort()).toEqual(["data", "id", "name", "ts"]);
     const runSpan = named("stepwise.run traced-fulfil")[0]!;
     expect(runSpan.attributes).toMatchObject({ "stepwise.run_id": run.id, "stepwise.status": "completed" });
     expect(parentOf(runSpan)).toBe(checkout.spanContext().spanId);

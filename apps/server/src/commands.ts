@@ -241,9 +241,10 @@ function shellFlag(name: string, value: string): string {
 }
 
 function runsTable(page: RunPage, query: URLSearchParams, url: string | undefined): string[] {
-  if (page.runs.length === 0) return ["no runs"];
+  // With --q a page can be empty before the list ends (the executor looks at so many runs a request): the cursor goes on.
+  if (page.runs.length === 0 && !page.next) return ["no runs"];
   const rows = [["RUN", "FUNCTION", "STATUS", "STARTED", "TOOK"], ...page.runs.map((run: RunSummary) => [run.id, run.functionId, run.status, run.startedAt, duration(run.startedAt, run.endedAt)])];
-  const lines = table(rows);
+  const lines = page.runs.length === 0 ? ["no match among the runs looked at so far"] : table(rows);
   if (page.next) {
     query.set("cursor", page.next);
     const flags = [...(url ? [["url", url]] : []), ...query].map(([key, value]) => shellFlag(key!, value!)).join(" ");

@@ -60,7 +60,11 @@ export function createMetrics(store: Store): ExecutorMetrics {
     async scrape() {
       // Read at each scrape; an unreachable store leaves the last values, and says so.
       try {
-        const stats = await store.queueStats();
+        // A store that hangs must not take the whole scrape with it: the last values stay, and the error is counted.
+        const stats = await Promise.race([
+          store.queueStats(),
+          new Promise<never>((_, reject) => setTimeout(() => reject(new Error("the store did not answer within 1 s")), 1_000).unref?.()),
+        ]);
         due.set(stats.due);
         oldest.set(stats.oldestDueAt ? Math.max(0, seconds(Date.now() - stats.oldestDueAt.getTime())) : 0);
         leased.set(stats.leased);

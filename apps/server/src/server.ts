@@ -44,7 +44,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const signingKey = options.signingKey ?? (options.dev ? DEV_SIGNING_KEY : undefined);
   if (!signingKey) throw new Error("STEPWISE_SIGNING_KEY is required outside dev mode: apps verify every request with it");
   const metrics = createMetrics(options.store);
-  const executor = new Executor({ ...options, signingKey, observe: metrics.observe });
+  const { observe } = options;
+  const executor = new Executor({ ...options, signingKey, observe: observe ? (signal) => (metrics.observe(signal), observe(signal)) : metrics.observe });
   await options.store.migrate();
   if (options.exclusiveStore) await options.store.queue.releaseAllLeases();
   await executor.start();

@@ -80,8 +80,13 @@ export function runsPage(root: HTMLElement, params: URLSearchParams): () => void
   const refresh = async () => {
     try {
       const page = await api.runs({ ...query, limit: String(shown) });
-      more.hidden = !page.next || shown >= MAX_SHOWN;
-      narrow.hidden = !page.next || shown < MAX_SHOWN;
+      // With `where`, a short page may end before the list does (the executor looks at so many runs a request).
+      const searching = !!query.q && !!page.next && page.runs.length < shown;
+      more.hidden = !page.next || shown >= MAX_SHOWN || searching;
+      narrow.hidden = !page.next || (shown < MAX_SHOWN && !searching);
+      narrow.textContent = searching
+        ? "The executor stops searching after a couple of thousand runs per request: narrow the other filters (function, since, until) to search older runs."
+        : `The list shows the newest ${MAX_SHOWN} runs: narrow the filters to see older ones.`;
       draw(page.runs);
       error.textContent = "";
     } catch (failure) {

@@ -58,7 +58,14 @@ export interface Committed {
 /** After a commit: print its lines, tell the queue, wake local workers. A failure to tell the queue only delays the jobs. */
 export async function afterCommit(ctx: EngineContext, committed: Committed): Promise<void> {
   for (const { level, line } of committed.lines) ctx.log[level](line);
-  for (const signal of committed.signals ?? []) ctx.observe(signal);
+  for (const signal of committed.signals ?? []) {
+    // What watches the executor must not stop it: the queue still hears of the commit.
+    try {
+      ctx.observe(signal);
+    } catch (error) {
+      ctx.log.warn(`an observer of the executor failed: ${describe(error)}`);
+    }
+  }
   if (committed.queued.length > 0 || committed.deleted.length > 0) {
     try {
       await ctx.store.queue.afterCommit({ queued: committed.queued, deleted: committed.deleted });

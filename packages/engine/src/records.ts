@@ -105,6 +105,11 @@ export interface EventRecord {
   traceparent?: string;
 }
 
+/** An event as a function sees it (`{ id, name, data, ts }`): the trace it came with stays the executor's. */
+export function eventForApp(event: EventRecord): EventRecord {
+  return event.traceparent === undefined ? event : { id: event.id, name: event.name, data: event.data, ts: event.ts };
+}
+
 /**
  * One concurrency limit as a run holds it: the key its steps count against (scope, function or
  * app, and the hash of the key's value) and the limit, both fixed when the run started.

@@ -2,7 +2,7 @@
  * Finding runs for a list or a bulk action: the store filters by function, status and time;
  * `q`, a CEL condition over the run and its event (`event.data.plan == "pro" && run.status ==
  * "failed"`), is checked here, over the store's pages in order, since no store can evaluate it.
- * A page ends when it holds `limit` matches or once `SCAN_BUDGET` runs were looked at, so a
+ * A page ends when it holds `limit` matches or once `SCAN_BUDGET` runs (or 250 ms) were looked at, so a
  * rare match never makes a request read the whole history: `next` then continues the search
  * and a page may hold fewer runs than asked for, even none, before the list ends.
  */
@@ -11,8 +11,9 @@ import type { EventRecord, RunListPosition, RunQuery, RunRecord } from "./record
 import { runSummary } from "./run-list.ts";
 import type { Store } from "./store.ts";
 
-/** Most runs one page with `q` looks at. */
+/** Most runs one page with `q` looks at, and the longest it searches. */
 export const SCAN_BUDGET = 2_000;
+const SCAN_MS = 250;
 /** Runs read from the store at a time while searching. */
 const SCAN_PAGE = 200;
 
@@ -21,6 +22,7 @@ export async function findRuns(store: Store, query: RunQuery): Promise<{ runs: R
   if (q === undefined) return store.listRuns(query);
   const found: RunRecord[] = [];
   let after = query.after;
+  const deadline = Date.now() + SCAN_MS;
   for (let scanned = 0; ; ) {
     const page = await store.listRuns({ ...query, after, limit: SCAN_PAGE });
     const events = new Map((await store.getEvents([...new Set(page.runs.map((run) => run.eventId))])).map((event) => [event.id, event]));
@@ -31,7 +33,7 @@ export async function findRuns(store: Store, query: RunQuery): Promise<{ runs: R
       if (found.length === query.limit) return { runs: found, next: index < page.runs.length - 1 || page.next ? page.positions[index]! : null };
     }
     scanned += page.runs.length;
-    if (!page.next || scanned >= SCAN_BUDGET) return { runs: found, next: page.next };
+    if (!page.next || scanned >= SCAN_BUDGET || Date.now() > deadline) return { runs: found, next: page.next };
     after = page.next;
   }
 }

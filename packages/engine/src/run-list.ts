@@ -17,6 +17,12 @@ export const DEFAULT_RUN_PAGE = 50;
 export const MAX_RUN_PAGE = 500;
 /** Longest `q`: a condition a person writes, evaluated over up to 2,000 runs a request. */
 export const MAX_Q_LENGTH = 2_000;
+/**
+ * What `q` may not call: a regular expression (one can backtrack for minutes) and the macros
+ * that loop over lists. Evaluated on the executor's one thread over thousands of runs, either
+ * could stall every lane of the process.
+ */
+const COSTLY_IN_Q = /\.\s*(matches|all|exists|exists_one|map|filter)\s*\(/;
 
 /** A run in a list: its view without output and steps (`GET /api/runs/:id` has them). */
 export type RunSummary = Omit<RunView, "steps" | "output">;
@@ -76,7 +82,12 @@ export function parseRunQuery(given: Record<string, string[]>): RunQuery {
   if (params.cursor !== undefined) query.after = decodeCursor(params.cursor);
   if (params.limit !== undefined) query.limit = parseLimit(params.limit, MAX_RUN_PAGE);
   if (params.q !== undefined) {
-    const problem = params.q.trim() === "" ? "it is empty" : params.q.length > MAX_Q_LENGTH ? `it is ${params.q.length} characters long; the limit is ${MAX_Q_LENGTH}` : expressionError(params.q);
+    const costly = COSTLY_IN_Q.exec(params.q)?.[1];
+    const problem =
+      params.q.trim() === "" ? "it is empty"
+      : params.q.length > MAX_Q_LENGTH ? `it is ${params.q.length} characters long; the limit is ${MAX_Q_LENGTH}`
+      : costly ? `${costly}() is not allowed in q (a regular expression or a loop over a list, run over thousands of runs, could stall the executor)`
+      : expressionError(params.q);
     if (problem) throw new InputError(`Invalid q "${params.q.slice(0, 100)}": ${problem}. Give a CEL condition over run and event, e.g. event.data.plan == "pro" && run.status == "failed"`);
     query.q = params.q;
   }

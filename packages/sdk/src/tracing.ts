@@ -54,7 +54,13 @@ export async function traceStep<T>(parent: Context | undefined, step: { id: stri
   }
 }
 
+/** Marks the span failed; never throws (a thrown value may not even turn into a string), so the step's own error is what the run sees. */
 function failed(span: Span, error: unknown): void {
-  span.recordException(error instanceof Error ? error : String(error));
-  span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) });
+  try {
+    const message = error instanceof Error ? error.message : String(error);
+    span.recordException(error instanceof Error ? error : message);
+    span.setStatus({ code: SpanStatusCode.ERROR, message });
+  } catch {
+    span.setStatus({ code: SpanStatusCode.ERROR });
+  }
 }

@@ -6,7 +6,7 @@
  */
 import { derivedEventId, FUNCTION_FAILED_EVENT, type SerializedError } from "@stepwise/protocol";
 import { formatDuration, runLabel } from "../log.ts";
-import { isInFlight, isTerminal } from "../records.ts";
+import { eventForApp, isInFlight, isTerminal } from "../records.ts";
 import type { MachineEnv, RunDraft, RunEnding } from "./draft.ts";
 
 export function finish(draft: RunDraft, env: MachineEnv, ending: RunEnding): void {
@@ -56,7 +56,7 @@ export function finish(draft: RunDraft, env: MachineEnv, ending: RunEnding): voi
           id: derivedEventId(run.id, "failed"),
           name: FUNCTION_FAILED_EVENT,
           // appId: the failure goes to the failed run's own app only (see UnitOfWork.deliver).
-          data: { functionId: run.functionId, appId: env.fn?.appId, runId: run.id, error: ending.error, event: draft.event },
+          data: { functionId: run.functionId, appId: env.fn?.appId, runId: run.id, error: ending.error, event: eventForApp(draft.event) },
           ts: env.now,
         },
       ],

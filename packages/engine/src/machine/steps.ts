@@ -9,7 +9,7 @@ import { InputError, serializedError } from "../errors.ts";
 import { parseSentEvents } from "../event-input.ts";
 import { formatBytes, jsonBytes, NotStorableError } from "../limits.ts";
 import { formatDuration, runLabel } from "../log.ts";
-import type { EventRecord, StepRecord } from "../records.ts";
+import { eventForApp, type EventRecord, type StepRecord } from "../records.ts";
 import type { MachineEnv, RunDraft } from "./draft.ts";
 import { newMatcher } from "./waits.ts";
 
@@ -182,7 +182,7 @@ function invoke(draft: RunDraft, env: MachineEnv, step: StepRecord, op: OpOf<"in
   }
   const data = op.data ?? {};
   const event: EventRecord = { id: derivedEventId(draft.run.id, step.id, "invoke"), name: FUNCTION_INVOKED_EVENT, data, ts: env.now, ...(draft.run.traceparent && { traceparent: draft.run.traceparent }) };
-  const problem = invokeDataProblem(data, storableBytes(event), env.limits.maxEventBytes);
+  const problem = invokeDataProblem(data, storableBytes(eventForApp(event)), env.limits.maxEventBytes);
   if (problem) return stepAttemptFailed(draft, env, step, serializedError("InvalidEvent", `step.invoke "${step.name}": ${problem}`), false);
   const timeoutAt = op.timeoutAt ? new Date(op.timeoutAt) : undefined;
   draft.saveStep({ ...step, status: "invoking", ...(timeoutAt && { wakeAt: timeoutAt }) });

@@ -6,7 +6,7 @@
  */
 import { matches, valueAtPath } from "../expressions.ts";
 import { runLabel } from "../log.ts";
-import { isTerminal, type EventRecord, type MatcherRecord } from "../records.ts";
+import { eventForApp, isTerminal, type EventRecord, type MatcherRecord } from "../records.ts";
 import type { MachineEnv, RunDraft } from "./draft.ts";
 import { finish } from "./ending.ts";
 
@@ -40,7 +40,7 @@ export function resolveWait(draft: RunDraft, env: MachineEnv, stepId: string, ev
   if (isTerminal(draft.run.status)) return false;
   const step = draft.step(stepId);
   if (!step || step.status !== "waiting") return false;
-  draft.saveStep({ ...step, status: "completed", output: event, attempts: 1, endedAt: new Date(env.now) });
+  draft.saveStep({ ...step, status: "completed", output: eventForApp(event), attempts: 1, endedAt: new Date(env.now) });
   draft.dropJobs({ kind: "wait-timeout", stepId });
   draft.info(`${runLabel(draft.run.id, draft.run.functionId)} step "${step.name}" received ${event.name} (${event.id})`);
   return true;

@@ -32,7 +32,7 @@ import { RunDraft, type MachineEnv } from "../machine/draft.ts";
 import { finish } from "../machine/ending.ts";
 import { settle } from "../machine/progress.ts";
 import { fireTimer } from "../machine/timers.ts";
-import { isTerminal, type FunctionRecord, type JobRecord, type RunState, type StepRecord } from "../records.ts";
+import { eventForApp, isTerminal, type FunctionRecord, type JobRecord, type RunState, type StepRecord } from "../records.ts";
 import { UnitOfWork, type UnitOptions } from "../unit/unit.ts";
 
 /** Failures of one job inside the executor before its run fails with the last of them. */
@@ -112,8 +112,8 @@ async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState 
   const request: InvokeRequest = {
     version: PROTOCOL_VERSION,
     run: { id: run.id, appId: app.id, functionId: fn.localId, attempt: target ? target.attempts : run.attempt },
-    event,
-    events: state.events ?? [event],
+    event: eventForApp(event),
+    events: (state.events ?? [event]).map(eventForApp),
     // The target is left out: to the SDK it is a new step, the one it must run.
     steps: requestSteps(target ? steps.filter((step) => step !== target) : steps, budget),
     targetStep: target?.id,

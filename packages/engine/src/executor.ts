@@ -12,15 +12,15 @@ import { parseEvents } from "./event-input.ts";
 import { DEFAULT_LIMITS, type Limits } from "./limits.ts";
 import { consoleLogger, type Logger } from "./log.ts";
 import { finish } from "./machine/ending.ts";
-import { CRON_JOB_PREFIX, isTerminal, TIMER_KINDS, type FunctionRecord, type RunRecord } from "./records.ts";
+import { CRON_JOB_PREFIX, isTerminal, TIMER_KINDS, type FunctionRecord } from "./records.ts";
 import { Registry } from "./registry.ts";
 import { CheckpointRefused, commitCheckpoint, parseCheckpoint } from "./runtime/checkpoints.ts";
 import { firstTicks } from "./runtime/cron.ts";
 import { runJob, type JobRunner } from "./runtime/jobs.ts";
-import { findRuns } from "./run-finder.ts";
-import { encodeCursor, parseRunQuery, runSummary, type BulkCancelResult, type BulkReplayResult, type RunPage, type RunSummary } from "./run-list.ts";
+import type { BulkCancelResult, BulkReplayResult, RunPage } from "./run-list.ts";
+import { readEvent, readEventPage, readRun, readRunPage, readRunsOfEvent } from "./run-reads.ts";
 import { cancelRuns, pauseFunction, pauseRun, releaseHeldRuns, replayRun, replayRuns, rerunRun, resumeFunction, resumeRun, type FunctionResumed, type Operator } from "./run-actions.ts";
-import { encodeEventCursor, eventSummary, parseEventQuery, type EventPage, type EventSummary } from "./event-list.ts";
+import type { EventPage, EventSummary } from "./event-list.ts";
 import { FreedSlotNotices } from "./runtime/freed-slots.ts";
 import { readStepOutputs } from "./runtime/request-steps.ts";
 import { InvocationSnapshots, KnownStates } from "./runtime/known-states.ts";
@@ -30,7 +30,7 @@ import type { Observer } from "./signals.ts";
 import { traceRunEnds } from "./tracing.ts";
 import type { Store } from "./store.ts";
 import { UnitOfWork, type UnitOptions, type UnitOutcome } from "./unit/unit.ts";
-import { functionView, runView, type FunctionView, type RunView } from "./views.ts";
+import { functionView, type FunctionView, type RunView } from "./views.ts";
 
 /** Finished runs, their steps and events are kept this long by default (7 days). */
 export const DEFAULT_RETENTION_MS = 7 * 24 * 3_600_000;
@@ -377,37 +377,27 @@ export class Executor {
     return (await this.options.store.getRun(runId))?.version ?? null;
   }
 
-  async getRun(runId: string): Promise<RunView | null> {
-    const run = await this.options.store.getRun(runId);
-    if (!run) return null;
-    return this.view(run);
+  getRun(runId: string): Promise<RunView | null> {
+    return readRun(this.options.store, runId);
   }
 
-  /**
-   * A page of runs, newest first, for `GET /api/runs`'s parameters (see `run-list.ts`). Throws
-   * an `InputError` that names the parameter when one is wrong.
-   */
-  async listRuns(params: Record<string, string[]>): Promise<RunPage> {
-    const { runs, next } = await findRuns(this.options.store, parseRunQuery(params));
-    return { runs: runs.map(runSummary), next: next && encodeCursor(next) };
+  /** A page of runs, newest first, for `GET /api/runs`'s parameters; an `InputError` names a wrong one. */
+  listRuns(params: Record<string, string[]>): Promise<RunPage> {
+    return readRunPage(this.options.store, params);
   }
 
-  /** One event with the runs it started (`GET /api/events/:id`); null when the store has no such event (or pruned it). */
-  async getEvent(eventId: string): Promise<Omit<EventSummary, "receivedAt"> | null> {
-    const { store } = this.options;
-    const [event, runs] = await Promise.all([store.getEvent(eventId), store.listRunsByEvent(eventId)]);
-    return event && { id: event.id, name: event.name, data: event.data, ts: event.ts, runs: runs.map(runSummary) };
+  /** One event with the runs it started (`GET /api/events/:id`); null when the store has no such event. */
+  getEvent(eventId: string): Promise<Omit<EventSummary, "receivedAt"> | null> {
+    return readEvent(this.options.store, eventId);
   }
 
-  async listRunsForEvent(eventId: string): Promise<RunView[]> {
-    const runs = await this.options.store.listRunsByEvent(eventId);
-    return Promise.all(runs.map((run) => this.view(run)));
+  listRunsForEvent(eventId: string): Promise<RunView[]> {
+    return readRunsOfEvent(this.options.store, eventId);
   }
 
-  private async view(run: RunRecord): Promise<RunView> {
-    const { store } = this.options;
-    const [steps, batch] = await Promise.all([store.listSteps(run.id), store.listBatchEventIds(run.id)]);
-    return runView(run, steps, batch);
+  /** A page of events, newest first, each with its runs, for `GET /api/events`'s parameters. */
+  listEvents(params: Record<string, string[]>): Promise<EventPage> {
+    return readEventPage(this.options.store, params);
   }
 
   /** Cancels a live run; a run that already ended is left as it is. Null when there is no such run. */
@@ -448,17 +438,6 @@ export class Executor {
   /** Replays one page of the runs the list's filters select (`POST /api/runs/replay?…`); the caller follows `next`. */
   replayRuns(params: Record<string, string[]>): Promise<BulkReplayResult> {
     return replayRuns(this.operator(), params);
-  }
-
-  /** A page of events, newest first, each with its runs, for `GET /api/events`'s parameters (see `event-list.ts`). */
-  async listEvents(params: Record<string, string[]>): Promise<EventPage> {
-    const { store } = this.options;
-    const { events, next } = await store.listEvents(parseEventQuery(params));
-    const runsOf = new Map<string, RunSummary[]>();
-    for (const { eventId, run } of await store.listRunsByEvents(events.map((event) => event.id))) {
-      runsOf.set(eventId, [...(runsOf.get(eventId) ?? []), runSummary(run)]);
-    }
-    return { events: events.map((event) => eventSummary(event, runsOf.get(event.id) ?? [])), next: next && encodeEventCursor(next) };
   }
 
   /** New runs' first invocations go straight to this process's free lanes (see `UnitOptions.adopt`). */

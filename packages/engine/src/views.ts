@@ -1,6 +1,7 @@
 /** The shapes the executor's API answers with, built from records. */
 import type { FunctionConfig, SerializedError } from "@stepwise/protocol";
 import type { FunctionRecord, RunRecord, StepRecord } from "./records.ts";
+import { runSummary } from "./run-list.ts";
 
 export interface FunctionView {
   id: string;
@@ -59,20 +60,11 @@ export interface RunView {
 }
 
 export function runView(run: RunRecord, steps: StepRecord[], batchEventIds: string[] = []): RunView {
+  // The list's summary, with what only a run's own page shows: its events, output and steps.
   return {
-    id: run.id,
-    functionId: run.functionId,
-    eventId: run.eventId,
+    ...runSummary(run),
     ...(batchEventIds.length > 0 && { eventIds: batchEventIds }),
-    status: run.status,
     ...(run.status === "completed" && { output: run.output ?? null }),
-    ...(run.error && { error: run.error }),
-    startedAt: run.startedAt.toISOString(),
-    ...(run.endedAt && { endedAt: run.endedAt.toISOString() }),
-    ...(run.parentRunId && { parentRunId: run.parentRunId }),
-    ...(run.replayOf && { replayOf: run.replayOf }),
-    ...(run.rerunFrom && { rerunFrom: run.rerunFrom }),
-    ...(run.paused && { paused: { at: run.paused.at.toISOString(), by: run.paused.by } }),
     steps: [...steps].sort((a, b) => a.position - b.position).map(stepView),
   };
 }

@@ -1,13 +1,7 @@
 #!/usr/bin/env node
-// The `stepwise` command. The executor is TypeScript run through tsx, so there is no build step.
+// The `stepwise` command inside this repository: the executor's TypeScript source run through tsx,
+// so a change needs no build. The published package runs the compiled src/bin.ts instead.
 import { register } from "tsx/esm/api";
 
 register();
-const { main } = await import("../src/cli.ts");
-try {
-  await main(process.argv.slice(2));
-} catch (error) {
-  console.error(`stepwise: ${error instanceof Error ? error.message : String(error)}`);
-  if (process.env.STEPWISE_DEBUG) console.error(error);
-  process.exit(1);
-}
+await import("../src/bin.ts");

@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { eventually } from "../support/eventually.ts";
 import { freePort } from "../support/net.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -112,15 +113,7 @@ describe("the packages installed from their tarballs, outside the repository", (
     start("npx", ["--no", "stepwise", "dev", "--port", String(executorPort), "--app", appUrl, "--data-dir", join(app, "data")], {});
     start(process.execPath, ["build/app.js"], { PORT: String(appPort), STEPWISE_DEV: "1", STEPWISE_BASE_URL: executorUrl });
 
-    const until = async <T>(what: string, attempt: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> => {
-      const deadline = Date.now() + timeoutMs;
-      while (Date.now() < deadline) {
-        const value = await attempt().catch(() => undefined);
-        if (value !== undefined) return value;
-        await new Promise((resolve) => setTimeout(resolve, 200));
-      }
-      throw new Error(`${what} did not happen within ${timeoutMs} ms\n${logs.join("")}`);
-    };
+    const until = <T>(what: string, attempt: () => Promise<T | undefined>) => eventually(what, attempt, { timeoutMs: 60_000, context: () => logs.join("") });
     await until("the app's sync", async () => (logs.join("").includes("installed-greet") ? true : undefined));
     const sent = await fetch(`${executorUrl}/api/events`, {
       method: "POST",

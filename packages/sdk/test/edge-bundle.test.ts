@@ -12,7 +12,7 @@ import { build, type BuildOptions, type Plugin } from "esbuild";
 import { describe, expect, it } from "vitest";
 
 // The SDK's main entry too: every app imports it next to its adapter.
-const ENTRIES = ["adapters/fetch", "adapters/lambda", "adapters/next", "adapters/hono", "index"].map((name) => fileURLToPath(new URL(`../src/${name}.ts`, import.meta.url)));
+const ENTRIES = ["adapters/fetch", "adapters/lambda", "adapters/next", "adapters/hono", "adapters/h3", "adapters/sveltekit", "adapters/astro", "adapters/react-router", "index"].map((name) => fileURLToPath(new URL(`../src/${name}.ts`, import.meta.url)));
 const NODE_BUILTINS = new Set(builtinModules.flatMap((name) => [name, `node:${name}`]));
 
 /** Records every import of a Node built-in (with its importer) instead of resolving it. */

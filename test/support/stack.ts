@@ -173,7 +173,12 @@ export async function startStack(options: {
       );
     },
     async close() {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      // The executor still works the queue (a cron tick a second) and calls the app over kept-alive
+      // connections: one busy when close() begins is not closed as idle, and, used again before
+      // Node's keep-alive timeout (5 s), it would hold close() for ever. Drop them all.
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      (server as { closeAllConnections?: () => void }).closeAllConnections?.();
+      await closed;
       await executor.close();
       await cleanup();
     },

@@ -74,14 +74,20 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     port,
     executor,
     appsSynced: discovery.synced,
-    close: (graceMs) =>
+    close: (graceMs = 10_000) =>
       (closing ??= (async () => {
+        const deadline = Date.now() + graceMs;
         discovery.stop();
         // Stop accepting; idle keep-alive connections are closed so they cannot hold the server open.
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         (server as { closeIdleConnections?: () => void }).closeIdleConnections?.();
         await executor.stop(graceMs);
+        // A connection busy when close() began is never closed as idle while its client keeps using
+        // it (an app's checkpoints, a poller): its requests get what is left of the grace period,
+        // then every connection goes, so close() ends.
+        const cut = setTimeout(() => server.closeAllConnections(), Math.max(0, deadline - Date.now()));
         await closed;
+        clearTimeout(cut);
         await options.store.close();
       })()),
   };

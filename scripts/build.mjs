@@ -67,10 +67,13 @@ function assemble(folder, compiled, out) {
   const from = join(compiled, folder, "src");
   const dir = join(out, folder.split("/").pop());
   cpSync(from, dir, { recursive: true });
-  for (const file of walk(dir)) if (file.endsWith(".d.ts")) rewriteDeclarationImports(file);
+  for (const file of walk(dir)) {
+    if (file.endsWith(".d.ts")) rewriteDeclarationImports(file);
+    if (file.endsWith(".js.map")) relocateSourceMap(file, dir, folder);
+  }
 
   const dependencies = source.dependencies ?? {};
-  checkImports(source.name, dir, { ...dependencies, ...source.peerDependencies });
+  checkImports(source, dir);
 
   const manifest = {
     name: source.name,
@@ -124,22 +127,46 @@ function rewriteDeclarationImports(file) {
   if (rewritten !== text) writeFileSync(file, rewritten);
 }
 
-/** Every bare import of the compiled code must be a declared dependency, or a user's install breaks. */
-function checkImports(name, dir, declared) {
+/**
+ * A map's `sources` as tsc wrote them lead from dist/.tsc to this checkout (a path on the
+ * builder's machine); they are rewritten to where the source lies in the repository, relative
+ * to the package (`src/x.ts`). The text itself is inlined (`sourcesContent`).
+ */
+function relocateSourceMap(file, dir, folder) {
+  const map = JSON.parse(readFileSync(file, "utf8"));
+  const compiledFrom = relative(dir, dirname(file));
+  map.sources = map.sources.map((source) => {
+    const name = source.split("/").pop();
+    return relative(dirname(file), join(dir, "src", compiledFrom, name)).split("\\").join("/");
+  });
+  map.sourceRoot = "";
+  writeFileSync(file, JSON.stringify(map));
+}
+
+/**
+ * Every bare import of the compiled code and its declarations must be a declared dependency,
+ * or a user's install breaks. An optional peer (hono) may be imported only by the entry made
+ * for it (`adapters/hono.*`): anywhere else it would break every user without it.
+ */
+function checkImports(source, dir) {
+  const { name } = source;
+  const optional = new Set(Object.entries(source.peerDependenciesMeta ?? {}).filter(([, meta]) => meta.optional).map(([peer]) => peer));
+  const declared = { ...source.dependencies, ...source.peerDependencies };
   const builtins = new Set(builtinModules);
   const missing = new Set();
   for (const file of walk(dir)) {
-    if (!file.endsWith(".js")) continue;
+    if (!file.endsWith(".js") && !file.endsWith(".d.ts")) continue;
     const text = readFileSync(file, "utf8");
     for (const match of text.matchAll(/^\s*(?:(?:import|export)\b[^;"'=]*?\bfrom|import)\s*["']([^"']+)["']|\bimport\(\s*["']([^"']+)["']\s*\)/gm)) {
       const specifier = match[1] ?? match[2];
       if (!specifier || specifier.startsWith(".") || specifier.startsWith("node:") || builtins.has(specifier)) continue;
       const parts = specifier.split("/");
       const pkg = specifier.startsWith("@") ? parts.slice(0, 2).join("/") : parts[0];
-      if (!(pkg in declared)) missing.add(`${pkg} (${relative(dir, file)})`);
+      const entryFor = (peer) => relative(dir, file).replace(/\.(js|d\.ts)$/, "") === `adapters/${peer}`;
+      if (!(pkg in declared) || (optional.has(pkg) && !entryFor(pkg))) missing.add(`${pkg} (${relative(dir, file)})`);
     }
   }
-  if (missing.size) throw new Error(`build: ${name} imports packages it does not declare: ${[...missing].join(", ")}`);
+  if (missing.size) throw new Error(`build: ${name} imports packages it does not declare (or optional peers outside their own entry): ${[...missing].join(", ")}`);
 }
 
 function* walk(dir) {

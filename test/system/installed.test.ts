@@ -88,7 +88,7 @@ describe("the packages installed from their tarballs, outside the repository", (
     expect(bin.startsWith("#!/usr/bin/env node")).toBe(true);
   });
 
-  it("typechecks the user's code under strict nodenext, declarations included, and compiles it", async () => {
+  it("typechecks the user's code under strict nodenext, declarations included, and compiles it (every framework entry too)", async () => {
     // tsconfig.json: strict, NodeNext, skipLibCheck off; its @ts-expect-error lines fail the build
     // if a wrong event field type went unnoticed.
     await inApp(app, process.execPath, [TSC, "-p", "tsconfig.json"]);

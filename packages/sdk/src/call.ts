@@ -44,13 +44,31 @@ export function utf8LongerThan(text: string, maxBytes: number): boolean {
   return text.length * 3 > maxBytes && encoder.encode(text).byteLength > maxBytes;
 }
 
+/**
+ * The body the signature covers was read by something before `serve()` (a body parser, a
+ * middleware) and not kept: a setup problem, answered 500 with `advice` for the operator, never
+ * guessed at (an empty body would fail as a bad signature and send them after their keys).
+ */
+export class RawBodyMissing extends Error {
+  override name = "RawBodyMissing";
+  constructor(advice: string) {
+    super(`serve() needs the raw request body to verify the signature, but something before it already read the body. ${advice}`);
+  }
+}
+
+/** What a Web framework's user can do about {@link RawBodyMissing}. */
+export const WEB_RAW_BODY_ADVICE = "Mount serve() before anything that reads the body, or read it there from request.clone()";
+
 /** A Web `Request` as a call. */
-export function callFromRequest(request: Request): IncomingCall {
+export function callFromRequest(request: Request, advice = WEB_RAW_BODY_ADVICE): IncomingCall {
   return {
     method: request.method,
     url: request.url,
     header: (name) => request.headers.get(name),
-    text: (maxBytes) => readTextCapped(request, maxBytes),
+    text: (maxBytes) => {
+      if (request.bodyUsed) throw new RawBodyMissing(advice);
+      return readTextCapped(request, maxBytes);
+    },
   };
 }
 

@@ -20,7 +20,7 @@ import {
   TRACEPARENT_HEADER,
 } from "@stepwise/protocol";
 import { postToExecutor, type ExecutorTransport } from "./api.ts";
-import { callFromRequest, toResponse, type Answer, type IncomingCall } from "./call.ts";
+import { callFromRequest, RawBodyMissing, toResponse, type Answer, type IncomingCall } from "./call.ts";
 import { budgetWithin, checkpointerFor } from "./checkpointing.ts";
 import { leftOutputsOut, StoredOutputsUnavailable, withStoredOutputs } from "./stored-outputs.ts";
 import { traceInvocation } from "./tracing.ts";
@@ -110,6 +110,8 @@ class Endpoint {
           return json(405, { error: `Method ${request.method} not allowed: use GET, PUT or POST` }, { allow: "GET, PUT, POST" });
       }
     } catch (error) {
+      // Something before serve() read the body: the operator's to fix, and the message says how.
+      if (error instanceof RawBodyMissing) return json(500, { error: error.message });
       // A bug or a broken runtime, not a function error: still answer JSON the executor can read.
       this.client.log.error("Stepwise: serve() failed", error);
       return json(500, { error: `serve() failed: ${error instanceof Error ? error.message : String(error)}` });

@@ -6,13 +6,15 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import express from "express";
+import expressV4 from "express-v4";
 import Fastify from "fastify";
-import { H3 } from "h3";
+import FastifyV4 from "fastify-v4";
+import { H3, readBody } from "h3";
 import { toNodeHandler } from "h3/node";
-import { createApp, eventHandler, toNodeListener } from "h3-v1";
+import { createApp, eventHandler, readRawBody, toNodeListener } from "h3-v1";
 import Koa from "koa";
 import { HEADERS } from "@stepwise/protocol";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { serve as serveAstro } from "../src/adapters/astro.ts";
 import { serve as serveExpress } from "../src/adapters/express.ts";
 import { serve as serveFastify } from "../src/adapters/fastify.ts";
@@ -47,6 +49,15 @@ testAdapter({
 });
 
 testAdapter({
+  name: "express 4",
+  mount: (options) => {
+    const app = expressV4();
+    app.all("/api/durable", serveExpress(options));
+    return listening(createServer(app));
+  },
+});
+
+testAdapter({
   name: "express, under a mounted router",
   mount: (options) => {
     const app = express();
@@ -69,6 +80,17 @@ testAdapter({
 });
 
 testAdapter({
+  name: "fastify 4.0 (the oldest it supports)",
+  mount: async (options) => {
+    const app = FastifyV4();
+    await app.register(serveFastify(options));
+    await app.listen({ port: 0, host: "127.0.0.1" });
+    const { port } = app.server.address() as AddressInfo;
+    return { url: `http://127.0.0.1:${port}/api/durable`, call: (request) => fetch(request), close: () => app.close() };
+  },
+});
+
+testAdapter({
   name: "fastify, registered under a prefix with a path",
   mount: async (options) => {
     const app = Fastify();
@@ -80,24 +102,35 @@ testAdapter({
 });
 
 /**
- * @koa/bodyparser, loaded without its types: they declare `rawBody: string` on Node's
- * IncomingMessage for the whole program.
+ * A Koa body parser, loaded without its types: @koa/bodyparser's and koa-body's declare `body`
+ * and `rawBody` on Node's IncomingMessage for the whole program.
  */
-const koaBodyParser = async (): Promise<Koa.Middleware> => {
-  const name = "@koa/bodyparser";
-  const { bodyParser } = (await import(name)) as { bodyParser: (options: object) => Koa.Middleware };
-  return bodyParser({ enableTypes: ["json", "text"], jsonLimit: "50mb" });
-};
+async function koaParser(name: "@koa/bodyparser" | "koa-body", options: object): Promise<Koa.Middleware> {
+  const loaded = (await import(name as string)) as Record<string, (options: object) => Koa.Middleware>;
+  return loaded[name === "koa-body" ? "koaBody" : "bodyParser"]!(options);
+}
 
+/** A Koa app: `parser` first if given, then serve() as a middleware, then the app's own page. */
 function koaApp(options: Parameters<typeof serveKoa>[0], parser?: Koa.Middleware): Koa {
   const app = new Koa();
   if (parser) app.use(parser);
-  const handler = serveKoa(options);
-  app.use(async (ctx, next) => (ctx.path === "/api/durable" ? handler(ctx) : next()));
+  app.use(serveKoa(options));
+  app.use(async (ctx) => void (ctx.body = "the app's own page"));
   return app;
 }
 
 testAdapter({ name: "koa", mount: (options) => listening(createServer(koaApp(options).callback())) });
+
+testAdapter({
+  name: "koa, on a route of its own (path: null)",
+  mount: (options) => {
+    const app = new Koa();
+    const handler = serveKoa({ ...options, path: null });
+    // What a router does: only its route's requests reach the handler.
+    app.use(async (ctx, next) => (ctx.path === "/hooks/durable" ? handler(ctx, next) : next()));
+    return listening(createServer(app.callback()), "/hooks/durable");
+  },
+});
 
 testAdapter({
   name: "h3 2 on Node (srvx's request)",
@@ -167,11 +200,11 @@ describe("framework specifics", () => {
   });
 
   /** POSTs a signed invocation of `fulfil` to `url`. */
-  const invoke = async (url: string) => {
+  const invoke = async (url: string, signal?: AbortSignal) => {
     const body = JSON.stringify(request([], { event: TRIGGER, events: [TRIGGER] }));
     const target = `${url}?fnId=fulfil`;
     const headers = { "content-type": "application/json", [HEADERS.signature]: await signInvocation("framework-key", target, body) };
-    return fetch(target, { method: "POST", headers, body });
+    return fetch(target, { method: "POST", headers, body, ...(signal && { signal }) });
   };
 
   const parsingApps: Array<[string, () => Promise<Server>]> = [
@@ -184,7 +217,17 @@ describe("framework specifics", () => {
         return createServer(app);
       },
     ],
-    ["koa: behind @koa/bodyparser", async () => createServer(koaApp({ client, functions: [fn] }, await koaBodyParser()).callback())],
+    ["koa: behind @koa/bodyparser", async () => createServer(koaApp({ client, functions: [fn] }, await koaParser("@koa/bodyparser", { enableTypes: ["json", "text"] })).callback())],
+    ["koa: behind koa-body with includeUnparsed", async () => createServer(koaApp({ client, functions: [fn] }, await koaParser("koa-body", { includeUnparsed: true })).callback())],
+    [
+      "h3 1: behind a handler that read the body with readRawBody",
+      async () => {
+        const app = createApp();
+        app.use(eventHandler(async (event) => void (event.method === "POST" && (await readRawBody(event)))));
+        app.use("/api/durable", eventHandler(serveH3({ client, functions: [fn] })));
+        return createServer(toNodeListener(app));
+      },
+    ],
   ];
   it.each(parsingApps)("%s, the raw body the parser kept is what is verified", async (_name, app) => {
     const mounted = await listening(await app());
@@ -203,7 +246,7 @@ describe("framework specifics", () => {
     app.all("/api/durable", serveExpress({ client, functions: [fn] }));
     const mounted = await listening(createServer(app));
     try {
-      const res = await fetch(`${mounted.url}?fnId=fulfil`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+      const res = await invoke(mounted.url);
       expect(res.status).toBe(500);
       expect(((await res.json()) as { error: string }).error).toMatch(/express\.raw|rawBody/);
     } finally {
@@ -211,7 +254,60 @@ describe("framework specifics", () => {
     }
   });
 
+  /** Apps where something before serve() read the body and kept nothing: each must answer, not hang. */
+  const consumingApps: Array<[string, () => Promise<Server>]> = [
+    [
+      "express, after a middleware that read the stream",
+      async () => {
+        const app = express();
+        app.use((req, _res, next) => void (req.on("data", () => {}), req.on("end", () => next())));
+        app.all("/api/durable", serveExpress({ client, functions: [fn] }));
+        return createServer(app);
+      },
+    ],
+    [
+      "koa, after a middleware that read the stream",
+      async () => {
+        const app = new Koa();
+        app.use(async (ctx, next) => (await new Promise((resolve) => (ctx.req.on("data", () => {}), ctx.req.on("end", resolve))), next()));
+        app.use(serveKoa({ client, functions: [fn] }));
+        return createServer(app.callback());
+      },
+    ],
+    [
+      "h3 2, after a handler that read the body with readBody",
+      async () => {
+        const app = new H3();
+        app.use(async (event, next) => (await readBody(event), next()));
+        app.all("/api/durable", serveH3({ client, functions: [fn] }));
+        return createServer(toNodeHandler(app));
+      },
+    ],
+  ];
+  it.each(consumingApps)("%s: answered 500 saying how to keep the body, at once", async (_name, app) => {
+    const mounted = await listening(await app());
+    try {
+      const res = await invoke(mounted.url, AbortSignal.timeout(5_000));
+      expect(res.status).toBe(500);
+      expect(((await res.json()) as { error: string }).error).toMatch(/raw request body .* Mount serve\(\) before/);
+    } finally {
+      await mounted.close?.();
+    }
+  });
+
+  it("koa: the middleware answers on its path only; the app's other requests pass on", async () => {
+    const mounted = await listening(createServer(koaApp({ client, functions: [fn] }).callback()));
+    try {
+      expect(await (await fetch(mounted.url.replace("/api/durable", "/about"))).text()).toBe("the app's own page");
+      expect((await fetch(mounted.url)).status).toBe(200);
+    } finally {
+      await mounted.close?.();
+    }
+  });
+
   it("sveltekit, astro, react router: a Worker's bindings are read for the settings", async () => {
+    // Not from the process's environment: only the bindings say dev mode.
+    vi.stubEnv("STEPWISE_DEV", "");
     const devClient = new Stepwise({ id: "shop" });
     const options = { client: devClient, functions: [devClient.createFunction({ id: "fulfil", triggers: [] }, async () => "done")] };
     // In dev mode (a binding, not process.env) a GET describes the functions to anyone.
@@ -223,5 +319,6 @@ describe("framework specifics", () => {
       await serveReactRouter(options).loader({ request: get(), context: { cloudflare: { env } } }),
     ];
     for (const answer of answers) expect(await answer.json()).toMatchObject({ appId: "shop", functions: [{ id: "fulfil" }] });
+    vi.unstubAllEnvs();
   });
 });

@@ -28,7 +28,7 @@ export interface FastifyRequestLike {
 export interface FastifyReplyLike {
   code(status: number): FastifyReplyLike;
   headers(values: Record<string, string>): FastifyReplyLike;
-  send(body: Uint8Array): unknown;
+  send(body: Buffer): unknown;
 }
 
 /** The part of a Fastify instance that the plugin uses. */
@@ -40,7 +40,7 @@ export interface FastifyInstanceLike {
     parser: (request: unknown, body: string, done: (error: Error | null, body?: unknown) => void) => void,
   ): unknown;
   route(options: {
-    method: string[];
+    method: Array<"GET" | "POST" | "PUT">;
     url: string;
     bodyLimit?: number;
     handler: (request: FastifyRequestLike, reply: FastifyReplyLike) => Promise<unknown>;
@@ -67,14 +67,13 @@ export function serve(options: FastifyServeOptions): (fastify: FastifyInstanceLi
       bodyLimit: limit,
       handler: async (request, reply) => {
         const answer = await handler(callFromFastify(request));
-        // Bytes, not a string: Fastify would add a charset to the content type of a string.
-        return reply.code(answer.status).headers(answer.headers).send(encoder.encode(answer.body));
+        // Bytes, not a string: Fastify would add a charset to the content type of a string. A
+        // Buffer, not any Uint8Array: Fastify before 4.18 serializes the others as JSON.
+        return reply.code(answer.status).headers(answer.headers).send(Buffer.from(answer.body, "utf8"));
       },
     });
   };
 }
-
-const encoder = new TextEncoder();
 
 function callFromFastify(request: FastifyRequestLike): IncomingCall {
   const header = (name: string) => {

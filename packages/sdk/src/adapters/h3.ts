@@ -10,11 +10,14 @@
  */
 import type { ServerResponse } from "node:http";
 import type { EnvSource } from "../env.ts";
-import { createServeHandler, type ServeOptions } from "../serve.ts";
-import { serve as serveNode } from "./node.ts";
+import { callFromRequest, toResponse } from "../call.ts";
+import { createCallHandler, type ServeOptions } from "../serve.ts";
+import { nodeHandler } from "./node.ts";
 import type { NodeRequest } from "./node-call.ts";
 
 export type { ServeOptions } from "../serve.ts";
+
+const H3_RAW_BODY_ADVICE = "Mount serve() before handlers that read the body, or read it there with readRawBody (h3 1 keeps what it read)";
 
 /** The part of an h3 event (version 1 or 2) that `serve()` reads. */
 export interface H3EventLike {
@@ -30,12 +33,12 @@ export interface H3EventLike {
 
 /** Returns an h3 event handler for `/api/durable`. */
 export function serve(options: ServeOptions): (event: H3EventLike) => Promise<Response | undefined> {
-  const web = createServeHandler(options);
-  const node = serveNode(options);
+  const endpoint = createCallHandler(options);
+  const node = nodeHandler(options, H3_RAW_BODY_ADVICE);
   return async (event) => {
     const env = (event.context as { cloudflare?: { env?: EnvSource } } | undefined)?.cloudflare?.env;
     const request = isRequest(event.req) ? event.req : event.web?.request;
-    if (request) return web(request, env);
+    if (request) return toResponse(await endpoint(callFromRequest(request, H3_RAW_BODY_ADVICE), env));
     if (!event.node?.res) throw new TypeError("serve(): this h3 event has neither a Web request (h3 2) nor Node's request (h3 1)");
     // h3 1 sees the response ended and sends nothing more.
     await node(event.node.req as NodeRequest, event.node.res as ServerResponse);

@@ -5,29 +5,22 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { joinChunks } from "@stepwise/protocol";
-import { utf8LongerThan, type Answer, type IncomingCall } from "../call.ts";
+import { RawBodyMissing, utf8LongerThan, type Answer, type IncomingCall } from "../call.ts";
 
 /** A request, possibly after a body parser: `body` parsed or raw, `rawBody` kept by a `verify` hook. */
 export type NodeRequest = IncomingMessage & { body?: unknown; rawBody?: unknown };
 
-/** A body parser ate the bytes the signature covers: a setup problem, told to the operator. */
-export class RawBodyMissing extends Error {
-  constructor() {
-    super(
-      "serve() needs the raw request body to verify the signature, but a body parser already parsed it. " +
-        "Mount serve() before express.json(), use express.raw({ type: () => true }) on this route, " +
-        "or keep the bytes with express.json({ verify: (req, _res, buf) => { req.rawBody = buf } })",
-    );
-  }
-}
+/** What an Express or plain Node user can do about {@link RawBodyMissing}. */
+export const EXPRESS_RAW_BODY_ADVICE =
+  "Mount serve() before express.json(), use express.raw({ type: () => true }) on this route, " +
+  "or keep the bytes with express.json({ verify: (req, _res, buf) => { req.rawBody = buf } })";
 
 /**
- * `req` addressed to `url` as a call. Its body is read only when asked for; a POST whose body
- * a parser consumed without keeping the bytes throws {@link RawBodyMissing} here, at once.
+ * `req` addressed to `url` as a call. Its body is read only when asked for: the bytes a
+ * framework kept where it keeps them, else the stream. A POST whose stream something else
+ * already read, without keeping the bytes, throws {@link RawBodyMissing} with `advice`.
  */
-export function callFromNode(req: NodeRequest, url: string): IncomingCall {
-  // Only POST bodies matter (GET describes, PUT registers from config); a parser's `{}` is harmless there.
-  const kept = req.method === "POST" ? keptBody(req) : undefined;
+export function callFromNode(req: NodeRequest, url: string, advice = EXPRESS_RAW_BODY_ADVICE): IncomingCall {
   return {
     method: req.method ?? "GET",
     url,
@@ -35,7 +28,11 @@ export function callFromNode(req: NodeRequest, url: string): IncomingCall {
       const value = req.headers[name.toLowerCase()];
       return value === undefined ? null : Array.isArray(value) ? value.join(", ") : value;
     },
-    text: (maxBytes) => (kept !== undefined ? Promise.resolve(utf8LongerThan(kept, maxBytes) ? null : kept) : readCapped(req, maxBytes)),
+    async text(maxBytes) {
+      // Only POST bodies matter (GET describes, PUT registers from config); a parser's `{}` is harmless there.
+      const kept = req.method === "POST" ? await keptBody(req, advice) : undefined;
+      return kept !== undefined ? (utf8LongerThan(kept, maxBytes) ? null : kept) : readCapped(req, maxBytes);
+    },
   };
 }
 
@@ -53,14 +50,24 @@ export function writeAnswer(res: ServerResponse, req: IncomingMessage, answer: A
   });
 }
 
-/** The raw body a framework kept (`rawBody`, or `body` as string or bytes); undefined when the stream still has it. */
-function keptBody(req: NodeRequest): string | undefined {
-  for (const kept of [req.rawBody, req.body]) {
+/** Where h3 1 keeps the raw body its readers read (a promise of it): `readRawBody`, `readBody`. */
+const H3_RAW_BODY = Symbol.for("h3RawBody");
+/** Where koa-body keeps the bytes with `includeUnparsed: true`, on the parsed body. */
+const KOA_UNPARSED_BODY = Symbol.for("unparsedBody");
+
+/**
+ * The raw body a framework kept (`rawBody`, `body` as string or bytes, h3's and koa-body's own
+ * places); undefined when the stream still has it. Throws {@link RawBodyMissing} when the stream
+ * was read and nothing kept the bytes: reading it again would wait for ever.
+ */
+async function keptBody(req: NodeRequest, advice: string): Promise<string | undefined> {
+  const h3 = (req as unknown as Record<symbol, unknown>)[H3_RAW_BODY];
+  const unparsed = req.body != null && typeof req.body === "object" ? (req.body as Record<symbol, unknown>)[KOA_UNPARSED_BODY] : undefined;
+  for (const kept of [req.rawBody, req.body, unparsed, h3 instanceof Promise ? await h3 : h3]) {
     if (typeof kept === "string") return kept;
     if (kept instanceof Uint8Array) return decoder.decode(kept);
   }
-  // A parsed object whose stream was consumed cannot give back the signed bytes.
-  if (req.body != null && req.readableEnded) throw new RawBodyMissing();
+  if (req.readableEnded || req.destroyed) throw new RawBodyMissing(advice);
   return undefined;
 }
 

@@ -10,24 +10,30 @@ import type { ServerResponse } from "node:http";
 import { HEADERS } from "@stepwise/protocol";
 import { SDK_VERSION } from "../registry.ts";
 import { createCallHandler, type ServeOptions } from "../serve.ts";
-import { callFromNode, RawBodyMissing, writeAnswer, type NodeRequest } from "./node-call.ts";
+import { callFromNode, EXPRESS_RAW_BODY_ADVICE, writeAnswer, type NodeRequest } from "./node-call.ts";
 
 export type { ServeOptions } from "../serve.ts";
 export type { NodeRequest } from "./node-call.ts";
 
 /** Returns `(req, res) => Promise<void>` for `/api/durable`. */
 export function serve(options: ServeOptions): (req: NodeRequest, res: ServerResponse) => Promise<void> {
+  return nodeHandler(options, EXPRESS_RAW_BODY_ADVICE);
+}
+
+/**
+ * The Node handler behind this adapter and the frameworks on Node's request (Koa, h3 1), with
+ * what to tell their users when something before `serve()` read the body.
+ */
+export function nodeHandler(options: ServeOptions, rawBodyAdvice: string): (req: NodeRequest, res: ServerResponse) => Promise<void> {
   const handler = createCallHandler(options);
   return async (req, res) => {
     let call;
     try {
-      call = callFromNode(req, requestUrl(req));
+      call = callFromNode(req, requestUrl(req), rawBodyAdvice);
     } catch (error) {
-      // A setup problem (500, for the operator), or a request whose URL cannot be read (400, for its sender).
-      const setup = error instanceof RawBodyMissing;
-      const message = setup ? error.message : `Bad request: ${error instanceof Error ? error.message : String(error)}`;
+      // A request whose URL cannot be read: 400, for its sender.
       const headers = { "content-type": "application/json", [HEADERS.sdk]: SDK_VERSION };
-      return writeAnswer(res, req, { status: setup ? 500 : 400, headers, body: JSON.stringify({ error: message }) });
+      return writeAnswer(res, req, { status: 400, headers, body: JSON.stringify({ error: `Bad request: ${error instanceof Error ? error.message : String(error)}` }) });
     }
     writeAnswer(res, req, await handler(call));
   };

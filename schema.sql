@@ -18,6 +18,24 @@ CREATE TABLE IF NOT EXISTS apps (
 -- of names, see AppDescription.features): the executor sends an app only what it can read.
 ALTER TABLE apps ADD COLUMN IF NOT EXISTS features text NOT NULL DEFAULT '[]';
 
+-- Versioned deploys: the version the app last registered with, and each version the executor
+-- has seen with the URL that deployment serves (its own URL where the platform gives one, else
+-- the app's). A run records the version it started on (runs.app_version) and is invoked at that
+-- version's URL until the deployment is found gone (gone_at: it answered 404, or refused the
+-- connection); then, and for a version with no row, at the app's URL. A later registration of
+-- the same version brings it back.
+ALTER TABLE apps ADD COLUMN IF NOT EXISTS version text;
+CREATE TABLE IF NOT EXISTS app_versions (
+  app_id     text NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+  version    text NOT NULL,
+  url        text NOT NULL,
+  synced_at  timestamptz NOT NULL DEFAULT now(),
+  gone_at    timestamptz,
+  -- What that deployment's SDK understands (apps.features, for the version it serves).
+  features   text NOT NULL DEFAULT '[]',
+  PRIMARY KEY (app_id, version)
+);
+
 -- id is the executor's global ID: "<app id>-<function id>".
 CREATE TABLE IF NOT EXISTS functions (
   id          text PRIMARY KEY,
@@ -96,6 +114,8 @@ ALTER TABLE runs ADD COLUMN IF NOT EXISTS paused_by text;
 -- The trace the run's spans belong to (its event's traceparent), if its event came with one.
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS traceparent text;
 CREATE INDEX IF NOT EXISTS runs_held_idx ON runs (function_id) WHERE paused_by = 'function';
+-- The version of its app the run started on (see app_versions), if its app named one.
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS app_version text;
 
 -- One row per step a run reached, keyed by step ID; position is the order of discovery,
 -- used to detect a function whose steps changed under a live run.

@@ -165,6 +165,9 @@ export class FaultyStore implements Store {
   listApps() {
     return this.call(() => this.inner.listApps());
   }
+  markDeploymentGone(...args: Parameters<Store["markDeploymentGone"]>) {
+    return this.call(() => this.inner.markDeploymentGone(...args));
+  }
   listFunctions() {
     return this.call(() => this.inner.listFunctions());
   }

@@ -31,6 +31,8 @@ export interface NetworkOptions {
   rate: () => number;
   /** Whether this executor's process is gone (crashed, or stopped): it sends nothing any more. */
   gone: () => boolean;
+  /** How a deleted deployment at this URL answers (versioned deploys), or null while it is live. */
+  deleted?: (url: string) => "404" | "refuse" | null;
 }
 
 export const badGateway = () => new Response("<html><body><h1>502 Bad Gateway</h1><p>upstream</p></body></html>", { status: 502, headers: { "content-type": "text/html" } });
@@ -44,6 +46,10 @@ export function faultyFetch(executor: string, options: NetworkOptions): typeof f
     const body = typeof init?.body === "string" ? init.body : "";
     // A process that died sends nothing; the simulation's dead executor objects still run code.
     if (options.gone()) throw new TypeError("fetch failed", { cause: new Error(`executor ${executor} is gone`) });
+    // A deleted deployment: nothing there runs anything.
+    const deleted = options.deleted?.(url);
+    if (deleted === "404") return new Response("The deployment could not be found", { status: 404 });
+    if (deleted === "refuse") throw new TypeError("fetch failed", { cause: Object.assign(new Error("connect ECONNREFUSED 10.0.0.1:443"), { code: "ECONNREFUSED" }) });
     if (init?.method !== "POST" || !body) return app(new Request(url, init));
     const request = JSON.parse(body) as InvokeRequest;
     const data = request.event.data as { key?: string; qid?: string; runId?: string };

@@ -22,6 +22,12 @@ export interface FaultPlan {
   restarts: Array<{ atMs: number; executor: number }>;
   /** Per executor: how far its clock is off. */
   skewMs: number[];
+  /**
+   * A deploy of the app's next version (at its own URL) during the window, and later the
+   * deletion of the first version's deployment, which then answers 404 or refuses connections:
+   * its runs must move to the new one and end all the same.
+   */
+  redeploy: { atMs: number; deleteAfterMs: number; deletedAs: "404" | "refuse" } | null;
 }
 
 export interface Schedule {
@@ -36,6 +42,7 @@ function faultPlan(windowMs: number, everyFault: boolean): fc.Arbitrary<FaultPla
   const at = fc.integer({ min: 100, max: windowMs });
   const executor = fc.integer({ min: 0, max: EXECUTORS - 1 });
   const atLeast = everyFault ? 1 : 0;
+  const redeploy = fc.record({ atMs: at, deleteAfterMs: fc.integer({ min: 0, max: windowMs }), deletedAs: fc.constantFrom("404" as const, "refuse" as const) });
   return fc.record({
     networkRate: everyFault ? fc.constantFrom(0.15, 0.3) : fc.constantFrom(0, 0.05, 0.15, 0.3),
     windowMs: fc.constant(windowMs),
@@ -44,6 +51,7 @@ function faultPlan(windowMs: number, everyFault: boolean): fc.Arbitrary<FaultPla
     flushes: fc.array(at, { minLength: atLeast, maxLength: 2 }),
     restarts: fc.array(fc.record({ atMs: at, executor }), { minLength: atLeast, maxLength: 1 }),
     skewMs: fc.array(fc.constantFrom(-5_000, 0, 0, 5_000), { minLength: EXECUTORS, maxLength: EXECUTORS }),
+    redeploy: everyFault ? redeploy : fc.option(redeploy, { nil: null, freq: 2 }),
   });
 }
 

@@ -19,6 +19,8 @@ import type { Topology } from "./topologies.ts";
 /** How long a graceful stop may take: the grace period given, plus a margin for the last commits. */
 export const STOP_GRACE_MS = 1_000;
 const QUIESCE_DEADLINE_MS = 90_000;
+/** Where the app's first version is deployed (see `deployed` below). */
+const FIRST_DEPLOYMENT_HOST = "d1.sim.app";
 
 export interface Played {
   ledger: Ledger;
@@ -90,15 +92,27 @@ export async function play(topology: Topology, schedule: Schedule): Promise<Play
       limits: { maxRequestOutputBytes: 120 },
       clock: { now: () => Date.now() + skew },
       log,
-      fetch: faultyFetch(name, { seed: schedule.seed, ledger, app: app.handler, rate: () => (faultsOn ? faults.networkRate : 0), gone: () => store.dead || slot.halted }),
+      fetch: faultyFetch(name, {
+        seed: schedule.seed,
+        ledger,
+        app: app.handler,
+        rate: () => (faultsOn ? faults.networkRate : 0),
+        gone: () => store.dead || slot.halted,
+        deleted: (url) => (new URL(url).host === FIRST_DEPLOYMENT_HOST ? firstDeploymentDeleted : null),
+      }),
     });
     slot.executor = executor;
     await executor.start();
     return slot;
   };
 
+  // Versioned deploys: the app registers as version d1, served at its own deployment URL (every
+  // host reaches the same handler); a redeploy registers d2 at another, and d1's may be deleted.
+  const description = (await (await app.handler(new Request("http://sim.app/api/durable"))).json()) as Record<string, unknown>;
+  const deployed = (version: string) => ({ ...description, version, deploymentUrl: `http://${version}.sim.app/api/durable` });
+  let firstDeploymentDeleted: "404" | "refuse" | null = null;
   const first = await startExecutor(0, 0);
-  await first.executor.syncApp(await (await app.handler(new Request("http://sim.app/api/durable"))).json());
+  await first.executor.syncApp(deployed("d1"));
   const slots: Slot[] = [first];
   for (let i = 1; i < EXECUTORS; i++) slots.push(await startExecutor(i, 0));
 
@@ -146,6 +160,16 @@ export async function play(topology: Topology, schedule: Schedule): Promise<Play
       return replace(slot, true);
     }
   });
+  const redeploy = faults.redeploy;
+  if (redeploy) {
+    at(redeploy.atMs, async () => {
+      await withExecutor((e) => e.syncApp(deployed("d2")));
+      ledger.fault("redeploy");
+      await sleep(redeploy.deleteAfterMs);
+      firstDeploymentDeleted = redeploy.deletedAs;
+      ledger.fault(`first deployment deleted (${redeploy.deletedAs})`);
+    });
+  }
   at(faults.windowMs, () => (faultsOn = false));
 
   const acked: Played["acked"] = [];

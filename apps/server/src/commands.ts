@@ -258,6 +258,7 @@ function runLines(run: RunView): string[] {
   const lines = [`run ${run.id}  ${run.functionId}  ${run.status}  started ${run.startedAt}  took ${duration(run.startedAt, run.endedAt)}`];
   if (run.paused) lines.push(`paused since ${run.paused.at} by ${run.paused.by === "operator" ? "an operator" : "its function's pause"}: nothing moves it until it is resumed`);
   if (run.replayOf) lines.push(run.rerunFrom ? `rerun of run ${run.replayOf} from step "${run.rerunFrom}"` : `replay of run ${run.replayOf}`);
+  if (run.appVersion) lines.push(`started on version ${run.appVersion} of its app`);
   if (run.error) lines.push(`error: ${run.error.name}: ${run.error.message}`);
   if (run.status === "completed") lines.push(`output: ${JSON.stringify(run.output)}`);
   if (run.steps.length === 0) return lines;

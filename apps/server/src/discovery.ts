@@ -82,7 +82,7 @@ async function syncFrom(options: DiscoveryOptions, url: string, last: { descript
   const synced = await executor.syncApp({ ...description, url });
   const known = new Set(before.map((fn) => fn.id));
   if (synced.functions.some((id) => !known.has(id))) {
-    executor.log.info(`app ${synced.appId} synced from ${url}: ${synced.functions.join(", ")}`);
+    executor.log.info(`app ${synced.appId} synced from ${url}${synced.version ? ` (version ${synced.version})` : ""}: ${synced.functions.join(", ")}`);
   }
   Object.assign(last, { description: text, at: Date.now() });
 }

@@ -128,7 +128,7 @@ export function createApi(options: ApiOptions): Hono {
     // In dev mode the key is public, so there is nothing to protect, and a quick second PUT is normal.
     if (!options.dev && !seenRegistrations.firstTime(signed.header)) return c.json({ error: "App registration rejected: this signed registration was already received (a replay)" }, 401);
     const synced = await executor.syncApp(signed.body, { urlPolicy: { allowPrivate: options.dev || !!options.allowPrivateAppUrls } });
-    executor.log.info(`app ${synced.appId} synced with ${synced.functions.length} function(s): ${synced.functions.join(", ")}`);
+    executor.log.info(`app ${synced.appId} synced${synced.version ? ` (version ${synced.version})` : ""} with ${synced.functions.length} function(s): ${synced.functions.join(", ")}`);
     return c.json({ ok: true, ...synced });
   });
 

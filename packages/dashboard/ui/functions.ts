@@ -4,6 +4,12 @@ import { fill, h, json } from "./dom.ts";
 import { poll } from "./poll.ts";
 import type { FunctionView } from "./types.ts";
 
+/** The older deployments still serving runs that started on them, if any. */
+function deploymentsNote(fn: FunctionView): string {
+  const older = (fn.deployments ?? []).filter((d) => d.version !== fn.appVersion);
+  return older.length === 0 ? "" : ` · earlier versions still served at their own URLs: ${older.map((d) => `${d.version} (${d.url})`).join(", ")}`;
+}
+
 export function functionsPage(root: HTMLElement): () => void {
   const list = h("div", { class: "functions" });
   const message = h("p", { class: "error", role: "alert" });
@@ -23,6 +29,7 @@ export function functionsPage(root: HTMLElement): () => void {
       { class: `function${fn.paused ? " paused" : ""}`, "data-function": fn.id },
       h("h2", {}, fn.name, " ", h("code", {}, fn.id), fn.paused ? h("span", { class: "badge status-paused" }, "paused") : null),
       h("p", {}, "Triggers: ", fn.triggers.map((t) => ("event" in t && t.event ? `event ${t.event}${t.if ? ` if ${t.if}` : ""}` : `cron ${(t as { cron?: string }).cron}`)).join(", ")),
+      fn.appVersion ? h("p", { class: "versions" }, "Version ", h("code", {}, fn.appVersion), deploymentsNote(fn)) : null,
       h(
         "div",
         { class: "actions" },

@@ -101,7 +101,7 @@ export function runPage(root: HTMLElement, runId: string): () => void {
         "p",
         {},
         statusBadge(current.status, current.paused),
-        ` ${current.functionId} · started ${when(current.startedAt)} · ${current.endedAt ? `took ${since(current.startedAt, current.endedAt)}` : `running for ${since(current.startedAt)}`}`,
+        ` ${current.functionId} · started ${when(current.startedAt)}${current.appVersion ? ` on version ${current.appVersion}` : ""} · ${current.endedAt ? `took ${since(current.startedAt, current.endedAt)}` : `running for ${since(current.startedAt)}`}`,
       ),
       current.replayOf
         ? h("p", {}, current.rerunFrom ? `Rerun from step "${current.rerunFrom}" of ` : "Replay of ", h("a", { href: `#/runs/${encodeURIComponent(current.replayOf)}` }, current.replayOf))

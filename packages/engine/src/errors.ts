@@ -27,6 +27,14 @@ export class InvocationNotStarted extends Error {
   override name = "InvocationNotStarted";
 }
 
+/**
+ * The deployment a run is pinned to (the version it started on) is gone: it answered 404 or 410,
+ * or refused the connection, so nothing ran. The run moves to the app's current deployment.
+ */
+export class DeploymentGone extends Error {
+  override name = "DeploymentGone";
+}
+
 /** Bad input to the executor's API: the message says what is wrong and how to fix it. */
 export class InputError extends Error {
   override name = "InputError";

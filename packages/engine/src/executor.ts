@@ -314,7 +314,7 @@ export class Executor {
    * sent, naming its own URL) the URL must be one the executor may call; a URL the operator
    * gave (discovery) is taken as it is.
    */
-  async syncApp(body: unknown, options: { urlPolicy?: AppUrlPolicy } = {}): Promise<{ appId: string; functions: string[] }> {
+  async syncApp(body: unknown, options: { urlPolicy?: AppUrlPolicy } = {}): Promise<{ appId: string; version?: string; functions: string[] }> {
     const parsed = AppDescriptionSchema.safeParse(body);
     if (!parsed.success) {
       throw new InputError(`Invalid app description: ${describedIssue(body, parsed.error.issues[0])}`);
@@ -326,10 +326,19 @@ export class Executor {
       localId: config.id,
       config,
     }));
-    const problem = findTextProblem(app.functions, "functions") ?? (options.urlPolicy ? appUrlProblem(app.url, options.urlPolicy) : null);
+    const urlProblem = (url: string | undefined) => (options.urlPolicy && url !== undefined ? appUrlProblem(url, options.urlPolicy) : null);
+    const problem = findTextProblem(app.functions, "functions") ?? urlProblem(app.url) ?? urlProblem(app.deploymentUrl);
     if (problem) throw new InputError(`Invalid app description: ${problem}`);
     const now = new Date(this.ctx.clock.now());
-    const record = { id: app.appId, url: app.url, sdk: app.sdk, features: app.features ?? [], syncedAt: now };
+    const record = {
+      id: app.appId,
+      url: app.url,
+      sdk: app.sdk,
+      features: app.features ?? [],
+      syncedAt: now,
+      ...(app.version !== undefined && { version: app.version }),
+      ...(app.deploymentUrl !== undefined && { deploymentUrl: app.deploymentUrl }),
+    };
     const { taken, queued, deleted } = await this.options.store.syncApp(record, functions, firstTicks(functions, now));
     if (taken.length > 0) {
       const which = taken.map((t) => `"${t.functionId}" (app "${t.appId}")`).join(", ");
@@ -339,17 +348,18 @@ export class Executor {
     await this.ctx.registry.refresh();
     const lines = queued.map((job) => ({ level: "info" as const, line: `cron "${job.stepId}" of ${job.runId.slice(CRON_JOB_PREFIX.length)}: first tick at ${job.runAt.toISOString()}` }));
     await afterCommit(this.ctx, { lines, queued, deleted });
-    return { appId: app.appId, functions: functions.map((fn) => fn.id) };
+    return { appId: app.appId, ...(app.version !== undefined && { version: app.version }), functions: functions.map((fn) => fn.id) };
   }
 
   async listFunctions(): Promise<FunctionView[]> {
-    return (await this.ctx.registry.listFunctions()).map(functionView);
+    const apps = new Map((await this.ctx.registry.listApps()).map((app) => [app.id, app]));
+    return (await this.ctx.registry.listFunctions()).map((fn) => functionView(fn, apps.get(fn.appId)));
   }
 
   /** Pauses a function: its new runs start held until it is resumed (`POST /api/functions/:id/pause`). Null when no function has that ID. */
   async pauseFunction(functionId: string): Promise<FunctionView | null> {
     const fn = await pauseFunction(this.operator(), functionId);
-    return fn && functionView(fn);
+    return fn && functionView(fn, this.ctx.registry.cachedApp(fn.appId));
   }
 
   /**
@@ -359,7 +369,7 @@ export class Executor {
   async resumeFunction(functionId: string, body: unknown): Promise<(FunctionResumed & { function: FunctionView }) | null> {
     const released = await resumeFunction(this.operator(), functionId, body);
     const fn = released && (await this.ctx.registry.getFunction(functionId));
-    return released && fn ? { function: functionView(fn), ...released } : null;
+    return released && fn ? { function: functionView(fn, this.ctx.registry.cachedApp(fn.appId)), ...released } : null;
   }
 
   /** Pauses a live run: nothing invokes it or fires its timers until it is resumed (`machine/pauses.ts`). */

@@ -17,7 +17,7 @@ import {
   type InvokeResponse,
   type PostAnswer,
 } from "@stepwise/protocol";
-import { InvocationNotStarted } from "./errors.ts";
+import { DeploymentGone, InvocationNotStarted } from "./errors.ts";
 import { formatBytes } from "./limits.ts";
 
 export interface InvokerOptions {
@@ -29,9 +29,15 @@ export interface InvokerOptions {
   fetch?: typeof fetch;
 }
 
+/**
+ * Calls `app.url`. With `app.pinned` (a run invoked at the deployment of the version it started
+ * on, not the current one), an answer that says the deployment is gone throws
+ * {@link DeploymentGone}: a 404 or 410, or a connection refused or a host not found, none of
+ * which ran anything. A timeout or a 5xx is the app's, retried there as ever.
+ */
 export async function invokeApp(
   options: InvokerOptions,
-  app: { id: string; url: string },
+  app: { id: string; url: string; pinned?: boolean },
   functionId: string,
   request: InvokeRequest,
   /** Sent along (the invocation's trace context). */
@@ -48,6 +54,8 @@ export async function invokeApp(
     // A fetch given in the options (tests, the simulation's faulty network) wins over node:http.
     answer = !options.fetch && nodePost ? await nodePost(url.href, body, { headers, timeoutMs: options.timeoutMs, maxBytes: options.maxResponseBytes }) : await viaFetch(options, url, body, headers);
   } catch (error) {
+    const code = errorCode(error);
+    if (app.pinned && (code === "ECONNREFUSED" || code === "ENOTFOUND")) throw new DeploymentGone(`${where} could not be reached (${code})`);
     if (error instanceof PostError && error.stage === "answer") {
       // The connection broke or the time ran out while the answer was on its way.
       return appError("AppUnreachable", `The answer from ${where} was cut off: ${error.message}`, true);
@@ -55,6 +63,7 @@ export async function invokeApp(
     return appError("AppUnreachable", `Could not reach ${where}: ${failureReason(error)}`, true);
   }
   const { status, location, text } = answer;
+  if (app.pinned && (status === 404 || status === 410)) throw new DeploymentGone(`${where} answered HTTP ${status}`);
   if (status >= 300 && status < 400) {
     return appError("AppRedirected", `The app answered a redirect (HTTP ${status}${location ? ` to ${location.slice(0, 200)}` : ""}), which Stepwise does not follow: register the app's final URL`, true);
   }
@@ -69,6 +78,13 @@ export async function invokeApp(
   const detail = errorMessage(text);
   // 400 means the executor sent something the SDK cannot read: retrying would not help.
   return appError("AppError", `The app answered HTTP ${status}${detail ? `: ${detail}` : ""}`, status !== 400);
+}
+
+/** The system's code of a failed request: Node's own, or the cause of fetch's "fetch failed". */
+function errorCode(error: unknown): string | undefined {
+  const own = (error as { code?: unknown } | undefined)?.code;
+  const cause = ((error as { cause?: { code?: unknown } } | undefined)?.cause)?.code;
+  return typeof own === "string" ? own : typeof cause === "string" ? cause : undefined;
 }
 
 /** The invocation through fetch (Workers, or a fetch given in the options), read like {@link nodePost} reads it. */

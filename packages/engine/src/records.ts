@@ -78,11 +78,25 @@ export function isInFlight(step: { status: StepStatus }): boolean {
 
 export interface AppRecord {
   id: string;
+  /** Where the app's current deployment serves `/api/durable`. */
   url: string;
   sdk: string;
   /** What its SDK declared it understands (`APP_FEATURES`); an app registered by an older SDK has none. */
   features: string[];
   syncedAt: Date;
+  /** The version it last registered with (absent: an SDK that names none). */
+  version?: string;
+  /** Its versions whose deployment is not known to be gone, each with the URL that serves it. */
+  deployments?: AppDeployment[];
+}
+
+/** One version of an app and the URL its deployment serves (see `app_versions` in schema.sql). */
+export interface AppDeployment {
+  version: string;
+  url: string;
+  syncedAt: Date;
+  /** What that deployment's SDK understands: an older one may lack what the current one reads. */
+  features: string[];
 }
 
 export interface FunctionRecord {
@@ -146,6 +160,8 @@ export interface RunRecord {
   traceparent?: string;
   /** Paused: it has no job, so nothing invokes it or fires its timers until it is resumed (null or absent: not paused). */
   paused?: RunPause | null;
+  /** The version of its app it started on: it is invoked at that deployment while it answers. */
+  appVersion?: string;
 }
 
 /**

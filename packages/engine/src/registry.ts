@@ -57,6 +57,15 @@ export class Registry {
     return this.functions.get(id);
   }
 
+  /**
+   * From the cache, for use inside transactions. A run started here takes its app's version
+   * from it: one synced through another executor within `refreshMs` is not seen yet, and the
+   * run starts on the version before, whose deployment still serves it.
+   */
+  cachedApp(id: string): AppRecord | undefined {
+    return this.apps.get(id);
+  }
+
   /** Functions with a trigger on `eventName`, from the cache (for use inside transactions). */
   triggeredBy(eventName: string): FunctionRecord[] {
     return [...this.functions.values()].filter((fn) => fn.config.triggers.some((t) => t.event === eventName));
@@ -65,5 +74,10 @@ export class Registry {
   async listFunctions(): Promise<FunctionRecord[]> {
     await this.ensureFresh();
     return [...this.functions.values()];
+  }
+
+  async listApps(): Promise<AppRecord[]> {
+    await this.ensureFresh();
+    return [...this.apps.values()];
   }
 }

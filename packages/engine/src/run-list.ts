@@ -46,6 +46,7 @@ export function runSummary(run: RunRecord): RunSummary {
     ...(run.replayOf && { replayOf: run.replayOf }),
     ...(run.rerunFrom && { rerunFrom: run.rerunFrom }),
     ...(run.paused && { paused: { at: run.paused.at.toISOString(), by: run.paused.by } }),
+    ...(run.appVersion !== undefined && { appVersion: run.appVersion }),
   };
 }
 

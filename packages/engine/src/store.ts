@@ -308,11 +308,18 @@ export interface Store {
    * the app's functions no longer have are deleted.
    */
   syncApp(
-    app: AppRecord,
+    app: AppRecord & { deploymentUrl?: string },
     functions: FunctionRecord[],
     ticks?: CronTick[],
   ): Promise<{ taken: Array<{ functionId: string; appId: string }>; queued: JobRecord[]; deleted: string[] }>;
+  /** Apps, each with its `deployments` not known to be gone. */
   listApps(): Promise<AppRecord[]>;
+  /**
+   * Records that the deployment serving `version` of the app is gone (it answered 404, or refused
+   * the connection): its runs are invoked at the app's URL from now on, until that version
+   * registers again. False when it was not live (another executor found it gone first).
+   */
+  markDeploymentGone(appId: string, version: string): Promise<boolean>;
   listFunctions(): Promise<FunctionRecord[]>;
   /** Pauses a function (`paused`), or resumes it, saying what becomes of the runs its pause held; the function as it now is, or null when none is registered by that ID. */
   setFunctionPaused(functionId: string, change: { paused: Date } | { resumed: "run" | "skip" }): Promise<FunctionRecord | null>;

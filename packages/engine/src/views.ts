@@ -1,6 +1,6 @@
 /** The shapes the executor's API answers with, built from records. */
 import type { FunctionConfig, SerializedError } from "@stepwise/protocol";
-import type { FunctionRecord, RunRecord, StepRecord } from "./records.ts";
+import type { AppRecord, FunctionRecord, RunRecord, StepRecord } from "./records.ts";
 import { runSummary } from "./run-list.ts";
 
 export interface FunctionView {
@@ -12,9 +12,16 @@ export interface FunctionView {
   config: FunctionConfig;
   paused: boolean;
   pausedAt?: string;
+  /** The version its app serves now (absent: an SDK that names none). */
+  appVersion?: string;
+  /**
+   * Its app's deployments not known to be gone, oldest first: runs that started on one of them
+   * are invoked at its URL. The current version's is among them.
+   */
+  deployments?: Array<{ version: string; url: string; syncedAt: string }>;
 }
 
-export function functionView(fn: FunctionRecord): FunctionView {
+export function functionView(fn: FunctionRecord, app?: AppRecord): FunctionView {
   return {
     id: fn.id,
     appId: fn.appId,
@@ -23,6 +30,8 @@ export function functionView(fn: FunctionRecord): FunctionView {
     config: fn.config,
     paused: fn.pausedAt !== undefined,
     ...(fn.pausedAt && { pausedAt: fn.pausedAt.toISOString() }),
+    ...(app?.version !== undefined && { appVersion: app.version }),
+    ...(app?.deployments && { deployments: app.deployments.map((d) => ({ version: d.version, url: d.url, syncedAt: d.syncedAt.toISOString() })) }),
   };
 }
 
@@ -54,6 +63,8 @@ export interface RunView {
   rerunFrom?: string;
   /** Paused: nothing invokes it until it is resumed; `by` "function" when its function's pause held it. */
   paused?: { at: string; by: "operator" | "function" };
+  /** The version of its app it started on: it is invoked at that deployment while it is live. */
+  appVersion?: string;
   /** A batched run's events (`batchEvents`), in order of arrival: `eventId` is the first. */
   eventIds?: string[];
   steps: StepView[];

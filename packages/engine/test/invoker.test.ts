@@ -7,6 +7,7 @@
 import { createServer, type Server } from "node:http";
 import { PROTOCOL_VERSION, requestTarget, verify, type InvokeRequest, type InvokeResponse } from "@stepwise/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DeploymentGone } from "../src/errors.ts";
 import { invokeApp, type InvokerOptions } from "../src/invoker.ts";
 import { freePort } from "../../../test/support/net.ts";
 
@@ -65,6 +66,11 @@ beforeAll(async () => {
         case "redirect":
           res.writeHead(302, { location: "http://169.254.169.254/latest/meta-data" });
           return res.end();
+        case "not-found":
+          res.writeHead(404, { "content-type": "text/plain" });
+          return res.end("The deployment could not be found");
+        case "server-error":
+          return json(500, { error: "boom" });
       }
     });
   });
@@ -130,6 +136,25 @@ describe.each(transports)("invoking an app over %s", (_name, transport) => {
       name: "AppRedirected",
       message: expect.stringContaining("HTTP 302 to http://169.254.169.254/latest/meta-data"),
       retriable: true,
+    });
+  });
+  describe("at a pinned deployment (a run's earlier version)", () => {
+    const pinned = (fnId: string, url = base) => invokeApp(options, { id: "shop", url, pinned: true }, fnId, request);
+
+    it("a 404 or a refused connection says the deployment is gone: nothing ran there", async () => {
+      await expect(pinned("not-found")).rejects.toThrow(DeploymentGone);
+      await expect(pinned("not-found")).rejects.toThrow(/answered HTTP 404/);
+      const closed = `http://127.0.0.1:${await freePort()}/api/durable`;
+      await expect(pinned("ok", closed)).rejects.toThrow(/could not be reached \(ECONNREFUSED\)/);
+    });
+
+    it("a timeout or a 5xx is the app's own failure, retried where it is", async () => {
+      expect(await pinned("server-error")).toMatchObject({ type: "error", retriable: true });
+      expect(await pinned("slow")).toMatchObject({ type: "error", error: { name: "AppUnreachable" }, retriable: true });
+    });
+
+    it("unpinned, a 404 stays an app error", async () => {
+      expect(await failure("not-found")).toMatchObject({ name: "AppError", retriable: true });
     });
   });
 });

@@ -43,6 +43,8 @@ export class PostError extends Error {
   constructor(
     readonly stage: "request" | "answer",
     message: string,
+    /** The system's error code where there is one (`ECONNREFUSED`, `ENOTFOUND`…). */
+    readonly code?: string,
   ) {
     super(message);
   }
@@ -143,7 +145,8 @@ export const nodePost: NodePost | undefined = (() => {
         clearTimeout(timer);
         outcome();
       };
-      const fail = (error: Error) => settle(() => reject(error instanceof PostError ? error : new PostError(answering ? "answer" : "request", error.message)));
+      const fail = (error: Error) =>
+        settle(() => reject(error instanceof PostError ? error : new PostError(answering ? "answer" : "request", error.message, (error as { code?: string }).code)));
       const request = (protocol === "https:" ? https! : http!).request(
         { protocol, hostname, port, path, auth, method: "POST", agent: agents[protocol], headers: { ...headers, "content-length": String(bytes.byteLength) } },
         (response) => {

@@ -194,6 +194,17 @@ export const AppDescriptionSchema = z.object({
   sdk: storableText("sdk"),
   /** What the SDK understands beyond protocol version 1 ({@link APP_FEATURES}); absent from older SDKs. */
   features: z.array(storableText("feature")).max(32).optional(),
+  /**
+   * The version of the code this deployment serves (a git SHA, a platform's deployment ID, or
+   * derived from the functions' configuration). Each run records the version it started on.
+   */
+  version: storableText("version").min(1).max(200).optional(),
+  /**
+   * This deployment's own URL, which keeps serving this version after later deploys (a Vercel
+   * deployment URL, a Workers version's preview URL): runs that started on this version are
+   * invoked there while it answers, and on `url` once it is gone. Absent: `url` serves them all.
+   */
+  deploymentUrl: z.string().url().optional(),
   functions: z.array(FunctionConfigSchema),
 });
 

@@ -4,6 +4,8 @@
  */
 import { APP_FEATURES, type AppDescription } from "@stepwise/protocol";
 import type { AnyStepwiseFunction, RunnableFunction } from "./function.ts";
+import { resolveDeployment, type DeploymentOptions } from "./deployment.ts";
+import type { EnvSource } from "./env.ts";
 import { failureCompanion } from "./on-failure.ts";
 
 /** The SDK's name and version, sent in descriptions and on every answer. */
@@ -39,8 +41,9 @@ export class FunctionRegistry {
   }
 
   /** What `GET` answers and `PUT` registers. */
-  describe(url: string): AppDescription {
-    return { appId: this.appId, url, sdk: SDK_VERSION, features: SDK_FEATURES, functions: [...this.byId.values()].map((fn) => fn.config) };
+  describe(url: string, deployment: DeploymentOptions = {}, env?: EnvSource): AppDescription {
+    const functions = [...this.byId.values()].map((fn) => fn.config);
+    return { appId: this.appId, url, sdk: SDK_VERSION, features: SDK_FEATURES, ...resolveDeployment(deployment, functions, url, env), functions };
   }
 
   private add(fn: RunnableFunction): void {

@@ -30,10 +30,11 @@ import { MISSING_SIGNING_KEY, outgoingSigningKey, type EnvSource, type Settings 
 import { StepwiseApiError } from "./errors.ts";
 import { execute } from "./execution.ts";
 import type { AnyStepwiseFunction } from "./function.ts";
+import type { DeploymentOptions } from "./deployment.ts";
 import { FunctionRegistry, SDK_VERSION } from "./registry.ts";
 
 /** Options of `serve()`, the same for every adapter. */
-export interface ServeOptions {
+export interface ServeOptions extends DeploymentOptions {
   client: Stepwise<any>;
   functions: readonly AnyStepwiseFunction[];
   /**
@@ -101,9 +102,9 @@ class Endpoint {
       const settings = this.client.settings(env);
       switch (request.method) {
         case "GET":
-          return await this.describe(request, settings);
+          return await this.describe(request, settings, env);
         case "PUT":
-          return await this.register(request, settings);
+          return await this.register(request, settings, env);
         case "POST":
           return await this.invoke(request, settings);
         default:
@@ -179,8 +180,8 @@ class Endpoint {
    * The app's description (its functions' triggers, retries, conditions) for a signed GET (the
    * executor's discovery signs it) or in dev mode; anyone else learns only what answers here.
    */
-  private async describe(request: IncomingCall, settings: Settings): Promise<Answer> {
-    const description = this.registry.describe(this.configuredUrl(settings) ?? requestUrl(request));
+  private async describe(request: IncomingCall, settings: Settings, env?: EnvSource): Promise<Answer> {
+    const description = this.registry.describe(this.configuredUrl(settings) ?? requestUrl(request), this.options, env);
     if (settings.dev) return json(200, description);
     const keys = this.verificationKeys(settings);
     const signature = request.header(HEADERS.signature);
@@ -194,7 +195,7 @@ class Endpoint {
     });
   }
 
-  private async register(request: IncomingCall, settings: Settings): Promise<Answer> {
+  private async register(request: IncomingCall, settings: Settings, env?: EnvSource): Promise<Answer> {
     const key = outgoingSigningKey(settings);
     if (!key) return json(500, { ok: false, error: MISSING_SIGNING_KEY });
     const url = this.configuredUrl(settings) ?? (settings.dev ? requestUrl(request) : undefined);
@@ -207,7 +208,7 @@ class Endpoint {
       }
       this.lastRegistrationAt = Date.now();
     }
-    const body = JSON.stringify(this.registry.describe(url));
+    const body = JSON.stringify(this.registry.describe(url, this.options, env));
     try {
       const answer = await postToExecutor({
         fetch: this.client.fetch,

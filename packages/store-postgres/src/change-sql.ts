@@ -69,6 +69,7 @@ export async function writeNewRuns(sql: SqlExecutor, started: NewRunWrite[]): Pr
         paused_at: run.paused?.at.toISOString() ?? null,
         paused_by: run.paused?.by ?? null,
         traceparent: run.traceparent ?? null,
+        app_version: run.appVersion ?? null,
         jobs: change?.jobs.map(encodeJob) ?? [],
         open: change?.openMatchers.map(encodeMatcher) ?? [],
         };
@@ -190,13 +191,13 @@ const MATCHER_RECORD = "m(step_id text, kind text, event_name text, match_path t
 const INSERT_RUNS = `
 WITH input AS (SELECT * FROM jsonb_array_elements($1::jsonb) AS r(doc)),
 runs_in AS (
-  INSERT INTO runs (id, function_id, event_id, status, attempt, parent_run_id, parent_step_id, started_at, version, state_bytes, concurrency, replay_of, rerun_from, traceparent, paused_at, paused_by)
-  SELECT r.id, r.function_id, r.event_id, r.status, r.attempt, r.parent_run_id, r.parent_step_id, r.started_at, r.version, r.state_bytes, r.concurrency, r.replay_of, r.rerun_from, r.traceparent,
+  INSERT INTO runs (id, function_id, event_id, status, attempt, parent_run_id, parent_step_id, started_at, version, state_bytes, concurrency, replay_of, rerun_from, traceparent, app_version, paused_at, paused_by)
+  SELECT r.id, r.function_id, r.event_id, r.status, r.attempt, r.parent_run_id, r.parent_step_id, r.started_at, r.version, r.state_bytes, r.concurrency, r.replay_of, r.rerun_from, r.traceparent, r.app_version,
          -- A run of a paused function starts held, whatever an executor's cache of functions says.
          coalesce(r.paused_at, f.paused_at), CASE WHEN r.paused_at IS NOT NULL THEN r.paused_by WHEN f.paused_at IS NOT NULL THEN 'function' END
   FROM input, jsonb_to_record(input.doc) AS r(id text, function_id text, event_id text, status text, attempt int,
        parent_run_id text, parent_step_id text, started_at timestamptz, version int, state_bytes bigint, concurrency jsonb, replay_of text, rerun_from text,
-       paused_at timestamptz, paused_by text, traceparent text)
+       paused_at timestamptz, paused_by text, traceparent text, app_version text)
   LEFT JOIN functions f ON f.id = r.function_id
   ON CONFLICT (id) DO NOTHING
   RETURNING id, paused_at IS NOT NULL AS held

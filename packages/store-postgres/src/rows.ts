@@ -5,6 +5,7 @@
  * same text as strings and timestamps as ISO strings, which this mapping also reads.
  */
 import type {
+  AppDeployment,
   AppRecord,
   ConcurrencySlot,
   EventRecord,
@@ -35,7 +36,14 @@ export function toApp(row: Row): AppRecord {
     sdk: String(row.sdk),
     features: Array.isArray(features) ? features.map(String) : [],
     syncedAt: date(row.synced_at),
+    ...(row.version != null && { version: String(row.version) }),
+    ...(row.deployments != null && { deployments: deployments(row.deployments) }),
   };
+}
+
+function deployments(value: unknown): AppDeployment[] {
+  const list = (typeof value === "string" ? JSON.parse(value) : value) as Array<{ version: string; url: string; synced_at: string; features: string }>;
+  return list.map((d) => ({ version: String(d.version), url: String(d.url), syncedAt: new Date(d.synced_at), features: (JSON.parse(d.features) as unknown[]).map(String) }));
 }
 
 export function toFunction(row: Row): FunctionRecord {
@@ -71,6 +79,7 @@ export function toRun(row: Row): RunRecord {
     ...(row.replay_of != null && { replayOf: String(row.replay_of) }),
     ...(row.rerun_from != null && { rerunFrom: String(row.rerun_from) }),
     ...(row.traceparent != null && { traceparent: String(row.traceparent) }),
+    ...(row.app_version != null && { appVersion: String(row.app_version) }),
     ...(row.paused_at != null && { paused: { at: date(row.paused_at), by: row.paused_by === "function" ? "function" : "operator" } }),
   };
 }

@@ -126,7 +126,7 @@ export class PostgresStore extends PgReader implements Store {
   }
 
   async syncApp(
-    app: AppRecord,
+    app: AppRecord & { deploymentUrl?: string },
     functions: FunctionRecord[],
     ticks: CronTick[] = [],
   ): Promise<{ taken: Array<{ functionId: string; appId: string }>; queued: JobRecord[]; deleted: string[] }> {
@@ -141,10 +141,18 @@ export class PostgresStore extends PgReader implements Store {
       );
       if (taken.length > 0) return { taken: taken.map((row) => ({ functionId: row.id, appId: row.app_id })), queued: [], deleted: [] };
       await sql.query(
-        `INSERT INTO apps (id, url, sdk, synced_at, features) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, sdk = EXCLUDED.sdk, synced_at = EXCLUDED.synced_at, features = EXCLUDED.features`,
-        [app.id, app.url, app.sdk, app.syncedAt, JSON.stringify(app.features)],
+        `INSERT INTO apps (id, url, sdk, synced_at, features, version) VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, sdk = EXCLUDED.sdk, synced_at = EXCLUDED.synced_at, features = EXCLUDED.features, version = EXCLUDED.version`,
+        [app.id, app.url, app.sdk, app.syncedAt, JSON.stringify(app.features), app.version ?? null],
       );
+      // The version's deployment serves its own URL where it has one; registering it again brings it back.
+      if (app.version !== undefined) {
+        await sql.query(
+          `INSERT INTO app_versions (app_id, version, url, synced_at, features) VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (app_id, version) DO UPDATE SET url = EXCLUDED.url, synced_at = EXCLUDED.synced_at, features = EXCLUDED.features, gone_at = NULL`,
+          [app.id, app.version, app.deploymentUrl ?? app.url, app.syncedAt, JSON.stringify(app.features)],
+        );
+      }
       // Functions removed from the app are marked so; their live runs fail with FunctionNotFound.
       await sql.query("UPDATE functions SET removed_at = now() WHERE app_id = $1 AND removed_at IS NULL AND id NOT IN (SELECT jsonb_array_elements_text($2::jsonb))", [
         app.id,
@@ -178,7 +186,17 @@ export class PostgresStore extends PgReader implements Store {
   }
 
   async listApps(): Promise<AppRecord[]> {
-    return (await this.client.query("SELECT * FROM apps ORDER BY id")).map(toApp);
+    const rows = await this.client.query(
+      `SELECT a.*, (SELECT coalesce(json_agg(json_build_object('version', v.version, 'url', v.url, 'synced_at', v.synced_at, 'features', v.features) ORDER BY v.synced_at), '[]')
+                    FROM app_versions v WHERE v.app_id = a.id AND v.gone_at IS NULL) AS deployments
+       FROM apps a ORDER BY a.id`,
+    );
+    return rows.map(toApp);
+  }
+
+  async markDeploymentGone(appId: string, version: string): Promise<boolean> {
+    const rows = await this.client.query("UPDATE app_versions SET gone_at = now() WHERE app_id = $1 AND version = $2 AND gone_at IS NULL RETURNING version", [appId, version]);
+    return rows.length > 0;
   }
 
   async listFunctions(): Promise<FunctionRecord[]> {

@@ -11,6 +11,8 @@ export function newRun(
   env: Pick<MachineEnv, "now">,
   parent?: { runId: string; stepId: string },
   concurrency?: ConcurrencySlot[],
+  /** The version its app serves now: the run is invoked at that deployment while it answers. */
+  appVersion?: string,
 ): RunDraft {
   const run: RunRecord = {
     id: newId(env.now),
@@ -24,6 +26,7 @@ export function newRun(
   };
   if (concurrency) run.concurrency = concurrency;
   if (event.traceparent) run.traceparent = event.traceparent;
+  if (appVersion !== undefined) run.appVersion = appVersion;
   if (parent) {
     run.parentRunId = parent.runId;
     run.parentStepId = parent.stepId;

@@ -17,7 +17,8 @@ import { PROTOCOL_VERSION, toMs, type InvokeRequest } from "@stepwise/protocol";
 import { formatDuration } from "../log.ts";
 import { afterCommit, describe, machineEnv, type EngineContext } from "../context.ts";
 import { isRefusedValue, LeaseLostError, serializedError } from "../errors.ts";
-import { invokeApp, type InvokerOptions } from "../invoker.ts";
+import { deploymentOf, invokeDeployment } from "../deployments.ts";
+import type { InvokerOptions } from "../invoker.ts";
 import { traceInvocation } from "../tracing.ts";
 import { pause } from "../machine/pauses.ts";
 import { leaseToken } from "./checkpoints.ts";
@@ -100,7 +101,9 @@ async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState 
   }
   const late = startedTooLate(state, fn, ctx.clock.now());
   if (late && !job.stepId) return complete(runner, job, state, (draft, env) => finish(draft, env, { status: "cancelled", reason: late }), how);
-  const budget = outputBudget(app, ctx.limits);
+  // Its version's deployment, whose SDK may understand less than the current one.
+  const deployment = deploymentOf(app, state.run);
+  const budget = outputBudget(deployment, ctx.limits);
   // An app that cannot read outputs back gets them all, as it always did.
   if (budget === Infinity && hasUnreadOutputs(state)) state = (await ctx.store.loadRunState(job.runId)) ?? state;
   const { run, steps, event } = state;
@@ -122,10 +125,10 @@ async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState 
   };
   const startedAt = ctx.clock.now();
   const snapshot = target ? state : runner.snapshots.open(job.id, state);
-  let response: Awaited<ReturnType<typeof invokeApp>>;
+  let response: Awaited<ReturnType<typeof invokeDeployment>>;
   try {
     const traced = { id: run.id, functionId: run.functionId, attempt: request.run.attempt, traceparent: run.traceparent };
-    response = await traceInvocation(traced, target?.id, (headers) => invokeApp(runner.invoker, app, fn.localId, request, headers));
+    response = await traceInvocation(traced, target?.id, (headers) => invokeDeployment(ctx, runner.invoker, app, run, deployment, fn.localId, request, headers));
   } finally {
     runner.snapshots.close(job.id);
   }

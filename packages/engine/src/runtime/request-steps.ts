@@ -16,7 +16,7 @@ import type { AppRecord, RunState, StepRecord } from "../records.ts";
  * the rest back; everything for one that never declared it can (it would take a step sent by
  * size alone for a step that returned nothing).
  */
-export function outputBudget(app: AppRecord, limits: Limits): number {
+export function outputBudget(app: Pick<AppRecord, "features">, limits: Limits): number {
   return app.features.includes(APP_FEATURES.outputsBySize) ? limits.maxRequestOutputBytes : Infinity;
 }
 

@@ -92,7 +92,7 @@ export class UnitOfWork {
   /** A new run, inserted at the commit with every other run this unit starts (one statement for a burst). */
   async startRun(fn: FunctionRecord, event: EventRecord, parent?: { runId: string; stepId: string }): Promise<RunDraft> {
     const slots = fn.config.concurrency === undefined ? undefined : await concurrencySlots(fn, event);
-    const draft = newRun(fn, event, { now: this.ctx.clock.now() }, parent, slots);
+    const draft = newRun(fn, event, { now: this.ctx.clock.now() }, parent, slots, this.ctx.registry.cachedApp(fn.appId)?.version);
     if (fn.config.priority) {
       const { seconds, problem } = priorityOf(fn.config.priority.run, event);
       if (seconds !== 0) draft.delayStart(-seconds * 1_000);

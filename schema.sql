@@ -19,16 +19,16 @@ CREATE TABLE IF NOT EXISTS apps (
 ALTER TABLE apps ADD COLUMN IF NOT EXISTS features text NOT NULL DEFAULT '[]';
 
 -- Versioned deploys: the version the app last registered with, and each version the executor
--- has seen with the URL that deployment serves (its own URL where the platform gives one, else
--- the app's). A run records the version it started on (runs.app_version) and is invoked at that
--- version's URL until the deployment is found gone (gone_at: it answered 404, or refused the
--- connection); then, and for a version with no row, at the app's URL. A later registration of
--- the same version brings it back.
+-- has seen with its deployment's own URL, where the app named one (NULL: the app's URL serves
+-- it, which moves with the app). A run records the version it started on (runs.app_version) and
+-- is invoked at that version's URL until the deployment is found gone (gone_at: it answered 404
+-- or 410, or refused the connection); then at the app's URL. Registering the version again
+-- brings it back. Versions neither current nor used by a live run go after the retention age.
 ALTER TABLE apps ADD COLUMN IF NOT EXISTS version text;
 CREATE TABLE IF NOT EXISTS app_versions (
   app_id     text NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
   version    text NOT NULL,
-  url        text NOT NULL,
+  url        text,
   synced_at  timestamptz NOT NULL DEFAULT now(),
   gone_at    timestamptz,
   -- What that deployment's SDK understands (apps.features, for the version it serves).

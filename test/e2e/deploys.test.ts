@@ -9,14 +9,18 @@ import type { FunctionView, RunView } from "@stepwise/engine";
 import { Stepwise } from "@stepwise/sdk";
 import { serve } from "@stepwise/sdk/hono";
 import { startServer, type RunningServer } from "@stepwise/server";
-import { Hono } from "hono";
+import { Hono, type Context } from "hono";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { eventually } from "../support/eventually.ts";
 import { memoryLogger, openStore, STORE_KINDS } from "../support/stack.ts";
 
-/** One deployment of the app: its code says which version it is; `mode` plays its platform. */
-function deployment(version: string) {
+/**
+ * One deployment of the app, listening at its own URL: its code says which version it is, and
+ * `mode` plays its platform (a deleted deployment answers 404). `alias` is the app's public URL,
+ * or, without one, the deployment registers its own URL as the app's and names no other.
+ */
+async function deploy(version: string, alias?: string) {
   const client = new Stepwise({ id: "deploys", dev: true, schemas: { "deploys/started": z.object({ n: z.number(), napMs: z.number() }) } });
   const invoked: string[] = [];
   const flow = client.createFunction({ id: "flow", triggers: [{ event: "deploys/started" }], retries: 1 }, async ({ event, step, runId }) => {
@@ -26,11 +30,26 @@ function deployment(version: string) {
     const second = await step.run("two", () => `two from ${version}`);
     return `${first}, ${second}`;
   });
-  const handler = serve({ client, functions: [flow], appVersion: version });
-  const state = { mode: "live" as "live" | "deleted", invoked };
+  const state = { mode: "live" as "live" | "deleted" | "moved", invoked, url: "" };
+  let handler: ((c: Context) => Promise<Response>) | undefined;
   const app = new Hono();
-  app.all("/api/durable", async (c) => (state.mode === "deleted" ? c.text("The deployment could not be found", 404) : handler(c)));
-  return { state, app };
+  app.all("/api/durable", async (c) => {
+    if (state.mode === "deleted") return c.text("The deployment could not be found", 404);
+    if (state.mode === "moved") return c.redirect("https://elsewhere.example.com/api/durable", 301);
+    return handler!(c);
+  });
+  const { server, url } = await listen(app);
+  state.url = url;
+  handler = serve({ client, functions: [flow], appVersion: version, ...(alias ? { serveUrl: alias, deploymentUrl: url } : {}) });
+  return { state, server, url };
+}
+
+/** The app's public URL (a platform's production alias): it forwards to the deployment it points at. */
+async function alias() {
+  const target = { url: "" };
+  const app = new Hono();
+  app.all("/api/durable", (c) => fetch(new Request(target.url + new URL(c.req.url).search, c.req.raw)));
+  return { target, ...(await listen(app)) };
 }
 
 function listen(app: Hono): Promise<{ server: ServerType; url: string }> {
@@ -72,12 +91,20 @@ describe.each(STORE_KINDS)("versioned deploys on %s", (kind) => {
     await cleanup?.();
   });
 
-  it("runs finish on the version they started on; new runs start on the new one; a gone deployment's runs move", async () => {
-    const v1 = deployment("v1");
-    const v2 = deployment("v2");
-    const at1 = await listen(v1.app);
-    servers.push(at1.server);
-    expect((await fetch(at1.url, { method: "PUT" })).status).toBe(200);
+  /** Deploys a version behind the alias (the alias points at it) and registers it, as a deploy hook does. */
+  const release = async (version: string, at: Awaited<ReturnType<typeof alias>>) => {
+    const deployment = await deploy(version, at.url);
+    servers.push(deployment.server);
+    at.target.url = deployment.url;
+    expect((await fetch(deployment.url, { method: "PUT" })).status).toBe(200);
+    return deployment;
+  };
+  const flowView = async () => (await api<{ functions: FunctionView[] }>("/api/functions")).functions.find((fn) => fn.id === "deploys-flow")!;
+
+  it("runs finish on the version they started on; new runs start on the new one; a deleted deployment's runs move", async () => {
+    const front = await alias();
+    servers.push(front.server);
+    const v1 = await release("v1", front);
 
     // Two runs start on version 1 and sleep; one wakes while version 1 still serves, one after it is deleted.
     const early = await runOf(await send({ n: 1, napMs: 1_500 }));
@@ -85,59 +112,81 @@ describe.each(STORE_KINDS)("versioned deploys on %s", (kind) => {
     expect([early.appVersion, late.appVersion]).toEqual(["v1", "v1"]);
     await eventually("both runs asleep", async () => ((await api<RunView>(`/api/runs/${late.id}`)).status === "sleeping" && (await api<RunView>(`/api/runs/${early.id}`)).status === "sleeping" ? true : undefined));
 
-    // Version 2 deploys at its own URL and registers: the app's URL is now its.
-    const at2 = await listen(v2.app);
-    servers.push(at2.server);
-    expect((await fetch(at2.url, { method: "PUT" })).status).toBe(200);
+    // Version 2 deploys: the alias points at it, and new runs start on it.
+    const v2 = await release("v2", front);
     const fresh = await runOf(await send({ n: 3, napMs: 10 }));
     expect(fresh.appVersion).toBe("v2");
     expect((await ended(fresh.id)).output).toBe("one from v2, two from v2");
     expect(v1.state.invoked).not.toContain(fresh.id);
 
-    // The run in flight finishes on version 1, which still serves it.
+    // The run in flight finishes on version 1's deployment, though the alias serves version 2.
     expect((await ended(early.id)).output).toBe("one from v1, two from v1");
     expect(v2.state.invoked).not.toContain(early.id);
 
-    const { functions } = await api<{ functions: FunctionView[] }>("/api/functions");
-    const flow = functions.find((fn) => fn.id === "deploys-flow")!;
+    const flow = await flowView();
     expect(flow.appVersion).toBe("v2");
     expect(flow.deployments?.map((d) => [d.version, d.url])).toEqual([
-      ["v1", at1.url],
-      ["v2", at2.url],
+      ["v1", v1.url],
+      ["v2", v2.url],
     ]);
 
-    // Version 1's deployment is deleted: its last run moves to version 2, keeping the step it ran on 1.
+    // Version 1's deployment is deleted: its last run moves to the app's URL, keeping the step it ran on 1.
     v1.state.mode = "deleted";
     const moved = await ended(late.id);
     expect(moved.status).toBe("completed");
     expect(moved.output).toBe("one from v1, two from v2");
-    expect(log.lines.join("\n")).toMatch(/app deploys: the deployment of version v1 is gone \(.*HTTP 404\); its runs move to/);
-    const after = (await api<{ functions: FunctionView[] }>("/api/functions")).functions.find((fn) => fn.id === "deploys-flow")!;
-    expect(after.deployments?.map((d) => d.version)).toEqual(["v2"]);
+    expect(log.lines.join("\n")).toMatch(/app deploys: the deployment of version v1 at .* is gone \(answered HTTP 404\); its runs move to/);
+    expect((await flowView()).deployments?.map((d) => d.version)).toEqual(["v2"]);
   }, 60_000);
 
   it("a deployment that refuses the connection is gone too; registering that version again brings it back", async () => {
-    const v3 = deployment("v3");
-    const v4 = deployment("v4");
-    const at3 = await listen(v3.app);
-    expect((await fetch(at3.url, { method: "PUT" })).status).toBe(200);
+    const front = await alias();
+    servers.push(front.server);
+    const v3 = await deploy("v3", front.url);
+    front.target.url = v3.url;
+    expect((await fetch(v3.url, { method: "PUT" })).status).toBe(200);
     const run = await runOf(await send({ n: 4, napMs: 1_500 }));
     expect(run.appVersion).toBe("v3");
-    const at4 = await listen(v4.app);
-    servers.push(at4.server);
-    expect((await fetch(at4.url, { method: "PUT" })).status).toBe(200);
+    await release("v4", front);
     // Version 3's server goes away: its port refuses connections.
-    await new Promise<void>((resolve) => (at3.server.close(() => resolve()), (at3.server as { closeAllConnections?: () => void }).closeAllConnections?.()));
+    await new Promise<void>((resolve) => (v3.server.close(() => resolve()), (v3.server as { closeAllConnections?: () => void }).closeAllConnections?.()));
     const moved = await ended(run.id);
     expect(moved.output).toBe("one from v3, two from v4");
-    expect(log.lines.join("\n")).toMatch(/the deployment of version v3 is gone \(.*ECONNREFUSED\)/);
+    expect(log.lines.join("\n")).toMatch(/the deployment of version v3 at .* is gone \(could not be reached \(ECONNREFUSED\)\)/);
 
-    // Registering version 3 again (a rollback) makes it live again.
-    const again = await listen(deployment("v3").app);
-    servers.push(again.server);
-    expect((await fetch(again.url, { method: "PUT" })).status).toBe(200);
-    const flow = (await api<{ functions: FunctionView[] }>("/api/functions")).functions.find((fn) => fn.id === "deploys-flow")!;
+    // Version 3 deployed again (a rollback) is live again, at its new URL.
+    const again = await release("v3", front);
+    const flow = await flowView();
     expect(flow.appVersion).toBe("v3");
-    expect(flow.deployments?.map((d) => d.version)).toContain("v3");
+    expect(flow.deployments?.find((d) => d.version === "v3")?.url).toBe(again.url);
   }, 60_000);
+
+  it("without a deployment URL nothing is pinned: a run goes wherever the app's URL is now", async () => {
+    const v5 = await deploy("v5");
+    servers.push(v5.server);
+    expect((await fetch(v5.url, { method: "PUT" })).status).toBe(200);
+    const run = await runOf(await send({ n: 5, napMs: 1_500 }));
+    expect(run.appVersion).toBe("v5");
+    // The app moves to another URL; the old one now redirects (the executor follows no redirect).
+    const v6 = await deploy("v6");
+    servers.push(v6.server);
+    expect((await fetch(v6.url, { method: "PUT" })).status).toBe(200);
+    v5.state.mode = "moved";
+    expect((await ended(run.id)).output).toBe("one from v5, two from v6");
+  }, 60_000);
+
+  it("a registration naming a deployment URL the executor must never call is refused, and changes nothing", async () => {
+    const before = await flowView();
+    for (const deploymentUrl of ["http://169.254.169.254/latest/meta-data", "file:///etc/passwd"]) {
+      const client = new Stepwise({ id: "deploys", dev: true });
+      const fn = client.createFunction({ id: "flow", triggers: [{ event: "deploys/started" }] }, async () => "never");
+      const handler = serve({ client, functions: [fn], appVersion: "evil", serveUrl: "http://127.0.0.1:9/api/durable", deploymentUrl });
+      const app = new Hono();
+      app.all("/api/durable", handler);
+      const answer = await app.request("http://127.0.0.1:9/api/durable", { method: "PUT" });
+      expect(answer.status).toBe(400);
+      expect(((await answer.json()) as { error: string }).error).toMatch(/deployment URL/);
+    }
+    expect(await flowView()).toEqual(before);
+  });
 });

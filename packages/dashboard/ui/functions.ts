@@ -7,7 +7,8 @@ import type { FunctionView } from "./types.ts";
 /** The older deployments still serving runs that started on them, if any. */
 function deploymentsNote(fn: FunctionView): string {
   const older = (fn.deployments ?? []).filter((d) => d.version !== fn.appVersion);
-  return older.length === 0 ? "" : ` · earlier versions still served at their own URLs: ${older.map((d) => `${d.version} (${d.url})`).join(", ")}`;
+  const pinned = older.filter((d) => d.url !== undefined);
+  return pinned.length === 0 ? "" : ` · earlier versions still served at their own URLs: ${pinned.map((d) => `${d.version} (${d.url})`).join(", ")}`;
 }
 
 export function functionsPage(root: HTMLElement): () => void {

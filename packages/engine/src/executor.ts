@@ -326,8 +326,14 @@ export class Executor {
       localId: config.id,
       config,
     }));
-    const urlProblem = (url: string | undefined) => (options.urlPolicy && url !== undefined ? appUrlProblem(url, options.urlPolicy) : null);
-    const problem = findTextProblem(app.functions, "functions") ?? urlProblem(app.url) ?? urlProblem(app.deploymentUrl);
+    // The app's own statement of its deployment URL is checked even when the operator gave its
+    // URL (discovery): at least never a metadata or link-local address, never another scheme.
+    const deploymentPolicy = options.urlPolicy ?? { allowPrivate: true };
+    const problem =
+      findTextProblem(app.functions, "functions") ??
+      (options.urlPolicy ? appUrlProblem(app.url, options.urlPolicy) : null) ??
+      (app.deploymentUrl !== undefined ? appUrlProblem(app.deploymentUrl, deploymentPolicy)?.replace("the app URL", "the deployment URL") : null) ??
+      null;
     if (problem) throw new InputError(`Invalid app description: ${problem}`);
     const now = new Date(this.ctx.clock.now());
     const record = {

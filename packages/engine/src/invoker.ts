@@ -55,7 +55,7 @@ export async function invokeApp(
     answer = !options.fetch && nodePost ? await nodePost(url.href, body, { headers, timeoutMs: options.timeoutMs, maxBytes: options.maxResponseBytes }) : await viaFetch(options, url, body, headers);
   } catch (error) {
     const code = errorCode(error);
-    if (app.pinned && (code === "ECONNREFUSED" || code === "ENOTFOUND")) throw new DeploymentGone(`${where} could not be reached (${code})`);
+    if (app.pinned && (code === "ECONNREFUSED" || code === "ENOTFOUND")) throw new DeploymentGone(`could not be reached (${code})`);
     if (error instanceof PostError && error.stage === "answer") {
       // The connection broke or the time ran out while the answer was on its way.
       return appError("AppUnreachable", `The answer from ${where} was cut off: ${error.message}`, true);
@@ -63,7 +63,7 @@ export async function invokeApp(
     return appError("AppUnreachable", `Could not reach ${where}: ${failureReason(error)}`, true);
   }
   const { status, location, text } = answer;
-  if (app.pinned && (status === 404 || status === 410)) throw new DeploymentGone(`${where} answered HTTP ${status}`);
+  if (app.pinned && (status === 404 || status === 410)) throw new DeploymentGone(`answered HTTP ${status}`);
   if (status >= 300 && status < 400) {
     return appError("AppRedirected", `The app answered a redirect (HTTP ${status}${location ? ` to ${location.slice(0, 200)}` : ""}), which Stepwise does not follow: register the app's final URL`, true);
   }

@@ -86,17 +86,20 @@ export interface AppRecord {
   syncedAt: Date;
   /** The version it last registered with (absent: an SDK that names none). */
   version?: string;
-  /** Its versions whose deployment is not known to be gone, each with the URL that serves it. */
+  /** The versions the executor knows of, oldest first (see `app_versions` in schema.sql). */
   deployments?: AppDeployment[];
 }
 
-/** One version of an app and the URL its deployment serves (see `app_versions` in schema.sql). */
+/** One version of an app, and the URL of its own deployment where the app named one. */
 export interface AppDeployment {
   version: string;
-  url: string;
+  /** Absent: the app's URL serves this version (and moves with the app). */
+  url?: string;
   syncedAt: Date;
   /** What that deployment's SDK understands: an older one may lack what the current one reads. */
   features: string[];
+  /** Found gone (404, 410, connection refused): its runs go to the app's URL. */
+  gone: boolean;
 }
 
 export interface FunctionRecord {

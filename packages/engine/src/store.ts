@@ -312,14 +312,15 @@ export interface Store {
     functions: FunctionRecord[],
     ticks?: CronTick[],
   ): Promise<{ taken: Array<{ functionId: string; appId: string }>; queued: JobRecord[]; deleted: string[] }>;
-  /** Apps, each with its `deployments` not known to be gone. */
+  /** Apps, each with the `deployments` of its versions. */
   listApps(): Promise<AppRecord[]>;
   /**
-   * Records that the deployment serving `version` of the app is gone (it answered 404, or refused
-   * the connection): its runs are invoked at the app's URL from now on, until that version
-   * registers again. False when it was not live (another executor found it gone first).
+   * Records that the deployment of `version` of the app at `url` is gone (it answered 404, or
+   * refused the connection): its runs are invoked at the app's URL from now on, until that
+   * version registers again. False when it was not live there (another executor found it gone
+   * first, or the version registered again at another URL).
    */
-  markDeploymentGone(appId: string, version: string): Promise<boolean>;
+  markDeploymentGone(appId: string, version: string, url: string): Promise<boolean>;
   listFunctions(): Promise<FunctionRecord[]>;
   /** Pauses a function (`paused`), or resumes it, saying what becomes of the runs its pause held; the function as it now is, or null when none is registered by that ID. */
   setFunctionPaused(functionId: string, change: { paused: Date } | { resumed: "run" | "skip" }): Promise<FunctionRecord | null>;

@@ -1,6 +1,7 @@
 /** The shapes the executor's API answers with, built from records. */
 import type { FunctionConfig, SerializedError } from "@stepwise/protocol";
 import type { AppRecord, FunctionRecord, RunRecord, StepRecord } from "./records.ts";
+import { shownUrl } from "./deployments.ts";
 import { runSummary } from "./run-list.ts";
 
 export interface FunctionView {
@@ -15,10 +16,11 @@ export interface FunctionView {
   /** The version its app serves now (absent: an SDK that names none). */
   appVersion?: string;
   /**
-   * Its app's deployments not known to be gone, oldest first: runs that started on one of them
-   * are invoked at its URL. The current version's is among them.
+   * Its app's versions not known to be gone, oldest first: runs that started on one are invoked
+   * at its deployment's own `url` (shown without credentials or query), or without one at the
+   * app's. The current version is among them.
    */
-  deployments?: Array<{ version: string; url: string; syncedAt: string }>;
+  deployments?: Array<{ version: string; url?: string; syncedAt: string }>;
 }
 
 export function functionView(fn: FunctionRecord, app?: AppRecord): FunctionView {
@@ -31,7 +33,9 @@ export function functionView(fn: FunctionRecord, app?: AppRecord): FunctionView 
     paused: fn.pausedAt !== undefined,
     ...(fn.pausedAt && { pausedAt: fn.pausedAt.toISOString() }),
     ...(app?.version !== undefined && { appVersion: app.version }),
-    ...(app?.deployments && { deployments: app.deployments.map((d) => ({ version: d.version, url: d.url, syncedAt: d.syncedAt.toISOString() })) }),
+    ...(app?.deployments && {
+      deployments: app.deployments.filter((d) => !d.gone).map((d) => ({ version: d.version, ...(d.url !== undefined && { url: shownUrl(d.url) }), syncedAt: d.syncedAt.toISOString() })),
+    }),
   };
 }
 

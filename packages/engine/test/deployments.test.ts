@@ -15,8 +15,11 @@ const app: AppRecord = {
   version: "v2",
   deployments: [
     // An older SDK, which reads every output inline.
-    { version: "v1", url: "https://shop-v1.example.com/api/durable", syncedAt, features: [] },
-    { version: "v2", url: "https://shop-v2.example.com/api/durable", syncedAt, features: [APP_FEATURES.outputsBySize] },
+    { version: "v1", url: "https://shop-v1.example.com/api/durable", syncedAt, features: [], gone: false },
+    { version: "v2", url: "https://shop-v2.example.com/api/durable", syncedAt, features: [APP_FEATURES.outputsBySize], gone: false },
+    // No deployment URL: the app's URL serves it, wherever that is now.
+    { version: "v0", syncedAt, features: [], gone: false },
+    { version: "v-gone", url: "https://shop-gone.example.com/api/durable", syncedAt, features: [], gone: true },
   ],
 };
 
@@ -31,9 +34,13 @@ describe("deploymentOf", () => {
     expect(deploymentOf(app, { appVersion: "v2" })).toMatchObject({ url: "https://shop-v2.example.com/api/durable", pinned: true });
   });
 
-  it("a run with no version, or one whose deployment is gone, goes to the app's URL", () => {
-    for (const appVersion of [undefined, "v0"]) {
+  it("a run with no version, of a version without its own URL, or whose deployment is gone, goes to the app's URL", () => {
+    for (const appVersion of [undefined, "v0", "v-gone"]) {
       expect(deploymentOf(app, { appVersion })).toEqual({ id: "shop", url: app.url, features: app.features, pinned: false });
     }
+  });
+
+  it("a version this copy of the app does not know is said so: the caller reloads the apps", () => {
+    expect(deploymentOf(app, { appVersion: "v3" })).toMatchObject({ url: app.url, unknown: true });
   });
 });

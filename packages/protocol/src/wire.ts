@@ -198,13 +198,16 @@ export const AppDescriptionSchema = z.object({
    * The version of the code this deployment serves (a git SHA, a platform's deployment ID, or
    * derived from the functions' configuration). Each run records the version it started on.
    */
-  version: storableText("version").min(1).max(200).optional(),
+  version: z
+    .string()
+    .regex(/^[\x21-\x7e]{1,200}$/, "version must be 1 to 200 printable ASCII characters without spaces (a git SHA, a deployment ID)")
+    .optional(),
   /**
    * This deployment's own URL, which keeps serving this version after later deploys (a Vercel
    * deployment URL, a Workers version's preview URL): runs that started on this version are
    * invoked there while it answers, and on `url` once it is gone. Absent: `url` serves them all.
    */
-  deploymentUrl: z.string().url().optional(),
+  deploymentUrl: storableText("deploymentUrl").max(2_048).url().optional(),
   functions: z.array(FunctionConfigSchema),
 });
 

@@ -5,9 +5,11 @@
  * (runs move to the current deployment only once theirs is gone).
  *
  * Resolved per call, like every setting: `serve()` options first, then the environment
- * (`STEPWISE_APP_VERSION`, `STEPWISE_DEPLOYMENT_URL`), then what the platform says of itself
- * (Vercel's deployment ID and URL; a Worker's version metadata binding). Without any of these the
- * version is derived from the functions' configuration, and `url` serves every run.
+ * (`STEPWISE_APP_VERSION`, `STEPWISE_DEPLOYMENT_URL`), then for the version what the platform
+ * says of itself (Vercel's deployment ID; a Worker's version metadata binding), else a hash of
+ * the functions' configuration. A deployment URL is never guessed: a platform's per-deployment
+ * URL may sit behind its deployment protection (Vercel's answers 401 by default on some plans),
+ * and a run pinned there could not be invoked. Without one, the app's URL serves every run.
  */
 import type { FunctionConfig } from "@stepwise/protocol";
 import { readEnv, type EnvSource } from "./env.ts";
@@ -22,8 +24,8 @@ export interface DeploymentOptions {
   appVersion?: string;
   /**
    * This deployment's own URL of `/api/durable`, which keeps serving this version after later
-   * deploys (a Vercel deployment URL, a Workers version preview URL). Else
-   * `STEPWISE_DEPLOYMENT_URL`, or on Vercel `https://$VERCEL_URL` with the serve URL's path.
+   * deploys (a Vercel deployment URL, a Workers version preview URL), reachable by the executor.
+   * Else `STEPWISE_DEPLOYMENT_URL`. Runs that start on this version are invoked there.
    */
   deploymentUrl?: string;
 }
@@ -36,7 +38,7 @@ export interface Deployment {
 
 export function resolveDeployment(options: DeploymentOptions, functions: readonly FunctionConfig[], serveUrl: string, env?: EnvSource): Deployment {
   const version = options.appVersion ?? readEnv("STEPWISE_APP_VERSION", env) ?? readEnv("VERCEL_DEPLOYMENT_ID", env) ?? workerVersion(env) ?? configurationVersion(functions);
-  const deploymentUrl = options.deploymentUrl ?? readEnv("STEPWISE_DEPLOYMENT_URL", env) ?? vercelDeploymentUrl(serveUrl, env);
+  const deploymentUrl = options.deploymentUrl ?? readEnv("STEPWISE_DEPLOYMENT_URL", env);
   return deploymentUrl && deploymentUrl !== serveUrl ? { version, deploymentUrl } : { version };
 }
 
@@ -44,14 +46,6 @@ export function resolveDeployment(options: DeploymentOptions, functions: readonl
 function workerVersion(env?: EnvSource): string | undefined {
   const metadata = (env as { CF_VERSION_METADATA?: { id?: unknown } } | undefined)?.CF_VERSION_METADATA;
   return typeof metadata?.id === "string" && metadata.id !== "" ? metadata.id : undefined;
-}
-
-/** Vercel's URL of this deployment (`VERCEL_URL` is a host name), on the serve URL's path. */
-function vercelDeploymentUrl(serveUrl: string, env?: EnvSource): string | undefined {
-  const host = readEnv("VERCEL_URL", env);
-  if (!host) return undefined;
-  const { pathname } = new URL(serveUrl);
-  return `https://${host}${pathname}`;
 }
 
 /**

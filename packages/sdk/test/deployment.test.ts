@@ -24,10 +24,10 @@ describe("resolveDeployment", () => {
     });
   });
 
-  it("on Vercel: the deployment's ID and its own URL, on the serve URL's path", () => {
+  it("on Vercel: the deployment's ID; its URL only when configured (it may sit behind deployment protection)", () => {
     vi.stubEnv("VERCEL_DEPLOYMENT_ID", "dpl_abc");
     vi.stubEnv("VERCEL_URL", "shop-git-main-abc123.vercel.app");
-    expect(resolveDeployment({}, FUNCTIONS, URL_BASE)).toEqual({ version: "dpl_abc", deploymentUrl: "https://shop-git-main-abc123.vercel.app/api/durable" });
+    expect(resolveDeployment({}, FUNCTIONS, URL_BASE)).toEqual({ version: "dpl_abc" });
   });
 
   it("on Workers: the version metadata binding", () => {

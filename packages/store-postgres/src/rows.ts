@@ -42,8 +42,14 @@ export function toApp(row: Row): AppRecord {
 }
 
 function deployments(value: unknown): AppDeployment[] {
-  const list = (typeof value === "string" ? JSON.parse(value) : value) as Array<{ version: string; url: string; synced_at: string; features: string }>;
-  return list.map((d) => ({ version: String(d.version), url: String(d.url), syncedAt: new Date(d.synced_at), features: (JSON.parse(d.features) as unknown[]).map(String) }));
+  const list = (typeof value === "string" ? JSON.parse(value) : value) as Array<{ version: string; url: string | null; synced_at: string; features: string; gone: boolean }>;
+  return list.map((d) => ({
+    version: String(d.version),
+    ...(d.url != null && { url: String(d.url) }),
+    syncedAt: new Date(d.synced_at),
+    features: (JSON.parse(d.features) as unknown[]).map(String),
+    gone: d.gone === true,
+  }));
 }
 
 export function toFunction(row: Row): FunctionRecord {

@@ -145,12 +145,12 @@ export class PostgresStore extends PgReader implements Store {
          ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, sdk = EXCLUDED.sdk, synced_at = EXCLUDED.synced_at, features = EXCLUDED.features, version = EXCLUDED.version`,
         [app.id, app.url, app.sdk, app.syncedAt, JSON.stringify(app.features), app.version ?? null],
       );
-      // The version's deployment serves its own URL where it has one; registering it again brings it back.
+      // The version's deployment URL where the app named one; registering it again brings it back.
       if (app.version !== undefined) {
         await sql.query(
           `INSERT INTO app_versions (app_id, version, url, synced_at, features) VALUES ($1, $2, $3, $4, $5)
            ON CONFLICT (app_id, version) DO UPDATE SET url = EXCLUDED.url, synced_at = EXCLUDED.synced_at, features = EXCLUDED.features, gone_at = NULL`,
-          [app.id, app.version, app.deploymentUrl ?? app.url, app.syncedAt, JSON.stringify(app.features)],
+          [app.id, app.version, app.deploymentUrl ?? null, app.syncedAt, JSON.stringify(app.features)],
         );
       }
       // Functions removed from the app are marked so; their live runs fail with FunctionNotFound.
@@ -187,15 +187,20 @@ export class PostgresStore extends PgReader implements Store {
 
   async listApps(): Promise<AppRecord[]> {
     const rows = await this.client.query(
-      `SELECT a.*, (SELECT coalesce(json_agg(json_build_object('version', v.version, 'url', v.url, 'synced_at', v.synced_at, 'features', v.features) ORDER BY v.synced_at), '[]')
-                    FROM app_versions v WHERE v.app_id = a.id AND v.gone_at IS NULL) AS deployments
+      `SELECT a.*, (SELECT coalesce(json_agg(json_build_object('version', v.version, 'url', v.url, 'synced_at', v.synced_at, 'features', v.features, 'gone', v.gone_at IS NOT NULL) ORDER BY v.synced_at), '[]')
+                    FROM app_versions v WHERE v.app_id = a.id) AS deployments
        FROM apps a ORDER BY a.id`,
     );
     return rows.map(toApp);
   }
 
-  async markDeploymentGone(appId: string, version: string): Promise<boolean> {
-    const rows = await this.client.query("UPDATE app_versions SET gone_at = now() WHERE app_id = $1 AND version = $2 AND gone_at IS NULL RETURNING version", [appId, version]);
+  async markDeploymentGone(appId: string, version: string, url: string): Promise<boolean> {
+    // At that URL only: the version registered again elsewhere since is another deployment.
+    const rows = await this.client.query("UPDATE app_versions SET gone_at = now() WHERE app_id = $1 AND version = $2 AND url = $3 AND gone_at IS NULL RETURNING version", [
+      appId,
+      version,
+      url,
+    ]);
     return rows.length > 0;
   }
 
@@ -359,6 +364,15 @@ export class PostgresStore extends PgReader implements Store {
            ORDER BY e.received_at LIMIT $2)
          RETURNING 1`,
         [olderThanMs, limit],
+      );
+      // Versions no run needs any more: not the app's current one, and no live run started on it.
+      await sql.query(
+        `DELETE FROM app_versions v WHERE v.synced_at < ${cutoff}
+           AND v.version IS DISTINCT FROM (SELECT a.version FROM apps a WHERE a.id = v.app_id)
+           AND NOT EXISTS (
+             SELECT 1 FROM runs r JOIN functions f ON f.id = r.function_id
+             WHERE f.app_id = v.app_id AND r.app_version = v.version AND r.status NOT IN ('completed', 'failed', 'cancelled', 'skipped'))`,
+        [olderThanMs],
       );
       return { runs: runs.length, events: events.length };
     });

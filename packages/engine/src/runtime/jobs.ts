@@ -16,9 +16,9 @@
 import { PROTOCOL_VERSION, toMs, type InvokeRequest } from "@stepwise/protocol";
 import { formatDuration } from "../log.ts";
 import { afterCommit, describe, machineEnv, type EngineContext } from "../context.ts";
-import { isRefusedValue, LeaseLostError, serializedError } from "../errors.ts";
-import { deploymentOf, invokeDeployment } from "../deployments.ts";
-import type { InvokerOptions } from "../invoker.ts";
+import { DeploymentGone, isRefusedValue, LeaseLostError, serializedError } from "../errors.ts";
+import { deploymentOf, leaveGoneDeployment } from "../deployments.ts";
+import { invokeApp, type InvokerOptions } from "../invoker.ts";
 import { traceInvocation } from "../tracing.ts";
 import { pause } from "../machine/pauses.ts";
 import { leaseToken } from "./checkpoints.ts";
@@ -81,13 +81,16 @@ async function runTimer(runner: JobRunner, job: JobRecord, known: RunState | und
   return complete(runner, job, state, (draft, env) => fireTimer(draft, env, job), how);
 }
 
-async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState | undefined, how: JobHandling): Promise<JobRecord[]> {
+/** How often one job may find the deployment it invoked gone and prepare again for another. */
+const MOVES_PER_JOB = 2;
+
+async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState | undefined, how: JobHandling, moves = 0): Promise<JobRecord[]> {
   const { ctx } = runner;
   // Outputs larger than a request's whole budget would only be left out of it: they stay in the store.
   let state = known ?? (await ctx.store.loadRunState(job.runId, { maxOutputBytes: ctx.limits.maxRequestOutputBytes }));
   if (!state || isTerminal(state.run.status)) return complete(runner, job, state, nothing, how);
   const fn = await ctx.registry.getFunction(state.run.functionId);
-  const app = fn && (await ctx.registry.getApp(fn.appId));
+  let app = fn && (await ctx.registry.getApp(fn.appId));
   if (!fn || !app) {
     const error = serializedError("FunctionNotFound", `Function ${state.run.functionId} is not registered with the executor`);
     return complete(runner, job, state, (draft, env) => finish(draft, env, { status: "failed", error }), how);
@@ -101,8 +104,14 @@ async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState 
   }
   const late = startedTooLate(state, fn, ctx.clock.now());
   if (late && !job.stepId) return complete(runner, job, state, (draft, env) => finish(draft, env, { status: "cancelled", reason: late }), how);
-  // Its version's deployment, whose SDK may understand less than the current one.
-  const deployment = deploymentOf(app, state.run);
+  // Its version's deployment, whose SDK may understand less than the current one. A version this
+  // executor has not heard of yet was registered through another: reload once.
+  let deployment = deploymentOf(app, state.run);
+  if (deployment.unknown) {
+    await ctx.registry.refresh();
+    app = (await ctx.registry.getApp(app.id)) ?? app;
+    deployment = deploymentOf(app, state.run);
+  }
   const budget = outputBudget(deployment, ctx.limits);
   // An app that cannot read outputs back gets them all, as it always did.
   if (budget === Infinity && hasUnreadOutputs(state)) state = (await ctx.store.loadRunState(job.runId)) ?? state;
@@ -125,10 +134,15 @@ async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState 
   };
   const startedAt = ctx.clock.now();
   const snapshot = target ? state : runner.snapshots.open(job.id, state);
-  let response: Awaited<ReturnType<typeof invokeDeployment>>;
+  let response: Awaited<ReturnType<typeof invokeApp>>;
   try {
     const traced = { id: run.id, functionId: run.functionId, attempt: request.run.attempt, traceparent: run.traceparent };
-    response = await traceInvocation(traced, target?.id, (headers) => invokeDeployment(ctx, runner.invoker, app, run, deployment, fn.localId, request, headers));
+    response = await traceInvocation(traced, target?.id, (headers) => invokeApp(runner.invoker, deployment, fn.localId, request, headers));
+  } catch (error) {
+    // Nothing ran there: prepared again (the request too, for the SDK where the run goes now).
+    if (!(error instanceof DeploymentGone) || moves >= MOVES_PER_JOB) throw error;
+    await leaveGoneDeployment(ctx, app, run, deployment, error);
+    return runInvocation(runner, job, undefined, how, moves + 1);
   } finally {
     runner.snapshots.close(job.id);
   }

@@ -20,12 +20,12 @@ import { memoryLogger, openStore, STORE_KINDS } from "../support/stack.ts";
  * `mode` plays its platform (a deleted deployment answers 404). `alias` is the app's public URL,
  * or, without one, the deployment registers its own URL as the app's and names no other.
  */
-async function deploy(version: string, alias?: string) {
+async function deploy(version: string, alias?: string, firstStep = "one") {
   const client = new Stepwise({ id: "deploys", dev: true, schemas: { "deploys/started": z.object({ n: z.number(), napMs: z.number() }) } });
   const invoked: string[] = [];
   const flow = client.createFunction({ id: "flow", triggers: [{ event: "deploys/started" }], retries: 1 }, async ({ event, step, runId }) => {
     invoked.push(runId);
-    const first = await step.run("one", () => `one from ${version}`);
+    const first = await step.run(firstStep, () => `one from ${version}`);
     await step.sleep("nap", event.data.napMs);
     const second = await step.run("two", () => `two from ${version}`);
     return `${first}, ${second}`;
@@ -173,6 +173,22 @@ describe.each(STORE_KINDS)("versioned deploys on %s", (kind) => {
     expect((await fetch(v6.url, { method: "PUT" })).status).toBe(200);
     v5.state.mode = "moved";
     expect((await ended(run.id)).output).toBe("one from v5, two from v6");
+  }, 60_000);
+
+  it("a run moved to code whose steps changed fails with the same readable non-determinism error as before", async () => {
+    const front = await alias();
+    servers.push(front.server);
+    const v7 = await release("v7", front);
+    const run = await runOf(await send({ n: 7, napMs: 1_000 }));
+    // Version 8 renamed the first step, and version 7's deployment is deleted before the run wakes.
+    const v8 = await deploy("v8", front.url, "first");
+    servers.push(v8.server);
+    front.target.url = v8.url;
+    expect((await fetch(v8.url, { method: "PUT" })).status).toBe(200);
+    v7.state.mode = "deleted";
+    const failed = await ended(run.id);
+    expect(failed.status).toBe("failed");
+    expect(failed.error).toMatchObject({ name: "NonDeterminismError", message: expect.stringContaining('was "one" (run) in the stored run, but the function now calls "first"') });
   }, 60_000);
 
   it("a registration naming a deployment URL the executor must never call is refused, and changes nothing", async () => {

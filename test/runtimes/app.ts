@@ -1,6 +1,6 @@
 /**
  * An app served by `@stepwise/sdk/fetch` on Bun (`Bun.serve`) or Deno (`Deno.serve`), bundled by
- * test/e2e/runtimes.test.ts and run there by the runtime itself. Settings come from the
+ * test/system/runtimes.test.ts and run there by the runtime itself. Settings come from the
  * environment (STEPWISE_DEV, STEPWISE_BASE_URL), as a user deploys it.
  */
 import { Stepwise } from "@stepwise/sdk";

@@ -3,8 +3,9 @@
  * events, registers apps, answers run queries, cancels runs, works the queue (as long-lived
  * lanes, or as a bounded drain) and keeps the queue and the record in step.
  */
-import { appUrlProblem, type AppUrlPolicy } from "./app-urls.ts";
-import { AppDescriptionSchema, findTextProblem, globalFunctionId, newId, parseTraceparent, type AppDescription, type BackoffConfig, type StepOutputsResponse } from "@stepwise/protocol";
+import type { AppUrlPolicy } from "./app-urls.ts";
+import { syncApp, type SyncedApp } from "./app-sync.ts";
+import { globalFunctionId, newId, parseTraceparent, type BackoffConfig, type StepOutputsResponse } from "@stepwise/protocol";
 import { systemClock, type Clock } from "./clock.ts";
 import { afterCommit, describe, machineEnv, type EngineContext } from "./context.ts";
 import { InputError, isUnavailable } from "./errors.ts";
@@ -12,10 +13,9 @@ import { parseEvents } from "./event-input.ts";
 import { DEFAULT_LIMITS, type Limits } from "./limits.ts";
 import { consoleLogger, type Logger } from "./log.ts";
 import { finish } from "./machine/ending.ts";
-import { CRON_JOB_PREFIX, isTerminal, TIMER_KINDS, type FunctionRecord } from "./records.ts";
+import { isTerminal, TIMER_KINDS } from "./records.ts";
 import { Registry } from "./registry.ts";
 import { CheckpointRefused, commitCheckpoint, parseCheckpoint } from "./runtime/checkpoints.ts";
-import { firstTicks } from "./runtime/cron.ts";
 import { runJob, type JobRunner } from "./runtime/jobs.ts";
 import type { BulkCancelResult, BulkReplayResult, RunPage } from "./run-list.ts";
 import { readEvent, readEventPage, readRun, readRunPage, readRunsOfEvent } from "./run-reads.ts";
@@ -310,51 +310,11 @@ export class Executor {
   }
 
   /**
-   * Registers (or updates) an app and its functions. With `urlPolicy` (a registration the app
-   * sent, naming its own URL) the URL must be one the executor may call; a URL the operator
-   * gave (discovery) is taken as it is.
+   * Registers (or updates) an app and its functions (`app-sync.ts`). With `urlPolicy` (a
+   * registration the app sent, naming its own URL) the URL must be one the executor may call.
    */
-  async syncApp(body: unknown, options: { urlPolicy?: AppUrlPolicy } = {}): Promise<{ appId: string; version?: string; functions: string[] }> {
-    const parsed = AppDescriptionSchema.safeParse(body);
-    if (!parsed.success) {
-      throw new InputError(`Invalid app description: ${describedIssue(body, parsed.error.issues[0])}`);
-    }
-    const app: AppDescription = parsed.data;
-    const functions: FunctionRecord[] = app.functions.map((config) => ({
-      id: globalFunctionId(app.appId, config.id),
-      appId: app.appId,
-      localId: config.id,
-      config,
-    }));
-    // The app's own statement of its deployment URL is checked even when the operator gave its
-    // URL (discovery): at least never a metadata or link-local address, never another scheme.
-    const deploymentPolicy = options.urlPolicy ?? { allowPrivate: true };
-    const problem =
-      findTextProblem(app.functions, "functions") ??
-      (options.urlPolicy ? appUrlProblem(app.url, options.urlPolicy) : null) ??
-      (app.deploymentUrl !== undefined ? appUrlProblem(app.deploymentUrl, deploymentPolicy)?.replace("the app URL", "the deployment URL") : null) ??
-      null;
-    if (problem) throw new InputError(`Invalid app description: ${problem}`);
-    const now = new Date(this.ctx.clock.now());
-    const record = {
-      id: app.appId,
-      url: app.url,
-      sdk: app.sdk,
-      features: app.features ?? [],
-      syncedAt: now,
-      ...(app.version !== undefined && { version: app.version }),
-      ...(app.deploymentUrl !== undefined && { deploymentUrl: app.deploymentUrl }),
-    };
-    const { taken, queued, deleted } = await this.options.store.syncApp(record, functions, firstTicks(functions, now));
-    if (taken.length > 0) {
-      const which = taken.map((t) => `"${t.functionId}" (app "${t.appId}")`).join(", ");
-      throw new InputError(`App "${app.appId}" not registered: its function IDs would be ${which}, which another app already holds; rename the function or the app`, 409);
-    }
-    // Refreshed before the lanes hear of the new ticks: a tick checks its pattern in the registry.
-    await this.ctx.registry.refresh();
-    const lines = queued.map((job) => ({ level: "info" as const, line: `cron "${job.stepId}" of ${job.runId.slice(CRON_JOB_PREFIX.length)}: first tick at ${job.runAt.toISOString()}` }));
-    await afterCommit(this.ctx, { lines, queued, deleted });
-    return { appId: app.appId, ...(app.version !== undefined && { version: app.version }), functions: functions.map((fn) => fn.id) };
+  syncApp(body: unknown, options: { urlPolicy?: AppUrlPolicy } = {}): Promise<SyncedApp> {
+    return syncApp(this.ctx, body, options);
   }
 
   async listFunctions(): Promise<FunctionView[]> {
@@ -467,15 +427,3 @@ export class Executor {
   }
 }
 
-/**
- * Where an app description is wrong, in its author's terms: a function's problem names the
- * function by its ID (`function "sync" (functions.2): debounce.period: …`), the rest by path.
- */
-function describedIssue(body: unknown, issue: { path: PropertyKey[]; message: string } | undefined): string {
-  if (!issue) return "it does not match the protocol";
-  const [top, index, ...rest] = issue.path;
-  if (top !== "functions" || typeof index !== "number") return `at ${issue.path.map(String).join(".") || "(root)"}: ${issue.message}`;
-  const id = (body as { functions?: Array<{ id?: unknown } | null> }).functions?.[index]?.id;
-  const named = typeof id === "string" ? `function ${JSON.stringify(id)} (functions.${index})` : `functions.${index}`;
-  return `${named}: ${rest.length > 0 ? `${rest.map(String).join(".")}: ` : ""}${issue.message}`;
-}

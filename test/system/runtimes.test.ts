@@ -2,7 +2,8 @@
  * The fetch adapter on Bun and on Deno, run by the runtimes themselves (their binaries come from
  * npm as optional dependencies): an app bundled from test/runtimes/app.ts registers with a real
  * executor, and a run goes through a step, a sleep and a checkpointed step there; a tampered
- * signature is refused by the runtime's WebCrypto.
+ * signature is refused by the runtime's WebCrypto. A system suite: it starts other runtimes
+ * beside the executor, and so runs alone rather than beside the timing-sensitive main suites.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";

@@ -59,6 +59,21 @@ export class RawBodyMissing extends Error {
 /** What a Web framework's user can do about {@link RawBodyMissing}. */
 export const WEB_RAW_BODY_ADVICE = "Mount serve() before anything that reads the body, or read it there from request.clone()";
 
+/** A header of a Node-style header record (lower-case names, repeated ones as arrays), or null. */
+export function headerIn(headers: Record<string, string | string[] | undefined>, name: string): string | null {
+  const value = headers[name.toLowerCase()];
+  return value === undefined ? null : Array.isArray(value) ? value.join(", ") : value;
+}
+
+/**
+ * What `X-Forwarded-Proto` says, when it says http or https (behind a proxy that ends TLS), else
+ * undefined. The sender's to write: a signature made for another URL fails anyway.
+ */
+export function forwardedProtocol(value: string | null | undefined): "http" | "https" | undefined {
+  const first = value?.split(",")[0]?.trim().toLowerCase();
+  return first === "https" || first === "http" ? first : undefined;
+}
+
 /** A Web `Request` as a call. */
 export function callFromRequest(request: Request, advice = WEB_RAW_BODY_ADVICE): IncomingCall {
   return {

@@ -68,36 +68,35 @@ testAdapter({
   },
 });
 
+/** A Fastify app (of either major version) with the plugin registered by `register`, listening. */
+async function fastifyServer(app: ReturnType<typeof Fastify> | ReturnType<typeof FastifyV4>, register: () => PromiseLike<unknown>, path: string): Promise<Mounted> {
+  await register();
+  await app.listen({ port: 0, host: "127.0.0.1" });
+  const { port } = app.server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}${path}`, call: (request) => fetch(request), close: () => app.close() };
+}
+
 testAdapter({
   name: "fastify (a plugin with its own body parser)",
-  mount: async (options) => {
+  mount: (options) => {
     const app = Fastify();
-    await app.register(serveFastify(options));
-    await app.listen({ port: 0, host: "127.0.0.1" });
-    const { port } = app.server.address() as AddressInfo;
-    return { url: `http://127.0.0.1:${port}/api/durable`, call: (request) => fetch(request), close: () => app.close() };
+    return fastifyServer(app, () => app.register(serveFastify(options)), "/api/durable");
   },
 });
 
 testAdapter({
   name: "fastify 4.0 (the oldest it supports)",
-  mount: async (options) => {
+  mount: (options) => {
     const app = FastifyV4();
-    await app.register(serveFastify(options));
-    await app.listen({ port: 0, host: "127.0.0.1" });
-    const { port } = app.server.address() as AddressInfo;
-    return { url: `http://127.0.0.1:${port}/api/durable`, call: (request) => fetch(request), close: () => app.close() };
+    return fastifyServer(app, () => app.register(serveFastify(options)), "/api/durable");
   },
 });
 
 testAdapter({
   name: "fastify, registered under a prefix with a path",
-  mount: async (options) => {
+  mount: (options) => {
     const app = Fastify();
-    await app.register(serveFastify({ ...options, path: "/durable" }), { prefix: "/v1" });
-    await app.listen({ port: 0, host: "127.0.0.1" });
-    const { port } = app.server.address() as AddressInfo;
-    return { url: `http://127.0.0.1:${port}/v1/durable`, call: (request) => fetch(request), close: () => app.close() };
+    return fastifyServer(app, () => app.register(serveFastify({ ...options, path: "/durable" }), { prefix: "/v1" }), "/v1/durable");
   },
 });
 

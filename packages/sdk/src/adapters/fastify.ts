@@ -6,7 +6,7 @@
  * plugin's own scope every body is kept as the text received (the app's other routes keep their
  * parsers), with the SDK's own size limit rather than Fastify's 1 MiB default.
  */
-import { utf8LongerThan, type IncomingCall } from "../call.ts";
+import { forwardedProtocol, headerIn, utf8LongerThan, type IncomingCall } from "../call.ts";
 import { createCallHandler, DEFAULT_MAX_REQUEST_BYTES, type ServeOptions } from "../serve.ts";
 
 export type { ServeOptions } from "../serve.ts";
@@ -76,19 +76,13 @@ export function serve(options: FastifyServeOptions): (fastify: FastifyInstanceLi
 }
 
 function callFromFastify(request: FastifyRequestLike): IncomingCall {
-  const header = (name: string) => {
-    const value = request.headers[name.toLowerCase()];
-    return value === undefined ? null : Array.isArray(value) ? value.join(", ") : value;
-  };
-  // As the Node adapter: X-Forwarded-Proto may say https behind a proxy that ends TLS (Fastify
-  // reads it only with trustProxy); a signature made for another URL fails anyway.
-  const forwarded = header("x-forwarded-proto")?.split(",")[0]?.trim().toLowerCase();
-  const protocol = forwarded === "https" || forwarded === "http" ? forwarded : request.protocol;
+  // As the Node adapter reads it (Fastify itself reads X-Forwarded-Proto only with trustProxy).
+  const protocol = forwardedProtocol(headerIn(request.headers, "x-forwarded-proto")) ?? request.protocol;
   const body = typeof request.body === "string" ? request.body : "";
   return {
     method: request.method,
     url: new URL(request.url, `${protocol}://${request.host ?? request.hostname}`).href,
-    header,
+    header: (name) => headerIn(request.headers, name),
     text: async (maxBytes) => (utf8LongerThan(body, maxBytes) ? null : body),
   };
 }

@@ -5,7 +5,7 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { joinChunks } from "@stepwise/protocol";
-import { RawBodyMissing, utf8LongerThan, type Answer, type IncomingCall } from "../call.ts";
+import { headerIn, RawBodyMissing, utf8LongerThan, type Answer, type IncomingCall } from "../call.ts";
 
 /** A request, possibly after a body parser: `body` parsed or raw, `rawBody` kept by a `verify` hook. */
 export type NodeRequest = IncomingMessage & { body?: unknown; rawBody?: unknown };
@@ -24,10 +24,7 @@ export function callFromNode(req: NodeRequest, url: string, advice = EXPRESS_RAW
   return {
     method: req.method ?? "GET",
     url,
-    header: (name) => {
-      const value = req.headers[name.toLowerCase()];
-      return value === undefined ? null : Array.isArray(value) ? value.join(", ") : value;
-    },
+    header: (name) => headerIn(req.headers, name),
     async text(maxBytes) {
       // Only POST bodies matter (GET describes, PUT registers from config); a parser's `{}` is harmless there.
       const kept = req.method === "POST" ? await keptBody(req, advice) : undefined;

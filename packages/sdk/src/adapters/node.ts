@@ -9,6 +9,7 @@
 import type { ServerResponse } from "node:http";
 import { HEADERS } from "@stepwise/protocol";
 import { SDK_VERSION } from "../registry.ts";
+import { forwardedProtocol } from "../call.ts";
 import { createCallHandler, type ServeOptions } from "../serve.ts";
 import { callFromNode, EXPRESS_RAW_BODY_ADVICE, writeAnswer, type NodeRequest } from "./node-call.ts";
 
@@ -42,9 +43,7 @@ export function nodeHandler(options: ServeOptions, rawBodyAdvice: string): (req:
 /** The URL the client called; throws when the Host header makes none. */
 function requestUrl(req: NodeRequest): string {
   const encrypted = (req.socket as { encrypted?: boolean } | undefined)?.encrypted === true;
-  // X-Forwarded-Proto is the sender's to write: it may say https, else it is ignored.
-  const forwarded = headerValue(req.headers["x-forwarded-proto"])?.split(",")[0]?.trim().toLowerCase();
-  const protocol = forwarded === "https" || forwarded === "http" ? forwarded : encrypted ? "https" : "http";
+  const protocol = forwardedProtocol(headerValue(req.headers["x-forwarded-proto"])) ?? (encrypted ? "https" : "http");
   // Express rewrites req.url under a mounted router; originalUrl is what the client called.
   const path = (req as { originalUrl?: string }).originalUrl ?? req.url ?? "/";
   return new URL(path, `${protocol}://${headerValue(req.headers.host) ?? "localhost"}`).href;

@@ -66,7 +66,8 @@ export async function simulate(options: SimOptions): Promise<SimTotals> {
       const seconds = ((Date.now() - scheduleStarted) / 1_000).toFixed(1);
       progress(
         `[sim ${options.topology}] schedule ${index}: ${checked.runs} runs, ${checked.steps} steps, ${checked.invocations} invocations, ` +
-          `${[...played.ledger.faults.values()].reduce((a, b) => a + b, 0)} faults, ${checked.violations.length} violations, ${seconds}s ` +
+          `${[...played.ledger.faults.values()].reduce((a, b) => a + b, 0)} faults, ${checked.violations.length} violations, ${seconds}s, ` +
+          `idle CPU ${(played.idleCpu / played.idleReferenceCpu).toFixed(1)}x the reference ` +
           `(total ${totals.runs} runs)`,
       );
       if (checked.violations.length > 0) {

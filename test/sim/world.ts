@@ -8,6 +8,7 @@
 import { createApi } from "@stepwise/api";
 import { Executor, InputError, type Logger } from "@stepwise/engine";
 import { DEV_SIGNING_KEY } from "@stepwise/protocol";
+import { IdleBaseline } from "../support/idle-baseline.ts";
 import { SIM_CRON_PERIOD_MS, simApp } from "./app.ts";
 import { FaultyStore } from "./faulty-store.ts";
 import { Ledger } from "./ledger.ts";
@@ -33,6 +34,8 @@ export interface Played {
   idleFruitfulClaims: number;
   /** CPU of this process while idle, as a share of one core. */
   idleCpu: number;
+  /** CPU of the reference poller over the same window, as a share of one core. */
+  idleReferenceCpu: number;
   /** How long each graceful stop took. */
   stops: number[];
   executorLines: string[];
@@ -238,14 +241,20 @@ export async function play(topology: Topology, schedule: Schedule): Promise<Play
   // Idle: nothing is due, so the executors only poll. The cron trigger ticks every 3 s (at whole
   // multiples of 3 s), so the 1.5 s window starts 600 ms after a tick, when its run is done and
   // the next is still 900 ms away.
+  // Beside the window, a reference poller (see idle-baseline.ts) measures what the machine makes
+  // of a small job every 200 ms, so the check holds on a busy machine as on a quiet one.
+  const baseline = await IdleBaseline.start();
   await sleep(SIM_CRON_PERIOD_MS - (Date.now() % SIM_CRON_PERIOD_MS) + 600);
   const claimsBefore = slots.reduce((sum, s) => sum + s.store.claims, 0);
   const fruitfulBefore = slots.reduce((sum, s) => sum + s.store.fruitfulClaims, 0);
   const cpuBefore = process.cpuUsage();
+  const endReference = await baseline.window();
   const idleFrom = Date.now();
   await sleep(1_500);
   const cpu = process.cpuUsage(cpuBefore);
   const idleCpu = (cpu.user + cpu.system) / 1_000 / (Date.now() - idleFrom);
+  const idleReferenceCpu = await endReference();
+  baseline.stop();
   const idleClaims = slots.reduce((sum, s) => sum + s.store.claims, 0) - claimsBefore;
   const idleFruitfulClaims = slots.reduce((sum, s) => sum + s.store.fruitfulClaims, 0) - fruitfulBefore;
 
@@ -254,5 +263,5 @@ export async function play(topology: Topology, schedule: Schedule): Promise<Play
     await slot.executor.stop(STOP_GRACE_MS);
     stops.push(Date.now() - started);
   }
-  return { ledger, acked, startedAt, quiesced, idleClaims, idleFruitfulClaims, idleCpu, stops, executorLines: lines };
+  return { ledger, acked, startedAt, quiesced, idleClaims, idleFruitfulClaims, idleCpu, idleReferenceCpu, stops, executorLines: lines };
 }

@@ -39,7 +39,7 @@ export function commitMs(name: TopologyName, b: Baselines): number {
 
 const w1Of = (r: TopologyResult, steps: number, checkpointed: boolean) => r.w1.find((w) => w.steps === steps && w.checkpointed === checkpointed)!;
 
-export function printReport(report: { baselines: Baselines; results: Record<string, unknown>; concurrency?: number }): void {
+export function printReport(report: { baselines: Baselines; results: Record<string, unknown>; concurrency?: number; executor: string }): void {
   const { baselines: b } = report;
   console.log("");
   console.log(
@@ -91,7 +91,7 @@ export function printReport(report: { baselines: Baselines; results: Record<stri
   }
   console.log("");
   console.log(
-    `executor concurrency ${report.concurrency ?? `${DEFAULT_CONCURRENCY} (the default)`}; (N.NNx) = the figure over that topology's floor; ` +
+    `executor ${report.executor === "compiled" ? "compiled (as installed)" : "from source through tsx"}, concurrency ${report.concurrency ?? `${DEFAULT_CONCURRENCY} (the default)`}; (N.NNx) = the figure over that topology's floor; ` +
       `for W2 the figure is the time per step, 1000 / steps per second; the step by hand commits over TCP on every topology`,
   );
 }

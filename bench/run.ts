@@ -5,13 +5,14 @@
  *   npm run bench                       full run (5-minute memory soak on postgres+redis)
  *   npm run bench -- --soak-seconds 30  shorter soak
  *   npm run bench -- --only postgres+redis
+ *   npm run bench -- --executor source   the repository's TypeScript through tsx instead of the build
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { Recorder, startAppProcess } from "./recorder.ts";
 import { measureBaselines } from "./baselines.ts";
 import { printReport, ratios } from "./report.ts";
-import { startTopology, TOPOLOGIES, type TopologyName } from "./topologies.ts";
+import { buildExecutor, SOURCE_EXECUTOR, startTopology, TOPOLOGIES, type TopologyName } from "./topologies.ts";
 import { soak, throttle, w1, w2, w2Steady, W2_REPETITIONS, w3, w3Alone, w4 } from "./workloads.ts";
 
 const { values } = parseArgs({
@@ -20,11 +21,14 @@ const { values } = parseArgs({
     only: { type: "string", multiple: true },
     // Unset: the executor's default, as a user runs it. Set only to explore.
     concurrency: { type: "string" },
+    // The executor a user installs is compiled JavaScript; "source" runs the repository's TypeScript through tsx.
+    executor: { type: "string", default: "compiled" },
   },
 });
 const soakSeconds = Number(values["soak-seconds"]);
 const concurrency = values.concurrency === undefined ? undefined : Number(values.concurrency);
 const topologies = (values.only?.length ? values.only : TOPOLOGIES) as TopologyName[];
+if (values.executor !== "compiled" && values.executor !== "source") throw new Error(`--executor must be "compiled" or "source", not ${JSON.stringify(values.executor)}`);
 
 const progress = (line: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}`);
 
@@ -32,12 +36,15 @@ progress("measuring baselines (loopback HTTP, Postgres commit over TCP and the N
 const baselines = await measureBaselines();
 progress(`baselines: ${JSON.stringify(baselines)}`);
 
+progress(values.executor === "compiled" ? "building the packages: the executor runs compiled, as installed" : "the executor runs from source, through tsx");
+const executor = values.executor === "compiled" ? await buildExecutor() : SOURCE_EXECUTOR;
+
 const probe = new Recorder();
 const { child: app, url: appUrl } = await startAppProcess(probe);
 const results: Record<string, unknown> = {};
 for (const name of topologies) {
   progress(`${name}: starting the executor`);
-  const topology = await startTopology(name, appUrl, concurrency);
+  const topology = await startTopology(name, appUrl, executor, concurrency);
   try {
     app.send({ type: "executor", url: topology.url });
     const rssStartMb = topology.rssMb();
@@ -77,6 +84,7 @@ const report = {
   at: new Date().toISOString(),
   machine: { cpus: (await import("node:os")).cpus().length, node: process.version },
   concurrency,
+  executor: executor.label,
   baselines,
   results,
   ratios: Object.fromEntries(Object.entries(results).map(([name, result]) => [name, ratios(name as TopologyName, result, baselines)])),

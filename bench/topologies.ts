@@ -10,6 +10,7 @@ import { appendFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { createNeonClient } from "@stepwise/store-postgres";
 import { SIGNING_KEY } from "./app.ts";
 
@@ -29,8 +30,31 @@ export interface Topology {
 }
 
 const ADMIN_URL = "postgres://postgres@127.0.0.1:5432/test";
+const ROOT = fileURLToPath(new URL("../", import.meta.url));
 
-export async function startTopology(name: TopologyName, appUrl: string, concurrency?: number): Promise<Topology> {
+/** How the bench starts the `stepwise` command: compiled, as a user's install runs it, or the repository's source through tsx. */
+export interface ExecutorCommand {
+  /** The module `node` runs: the compiled `bin.js`, or `apps/server/bin/stepwise.mjs`. */
+  bin: string;
+  label: "compiled" | "source";
+}
+
+/** The repository's `stepwise` command: TypeScript source through tsx. */
+export const SOURCE_EXECUTOR: ExecutorCommand = { bin: "apps/server/bin/stepwise.mjs", label: "source" };
+
+/**
+ * Builds the published packages (scripts/build.mjs) into a cache folder inside the repository's
+ * node_modules, linked so that their compiled `stepwise` command runs in place: plain Node, no
+ * TypeScript loader, other dependencies from the repository's node_modules.
+ */
+export async function buildExecutor(): Promise<ExecutorCommand> {
+  const out = join(ROOT, "node_modules/.cache/stepwise-bench");
+  const { build } = (await import(join(ROOT, "scripts/build.mjs"))) as { build(options: { out: string; link: boolean }): unknown };
+  build({ out, link: true });
+  return { bin: join(out, "server/bin.js"), label: "compiled" };
+}
+
+export async function startTopology(name: TopologyName, appUrl: string, executor: ExecutorCommand, concurrency?: number): Promise<Topology> {
   const cleanups: Array<() => Promise<void> | void> = [];
   const port = await freePort();
   const env: Record<string, string> = {
@@ -42,7 +66,7 @@ export async function startTopology(name: TopologyName, appUrl: string, concurre
   };
   // STEPWISE_BENCH_PROFILE=<dir> writes a CPU profile of each executor (on exit) to <dir>; the app's goes there too.
   const profile = process.env.STEPWISE_BENCH_PROFILE;
-  const args = [...(profile ? ["--cpu-prof", `--cpu-prof-dir=${profile}`] : []), "apps/server/bin/stepwise.mjs"];
+  const args = [...(profile ? ["--cpu-prof", `--cpu-prof-dir=${profile}`] : []), executor.bin];
   if (name === "embedded") {
     const dir = mkdtempSync(join(tmpdir(), "stepwise-bench-"));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));

@@ -8,10 +8,13 @@
 // user's node_modules to that package's compiled entry.
 //
 // `npm run build -- --pack` also packs each directory into dist/tarballs/; `--out DIR` writes to
-// DIR instead of dist/ (the test of the installed packages builds into its own folder).
+// DIR instead of dist/ (the test of the installed packages builds into its own folder). `--link`
+// links each built package into DIR/node_modules/@stepwise/, so the compiled code runs in place
+// (`node dist/server/bin.js`) with other dependencies from the repository's node_modules: the
+// benchmark runs the executor that way, as a user's install runs it.
 import { execFileSync } from "node:child_process";
 import { builtinModules } from "node:module";
-import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -40,7 +43,7 @@ const BINS = { "@stepwise/server": { stepwise: "./src/bin.ts" } };
 
 const rootManifest = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
 
-export function build({ pack = false, out = join(root, "dist") } = {}) {
+export function build({ pack = false, link = false, out = join(root, "dist") } = {}) {
   rmSync(out, { recursive: true, force: true });
   const started = Date.now();
   const compiled = join(out, ".tsc");
@@ -55,6 +58,11 @@ export function build({ pack = false, out = join(root, "dist") } = {}) {
       const output = execFileSync("npm", ["pack", "--silent", "--pack-destination", tarballDir], { cwd: dir, encoding: "utf8" });
       return join(tarballDir, output.trim().split("\n").pop());
     });
+  }
+  if (link) {
+    const scope = join(out, "node_modules/@stepwise");
+    mkdirSync(scope, { recursive: true });
+    for (const { name, dir } of built) symlinkSync(relative(scope, dir), join(scope, name.slice("@stepwise/".length)), "dir");
   }
   rmSync(compiled, { recursive: true, force: true });
   console.log(`built ${built.map(({ name }) => name).join(", ")} in ${((Date.now() - started) / 1000).toFixed(1)} s → ${out}`);
@@ -184,5 +192,5 @@ function mapValues(object, fn) {
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   if (!existsSync(join(root, "node_modules/typescript"))) throw new Error("build: run npm install first");
   const outIndex = process.argv.indexOf("--out");
-  build({ pack: process.argv.includes("--pack"), ...(outIndex > 0 ? { out: resolve(process.argv[outIndex + 1]) } : {}) });
+  build({ pack: process.argv.includes("--pack"), link: process.argv.includes("--link"), ...(outIndex > 0 ? { out: resolve(process.argv[outIndex + 1]) } : {}) });
 }

@@ -8,14 +8,15 @@
 import { Stepwise } from "@stepwise/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
+import { AppDeath } from "../support/dying-app.ts";
 import { signal, type Signal } from "../support/signal.ts";
 import { STORE_KINDS, startStack, type Stack } from "../support/stack.ts";
 
 const bodies = new Map<string, number>();
 const count = (key: string) => bodies.set(key, (bodies.get(key) ?? 0) + 1).get(key)!;
 
-/** Set while a test runs: the first attempt of step "b" says it is dying, and waits to be thawed. */
-let dying: Signal | undefined;
+/** Armed while a test runs: the first attempt of step "b" dies, and waits to be thawed. */
+const death = new AppDeath();
 let thawed: Signal | undefined;
 
 const client = new Stepwise({ id: "crash", dev: true, schemas: { "crash/chain": z.object({ id: z.string() }) } });
@@ -26,7 +27,7 @@ const chain = client.createFunction({ id: "chain", triggers: [{ event: "crash/ch
     if (count(`${key}:b`) > 1) return "b";
     // The process dies here, in the middle of the step: nothing after this line runs until the
     // test thaws it, long after the executor gave up on this invocation.
-    dying!.set();
+    death.die();
     await thawed!.happened;
     return "zombie";
   });
@@ -42,23 +43,14 @@ describe.each(STORE_KINDS)("an app that dies mid-invocation, on %s", (kind) => {
       client,
       functions: [chain],
       // The platform in front of the app (a gateway, a load balancer) answers for the dead process.
-      intercept: async (request, app) => {
-        if (request.method !== "POST" || !dying) return app(request);
-        const died = dying;
-        const answer = app(request);
-        const first = await Promise.race([answer.then(() => "answered" as const), died.happened.then(() => "died" as const)]);
-        if (first === "answered") return answer;
-        // Only the invocation it died in: the executor's next one reaches a new process.
-        dying = undefined;
-        return new Response("<html><body><h1>502 Bad Gateway</h1></body></html>", { status: 502, headers: { "content-type": "text/html" } });
-      },
+      intercept: death.gateway,
     });
   }, 60_000);
   afterAll(async () => stack?.close());
 
   it("goes on from the stored step; the thawed invocation's late checkpoint is refused", async () => {
     const key = `${kind}-crash`;
-    dying = signal();
+    death.arm();
     thawed = signal();
     const [id] = await stack.send({ name: "crash/chain", data: { id: key } });
     const run = await stack.waitForRun(id!, { timeoutMs: 20_000 });

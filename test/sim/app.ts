@@ -116,8 +116,8 @@ export function simApp(ledger: Ledger, path: CheckpointPath): SimApp {
       const stepId = idOf(item.name);
       const options = item.retries === undefined ? item.name : { id: item.name, retries: item.retries };
       return step
-        .run(options, () => {
-          const body = ledger.body(runId, stepId, item.retries);
+        .run(options, (context) => {
+          const body = ledger.body(runId, stepId, item.retries, context);
           const failures = ledger.bodies.filter((b) => b.runId === runId && b.stepId === stepId).length - 1;
           if (item.nonRetriable) {
             body.token = undefined;

@@ -33,10 +33,13 @@
  * 17. A batched event is in exactly one batch; a batch holds at most its size, no event joins it
  *     after its run went to the app, and a completed batch run's handler got exactly its events,
  *     in order of arrival.
+ * 18. Every execution of a step's code is told the step's one idempotency key and an attempt
+ *     within the step's retries.
  */
 import { DERIVED_ID_PREFIX, derivedEventId } from "@stepwise/protocol";
 import { expectedJobs, type RunState, type StepRecord } from "@stepwise/engine";
 import type { SqlClient } from "@stepwise/store-postgres";
+import { createHash } from "node:crypto";
 import { SIM_APP_ID, SIM_BATCH, SIM_THROTTLE } from "./app.ts";
 import { LEASE_MS } from "./schedule.ts";
 import type { BodyRun } from "./ledger.ts";
@@ -52,6 +55,8 @@ export interface Checked {
 }
 
 type Row = Record<string, unknown>;
+/** The key the SDK documents for a step (`StepRunContext.idempotencyKey`), worked out independently. */
+const stepIdempotencyKey = (runId: string, stepId: string) => `stepwise-${createHash("sha256").update(`${runId}\u0000${stepId}`).digest("hex")}`;
 const json = (text: unknown): unknown => (text == null ? undefined : JSON.parse(String(text)));
 const list = (values: string[]) => JSON.stringify(values);
 const IN = (param: string) => `(SELECT jsonb_array_elements_text(${param}::jsonb))`;
@@ -168,6 +173,13 @@ export async function check(sql: SqlClient, played: Played): Promise<Checked> {
       const dueAt = new Date(String(sleep.wake_at)).getTime();
       const early = bodies.find((body) => body.at < dueAt);
       if (early) fail(`step "${stepId}" of run ${runId} (${localId(run)}) started ${dueAt - early.at} ms before the end of sleep "${sleep.id}", which comes before it`);
+    }
+    // 18. Every execution of a step is told the step's one idempotency key, and an attempt
+    //     within its retries (an invocation that failed before the app ran the step counts too).
+    const idempotencyKey = stepIdempotencyKey(runId, stepId);
+    for (const [n, body] of bodies.entries()) {
+      if (body.context.idempotencyKey !== idempotencyKey) fail(`step "${stepId}" of run ${runId}: execution ${n + 1} got the idempotency key ${body.context.idempotencyKey}, not ${idempotencyKey}`);
+      if (body.context.attempt > retries) fail(`step "${stepId}" of run ${runId}: execution ${n + 1} was told attempt ${body.context.attempt} (retries ${retries})`);
     }
     for (const body of bodies) {
       const refused = ledger.refusedCheckpoints.find((r) => r.invocation === body.invocation && r.at < body.at);

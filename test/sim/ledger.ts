@@ -4,6 +4,7 @@
  * every crash and stall of an executor. The invariants are judged against this and the store.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
+import type { StepRunContext } from "@stepwise/sdk";
 
 /** How an invocation's answer fared on its way back. */
 export type Delivery =
@@ -40,6 +41,8 @@ export interface BodyRun {
   token?: string;
   /** The step's own retries, when it sets them (else its function's apply). */
   retries?: number;
+  /** What the SDK told the body: its idempotency key and attempt. */
+  context: StepRunContext;
 }
 
 /** A lease can run out this long after the disturbance that stopped its heartbeat began. */
@@ -81,8 +84,8 @@ export class Ledger {
   }
 
   /** A step body starts: returns its token, to be returned in its output. */
-  body(runId: string, stepId: string, retries?: number): BodyRun {
-    const run: BodyRun = { runId, stepId, invocation: invocationContext.getStore(), at: Date.now(), token: `t${++this.tokens}`, retries };
+  body(runId: string, stepId: string, retries: number | undefined, context: StepRunContext): BodyRun {
+    const run: BodyRun = { runId, stepId, invocation: invocationContext.getStore(), at: Date.now(), token: `t${++this.tokens}`, retries, context };
     this.bodies.push(run);
     return run;
   }

@@ -56,7 +56,7 @@ export async function execute(fn: RunnableFunction, request: InvokeRequest, chec
       if (!step) return await decide(replay, run.outcome, request, logger, trace);
       const started = Date.now();
       const callsBefore = replay.calls;
-      const op = await runFresh(replay, step, logger, trace);
+      const op = await runFresh(replay, step, request, logger, trace);
       // Going on is only safe if the function did nothing else while the step ran: a step call
       // from elsewhere in the body (refused as nested while a step runs) or the handler settling
       // (a race decided by a timer) would make this invocation differ from a replay. Then, as
@@ -116,7 +116,7 @@ const nextMacrotask: () => Promise<void> = (() => {
 
 async function decide(replay: Replay, outcome: Outcome, request: InvokeRequest, logger: RunLogger, trace?: TraceContext): Promise<InvokeResult> {
   if (replay.nonDeterminism) return failure({ name: "NonDeterminismError", message: replay.nonDeterminism });
-  if (request.targetStep !== undefined) return runTarget(replay, request.targetStep, logger, trace);
+  if (request.targetStep !== undefined) return runTarget(replay, request, logger, trace);
   if (outcome.state === "returned") {
     logger.flush();
     try {
@@ -131,13 +131,14 @@ async function decide(replay: Replay, outcome: Outcome, request: InvokeRequest, 
   }
   const [only, ...others] = replay.fresh;
   if (only && others.length === 0 && only.kind === "run") {
-    return runNow(replay, only, logger, trace);
+    return runNow(replay, only, request, logger, trace);
   }
   return { status: 206, body: { type: "ops", ops: replay.fresh.map(newStepOp) } };
 }
 
-async function runTarget(replay: Replay, targetStep: string, logger: RunLogger, trace?: TraceContext): Promise<InvokeResult> {
+async function runTarget(replay: Replay, request: InvokeRequest, logger: RunLogger, trace?: TraceContext): Promise<InvokeResult> {
   const target = replay.target;
+  const targetStep = request.targetStep;
   if (!target) {
     return failure({
       name: "StepNotFound",
@@ -150,7 +151,7 @@ async function runTarget(replay: Replay, targetStep: string, logger: RunLogger, 
       message: `The executor asked to run step "${targetStep}", but it is a ${target.kind} step, not step.run()`,
     });
   }
-  return runNow(replay, target, logger, trace);
+  return runNow(replay, target, request, logger, trace);
 }
 
 /** The one new step, when it is a `step.run` the function is blocked on and nothing else is new. */
@@ -160,17 +161,19 @@ function checkpointable(replay: Replay, outcome: Outcome): NewStep | undefined {
   return only?.kind === "run" ? only : undefined;
 }
 
-async function runFresh(replay: Replay, step: FoundStep, logger: RunLogger, trace?: TraceContext) {
+async function runFresh(replay: Replay, step: FoundStep, request: InvokeRequest, logger: RunLogger, trace?: TraceContext) {
   replay.startExecuting(step.id);
+  // The request's attempt is the target step's; a step reached fresh is on its first.
+  const attempt = step.id === request.targetStep ? request.run.attempt : 0;
   try {
-    return await runStep(step, logger, trace);
+    return await runStep(step, { id: request.run.id, attempt }, logger, trace);
   } finally {
     replay.stopExecuting();
   }
 }
 
-async function runNow(replay: Replay, step: FoundStep, logger: RunLogger, trace?: TraceContext): Promise<InvokeResult> {
-  return { status: 206, body: { type: "ops", ops: [await runFresh(replay, step, logger, trace)] } };
+async function runNow(replay: Replay, step: FoundStep, request: InvokeRequest, logger: RunLogger, trace?: TraceContext): Promise<InvokeResult> {
+  return { status: 206, body: { type: "ops", ops: [await runFresh(replay, step, request, logger, trace)] } };
 }
 
 function failure(error: SerializedError): InvokeResult {

@@ -25,7 +25,7 @@ export {
   type InvokeData,
 } from "./function.ts";
 export type { Jsonify } from "./jsonify.ts";
-export type { InvokeOptions, StepRunOptions, StepTools, WaitForEventOptions } from "./step-tools.ts";
+export type { InvokeOptions, StepRunContext, StepRunOptions, StepTools, WaitForEventOptions } from "./step-tools.ts";
 export type { EventData, EventName, EventSchemas, Logger, SendEventPayload, SendResult, TypedEvent } from "./types.ts";
 export type { ServeOptions } from "./serve.ts";
 export type { ConcurrencyLimit } from "@stepwise/protocol";

@@ -21,7 +21,7 @@ export interface StepCall {
   name: string;
   kind: StepKind;
   /** The code of a `run` step. */
-  fn?: () => unknown;
+  fn?: (context: StepRunContext) => unknown;
   /** A `run` step's own retry policy, reported with each of its failures. */
   retry?: StepRetryPolicy;
   /** Describes the step as an op; only called for a step that has nothing stored, so a
@@ -40,6 +40,27 @@ export interface StepRunOptions {
   retries?: number;
   /** Backoff between this step's retries, over the function's (`initialMs * factor^n`, capped at `maxMs`). */
   backoff?: BackoffConfig;
+}
+
+/**
+ * What the code of a `step.run` is told about its execution. Pass `idempotencyKey` to the API
+ * the step calls (a payment, an email, a model provider's idempotency header): a step can run
+ * again after it did its work (the app died before its result was stored, a retry after a
+ * timeout), and the API then recognises the repeat.
+ */
+export interface StepRunContext {
+  /**
+   * The same on every execution of this step in this run, retries and replays included, and
+   * different for every other step and run: `stepwise-` and the hex SHA-256 of the run ID and
+   * the step ID (73 characters). A new run (a replay or rerun from the dashboard) has new keys.
+   */
+  idempotencyKey: string;
+  /**
+   * This step's attempt as the executor counts them, from 0: each retry it schedules for the
+   * step (after the step threw, or after its invocation failed on the way) is one more. Not a
+   * count of executions: one the executor never heard of (the app died mid-step) is not counted.
+   */
+  attempt: number;
 }
 
 /** Options of `step.waitForEvent`. */
@@ -73,8 +94,9 @@ export interface StepTools<S extends EventSchemas> {
   /**
    * Runs `fn` once (retried on error) and returns its JSON result on every replay. Pass
    * `{ id, retries, backoff }` instead of a name to give this step a retry policy of its own.
+   * `fn` receives the step's `idempotencyKey` and `attempt` ({@link StepRunContext}).
    */
-  run<T>(step: string | StepRunOptions, fn: () => T): Promise<Jsonify<Awaited<T>>>;
+  run<T>(step: string | StepRunOptions, fn: (context: StepRunContext) => T): Promise<Jsonify<Awaited<T>>>;
   /** Pauses the run for `duration` (ms, or `"30s"`, `"5m"`, `"2h"`, `"1d"`). */
   sleep(name: string, duration: Duration): Promise<void>;
   /** Pauses the run until `until` (a Date or an ISO string). */

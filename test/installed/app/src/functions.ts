@@ -14,7 +14,8 @@ export const greet = stepwise.createFunction({ id: "greet", triggers: [{ event: 
   void wrong;
   const line = await step.run("compose", () => `hello ${name} `.repeat(event.data.times).trim());
   await step.sleep("nap", "1s");
-  const shouted = await step.run("shout", () => line.toUpperCase());
+  // The step's code is told its idempotency key (a string) and attempt (a number).
+  const shouted = await step.run("shout", ({ idempotencyKey, attempt }) => (idempotencyKey.length > 0 && attempt >= 0 ? line.toUpperCase() : ""));
   if (shouted.length === 0) throw new NonRetriableError("nothing to shout");
   return { shouted };
 });

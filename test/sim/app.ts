@@ -153,6 +153,14 @@ export function simApp(ledger: Ledger, path: CheckpointPath): SimApp {
           results.push(await step.waitForEvent(named("answer"), { event: "sim/answer", if: `async.data.qid == "${qid}"`, timeout: item.timeoutMs }));
           break;
         }
+        case "recall": {
+          // The memo is stored before the sleep, so only the look-back can find it.
+          const mid = `${key}:${i}`;
+          results.push(await step.sendEvent(named("memo"), { name: "sim/memo", data: { mid } }));
+          results.push(await step.sleep(named("nap"), item.sleepMs));
+          results.push(await step.waitForEvent(named("recall"), { event: "sim/memo", if: `async.data.mid == "${mid}"`, timeout: 1_000, lookback: "5m" }));
+          break;
+        }
         case "wait":
           results.push(await step.waitForEvent(named("ping"), { event: "sim/ping", match: "data.key", timeout: item.timeoutMs }));
           break;

@@ -37,7 +37,9 @@ export type Item =
   /** The body throws outside any step on its first `times` attempts. */
   | { t: "bodyError"; times: number }
   /** The run sends its own cancelOn event beside a sleep. */
-  | { t: "selfCancel" };
+  | { t: "selfCancel" }
+  /** sendEvent a memo, sleep past it, then waitForEvent it with a look-back: the wait must find it. */
+  | { t: "recall"; sleepMs: number };
 
 export interface RunPlan {
   key: string;
@@ -108,6 +110,7 @@ const item: fc.Arbitrary<Item> = fc.oneof(
     ),
   },
   { weight: 1, arbitrary: fc.record({ t: fc.constant("send" as const), count: fc.integer({ min: 1, max: 3 }) }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant("recall" as const), sleepMs: fc.integer({ min: 10, max: 100 }) }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant("invoke" as const), program: fc.array(leafItem, { minLength: 1, maxLength: 3 }) }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant("bodyError" as const), times: fc.integer({ min: 1, max: 3 }) }) },
   { weight: 1, arbitrary: fc.constant({ t: "selfCancel" as const }) },

@@ -39,6 +39,9 @@ export const EventSchema = z.object({
 });
 export type WireEvent = z.infer<typeof EventSchema>;
 
+/** The longest `waitForEvent` look-back: a week, the executor's default retention of events. */
+export const MAX_LOOKBACK_MS = 7 * 24 * 3_600_000;
+
 /** The step kinds, as recorded at each position of a run. */
 export const StepKindSchema = z.enum(["run", "sleep", "wait", "send", "invoke"]);
 export type StepKind = z.infer<typeof StepKindSchema>;
@@ -145,6 +148,11 @@ export const WaitOpSchema = z.object({
   match: storableText("match").optional(),
   /** A CEL expression over `event` (the trigger) and `async` (the candidate). */
   if: storableText("if").optional(),
+  /**
+   * Also match events stored up to this long before the wait began (ms), the earliest first;
+   * without it, only those stored since the invocation that reached the wait became due.
+   */
+  lookbackMs: z.number().int().positive().max(MAX_LOOKBACK_MS).optional(),
 });
 /** `step.sendEvent`: the executor stores these events (IDs derived from run and step) and resolves with their IDs. */
 export const SendOpSchema = z.object({

@@ -3,7 +3,7 @@
  * and how to plan it as an op); the replay decides whether it returns a stored result,
  * throws a stored error, never settles, or becomes new work. See `replay.ts`.
  */
-import { celProblem, globalFunctionId, StepRetryPolicySchema, toMs, type BackoffConfig, type Duration, type Op, type StepKind, type StepRetryPolicy, issuesText } from "@stepwise/protocol";
+import { celProblem, globalFunctionId, MAX_LOOKBACK_MS, StepRetryPolicySchema, toMs, type BackoffConfig, type Duration, type Op, type StepKind, type StepRetryPolicy, issuesText } from "@stepwise/protocol";
 import type { AnyStepwiseFunction, FunctionOutput, InvokeData } from "./function.ts";
 import { NonRetriableError } from "./errors.ts";
 import { StepwiseFunction } from "./function.ts";
@@ -73,6 +73,12 @@ export interface WaitForEventOptions<N extends string> {
   match?: string;
   /** A CEL expression over `event` (the trigger) and `async` (the candidate event). */
   if?: string;
+  /**
+   * Also accept an event stored up to this long before the wait began (at most `"7d"`), the
+   * earliest that matches: for a reply that can beat the run to the wait. Without it, the wait
+   * sees events stored since the run's current invocation became due.
+   */
+  lookback?: Duration;
 }
 
 /** Options of `step.invoke`. */
@@ -112,6 +118,18 @@ export interface StepTools<S extends EventSchemas> {
   invoke<F extends AnyStepwiseFunction>(name: string, options: InvokeOptions<F>): Promise<Jsonify<FunctionOutput<F>>>;
 }
 
+/** A wait's look-back in ms, or a NonRetriableError that says what is wrong with it. */
+function lookbackOf(name: string, lookback: Duration): number {
+  let ms: number;
+  try {
+    ms = toMs(lookback);
+  } catch (error) {
+    throw new NonRetriableError(`step.waitForEvent("${name}"): lookback: ${(error as Error).message}`);
+  }
+  if (!(ms >= 1 && ms <= MAX_LOOKBACK_MS)) throw new NonRetriableError(`step.waitForEvent("${name}"): lookback must be between 1ms and 7d, not ${JSON.stringify(lookback)}`);
+  return Math.round(ms);
+}
+
 /** Builds the step tools over `dispatch`; `schemas` validate `sendEvent`. */
 export function createStepTools<S extends EventSchemas>(dispatch: StepDispatcher, schemas: EventSchemas | undefined): StepTools<S> {
   const tools: StepTools<EventSchemas> = {
@@ -139,12 +157,14 @@ export function createStepTools<S extends EventSchemas>(dispatch: StepDispatcher
           // not parse would match nothing, and the wait would only time out.
           const problem = options.if === undefined ? undefined : celProblem(options.if);
           if (problem) throw new NonRetriableError(`step.waitForEvent("${name}"): if: ${problem}`);
+          const lookbackMs = options.lookback === undefined ? undefined : lookbackOf(name, options.lookback);
           return {
             op: "wait",
             event: options.event,
             timeoutAt: isoIn(toMs(options.timeout)),
             ...(options.match === undefined ? {} : { match: options.match }),
             ...(options.if === undefined ? {} : { if: options.if }),
+            ...(lookbackMs === undefined ? {} : { lookbackMs }),
           };
         },
       }) as Promise<never>,

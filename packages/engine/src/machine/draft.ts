@@ -61,6 +61,8 @@ export class RunDraft {
   readonly signals: Signal[] = [];
   /** Waits opened by this change: the unit looks back for events that arrived while the app answered. */
   readonly openedWaits: MatcherRecord[] = [];
+  /** The look-back a wait opened here asked for (`lookbackMs` of its op), by step ID. */
+  readonly lookbacks = new Map<string, number>();
   /** A step changed: the run's status and next invocation must be worked out again (`settle`). */
   dirty = false;
   private readonly stepsById: Map<string, StepRecord>;
@@ -253,9 +255,12 @@ export class RunDraft {
     if (c.dropJobs !== "all") c.dropJobs.push(selector);
   }
 
-  openMatcher(matcher: MatcherRecord): void {
+  /** Opens a matcher; a wait's with `lookbackMs` also matches events stored that long before. */
+  openMatcher(matcher: MatcherRecord, lookbackMs?: number): void {
     this.change.openMatchers.push(matcher);
-    if (matcher.kind === "wait") this.openedWaits.push(matcher);
+    if (matcher.kind !== "wait") return;
+    this.openedWaits.push(matcher);
+    if (lookbackMs !== undefined) this.lookbacks.set(matcher.stepId, lookbackMs);
   }
 
   /** Open matchers of this change not yet written (so events in the same unit can meet them). */

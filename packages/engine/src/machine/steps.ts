@@ -143,10 +143,11 @@ function wait(draft: RunDraft, env: MachineEnv, step: StepRecord, op: OpOf<"wait
   const label = `${runLabel(draft.run.id, draft.run.functionId)} step "${step.name}"`;
   const matcher = newMatcher(draft, { stepId: step.id, kind: "wait", eventName: op.event, match: op.match, if: op.if, expiresAt });
   draft.saveStep({ ...step, status: "waiting", wakeAt: expiresAt });
-  draft.openMatcher(matcher);
+  draft.openMatcher(matcher, op.lookbackMs);
   draft.enqueue({ kind: "wait-timeout", stepId: step.id, runAt: expiresAt });
   const condition = op.match ? ` matching ${op.match}` : op.if ? ` where ${op.if}` : "";
-  draft.info(`${label} waiting for ${op.event}${condition} until ${expiresAt.toISOString()}`);
+  const lookback = op.lookbackMs ? `, looking back ${formatDuration(op.lookbackMs)}` : "";
+  draft.info(`${label} waiting for ${op.event}${condition} until ${expiresAt.toISOString()}${lookback}`);
   if (op.match !== undefined && matcher.matchValue === undefined) {
     draft.warn(`${label}: the triggering event has no ${op.match}, so no event can match; the wait will time out`);
   }

@@ -330,12 +330,25 @@ export class UnitOfWork {
     return waits;
   }
 
-  /** Resolves new waits with events that arrived between the run becoming due and now. */
+  /**
+   * Resolves new waits with events that arrived between the run becoming due and now, or, for
+   * a wait with a look-back, since that long before it became due (a little more than the
+   * look-back before the wait began: never less).
+   */
   private async lookBack(waits: Array<{ draft: RunDraft; matcher: MatcherRecord }>): Promise<void> {
-    const since = this.options.readyAt;
-    if (!since) return;
-    await this.tx.lockWaits([...new Set(waits.map((w) => w.matcher.eventName))].sort());
-    for (const { draft, matcher } of waits) {
+    const readyAt = this.options.readyAt;
+    const sinceOf = ({ draft, matcher }: { draft: RunDraft; matcher: MatcherRecord }): Date | undefined => {
+      const lookbackMs = draft.lookbacks.get(matcher.stepId);
+      if (lookbackMs === undefined) return readyAt;
+      return new Date((readyAt?.getTime() ?? this.ctx.clock.now()) - lookbackMs);
+    };
+    const due = waits.flatMap((wait) => {
+      const since = sinceOf(wait);
+      return since ? [{ ...wait, since }] : [];
+    });
+    if (due.length === 0) return;
+    await this.tx.lockWaits([...new Set(due.map((w) => w.matcher.eventName))].sort());
+    for (const { draft, matcher, since } of due) {
       const first = await this.tx.firstEventSince(matcher.eventName, since, matcher.expiresAt, (event) => matcherAccepts(matcher, draft.event, event));
       if (first) resolveWait(draft, this.env(draft), matcher.stepId, first);
     }

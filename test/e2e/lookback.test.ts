@@ -1,0 +1,78 @@
+/**
+ * `step.waitForEvent({ lookback })`: a wait also matches an event stored up to that long before
+ * it began, the earliest that matches, so an approval sent while the run was still busy is not
+ * missed. Without a look-back a wait sees only events stored since its invocation became due
+ * (the default, unchanged), and an event older than the look-back is not matched either.
+ */
+import { NonRetriableError, Stepwise } from "@stepwise/sdk";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { z } from "zod";
+import { STORE_KINDS, startStack, type Stack } from "../support/stack.ts";
+
+const client = new Stepwise({
+  id: "lookback",
+  dev: true,
+  schemas: {
+    "order/placed": z.object({ orderId: z.string(), busyMs: z.number(), lookback: z.string().optional() }),
+    "order/approved": z.object({ orderId: z.string(), by: z.string() }),
+    "order/bad-lookback": z.object({}),
+  },
+});
+
+/** Busy for a while (a step, then a sleep), then waits for the order's approval. */
+const approval = client.createFunction({ id: "approval", triggers: [{ event: "order/placed" }] }, async ({ event, step }) => {
+  await step.run("reserve", () => event.data.orderId);
+  await step.sleep("busy", event.data.busyMs);
+  const approved = await step.waitForEvent("approved", {
+    event: "order/approved",
+    match: "data.orderId",
+    timeout: 1_000,
+    ...(event.data.lookback === undefined ? {} : { lookback: event.data.lookback }),
+  });
+  return approved ? approved.data.by : null;
+});
+
+const badLookback = client.createFunction({ id: "bad-lookback", triggers: [{ event: "order/bad-lookback" }] }, async ({ step }) => {
+  await step.waitForEvent("approved", { event: "order/approved", timeout: 1_000, lookback: "8d" });
+});
+
+describe.each(STORE_KINDS)("waitForEvent look-back on %s", (store) => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack({ store, client, functions: [approval, badLookback] });
+  }, 60_000);
+  afterAll(async () => stack?.close());
+
+  /** Places an order, then approves it (by `approvers`, in turn, plus one for another order) while the run is busy. */
+  const placeThenApprove = async (orderId: string, busyMs: number, lookback?: string, approvers = ["ada"]) => {
+    const [placed] = await stack.send({ name: "order/placed", data: { orderId, busyMs, ...(lookback === undefined ? {} : { lookback }) } });
+    await stack.send({ name: "order/approved", data: { orderId: `${orderId}-other`, by: "mallory" } });
+    for (const by of approvers) await stack.send({ name: "order/approved", data: { orderId, by } });
+    return stack.waitForRun(placed!, { timeoutMs: 20_000 });
+  };
+
+  it("matches the earliest event of its key stored before the wait began, within the look-back", async () => {
+    const run = await placeThenApprove(`${store}-a`, 400, "1m", ["ada", "grace"]);
+    // Not null: a wait that times out resolves to null.
+    expect(run).toMatchObject({ status: "completed", output: "ada" });
+  });
+
+  it("without a look-back, misses the approval that came while the run was busy (the default)", async () => {
+    const run = await placeThenApprove(`${store}-b`, 1_500);
+    expect(run).toMatchObject({ status: "completed", output: null });
+  });
+
+  it("does not match an event older than the look-back", async () => {
+    const run = await placeThenApprove(`${store}-c`, 2_000, "1s");
+    expect(run).toMatchObject({ status: "completed", output: null });
+  });
+
+  it("refuses a look-back over 7 days with an error that says so, and opens no wait", async () => {
+    const [id] = await stack.send({ name: "order/bad-lookback", data: {} });
+    const run = await stack.waitForRun(id!, { timeoutMs: 20_000 });
+    expect(run.status).toBe("failed");
+    expect(run.error?.name).toBe(NonRetriableError.name);
+    expect(run.error?.message).toContain('step.waitForEvent("approved"): lookback must be between 1ms and 7d');
+    expect(run.steps.filter((step) => step.id === "approved")).toEqual([]);
+  });
+});

@@ -16,7 +16,26 @@ const client = new Stepwise({
     "order/placed": z.object({ orderId: z.string(), busyMs: z.number(), lookback: z.string().optional() }),
     "order/approved": z.object({ orderId: z.string(), by: z.string() }),
     "order/bad-lookback": z.object({}),
+    "order/collect": z.object({ orderId: z.string() }),
+    "doc/updated": z.object({ docId: z.string() }),
   },
+});
+
+/** Collects approvals in a loop: each look-back must find a new one, not the first again. */
+const collector = client.createFunction({ id: "collector", triggers: [{ event: "order/collect" }] }, async ({ step }) => {
+  await step.sleep("busy", 400);
+  const got: Array<string | null> = [];
+  for (let n = 0; n < 2; n++) {
+    const approved = await step.waitForEvent("approval", { event: "order/approved", match: "data.orderId", timeout: 500, lookback: "1m" });
+    got.push(approved?.data.by ?? null);
+  }
+  return got;
+});
+
+/** Waits for the next update of its document, looking back: its own trigger is not that. */
+const nextUpdate = client.createFunction({ id: "next-update", triggers: [{ event: "doc/updated" }] }, async ({ event, step }) => {
+  const next = await step.waitForEvent("next", { event: "doc/updated", match: "data.docId", timeout: 500, lookback: "1m" });
+  return next ? next.id : null;
 });
 
 /** Busy for a while (a step, then a sleep), then waits for the order's approval. */
@@ -39,7 +58,7 @@ const badLookback = client.createFunction({ id: "bad-lookback", triggers: [{ eve
 describe.each(STORE_KINDS)("waitForEvent look-back on %s", (store) => {
   let stack: Stack;
   beforeAll(async () => {
-    stack = await startStack({ store, client, functions: [approval, badLookback] });
+    stack = await startStack({ store, client, functions: [approval, badLookback, collector, nextUpdate] });
   }, 60_000);
   afterAll(async () => stack?.close());
 
@@ -64,6 +83,20 @@ describe.each(STORE_KINDS)("waitForEvent look-back on %s", (store) => {
 
   it("does not match an event older than the look-back", async () => {
     const run = await placeThenApprove(`${store}-c`, 2_000, "1s");
+    expect(run).toMatchObject({ status: "completed", output: null });
+  });
+
+  it("never hands a run an event one of its waits already received: a loop's second look-back times out", async () => {
+    const orderId = `${store}-d`;
+    const [id] = await stack.send({ name: "order/collect", data: { orderId } });
+    await stack.send({ name: "order/approved", data: { orderId, by: "ada" } });
+    const run = await stack.waitForRun(id!, { timeoutMs: 20_000 });
+    expect(run).toMatchObject({ status: "completed", output: ["ada", null] });
+  });
+
+  it("never hands a run its own triggering event", async () => {
+    const [id] = await stack.send({ name: "doc/updated", data: { docId: `${store}-e` } });
+    const run = await stack.waitForRun(id!, { timeoutMs: 20_000 });
     expect(run).toMatchObject({ status: "completed", output: null });
   });
 

@@ -159,6 +159,8 @@ export function simApp(ledger: Ledger, path: CheckpointPath): SimApp {
           results.push(await step.sendEvent(named("memo"), { name: "sim/memo", data: { mid } }));
           results.push(await step.sleep(named("nap"), item.sleepMs));
           results.push(await step.waitForEvent(named("recall"), { event: "sim/memo", if: `async.data.mid == "${mid}"`, timeout: 1_000, lookback: "5m" }));
+          // The run has received its memo: a second look-back must not hand it over again.
+          results.push(await step.waitForEvent(named("recall-again"), { event: "sim/memo", if: `async.data.mid == "${mid}"`, timeout: 200, lookback: "5m" }));
           break;
         }
         case "wait":

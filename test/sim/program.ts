@@ -38,7 +38,7 @@ export type Item =
   | { t: "bodyError"; times: number }
   /** The run sends its own cancelOn event beside a sleep. */
   | { t: "selfCancel" }
-  /** sendEvent a memo, sleep past it, then waitForEvent it with a look-back: the wait must find it. */
+  /** sendEvent a memo, sleep past it, then waitForEvent it with a look-back (found), then again (not found: already received). */
   | { t: "recall"; sleepMs: number };
 
 export interface RunPlan {

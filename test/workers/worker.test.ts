@@ -9,6 +9,7 @@
  *
  * Skips (with a note) only when wrangler cannot start and CI is not true.
  */
+import { createHash } from "node:crypto";
 import { Stepwise } from "@stepwise/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cronEventId } from "@stepwise/engine";
@@ -110,7 +111,7 @@ describe.skipIf(TOPOLOGIES.length === 0).each(TOPOLOGIES)("the executor and an a
     expect((await fetch(`${worker.url}/api/runs/cancel?status=sleeping`, { method: "POST", headers: { cookie, "x-stepwise-csrf": csrf } })).status).toBe(200);
   });
 
-  it("runs a step, a 2 s sleep and a wait for an event, with the sleep woken in bounded lateness", async (context) => {
+  it("runs a step, a 2 s sleep, a wait for an event and one that looks back, with the sleep woken in bounded lateness", async (context) => {
     if (!worker || !app) return context.skip(`wrangler dev could not start: ${String(startError)}`);
     // The test sends events as a user would: with the event key, to the executor Worker.
     const client = new Stepwise({ id: "worker-app-e2e", baseUrl: worker.url, eventKey: EVENT_KEY, schemas });
@@ -119,6 +120,8 @@ describe.skipIf(TOPOLOGIES.length === 0).each(TOPOLOGIES)("the executor and an a
     expect(put.status, `${await put.clone().text()}\n${app.output.slice(-20).join("\n")}`).toBe(200);
 
     const [eventId] = (await client.send({ name: "worker/order", data: { orderId: "o-7" } })).ids;
+    // A note for the order, long before the run reaches its look-back wait for it.
+    await client.send({ name: "worker/note", data: { orderId: "o-7", text: "leave at the door" } });
     const logs = () => [...worker!.output.slice(-30), "--- app ---", ...app!.output.slice(-15)].join("\n");
     const waiting = await waitFor(worker.url, eventId!, (run) => run.steps.some((s) => s.id === "payment" && s.status === "waiting"), 25_000, logs, API_KEY);
     expect(waiting.steps.find((s) => s.id === "reserve")).toMatchObject({ status: "completed", output: "res-o-7" });
@@ -126,8 +129,10 @@ describe.skipIf(TOPOLOGIES.length === 0).each(TOPOLOGIES)("the executor and an a
     expect(worker.output.some((line) => line.includes('step "reserve" completed') && line.includes("(checkpoint)")), logs()).toBe(true);
     await client.send({ name: "worker/paid", data: { orderId: "o-7", amount: 42 } });
     const done = await waitFor(worker.url, eventId!, (run) => run.status === "completed", 20_000, logs, API_KEY);
-    const output = done.output as { reserved: string; reportLength: number; slept: number; amount: number | null };
+    const output = done.output as { reserved: string; reportLength: number; slept: number; amount: number | null; note: string | null; key: string };
     expect(output.reserved).toBe("res-o-7");
+    expect(output.note).toBe("leave at the door");
+    expect(output.key).toBe(`stepwise-${createHash("sha256").update(`${done.id}\u0000key`).digest("hex")}`);
     // Left out of the invocations after the sleep, read back by the app Worker from the executor Worker.
     expect(output.reportLength).toBe(1_500_000);
     expect(output.amount).toBe(42);

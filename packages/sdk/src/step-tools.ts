@@ -56,9 +56,11 @@ export interface StepRunContext {
    */
   idempotencyKey: string;
   /**
-   * This step's attempt as the executor counts them, from 0: each retry it schedules for the
-   * step (after the step threw, or after its invocation failed on the way) is one more. Not a
-   * count of executions: one the executor never heard of (the app died mid-step) is not counted.
+   * This step's attempt as the executor counts them, from 0: each retry it schedules for this
+   * step alone (after the step threw, or after the invocation running just this step failed) is
+   * one more. A step that ran inside an invocation that then failed as a whole runs again with
+   * the function's body, at 0 (the function's own `attempt` counts that). Not a count of
+   * executions: use the key, not the attempt, to recognise a repeat.
    */
   attempt: number;
 }
@@ -122,6 +124,7 @@ export interface StepTools<S extends EventSchemas> {
 function lookbackOf(name: string, lookback: Duration): number {
   let ms: number;
   try {
+    if (typeof lookback !== "number" && typeof lookback !== "string") throw new TypeError(`expected a duration ("10m", or milliseconds), not ${JSON.stringify(lookback)}`);
     ms = toMs(lookback);
   } catch (error) {
     throw new NonRetriableError(`step.waitForEvent("${name}"): lookback: ${(error as Error).message}`);

@@ -81,6 +81,11 @@ export class RunDraft {
     return { run: { ...this.run, version }, steps: this.steps(), event: this.event, ...(this.events && { events: [...this.events] }) };
   }
 
+  /** The events the run got: its batch's, else its trigger. */
+  runEvents(): readonly EventRecord[] {
+    return this.events ?? [this.event];
+  }
+
   /** This run opened a batch: its events are a list from now on, which later events may join. */
   openedBatch(): void {
     this.events ??= [this.event];

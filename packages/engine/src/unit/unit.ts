@@ -349,8 +349,23 @@ export class UnitOfWork {
     if (due.length === 0) return;
     await this.tx.lockWaits([...new Set(due.map((w) => w.matcher.eventName))].sort());
     for (const { draft, matcher, since } of due) {
-      const first = await this.tx.firstEventSince(matcher.eventName, since, matcher.expiresAt, (event) => matcherAccepts(matcher, draft.event, event));
+      const taken = eventsOfRun(draft);
+      const first = await this.tx.firstEventSince(matcher.eventName, since, matcher.expiresAt, (event) => !taken.has(event.id) && matcherAccepts(matcher, draft.event, event));
       if (first) resolveWait(draft, this.env(draft), matcher.stepId, first);
     }
   }
+}
+
+/**
+ * Events a look-back must not hand the run: those that started it, and those its waits already
+ * received. A window reaching back before the run's start would otherwise find its own trigger,
+ * and each wait of a loop the same earliest event.
+ */
+function eventsOfRun(draft: RunDraft): Set<string> {
+  const taken = new Set(draft.runEvents().map((event) => event.id));
+  for (const step of draft.steps()) {
+    const received = step.kind === "wait" && step.status === "completed" ? (step.output as { id?: unknown } | null | undefined)?.id : undefined;
+    if (typeof received === "string") taken.add(received);
+  }
+  return taken;
 }

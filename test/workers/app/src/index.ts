@@ -1,6 +1,6 @@
 /**
  * A test-only app Worker (see ../wrangler.toml): one function with steps (one of 1.5 MB), a 2 s
- * sleep and a wait for an event, a cron trigger, and flow control (a concurrency key, a
+ * sleep, a wait for an event and one that looks back, a step that returns its idempotency key, a cron trigger, and flow control (a concurrency key, a
  * throttle, a debounce, batches), served on /api/durable by @stepwise/sdk/fetch. Settings (STEPWISE_BASE_URL,
  * STEPWISE_SIGNING_KEY) come from the Worker's `env`, passed by the test as `--var` flags.
  */
@@ -12,6 +12,7 @@ import { HEARTBEAT_CRON } from "./heartbeat.ts";
 export const schemas = {
   "worker/order": z.object({ orderId: z.string() }),
   "worker/paid": z.object({ orderId: z.string(), amount: z.number() }),
+  "worker/note": z.object({ orderId: z.string(), text: z.string() }),
   "worker/limited": z.object({ group: z.string() }),
   "worker/paced": z.object({ n: z.number() }),
   "worker/edited": z.object({ doc: z.string(), n: z.number() }),
@@ -31,7 +32,11 @@ const order = client.createFunction({ id: "order", triggers: [{ event: "worker/o
   await step.sleep("nap", "2s");
   const woke = await step.run("after-sleep", () => Date.now());
   const paid = await step.waitForEvent("payment", { event: "worker/paid", match: "data.orderId", timeout: "1m" });
-  return { reserved, reportLength: report.length, slept: woke - sleptFrom, amount: paid?.data.amount ?? null };
+  // Sent with the order, long before this wait: only a look-back finds it.
+  const note = await step.waitForEvent("note", { event: "worker/note", match: "data.orderId", timeout: "10s", lookback: "1m" });
+  // Worked out through WebCrypto here (workerd has no node:crypto without nodejs_compat).
+  const key = await step.run("key", ({ idempotencyKey }) => idempotencyKey);
+  return { reserved, reportLength: report.length, slept: woke - sleptFrom, amount: paid?.data.amount ?? null, note: note?.data.text ?? null, key };
 });
 
 const heartbeat = client.createFunction({ id: "heartbeat", triggers: [{ cron: HEARTBEAT_CRON }] }, async ({ event, step }) => {

@@ -138,9 +138,11 @@ export interface StoreTx {
   lockWaits(eventNames: string[]): Promise<void>;
   /**
    * The first event of `name`, in order of arrival, received at or after `since` and before
-   * `until` (store clock) that `accept` takes; all of them are looked at, however many.
+   * `until` (store clock) that `accept` takes; all of them are looked at, however many. With
+   * `dataContains`, only events whose stored data (its JSON text) contains that text are read
+   * at all: a pre-filter, so it must hold for every event `accept` could take.
    */
-  firstEventSince(name: string, since: Date, until: Date | undefined, accept: (event: EventRecord) => boolean): Promise<EventRecord | null>;
+  firstEventSince(name: string, since: Date, until: Date | undefined, accept: (event: EventRecord) => boolean, dataContains?: string): Promise<EventRecord | null>;
   /** Open matchers on `eventName` whose timeout has not passed (store clock). */
   findMatchers(eventName: string): Promise<MatcherRecord[]>;
   getEvent(eventId: string): Promise<EventRecord | null>;

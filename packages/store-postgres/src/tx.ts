@@ -284,13 +284,16 @@ export class PgTx extends PgReader implements StoreTx {
     );
   }
 
-  async firstEventSince(name: string, since: Date, until: Date | undefined, accept: (event: EventRecord) => boolean): Promise<EventRecord | null> {
-    // In pages by arrival (seq), so a flood of other events of the same name cannot hide the one that matches.
+  async firstEventSince(name: string, since: Date, until: Date | undefined, accept: (event: EventRecord) => boolean, dataContains?: string): Promise<EventRecord | null> {
+    // In pages by arrival (seq), so a flood of other events of the same name cannot hide the one
+    // that matches. strpos on the stored text, not a jsonb comparison: data may hold \u0000,
+    // which jsonb refuses (and a failed cast would abort the transaction).
     for (let after = "0"; ; ) {
       const rows = await this.sql.query(
         `SELECT * FROM events WHERE name = $1 AND seq > $2 AND received_at >= $3 AND ($4::timestamptz IS NULL OR received_at < $4)
+           AND ($5::text IS NULL OR strpos(data, $5) > 0)
          ORDER BY seq LIMIT ${LOOKBACK_PAGE}`,
-        [name, after, since.toISOString(), until?.toISOString() ?? null],
+        [name, after, since.toISOString(), until?.toISOString() ?? null, dataContains ?? null],
       );
       const found = rows.map(toEvent).find(accept);
       if (found) return found;

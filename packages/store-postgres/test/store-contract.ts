@@ -466,6 +466,25 @@ export function testStore(name: string, open: Open): void {
       expect(await store.transaction((tx) => tx.firstEventSince(name, new Date(Date.now() + 60_000), undefined, () => true))).toBeNull();
     });
 
+    it("reads only events whose stored data contains the pre-filter's text, and still lets accept decide", async () => {
+      const name = uid("reply");
+      const since = new Date(Date.now() - 1_000);
+      // A NUL in another event's data: the filter works on the text, never a jsonb cast that would refuse it.
+      await store.transaction((tx) =>
+        tx.insertEvents([
+          { id: uid("e"), name, data: { orderId: "o-1", note: "\u0000" }, ts: 1 },
+          { id: uid("e"), name, data: { orderId: "o-2", pick: false }, ts: 1 },
+          { id: uid("e"), name, data: { orderId: "o-2", pick: true }, ts: 1 },
+        ]),
+      );
+      const seen: unknown[] = [];
+      const accept = (event: { data: unknown }) => (seen.push(event.data), (event.data as { pick?: boolean }).pick === true);
+      const found = await store.transaction((tx) => tx.firstEventSince(name, since, undefined, accept, JSON.stringify("o-2")));
+      expect(found?.data).toEqual({ orderId: "o-2", pick: true });
+      expect(seen).toEqual([{ orderId: "o-2", pick: false }, { orderId: "o-2", pick: true }]);
+      expect(await store.transaction((tx) => tx.firstEventSince(name, since, undefined, () => true, JSON.stringify("o-3")))).toBeNull();
+    });
+
     it("does not offer a matcher past its timeout", async () => {
       const { run } = await seedRun(store);
       const eventName = uid("late");

@@ -350,10 +350,24 @@ export class UnitOfWork {
     await this.tx.lockWaits([...new Set(due.map((w) => w.matcher.eventName))].sort());
     for (const { draft, matcher, since } of due) {
       const taken = eventsOfRun(draft);
-      const first = await this.tx.firstEventSince(matcher.eventName, since, matcher.expiresAt, (event) => !taken.has(event.id) && matcherAccepts(matcher, draft.event, event));
+      const accept = (event: EventRecord) => !taken.has(event.id) && matcherAccepts(matcher, draft.event, event);
+      const first = await this.tx.firstEventSince(matcher.eventName, since, matcher.expiresAt, accept, matchedText(matcher));
       if (first) resolveWait(draft, this.env(draft), matcher.stepId, first);
     }
   }
+}
+
+/**
+ * Text that the stored data of every event a matcher accepts contains, for the store to filter
+ * on before it reads events: a primitive match value inside `data`, as JSON. Events are stored
+ * as JSON.stringify wrote their data, and that writes a string, number or boolean the same
+ * wherever it sits, so an equal value is that text; objects are left to the full check (their
+ * key order may differ).
+ */
+function matchedText(matcher: MatcherRecord): string | undefined {
+  const value = matcher.matchValue;
+  if (!matcher.matchPath?.startsWith("data.") || (typeof value !== "string" && typeof value !== "number" && typeof value !== "boolean")) return undefined;
+  return JSON.stringify(value);
 }
 
 /**

@@ -18,7 +18,16 @@ const client = new Stepwise({
     "order/bad-lookback": z.object({}),
     "order/collect": z.object({ orderId: z.string() }),
     "doc/updated": z.object({ docId: z.string() }),
+    "cart/opened": z.object({ items: z.array(z.string()) }),
+    "cart/paid": z.object({ items: z.array(z.string()) }),
   },
+});
+
+/** Matches on a length the path walk reads off an array: no stored JSON holds that number as text. */
+const sameSize = client.createFunction({ id: "same-size", triggers: [{ event: "cart/opened" }] }, async ({ step }) => {
+  await step.sleep("busy", 400);
+  const paid = await step.waitForEvent("paid", { event: "cart/paid", match: "data.items.length", timeout: 500, lookback: "1m" });
+  return paid ? paid.data.items : null;
 });
 
 /** Collects approvals in a loop: each look-back must find a new one, not the first again. */
@@ -58,7 +67,7 @@ const badLookback = client.createFunction({ id: "bad-lookback", triggers: [{ eve
 describe.each(STORE_KINDS)("waitForEvent look-back on %s", (store) => {
   let stack: Stack;
   beforeAll(async () => {
-    stack = await startStack({ store, client, functions: [approval, badLookback, collector, nextUpdate] });
+    stack = await startStack({ store, client, functions: [approval, badLookback, collector, nextUpdate, sameSize] });
   }, 60_000);
   afterAll(async () => stack?.close());
 
@@ -98,6 +107,13 @@ describe.each(STORE_KINDS)("waitForEvent look-back on %s", (store) => {
     const [id] = await stack.send({ name: "doc/updated", data: { docId: `${store}-e` } });
     const run = await stack.waitForRun(id!, { timeoutMs: 20_000 });
     expect(run).toMatchObject({ status: "completed", output: null });
+  });
+
+  it("matches on a path the stored JSON does not spell out (an array's length)", async () => {
+    const [id] = await stack.send({ name: "cart/opened", data: { items: ["a", "b"] } });
+    await stack.send({ name: "cart/paid", data: { items: [`${store}-x`, `${store}-y`] } });
+    const run = await stack.waitForRun(id!, { timeoutMs: 20_000 });
+    expect(run).toMatchObject({ status: "completed", output: [`${store}-x`, `${store}-y`] });
   });
 
   it("refuses a look-back over 7 days with an error that says so, and opens no wait", async () => {

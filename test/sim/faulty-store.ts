@@ -127,7 +127,7 @@ export class FaultyStore implements Store {
       insertRunEvents: c((runId, eventIds) => tx.insertRunEvents(runId, eventIds)),
       insertEvents: c((events) => tx.insertEvents(events)),
       lockWaits: c((names) => tx.lockWaits(names)),
-      firstEventSince: c((name, since, until, accept) => tx.firstEventSince(name, since, until, accept)),
+      firstEventSince: c((name, since, until, accept, dataContains) => tx.firstEventSince(name, since, until, accept, dataContains)),
       findMatchers: c((name) => tx.findMatchers(name)),
       getEvent: c((id) => tx.getEvent(id)),
       queueCronTick: c((tick) => tx.queueCronTick(tick)),

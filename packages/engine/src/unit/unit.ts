@@ -361,13 +361,17 @@ export class UnitOfWork {
  * Text that the stored data of every event a matcher accepts contains, for the store to filter
  * on before it reads events: a primitive match value inside `data`, as JSON. Events are stored
  * as JSON.stringify wrote their data, and that writes a string, number or boolean the same
- * wherever it sits, so an equal value is that text; objects are left to the full check (their
- * key order may differ).
+ * wherever it sits, so an equal value is that text. Left to the full check: objects (their key
+ * order may differ); a path through `length`, which the path walk reads off an array or a
+ * string though no JSON holds it; numbers JSON writes with an exponent, which data stored while
+ * the column was jsonb holds in Postgres's own notation (review found all three).
  */
 function matchedText(matcher: MatcherRecord): string | undefined {
-  const value = matcher.matchValue;
-  if (!matcher.matchPath?.startsWith("data.") || (typeof value !== "string" && typeof value !== "number" && typeof value !== "boolean")) return undefined;
-  return JSON.stringify(value);
+  const { matchPath, matchValue: value } = matcher;
+  if (!matchPath?.startsWith("data.") || matchPath.split(".").includes("length")) return undefined;
+  if (typeof value !== "string" && typeof value !== "number" && typeof value !== "boolean") return undefined;
+  const text = JSON.stringify(value);
+  return typeof value === "number" && /e/i.test(text) ? undefined : text;
 }
 
 /**

@@ -3,7 +3,7 @@
  * after each; the totals say how hard the system was pushed (runs, injected faults, extra body
  * executions by cause) and what broke. Shared by `npm run sim` and the slice in `npm test`.
  */
-import { check } from "./invariants.ts";
+import { check } from "./invariants/index.ts";
 import { drawSchedule } from "./schedule.ts";
 import { openTopology, type TopologyName } from "./topologies.ts";
 import { play } from "./world.ts";

@@ -155,6 +155,8 @@ CREATE TABLE IF NOT EXISTS matchers (
 );
 ALTER TABLE matchers ALTER COLUMN match_value TYPE text USING match_value::text;
 CREATE INDEX IF NOT EXISTS matchers_event_idx ON matchers (event_name);
+-- Signal waits by signal name (a signal resumes the one run waiting for it; names are short).
+CREATE INDEX IF NOT EXISTS matchers_signal_idx ON matchers (match_value) WHERE event_name = 'stepwise/signal';
 
 -- The queue: invocations and timers. A job is due at run_at; a claim leases it to one worker
 -- until locked_until, and only the lease holder may complete it (the fence), whichever queue

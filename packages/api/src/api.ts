@@ -2,6 +2,7 @@
  * The executor's HTTP API, on Hono: events in, apps registering, runs out.
  *
  *   POST /api/events               one event or an array; 200 { ids } once stored
+ *   POST /api/signals              { signal, data?, id? }: resumes the run waiting for it; 404 when none does
  *   POST /api/apps                 an app registers itself (signed with the signing key)
  *   POST /api/checkpoints          an app commits a step result mid-invocation (signed likewise)
  *   POST /api/step-outputs         an app reads stored outputs its invocation left out (signed likewise)
@@ -21,14 +22,14 @@
  *   GET  /metrics                  Prometheus metrics (the Node executor)
  *   GET  /api/events/:eventId/runs the runs an event started
  *
- * Keys by purpose, outside dev mode: events need the event key; the run and function routes the
+ * Keys by purpose, outside dev mode: events and signals need the event key; the run and function routes the
  * API key (`STEPWISE_API_KEY`); registrations a signature by the signing key. An app holds the
  * signing and event keys, so neither reads or cancels runs. A person signed in to the dashboard
  * (`/`, packages/dashboard) may do what the event and API keys allow, each change carrying the
  * session's CSRF token; a browser's request from another site is refused in every mode.
  * Bad input gets a 4xx with `{ error }` saying what is wrong; nothing is stored then.
  */
-import { APPS_ROUTE, CHECKPOINT_ROUTE, HEADERS, keyMatches, SeenSignatures, STEP_OUTPUTS_ROUTE, TRACEPARENT_HEADER } from "@stepwise/protocol";
+import { APPS_ROUTE, CHECKPOINT_ROUTE, HEADERS, keyMatches, SeenSignatures, SIGNALS_ROUTE, STEP_OUTPUTS_ROUTE, TRACEPARENT_HEADER } from "@stepwise/protocol";
 import { InputError, type Executor, type RunView } from "@stepwise/engine";
 import { dashboardAuthorization, DashboardAccess, mountDashboard, type DashboardOptions } from "@stepwise/dashboard";
 import { Hono, type Context } from "hono";
@@ -93,9 +94,20 @@ export function createApi(options: ApiOptions): Hono {
   });
 
   const dashboard = options.dashboard && new DashboardAccess(options.dashboard);
+  /** Events and signals need the event key outside dev mode (or a dashboard session); the answer that refuses one without it. */
+  const eventKeyRefusal = async (c: Context): Promise<Response | undefined> => {
+    if (options.dev) return undefined;
+    const given = bearer(c);
+    const viaDashboard = given ? undefined : await dashboardAuthorization(c, dashboard);
+    if (viaDashboard) return c.json({ error: viaDashboard.error }, viaDashboard.status);
+    if (viaDashboard !== undefined) return undefined;
+    if (!given) return c.json({ error: "Missing event key: send Authorization: Bearer <STEPWISE_EVENT_KEY>" }, 401);
+    if (!options.eventKey || !(await keyMatches(given, [options.eventKey]))) return c.json({ error: "Invalid event key" }, 401);
+    return undefined;
+  };
   if (dashboard) mountDashboard(app, dashboard);
   app.notFound((c) =>
-    c.json({ error: `No ${c.req.method} ${new URL(c.req.url).pathname} here: the API has POST /api/events, POST /api/apps, POST /api/checkpoints, POST /api/step-outputs, GET /api/functions, GET /api/runs, GET /api/runs/:runId, GET /api/runs/:runId/stream, POST /api/runs/:runId/cancel, POST /api/runs/:runId/replay, POST /api/runs/:runId/rerun, POST /api/runs/:runId/pause, POST /api/runs/:runId/resume, POST /api/functions/:functionId/pause, POST /api/functions/:functionId/resume, POST /api/runs/cancel, POST /api/runs/replay, GET /api/events, GET /api/events/:eventId, GET /api/events/:eventId/runs` }, 404),
+    c.json({ error: `No ${c.req.method} ${new URL(c.req.url).pathname} here: the API has POST /api/events, POST /api/signals, POST /api/apps, POST /api/checkpoints, POST /api/step-outputs, GET /api/functions, GET /api/runs, GET /api/runs/:runId, GET /api/runs/:runId/stream, POST /api/runs/:runId/cancel, POST /api/runs/:runId/replay, POST /api/runs/:runId/rerun, POST /api/runs/:runId/pause, POST /api/runs/:runId/resume, POST /api/functions/:functionId/pause, POST /api/functions/:functionId/resume, POST /api/runs/cancel, POST /api/runs/replay, GET /api/events, GET /api/events/:eventId, GET /api/events/:eventId/runs` }, 404),
   );
 
   app.post(
@@ -104,18 +116,14 @@ export function createApi(options: ApiOptions): Hono {
       maxSize,
       onError: (c) => c.json({ error: `Request body too large: the limit is ${maxSize} bytes; send fewer events per request` }, 413),
     }),
-    async (c) => {
-      if (!options.dev) {
-        const given = bearer(c);
-        const viaDashboard = given ? undefined : await dashboardAuthorization(c, dashboard);
-        if (viaDashboard) return c.json({ error: viaDashboard.error }, viaDashboard.status);
-        if (viaDashboard === undefined) {
-          if (!given) return c.json({ error: "Missing event key: send Authorization: Bearer <STEPWISE_EVENT_KEY>" }, 401);
-          if (!options.eventKey || !(await keyMatches(given, [options.eventKey]))) return c.json({ error: "Invalid event key" }, 401);
-        }
-      }
-      return c.json(await executor.sendEvents(await jsonBody(c), { traceparent: c.req.header(TRACEPARENT_HEADER) }));
-    },
+    async (c) => (await eventKeyRefusal(c)) ?? c.json(await executor.sendEvents(await jsonBody(c), { traceparent: c.req.header(TRACEPARENT_HEADER) })),
+  );
+
+  // A signal resumes the one run waiting for it, or answers 404 after a grace period (signal-delivery.ts).
+  app.post(
+    SIGNALS_ROUTE,
+    bodyLimit({ maxSize, onError: (c) => c.json({ error: `Request body too large: the limit is ${maxSize} bytes; send a reference instead of the data` }, 413) }),
+    async (c) => (await eventKeyRefusal(c)) ?? c.json(await executor.sendSignal(await jsonBody(c))),
   );
 
   const keys: SigningKeys = { dev: options.dev, signingKeys: options.signingKeys, appSigningKeys: options.appSigningKeys };

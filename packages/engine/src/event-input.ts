@@ -4,7 +4,7 @@
  * SDK); the size limit is the executor's. Every problem is reported with where it is and how to
  * fix it, before anything is stored.
  */
-import { EventInputSchema, eventProblem, newId } from "@stepwise/protocol";
+import { EventInputSchema, eventProblem, newId, SIGNAL_EVENT, SignalInputSchema } from "@stepwise/protocol";
 import { z } from "zod";
 import { InputError } from "./errors.ts";
 import { formatBytes, jsonBytes, type Limits } from "./limits.ts";
@@ -52,6 +52,27 @@ export function parseSentEvents(events: readonly unknown[], limits: Limits, now:
   return toEvents(inputs, limits, now, (index) => `event ${index} (${inputs[index]!.name})`, { derived: true });
 }
 
+/**
+ * A signal as `POST /api/signals` receives it, as the event it is stored as (`data` is
+ * `{ signal, data }`). Throws {@link InputError} (400/413).
+ */
+export function parseSignal(body: unknown, limits: Limits, now = Date.now()): EventRecord {
+  const parsed = SignalInputSchema.safeParse(body);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue && issue.path.length > 0 ? ` at ${issue.path.join(".")}` : "";
+    throw new InputError(`Invalid signal${where}: ${issue?.message ?? "malformed"}. Expected { signal, data?, id? }.`);
+  }
+  const { signal, data, id } = parsed.data;
+  if (id !== undefined) {
+    const problem = eventProblem({ name: "signal", id });
+    if (problem) throw new InputError(`Invalid signal "${signal}": ${problem.message}`);
+  }
+  const event: EventRecord = { id: id ?? newId(now), name: SIGNAL_EVENT, data: { signal, data: data ?? null }, ts: now };
+  checkStorable(event, `signal "${signal}"`, limits);
+  return event;
+}
+
 function toEvents(
   inputs: Array<z.infer<typeof EventInputSchema>>,
   limits: Limits,
@@ -70,19 +91,24 @@ function toEvents(
       throw new InputError(`Invalid ${label(index)}: its id "${event.id}" is also the id of event ${first}; each event needs its own id`);
     }
     seen.set(event.id, index);
-    let bytes: number;
-    try {
-      bytes = jsonBytes(event);
-    } catch (error) {
-      throw new InputError(`Invalid ${label(index)}: data cannot be stored: ${error instanceof Error ? error.message : String(error)}`);
-    }
-    if (bytes > limits.maxEventBytes) {
-      throw new InputError(
-        `Payload too large: ${label(index)} is ${formatBytes(bytes)}; the limit is ${formatBytes(limits.maxEventBytes)}. ` +
-          `Send a reference (an ID or URL) instead of the data itself.`,
-        413,
-      );
-    }
+    checkStorable(event, label(index), limits);
     return event;
   });
+}
+
+/** Refuses an event whose data cannot be stored as JSON, or is over the size limit (413). */
+function checkStorable(event: EventRecord, label: string, limits: Limits): void {
+  let bytes: number;
+  try {
+    bytes = jsonBytes(event);
+  } catch (error) {
+    throw new InputError(`Invalid ${label}: data cannot be stored: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  if (bytes > limits.maxEventBytes) {
+    throw new InputError(
+      `Payload too large: ${label} is ${formatBytes(bytes)}; the limit is ${formatBytes(limits.maxEventBytes)}. ` +
+        `Send a reference (an ID or URL) instead of the data itself.`,
+      413,
+    );
+  }
 }

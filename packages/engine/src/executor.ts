@@ -5,11 +5,11 @@
  */
 import type { AppUrlPolicy } from "./app-urls.ts";
 import { syncApp, type SyncedApp } from "./app-sync.ts";
-import { globalFunctionId, newId, parseTraceparent, type BackoffConfig, type StepOutputsResponse } from "@stepwise/protocol";
+import { globalFunctionId, newId, parseTraceparent, type BackoffConfig, type SignalSent, type StepOutputsResponse } from "@stepwise/protocol";
 import { systemClock, type Clock } from "./clock.ts";
 import { afterCommit, describe, machineEnv, type EngineContext } from "./context.ts";
 import { InputError, isUnavailable } from "./errors.ts";
-import { parseEvents } from "./event-input.ts";
+import { parseEvents, parseSignal } from "./event-input.ts";
 import { DEFAULT_LIMITS, type Limits } from "./limits.ts";
 import { consoleLogger, type Logger } from "./log.ts";
 import { finish } from "./machine/ending.ts";
@@ -27,6 +27,7 @@ import { InvocationSnapshots, KnownStates } from "./runtime/known-states.ts";
 import { Lanes, within, type DrainBudget } from "./runtime/lanes.ts";
 import { pruneExpired, pruneFlowControl, reconcileQueue, repairStrandedRuns } from "./runtime/maintenance.ts";
 import type { Observer } from "./signals.ts";
+import { DEFAULT_SIGNAL_GRACE_MS, deliverWithGrace, NobodyWaits, type SignalTry } from "./signal-delivery.ts";
 import { traceRunEnds } from "./tracing.ts";
 import type { Store } from "./store.ts";
 import { UnitOfWork, type UnitOptions, type UnitOutcome } from "./unit/unit.ts";
@@ -78,6 +79,8 @@ export interface ExecutorOptions {
   fetch?: typeof fetch;
   /** Told what committed changes did and what went wrong (metrics, traces); must be cheap and never throw. */
   observe?: Observer;
+  /** How long a signal no run waits for keeps trying before the sender hears 404 (default 5 s). */
+  signalGraceMs?: number;
 }
 
 export interface DrainOptions extends DrainBudget {
@@ -267,6 +270,22 @@ export class Executor {
     // The runs these events start go straight to this process's free lanes: no claim, no read.
     await this.inUnit((unit) => unit.ingest(events), { adopt: this.adoption() });
     return { ids: events.map((event) => event.id) };
+  }
+
+  /**
+   * Delivers a signal (`POST /api/signals`) to the run waiting for it, trying for the grace
+   * period while none does (see `signal-delivery.ts`). Throws {@link InputError}: 400/413 for a
+   * bad signal, 404 when no run waited; neither stores anything.
+   */
+  async sendSignal(body: unknown): Promise<SignalSent> {
+    const event = parseSignal(body, this.limits, this.ctx.clock.now());
+    const attempt: SignalTry = (signal) =>
+      this.inUnit(async (unit) => {
+        const outcome = await unit.signal(signal);
+        if (outcome === undefined) throw new NobodyWaits();
+        return outcome;
+      }).catch((error: unknown) => (error instanceof NobodyWaits ? undefined : Promise.reject(error)));
+    return deliverWithGrace(event, this.options.signalGraceMs ?? DEFAULT_SIGNAL_GRACE_MS, attempt, () => this.ctx.clock.now());
   }
 
   /**

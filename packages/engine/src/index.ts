@@ -9,6 +9,7 @@ export { ownSigningKey, parseAppSigningKeys, signingKeyOf } from "./invoker.ts";
 export { consoleLogger, silentLogger, time, formatDuration, printable, type Logger } from "./log.ts";
 export { InputError, InvocationNotStarted, LeaseLostError, isRefusedValue, isUnavailable } from "./errors.ts";
 export { parseEvents } from "./event-input.ts";
+export { DEFAULT_SIGNAL_GRACE_MS } from "./signal-delivery.ts";
 export { evaluateCondition, expressionError, matches } from "./expressions.ts";
 export { systemClock, type Clock } from "./clock.ts";
 export { expectedJobs } from "./machine/progress.ts";

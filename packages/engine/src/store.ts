@@ -143,8 +143,13 @@ export interface StoreTx {
    * at all: a pre-filter, so it must hold for every event `accept` could take.
    */
   firstEventSince(name: string, since: Date, until: Date | undefined, accept: (event: EventRecord) => boolean, dataContains?: string): Promise<EventRecord | null>;
-  /** Open matchers on `eventName` whose timeout has not passed (store clock). */
-  findMatchers(eventName: string): Promise<MatcherRecord[]>;
+  /**
+   * Open matchers on `eventName` whose timeout has not passed (store clock), in run and step
+   * order; with `matchValue`, only those whose frozen value is equal to it (a signal's name).
+   */
+  findMatchers(eventName: string, matchValue?: string): Promise<MatcherRecord[]>;
+  /** Closes another run's matcher without its lock (a signal wait taken over; see `claimSignals`). */
+  dropMatcher(runId: string, stepId: string): Promise<void>;
   getEvent(eventId: string): Promise<EventRecord | null>;
   /**
    * Takes `key` of `functionId` for `runId` for `ttlMs` (store clock), unless another run holds

@@ -7,6 +7,7 @@ export * from "./duration.ts";
 export * from "./ids.ts";
 export * from "./text.ts";
 export * from "./events.ts";
+export * from "./signals.ts";
 export * from "./cron.ts";
 export * from "./cel.ts";
 export * from "./issues.ts";

@@ -15,6 +15,7 @@
 import { z } from "zod";
 import { storableText } from "./text.ts";
 import { BackoffSchema, celText, FunctionConfigSchema, RetriesSchema } from "./function-config.ts";
+import { SignalConflictSchema, SignalNameSchema } from "./signals.ts";
 
 /** The protocol version the executor sends and the SDK checks. */
 export const PROTOCOL_VERSION = 1;
@@ -154,6 +155,18 @@ export const WaitOpSchema = z.object({
    */
   lookbackMs: z.number().int().positive().max(MAX_LOOKBACK_MS).optional(),
 });
+/**
+ * `step.waitForSignal`: resolve with the signal sent to `signal` (stored as a `stepwise/signal`
+ * event), or `null` at `timeoutAt`. One run waits for a signal at a time: `onConflict` says what
+ * this wait does when another already does (default `fail`: this step fails).
+ */
+export const WaitSignalOpSchema = z.object({
+  op: z.literal("wait-signal"),
+  ...stepRef,
+  signal: SignalNameSchema,
+  timeoutAt: z.string().datetime(),
+  onConflict: SignalConflictSchema.optional(),
+});
 /** `step.sendEvent`: the executor stores these events (IDs derived from run and step) and resolves with their IDs. */
 export const SendOpSchema = z.object({
   op: z.literal("send"),
@@ -175,6 +188,7 @@ export const OpSchema = z.discriminatedUnion("op", [
   StepPlannedOpSchema,
   SleepOpSchema,
   WaitOpSchema,
+  WaitSignalOpSchema,
   SendOpSchema,
   InvokeOpSchema,
 ]);

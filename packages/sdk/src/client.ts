@@ -4,10 +4,11 @@
  */
 import { traceHeaders } from "./tracing.ts";
 import { z } from "zod";
+import { issuesText, SignalInputSchema, SIGNALS_ROUTE, SignalSentSchema, type SignalSent } from "@stepwise/protocol";
 import { postToExecutor } from "./api.ts";
 import type { CheckpointingSetting } from "./checkpointing.ts";
 import { resolveSettings, type ConnectionOptions, type EnvSource, type Settings } from "./env.ts";
-import { StepwiseApiError } from "./errors.ts";
+import { SignalNotDeliveredError, StepwiseApiError } from "./errors.ts";
 import { StepwiseFunction, type FunctionContext, type FunctionOptions } from "./function.ts";
 import type { EventName, EventSchemas, Logger, SendEventPayload, SendResult } from "./types.ts";
 import { validateEvents } from "./validate.ts";
@@ -85,25 +86,49 @@ export class Stepwise<S extends EventSchemas = Record<never, never>> {
    */
   async send<const N extends EventName<S>>(events: SendEventPayload<S, N> | readonly SendEventPayload<S, N>[]): Promise<SendResult> {
     const outgoing = validateEvents(this.schemas, Array.isArray(events) ? events : [events]);
-    const settings = this.settings();
-    if (!settings.eventKey) {
-      throw new StepwiseApiError(401, "No event key: set STEPWISE_EVENT_KEY (or pass eventKey to new Stepwise()), or STEPWISE_DEV=1 for local development");
-    }
-    const answer = await postToExecutor({
-      fetch: this.fetch,
-      url: `${settings.baseUrl}/api/events`,
-      body: JSON.stringify(outgoing),
-      // The active trace goes with the events: their runs' spans join it.
-      headers: { authorization: `Bearer ${settings.eventKey}`, ...traceHeaders() },
-    });
+    const answer = await this.postEvents("/api/events", JSON.stringify(outgoing));
     const parsed = SendAnswerSchema.safeParse(answer);
     if (!parsed.success) {
-      throw new StepwiseApiError(502, `${settings.baseUrl}/api/events answered without event ids: ${JSON.stringify(answer).slice(0, 200)}`);
+      throw new StepwiseApiError(502, `${this.settings().baseUrl}/api/events answered without event ids: ${JSON.stringify(answer).slice(0, 200)}`);
     }
     return { ids: parsed.data.ids };
   }
 
-  /** Connection settings for one call; `env` (a Worker's bindings) overrides `process.env`. @internal */
+  /**
+   * Sends a signal to the run waiting for it (`step.waitForSignal({ signal })`), which resumes
+   * with `{ signal, data }`. Resolves the run it resumed; with an `id`, a signal already
+   * delivered under that ID is not delivered again (`duplicate: true`), so a retry after a lost
+   * answer is safe. Throws {@link SignalNotDeliveredError} when no run waits for it (the executor
+   * waits a few seconds for one to reach its wait first), {@link StepwiseApiError} otherwise.
+   */
+  async sendSignal(signal: { signal: string; data?: unknown; id?: string }): Promise<SignalSent> {
+    const checked = SignalInputSchema.safeParse(signal);
+    if (!checked.success) throw new StepwiseApiError(400, `Invalid signal: ${issuesText(checked.error.issues, "signal")}`);
+    const answer = await this.postEvents(SIGNALS_ROUTE, JSON.stringify(checked.data)).catch((error: unknown) => {
+      if (error instanceof StepwiseApiError && error.status === 404) throw new SignalNotDeliveredError(checked.data.signal, error.message);
+      throw error;
+    });
+    const parsed = SignalSentSchema.safeParse(answer);
+    if (!parsed.success) throw new StepwiseApiError(502, `${this.settings().baseUrl}${SIGNALS_ROUTE} answered without the signal's id: ${JSON.stringify(answer).slice(0, 200)}`);
+    return parsed.data;
+  }
+
+  /** Posts `body` to `route` of the executor with the event key (events and signals). */
+  private async postEvents(route: string, body: string): Promise<unknown> {
+    const settings = this.settings();
+    if (!settings.eventKey) {
+      throw new StepwiseApiError(401, "No event key: set STEPWISE_EVENT_KEY (or pass eventKey to new Stepwise()), or STEPWISE_DEV=1 for local development");
+    }
+    return postToExecutor({
+      fetch: this.fetch,
+      url: `${settings.baseUrl}${route}`,
+      body,
+      // The active trace goes with the events: their runs' spans join it.
+      headers: { authorization: `Bearer ${settings.eventKey}`, ...traceHeaders() },
+    });
+  }
+
+    /** Connection settings for one call; `env` (a Worker's bindings) overrides `process.env`. @internal */
   settings(env?: EnvSource): Settings {
     return resolveSettings(this.#options, env);
   }

@@ -82,6 +82,21 @@ export class StepwiseApiError extends Error {
   }
 }
 
+/**
+ * `sendSignal` found no run waiting for the signal within the executor's grace period (HTTP
+ * 404). Nothing was delivered or stored: send it again once a run waits, or check the name.
+ */
+export class SignalNotDeliveredError extends StepwiseApiError {
+  override name = "SignalNotDeliveredError";
+  constructor(
+    /** The signal's name. */
+    readonly signal: string,
+    message: string,
+  ) {
+    super(404, message);
+  }
+}
+
 /** Turns anything thrown into the wire shape. */
 export function serializeError(error: unknown): SerializedError {
   if (error instanceof Error) {

@@ -8,6 +8,7 @@ export { Stepwise, type StepwiseOptions } from "./client.ts";
 export {
   NonRetriableError,
   RetryAfterError,
+  SignalNotDeliveredError,
   StepError,
   StepwiseApiError,
   StepwiseValidationError,
@@ -25,7 +26,8 @@ export {
   type InvokeData,
 } from "./function.ts";
 export type { Jsonify } from "./jsonify.ts";
-export type { InvokeOptions, StepRunContext, StepRunOptions, StepTools, WaitForEventOptions } from "./step-tools.ts";
+export type { InvokeOptions, ReceivedSignal, StepRunContext, StepRunOptions, StepTools, WaitForEventOptions, WaitForSignalOptions } from "./step-tools.ts";
+export type { SignalSent } from "@stepwise/protocol";
 export type { EventData, EventName, EventSchemas, Logger, SendEventPayload, SendResult, TypedEvent } from "./types.ts";
 export type { ServeOptions } from "./serve.ts";
 export type { ConcurrencyLimit } from "@stepwise/protocol";

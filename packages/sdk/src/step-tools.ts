@@ -3,7 +3,22 @@
  * and how to plan it as an op); the replay decides whether it returns a stored result,
  * throws a stored error, never settles, or becomes new work. See `replay.ts`.
  */
-import { celProblem, globalFunctionId, MAX_LOOKBACK_MS, StepRetryPolicySchema, toMs, type BackoffConfig, type Duration, type Op, type StepKind, type StepRetryPolicy, issuesText } from "@stepwise/protocol";
+import {
+  celProblem,
+  globalFunctionId,
+  issuesText,
+  MAX_LOOKBACK_MS,
+  SignalConflictSchema,
+  SignalNameSchema,
+  StepRetryPolicySchema,
+  toMs,
+  type BackoffConfig,
+  type Duration,
+  type Op,
+  type SignalConflict,
+  type StepKind,
+  type StepRetryPolicy,
+} from "@stepwise/protocol";
 import type { AnyStepwiseFunction, FunctionOutput, InvokeData } from "./function.ts";
 import { NonRetriableError } from "./errors.ts";
 import { StepwiseFunction } from "./function.ts";
@@ -83,6 +98,30 @@ export interface WaitForEventOptions<N extends string> {
   lookback?: Duration;
 }
 
+/** Options of `step.waitForSignal`. */
+export interface WaitForSignalOptions {
+  /**
+   * The signal's name, which the sender uses too (`stepwise.sendSignal({ signal })`): make it
+   * unique to this wait, e.g. `approval/${requestId}`. At most 256 characters.
+   */
+  signal: string;
+  /** How long to wait before resolving `null`. */
+  timeout: Duration;
+  /**
+   * When another run already waits for this signal: `"fail"` (default) fails this step with a
+   * `SignalConflict` error; `"replace"` takes the signal over, and the other wait resolves
+   * `null` at its timeout.
+   */
+  onConflict?: SignalConflict;
+}
+
+/** What `step.waitForSignal` resolves to when its signal arrives. */
+export interface ReceivedSignal<T = unknown> {
+  signal: string;
+  /** The `data` the sender gave (`null` when it gave none). */
+  data: T;
+}
+
 /** Options of `step.invoke`. */
 export interface InvokeOptions<F extends AnyStepwiseFunction> {
   /** The function to run as a child run (from this app or another one). */
@@ -111,6 +150,13 @@ export interface StepTools<S extends EventSchemas> {
   sleepUntil(name: string, until: Date | string): Promise<void>;
   /** Waits for an event; resolves it, or `null` when `timeout` passes first. */
   waitForEvent<const N extends EventName<S>>(name: string, options: WaitForEventOptions<N>): Promise<TypedEvent<S, N> | null>;
+  /**
+   * Waits for a signal addressed to this run by name: resolves `{ signal, data }` when
+   * `stepwise.sendSignal` (or `POST /api/signals`) sends it, or `null` when `timeout` passes
+   * first. One run waits for a signal at a time (see `onConflict`); a signal sent shortly before
+   * the run reaches this step still resumes it.
+   */
+  waitForSignal<T = unknown>(name: string, options: WaitForSignalOptions): Promise<ReceivedSignal<Jsonify<T>> | null>;
   /** Sends events exactly once for this run (validated against the schemas); resolves their IDs. */
   sendEvent<const N extends EventName<S>>(
     name: string,
@@ -171,6 +217,10 @@ export function createStepTools<S extends EventSchemas>(dispatch: StepDispatcher
           };
         },
       }) as Promise<never>,
+    waitForSignal: (name, options) =>
+      (
+        dispatch({ name, kind: "wait", plan: () => planSignalWait(name, options) }) as Promise<{ data: { signal: string; data: unknown } } | null>
+      ).then((received) => (received === null ? null : { signal: received.data.signal, data: received.data.data })) as Promise<never>,
     sendEvent: (name, events) =>
       dispatch({
         name,
@@ -196,6 +246,20 @@ function runPolicy(id: string, policy: Omit<StepRunOptions, "id">): StepRetryPol
   const { retries, backoff } = checked.data;
   if (retries === undefined && backoff === undefined) return undefined;
   return { ...(retries !== undefined && { retries }), ...(backoff && { backoff }) };
+}
+
+/** A new signal wait's op, or a NonRetriableError naming the step and what is wrong. */
+function planSignalWait(name: string, options: WaitForSignalOptions): PlannedOp {
+  const signal = SignalNameSchema.safeParse(options?.signal);
+  if (!signal.success) throw new NonRetriableError(`step.waitForSignal("${name}"): ${signal.error.issues[0]?.message ?? "signal is not valid"}`);
+  const onConflict = options.onConflict === undefined ? undefined : SignalConflictSchema.safeParse(options.onConflict);
+  if (onConflict && !onConflict.success) throw new NonRetriableError(`step.waitForSignal("${name}"): onConflict must be "fail" or "replace", not ${JSON.stringify(options.onConflict)}`);
+  return {
+    op: "wait-signal",
+    signal: signal.data,
+    timeoutAt: isoIn(toMs(options.timeout)),
+    ...(onConflict ? { onConflict: onConflict.data } : {}),
+  };
 }
 
 /** A new `step.run`'s op: one function for every call (a replay makes a call per stored step). */

@@ -15,6 +15,7 @@ const KIND: Record<Op["op"], StoredStep["kind"]> = {
   "step-planned": "run",
   sleep: "sleep",
   wait: "wait",
+  "wait-signal": "wait",
   send: "send",
   invoke: "invoke",
 };

@@ -302,13 +302,20 @@ export class PgTx extends PgReader implements StoreTx {
     }
   }
 
-  async findMatchers(eventName: string): Promise<MatcherRecord[]> {
+  async findMatchers(eventName: string, matchValue?: string): Promise<MatcherRecord[]> {
     // A matcher past its timeout meets nothing, even before its timeout job resolves it to null.
-    const rows = await this.sql.query(
-      `SELECT ${MATCHER_COLUMNS} FROM matchers WHERE event_name = $1 AND (expires_at IS NULL OR expires_at > clock_timestamp()) ORDER BY run_id, step_id`,
-      [eventName],
-      { prepare: "stepwise_find_matchers" },
-    );
+    const live = "(expires_at IS NULL OR expires_at > clock_timestamp())";
+    const rows =
+      matchValue === undefined
+        ? await this.sql.query(`SELECT ${MATCHER_COLUMNS} FROM matchers WHERE event_name = $1 AND ${live} ORDER BY run_id, step_id`, [eventName], { prepare: "stepwise_find_matchers" })
+        : // match_value is JSON text, as JSON.stringify wrote it: equal strings are equal text.
+          await this.sql.query(`SELECT ${MATCHER_COLUMNS} FROM matchers WHERE event_name = $1 AND match_value = $2 AND ${live} ORDER BY run_id, step_id`, [eventName, JSON.stringify(matchValue)], {
+            prepare: "stepwise_find_matchers_of_value",
+          });
     return rows.map(toMatcher);
+  }
+
+  async dropMatcher(runId: string, stepId: string): Promise<void> {
+    await this.sql.query("DELETE FROM matchers WHERE run_id = $1 AND step_id = $2", [runId, stepId]);
   }
 }

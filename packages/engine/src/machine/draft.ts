@@ -6,7 +6,7 @@
  * emits as {@link Effect}s, which the unit of work (`unit/unit.ts`) carries out in the same
  * transaction; several transitions may touch one draft there, each seeing the ones before.
  */
-import type { BackoffConfig, SerializedError } from "@stepwise/protocol";
+import type { BackoffConfig, SerializedError, SignalConflict } from "@stepwise/protocol";
 import { jsonBytes, type Limits } from "../limits.ts";
 import { isTerminal } from "../records.ts";
 import type { Signal } from "../signals.ts";
@@ -63,6 +63,8 @@ export class RunDraft {
   readonly openedWaits: MatcherRecord[] = [];
   /** The look-back a wait opened here asked for (`lookbackMs` of its op), by step ID. */
   readonly lookbacks = new Map<string, number>();
+  /** What a signal wait opened here does if another run waits for its signal (`onConflict`), by step ID. */
+  readonly signalConflicts = new Map<string, SignalConflict>();
   /** A step changed: the run's status and next invocation must be worked out again (`settle`). */
   dirty = false;
   private readonly stepsById: Map<string, StepRecord>;
@@ -260,12 +262,16 @@ export class RunDraft {
     if (c.dropJobs !== "all") c.dropJobs.push(selector);
   }
 
-  /** Opens a matcher; a wait's with `lookbackMs` also matches events stored that long before. */
-  openMatcher(matcher: MatcherRecord, lookbackMs?: number): void {
+  /**
+   * Opens a matcher; a wait's with `lookbackMs` also matches events stored that long before, and
+   * a signal wait's `onConflict` is applied by the unit once it knows who else waits.
+   */
+  openMatcher(matcher: MatcherRecord, options: { lookbackMs?: number; onConflict?: SignalConflict } = {}): void {
     this.change.openMatchers.push(matcher);
     if (matcher.kind !== "wait") return;
     this.openedWaits.push(matcher);
-    if (lookbackMs !== undefined) this.lookbacks.set(matcher.stepId, lookbackMs);
+    if (options.lookbackMs !== undefined) this.lookbacks.set(matcher.stepId, options.lookbackMs);
+    if (options.onConflict !== undefined) this.signalConflicts.set(matcher.stepId, options.onConflict);
   }
 
   /** Open matchers of this change not yet written (so events in the same unit can meet them). */

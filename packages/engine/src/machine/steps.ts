@@ -3,7 +3,7 @@
  * run later (`step-planned`), or a step the executor settles itself (sleep, wait, send,
  * invoke), each arranging what will settle it: a job, a matcher, an effect on other runs.
  */
-import { derivedEventId, FUNCTION_INVOKED_EVENT, RESERVED_EVENT_PREFIX, type Op, type SerializedError, type StepRetryPolicy } from "@stepwise/protocol";
+import { derivedEventId, FUNCTION_INVOKED_EVENT, RESERVED_EVENT_PREFIX, SIGNAL_EVENT, type Op, type SerializedError, type StepRetryPolicy } from "@stepwise/protocol";
 import { backoffDelay, resolveBackoff } from "../backoff.ts";
 import { InputError, serializedError } from "../errors.ts";
 import { parseSentEvents } from "../event-input.ts";
@@ -20,6 +20,7 @@ const MAX_ERROR_TEXT = 16 * 1024;
 
 export function kindOf(op: Op): StepRecord["kind"] {
   if (op.op === "step-ran" || op.op === "step-failed" || op.op === "step-planned") return "run";
+  if (op.op === "wait-signal") return "wait";
   return op.op;
 }
 
@@ -50,6 +51,8 @@ export function applyOp(draft: RunDraft, env: MachineEnv, op: Op, step: StepReco
       return sleep(draft, step, op);
     case "wait":
       return wait(draft, env, step, op);
+    case "wait-signal":
+      return waitForSignal(draft, step, op);
     case "send":
       return send(draft, env, step, op);
     case "invoke":
@@ -143,7 +146,7 @@ function wait(draft: RunDraft, env: MachineEnv, step: StepRecord, op: OpOf<"wait
   const label = `${runLabel(draft.run.id, draft.run.functionId)} step "${step.name}"`;
   const matcher = newMatcher(draft, { stepId: step.id, kind: "wait", eventName: op.event, match: op.match, if: op.if, expiresAt });
   draft.saveStep({ ...step, status: "waiting", wakeAt: expiresAt });
-  draft.openMatcher(matcher, op.lookbackMs);
+  draft.openMatcher(matcher, { lookbackMs: op.lookbackMs });
   draft.enqueue({ kind: "wait-timeout", stepId: step.id, runAt: expiresAt });
   const condition = op.match ? ` matching ${op.match}` : op.if ? ` where ${op.if}` : "";
   const lookback = op.lookbackMs ? `, looking back ${formatDuration(op.lookbackMs)}` : "";
@@ -151,6 +154,20 @@ function wait(draft: RunDraft, env: MachineEnv, step: StepRecord, op: OpOf<"wait
   if (op.match !== undefined && matcher.matchValue === undefined) {
     draft.warn(`${label}: the triggering event has no ${op.match}, so no event can match; the wait will time out`);
   }
+}
+
+/**
+ * A wait for a signal is a wait for the executor's signal event whose `data.signal` is the name:
+ * a matcher with that value frozen. Whether another run waits for the same signal is for the
+ * unit to find out (`claimSignals`), under a lock on the name.
+ */
+function waitForSignal(draft: RunDraft, step: StepRecord, op: OpOf<"wait-signal">): void {
+  const expiresAt = new Date(op.timeoutAt);
+  const matcher = newMatcher(draft, { stepId: step.id, kind: "wait", eventName: SIGNAL_EVENT, value: { path: "data.signal", is: op.signal }, expiresAt });
+  draft.saveStep({ ...step, status: "waiting", wakeAt: expiresAt });
+  draft.openMatcher(matcher, { onConflict: op.onConflict ?? "fail" });
+  draft.enqueue({ kind: "wait-timeout", stepId: step.id, runAt: expiresAt });
+  draft.info(`${runLabel(draft.run.id, draft.run.functionId)} step "${step.name}" waiting for signal "${op.signal}" until ${expiresAt.toISOString()}`);
 }
 
 /** Validates the events like the events API does; stored (IDs derived from run and step) by the unit. */

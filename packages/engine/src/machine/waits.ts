@@ -10,13 +10,19 @@ import { eventForApp, isTerminal, type EventRecord, type MatcherRecord } from ".
 import type { MachineEnv, RunDraft } from "./draft.ts";
 import { finish } from "./ending.ts";
 
-/** A matcher for the run of `draft`, with `match` frozen from its trigger. */
+/**
+ * A matcher for the run of `draft`, with `match` frozen from its trigger, or with `value`: an
+ * event's field that must equal a given value (a signal's name).
+ */
 export function newMatcher(
   draft: RunDraft,
-  fields: { stepId: string; kind: MatcherRecord["kind"]; eventName: string; match?: string; if?: string; expiresAt?: Date },
+  fields: { stepId: string; kind: MatcherRecord["kind"]; eventName: string; match?: string; value?: { path: string; is: unknown }; if?: string; expiresAt?: Date },
 ): MatcherRecord {
   const matcher: MatcherRecord = { runId: draft.run.id, stepId: fields.stepId, kind: fields.kind, eventName: fields.eventName };
-  if (fields.match !== undefined) {
+  if (fields.value !== undefined) {
+    matcher.matchPath = fields.value.path;
+    matcher.matchValue = fields.value.is;
+  } else if (fields.match !== undefined) {
     matcher.matchPath = fields.match;
     const value = valueAtPath(draft.event, fields.match);
     if (value !== undefined) matcher.matchValue = value;

@@ -7,9 +7,8 @@
  * the store's one encoder.
  *
  * Events meet waits both ways round: an event delivered here finds the matchers already stored
- * and those opened earlier in this unit; a wait opened here looks back (under a lock on the
- * event name) for events that arrived since its run became due, so a reply that beats the
- * wait into the store is not missed.
+ * and those opened earlier in this unit; a wait opened here looks back for events that arrived
+ * since its run became due (`new-waits.ts`, which also claims a signal wait's name).
  */
 import { DERIVED_ID_PREFIX, FUNCTION_FAILED_EVENT, toMs } from "@stepwise/protocol";
 import { isTerminal, type EventRecord, type FunctionRecord, type JobRecord, type MatcherRecord, type RunState } from "../records.ts";
@@ -29,6 +28,7 @@ import { formatDuration, runLabel } from "../log.ts";
 import { formatBytes, jsonBytes } from "../limits.ts";
 import { stepAttemptFailed } from "../machine/steps.ts";
 import { cancelOnEvent, matcherAccepts, resolveWait } from "../machine/waits.ts";
+import { deliverSignal, settleNewWaits, type NewWait, type WaitsUnit } from "./new-waits.ts";
 import { changeOnlyAdds, type StoreTx, type WriteResult } from "../store.ts";
 
 export interface UnitOptions {
@@ -57,9 +57,10 @@ interface Entry {
   isNew: boolean;
 }
 
-export class UnitOfWork {
+export class UnitOfWork implements WaitsUnit {
   private readonly entries = new Map<string, Entry>();
-  private readonly lookedBack = new Set<MatcherRecord>();
+  /** Waits opened in this unit that `settleNewWaits` has seen. */
+  private readonly settledWaits = new Set<MatcherRecord>();
   /**
    * Stored matchers by event name, read once per unit: nothing here writes matchers before the
    * commit, so a batch of events of one name needs one read, not one per event.
@@ -76,6 +77,14 @@ export class UnitOfWork {
 
   env(draft: RunDraft): MachineEnv {
     return machineEnv(this.ctx, draft.run.functionId);
+  }
+
+  now(): number {
+    return this.ctx.clock.now();
+  }
+
+  loaded(runId: string): RunDraft | undefined {
+    return this.entries.get(runId)?.draft;
   }
 
   /** The run, locked for the rest of the transaction; the same draft on every call. */
@@ -109,6 +118,18 @@ export class UnitOfWork {
     this.reportDerivedConflicts(unique, inserted);
     for (const event of inserted) await this.deliver(event);
     return inserted;
+  }
+
+  /**
+   * Stores a signal (an event of the executor's signal name) and resumes the run waiting for it.
+   * `duplicate` when an event with its ID is stored already (delivered before: nothing happens);
+   * undefined when no run waits for it: the caller rolls the transaction back, so a signal nobody
+   * took is never stored.
+   */
+  async signal(event: EventRecord): Promise<{ runId: string; stepId: string } | "duplicate" | undefined> {
+    const [stored] = await this.tx.insertEvents([event]);
+    if (!stored) return "duplicate";
+    return deliverSignal(this, stored);
   }
 
   /**
@@ -284,9 +305,9 @@ export class UnitOfWork {
         for (const effect of effects) await this.apply(effect);
         continue;
       }
-      const waits = this.waitsToLookBack();
+      const waits = this.newWaits();
       if (waits.length === 0) return;
-      await this.lookBack(waits);
+      await settleNewWaits(this, waits, this.options.readyAt);
     }
   }
 
@@ -318,72 +339,16 @@ export class UnitOfWork {
     }
   }
 
-  private waitsToLookBack(): Array<{ draft: RunDraft; matcher: MatcherRecord }> {
-    const waits: Array<{ draft: RunDraft; matcher: MatcherRecord }> = [];
+  /** Waits opened since the last call, still waiting. */
+  private newWaits(): NewWait[] {
+    const waits: NewWait[] = [];
     for (const { draft } of this.entries.values()) {
       for (const matcher of draft.openedWaits) {
-        if (this.lookedBack.has(matcher)) continue;
-        this.lookedBack.add(matcher);
+        if (this.settledWaits.has(matcher)) continue;
+        this.settledWaits.add(matcher);
         if (draft.step(matcher.stepId)?.status === "waiting") waits.push({ draft, matcher });
       }
     }
     return waits;
   }
-
-  /**
-   * Resolves new waits with events that arrived between the run becoming due and now, or, for
-   * a wait with a look-back, since that long before it became due (a little more than the
-   * look-back before the wait began: never less).
-   */
-  private async lookBack(waits: Array<{ draft: RunDraft; matcher: MatcherRecord }>): Promise<void> {
-    const readyAt = this.options.readyAt;
-    const sinceOf = ({ draft, matcher }: { draft: RunDraft; matcher: MatcherRecord }): Date | undefined => {
-      const lookbackMs = draft.lookbacks.get(matcher.stepId);
-      if (lookbackMs === undefined) return readyAt;
-      return new Date((readyAt?.getTime() ?? this.ctx.clock.now()) - lookbackMs);
-    };
-    const due = waits.flatMap((wait) => {
-      const since = sinceOf(wait);
-      return since ? [{ ...wait, since }] : [];
-    });
-    if (due.length === 0) return;
-    await this.tx.lockWaits([...new Set(due.map((w) => w.matcher.eventName))].sort());
-    for (const { draft, matcher, since } of due) {
-      const taken = eventsOfRun(draft);
-      const accept = (event: EventRecord) => !taken.has(event.id) && matcherAccepts(matcher, draft.event, event);
-      const first = await this.tx.firstEventSince(matcher.eventName, since, matcher.expiresAt, accept, matchedText(matcher));
-      if (first) resolveWait(draft, this.env(draft), matcher.stepId, first);
-    }
-  }
-}
-
-/**
- * Text that the stored data of every event a matcher accepts contains, for the store to filter
- * on before it reads events: a primitive match value inside `data`, as JSON. Events are stored
- * as JSON.stringify wrote their data, and that writes a string, number or boolean the same
- * wherever it sits, so an equal value is that text. Left to the full check: objects (their key
- * order may differ); a path through `length`, which the path walk reads off an array or a
- * string though no JSON holds it; numbers JSON writes with an exponent, which data stored while
- * the column was jsonb holds in Postgres's own notation (review found all three).
- */
-function matchedText(matcher: MatcherRecord): string | undefined {
-  const { matchPath, matchValue: value } = matcher;
-  if (!matchPath?.startsWith("data.") || matchPath.split(".").includes("length")) return undefined;
-  if (typeof value !== "string" && typeof value !== "number" && typeof value !== "boolean") return undefined;
-  const text = JSON.stringify(value);
-  return typeof value === "number" && /e/i.test(text) ? undefined : text;
-}
-
-/**
- * Events a look-back must not hand the run: those that started it, and those its waits already
- * received. A window reaching back before the run's start would otherwise find its own trigger,
- * and each wait of a loop the same earliest event.
- */
-function eventsOfRun(draft: RunDraft): Set<string> {
-  const taken = new Set(draft.runEvents().map((event) => event.id));
-  for (const step of draft.steps()) {
-    const received = step.kind === "wait" && step.status === "completed" ? (step.output as { id?: unknown } | null | undefined)?.id : undefined;
-    if (typeof received === "string") taken.add(received);
-  }
-  return taken;
 }

@@ -7,7 +7,7 @@
 import { NonRetriableError, Stepwise, StepError, type AnyStepwiseFunction, type EventSchemas, type StepTools } from "@stepwise/sdk";
 import { serve } from "@stepwise/sdk/fetch";
 import { STEP_OUTPUTS_ROUTE, type CheckpointRequest, type StepOutputsRequest } from "@stepwise/protocol";
-import { valueOf, type Item, type RunItem } from "./program.ts";
+import { signalName, valueOf, type Item, type RunItem } from "./program.ts";
 import { invocationContext, type Ledger } from "./ledger.ts";
 import { badGateway, unit } from "./network.ts";
 
@@ -102,7 +102,8 @@ export function simApp(ledger: Ledger, path: CheckpointPath): SimApp {
   // A budget well inside the executors' invocation timeout (500 ms), as users set it below their host's limit.
   const client = new Stepwise({ id: SIM_APP_ID, dev: true, checkpointing: { maxRuntime: 250 }, fetch: checkpointFetch(ledger, path), logger: quiet });
 
-  const interpret = async (program: Item[], step: Step, runId: string, key: string, attempt: number): Promise<unknown[]> => {
+  /** Runs `program`; `eventId` (of the run's start event) names its signals. */
+  const interpret = async (program: Item[], step: Step, runId: string, key: string, attempt: number, eventId: string): Promise<unknown[]> => {
     const counts = new Map<string, number>();
     // The SDK's step IDs: the name, then name:1, name:2 for repeats.
     const idOf = (name: string) => {
@@ -166,6 +167,9 @@ export function simApp(ledger: Ledger, path: CheckpointPath): SimApp {
         case "wait":
           results.push(await step.waitForEvent(named("ping"), { event: "sim/ping", match: "data.key", timeout: item.timeoutMs }));
           break;
+        case "signal":
+          results.push(await step.waitForSignal(named("signal"), { signal: signalName(eventId, i), timeout: item.timeoutMs }));
+          break;
         case "send":
           results.push(await step.sendEvent(named("send"), Array.from({ length: item.count }, (_, n) => ({ name: "sim/noise", data: { key, n } }))));
           break;
@@ -205,13 +209,13 @@ export function simApp(ledger: Ledger, path: CheckpointPath): SimApp {
       },
       async ({ event, step, runId, attempt }) => {
         const data = event.data as { key: string; program: Item[] };
-        return { results: await interpret(data.program, step, runId, data.key, attempt) };
+        return { results: await interpret(data.program, step, runId, data.key, attempt, event.id) };
       },
     );
   // Children are cancelled 3 s after they start: a cancel racing their steps, sleeps and checkpoints.
   const child = client.createFunction({ id: "sim-child", triggers: [], retries: 2, timeouts: { finish: "3s" }, concurrency: [{ limit: 2 }, pool] }, async ({ event, step, runId, attempt }) => {
     const data = event.data as { key: string; program: Item[] };
-    return { results: await interpret(data.program, step, runId, data.key, attempt) };
+    return { results: await interpret(data.program, step, runId, data.key, attempt, event.id) };
   });
   // Throttled: a burst of questions is answered no faster than the throttle allows (so some
   // answers come after their wait timed out, as they may).

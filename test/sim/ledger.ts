@@ -45,6 +45,19 @@ export interface BodyRun {
   context: StepRunContext;
 }
 
+/** One signal the simulation sent, and how the executors answered in the end. */
+export interface SignalSend {
+  signal: string;
+  /** The ID it was sent with (its sender's own, the same when it is sent again). */
+  id: string;
+  from: number;
+  to: number;
+  /** `duplicate` for a resend, or for a first send whose delivery committed but whose answer was lost. */
+  outcome: "delivered" | "duplicate" | "refused";
+  runId?: string;
+  stepId?: string;
+}
+
 /** A lease can run out this long after the disturbance that stopped its heartbeat began. */
 const LEASE_SLACK_MS = 2_000;
 
@@ -70,6 +83,8 @@ export class Ledger {
   readonly refusedCheckpoints: Array<{ invocation: number; runId: string; stepId: string; at: number }> = [];
   /** When a pause of each run was acknowledged (its commit came before). */
   readonly pauses: Array<{ runId: string; at: number }> = [];
+  /** Signals sent from outside, with their answers (sends that never got one are not here). */
+  readonly signals: SignalSend[] = [];
   /** Checkpoints the app heard committed. */
   checkpointsCommitted = 0;
   /** Reads of left-out outputs that reached an executor. */

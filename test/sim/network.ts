@@ -141,7 +141,7 @@ function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): 
 function noteWaits(invocation: { waits: string[] }, text: string): void {
   try {
     const answer = JSON.parse(text) as { type?: string; ops?: Array<{ op: string; id: string }> };
-    for (const op of answer.ops ?? []) if (op.op === "wait") invocation.waits.push(op.id);
+    for (const op of answer.ops ?? []) if (op.op === "wait" || op.op === "wait-signal") invocation.waits.push(op.id);
   } catch {
     // Not JSON: nothing to note.
   }

@@ -39,7 +39,24 @@ export type Item =
   /** The run sends its own cancelOn event beside a sleep. */
   | { t: "selfCancel" }
   /** sendEvent a memo, sleep past it, then waitForEvent it with a look-back (found), then again (not found: already received). */
-  | { t: "recall"; sleepMs: number };
+  | { t: "recall"; sleepMs: number }
+  /**
+   * waitForSignal `sig/<start event id>:<index>`; the simulation sends it `sendAfterMs` after the
+   * run's start event (or never), from `senders` senders at once, each with an ID of its own, and
+   * with `resend` each delivered one again under its ID (a duplicate).
+   */
+  | SignalItem;
+
+export interface SignalItem {
+  t: "signal";
+  timeoutMs: number;
+  sendAfterMs?: number;
+  senders: 1 | 2;
+  resend: boolean;
+}
+
+/** The signal the `index`-th item of the run started by `eventId` waits for. */
+export const signalName = (eventId: string, index: number) => `sig/${eventId}:${index}`;
 
 export interface RunPlan {
   key: string;
@@ -111,6 +128,19 @@ const item: fc.Arbitrary<Item> = fc.oneof(
   },
   { weight: 1, arbitrary: fc.record({ t: fc.constant("send" as const), count: fc.integer({ min: 1, max: 3 }) }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant("recall" as const), sleepMs: fc.integer({ min: 10, max: 100 }) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record(
+      {
+        t: fc.constant("signal" as const),
+        timeoutMs: fc.integer({ min: 1_500, max: 3_000 }),
+        sendAfterMs: fc.integer({ min: 0, max: 2_500 }),
+        senders: fc.constantFrom<1 | 2>(1, 1, 2),
+        resend: fc.boolean(),
+      },
+      { requiredKeys: ["t", "timeoutMs", "senders", "resend"] },
+    ),
+  },
   { weight: 1, arbitrary: fc.record({ t: fc.constant("invoke" as const), program: fc.array(leafItem, { minLength: 1, maxLength: 3 }) }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant("bodyError" as const), times: fc.integer({ min: 1, max: 3 }) }) },
   { weight: 1, arbitrary: fc.constant({ t: "selfCancel" as const }) },

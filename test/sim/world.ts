@@ -13,7 +13,7 @@ import { SIM_CRON_PERIOD_MS, simApp } from "./app.ts";
 import { FaultyStore } from "./faulty-store.ts";
 import { Ledger } from "./ledger.ts";
 import { faultyFetch } from "./network.ts";
-import type { Item } from "./program.ts";
+import { signalName, type Item, type SignalItem } from "./program.ts";
 import { CONCURRENCY, EXECUTORS, LEASE_MS, type Schedule } from "./schedule.ts";
 import type { Topology } from "./topologies.ts";
 
@@ -150,6 +150,25 @@ export async function play(topology: Topology, schedule: Schedule): Promise<Play
     }
   };
 
+  /**
+   * Sends a signal as its senders would, each under an ID of its own, retried on another
+   * executor when one fails (as a sender retries after a lost answer). A 404 is an answer.
+   */
+  const sendOnce = async (signal: string, id: string) => {
+    const from = Date.now();
+    const answer = await withExecutor((e) => e.sendSignal({ signal, data: { id }, id }).catch((error: unknown) => (error instanceof InputError && error.status === 404 ? null : Promise.reject(error))));
+    const outcome = answer === null ? "refused" : answer.duplicate ? "duplicate" : "delivered";
+    ledger.signals.push({ signal, id, from, to: Date.now(), outcome, ...(answer?.runId && { runId: answer.runId, stepId: answer.stepId }) });
+    return outcome;
+  };
+  const sendSignals = (signal: string, item: SignalItem) =>
+    Promise.all(
+      Array.from({ length: item.senders }, async (_, sender) => {
+        const id = `${signal}#${sender}`;
+        if ((await sendOnce(signal, id)) !== "refused" && item.resend) await sendOnce(signal, id);
+      }),
+    );
+
   const startedAt = Date.now();
   const timers: Array<ReturnType<typeof setTimeout>> = [];
   const at = (ms: number, fn: () => unknown) => timers.push(setTimeout(() => void Promise.resolve(fn()).catch(() => {}), ms));
@@ -188,8 +207,9 @@ export async function play(topology: Topology, schedule: Schedule): Promise<Play
         const { ids } = await withExecutor((executor) => executor.sendEvents(events));
         plans.forEach((plan, n) => {
           acked.push({ eventId: ids[n]!, key: plan.key, fn: plan.fn, program: plan.program });
-          for (const item of plan.program) {
+          for (const [index, item] of plan.program.entries()) {
             if (item.t === "wait" && item.pingAfterMs !== undefined) at(item.pingAfterMs, () => withExecutor((e) => e.sendEvents({ name: "sim/ping", data: { key: plan.key } })));
+            if (item.t === "signal" && item.sendAfterMs !== undefined) at(item.sendAfterMs, () => sendSignals(signalName(ids[n]!, index), item));
           }
           const pause = plan.pause;
           if (pause) {

@@ -10,7 +10,7 @@
  * Skips (with a note) only when wrangler cannot start and CI is not true.
  */
 import { createHash } from "node:crypto";
-import { Stepwise } from "@stepwise/sdk";
+import { SignalNotDeliveredError, Stepwise } from "@stepwise/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cronEventId } from "@stepwise/engine";
 import { nextCronTick } from "@stepwise/protocol";
@@ -111,7 +111,7 @@ describe.skipIf(TOPOLOGIES.length === 0).each(TOPOLOGIES)("the executor and an a
     expect((await fetch(`${worker.url}/api/runs/cancel?status=sleeping`, { method: "POST", headers: { cookie, "x-stepwise-csrf": csrf } })).status).toBe(200);
   });
 
-  it("runs a step, a 2 s sleep, a wait for an event and one that looks back, with the sleep woken in bounded lateness", async (context) => {
+  it("runs a step, a 2 s sleep, a wait for an event, one that looks back and a wait for a signal, with the sleep woken in bounded lateness", async (context) => {
     if (!worker || !app) return context.skip(`wrangler dev could not start: ${String(startError)}`);
     // The test sends events as a user would: with the event key, to the executor Worker.
     const client = new Stepwise({ id: "worker-app-e2e", baseUrl: worker.url, eventKey: EVENT_KEY, schemas });
@@ -128,8 +128,17 @@ describe.skipIf(TOPOLOGIES.length === 0).each(TOPOLOGIES)("the executor and an a
     // The app Worker checkpointed its steps to the executor Worker, within its invocations.
     expect(worker.output.some((line) => line.includes('step "reserve" completed') && line.includes("(checkpoint)")), logs()).toBe(true);
     await client.send({ name: "worker/paid", data: { orderId: "o-7", amount: 42 } });
+    // Sent while the run is still on its way to the wait (the executor Worker holds the request
+    // until it gets there), and beside it one that no run waits for: 404, as a typed error.
+    const [approved, nobody] = await Promise.all([
+      client.sendSignal({ signal: "approve/o-7", data: { by: "ada" } }),
+      client.sendSignal({ signal: "approve/nobody" }).catch((error: unknown) => error),
+    ]);
+    expect(nobody).toBeInstanceOf(SignalNotDeliveredError);
     const done = await waitFor(worker.url, eventId!, (run) => run.status === "completed", 20_000, logs, API_KEY);
-    const output = done.output as { reserved: string; reportLength: number; slept: number; amount: number | null; note: string | null; key: string };
+    expect(approved).toMatchObject({ runId: done.id, stepId: "approval" });
+    const output = done.output as { reserved: string; reportLength: number; slept: number; amount: number | null; note: string | null; key: string; approvedBy: string | null };
+    expect(output.approvedBy).toBe("ada");
     expect(output.reserved).toBe("res-o-7");
     expect(output.note).toBe("leave at the door");
     expect(output.key).toBe(`stepwise-${createHash("sha256").update(`${done.id}\u0000key`).digest("hex")}`);

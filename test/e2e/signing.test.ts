@@ -80,13 +80,23 @@ describe("signed requests (production mode)", () => {
     expect(await response.json()).toMatchObject({ type: "ops", ops: [{ op: "step-ran", id: "hello", output: "hello Grace" }] });
   });
 
-  it("refuses events without the event key, or with a wrong one", async () => {
-    const url = `${stack.executor.url}/api/events`;
-    const body = JSON.stringify({ name: "test/signed", data: { who: "x" } });
-    expect((await fetch(url, { method: "POST", body })).status).toBe(401);
+  it.each([
+    ["events", "/api/events", { name: "test/signed", data: { who: "x" } }],
+    ["signals", "/api/signals", { signal: "approval/1" }],
+  ])("refuses %s without the event key, or with a wrong one", async (_, path, payload) => {
+    const url = `${stack.executor.url}${path}`;
+    const body = JSON.stringify(payload);
+    const missing = await fetch(url, { method: "POST", body });
+    expect(missing.status).toBe(401);
+    expect(((await missing.json()) as { error: string }).error).toMatch(/Missing event key/);
     const wrong = await fetch(url, { method: "POST", body, headers: { authorization: "Bearer nope" } });
     expect(wrong.status).toBe(401);
     expect(((await wrong.json()) as { error: string }).error).toMatch(/Invalid event key/);
+    // With the key, a signal nobody waits for is a 404, not a 401: the key was the only problem.
+    if (path === "/api/signals") {
+      const keyed = await fetch(url, { method: "POST", body, headers: { authorization: "Bearer event-key" } });
+      expect(keyed.status).toBe(404);
+    }
   });
 
   it("keeps runs private: the run API needs the API key, which no app holds", async () => {

@@ -155,8 +155,10 @@ CREATE TABLE IF NOT EXISTS matchers (
 );
 ALTER TABLE matchers ALTER COLUMN match_value TYPE text USING match_value::text;
 CREATE INDEX IF NOT EXISTS matchers_event_idx ON matchers (event_name);
--- Signal waits by signal name (a signal resumes the one run waiting for it; names are short).
-CREATE INDEX IF NOT EXISTS matchers_signal_idx ON matchers (match_value) WHERE event_name = 'stepwise/signal';
+-- Waits on the executor's own events by their value: a signal's name (short, bounded). A query
+-- uses it when it repeats the predicate word for word, which a prepared statement's generic plan
+-- needs (it cannot tell that its $1 is 'stepwise/signal').
+CREATE INDEX IF NOT EXISTS matchers_reserved_value_idx ON matchers (match_value) WHERE event_name LIKE 'stepwise/%';
 
 -- The queue: invocations and timers. A job is due at run_at; a claim leases it to one worker
 -- until locked_until, and only the lease holder may complete it (the fence), whichever queue

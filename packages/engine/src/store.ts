@@ -145,7 +145,8 @@ export interface StoreTx {
   firstEventSince(name: string, since: Date, until: Date | undefined, accept: (event: EventRecord) => boolean, dataContains?: string): Promise<EventRecord | null>;
   /**
    * Open matchers on `eventName` whose timeout has not passed (store clock), in run and step
-   * order; with `matchValue`, only those whose frozen value is equal to it (a signal's name).
+   * order; with `matchValue`, only those whose frozen value is equal to it (a signal's name):
+   * an indexed lookup for the executor's own event names (`stepwise/…`), no others.
    */
   findMatchers(eventName: string, matchValue?: string): Promise<MatcherRecord[]>;
   /** Closes another run's matcher without its lock (a signal wait taken over; see `claimSignals`). */

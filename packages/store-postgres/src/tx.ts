@@ -308,10 +308,14 @@ export class PgTx extends PgReader implements StoreTx {
     const rows =
       matchValue === undefined
         ? await this.sql.query(`SELECT ${MATCHER_COLUMNS} FROM matchers WHERE event_name = $1 AND ${live} ORDER BY run_id, step_id`, [eventName], { prepare: "stepwise_find_matchers" })
-        : // match_value is JSON text, as JSON.stringify wrote it: equal strings are equal text.
-          await this.sql.query(`SELECT ${MATCHER_COLUMNS} FROM matchers WHERE event_name = $1 AND match_value = $2 AND ${live} ORDER BY run_id, step_id`, [eventName, JSON.stringify(matchValue)], {
-            prepare: "stepwise_find_matchers_of_value",
-          });
+        : // match_value is JSON text, as JSON.stringify wrote it: equal strings are equal text. Only the
+          // executor's own event names are looked up by value, through matchers_reserved_value_idx,
+          // whose predicate the query repeats so a generic plan uses it too.
+          await this.sql.query(
+            `SELECT ${MATCHER_COLUMNS} FROM matchers WHERE event_name LIKE 'stepwise/%' AND event_name = $1 AND match_value = $2 AND ${live} ORDER BY run_id, step_id`,
+            [eventName, JSON.stringify(matchValue)],
+            { prepare: "stepwise_find_matchers_of_value" },
+          );
     return rows.map(toMatcher);
   }
 

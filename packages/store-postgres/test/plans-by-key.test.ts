@@ -14,13 +14,20 @@ import { postgresAvailable } from "../../../test/support/postgres.ts";
 import { suiteDatabase } from "../../../test/support/suite-database.ts";
 import { writeCheckpoints } from "../src/checkpoint-sql.ts";
 import { PgQueue } from "../src/queue.ts";
+import { PgTx } from "../src/tx.ts";
+import { SIGNAL_EVENT } from "@stepwise/protocol";
 import pg from "pg";
 import { seedRun } from "./store-contract.ts";
 
 interface PlanNode {
   "Node Type": string;
   "Relation Name"?: string;
+  "Index Name"?: string;
   Plans?: PlanNode[];
+}
+
+function indexesUsed(node: PlanNode): string[] {
+  return [...(node["Index Name"] ? [node["Index Name"]] : []), ...(node.Plans ?? []).flatMap(indexesUsed)];
 }
 
 function relationsScanned(node: PlanNode): string[] {
@@ -131,5 +138,43 @@ describe.runIf(postgresAvailable)("statements naming rows by ID, on a store with
     expect(relationsScanned(plans[0]!)).toEqual([]);
     // And the statement does what it says on the same rows.
     expect((await writeCheckpoints(suite.sql, writes)).map((outcome) => typeof outcome === "object" && outcome.ok)).toEqual(writes.map(() => true));
+  });
+
+  it("a signal finds its one waiting run through the index, even on a prepared statement's generic plan", async () => {
+    // 20,000 waits: half for signals (each its own name), half for a user's event.
+    await suite.sql.query(
+      `INSERT INTO matchers (run_id, step_id, kind, event_name, match_path, match_value)
+       SELECT 'old-' || g, 'wait', 'wait', CASE WHEN g % 2 = 0 THEN '${SIGNAL_EVENT}' ELSE 'order/paid' END, 'data.signal', '"approval/' || g || '"'
+       FROM generate_series(1, 20000) g`,
+    );
+    await suite.sql.query("ANALYZE matchers");
+    let statement: { text: string; params: readonly unknown[] } | undefined;
+    const capturing: SqlClient = {
+      async query<Row>(text: string, params?: readonly unknown[]) {
+        statement = { text, params: params ?? [] };
+        return [] as Row[];
+      },
+      transaction: (fn) => fn(capturing),
+      exec: async () => {},
+      close: async () => {},
+    };
+    await new PgTx(capturing).findMatchers(SIGNAL_EVENT, "approval/42");
+    // The executor's statements are prepared: after a few runs Postgres may plan them once for
+    // any parameters, and such a plan cannot tell that $1 is the signal name.
+    const client = new pg.Client({ connectionString: suite.db.connectionString });
+    await client.connect();
+    try {
+      await client.query("SET plan_cache_mode = force_generic_plan");
+      await client.query(`PREPARE find_signal AS ${statement!.text}`);
+      const values = statement!.params.map((value) => client.escapeLiteral(String(value))).join(", ");
+      const [row] = (await client.query(`EXPLAIN (FORMAT JSON) EXECUTE find_signal(${values})`)).rows as Array<{ "QUERY PLAN": Array<{ Plan: PlanNode }> }>;
+      const plan = row!["QUERY PLAN"][0]!.Plan;
+      expect(indexesUsed(plan)).toEqual(["matchers_reserved_value_idx"]);
+      expect(relationsScanned(plan)).toEqual([]);
+      // And the statement finds that one wait.
+      expect((await client.query(`EXECUTE find_signal(${values})`)).rows.map((r: { run_id: string }) => r.run_id)).toEqual(["old-42"]);
+    } finally {
+      await client.end();
+    }
   });
 });

@@ -15,7 +15,8 @@ Environment: STEPWISE_SIGNING_KEY, STEPWISE_SIGNING_KEY_NEXT, STEPWISE_APP_SIGNI
 STEPWISE_DATA_DIR, DATABASE_URL, UPSTASH_REDIS_REST_URL, UPSTASH_REDIS_REST_TOKEN, STEPWISE_REDIS_PREFIX,
 STEPWISE_PG_DRIVER (neon | neon-http | pg), STEPWISE_CONCURRENCY, STEPWISE_LEASE_MS, STEPWISE_MAINTENANCE_MS, STEPWISE_RECONCILE_GRACE_MS,
 STEPWISE_RETRY_INITIAL_MS, STEPWISE_RETRY_MAX_MS, STEPWISE_RETENTION (how long finished runs are kept, default 7d),
-STEPWISE_ALLOW_PRIVATE_APP_URLS=1 (apps may register loopback and private URLs outside dev mode)`;
+STEPWISE_ALLOW_PRIVATE_APP_URLS=1 (apps may register loopback and private URLs outside dev mode),
+STEPWISE_PUBLIC_URL (where people and services reach the executor: the base of callback URLs; default its own address)`;
 
 export async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;

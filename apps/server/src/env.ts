@@ -40,6 +40,8 @@ export interface EnvSettings {
   retentionMs?: number;
   /** Apps may register loopback and private URLs outside dev mode (`STEPWISE_ALLOW_PRIVATE_APP_URLS=1`). */
   allowPrivateAppUrls: boolean;
+  /** Where people and services reach the executor (`STEPWISE_PUBLIC_URL`): the base of callback URLs. */
+  publicUrl?: string;
 }
 
 export function readEnv(env: Record<string, string | undefined> = process.env): EnvSettings {
@@ -72,6 +74,7 @@ export function readEnv(env: Record<string, string | undefined> = process.env): 
     reconcileGraceMs: number("STEPWISE_RECONCILE_GRACE_MS"),
     retentionMs: duration(env.STEPWISE_RETENTION, "STEPWISE_RETENTION"),
     allowPrivateAppUrls: env.STEPWISE_ALLOW_PRIVATE_APP_URLS === "1" || env.STEPWISE_ALLOW_PRIVATE_APP_URLS === "true",
+    publicUrl: env.STEPWISE_PUBLIC_URL || undefined,
   };
 }
 

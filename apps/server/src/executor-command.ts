@@ -59,6 +59,7 @@ export async function runExecutorCommand(command: "dev" | "start", rest: string[
     backoff: { initialMs: env.retryInitialMs, maxMs: env.retryMaxMs },
     retentionMs: env.retentionMs,
     allowPrivateAppUrls: env.allowPrivateAppUrls,
+    publicUrl: env.publicUrl,
     concurrency: integer("--concurrency", values.concurrency, 1, 10_000) ?? env.concurrency,
     leaseMs: integer("--lease-ms", values["lease-ms"], 1_000, 3_600_000) ?? env.leaseMs,
     maintenanceMs: env.maintenanceMs,

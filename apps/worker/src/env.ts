@@ -32,6 +32,8 @@ export interface Env {
   STEPWISE_RETRY_INITIAL_MS?: string;
   STEPWISE_RETRY_MAX_MS?: string;
   STEPWISE_ALLOW_PRIVATE_APP_URLS?: string;
+  /** Where people and services reach this Worker: the base of callback URLs (`step.createCallback`). */
+  STEPWISE_PUBLIC_URL?: string;
   SCHEDULER: DurableObjectNamespace;
 }
 
@@ -53,6 +55,7 @@ export interface Settings {
   concurrency: number;
   /** Apps may register loopback and private URLs outside dev mode. */
   allowPrivateAppUrls: boolean;
+  publicUrl?: string;
 }
 
 export function readSettings(env: Env): Settings {
@@ -72,6 +75,7 @@ export function readSettings(env: Env): Settings {
     maxJobs: number(env, "STEPWISE_DRAIN_MAX_JOBS") ?? 200,
     concurrency: number(env, "STEPWISE_CONCURRENCY") ?? 8,
     allowPrivateAppUrls: env.STEPWISE_ALLOW_PRIVATE_APP_URLS === "1" || env.STEPWISE_ALLOW_PRIVATE_APP_URLS === "true",
+    publicUrl: env.STEPWISE_PUBLIC_URL || undefined,
   };
 }
 
@@ -114,6 +118,7 @@ export async function openExecutor(env: Env, log: Logger = consoleLogger): Promi
     store,
     signingKey: settings.signingKey,
     appSigningKeys: settings.appSigningKeys,
+    publicUrl: settings.publicUrl,
     log,
     concurrency: settings.concurrency,
     leaseMs: number(env, "STEPWISE_LEASE_MS"),

@@ -3,6 +3,7 @@
  *
  *   POST /api/events               one event or an array; 200 { ids } once stored
  *   POST /api/signals              { signal, data?, id? }: resumes the run waiting for it; 404 when none does
+ *   POST /api/callbacks/:token     a callback URL's one POST, for its run (no key: the token is the capability)
  *   POST /api/apps                 an app registers itself (signed with the signing key)
  *   POST /api/checkpoints          an app commits a step result mid-invocation (signed likewise)
  *   POST /api/step-outputs         an app reads stored outputs its invocation left out (signed likewise)
@@ -29,7 +30,7 @@
  * session's CSRF token; a browser's request from another site is refused in every mode.
  * Bad input gets a 4xx with `{ error }` saying what is wrong; nothing is stored then.
  */
-import { APPS_ROUTE, CHECKPOINT_ROUTE, HEADERS, keyMatches, SeenSignatures, SIGNALS_ROUTE, STEP_OUTPUTS_ROUTE, TRACEPARENT_HEADER } from "@stepwise/protocol";
+import { APPS_ROUTE, CALLBACKS_ROUTE, CHECKPOINT_ROUTE, HEADERS, keyMatches, SeenSignatures, SIGNALS_ROUTE, STEP_OUTPUTS_ROUTE, TRACEPARENT_HEADER } from "@stepwise/protocol";
 import { InputError, type Executor, type RunView } from "@stepwise/engine";
 import { dashboardAuthorization, DashboardAccess, mountDashboard, type DashboardOptions } from "@stepwise/dashboard";
 import { Hono, type Context } from "hono";
@@ -88,6 +89,8 @@ export function createApi(options: ApiOptions): Hono {
   // comes from, and a change from another origin is refused. (Apps and scripts send no Origin.)
   app.use("*", async (c, next) => {
     if (c.req.method === "GET" || c.req.method === "HEAD" || c.req.method === "OPTIONS") return next();
+    // A callback URL is a capability: the token is the whole authority, so a form on any site may post to it.
+    if (new URL(c.req.url).pathname.startsWith(`${CALLBACKS_ROUTE}/`)) return next();
     const from = crossSite(c);
     if (from) return c.json({ error: `Refused: a browser sent this ${c.req.method} from another site (${from}); the executor takes changes from its own dashboard, apps and scripts only` }, 403);
     return next();
@@ -107,7 +110,7 @@ export function createApi(options: ApiOptions): Hono {
   };
   if (dashboard) mountDashboard(app, dashboard);
   app.notFound((c) =>
-    c.json({ error: `No ${c.req.method} ${new URL(c.req.url).pathname} here: the API has POST /api/events, POST /api/signals, POST /api/apps, POST /api/checkpoints, POST /api/step-outputs, GET /api/functions, GET /api/runs, GET /api/runs/:runId, GET /api/runs/:runId/stream, POST /api/runs/:runId/cancel, POST /api/runs/:runId/replay, POST /api/runs/:runId/rerun, POST /api/runs/:runId/pause, POST /api/runs/:runId/resume, POST /api/functions/:functionId/pause, POST /api/functions/:functionId/resume, POST /api/runs/cancel, POST /api/runs/replay, GET /api/events, GET /api/events/:eventId, GET /api/events/:eventId/runs` }, 404),
+    c.json({ error: `No ${c.req.method} ${new URL(c.req.url).pathname} here: the API has POST /api/events, POST /api/signals, POST /api/callbacks/:token, POST /api/apps, POST /api/checkpoints, POST /api/step-outputs, GET /api/functions, GET /api/runs, GET /api/runs/:runId, GET /api/runs/:runId/stream, POST /api/runs/:runId/cancel, POST /api/runs/:runId/replay, POST /api/runs/:runId/rerun, POST /api/runs/:runId/pause, POST /api/runs/:runId/resume, POST /api/functions/:functionId/pause, POST /api/functions/:functionId/resume, POST /api/runs/cancel, POST /api/runs/replay, GET /api/events, GET /api/events/:eventId, GET /api/events/:eventId/runs` }, 404),
   );
 
   app.post(
@@ -118,6 +121,12 @@ export function createApi(options: ApiOptions): Hono {
     }),
     async (c) => (await eventKeyRefusal(c)) ?? c.json(await executor.sendEvents(await jsonBody(c), { traceparent: c.req.header(TRACEPARENT_HEADER) })),
   );
+
+  // A callback URL's one POST: no key, the token is the capability (callback-urls.ts).
+  app.post(`${CALLBACKS_ROUTE}/:token`, bodyLimit({ maxSize, onError: (c) => c.json({ error: `Request body too large: the limit is ${maxSize} bytes` }, 413) }), async (c) =>
+    c.json(await executor.receiveCallback(c.req.param("token"), { body: await utf8Body(c), contentType: c.req.header("content-type"), headers: c.req.raw.headers.entries() })),
+  );
+  app.get(`${CALLBACKS_ROUTE}/:token`, (c) => c.json({ error: "A callback URL takes one POST (its body and headers go to the waiting run); it cannot be opened with GET" }, 405));
 
   // A signal resumes the one run waiting for it, or answers 404 after a grace period (signal-delivery.ts).
   app.post(

@@ -13,7 +13,7 @@ import { verifySignedByApp, type SigningKeys } from "./signed.ts";
 
 /** What the route answers: a status and a JSON body. */
 export interface PlainAnswer {
-  status: 200 | 400 | 401 | 404 | 409 | 413;
+  status: 200 | 400 | 401 | 403 | 404 | 409 | 410 | 413;
   body: { ok: true } | { error: string; refused?: string };
 }
 

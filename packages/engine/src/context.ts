@@ -5,6 +5,7 @@
  * known to a queue outside the record and announced to local workers, so a change that rolled
  * back never wakes anyone or prints a transition that did not happen.
  */
+import type { CallbackUrls } from "./callback-urls.ts";
 import type { BackoffConfig } from "@stepwise/protocol";
 import { resolveBackoff } from "./backoff.ts";
 import { describe } from "./errors.ts";
@@ -31,6 +32,8 @@ export interface EngineContext {
   onQueued(jobs: JobRecord[]): void;
   /** Told what committed changes did (metrics, traces). */
   observe: Observer;
+  /** Mints and reads callback URLs (`step.createCallback`). */
+  callbacks: CallbackUrls;
 }
 
 /** What transitions of a run of `functionId` may know, from the registry's cache. */

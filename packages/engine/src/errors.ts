@@ -40,7 +40,7 @@ export class InputError extends Error {
   override name = "InputError";
   constructor(
     message: string,
-    readonly status: 400 | 404 | 409 | 413 = 400,
+    readonly status: 400 | 403 | 404 | 409 | 410 | 413 = 400,
   ) {
     super(message);
   }

@@ -97,7 +97,7 @@ function toEvents(
 }
 
 /** Refuses an event whose data cannot be stored as JSON, or is over the size limit (413). */
-function checkStorable(event: EventRecord, label: string, limits: Limits): void {
+export function checkStorable(event: EventRecord, label: string, limits: Limits): void {
   let bytes: number;
   try {
     bytes = jsonBytes(event);

@@ -10,6 +10,8 @@ import { systemClock, type Clock } from "./clock.ts";
 import { afterCommit, describe, machineEnv, type EngineContext } from "./context.ts";
 import { InputError, isUnavailable } from "./errors.ts";
 import { parseEvents, parseSignal } from "./event-input.ts";
+import { CallbackUrls } from "./callback-urls.ts";
+import { signingKeyOf } from "./invoker.ts";
 import { DEFAULT_LIMITS, type Limits } from "./limits.ts";
 import { consoleLogger, type Logger } from "./log.ts";
 import { finish } from "./machine/ending.ts";
@@ -81,6 +83,11 @@ export interface ExecutorOptions {
   observe?: Observer;
   /** How long a signal no run waits for keeps trying before the sender hears 404 (default 5 s). */
   signalGraceMs?: number;
+  /**
+   * Where people and services reach this executor (`STEPWISE_PUBLIC_URL`): the base of the
+   * callback URLs it mints. Without it, `step.createCallback` fails with a message that says so.
+   */
+  publicUrl?: string | (() => string | undefined);
 }
 
 export interface DrainOptions extends DrainBudget {
@@ -122,6 +129,7 @@ export class Executor {
       backoff: options.backoff ?? {},
       isolatedApps: new Set(Object.keys(options.appSigningKeys ?? {})),
       observe: options.observe ? (signal) => (traceRunEnds(signal), options.observe!(signal)) : traceRunEnds,
+      callbacks: new CallbackUrls({ publicUrl: () => (typeof options.publicUrl === "function" ? options.publicUrl() : options.publicUrl), keyOf: (appId) => signingKeyOf(options, appId) }),
       onQueued: (jobs) => {
         this.announce();
         // Timers this process committed it fires itself, on time, without a claim.
@@ -286,6 +294,19 @@ export class Executor {
         return outcome;
       }).catch((error: unknown) => (error instanceof NobodyWaits ? undefined : Promise.reject(error)));
     return deliverWithGrace(event, this.options.signalGraceMs ?? DEFAULT_SIGNAL_GRACE_MS, attempt, () => this.ctx.clock.now());
+  }
+
+  /**
+   * Takes the POST to a callback URL (`POST /api/callbacks/:token`, no key: the token is the
+   * capability) for the run waiting for it, now or later. Throws {@link InputError}: 403 for a
+   * token not signed here, 410 for one expired or of a run that ended, 409 for a callback that
+   * had its POST already; none of them stores anything.
+   */
+  async receiveCallback(token: string, request: { body: string; contentType: string | undefined; headers: Iterable<[string, string]> }): Promise<{ ok: true }> {
+    const event = await this.ctx.callbacks.received(token, request, this.options.store, this.limits, this.ctx.clock.now());
+    const stored = await this.inUnit((unit) => unit.callback(event));
+    if (!stored) throw new InputError("This callback URL was used already: each takes one POST, and its run has it", 409);
+    return { ok: true };
   }
 
   /**

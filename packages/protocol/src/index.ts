@@ -8,6 +8,7 @@ export * from "./ids.ts";
 export * from "./text.ts";
 export * from "./events.ts";
 export * from "./signals.ts";
+export * from "./callbacks.ts";
 export * from "./cron.ts";
 export * from "./cel.ts";
 export * from "./issues.ts";

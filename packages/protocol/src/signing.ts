@@ -87,7 +87,7 @@ export async function hmacSha256Hex(secret: string, text: string): Promise<strin
 }
 
 /** Compares in time independent of where the strings differ. */
-function constantTimeEqual(a: string, b: string): boolean {
+export function constantTimeEqual(a: string, b: string): boolean {
   if (a.length !== b.length) return false;
   let diff = 0;
   for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);

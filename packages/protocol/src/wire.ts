@@ -44,7 +44,7 @@ export type WireEvent = z.infer<typeof EventSchema>;
 export const MAX_LOOKBACK_MS = 7 * 24 * 3_600_000;
 
 /** The step kinds, as recorded at each position of a run. */
-export const StepKindSchema = z.enum(["run", "sleep", "wait", "send", "invoke"]);
+export const StepKindSchema = z.enum(["run", "sleep", "wait", "send", "invoke", "callback"]);
 export type StepKind = z.infer<typeof StepKindSchema>;
 
 /**
@@ -167,6 +167,17 @@ export const WaitSignalOpSchema = z.object({
   timeoutAt: z.string().datetime(),
   onConflict: SignalConflictSchema.optional(),
 });
+/**
+ * `step.createCallback`: the executor mints a callback URL that expires at `expiresAt` (at most
+ * 7 days on) and completes the step with `{ id, url, expiresAt }` at once.
+ */
+export const CallbackOpSchema = z.object({ op: z.literal("callback"), ...stepRef, expiresAt: z.string().datetime() });
+/**
+ * `step.waitForCallback`: resolve with the first POST to the run's callback `callback` (its
+ * `{ callback, body, headers }`, stored as a `stepwise/callback` event, before the wait began or
+ * after), or `null` at `timeoutAt`.
+ */
+export const WaitCallbackOpSchema = z.object({ op: z.literal("wait-callback"), ...stepRef, callback: storableText("callback"), timeoutAt: z.string().datetime() });
 /** `step.sendEvent`: the executor stores these events (IDs derived from run and step) and resolves with their IDs. */
 export const SendOpSchema = z.object({
   op: z.literal("send"),
@@ -189,6 +200,8 @@ export const OpSchema = z.discriminatedUnion("op", [
   SleepOpSchema,
   WaitOpSchema,
   WaitSignalOpSchema,
+  CallbackOpSchema,
+  WaitCallbackOpSchema,
   SendOpSchema,
   InvokeOpSchema,
 ]);

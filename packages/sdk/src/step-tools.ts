@@ -7,6 +7,7 @@ import {
   celProblem,
   globalFunctionId,
   issuesText,
+  MAX_CALLBACK_TIMEOUT_MS,
   MAX_LOOKBACK_MS,
   SignalConflictSchema,
   SignalNameSchema,
@@ -122,6 +123,24 @@ export interface ReceivedSignal<T = unknown> {
   data: T;
 }
 
+/** A callback URL of the run (`step.createCallback`): hand `url` to whoever answers; pass the whole object to `step.waitForCallback`. */
+export interface CallbackUrl {
+  /** Names the callback for `step.waitForCallback`. */
+  id: string;
+  /** POST here (no key needed) to resume the run; it takes one POST, until `expiresAt`. */
+  url: string;
+  /** When the URL stops working (ISO time); the wait resolves `null` then. */
+  expiresAt: string;
+}
+
+/** What `step.waitForCallback` resolves to: the POST the callback URL received. */
+export interface ReceivedCallback<T = unknown> {
+  /** The body: parsed when it was sent as JSON, else its text. */
+  body: T;
+  /** The request's headers, lower-cased (without `authorization` and `cookie`). */
+  headers: Record<string, string>;
+}
+
 /** Options of `step.invoke`. */
 export interface InvokeOptions<F extends AnyStepwiseFunction> {
   /** The function to run as a child run (from this app or another one). */
@@ -157,6 +176,17 @@ export interface StepTools<S extends EventSchemas> {
    * the run reaches this step still resumes it.
    */
   waitForSignal<T = unknown>(name: string, options: WaitForSignalOptions): Promise<ReceivedSignal<Jsonify<T>> | null>;
+  /**
+   * Creates a callback URL for this run: a signed, single-use URL that expires after `timeout`
+   * (at most `"7d"`) and needs no key, to email a person or give a webhook provider. Resolves
+   * `{ id, url, expiresAt }` (stored: the same on every replay).
+   */
+  createCallback(name: string, options: { timeout: Duration }): Promise<CallbackUrl>;
+  /**
+   * Resolves to `{ body, headers }` of the first POST to `callback`'s URL, whether it came
+   * before this step or after, or `null` when the URL expires first.
+   */
+  waitForCallback<T = unknown>(name: string, callback: CallbackUrl): Promise<ReceivedCallback<Jsonify<T>> | null>;
   /** Sends events exactly once for this run (validated against the schemas); resolves their IDs. */
   sendEvent<const N extends EventName<S>>(
     name: string,
@@ -221,6 +251,12 @@ export function createStepTools<S extends EventSchemas>(dispatch: StepDispatcher
       (
         dispatch({ name, kind: "wait", plan: () => planSignalWait(name, options) }) as Promise<{ data: { signal: string; data: unknown } } | null>
       ).then((received) => (received === null ? null : { signal: received.data.signal, data: received.data.data })) as Promise<never>,
+    createCallback: (name, options) =>
+      dispatch({ name, kind: "callback", plan: () => ({ op: "callback", expiresAt: isoIn(callbackTimeout(name, options?.timeout)) }) }) as Promise<CallbackUrl>,
+    waitForCallback: (name, callback) =>
+      (
+        dispatch({ name, kind: "wait", plan: () => planCallbackWait(name, callback) }) as Promise<{ data: { body: unknown; headers: Record<string, string> } } | null>
+      ).then((received) => (received === null ? null : { body: received.data.body, headers: received.data.headers })) as Promise<never>,
     sendEvent: (name, events) =>
       dispatch({
         name,
@@ -246,6 +282,25 @@ function runPolicy(id: string, policy: Omit<StepRunOptions, "id">): StepRetryPol
   const { retries, backoff } = checked.data;
   if (retries === undefined && backoff === undefined) return undefined;
   return { ...(retries !== undefined && { retries }), ...(backoff && { backoff }) };
+}
+
+/** A callback's lifetime in ms, or a NonRetriableError naming the step. */
+function callbackTimeout(name: string, timeout: Duration | undefined): number {
+  let ms: number;
+  try {
+    ms = toMs(timeout as Duration);
+  } catch (error) {
+    throw new NonRetriableError(`step.createCallback("${name}"): timeout: ${(error as Error).message}`);
+  }
+  if (!(ms >= 1 && ms <= MAX_CALLBACK_TIMEOUT_MS)) throw new NonRetriableError(`step.createCallback("${name}"): timeout must be between 1ms and 7d, not ${JSON.stringify(timeout)}`);
+  return ms;
+}
+
+function planCallbackWait(name: string, callback: CallbackUrl): PlannedOp {
+  if (typeof callback?.id !== "string" || typeof callback.expiresAt !== "string") {
+    throw new NonRetriableError(`step.waitForCallback("${name}"): pass the object step.createCallback resolved to, not ${JSON.stringify(callback)?.slice(0, 100)}`);
+  }
+  return { op: "wait-callback", callback: callback.id, timeoutAt: callback.expiresAt };
 }
 
 /** A new signal wait's op, or a NonRetriableError naming the step and what is wrong. */

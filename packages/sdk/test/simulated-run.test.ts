@@ -16,6 +16,8 @@ const KIND: Record<Op["op"], StoredStep["kind"]> = {
   sleep: "sleep",
   wait: "wait",
   "wait-signal": "wait",
+  "wait-callback": "wait",
+  callback: "callback",
   send: "send",
   invoke: "invoke",
 };

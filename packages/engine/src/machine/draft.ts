@@ -42,7 +42,9 @@ export type Effect =
   /** Start `fn` as a child run for the parent's invoke step. */
   | { type: "start-child"; fn: FunctionRecord; event: EventRecord; parent: { runId: string; stepId: string } }
   /** A child run ended: settle the parent's invoke step. */
-  | { type: "settle-parent"; parentRunId: string; stepId: string; childRunId: string; ending: RunEnding };
+  | { type: "settle-parent"; parentRunId: string; stepId: string; childRunId: string; ending: RunEnding }
+  /** A `step.createCallback`: mint its URL and complete the step with it. */
+  | { type: "mint-callback"; runId: string; stepId: string; expiresAt: Date };
 
 export interface LogLine {
   level: "info" | "warn" | "error";
@@ -65,6 +67,8 @@ export class RunDraft {
   readonly lookbacks = new Map<string, number>();
   /** What a signal wait opened here does if another run waits for its signal (`onConflict`), by step ID. */
   readonly signalConflicts = new Map<string, SignalConflict>();
+  /** The callback step a callback wait opened here waits on, by the wait's step ID. */
+  readonly callbackSteps = new Map<string, string>();
   /** A step changed: the run's status and next invocation must be worked out again (`settle`). */
   dirty = false;
   private readonly stepsById: Map<string, StepRecord>;
@@ -263,15 +267,17 @@ export class RunDraft {
   }
 
   /**
-   * Opens a matcher; a wait's with `lookbackMs` also matches events stored that long before, and
-   * a signal wait's `onConflict` is applied by the unit once it knows who else waits.
+   * Opens a matcher; a wait's with `lookbackMs` also matches events stored that long before, a
+   * signal wait's `onConflict` is applied by the unit once it knows who else waits, and a
+   * callback wait's `callbackStep` names where a POST that came first is stored.
    */
-  openMatcher(matcher: MatcherRecord, options: { lookbackMs?: number; onConflict?: SignalConflict } = {}): void {
+  openMatcher(matcher: MatcherRecord, options: { lookbackMs?: number; onConflict?: SignalConflict; callbackStep?: string } = {}): void {
     this.change.openMatchers.push(matcher);
     if (matcher.kind !== "wait") return;
     this.openedWaits.push(matcher);
     if (options.lookbackMs !== undefined) this.lookbacks.set(matcher.stepId, options.lookbackMs);
     if (options.onConflict !== undefined) this.signalConflicts.set(matcher.stepId, options.onConflict);
+    if (options.callbackStep !== undefined) this.callbackSteps.set(matcher.stepId, options.callbackStep);
   }
 
   /** Open matchers of this change not yet written (so events in the same unit can meet them). */

@@ -3,7 +3,7 @@
  * run later (`step-planned`), or a step the executor settles itself (sleep, wait, send,
  * invoke), each arranging what will settle it: a job, a matcher, an effect on other runs.
  */
-import { derivedEventId, FUNCTION_INVOKED_EVENT, RESERVED_EVENT_PREFIX, SIGNAL_EVENT, type Op, type SerializedError, type StepRetryPolicy } from "@stepwise/protocol";
+import { CALLBACK_EVENT, derivedEventId, FUNCTION_INVOKED_EVENT, MAX_CALLBACK_TIMEOUT_MS, RESERVED_EVENT_PREFIX, SIGNAL_EVENT, type Op, type SerializedError, type StepRetryPolicy } from "@stepwise/protocol";
 import { backoffDelay, resolveBackoff } from "../backoff.ts";
 import { InputError, serializedError } from "../errors.ts";
 import { parseSentEvents } from "../event-input.ts";
@@ -20,7 +20,7 @@ const MAX_ERROR_TEXT = 16 * 1024;
 
 export function kindOf(op: Op): StepRecord["kind"] {
   if (op.op === "step-ran" || op.op === "step-failed" || op.op === "step-planned") return "run";
-  if (op.op === "wait-signal") return "wait";
+  if (op.op === "wait-signal" || op.op === "wait-callback") return "wait";
   return op.op;
 }
 
@@ -53,6 +53,10 @@ export function applyOp(draft: RunDraft, env: MachineEnv, op: Op, step: StepReco
       return wait(draft, env, step, op);
     case "wait-signal":
       return waitForSignal(draft, step, op);
+    case "callback":
+      return createCallback(draft, env, step, op);
+    case "wait-callback":
+      return waitForCallback(draft, env, step, op);
     case "send":
       return send(draft, env, step, op);
     case "invoke":
@@ -168,6 +172,36 @@ function waitForSignal(draft: RunDraft, step: StepRecord, op: OpOf<"wait-signal"
   draft.openMatcher(matcher, { onConflict: op.onConflict ?? "fail" });
   draft.enqueue({ kind: "wait-timeout", stepId: step.id, runAt: expiresAt });
   draft.info(`${runLabel(draft.run.id, draft.run.functionId)} step "${step.name}" waiting for signal "${op.signal}" until ${expiresAt.toISOString()}`);
+}
+
+/** A callback URL, minted by the unit (it signs, which takes a moment): the step completes then. */
+function createCallback(draft: RunDraft, env: MachineEnv, step: StepRecord, op: OpOf<"callback">): void {
+  const expiresAt = new Date(op.expiresAt);
+  const lifetime = expiresAt.getTime() - env.now;
+  if (!(lifetime > 0 && lifetime <= MAX_CALLBACK_TIMEOUT_MS + 60_000)) {
+    const error = serializedError("InvalidCallback", `step.createCallback "${step.name}": its timeout must be between 1ms and 7d (it expires at ${op.expiresAt})`);
+    return stepAttemptFailed(draft, env, step, error, false);
+  }
+  draft.saveStep({ ...step, status: "planned" });
+  draft.emit({ type: "mint-callback", runId: draft.run.id, stepId: step.id, expiresAt });
+}
+
+/**
+ * A wait for the POST to one of the run's callbacks: a matcher on the executor's callback event
+ * for that callback's ID. A POST that came first is found by the unit, by its derived ID.
+ */
+function waitForCallback(draft: RunDraft, env: MachineEnv, step: StepRecord, op: OpOf<"wait-callback">): void {
+  const created = draft.steps().find((s) => s.kind === "callback" && s.status === "completed" && (s.output as { id?: unknown } | null)?.id === op.callback);
+  if (!created) {
+    const error = serializedError("InvalidWait", `step.waitForCallback "${step.name}": this run created no callback "${op.callback}"; pass what its step.createCallback returned`);
+    return stepAttemptFailed(draft, env, step, error, false);
+  }
+  const expiresAt = new Date(op.timeoutAt);
+  const matcher = newMatcher(draft, { stepId: step.id, kind: "wait", eventName: CALLBACK_EVENT, value: { path: "data.callback", is: op.callback }, expiresAt });
+  draft.saveStep({ ...step, status: "waiting", wakeAt: expiresAt });
+  draft.openMatcher(matcher, { callbackStep: created.id });
+  draft.enqueue({ kind: "wait-timeout", stepId: step.id, runAt: expiresAt });
+  draft.info(`${runLabel(draft.run.id, draft.run.functionId)} step "${step.name}" waiting for a POST to callback "${created.name}" until ${expiresAt.toISOString()}`);
 }
 
 /** Validates the events like the events API does; stored (IDs derived from run and step) by the unit. */

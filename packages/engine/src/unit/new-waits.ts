@@ -4,11 +4,14 @@
  *    since its run became due, or since its `lookback`, so a reply that beat the wait into the
  *    store is not missed;
  *  - a wait for a signal claims the signal's name (under a lock on that name): one run waits for
- *    a signal at a time, and `onConflict` says what happens when another already does.
+ *    a signal at a time, and `onConflict` says what happens when another already does;
+ *  - a wait for a callback reads the POST that came before it, if one did (under the lock on the
+ *    callback event's name, which each POST shares: one sees the other).
  * And how a signal finds its run (`deliverSignal`). Signal waits never look back: a signal is
  * stored only in the transaction that resumes its run, so any stored one was taken already.
  */
-import { SIGNAL_EVENT } from "@stepwise/protocol";
+import { CALLBACK_EVENT, SIGNAL_EVENT } from "@stepwise/protocol";
+import { callbackEventId } from "../callback-urls.ts";
 import { serializedError } from "../errors.ts";
 import { runLabel } from "../log.ts";
 import type { EventRecord, MatcherRecord } from "../records.ts";
@@ -41,15 +44,24 @@ export interface WaitsUnit {
  */
 export async function settleNewWaits(unit: WaitsUnit, waits: NewWait[], readyAt: Date | undefined): Promise<void> {
   const signals = waits.filter((wait) => wait.matcher.eventName === SIGNAL_EVENT);
+  const callbacks = waits.filter((wait) => wait.matcher.eventName === CALLBACK_EVENT);
   const lookBacks = waits.flatMap((wait) => {
-    if (wait.matcher.eventName === SIGNAL_EVENT) return [];
+    if (wait.matcher.eventName === SIGNAL_EVENT || wait.matcher.eventName === CALLBACK_EVENT) return [];
     const since = sinceOf(wait, readyAt, unit.now());
     return since ? [{ ...wait, since }] : [];
   });
-  const locks = [...new Set([...signals.map((wait) => signalLock(signalOf(wait.matcher))), ...lookBacks.map((wait) => wait.matcher.eventName)])].sort();
+  const locks = [
+    ...new Set([...signals.map((wait) => signalLock(signalOf(wait.matcher))), ...callbacks.map(() => CALLBACK_EVENT), ...lookBacks.map((wait) => wait.matcher.eventName)]),
+  ].sort();
   if (locks.length === 0) return;
   await unit.tx.lockWaits(locks);
   await claimSignals(unit, signals);
+  // A callback's POST may have come before its wait: stored under an ID the callback step gives.
+  for (const { draft, matcher } of callbacks) {
+    const callbackStep = draft.callbackSteps.get(matcher.stepId);
+    const early = callbackStep === undefined ? null : await unit.tx.getEvent(callbackEventId(draft.run.id, callbackStep));
+    if (early) resolveWait(draft, unit.env(draft), matcher.stepId, early);
+  }
   for (const { draft, matcher, since } of lookBacks) {
     const taken = eventsOfRun(draft);
     const accept = (event: EventRecord) => !taken.has(event.id) && matcherAccepts(matcher, draft.event, event);

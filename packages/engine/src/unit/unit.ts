@@ -10,7 +10,7 @@
  * and those opened earlier in this unit; a wait opened here looks back for events that arrived
  * since its run became due (`new-waits.ts`, which also claims a signal wait's name).
  */
-import { DERIVED_ID_PREFIX, FUNCTION_FAILED_EVENT, toMs } from "@stepwise/protocol";
+import { CALLBACK_EVENT, DERIVED_ID_PREFIX, FUNCTION_FAILED_EVENT, toMs } from "@stepwise/protocol";
 import { isTerminal, type EventRecord, type FunctionRecord, type JobRecord, type MatcherRecord, type RunState } from "../records.ts";
 import { evaluateCondition, matches } from "../expressions.ts";
 import { machineEnv, type Committed, type EngineContext } from "../context.ts";
@@ -133,6 +133,17 @@ export class UnitOfWork implements WaitsUnit {
   }
 
   /**
+   * Stores the POST to a callback URL and resumes the run if it waits for it (else its wait finds
+   * it later). False when the callback had its POST already: nothing is stored then.
+   */
+  async callback(event: EventRecord): Promise<boolean> {
+    const [stored] = await this.tx.insertEvents([event]);
+    if (!stored) return false;
+    await this.deliver(stored);
+    return true;
+  }
+
+  /**
    * Senders cannot use derived IDs, and the executor writes each once (with the step that sent
    * it), so one already taken means the record holds something this code did not expect: said
    * loudly, never skipped in silence. The event stored first stands.
@@ -148,7 +159,9 @@ export class UnitOfWork implements WaitsUnit {
   /** Cancels and resumes the runs whose matchers `event` meets, and starts the runs it triggers. */
   private async deliver(event: EventRecord): Promise<void> {
     const candidates = new Map<string, MatcherRecord>();
-    let stored = this.storedMatchers.get(event.name);
+    // A callback's POST is for one wait: looked up by its ID, not among every callback wait.
+    const callback = event.name === CALLBACK_EVENT ? (event.data as { callback: string }).callback : undefined;
+    let stored = callback === undefined ? this.storedMatchers.get(event.name) : await this.tx.findMatchers(event.name, callback);
     if (!stored) this.storedMatchers.set(event.name, (stored = await this.tx.findMatchers(event.name)));
     for (const matcher of stored) {
       if (!this.entries.get(matcher.runId)?.draft.closedMatcher(matcher.stepId)) candidates.set(`${matcher.runId}\n${matcher.stepId}`, matcher);
@@ -334,6 +347,20 @@ export class UnitOfWork implements WaitsUnit {
       case "settle-parent": {
         const parent = await this.load(effect.parentRunId);
         if (parent) settleChild(parent, this.env(parent), effect.stepId, effect.childRunId, effect.ending);
+        return;
+      }
+      case "mint-callback": {
+        const draft = await this.load(effect.runId);
+        const step = draft?.step(effect.stepId);
+        if (!draft || step?.status !== "planned") return;
+        const env = this.env(draft);
+        try {
+          const callback = await this.ctx.callbacks.mint({ appId: env.fn?.appId ?? "", runId: draft.run.id, stepId: step.id, expiresAt: effect.expiresAt });
+          draft.saveStep({ ...step, status: "completed", output: callback, attempts: 1, endedAt: new Date(env.now) });
+          draft.info(`${runLabel(draft.run.id, draft.run.functionId)} step "${step.name}" created a callback URL, valid until ${callback.expiresAt}`);
+        } catch (error) {
+          stepAttemptFailed(draft, env, step, serializedError("CallbackUnavailable", `step.createCallback "${step.name}": ${(error as Error).message}`), false);
+        }
         return;
       }
     }

@@ -167,6 +167,12 @@ export function simApp(ledger: Ledger, path: CheckpointPath): SimApp {
         case "wait":
           results.push(await step.waitForEvent(named("ping"), { event: "sim/ping", match: "data.key", timeout: item.timeoutMs }));
           break;
+        case "callback": {
+          const callback = await step.createCallback(named("link"), { timeout: item.timeoutMs });
+          results.push(callback);
+          results.push(await step.waitForCallback(named("reply"), callback));
+          break;
+        }
         case "signal":
           results.push(await step.waitForSignal(named("signal"), { signal: signalName(eventId, i), timeout: item.timeoutMs }));
           break;

@@ -58,6 +58,19 @@ export interface SignalSend {
   stepId?: string;
 }
 
+/** One POST the simulation made to a run's callback URL, and how it was answered in the end. */
+export interface CallbackPost {
+  runId: string;
+  /** The callback step's ID. */
+  stepId: string;
+  /** What it posted: `{ post: <n> }`. */
+  body: { post: number };
+  from: number;
+  to: number;
+  /** The HTTP status the executors answered with, at the last try. */
+  status: number;
+}
+
 /** A lease can run out this long after the disturbance that stopped its heartbeat began. */
 const LEASE_SLACK_MS = 2_000;
 
@@ -83,6 +96,8 @@ export class Ledger {
   readonly refusedCheckpoints: Array<{ invocation: number; runId: string; stepId: string; at: number }> = [];
   /** When a pause of each run was acknowledged (its commit came before). */
   readonly pauses: Array<{ runId: string; at: number }> = [];
+  /** POSTs to callback URLs, with their answers. */
+  readonly callbackPosts: CallbackPost[] = [];
   /** Signals sent from outside, with their answers (sends that never got one are not here). */
   readonly signals: SignalSend[] = [];
   /** Checkpoints the app heard committed. */

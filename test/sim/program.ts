@@ -45,7 +45,12 @@ export type Item =
    * run's start event (or never), from `senders` senders at once, each with an ID of its own, and
    * with `resend` each delivered one again under its ID (a duplicate).
    */
-  | SignalItem;
+  | SignalItem
+  /**
+   * createCallback, then waitForCallback; the simulation POSTs to the URL `postAfterMs` after the
+   * run's start event (or never), `posts` times at once (one may win).
+   */
+  | { t: "callback"; timeoutMs: number; postAfterMs?: number; posts: 1 | 2 };
 
 export interface SignalItem {
   t: "signal";
@@ -139,6 +144,13 @@ const item: fc.Arbitrary<Item> = fc.oneof(
         resend: fc.boolean(),
       },
       { requiredKeys: ["t", "timeoutMs", "senders", "resend"] },
+    ),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record(
+      { t: fc.constant("callback" as const), timeoutMs: fc.integer({ min: 1_500, max: 3_000 }), postAfterMs: fc.integer({ min: 0, max: 2_500 }), posts: fc.constantFrom<1 | 2>(1, 2) },
+      { requiredKeys: ["t", "timeoutMs", "posts"] },
     ),
   },
   { weight: 1, arbitrary: fc.record({ t: fc.constant("invoke" as const), program: fc.array(leafItem, { minLength: 1, maxLength: 3 }) }) },

@@ -83,6 +83,8 @@ export async function play(topology: Topology, schedule: Schedule): Promise<Play
     const executor = new Executor({
       store,
       signingKey: DEV_SIGNING_KEY,
+      // Callback URLs are posted to through the executors themselves (`receiveCallback`): any base does.
+      publicUrl: "http://executor.sim",
       workerId: name,
       concurrency: CONCURRENCY,
       leaseMs: LEASE_MS,
@@ -169,6 +171,41 @@ export async function play(topology: Topology, schedule: Schedule): Promise<Play
       }),
     );
 
+  /**
+   * POSTs to the callback URL the `index`-th item of the run of `eventId` created, once the run
+   * has it (as a person who got the email would), `posts` times at once; each POST is retried
+   * on another executor when one fails, as a webhook provider retries.
+   */
+  const postCallbacks = async (eventId: string, program: Item[], index: number, posts: number) => {
+    const nth = program.slice(0, index).filter((item) => item.t === "callback").length;
+    const stepId = nth === 0 ? "link" : `link:${nth}`;
+    let found: { runId: string; url: string } | undefined;
+    for (let tries = 0; tries < 80 && !found; tries++) {
+      found = await withExecutor(async (e) => {
+        const [run] = await e.listRunsForEvent(eventId);
+        const step = run && (await e.getRun(run.id))?.steps.find((s) => s.id === stepId && s.status === "completed");
+        return run && step ? { runId: run.id, url: (step.output as { url: string }).url } : undefined;
+      });
+      if (!found) await sleep(50);
+    }
+    if (!found) return;
+    const { runId, url } = found;
+    const token = url.slice(url.lastIndexOf("/") + 1);
+    await Promise.all(
+      Array.from({ length: posts }, async (_, post) => {
+        const body = { post };
+        const from = Date.now();
+        const status = await withExecutor((e) =>
+          e.receiveCallback(token, { body: JSON.stringify(body), contentType: "application/json", headers: [["content-type", "application/json"]] }).then(
+            () => 200,
+            (error: unknown) => (error instanceof InputError ? error.status : Promise.reject(error)),
+          ),
+        );
+        ledger.callbackPosts.push({ runId, stepId, body, from, to: Date.now(), status });
+      }),
+    );
+  };
+
   const startedAt = Date.now();
   const timers: Array<ReturnType<typeof setTimeout>> = [];
   const at = (ms: number, fn: () => unknown) => timers.push(setTimeout(() => void Promise.resolve(fn()).catch(() => {}), ms));
@@ -210,6 +247,7 @@ export async function play(topology: Topology, schedule: Schedule): Promise<Play
           for (const [index, item] of plan.program.entries()) {
             if (item.t === "wait" && item.pingAfterMs !== undefined) at(item.pingAfterMs, () => withExecutor((e) => e.sendEvents({ name: "sim/ping", data: { key: plan.key } })));
             if (item.t === "signal" && item.sendAfterMs !== undefined) at(item.sendAfterMs, () => sendSignals(signalName(ids[n]!, index), item));
+            if (item.t === "callback" && item.postAfterMs !== undefined) at(item.postAfterMs, () => postCallbacks(ids[n]!, plan.program, index, item.posts));
           }
           const pause = plan.pause;
           if (pause) {

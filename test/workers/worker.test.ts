@@ -66,6 +66,8 @@ describe.skipIf(TOPOLOGIES.length === 0).each(TOPOLOGIES)("the executor and an a
     // The executor's port is chosen first, so both Workers start at once.
     const executorPort = await freePort();
     const appPort = await freePort();
+    // Callback URLs point at the executor Worker.
+    vars.STEPWISE_PUBLIC_URL = `http://127.0.0.1:${executorPort}`;
     const appVars = {
       STEPWISE_DEV: "0",
       STEPWISE_SIGNING_KEY: SIGNING_KEY,
@@ -111,7 +113,7 @@ describe.skipIf(TOPOLOGIES.length === 0).each(TOPOLOGIES)("the executor and an a
     expect((await fetch(`${worker.url}/api/runs/cancel?status=sleeping`, { method: "POST", headers: { cookie, "x-stepwise-csrf": csrf } })).status).toBe(200);
   });
 
-  it("runs a step, a 2 s sleep, a wait for an event, one that looks back and a wait for a signal, with the sleep woken in bounded lateness", async (context) => {
+  it("runs a step, a 2 s sleep, a wait for an event, one that looks back, a wait for a signal and a callback URL, with the sleep woken in bounded lateness", async (context) => {
     if (!worker || !app) return context.skip(`wrangler dev could not start: ${String(startError)}`);
     // The test sends events as a user would: with the event key, to the executor Worker.
     const client = new Stepwise({ id: "worker-app-e2e", baseUrl: worker.url, eventKey: EVENT_KEY, schemas });
@@ -135,10 +137,18 @@ describe.skipIf(TOPOLOGIES.length === 0).each(TOPOLOGIES)("the executor and an a
       client.sendSignal({ signal: "approve/nobody" }).catch((error: unknown) => error),
     ]);
     expect(nobody).toBeInstanceOf(SignalNotDeliveredError);
+    // Then a callback URL the executor Worker minted: one POST, no key; a second is refused.
+    const reviewing = await waitFor(worker.url, eventId!, (run) => run.steps.some((s) => s.id === "reviewed" && s.status === "waiting"), 20_000, logs, API_KEY);
+    const { url: reviewUrl } = reviewing.steps.find((s) => s.id === "review-link")!.output as { url: string };
+    expect(reviewUrl.startsWith(`${worker.url}/api/callbacks/`)).toBe(true);
+    const posted = await fetch(reviewUrl, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ ok: true }) });
+    expect(posted.status, await posted.clone().text()).toBe(200);
+    expect((await fetch(reviewUrl, { method: "POST", body: "again" })).status).toBe(409);
     const done = await waitFor(worker.url, eventId!, (run) => run.status === "completed", 20_000, logs, API_KEY);
     expect(approved).toMatchObject({ runId: done.id, stepId: "approval" });
-    const output = done.output as { reserved: string; reportLength: number; slept: number; amount: number | null; note: string | null; key: string; approvedBy: string | null };
+    const output = done.output as { reserved: string; reportLength: number; slept: number; amount: number | null; note: string | null; key: string; approvedBy: string | null; reviewed: unknown };
     expect(output.approvedBy).toBe("ada");
+    expect(output.reviewed).toEqual({ ok: true });
     expect(output.reserved).toBe("res-o-7");
     expect(output.note).toBe("leave at the door");
     expect(output.key).toBe(`stepwise-${createHash("sha256").update(`${done.id}\u0000key`).digest("hex")}`);

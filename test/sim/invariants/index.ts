@@ -16,7 +16,8 @@
  * 6. A wait resolves to a matching event, or to null only when none arrived in time; never both.
  *    A wait with a look-back finds the event its run stored before the wait began, and never
  *    one the run received already. A signal resumes exactly the one wait it names, is stored
- *    only then, and is refused (404) only when its run was not waiting throughout the send.
+ *    only then, and is refused (404) only when its run was not waiting throughout the send. A
+ *    callback URL takes one POST, and its wait resolves to that POST.
  * 7. onFailure runs exactly once for each failed run, and for no other.
  * 8. No acknowledged event is lost: each start event has its one run.
  * 9. A completed run returned exactly the values the store holds for its steps.

@@ -59,8 +59,11 @@ export async function checkLifecycle(scene: Scene): Promise<void> {
     stored.forEach((step, position) => {
       const seen = results[position];
       const stored = json(step.output) ?? null;
-      // A signal wait stores the signal's event; the function sees its `{ signal, data }`.
-      const received = String(step.name) === "signal" && stored !== null ? { signal: (stored as { data: { signal: string } }).data.signal, data: (stored as { data: { data: unknown } }).data.data } : stored;
+      // A signal wait stores the signal's event; the function sees its `{ signal, data }`,
+      // and a callback wait, the POST's `{ body, headers }`.
+      const data = (stored as { data?: Record<string, unknown> } | null)?.data;
+      const received =
+        stored === null || !data ? stored : String(step.name) === "signal" ? { signal: data.signal, data: data.data } : String(step.name) === "reply" ? { body: data.body, headers: data.headers } : stored;
       const expected = step.status === "failed" ? { caught: (json(step.error) as { name: string }).name } : received;
       if (JSON.stringify(seen) !== JSON.stringify(expected)) {
         fail(`run ${run.id} step "${step.id}": the function saw ${JSON.stringify(seen)?.slice(0, 120)}, the store holds ${JSON.stringify(expected)?.slice(0, 120)}`);

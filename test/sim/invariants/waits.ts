@@ -27,7 +27,8 @@ export async function checkWaits(scene: Scene): Promise<void> {
         if (got?.name !== "sim/memo" || got.data.mid !== mid) fail(`wait "${step.id}" of run ${run.id} looked back for memo ${mid}, stored before it began, and got ${JSON.stringify(got)?.slice(0, 200)}`);
         continue;
       }
-      if (String(step.name) === "signal") {
+      if (String(step.name) === "reply") continue; // a callback's wait: see checkCallbacks
+            if (String(step.name) === "signal") {
         // The k-th "signal" step waits for the signal of the k-th signal item: only that one, and only one its senders sent.
         const expected = signalName(String(run.event_id), signalItems[Number(String(step.id).split(":")[1] ?? 0)]!);
         const sentIds = new Set(ledger.signals.filter((send) => send.signal === expected).map((send) => send.id));
@@ -59,6 +60,43 @@ export async function checkWaits(scene: Scene): Promise<void> {
     }
   }
   await checkSignals(scene);
+  checkCallbacks(scene);
+}
+
+/**
+ * Every POST the simulation made to a callback URL: at most one per callback is taken (200), and
+ * the wait that follows resolves to exactly that POST's body, unless its run ended first or the
+ * wait timed out before the POST was taken.
+ */
+function checkCallbacks(scene: Scene): void {
+  const { played, ledger, runs, stepsByRun, fail } = scene;
+  const byCallback = new Map<string, typeof ledger.callbackPosts>();
+  for (const post of ledger.callbackPosts) {
+    const key = `${post.runId}\n${post.stepId}`;
+    byCallback.set(key, [...(byCallback.get(key) ?? []), post]);
+  }
+  for (const [key, posts] of byCallback) {
+    const [runId, stepId] = key.split("\n") as [string, string];
+    const run = runs.get(runId);
+    if (!run) continue;
+    const taken = posts.filter((post) => post.status === 200);
+    if (taken.length > 1) fail(`callback "${stepId}" of run ${runId} took ${taken.length} POSTs (${taken.map((p) => JSON.stringify(p.body)).join(", ")}): a callback URL takes one`);
+    const wrong = posts.find((post) => ![200, 409, 410].includes(post.status));
+    if (wrong) fail(`a POST to callback "${stepId}" of run ${runId} was answered ${wrong.status}`);
+    // The wait after the callback step: "reply" with the same counter.
+    const waitId = stepId.replace(/^link/, "reply");
+    const wait = (stepsByRun.get(runId) ?? []).find((s) => s.id === waitId);
+    if (!wait || wait.status !== "completed") continue;
+    const got = (json(wait.output) as { data?: { body?: unknown } } | null)?.data?.body;
+    const winner = taken[0];
+    if (got !== undefined && (!winner || JSON.stringify(got) !== JSON.stringify(winner.body))) {
+      fail(`callback wait "${waitId}" of run ${runId} resolved to ${JSON.stringify(got)}, not the POST its URL took (${winner ? JSON.stringify(winner.body) : "none was answered 200"})`);
+    }
+    const timeoutAt = new Date(String(wait.wake_at)).getTime();
+    if (got === undefined && winner && winner.to < timeoutAt - 1_000 && run.status !== "cancelled") {
+      fail(`callback wait "${waitId}" of run ${runId} timed out at +${timeoutAt - played.startedAt}ms, though its URL took a POST at +${winner.to - played.startedAt}ms`);
+    }
+  }
 }
 
 /**

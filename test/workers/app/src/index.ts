@@ -1,6 +1,6 @@
 /**
  * A test-only app Worker (see ../wrangler.toml): one function with steps (one of 1.5 MB), a 2 s
- * sleep, a wait for an event and one that looks back, a step that returns its idempotency key, a wait for a signal, a cron trigger, and flow control (a concurrency key, a
+ * sleep, a wait for an event and one that looks back, a step that returns its idempotency key, a wait for a signal, a callback URL, a cron trigger, and flow control (a concurrency key, a
  * throttle, a debounce, batches), served on /api/durable by @stepwise/sdk/fetch. Settings (STEPWISE_BASE_URL,
  * STEPWISE_SIGNING_KEY) come from the Worker's `env`, passed by the test as `--var` flags.
  */
@@ -38,7 +38,10 @@ const order = client.createFunction({ id: "order", triggers: [{ event: "worker/o
   const key = await step.run("key", ({ idempotencyKey }) => idempotencyKey);
   // Sent to this run alone, through the executor Worker's /api/signals.
   const approval = await step.waitForSignal<{ by: string }>("approval", { signal: `approve/${event.data.orderId}`, timeout: "30s" });
-  return { reserved, reportLength: report.length, slept: woke - sleptFrom, amount: paid?.data.amount ?? null, note: note?.data.text ?? null, key, approvedBy: approval?.data.by ?? null };
+  // And a callback URL, minted and taken by the executor Worker.
+  const review = await step.createCallback("review-link", { timeout: "30s" });
+  const reviewed = await step.waitForCallback("reviewed", review);
+  return { reserved, reportLength: report.length, slept: woke - sleptFrom, amount: paid?.data.amount ?? null, note: note?.data.text ?? null, key, approvedBy: approval?.data.by ?? null, reviewed: reviewed?.body ?? null };
 });
 
 const heartbeat = client.createFunction({ id: "heartbeat", triggers: [{ cron: HEARTBEAT_CRON }] }, async ({ event, step }) => {

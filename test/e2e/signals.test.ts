@@ -4,6 +4,7 @@
  * (after a grace period in which a run about to reach its wait still gets it) and leaves nothing
  * behind; one run waits for a name at a time (`onConflict`).
  */
+import { signalEventId } from "@stepwise/protocol";
 import { SignalNotDeliveredError, Stepwise, StepwiseApiError } from "@stepwise/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
@@ -68,7 +69,7 @@ describe.each(STORE_KINDS)("signals on %s", (store) => {
     const run = await stack.waitForRun(eventId, { status: "waiting" });
     return run.id;
   };
-  const storedSignals = async (id: string) => (await stack.store.transaction((tx) => tx.getEvent(id))) !== null;
+  const storedSignals = async (id: string) => (await stack.store.transaction((tx) => tx.getEvent(signalEventId(id)))) !== null;
 
   it("resumes the run waiting for the signal with its data, and tells the sender which run", async () => {
     const { eventId, signal } = await request();

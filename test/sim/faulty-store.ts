@@ -130,6 +130,7 @@ export class FaultyStore implements Store {
       firstEventSince: c((name, since, until, accept, dataContains) => tx.firstEventSince(name, since, until, accept, dataContains)),
       findMatchers: c((name, value) => tx.findMatchers(name, value)),
       dropMatcher: c((runId, stepId) => tx.dropMatcher(runId, stepId)),
+      getRun: c((runId) => tx.getRun(runId)),
       getEvent: c((id) => tx.getEvent(id)),
       queueCronTick: c((tick) => tx.queueCronTick(tick)),
       reserveIdempotencyKey: c((functionId, key, runId, ttlMs) => tx.reserveIdempotencyKey(functionId, key, runId, ttlMs)),

@@ -76,7 +76,7 @@ export function createApi(options: ApiOptions): Hono {
   const seenRegistrations = new SeenSignatures();
 
   app.onError((error, c) => {
-    if (error instanceof InputError) return c.json({ error: error.message }, error.status);
+    if (error instanceof InputError) return c.json({ error: error.message, ...(error.code && { code: error.code }) }, error.status);
     // The raw path (as sent, still percent-encoded); the logger escapes control characters.
     executor.log.error(`${c.req.method} ${new URL(c.req.url).pathname} failed: ${error instanceof Error ? error.stack : String(error)}`);
     return c.json({ error: "Internal error in the executor; see its log" }, 500);
@@ -132,7 +132,8 @@ export function createApi(options: ApiOptions): Hono {
   app.post(
     SIGNALS_ROUTE,
     bodyLimit({ maxSize, onError: (c) => c.json({ error: `Request body too large: the limit is ${maxSize} bytes; send a reference instead of the data` }, 413) }),
-    async (c) => (await eventKeyRefusal(c)) ?? c.json(await executor.sendSignal(await jsonBody(c))),
+    // The request's signal: a sender that gave up is not delivered to afterwards.
+    async (c) => (await eventKeyRefusal(c)) ?? c.json(await executor.sendSignal(await jsonBody(c), { abort: c.req.raw.signal })),
   );
 
   const keys: SigningKeys = { dev: options.dev, signingKeys: options.signingKeys, appSigningKeys: options.appSigningKeys };

@@ -41,6 +41,8 @@ export class InputError extends Error {
   constructor(
     message: string,
     readonly status: 400 | 403 | 404 | 409 | 410 | 413 = 400,
+    /** A machine-readable reason, where a caller must tell this refusal from others of its status. */
+    readonly code?: string,
   ) {
     super(message);
   }

@@ -4,7 +4,7 @@
  * SDK); the size limit is the executor's. Every problem is reported with where it is and how to
  * fix it, before anything is stored.
  */
-import { EventInputSchema, eventProblem, newId, SIGNAL_EVENT, SignalInputSchema } from "@stepwise/protocol";
+import { EventInputSchema, eventProblem, newId, SIGNAL_EVENT, signalEventId, SignalInputSchema } from "@stepwise/protocol";
 import { z } from "zod";
 import { InputError } from "./errors.ts";
 import { formatBytes, jsonBytes, type Limits } from "./limits.ts";
@@ -54,9 +54,9 @@ export function parseSentEvents(events: readonly unknown[], limits: Limits, now:
 
 /**
  * A signal as `POST /api/signals` receives it, as the event it is stored as (`data` is
- * `{ signal, data }`). Throws {@link InputError} (400/413).
+ * `{ signal, data }`, the ID derived from the signal's), and its ID. Throws {@link InputError} (400/413).
  */
-export function parseSignal(body: unknown, limits: Limits, now = Date.now()): EventRecord {
+export function parseSignal(body: unknown, limits: Limits, now = Date.now()): { event: EventRecord; signalId: string } {
   const parsed = SignalInputSchema.safeParse(body);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
@@ -68,9 +68,10 @@ export function parseSignal(body: unknown, limits: Limits, now = Date.now()): Ev
     const problem = eventProblem({ name: "signal", id });
     if (problem) throw new InputError(`Invalid signal "${signal}": ${problem.message}`);
   }
-  const event: EventRecord = { id: id ?? newId(now), name: SIGNAL_EVENT, data: { signal, data: data ?? null }, ts: now };
+  const signalId = id ?? newId(now);
+  const event: EventRecord = { id: signalEventId(signalId), name: SIGNAL_EVENT, data: { signal, data: data ?? null }, ts: now };
   checkStorable(event, `signal "${signal}"`, limits);
-  return event;
+  return { event, signalId };
 }
 
 function toEvents(

@@ -282,18 +282,18 @@ export class Executor {
 
   /**
    * Delivers a signal (`POST /api/signals`) to the run waiting for it, trying for the grace
-   * period while none does (see `signal-delivery.ts`). Throws {@link InputError}: 400/413 for a
-   * bad signal, 404 when no run waited; neither stores anything.
+   * period while none does, and no longer once `abort` fires (see `signal-delivery.ts`). Throws
+   * {@link InputError}: 400/413 for a bad signal, 404 when no run waited; neither stores anything.
    */
-  async sendSignal(body: unknown): Promise<SignalSent> {
-    const event = parseSignal(body, this.limits, this.ctx.clock.now());
+  async sendSignal(body: unknown, options: { abort?: AbortSignal } = {}): Promise<SignalSent> {
+    const parsed = parseSignal(body, this.limits, this.ctx.clock.now());
     const attempt: SignalTry = (signal) =>
       this.inUnit(async (unit) => {
         const outcome = await unit.signal(signal);
         if (outcome === undefined) throw new NobodyWaits();
         return outcome;
       }).catch((error: unknown) => (error instanceof NobodyWaits ? undefined : Promise.reject(error)));
-    return deliverWithGrace(event, this.options.signalGraceMs ?? DEFAULT_SIGNAL_GRACE_MS, attempt, () => this.ctx.clock.now());
+    return deliverWithGrace(parsed, this.options.signalGraceMs ?? DEFAULT_SIGNAL_GRACE_MS, attempt, { now: () => this.ctx.clock.now(), abort: options.abort });
   }
 
   /**

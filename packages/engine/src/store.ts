@@ -151,6 +151,8 @@ export interface StoreTx {
   findMatchers(eventName: string, matchValue?: string): Promise<MatcherRecord[]>;
   /** Closes another run's matcher without its lock (a signal wait taken over; see `claimSignals`). */
   dropMatcher(runId: string, stepId: string): Promise<void>;
+  /** A run's row as it stands, without locking it (what never changes of it, such as its function). */
+  getRun(runId: string): Promise<RunRecord | null>;
   getEvent(eventId: string): Promise<EventRecord | null>;
   /**
    * Takes `key` of `functionId` for `runId` for `ttlMs` (store clock), unless another run holds

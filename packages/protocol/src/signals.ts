@@ -5,7 +5,7 @@
  * run: one nobody waits for is refused (404), never kept for a wait that might come later.
  */
 import { z } from "zod";
-import { MAX_EVENT_ID_LENGTH } from "./events.ts";
+import { DERIVED_ID_PREFIX, MAX_EVENT_ID_LENGTH } from "./events.ts";
 import { storableText } from "./text.ts";
 
 /** The executor's event a delivered signal is stored as: `data` is `{ signal, data }`. */
@@ -14,6 +14,14 @@ export const SIGNAL_EVENT = "stepwise/signal";
 export const SIGNALS_ROUTE = "/api/signals";
 /** The longest signal name. */
 export const MAX_SIGNAL_LENGTH = 256;
+/** The `code` of the 404 that says no run waited for a signal (any other 404 is not that). */
+export const NO_WAITING_RUN = "no-waiting-run";
+
+/**
+ * The ID a signal is stored under: derived from its own ID, in the executor's namespace, so a
+ * signal's ID and an event's never meet (a signal "approval-42" beside an event "approval-42").
+ */
+export const signalEventId = (signalId: string) => `${DERIVED_ID_PREFIX}signal:${signalId}`;
 
 /** A signal's name: what `step.waitForSignal` and the sender agree on, e.g. `approval/<requestId>`. */
 export const SignalNameSchema = storableText("signal", ', e.g. "approval/42"')
@@ -32,7 +40,8 @@ export const SignalInputSchema = z
     data: z.unknown().optional(),
     /**
      * Makes the send idempotent: a signal with an ID already delivered is not delivered again
-     * (the answer says `duplicate`), so a sender may retry after a lost answer.
+     * (the answer says `duplicate`), so a sender may retry after a lost answer. Signal IDs are
+     * their own: an event with the same ID is another thing.
      */
     id: storableText("id")
       .min(1, "id, when given, must not be empty")
@@ -44,7 +53,7 @@ export type SignalInput = z.infer<typeof SignalInputSchema>;
 
 /** The answer of `POST /api/signals` (HTTP 200). */
 export const SignalSentSchema = z.object({
-  /** The ID of the event the signal was stored as. */
+  /** The signal's ID: the sender's, or one the executor gave it. */
   id: z.string(),
   /** The run it resumed; absent for a duplicate. */
   runId: z.string().optional(),

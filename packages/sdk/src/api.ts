@@ -41,7 +41,8 @@ export async function postToExecutor(request: ApiRequest): Promise<unknown> {
   const text = await response.text();
   const body = parseJson(text);
   if (!response.ok) {
-    throw new StepwiseApiError(response.status, `${request.url} answered ${response.status}: ${messageOf(body, text)}`);
+    const code = (body as { code?: unknown } | undefined)?.code;
+    throw new StepwiseApiError(response.status, `${request.url} answered ${response.status}: ${messageOf(body, text)}`, typeof code === "string" ? code : undefined);
   }
   return body ?? {};
 }

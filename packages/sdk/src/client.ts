@@ -4,7 +4,7 @@
  */
 import { traceHeaders } from "./tracing.ts";
 import { z } from "zod";
-import { issuesText, SignalInputSchema, SIGNALS_ROUTE, SignalSentSchema, type SignalSent } from "@stepwise/protocol";
+import { issuesText, NO_WAITING_RUN, SignalInputSchema, SIGNALS_ROUTE, SignalSentSchema, type SignalSent } from "@stepwise/protocol";
 import { postToExecutor } from "./api.ts";
 import type { CheckpointingSetting } from "./checkpointing.ts";
 import { resolveSettings, type ConnectionOptions, type EnvSource, type Settings } from "./env.ts";
@@ -105,7 +105,8 @@ export class Stepwise<S extends EventSchemas = Record<never, never>> {
     const checked = SignalInputSchema.safeParse(signal);
     if (!checked.success) throw new StepwiseApiError(400, `Invalid signal: ${issuesText(checked.error.issues, "signal")}`);
     const answer = await this.postEvents(SIGNALS_ROUTE, JSON.stringify(checked.data)).catch((error: unknown) => {
-      if (error instanceof StepwiseApiError && error.status === 404) throw new SignalNotDeliveredError(checked.data.signal, error.message);
+      // Only the executor's "no run waits" is that; another 404 (no such route: an older executor, a wrong base URL) is not.
+      if (error instanceof StepwiseApiError && error.status === 404 && error.code === NO_WAITING_RUN) throw new SignalNotDeliveredError(checked.data.signal, error.message);
       throw error;
     });
     const parsed = SignalSentSchema.safeParse(answer);

@@ -3,7 +3,7 @@
  * function or a step is serialized (name, message, stack) and comes back into later replays
  * as a {@link StepError} carrying the same name and message.
  */
-import { toMs, type Duration, type SerializedError } from "@stepwise/protocol";
+import { NO_WAITING_RUN, toMs, type Duration, type SerializedError } from "@stepwise/protocol";
 
 /**
  * Throw from a function or a step to fail it for good: no retry is attempted.
@@ -77,6 +77,8 @@ export class StepwiseApiError extends Error {
     /** The HTTP status, or 0 when the executor was unreachable. */
     readonly status: number,
     message: string,
+    /** The executor's machine-readable reason, where it gave one (`code` of its answer). */
+    readonly code?: string,
   ) {
     super(message);
   }
@@ -93,7 +95,7 @@ export class SignalNotDeliveredError extends StepwiseApiError {
     readonly signal: string,
     message: string,
   ) {
-    super(404, message);
+    super(404, message, NO_WAITING_RUN);
   }
 }
 

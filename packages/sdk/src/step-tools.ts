@@ -4,11 +4,13 @@
  * throws a stored error, never settles, or becomes new work. See `replay.ts`.
  */
 import {
+  CALLBACK_EVENT,
   celProblem,
   globalFunctionId,
   issuesText,
   MAX_CALLBACK_TIMEOUT_MS,
   MAX_LOOKBACK_MS,
+  SIGNAL_EVENT,
   SignalConflictSchema,
   SignalNameSchema,
   StepRetryPolicySchema,
@@ -249,14 +251,14 @@ export function createStepTools<S extends EventSchemas>(dispatch: StepDispatcher
       }) as Promise<never>,
     waitForSignal: (name, options) =>
       (
-        dispatch({ name, kind: "wait", plan: () => planSignalWait(name, options) }) as Promise<{ data: { signal: string; data: unknown } } | null>
-      ).then((received) => (received === null ? null : { signal: received.data.signal, data: received.data.data })) as Promise<never>,
+        dispatch({ name, kind: "wait", plan: () => planSignalWait(name, options) }) as Promise<unknown>
+      ).then((stored) => receivedSignal(name, stored)) as Promise<never>,
     createCallback: (name, options) =>
       dispatch({ name, kind: "callback", plan: () => ({ op: "callback", expiresAt: isoIn(callbackTimeout(name, options?.timeout)) }) }) as Promise<CallbackUrl>,
     waitForCallback: (name, callback) =>
       (
-        dispatch({ name, kind: "wait", plan: () => planCallbackWait(name, callback) }) as Promise<{ data: { body: unknown; headers: Record<string, string> } } | null>
-      ).then((received) => (received === null ? null : { body: received.data.body, headers: received.data.headers })) as Promise<never>,
+        dispatch({ name, kind: "wait", plan: () => planCallbackWait(name, callback) }) as Promise<unknown>
+      ).then((stored) => receivedCallback(name, stored)) as Promise<never>,
     sendEvent: (name, events) =>
       dispatch({
         name,
@@ -282,6 +284,28 @@ function runPolicy(id: string, policy: Omit<StepRunOptions, "id">): StepRetryPol
   const { retries, backoff } = checked.data;
   if (retries === undefined && backoff === undefined) return undefined;
   return { ...(retries !== undefined && { retries }), ...(backoff && { backoff }) };
+}
+
+const isObject = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null && !Array.isArray(value);
+
+/**
+ * What a signal wait's stored result gives the function: the signal's event as the executor
+ * stores it, or `{ signal, data }` as an operator's rerun may have written it. Anything else (a
+ * step that was a `waitForEvent` before a deploy) is a NonRetriableError naming the step.
+ */
+function receivedSignal(name: string, stored: unknown): ReceivedSignal | null {
+  if (stored === null) return null;
+  const shape = isObject(stored) && stored.name === SIGNAL_EVENT && isObject(stored.data) ? stored.data : stored;
+  if (isObject(shape) && typeof shape.signal === "string") return { signal: shape.signal, data: shape.data ?? null };
+  throw new NonRetriableError(`step.waitForSignal("${name}"): its stored result is not a signal: ${JSON.stringify(stored)?.slice(0, 200)}`);
+}
+
+/** What a callback wait's stored result gives the function, read as {@link receivedSignal} reads a signal's. */
+function receivedCallback(name: string, stored: unknown): ReceivedCallback | null {
+  if (stored === null) return null;
+  const shape = isObject(stored) && stored.name === CALLBACK_EVENT && isObject(stored.data) ? stored.data : stored;
+  if (isObject(shape) && "body" in shape) return { body: shape.body, headers: isObject(shape.headers) ? (shape.headers as Record<string, string>) : {} };
+  throw new NonRetriableError(`step.waitForCallback("${name}"): its stored result is not a callback's POST: ${JSON.stringify(stored)?.slice(0, 200)}`);
 }
 
 /** A callback's lifetime in ms, or a NonRetriableError naming the step. */

@@ -4,7 +4,7 @@
  * resumes the one run waiting for it, is stored only then, and is refused only when no run
  * waited for it all along.
  */
-import { SIGNAL_EVENT } from "@stepwise/protocol";
+import { SIGNAL_EVENT, signalEventId } from "@stepwise/protocol";
 import { signalName } from "../program.ts";
 import { json, type Row, type Scene } from "./scene.ts";
 
@@ -32,7 +32,7 @@ export async function checkWaits(scene: Scene): Promise<void> {
         // The k-th "signal" step waits for the signal of the k-th signal item: only that one, and only one its senders sent.
         const expected = signalName(String(run.event_id), signalItems[Number(String(step.id).split(":")[1] ?? 0)]!);
         const sentIds = new Set(ledger.signals.filter((send) => send.signal === expected).map((send) => send.id));
-        if (got !== null && (got.name !== SIGNAL_EVENT || got.data.signal !== expected || !`${expected}#0 ${expected}#1`.split(" ").includes(String((got as { id?: string }).id)))) {
+        if (got !== null && (got.name !== SIGNAL_EVENT || got.data.signal !== expected || ![0, 1].map((n) => signalEventId(`${expected}#${n}`)).includes(String((got as { id?: string }).id)))) {
           fail(`signal wait "${step.id}" of run ${run.id} (for ${expected}) resolved to ${JSON.stringify(got).slice(0, 200)}, not a signal sent to it (sent: ${[...sentIds].join(", ") || "none answered"})`);
         }
         continue;
@@ -141,12 +141,12 @@ async function checkSignals(scene: Scene): Promise<void> {
     if (send.outcome === "delivered") {
       const step = (stepsByRun.get(send.runId ?? "") ?? []).find((s) => s.id === send.stepId);
       const output = step ? (json(step.output) as { id?: string } | null) : undefined;
-      if (send.runId !== run.id || send.stepId !== stepId || output?.id !== send.id) {
+      if (send.runId !== run.id || send.stepId !== stepId || output?.id !== signalEventId(send.id)) {
         fail(`signal ${send.id} was answered delivered to run ${send.runId} "${send.stepId}", but the wait of ${run.id} "${stepId}" holds ${JSON.stringify(output)?.slice(0, 120)}`);
       }
     }
     if (send.outcome !== "refused") continue;
-    if (storedIds.has(send.id)) fail(`signal ${send.id} was refused (404), yet it is stored`);
+    if (storedIds.has(signalEventId(send.id))) fail(`signal ${send.id} was refused (404), yet it is stored`);
     // Refused though its run waited for it, committed and not timed out, for a good part of the
     // send's grace (the run live, no executor crashed or stalled meanwhile): the sender's tries
     // are at most 250 ms apart, and a wait's commit follows the executor's call within that.

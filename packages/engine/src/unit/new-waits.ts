@@ -14,7 +14,7 @@ import { CALLBACK_EVENT, SIGNAL_EVENT } from "@stepwise/protocol";
 import { callbackEventId } from "../callback-urls.ts";
 import { serializedError } from "../errors.ts";
 import { runLabel } from "../log.ts";
-import type { EventRecord, MatcherRecord } from "../records.ts";
+import type { EventRecord, MatcherRecord, StepRecord } from "../records.ts";
 import type { MachineEnv, RunDraft } from "../machine/draft.ts";
 import { stepAttemptFailed } from "../machine/steps.ts";
 import { matcherAccepts, resolveWait } from "../machine/waits.ts";
@@ -34,6 +34,8 @@ export interface WaitsUnit {
   load(runId: string): Promise<RunDraft | null>;
   /** The run's draft if this unit holds it already. */
   loaded(runId: string): RunDraft | undefined;
+  /** The app a run belongs to (undefined when its function is no longer known). */
+  appOfRun(runId: string): Promise<string | undefined>;
   now(): number;
 }
 
@@ -95,7 +97,9 @@ const signalOf = (matcher: MatcherRecord) => matcher.matchValue as string;
  * One run waits for a signal at a time. A new wait whose signal another wait holds (in another
  * run, or a parallel branch of its own) fails its step (`onConflict: "fail"`, the default), or
  * takes the signal over (`"replace"`): the other wait stops listening and resolves `null` at its
- * timeout. Called under the signals' locks, so two new waits of one signal never both win.
+ * timeout. A wait of another app is never taken over: names are shared by the executor's apps,
+ * and one app must not take another's signals or learn its runs. Called under the signals'
+ * locks, so two new waits of one signal never both win.
  */
 async function claimSignals(unit: WaitsUnit, waits: NewWait[]): Promise<void> {
   const claimedHere = new Map<string, NewWait>();
@@ -108,16 +112,23 @@ async function claimSignals(unit: WaitsUnit, waits: NewWait[]): Promise<void> {
     const here = claimedHere.get(signal);
     const holders = [...stored, ...(here && here.draft.step(here.matcher.stepId)?.status === "waiting" ? [here.matcher] : [])];
     const label = `${runLabel(draft.run.id, draft.run.functionId)} step "${step.name}"`;
+    // Names are shared by every app of the executor: another app's wait is never replaced, nor named.
+    const ours = await unit.appOfRun(draft.run.id);
+    let foreign = false;
+    for (const other of holders) if ((await unit.appOfRun(other.runId)) !== ours) foreign = true;
+    if (foreign) {
+      failSignalWait(unit, draft, step, `a run of another app already waits for signal "${signal}". Signal names are shared by every app of this executor: prefix yours with your app (e.g. "${ours ?? "shop"}/approval/<requestId>")`);
+      continue;
+    }
     if (holders.length > 0 && draft.signalConflicts.get(matcher.stepId) !== "replace") {
       const other = holders[0]!;
-      draft.closeMatcher(matcher.stepId);
-      draft.dropJobs({ kind: "wait-timeout", stepId: matcher.stepId });
-      const error = serializedError(
-        "SignalConflict",
-        `step.waitForSignal "${step.name}": run ${other.runId} (step "${other.stepId}") already waits for signal "${signal}". ` +
+      failSignalWait(
+        unit,
+        draft,
+        step,
+        `run ${other.runId} (step "${other.stepId}") already waits for signal "${signal}". ` +
           `Give each waiting run a signal of its own (e.g. "approval/<requestId>"), or pass onConflict: "replace" to take the signal over.`,
       );
-      stepAttemptFailed(draft, unit.env(draft), step, error, false);
       continue;
     }
     for (const other of holders) {
@@ -128,6 +139,13 @@ async function claimSignals(unit: WaitsUnit, waits: NewWait[]): Promise<void> {
     }
     claimedHere.set(signal, wait);
   }
+}
+
+/** A signal wait that may not claim its name: its step fails with `SignalConflict`, saying why. */
+function failSignalWait(unit: WaitsUnit, draft: RunDraft, step: StepRecord, why: string): void {
+  draft.closeMatcher(step.id);
+  draft.dropJobs({ kind: "wait-timeout", stepId: step.id });
+  stepAttemptFailed(draft, unit.env(draft), step, serializedError("SignalConflict", `step.waitForSignal "${step.name}": ${why}`), false);
 }
 
 /**

@@ -87,6 +87,12 @@ export class UnitOfWork implements WaitsUnit {
     return this.entries.get(runId)?.draft;
   }
 
+  async appOfRun(runId: string): Promise<string | undefined> {
+    // A run's function never changes: read without its lock.
+    const functionId = this.loaded(runId)?.run.functionId ?? (await this.tx.getRun(runId))?.functionId;
+    return functionId === undefined ? undefined : this.ctx.registry.cachedFunction(functionId)?.appId;
+  }
+
   /** The run, locked for the rest of the transaction; the same draft on every call. */
   async load(runId: string): Promise<RunDraft | null> {
     const known = this.entries.get(runId);

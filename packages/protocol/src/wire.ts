@@ -44,7 +44,7 @@ export type WireEvent = z.infer<typeof EventSchema>;
 export const MAX_LOOKBACK_MS = 7 * 24 * 3_600_000;
 
 /** The step kinds, as recorded at each position of a run. */
-export const StepKindSchema = z.enum(["run", "sleep", "wait", "send", "invoke", "callback"]);
+export const StepKindSchema = z.enum(["run", "sleep", "wait", "send", "invoke", "callback", "fetch"]);
 export type StepKind = z.infer<typeof StepKindSchema>;
 
 /**
@@ -178,6 +178,39 @@ export const CallbackOpSchema = z.object({ op: z.literal("callback"), ...stepRef
  * after), or `null` at `timeoutAt`.
  */
 export const WaitCallbackOpSchema = z.object({ op: z.literal("wait-callback"), ...stepRef, callback: storableText("callback"), timeoutAt: z.string().datetime() });
+/** The longest a `step.fetch` request may take before the executor gives up on it (an attempt). */
+export const MAX_FETCH_TIMEOUT_MS = 2 * 3_600_000;
+/** How long a `step.fetch` request may take when its step says nothing. */
+export const DEFAULT_FETCH_TIMEOUT_MS = 5 * 60_000;
+
+/** A request `step.fetch` has the executor make. The body is text (send binary as base64 of your own). */
+export const FetchRequestSchema = z.object({
+  url: z.string().url(),
+  method: z.string().min(1).max(16).optional(),
+  headers: z.record(z.string(), z.string()).optional(),
+  body: z.string().optional(),
+  timeoutMs: z.number().int().positive().max(MAX_FETCH_TIMEOUT_MS).optional(),
+});
+export type FetchRequest = z.infer<typeof FetchRequestSchema>;
+
+/** What a `step.fetch` step stores: the response, its body as text or, when it is not text, base64. */
+export const FetchResponseSchema = z.object({
+  status: z.number().int(),
+  statusText: z.string(),
+  headers: z.record(z.string(), z.string()),
+  body: z.string(),
+  bodyEncoding: z.enum(["text", "base64"]),
+  /** The URL answered from, after redirects. */
+  url: z.string(),
+});
+export type FetchResponse = z.infer<typeof FetchResponseSchema>;
+
+/**
+ * `step.fetch`: the invocation ends, the executor makes `request` (retried on a network error,
+ * a 429 or a 5xx per the step's retry policy, waiting a `Retry-After` exactly), stores the
+ * response and invokes the function again. Carries the step's own retry policy, as `step-failed` does.
+ */
+export const FetchOpSchema = z.object({ op: z.literal("fetch"), ...stepRef, request: FetchRequestSchema, ...StepRetryPolicySchema.shape });
 /** `step.sendEvent`: the executor stores these events (IDs derived from run and step) and resolves with their IDs. */
 export const SendOpSchema = z.object({
   op: z.literal("send"),
@@ -202,6 +235,7 @@ export const OpSchema = z.discriminatedUnion("op", [
   WaitSignalOpSchema,
   CallbackOpSchema,
   WaitCallbackOpSchema,
+  FetchOpSchema,
   SendOpSchema,
   InvokeOpSchema,
 ]);

@@ -8,7 +8,9 @@ import {
   celProblem,
   globalFunctionId,
   issuesText,
+  FetchResponseSchema,
   MAX_CALLBACK_TIMEOUT_MS,
+  MAX_FETCH_TIMEOUT_MS,
   MAX_LOOKBACK_MS,
   SIGNAL_EVENT,
   SignalConflictSchema,
@@ -143,6 +145,16 @@ export interface ReceivedCallback<T = unknown> {
   headers: Record<string, string>;
 }
 
+/** The options of `step.fetch`: `fetch`'s, with a text body, and how long to wait for an answer. */
+export interface StepFetchInit {
+  method?: string;
+  headers?: HeadersInit;
+  /** Text (JSON.stringify an object; send binary as base64 of your own). */
+  body?: string;
+  /** How long one attempt may take (default `"5m"`, at most `"2h"`). */
+  timeout?: Duration;
+}
+
 /** Options of `step.invoke`. */
 export interface InvokeOptions<F extends AnyStepwiseFunction> {
   /** The function to run as a child run (from this app or another one). */
@@ -189,6 +201,15 @@ export interface StepTools<S extends EventSchemas> {
    * before this step or after, or `null` when the URL expires first.
    */
   waitForCallback<T = unknown>(name: string, callback: CallbackUrl): Promise<ReceivedCallback<Jsonify<T>> | null>;
+  /**
+   * Has the executor make an HTTP request, so the app is not invoked (nor billed) while it
+   * takes its time: resolves to a standard `Response` rebuilt from the stored answer, the same
+   * on every replay. A network error, a timeout, a 429 or a 5xx is retried per the step's
+   * retry policy (pass `{ id, retries, backoff }` as for `step.run`), waiting exactly as long
+   * as a `Retry-After` says; any other status is a response, as with `fetch`. The request is
+   * kept sealed until it is made (its headers may carry keys).
+   */
+  fetch(step: string | StepRunOptions, input: string | URL, init?: StepFetchInit): Promise<Response>;
   /** Sends events exactly once for this run (validated against the schemas); resolves their IDs. */
   sendEvent<const N extends EventName<S>>(
     name: string,
@@ -259,6 +280,13 @@ export function createStepTools<S extends EventSchemas>(dispatch: StepDispatcher
       (
         dispatch({ name, kind: "wait", plan: () => planCallbackWait(name, callback) }) as Promise<unknown>
       ).then((stored) => receivedCallback(name, stored)) as Promise<never>,
+    fetch: (step, input, init) => {
+      const { name, retry } = typeof step === "object" && step !== null ? { name: step.id, retry: runPolicy(step.id, { retries: step.retries, backoff: step.backoff }) } : { name: step, retry: undefined };
+      if (retry instanceof Error) return Promise.reject(retry);
+      return (
+        dispatch({ name, kind: "fetch", plan: () => planFetch(name, input, init), ...(retry && { retry }) }) as Promise<unknown>
+      ).then((stored) => responseOf(name, stored));
+    },
     sendEvent: (name, events) =>
       dispatch({
         name,
@@ -306,6 +334,33 @@ function receivedCallback(name: string, stored: unknown): ReceivedCallback | nul
   const shape = isObject(stored) && stored.name === CALLBACK_EVENT && isObject(stored.data) ? stored.data : stored;
   if (isObject(shape) && "body" in shape) return { body: shape.body, headers: isObject(shape.headers) ? (shape.headers as Record<string, string>) : {} };
   throw new NonRetriableError(`step.waitForCallback("${name}"): its stored result is not a callback's POST: ${JSON.stringify(stored)?.slice(0, 200)}`);
+}
+
+function planFetch(name: string, input: string | URL, init: StepFetchInit = {}): PlannedOp {
+  const url = String(input);
+  if (!/^https?:\/\//i.test(url)) throw new NonRetriableError(`step.fetch("${name}"): the URL must be http:// or https://, not ${JSON.stringify(url).slice(0, 100)}`);
+  if (init.body !== undefined && typeof init.body !== "string") throw new NonRetriableError(`step.fetch("${name}"): body must be text (JSON.stringify an object)`);
+  let timeoutMs: number | undefined;
+  if (init.timeout !== undefined) {
+    timeoutMs = toMs(init.timeout);
+    if (!(timeoutMs >= 1 && timeoutMs <= MAX_FETCH_TIMEOUT_MS)) throw new NonRetriableError(`step.fetch("${name}"): timeout must be between 1ms and 2h, not ${JSON.stringify(init.timeout)}`);
+  }
+  const headers: Record<string, string> = {};
+  new Headers(init.headers).forEach((value, key) => (headers[key] = value));
+  return {
+    op: "fetch",
+    request: { url, ...(init.method && { method: init.method.toUpperCase() }), ...(Object.keys(headers).length > 0 && { headers }), ...(init.body !== undefined && { body: init.body }), ...(timeoutMs && { timeoutMs: Math.round(timeoutMs) }) },
+  };
+}
+
+/** The stored answer of a fetch step as a `Response`; a NonRetriableError naming the step for anything else. */
+function responseOf(name: string, stored: unknown): Response {
+  const parsed = FetchResponseSchema.safeParse(stored);
+  if (!parsed.success) throw new NonRetriableError(`step.fetch("${name}"): its stored result is not a response: ${JSON.stringify(stored)?.slice(0, 200)}`);
+  const { status, statusText, headers, body, bodyEncoding } = parsed.data;
+  const noBody = status === 204 || status === 205 || status === 304;
+  const bytes = bodyEncoding === "base64" ? Uint8Array.from(atob(body), (ch) => ch.charCodeAt(0)) : body;
+  return new Response(noBody ? null : bytes, { status, statusText, headers });
 }
 
 /** A callback's lifetime in ms, or a NonRetriableError naming the step. */

@@ -18,6 +18,7 @@ const KIND: Record<Op["op"], StoredStep["kind"]> = {
   "wait-signal": "wait",
   "wait-callback": "wait",
   callback: "callback",
+  fetch: "fetch",
   send: "send",
   invoke: "invoke",
 };

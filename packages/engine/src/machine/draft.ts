@@ -26,6 +26,8 @@ export interface MachineEnv {
   findFunction(id: string): FunctionRecord | undefined;
   /** Apps with keys of their own: `step.invoke` does not cross into or out of them. */
   isolatedApps: ReadonlySet<string>;
+  /** The requests of the answer's `step.fetch` ops, sealed (`fetch-steps.ts`), by step ID. */
+  sealedRequests?: ReadonlyMap<string, string>;
 }
 
 /** How a run ended; the parent of an invoked run learns it too. */

@@ -12,6 +12,7 @@ import { formatDuration, runLabel } from "../log.ts";
 import { eventForApp, type EventRecord, type StepRecord } from "../records.ts";
 import type { MachineEnv, RunDraft } from "./draft.ts";
 import { newMatcher } from "./waits.ts";
+import { fetchTarget, fetchUrlProblem } from "../fetch-steps.ts";
 
 type OpOf<K extends Op["op"]> = Extract<Op, { op: K }>;
 
@@ -57,6 +58,8 @@ export function applyOp(draft: RunDraft, env: MachineEnv, op: Op, step: StepReco
       return createCallback(draft, env, step, op);
     case "wait-callback":
       return waitForCallback(draft, env, step, op);
+    case "fetch":
+      return planFetch(draft, env, step, op);
     case "send":
       return send(draft, env, step, op);
     case "invoke":
@@ -202,6 +205,22 @@ function waitForCallback(draft: RunDraft, env: MachineEnv, step: StepRecord, op:
   draft.openMatcher(matcher, { callbackStep: created.id });
   draft.enqueue({ kind: "wait-timeout", stepId: step.id, runAt: expiresAt });
   draft.info(`${runLabel(draft.run.id, draft.run.functionId)} step "${step.name}" waiting for a POST to callback "${created.name}" until ${expiresAt.toISOString()}`);
+}
+
+/**
+ * A `step.fetch`: planned, with its request sealed where its output will be, and an invocation
+ * of the step queued, which the executor carries out itself (`runtime/fetch-job.ts`).
+ */
+function planFetch(draft: RunDraft, env: MachineEnv, step: StepRecord, op: OpOf<"fetch">): void {
+  const problem = fetchUrlProblem(op.request.url);
+  const sealedRequest = env.sealedRequests?.get(step.id);
+  if (problem || !sealedRequest) {
+    const error = serializedError("InvalidFetch", `step.fetch "${step.name}": ${problem ?? "its request could not be kept"}`);
+    return stepAttemptFailed(draft, env, step, error, false);
+  }
+  draft.saveStep({ ...step, status: "planned", output: { sealedRequest }, retry: ownPolicy(op) });
+  draft.enqueue({ kind: "invoke", stepId: step.id });
+  draft.info(`${runLabel(draft.run.id, draft.run.functionId)} step "${step.name}" will fetch ${fetchTarget(op.request)}`);
 }
 
 /** Validates the events like the events API does; stored (IDs derived from run and step) by the unit. */

@@ -18,7 +18,8 @@ import { formatDuration } from "../log.ts";
 import { afterCommit, describe, machineEnv, type EngineContext } from "../context.ts";
 import { DeploymentGone, isRefusedValue, LeaseLostError, serializedError } from "../errors.ts";
 import { deploymentOf, leaveGoneDeployment } from "../deployments.ts";
-import { invokeApp, type InvokerOptions } from "../invoker.ts";
+import { invokeApp, signingKeyOf, type InvokerOptions } from "../invoker.ts";
+import { fetchStep, sealFetchRequests } from "./fetch-job.ts";
 import { traceInvocation } from "../tracing.ts";
 import { pause } from "../machine/pauses.ts";
 import { leaseToken } from "./checkpoints.ts";
@@ -121,6 +122,8 @@ async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState 
   if (job.stepId && (!target || (target.status !== "planned" && target.status !== "retrying"))) {
     return complete(runner, job, state, nothing, how);
   }
+  // A step.fetch is the executor's to carry out: no invocation of the app.
+  if (target?.kind === "fetch") return complete(runner, job, state, await fetchStep(ctx, target, signingKeyOf(runner.invoker, app.id), runner.invoker.fetch), how);
   const request: InvokeRequest = {
     version: PROTOCOL_VERSION,
     run: { id: run.id, appId: app.id, functionId: fn.localId, attempt: target ? target.attempts : run.attempt },
@@ -151,7 +154,9 @@ async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState 
   if (response.type === "ops") {
     for (const op of response.ops) if (op.op === "invoke") await ctx.registry.getFunction(op.functionId);
   }
-  return complete(runner, job, snapshot, (draft, env) => applyAnswer(draft, env, { targetStepId: target?.id, startedAt, knownSteps: steps.length }, response), how);
+  // The requests of new step.fetch ops are kept sealed (their headers may hold keys).
+  const sealedRequests = response.type === "ops" ? await sealFetchRequests(response.ops, signingKeyOf(runner.invoker, app.id)) : undefined;
+  return complete(runner, job, snapshot, (draft, env) => applyAnswer(draft, sealedRequests ? { ...env, sealedRequests } : env, { targetStepId: target?.id, startedAt, knownSteps: steps.length }, response), how);
 }
 
 /**

@@ -1,0 +1,165 @@
+/**
+ * `step.fetch`: the executor makes the request, so no invocation of the app is open while the
+ * other side takes its time; the function gets a `Response` rebuilt from the stored answer. A
+ * 429 or 5xx is retried (at the moment a `Retry-After` names), any other status is a response,
+ * and the request (with its keys) is stored sealed, and only until it is made.
+ */
+import { createServer, type IncomingMessage, type Server } from "node:http";
+import { Stepwise } from "@stepwise/sdk";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { z } from "zod";
+import { STORE_KINDS, startStack, type Stack } from "../support/stack.ts";
+
+const SECRET = "sk-test-do-not-store-7f3a";
+
+/** The other side: a model API that takes 2 s, one that limits its rate, one that fails twice, and so on. */
+class Target {
+  readonly calls: Array<{ path: string; at: number; end?: number; authorization?: string; body: string }> = [];
+  private server!: Server;
+  url = "";
+  private seen = new Map<string, number>();
+
+  async start(): Promise<void> {
+    this.server = createServer(async (req, res) => {
+      const call = { path: req.url ?? "", at: Date.now(), authorization: req.headers.authorization, body: await text(req) } as Target["calls"][number];
+      this.calls.push(call);
+      const [path, key] = (req.url ?? "").split("?key=") as [string, string | undefined];
+      const n = (this.seen.get(`${path}${key}`) ?? 0) + 1;
+      this.seen.set(`${path}${key}`, n);
+      const answer = (status: number, body: string, headers: Record<string, string> = { "content-type": "application/json" }) => {
+        call.end = Date.now();
+        res.writeHead(status, headers).end(body);
+      };
+      if (path === "/slow") return setTimeout(() => answer(200, JSON.stringify({ answer: 42, got: JSON.parse(call.body || "null") })), 2_000);
+      if (path === "/limited") return n === 1 ? answer(429, "slow down", { "retry-after": "1" }) : answer(200, JSON.stringify({ n }));
+      if (path === "/flaky") return n <= 2 ? answer(503, "<html>down</html>", { "content-type": "text/html" }) : answer(200, JSON.stringify({ n }));
+      if (path === "/binary") return answer(200, "", { "content-type": "application/octet-stream" }), undefined;
+      if (path === "/missing") return answer(404, JSON.stringify({ error: "no such thing" }));
+      answer(500, "unknown route");
+    });
+    await new Promise<void>((resolve) => this.server.listen(0, "127.0.0.1", resolve));
+    this.url = `http://127.0.0.1:${(this.server.address() as { port: number }).port}`;
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+}
+
+const text = (req: IncomingMessage) =>
+  new Promise<string>((resolve) => {
+    let body = "";
+    req.on("data", (chunk) => (body += chunk));
+    req.on("end", () => resolve(body));
+  });
+
+const client = new Stepwise({ id: "fetching", dev: true, schemas: { "fetch/go": z.object({ url: z.string(), retries: z.number().optional() }) } });
+
+const call = client.createFunction({ id: "call", triggers: [{ event: "fetch/go" }] }, async ({ event, step }) => {
+  const options = { method: "POST", headers: { authorization: `Bearer ${SECRET}`, "content-type": "application/json" }, body: JSON.stringify({ q: "meaning" }) };
+  const response = await step.fetch({ id: "call", retries: event.data.retries ?? 3 }, event.data.url, options);
+  const body = await response.text();
+  return { status: response.status, type: response.headers.get("content-type"), body };
+});
+
+describe.each(STORE_KINDS)("step.fetch on %s", (store) => {
+  let stack: Stack;
+  const target = new Target();
+  /** App requests in flight, and every interval one was. */
+  let inFlight = 0;
+  const appBusy: Array<{ from: number; to: number }> = [];
+  beforeAll(async () => {
+    await target.start();
+    stack = await startStack({
+      store,
+      client,
+      functions: [call],
+      intercept: async (request, app) => {
+        inFlight++;
+        const from = Date.now();
+        try {
+          return await app(request);
+        } finally {
+          inFlight--;
+          appBusy.push({ from, to: Date.now() });
+        }
+      },
+    });
+  }, 60_000);
+  afterAll(async () => {
+    await stack?.close();
+    await target.close();
+  });
+
+  const go = async (path: string, retries?: number) => {
+    const key = `${store}-${Math.random().toString(36).slice(2)}`;
+    const [eventId] = await stack.send({ name: "fetch/go", data: { url: `${target.url}${path}?key=${key}`, ...(retries !== undefined && { retries }) } });
+    return { eventId: eventId!, key };
+  };
+  const stepRow = async (runId: string) => (await stack.store.transaction((tx) => tx.lockRun(runId)))!.steps.find((s) => s.id === "call");
+
+  it("makes the request from the executor: no app invocation is open while the other side takes 2 s, and the key is never stored in the clear", async () => {
+    const { eventId, key } = await go("/slow");
+    // While the request is out: the step is planned, its request sealed.
+    let sealedSeen = false;
+    for (let tries = 0; tries < 200 && !sealedSeen; tries++) {
+      const [run] = await stack.runsOf(eventId);
+      const step = run && (await stepRow(run.id));
+      if (step?.status === "planned" && target.calls.some((c) => c.path.includes(key) && c.end === undefined)) {
+        const stored = JSON.stringify(step.output);
+        expect(stored).toContain("sealedRequest");
+        expect(stored).not.toContain(SECRET);
+        expect(stored).not.toContain(key);
+        sealedSeen = true;
+      }
+      if (!sealedSeen) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(sealedSeen).toBe(true);
+    const run = await stack.waitForRun(eventId);
+    expect(run.output).toEqual({ status: 200, type: "application/json", body: JSON.stringify({ answer: 42, got: { q: "meaning" } }) });
+    const made = target.calls.find((c) => c.path.includes(key))!;
+    expect(made.authorization).toBe(`Bearer ${SECRET}`);
+    // No request to the app was open while the other side worked on it.
+    const overlapping = appBusy.filter((busy) => busy.from < made.end! && busy.to > made.at);
+    expect(overlapping).toEqual([]);
+    // Once answered, the step holds the response; the request is gone with its key.
+    const stored = JSON.stringify((await stepRow(run.id))!.output);
+    expect(stored).not.toContain(SECRET);
+    expect(stored).not.toContain("sealedRequest");
+    expect(stack.log.lines.join("\n")).not.toContain(SECRET);
+  });
+
+  it("a 429 with Retry-After is tried again exactly that much later", async () => {
+    const { eventId, key } = await go("/limited");
+    const run = await stack.waitForRun(eventId);
+    expect(run.output).toMatchObject({ status: 200, body: JSON.stringify({ n: 2 }) });
+    const [first, second] = target.calls.filter((c) => c.path.includes(key));
+    expect(second!.at - first!.at).toBeGreaterThanOrEqual(1_000 - 20);
+  });
+
+  it("a 5xx is retried with the step's backoff; another status is the function's to read; a failure past the retries fails the step", async () => {
+    const flaky = await go("/flaky");
+    expect((await stack.waitForRun(flaky.eventId)).output).toMatchObject({ status: 200, body: JSON.stringify({ n: 3 }) });
+    expect(target.calls.filter((c) => c.path.includes(flaky.key))).toHaveLength(3);
+    const missing = await go("/missing");
+    expect((await stack.waitForRun(missing.eventId)).output).toMatchObject({ status: 404, body: JSON.stringify({ error: "no such thing" }) });
+    expect(target.calls.filter((c) => c.path.includes(missing.key))).toHaveLength(1);
+    const down = await go("/flaky", 1);
+    const failed = await stack.waitForRun(down.eventId);
+    expect(failed.status).toBe("failed");
+    expect(failed.error?.message).toMatch(/step\.fetch POST http:\/\/127\.0\.0\.1:\d+\/flaky answered 503/);
+    expect(failed.error?.message).not.toContain(down.key);
+    // Failed for good: its request (and key) are not kept.
+    expect(JSON.stringify((await stepRow(failed.id))!.output ?? null)).not.toContain("sealedRequest");
+  });
+
+  it("refuses a cloud metadata address (where the executor's credentials live) with a message", async () => {
+    const [eventId] = await stack.send({ name: "fetch/go", data: { url: "http://169.254.169.254/latest/meta-data/" } });
+    const run = await stack.waitForRun(eventId!);
+    expect(run.status).toBe("failed");
+    expect(run.error?.message).toMatch(/step\.fetch "call": the URL.s host 169\.254\.169\.254 is a metadata address, which the executor never calls/);
+  });
+});

@@ -138,6 +138,8 @@ ALTER TABLE steps ALTER COLUMN output TYPE text USING output::text;
 ALTER TABLE steps ALTER COLUMN error TYPE text USING error::text;
 -- A step.run's own retry policy ({ retries, backoff } as JSON), when its code gives one.
 ALTER TABLE steps ADD COLUMN IF NOT EXISTS retry_policy text;
+-- Tokens a model call of the step spent ({ model?, inputTokens, outputTokens } as JSON).
+ALTER TABLE steps ADD COLUMN IF NOT EXISTS usage text;
 
 -- Open matchers against incoming events: a step.waitForEvent (kind 'wait') or a cancelOn
 -- (kind 'cancel'). match_value is the trigger's value at match_path (JSON text), frozen when

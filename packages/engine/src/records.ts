@@ -2,7 +2,7 @@
  * What the executor keeps, as plain records. The store adapters map rows to these and back;
  * nothing SQL- or Redis-specific leaks past this file.
  */
-import type { FunctionConfig, SerializedError, StepKind, StepRetryPolicy } from "@stepwise/protocol";
+import type { FunctionConfig, SerializedError, StepKind, StepRetryPolicy, TokenUsage } from "@stepwise/protocol";
 
 /** `skipped`: the event matched, but flow control (`rateLimit`) started no run; the run's error says why. */
 export type RunStatus = "queued" | "running" | "sleeping" | "waiting" | "completed" | "failed" | "cancelled" | "skipped";
@@ -199,6 +199,8 @@ export interface StepRecord {
    * against the step's retries too, not its function's.
    */
   retry?: StepRetryPolicy;
+  /** Tokens the step's model call spent (`step.ai.infer`, `step.ai.wrap`), where it reported them. */
+  usage?: TokenUsage;
   /** For a sleeping step, when it wakes; for a wait or an invoke with a timeout, when that passes; for a retrying step, when it is retried. */
   wakeAt?: Date;
   startedAt: Date;

@@ -1,5 +1,5 @@
 /** The shapes the executor's API answers with, built from records. */
-import type { FunctionConfig, SerializedError } from "@stepwise/protocol";
+import type { FunctionConfig, SerializedError, TokenUsage } from "@stepwise/protocol";
 import type { AppRecord, FunctionRecord, RunRecord, StepRecord } from "./records.ts";
 import { shownUrl } from "./deployments.ts";
 import { runSummary } from "./run-list.ts";
@@ -47,6 +47,8 @@ export interface StepView {
   output?: unknown;
   error?: SerializedError;
   attempts: number;
+  /** Tokens the step's model call spent, where it reported them. */
+  usage?: TokenUsage;
   startedAt: string;
   endedAt?: string;
 }
@@ -71,6 +73,8 @@ export interface RunView {
   appVersion?: string;
   /** A batched run's events (`batchEvents`), in order of arrival: `eventId` is the first. */
   eventIds?: string[];
+  /** Tokens its steps' model calls spent, summed (absent when none reported any). */
+  usage?: { inputTokens: number; outputTokens: number };
   steps: StepView[];
 }
 
@@ -80,8 +84,16 @@ export function runView(run: RunRecord, steps: StepRecord[], batchEventIds: stri
     ...runSummary(run),
     ...(batchEventIds.length > 0 && { eventIds: batchEventIds }),
     ...(run.status === "completed" && { output: run.output ?? null }),
+    ...usageOf(steps),
     steps: [...steps].sort((a, b) => a.position - b.position).map(stepView),
   };
+}
+
+/** The tokens of a run's steps, summed: `{ usage }`, or nothing when no step reported any. */
+function usageOf(steps: readonly StepRecord[]): { usage?: { inputTokens: number; outputTokens: number } } {
+  const used = steps.filter((step) => step.usage);
+  if (used.length === 0) return {};
+  return { usage: { inputTokens: used.reduce((n, step) => n + step.usage!.inputTokens, 0), outputTokens: used.reduce((n, step) => n + step.usage!.outputTokens, 0) } };
 }
 
 function stepView(step: StepRecord): StepView {
@@ -93,6 +105,7 @@ function stepView(step: StepRecord): StepView {
     ...(step.status === "completed" && { output: step.output ?? null }),
     ...(step.error && { error: step.error }),
     attempts: step.attempts,
+    ...(step.usage && { usage: step.usage }),
     startedAt: step.startedAt.toISOString(),
     ...(step.endedAt && { endedAt: step.endedAt.toISOString() }),
   };

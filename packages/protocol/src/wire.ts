@@ -44,7 +44,7 @@ export type WireEvent = z.infer<typeof EventSchema>;
 export const MAX_LOOKBACK_MS = 7 * 24 * 3_600_000;
 
 /** The step kinds, as recorded at each position of a run. */
-export const StepKindSchema = z.enum(["run", "sleep", "wait", "send", "invoke", "callback", "fetch"]);
+export const StepKindSchema = z.enum(["run", "sleep", "wait", "send", "invoke", "callback", "fetch", "ai"]);
 export type StepKind = z.infer<typeof StepKindSchema>;
 
 /**
@@ -117,8 +117,16 @@ const stepRef = {
   position: z.number().int().nonnegative(),
 };
 
-/** A `step.run` that ran in this invocation and returned `output`. */
-export const StepRanOpSchema = z.object({ op: z.literal("step-ran"), ...stepRef, output: z.unknown() });
+/** Tokens a model call spent, as a step records them (`step.ai.infer`, `step.ai.wrap`). */
+export const TokenUsageSchema = z.object({
+  model: z.string().max(256).optional(),
+  inputTokens: z.number().int().nonnegative(),
+  outputTokens: z.number().int().nonnegative(),
+});
+export type TokenUsage = z.infer<typeof TokenUsageSchema>;
+
+/** A `step.run` that ran in this invocation and returned `output` (a `step.ai.wrap` with the tokens it spent). */
+export const StepRanOpSchema = z.object({ op: z.literal("step-ran"), ...stepRef, output: z.unknown(), usage: TokenUsageSchema.optional() });
 /**
  * A `step.run` that threw. `retriable: false` for NonRetriableError; `retryAt` for RetryAfterError.
  * `retries` and `backoff` are the step's own retry policy (`step.run({ id, retries, backoff })`),
@@ -210,7 +218,18 @@ export type FetchResponse = z.infer<typeof FetchResponseSchema>;
  * a 429 or a 5xx per the step's retry policy, waiting a `Retry-After` exactly), stores the
  * response and invokes the function again. Carries the step's own retry policy, as `step-failed` does.
  */
-export const FetchOpSchema = z.object({ op: z.literal("fetch"), ...stepRef, request: FetchRequestSchema, ...StepRetryPolicySchema.shape });
+export const FetchOpSchema = z.object({
+  op: z.literal("fetch"),
+  ...stepRef,
+  request: FetchRequestSchema,
+  /**
+   * A model call (`step.ai.infer`, a step of kind `ai`): the answer must be JSON, which the step
+   * resolves to, with the tokens it reports recorded; an error status other than 429 or 5xx
+   * fails the step with the provider's message.
+   */
+  ai: z.object({ model: z.string().min(1).max(256) }).optional(),
+  ...StepRetryPolicySchema.shape,
+});
 /** `step.sendEvent`: the executor stores these events (IDs derived from run and step) and resolves with their IDs. */
 export const SendOpSchema = z.object({
   op: z.literal("send"),
@@ -330,6 +349,7 @@ export const CheckpointRequestSchema = z.object({
     output: z.unknown(),
     /** How long the step's code ran. */
     durationMs: z.number().nonnegative().max(1e9),
+    usage: TokenUsageSchema.optional(),
   }),
 });
 export type CheckpointRequest = z.infer<typeof CheckpointRequestSchema>;

@@ -73,7 +73,7 @@ export function checkpointerFor(request: InvokeRequest, budgetMs: number | null,
         version: PROTOCOL_VERSION,
         run: { id: request.run.id, appId: request.run.appId, functionId: request.run.functionId },
         token: offer.token,
-        step: { id: op.id, name: op.name, position: op.position, output: op.output, durationMs: Math.max(0, Math.round(durationMs)) },
+        step: { id: op.id, name: op.name, position: op.position, output: op.output, durationMs: Math.max(0, Math.round(durationMs)), ...(op.usage && { usage: op.usage }) },
       };
       try {
         const response = await postSigned(transport, CHECKPOINT_ROUTE, JSON.stringify(checkpoint), { timeoutMs: CHECKPOINT_TIMEOUT_MS, maxBytes: MAX_ANSWER_BYTES });

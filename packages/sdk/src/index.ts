@@ -26,7 +26,7 @@ export {
   type InvokeData,
 } from "./function.ts";
 export type { Jsonify } from "./jsonify.ts";
-export type { CallbackUrl, InvokeOptions, ReceivedCallback, ReceivedSignal, StepFetchInit, StepRunContext, StepRunOptions, StepTools, WaitForEventOptions, WaitForSignalOptions } from "./step-tools.ts";
+export type { AiInferOptions, AiProvider, AiTools, CallbackUrl, InvokeOptions, ReceivedCallback, ReceivedSignal, StepFetchInit, StepRunContext, StepRunOptions, StepTools, WaitForEventOptions, WaitForSignalOptions } from "./step-tools.ts";
 export type { SignalSent } from "@stepwise/protocol";
 export type { EventData, EventName, EventSchemas, Logger, SendEventPayload, SendResult, TypedEvent } from "./types.ts";
 export type { ServeOptions } from "./serve.ts";

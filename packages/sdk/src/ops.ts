@@ -24,7 +24,8 @@ export async function runStep(step: FoundStep, run: { id: string; attempt: numbe
     const fn = step.call.fn;
     const context: StepRunContext = { idempotencyKey: await stepIdempotencyKey(run.id, step.id), attempt: run.attempt };
     const value: unknown = await traceStep(trace, step, () => fn(context));
-    return { op: "step-ran", ...ref, output: toJson(value, `The result of step "${step.name}"`) };
+    const usage = step.call.usage?.(value);
+    return { op: "step-ran", ...ref, output: toJson(value, `The result of step "${step.name}"`), ...(usage && { usage }) };
   } catch (error) {
     return { op: "step-failed", ...ref, ...failureVerdict(error), ...step.call.retry };
   }

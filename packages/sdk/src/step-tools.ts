@@ -23,6 +23,7 @@ import {
   type SignalConflict,
   type StepKind,
   type StepRetryPolicy,
+  type TokenUsage,
 } from "@stepwise/protocol";
 import type { AnyStepwiseFunction, FunctionOutput, InvokeData } from "./function.ts";
 import { NonRetriableError } from "./errors.ts";
@@ -44,6 +45,8 @@ export interface StepCall {
   fn?: (context: StepRunContext) => unknown;
   /** A `run` step's own retry policy, reported with each of its failures. */
   retry?: StepRetryPolicy;
+  /** A `run` step's model tokens, read from what its code returned (`step.ai.wrap`). */
+  usage?: (value: unknown) => TokenUsage | undefined;
   /** Describes the step as an op; only called for a step that has nothing stored, so a
    * schema changed since does not break replays of steps already done. May throw. */
   plan: () => PlannedOp;
@@ -155,6 +158,44 @@ export interface StepFetchInit {
   timeout?: Duration;
 }
 
+/** Where `step.ai.infer` sends its request. */
+export type AiProvider =
+  /** An OpenAI-compatible chat completions API: `OPENAI_BASE_URL` (default `https://api.openai.com/v1`) and `OPENAI_API_KEY`. */
+  | "openai"
+  /** Anthropic's messages API: `ANTHROPIC_BASE_URL` (default `https://api.anthropic.com`) and `ANTHROPIC_API_KEY`. */
+  | "anthropic"
+  /** Any URL that takes the body as JSON, with headers of your own (a key among them). */
+  | { url: string; headers?: Record<string, string> };
+
+/** Options of `step.ai.infer`. */
+export interface AiInferOptions {
+  provider: AiProvider;
+  model: string;
+  /** The provider's request body (`messages`, `max_tokens`…); `model` is added to it. */
+  body: Record<string, unknown>;
+  /** How long one attempt may take (default `"5m"`, at most `"2h"`). */
+  timeout?: Duration;
+}
+
+/** Model calls as steps: made by the executor (`infer`) or by your code (`wrap`), tokens recorded. */
+export interface AiTools {
+  /**
+   * Has the executor call the model (a `step.fetch` under the hood: the app is not invoked
+   * while the model thinks) and resolves to the provider's JSON answer. The step records the
+   * model and the tokens the answer reports, which the run API adds up per run. A 429 or 5xx
+   * is retried per the step's retry policy (pass `{ id, retries, backoff }` to set it), at
+   * the time a `Retry-After` names; another error status fails the step with the provider's
+   * message. Keys come from the app's environment and are stored only sealed.
+   */
+  infer<T = unknown>(step: string | StepRunOptions, options: AiInferOptions): Promise<Jsonify<T>>;
+  /**
+   * Runs `fn(...args)` as a step in the app (an SDK call such as the Vercel AI SDK's
+   * `generateText`) and records the tokens its result reports (`usage` with `inputTokens` /
+   * `outputTokens`, or `promptTokens` / `completionTokens`), with its model where it says.
+   */
+  wrap<A extends unknown[], T>(step: string | StepRunOptions, fn: (...args: A) => T, ...args: A): Promise<Jsonify<Awaited<T>>>;
+}
+
 /** Options of `step.invoke`. */
 export interface InvokeOptions<F extends AnyStepwiseFunction> {
   /** The function to run as a child run (from this app or another one). */
@@ -210,6 +251,8 @@ export interface StepTools<S extends EventSchemas> {
    * kept sealed until it is made (its headers may carry keys).
    */
   fetch(step: string | StepRunOptions, input: string | URL, init?: StepFetchInit): Promise<Response>;
+  /** Model calls as steps, with the tokens they spend recorded: {@link AiTools}. */
+  ai: AiTools;
   /** Sends events exactly once for this run (validated against the schemas); resolves their IDs. */
   sendEvent<const N extends EventName<S>>(
     name: string,
@@ -281,11 +324,24 @@ export function createStepTools<S extends EventSchemas>(dispatch: StepDispatcher
         dispatch({ name, kind: "wait", plan: () => planCallbackWait(name, callback) }) as Promise<unknown>
       ).then((stored) => receivedCallback(name, stored)) as Promise<never>,
     fetch: (step, input, init) => {
-      const { name, retry } = typeof step === "object" && step !== null ? { name: step.id, retry: runPolicy(step.id, { retries: step.retries, backoff: step.backoff }) } : { name: step, retry: undefined };
+      const { name, retry } = named(step);
       if (retry instanceof Error) return Promise.reject(retry);
       return (
         dispatch({ name, kind: "fetch", plan: () => planFetch(name, input, init), ...(retry && { retry }) }) as Promise<unknown>
       ).then((stored) => responseOf(name, stored));
+    },
+    ai: {
+      infer: (step, options) => {
+        const { name, retry } = named(step);
+        if (retry instanceof Error) return Promise.reject(retry);
+        return dispatch({ name, kind: "ai", plan: () => planInfer(name, options), ...(retry && { retry }) }) as Promise<never>;
+      },
+      wrap: (step, fn, ...args) => {
+        const { name, retry } = named(step);
+        if (retry instanceof Error) return Promise.reject(retry);
+        if (typeof fn !== "function") return Promise.reject(new TypeError(`step.ai.wrap("${name}"): the second argument must be a function`));
+        return dispatch({ name, kind: "run", fn: () => fn(...args), plan: planRun, usage: usageOfResult, ...(retry && { retry }) }) as Promise<never>;
+      },
     },
     sendEvent: (name, events) =>
       dispatch({
@@ -334,6 +390,51 @@ function receivedCallback(name: string, stored: unknown): ReceivedCallback | nul
   const shape = isObject(stored) && stored.name === CALLBACK_EVENT && isObject(stored.data) ? stored.data : stored;
   if (isObject(shape) && "body" in shape) return { body: shape.body, headers: isObject(shape.headers) ? (shape.headers as Record<string, string>) : {} };
   throw new NonRetriableError(`step.waitForCallback("${name}"): its stored result is not a callback's POST: ${JSON.stringify(stored)?.slice(0, 200)}`);
+}
+
+/** A step's name and own retry policy, from a name or `{ id, retries, backoff }`. */
+function named(step: string | StepRunOptions): { name: string; retry: StepRetryPolicy | undefined | NonRetriableError } {
+  if (typeof step !== "object" || step === null) return { name: step, retry: undefined };
+  const { id, ...policy } = step;
+  return { name: id, retry: runPolicy(id, policy) };
+}
+
+const environment = (): Record<string, string | undefined> => (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env ?? {};
+
+/** A model call's request, for the provider named; a NonRetriableError for a missing key or a bad option. */
+function planInfer(name: string, options: AiInferOptions): PlannedOp {
+  const { provider, model, body } = options ?? ({} as AiInferOptions);
+  if (typeof model !== "string" || model.length === 0) throw new NonRetriableError(`step.ai.infer("${name}"): model must be a model's name, e.g. "gpt-4o-mini"`);
+  if (typeof body !== "object" || body === null || Array.isArray(body)) throw new NonRetriableError(`step.ai.infer("${name}"): body must be the provider's request body, an object`);
+  const env = environment();
+  const key = (variable: string) => {
+    const value = env[variable];
+    if (!value) throw new NonRetriableError(`step.ai.infer("${name}"): set ${variable} in the app's environment, or pass provider: { url, headers } with a key of your own`);
+    return value;
+  };
+  const target =
+    provider === "openai"
+      ? { url: `${(env.OPENAI_BASE_URL || "https://api.openai.com/v1").replace(/\/+$/, "")}/chat/completions`, headers: { authorization: `Bearer ${key("OPENAI_API_KEY")}` } }
+      : provider === "anthropic"
+        ? { url: `${(env.ANTHROPIC_BASE_URL || "https://api.anthropic.com").replace(/\/+$/, "")}/v1/messages`, headers: { "x-api-key": key("ANTHROPIC_API_KEY"), "anthropic-version": "2023-06-01" } }
+        : typeof provider === "object" && provider !== null && typeof provider.url === "string"
+          ? { url: provider.url, headers: provider.headers ?? {} }
+          : undefined;
+  if (!target) throw new NonRetriableError(`step.ai.infer("${name}"): provider must be "openai", "anthropic" or { url, headers? }, not ${JSON.stringify(provider)}`);
+  const planned = planFetch(name, target.url, { method: "POST", headers: { ...target.headers, "content-type": "application/json" }, body: JSON.stringify({ ...body, model }), ...(options.timeout !== undefined && { timeout: options.timeout }) });
+  return { ...(planned as Extract<PlannedOp, { op: "fetch" }>), ai: { model } };
+}
+
+/** The tokens a wrapped SDK call's result reports: the AI SDK's `usage` (either naming), with its model. */
+function usageOfResult(value: unknown): TokenUsage | undefined {
+  const { usage, response } = (value ?? {}) as { usage?: Record<string, unknown>; response?: { modelId?: unknown } };
+  if (typeof usage !== "object" || usage === null) return undefined;
+  const count = (...keys: string[]) => keys.map((key) => usage[key]).find((n): n is number => typeof n === "number" && Number.isInteger(n) && n >= 0);
+  const inputTokens = count("inputTokens", "promptTokens");
+  const outputTokens = count("outputTokens", "completionTokens");
+  if (inputTokens === undefined || outputTokens === undefined) return undefined;
+  const model = response?.modelId;
+  return { inputTokens, outputTokens, ...(typeof model === "string" && model.length <= 256 && { model }) };
 }
 
 function planFetch(name: string, input: string | URL, init: StepFetchInit = {}): PlannedOp {

@@ -139,6 +139,7 @@ function encode(change: RunChange): string {
       error: json(step.error),
       attempts: step.attempts,
       retry_policy: json(step.retry),
+      usage: json(step.usage),
       wake_at: step.wakeAt?.toISOString() ?? null,
       started_at: step.startedAt.toISOString(),
       ended_at: step.endedAt?.toISOString() ?? null,
@@ -260,14 +261,14 @@ bumped AS (
   RETURNING runs.version
 ),
 saved AS (
-  INSERT INTO steps (run_id, id, name, kind, position, status, output, error, attempts, retry_policy, wake_at, started_at, ended_at)
-  SELECT $1, s.id, s.name, s.kind, s.position, s.status, s.output, s.error, s.attempts, s.retry_policy, s.wake_at, s.started_at, s.ended_at
+  INSERT INTO steps (run_id, id, name, kind, position, status, output, error, attempts, retry_policy, usage, wake_at, started_at, ended_at)
+  SELECT $1, s.id, s.name, s.kind, s.position, s.status, s.output, s.error, s.attempts, s.retry_policy, s.usage, s.wake_at, s.started_at, s.ended_at
   FROM c, jsonb_to_recordset(c.doc->'steps') AS s(id text, name text, kind text, position int, status text, output text,
-       error text, attempts int, retry_policy text, wake_at timestamptz, started_at timestamptz, ended_at timestamptz)
+       error text, attempts int, retry_policy text, usage text, wake_at timestamptz, started_at timestamptz, ended_at timestamptz)
   WHERE EXISTS (SELECT 1 FROM ok)
   ON CONFLICT (run_id, id) DO UPDATE SET
     status = EXCLUDED.status, output = EXCLUDED.output, error = EXCLUDED.error,
-    attempts = EXCLUDED.attempts, retry_policy = EXCLUDED.retry_policy, wake_at = EXCLUDED.wake_at, ended_at = EXCLUDED.ended_at
+    attempts = EXCLUDED.attempts, retry_policy = EXCLUDED.retry_policy, usage = EXCLUDED.usage, wake_at = EXCLUDED.wake_at, ended_at = EXCLUDED.ended_at
   RETURNING 1
 ),
 dropped AS (

@@ -52,6 +52,7 @@ export async function writeCheckpoints(sql: SqlExecutor, writes: CheckpointWrite
     name: write.step.name,
     position: write.step.position,
     output: json(write.step.output),
+    usage: json(write.step.usage),
     started_at: write.step.startedAt.toISOString(),
     bytes: write.bytes,
     max_bytes: write.maxRunStateBytes,
@@ -82,6 +83,7 @@ export async function writeCheckpoint(sql: SqlExecutor, write: CheckpointWrite, 
     step.startedAt.toISOString(),
     write.bytes,
     write.maxRunStateBytes,
+    json(step.usage),
   ], { prepare: `stepwise_checkpoint_${locks}` });
   return outcome(row);
 }
@@ -98,7 +100,7 @@ const HELD_ONE = `(NOT EXISTS (SELECT 1 FROM run) AND EXISTS (SELECT 1 FROM runs
 /**
  * $1 run, $2 its function, $3 job, $4 lease owner, $5 the claim, $6 lease extension (ms),
  * $7 step id, $8 name, $9 position, $10 output (JSON text), $11 started at, $12 output bytes,
- * $13 the run's state limit.
+ * $13 the run's state limit, $14 the tokens it spent (JSON text, or null).
  */
 const checkpointSql = (locks: "skip" | "wait") => {
   const skip = locks === "skip" ? "SKIP LOCKED" : "";
@@ -123,8 +125,8 @@ lease AS (
   WHERE id IN (SELECT id FROM job) AND locked_until < now() + make_interval(secs => $6::float8 / 2000)
 ),
 saved AS (
-  INSERT INTO steps (run_id, id, name, kind, position, status, output, attempts, started_at, ended_at)
-  SELECT $1, $7, $8, 'run', $9::int, 'completed', $10::text, 1, $11::timestamptz, now() FROM job
+  INSERT INTO steps (run_id, id, name, kind, position, status, output, usage, attempts, started_at, ended_at)
+  SELECT $1, $7, $8, 'run', $9::int, 'completed', $10::text, $14::text, 1, $11::timestamptz, now() FROM job
   ON CONFLICT (run_id, id) DO NOTHING
   RETURNING 1
 ),
@@ -154,7 +156,7 @@ const CHECKPOINT = { skip: checkpointSql("skip"), wait: checkpointSql("wait") };
 const CHECKPOINTS = `
 WITH input AS (
   SELECT * FROM jsonb_to_recordset($1::jsonb) AS c(idx int, run_id text, function_id text, job_id bigint, owner text, claims int,
-       lease_ms float8, step_id text, name text, position int, output text, started_at timestamptz, bytes bigint, max_bytes bigint)
+       lease_ms float8, step_id text, name text, position int, output text, usage text, started_at timestamptz, bytes bigint, max_bytes bigint)
 ),
 run AS (
   SELECT r.id, r.status, r.function_id, r.state_bytes, r.paused_at FROM runs r WHERE r.id = ANY (${idsParam("$2", "text")}) FOR UPDATE SKIP LOCKED
@@ -175,8 +177,8 @@ lease AS (
   WHERE j.id = job.id AND o.idx = job.idx AND j.locked_until < now() + make_interval(secs => o.lease_ms / 2000)
 ),
 saved AS (
-  INSERT INTO steps (run_id, id, name, kind, position, status, output, attempts, started_at, ended_at)
-  SELECT i.run_id, i.step_id, i.name, 'run', i.position, 'completed', i.output, 1, i.started_at, now()
+  INSERT INTO steps (run_id, id, name, kind, position, status, output, usage, attempts, started_at, ended_at)
+  SELECT i.run_id, i.step_id, i.name, 'run', i.position, 'completed', i.output, i.usage, 1, i.started_at, now()
   FROM input i WHERE i.idx IN (SELECT idx FROM job)
   ON CONFLICT (run_id, id) DO NOTHING
   RETURNING run_id

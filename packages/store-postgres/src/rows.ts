@@ -15,7 +15,7 @@ import type {
   RunRecord,
   StepRecord,
 } from "@stepwise/engine";
-import type { FunctionConfig, SerializedError, StepKind, StepRetryPolicy } from "@stepwise/protocol";
+import type { FunctionConfig, SerializedError, StepKind, StepRetryPolicy, TokenUsage } from "@stepwise/protocol";
 
 type Row = Record<string, unknown>;
 
@@ -108,6 +108,7 @@ export function toStep(row: Row): StepRecord {
     error: fromJson(row.error) as SerializedError | undefined,
     attempts: Number(row.attempts),
     ...(row.retry_policy != null && { retry: fromJson(row.retry_policy) as StepRetryPolicy }),
+    ...(row.usage != null && { usage: fromJson(row.usage) as TokenUsage }),
     wakeAt: optionalDate(row.wake_at),
     startedAt: date(row.started_at),
     endedAt: optionalDate(row.ended_at),

@@ -46,7 +46,7 @@ export class PgReader {
         ? `SELECT (SELECT coalesce(json_agg(s ORDER BY s.position, s.id), '[]'::json) FROM steps s WHERE s.run_id = $1) AS steps,
                   (SELECT row_to_json(e) FROM events e WHERE e.id = $2) AS event, ${BATCH_EVENTS}`
         : `SELECT (SELECT coalesce(json_agg(s ORDER BY s.position, s.id), '[]'::json) FROM (
-                    SELECT run_id, id, name, kind, position, status, error, attempts, retry_policy, wake_at, started_at, ended_at,
+                    SELECT run_id, id, name, kind, position, status, error, attempts, retry_policy, usage, wake_at, started_at, ended_at,
                            CASE WHEN octet_length(output) > $3 THEN NULL ELSE output END AS output,
                            CASE WHEN octet_length(output) > $3 THEN octet_length(output) END AS output_bytes
                     FROM steps WHERE run_id = $1) s) AS steps,

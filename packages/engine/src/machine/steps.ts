@@ -3,7 +3,7 @@
  * run later (`step-planned`), or a step the executor settles itself (sleep, wait, send,
  * invoke), each arranging what will settle it: a job, a matcher, an effect on other runs.
  */
-import { CALLBACK_EVENT, derivedEventId, FUNCTION_INVOKED_EVENT, MAX_CALLBACK_TIMEOUT_MS, RESERVED_EVENT_PREFIX, SIGNAL_EVENT, type Op, type SerializedError, type StepRetryPolicy } from "@stepwise/protocol";
+import { CALLBACK_EVENT, derivedEventId, FUNCTION_INVOKED_EVENT, MAX_CALLBACK_TIMEOUT_MS, RESERVED_EVENT_PREFIX, SIGNAL_EVENT, type Op, type SerializedError, type StepRetryPolicy, type TokenUsage } from "@stepwise/protocol";
 import { backoffDelay, resolveBackoff } from "../backoff.ts";
 import { InputError, serializedError } from "../errors.ts";
 import { parseSentEvents } from "../event-input.ts";
@@ -22,6 +22,7 @@ const MAX_ERROR_TEXT = 16 * 1024;
 export function kindOf(op: Op): StepRecord["kind"] {
   if (op.op === "step-ran" || op.op === "step-failed" || op.op === "step-planned") return "run";
   if (op.op === "wait-signal" || op.op === "wait-callback") return "wait";
+  if (op.op === "fetch" && op.ai) return "ai";
   return op.op;
 }
 
@@ -42,7 +43,7 @@ export function newStep(draft: RunDraft, op: Op, startedAt: number): StepRecord 
 export function applyOp(draft: RunDraft, env: MachineEnv, op: Op, step: StepRecord): void {
   switch (op.op) {
     case "step-ran":
-      return stepRan(draft, env, step, op.output);
+      return stepRan(draft, env, step, op.output, op.usage);
     case "step-failed":
       return stepAttemptFailed(draft, env, step, op.error, op.retriable, op.retryAt, op);
     case "step-planned":
@@ -67,7 +68,7 @@ export function applyOp(draft: RunDraft, env: MachineEnv, op: Op, step: StepReco
   }
 }
 
-export function stepRan(draft: RunDraft, env: MachineEnv, step: StepRecord, output: unknown): void {
+export function stepRan(draft: RunDraft, env: MachineEnv, step: StepRecord, output: unknown, usage?: TokenUsage): void {
   const bytes = storableBytes(output);
   if (typeof bytes === "string") {
     return stepAttemptFailed(draft, env, step, serializedError("StepOutputNotStorable", `Step "${step.name}" returned a value that cannot be stored: ${bytes}`), false);
@@ -90,7 +91,7 @@ export function stepRan(draft: RunDraft, env: MachineEnv, step: StepRecord, outp
     return stepAttemptFailed(draft, env, step, error, false);
   }
   const endedAt = new Date(env.now);
-  draft.saveStep({ ...step, status: "completed", output: output ?? null, attempts: step.attempts + 1, endedAt });
+  draft.saveStep({ ...step, status: "completed", output: output ?? null, ...(usage && { usage }), attempts: step.attempts + 1, endedAt });
   draft.patchRun({ stateBytes: draft.run.stateBytes + bytes });
   const took = formatDuration(endedAt.getTime() - step.startedAt.getTime());
   draft.info(`${runLabel(draft.run.id, draft.run.functionId)} step "${step.name}" completed in ${took}`);

@@ -89,6 +89,7 @@ export async function commitCheckpoint(ctx: EngineContext, leaseMs: number, requ
     position: step.position,
     status: "completed",
     output: step.output ?? null,
+    ...(step.usage && { usage: step.usage }),
     attempts: 1,
     startedAt: new Date(endedAt - step.durationMs),
     endedAt: new Date(endedAt),

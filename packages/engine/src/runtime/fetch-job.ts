@@ -4,7 +4,7 @@
  * would. It runs as the step's targeted invocation job, so it has that job's lease (kept alive
  * while the request takes its time), its retries and backoff, and its concurrency slot.
  */
-import type { Op } from "@stepwise/protocol";
+import type { FetchResponse, Op, TokenUsage } from "@stepwise/protocol";
 import type { EngineContext } from "../context.ts";
 import { serializedError } from "../errors.ts";
 import { openRequest, performFetch, sealRequest, type FetchOutcome } from "../fetch-steps.ts";
@@ -28,12 +28,47 @@ export async function fetchStep(ctx: EngineContext, target: StepRecord, secret: 
     const step = draft.step(target.id);
     // Settled meanwhile (a duplicate after a crash): nothing to do.
     if (!step || (step.status !== "planned" && step.status !== "retrying")) return;
-    if (outcome.ok) stepRan(draft, env, step, outcome.response);
-    else stepAttemptFailed(draft, env, step, outcome.error, outcome.retriable, outcome.retryAt);
+    const result = outcome.ok && step.kind === "ai" ? modelAnswer(step, outcome.response) : outcome;
+    if (!result.ok) stepAttemptFailed(draft, env, step, result.error, result.retriable, result.retryAt);
+    else if ("json" in result) stepRan(draft, env, step, result.json, result.usage);
+    else stepRan(draft, env, step, result.response);
     // A step that failed for good keeps no request: its secrets go with it.
     const after = draft.step(target.id)!;
     if (after.status === "failed" && after.output !== undefined) draft.saveStep({ ...after, output: undefined });
   };
+}
+
+/**
+ * A model call's answer (`step.ai.infer`): its JSON, which the step resolves to, and the tokens
+ * it reports (OpenAI's `usage.prompt_tokens`/`completion_tokens`, Anthropic's
+ * `usage.input_tokens`/`output_tokens`). An error status fails the step with the provider's own
+ * message; one that is not JSON fails it too.
+ */
+function modelAnswer(step: StepRecord, response: FetchResponse): { ok: true; json: unknown; usage?: TokenUsage } | FetchOutcome {
+  let json: unknown;
+  try {
+    json = response.bodyEncoding === "text" ? JSON.parse(response.body) : undefined;
+  } catch {
+    json = undefined;
+  }
+  if (response.status >= 400) {
+    const said = (json as { error?: { message?: unknown } | string } | undefined)?.error;
+    const message = typeof said === "string" ? said : typeof said?.message === "string" ? said.message : response.body.slice(0, 500);
+    return { ok: false, error: serializedError("ModelCallFailed", `step.ai.infer "${step.name}": the provider answered ${response.status}: ${message}`), retriable: false };
+  }
+  if (json === undefined) return { ok: false, error: serializedError("ModelCallFailed", `step.ai.infer "${step.name}": the provider's answer is not JSON`), retriable: false };
+  return { ok: true, json, ...usageIn(json) };
+}
+
+/** The tokens an OpenAI-compatible or Anthropic answer reports, with its model. */
+function usageIn(answer: unknown): { usage?: TokenUsage } {
+  const { usage, model } = (answer ?? {}) as { usage?: Record<string, unknown>; model?: unknown };
+  if (!usage) return {};
+  const count = (...keys: string[]) => keys.map((key) => usage[key]).find((value): value is number => typeof value === "number" && Number.isInteger(value) && value >= 0);
+  const inputTokens = count("prompt_tokens", "input_tokens");
+  const outputTokens = count("completion_tokens", "output_tokens");
+  if (inputTokens === undefined || outputTokens === undefined) return {};
+  return { usage: { inputTokens, outputTokens, ...(typeof model === "string" && model.length <= 256 && { model }) } };
 }
 
 /** The requests of an answer's `step.fetch` ops, sealed under `secret` (the run's app's signing key), by step ID. */

@@ -123,7 +123,7 @@ async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState 
     return complete(runner, job, state, nothing, how);
   }
   // A step.fetch is the executor's to carry out: no invocation of the app.
-  if (target?.kind === "fetch") return complete(runner, job, state, await fetchStep(ctx, target, signingKeyOf(runner.invoker, app.id), runner.invoker.fetch), how);
+  if (target?.kind === "fetch" || target?.kind === "ai") return complete(runner, job, state, await fetchStep(ctx, target, signingKeyOf(runner.invoker, app.id), runner.invoker.fetch), how);
   const request: InvokeRequest = {
     version: PROTOCOL_VERSION,
     run: { id: run.id, appId: app.id, functionId: fn.localId, attempt: target ? target.attempts : run.attempt },

@@ -25,6 +25,7 @@ const client = new Stepwise({
     "shop/nap": z.object({ n: z.number() }),
     "shop/charge": z.object({ amount: z.number() }),
     "shop/draft": z.object({ topic: z.string() }),
+    "shop/describe": z.object({ item: z.string() }),
   },
 });
 const code = { declineCards: true };
@@ -32,6 +33,11 @@ const order = client.createFunction({ id: "order", triggers: [{ event: "shop/ord
   const reserved = await step.run("reserve", () => `reserved ${event.data.item}`);
   await step.sleep("settle", 50);
   return step.run("confirm", () => `${reserved}, confirmed`);
+});
+// A model call made by the app's own SDK, whose result reports its tokens.
+const describeItem = client.createFunction({ id: "describe", triggers: [{ event: "shop/describe" }] }, async ({ event, step }) => {
+  const written = await step.ai.wrap("write", (item: string) => ({ text: `a fine ${item}`, usage: { inputTokens: 1200, outputTokens: 34 }, response: { modelId: "local-writer" } }), event.data.item);
+  return written.text;
 });
 const nap = client.createFunction({ id: "nap", triggers: [{ event: "shop/nap" }] }, async ({ step }) => {
   await step.sleep("long", "1h");
@@ -61,7 +67,7 @@ describe.skipIf(!available)("the dashboard of stepwise dev", () => {
   };
 
   beforeAll(async () => {
-    stack = await startStack({ store: "pglite", client, functions: [order, nap, charge, draft] });
+    stack = await startStack({ store: "pglite", client, functions: [order, nap, charge, draft, describeItem] });
     browser = await launch();
     page = await browser.newPage();
     page.on("dialog", (dialog) => void dialog.accept());
@@ -106,6 +112,17 @@ describe.skipIf(!available)("the dashboard of stepwise dev", () => {
     await page.click('.step[data-step="confirm"]');
     await expect.poll(() => page.locator(".step-detail").textContent()).toContain('"reserved lamp, confirmed"');
     expect(await page.locator(".trigger").textContent()).toContain('"item": "lamp"');
+  });
+
+  it("shows the tokens a model call spent, on its step and for the run", async () => {
+    const [eventId] = await stack.send({ name: "shop/describe", data: { item: "lamp" } });
+    const run = await stack.waitForRun(eventId!);
+    await open(`#/runs/${run.id}`);
+    await page.locator('.waterfall .step[data-step="write"]').waitFor();
+    expect(await page.locator('.step[data-step="write"] .took').textContent()).toContain("1,200 in / 34 out tokens");
+    expect(await page.locator(".run-header").textContent()).toContain("1,200 in / 34 out tokens");
+    await page.click('.step[data-step="write"]');
+    await expect.poll(() => page.locator(".step-detail").textContent()).toContain("(local-writer)");
   });
 
   it("refuses an event whose data is not JSON, and shows the executor's own refusal", async () => {

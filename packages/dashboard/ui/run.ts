@@ -1,7 +1,8 @@
 /**
  * One run: what it is and where it came from, its actions (cancel, pause, resume, replay, rerun
  * from a chosen step with an edited output), a waterfall of its steps (each a bar from its start
- * to its end on the run's time axis: runs, sleeps and waits alike, with attempts), each step's
+ * to its end on the run's time axis: runs, sleeps and waits alike, with attempts and the tokens a
+ * model call spent), each step's
  * output or error, and the event that triggered it. Polled while the run is live.
  */
 import { api, ApiError } from "./api.ts";
@@ -79,7 +80,7 @@ export function runPage(root: HTMLElement, runId: string): () => void {
     fill(
       detail,
       h("h2", {}, `Step "${step.name}"`),
-      h("p", {}, `${step.kind}, ${step.status}, ${step.attempts} attempt(s), ${step.endedAt ? since(step.startedAt, step.endedAt) : "still going"}`),
+      h("p", {}, `${step.kind}, ${step.status}, ${step.attempts} attempt(s), ${step.endedAt ? since(step.startedAt, step.endedAt) : "still going"}${step.usage ? `, ${tokens(step.usage)}${step.usage.model ? ` (${step.usage.model})` : ""}` : ""}`),
       step.error ? errorView(step.error, step.status === "completed" ? "An earlier attempt failed" : undefined) : null,
       step.status === "completed" ? [h("h3", {}, "Output"), json(step.output)] : null,
     );
@@ -101,7 +102,7 @@ export function runPage(root: HTMLElement, runId: string): () => void {
         "p",
         {},
         statusBadge(current.status, current.paused),
-        ` ${current.functionId} · started ${when(current.startedAt)}${current.appVersion ? ` on version ${current.appVersion}` : ""} · ${current.endedAt ? `took ${since(current.startedAt, current.endedAt)}` : `running for ${since(current.startedAt)}`}`,
+        ` ${current.functionId} · started ${when(current.startedAt)}${current.appVersion ? ` on version ${current.appVersion}` : ""} · ${current.endedAt ? `took ${since(current.startedAt, current.endedAt)}` : `running for ${since(current.startedAt)}`}${current.usage ? ` · ${tokens(current.usage)}` : ""}`,
       ),
       current.replayOf
         ? h("p", {}, current.rerunFrom ? `Rerun from step "${current.rerunFrom}" of ` : "Replay of ", h("a", { href: `#/runs/${encodeURIComponent(current.replayOf)}` }, current.replayOf))
@@ -146,6 +147,11 @@ export function runPage(root: HTMLElement, runId: string): () => void {
   return stop;
 }
 
+/** Tokens a model call (or a run's calls) spent, as a reader counts them. */
+function tokens(usage: { inputTokens: number; outputTokens: number }): string {
+  return `${usage.inputTokens.toLocaleString("en")} in / ${usage.outputTokens.toLocaleString("en")} out tokens`;
+}
+
 function errorView(error: { name: string; message: string; stack?: string }, heading?: string): HTMLElement {
   return h(
     "details",
@@ -176,7 +182,7 @@ function waterfall(run: RunView, select: (stepId: string) => void): HTMLElement 
       h("span", { class: "name" }, step.name),
       h("span", { class: "kind" }, step.kind),
       h("span", { class: "track" }, bar),
-      h("span", { class: "took" }, step.endedAt ? duration(to - from) : "…", step.attempts > 1 ? ` · ${step.attempts} attempts` : ""),
+      h("span", { class: "took" }, step.endedAt ? duration(to - from) : "…", step.attempts > 1 ? ` · ${step.attempts} attempts` : "", step.usage ? ` · ${tokens(step.usage)}` : ""),
       h("span", { class: `badge status-${step.status}` }, step.status),
     );
   };

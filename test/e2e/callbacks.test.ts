@@ -106,7 +106,8 @@ describe.each(STORE_KINDS)("callback URLs on %s", (store) => {
     expect(run.output).toBeNull();
     const late = await post(callback.url, JSON.stringify({ approved: true }));
     expect(late.status).toBe(410);
-    expect(late.body.error).toMatch(/expired at/);
+    // The run went on past its wait and ended: either says the URL is no longer taken.
+    expect(late.body.error).toMatch(/expired at|has ended/);
   });
 
   it("refuses a body its content-type misdescribes with a 400, and a GET with a 405; the URL still takes its POST", async () => {
@@ -114,7 +115,7 @@ describe.each(STORE_KINDS)("callback URLs on %s", (store) => {
     await stack.waitForRun(eventId, { status: "waiting" });
     const bad = await post(callback.url, "{not json");
     expect(bad.status).toBe(400);
-    expect(bad.body.error).toMatch(/not the JSON its content-type says/);
+    expect(bad.body.error).toMatch(/Body is not valid JSON/);
     expect((await fetch(callback.url)).status).toBe(405);
     expect((await post(callback.url, JSON.stringify({ approved: false }))).status).toBe(200);
     expect((await stack.waitForRun(eventId)).output).toMatchObject({ body: { approved: false } });

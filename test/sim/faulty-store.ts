@@ -131,6 +131,7 @@ export class FaultyStore implements Store {
       findMatchers: c((name, value) => tx.findMatchers(name, value)),
       dropMatcher: c((runId, stepId) => tx.dropMatcher(runId, stepId)),
       getRun: c((runId) => tx.getRun(runId)),
+      now: c(() => tx.now()),
       getEvent: c((id) => tx.getEvent(id)),
       queueCronTick: c((tick) => tx.queueCronTick(tick)),
       reserveIdempotencyKey: c((functionId, key, runId, ttlMs) => tx.reserveIdempotencyKey(functionId, key, runId, ttlMs)),

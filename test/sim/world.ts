@@ -196,7 +196,7 @@ export async function play(topology: Topology, schedule: Schedule): Promise<Play
         const body = { post };
         const from = Date.now();
         const status = await withExecutor((e) =>
-          e.receiveCallback(token, { body: JSON.stringify(body), contentType: "application/json", headers: [["content-type", "application/json"]] }).then(
+          e.receiveCallback(token, { body, headers: [["content-type", "application/json"]] }).then(
             () => 200,
             (error: unknown) => (error instanceof InputError ? error.status : Promise.reject(error)),
           ),

@@ -45,7 +45,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   if (!signingKey) throw new Error("STEPWISE_SIGNING_KEY is required outside dev mode: apps verify every request with it");
   const metrics = createMetrics(options.store);
   const { observe } = options;
-  // Callback URLs point at STEPWISE_PUBLIC_URL, else at this server as it listens (known once it does).
+  // Callback URLs point at STEPWISE_PUBLIC_URL, else (in dev mode) at this server as it listens (known once it does).
   let listeningAt: string | undefined;
   const publicUrl = () => (typeof options.publicUrl === "function" ? options.publicUrl() : options.publicUrl) ?? listeningAt;
   const executor = new Executor({ ...options, publicUrl, signingKey, observe: observe ? (signal) => (metrics.observe(signal), observe(signal)) : metrics.observe });
@@ -69,7 +69,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const listener = createListener({ fetch: api.fetch, checkpoint, maxBodyBytes: DEFAULT_MAX_BODY_BYTES, log: executor.log });
   const { server, port } = await listen(listener, options.port, options.host ?? "127.0.0.1");
   const url = `http://${options.host ?? "127.0.0.1"}:${port}`;
-  listeningAt = `http://${!options.host || options.host === "0.0.0.0" ? "127.0.0.1" : options.host}:${port}`;
+  // Its own address serves people on this machine: dev mode only. In production the URL must be
+  // the one the outside reaches (a load balancer's), which only the operator knows.
+  if (options.dev) listeningAt = `http://${!options.host || options.host === "0.0.0.0" || options.host === "::" ? "127.0.0.1" : options.host.includes(":") ? `[${options.host}]` : options.host}:${port}`;
   const discovery = startDiscovery({ executor, urls: options.appUrls ?? [], signingKey, appSigningKeys: options.appSigningKeys });
 
   let closing: Promise<void> | undefined;

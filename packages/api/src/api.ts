@@ -37,7 +37,7 @@ import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { createCheckpointHandler, tooLargeMessage } from "./checkpoint-route.ts";
 import { runStream } from "./run-stream.ts";
-import { bearer, jsonBody, parseJson, pathIds, utf8Body } from "./input.ts";
+import { bearer, callbackBody, jsonBody, parseJson, pathIds, utf8Body } from "./input.ts";
 import { verifySignedByApp, type SigningKeys } from "./signed.ts";
 
 export interface ApiOptions {
@@ -124,7 +124,7 @@ export function createApi(options: ApiOptions): Hono {
 
   // A callback URL's one POST: no key, the token is the capability (callback-urls.ts).
   app.post(`${CALLBACKS_ROUTE}/:token`, bodyLimit({ maxSize, onError: (c) => c.json({ error: `Request body too large: the limit is ${maxSize} bytes` }, 413) }), async (c) =>
-    c.json(await executor.receiveCallback(c.req.param("token"), { body: await utf8Body(c), contentType: c.req.header("content-type"), headers: c.req.raw.headers.entries() })),
+    c.json(await executor.receiveCallback(c.req.param("token"), { body: await callbackBody(c), headers: c.req.raw.headers.entries() })),
   );
   app.get(`${CALLBACKS_ROUTE}/:token`, (c) => c.json({ error: "A callback URL takes one POST (its body and headers go to the waiting run); it cannot be opened with GET" }, 405));
 

@@ -25,6 +25,16 @@ export async function jsonBody(c: Context): Promise<unknown> {
   return parseJson(await utf8Body(c));
 }
 
+/**
+ * A callback's body as its run gets it: parsed when it was sent as JSON (`application/json` or a
+ * `+json` type, whatever its parameters), else its text, as a third party sent it.
+ */
+export async function callbackBody(c: Context): Promise<unknown> {
+  const text = await utf8Body(c);
+  const type = c.req.header("content-type")?.split(";")[0]?.trim().toLowerCase() ?? "";
+  return (type === "application/json" || type.endsWith("+json")) && text.trim() !== "" ? parseJson(text) : text;
+}
+
 /** The body as text; bytes that are not UTF-8 are refused, not replaced with U+FFFD in silence. */
 export async function utf8Body(c: Context): Promise<string> {
   return decodeUtf8(await c.req.arrayBuffer());

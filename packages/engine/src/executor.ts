@@ -129,7 +129,7 @@ export class Executor {
       backoff: options.backoff ?? {},
       isolatedApps: new Set(Object.keys(options.appSigningKeys ?? {})),
       observe: options.observe ? (signal) => (traceRunEnds(signal), options.observe!(signal)) : traceRunEnds,
-      callbacks: new CallbackUrls({ publicUrl: () => (typeof options.publicUrl === "function" ? options.publicUrl() : options.publicUrl), keyOf: (appId) => signingKeyOf(options, appId) }),
+      callbacks: new CallbackUrls({ publicUrl: () => (typeof options.publicUrl === "function" ? options.publicUrl() : options.publicUrl), keyOf: (appId) => signingKeyOf(options, appId), retentionMs: options.retentionMs ?? DEFAULT_RETENTION_MS }),
       onQueued: (jobs) => {
         this.announce();
         // Timers this process committed it fires itself, on time, without a claim.
@@ -302,10 +302,12 @@ export class Executor {
    * token not signed here, 410 for one expired or of a run that ended, 409 for a callback that
    * had its POST already; none of them stores anything.
    */
-  async receiveCallback(token: string, request: { body: string; contentType: string | undefined; headers: Iterable<[string, string]> }): Promise<{ ok: true }> {
-    const event = await this.ctx.callbacks.received(token, request, this.options.store, this.limits, this.ctx.clock.now());
-    const stored = await this.inUnit((unit) => unit.callback(event));
-    if (!stored) throw new InputError("This callback URL was used already: each takes one POST, and its run has it", 409);
+  async receiveCallback(token: string, request: { body: unknown; headers: Iterable<[string, string]> }): Promise<{ ok: true }> {
+    const { claims, event } = await this.ctx.callbacks.received(token, request, this.limits);
+    // Every decision is made under the run's lock and on the store's clock, in the transaction that
+    // stores the POST: a 200 means the run has it, or will read it at its wait.
+    await this.ctx.registry.ensureFresh();
+    await this.inUnit((unit) => unit.callback(claims, event));
     return { ok: true };
   }
 

@@ -153,6 +153,8 @@ export interface StoreTx {
   dropMatcher(runId: string, stepId: string): Promise<void>;
   /** A run's row as it stands, without locking it (what never changes of it, such as its function). */
   getRun(runId: string): Promise<RunRecord | null>;
+  /** The store's clock (ms since the epoch): what due times and wait timeouts are judged by. */
+  now(): Promise<number>;
   getEvent(eventId: string): Promise<EventRecord | null>;
   /**
    * Takes `key` of `functionId` for `runId` for `ttlMs` (store clock), unless another run holds

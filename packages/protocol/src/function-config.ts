@@ -35,7 +35,15 @@ export const RetriesSchema = z.number().int().min(0).max(20);
  * or a cron pattern (see `cron.ts`): each tick starts one run with a {@link CRON_EVENT} event.
  */
 export const TriggerSchema = z
-  .object({ event: storableText("trigger event").min(1).optional(), if: celText("if").optional(), cron: storableText("cron").optional() })
+  .object({
+    event: storableText("trigger event")
+      .min(1)
+      // A signal or a callback's POST is for the one run that waits for it; no function starts on it (another app's would read it).
+      .refine((name) => name !== "stepwise/signal" && name !== "stepwise/callback", "a trigger cannot be a signal or a callback's POST (stepwise/signal, stepwise/callback): those go to the run that waits for them")
+      .optional(),
+    if: celText("if").optional(),
+    cron: storableText("cron").optional(),
+  })
   .strict()
   .superRefine((trigger, ctx) => {
     if (trigger.cron === undefined) {

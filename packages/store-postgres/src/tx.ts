@@ -319,6 +319,11 @@ export class PgTx extends PgReader implements StoreTx {
     return rows.map(toMatcher);
   }
 
+  async now(): Promise<number> {
+    const [row] = await this.sql.query<{ ms: string | number }>("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS ms");
+    return Number(row!.ms);
+  }
+
   async dropMatcher(runId: string, stepId: string): Promise<void> {
     await this.sql.query("DELETE FROM matchers WHERE run_id = $1 AND step_id = $2", [runId, stepId]);
   }

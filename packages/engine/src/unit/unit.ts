@@ -10,7 +10,9 @@
  * and those opened earlier in this unit; a wait opened here looks back for events that arrived
  * since its run became due (`new-waits.ts`, which also claims a signal wait's name).
  */
-import { CALLBACK_EVENT, DERIVED_ID_PREFIX, FUNCTION_FAILED_EVENT, toMs } from "@stepwise/protocol";
+import { CALLBACK_EVENT, DERIVED_ID_PREFIX, FUNCTION_FAILED_EVENT, toMs, type CallbackClaims } from "@stepwise/protocol";
+import { NOT_A_CALLBACK } from "../callback-urls.ts";
+import { InputError } from "../errors.ts";
 import { isTerminal, type EventRecord, type FunctionRecord, type JobRecord, type MatcherRecord, type RunState } from "../records.ts";
 import { evaluateCondition, matches } from "../expressions.ts";
 import { machineEnv, type Committed, type EngineContext } from "../context.ts";
@@ -139,14 +141,32 @@ export class UnitOfWork implements WaitsUnit {
   }
 
   /**
-   * Stores the POST to a callback URL and resumes the run if it waits for it (else its wait finds
-   * it later). False when the callback had its POST already: nothing is stored then.
+   * Takes the POST to a callback URL of `claims`' run (`event`, as `callback-urls.ts` made it):
+   * stored, and the run's wait for it resolved if it waits already (else it reads the POST when
+   * its wait opens). Throws {@link InputError}, which rolls the transaction back: 404 for a run
+   * that is gone, 403 for a token of another app, 410 for a run that ended or a URL past its time
+   * on the store's clock (the clock the wait's timeout is judged by), 409 for a callback that had
+   * its POST already.
    */
-  async callback(event: EventRecord): Promise<boolean> {
+  async callback(claims: CallbackClaims, event: EventRecord): Promise<void> {
+    const draft = await this.load(claims.runId);
+    if (!draft) throw new InputError(`The run of this callback URL (${claims.runId}) no longer exists`, 404);
+    // The token's key is its app's: one app's key never reaches another app's run.
+    if ((await this.appOfRun(claims.runId)) !== claims.appId) throw new InputError(NOT_A_CALLBACK, 403);
+    if (isTerminal(draft.run.status)) throw new InputError(`The run of this callback URL (${claims.runId}) has ended (${draft.run.status}); it takes no more callbacks`, 410);
     const [stored] = await this.tx.insertEvents([event]);
-    if (!stored) return false;
-    await this.deliver(stored);
-    return true;
+    if (!stored) throw new InputError("This callback URL was used already: each takes one POST, and its run has it", 409);
+    // Only this run's wait: a rerun copies steps, and its callback's ID with them.
+    const callback = (event.data as { callback: string }).callback;
+    let delivered = false;
+    for (const matcher of await this.tx.findMatchers(CALLBACK_EVENT, callback)) {
+      if (matcher.runId === draft.run.id && resolveWait(draft, this.env(draft), matcher.stepId, stored)) delivered = true;
+    }
+    // Not taken by a wait: kept for one still to come, unless the URL's time is up by the store's
+    // clock, read after the lookup (whose own clock read found the wait expired, if it is open).
+    if (!delivered && claims.expiresAt <= (await this.tx.now())) {
+      throw new InputError(`This callback URL expired at ${new Date(claims.expiresAt).toISOString()}; the run no longer waits for it`, 410);
+    }
   }
 
   /**
@@ -165,9 +185,7 @@ export class UnitOfWork implements WaitsUnit {
   /** Cancels and resumes the runs whose matchers `event` meets, and starts the runs it triggers. */
   private async deliver(event: EventRecord): Promise<void> {
     const candidates = new Map<string, MatcherRecord>();
-    // A callback's POST is for one wait: looked up by its ID, not among every callback wait.
-    const callback = event.name === CALLBACK_EVENT ? (event.data as { callback: string }).callback : undefined;
-    let stored = callback === undefined ? this.storedMatchers.get(event.name) : await this.tx.findMatchers(event.name, callback);
+    let stored = this.storedMatchers.get(event.name);
     if (!stored) this.storedMatchers.set(event.name, (stored = await this.tx.findMatchers(event.name)));
     for (const matcher of stored) {
       if (!this.entries.get(matcher.runId)?.draft.closedMatcher(matcher.stepId)) candidates.set(`${matcher.runId}\n${matcher.stepId}`, matcher);

@@ -10,6 +10,7 @@
  * Skips (with a note) only when wrangler cannot start and CI is not true.
  */
 import { createHash } from "node:crypto";
+import { createServer } from "node:http";
 import { SignalNotDeliveredError, Stepwise } from "@stepwise/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cronEventId } from "@stepwise/engine";
@@ -113,7 +114,7 @@ describe.skipIf(TOPOLOGIES.length === 0).each(TOPOLOGIES)("the executor and an a
     expect((await fetch(`${worker.url}/api/runs/cancel?status=sleeping`, { method: "POST", headers: { cookie, "x-stepwise-csrf": csrf } })).status).toBe(200);
   });
 
-  it("runs a step, a 2 s sleep, a wait for an event, one that looks back, a wait for a signal and a callback URL, with the sleep woken in bounded lateness", async (context) => {
+  it("runs a step, a 2 s sleep, a wait for an event, one that looks back, a wait for a signal, a callback URL and a request the executor makes, with the sleep woken in bounded lateness", async (context) => {
     if (!worker || !app) return context.skip(`wrangler dev could not start: ${String(startError)}`);
     // The test sends events as a user would: with the event key, to the executor Worker.
     const client = new Stepwise({ id: "worker-app-e2e", baseUrl: worker.url, eventKey: EVENT_KEY, schemas });
@@ -121,7 +122,12 @@ describe.skipIf(TOPOLOGIES.length === 0).each(TOPOLOGIES)("the executor and an a
     const put = await fetch(`${app.url}/api/durable`, { method: "PUT" });
     expect(put.status, `${await put.clone().text()}\n${app.output.slice(-20).join("\n")}`).toBe(200);
 
-    const [eventId] = (await client.send({ name: "worker/order", data: { orderId: "o-7" } })).ids;
+    // The other side of the run's step.fetch: says which key it was called with.
+    const lookup = createServer((req, res) => res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ auth: req.headers.authorization ?? null })));
+    await new Promise<void>((resolve) => lookup.listen(0, "127.0.0.1", resolve));
+    context.onTestFinished(() => new Promise<void>((resolve) => lookup.close(() => resolve())));
+    const lookupUrl = `http://127.0.0.1:${(lookup.address() as { port: number }).port}/lookup`;
+    const [eventId] = (await client.send({ name: "worker/order", data: { orderId: "o-7", lookupUrl } })).ids;
     // A note for the order, long before the run reaches its look-back wait for it.
     await client.send({ name: "worker/note", data: { orderId: "o-7", text: "leave at the door" } });
     const logs = () => [...worker!.output.slice(-30), "--- app ---", ...app!.output.slice(-15)].join("\n");
@@ -146,7 +152,8 @@ describe.skipIf(TOPOLOGIES.length === 0).each(TOPOLOGIES)("the executor and an a
     expect((await fetch(reviewUrl, { method: "POST", body: "again" })).status).toBe(409);
     const done = await waitFor(worker.url, eventId!, (run) => run.status === "completed", 20_000, logs, API_KEY);
     expect(approved).toMatchObject({ runId: done.id, stepId: "approval" });
-    const output = done.output as { reserved: string; reportLength: number; slept: number; amount: number | null; note: string | null; key: string; approvedBy: string | null; reviewed: unknown };
+    const output = done.output as { reserved: string; reportLength: number; slept: number; amount: number | null; note: string | null; key: string; approvedBy: string | null; reviewed: unknown; lookedUpWith: string };
+    expect(output.lookedUpWith).toBe("Bearer worker-lookup-key");
     expect(output.approvedBy).toBe("ada");
     expect(output.reviewed).toEqual({ ok: true });
     expect(output.reserved).toBe("res-o-7");

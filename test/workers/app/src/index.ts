@@ -1,6 +1,6 @@
 /**
  * A test-only app Worker (see ../wrangler.toml): one function with steps (one of 1.5 MB), a 2 s
- * sleep, a wait for an event and one that looks back, a step that returns its idempotency key, a wait for a signal, a callback URL, a cron trigger, and flow control (a concurrency key, a
+ * sleep, a wait for an event and one that looks back, a step that returns its idempotency key, a wait for a signal, a callback URL, a request the executor makes, a cron trigger, and flow control (a concurrency key, a
  * throttle, a debounce, batches), served on /api/durable by @stepwise/sdk/fetch. Settings (STEPWISE_BASE_URL,
  * STEPWISE_SIGNING_KEY) come from the Worker's `env`, passed by the test as `--var` flags.
  */
@@ -10,7 +10,7 @@ import { z } from "zod";
 import { HEARTBEAT_CRON } from "./heartbeat.ts";
 
 export const schemas = {
-  "worker/order": z.object({ orderId: z.string() }),
+  "worker/order": z.object({ orderId: z.string(), lookupUrl: z.string() }),
   "worker/paid": z.object({ orderId: z.string(), amount: z.number() }),
   "worker/note": z.object({ orderId: z.string(), text: z.string() }),
   "worker/limited": z.object({ group: z.string() }),
@@ -41,7 +41,10 @@ const order = client.createFunction({ id: "order", triggers: [{ event: "worker/o
   // And a callback URL, minted and taken by the executor Worker.
   const review = await step.createCallback("review-link", { timeout: "30s" });
   const reviewed = await step.waitForCallback("reviewed", review);
-  return { reserved, reportLength: report.length, slept: woke - sleptFrom, amount: paid?.data.amount ?? null, note: note?.data.text ?? null, key, approvedBy: approval?.data.by ?? null, reviewed: reviewed?.body ?? null };
+  // A request the executor Worker makes (sealed with WebCrypto in workerd until it does).
+  const lookup = await step.fetch("lookup", event.data.lookupUrl, { headers: { authorization: "Bearer worker-lookup-key" } });
+  const looked = (await lookup.json()) as { auth: string };
+  return { reserved, reportLength: report.length, slept: woke - sleptFrom, amount: paid?.data.amount ?? null, note: note?.data.text ?? null, key, approvedBy: approval?.data.by ?? null, reviewed: reviewed?.body ?? null, lookedUpWith: looked.auth };
 });
 
 const heartbeat = client.createFunction({ id: "heartbeat", triggers: [{ cron: HEARTBEAT_CRON }] }, async ({ event, step }) => {

@@ -57,8 +57,9 @@ describe.each(STORE_KINDS)("timeouts on %s", (store) => {
     expect(run.error?.message).toBe("timeouts.finish: the run did not finish within 1s of its event");
     const took = new Date(run.endedAt!).getTime() - new Date(run.startedAt).getTime();
     // The timer is due 1 s after the start of the transaction that created the run (store clock);
-    // startedAt is the executor's clock a few milliseconds into that transaction.
-    expect(took).toBeGreaterThanOrEqual(1_000 - 50);
+    // startedAt is the executor's clock some milliseconds into that transaction: a few, and 66 on
+    // a loaded CI run (Postgres + Redis). A timer fired early would be hundreds of ms short.
+    expect(took).toBeGreaterThanOrEqual(1_000 - 150);
     expect(took).toBeLessThan(4_000);
     expect(run.steps.find((s) => s.name === "long")?.status).toBe("cancelled");
     await new Promise((resolve) => setTimeout(resolve, 300));

@@ -35,6 +35,7 @@ class Target {
       if (path === "/flaky") return n <= 2 ? answer(503, "<html>down</html>", { "content-type": "text/html" }) : answer(200, JSON.stringify({ n }));
       if (path === "/binary") return answer(200, "", { "content-type": "application/octet-stream" }), undefined;
       if (path === "/missing") return answer(404, JSON.stringify({ error: "no such thing" }));
+      if (path === "/elsewhere") return answer(307, "", { location: "http://169.254.169.254/latest/meta-data/" });
       answer(500, "unknown route");
     });
     await new Promise<void>((resolve) => this.server.listen(0, "127.0.0.1", resolve));
@@ -125,9 +126,11 @@ describe.each(STORE_KINDS)("step.fetch on %s", (store) => {
     // No request to the app was open while the other side worked on it.
     const overlapping = appBusy.filter((busy) => busy.from < made.end! && busy.to > made.at);
     expect(overlapping).toEqual([]);
-    // Once answered, the step holds the response; the request is gone with its key.
+    // Once answered, the step holds the response; the request is gone with its key, and the
+    // answer's URL is stored without its query (which may carry a key too).
     const stored = JSON.stringify((await stepRow(run.id))!.output);
     expect(stored).not.toContain(SECRET);
+    expect(stored).not.toContain(key);
     expect(stored).not.toContain("sealedRequest");
     expect(stack.log.lines.join("\n")).not.toContain(SECRET);
   });
@@ -154,6 +157,11 @@ describe.each(STORE_KINDS)("step.fetch on %s", (store) => {
     expect(failed.error?.message).not.toContain(down.key);
     // Failed for good: its request (and key) are not kept.
     expect(JSON.stringify((await stepRow(failed.id))!.output ?? null)).not.toContain("sealedRequest");
+  });
+
+  it("does not follow a redirect (it could lead to an address the executor never calls): the function gets the 3xx", async () => {
+    const { eventId } = await go("/elsewhere");
+    expect((await stack.waitForRun(eventId)).output).toMatchObject({ status: 307 });
   });
 
   it("refuses a cloud metadata address (where the executor's credentials live) with a message", async () => {

@@ -42,7 +42,7 @@ export function appUrlProblem(url: string, policy: AppUrlPolicy): string | null 
 
 type AddressKind = "public" | "loopback" | "private" | "link-local" | "metadata";
 
-const METADATA_HOSTS = new Set(["metadata.google.internal", "metadata.goog", "metadata"]);
+const METADATA_HOSTS = new Set(["metadata.google.internal", "metadata.goog", "metadata", "instance-data", "instance-data.ec2.internal"]);
 const INTERNAL_SUFFIXES = [".internal", ".local", ".localdomain", ".lan", ".home.arpa", ".svc", ".cluster.local"];
 
 function addressKind(hostname: string): AddressKind {

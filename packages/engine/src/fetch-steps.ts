@@ -10,12 +10,14 @@
  * - **In logs** only the method, origin and path appear: a query string may carry a key too.
  * - **Where**: http(s) only, and never a link-local or cloud metadata address (the executor's
  *   own credentials live there); private hosts are allowed (an internal model gateway).
+ *   Redirects are not followed (one could lead past that check): the function gets the 3xx.
+ *   No credentials in the URL, and the stored answer's `url` has no query string.
  * - **Failures**: a network error, a timeout, a 429 or a 5xx is a failed attempt, retried per
  *   the step's retry policy; a `Retry-After` sets the retry's time exactly. Any other status is
  *   a response, handed to the function as `fetch` would.
  */
 import { appUrlProblem } from "./app-urls.ts";
-import { DEFAULT_FETCH_TIMEOUT_MS, failureReason, FetchRequestSchema, type FetchRequest, type FetchResponse, type SerializedError } from "@stepwise/protocol";
+import { DEFAULT_FETCH_TIMEOUT_MS, FetchRequestSchema, type FetchRequest, type FetchResponse, type SerializedError } from "@stepwise/protocol";
 import { serializedError } from "./errors.ts";
 import { formatBytes } from "./limits.ts";
 import { formatDuration } from "./log.ts";
@@ -26,8 +28,15 @@ export type FetchOutcome = { ok: true; response: FetchResponse } | { ok: false; 
 /** Why the executor will not make a request to `url`, or null. */
 export function fetchUrlProblem(url: string): string | null {
   // Private hosts allowed; link-local and metadata never (the same rules as app URLs otherwise).
-  return appUrlProblem(url, { allowPrivate: true })?.replace(/the app URL/g, "the URL") ?? null;
+  const problem = appUrlProblem(url, { allowPrivate: true })?.replace(/the app URL/g, "the URL");
+  if (problem) return problem;
+  // Credentials in the URL would be quoted by the errors of the request: pass them as a header.
+  const { username, password } = new URL(url);
+  return username || password ? "the URL carries a user name or password; send credentials in a header (authorization)" : null;
 }
+
+/** The longest a `Retry-After` may park a step: past it, the step's own backoff applies. */
+const MAX_RETRY_AFTER_MS = 24 * 3_600_000;
 
 /** Where a request goes, for log lines: no query string, no fragment. */
 export function fetchTarget(request: Pick<FetchRequest, "url" | "method">): string {
@@ -69,10 +78,14 @@ export async function performFetch(request: FetchRequest, options: { maxBytes: n
       headers: request.headers,
       body: request.body,
       signal: AbortSignal.timeout(timeoutMs),
+      // Not followed: a redirect could lead where the executor never goes (a metadata address),
+      // past the check of the URL the app gave. The function gets the 3xx and decides.
+      redirect: "manual",
     });
   } catch (error) {
     const timedOut = (error as Error)?.name === "TimeoutError";
-    const why = timedOut ? `no answer within ${formatDuration(timeoutMs)}` : failureReason(error);
+    // Not the error's own text: fetch quotes the URL in some, and a key may be in it.
+    const why = timedOut ? `no answer within ${formatDuration(timeoutMs)}` : errorCodeOf(error);
     return { ok: false, error: serializedError("FetchFailed", `step.fetch ${target}: ${why}`), retriable: true };
   }
   if (response.status === 429 || response.status >= 500) {
@@ -85,7 +98,18 @@ export async function performFetch(request: FetchRequest, options: { maxBytes: n
       ...(retryAt && { retryAt: retryAt.toISOString() }),
     };
   }
-  const bytes = new Uint8Array(await response.arrayBuffer());
+  const declared = Number(response.headers.get("content-length") ?? NaN);
+  if (declared > options.maxBytes) {
+    await response.body?.cancel().catch(() => {});
+    return { ok: false, error: serializedError("FetchResponseTooLarge", `step.fetch ${target} answered ${formatBytes(declared)}; a step stores at most ${formatBytes(options.maxBytes)}`), retriable: false };
+  }
+  let bytes: Uint8Array;
+  try {
+    bytes = new Uint8Array(await response.arrayBuffer());
+  } catch (error) {
+    // The answer was cut off or stalled while it was read: as transient as a failed connection.
+    return { ok: false, error: serializedError("FetchFailed", `step.fetch ${target}: the answer's body could not be read (${(error as Error)?.name === "TimeoutError" ? "timed out" : "cut off"})`), retriable: true };
+  }
   if (bytes.byteLength > options.maxBytes) {
     return { ok: false, error: serializedError("FetchResponseTooLarge", `step.fetch ${target} answered ${formatBytes(bytes.byteLength)}; a step stores at most ${formatBytes(options.maxBytes)}`), retriable: false };
   }
@@ -94,7 +118,8 @@ export async function performFetch(request: FetchRequest, options: { maxBytes: n
   const text = decodeText(bytes);
   return {
     ok: true,
-    response: { status: response.status, statusText: response.statusText, headers, url: response.url || request.url, ...(text === undefined ? { body: toBase64(bytes), bodyEncoding: "base64" } : { body: text, bodyEncoding: "text" }) },
+    // The URL without its query: a key may be in it, and the step's output is stored in the clear.
+    response: { status: response.status, statusText: response.statusText, headers, url: withoutQuery(request.url), ...(text === undefined ? { body: toBase64(bytes), bodyEncoding: "base64" } : { body: text, bodyEncoding: "text" }) },
   };
 }
 
@@ -102,12 +127,25 @@ export async function performFetch(request: FetchRequest, options: { maxBytes: n
 export function retryAfter(header: string | null, now: number): Date | undefined {
   if (!header) return undefined;
   const trimmed = header.trim();
-  if (/^\d+$/.test(trimmed)) return new Date(now + Number(trimmed) * 1_000);
-  const at = Date.parse(trimmed);
-  return Number.isNaN(at) ? undefined : new Date(Math.max(at, now));
+  const at = /^\d+$/.test(trimmed) ? now + Number(trimmed) * 1_000 : Date.parse(trimmed);
+  // Unreadable, or further off than a step is parked: the step's own backoff decides.
+  if (!Number.isFinite(at) || at - now > MAX_RETRY_AFTER_MS) return undefined;
+  return new Date(Math.max(at, now));
 }
 
-const utf8 = new TextDecoder("utf-8", { fatal: true });
+function withoutQuery(url: string): string {
+  const parsed = new URL(url);
+  return `${parsed.origin}${parsed.pathname}`;
+}
+
+/** What went wrong with a request, without its text: the system's code, or the error's kind. */
+function errorCodeOf(error: unknown): string {
+  const code = (error as { cause?: { code?: unknown } })?.cause?.code ?? (error as { code?: unknown })?.code;
+  return typeof code === "string" ? `the request failed (${code})` : `the request failed (${(error as Error)?.name ?? "error"})`;
+}
+
+// A byte order mark is part of the body: kept, so base64 and text give back the same bytes.
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** The body as text when it is valid UTF-8 without NULs (storable as JSON text as it is), else undefined. */
 function decodeText(bytes: Uint8Array): string | undefined {

@@ -117,11 +117,14 @@ const stepRef = {
   position: z.number().int().nonnegative(),
 };
 
+/** More tokens than any call spends: a count past it is a provider's mistake, not recorded. */
+export const MAX_TOKEN_COUNT = 1e12;
+
 /** Tokens a model call spent, as a step records them (`step.ai.infer`, `step.ai.wrap`). */
 export const TokenUsageSchema = z.object({
   model: z.string().max(256).optional(),
-  inputTokens: z.number().int().nonnegative(),
-  outputTokens: z.number().int().nonnegative(),
+  inputTokens: z.number().int().nonnegative().max(MAX_TOKEN_COUNT),
+  outputTokens: z.number().int().nonnegative().max(MAX_TOKEN_COUNT),
 });
 export type TokenUsage = z.infer<typeof TokenUsageSchema>;
 

@@ -11,6 +11,7 @@ import {
   FetchResponseSchema,
   MAX_CALLBACK_TIMEOUT_MS,
   MAX_FETCH_TIMEOUT_MS,
+  MAX_TOKEN_COUNT,
   MAX_LOOKBACK_MS,
   SIGNAL_EVENT,
   SignalConflictSchema,
@@ -151,7 +152,7 @@ export interface ReceivedCallback<T = unknown> {
 /** The options of `step.fetch`: `fetch`'s, with a text body, and how long to wait for an answer. */
 export interface StepFetchInit {
   method?: string;
-  headers?: HeadersInit;
+  headers?: Headers | Record<string, string> | Array<[string, string]>;
   /** Text (JSON.stringify an object; send binary as base64 of your own). */
   body?: string;
   /** How long one attempt may take (default `"5m"`, at most `"2h"`). */
@@ -429,7 +430,7 @@ function planInfer(name: string, options: AiInferOptions): PlannedOp {
 function usageOfResult(value: unknown): TokenUsage | undefined {
   const { usage, response } = (value ?? {}) as { usage?: Record<string, unknown>; response?: { modelId?: unknown } };
   if (typeof usage !== "object" || usage === null) return undefined;
-  const count = (...keys: string[]) => keys.map((key) => usage[key]).find((n): n is number => typeof n === "number" && Number.isInteger(n) && n >= 0);
+  const count = (...keys: string[]) => keys.map((key) => usage[key]).find((n): n is number => typeof n === "number" && Number.isInteger(n) && n >= 0 && n <= MAX_TOKEN_COUNT);
   const inputTokens = count("inputTokens", "promptTokens");
   const outputTokens = count("outputTokens", "completionTokens");
   if (inputTokens === undefined || outputTokens === undefined) return undefined;
@@ -440,6 +441,11 @@ function usageOfResult(value: unknown): TokenUsage | undefined {
 function planFetch(name: string, input: string | URL, init: StepFetchInit = {}): PlannedOp {
   const url = String(input);
   if (!/^https?:\/\//i.test(url)) throw new NonRetriableError(`step.fetch("${name}"): the URL must be http:// or https://, not ${JSON.stringify(url).slice(0, 100)}`);
+  const parsed = URL.canParse(url) ? new URL(url) : undefined;
+  if (!parsed) throw new NonRetriableError(`step.fetch("${name}"): not a URL`);
+  if (parsed.username || parsed.password) throw new NonRetriableError(`step.fetch("${name}"): the URL carries a user name or password; send credentials in a header (authorization)`);
+  const method = (init.method ?? "GET").toUpperCase();
+  if (init.body !== undefined && (method === "GET" || method === "HEAD")) throw new NonRetriableError(`step.fetch("${name}"): a ${method} request has no body`);
   if (init.body !== undefined && typeof init.body !== "string") throw new NonRetriableError(`step.fetch("${name}"): body must be text (JSON.stringify an object)`);
   let timeoutMs: number | undefined;
   if (init.timeout !== undefined) {

@@ -4,7 +4,7 @@
  * would. It runs as the step's targeted invocation job, so it has that job's lease (kept alive
  * while the request takes its time), its retries and backoff, and its concurrency slot.
  */
-import type { FetchResponse, Op, TokenUsage } from "@stepwise/protocol";
+import { MAX_TOKEN_COUNT, type FetchResponse, type Op, type TokenUsage } from "@stepwise/protocol";
 import type { EngineContext } from "../context.ts";
 import { serializedError } from "../errors.ts";
 import { openRequest, performFetch, sealRequest, type FetchOutcome } from "../fetch-steps.ts";
@@ -64,7 +64,7 @@ function modelAnswer(step: StepRecord, response: FetchResponse): { ok: true; jso
 function usageIn(answer: unknown): { usage?: TokenUsage } {
   const { usage, model } = (answer ?? {}) as { usage?: Record<string, unknown>; model?: unknown };
   if (!usage) return {};
-  const count = (...keys: string[]) => keys.map((key) => usage[key]).find((value): value is number => typeof value === "number" && Number.isInteger(value) && value >= 0);
+  const count = (...keys: string[]) => keys.map((key) => usage[key]).find((value): value is number => typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= MAX_TOKEN_COUNT);
   const inputTokens = count("prompt_tokens", "input_tokens");
   const outputTokens = count("completion_tokens", "output_tokens");
   if (inputTokens === undefined || outputTokens === undefined) return {};

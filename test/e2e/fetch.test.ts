@@ -135,6 +135,30 @@ describe.each(STORE_KINDS)("step.fetch on %s", (store) => {
     expect(stack.log.lines.join("\n")).not.toContain(SECRET);
   });
 
+  it("keeps the answer of a request a pause caught on its way: the resumed run does not make it again", async () => {
+    const { eventId, key } = await go("/slow");
+    let runId: string | undefined;
+    for (let tries = 0; tries < 200 && !runId; tries++) {
+      const [run] = await stack.runsOf(eventId);
+      if (run && target.calls.some((c) => c.path.includes(key) && c.end === undefined)) runId = run.id;
+      else await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    expect(runId).toBeDefined();
+    expect((await fetch(`${stack.executor.url}/api/runs/${runId}/pause`, { method: "POST" })).status).toBe(200);
+    // The answer comes while the run is paused: the step holds it, and nothing moves the run on.
+    let step = await stepRow(runId!);
+    for (let tries = 0; tries < 200 && step?.status !== "completed"; tries++) {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+      step = await stepRow(runId!);
+    }
+    expect(step?.status).toBe("completed");
+    expect((await stack.getRun(runId!)).paused).toMatchObject({ by: "operator" });
+    expect((await fetch(`${stack.executor.url}/api/runs/${runId}/resume`, { method: "POST" })).status).toBe(200);
+    const run = await stack.waitForRun(eventId);
+    expect(run.output).toMatchObject({ status: 200, body: JSON.stringify({ answer: 42, got: { q: "meaning" } }) });
+    expect(target.calls.filter((c) => c.path.includes(key))).toHaveLength(1);
+  });
+
   it("a 429 with Retry-After is tried again exactly that much later", async () => {
     const { eventId, key } = await go("/limited");
     const run = await stack.waitForRun(eventId);

@@ -123,7 +123,15 @@ async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState 
     return complete(runner, job, state, nothing, how);
   }
   // A step.fetch is the executor's to carry out: no invocation of the app.
-  if (target?.kind === "fetch" || target?.kind === "ai") return complete(runner, job, state, await fetchStep(ctx, target, signingKeyOf(runner.invoker, app.id), runner.invoker.fetch), how);
+  if (target?.kind === "fetch" || target?.kind === "ai") {
+    const stored = await fetchStep(ctx, target, signingKeyOf(runner.invoker, app.id), runner.invoker.fetch);
+    try {
+      return await complete(runner, job, state, stored, how);
+    } catch (error) {
+      if (error instanceof LeaseLostError && (await keepForPausedRun(ctx, job.runId, stored))) return [];
+      throw error;
+    }
+  }
   const request: InvokeRequest = {
     version: PROTOCOL_VERSION,
     run: { id: run.id, appId: app.id, functionId: fn.localId, attempt: target ? target.attempts : run.attempt },
@@ -205,6 +213,26 @@ async function complete(runner: JobRunner, job: JobRecord, state: RunState | nul
   // A continuation keeps the slots; without one they are free for the runs waiting on them.
   if (next.length === 0) runner.freedSlots.tell(held);
   return next;
+}
+
+/**
+ * The answer of a request the executor made for a run paused meanwhile (the pause took the job):
+ * stored all the same, so the resumed run does not make the request again (a model call paid
+ * twice). The paused run gets no job from it; its resume queues what its state calls for. False
+ * when the run is not paused (it ended: a cancel is final, and the answer goes; or another
+ * worker holds its job now, and that worker stores its own answer).
+ */
+async function keepForPausedRun(ctx: EngineContext, runId: string, transition: Transition): Promise<boolean> {
+  const outcome = await ctx.store.transaction(async (tx) => {
+    const unit = new UnitOfWork(tx, ctx, {});
+    const draft = await unit.load(runId);
+    if (!draft?.run.paused || isTerminal(draft.run.status)) return undefined;
+    transition(draft, unit.env(draft));
+    return unit.commit();
+  });
+  if (!outcome) return false;
+  await afterCommit(ctx, outcome);
+  return true;
 }
 
 async function commit(runner: JobRunner, job: JobRecord, state: RunState | null, transition: Transition, how: JobHandling): Promise<JobRecord[]> {

@@ -275,6 +275,20 @@ CREATE TABLE IF NOT EXISTS run_events (
 );
 CREATE INDEX IF NOT EXISTS run_events_event_idx ON run_events (event_id);
 
+-- Live progress a run published (a handler's publish(topic, data)), for GET /api/runs/:id/stream.
+-- Not part of the run: kept a while for readers that reconnect (the last 1,000 of a run, for an
+-- hour; maintenance and each publish prune), and gone with the run. seq counts a run's messages
+-- from 1, given under a lock per run, so a reader that saw seq n has seen every message before it.
+CREATE TABLE IF NOT EXISTS run_messages (
+  run_id        text NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  seq           bigint NOT NULL,
+  topic         text NOT NULL,
+  data          text NOT NULL,
+  published_at  timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (run_id, seq)
+);
+CREATE INDEX IF NOT EXISTS run_messages_published_idx ON run_messages (published_at);
+
 -- The queue of concurrency keys: each key with invocations waiting for a slot, and when a claim
 -- should look at it next (their earliest due time; a while later when its slots were all taken,
 -- sooner when one is freed). A claim locks the rows of the keys it grants slots of, so two

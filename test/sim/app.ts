@@ -4,9 +4,9 @@
  * the checker can tell which execution's result was committed. A completed run returns what
  * every step call gave it, to be compared with what the store holds.
  */
-import { NonRetriableError, Stepwise, StepError, type AnyStepwiseFunction, type EventSchemas, type StepTools } from "@stepwise/sdk";
+import { NonRetriableError, Stepwise, StepError, type AnyStepwiseFunction, type EventSchemas, type Publish, type StepTools } from "@stepwise/sdk";
 import { serve } from "@stepwise/sdk/fetch";
-import { STEP_OUTPUTS_ROUTE, type CheckpointRequest, type StepOutputsRequest } from "@stepwise/protocol";
+import { PUBLISH_ROUTE, STEP_OUTPUTS_ROUTE, type CheckpointRequest, type PublishRequest, type StepOutputsRequest } from "@stepwise/protocol";
 import { signalName, valueOf, type Item, type RunItem } from "./program.ts";
 import { invocationContext, type Ledger } from "./ledger.ts";
 import { badGateway, unit } from "./network.ts";
@@ -42,6 +42,8 @@ export type CheckpointFault = "refuse" | "502 before" | "502 after" | "app crash
 export const CHECKPOINT_FAULTS: CheckpointFault[] = ["refuse", "502 before", "502 after", "app crash before", "app crash after"];
 export type OutputsReadFault = "refuse" | "502" | "cut off" | "app crash";
 export const OUTPUTS_READ_FAULTS: OutputsReadFault[] = ["refuse", "502", "cut off", "app crash"];
+type PublishFault = "refuse" | "502" | "cut off";
+export const PUBLISH_FAULTS: PublishFault[] = ["refuse", "502", "cut off"];
 
 /**
  * Checkpoints on their way to an executor, with faults: refused, a 502 page before or after the
@@ -53,6 +55,7 @@ function checkpointFetch(ledger: Ledger, path: CheckpointPath): typeof fetch {
     const url = String(input instanceof Request ? input.url : input);
     const body = String(init?.body ?? "");
     if (url.endsWith(STEP_OUTPUTS_ROUTE)) return readOutputs(ledger, path, url, body, init);
+    if (url.endsWith(PUBLISH_ROUTE)) return publishWithFaults(ledger, path, url, body, init);
     const checkpoint = JSON.parse(body) as CheckpointRequest;
     const invocation = invocationContext.getStore();
     const where = `${path.seed}|cp|${checkpoint.run.id}|${checkpoint.step.id}|${invocation}`;
@@ -73,6 +76,23 @@ function checkpointFetch(ledger: Ledger, path: CheckpointPath): typeof fetch {
     }
     return response;
   }) as typeof fetch;
+}
+
+/**
+ * A publish on its way to the executor, with faults: refused, a 502 page, or the answer cut off
+ * after the executor took it. The SDK drops what it could not deliver; none of it touches the run.
+ */
+async function publishWithFaults(ledger: Ledger, path: CheckpointPath, url: string, body: string, init?: RequestInit): Promise<Response> {
+  const { run } = JSON.parse(body) as PublishRequest;
+  const where = `${path.seed}|pub|${run.id}|${body.length}|${invocationContext.getStore()}`;
+  const fault = unit(where) < path.rate() ? PUBLISH_FAULTS[Math.floor(unit(`${where}|kind`) * PUBLISH_FAULTS.length)]! : "none";
+  if (fault !== "none") ledger.fault(`publish ${fault}`);
+  if (fault === "refuse") throw new TypeError("fetch failed", { cause: Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:8288"), { code: "ECONNREFUSED" }) });
+  if (fault === "502") return badGateway();
+  const response = await path.toExecutor(new Request(url, { method: "POST", headers: init?.headers, body }));
+  if (fault === "cut off") return new Response('{"ok":tr', { status: 200, headers: { "content-type": "application/json" } });
+  if (response.status === 200) ledger.publishesTaken++;
+  return response;
 }
 
 /**
@@ -103,7 +123,7 @@ export function simApp(ledger: Ledger, path: CheckpointPath): SimApp {
   const client = new Stepwise({ id: SIM_APP_ID, dev: true, checkpointing: { maxRuntime: 250 }, fetch: checkpointFetch(ledger, path), logger: quiet });
 
   /** Runs `program`; `eventId` (of the run's start event) names its signals. */
-  const interpret = async (program: Item[], step: Step, runId: string, key: string, attempt: number, eventId: string): Promise<unknown[]> => {
+  const interpret = async (program: Item[], step: Step, runId: string, key: string, attempt: number, eventId: string, publish: Publish): Promise<unknown[]> => {
     const counts = new Map<string, number>();
     // The SDK's step IDs: the name, then name:1, name:2 for repeats.
     const idOf = (name: string) => {
@@ -119,6 +139,8 @@ export function simApp(ledger: Ledger, path: CheckpointPath): SimApp {
       return step
         .run(options, (context) => {
           const body = ledger.body(runId, stepId, item.retries, context);
+          // Progress from inside the body: each execution publishes its token once (or it is dropped).
+          void publish("body", { stepId, token: body.token });
           const failures = ledger.bodies.filter((b) => b.runId === runId && b.stepId === stepId).length - 1;
           if (item.nonRetriable) {
             body.token = undefined;
@@ -213,15 +235,15 @@ export function simApp(ledger: Ledger, path: CheckpointPath): SimApp {
         // Runs of sim-r0 are queued 5 s ahead of sim-r2's: first invocations in the past, claimed first.
         priority: { run: retries === 0 ? "5" : "0" },
       },
-      async ({ event, step, runId, attempt }) => {
+      async ({ event, step, runId, attempt, publish }) => {
         const data = event.data as { key: string; program: Item[] };
-        return { results: await interpret(data.program, step, runId, data.key, attempt, event.id) };
+        return { results: await interpret(data.program, step, runId, data.key, attempt, event.id, publish) };
       },
     );
   // Children are cancelled 3 s after they start: a cancel racing their steps, sleeps and checkpoints.
-  const child = client.createFunction({ id: "sim-child", triggers: [], retries: 2, timeouts: { finish: "3s" }, concurrency: [{ limit: 2 }, pool] }, async ({ event, step, runId, attempt }) => {
+  const child = client.createFunction({ id: "sim-child", triggers: [], retries: 2, timeouts: { finish: "3s" }, concurrency: [{ limit: 2 }, pool] }, async ({ event, step, runId, attempt, publish }) => {
     const data = event.data as { key: string; program: Item[] };
-    return { results: await interpret(data.program, step, runId, data.key, attempt, event.id) };
+    return { results: await interpret(data.program, step, runId, data.key, attempt, event.id, publish) };
   });
   // Throttled: a burst of questions is answered no faster than the throttle allows (so some
   // answers come after their wait timed out, as they may).

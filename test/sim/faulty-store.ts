@@ -211,6 +211,12 @@ export class FaultyStore implements Store {
   listBatchEventIds(runId: string) {
     return this.call(() => this.inner.listBatchEventIds(runId));
   }
+  appendRunMessages(runId: string, messages: ReadonlyArray<{ topic: string; data: string }>) {
+    return this.call(() => this.inner.appendRunMessages(runId, messages));
+  }
+  readRunMessages(runId: string, afterSeq: number, limit: number) {
+    return this.call(() => this.inner.readRunMessages(runId, afterSeq, limit));
+  }
   queueStats() {
     return this.call(() => this.inner.queueStats());
   }

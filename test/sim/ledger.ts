@@ -39,6 +39,8 @@ export interface BodyRun {
   at: number;
   /** The token the body returned in its output, or undefined when it threw. */
   token?: string;
+  /** The token it was given, whether it returned it or threw (what it published). */
+  issued: string;
   /** The step's own retries, when it sets them (else its function's apply). */
   retries?: number;
   /** What the SDK told the body: its idempotency key and attempt. */
@@ -104,6 +106,8 @@ export class Ledger {
   checkpointsCommitted = 0;
   /** Reads of left-out outputs that reached an executor. */
   outputReads = 0;
+  /** Publishes an executor took (answered 200). */
+  publishesTaken = 0;
   private tokens = 0;
 
   invocation(fields: Omit<Invocation, "id" | "waits">): Invocation {
@@ -115,7 +119,8 @@ export class Ledger {
 
   /** A step body starts: returns its token, to be returned in its output. */
   body(runId: string, stepId: string, retries: number | undefined, context: StepRunContext): BodyRun {
-    const run: BodyRun = { runId, stepId, invocation: invocationContext.getStore(), at: Date.now(), token: `t${++this.tokens}`, retries, context };
+    const token = `t${++this.tokens}`;
+    const run: BodyRun = { runId, stepId, invocation: invocationContext.getStore(), at: Date.now(), token, issued: token, retries, context };
     this.bodies.push(run);
     return run;
   }

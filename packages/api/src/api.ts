@@ -7,10 +7,12 @@
  *   POST /api/apps                 an app registers itself (signed with the signing key)
  *   POST /api/checkpoints          an app commits a step result mid-invocation (signed likewise)
  *   POST /api/step-outputs         an app reads stored outputs its invocation left out (signed likewise)
+ *   POST /api/publish              an app sends what a run published for its stream (signed likewise)
  *   GET  /api/functions            registered functions
  *   GET  /api/runs                 runs, newest first: ?function=&status=&since=&until=&cursor=&limit=
  *   GET  /api/runs/:runId          a run with its steps
- *   GET  /api/runs/:runId/stream   the run's transitions as server-sent events
+ *   GET  /api/runs/:runId/stream   the run's transitions and published messages as server-sent events
+ *                                  (API key, or ?token= a stream token the run's app minted)
  *   POST /api/runs/:runId/cancel   cancels a live run
  *   POST /api/runs/:runId/replay   a new run from the same event, on the current code
  *   POST /api/runs/:runId/rerun    { fromStep, output? }: a new run keeping the steps before fromStep
@@ -30,7 +32,7 @@
  * session's CSRF token; a browser's request from another site is refused in every mode.
  * Bad input gets a 4xx with `{ error }` saying what is wrong; nothing is stored then.
  */
-import { APPS_ROUTE, CALLBACKS_ROUTE, CHECKPOINT_ROUTE, HEADERS, keyMatches, SeenSignatures, SIGNALS_ROUTE, STEP_OUTPUTS_ROUTE, TRACEPARENT_HEADER } from "@stepwise/protocol";
+import { APPS_ROUTE, CALLBACKS_ROUTE, CHECKPOINT_ROUTE, HEADERS, keyMatches, PUBLISH_ROUTE, SeenSignatures, SIGNALS_ROUTE, STEP_OUTPUTS_ROUTE, TRACEPARENT_HEADER } from "@stepwise/protocol";
 import { InputError, type Executor, type RunView } from "@stepwise/engine";
 import { dashboardAuthorization, DashboardAccess, mountDashboard, type DashboardOptions } from "@stepwise/dashboard";
 import { Hono, type Context } from "hono";
@@ -110,7 +112,7 @@ export function createApi(options: ApiOptions): Hono {
   };
   if (dashboard) mountDashboard(app, dashboard);
   app.notFound((c) =>
-    c.json({ error: `No ${c.req.method} ${new URL(c.req.url).pathname} here: the API has POST /api/events, POST /api/signals, POST /api/callbacks/:token, POST /api/apps, POST /api/checkpoints, POST /api/step-outputs, GET /api/functions, GET /api/runs, GET /api/runs/:runId, GET /api/runs/:runId/stream, POST /api/runs/:runId/cancel, POST /api/runs/:runId/replay, POST /api/runs/:runId/rerun, POST /api/runs/:runId/pause, POST /api/runs/:runId/resume, POST /api/functions/:functionId/pause, POST /api/functions/:functionId/resume, POST /api/runs/cancel, POST /api/runs/replay, GET /api/events, GET /api/events/:eventId, GET /api/events/:eventId/runs` }, 404),
+    c.json({ error: `No ${c.req.method} ${new URL(c.req.url).pathname} here: the API has POST /api/events, POST /api/signals, POST /api/callbacks/:token, POST /api/apps, POST /api/checkpoints, POST /api/step-outputs, POST /api/publish, GET /api/functions, GET /api/runs, GET /api/runs/:runId, GET /api/runs/:runId/stream, POST /api/runs/:runId/cancel, POST /api/runs/:runId/replay, POST /api/runs/:runId/rerun, POST /api/runs/:runId/pause, POST /api/runs/:runId/resume, POST /api/functions/:functionId/pause, POST /api/functions/:functionId/resume, POST /api/runs/cancel, POST /api/runs/replay, GET /api/events, GET /api/events/:eventId, GET /api/events/:eventId/runs` }, 404),
   );
 
   app.post(
@@ -166,9 +168,18 @@ export function createApi(options: ApiOptions): Hono {
     return c.json(await executor.stepOutputs(signed.body, signed.appId as string));
   });
 
+  // What a run publishes for its stream, signed by its app (live-messages.ts). Not replay-guarded:
+  // a replayed publish repeats progress, which changes no run.
+  app.post(PUBLISH_ROUTE, bodyLimit({ maxSize, onError: tooLargeAnswer }), async (c) => {
+    const appIdOf = (body: unknown) => (body as { run?: { appId?: unknown } } | null)?.run?.appId;
+    const signed = await verifySignedByApp(keys, "Publish", PUBLISH_ROUTE, c.req.header(HEADERS.signature), () => utf8Body(c), appIdOf, "Not a Stepwise publish: run.appId is missing");
+    if ("refusal" in signed) return c.json(signed.refusal.body, signed.refusal.status);
+    return c.json({ ok: true, ...(await executor.publish(signed.body, signed.appId as string)) });
+  });
+
   // Runs hold users' data: outside dev mode, reading or cancelling them needs the API key (not a key apps hold).
   const management = async (c: Context, next: () => Promise<void>) => {
-    if (options.dev) return next();
+    if (options.dev || readersWithToken.has(c.req.raw)) return next();
     if (!bearer(c)) {
       const viaDashboard = await dashboardAuthorization(c, dashboard);
       if (viaDashboard === null) return next();
@@ -186,6 +197,19 @@ export function createApi(options: ApiOptions): Hono {
   // (Also /api/functions itself, as below.)
   app.use("/api/functions/*", management);
   app.use("/api/functions/:functionId/*", pathIds);
+  const readersWithToken = new WeakSet<Request>();
+  // A page may follow its own run with a stream token its app minted (`stepwise.streamToken`):
+  // the token is the authority, for that run's stream only, from any origin (no cookie is sent).
+  app.use("/api/runs/:runId/stream", async (c, next) => {
+    const token = c.req.query("token");
+    if (token === undefined) return next();
+    if (!(await executor.streamTokenAllows(token, c.req.param("runId")))) {
+      return c.json({ error: "This stream token is expired, altered, or for another run: ask the app for a new one (stepwise.streamToken(runId))" }, 401);
+    }
+    readersWithToken.add(c.req.raw);
+    await next();
+    c.header("access-control-allow-origin", "*");
+  });
   // (Also /api/runs itself: Hono's "/*" matches the bare path too.)
   app.use("/api/runs/*", management);
   app.use("/api/events/:eventId/runs", management);

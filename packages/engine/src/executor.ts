@@ -5,12 +5,13 @@
  */
 import type { AppUrlPolicy } from "./app-urls.ts";
 import { syncApp, type SyncedApp } from "./app-sync.ts";
-import { globalFunctionId, newId, parseTraceparent, type BackoffConfig, type SignalSent, type StepOutputsResponse } from "@stepwise/protocol";
+import { globalFunctionId, newId, parseTraceparent, type BackoffConfig, type RunMessage, type SignalSent, type StepOutputsResponse } from "@stepwise/protocol";
 import { systemClock, type Clock } from "./clock.ts";
 import { afterCommit, describe, machineEnv, type EngineContext } from "./context.ts";
 import { InputError, isUnavailable } from "./errors.ts";
 import { parseEvents, parseSignal } from "./event-input.ts";
 import { CallbackUrls } from "./callback-urls.ts";
+import { MessageBell, publishMessages, readMessages, streamTokenAllows } from "./live-messages.ts";
 import { signingKeyOf } from "./invoker.ts";
 import { DEFAULT_LIMITS, type Limits } from "./limits.ts";
 import { consoleLogger, type Logger } from "./log.ts";
@@ -116,6 +117,7 @@ export class Executor {
   private maintenance: ReturnType<typeof setInterval> | undefined;
   private maintaining: Promise<void> | undefined;
   private stopRequested = false;
+  private readonly messageBell = new MessageBell();
 
   constructor(private readonly options: ExecutorOptions) {
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
@@ -309,6 +311,32 @@ export class Executor {
     await this.ctx.registry.ensureFresh();
     await this.inUnit((unit) => unit.callback(claims, event));
     return { ok: true };
+  }
+
+  /**
+   * Stores what a run published (`POST /api/publish`, whose signature the caller verified for
+   * `appId`) and rings this process's streams of the run. Throws {@link InputError} (400, 404,
+   * 413) and stores nothing for a bad request (`live-messages.ts`).
+   */
+  async publish(body: unknown, appId: string): Promise<{ seq: number }> {
+    const { runId, seq } = await publishMessages(this.ctx, body, appId);
+    this.messageBell.ring(runId);
+    return { seq };
+  }
+
+  /** A run's published messages after the `afterSeq`-th, oldest first (a bounded page). */
+  runMessages(runId: string, afterSeq: number): Promise<RunMessage[]> {
+    return readMessages(this.ctx, runId, afterSeq);
+  }
+
+  /** Calls `listener` when this process stores a message of `runId`; returns the unsubscribe. */
+  listenForMessages(runId: string, listener: () => void): () => void {
+    return this.messageBell.listen(runId, listener);
+  }
+
+  /** Whether a stream token (minted by the run's app) lets its holder read `runId`'s stream now. */
+  streamTokenAllows(token: string, runId: string): Promise<boolean> {
+    return streamTokenAllows(this.ctx, (appId) => signingKeyOf(this.options, appId), token, runId);
   }
 
   /**

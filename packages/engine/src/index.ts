@@ -1,5 +1,5 @@
 export { Executor, DEFAULT_CONCURRENCY, DEFAULT_RETENTION_MS, type ExecutorOptions, type DrainOptions, type DrainResult } from "./executor.ts";
-export type { Store, StoreTx, Queue, ReadyQueue, RunChange, RunPatch, JobSelector, Fence, WriteResult, CheckpointWrite, CheckpointResult, NewRunWrite, BatchPlacement, BatchPlace, PendingHere } from "./store.ts";
+export type { Store, StoreTx, Queue, ReadyQueue, RunChange, RunPatch, JobSelector, Fence, WriteResult, CheckpointWrite, CheckpointResult, NewRunWrite, BatchPlacement, BatchPlace, PendingHere, StoredRunMessage } from "./store.ts";
 export { changeOnlyAdds } from "./store.ts";
 export * from "./records.ts";
 export { backoffDelay, resolveBackoff, DEFAULT_BACKOFF } from "./backoff.ts";

@@ -4,7 +4,7 @@
  * both on Postgres, optionally with a {@link ReadyQueue} in Redis as the index of what is due.
  * One contract suite (`store-contract`) checks every adapter.
  */
-import type { CheckpointRefusal } from "@stepwise/protocol";
+import type { CheckpointRefusal, MAX_KEPT_MESSAGES } from "@stepwise/protocol";
 import type {
   AppRecord,
   EventQuery,
@@ -44,6 +44,14 @@ export interface RunChange {
   openMatchers: MatcherRecord[];
   /** Step IDs of matchers to close, or all of the run's. */
   closeMatchers: string[] | "all";
+}
+
+/** A published message as stored: `data` is its JSON text. */
+export interface StoredRunMessage {
+  seq: number;
+  topic: string;
+  data: string;
+  publishedAt: Date;
 }
 
 /** Proof that a worker still holds a job: the commit that completes it checks the owner. */
@@ -363,6 +371,15 @@ export interface Store {
   queueStats(): Promise<{ due: number; oldestDueAt: Date | null; leased: number }>;
   /** Live runs older than `minAgeMs` with no job at all and no child run to wait for: candidates for repair. */
   findStrandedRuns(minAgeMs: number, limit: number): Promise<string[]>;
+  /**
+   * Appends a run's published messages in order (`run_messages`): numbered on from the run's
+   * last under a lock per run, so numbers are dense and commit in order; older messages past
+   * the run's {@link MAX_KEPT_MESSAGES} go. Returns the number of the last. (Nothing checks that
+   * the run exists: the caller did, and the row's reference to the run refuses one pruned since.)
+   */
+  appendRunMessages(runId: string, messages: ReadonlyArray<{ topic: string; data: string }>): Promise<number>;
+  /** A run's messages numbered after `afterSeq`, oldest first, at most `limit`. */
+  readRunMessages(runId: string, afterSeq: number, limit: number): Promise<StoredRunMessage[]>;
   /**
    * Deletes up to `limit` finished runs (with their steps) that ended more than `olderThanMs`
    * ago, and up to `limit` events as old that no remaining run was started by.

@@ -8,7 +8,7 @@
  */
 import { z } from "zod";
 import { MAX_LOOKBACK_MS } from "./wire.ts";
-import { constantTimeEqual, hmacSha256Hex } from "./signing.ts";
+import { mintSignedToken, readSignedToken } from "./tokens.ts";
 
 /** The event a callback's POST is stored as: `data` is `{ callback, body, headers }`. */
 export const CALLBACK_EVENT = "stepwise/callback";
@@ -36,13 +36,12 @@ export interface CallbackClaims {
   expiresAt: number;
 }
 
-/** Signed text is prefixed with this, so no other signature of the key can pass for a callback's. */
-const PURPOSE = "stepwise-callback\n";
+/** The purpose line of a callback's token: no other token or signature of the key passes for one. */
+const PURPOSE = "stepwise-callback";
 
-/** The token of a callback URL: its claims as base64url JSON, a dot, and their HMAC-SHA256 (hex). */
-export async function mintCallbackToken(signingKey: string, claims: CallbackClaims): Promise<string> {
-  const payload = toBase64Url(JSON.stringify({ a: claims.appId, r: claims.runId, s: claims.stepId, e: claims.expiresAt }));
-  return `${payload}.${await hmacSha256Hex(signingKey, PURPOSE + payload)}`;
+/** The token of a callback URL (see `tokens.ts`). */
+export function mintCallbackToken(signingKey: string, claims: CallbackClaims): Promise<string> {
+  return mintSignedToken(PURPOSE, signingKey, { a: claims.appId, r: claims.runId, s: claims.stepId, e: claims.expiresAt });
 }
 
 /**
@@ -51,29 +50,8 @@ export async function mintCallbackToken(signingKey: string, claims: CallbackClai
  * not signed by any of them. Expiry is the caller's to judge.
  */
 export async function readCallbackToken(token: string, keysOf: (appId: string) => readonly string[]): Promise<CallbackClaims | "tampered"> {
-  const [payload, signature, extra] = token.split(".");
-  if (!payload || !signature || extra !== undefined || !/^[0-9a-f]{64}$/.test(signature)) return "tampered";
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(fromBase64Url(payload));
-  } catch {
-    return "tampered";
-  }
-  const { a, r, s, e } = (parsed ?? {}) as Record<string, unknown>;
+  const claims = await readSignedToken(PURPOSE, token, ({ a }) => (typeof a === "string" ? keysOf(a) : []));
+  const { a, r, s, e } = claims ?? {};
   if (typeof a !== "string" || typeof r !== "string" || typeof s !== "string" || typeof e !== "number") return "tampered";
-  let valid = false;
-  for (const key of keysOf(a)) if (constantTimeEqual(await hmacSha256Hex(key, PURPOSE + payload), signature)) valid = true;
-  return valid ? { appId: a, runId: r, stepId: s, expiresAt: e } : "tampered";
-}
-
-function toBase64Url(text: string): string {
-  let binary = "";
-  for (const byte of new TextEncoder().encode(text)) binary += String.fromCharCode(byte);
-  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-}
-
-function fromBase64Url(text: string): string {
-  if (!/^[A-Za-z0-9_-]*$/.test(text)) throw new Error("not base64url");
-  const binary = atob(text.replace(/-/g, "+").replace(/_/g, "/"));
-  return new TextDecoder("utf-8", { fatal: true }).decode(Uint8Array.from(binary, (ch) => ch.charCodeAt(0)));
+  return { appId: a, runId: r, stepId: s, expiresAt: e };
 }

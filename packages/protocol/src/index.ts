@@ -14,3 +14,5 @@ export * from "./cel.ts";
 export * from "./issues.ts";
 export * from "./node-post.ts";
 export * from "./trace-context.ts";
+export * from "./tokens.ts";
+export * from "./live.ts";

@@ -100,3 +100,12 @@ export async function postSigned(
   const response = await transport.fetch(url, { method: "POST", headers, body, signal: AbortSignal.timeout(limits.timeoutMs), redirect: "manual" });
   return { status: response.status, text: await readTextCapped(response, limits.maxBytes) };
 }
+
+/** Whether an answer's text is the executor's `{ "ok": true, … }` (a 200 from a proxy or a login page is not). */
+export function answeredOk(text: string | null): boolean {
+  try {
+    return (JSON.parse(text ?? "") as { ok?: unknown } | null)?.ok === true;
+  } catch {
+    return false;
+  }
+}

@@ -7,7 +7,7 @@
  * answer, as it would with checkpointing off, and the executor's usual rules decide.
  */
 import { CHECKPOINT_ROUTE, failureReason, PROTOCOL_VERSION, toMs, type CheckpointRequest, type Duration, type InvokeRequest, type Op } from "@stepwise/protocol";
-import { postSigned, type ExecutorTransport } from "./api.ts";
+import { answeredOk, postSigned, type ExecutorTransport } from "./api.ts";
 
 /** Options of checkpointing (`checkpointing: { maxRuntime: "20s" }` on the client or a function). */
 export interface CheckpointingOptions {
@@ -79,7 +79,7 @@ export function checkpointerFor(request: InvokeRequest, budgetMs: number | null,
         const response = await postSigned(transport, CHECKPOINT_ROUTE, JSON.stringify(checkpoint), { timeoutMs: CHECKPOINT_TIMEOUT_MS, maxBytes: MAX_ANSWER_BYTES });
         const text = response.text ?? `an answer longer than ${MAX_ANSWER_BYTES} bytes`;
         // A 200 from something in front of the executor (a login page, a catch-all) is no commit.
-        if (response.status === 200 && committed(text)) return true;
+        if (response.status === 200 && answeredOk(text)) return true;
         // 409 is the executor saying this invocation must stop; anything else is a fault on the way.
         if (response.status !== 409) transport.notices.warn("checkpoint", `Stepwise: ${runLabel} step "${op.name}": checkpoint answered ${response.status} (${text.slice(0, 200)}); its result goes in the invocation's answer`);
         return false;
@@ -91,11 +91,3 @@ export function checkpointerFor(request: InvokeRequest, budgetMs: number | null,
   };
 }
 
-/** Whether an answer is the executor's `{ "ok": true }`. */
-function committed(text: string): boolean {
-  try {
-    return (JSON.parse(text) as { ok?: unknown } | null)?.ok === true;
-  } catch {
-    return false;
-  }
-}

@@ -4,10 +4,10 @@
  */
 import { traceHeaders } from "./tracing.ts";
 import { z } from "zod";
-import { issuesText, NO_WAITING_RUN, SignalInputSchema, SIGNALS_ROUTE, SignalSentSchema, type SignalSent } from "@stepwise/protocol";
+import { issuesText, MAX_STREAM_TOKEN_MS, mintStreamToken, NO_WAITING_RUN, runStreamPath, SignalInputSchema, SIGNALS_ROUTE, SignalSentSchema, toMs, type Duration, type SignalSent } from "@stepwise/protocol";
 import { postToExecutor } from "./api.ts";
 import type { CheckpointingSetting } from "./checkpointing.ts";
-import { resolveSettings, type ConnectionOptions, type EnvSource, type Settings } from "./env.ts";
+import { MISSING_SIGNING_KEY, outgoingSigningKey, resolveSettings, type ConnectionOptions, type EnvSource, type Settings } from "./env.ts";
 import { SignalNotDeliveredError, StepwiseApiError } from "./errors.ts";
 import { StepwiseFunction, type FunctionContext, type FunctionOptions } from "./function.ts";
 import type { EventName, EventSchemas, Logger, SendEventPayload, SendResult } from "./types.ts";
@@ -44,6 +44,13 @@ export interface StepwiseOptions<S extends EventSchemas> extends ConnectionOptio
 const SendAnswerSchema = z.object({ ids: z.array(z.string()) });
 
 /** A Stepwise app: `new Stepwise({ id: "shop", schemas: { "order/created": z.object(...) } })`. */
+/** What {@link Stepwise.streamToken} gives: the stream's URL (token included), for a browser. */
+export interface StreamAccess {
+  token: string;
+  url: string;
+  expiresAt: string;
+}
+
 export class Stepwise<S extends EventSchemas = Record<never, never>> {
   /** The app ID. */
   readonly id: string;
@@ -112,6 +119,26 @@ export class Stepwise<S extends EventSchemas = Record<never, never>> {
     const parsed = SignalSentSchema.safeParse(answer);
     if (!parsed.success) throw new StepwiseApiError(502, `${this.settings().baseUrl}${SIGNALS_ROUTE} answered without the signal's id: ${JSON.stringify(answer).slice(0, 200)}`);
     return parsed.data;
+  }
+
+  /**
+   * A URL from which a browser may read one run's live stream (`@stepwise/sdk/realtime`'s
+   * `subscribe`) without any key of the executor: a token signed with this app's signing key,
+   * for that run only, until it expires (default 1 hour, at most 7 days). Mint it in your server
+   * for a user who may see the run; the executor refuses it for any other run. The URL is on
+   * `publicUrl` when given (where browsers reach the executor), else on the client's base URL.
+   */
+  async streamToken(runId: string, options: { expiresIn?: Duration; publicUrl?: string } = {}): Promise<StreamAccess> {
+    if (typeof runId !== "string" || runId === "") throw new TypeError("streamToken(runId): runId must be the run's ID");
+    const settings = this.settings();
+    const key = outgoingSigningKey(settings);
+    if (!key) throw new StepwiseApiError(401, MISSING_SIGNING_KEY);
+    const ms = toMs(options.expiresIn ?? "1h");
+    if (!(ms >= 1_000 && ms <= MAX_STREAM_TOKEN_MS)) throw new RangeError(`streamToken: expiresIn must be between 1s and 7d, not ${JSON.stringify(options.expiresIn)}`);
+    const expiresAt = Date.now() + ms;
+    const token = await mintStreamToken(key, { appId: this.id, runId, expiresAt });
+    const base = (options.publicUrl ?? settings.baseUrl).replace(/\/+$/, "");
+    return { token, url: `${base}${runStreamPath(runId)}?token=${token}`, expiresAt: new Date(expiresAt).toISOString() };
   }
 
   /** Posts `body` to `route` of the executor with the event key (events and signals). */

@@ -11,6 +11,7 @@
  *   otherwise                  → 206 with an op per new step (none: everything is pending)
  */
 import type { InvokeRequest, InvokeResponse, SerializedError } from "@stepwise/protocol";
+import type { ExecutorTransport } from "./api.ts";
 import type { Checkpointer } from "./checkpointing.ts";
 import { failureVerdict } from "./errors.ts";
 import type { FunctionContext, HandlerEvent, RunnableFunction } from "./function.ts";
@@ -18,6 +19,7 @@ import { toJson } from "./jsonify.ts";
 import { RunLogger } from "./logger.ts";
 import type { Context as TraceContext } from "@opentelemetry/api";
 import { newStepOp, runStep } from "./ops.ts";
+import { Publisher } from "./publisher.ts";
 import { Replay, type FoundStep, type NewStep } from "./replay.ts";
 import { createStepTools } from "./step-tools.ts";
 import type { EventSchemas } from "./types.ts";
@@ -37,9 +39,10 @@ interface HandlerRun {
 }
 
 /** Runs one invocation of `fn` for `request`; with `checkpointer`, several steps of it. */
-export async function execute(fn: RunnableFunction, request: InvokeRequest, checkpointer?: Checkpointer, trace?: TraceContext): Promise<InvokeResult> {
+export async function execute(fn: RunnableFunction, request: InvokeRequest, checkpointer?: Checkpointer, trace?: TraceContext, transport?: ExecutorTransport): Promise<InvokeResult> {
   const replay = new Replay(request.steps, request.targetStep);
   const logger = new RunLogger(fn.log, request.run.id);
+  const publisher = new Publisher(transport, { id: request.run.id, appId: request.run.appId }, () => replay.live);
   const context: FunctionContext<EventSchemas, string> = {
     event: request.event as HandlerEvent<EventSchemas, string>,
     events: request.events as HandlerEvent<EventSchemas, string>[],
@@ -47,6 +50,7 @@ export async function execute(fn: RunnableFunction, request: InvokeRequest, chec
     runId: request.run.id,
     attempt: request.run.attempt,
     logger,
+    publish: publisher.publish,
   };
   const run = startHandler(fn, context);
   try {
@@ -71,6 +75,9 @@ export async function execute(fn: RunnableFunction, request: InvokeRequest, chec
   } finally {
     replay.close();
     logger.close();
+    // What the code published goes out before the answer (bounded): a reader sees a step's
+    // messages before its result.
+    await publisher.drain();
   }
 }
 

@@ -16,6 +16,7 @@ import {
   type Trigger,
 } from "@stepwise/protocol";
 import type { StepTools } from "./step-tools.ts";
+import type { Publish } from "./publisher.ts";
 import type { EventName, EventSchemas, Logger, TypedEvent } from "./types.ts";
 
 /** The event a cron tick starts its run with. */
@@ -46,6 +47,14 @@ export interface FunctionContext<S extends EventSchemas, E extends string, C ext
   attempt: number;
   /** Logs prefixed with the run ID; silent while replaying steps already done. */
   logger: Logger;
+  /**
+   * Sends progress to the run's live stream (`GET /api/runs/:id/stream`, `@stepwise/sdk/realtime`):
+   * a model's tokens as they arrive, "3 of 10 pages read". Not durable: sent once, when the code
+   * runs for real (not while the replay re-reads stored steps), dropped with a warning if the
+   * executor does not take it, never an error of the run. Rejects only a bad message (a topic that
+   * is not 1-128 characters of text, data that is not JSON or is over 64 KB).
+   */
+  publish: Publish;
 }
 
 /** What an `onFailure` handler receives once the run has failed for good. */

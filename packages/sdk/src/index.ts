@@ -4,7 +4,7 @@
  * The client and errors live here; `serve()` comes from the adapter of your framework:
  * `@stepwise/sdk/hono`, `@stepwise/sdk/fetch` (Workers, Deno, Bun) or `@stepwise/sdk/node`.
  */
-export { Stepwise, type StepwiseOptions } from "./client.ts";
+export { Stepwise, type StepwiseOptions, type StreamAccess } from "./client.ts";
 export {
   NonRetriableError,
   RetryAfterError,
@@ -27,7 +27,8 @@ export {
 } from "./function.ts";
 export type { Jsonify } from "./jsonify.ts";
 export type { AiInferOptions, AiProvider, AiTools, CallbackUrl, InvokeOptions, ReceivedCallback, ReceivedSignal, StepFetchInit, StepRunContext, StepRunOptions, StepTools, WaitForEventOptions, WaitForSignalOptions } from "./step-tools.ts";
-export type { SignalSent } from "@stepwise/protocol";
+export type { RunMessage, SignalSent } from "@stepwise/protocol";
+export type { Publish } from "./publisher.ts";
 export type { EventData, EventName, EventSchemas, Logger, SendEventPayload, SendResult, TypedEvent } from "./types.ts";
 export type { ServeOptions } from "./serve.ts";
 export type { ConcurrencyLimit } from "@stepwise/protocol";

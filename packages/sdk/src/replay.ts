@@ -57,6 +57,9 @@ export class Replay {
   /** Step calls whose promise will not settle in this invocation. */
   blocked = 0;
 
+  /** Stored steps the function has not called again yet in this invocation. */
+  private unread: Set<string>;
+
   constructor(
     steps: readonly StoredStep[],
     private readonly targetStep?: string,
@@ -65,6 +68,16 @@ export class Replay {
       this.byId.set(step.id, step);
       this.byPosition.set(step.position, step);
     }
+    this.unread = new Set(this.byId.keys());
+  }
+
+  /**
+   * Whether code runs for real now rather than again: a step's code is running, or the function
+   * has called every step stored before this invocation (what it does from here, it does for the
+   * first time). Messages published meanwhile are sent; before, they were sent already.
+   */
+  get live(): boolean {
+    return this.executing !== undefined || this.unread.size === 0;
   }
 
   /** The dispatcher the step tools call. */
@@ -125,6 +138,7 @@ export class Replay {
     }
     const found: FoundStep = { id: this.ids.allocate(call.name), name: call.name, kind: call.kind, position: this.nextPosition++, call };
     this.calls++;
+    this.unread.delete(found.id);
     this.checkDeterminism(found);
     if (this.nonDeterminism) return this.block();
     const stored = this.byId.get(found.id);

@@ -26,8 +26,10 @@ import {
   type Store,
   type StoreTx,
   type StoredEvent,
+  type StoredRunMessage,
   type WriteResult,
 } from "@stepwise/engine";
+import { MAX_KEPT_MESSAGES, MESSAGE_RETENTION_MS } from "@stepwise/protocol";
 import { writeChange } from "./change-sql.ts";
 import { CheckpointWriter } from "./checkpoint-writer.ts";
 import { IndexedQueue } from "./indexed-queue.ts";
@@ -43,6 +45,8 @@ const MAX_TX_ATTEMPTS = 8;
 /** Advisory lock keys, arbitrary but fixed: one for schema changes, one for pruning. */
 const MIGRATION_LOCK = 7150;
 const PRUNE_LOCK = 7151;
+/** The advisory lock space of publishes, one lock per run (see appendRunMessages). */
+const MESSAGE_LOCKS = 7153;
 
 /** FNV-1a of the schema text: identifies a version of schema.sql. */
 function schemaHash(text: string): string {
@@ -314,6 +318,35 @@ export class PostgresStore extends PgReader implements Store {
     return rows.map((row) => row.event_id);
   }
 
+  async appendRunMessages(runId: string, messages: ReadonlyArray<{ topic: string; data: string }>): Promise<number> {
+    return this.client.transaction(async (sql) => {
+      // Publishes of one run (its invocations may overlap) take turns: each numbers its messages
+      // after the last committed, so a reader never sees n+1 before n commits.
+      await sql.query(`SELECT pg_advisory_xact_lock(${MESSAGE_LOCKS}, hashtext($1))`, [runId]);
+      const [row] = await sql.query<{ last: number | string }>(
+        `WITH base AS (SELECT coalesce(max(seq), 0) AS seq FROM run_messages WHERE run_id = $1),
+         added AS (
+           INSERT INTO run_messages (run_id, seq, topic, data)
+           SELECT $1, base.seq + e.n, e.m->>'topic', e.m->>'data'
+           FROM base, jsonb_array_elements($2::jsonb) WITH ORDINALITY AS e(m, n)
+           RETURNING seq)
+         SELECT max(seq) AS last FROM added`,
+        [runId, JSON.stringify(messages)],
+      );
+      const last = Number(row?.last ?? 0);
+      if (last > MAX_KEPT_MESSAGES) await sql.query("DELETE FROM run_messages WHERE run_id = $1 AND seq <= $2", [runId, last - MAX_KEPT_MESSAGES]);
+      return last;
+    });
+  }
+
+  async readRunMessages(runId: string, afterSeq: number, limit: number): Promise<StoredRunMessage[]> {
+    const rows = await this.client.query<{ seq: number | string; topic: string; data: string; published_at: string | Date }>(
+      "SELECT seq, topic, data, published_at FROM run_messages WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+      [runId, afterSeq, limit],
+    );
+    return rows.map((row) => ({ seq: Number(row.seq), topic: row.topic, data: row.data, publishedAt: new Date(row.published_at) }));
+  }
+
   async queueStats(): Promise<{ due: number; oldestDueAt: Date | null; leased: number }> {
     const [row] = await this.client.query<{ due: number | string; oldest: string | Date | null; leased: number | string }>(
       `SELECT count(*) FILTER (WHERE run_at <= now() AND (locked_until IS NULL OR locked_until < now())) AS due,
@@ -364,6 +397,12 @@ export class PostgresStore extends PgReader implements Store {
            ORDER BY e.received_at LIMIT $2)
          RETURNING 1`,
         [olderThanMs, limit],
+      );
+      // Live messages are kept a while only, whatever their run does.
+      await sql.query(
+        `DELETE FROM run_messages WHERE (run_id, seq) IN (
+           SELECT run_id, seq FROM run_messages WHERE published_at < now() - make_interval(secs => $1::float8 / 1000) ORDER BY published_at LIMIT $2)`,
+        [MESSAGE_RETENTION_MS, limit],
       );
       // Versions no run needs any more: not the app's current one, and no live run started on it.
       await sql.query(

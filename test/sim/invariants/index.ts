@@ -41,12 +41,15 @@
  *     in order of arrival.
  * 18. Every execution of a step's code is told the step's one idempotency key and an attempt
  *     within the step's retries.
+ * 19. What a run published is stored numbered 1, 2, 3, … without gaps, each message once, and
+ *     each from an execution that happened (messages.ts).
  */
 import type { SqlClient } from "@stepwise/store-postgres";
 import type { Played } from "../world.ts";
 import { checkIdle } from "./idle.ts";
 import { checkLifecycle } from "./lifecycle.ts";
 import { checkLimits } from "./limits.ts";
+import { checkMessages } from "./messages.ts";
 import { loadScene } from "./scene.ts";
 import { checkStarts } from "./starts.ts";
 import { checkStepBodies } from "./step-bodies.ts";
@@ -59,6 +62,8 @@ export interface Checked {
   invocations: number;
   /** Step bodies that ran more than their committed once, by cause. */
   extraBodies: Map<string, number>;
+  /** Messages the runs published that the store holds. */
+  messages: number;
 }
 
 export async function check(sql: SqlClient, played: Played): Promise<Checked> {
@@ -70,6 +75,7 @@ export async function check(sql: SqlClient, played: Played): Promise<Checked> {
   await checkStarts(scene);
   await checkLimits(scene);
   await checkIdle(scene);
+  const messages = await checkMessages(scene);
   const invocations = played.ledger.invocations.filter((inv) => scene.runs.has(inv.runId)).length;
-  return { violations, runs: scene.runs.size, steps: scene.steps.length, invocations, extraBodies };
+  return { violations, runs: scene.runs.size, steps: scene.steps.length, invocations, extraBodies, messages };
 }

@@ -21,6 +21,10 @@ export const API_KEY = "cluster-api-key";
 export interface ClusterOptions {
   client: Stepwise<any>;
   functions: AnyStepwiseFunction[];
+  /** An app served elsewhere (a process the test runs and kills): none is served in this process. */
+  appUrl?: string;
+  /** The executors' ports, when the test must know them before they start (an app that calls one). */
+  ports?: number[];
   executors: number;
   /** Queue in Redis (on this database index, so the test may flush it) or in Postgres. */
   redisDb?: number;
@@ -57,20 +61,23 @@ export class Cluster {
     }
     this.wsProxy = this.options.wsProxy ?? `127.0.0.1:${(await testBridge()).port}/v2`;
     if (this.options.redisDb !== undefined) this.redis = await startTestRedis("cluster", this.options.redisDb);
-    const app = new Hono();
-    app.on(["GET", "POST", "PUT"], "/api/durable", serve({ client: this.options.client, functions: this.options.functions }));
-    await new Promise<void>((resolve) => {
-      this.app = serveNode({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, (info) => {
-        this.appUrl = `http://127.0.0.1:${info.port}/api/durable`;
-        resolve();
+    if (this.options.appUrl) this.appUrl = this.options.appUrl;
+    else {
+      const app = new Hono();
+      app.on(["GET", "POST", "PUT"], "/api/durable", serve({ client: this.options.client, functions: this.options.functions }));
+      await new Promise<void>((resolve) => {
+        this.app = serveNode({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, (info) => {
+          this.appUrl = `http://127.0.0.1:${info.port}/api/durable`;
+          resolve();
+        });
       });
-    });
+    }
     await Promise.all(Array.from({ length: this.options.executors }, (_, i) => this.startExecutor(i)));
   }
 
   /** Starts (or restarts) executor `index` and waits until it serves the API with the app synced. */
   async startExecutor(index: number): Promise<Executor> {
-    const port = this.executors[index]?.port ?? (await freePort());
+    const port = this.executors[index]?.port ?? this.options.ports?.[index] ?? (await freePort());
     const env: Record<string, string> = {
       ...(process.env as Record<string, string>),
       STEPWISE_DEV: "",

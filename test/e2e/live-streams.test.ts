@@ -39,10 +39,12 @@ function app(options: { fetch?: typeof fetch } = {}) {
   });
   const bad = client.createFunction({ id: "bad", triggers: [{ event: "report/bad" }] }, async ({ event, publish }) => {
     const attempt = { topic: () => publish("", 1), size: () => publish("big", "x".repeat(70 * 1024)), json: () => publish("cyclic", { n: 1n }) }[event.data.what];
-    return attempt().then(
-      () => "sent",
-      (error: Error) => `${error.name}: ${error.message}`,
-    );
+    try {
+      await attempt();
+      return "sent";
+    } catch (error) {
+      return `${(error as Error).name}: ${(error as Error).message}`;
+    }
   });
   return { client, functions: [report, bad], lines };
 }

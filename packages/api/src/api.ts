@@ -204,6 +204,8 @@ export function createApi(options: ApiOptions): Hono {
     const token = c.req.query("token");
     if (token === undefined) return next();
     if (!(await executor.streamTokenAllows(token, c.req.param("runId")))) {
+      // Readable by the page, so its client can tell a refusal from a network failure and stop.
+      c.header("access-control-allow-origin", "*");
       return c.json({ error: "This stream token is expired, altered, or for another run: ask the app for a new one (stepwise.streamToken(runId))" }, 401);
     }
     readersWithToken.add(c.req.raw);

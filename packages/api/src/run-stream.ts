@@ -52,7 +52,8 @@ export async function runStream(c: Context, executor: Executor, runId: string, o
       for (let batch = await executor.runMessages(runId, cursor); batch.length > 0; batch = await executor.runMessages(runId, cursor)) {
         for (const message of batch) {
           cursor = message.seq;
-          if (topics.size === 0 || topics.has(message.topic)) await writeMessage(stream, message);
+          if (topics.size > 0 && !topics.has(message.topic)) continue;
+          await writeMessage(stream, message);
           sent++;
         }
       }

@@ -19,7 +19,7 @@ import { toJson } from "./jsonify.ts";
 import { RunLogger } from "./logger.ts";
 import type { Context as TraceContext } from "@opentelemetry/api";
 import { newStepOp, runStep } from "./ops.ts";
-import { Publisher } from "./publisher.ts";
+import { Publisher, PUBLISH_DRAIN_MS } from "./publisher.ts";
 import { Replay, type FoundStep, type NewStep } from "./replay.ts";
 import { createStepTools } from "./step-tools.ts";
 import type { EventSchemas } from "./types.ts";
@@ -39,7 +39,15 @@ interface HandlerRun {
 }
 
 /** Runs one invocation of `fn` for `request`; with `checkpointer`, several steps of it. */
-export async function execute(fn: RunnableFunction, request: InvokeRequest, checkpointer?: Checkpointer, trace?: TraceContext, transport?: ExecutorTransport): Promise<InvokeResult> {
+export async function execute(
+  fn: RunnableFunction,
+  request: InvokeRequest,
+  checkpointer?: Checkpointer,
+  trace?: TraceContext,
+  transport?: ExecutorTransport,
+  /** When the host cuts the request off (ms since the epoch), if it says. */
+  hostDeadline?: number,
+): Promise<InvokeResult> {
   const replay = new Replay(request.steps, request.targetStep);
   const logger = new RunLogger(fn.log, request.run.id);
   const publisher = new Publisher(transport, { id: request.run.id, appId: request.run.appId }, () => replay.live);
@@ -75,9 +83,10 @@ export async function execute(fn: RunnableFunction, request: InvokeRequest, chec
   } finally {
     replay.close();
     logger.close();
-    // What the code published goes out before the answer (bounded): a reader sees a step's
+    // What the code published goes out before the answer (bounded, and well inside the host's
+    // limit: the answer carries step results, progress does not): a reader sees a step's
     // messages before its result.
-    await publisher.drain();
+    await publisher.drain(hostDeadline === undefined ? PUBLISH_DRAIN_MS : Math.min(PUBLISH_DRAIN_MS, Math.max(0, Math.floor((hostDeadline - Date.now()) / 4))));
   }
 }
 

@@ -16,8 +16,8 @@ import { answeredOk, postSigned, type ExecutorTransport } from "./api.ts";
 /** Sends a message to the run's stream (`GET /api/runs/:id/stream`); see {@link FunctionContext.publish}. */
 export type Publish = (topic: string, data: unknown) => Promise<void>;
 
-/** How many messages may wait to be sent; past it, new ones are dropped (with one warning). */
-const MAX_WAITING = 5_000;
+/** How much may wait to be sent (JSON bytes); past it, new messages are dropped (with one warning). */
+const MAX_WAITING_BYTES = 8 * 1024 * 1024;
 /** How long one request may take. */
 const PUBLISH_TIMEOUT_MS = 5_000;
 /** How long an invocation's answer waits for messages still on their way. */
@@ -26,11 +26,13 @@ export const PUBLISH_DRAIN_MS = 2_000;
 interface Waiting {
   topic: string;
   data: unknown;
+  bytes: number;
   sent: () => void;
 }
 
 export class Publisher {
   private waiting: Waiting[] = [];
+  private waitingBytes = 0;
   private sending: Promise<void> | undefined;
   private dropped = 0;
 
@@ -41,27 +43,35 @@ export class Publisher {
     private readonly live: () => boolean,
   ) {}
 
-  /** The function's `publish`: checks the message (a bad one rejects), then queues it; resolves once the executor took it or it was dropped. */
+  /**
+   * The function's `publish`: a message the executor would refuse throws here, at the call (so
+   * a publish that is not awaited still fails where it is written); a good one is queued, and
+   * the promise resolves once the executor took it or it was dropped. It never rejects.
+   */
   readonly publish: Publish = (topic, data) => {
     const topicOk = TopicSchema.safeParse(topic);
-    if (!topicOk.success) return Promise.reject(new TypeError(`publish(${JSON.stringify(topic)?.slice(0, 80)}, …): ${topicOk.error.issues[0]?.message ?? "not a topic"}`));
+    if (!topicOk.success) throw new TypeError(`publish(${JSON.stringify(topic)?.slice(0, 80)}): ${topicOk.error.issues[0]?.message ?? "not a topic"}`);
     let text: string | undefined;
     try {
       text = JSON.stringify(data ?? null);
     } catch (error) {
-      return Promise.reject(new TypeError(`publish("${topic}", …): data must be JSON (${(error as Error).message})`));
+      throw new TypeError(`publish("${topic}", …): data must be JSON (${(error as Error).message})`);
     }
-    const problem = findTextProblem(data);
-    if (problem) return Promise.reject(new TypeError(`publish("${topic}", …): data ${problem}`));
+    if (text === undefined) throw new TypeError(`publish("${topic}", …): data must be JSON, not ${typeof data}`);
+    // What is checked is what is sent: the JSON, after any toJSON.
+    const sent = JSON.parse(text) as unknown;
+    const problem = findTextProblem(sent);
+    if (problem) throw new TypeError(`publish("${topic}", …): data ${problem}`);
     const bytes = new TextEncoder().encode(text).length;
-    if (bytes > MAX_MESSAGE_BYTES) return Promise.reject(new RangeError(`publish("${topic}", …): data is ${bytes} bytes as JSON, over the ${MAX_MESSAGE_BYTES} a message may hold`));
+    if (bytes > MAX_MESSAGE_BYTES) throw new RangeError(`publish("${topic}", …): data is ${bytes} bytes as JSON, over the ${MAX_MESSAGE_BYTES} a message may hold`);
     if (!this.live() || !this.transport) return Promise.resolve();
-    if (this.waiting.length >= MAX_WAITING) {
-      if (this.dropped++ === 0) this.warn(`more than ${MAX_WAITING} messages wait to be sent; later ones are dropped`);
+    if (this.waitingBytes + bytes > MAX_WAITING_BYTES) {
+      if (this.dropped++ === 0) this.warn(`more than ${MAX_WAITING_BYTES / 1024 / 1024} MB of messages wait to be sent; later ones are dropped`);
       return Promise.resolve();
     }
-    return new Promise<void>((sent) => {
-      this.waiting.push({ topic, data: JSON.parse(text) as unknown, sent });
+    return new Promise<void>((resolve) => {
+      this.waitingBytes += bytes;
+      this.waiting.push({ topic, data: sent, bytes, sent: resolve });
       this.sending ??= this.sendAll();
     });
   };
@@ -72,12 +82,16 @@ export class Publisher {
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([this.sending, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
     clearTimeout(timer);
-    for (const message of this.waiting.splice(0)) message.sent();
+    const left = this.waiting.splice(0);
+    this.waitingBytes = 0;
+    if (left.length > 0) this.warn(`${left.length} message(s) still waiting when the invocation answered after ${ms} ms; dropped`);
+    for (const message of left) message.sent();
   }
 
   private async sendAll(): Promise<void> {
     while (this.waiting.length > 0) {
       const batch = this.waiting.splice(0, MAX_MESSAGES_PER_PUBLISH);
+      for (const message of batch) this.waitingBytes -= message.bytes;
       const body: PublishRequest = { version: PROTOCOL_VERSION, run: this.run, messages: batch.map(({ topic, data }) => ({ topic, data })) };
       try {
         const answer = await postSigned(this.transport!, PUBLISH_ROUTE, JSON.stringify(body), { timeoutMs: PUBLISH_TIMEOUT_MS, maxBytes: 64 * 1024 });

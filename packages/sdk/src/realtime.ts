@@ -81,7 +81,8 @@ const LONGEST_PAUSE_MS = 10_000;
 /** Follows the run whose stream is at `url` (`stepwise.streamToken(runId).url`, or the API's with a key in `fetch`). */
 export function subscribe(url: string, handlers: StreamHandlers, options: SubscribeOptions = {}): Subscription {
   const controller = new AbortController();
-  options.signal?.addEventListener("abort", () => controller.abort(), { once: true });
+  if (options.signal?.aborted) controller.abort();
+  else options.signal?.addEventListener("abort", () => controller.abort(), { once: true });
   const doFetch = options.fetch ?? ((input: RequestInfo | URL, init?: RequestInit) => globalThis.fetch(input, init));
   const done = follow(url, handlers, options, controller.signal, doFetch);
   // A caller that only uses the handlers must not see an unhandled rejection on close.
@@ -138,7 +139,8 @@ async function* serverSentEvents(body: ReadableStream<Uint8Array>): AsyncGenerat
     for (;;) {
       const { done, value } = await reader.read();
       if (done) return;
-      buffer += decoder.decode(value, { stream: true }).replace(/\r\n?/g, "\n");
+      // Line ends may be CRLF or CR, split across chunks: a CR at the end waits for the next chunk.
+      buffer = (buffer + decoder.decode(value, { stream: true })).replace(/\r\n/g, "\n").replace(/\r(?!$)/g, "\n");
       let end: number;
       while ((end = buffer.indexOf("\n\n")) >= 0) {
         const block = buffer.slice(0, end);

@@ -59,6 +59,8 @@ export class Replay {
 
   /** Stored steps the function has not called again yet in this invocation. */
   private unread: Set<string>;
+  /** Some stored step is still in the executor's hands (a parallel branch, a wait): what follows may run again. */
+  private readonly somePending: boolean;
 
   constructor(
     steps: readonly StoredStep[],
@@ -69,15 +71,20 @@ export class Replay {
       this.byPosition.set(step.position, step);
     }
     this.unread = new Set(this.byId.keys());
+    this.somePending = steps.some((step) => step.status === "pending");
   }
 
   /**
    * Whether code runs for real now rather than again: a step's code is running, or the function
-   * has called every step stored before this invocation (what it does from here, it does for the
-   * first time). Messages published meanwhile are sent; before, they were sent already.
+   * has called every step stored before this invocation, none of them still in the executor's
+   * hands, in an invocation not made for one step (what it does from here, it does for the first
+   * time). A body's code between parallel branches that finished and others still running runs
+   * again once they all have, so it is not live until then. Messages published meanwhile are
+   * sent; the others were sent already, or will be.
    */
   get live(): boolean {
-    return this.executing !== undefined || this.unread.size === 0;
+    if (this.executing !== undefined) return true;
+    return this.targetStep === undefined && !this.somePending && this.unread.size === 0;
   }
 
   /** The dispatcher the step tools call. */

@@ -171,7 +171,7 @@ class Endpoint {
     const checkpointer = transport && checkpointerFor(invocation, budgetWithin(fn.checkpointBudgetMs, request.deadline), transport);
     const run = invocation.run;
     const result = await traceInvocation(request.header(TRACEPARENT_HEADER) ?? undefined, { functionId: fnId, runId: run.id, attempt: run.attempt }, (trace) =>
-      execute(fn, invocation, checkpointer, trace, transport),
+      execute(fn, invocation, checkpointer, trace, transport, request.deadline),
     );
     return json(result.status, result.body);
   }

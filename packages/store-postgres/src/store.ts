@@ -398,10 +398,14 @@ export class PostgresStore extends PgReader implements Store {
          RETURNING 1`,
         [olderThanMs, limit],
       );
-      // Live messages are kept a while only, whatever their run does.
+      // Live messages are kept a while only, whatever their run does; but a run's last message
+      // stays while the run does, since the next one is numbered after it (a reader that
+      // resumes after n must never get a new n).
       await sql.query(
         `DELETE FROM run_messages WHERE (run_id, seq) IN (
-           SELECT run_id, seq FROM run_messages WHERE published_at < now() - make_interval(secs => $1::float8 / 1000) ORDER BY published_at LIMIT $2)`,
+           SELECT m.run_id, m.seq FROM run_messages m WHERE m.published_at < now() - make_interval(secs => $1::float8 / 1000)
+             AND m.seq < (SELECT max(l.seq) FROM run_messages l WHERE l.run_id = m.run_id)
+           ORDER BY m.published_at LIMIT $2)`,
         [MESSAGE_RETENTION_MS, limit],
       );
       // Versions no run needs any more: not the app's current one, and no live run started on it.

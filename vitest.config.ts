@@ -2,10 +2,10 @@ import { defineConfig } from "vitest/config";
 
 // Three projects: `main` (unit, contract and end-to-end suites, two files at a time), `system`
 // (the `stepwise` command run as a user runs it, under bursts, a slice of the simulation, and
-// the dashboard in a real browser)
-// and `chaos` (several executor
-// processes, killed, and services restarted). The last two run one file at a time, after
-// `main`, so their load does not skew the others. `npm test` runs all three.
+// the dashboard in a real browser) and `chaos` (several executor processes, killed, and
+// services restarted). The last two run one file at a time each, after `main` so their load
+// does not skew it, and beside each other (scripts/test-after-main.mjs): chaos mostly waits.
+// `npm test` runs all three.
 export default defineConfig({
   test: {
     testTimeout: 30_000,

@@ -13,6 +13,7 @@
 import type { InvokeRequest, InvokeResponse, SerializedError } from "@stepwise/protocol";
 import type { ExecutorTransport } from "./api.ts";
 import type { Checkpointer } from "./checkpointing.ts";
+import type { EnvSource } from "./env.ts";
 import { failureVerdict } from "./errors.ts";
 import type { FunctionContext, HandlerEvent, RunnableFunction } from "./function.ts";
 import { toJson } from "./jsonify.ts";
@@ -38,23 +39,28 @@ interface HandlerRun {
   done: Promise<void>;
 }
 
-/** Runs one invocation of `fn` for `request`; with `checkpointer`, several steps of it. */
-export async function execute(
-  fn: RunnableFunction,
-  request: InvokeRequest,
-  checkpointer?: Checkpointer,
-  trace?: TraceContext,
-  transport?: ExecutorTransport,
+/** Runs one invocation of `fn` for `request`; with a checkpointer, several steps of it. */
+/** What an invocation may use beyond its request. */
+export interface ExecutionContext {
+  /** Commits step results mid-invocation; absent: checkpointing is off or not offered. */
+  checkpointer?: Checkpointer;
+  trace?: TraceContext;
+  /** How the function's messages reach the executor (`publish`); absent: they are not sent. */
+  transport?: ExecutorTransport;
   /** When the host cuts the request off (ms since the epoch), if it says. */
-  hostDeadline?: number,
-): Promise<InvokeResult> {
+  hostDeadline?: number;
+  /** A Worker's bindings, read over `process.env` (`step.ai.infer`'s keys). */
+  env?: EnvSource;
+}
+
+export async function execute(fn: RunnableFunction, request: InvokeRequest, { checkpointer, trace, transport, hostDeadline, env }: ExecutionContext = {}): Promise<InvokeResult> {
   const replay = new Replay(request.steps, request.targetStep);
   const logger = new RunLogger(fn.log, request.run.id);
   const publisher = new Publisher(transport, { id: request.run.id, appId: request.run.appId }, () => replay.live);
   const context: FunctionContext<EventSchemas, string> = {
     event: request.event as HandlerEvent<EventSchemas, string>,
     events: request.events as HandlerEvent<EventSchemas, string>[],
-    step: createStepTools(replay.dispatch, fn.schemas),
+    step: createStepTools(replay.dispatch, fn.schemas, env),
     runId: request.run.id,
     attempt: request.run.attempt,
     logger,

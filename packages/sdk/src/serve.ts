@@ -106,7 +106,7 @@ class Endpoint {
         case "PUT":
           return await this.register(request, settings, env);
         case "POST":
-          return await this.invoke(request, settings);
+          return await this.invoke(request, settings, env);
         default:
           return json(405, { error: `Method ${request.method} not allowed: use GET, PUT or POST` }, { allow: "GET, PUT, POST" });
       }
@@ -119,7 +119,7 @@ class Endpoint {
     }
   }
 
-  private async invoke(request: IncomingCall, settings: Settings): Promise<Answer> {
+  private async invoke(request: IncomingCall, settings: Settings, env?: EnvSource): Promise<Answer> {
     const keys = this.verificationKeys(settings);
     if (!keys) return json(500, { error: MISSING_SIGNING_KEY });
     // Refused before the body is read: no signature of the right shape, or more bytes than any invocation has.
@@ -171,7 +171,7 @@ class Endpoint {
     const checkpointer = transport && checkpointerFor(invocation, budgetWithin(fn.checkpointBudgetMs, request.deadline), transport);
     const run = invocation.run;
     const result = await traceInvocation(request.header(TRACEPARENT_HEADER) ?? undefined, { functionId: fnId, runId: run.id, attempt: run.attempt }, (trace) =>
-      execute(fn, invocation, checkpointer, trace, transport, request.deadline),
+      execute(fn, invocation, { checkpointer, trace, transport, hostDeadline: request.deadline, env }),
     );
     return json(result.status, result.body);
   }

@@ -29,6 +29,7 @@ import {
 import type { AnyStepwiseFunction, FunctionOutput, InvokeData } from "./function.ts";
 import { NonRetriableError } from "./errors.ts";
 import { StepwiseFunction } from "./function.ts";
+import type { EnvSource } from "./env.ts";
 import type { Jsonify } from "./jsonify.ts";
 import type { EventName, EventSchemas, SendEventPayload, SendResult, TypedEvent } from "./types.ts";
 import { validateEvents } from "./validate.ts";
@@ -277,7 +278,7 @@ function lookbackOf(name: string, lookback: Duration): number {
 }
 
 /** Builds the step tools over `dispatch`; `schemas` validate `sendEvent`. */
-export function createStepTools<S extends EventSchemas>(dispatch: StepDispatcher, schemas: EventSchemas | undefined): StepTools<S> {
+export function createStepTools<S extends EventSchemas>(dispatch: StepDispatcher, schemas: EventSchemas | undefined, env?: EnvSource): StepTools<S> {
   const tools: StepTools<EventSchemas> = {
     run: (step, fn) => {
       if (typeof step === "object" && step !== null) {
@@ -335,7 +336,7 @@ export function createStepTools<S extends EventSchemas>(dispatch: StepDispatcher
       infer: (step, options) => {
         const { name, retry } = named(step);
         if (retry instanceof Error) return Promise.reject(retry);
-        return dispatch({ name, kind: "ai", plan: () => planInfer(name, options), ...(retry && { retry }) }) as Promise<never>;
+        return dispatch({ name, kind: "ai", plan: () => planInfer(name, options, env), ...(retry && { retry }) }) as Promise<never>;
       },
       wrap: (step, fn, ...args) => {
         const { name, retry } = named(step);
@@ -400,14 +401,19 @@ function named(step: string | StepRunOptions): { name: string; retry: StepRetryP
   return { name: id, retry: runPolicy(id, policy) };
 }
 
-const environment = (): Record<string, string | undefined> => (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env ?? {};
+/** The app's environment: `process.env` where there is one, under a Worker's bindings (text ones) when serve() was given them. */
+function environment(env: EnvSource | undefined): Record<string, string | undefined> {
+  const fromProcess = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env ?? {};
+  const bindings = env ? Object.entries(env).filter((entry): entry is [string, string] => typeof entry[1] === "string") : [];
+  return { ...fromProcess, ...Object.fromEntries(bindings) };
+}
 
 /** A model call's request, for the provider named; a NonRetriableError for a missing key or a bad option. */
-function planInfer(name: string, options: AiInferOptions): PlannedOp {
+function planInfer(name: string, options: AiInferOptions, envSource: EnvSource | undefined): PlannedOp {
   const { provider, model, body } = options ?? ({} as AiInferOptions);
   if (typeof model !== "string" || model.length === 0) throw new NonRetriableError(`step.ai.infer("${name}"): model must be a model's name, e.g. "gpt-4o-mini"`);
   if (typeof body !== "object" || body === null || Array.isArray(body)) throw new NonRetriableError(`step.ai.infer("${name}"): body must be the provider's request body, an object`);
-  const env = environment();
+  const env = environment(envSource);
   const key = (variable: string) => {
     const value = env[variable];
     if (!value) throw new NonRetriableError(`step.ai.infer("${name}"): set ${variable} in the app's environment, or pass provider: { url, headers } with a key of your own`);

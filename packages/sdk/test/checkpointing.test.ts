@@ -35,21 +35,21 @@ const chain = client.createFunction({ id: "fulfil", triggers: [{ event: "order/c
 describe("checkpointing in the SDK", () => {
   it("runs consecutive steps in one invocation, each committed before the next starts, with its JSON value", async () => {
     const { committed, checkpointer } = recorder();
-    const result = await execute(chain, request(), checkpointer);
+    const result = await execute(chain, request(), { checkpointer });
     expect(committed).toEqual(['a={"at":"1970-01-01T00:00:00.000Z"}', 'b="1970-01-01T00:00:00.000Z!"', "c=25"]);
     expect(result).toEqual({ status: 200, body: { type: "completed", output: 25 } });
   });
 
   it("stops at the first refused commit and answers with that step's result", async () => {
     const { committed, checkpointer } = recorder((n) => n < 1);
-    const result = await execute(chain, request(), checkpointer);
+    const result = await execute(chain, request(), { checkpointer });
     expect(committed).toHaveLength(1);
     expect(result).toEqual({ status: 206, body: { type: "ops", ops: [{ op: "step-ran", id: "b", name: "b", position: 1, output: "1970-01-01T00:00:00.000Z!" }] } });
   });
 
   it("starts no step past the budget: the step that ends past it goes in the answer", async () => {
     const { committed, checkpointer } = recorder(() => true, Date.now() - 1);
-    const result = await execute(chain, request(), checkpointer);
+    const result = await execute(chain, request(), { checkpointer });
     expect(committed).toEqual([]);
     expect(result.body).toMatchObject({ type: "ops", ops: [{ op: "step-ran", id: "a" }] });
   });
@@ -63,7 +63,7 @@ describe("checkpointing in the SDK", () => {
       return `${a}${b}`;
     });
     const { committed, checkpointer } = recorder();
-    const result = await execute(racing, request(), checkpointer);
+    const result = await execute(racing, request(), { checkpointer });
     // Answered as without checkpoints; the next invocation replays a and reaches b as a new step.
     expect(committed).toEqual([]);
     expect(result).toEqual({ status: 206, body: { type: "ops", ops: [{ op: "step-ran", id: "a", name: "a", position: 0, output: "a" }] } });
@@ -76,7 +76,7 @@ describe("checkpointing in the SDK", () => {
       });
     });
     const { committed, checkpointer } = recorder();
-    const result = await execute(failing, request(), checkpointer);
+    const result = await execute(failing, request(), { checkpointer });
     expect(committed).toEqual([]);
     expect(result.body).toMatchObject({ type: "ops", ops: [{ op: "step-failed", id: "a", retriable: true, error: { message: "payment API down" } }] });
   });

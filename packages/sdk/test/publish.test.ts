@@ -54,7 +54,7 @@ describe("publish in the SDK", () => {
       [[done(0, "a", "A"), done(1, "b", "B"), done(2, "c", "C")]], // all in: the body goes on
       [[done(0, "a", "A"), done(1, "b", "B"), done(2, "c", "C"), done(3, "summary", "ok")]],
     ];
-    for (const [steps, targetStep] of invocations) await execute(pages, request(steps, targetStep ? { targetStep } : {}), undefined, undefined, transport);
+    for (const [steps, targetStep] of invocations) await execute(pages, request(steps, targetStep ? { targetStep } : {}), { transport });
     expect(sent).toEqual(['status:"reading"', 'progress:"1/3"', 'progress:"2/3"', 'progress:"3/3"', 'status:"all read"']);
   });
 
@@ -79,7 +79,7 @@ describe("publish in the SDK", () => {
       }
       return "done";
     });
-    await execute(bad, request(), undefined, undefined, transport);
+    await execute(bad, request(), { transport });
     expect(tries.empty).toMatch(/^TypeError: publish\(""\): topic must not be empty/);
     expect(tries.big).toMatch(/^RangeError: publish\("big", …\): data is \d+ bytes as JSON, over the 65536/);
     expect(tries.bigint).toMatch(/^TypeError: publish\("n", …\): data must be JSON/);
@@ -90,7 +90,7 @@ describe("publish in the SDK", () => {
   it("drops what the executor does not take, with a warning naming the run, and the function goes on", async () => {
     const { sent, transport } = executor(async () => new Response("<html>502</html>", { status: 502 }));
     warnings.length = 0;
-    const result = await execute(pages, request([done(0, "a", "A"), done(1, "b", "B"), done(2, "c", "C")]), undefined, undefined, transport);
+    const result = await execute(pages, request([done(0, "a", "A"), done(1, "b", "B"), done(2, "c", "C")]), { transport });
     expect(result.status).toBe(206);
     expect(sent.length).toBeGreaterThan(0);
     expect(warnings.join("\n")).toMatch(/run run-1: publish to http:\/\/executor\.test\/api\/publish: the executor answered 502/);

@@ -16,8 +16,11 @@ export interface AppUrlPolicy {
   allowPrivate: boolean;
 }
 
-/** What is wrong with `url` as an app URL under `policy`, or null when the executor may call it. */
-export function appUrlProblem(url: string, policy: AppUrlPolicy): string | null {
+/**
+ * What is wrong with `url` as an app URL under `policy`, or null when the executor may call it.
+ * `subject` names the URL in the message ("the app URL", "the URL" of a `step.fetch`).
+ */
+export function appUrlProblem(url: string, policy: AppUrlPolicy, subject = "the app URL"): string | null {
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -25,15 +28,15 @@ export function appUrlProblem(url: string, policy: AppUrlPolicy): string | null 
     return `"${url}" is not a URL`;
   }
   if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
-    return `the app URL must be http:// or https://, not ${parsed.protocol}`;
+    return `${subject} must be http:// or https://, not ${parsed.protocol}`;
   }
   const kind = addressKind(parsed.hostname);
   if (kind === "link-local" || kind === "metadata") {
-    return `the app URL's host ${parsed.hostname} is a ${kind} address, which the executor never calls`;
+    return `${subject}'s host ${parsed.hostname} is a ${kind} address, which the executor never calls`;
   }
   if ((kind === "loopback" || kind === "private") && !policy.allowPrivate) {
     return (
-      `the app URL's host ${parsed.hostname} is a ${kind} address, which the executor calls only in dev mode ` +
+      `${subject}'s host ${parsed.hostname} is a ${kind} address, which the executor calls only in dev mode ` +
       `or with STEPWISE_ALLOW_PRIVATE_APP_URLS=1 (or give the URL to the executor: stepwise start --app <url>)`
     );
   }

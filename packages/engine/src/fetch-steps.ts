@@ -28,7 +28,7 @@ export type FetchOutcome = { ok: true; response: FetchResponse } | { ok: false; 
 /** Why the executor will not make a request to `url`, or null. */
 export function fetchUrlProblem(url: string): string | null {
   // Private hosts allowed; link-local and metadata never (the same rules as app URLs otherwise).
-  const problem = appUrlProblem(url, { allowPrivate: true })?.replace(/the app URL/g, "the URL");
+  const problem = appUrlProblem(url, { allowPrivate: true }, "the URL");
   if (problem) return problem;
   // Credentials in the URL would be quoted by the errors of the request: pass them as a header.
   const { username, password } = new URL(url);

@@ -128,6 +128,21 @@ export const TokenUsageSchema = z.object({
 });
 export type TokenUsage = z.infer<typeof TokenUsageSchema>;
 
+/**
+ * The tokens a `usage` object reports (a provider's answer, an SDK call's result), under the
+ * first name of each list that holds a count, with `model` when it is a short string; undefined
+ * when either count is missing. Counts past {@link MAX_TOKEN_COUNT} are not counts.
+ */
+export function readTokenUsage(usage: unknown, names: { input: readonly string[]; output: readonly string[] }, model?: unknown): TokenUsage | undefined {
+  if (typeof usage !== "object" || usage === null) return undefined;
+  const count = (keys: readonly string[]) =>
+    keys.map((key) => (usage as Record<string, unknown>)[key]).find((n): n is number => typeof n === "number" && Number.isInteger(n) && n >= 0 && n <= MAX_TOKEN_COUNT);
+  const inputTokens = count(names.input);
+  const outputTokens = count(names.output);
+  if (inputTokens === undefined || outputTokens === undefined) return undefined;
+  return { inputTokens, outputTokens, ...(typeof model === "string" && model.length <= 256 && { model }) };
+}
+
 /** A `step.run` that ran in this invocation and returned `output` (a `step.ai.wrap` with the tokens it spent). */
 export const StepRanOpSchema = z.object({ op: z.literal("step-ran"), ...stepRef, output: z.unknown(), usage: TokenUsageSchema.optional() });
 /**

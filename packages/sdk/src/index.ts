@@ -26,7 +26,9 @@ export {
   type InvokeData,
 } from "./function.ts";
 export type { Jsonify } from "./jsonify.ts";
-export type { AiInferOptions, AiProvider, AiTools, CallbackUrl, InvokeOptions, ReceivedCallback, ReceivedSignal, StepFetchInit, StepRunContext, StepRunOptions, StepTools, WaitForEventOptions, WaitForSignalOptions } from "./step-tools.ts";
+export type { InvokeOptions, StepRunContext, StepRunOptions, StepTools, WaitForEventOptions } from "./step-tools.ts";
+export type { CallbackUrl, ReceivedCallback, ReceivedSignal, WaitForSignalOptions } from "./step-answers.ts";
+export type { AiInferOptions, AiProvider, AiTools, StepFetchInit } from "./step-calls.ts";
 export type { RunMessage, SignalSent } from "@stepwise/protocol";
 export type { Publish } from "./publisher.ts";
 export type { EventData, EventName, EventSchemas, Logger, SendEventPayload, SendResult, TypedEvent } from "./types.ts";

@@ -4,7 +4,7 @@
  * would. It runs as the step's targeted invocation job, so it has that job's lease (kept alive
  * while the request takes its time), its retries and backoff, and its concurrency slot.
  */
-import { MAX_TOKEN_COUNT, type FetchResponse, type Op, type TokenUsage } from "@stepwise/protocol";
+import { readTokenUsage, type FetchResponse, type Op, type TokenUsage } from "@stepwise/protocol";
 import type { EngineContext } from "../context.ts";
 import { serializedError } from "../errors.ts";
 import { openRequest, performFetch, sealRequest, type FetchOutcome } from "../fetch-steps.ts";
@@ -62,13 +62,9 @@ function modelAnswer(step: StepRecord, response: FetchResponse): { ok: true; jso
 
 /** The tokens an OpenAI-compatible or Anthropic answer reports, with its model. */
 function usageIn(answer: unknown): { usage?: TokenUsage } {
-  const { usage, model } = (answer ?? {}) as { usage?: Record<string, unknown>; model?: unknown };
-  if (!usage) return {};
-  const count = (...keys: string[]) => keys.map((key) => usage[key]).find((value): value is number => typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= MAX_TOKEN_COUNT);
-  const inputTokens = count("prompt_tokens", "input_tokens");
-  const outputTokens = count("completion_tokens", "output_tokens");
-  if (inputTokens === undefined || outputTokens === undefined) return {};
-  return { usage: { inputTokens, outputTokens, ...(typeof model === "string" && model.length <= 256 && { model }) } };
+  const { usage, model } = (answer ?? {}) as { usage?: unknown; model?: unknown };
+  const read = readTokenUsage(usage, { input: ["prompt_tokens", "input_tokens"], output: ["completion_tokens", "output_tokens"] }, model);
+  return read ? { usage: read } : {};
 }
 
 /** The requests of an answer's `step.fetch` ops, sealed under `secret` (the run's app's signing key), by step ID. */

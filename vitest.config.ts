@@ -1,11 +1,11 @@
 import { defineConfig } from "vitest/config";
 
-// Three projects: `main` (unit, contract and end-to-end suites, two files at a time), `system`
-// (the `stepwise` command run as a user runs it, under bursts, a slice of the simulation, and
-// the dashboard in a real browser) and `chaos` (several executor processes, killed, and
-// services restarted). The last two run one file at a time each, after `main` so their load
-// does not skew it, and beside each other (scripts/test-after-main.mjs): chaos mostly waits.
-// `npm test` runs all three.
+// Four projects: `main` (unit, contract and end-to-end suites, two files at a time), `system`
+// (the `stepwise` command run as a user runs it, under bursts, and pages in a real browser),
+// `sim` (a slice of the fault simulation) and `chaos` (several executor processes, killed, and
+// services restarted). The last three run one file at a time each, after `main` so their load
+// does not skew it: `system` beside `sim` then `chaos` (scripts/test-after-main.mjs), since
+// chaos mostly waits and each lane alone left a core idle. `npm test` runs all four.
 export default defineConfig({
   test: {
     testTimeout: 30_000,
@@ -22,7 +22,11 @@ export default defineConfig({
       },
       {
         extends: true,
-        test: { name: "system", include: ["test/system/**/*.test.ts", "test/sim/**/*.test.ts", "test/browser/**/*.test.ts"], fileParallelism: false, maxWorkers: 1 },
+        test: { name: "system", include: ["test/system/**/*.test.ts", "test/browser/**/*.test.ts"], fileParallelism: false, maxWorkers: 1 },
+      },
+      {
+        extends: true,
+        test: { name: "sim", include: ["test/sim/**/*.test.ts"], fileParallelism: false, maxWorkers: 1 },
       },
       {
         extends: true,

@@ -65,7 +65,8 @@ describe.runIf(postgresAvailable)("the agent example, killed at random", () => {
   }
 
   beforeAll(async () => {
-    model = await startTestModel({ delayMs: 300 });
+    // Slow enough that kills of executors catch model calls on their way.
+    model = await startTestModel({ delayMs: 1_200 });
     appPort = await freePort();
     executorPorts = [await freePort(), await freePort()];
     cluster = new Cluster({
@@ -106,9 +107,24 @@ describe.runIf(postgresAvailable)("the agent example, killed at random", () => {
         const answer = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ approved: true }) }).catch(() => null);
         if (answer && (answer.status === 200 || answer.status === 409)) approved.add(run.id);
       }
-      if (runs.length === RUNS && runs.every((run) => run.status === "completed") && kills.length >= 10) break;
+      const appKills = kills.filter((kill) => kill.target === "app").length;
+      if (runs.length === RUNS && runs.every((run) => run.status === "completed") && kills.length >= 10 && appKills >= 2) break;
       if (runs.some((run) => run.status === "failed" || run.status === "cancelled")) break;
-      await new Promise((resolve) => setTimeout(resolve, 700 + Math.random() * 1_300));
+      // A random moment, or (a few times) one when a model call is on its way: then both
+      // executors die, so the one making it surely does.
+      const interval = 700 + Math.random() * 1_300;
+      let duringCall = false;
+      for (let waited = 0; waited < interval && !duringCall; waited += 50) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        duringCall = model.pending() > 0 && kills.filter((kill) => kill.pendingModelCalls > 0).length < 3 && Math.random() < 0.3;
+      }
+      if (duringCall) {
+        const pendingModelCalls = model.pending();
+        await Promise.all([cluster.kill(0), cluster.kill(1)]);
+        kills.push({ at: Date.now(), target: "executors 0 and 1", pendingModelCalls }, { at: Date.now(), target: "executor 1", pendingModelCalls: 0 });
+        await Promise.all([cluster.startExecutor(0), cluster.startExecutor(1)]);
+        continue;
+      }
       const target = Math.floor(Math.random() * 3);
       kills.push({ at: Date.now(), target: target === 2 ? "app" : `executor ${target}`, pendingModelCalls: target === 2 ? 0 : model.pending() });
       if (target === 2) {
@@ -123,6 +139,7 @@ describe.runIf(postgresAvailable)("the agent example, killed at random", () => {
     const logs = () => `${cluster.logs().slice(-3_000)}\n--- app\n${appOutput.join("").slice(-2_000)}`;
     expect(runs.map((run) => run.status), logs()).toEqual(ids.map(() => "completed"));
     expect(kills.length).toBeGreaterThanOrEqual(10);
+    expect(kills.filter((kill) => kill.target === "app").length).toBeGreaterThanOrEqual(2);
     for (const run of runs) {
       expect(run.output).toMatchObject({ status: "done", report: expect.stringMatching(/^Report on topic \d: 3 findings/) });
       // Each model step recorded the tokens the model reported.
@@ -133,6 +150,8 @@ describe.runIf(postgresAvailable)("the agent example, killed at random", () => {
     const modelCalls = model.calls.filter((c) => c.kind === "model").length;
     const orphaned = kills.reduce((sum, kill) => sum + kill.pendingModelCalls, 0);
     expect(modelCalls).toBeGreaterThanOrEqual(RUNS * MODEL_STEPS_PER_RUN);
+    // The case that costs money was played: executors died with a model call on its way.
+    expect(orphaned).toBeGreaterThan(0);
     expect(modelCalls, JSON.stringify(model.calls.filter((c) => c.kind === "model"))).toBeLessThanOrEqual(RUNS * MODEL_STEPS_PER_RUN + orphaned);
 
     // A search ran again only when its invocation died while it ran: a kill came after that
@@ -150,7 +169,7 @@ describe.runIf(postgresAvailable)("the agent example, killed at random", () => {
     const repeatedSearches = [...searches.values()].reduce((sum, starts) => sum + starts.length - 1, 0);
     console.log(
       `agent under kills: ${kills.length} kills (${kills.filter((k) => k.target === "app").length} of the app), ` +
-        `${modelCalls} model calls for ${RUNS * MODEL_STEPS_PER_RUN} model steps (${orphaned} on their way at a kill), ${repeatedSearches} searches repeated`,
+        `${modelCalls} model calls for ${RUNS * MODEL_STEPS_PER_RUN} model steps (${orphaned} on their way at a kill of executors), ${repeatedSearches} searches repeated`,
     );
   });
 });

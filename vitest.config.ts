@@ -1,11 +1,16 @@
 import { defineConfig } from "vitest/config";
 
-// Four projects: `main` (unit, contract and end-to-end suites, two files at a time), `system`
-// (the `stepwise` command run as a user runs it, under bursts, and pages in a real browser),
-// `sim` (a slice of the fault simulation) and `chaos` (several executor processes, killed, and
-// services restarted). The last three run one file at a time each, after `main` so their load
-// does not skew it: `system` beside `sim` then `chaos` (scripts/test-after-main.mjs), since
-// chaos mostly waits and each lane alone left a core idle. `npm test` runs all four.
+// Five projects: `main` (unit, contract and end-to-end suites, two files at a time, bound by
+// CPU), `system` (the `stepwise` command run as a user runs it, under bursts, and pages in a real
+// browser), `sim` (a slice of the fault simulation), `chaos` (several executor processes,
+// killed, and services restarted) and `commands` (suites that drive `stepwise` and `wrangler dev`
+// as processes, one at a time). All but `main` run after it, so their load does not skew it, in
+// two lanes side by side (scripts/test-after-main.mjs): system then sim, and chaos then
+// commands, which mostly wait on processes; the simulation, whose promises include timings,
+// runs once the other lane is done. `npm test` runs all five.
+/** Suites of processes run as users run them: the command line, a SIGKILLed `stepwise dev`, the Worker executor under wrangler. */
+const COMMANDS = ["test/e2e/cli.test.ts", "test/e2e/crash.test.ts", "test/workers/**/*.test.ts"];
+
 export default defineConfig({
   test: {
     testTimeout: 30_000,
@@ -16,9 +21,14 @@ export default defineConfig({
         extends: true,
         test: {
           name: "main",
-          include: ["packages/*/test/**/*.test.ts", "apps/*/test/**/*.test.ts", "test/e2e/**/*.test.ts", "test/workers/**/*.test.ts"],
+          include: ["packages/*/test/**/*.test.ts", "apps/*/test/**/*.test.ts", "test/e2e/**/*.test.ts"],
+          exclude: COMMANDS,
           maxWorkers: 2,
         },
+      },
+      {
+        extends: true,
+        test: { name: "commands", include: COMMANDS, fileParallelism: false, maxWorkers: 1 },
       },
       {
         extends: true,

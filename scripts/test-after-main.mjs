@@ -1,12 +1,14 @@
 // The last part of `npm test`, in two lanes side by side: the system suites (the `stepwise`
-// command under bursts, pages in a browser), and the simulation slice followed by the chaos
-// suites (executor processes killed, services restarted). Each project runs its files one at a
-// time; one lane after another left a core idle (chaos mostly waits: for kills, restarts and
-// leases). A lane's output is printed whole when each of its projects ends, so logs do not
-// interleave; npm test fails if any project does.
+// command under bursts, pages in a browser) then the simulation slice; and the chaos suites
+// (executor processes killed, services restarted) then the command suites (`stepwise` and
+// `wrangler dev` as processes). Each project runs its files one at a time; one lane after
+// another left a core idle (chaos mostly waits: for kills, restarts and leases). The second lane
+// is the shorter, so the simulation, whose promises include how long a stop takes, runs alone
+// (beside the system bursts, a graceful stop overran its bound by 0.3 s). A project's output is
+// printed whole when it ends, so logs do not interleave; npm test fails if any project does.
 import { spawn } from "node:child_process";
 
-const lanes = [["system"], ["sim", "chaos"]];
+const lanes = [["system", "sim"], ["chaos", "commands"]];
 const vitest = "node_modules/.bin/vitest";
 
 /** Runs one project; resolves its exit code once its output is printed. */

@@ -11,7 +11,7 @@ import { afterCommit, describe, machineEnv, type EngineContext } from "./context
 import { InputError, isUnavailable } from "./errors.ts";
 import { parseEvents, parseSignal } from "./event-input.ts";
 import { CallbackUrls } from "./callback-urls.ts";
-import { MessageBell, publishMessages, readMessages, streamTokenAllows } from "./live-messages.ts";
+import { MessageBell, publishMessages, readMessages, RunOwners, streamTokenAllows } from "./live-messages.ts";
 import { signingKeyOf } from "./invoker.ts";
 import { DEFAULT_LIMITS, type Limits } from "./limits.ts";
 import { consoleLogger, type Logger } from "./log.ts";
@@ -118,6 +118,7 @@ export class Executor {
   private maintaining: Promise<void> | undefined;
   private stopRequested = false;
   private readonly messageBell = new MessageBell();
+  private readonly runOwners = new RunOwners();
 
   constructor(private readonly options: ExecutorOptions) {
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
@@ -319,7 +320,7 @@ export class Executor {
    * 413) and stores nothing for a bad request (`live-messages.ts`).
    */
   async publish(body: unknown, appId: string): Promise<{ seq: number }> {
-    const { runId, seq } = await publishMessages(this.ctx, body, appId);
+    const { runId, seq } = await publishMessages(this.ctx, this.runOwners, body, appId);
     this.messageBell.ring(runId);
     return { seq };
   }
@@ -336,7 +337,7 @@ export class Executor {
 
   /** Whether a stream token (minted by the run's app) lets its holder read `runId`'s stream now. */
   streamTokenAllows(token: string, runId: string): Promise<boolean> {
-    return streamTokenAllows(this.ctx, (appId) => signingKeyOf(this.options, appId), token, runId);
+    return streamTokenAllows(this.ctx, this.runOwners, (appId) => signingKeyOf(this.options, appId), token, runId);
   }
 
   /**

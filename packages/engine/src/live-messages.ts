@@ -42,11 +42,34 @@ export class MessageBell {
 }
 
 /**
+ * Which app each run belongs to, remembered: a run's app never changes, and a run streaming a
+ * model's tokens publishes every round trip, each of which would otherwise read the run first.
+ */
+export class RunOwners {
+  private readonly known = new Map<string, string>();
+
+  constructor(private readonly max = 10_000) {}
+
+  /** The app of `runId`, or undefined for a run the store does not have. */
+  async appOf(ctx: EngineContext, runId: string): Promise<string | undefined> {
+    const cached = this.known.get(runId);
+    if (cached !== undefined) return cached;
+    const record = await ctx.store.getRun(runId);
+    const appId = record ? (await ctx.registry.getFunction(record.functionId))?.appId : undefined;
+    if (appId === undefined) return undefined;
+    // The oldest goes first (a Map keeps insertion order).
+    if (this.known.size >= this.max) this.known.delete(this.known.keys().next().value!);
+    this.known.set(runId, appId);
+    return appId;
+  }
+}
+
+/**
  * Stores the messages of `POST /api/publish` (signed by the caller for `appId`); returns the
  * number of the last. Throws {@link InputError}: 400 for a malformed request, 413 for a message
  * over {@link MAX_MESSAGE_BYTES}, 404 for a run this app does not have. Stores nothing then.
  */
-export async function publishMessages(ctx: EngineContext, body: unknown, appId: string): Promise<{ runId: string; seq: number }> {
+export async function publishMessages(ctx: EngineContext, owners: RunOwners, body: unknown, appId: string): Promise<{ runId: string; seq: number }> {
   const parsed = PublishRequestSchema.safeParse(body);
   if (!parsed.success) throw new InputError(`Not a Stepwise publish: ${issuesText(parsed.error.issues, "body")}`);
   const { run, messages } = parsed.data;
@@ -62,9 +85,7 @@ export async function publishMessages(ctx: EngineContext, body: unknown, appId: 
     return { topic, data: text };
   });
   // Only the run's own app publishes to it: another app's run is as good as absent.
-  const record = await ctx.store.getRun(run.id);
-  const fn = record && (await ctx.registry.getFunction(record.functionId));
-  if (!record || fn?.appId !== appId) throw new InputError(`No run ${run.id} of app "${appId}" to publish to`, 404);
+  if ((await owners.appOf(ctx, run.id)) !== appId) throw new InputError(`No run ${run.id} of app "${appId}" to publish to`, 404);
   const seq = await ctx.store.appendRunMessages(run.id, stored);
   return { runId: run.id, seq };
 }
@@ -79,10 +100,8 @@ export async function readMessages(ctx: EngineContext, runId: string, afterSeq: 
  * Whether `token` lets its holder read `runId`'s stream now: signed with the key of the run's app,
  * for this run, not expired. A token for another run, or signed by another app, does not.
  */
-export async function streamTokenAllows(ctx: EngineContext, keyOf: (appId: string) => string, token: string, runId: string): Promise<boolean> {
+export async function streamTokenAllows(ctx: EngineContext, owners: RunOwners, keyOf: (appId: string) => string, token: string, runId: string): Promise<boolean> {
   const claims: StreamClaims | null = await readStreamToken(token, (appId) => [keyOf(appId)]);
   if (!claims || claims.runId !== runId || claims.expiresAt <= ctx.clock.now()) return false;
-  const record = await ctx.store.getRun(runId);
-  const fn = record && (await ctx.registry.getFunction(record.functionId));
-  return fn?.appId === claims.appId;
+  return (await owners.appOf(ctx, runId)) === claims.appId;
 }

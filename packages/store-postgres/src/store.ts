@@ -29,13 +29,13 @@ import {
   type StoredRunMessage,
   type WriteResult,
 } from "@stepwise/engine";
-import { MAX_KEPT_MESSAGES, MESSAGE_RETENTION_MS } from "@stepwise/protocol";
 import { writeChange } from "./change-sql.ts";
 import { CheckpointWriter } from "./checkpoint-writer.ts";
 import { IndexedQueue } from "./indexed-queue.ts";
 import { PgQueue } from "./queue.ts";
 import { pruneKeys } from "./concurrency-claim.ts";
 import { toApp, toEvent, toFunction, toRun } from "./rows.ts";
+import { appendRunMessages, pruneRunMessages, readRunMessages } from "./run-messages.ts";
 import { SCHEMA_SQL } from "./schema.ts";
 import { idsParam, type SqlClient } from "./sql.ts";
 import { PgReader, PgTx } from "./tx.ts";
@@ -45,8 +45,6 @@ const MAX_TX_ATTEMPTS = 8;
 /** Advisory lock keys, arbitrary but fixed: one for schema changes, one for pruning. */
 const MIGRATION_LOCK = 7150;
 const PRUNE_LOCK = 7151;
-/** The advisory lock space of publishes, one lock per run (see appendRunMessages). */
-const MESSAGE_LOCKS = 7153;
 
 /** FNV-1a of the schema text: identifies a version of schema.sql. */
 function schemaHash(text: string): string {
@@ -318,33 +316,12 @@ export class PostgresStore extends PgReader implements Store {
     return rows.map((row) => row.event_id);
   }
 
-  async appendRunMessages(runId: string, messages: ReadonlyArray<{ topic: string; data: string }>): Promise<number> {
-    return this.client.transaction(async (sql) => {
-      // Publishes of one run (its invocations may overlap) take turns: each numbers its messages
-      // after the last committed, so a reader never sees n+1 before n commits.
-      await sql.query(`SELECT pg_advisory_xact_lock(${MESSAGE_LOCKS}, hashtext($1))`, [runId]);
-      const [row] = await sql.query<{ last: number | string }>(
-        `WITH base AS (SELECT coalesce(max(seq), 0) AS seq FROM run_messages WHERE run_id = $1),
-         added AS (
-           INSERT INTO run_messages (run_id, seq, topic, data)
-           SELECT $1, base.seq + e.n, e.m->>'topic', e.m->>'data'
-           FROM base, jsonb_array_elements($2::jsonb) WITH ORDINALITY AS e(m, n)
-           RETURNING seq)
-         SELECT max(seq) AS last FROM added`,
-        [runId, JSON.stringify(messages)],
-      );
-      const last = Number(row?.last ?? 0);
-      if (last > MAX_KEPT_MESSAGES) await sql.query("DELETE FROM run_messages WHERE run_id = $1 AND seq <= $2", [runId, last - MAX_KEPT_MESSAGES]);
-      return last;
-    });
+  appendRunMessages(runId: string, messages: ReadonlyArray<{ topic: string; data: string }>): Promise<number> {
+    return appendRunMessages(this.client, runId, messages);
   }
 
-  async readRunMessages(runId: string, afterSeq: number, limit: number): Promise<StoredRunMessage[]> {
-    const rows = await this.client.query<{ seq: number | string; topic: string; data: string; published_at: string | Date }>(
-      "SELECT seq, topic, data, published_at FROM run_messages WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-      [runId, afterSeq, limit],
-    );
-    return rows.map((row) => ({ seq: Number(row.seq), topic: row.topic, data: row.data, publishedAt: new Date(row.published_at) }));
+  readRunMessages(runId: string, afterSeq: number, limit: number): Promise<StoredRunMessage[]> {
+    return readRunMessages(this.client, runId, afterSeq, limit);
   }
 
   async queueStats(): Promise<{ due: number; oldestDueAt: Date | null; leased: number }> {
@@ -398,16 +375,7 @@ export class PostgresStore extends PgReader implements Store {
          RETURNING 1`,
         [olderThanMs, limit],
       );
-      // Live messages are kept a while only, whatever their run does; but a run's last message
-      // stays while the run does, since the next one is numbered after it (a reader that
-      // resumes after n must never get a new n).
-      await sql.query(
-        `DELETE FROM run_messages WHERE (run_id, seq) IN (
-           SELECT m.run_id, m.seq FROM run_messages m WHERE m.published_at < now() - make_interval(secs => $1::float8 / 1000)
-             AND m.seq < (SELECT max(l.seq) FROM run_messages l WHERE l.run_id = m.run_id)
-           ORDER BY m.published_at LIMIT $2)`,
-        [MESSAGE_RETENTION_MS, limit],
-      );
+      await pruneRunMessages(sql, limit);
       // Versions no run needs any more: not the app's current one, and no live run started on it.
       await sql.query(
         `DELETE FROM app_versions v WHERE v.synced_at < ${cutoff}

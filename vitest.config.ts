@@ -5,9 +5,9 @@ import { defineConfig } from "vitest/config";
 // browser), `sim` (a slice of the fault simulation), `chaos` (several executor processes,
 // killed, and services restarted) and `commands` (suites that drive `stepwise` and `wrangler dev`
 // as processes, one at a time). All but `main` run after it, so their load does not skew it, in
-// two lanes side by side (scripts/test-after-main.mjs): system then sim, and chaos then
-// commands, which mostly wait on processes; the simulation, whose promises include timings,
-// runs once the other lane is done. `npm test` runs all five.
+// two lanes side by side (scripts/test-after-main.mjs): system, and chaos then commands, which
+// mostly wait on processes; the simulation, whose promises include timings, runs once both
+// lanes are done. `npm test` runs all five.
 /** Suites of processes run as users run them: the command line, a SIGKILLed `stepwise dev`, the Worker executor under wrangler. */
 const COMMANDS = ["test/e2e/cli.test.ts", "test/e2e/crash.test.ts", "test/workers/**/*.test.ts"];
 
@@ -36,7 +36,8 @@ export default defineConfig({
       },
       {
         extends: true,
-        test: { name: "sim", include: ["test/sim/**/*.test.ts"], fileParallelism: false, maxWorkers: 1 },
+        // One file per topology, side by side: the simulation mostly waits.
+        test: { name: "sim", include: ["test/sim/**/*.test.ts"], maxWorkers: 3 },
       },
       {
         extends: true,

@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { silentLogger } from "@stepwise/engine";
 import { startServer, type RunningServer } from "@stepwise/server";
-import { createPgliteClient, PostgresStore } from "@stepwise/store-postgres";
+import { PostgresStore } from "@stepwise/store-postgres";
+import { freshPglite } from "../support/pglite.ts";
 import { startStack, type Stack } from "../support/stack.ts";
 
 const bodies: string[] = [];
@@ -259,7 +260,7 @@ describe("app URLs on an executor in production mode", () => {
   let server: RunningServer;
   beforeAll(async () => {
     // As `stepwise start` runs by default: no STEPWISE_ALLOW_PRIVATE_APP_URLS.
-    server = await startServer({ store: new PostgresStore(createPgliteClient()), dev: false, port: 0, signingKey: "key-current", log: silentLogger });
+    server = await startServer({ store: new PostgresStore(await freshPglite()), dev: false, port: 0, signingKey: "key-current", log: silentLogger });
   });
   afterAll(async () => server?.close());
 
@@ -316,7 +317,7 @@ describe("redirects from an app", () => {
 describe("a signed registration replayed", () => {
   let server: RunningServer;
   beforeAll(async () => {
-    server = await startServer({ store: new PostgresStore(createPgliteClient()), dev: false, port: 0, signingKey: "key-current", log: silentLogger });
+    server = await startServer({ store: new PostgresStore(await freshPglite()), dev: false, port: 0, signingKey: "key-current", log: silentLogger });
   });
   afterAll(async () => server?.close());
 

@@ -77,7 +77,8 @@ export async function simulate(options: SimOptions): Promise<SimTotals> {
       progress(
         `[sim ${options.topology}] schedule ${index}: ${checked.runs} runs, ${checked.steps} steps, ${checked.invocations} invocations, ` +
           `${[...played.ledger.faults.values()].reduce((a, b) => a + b, 0)} faults, ${checked.violations.length} violations, ${seconds}s, ` +
-          `idle CPU ${(played.idleCpu / played.idleReferenceCpu).toFixed(1)}x the reference ` +
+          `idle CPU ${(played.idleCpu / played.idleReferenceCpu).toFixed(1)}x the reference, ` +
+          `slowest graceful stop ${played.stops.length > 0 ? `${Math.max(...played.stops)} ms` : "none"} ` +
           `(total ${totals.runs} runs)`,
       );
       if (checked.violations.length > 0) {

@@ -7,8 +7,9 @@
  */
 import type { Store } from "@stepwise/engine";
 import { RedisQueue } from "@stepwise/queue-redis";
-import { createPgClient, createPgliteClient, PostgresStore, type SqlClient } from "@stepwise/store-postgres";
+import { createPgClient, PostgresStore, type SqlClient } from "@stepwise/store-postgres";
 import { Redis } from "@upstash/redis";
+import { freshPglite } from "../support/pglite.ts";
 import { createTestDatabase } from "../support/postgres.ts";
 import { startTestRedis } from "../support/redis.ts";
 
@@ -63,7 +64,7 @@ CREATE TRIGGER sim_audit_run AFTER UPDATE ON runs FOR EACH ROW EXECUTE FUNCTION 
 
 export async function openTopology(name: TopologyName): Promise<Topology> {
   if (name === "pglite") {
-    const sql = createPgliteClient();
+    const sql = await freshPglite();
     const store = new PostgresStore(sql);
     return ready({ name, store, sql, flushQueue: async () => false, close: () => sql.close() });
   }

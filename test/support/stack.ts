@@ -10,9 +10,10 @@ import { Executor, silentLogger, type ExecutorOptions, type Logger, type RunView
 import { serve } from "@stepwise/sdk/hono";
 import type { AnyStepwiseFunction, Stepwise } from "@stepwise/sdk";
 import { startServer, type RunningServer, type ServerOptions } from "@stepwise/server";
-import { createPgliteClient, PostgresStore } from "@stepwise/store-postgres";
+import { PostgresStore } from "@stepwise/store-postgres";
 import { Hono } from "hono";
 import { RedisQueue } from "@stepwise/queue-redis";
+import { freshPglite } from "./pglite.ts";
 import { createTestDatabase, postgresAvailable } from "./postgres.ts";
 import { redisAvailable, startTestRedis, type TestRedis } from "./redis.ts";
 
@@ -27,7 +28,7 @@ export const STORE_KINDS: StoreKind[] = [
 
 export async function openStore(kind: StoreKind): Promise<{ store: Store; redis?: TestRedis; cleanup(): Promise<void> }> {
   if (kind === "pglite") {
-    const store = new PostgresStore(createPgliteClient());
+    const store = new PostgresStore(await freshPglite());
     return { store, cleanup: async () => {} };
   }
   const db = await createTestDatabase("e2e");

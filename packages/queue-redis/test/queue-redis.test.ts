@@ -1,6 +1,7 @@
-import { createPgliteClient, PostgresStore } from "@stepwise/store-postgres";
+import { PostgresStore } from "@stepwise/store-postgres";
 import { Redis } from "@upstash/redis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freshPglite } from "../../../test/support/pglite.ts";
 import { createTestDatabase, postgresAvailable } from "../../../test/support/postgres.ts";
 import { redisAvailable, startTestRedis, type TestRedis } from "../../../test/support/redis.ts";
 import { emptyChange, seedRun, testQueue } from "../../store-postgres/test/store-contract.ts";
@@ -16,7 +17,7 @@ describe.runIf(redisAvailable)("Redis ready queue through @upstash/redis and the
   const readyQueue = (suffix: string) => new RedisQueue({ url: redis.url, token: redis.token, prefix: `${redis.prefix}${suffix}:` });
 
   testQueue("Redis queue, record in PGlite", async () => {
-    const store = new PostgresStore(createPgliteClient(), { readyQueue: readyQueue("pglite"), reconcileGraceMs: 0 });
+    const store = new PostgresStore(await freshPglite(), { readyQueue: readyQueue("pglite"), reconcileGraceMs: 0 });
     return { store, cleanup: () => store.close() };
   });
 
@@ -33,7 +34,7 @@ describe.runIf(redisAvailable)("Redis ready queue through @upstash/redis and the
     let prefix: string;
     beforeAll(async () => {
       prefix = `${redis.prefix}rebuild:`;
-      store = new PostgresStore(createPgliteClient(), { readyQueue: new RedisQueue({ url: redis.url, token: redis.token, prefix }), reconcileGraceMs: 0 });
+      store = new PostgresStore(await freshPglite(), { readyQueue: new RedisQueue({ url: redis.url, token: redis.token, prefix }), reconcileGraceMs: 0 });
       await store.migrate();
     });
     afterAll(async () => store?.close());
@@ -114,7 +115,7 @@ describe.runIf(redisAvailable)("Redis ready queue through @upstash/redis and the
           throw new Error("Redis unreachable");
         },
       });
-      const faulty = new PostgresStore(createPgliteClient(), { readyQueue: flaky, reconcileGraceMs: 0 });
+      const faulty = new PostgresStore(await freshPglite(), { readyQueue: flaky, reconcileGraceMs: 0 });
       await faulty.migrate();
       const { jobs } = await seedRun(faulty, [{ kind: "invoke" }]);
       const [job] = await faulty.queue.claim("w", 1, 300);

@@ -18,7 +18,7 @@
  * Errors: database errors carry the SQLSTATE in `code` on all (e.g. "23505"; a NeonDbError
  * over HTTP); a COMMIT of a transaction aborted by a swallowed error throws on all.
  */
-export { createPgliteClient, type PgliteClientOptions } from "./pglite.ts";
+export { createPgliteClient, type PgliteClient, type PgliteClientOptions } from "./pglite.ts";
 export { TransactionAbortedError, type NeonClientOptions, type NeonHttpOptions } from "./neon.ts";
 export { createNeonClient } from "./neon-node.ts";
 export { createPgClient, type PgClientOptions } from "./pg.ts";

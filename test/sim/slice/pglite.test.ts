@@ -1,0 +1,3 @@
+import { simulationSlice } from "./slice.ts";
+
+simulationSlice("pglite");

@@ -1,0 +1,4 @@
+import { postgresAvailable } from "../../support/postgres.ts";
+import { simulationSlice } from "./slice.ts";
+
+simulationSlice("postgres", postgresAvailable);

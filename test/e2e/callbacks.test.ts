@@ -4,6 +4,7 @@
  * before the wait or after, or `null` when the URL expires. A tampered, expired or used URL is
  * refused with a 4xx that says why, and changes nothing.
  */
+import { mintCallbackToken } from "@stepwise/protocol";
 import { Stepwise, type CallbackUrl } from "@stepwise/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
@@ -31,10 +32,14 @@ const badTimeout = client.createFunction({ id: "bad-timeout", triggers: [{ event
   await step.createCallback("link", { timeout: event.data.timeout });
 });
 
+/** The shared key that comes next, during a rotation (`STEPWISE_SIGNING_KEY_NEXT`). */
+const NEXT_KEY = "callbacks-next-key";
+
 describe.each(STORE_KINDS)("callback URLs on %s", (store) => {
   let stack: Stack;
   beforeAll(async () => {
-    stack = await startStack({ store, client, functions: [review, badTimeout] });
+    // Mid-rotation: another executor may already sign with the next key.
+    stack = await startStack({ store, client, functions: [review, badTimeout], executor: { signingKeyNext: NEXT_KEY } });
   }, 60_000);
   afterAll(async () => stack?.close());
 
@@ -97,6 +102,19 @@ describe.each(STORE_KINDS)("callback URLs on %s", (store) => {
     }
     expect((await stack.getRun((await stack.runsOf(eventId))[0]!.id)).status).toBe("waiting");
     expect((await post(callback.url, JSON.stringify({ approved: true }))).status).toBe(200);
+    expect((await stack.waitForRun(eventId)).output).toMatchObject({ body: { approved: true } });
+  });
+
+  it("during a key rotation, takes a URL signed with the next key, and still refuses one signed with any other", async () => {
+    const { eventId, callback } = await request(0);
+    await stack.waitForRun(eventId, { status: "waiting" });
+    const [base, token] = callback.url.split("/api/callbacks/") as [string, string];
+    const { a, r, s, e } = JSON.parse(Buffer.from(token.split(".")[0]!, "base64url").toString()) as { a: string; r: string; s: string; e: number };
+    const claims = { appId: a, runId: r, stepId: s, expiresAt: e };
+    const foreign = await post(`${base}/api/callbacks/${await mintCallbackToken("some-other-key", claims)}`, JSON.stringify({ approved: false }));
+    expect(foreign.status).toBe(403);
+    // As an executor that already signs with the next key made it.
+    expect((await post(`${base}/api/callbacks/${await mintCallbackToken(NEXT_KEY, claims)}`, JSON.stringify({ approved: true }))).status).toBe(200);
     expect((await stack.waitForRun(eventId)).output).toMatchObject({ body: { approved: true } });
   });
 

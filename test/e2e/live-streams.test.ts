@@ -156,7 +156,8 @@ describe("live streams: who may read and publish", () => {
   let runId: string;
   beforeAll(async () => {
     live = app();
-    stack = await startStack({ store: "pglite", ...live, executor: { dev: false, ...KEYS } });
+    // Mid-rotation: the app may already sign with the next key.
+    stack = await startStack({ store: "pglite", ...live, executor: { dev: false, ...KEYS, signingKeyNext: "live-key-next" } });
     const [eventId] = await stack.send({ name: "report/start", data: { pages: 1, tag: "auth" } });
     runId = (await stack.waitForRun(eventId!, { status: "waiting" })).id;
   }, 60_000);
@@ -178,6 +179,11 @@ describe("live streams: who may read and publish", () => {
       `${stream}?token=${token.slice(0, -1)}${token.endsWith("0") ? "1" : "0"}`,
       `${stream}?token=${(await new Stepwise({ id: "live", signingKey: "another-key" }).streamToken(runId)).token}`,
     ];
+    // Minted by an app that already signs with the next key: allowed, as its requests are.
+    const rotated = await new Stepwise({ id: "live", signingKey: "live-key-next" }).streamToken(runId, { publicUrl: stack.executor.url });
+    const reading = await fetch(rotated.url);
+    expect(reading.status).toBe(200);
+    await reading.body?.cancel();
     for (const refused of refusals) {
       const answer = await fetch(refused);
       expect(answer.status, refused).toBe(401);

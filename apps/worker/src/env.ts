@@ -117,6 +117,7 @@ export async function openExecutor(env: Env, log: Logger = consoleLogger): Promi
   const executor = new Executor({
     store,
     signingKey: settings.signingKey,
+    signingKeyNext: settings.signingKeys[1],
     appSigningKeys: settings.appSigningKeys,
     publicUrl: settings.publicUrl,
     log,

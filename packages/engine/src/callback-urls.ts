@@ -15,8 +15,10 @@ import type { EventRecord } from "./records.ts";
 export interface CallbackUrlOptions {
   /** Where people and services reach this executor (`STEPWISE_PUBLIC_URL`); none: callbacks cannot be created. */
   publicUrl(): string | undefined;
-  /** The key a run's app signs with (its own, or the shared one). */
+  /** The key a run's app signs with (its own, or the shared one): callback URLs are made with it. */
   keyOf(appId: string): string;
+  /** The keys a callback URL of the app is accepted with (during a rotation, the next one too). */
+  keysOf(appId: string): readonly string[];
   /** How long the executor keeps events (0: for ever): a callback must not outlive its POST. */
   retentionMs: number;
 }
@@ -72,7 +74,7 @@ export class CallbackUrls {
    * the unit's to decide (`UnitOfWork.callback`), under the run's lock.
    */
   async received(token: string, request: { body: unknown; headers: Iterable<[string, string]> }, limits: Limits): Promise<{ claims: CallbackClaims; event: EventRecord }> {
-    const claims = await readCallbackToken(token, (appId) => [this.options.keyOf(appId)]);
+    const claims = await readCallbackToken(token, (appId) => this.options.keysOf(appId));
     if (claims === "tampered") throw new InputError(NOT_A_CALLBACK, 403);
     const headers: Record<string, string> = {};
     for (const [name, value] of request.headers) if (!DROPPED_HEADERS.has(name.toLowerCase())) headers[name.toLowerCase()] = value;

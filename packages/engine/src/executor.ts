@@ -12,7 +12,7 @@ import { InputError, isUnavailable } from "./errors.ts";
 import { parseEvents, parseSignal } from "./event-input.ts";
 import { CallbackUrls } from "./callback-urls.ts";
 import { MessageBell, publishMessages, readMessages, RunOwners, streamTokenAllows } from "./live-messages.ts";
-import { signingKeyOf } from "./invoker.ts";
+import { acceptedKeysOf, signingKeyOf } from "./invoker.ts";
 import { DEFAULT_LIMITS, type Limits } from "./limits.ts";
 import { consoleLogger, type Logger } from "./log.ts";
 import { finish } from "./machine/ending.ts";
@@ -52,6 +52,11 @@ export interface ExecutorOptions {
   store: Store;
   /** Key the executor signs app requests with (the dev server uses the public dev key). */
   signingKey: string;
+  /**
+   * The next shared key during a rotation (`STEPWISE_SIGNING_KEY_NEXT`): tokens signed with it
+   * (stream tokens an app minted, callback URLs) are accepted too, as the API accepts requests.
+   */
+  signingKeyNext?: string;
   /**
    * Keys of single apps, by app ID: such an app's invocations are signed with its own key, and
    * only that key registers it (`STEPWISE_APP_SIGNING_KEYS`). Apps not listed share `signingKey`.
@@ -132,7 +137,7 @@ export class Executor {
       backoff: options.backoff ?? {},
       isolatedApps: new Set(Object.keys(options.appSigningKeys ?? {})),
       observe: options.observe ? (signal) => (traceRunEnds(signal), options.observe!(signal)) : traceRunEnds,
-      callbacks: new CallbackUrls({ publicUrl: () => (typeof options.publicUrl === "function" ? options.publicUrl() : options.publicUrl), keyOf: (appId) => signingKeyOf(options, appId), retentionMs: options.retentionMs ?? DEFAULT_RETENTION_MS }),
+      callbacks: new CallbackUrls({ publicUrl: () => (typeof options.publicUrl === "function" ? options.publicUrl() : options.publicUrl), keyOf: (appId) => signingKeyOf(options, appId), keysOf: (appId) => acceptedKeysOf(options, appId), retentionMs: options.retentionMs ?? DEFAULT_RETENTION_MS }),
       onQueued: (jobs) => {
         this.announce();
         // Timers this process committed it fires itself, on time, without a claim.
@@ -337,7 +342,7 @@ export class Executor {
 
   /** Whether a stream token (minted by the run's app) lets its holder read `runId`'s stream now. */
   streamTokenAllows(token: string, runId: string): Promise<boolean> {
-    return streamTokenAllows(this.ctx, this.runOwners, (appId) => signingKeyOf(this.options, appId), token, runId);
+    return streamTokenAllows(this.ctx, this.runOwners, (appId) => acceptedKeysOf(this.options, appId), token, runId);
   }
 
   /**

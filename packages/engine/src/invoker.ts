@@ -134,6 +134,13 @@ export function signingKeyOf(options: Pick<InvokerOptions, "signingKey" | "appSi
   return ownSigningKey(options.appSigningKeys, appId) ?? options.signingKey;
 }
 
+/** The keys a token signed for app `appId` may carry: its own, else the shared one and, during a rotation, the next. */
+export function acceptedKeysOf(options: { signingKey: string; signingKeyNext?: string; appSigningKeys?: Readonly<Record<string, string>> }, appId: string): string[] {
+  const own = ownSigningKey(options.appSigningKeys, appId);
+  if (own) return [own];
+  return options.signingKeyNext ? [options.signingKey, options.signingKeyNext] : [options.signingKey];
+}
+
 /** App `appId`'s own key, if it has one (an ID like "constructor" is not a key). */
 export function ownSigningKey(appSigningKeys: Readonly<Record<string, string>> | undefined, appId: unknown): string | undefined {
   return typeof appId === "string" && appSigningKeys && Object.hasOwn(appSigningKeys, appId) ? appSigningKeys[appId] : undefined;

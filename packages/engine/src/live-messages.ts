@@ -97,11 +97,12 @@ export async function readMessages(ctx: EngineContext, runId: string, afterSeq: 
 }
 
 /**
- * Whether `token` lets its holder read `runId`'s stream now: signed with the key of the run's app,
- * for this run, not expired. A token for another run, or signed by another app, does not.
+ * Whether `token` lets its holder read `runId`'s stream now: signed with a key of the run's app
+ * (`keysOf`: during a rotation, the next one too), for this run, not expired. A token for
+ * another run, or signed by another app, does not.
  */
-export async function streamTokenAllows(ctx: EngineContext, owners: RunOwners, keyOf: (appId: string) => string, token: string, runId: string): Promise<boolean> {
-  const claims: StreamClaims | null = await readStreamToken(token, (appId) => [keyOf(appId)]);
+export async function streamTokenAllows(ctx: EngineContext, owners: RunOwners, keysOf: (appId: string) => readonly string[], token: string, runId: string): Promise<boolean> {
+  const claims: StreamClaims | null = await readStreamToken(token, keysOf);
   if (!claims || claims.runId !== runId || claims.expiresAt <= ctx.clock.now()) return false;
   return (await owners.appOf(ctx, runId)) === claims.appId;
 }

@@ -5,6 +5,8 @@
  * and the request (with its keys) is stored sealed, and only until it is made.
  */
 import { createServer, type IncomingMessage, type Server } from "node:http";
+import { Executor, silentLogger } from "@stepwise/engine";
+import { DEV_SIGNING_KEY } from "@stepwise/protocol";
 import { Stepwise } from "@stepwise/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
@@ -14,7 +16,8 @@ const SECRET = "sk-test-do-not-store-7f3a";
 
 /** The other side: a model API that takes 2 s, one that limits its rate, one that fails twice, and so on. */
 class Target {
-  readonly calls: Array<{ path: string; at: number; end?: number; authorization?: string; body: string }> = [];
+  /** Each request: when it came, when it was answered, or when its caller dropped it unanswered. */
+  readonly calls: Array<{ path: string; at: number; end?: number; dropped?: number; authorization?: string; body: string }> = [];
   private server!: Server;
   url = "";
   private seen = new Map<string, number>();
@@ -30,6 +33,12 @@ class Target {
         call.end = Date.now();
         res.writeHead(status, headers).end(body);
       };
+      if (path === "/hang") {
+        // A model call that takes 20 s, unless its caller gives up first.
+        const timer = setTimeout(() => answer(200, JSON.stringify({ answer: "late" })), 20_000);
+        res.on("close", () => (clearTimeout(timer), call.end === undefined && (call.dropped = Date.now())));
+        return;
+      }
       if (path === "/slow") return setTimeout(() => answer(200, JSON.stringify({ answer: 42, got: JSON.parse(call.body || "null") })), 2_000);
       if (path === "/limited") return n === 1 ? answer(429, "slow down", { "retry-after": "1" }) : answer(200, JSON.stringify({ n }));
       if (path === "/flaky") return n <= 2 ? answer(503, "<html>down</html>", { "content-type": "text/html" }) : answer(200, JSON.stringify({ n }));
@@ -135,15 +144,51 @@ describe.each(STORE_KINDS)("step.fetch on %s", (store) => {
     expect(stack.log.lines.join("\n")).not.toContain(SECRET);
   });
 
+  /** The run of `eventId` once its request has reached the target (and is not answered yet). */
+  const requestOut = async (eventId: string, key: string) => {
+    for (let tries = 0; tries < 200; tries++) {
+      const [run] = await stack.runsOf(eventId);
+      if (run && target.calls.some((c) => c.path.includes(key) && c.end === undefined)) return run.id;
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    throw new Error(`the request of ${eventId} never reached the target`);
+  };
+  /** When the target saw the request of `key` dropped unanswered (within 5 s), or undefined. */
+  const droppedAt = async (key: string) => {
+    for (let tries = 0; tries < 200; tries++) {
+      const dropped = target.calls.find((c) => c.path.includes(key))?.dropped;
+      if (dropped !== undefined) return dropped;
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    return undefined;
+  };
+
+  it("stops a request on its way when its run is cancelled, through the executor making it or another one", async () => {
+    // Through the executor making the request: at once.
+    const here = await go("/hang");
+    const runHere = await requestOut(here.eventId, here.key);
+    expect((await fetch(`${stack.executor.url}/api/runs/${runHere}/cancel`, { method: "POST" })).status).toBe(200);
+    const cancelAnsweredAt = Date.now();
+    // Aborted as the cancel committed, before its answer: the target hears it moments later, not a look (a second) later.
+    expect((await droppedAt(here.key))! - cancelAnsweredAt).toBeLessThan(250);
+    // Through another executor sharing the store (started once the request is out, so the first makes it): at its next look.
+    const there = await go("/hang");
+    const runThere = await requestOut(there.eventId, there.key);
+    const other = new Executor({ store: stack.store, signingKey: DEV_SIGNING_KEY, log: silentLogger, registryRefreshMs: 0 });
+    expect((await other.cancelRun(runThere))?.status).toBe("cancelled");
+    const otherCancelledAt = Date.now();
+    expect((await droppedAt(there.key))! - otherCancelledAt).toBeLessThan(3_000);
+    for (const runId of [runHere, runThere]) {
+      const run = await stack.getRun(runId);
+      expect(run.status).toBe("cancelled");
+      expect(run.steps.find((s) => s.id === "call")?.status).not.toBe("completed");
+    }
+    expect(target.calls.filter((c) => c.path.includes(here.key) || c.path.includes(there.key))).toHaveLength(2);
+  });
+
   it("keeps the answer of a request a pause caught on its way: the resumed run does not make it again", async () => {
     const { eventId, key } = await go("/slow");
-    let runId: string | undefined;
-    for (let tries = 0; tries < 200 && !runId; tries++) {
-      const [run] = await stack.runsOf(eventId);
-      if (run && target.calls.some((c) => c.path.includes(key) && c.end === undefined)) runId = run.id;
-      else await new Promise((resolve) => setTimeout(resolve, 25));
-    }
-    expect(runId).toBeDefined();
+    const runId: string | undefined = await requestOut(eventId, key);
     expect((await fetch(`${stack.executor.url}/api/runs/${runId}/pause`, { method: "POST" })).status).toBe(200);
     // The answer comes while the run is paused: the step holds it, and nothing moves the run on.
     let step = await stepRow(runId!);

@@ -186,6 +186,9 @@ export class FaultyStore implements Store {
   getRun(runId: string) {
     return this.call(() => this.inner.getRun(runId));
   }
+  endedRuns(runIds: readonly string[]) {
+    return this.call(() => this.inner.endedRuns(runIds));
+  }
   listSteps(runId: string, options?: { ids?: readonly string[] }) {
     return this.call(() => this.inner.listSteps(runId, options));
   }

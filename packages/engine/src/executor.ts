@@ -32,6 +32,7 @@ import { pruneExpired, pruneFlowControl, reconcileQueue, repairStrandedRuns } fr
 import type { Observer } from "./signals.ts";
 import { DEFAULT_SIGNAL_GRACE_MS, deliverWithGrace, NobodyWaits, type SignalTry } from "./signal-delivery.ts";
 import { traceRunEnds } from "./tracing.ts";
+import { FetchesInFlight } from "./runtime/fetches-in-flight.ts";
 import type { Store } from "./store.ts";
 import { UnitOfWork, type UnitOptions, type UnitOutcome } from "./unit/unit.ts";
 import { functionView, type FunctionView, type RunView } from "./views.ts";
@@ -136,7 +137,12 @@ export class Executor {
       clock: options.clock ?? systemClock,
       backoff: options.backoff ?? {},
       isolatedApps: new Set(Object.keys(options.appSigningKeys ?? {})),
-      observe: options.observe ? (signal) => (traceRunEnds(signal), options.observe!(signal)) : traceRunEnds,
+      observe: (signal) => {
+        traceRunEnds(signal);
+        // A run this process ended stops its requests in flight here at once (others look, see FetchesInFlight).
+        if (signal.type === "run-ended") this.runner.fetches.ended([signal.runId]);
+        options.observe?.(signal);
+      },
       callbacks: new CallbackUrls({ publicUrl: () => (typeof options.publicUrl === "function" ? options.publicUrl() : options.publicUrl), keyOf: (appId) => signingKeyOf(options, appId), keysOf: (appId) => acceptedKeysOf(options, appId), retentionMs: options.retentionMs ?? DEFAULT_RETENTION_MS }),
       onQueued: (jobs) => {
         this.announce();
@@ -152,6 +158,7 @@ export class Executor {
       known: new KnownStates(),
       snapshots: new InvocationSnapshots(),
       freedSlots: new FreedSlotNotices(options.store.queue, () => this.announce()),
+      fetches: new FetchesInFlight({ endedRuns: (runIds) => options.store.endedRuns(runIds), log: this.log }),
       invoker: {
         signingKey: options.signingKey,
         appSigningKeys: options.appSigningKeys,
@@ -204,6 +211,7 @@ export class Executor {
     if (this.maintaining) await within(this.maintaining, deadline);
     await this.lanes.stop(Math.max(0, deadline - Date.now()));
     await within(this.runner.freedSlots.settled(), deadline);
+    this.runner.fetches.stop();
   }
 
   /**

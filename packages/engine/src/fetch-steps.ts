@@ -68,21 +68,25 @@ export async function openRequest(secret: string, sealed: string): Promise<Fetch
 }
 
 /** Makes one attempt of `request`; a response over `maxBytes` fails the step for good. */
-export async function performFetch(request: FetchRequest, options: { maxBytes: number; fetch?: typeof fetch; now?: number }): Promise<FetchOutcome> {
+export async function performFetch(request: FetchRequest, options: { maxBytes: number; fetch?: typeof fetch; now?: number; signal?: AbortSignal }): Promise<FetchOutcome> {
   const target = fetchTarget(request);
   const timeoutMs = request.timeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS;
+  const timeout = AbortSignal.timeout(timeoutMs);
+  // Stopped from outside (the run ended): a final failure, though no one will store it.
+  const stopped = (): FetchOutcome => ({ ok: false, error: serializedError("FetchFailed", `step.fetch ${target}: stopped, its run ended`), retriable: false });
   let response: Response;
   try {
     response = await (options.fetch ?? fetch)(request.url, {
       method: request.method ?? "GET",
       headers: request.headers,
       body: request.body,
-      signal: AbortSignal.timeout(timeoutMs),
+      signal: options.signal ? AbortSignal.any([timeout, options.signal]) : timeout,
       // Not followed: a redirect could lead where the executor never goes (a metadata address),
       // past the check of the URL the app gave. The function gets the 3xx and decides.
       redirect: "manual",
     });
   } catch (error) {
+    if (options.signal?.aborted) return stopped();
     const timedOut = (error as Error)?.name === "TimeoutError";
     // Not the error's own text: fetch quotes the URL in some, and a key may be in it.
     const why = timedOut ? `no answer within ${formatDuration(timeoutMs)}` : errorCodeOf(error);
@@ -107,6 +111,7 @@ export async function performFetch(request: FetchRequest, options: { maxBytes: n
   try {
     bytes = new Uint8Array(await response.arrayBuffer());
   } catch (error) {
+    if (options.signal?.aborted) return stopped();
     // The answer was cut off or stalled while it was read: as transient as a failed connection.
     return { ok: false, error: serializedError("FetchFailed", `step.fetch ${target}: the answer's body could not be read (${(error as Error)?.name === "TimeoutError" ? "timed out" : "cut off"})`), retriable: true };
   }

@@ -349,6 +349,8 @@ export interface Store {
   /** Functions not paused that still hold runs (held by an ingest that raced their resume), with what their resume said to do with them. */
   findUnreleasedHolds(limit: number): Promise<Array<{ functionId: string; held: "run" | "skip" }>>;
   getRun(runId: string): Promise<RunRecord | null>;
+  /** Those of `runIds` that have ended, or are gone (pruned): the executor stops their requests in flight. */
+  endedRuns(runIds: readonly string[]): Promise<string[]>;
   /** The run's steps in position order; with `ids`, only those. */
   listSteps(runId: string, options?: { ids?: readonly string[] }): Promise<StepRecord[]>;
   getEvent(eventId: string): Promise<EventRecord | null>;

@@ -7,6 +7,7 @@
 import {
   CRON_JOB_PREFIX,
   cronJobRunId,
+  TERMINAL_RUN_STATUSES,
   type AppRecord,
   type CheckpointResult,
   type CheckpointWrite,
@@ -309,6 +310,17 @@ export class PostgresStore extends PgReader implements Store {
       [JSON.stringify(eventIds)],
     );
     return rows.map((row) => ({ eventId: String(row.of_event), run: toRun(row) }));
+  }
+
+  async endedRuns(runIds: readonly string[]): Promise<string[]> {
+    if (runIds.length === 0) return [];
+    const rows = await this.client.query<{ id: string }>(
+      `SELECT w.id FROM jsonb_array_elements_text($1::jsonb) AS w(id) LEFT JOIN runs r ON r.id = w.id
+       WHERE r.id IS NULL OR r.status = ANY(${idsParam("$2", "text")})`,
+      [JSON.stringify(runIds), JSON.stringify(TERMINAL_RUN_STATUSES)],
+      { prepare: "stepwise_ended_runs" },
+    );
+    return rows.map((row) => row.id);
   }
 
   async listBatchEventIds(runId: string): Promise<string[]> {

@@ -13,14 +13,20 @@ import { stepAttemptFailed, stepRan } from "../machine/steps.ts";
 import type { StepRecord } from "../records.ts";
 
 /** Makes the request of `target` (a planned or retrying fetch step); the transition that stores what came of it. */
-export async function fetchStep(ctx: EngineContext, target: StepRecord, secret: string, fetchImpl: typeof fetch | undefined): Promise<(draft: RunDraft, env: MachineEnv) => void> {
+export async function fetchStep(
+  ctx: EngineContext,
+  target: StepRecord,
+  secret: string,
+  /** `signal` aborts the request (its run ended). */
+  how: { fetch?: typeof fetch; signal?: AbortSignal },
+): Promise<(draft: RunDraft, env: MachineEnv) => void> {
   let sealed = (target.output as { sealedRequest?: unknown } | undefined)?.sealedRequest;
   // A request over the read's output budget was left out of the state: read it alone.
   if (sealed === undefined) sealed = ((await ctx.store.listSteps(target.runId, { ids: [target.id] }))[0]?.output as { sealedRequest?: unknown } | undefined)?.sealedRequest;
   let outcome: FetchOutcome;
   try {
     if (typeof sealed !== "string") throw new Error("its request is not stored");
-    outcome = await performFetch(await openRequest(secret, sealed), { maxBytes: ctx.limits.maxStepOutputBytes, fetch: fetchImpl });
+    outcome = await performFetch(await openRequest(secret, sealed), { maxBytes: ctx.limits.maxStepOutputBytes, ...how });
   } catch (error) {
     outcome = { ok: false, error: serializedError("FetchFailed", `step.fetch "${target.name}": ${(error as Error).message}`), retriable: false };
   }

@@ -29,6 +29,7 @@ import { hasUnreadOutputs, outputBudget, requestSteps } from "./request-steps.ts
 import type { InvocationSnapshots, KnownStates } from "./known-states.ts";
 import type { JobHandling } from "./lanes.ts";
 import type { FreedSlotNotices } from "./freed-slots.ts";
+import type { FetchesInFlight } from "./fetches-in-flight.ts";
 import { applyAnswer } from "../machine/answer.ts";
 import { RunDraft, type MachineEnv } from "../machine/draft.ts";
 import { finish } from "../machine/ending.ts";
@@ -51,6 +52,8 @@ export interface JobRunner {
   snapshots: InvocationSnapshots;
   /** Tells the queue of concurrency slots the jobs here gave up, off the lanes. */
   freedSlots: FreedSlotNotices;
+  /** Requests made for fetch steps, stopped when their run ends. */
+  fetches: FetchesInFlight;
 }
 
 type Transition = (draft: RunDraft, env: MachineEnv) => void;
@@ -124,7 +127,14 @@ async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState 
   }
   // A step.fetch is the executor's to carry out: no invocation of the app.
   if (target?.kind === "fetch" || target?.kind === "ai") {
-    const stored = await fetchStep(ctx, target, signingKeyOf(runner.invoker, app.id), runner.invoker.fetch);
+    const request = runner.fetches.track(run.id);
+    let stored: Transition;
+    try {
+      stored = await fetchStep(ctx, target, signingKeyOf(runner.invoker, app.id), { fetch: runner.invoker.fetch, signal: request.signal });
+    } finally {
+      request.done();
+    }
+    if (request.signal.aborted) ctx.log.info(`run ${run.id} ended while step "${target.name}" waited for its request: stopped it`);
     try {
       return await complete(runner, job, state, stored, how);
     } catch (error) {

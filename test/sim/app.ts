@@ -10,6 +10,7 @@ import { PUBLISH_ROUTE, STEP_OUTPUTS_ROUTE, type CheckpointRequest, type Publish
 import { signalName, valueOf, type Item, type RunItem } from "./program.ts";
 import { invocationContext, type Ledger } from "./ledger.ts";
 import { badGateway, unit } from "./network.ts";
+import { targetUrl } from "./target.ts";
 
 /** The pattern of the simulation's cron trigger: every 3 s. */
 export const SIM_CRON = "*/3 * * * * *";
@@ -207,6 +208,18 @@ export function simApp(ledger: Ledger, path: CheckpointPath): SimApp {
         case "bodyError":
           if (attempt < item.times) throw new Error(`the body failed outside any step (attempt ${attempt})`);
           break;
+        case "fetch": {
+          const stepId = idOf("call");
+          const seen = await step
+            .fetch({ id: "call", retries: 2 }, targetUrl(runId, stepId, item.ms))
+            .then(async (response) => ({ status: response.status, body: await response.text() }))
+            .catch((error: unknown) => {
+              if (error instanceof StepError) return { caught: error.name };
+              throw error;
+            });
+          results.push(seen);
+          break;
+        }
         case "selfCancel":
           results.push(...(await Promise.all([step.sendEvent(named("cancel-self"), { name: "sim/cancel", data: { key } }), step.sleep(named("pause"), 50)])));
           break;

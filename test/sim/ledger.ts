@@ -60,6 +60,17 @@ export interface SignalSend {
   stepId?: string;
 }
 
+/** One request an executor made for a run's `step.fetch`, as the other side saw it. */
+export interface FetchCall {
+  executor: string;
+  runId: string;
+  stepId: string;
+  at: number;
+  /** When it was answered, or dropped by the executor (`dropped`); unset while it is out. */
+  endedAt?: number;
+  dropped?: boolean;
+}
+
 /** One POST the simulation made to a run's callback URL, and how it was answered in the end. */
 export interface CallbackPost {
   runId: string;
@@ -100,6 +111,8 @@ export class Ledger {
   readonly pauses: Array<{ runId: string; at: number }> = [];
   /** POSTs to callback URLs, with their answers. */
   readonly callbackPosts: CallbackPost[] = [];
+  /** Requests the executors made for `step.fetch` steps. */
+  readonly fetchCalls: FetchCall[] = [];
   /** Signals sent from outside, with their answers (sends that never got one are not here). */
   readonly signals: SignalSend[] = [];
   /** Checkpoints the app heard committed. */

@@ -1,11 +1,13 @@
 /**
  * The network between an executor and the app, with faults: the executor's `fetch` goes
- * through here to the app's real `serve()` handler, in process. Which invocation meets which
+ * through here to the app's real `serve()` handler, in process (and a `step.fetch` to the
+ * simulation's target, `target.ts`). Which invocation meets which
  * fault is decided by a hash of the schedule's seed, the run's key and how many invocations of
  * that run came before, so a replay meets the same faults even when timing differs.
  */
 import type { InvokeRequest } from "@stepwise/protocol";
 import { invocationContext, readContext, type Delivery, type Ledger } from "./ledger.ts";
+import { callTarget, SIM_TARGET } from "./target.ts";
 
 export type NetworkFault = "refuse" | "502 before" | "502 after" | "timeout" | "truncate" | "garbage" | "duplicate ops" | "slow";
 export const NETWORK_FAULTS: NetworkFault[] = ["refuse", "502 before", "502 after", "timeout", "truncate", "garbage", "duplicate ops", "slow"];
@@ -50,6 +52,8 @@ export function faultyFetch(executor: string, options: NetworkOptions): typeof f
     const deleted = options.deleted?.(url);
     if (deleted === "404") return new Response("The deployment could not be found", { status: 404 });
     if (deleted === "refuse") throw new TypeError("fetch failed", { cause: Object.assign(new Error("connect ECONNREFUSED 10.0.0.1:443"), { code: "ECONNREFUSED" }) });
+    // A step.fetch the executor makes itself.
+    if (url.startsWith(SIM_TARGET)) return callTarget(ledger, executor, url, init?.signal);
     if (init?.method !== "POST" || !body) return app(new Request(url, init));
     const request = JSON.parse(body) as InvokeRequest;
     const data = request.event.data as { key?: string; qid?: string; runId?: string };

@@ -50,7 +50,9 @@ export type Item =
    * createCallback, then waitForCallback; the simulation POSTs to the URL `postAfterMs` after the
    * run's start event (or never), `posts` times at once (one may win).
    */
-  | { t: "callback"; timeoutMs: number; postAfterMs?: number; posts: 1 | 2 };
+  | { t: "callback"; timeoutMs: number; postAfterMs?: number; posts: 1 | 2 }
+  /** step.fetch to the simulation's target, which answers after `ms` (a model call, when long). */
+  | { t: "fetch"; ms: number };
 
 export interface SignalItem {
   t: "signal";
@@ -117,6 +119,8 @@ const runItem: fc.Arbitrary<RunItem> = fc.record(
 const leafItem: fc.Arbitrary<Item> = fc.oneof(
   { weight: 6, arbitrary: runItem },
   { weight: 2, arbitrary: fc.record({ t: fc.constant("sleep" as const), ms: fc.integer({ min: 10, max: 300 }) }) },
+  // Children end 3 s after they start: a long request meets that end on its way.
+  { weight: 2, arbitrary: fc.record({ t: fc.constant("fetch" as const), ms: fc.constantFrom(10, 2_500, 5_000) }) },
 );
 
 const item: fc.Arbitrary<Item> = fc.oneof(
@@ -153,6 +157,7 @@ const item: fc.Arbitrary<Item> = fc.oneof(
       { requiredKeys: ["t", "timeoutMs", "posts"] },
     ),
   },
+  { weight: 2, arbitrary: fc.record({ t: fc.constant("fetch" as const), ms: fc.constantFrom(10, 10, 200, 2_500, 5_000) }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant("invoke" as const), program: fc.array(leafItem, { minLength: 1, maxLength: 3 }) }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant("bodyError" as const), times: fc.integer({ min: 1, max: 3 }) }) },
   { weight: 1, arbitrary: fc.constant({ t: "selfCancel" as const }) },

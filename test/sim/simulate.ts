@@ -38,6 +38,8 @@ export interface SimTotals {
   outputReads: number;
   /** Publishes the executors took, and the messages the store held at the end. */
   publishes: { taken: number; stored: number };
+  /** Requests made for fetch steps, and those a run's end stopped. */
+  fetches: { calls: number; dropped: number };
   /** Signals sent from outside, by how the executors answered. */
   signals: Record<string, number>;
   /** POSTs to callback URLs, by the HTTP status they got. */
@@ -50,7 +52,7 @@ export interface SimTotals {
 export async function simulate(options: SimOptions): Promise<SimTotals> {
   const started = Date.now();
   const progress = options.progress ?? (() => {});
-  const totals: SimTotals = { topology: options.topology, schedules: 0, runs: 0, steps: 0, invocations: 0, faults: {}, checkpoints: { committed: 0, refused: 0 }, outputReads: 0, publishes: { taken: 0, stored: 0 }, signals: {}, callbackPosts: {}, extraBodies: {}, violations: [], seconds: 0 };
+  const totals: SimTotals = { topology: options.topology, schedules: 0, runs: 0, steps: 0, invocations: 0, faults: {}, checkpoints: { committed: 0, refused: 0 }, outputReads: 0, publishes: { taken: 0, stored: 0 }, fetches: { calls: 0, dropped: 0 }, signals: {}, callbackPosts: {}, extraBodies: {}, violations: [], seconds: 0 };
   const topology = await openTopology(options.topology);
   const maxRuns = options.runs ?? Infinity;
   const maxSchedules = options.schedules ?? Infinity;
@@ -70,6 +72,8 @@ export async function simulate(options: SimOptions): Promise<SimTotals> {
       totals.outputReads += played.ledger.outputReads;
       totals.publishes.taken += played.ledger.publishesTaken;
       totals.publishes.stored += checked.messages;
+      totals.fetches.calls += checked.fetches.calls;
+      totals.fetches.dropped += checked.fetches.dropped;
       for (const { outcome } of played.ledger.signals) totals.signals[outcome] = (totals.signals[outcome] ?? 0) + 1;
       for (const { status } of played.ledger.callbackPosts) totals.callbackPosts[status] = (totals.callbackPosts[status] ?? 0) + 1;
       for (const [cause, n] of checked.extraBodies) totals.extraBodies[cause] = (totals.extraBodies[cause] ?? 0) + n;
@@ -109,7 +113,7 @@ export function describeTotals(t: SimTotals): string {
     `${t.topology}: ${t.schedules} schedules, ${t.runs} runs, ${t.steps} steps, ${t.invocations} invocations in ${t.seconds}s`,
     `  checkpoints: ${t.checkpoints.committed} committed, ${t.checkpoints.refused} refused; left-out outputs read ${t.outputReads} times`,
     `  signals sent: ${kinds(t.signals)}; callback POSTs answered: ${kinds(t.callbackPosts)}`,
-    `  publishes taken: ${t.publishes.taken}, messages stored: ${t.publishes.stored}`,
+    `  publishes taken: ${t.publishes.taken}, messages stored: ${t.publishes.stored}; fetch requests: ${t.fetches.calls}, stopped by their run's end: ${t.fetches.dropped}`,
     `  faults injected: ${kinds(t.faults)}`,
     `  extra step-body executions: ${kinds(t.extraBodies)}`,
     `  invariant violations: ${t.violations.reduce((n, v) => n + v.lines.length, 0)}`,

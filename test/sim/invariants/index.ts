@@ -43,9 +43,11 @@
  *     within the step's retries.
  * 19. What a run published is stored numbered 1, 2, 3, … without gaps, each message once, and
  *     each from an execution that happened (messages.ts).
+ * 20. A run's end stops its `step.fetch` requests within a bound (fetches.ts).
  */
 import type { SqlClient } from "@stepwise/store-postgres";
 import type { Played } from "../world.ts";
+import { checkFetches } from "./fetches.ts";
 import { checkIdle } from "./idle.ts";
 import { checkLifecycle } from "./lifecycle.ts";
 import { checkLimits } from "./limits.ts";
@@ -64,6 +66,8 @@ export interface Checked {
   extraBodies: Map<string, number>;
   /** Messages the runs published that the store holds. */
   messages: number;
+  /** Requests made for the runs' fetch steps, and how many of them a run's end stopped. */
+  fetches: { calls: number; dropped: number };
 }
 
 export async function check(sql: SqlClient, played: Played): Promise<Checked> {
@@ -76,6 +80,7 @@ export async function check(sql: SqlClient, played: Played): Promise<Checked> {
   await checkLimits(scene);
   await checkIdle(scene);
   const messages = await checkMessages(scene);
+  const fetches = checkFetches(scene);
   const invocations = played.ledger.invocations.filter((inv) => scene.runs.has(inv.runId)).length;
-  return { violations, runs: scene.runs.size, steps: scene.steps.length, invocations, extraBodies, messages };
+  return { violations, runs: scene.runs.size, steps: scene.steps.length, invocations, extraBodies, messages, fetches };
 }

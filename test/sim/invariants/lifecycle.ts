@@ -62,8 +62,17 @@ export async function checkLifecycle(scene: Scene): Promise<void> {
       // A signal wait stores the signal's event; the function sees its `{ signal, data }`,
       // and a callback wait, the POST's `{ body, headers }`.
       const data = (stored as { data?: Record<string, unknown> } | null)?.data;
-      const received =
-        stored === null || !data ? stored : String(step.name) === "signal" ? { signal: data.signal, data: data.data } : String(step.name) === "reply" ? { body: data.body, headers: data.headers } : stored;
+      // A fetch step stores the response; the function read its status and text.
+      const response = String(step.kind) === "fetch" ? (stored as { status: number; body: string } | null) : null;
+      const received = response
+        ? { status: response.status, body: response.body }
+        : stored === null || !data
+          ? stored
+          : String(step.name) === "signal"
+            ? { signal: data.signal, data: data.data }
+            : String(step.name) === "reply"
+              ? { body: data.body, headers: data.headers }
+              : stored;
       const expected = step.status === "failed" ? { caught: (json(step.error) as { name: string }).name } : received;
       if (JSON.stringify(seen) !== JSON.stringify(expected)) {
         fail(`run ${run.id} step "${step.id}": the function saw ${JSON.stringify(seen)?.slice(0, 120)}, the store holds ${JSON.stringify(expected)?.slice(0, 120)}`);

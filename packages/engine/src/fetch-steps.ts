@@ -72,8 +72,9 @@ export async function performFetch(request: FetchRequest, options: { maxBytes: n
   const target = fetchTarget(request);
   const timeoutMs = request.timeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS;
   const timeout = AbortSignal.timeout(timeoutMs);
-  // Stopped from outside (the run ended): a final failure, though no one will store it.
-  const stopped = (): FetchOutcome => ({ ok: false, error: serializedError("FetchFailed", `step.fetch ${target}: stopped, its run ended`), retriable: false });
+  // Stopped from outside (the run ended, so nothing will be stored). Retriable all the same: were
+  // a live run's request ever stopped, its step would be tried again rather than failed for good.
+  const stopped = (): FetchOutcome => ({ ok: false, error: serializedError("FetchFailed", `step.fetch ${target}: stopped, its run ended`), retriable: true });
   let response: Response;
   try {
     response = await (options.fetch ?? fetch)(request.url, {

@@ -134,7 +134,7 @@ async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState 
     } finally {
       request.done();
     }
-    if (request.signal.aborted) ctx.log.info(`run ${run.id} ended while step "${target.name}" waited for its request: stopped it`);
+    if (request.signal.aborted) ctx.log.info(`run ${run.id} ended while step "${target.name}" waited for its request: the request or its answer is dropped`);
     try {
       return await complete(runner, job, state, stored, how);
     } catch (error) {

@@ -39,6 +39,15 @@ class Target {
         res.on("close", () => (clearTimeout(timer), call.end === undefined && (call.dropped = Date.now())));
         return;
       }
+      if (path === "/huge") return answer(200, "x".repeat(5 * 1024 * 1024), { "content-type": "text/plain" });
+      if (path === "/endless") {
+        // No length, no end: 64 KB every few milliseconds until the caller hangs up.
+        res.writeHead(200, { "content-type": "text/plain" });
+        const chunk = "y".repeat(64 * 1024);
+        const timer = setInterval(() => res.write(chunk), 2);
+        res.on("close", () => (clearInterval(timer), (call.dropped = Date.now())));
+        return;
+      }
       if (path === "/slow") return setTimeout(() => answer(200, JSON.stringify({ answer: 42, got: JSON.parse(call.body || "null") })), 2_000);
       if (path === "/limited") return n === 1 ? answer(429, "slow down", { "retry-after": "1" }) : answer(200, JSON.stringify({ n }));
       if (path === "/flaky") return n <= 2 ? answer(503, "<html>down</html>", { "content-type": "text/html" }) : answer(200, JSON.stringify({ n }));
@@ -202,6 +211,18 @@ describe.each(STORE_KINDS)("step.fetch on %s", (store) => {
     const run = await stack.waitForRun(eventId);
     expect(run.output).toMatchObject({ status: 200, body: JSON.stringify({ answer: 42, got: { q: "meaning" } }) });
     expect(target.calls.filter((c) => c.path.includes(key))).toHaveLength(1);
+  });
+
+  it("fails the step for good when the answer passes what a step stores, and stops reading an answer that never ends", async () => {
+    for (const path of ["/huge", "/endless"]) {
+      const { eventId, key } = await go(path);
+      const run = await stack.waitForRun(eventId, { timeoutMs: 20_000 });
+      expect(run.status, path).toBe("failed");
+      expect(run.steps.find((s) => s.id === "call")?.error, path).toMatchObject({ name: "FetchResponseTooLarge", message: expect.stringMatching(/more than 4 MB, the most a step stores/) });
+      // Once: a response too large stays too large.
+      expect(target.calls.filter((c) => c.path.includes(key)), path).toHaveLength(1);
+    }
+    expect(target.calls.find((c) => c.path.startsWith("/endless"))?.dropped).toBeDefined();
   });
 
   it("a 429 with Retry-After is tried again exactly that much later", async () => {

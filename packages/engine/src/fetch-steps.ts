@@ -17,7 +17,7 @@
  *   a response, handed to the function as `fetch` would.
  */
 import { appUrlProblem } from "./app-urls.ts";
-import { DEFAULT_FETCH_TIMEOUT_MS, FetchRequestSchema, type FetchRequest, type FetchResponse, type SerializedError } from "@stepwise/protocol";
+import { DEFAULT_FETCH_TIMEOUT_MS, FetchRequestSchema, readBytesCapped, type FetchRequest, type FetchResponse, type SerializedError } from "@stepwise/protocol";
 import { serializedError } from "./errors.ts";
 import { formatBytes } from "./limits.ts";
 import { formatDuration } from "./log.ts";
@@ -106,18 +106,19 @@ export async function performFetch(request: FetchRequest, options: { maxBytes: n
   const declared = Number(response.headers.get("content-length") ?? NaN);
   if (declared > options.maxBytes) {
     await response.body?.cancel().catch(() => {});
-    return { ok: false, error: serializedError("FetchResponseTooLarge", `step.fetch ${target} answered ${formatBytes(declared)}; a step stores at most ${formatBytes(options.maxBytes)}`), retriable: false };
+    return { ok: false, error: serializedError("FetchResponseTooLarge", `step.fetch ${target} answered ${formatBytes(declared)}, more than ${formatBytes(options.maxBytes)}, the most a step stores`), retriable: false };
   }
-  let bytes: Uint8Array;
+  let bytes: Uint8Array | null;
   try {
-    bytes = new Uint8Array(await response.arrayBuffer());
+    // Read only up to what a step stores: an answer past it (or one that never ends) is not held in memory.
+    bytes = await readBytesCapped(response, options.maxBytes);
   } catch (error) {
     if (options.signal?.aborted) return stopped();
     // The answer was cut off or stalled while it was read: as transient as a failed connection.
     return { ok: false, error: serializedError("FetchFailed", `step.fetch ${target}: the answer's body could not be read (${(error as Error)?.name === "TimeoutError" ? "timed out" : "cut off"})`), retriable: true };
   }
-  if (bytes.byteLength > options.maxBytes) {
-    return { ok: false, error: serializedError("FetchResponseTooLarge", `step.fetch ${target} answered ${formatBytes(bytes.byteLength)}; a step stores at most ${formatBytes(options.maxBytes)}`), retriable: false };
+  if (bytes === null) {
+    return { ok: false, error: serializedError("FetchResponseTooLarge", `step.fetch ${target} answered more than ${formatBytes(options.maxBytes)}, the most a step stores`), retriable: false };
   }
   const headers: Record<string, string> = {};
   response.headers.forEach((value, name) => (headers[name] = value));

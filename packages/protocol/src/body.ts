@@ -14,12 +14,18 @@ export interface BodyCarrier {
  * `content-length` says so, else as soon as the bytes read pass the limit (the rest is not read).
  */
 export async function readTextCapped(message: BodyCarrier, limit: number): Promise<string | null> {
+  const bytes = await readBytesCapped(message, limit);
+  return bytes && new TextDecoder().decode(bytes);
+}
+
+/** The body's bytes, or null once it is larger than `limit` bytes (see {@link readTextCapped}). */
+export async function readBytesCapped(message: BodyCarrier, limit: number): Promise<Uint8Array | null> {
   const declared = Number(message.headers.get("content-length") ?? Number.NaN);
   if (declared > limit) {
     await message.body?.cancel().catch(() => {});
     return null;
   }
-  if (!message.body) return "";
+  if (!message.body) return new Uint8Array(0);
   const reader = message.body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;
@@ -33,7 +39,7 @@ export async function readTextCapped(message: BodyCarrier, limit: number): Promi
     }
     chunks.push(value);
   }
-  return new TextDecoder().decode(joinChunks(chunks, size));
+  return joinChunks(chunks, size);
 }
 
 /** Chunks read off a stream as one array of `size` bytes (the one chunk itself when there is one). */

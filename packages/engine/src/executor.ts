@@ -5,8 +5,8 @@
  */
 import type { AppUrlPolicy } from "./app-urls.ts";
 import { syncApp, type SyncedApp } from "./app-sync.ts";
-import { globalFunctionId, newId, parseTraceparent, type BackoffConfig, type RunMessage, type SignalSent, type StepOutputsResponse } from "@stepwise/protocol";
-import { systemClock, type Clock } from "./clock.ts";
+import { globalFunctionId, newId, parseTraceparent, type RunMessage, type SignalSent, type StepOutputsResponse } from "@stepwise/protocol";
+import { systemClock } from "./clock.ts";
 import { afterCommit, describe, machineEnv, type EngineContext } from "./context.ts";
 import { InputError, isUnavailable } from "./errors.ts";
 import { parseEvents, parseSignal } from "./event-input.ts";
@@ -27,91 +27,14 @@ import type { EventPage, EventSummary } from "./event-list.ts";
 import { FreedSlotNotices } from "./runtime/freed-slots.ts";
 import { readStepOutputs } from "./runtime/request-steps.ts";
 import { InvocationSnapshots, KnownStates } from "./runtime/known-states.ts";
-import { Lanes, within, type DrainBudget } from "./runtime/lanes.ts";
+import { Lanes, within } from "./runtime/lanes.ts";
 import { pruneExpired, pruneFlowControl, reconcileQueue, repairStrandedRuns } from "./runtime/maintenance.ts";
-import type { Observer } from "./signals.ts";
 import { DEFAULT_SIGNAL_GRACE_MS, deliverWithGrace, NobodyWaits, type SignalTry } from "./signal-delivery.ts";
 import { traceRunEnds } from "./tracing.ts";
 import { FetchesInFlight } from "./runtime/fetches-in-flight.ts";
-import type { Store } from "./store.ts";
+import { DEFAULT_CONCURRENCY, DEFAULT_RETENTION_MS, type DrainOptions, type DrainResult, type ExecutorOptions } from "./executor-options.ts";
 import { UnitOfWork, type UnitOptions, type UnitOutcome } from "./unit/unit.ts";
 import { functionView, type FunctionView, type RunView } from "./views.ts";
-
-/** Finished runs, their steps and events are kept this long by default (7 days). */
-export const DEFAULT_RETENTION_MS = 7 * 24 * 3_600_000;
-
-/**
- * Jobs one long-lived executor runs at once. A lane only waits on the app and the store (the
- * function's code runs in the app), so a lane costs a socket and a promise, while a lane held
- * by a slow step (a model call, a checkpointed chain running for seconds) is a lane no other
- * run can use: with 16, sixteen agents waiting on their model stalled every other run. 100 is
- * also what comparable executors start with.
- */
-export const DEFAULT_CONCURRENCY = 100;
-
-export interface ExecutorOptions {
-  store: Store;
-  /** Key the executor signs app requests with (the dev server uses the public dev key). */
-  signingKey: string;
-  /**
-   * The next shared key during a rotation (`STEPWISE_SIGNING_KEY_NEXT`): tokens signed with it
-   * (stream tokens an app minted, callback URLs) are accepted too, as the API accepts requests.
-   */
-  signingKeyNext?: string;
-  /**
-   * Keys of single apps, by app ID: such an app's invocations are signed with its own key, and
-   * only that key registers it (`STEPWISE_APP_SIGNING_KEYS`). Apps not listed share `signingKey`.
-   */
-  appSigningKeys?: Readonly<Record<string, string>>;
-  limits?: Partial<Limits>;
-  log?: Logger;
-  /** Default retry backoff for functions that set none. */
-  backoff?: BackoffConfig;
-  /** Jobs run at once by this process (default {@link DEFAULT_CONCURRENCY}). */
-  concurrency?: number;
-  /** How long a claimed job is held before another executor may take it over. */
-  leaseMs?: number;
-  /** Longest pause between queue polls when idle. */
-  pollMs?: number;
-  /** Longest one invocation of an app may take. */
-  invokeTimeoutMs?: number;
-  /** How long the cache of registered functions is trusted before a reload. */
-  registryRefreshMs?: number;
-  /** How often the queue is checked against the record (lost jobs, stranded runs, pruning). */
-  maintenanceMs?: number;
-  /** How long finished runs and old events are kept; 0 keeps them for ever. */
-  retentionMs?: number;
-  /** Process-unique worker name (for leases). */
-  workerId?: string;
-  /** Stamps records and log lines (due times are judged on the store's clock). */
-  clock?: Clock;
-  fetch?: typeof fetch;
-  /** Told what committed changes did and what went wrong (metrics, traces); must be cheap and never throw. */
-  observe?: Observer;
-  /** How long a signal no run waits for keeps trying before the sender hears 404 (default 5 s). */
-  signalGraceMs?: number;
-  /**
-   * Where people and services reach this executor (`STEPWISE_PUBLIC_URL`): the base of the
-   * callback URLs it mints. Without it, `step.createCallback` fails with a message that says so.
-   */
-  publicUrl?: string | (() => string | undefined);
-}
-
-export interface DrainOptions extends DrainBudget {
-  /** Jobs run at once (default 8): parallel branches and unrelated runs progress together. */
-  concurrency?: number;
-}
-
-export interface DrainResult {
-  /** Jobs that ran to their end (applied, or dropped as already done). */
-  ran: number;
-  /** Jobs that failed in the executor and were given back for a retry. */
-  failed: number;
-  /** Whether it stopped for the budget or `maxJobs` rather than for lack of due work. */
-  stoppedEarly: boolean;
-  /** When the earliest job not leased is due (now or in the past: due already), or null when none is queued. */
-  nextDueAt: Date | null;
-}
 
 export class Executor {
   readonly limits: Limits;

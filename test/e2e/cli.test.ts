@@ -9,7 +9,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { startStack, type Stack } from "../support/stack.ts";
 
-const client = new Stepwise({ id: "cli", dev: false, signingKey: "cli-key", schemas: { "cli/greet": z.object({ who: z.string() }) } });
+const client = new Stepwise({ id: "cli", dev: false, signingKey: "cli-key", schemas: { "cli/greet": z.object({ who: z.string() }), "cli/wait": z.object({ who: z.string() }) } });
+const waiter = client.createFunction({ id: "waiter", triggers: [{ event: "cli/wait" }] }, async ({ event, step }) => {
+  const approval = await step.waitForSignal("approval", { signal: `approval/${event.data.who}`, timeout: "1h" });
+  return approval?.data ?? null;
+});
 const greet = client.createFunction({ id: "greet", triggers: [{ event: "cli/greet" }], retries: 0 }, async ({ event, step }) => {
   const hello = await step.run("hello", () => `hello ${event.data.who}`);
   await step.run("check", () => {
@@ -39,8 +43,9 @@ describe("the stepwise commands", () => {
     stack = await startStack({
       store: "pglite",
       client,
-      functions: [greet],
-      executor: { dev: false, signingKey: "cli-key", eventKey: "event-key", apiKey: "api-key" },
+      functions: [greet, waiter],
+      // A signal no run waits for is refused after this long (5 s by default).
+      executor: { dev: false, signingKey: "cli-key", eventKey: "event-key", apiKey: "api-key", signalGraceMs: 300 },
     });
     keys = { STEPWISE_BASE_URL: stack.executor.url, STEPWISE_EVENT_KEY: "event-key", STEPWISE_API_KEY: "api-key" };
   }, 60_000);
@@ -71,6 +76,22 @@ describe("the stepwise commands", () => {
     // the sleep came 93 ms early.)
     const [, check, pause] = (await stack.getRun(run.id)).steps;
     expect(Date.parse(pause!.startedAt)).toBeGreaterThanOrEqual(Date.parse(check!.endedAt!) - 10);
+  });
+
+  it("sends a signal to the run waiting for it, says when none waits, and when it was delivered before", { timeout: 60_000 }, async () => {
+    const nobody = await stepwise(["signal", "approval/nobody", "--data", '{"ok":true}'], keys);
+    expect(nobody.code).toBe(3);
+    expect(nobody.err).toMatch(/^stepwise signal: .*approval\/nobody/);
+    const [eventId] = await stack.send({ name: "cli/wait", data: { who: "ada" } });
+    const waiting = await stack.waitForRun(eventId!, { status: "waiting" });
+    const sent = await stepwise(["signal", "approval/ada", "--data", '{"ok":true}', "--id", "approval-1"], keys);
+    expect(sent.code, sent.err).toBe(0);
+    expect(sent.out.trim()).toBe(`signal approval/ada: resumed run ${waiting.id} at step approval`);
+    expect((await stack.waitForRun(eventId!)).output).toEqual({ ok: true });
+    const again = await stepwise(["signal", "approval/ada", "--id", "approval-1", "--json"], keys);
+    expect(again.code).toBe(0);
+    expect(JSON.parse(again.out)).toMatchObject({ id: "approval-1", duplicate: true });
+    expect((await stepwise(["signal"], keys)).code).toBe(2);
   });
 
   it("pages through runs with the command it prints", { timeout: 60_000 }, async () => {

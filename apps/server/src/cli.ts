@@ -1,6 +1,6 @@
 /**
  * The `stepwise` command: the executor itself (`dev`, `start`: executor-command.ts) or a client
- * of a running one (`send`, `runs`, `run`, `cancel`, `replay`, `rerun`: commands.ts). The executor's modules are
+ * of a running one (`send`, `signal`, `runs`, `run`, `cancel`, `replay`, `rerun`: commands.ts). The executor's modules are
  * loaded only to run it, so a client command starts without the stores and their drivers.
  */
 import { CLIENT_COMMANDS, CLIENT_USAGE, runClientCommand } from "./commands.ts";

@@ -1,19 +1,21 @@
 /**
  * The `stepwise` commands that talk to a running executor over its HTTP API, as a script or a
- * person at a terminal would: send an event, list runs, show one run's steps, cancel, replay or
+ * person at a terminal would: send an event or a signal, list runs, show one run's steps, cancel, replay or
  * rerun a run, and cancel or replay every run a filter selects (page by page, with progress).
  * Tables for people, `--json` for scripts; the exit code says how it went (see EXIT).
  */
 import { parseArgs } from "node:util";
+import type { SignalSent } from "@stepwise/protocol";
 import { formatDuration, type BulkCancelResult, type BulkReplayResult, type RunPage, type RunSummary, type RunView } from "@stepwise/engine";
 
-export const CLIENT_COMMANDS = ["send", "runs", "run", "cancel", "replay", "rerun"] as const;
+export const CLIENT_COMMANDS = ["send", "signal", "runs", "run", "cancel", "replay", "rerun"] as const;
 type ClientCommand = (typeof CLIENT_COMMANDS)[number];
 
 /** Exit codes a script can tell apart. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, notFound: 3 } as const;
 
 export const CLIENT_USAGE = `  stepwise send <event name> [--data '<json>'] [--id <event id>]
+  stepwise signal <signal> [--data '<json>'] [--id <signal id>]   resumes the one run waiting for it
   stepwise runs [--function ID] [--status S[,S]] [--since ISO] [--until ISO] [--q CEL] [--limit N] [--cursor C]
   stepwise run <run id>
   stepwise cancel <run id> | [--function ID] [--status S[,S]] [--since ISO] [--until ISO] [--q CEL] [--limit N] [--cursor C]
@@ -23,8 +25,9 @@ export const CLIENT_USAGE = `  stepwise send <event name> [--data '<json>'] [--i
     at a time (--limit runs per page, default 100), printing progress (and, if a page fails,
     the --cursor to go on from); with --json, the totals and every run a replay started.
     Each takes --url (default STEPWISE_BASE_URL or http://127.0.0.1:8288) and --json (the API's
-    answer as it came). Keys from STEPWISE_EVENT_KEY (send) and STEPWISE_API_KEY (the rest).
-    Exit codes: 0 done, 1 the executor refused or could not be reached, 2 wrong usage, 3 no such run.`;
+    answer as it came). Keys from STEPWISE_EVENT_KEY (send, signal) and STEPWISE_API_KEY (the rest).
+    Exit codes: 0 done, 1 the executor refused or could not be reached, 2 wrong usage, 3 no such
+    run (or, for signal, no run waiting for it: nothing was stored).`;
 
 class CommandError extends Error {
   constructor(
@@ -75,6 +78,14 @@ export async function runClientCommand(
         if (!name) throw new CommandError("stepwise send needs an event name: stepwise send user/signup --data '{\"id\":1}'", EXIT.usage);
         const answer = (await api.call("POST", "/api/events", process.env.STEPWISE_EVENT_KEY, { name, data: parseData(values.data), ...(values.id && { id: values.id }) })) as { ids: string[] };
         show(answer, () => [`sent ${name}: event ${answer.ids[0]}`]);
+        return EXIT.ok;
+      }
+      case "signal": {
+        const [signal] = positionals;
+        if (!signal) throw new CommandError("stepwise signal needs the signal a run waits for: stepwise signal approval/order-42 --data '{\"ok\":true}'", EXIT.usage);
+        const body = { signal, ...(values.data !== undefined && { data: parseData(values.data) }), ...(values.id && { id: values.id }) };
+        const answer = (await api.call("POST", "/api/signals", process.env.STEPWISE_EVENT_KEY, body, EXIT.notFound)) as SignalSent;
+        show(answer, () => [answer.duplicate ? `signal ${signal}: ${answer.id} was delivered before; nothing happened now` : `signal ${signal}: resumed run ${answer.runId} at step ${answer.stepId}`]);
         return EXIT.ok;
       }
       case "runs": {

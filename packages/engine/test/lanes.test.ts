@@ -234,7 +234,7 @@ describe("Lanes", () => {
     await l.stop(100);
   });
 
-  it("does not adopt into slots a claim on its way may fill", async () => {
+  it("adopts while a claim is on its way, and gives back what the claim brings that no longer fits", async () => {
     const { queue, calls } = memoryQueue();
     let answerClaim: (jobs: JobRecord[]) => void = () => {};
     queue.claim = () => new Promise((resolve) => (answerClaim = resolve));
@@ -242,13 +242,15 @@ describe("Lanes", () => {
     const { lanes: l } = lanes(queue, blocking.handle);
     l.start();
     await sleep(10);
-    // A claim for two jobs is on its way: nothing is free for adoption until it returns.
-    expect(l.freeSlots()).toBe(0);
+    // A claim for two jobs is on its way; a run started here goes to a lane at once all the same.
+    expect(l.freeSlots()).toBe(2);
     await l.adopt([job("adopted")]);
-    expect(calls.releases).toEqual([{ id: "adopted", delayMs: 0 }]);
+    expect(blocking.started).toEqual(["adopted"]);
+    // The claim brings two: one lane is left, so "b" goes back to the queue, due at once.
     answerClaim([job("a"), job("b")]);
     await sleep(10);
-    expect(blocking.started).toEqual(["a", "b"]);
+    expect(blocking.started).toEqual(["adopted", "a"]);
+    expect(calls.releases).toEqual([{ id: "b", delayMs: 0 }]);
     blocking.finishOne();
     blocking.finishOne();
     await l.stop(100);
@@ -268,15 +270,17 @@ describe("Lanes", () => {
     const { lanes: l } = lanes(queue, blocking.handle, { pollMs: 5_000 });
     l.start();
     await sleep(10);
-    // A claim on its way holds the lanes: the adopted job is given back...
-    await l.adopt([job("adopted")]);
+    // Two lanes: the third job adopted while the claim is on its way finds none and is given back...
+    await l.adopt([job("first"), job("second"), job("adopted")]);
     holdClaims = false;
     answerClaim([]);
     await sleep(10);
+    blocking.finishOne();
     // ...and the queue's answer to "when is the next job due" was read before the job was back.
     answerNextDue(null);
     await sleep(50);
-    expect(blocking.started).toEqual(["adopted"]);
+    expect(blocking.started).toEqual(["first", "second", "adopted"]);
+    blocking.finishOne();
     blocking.finishOne();
     await l.stop(100);
   });

@@ -234,7 +234,22 @@ describe("Lanes", () => {
     await l.stop(100);
   });
 
-  it("adopts while a claim is on its way, and gives back what the claim brings that no longer fits", async () => {
+  it("does not claim when a job ends and nothing waited for a lane", async () => {
+    const { queue, calls } = memoryQueue();
+    const blocking = blockingHandler();
+    const { lanes: l } = lanes(queue, blocking.handle);
+    l.start();
+    await sleep(10);
+    const claims = calls.claims;
+    await l.adopt([job("a")]);
+    blocking.finishOne();
+    await sleep(50);
+    // The queue said nothing was due and nothing was queued since: a free lane is no news.
+    expect(calls.claims).toBe(claims);
+    await l.stop(100);
+  });
+
+  it("does not adopt into slots a claim on its way may fill", async () => {
     const { queue, calls } = memoryQueue();
     let answerClaim: (jobs: JobRecord[]) => void = () => {};
     queue.claim = () => new Promise((resolve) => (answerClaim = resolve));
@@ -242,15 +257,13 @@ describe("Lanes", () => {
     const { lanes: l } = lanes(queue, blocking.handle);
     l.start();
     await sleep(10);
-    // A claim for two jobs is on its way; a run started here goes to a lane at once all the same.
-    expect(l.freeSlots()).toBe(2);
+    // A claim for two jobs is on its way: nothing is free for adoption until it returns.
+    expect(l.freeSlots()).toBe(0);
     await l.adopt([job("adopted")]);
-    expect(blocking.started).toEqual(["adopted"]);
-    // The claim brings two: one lane is left, so "b" goes back to the queue, due at once.
+    expect(calls.releases).toEqual([{ id: "adopted", delayMs: 0 }]);
     answerClaim([job("a"), job("b")]);
     await sleep(10);
-    expect(blocking.started).toEqual(["adopted", "a"]);
-    expect(calls.releases).toEqual([{ id: "b", delayMs: 0 }]);
+    expect(blocking.started).toEqual(["a", "b"]);
     blocking.finishOne();
     blocking.finishOne();
     await l.stop(100);
@@ -270,17 +283,15 @@ describe("Lanes", () => {
     const { lanes: l } = lanes(queue, blocking.handle, { pollMs: 5_000 });
     l.start();
     await sleep(10);
-    // Two lanes: the third job adopted while the claim is on its way finds none and is given back...
-    await l.adopt([job("first"), job("second"), job("adopted")]);
+    // A claim on its way holds the lanes: the adopted job is given back...
+    await l.adopt([job("adopted")]);
     holdClaims = false;
     answerClaim([]);
     await sleep(10);
-    blocking.finishOne();
     // ...and the queue's answer to "when is the next job due" was read before the job was back.
     answerNextDue(null);
     await sleep(50);
-    expect(blocking.started).toEqual(["first", "second", "adopted"]);
-    blocking.finishOne();
+    expect(blocking.started).toEqual(["adopted"]);
     blocking.finishOne();
     await l.stop(100);
   });

@@ -4,6 +4,10 @@
 import { STOP_GRACE_MS } from "../world.ts";
 import type { Scene } from "./scene.ts";
 
+/** How long a stop gives jobs still running back after the grace, at most (`Lanes.stop`). */
+const STOP_GIVE_BACK_MS = 1_000;
+/** What a busy machine may add to a stop's own bound. */
+const EVENT_LOOP_SLACK_MS = 1_000;
 /** The idle process may use at most this many times the reference poller's CPU. */
 const IDLE_CPU_RATIO = 20;
 const pct = (share: number) => `${(share * 100).toFixed(0)}%`;
@@ -25,5 +29,8 @@ export async function checkIdle(scene: Scene): Promise<void> {
   if (played.idleCpu > IDLE_CPU_RATIO * played.idleReferenceCpu) {
     fail(`the process used ${pct(played.idleCpu)} of a core with nothing due, ${(played.idleCpu / played.idleReferenceCpu).toFixed(1)} times the reference poller's ${pct(played.idleReferenceCpu)} (at most ${IDLE_CPU_RATIO})`);
   }
-  for (const ms of played.stops) if (ms > STOP_GRACE_MS + 1_500) fail(`a graceful stop took ${ms} ms (grace ${STOP_GRACE_MS} ms)`);
+  // A stop waits out the grace, then gives back what still runs within a second; beyond that
+  // only a busy event loop delays it. In npm test the three topologies' slices share two cores:
+  // a stop whose give-back ran out its second (a stalled store) was seen at grace + 1.15 s.
+  for (const ms of played.stops) if (ms > STOP_GRACE_MS + STOP_GIVE_BACK_MS + EVENT_LOOP_SLACK_MS) fail(`a graceful stop took ${ms} ms (grace ${STOP_GRACE_MS} ms)`);
 }

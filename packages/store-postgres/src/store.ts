@@ -34,18 +34,18 @@ import { writeChange } from "./change-sql.ts";
 import { CheckpointWriter } from "./checkpoint-writer.ts";
 import { IndexedQueue } from "./indexed-queue.ts";
 import { PgQueue } from "./queue.ts";
-import { pruneKeys } from "./concurrency-claim.ts";
 import { toApp, toEvent, toFunction, toRun } from "./rows.ts";
-import { appendRunMessages, pruneRunMessages, readRunMessages } from "./run-messages.ts";
+import { listEventPage, listRunPage } from "./listings.ts";
+import { pruneExpired, pruneFlowControl } from "./pruning.ts";
+import { appendRunMessages, readRunMessages } from "./run-messages.ts";
 import { SCHEMA_SQL } from "./schema.ts";
 import { idsParam, type SqlClient } from "./sql.ts";
 import { PgReader, PgTx } from "./tx.ts";
 
 const RETRYABLE_CODES = new Set(["40P01", "40001"]);
 const MAX_TX_ATTEMPTS = 8;
-/** Advisory lock keys, arbitrary but fixed: one for schema changes, one for pruning. */
+/** Advisory lock key, arbitrary but fixed, for schema changes (pruning has its own: pruning.ts). */
 const MIGRATION_LOCK = 7150;
-const PRUNE_LOCK = 7151;
 
 /** FNV-1a of the schema text: identifies a version of schema.sql. */
 function schemaHash(text: string): string {
@@ -257,45 +257,12 @@ export class PostgresStore extends PgReader implements Store {
     return rows.map(toEvent);
   }
 
-  async listRuns(query: RunQuery): Promise<{ runs: RunRecord[]; positions: RunListPosition[]; next: RunListPosition | null }> {
-    const params: unknown[] = [];
-    const where: string[] = [];
-    const param = (value: unknown): `$${number}` => `$${params.push(value)}`;
-    if (query.functionId !== undefined) where.push(`function_id = ${param(query.functionId)}`);
-    if (query.statuses?.length) where.push(`status = ANY (${idsParam(param(JSON.stringify(query.statuses)), "text")})`);
-    if (query.since) where.push(`started_at >= ${param(query.since.toISOString())}::timestamptz`);
-    if (query.until) where.push(`started_at < ${param(query.until.toISOString())}::timestamptz`);
-    if (query.after) where.push(`(started_at, id) < (${param(query.after.startedAt)}::timestamptz, ${param(query.after.id)})`);
-    // One more than asked for: whether a page follows, without a count.
-    const rows = await this.client.query(
-      `SELECT *, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS started_key FROM runs
-       ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""}
-       ORDER BY started_at DESC, id DESC LIMIT ${param(query.limit + 1)}`,
-      params,
-    );
-    const page = rows.slice(0, query.limit);
-    const positions = page.map((row) => ({ startedAt: String(row.started_key), id: String(row.id) }));
-    const next = rows.length > query.limit ? (positions.at(-1) ?? null) : null;
-    return { runs: page.map(toRun), positions, next };
+  listRuns(query: RunQuery): Promise<{ runs: RunRecord[]; positions: RunListPosition[]; next: RunListPosition | null }> {
+    return listRunPage(this.client, query);
   }
 
-  async listEvents(query: EventQuery): Promise<{ events: StoredEvent[]; next: string | null }> {
-    const params: unknown[] = [];
-    const where: string[] = [];
-    const param = (value: unknown): `$${number}` => `$${params.push(value)}`;
-    if (query.name !== undefined) where.push(`name = ${param(query.name)}`);
-    if (query.since) where.push(`received_at >= ${param(query.since.toISOString())}::timestamptz`);
-    if (query.until) where.push(`received_at < ${param(query.until.toISOString())}::timestamptz`);
-    if (query.after !== undefined) where.push(`seq < ${param(query.after)}::bigint`);
-    // One more than asked for: whether a page follows, without a count.
-    const rows = await this.client.query(
-      `SELECT id, name, data, ts, received_at, seq::text AS seq FROM events
-       ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""}
-       ORDER BY seq DESC LIMIT ${param(query.limit + 1)}`,
-      params,
-    );
-    const page = rows.slice(0, query.limit).map((row) => ({ ...toEvent(row), receivedAt: new Date(row.received_at as string), seq: String(row.seq) }));
-    return { events: page, next: rows.length > query.limit ? (page.at(-1)?.seq ?? null) : null };
+  listEvents(query: EventQuery): Promise<{ events: StoredEvent[]; next: string | null }> {
+    return listEventPage(this.client, query);
   }
 
   async listRunsByEvents(eventIds: readonly string[]): Promise<Array<{ eventId: string; run: RunRecord }>> {
@@ -363,69 +330,12 @@ export class PostgresStore extends PgReader implements Store {
     return rows.map((row) => row.id);
   }
 
-  async prune(olderThanMs: number, limit: number): Promise<{ runs: number; events: number }> {
-    return this.client.transaction(async (sql) => {
-      // One pruner at a time across executors; the others skip this round.
-      const [lock] = await sql.query<{ ok: boolean }>(`SELECT pg_try_advisory_xact_lock(${PRUNE_LOCK}) AS ok`);
-      if (!lock?.ok) return { runs: 0, events: 0 };
-      const cutoff = "now() - make_interval(secs => $1::float8 / 1000)";
-      // Steps and matchers go with their run (ON DELETE CASCADE); an ended run has no jobs.
-      const runs = await sql.query(
-        `DELETE FROM runs WHERE id IN (
-           SELECT id FROM runs WHERE ended_at < ${cutoff} AND status IN ('completed', 'failed', 'cancelled', 'skipped') ORDER BY ended_at LIMIT $2)
-         RETURNING 1`,
-        [olderThanMs, limit],
-      );
-      // An event goes once no run it started or is batched in remains (a live run keeps its
-      // events, however old).
-      const events = await sql.query(
-        `DELETE FROM events WHERE id IN (
-           SELECT e.id FROM events e WHERE e.received_at < ${cutoff}
-             AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.event_id = e.id)
-             AND NOT EXISTS (SELECT 1 FROM run_events b WHERE b.event_id = e.id)
-           ORDER BY e.received_at LIMIT $2)
-         RETURNING 1`,
-        [olderThanMs, limit],
-      );
-      await pruneRunMessages(sql, limit);
-      // Versions no run needs any more: not the app's current one, and no live run started on it.
-      await sql.query(
-        `DELETE FROM app_versions v WHERE v.synced_at < ${cutoff}
-           AND v.version IS DISTINCT FROM (SELECT a.version FROM apps a WHERE a.id = v.app_id)
-           AND NOT EXISTS (
-             SELECT 1 FROM runs r JOIN functions f ON f.id = r.function_id
-             WHERE f.app_id = v.app_id AND r.app_version = v.version AND r.status NOT IN ('completed', 'failed', 'cancelled', 'skipped'))`,
-        [olderThanMs],
-      );
-      return { runs: runs.length, events: events.length };
-    });
+  prune(olderThanMs: number, limit: number): Promise<{ runs: number; events: number }> {
+    return pruneExpired(this.client, olderThanMs, limit);
   }
 
-  async pruneFlowControl(limit: number): Promise<number> {
-    // Flow-control state that holds nothing back: a rate limit or throttle whose time has come
-    // round, an expired idempotency key, a singleton key whose run ended, a debounce or batch
-    // whose run started or ended, a concurrency key nothing waits on.
-    const heldByRun = (table: string, over: string) =>
-      this.pruneKeyed(table, "run_id", `SELECT t.function_id, t.key, t.run_id FROM ${table} t LEFT JOIN runs r ON r.id = t.run_id WHERE r.id IS NULL OR ${over} LIMIT $1`, limit);
-    const pruned = await Promise.all([
-      this.pruneKeyed("rate_limits", "tat", "SELECT function_id, key, tat FROM rate_limits WHERE tat < now() ORDER BY tat LIMIT $1", limit),
-      this.pruneKeyed("throttles", "tat", "SELECT function_id, key, tat FROM throttles WHERE tat < now() ORDER BY tat LIMIT $1", limit),
-      this.pruneKeyed("idempotency_keys", "expires_at", "SELECT function_id, key, expires_at FROM idempotency_keys WHERE expires_at < now() ORDER BY expires_at LIMIT $1", limit),
-      heldByRun("singletons", "r.status IN ('completed', 'failed', 'cancelled', 'skipped')"),
-      heldByRun("debounces", "r.status <> 'queued'"),
-      heldByRun("batches", "r.status <> 'queued'"),
-      pruneKeys(this.client, limit),
-    ]);
-    return pruned.reduce((sum, n) => sum + n, 0);
-  }
-
-  /**
-   * Deletes the rows of `table` (keyed by function and key) that `select` names, with the value
-   * of `version` it saw: a row an event changed meanwhile (a new run took the key, a start moved
-   * the time) is no longer the one selected, and stays. How many went.
-   */
-  private async pruneKeyed(table: string, version: string, select: string, limit: number): Promise<number> {
-    return (await this.client.query(`DELETE FROM ${table} WHERE (function_id, key, ${version}) IN (${select}) RETURNING 1`, [limit])).length;
+  pruneFlowControl(limit: number): Promise<number> {
+    return pruneFlowControl(this.client, limit);
   }
 
   async close(): Promise<void> {

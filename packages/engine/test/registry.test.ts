@@ -1,4 +1,7 @@
-/** The function registry's cache: every lane of a burst finds it stale at once, and one reload serves them. */
+/**
+ * The function registry's cache: every lane of a burst finds it stale at once, and one reload
+ * serves them; a cache just past its age serves on while that reload runs.
+ */
 import { createPgliteClient, PostgresStore } from "@stepwise/store-postgres";
 import { expect, it } from "vitest";
 import { Registry } from "../src/registry.ts";
@@ -22,3 +25,46 @@ it("reloads once for every caller that finds the cache stale at the same time", 
   expect(reloads).toBe(2);
   await store.close();
 });
+
+it("serves a cache just past its age while the reload runs, and waits for one twice its age", async () => {
+  const store = new PostgresStore(createPgliteClient());
+  await store.migrate();
+  let reloads = 0;
+  // While `held` is set, a reload waits for it: a store slow to answer.
+  let held: Promise<void> | undefined;
+  const slow = new Proxy(store, {
+    get(target, name, receiver) {
+      const value = Reflect.get(target, name, receiver);
+      if (name !== "listApps") return typeof value === "function" ? value.bind(target) : value;
+      return async () => {
+        reloads++;
+        await held;
+        return target.listApps();
+      };
+    },
+  });
+  const refreshMs = 500;
+  const registry = new Registry(slow, refreshMs);
+  await registry.ensureFresh();
+  expect(reloads).toBe(1);
+  const outcome = (promise: Promise<void>) => Promise.race([promise.then(() => "served"), sleep(refreshMs / 2).then(() => "waited")]);
+
+  let release!: () => void;
+  held = new Promise((resolve) => (release = resolve));
+  await sleep(refreshMs * 1.2);
+  expect(await outcome(registry.ensureFresh())).toBe("served");
+  expect(reloads).toBe(2);
+  release();
+  await sleep(50);
+
+  held = new Promise((resolve) => (release = resolve));
+  await sleep(refreshMs * 2.2);
+  const waiting = registry.ensureFresh();
+  expect(await outcome(waiting)).toBe("waited");
+  release();
+  await waiting;
+  expect(reloads).toBe(3);
+  await store.close();
+});
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

@@ -22,8 +22,8 @@ ALTER TABLE apps ADD COLUMN IF NOT EXISTS features text NOT NULL DEFAULT '[]';
 -- has seen with its deployment's own URL, where the app named one (NULL: the app's URL serves
 -- it, which moves with the app). A run records the version it started on (runs.app_version) and
 -- is invoked at that version's URL until the deployment is found gone (gone_at: it answered 404
--- or 410, or refused the connection); then at the app's URL. Registering the version again
--- brings it back. Versions neither current nor used by a live run go after the retention age.
+-- or 410, or refused connections for a while); then at the app's URL. Registering the version
+-- again brings it back. Versions neither current nor used by a live run go after the retention age.
 ALTER TABLE apps ADD COLUMN IF NOT EXISTS version text;
 CREATE TABLE IF NOT EXISTS app_versions (
   app_id     text NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
@@ -35,6 +35,11 @@ CREATE TABLE IF NOT EXISTS app_versions (
   features   text NOT NULL DEFAULT '[]',
   PRIMARY KEY (app_id, version)
 );
+-- Connections refused by the deployment: since when, without a pause as long as the executor's
+-- `deploymentGoneAfterMs`, and the last. A restart refuses for seconds; a deployment that keeps
+-- refusing is gone (see PostgresStore.deploymentRefused).
+ALTER TABLE app_versions ADD COLUMN IF NOT EXISTS refused_since timestamptz;
+ALTER TABLE app_versions ADD COLUMN IF NOT EXISTS refused_at timestamptz;
 
 -- id is the executor's global ID: "<app id>-<function id>".
 CREATE TABLE IF NOT EXISTS functions (

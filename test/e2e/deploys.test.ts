@@ -2,7 +2,8 @@
  * Versioned deploys over real HTTP: two versions of one app live at two URLs. Runs that started
  * on version 1 keep being invoked at version 1's deployment after version 2 registers, while new
  * runs start on version 2; once version 1's deployment is gone (it answers 404, as a deleted
- * deployment does, or refuses the connection), its runs move to version 2 and finish there.
+ * deployment does, or refuses connections for longer than a restart takes), its runs move to
+ * version 2 and finish there.
  */
 import { serve as serveNode, type ServerType } from "@hono/node-server";
 import type { FunctionView, RunView } from "@stepwise/engine";
@@ -41,7 +42,9 @@ async function deploy(version: string, alias?: string, firstStep = "one") {
   const { server, url } = await listen(app);
   state.url = url;
   handler = serve({ client, functions: [flow], appVersion: version, ...(alias ? { serveUrl: alias, deploymentUrl: url } : {}) });
-  return { state, server, url };
+  /** Listens at the same URL again, after `server` closed: the deployment restarted. */
+  const restart = () => listen(app, Number(new URL(url).port));
+  return { state, server, url, restart };
 }
 
 /** The app's public URL (a platform's production alias): it forwards to the deployment it points at. */
@@ -52,11 +55,18 @@ async function alias() {
   return { target, ...(await listen(app)) };
 }
 
-function listen(app: Hono): Promise<{ server: ServerType; url: string }> {
+function listen(app: Hono, port = 0): Promise<{ server: ServerType; url: string }> {
   return new Promise((resolve) => {
-    const server = serveNode({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, (info) => resolve({ server, url: `http://127.0.0.1:${info.port}/api/durable` }));
+    const server = serveNode({ fetch: app.fetch, port, hostname: "127.0.0.1" }, (info) => resolve({ server, url: `http://127.0.0.1:${info.port}/api/durable` }));
   });
 }
+
+/** Closes a deployment's server: its port refuses connections from now on. */
+const shutDown = (server: ServerType) =>
+  new Promise<void>((resolve) => (server.close(() => resolve()), (server as { closeAllConnections?: () => void }).closeAllConnections?.()));
+
+/** How long a deployment refuses connections before its runs move, for this suite's executor. */
+const GONE_AFTER_MS = 3_000;
 
 describe.each(STORE_KINDS)("versioned deploys on %s", (kind) => {
   let executor: RunningServer;
@@ -81,7 +91,16 @@ describe.each(STORE_KINDS)("versioned deploys on %s", (kind) => {
   beforeAll(async () => {
     const opened = await openStore(kind);
     cleanup = opened.cleanup;
-    executor = await startServer({ store: opened.store, dev: true, port: 0, log, allowPrivateAppUrls: true, backoff: { initialMs: 20, maxMs: 200 }, registryRefreshMs: 0 });
+    executor = await startServer({
+      store: opened.store,
+      dev: true,
+      port: 0,
+      log,
+      allowPrivateAppUrls: true,
+      backoff: { initialMs: 20, maxMs: 200 },
+      registryRefreshMs: 0,
+      deploymentGoneAfterMs: GONE_AFTER_MS,
+    });
     process.env.STEPWISE_BASE_URL = executor.url;
   }, 60_000);
 
@@ -139,7 +158,7 @@ describe.each(STORE_KINDS)("versioned deploys on %s", (kind) => {
     expect((await flowView()).deployments?.map((d) => d.version)).toEqual(["v2"]);
   }, 60_000);
 
-  it("a deployment that refuses the connection is gone too; registering that version again brings it back", async () => {
+  it("a deployment that keeps refusing connections is gone too; registering that version again brings it back", async () => {
     const front = await alias();
     servers.push(front.server);
     const v3 = await deploy("v3", front.url);
@@ -148,17 +167,42 @@ describe.each(STORE_KINDS)("versioned deploys on %s", (kind) => {
     const run = await runOf(await send({ n: 4, napMs: 1_500 }));
     expect(run.appVersion).toBe("v3");
     await release("v4", front);
-    // Version 3's server goes away: its port refuses connections.
-    await new Promise<void>((resolve) => (v3.server.close(() => resolve()), (v3.server as { closeAllConnections?: () => void }).closeAllConnections?.()));
+    // Version 3's server goes away for good: its port refuses connections.
+    await shutDown(v3.server);
     const moved = await ended(run.id);
     expect(moved.output).toBe("one from v3, two from v4");
-    expect(log.lines.join("\n")).toMatch(/the deployment of version v3 at .* is gone \(could not be reached \(ECONNREFUSED\)\)/);
+    const lines = log.lines.join("\n");
+    expect(lines).toMatch(new RegExp(`run ${run.id}: the deployment of version v3 at .* could not be reached \\(ECONNREFUSED\\); trying it there again`));
+    expect(lines).toMatch(/the deployment of version v3 at .* is gone \(could not be reached \(ECONNREFUSED\)\)/);
+    // Not before it had refused for the whole window: a restart takes less.
+    const endedAt = Date.parse((await api<RunView>(`/api/runs/${run.id}`)).endedAt!);
+    expect(endedAt - Date.parse(run.startedAt)).toBeGreaterThanOrEqual(1_500 + GONE_AFTER_MS);
 
     // Version 3 deployed again (a rollback) is live again, at its new URL.
     const again = await release("v3", front);
     const flow = await flowView();
     expect(flow.appVersion).toBe("v3");
     expect(flow.deployments?.find((d) => d.version === "v3")?.url).toBe(again.url);
+  }, 60_000);
+
+  it("a deployment that refuses connections while it restarts keeps its runs: none move to other code", async () => {
+    const front = await alias();
+    servers.push(front.server);
+    const v9 = await release("v9", front);
+    const run = await runOf(await send({ n: 9, napMs: 1_500 }));
+    expect(run.appVersion).toBe("v9");
+    await eventually("the run asleep", async () => ((await api<RunView>(`/api/runs/${run.id}`)).status === "sleeping" ? true : undefined));
+    await release("v10", front);
+    // Version 9's server restarts: while it is down (a second, less than the suite's window of
+    // three), its port refuses the run's wake-up, again and again.
+    await shutDown(v9.server);
+    await eventually("the end of the nap", async () => ((await api<RunView>(`/api/runs/${run.id}`)).status !== "sleeping" ? true : undefined));
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    servers.push((await v9.restart()).server);
+    const done = await ended(run.id);
+    expect(done.output).toBe("one from v9, two from v9");
+    expect(log.lines.filter((line) => line.includes(`run ${run.id}: the deployment of version v9`)).length).toBeGreaterThanOrEqual(1);
+    expect((await flowView()).deployments?.map((d) => d.version)).toContain("v9");
   }, 60_000);
 
   it("without a deployment URL nothing is pinned: a run goes wherever the app's URL is now", async () => {

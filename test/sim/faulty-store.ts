@@ -171,6 +171,12 @@ export class FaultyStore implements Store {
   markDeploymentGone(...args: Parameters<Store["markDeploymentGone"]>) {
     return this.call(() => this.inner.markDeploymentGone(...args));
   }
+  deploymentRefused(...args: Parameters<Store["deploymentRefused"]>) {
+    return this.call(() => this.inner.deploymentRefused(...args));
+  }
+  deploymentAnswered(...args: Parameters<Store["deploymentAnswered"]>) {
+    return this.call(() => this.inner.deploymentAnswered(...args));
+  }
   listFunctions() {
     return this.call(() => this.inner.listFunctions());
   }

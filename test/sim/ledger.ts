@@ -18,6 +18,8 @@ export interface Invocation {
   id: number;
   executor: string;
   runId: string;
+  /** The host the executor sent it to: which deployment. */
+  host: string;
   targetStep?: string;
   /** When the executor's fetch was called. */
   sentAt: number;
@@ -109,6 +111,8 @@ export class Ledger {
   readonly refusedCheckpoints: Array<{ invocation: number; runId: string; stepId: string; at: number }> = [];
   /** When a pause of each run was acknowledged (its commit came before). */
   readonly pauses: Array<{ runId: string; at: number }> = [];
+  /** When the first version's deployment was deleted (versioned deploys), if it was. */
+  firstDeploymentDeletedAt: number | undefined;
   /** POSTs to callback URLs, with their answers. */
   readonly callbackPosts: CallbackPost[] = [];
   /** Requests the executors made for `step.fetch` steps. */

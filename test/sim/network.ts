@@ -67,6 +67,7 @@ export function faultyFetch(executor: string, options: NetworkOptions): typeof f
     const invocation = ledger.invocation({
       executor,
       runId: request.run.id,
+      host: new URL(url).host,
       targetStep: request.targetStep,
       sentAt: Date.now(),
       fault,

@@ -21,7 +21,15 @@ import type { Topology } from "./topologies.ts";
 export const STOP_GRACE_MS = 1_000;
 const QUIESCE_DEADLINE_MS = 90_000;
 /** Where the app's first version is deployed (see `deployed` below). */
-const FIRST_DEPLOYMENT_HOST = "d1.sim.app";
+/** The version the app first registers as, and its deployment's host (versioned deploys, below). */
+export const FIRST_VERSION = "d1";
+export const FIRST_DEPLOYMENT_HOST = `${FIRST_VERSION}.sim.app`;
+/**
+ * How long a deployment refuses connections before its runs move: short, so a deletion that
+ * refuses moves them within the schedule, and longer than the random refusals of the faulty
+ * network come one after another for one run (which, before, moved runs for good).
+ */
+const DEPLOYMENT_GONE_AFTER_MS = 1_000;
 
 export interface Played {
   ledger: Ledger;
@@ -89,6 +97,7 @@ export async function play(topology: Topology, schedule: Schedule): Promise<Play
       concurrency: CONCURRENCY,
       leaseMs: LEASE_MS,
       invokeTimeoutMs: 500,
+      deploymentGoneAfterMs: DEPLOYMENT_GONE_AFTER_MS,
       maintenanceMs: 500,
       pollMs: 200,
       registryRefreshMs: 60_000,
@@ -117,7 +126,7 @@ export async function play(topology: Topology, schedule: Schedule): Promise<Play
   const deployed = (version: string) => ({ ...description, version, deploymentUrl: `http://${version}.sim.app/api/durable` });
   let firstDeploymentDeleted: "404" | "refuse" | null = null;
   const first = await startExecutor(0, 0);
-  await first.executor.syncApp(deployed("d1"));
+  await first.executor.syncApp(deployed(FIRST_VERSION));
   const slots: Slot[] = [first];
   for (let i = 1; i < EXECUTORS; i++) slots.push(await startExecutor(i, 0));
 
@@ -226,6 +235,7 @@ export async function play(topology: Topology, schedule: Schedule): Promise<Play
       ledger.fault("redeploy");
       await sleep(redeploy.deleteAfterMs);
       firstDeploymentDeleted = redeploy.deletedAs;
+      ledger.firstDeploymentDeletedAt = Date.now();
       ledger.fault(`first deployment deleted (${redeploy.deletedAs})`);
     });
   }

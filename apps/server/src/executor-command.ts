@@ -63,6 +63,7 @@ export async function runExecutorCommand(command: "dev" | "start", rest: string[
     concurrency: integer("--concurrency", values.concurrency, 1, 10_000) ?? env.concurrency,
     leaseMs: integer("--lease-ms", values["lease-ms"], 1_000, 3_600_000) ?? env.leaseMs,
     maintenanceMs: env.maintenanceMs,
+    deploymentGoneAfterMs: env.deploymentGoneAfterMs,
     log,
   });
   log.info(`stepwise ${command}: executor listening on ${server.url} (send events to ${server.url}/api/events)`);

@@ -8,8 +8,9 @@ it("reads keys, app URLs and backoff from the environment", () => {
     STEPWISE_EVENT_KEY: "ek",
     STEPWISE_APP_URLS: " http://a/api/durable, ,http://b/api/durable ",
     STEPWISE_RETRY_INITIAL_MS: "20",
+    STEPWISE_DEPLOYMENT_GONE_AFTER_MS: "90000",
   });
-  expect(env).toMatchObject({ signingKey: "k1", signingKeyNext: "k2", eventKey: "ek", retryInitialMs: 20 });
+  expect(env).toMatchObject({ signingKey: "k1", signingKeyNext: "k2", eventKey: "ek", retryInitialMs: 20, deploymentGoneAfterMs: 90_000 });
   expect(env.appUrls).toEqual(["http://a/api/durable", "http://b/api/durable"]);
 });
 

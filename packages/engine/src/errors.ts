@@ -28,11 +28,33 @@ export class InvocationNotStarted extends Error {
 }
 
 /**
- * The deployment a run is pinned to (the version it started on) is gone: it answered 404 or 410,
- * or refused the connection, so nothing ran. The run moves to the app's current deployment.
+ * The deployment a run is pinned to (the version it started on) may be gone: it answered 404 or
+ * 410 (it is), or refused the connection or has no host (`refused`: it is once that lasts), so
+ * nothing ran. The run moves to the app's current deployment (see `DeploymentRefusals`).
  */
 export class DeploymentGone extends Error {
   override name = "DeploymentGone";
+  constructor(
+    message: string,
+    readonly refused = false,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * The deployment a run is pinned to refuses connections, but not for long enough to call it
+ * gone: it may be restarting. The job is tried there again in `retryInMs`; nothing ran, so it
+ * is not an attempt of the function, nor a failure of the job.
+ */
+export class DeploymentUnreachable extends Error {
+  override name = "DeploymentUnreachable";
+  constructor(
+    message: string,
+    readonly retryInMs: number,
+  ) {
+    super(message);
+  }
 }
 
 /** Bad input to the executor's API: the message says what is wrong and how to fix it. */

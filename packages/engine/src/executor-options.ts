@@ -48,6 +48,12 @@ export interface ExecutorOptions {
   pollMs?: number;
   /** Longest one invocation of an app may take. */
   invokeTimeoutMs?: number;
+  /**
+   * How long the deployment a run is pinned to may refuse connections, without a pause as long,
+   * before it counts as gone and its runs move to the app's URL (default one minute). Until
+   * then its jobs are tried there again: a restart or a blip moves nothing.
+   */
+  deploymentGoneAfterMs?: number;
   /** How long the cache of registered functions is trusted before a reload. */
   registryRefreshMs?: number;
   /** How often the queue is checked against the record (lost jobs, stranded runs, pruning). */

@@ -27,6 +27,7 @@ import type { EventPage, EventSummary } from "./event-list.ts";
 import { FreedSlotNotices } from "./runtime/freed-slots.ts";
 import { readStepOutputs } from "./runtime/request-steps.ts";
 import { InvocationSnapshots, KnownStates } from "./runtime/known-states.ts";
+import { DeploymentRefusals } from "./deployments.ts";
 import { Lanes, within } from "./runtime/lanes.ts";
 import { pruneExpired, pruneFlowControl, reconcileQueue, repairStrandedRuns } from "./runtime/maintenance.ts";
 import { DEFAULT_SIGNAL_GRACE_MS, deliverWithGrace, NobodyWaits, type SignalTry } from "./signal-delivery.ts";
@@ -82,6 +83,7 @@ export class Executor {
       snapshots: new InvocationSnapshots(),
       freedSlots: new FreedSlotNotices(options.store.queue, () => this.announce()),
       fetches: new FetchesInFlight({ endedRuns: (runIds) => options.store.endedRuns(runIds), log: this.log }),
+      refusals: new DeploymentRefusals(options.deploymentGoneAfterMs),
       invoker: {
         signingKey: options.signingKey,
         appSigningKeys: options.appSigningKeys,

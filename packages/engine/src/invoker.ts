@@ -32,8 +32,9 @@ export interface InvokerOptions {
 /**
  * Calls `app.url`. With `app.pinned` (a run invoked at the deployment of the version it started
  * on, not the current one), an answer that says the deployment is gone throws
- * {@link DeploymentGone}: a 404 or 410, or a connection refused or a host not found, none of
- * which ran anything. A timeout or a 5xx is the app's, retried there as ever.
+ * {@link DeploymentGone}: a 404 or 410, or a connection refused or a host not found (`refused`:
+ * gone only once that lasts), none of which ran anything. A timeout or a 5xx is the app's,
+ * retried there as ever.
  */
 export async function invokeApp(
   options: InvokerOptions,
@@ -55,7 +56,7 @@ export async function invokeApp(
     answer = !options.fetch && nodePost ? await nodePost(url.href, body, { headers, timeoutMs: options.timeoutMs, maxBytes: options.maxResponseBytes }) : await viaFetch(options, url, body, headers);
   } catch (error) {
     const code = errorCode(error);
-    if (app.pinned && (code === "ECONNREFUSED" || code === "ENOTFOUND")) throw new DeploymentGone(`could not be reached (${code})`);
+    if (app.pinned && (code === "ECONNREFUSED" || code === "ENOTFOUND")) throw new DeploymentGone(`could not be reached (${code})`, true);
     if (error instanceof PostError && error.stage === "answer") {
       // The connection broke or the time ran out while the answer was on its way.
       return appError("AppUnreachable", `The answer from ${where} was cut off: ${error.message}`, true);

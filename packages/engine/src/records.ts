@@ -98,7 +98,7 @@ export interface AppDeployment {
   syncedAt: Date;
   /** What that deployment's SDK understands: an older one may lack what the current one reads. */
   features: string[];
-  /** Found gone (404, 410, connection refused): its runs go to the app's URL. */
+  /** Found gone (404, 410, or connections refused for a while): its runs go to the app's URL. */
   gone: boolean;
 }
 

@@ -335,12 +335,22 @@ export interface Store {
   /** Apps, each with the `deployments` of its versions. */
   listApps(): Promise<AppRecord[]>;
   /**
-   * Records that the deployment of `version` of the app at `url` is gone (it answered 404, or
-   * refused the connection): its runs are invoked at the app's URL from now on, until that
+   * Records that the deployment of `version` of the app at `url` is gone (it answered 404 or
+   * 410): its runs are invoked at the app's URL from now on, until that
    * version registers again. False when it was not live there (another executor found it gone
    * first, or the version registered again at another URL).
    */
   markDeploymentGone(appId: string, version: string, url: string): Promise<boolean>;
+  /**
+   * The deployment of `version` at `url` refused a connection (nothing ran there). Refusals that
+   * go on for `goneAfterMs`, never pausing that long (nor answering: `deploymentAnswered`), mark
+   * it gone as `markDeploymentGone` does; a pause that long starts the count again (it was a
+   * restart, a blip). True when it is gone now, or no longer live there (found gone by another
+   * executor, registered again elsewhere).
+   */
+  deploymentRefused(appId: string, version: string, url: string, goneAfterMs: number): Promise<boolean>;
+  /** The deployment of `version` at `url` answered after refusing: its count of refusals starts again. */
+  deploymentAnswered(appId: string, version: string, url: string): Promise<void>;
   listFunctions(): Promise<FunctionRecord[]>;
   /** Pauses a function (`paused`), or resumes it, saying what becomes of the runs its pause held; the function as it now is, or null when none is registered by that ID. */
   setFunctionPaused(functionId: string, change: { paused: Date } | { resumed: "run" | "skip" }): Promise<FunctionRecord | null>;

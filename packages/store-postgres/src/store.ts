@@ -152,7 +152,7 @@ export class PostgresStore extends PgReader implements Store {
       if (app.version !== undefined) {
         await sql.query(
           `INSERT INTO app_versions (app_id, version, url, synced_at, features) VALUES ($1, $2, $3, $4, $5)
-           ON CONFLICT (app_id, version) DO UPDATE SET url = EXCLUDED.url, synced_at = EXCLUDED.synced_at, features = EXCLUDED.features, gone_at = NULL`,
+           ON CONFLICT (app_id, version) DO UPDATE SET url = EXCLUDED.url, synced_at = EXCLUDED.synced_at, features = EXCLUDED.features, gone_at = NULL, refused_since = NULL, refused_at = NULL`,
           [app.id, app.version, app.deploymentUrl ?? null, app.syncedAt, JSON.stringify(app.features)],
         );
       }
@@ -195,6 +195,28 @@ export class PostgresStore extends PgReader implements Store {
        FROM apps a ORDER BY a.id`,
     );
     return rows.map(toApp);
+  }
+
+  async deploymentRefused(appId: string, version: string, url: string, goneAfterMs: number): Promise<boolean> {
+    // SET reads the row as it was: a refusal within the window of the last one goes on counting.
+    const rows = await this.client.query<{ gone: boolean }>(
+      `UPDATE app_versions SET
+         refused_since = CASE WHEN refused_at IS NULL OR refused_at < now() - make_interval(secs => $4::float8 / 1000) THEN now() ELSE refused_since END,
+         refused_at = now(),
+         gone_at = CASE WHEN refused_at >= now() - make_interval(secs => $4::float8 / 1000) AND refused_since <= now() - make_interval(secs => $4::float8 / 1000) THEN now() END
+       WHERE app_id = $1 AND version = $2 AND url = $3 AND gone_at IS NULL
+       RETURNING gone_at IS NOT NULL AS gone`,
+      [appId, version, url, goneAfterMs],
+    );
+    return rows.length === 0 || rows[0]!.gone;
+  }
+
+  async deploymentAnswered(appId: string, version: string, url: string): Promise<void> {
+    await this.client.query("UPDATE app_versions SET refused_since = NULL, refused_at = NULL WHERE app_id = $1 AND version = $2 AND url = $3 AND refused_at IS NOT NULL", [
+      appId,
+      version,
+      url,
+    ]);
   }
 
   async markDeploymentGone(appId: string, version: string, url: string): Promise<boolean> {

@@ -294,6 +294,37 @@ export function testStore(name: string, open: Open): void {
       expect(synced.deleted).toHaveLength(1);
     });
 
+    it("calls a deployment gone only once it has refused for the whole window, with no pause or answer between", async () => {
+      const app = { id: "refusing", url: "http://127.0.0.1:1/api/durable", sdk: "test", features: [], syncedAt: new Date(), version: "v1", deploymentUrl: "http://127.0.0.1:2/api/durable" };
+      await store.syncApp(app, []);
+      const windowMs = 1_000;
+      const refused = () => store.deploymentRefused("refusing", "v1", app.deploymentUrl, windowMs);
+      const live = async () => (await store.listApps()).find((a) => a.id === "refusing")!.deployments!.some((d) => d.version === "v1" && !d.gone);
+      const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+      // Refusals half a window apart: gone once the first is a window old.
+      expect(await refused()).toBe(false);
+      await sleep(windowMs / 2 + 50);
+      expect(await refused()).toBe(false);
+      // An answer between: the count starts again.
+      await store.deploymentAnswered("refusing", "v1", app.deploymentUrl);
+      await sleep(windowMs / 2 + 50);
+      expect(await refused()).toBe(false);
+      await sleep(windowMs / 2 + 50);
+      expect(await refused()).toBe(false);
+      await sleep(windowMs / 2 + 50);
+      expect(await refused()).toBe(true);
+      expect(await live()).toBe(false);
+      // Gone already: true at once (its runs move), and registering the version again brings it back with no count.
+      expect(await refused()).toBe(true);
+      await store.syncApp(app, []);
+      expect(await live()).toBe(true);
+      expect(await refused()).toBe(false);
+      // A pause longer than the window between two refusals starts the count again.
+      await sleep(windowMs + 200);
+      expect(await refused()).toBe(false);
+      expect(await live()).toBe(true);
+    });
+
     describe("optimistic apply", () => {
       const claimed = async () => {
         const { run, jobs } = await seedRun(store, [{ kind: "invoke" }]);

@@ -44,9 +44,12 @@
  * 19. What a run published is stored numbered 1, 2, 3, … without gaps, each message once, and
  *     each from an execution that happened (messages.ts).
  * 20. A run's end stops its `step.fetch` requests within a bound (fetches.ts).
+ * 21. A run that started on the first version's deployment goes elsewhere only once that
+ *     deployment was deleted (deploys.ts).
  */
 import type { SqlClient } from "@stepwise/store-postgres";
 import type { Played } from "../world.ts";
+import { checkDeploys } from "./deploys.ts";
 import { checkFetches } from "./fetches.ts";
 import { checkIdle } from "./idle.ts";
 import { checkLifecycle } from "./lifecycle.ts";
@@ -81,6 +84,7 @@ export async function check(sql: SqlClient, played: Played): Promise<Checked> {
   await checkIdle(scene);
   const messages = await checkMessages(scene);
   const fetches = checkFetches(scene);
+  checkDeploys(scene);
   const invocations = played.ledger.invocations.filter((inv) => scene.runs.has(inv.runId)).length;
   return { violations, runs: scene.runs.size, steps: scene.steps.length, invocations, extraBodies, messages, fetches };
 }

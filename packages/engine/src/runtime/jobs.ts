@@ -17,7 +17,7 @@ import { PROTOCOL_VERSION, toMs, type InvokeRequest } from "@stepwise/protocol";
 import { formatDuration } from "../log.ts";
 import { afterCommit, describe, machineEnv, type EngineContext } from "../context.ts";
 import { DeploymentGone, isRefusedValue, LeaseLostError, serializedError } from "../errors.ts";
-import { deploymentOf, leaveGoneDeployment } from "../deployments.ts";
+import { deploymentOf, type DeploymentRefusals } from "../deployments.ts";
 import { invokeApp, signingKeyOf, type InvokerOptions } from "../invoker.ts";
 import { fetchStep, sealFetchRequests } from "./fetch-job.ts";
 import { traceInvocation } from "../tracing.ts";
@@ -54,6 +54,8 @@ export interface JobRunner {
   freedSlots: FreedSlotNotices;
   /** Requests made for fetch steps, stopped when their run ends. */
   fetches: FetchesInFlight;
+  /** Connections refused by pinned deployments: when their runs move (see deployments.ts). */
+  refusals: DeploymentRefusals;
 }
 
 type Transition = (draft: RunDraft, env: MachineEnv) => void;
@@ -162,11 +164,12 @@ async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState 
   } catch (error) {
     // Nothing ran there: prepared again (the request too, for the SDK where the run goes now).
     if (!(error instanceof DeploymentGone) || moves >= MOVES_PER_JOB) throw error;
-    await leaveGoneDeployment(ctx, app, run, deployment, error);
+    await runner.refusals.leave(ctx, app, run, deployment, error);
     return runInvocation(runner, job, undefined, how, moves + 1);
   } finally {
     runner.snapshots.close(job.id);
   }
+  await runner.refusals.answered(ctx, app, run, deployment);
   // Transitions read the registry's cache: load what this answer will need first.
   await ctx.registry.ensureFresh();
   if (response.type === "ops") {

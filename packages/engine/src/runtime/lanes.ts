@@ -19,7 +19,7 @@
  */
 import { formatDuration, type Logger } from "../log.ts";
 import type { Observer } from "../signals.ts";
-import { describe, InvocationNotStarted, isUnavailable, LeaseLostError } from "../errors.ts";
+import { DeploymentUnreachable, describe, InvocationNotStarted, isUnavailable, LeaseLostError } from "../errors.ts";
 import type { JobRecord } from "../records.ts";
 import type { Queue } from "../store.ts";
 import { Latch } from "./latch.ts";
@@ -382,6 +382,12 @@ export class Lanes {
       return;
     }
     this.stats.failed++;
+    if (error instanceof DeploymentUnreachable) {
+      // Nothing ran: no failure of the job, which would end its run after a few.
+      log.warn(error.message);
+      await queue.release(job, owner, { delayMs: error.retryInMs }).catch(() => {});
+      return;
+    }
     // The app's words about its own call to the executor may name a refused connection: not the store's outage.
     if (!(error instanceof InvocationNotStarted) && isUnavailable(error)) {
       this.trouble(error, "running a job");

@@ -86,6 +86,7 @@ export class Executor {
       refusals: new DeploymentRefusals(options.deploymentGoneAfterMs),
       invoker: {
         signingKey: options.signingKey,
+        signingKeyNext: options.signingKeyNext,
         appSigningKeys: options.appSigningKeys,
         timeoutMs: options.invokeTimeoutMs ?? 300_000,
         maxResponseBytes: this.limits.maxResponseBytes,

@@ -59,12 +59,26 @@ export async function sealRequest(secret: string, request: FetchRequest): Promis
   return `${SEAL_VERSION}.${toBase64(iv)}.${toBase64(new Uint8Array(sealed))}`;
 }
 
-/** The request a {@link sealRequest} sealed; throws when the key is another or the text was changed. */
-export async function openRequest(secret: string, sealed: string): Promise<FetchRequest> {
+/**
+ * The request a {@link sealRequest} sealed under one of `secrets` (the app's keys: during a
+ * rotation the executor that sealed it may have signed with the next key already, or this one
+ * may have moved on to it); throws when none of them sealed it or the text was changed.
+ */
+export async function openRequest(secrets: readonly string[], sealed: string): Promise<FetchRequest> {
   const [version, iv, data] = sealed.split(".");
   if (version !== SEAL_VERSION || !iv || !data) throw new Error("the stored request is not one this executor sealed");
-  const plain = await crypto.subtle.decrypt({ name: "AES-GCM", iv: fromBase64(iv) }, await sealKey(secret), fromBase64(data));
-  return FetchRequestSchema.parse(JSON.parse(new TextDecoder().decode(plain)));
+  for (const secret of secrets) {
+    let plain: ArrayBuffer;
+    try {
+      plain = await crypto.subtle.decrypt({ name: "AES-GCM", iv: fromBase64(iv) }, await sealKey(secret), fromBase64(data));
+    } catch {
+      continue;
+    }
+    return FetchRequestSchema.parse(JSON.parse(new TextDecoder().decode(plain)));
+  }
+  throw new Error(
+    "the stored request does not open with this executor's signing keys (it was sealed under a key the executor no longer has, or changed): during a rotation, keep the old key as STEPWISE_SIGNING_KEY_NEXT until the requests sealed under it are made",
+  );
 }
 
 /** Makes one attempt of `request`; a response over `maxBytes` fails the step for good. */

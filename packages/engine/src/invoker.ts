@@ -24,6 +24,8 @@ export interface InvokerOptions {
   signingKey: string;
   /** An app's own key, where it has one (see `ExecutorOptions.appSigningKeys`). */
   appSigningKeys?: Readonly<Record<string, string>>;
+  /** The next shared key during a rotation: what was sealed under it can be opened. */
+  signingKeyNext?: string;
   timeoutMs: number;
   maxResponseBytes: number;
   fetch?: typeof fetch;

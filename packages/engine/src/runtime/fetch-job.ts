@@ -16,7 +16,8 @@ import type { StepRecord } from "../records.ts";
 export async function fetchStep(
   ctx: EngineContext,
   target: StepRecord,
-  secret: string,
+  /** The keys its request may be sealed under: the app's, with the next one during a rotation. */
+  secrets: readonly string[],
   /** `signal` aborts the request (its run ended). */
   how: { fetch?: typeof fetch; signal?: AbortSignal },
 ): Promise<(draft: RunDraft, env: MachineEnv) => void> {
@@ -26,7 +27,7 @@ export async function fetchStep(
   let outcome: FetchOutcome;
   try {
     if (typeof sealed !== "string") throw new Error("its request is not stored");
-    outcome = await performFetch(await openRequest(secret, sealed), { maxBytes: ctx.limits.maxStepOutputBytes, ...how });
+    outcome = await performFetch(await openRequest(secrets, sealed), { maxBytes: ctx.limits.maxStepOutputBytes, ...how });
   } catch (error) {
     outcome = { ok: false, error: serializedError("FetchFailed", `step.fetch "${target.name}": ${(error as Error).message}`), retriable: false };
   }

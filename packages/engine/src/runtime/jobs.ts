@@ -18,7 +18,7 @@ import { formatDuration } from "../log.ts";
 import { afterCommit, describe, machineEnv, type EngineContext } from "../context.ts";
 import { DeploymentGone, isRefusedValue, LeaseLostError, serializedError } from "../errors.ts";
 import { deploymentOf, type DeploymentRefusals } from "../deployments.ts";
-import { invokeApp, signingKeyOf, type InvokerOptions } from "../invoker.ts";
+import { acceptedKeysOf, invokeApp, signingKeyOf, type InvokerOptions } from "../invoker.ts";
 import { fetchStep, sealFetchRequests } from "./fetch-job.ts";
 import { traceInvocation } from "../tracing.ts";
 import { pause } from "../machine/pauses.ts";
@@ -132,7 +132,7 @@ async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState 
     const request = runner.fetches.track(run.id);
     let stored: Transition;
     try {
-      stored = await fetchStep(ctx, target, signingKeyOf(runner.invoker, app.id), { fetch: runner.invoker.fetch, signal: request.signal });
+      stored = await fetchStep(ctx, target, acceptedKeysOf(runner.invoker, app.id), { fetch: runner.invoker.fetch, signal: request.signal });
     } finally {
       request.done();
     }

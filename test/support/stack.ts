@@ -108,6 +108,8 @@ export async function startStack(options: {
    * fault), or call `app` (the real app) and return its answer, changed or not.
    */
   intercept?: (request: Request, app: (request: Request) => Promise<Response>) => Promise<Response>;
+  /** Sits between the executor and its store (the real one): to act at a chosen moment of a call. */
+  wrapStore?: (store: Store) => Store;
 }): Promise<Stack> {
   const auth: Record<string, string> = options.executor?.eventKey ? { authorization: `Bearer ${options.executor.eventKey}` } : {};
   // Outside dev mode the run API needs the API key.
@@ -115,7 +117,7 @@ export async function startStack(options: {
   const { store, redis, cleanup } = await openStore(options.store);
   const log = memoryLogger();
   const executor = await startServer({
-    store,
+    store: options.wrapStore ? options.wrapStore(store) : store,
     dev: true,
     port: 0,
     log: process.env.STEPWISE_TEST_LOG ? { ...silentLogger, ...consoleTee(log) } : log,

@@ -12,7 +12,7 @@ import { finish } from "./machine/ending.ts";
 import { pause, resume } from "./machine/pauses.ts";
 import { z } from "zod";
 import { isTerminal, type FunctionRecord, type RunRecord, type RunState } from "./records.ts";
-import { findRuns } from "./run-finder.ts";
+import { findRuns, matchesQuery } from "./run-finder.ts";
 import { encodeCursor, parseBulkQuery, type BulkCancelResult, type BulkReplayResult } from "./run-list.ts";
 import { parseRerun, startReplay, throttle, type Rerun } from "./unit/replays.ts";
 import type { UnitOfWork } from "./unit/unit.ts";
@@ -57,7 +57,7 @@ async function functionToReplay(ctx: EngineContext, run: RunRecord): Promise<Fun
 /** One page of the live runs the filters select, cancelled. */
 export async function cancelRuns(op: Operator, params: Record<string, string[]>): Promise<BulkCancelResult> {
   const query = parseBulkQuery(params, "cancel");
-  const { runs, next } = await findRuns(op.ctx.store, query);
+  const { runs, next, events } = await findRuns(op.ctx.store, query);
   await op.ctx.registry.ensureFresh();
   const result: BulkCancelResult = { matched: runs.length, cancelled: 0, passed: [], next: next && encodeCursor(next) };
   // Locked in ID order, as every transaction locks runs.
@@ -72,6 +72,11 @@ export async function cancelRuns(op: Operator, params: Record<string, string[]>)
         // Read again under the run's lock: it may have moved since the page was listed.
         if (!draft || !statuses.has(draft.run.status)) {
           done.passed.push({ runId, reason: !draft ? "it is gone (pruned)" : isTerminal(draft.run.status) ? `it ended (${draft.run.status}) before the cancel reached it` : `it is ${draft.run.status} now, which the filter does not select` });
+          continue;
+        }
+        // `q` too: what it reads of the run (its status, whether it is paused) may have changed.
+        if (query.q !== undefined && !matchesQuery(query.q, draft.run, events?.get(draft.run.eventId))) {
+          done.passed.push({ runId, reason: "it no longer matches q" });
           continue;
         }
         finish(draft, machineEnv(op.ctx, draft.run.functionId), { status: "cancelled", reason: "cancelled in bulk through the API" });

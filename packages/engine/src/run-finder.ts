@@ -17,28 +17,32 @@ const SCAN_MS = 250;
 /** Runs read from the store at a time while searching. */
 const SCAN_PAGE = 200;
 
-export async function findRuns(store: Store, query: RunQuery): Promise<{ runs: RunRecord[]; next: RunListPosition | null }> {
+export async function findRuns(store: Store, query: RunQuery): Promise<{ runs: RunRecord[]; next: RunListPosition | null; events?: Map<string, EventRecord> }> {
   const { q } = query;
   if (q === undefined) return store.listRuns(query);
   const found: RunRecord[] = [];
+  // The events `q` was judged with, for a bulk action to judge the runs again under their locks.
+  const seen = new Map<string, EventRecord>();
   let after = query.after;
   const deadline = Date.now() + SCAN_MS;
   for (let scanned = 0; ; ) {
     const page = await store.listRuns({ ...query, after, limit: SCAN_PAGE });
     const events = new Map((await store.getEvents([...new Set(page.runs.map((run) => run.eventId))])).map((event) => [event.id, event]));
     for (const [index, run] of page.runs.entries()) {
-      if (!matches(q, run, events.get(run.eventId))) continue;
+      const event = events.get(run.eventId);
+      if (!matchesQuery(q, run, event)) continue;
       found.push(run);
+      if (event) seen.set(event.id, event);
       // Full: the next page starts after this run (unless it was the list's last).
-      if (found.length === query.limit) return { runs: found, next: index < page.runs.length - 1 || page.next ? page.positions[index]! : null };
+      if (found.length === query.limit) return { runs: found, next: index < page.runs.length - 1 || page.next ? page.positions[index]! : null, events: seen };
     }
     scanned += page.runs.length;
-    if (!page.next || scanned >= SCAN_BUDGET || Date.now() > deadline) return { runs: found, next: page.next };
+    if (!page.next || scanned >= SCAN_BUDGET || Date.now() > deadline) return { runs: found, next: page.next, events: seen };
     after = page.next;
   }
 }
 
 /** `q` over the run (as the list shows it) and its event (a batch's first). */
-function matches(q: string, run: RunRecord, event: EventRecord | undefined): boolean {
+export function matchesQuery(q: string, run: RunRecord, event: EventRecord | undefined): boolean {
   return evaluateCondition(q, { run: runSummary(run), event: event ? { id: event.id, name: event.name, data: event.data, ts: event.ts } : {} });
 }

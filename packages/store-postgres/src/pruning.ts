@@ -3,12 +3,15 @@
  * needs and run messages past their keep (by retention, one pruner at a time across executors),
  * and flow-control state that holds nothing back any more (whatever the retention).
  */
+import { TERMINAL_RUN_STATUSES } from "@stepwise/engine";
 import { pruneKeys } from "./concurrency-claim.ts";
 import { pruneRunMessages } from "./run-messages.ts";
 import type { SqlClient } from "./sql.ts";
 
 /** Advisory lock key, arbitrary but fixed: one pruner at a time. */
 const PRUNE_LOCK = 7151;
+/** The statuses of ended runs, as a SQL list: `('completed', 'failed', …)`. */
+const ENDED = `(${TERMINAL_RUN_STATUSES.map((status) => `'${status}'`).join(", ")})`;
 
 /** Ended runs, events no run holds and app versions no run needs, older than `olderThanMs`: `limit` of each a round. */
 export async function pruneExpired(client: SqlClient, olderThanMs: number, limit: number): Promise<{ runs: number; events: number }> {
@@ -20,7 +23,7 @@ export async function pruneExpired(client: SqlClient, olderThanMs: number, limit
     // Steps and matchers go with their run (ON DELETE CASCADE); an ended run has no jobs.
     const runs = await sql.query(
       `DELETE FROM runs WHERE id IN (
-         SELECT id FROM runs WHERE ended_at < ${cutoff} AND status IN ('completed', 'failed', 'cancelled', 'skipped') ORDER BY ended_at LIMIT $2)
+         SELECT id FROM runs WHERE ended_at < ${cutoff} AND status IN ${ENDED} ORDER BY ended_at LIMIT $2)
        RETURNING 1`,
       [olderThanMs, limit],
     );
@@ -42,7 +45,7 @@ export async function pruneExpired(client: SqlClient, olderThanMs: number, limit
          AND v.version IS DISTINCT FROM (SELECT a.version FROM apps a WHERE a.id = v.app_id)
          AND NOT EXISTS (
            SELECT 1 FROM runs r JOIN functions f ON f.id = r.function_id
-           WHERE f.app_id = v.app_id AND r.app_version = v.version AND r.status NOT IN ('completed', 'failed', 'cancelled', 'skipped'))`,
+           WHERE f.app_id = v.app_id AND r.app_version = v.version AND r.status NOT IN ${ENDED})`,
       [olderThanMs],
     );
     return { runs: runs.length, events: events.length };
@@ -60,7 +63,7 @@ export async function pruneFlowControl(client: SqlClient, limit: number): Promis
     pruneKeyed(client, "rate_limits", "tat", "SELECT function_id, key, tat FROM rate_limits WHERE tat < now() ORDER BY tat LIMIT $1", limit),
     pruneKeyed(client, "throttles", "tat", "SELECT function_id, key, tat FROM throttles WHERE tat < now() ORDER BY tat LIMIT $1", limit),
     pruneKeyed(client, "idempotency_keys", "expires_at", "SELECT function_id, key, expires_at FROM idempotency_keys WHERE expires_at < now() ORDER BY expires_at LIMIT $1", limit),
-    heldByRun("singletons", "r.status IN ('completed', 'failed', 'cancelled', 'skipped')"),
+    heldByRun("singletons", `r.status IN ${ENDED}`),
     heldByRun("debounces", "r.status <> 'queued'"),
     heldByRun("batches", "r.status <> 'queued'"),
     pruneKeys(client, limit),

@@ -192,10 +192,10 @@ describe.each(STORE_KINDS)("versioned deploys on %s", (kind) => {
     const run = await runOf(await send({ n: 9, napMs: 1_500 }));
     expect(run.appVersion).toBe("v9");
     await eventually("the run asleep", async () => ((await api<RunView>(`/api/runs/${run.id}`)).status === "sleeping" ? true : undefined));
-    await release("v10", front);
     // Version 9's server restarts: while it is down (a second, less than the suite's window of
     // three), its port refuses the run's wake-up, again and again.
     await shutDown(v9.server);
+    await release("v10", front);
     await eventually("the end of the nap", async () => ((await api<RunView>(`/api/runs/${run.id}`)).status !== "sleeping" ? true : undefined));
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     servers.push((await v9.restart()).server);

@@ -52,6 +52,8 @@ export class DeploymentUnreachable extends Error {
   constructor(
     message: string,
     readonly retryInMs: number,
+    /** Said already for this deployment a moment ago: not logged again. */
+    readonly quiet = false,
   ) {
     super(message);
   }

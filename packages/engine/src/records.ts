@@ -100,6 +100,8 @@ export interface AppDeployment {
   features: string[];
   /** Found gone (404, 410, or connections refused for a while): its runs go to the app's URL. */
   gone: boolean;
+  /** It refused connections lately and has not answered since (as the registry last read it). */
+  refusing?: true;
 }
 
 export interface FunctionRecord {

@@ -343,12 +343,13 @@ export interface Store {
   markDeploymentGone(appId: string, version: string, url: string): Promise<boolean>;
   /**
    * The deployment of `version` at `url` refused a connection (nothing ran there). Refusals that
-   * go on for `goneAfterMs`, never pausing that long (nor answering: `deploymentAnswered`), mark
-   * it gone as `markDeploymentGone` does; a pause that long starts the count again (it was a
-   * restart, a blip). True when it is gone now, or no longer live there (found gone by another
-   * executor, registered again elsewhere).
+   * go on for `goneAfterMs`, never more than `pauseMs` apart and with no answer between
+   * (`deploymentAnswered`), mark it gone as `markDeploymentGone` does ("gone"); a longer pause
+   * starts the count again (it was a restart, a blip). "not live": it was no longer live there
+   * (found gone by another executor, registered again elsewhere). A registration of the same
+   * URL keeps the count; one that revives a gone deployment or moves it clears it.
    */
-  deploymentRefused(appId: string, version: string, url: string, goneAfterMs: number): Promise<boolean>;
+  deploymentRefused(appId: string, version: string, url: string, goneAfterMs: number, pauseMs: number): Promise<"counting" | "gone" | "not live">;
   /** The deployment of `version` at `url` answered after refusing: its count of refusals starts again. */
   deploymentAnswered(appId: string, version: string, url: string): Promise<void>;
   listFunctions(): Promise<FunctionRecord[]>;

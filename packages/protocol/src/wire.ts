@@ -14,7 +14,7 @@
  */
 import { z } from "zod";
 import { storableText } from "./text.ts";
-import { BackoffSchema, celText, FunctionConfigSchema, RetriesSchema } from "./function-config.ts";
+import { BackoffSchema, FunctionConfigSchema, RetriesSchema } from "./function-config.ts";
 import { SignalConflictSchema, SignalNameSchema } from "./signals.ts";
 
 /** The protocol version the executor sends and the SDK checks. */

@@ -42,13 +42,14 @@ export function toApp(row: Row): AppRecord {
 }
 
 function deployments(value: unknown): AppDeployment[] {
-  const list = (typeof value === "string" ? JSON.parse(value) : value) as Array<{ version: string; url: string | null; synced_at: string; features: string; gone: boolean }>;
+  const list = (typeof value === "string" ? JSON.parse(value) : value) as Array<{ version: string; url: string | null; synced_at: string; features: string; gone: boolean; refusing?: boolean }>;
   return list.map((d) => ({
     version: String(d.version),
     ...(d.url != null && { url: String(d.url) }),
     syncedAt: new Date(d.synced_at),
     features: (JSON.parse(d.features) as unknown[]).map(String),
     gone: d.gone === true,
+    ...(d.refusing === true && { refusing: true as const }),
   }));
 }
 

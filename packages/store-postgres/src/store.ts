@@ -152,7 +152,10 @@ export class PostgresStore extends PgReader implements Store {
       if (app.version !== undefined) {
         await sql.query(
           `INSERT INTO app_versions (app_id, version, url, synced_at, features) VALUES ($1, $2, $3, $4, $5)
-           ON CONFLICT (app_id, version) DO UPDATE SET url = EXCLUDED.url, synced_at = EXCLUDED.synced_at, features = EXCLUDED.features, gone_at = NULL, refused_since = NULL, refused_at = NULL`,
+           ON CONFLICT (app_id, version) DO UPDATE SET url = EXCLUDED.url, synced_at = EXCLUDED.synced_at, features = EXCLUDED.features, gone_at = NULL,
+             -- Discovery registers the app again every minute: that alone is no answer of the deployment.
+             refused_since = CASE WHEN app_versions.gone_at IS NOT NULL OR app_versions.url IS DISTINCT FROM EXCLUDED.url THEN NULL ELSE app_versions.refused_since END,
+             refused_at = CASE WHEN app_versions.gone_at IS NOT NULL OR app_versions.url IS DISTINCT FROM EXCLUDED.url THEN NULL ELSE app_versions.refused_at END`,
           [app.id, app.version, app.deploymentUrl ?? null, app.syncedAt, JSON.stringify(app.features)],
         );
       }
@@ -190,25 +193,25 @@ export class PostgresStore extends PgReader implements Store {
 
   async listApps(): Promise<AppRecord[]> {
     const rows = await this.client.query(
-      `SELECT a.*, (SELECT coalesce(json_agg(json_build_object('version', v.version, 'url', v.url, 'synced_at', v.synced_at, 'features', v.features, 'gone', v.gone_at IS NOT NULL) ORDER BY v.synced_at), '[]')
+      `SELECT a.*, (SELECT coalesce(json_agg(json_build_object('version', v.version, 'url', v.url, 'synced_at', v.synced_at, 'features', v.features, 'gone', v.gone_at IS NOT NULL, 'refusing', v.refused_at IS NOT NULL) ORDER BY v.synced_at), '[]')
                     FROM app_versions v WHERE v.app_id = a.id) AS deployments
        FROM apps a ORDER BY a.id`,
     );
     return rows.map(toApp);
   }
 
-  async deploymentRefused(appId: string, version: string, url: string, goneAfterMs: number): Promise<boolean> {
-    // SET reads the row as it was: a refusal within the window of the last one goes on counting.
+  async deploymentRefused(appId: string, version: string, url: string, goneAfterMs: number, pauseMs: number): Promise<"counting" | "gone" | "not live"> {
+    // SET reads the row as it was: a refusal within `pauseMs` of the last one goes on counting.
     const rows = await this.client.query<{ gone: boolean }>(
       `UPDATE app_versions SET
-         refused_since = CASE WHEN refused_at IS NULL OR refused_at < now() - make_interval(secs => $4::float8 / 1000) THEN now() ELSE refused_since END,
+         refused_since = CASE WHEN refused_at IS NULL OR refused_at < now() - make_interval(secs => $5::float8 / 1000) THEN now() ELSE refused_since END,
          refused_at = now(),
-         gone_at = CASE WHEN refused_at >= now() - make_interval(secs => $4::float8 / 1000) AND refused_since <= now() - make_interval(secs => $4::float8 / 1000) THEN now() END
+         gone_at = CASE WHEN refused_at >= now() - make_interval(secs => $5::float8 / 1000) AND refused_since <= now() - make_interval(secs => $4::float8 / 1000) THEN now() END
        WHERE app_id = $1 AND version = $2 AND url = $3 AND gone_at IS NULL
        RETURNING gone_at IS NOT NULL AS gone`,
-      [appId, version, url, goneAfterMs],
+      [appId, version, url, goneAfterMs, pauseMs],
     );
-    return rows.length === 0 || rows[0]!.gone;
+    return rows.length === 0 ? "not live" : rows[0]!.gone ? "gone" : "counting";
   }
 
   async deploymentAnswered(appId: string, version: string, url: string): Promise<void> {

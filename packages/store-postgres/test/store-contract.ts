@@ -298,31 +298,39 @@ export function testStore(name: string, open: Open): void {
       const app = { id: "refusing", url: "http://127.0.0.1:1/api/durable", sdk: "test", features: [], syncedAt: new Date(), version: "v1", deploymentUrl: "http://127.0.0.1:2/api/durable" };
       await store.syncApp(app, []);
       const windowMs = 1_000;
-      const refused = () => store.deploymentRefused("refusing", "v1", app.deploymentUrl, windowMs);
-      const live = async () => (await store.listApps()).find((a) => a.id === "refusing")!.deployments!.some((d) => d.version === "v1" && !d.gone);
+      const refused = () => store.deploymentRefused("refusing", "v1", app.deploymentUrl, windowMs, windowMs);
+      const deployment = async () => (await store.listApps()).find((a) => a.id === "refusing")!.deployments!.find((d) => d.version === "v1")!;
       const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
       // Refusals half a window apart: gone once the first is a window old.
-      expect(await refused()).toBe(false);
+      expect(await refused()).toBe("counting");
+      expect(await deployment()).toMatchObject({ gone: false, refusing: true });
       await sleep(windowMs / 2 + 50);
-      expect(await refused()).toBe(false);
+      expect(await refused()).toBe("counting");
       // An answer between: the count starts again.
       await store.deploymentAnswered("refusing", "v1", app.deploymentUrl);
+      expect((await deployment()).refusing).toBeUndefined();
       await sleep(windowMs / 2 + 50);
-      expect(await refused()).toBe(false);
-      await sleep(windowMs / 2 + 50);
-      expect(await refused()).toBe(false);
-      await sleep(windowMs / 2 + 50);
-      expect(await refused()).toBe(true);
-      expect(await live()).toBe(false);
-      // Gone already: true at once (its runs move), and registering the version again brings it back with no count.
-      expect(await refused()).toBe(true);
+      expect(await refused()).toBe("counting");
+      // Registering the app again at the same URL (discovery does, every minute) is no answer: the count goes on.
       await store.syncApp(app, []);
-      expect(await live()).toBe(true);
-      expect(await refused()).toBe(false);
-      // A pause longer than the window between two refusals starts the count again.
+      await sleep(windowMs / 2 + 50);
+      expect(await refused()).toBe("counting");
+      await sleep(windowMs / 2 + 50);
+      expect(await refused()).toBe("gone");
+      expect((await deployment()).gone).toBe(true);
+      // No longer live: said so, and registering the version again brings it back with no count.
+      expect(await refused()).toBe("not live");
+      await store.syncApp(app, []);
+      expect(await deployment()).toMatchObject({ gone: false });
+      expect((await deployment()).refusing).toBeUndefined();
+      expect(await refused()).toBe("counting");
+      // A pause longer than the window between two refusals starts the count again: half a
+      // window after the second, the count is half a window old, not a window and a half.
       await sleep(windowMs + 200);
-      expect(await refused()).toBe(false);
-      expect(await live()).toBe(true);
+      expect(await refused()).toBe("counting");
+      await sleep(windowMs / 2 + 50);
+      expect(await refused()).toBe("counting");
+      expect((await deployment()).gone).toBe(false);
     });
 
     describe("optimistic apply", () => {

@@ -1,9 +1,10 @@
 /**
- * 21. A run that started on the app's first version is invoked at another deployment only after
- *     that version's deployment was deleted: the faulty network's refused connections, now and
- *     then between answers, never move runs to code they did not start on.
+ * 21. A run is invoked only at the deployment of the version it started on (`<version>.sim.app`),
+ *     and elsewhere only after that deployment was deleted (the first version's may be): the
+ *     faulty network's refused connections, now and then between answers, never move runs to
+ *     code they did not start on.
  */
-import { FIRST_DEPLOYMENT_HOST, FIRST_VERSION } from "../world.ts";
+import { FIRST_VERSION } from "../world.ts";
 import { localId, type Scene } from "./scene.ts";
 
 export function checkDeploys(scene: Scene): void {
@@ -12,10 +13,12 @@ export function checkDeploys(scene: Scene): void {
   const reported = new Set<string>();
   for (const invocation of ledger.invocations) {
     const run = runs.get(invocation.runId);
-    if (!run || run.app_version !== FIRST_VERSION || invocation.host === FIRST_DEPLOYMENT_HOST) continue;
-    if ((deletedAt !== undefined && invocation.sentAt >= deletedAt) || reported.has(invocation.runId)) continue;
+    const version = run?.app_version;
+    if (!run || typeof version !== "string" || invocation.host === `${version}.sim.app` || reported.has(invocation.runId)) continue;
+    const deleted = version === FIRST_VERSION ? deletedAt : undefined;
+    if (deleted !== undefined && invocation.sentAt >= deleted) continue;
     reported.add(invocation.runId);
-    const when = deletedAt === undefined ? "though that deployment was never deleted" : `${deletedAt - invocation.sentAt} ms before that deployment was deleted`;
-    fail(`run ${invocation.runId} (${localId(run)}) started on version ${FIRST_VERSION}, yet invocation ${invocation.id} (${invocation.executor}) went to ${invocation.host} ${when}`);
+    const when = deleted === undefined ? "though that deployment was never deleted" : `${deleted - invocation.sentAt} ms before that deployment was deleted`;
+    fail(`run ${invocation.runId} (${localId(run)}) started on version ${version}, yet invocation ${invocation.id} (${invocation.executor}) went to ${invocation.host} ${when}`);
   }
 }

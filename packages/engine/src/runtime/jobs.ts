@@ -35,7 +35,7 @@ import { RunDraft, type MachineEnv } from "../machine/draft.ts";
 import { finish } from "../machine/ending.ts";
 import { settle } from "../machine/progress.ts";
 import { fireTimer } from "../machine/timers.ts";
-import { eventForApp, isTerminal, type FunctionRecord, type JobRecord, type RunState, type StepRecord } from "../records.ts";
+import { eventForApp, isTerminal, type FunctionRecord, type JobRecord, type RunState } from "../records.ts";
 import { UnitOfWork, type UnitOptions } from "../unit/unit.ts";
 
 /** Failures of one job inside the executor before its run fails with the last of them. */
@@ -169,7 +169,7 @@ async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState 
   } finally {
     runner.snapshots.close(job.id);
   }
-  await runner.refusals.answered(ctx, app, run, deployment);
+  await runner.refusals.answered(ctx, app, run, deployment, response);
   // Transitions read the registry's cache: load what this answer will need first.
   await ctx.registry.ensureFresh();
   if (response.type === "ops") {

@@ -384,7 +384,7 @@ export class Lanes {
     this.stats.failed++;
     if (error instanceof DeploymentUnreachable) {
       // Nothing ran: no failure of the job, which would end its run after a few.
-      log.warn(error.message);
+      if (!error.quiet) log.warn(error.message);
       await queue.release(job, owner, { delayMs: error.retryInMs }).catch(() => {});
       return;
     }

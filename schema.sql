@@ -35,9 +35,9 @@ CREATE TABLE IF NOT EXISTS app_versions (
   features   text NOT NULL DEFAULT '[]',
   PRIMARY KEY (app_id, version)
 );
--- Connections refused by the deployment: since when, without a pause as long as the executor's
--- `deploymentGoneAfterMs`, and the last. A restart refuses for seconds; a deployment that keeps
--- refusing is gone (see PostgresStore.deploymentRefused).
+-- Connections refused by the deployment: since when (with no answer and no pause of a few
+-- retries between), and the last. A restart refuses for seconds; a deployment that keeps
+-- refusing for the executor's `deploymentGoneAfterMs` is gone (see DeploymentRefusals).
 ALTER TABLE app_versions ADD COLUMN IF NOT EXISTS refused_since timestamptz;
 ALTER TABLE app_versions ADD COLUMN IF NOT EXISTS refused_at timestamptz;
 

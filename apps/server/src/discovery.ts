@@ -79,7 +79,8 @@ async function syncFrom(options: DiscoveryOptions, url: string, last: { descript
   if (text === last.description && Date.now() - last.at < RESYNC_UNCHANGED_MS) return;
   // The URL we were given is how this executor reaches the app, whatever the app thinks it is.
   const before = await executor.listFunctions();
-  const synced = await executor.syncApp({ ...description, url });
+  // Registered again only because a minute passed: not a sign that a deployment found gone is back.
+  const synced = await executor.syncApp({ ...description, url }, { revive: text !== last.description });
   const known = new Set(before.map((fn) => fn.id));
   if (synced.functions.some((id) => !known.has(id))) {
     executor.log.info(`app ${synced.appId} synced from ${url}${synced.version ? ` (version ${synced.version})` : ""}: ${synced.functions.join(", ")}`);

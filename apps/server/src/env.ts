@@ -36,7 +36,7 @@ export interface EnvSettings {
   maintenanceMs?: number;
   /** How old a job must be before reconcile re-adds it to Redis (default 5 s). */
   reconcileGraceMs?: number;
-  /** How long a run's pinned deployment may refuse connections before its runs move (default 60 s). */
+  /** How long a run's pinned deployment may refuse connections before its runs move (default 60 s; 0: at once). */
   deploymentGoneAfterMs?: number;
   /** How long finished runs and old events are kept (`STEPWISE_RETENTION`: "7d", "12h"; "0" keeps all). Default 7 days. */
   retentionMs?: number;
@@ -74,7 +74,8 @@ export function readEnv(env: Record<string, string | undefined> = process.env): 
     postgresDriver: driver(env.STEPWISE_PG_DRIVER),
     maintenanceMs: number("STEPWISE_MAINTENANCE_MS"),
     reconcileGraceMs: number("STEPWISE_RECONCILE_GRACE_MS"),
-    deploymentGoneAfterMs: number("STEPWISE_DEPLOYMENT_GONE_AFTER_MS"),
+    // 0 is meant: the first refused connection moves a run's deployment's runs.
+    deploymentGoneAfterMs: env.STEPWISE_DEPLOYMENT_GONE_AFTER_MS === "0" ? 0 : number("STEPWISE_DEPLOYMENT_GONE_AFTER_MS"),
     retentionMs: duration(env.STEPWISE_RETENTION, "STEPWISE_RETENTION"),
     allowPrivateAppUrls: env.STEPWISE_ALLOW_PRIVATE_APP_URLS === "1" || env.STEPWISE_ALLOW_PRIVATE_APP_URLS === "true",
     publicUrl: env.STEPWISE_PUBLIC_URL || undefined,

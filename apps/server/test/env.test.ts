@@ -17,6 +17,9 @@ it("reads keys, app URLs and backoff from the environment", () => {
 it("treats empty variables as unset and rejects a bad number with its name", () => {
   expect(readEnv({ STEPWISE_SIGNING_KEY: "" }).signingKey).toBeUndefined();
   expect(() => readEnv({ STEPWISE_RETRY_MAX_MS: "soon" })).toThrow(/STEPWISE_RETRY_MAX_MS must be a positive number/);
+  // A window of 0 is meant (the first refused connection moves runs); below it is not.
+  expect(readEnv({ STEPWISE_DEPLOYMENT_GONE_AFTER_MS: "0" }).deploymentGoneAfterMs).toBe(0);
+  expect(() => readEnv({ STEPWISE_DEPLOYMENT_GONE_AFTER_MS: "-1" })).toThrow(/STEPWISE_DEPLOYMENT_GONE_AFTER_MS must be a positive number/);
 });
 
 it("chooses the Postgres driver of stepwise start, and names the choices when one is wrong", () => {

@@ -21,8 +21,9 @@ export interface SyncedApp {
  * Registers (or updates) an app and its functions. With `urlPolicy` (a registration the app
  * sent, naming its own URL) the URL must be one the executor may call; a URL the operator gave
  * (discovery) is taken as it is. An `InputError` says what is wrong, and nothing is written.
+ * `revive: false`: the registration brings no gone deployment back (see `Store.syncApp`).
  */
-export async function syncApp(ctx: EngineContext, body: unknown, options: { urlPolicy?: AppUrlPolicy } = {}): Promise<SyncedApp> {
+export async function syncApp(ctx: EngineContext, body: unknown, options: { urlPolicy?: AppUrlPolicy; revive?: boolean } = {}): Promise<SyncedApp> {
   const parsed = AppDescriptionSchema.safeParse(body);
   if (!parsed.success) {
     throw new InputError(`Invalid app description: ${describedIssue(body, parsed.error.issues[0])}`);
@@ -52,7 +53,7 @@ export async function syncApp(ctx: EngineContext, body: unknown, options: { urlP
     ...(app.version !== undefined && { version: app.version }),
     ...(app.deploymentUrl !== undefined && { deploymentUrl: app.deploymentUrl }),
   };
-  const { taken, queued, deleted } = await ctx.store.syncApp(record, functions, firstTicks(functions, now));
+  const { taken, queued, deleted } = await ctx.store.syncApp(record, functions, firstTicks(functions, now), { revive: options.revive ?? true });
   if (taken.length > 0) {
     const which = taken.map((t) => `"${t.functionId}" (app "${t.appId}")`).join(", ");
     throw new InputError(`App "${app.appId}" not registered: its function IDs would be ${which}, which another app already holds; rename the function or the app`, 409);

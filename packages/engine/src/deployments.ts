@@ -9,6 +9,7 @@
  * network blip must not move runs to code they did not start on, for good.
  */
 import type { EngineContext } from "./context.ts";
+import type { RefusalCount } from "./store.ts";
 import { describe, DeploymentUnreachable, type DeploymentGone } from "./errors.ts";
 import { formatDuration } from "./log.ts";
 import type { InvokeResponse } from "@stepwise/protocol";
@@ -44,8 +45,10 @@ export const DEFAULT_DEPLOYMENT_GONE_AFTER_MS = 60_000;
  * Connections refused by pinned deployments. The store counts how long a deployment has refused
  * (from every executor); an answer from it clears the count, told by the executor that got the
  * answer when it saw a refusal there itself or its registry shows a count (so an answer costs a
- * write only after a refusal), and refusals now and then between answers never add up. Each
- * process records a refusal of one deployment at most once a retry interval: a thousand runs
+ * write only after a refusal). A pause in the refusals longer than a few retries starts the
+ * count again, so two restarts never add up even where an answer was not told (an executor's
+ * registry is a few seconds behind). Each process records a refusal of one deployment at most
+ * once a second (or retry interval, if shorter), the others retried quietly: a thousand runs
  * pinned to a restarting deployment cost a write a second, not a thousand.
  */
 export class DeploymentRefusals {
@@ -53,13 +56,14 @@ export class DeploymentRefusals {
   private readonly recorded = new Map<string, number>();
   /** How often a refused job is tried there again. */
   readonly retryInMs: number;
-  /** A pause in the refusals this long starts the count again (longer than a retry takes to come round). */
-  private readonly pauseMs: number;
+  /** A pause in the refusals this long starts the count again: longer than a retry takes to come round. */
+  readonly pauseMs: number;
 
   constructor(readonly goneAfterMs = DEFAULT_DEPLOYMENT_GONE_AFTER_MS) {
     // Often enough to see a restart end, few enough to cost nothing while it lasts.
     this.retryInMs = Math.min(5_000, Math.max(100, Math.round(goneAfterMs / 10)));
-    this.pauseMs = Math.max(goneAfterMs, 4 * this.retryInMs);
+    // A retry comes round after its delay and the claim loop's next look (up to a poll interval).
+    this.pauseMs = Math.max(4 * this.retryInMs, 2_000);
   }
 
   /**
@@ -67,7 +71,7 @@ export class DeploymentRefusals {
    * that failed): a count of its refusals ends.
    */
   async answered(ctx: EngineContext, app: AppRecord, run: RunRecord, target: DeploymentTarget, response: InvokeResponse): Promise<void> {
-    if (!target.pinned || (response.type === "error" && response.error.name === "AppUnreachable")) return;
+    if (!target.pinned || !answeredByApp(response)) return;
     const key = keyOf(app, run, target);
     if (!this.recorded.delete(key) && !target.refusing) return;
     try {
@@ -87,30 +91,57 @@ export class DeploymentRefusals {
    */
   async leave(ctx: EngineContext, app: AppRecord, run: RunRecord, target: DeploymentTarget, gone: DeploymentGone): Promise<void> {
     const where = `the deployment of version ${run.appVersion} at ${shownUrl(target.url)}`;
+    const key = keyOf(app, run, target);
+    const now = Date.now();
+    this.forgetOld(now);
     let marked: boolean;
     if (gone.refused && this.goneAfterMs > 0) {
-      const key = keyOf(app, run, target);
       const last = this.recorded.get(key);
-      const now = Date.now();
       const recordNow = last === undefined || now - last >= Math.min(1_000, this.retryInMs);
-      const state = recordNow ? await ctx.store.deploymentRefused(app.id, run.appVersion!, target.url, this.goneAfterMs, this.pauseMs) : "counting";
+      let state: RefusalCount = "counting";
+      if (recordNow) {
+        // Taken before the write: refusals of the same moment (a batch of jobs) write once.
+        this.recorded.set(key, now);
+        try {
+          state = await ctx.store.deploymentRefused(app.id, run.appVersion!, target.url, this.goneAfterMs, this.pauseMs);
+        } catch (error) {
+          if (this.recorded.get(key) === now) {
+            if (last === undefined) this.recorded.delete(key);
+            else this.recorded.set(key, last);
+          }
+          throw error;
+        }
+      }
       if (state === "counting") {
-        if (recordNow) this.recorded.set(key, now);
         throw new DeploymentUnreachable(
           `run ${run.id}: ${where} ${gone.message}; trying it there again in ${formatDuration(this.retryInMs)} (its runs move to ${shownUrl(app.url)} once it has refused for ${formatDuration(this.goneAfterMs)})`,
           this.retryInMs,
           !recordNow,
         );
       }
-      this.recorded.delete(key);
       marked = state === "gone";
     } else {
       marked = await ctx.store.markDeploymentGone(app.id, run.appVersion!, target.url);
     }
+    this.recorded.delete(key);
     if (marked) ctx.log.warn(`app ${app.id}: ${where} is gone (${gone.message}); its runs move to ${shownUrl(app.url)}`);
     await ctx.registry.refresh();
   }
+
+  /** Refusals older than a pause mean nothing any more (the deployment answered elsewhere, or went). */
+  private forgetOld(now: number): void {
+    for (const [key, at] of this.recorded) if (now - at > this.pauseMs + 1_000) this.recorded.delete(key);
+  }
 }
+
+/**
+ * Whether the deployment itself answered: anything the SDK sent, its errors included, but not
+ * what the invoker made of no answer (a connection that failed, a proxy's page, a redirect).
+ */
+function answeredByApp(response: InvokeResponse): boolean {
+  return !(response.type === "error" && NOT_AN_ANSWER.has(response.error.name));
+}
+const NOT_AN_ANSWER = new Set(["AppUnreachable", "AppError", "AppRedirected"]);
 
 function keyOf(app: AppRecord, run: RunRecord, target: DeploymentTarget): string {
   return `${app.id}\n${run.appVersion}\n${target.url}`;

@@ -323,7 +323,7 @@ export class Executor {
    * Registers (or updates) an app and its functions (`app-sync.ts`). With `urlPolicy` (a
    * registration the app sent, naming its own URL) the URL must be one the executor may call.
    */
-  syncApp(body: unknown, options: { urlPolicy?: AppUrlPolicy } = {}): Promise<SyncedApp> {
+  syncApp(body: unknown, options: { urlPolicy?: AppUrlPolicy; revive?: boolean } = {}): Promise<SyncedApp> {
     return syncApp(this.ctx, body, options);
   }
 

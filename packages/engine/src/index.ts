@@ -1,6 +1,6 @@
 export { Executor } from "./executor.ts";
 export { DEFAULT_CONCURRENCY, DEFAULT_RETENTION_MS, type ExecutorOptions, type DrainOptions, type DrainResult } from "./executor-options.ts";
-export type { Store, StoreTx, Queue, ReadyQueue, RunChange, RunPatch, JobSelector, Fence, WriteResult, CheckpointWrite, CheckpointResult, NewRunWrite, BatchPlacement, BatchPlace, PendingHere, StoredRunMessage } from "./store.ts";
+export type { Store, StoreTx, Queue, ReadyQueue, RunChange, RunPatch, JobSelector, Fence, WriteResult, CheckpointWrite, CheckpointResult, NewRunWrite, BatchPlacement, BatchPlace, PendingHere, StoredRunMessage, RefusalCount } from "./store.ts";
 export { changeOnlyAdds } from "./store.ts";
 export * from "./records.ts";
 export { backoffDelay, resolveBackoff, DEFAULT_BACKOFF } from "./backoff.ts";

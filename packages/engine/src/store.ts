@@ -55,6 +55,9 @@ export interface StoredRunMessage {
 }
 
 /** Proof that a worker still holds a job: the commit that completes it checks the owner. */
+/** What a refused connection made of its deployment: still counting, gone now, or no longer live there. */
+export type RefusalCount = "counting" | "gone" | "not live";
+
 export interface Fence {
   jobId: string;
   owner: string;
@@ -325,12 +328,16 @@ export interface Store {
    * `shop-fulfil` + `order` are both `shop-fulfil-order`): an app never re-points another's.
    * `ticks` are the first ticks of the functions' cron triggers: queued where that pattern has
    * no tick queued yet (a tick already queued keeps its time), while queued ticks of patterns
-   * the app's functions no longer have are deleted.
+   * the app's functions no longer have are deleted. A registration brings the version's
+   * deployment back if it was gone, unless `revive` is false (discovery registering again an
+   * app whose answer did not change: that is no sign the deployment is back); one that moves
+   * the deployment to another URL always does.
    */
   syncApp(
     app: AppRecord & { deploymentUrl?: string },
     functions: FunctionRecord[],
     ticks?: CronTick[],
+    options?: { revive?: boolean },
   ): Promise<{ taken: Array<{ functionId: string; appId: string }>; queued: JobRecord[]; deleted: string[] }>;
   /** Apps, each with the `deployments` of its versions. */
   listApps(): Promise<AppRecord[]>;
@@ -349,7 +356,7 @@ export interface Store {
    * (found gone by another executor, registered again elsewhere). A registration of the same
    * URL keeps the count; one that revives a gone deployment or moves it clears it.
    */
-  deploymentRefused(appId: string, version: string, url: string, goneAfterMs: number, pauseMs: number): Promise<"counting" | "gone" | "not live">;
+  deploymentRefused(appId: string, version: string, url: string, goneAfterMs: number, pauseMs: number): Promise<RefusalCount>;
   /** The deployment of `version` at `url` answered after refusing: its count of refusals starts again. */
   deploymentAnswered(appId: string, version: string, url: string): Promise<void>;
   listFunctions(): Promise<FunctionRecord[]>;

@@ -49,20 +49,23 @@ it("writes a deployment's refusal at most once a retry interval; the rest are re
   const { app, run, target, fresh } = await pinned();
   const refusals = new DeploymentRefusals(10_000);
   expect(refusals.retryInMs).toBe(1_000);
-  expect(await outcome(refusals.leave(ctx, app, run, target, refused()))).toBe("retry");
+  // A batch refused in the same moment: one write, the rest quiet.
+  const batch = await Promise.all([1, 2, 3].map(() => outcome(refusals.leave(ctx, app, run, target, refused()))));
+  expect(batch.sort()).toEqual(["retry", "retry, quiet", "retry, quiet"]);
   expect(await outcome(refusals.leave(ctx, app, run, target, refused()))).toBe("retry, quiet");
   expect(await fresh()).toMatchObject({ pinned: true, refusing: true });
 });
 
-it("an answer ends the count, an app's error included; a connection that failed is no answer", async () => {
+it("an answer of the SDK ends the count, the function's error included; a failed connection or a proxy's page is no answer", async () => {
   const { app, run, target, fresh } = await pinned();
   const refusals = new DeploymentRefusals(10_000);
   await outcome(refusals.leave(ctx, app, run, target, refused()));
-  const unreachable: InvokeResponse = { type: "error", error: { name: "AppUnreachable", message: "Could not reach it: ETIMEDOUT" }, retriable: true };
-  await refusals.answered(ctx, app, run, target, unreachable);
-  expect((await fresh()).refusing).toBe(true);
-  const failed: InvokeResponse = { type: "error", error: { name: "AppError", message: "The app answered HTTP 500" }, retriable: true };
-  await refusals.answered(ctx, app, run, target, failed);
+  const error = (name: string, message: string): InvokeResponse => ({ type: "error", error: { name, message }, retriable: true });
+  for (const none of [error("AppUnreachable", "Could not reach it: ETIMEDOUT"), error("AppError", "The app answered HTTP 502: Bad Gateway")]) {
+    await refusals.answered(ctx, app, run, target, none);
+    expect((await fresh()).refusing).toBe(true);
+  }
+  await refusals.answered(ctx, app, run, target, error("TypeError", "cannot read properties of undefined"));
   expect((await fresh()).refusing).toBeUndefined();
 });
 

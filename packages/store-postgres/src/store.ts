@@ -15,6 +15,7 @@ import {
   type EventQuery,
   type EventRecord,
   type Fence,
+  type RefusalCount,
   type FunctionRecord,
   type JobRecord,
   type Queue,
@@ -132,6 +133,7 @@ export class PostgresStore extends PgReader implements Store {
     app: AppRecord & { deploymentUrl?: string },
     functions: FunctionRecord[],
     ticks: CronTick[] = [],
+    options: { revive?: boolean } = {},
   ): Promise<{ taken: Array<{ functionId: string; appId: string }>; queued: JobRecord[]; deleted: string[] }> {
     return this.client.transaction(async (sql) => {
       // One registration at a time: two new apps claiming one ID at once would both see it free.
@@ -148,15 +150,19 @@ export class PostgresStore extends PgReader implements Store {
          ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, sdk = EXCLUDED.sdk, synced_at = EXCLUDED.synced_at, features = EXCLUDED.features, version = EXCLUDED.version`,
         [app.id, app.url, app.sdk, app.syncedAt, JSON.stringify(app.features), app.version ?? null],
       );
-      // The version's deployment URL where the app named one; registering it again brings it back.
+      // The version's deployment URL where the app named one; registering it again brings it
+      // back (`revived`: it was gone, or it moved), with no count of refusals. Discovery's
+      // registration of an unchanged app every minute (revive: false) neither brings back a
+      // deployment found gone nor clears a count: it is no answer of that deployment.
       if (app.version !== undefined) {
+        const revived = "(($6::boolean AND app_versions.gone_at IS NOT NULL) OR app_versions.url IS DISTINCT FROM EXCLUDED.url)";
         await sql.query(
           `INSERT INTO app_versions (app_id, version, url, synced_at, features) VALUES ($1, $2, $3, $4, $5)
-           ON CONFLICT (app_id, version) DO UPDATE SET url = EXCLUDED.url, synced_at = EXCLUDED.synced_at, features = EXCLUDED.features, gone_at = NULL,
-             -- Discovery registers the app again every minute: that alone is no answer of the deployment.
-             refused_since = CASE WHEN app_versions.gone_at IS NOT NULL OR app_versions.url IS DISTINCT FROM EXCLUDED.url THEN NULL ELSE app_versions.refused_since END,
-             refused_at = CASE WHEN app_versions.gone_at IS NOT NULL OR app_versions.url IS DISTINCT FROM EXCLUDED.url THEN NULL ELSE app_versions.refused_at END`,
-          [app.id, app.version, app.deploymentUrl ?? null, app.syncedAt, JSON.stringify(app.features)],
+           ON CONFLICT (app_id, version) DO UPDATE SET url = EXCLUDED.url, synced_at = EXCLUDED.synced_at, features = EXCLUDED.features,
+             gone_at = CASE WHEN ${revived} THEN NULL ELSE app_versions.gone_at END,
+             refused_since = CASE WHEN ${revived} THEN NULL ELSE app_versions.refused_since END,
+             refused_at = CASE WHEN ${revived} THEN NULL ELSE app_versions.refused_at END`,
+          [app.id, app.version, app.deploymentUrl ?? null, app.syncedAt, JSON.stringify(app.features), options.revive ?? true],
         );
       }
       // Functions removed from the app are marked so; their live runs fail with FunctionNotFound.
@@ -200,7 +206,7 @@ export class PostgresStore extends PgReader implements Store {
     return rows.map(toApp);
   }
 
-  async deploymentRefused(appId: string, version: string, url: string, goneAfterMs: number, pauseMs: number): Promise<"counting" | "gone" | "not live"> {
+  async deploymentRefused(appId: string, version: string, url: string, goneAfterMs: number, pauseMs: number): Promise<RefusalCount> {
     // SET reads the row as it was: a refusal within `pauseMs` of the last one goes on counting.
     const rows = await this.client.query<{ gone: boolean }>(
       `UPDATE app_versions SET

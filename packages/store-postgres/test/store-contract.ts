@@ -318,8 +318,11 @@ export function testStore(name: string, open: Open): void {
       await sleep(windowMs / 2 + 50);
       expect(await refused()).toBe("gone");
       expect((await deployment()).gone).toBe(true);
-      // No longer live: said so, and registering the version again brings it back with no count.
+      // No longer live: said so. Discovery registering the unchanged app again does not bring it
+      // back; registering the version again does, with no count.
       expect(await refused()).toBe("not live");
+      await store.syncApp(app, [], [], { revive: false });
+      expect((await deployment()).gone).toBe(true);
       await store.syncApp(app, []);
       expect(await deployment()).toMatchObject({ gone: false });
       expect((await deployment()).refusing).toBeUndefined();

@@ -386,6 +386,8 @@ export class Lanes {
       // Nothing ran: no failure of the job, which would end its run after a few.
       if (!error.quiet) log.warn(error.message);
       await queue.release(job, owner, { delayMs: error.retryInMs }).catch(() => {});
+      // The loop may be asleep for a poll interval: it looks at the queue's next due time again.
+      this.notify();
       return;
     }
     // The app's words about its own call to the executor may name a refused connection: not the store's outage.

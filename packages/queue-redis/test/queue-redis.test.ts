@@ -107,6 +107,21 @@ describe.runIf(redisAvailable)("Redis ready queue through @upstash/redis and the
       expect((await store.queue.claim("w", 10, 10_000)).map((j) => j.id)).toEqual([jobs[0]!.id]);
     });
 
+    it("claims keyed and plain work side by side, never more than asked for: Redis's surplus goes back and comes next", async () => {
+      await drain();
+      const key = `side-by-side-${Date.now()}`;
+      const keyed = await Promise.all([1, 2].map(async () => (await seedRun(store, [{ kind: "invoke", concurrency: [{ key, limit: 5 }] }])).jobs[0]!));
+      const plain = await Promise.all([1, 2, 3].map(async () => (await seedRun(store, [{ kind: "invoke" }])).jobs[0]!));
+      // Room for 3: both keyed jobs, and one of the plain ones Redis handed out; the other two go back.
+      const first = await store.queue.claim("w", 3, 60_000);
+      expect(first).toHaveLength(3);
+      expect(first.filter((job) => job.concurrency).map((job) => job.id).sort()).toEqual(keyed.map((job) => job.id).sort());
+      const second = await store.queue.claim("w", 10, 60_000);
+      const plainIds = plain.map((job) => job.id).sort();
+      expect([...first, ...second].filter((job) => !job.concurrency).map((job) => job.id).sort()).toEqual(plainIds);
+      expect(second).toHaveLength(2);
+    });
+
     it("keeps the record's lease alive when extending it in Redis fails", async () => {
       const real = new RedisQueue({ url: redis.url, token: redis.token, prefix: `${redis.prefix}flaky:` });
       // Redis answers everything but the heartbeat.

@@ -21,14 +21,26 @@ export class IndexedQueue implements Queue {
   ) {}
 
   async claim(owner: string, limit: number, leaseMs: number): Promise<JobRecord[]> {
-    // Invocations waiting for a concurrency slot are claimed from the record, whose count of slots in use is exact.
-    const keyed = await this.record.claimKeyed(owner, limit, leaseMs);
-    if (keyed.length >= limit) return keyed;
-    return [...keyed, ...(await this.claimIndexed(owner, limit - keyed.length, leaseMs))];
+    // Invocations waiting for a concurrency slot are claimed from the record, whose count of
+    // slots in use is exact; the rest from Redis. Both at once: one after the other, every claim
+    // paid both round trips, though a burst of one kind finds the other empty. What Redis handed
+    // out past the lanes the keyed claim filled goes back at once, never leased in the record.
+    const [fromRecord, fromIndex] = await Promise.allSettled([this.record.claimKeyed(owner, limit, leaseMs), this.index.claim(owner, limit, leaseMs)]);
+    const ids = fromIndex.status === "fulfilled" ? fromIndex.value : [];
+    if (fromRecord.status === "rejected") {
+      // Handed back, not left leased in Redis until its lease runs out.
+      await Promise.all(ids.map((id) => this.index.release(id, owner, 0).catch(() => {})));
+      throw fromRecord.reason;
+    }
+    const keyed = fromRecord.value;
+    // Redis out of reach: the keyed jobs (leased in the record) run all the same; the next claim meets the outage.
+    if (fromIndex.status === "rejected" && keyed.length === 0) throw fromIndex.reason;
+    const room = Math.max(0, limit - keyed.length);
+    if (ids.length > room) await Promise.all(ids.slice(room).map((id) => this.index.release(id, owner, 0).catch(() => {})));
+    return [...keyed, ...(await this.leaseIndexed(ids.slice(0, room), owner, leaseMs))];
   }
 
-  private async claimIndexed(owner: string, limit: number, leaseMs: number): Promise<JobRecord[]> {
-    const ids = await this.index.claim(owner, limit, leaseMs);
+  private async leaseIndexed(ids: string[], owner: string, leaseMs: number): Promise<JobRecord[]> {
     if (ids.length === 0) return [];
     const { leased, busy } = await this.record.takeLeases(ids, owner, leaseMs);
     // Redis thought these were free: it lost a lease or a completion, or its clock runs ahead of

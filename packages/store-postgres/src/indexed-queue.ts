@@ -27,16 +27,13 @@ export class IndexedQueue implements Queue {
     // out past the lanes the keyed claim filled goes back at once, never leased in the record.
     const [fromRecord, fromIndex] = await Promise.allSettled([this.record.claimKeyed(owner, limit, leaseMs), this.index.claim(owner, limit, leaseMs)]);
     const ids = fromIndex.status === "fulfilled" ? fromIndex.value : [];
-    if (fromRecord.status === "rejected") {
-      // Handed back, not left leased in Redis until its lease runs out.
-      await Promise.all(ids.map((id) => this.index.release(id, owner, 0).catch(() => {})));
-      throw fromRecord.reason;
-    }
-    const keyed = fromRecord.value;
+    const keyed = fromRecord.status === "fulfilled" ? fromRecord.value : [];
+    // No room at all when the keyed claim failed: Redis's jobs are not left leased there until their lease runs out.
+    const room = fromRecord.status === "fulfilled" ? Math.max(0, limit - keyed.length) : 0;
+    await Promise.all(ids.slice(room).map((id) => this.index.release(id, owner, 0).catch(() => {})));
+    if (fromRecord.status === "rejected") throw fromRecord.reason;
     // Redis out of reach: the keyed jobs (leased in the record) run all the same; the next claim meets the outage.
     if (fromIndex.status === "rejected" && keyed.length === 0) throw fromIndex.reason;
-    const room = Math.max(0, limit - keyed.length);
-    if (ids.length > room) await Promise.all(ids.slice(room).map((id) => this.index.release(id, owner, 0).catch(() => {})));
     return [...keyed, ...(await this.leaseIndexed(ids.slice(0, room), owner, leaseMs))];
   }
 

@@ -31,15 +31,18 @@ describe.each(STORE_KINDS)("throttle on %s", (store) => {
   it("starts a burst, then one run per interval, across two executors; every run completes", async () => {
     const user = `u-${store}`;
     const events = Array.from({ length: 12 }, () => ({ name: "report/requested", data: { user } }));
+    const sentAt = Date.now();
     const sent = await Promise.all([stack.send(events.slice(0, 6)), stack.second.sendEvents(events.slice(6)).then((result) => result.ids)]);
     const runs = await Promise.all(sent.flat().map((id) => stack.waitForRun(id)));
     expect(runs.map((run) => run.status)).toEqual(runs.map(() => "completed"));
     const times = [...starts.get(user)!].sort((a, b) => a - b);
     expect(times).toHaveLength(12);
-    // 2 at once, then 10 more 100 ms apart: a second from the first start to the last, less what
-    // the burst, started at once, reached the app late (up to 300 ms on a loaded machine, with
-    // PGlite; the store contract checks the schedule itself to the interval).
-    expect(times.at(-1)! - times[0]!).toBeGreaterThanOrEqual(650);
+    // 2 at once, then 10 more 100 ms apart: the last is due a second after the first was taken,
+    // which was after the send, and no start reaches the app before it is due. Measured from the
+    // send, not from the first start: the burst reaches the app late on a loaded machine (by
+    // 380 ms once on CI, with PGlite), which shortens the span from it and says nothing about
+    // the rate. The store contract checks the schedule itself to the interval.
+    expect(times.at(-1)! - sentAt).toBeGreaterThanOrEqual(950);
     expect(times.at(-1)! - times[0]!).toBeLessThan(2_500);
     // Never faster than the limit: in any 500 ms, the burst and what 5 intervals allow, and two
     // more for the way to the app (a start that reached it late lands beside the next ones; on a

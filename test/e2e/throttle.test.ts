@@ -37,17 +37,14 @@ describe.each(STORE_KINDS)("throttle on %s", (store) => {
     expect(runs.map((run) => run.status)).toEqual(runs.map(() => "completed"));
     const times = [...starts.get(user)!].sort((a, b) => a - b);
     expect(times).toHaveLength(12);
-    // 2 at once, then 10 more 100 ms apart: the last is due a second after the first was taken,
-    // which was after the send, and no start reaches the app before it is due. Measured from the
-    // send, not from the first start: the burst reaches the app late on a loaded machine (by
-    // 380 ms once on CI, with PGlite), which shortens the span from it and says nothing about
-    // the rate. The store contract checks the schedule itself to the interval.
-    expect(times.at(-1)! - sentAt).toBeGreaterThanOrEqual(950);
+    // 2 at once, then 10 more 100 ms apart: the i-th start is due (i - 1) intervals after the
+    // first was taken, which was after the send, and no run starts before it is due, so the i-th
+    // start to reach the app cannot be sooner either (less 20 ms for clock reads).
+    // Measured from the send, not from the first start: on a loaded machine the burst reached
+    // the app 380-600 ms late on CI (PGlite), which crowds the starts after it together and says
+    // nothing about the rate. The store contract checks the schedule itself to the interval.
+    for (const [i, at] of times.entries()) expect(at - sentAt, `start ${i}`).toBeGreaterThanOrEqual(Math.max(0, i - 1) * 100 - 20);
     expect(times.at(-1)! - times[0]!).toBeLessThan(2_500);
-    // Never faster than the limit: in any 500 ms, the burst and what 5 intervals allow, and two
-    // more for the way to the app (a start that reached it late lands beside the next ones; on a
-    // loaded machine the burst's two did). All twelve at once would put 12 in the window.
-    for (const [i, at] of times.entries()) expect(times.filter((t) => t >= at && t < at + 500).length, `from start ${i}`).toBeLessThanOrEqual(2 + 5 + 2);
     // Another user's limit is its own: it starts at once.
     const before = Date.now();
     const [other] = await stack.send({ name: "report/requested", data: { user: `${user}-b` } });

@@ -5,12 +5,13 @@
  */
 import { Agent, request } from "node:http";
 import { silentLogger } from "@stepwise/engine";
-import { createPgliteClient, PostgresStore } from "@stepwise/store-postgres";
+import { PostgresStore } from "@stepwise/store-postgres";
 import { expect, it } from "vitest";
+import { freshPglite } from "../../../test/support/pglite.ts";
 import { startServer } from "../src/server.ts";
 
 it("ends within the grace period while a connection busy at close() keeps being used", async () => {
-  const server = await startServer({ store: new PostgresStore(createPgliteClient()), dev: true, port: 0, log: silentLogger });
+  const server = await startServer({ store: new PostgresStore(await freshPglite()), dev: true, port: 0, log: silentLogger });
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
   const send = (method: string, path: string, write: (req: ReturnType<typeof request>) => void) =>
     new Promise<number>((resolve, reject) => {

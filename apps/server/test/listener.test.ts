@@ -9,8 +9,9 @@ import { request, Agent } from "node:http";
 import { DEFAULT_MAX_BODY_BYTES } from "@stepwise/api";
 import { silentLogger, type Logger } from "@stepwise/engine";
 import { CHECKPOINT_ROUTE, DEV_SIGNING_KEY, HEADERS, PROTOCOL_VERSION, sign } from "@stepwise/protocol";
-import { PostgresStore, createPgliteClient } from "@stepwise/store-postgres";
+import { PostgresStore } from "@stepwise/store-postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freshPglite } from "../../../test/support/pglite.ts";
 import { startServer, type RunningServer } from "../src/server.ts";
 
 const checkpoint = JSON.stringify({
@@ -68,9 +69,10 @@ describe("the Node executor's checkpoint route", () => {
   const log: Logger = { ...silentLogger, error: (line: string) => void errors.push(line) };
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
 
-  const store = new FlakyStore(createPgliteClient());
+  let store: FlakyStore;
 
   beforeAll(async () => {
+    store = new FlakyStore(await freshPglite());
     server = await startServer({ store, dev: true, port: 0, log });
   });
   afterAll(async () => {

@@ -2,7 +2,7 @@
  * DeploymentRefusals on the real store (PGlite): what counts as an answer, how often a refusal
  * is written, and a window of 0 for those who want the first refusal to move runs.
  */
-import { createPgliteClient, PostgresStore } from "@stepwise/store-postgres";
+import { PostgresStore } from "@stepwise/store-postgres";
 import type { InvokeResponse } from "@stepwise/protocol";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import type { EngineContext } from "../src/context.ts";
@@ -11,12 +11,12 @@ import { DeploymentGone, DeploymentUnreachable } from "../src/errors.ts";
 import { silentLogger } from "../src/log.ts";
 import type { AppRecord, RunRecord } from "../src/records.ts";
 import { Registry } from "../src/registry.ts";
+import { freshPglite } from "../../../test/support/pglite.ts";
 
 let store: PostgresStore;
 let ctx: EngineContext;
 beforeAll(async () => {
-  store = new PostgresStore(createPgliteClient());
-  await store.migrate();
+  store = new PostgresStore(await freshPglite());
   ctx = { store, registry: new Registry(store, 0), log: silentLogger } as unknown as EngineContext;
 });
 afterAll(() => store.close());

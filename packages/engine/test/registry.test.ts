@@ -2,13 +2,13 @@
  * The function registry's cache: every lane of a burst finds it stale at once, and one reload
  * serves them; a cache just past its age serves on while that reload runs.
  */
-import { createPgliteClient, PostgresStore } from "@stepwise/store-postgres";
+import { PostgresStore } from "@stepwise/store-postgres";
 import { expect, it } from "vitest";
+import { freshPglite } from "../../../test/support/pglite.ts";
 import { Registry } from "../src/registry.ts";
 
 it("reloads once for every caller that finds the cache stale at the same time", async () => {
-  const store = new PostgresStore(createPgliteClient());
-  await store.migrate();
+  const store = new PostgresStore(await freshPglite());
   let reloads = 0;
   const counted = new Proxy(store, {
     get(target, name, receiver) {
@@ -27,8 +27,7 @@ it("reloads once for every caller that finds the cache stale at the same time", 
 });
 
 it("serves a cache just past its age while the reload runs, and waits for one twice its age", async () => {
-  const store = new PostgresStore(createPgliteClient());
-  await store.migrate();
+  const store = new PostgresStore(await freshPglite());
   let reloads = 0;
   // While `held` is set, a reload waits for it: a store slow to answer.
   let held: Promise<void> | undefined;

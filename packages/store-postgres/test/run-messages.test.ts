@@ -4,14 +4,16 @@
  * last message (its number is where the next one counts from: a reader resuming after n must
  * never be handed a new n).
  */
-import { createPgliteClient, PostgresStore } from "@stepwise/store-postgres";
+import { PostgresStore, type PgliteClient } from "@stepwise/store-postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freshPglite } from "../../../test/support/pglite.ts";
 
 describe("run messages on PGlite", () => {
-  const client = createPgliteClient();
-  const store = new PostgresStore(client);
+  let client: PgliteClient;
+  let store: PostgresStore;
   beforeAll(async () => {
-    await store.migrate();
+    client = await freshPglite();
+    store = new PostgresStore(client);
     for (const id of ["r1", "r2", "r3"]) await client.query("INSERT INTO runs (id, function_id, event_id, status) VALUES ($1, 'app-f', 'e', 'running')", [id]);
   });
   afterAll(() => store.close());

@@ -136,7 +136,7 @@ export class Executor {
     clearInterval(this.maintenance);
     if (this.maintaining) await within(this.maintaining, deadline);
     await this.lanes.stop(Math.max(0, deadline - Date.now()));
-    await within(this.runner.freedSlots.settled(), deadline);
+    await within(this.settled(), deadline);
     this.runner.fetches.stop();
   }
 
@@ -176,8 +176,13 @@ export class Executor {
       observe: this.ctx.observe,
       handle: (job, how) => runJob(this.runner, job, how),
       handedBack: (job) => this.runner.known.forget(job.id),
-      settled: () => this.runner.freedSlots.settled(),
+      settled: () => this.settled(),
     });
+  }
+
+  /** What the jobs left to tell in the background, told: freed slots, and deletions to a queue outside the record. */
+  private async settled(): Promise<void> {
+    await Promise.all([this.runner.freedSlots.settled(), this.options.store.queue.settled?.()]);
   }
 
   private announce(): void {

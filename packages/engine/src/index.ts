@@ -21,3 +21,4 @@ export { DEFAULT_EVENT_PAGE, MAX_EVENT_PAGE, type EventPage, type EventSummary }
 export { CheckpointRefused } from "./runtime/checkpoints.ts";
 export { cronEventId } from "./runtime/cron.ts";
 export { ignoreSignals, type Observer, type Signal } from "./signals.ts";
+export { CoalescedCalls } from "./coalesced-calls.ts";

@@ -261,8 +261,13 @@ export interface Queue {
    * outage, or after a failure in the executor (`failure`, counted on the job).
    */
   release(job: JobRecord, owner: string, options: { delayMs: number; failure?: string }): Promise<void>;
-  /** After a commit: tell a queue outside the record what was queued and deleted. */
+  /**
+   * After a commit: tell a queue outside the record what was queued and deleted. What it may
+   * tell later (deletions) it tells in the background; `settled` waits for that.
+   */
   afterCommit(changes: { queued: JobRecord[]; deleted: string[] }): Promise<void>;
+  /** Resolves once what `afterCommit` left to tell in the background has been told (a stop or a drain waits for it). */
+  settled?(): Promise<void>;
   /**
    * An invocation holding concurrency slots of `keys` ended without a continuation: invocations
    * waiting for those keys may be claimed now (see `concurrency.ts`). Resolves to how many of

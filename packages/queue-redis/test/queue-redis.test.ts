@@ -75,6 +75,44 @@ describe.runIf(redisAvailable)("Redis ready queue through @upstash/redis and the
       expect(await index.claim("w3", 10, 10_000)).toEqual([]); // and Redis has forgotten it
     });
 
+    it("tells Redis of deleted jobs in the background: the commit's caller never waits, a burst goes in one call, settled() waits", async () => {
+      await drain();
+      const seeded = await Promise.all([1, 2, 3].map(() => seedRun(store, [{ kind: "invoke" }])));
+      const ids = seeded.map(({ jobs }) => jobs[0]!.id);
+      const claimed = await store.queue.claim("w1", 10, 60_000);
+      expect(claimed.map((job) => job.id).sort()).toEqual([...ids].sort());
+      for (const id of ids) expect(await store.transaction((tx) => tx.completeJob({ jobId: id, owner: "w1" }))).not.toBeNull();
+      const index = (store.queue as unknown as { index: RedisQueue }).index;
+      const client = new Redis({ url: redis.url, token: redis.token });
+      const held = async () => Promise.all(ids.map((id) => client.exists(`${prefix}job:${id}`)));
+      // Redis answers slowly.
+      const forget = index.forget.bind(index);
+      const calls: string[][] = [];
+      let answer!: () => void;
+      const slow = new Promise<void>((resolve) => (answer = resolve));
+      index.forget = async (jobIds) => {
+        calls.push(jobIds);
+        await slow;
+        return forget(jobIds);
+      };
+      try {
+        for (const id of ids) {
+          const told = store.queue.afterCommit({ queued: [], deleted: [id] });
+          expect(await Promise.race([told.then(() => "returned"), sleep(200).then(() => "waited")])).toBe("returned");
+        }
+        const settled = store.queue.settled!();
+        expect(await Promise.race([settled.then(() => "settled"), sleep(200).then(() => "pending")])).toBe("pending");
+        expect(await held()).toEqual([1, 1, 1]);
+        answer();
+        await settled;
+        // The first deletion went alone; the two told while it was on its way, together.
+        expect(calls).toEqual([[ids[0]], [ids[1], ids[2]]]);
+        expect(await held()).toEqual([0, 0, 0]);
+      } finally {
+        index.forget = forget;
+      }
+    });
+
     it("never hands out a job whose lease in the record is held, even when Redis lost its own lease", async () => {
       await drain();
       const { jobs } = await seedRun(store, [{ kind: "invoke" }]);
@@ -144,3 +182,5 @@ describe.runIf(redisAvailable)("Redis ready queue through @upstash/redis and the
     });
   });
 });
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

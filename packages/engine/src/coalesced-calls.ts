@@ -6,6 +6,9 @@
  * For notices that are best effort by design (a lost one costs a later repair, never
  * correctness): `send` must not throw, and a failed call is not retried.
  */
+/** Items per call at most: an index that was out of reach for a while gets its backlog in pieces it can take. */
+const MAX_PER_CALL = 1_000;
+
 export class CoalescedCalls<T> {
   private readonly pending = new Set<T>();
   private sending = false;
@@ -41,16 +44,26 @@ export class CoalescedCalls<T> {
   private async run(): Promise<void> {
     try {
       while (this.pending.size > 0) {
-        const items = [...this.pending];
-        const through = this.added;
-        this.pending.clear();
-        await this.send(items).catch(() => {});
+        // One call carries at most MAX_PER_CALL: what piled up in an outage goes in several.
+        const items = [...this.pending].slice(0, MAX_PER_CALL);
+        for (const item of items) this.pending.delete(item);
+        const through = this.pending.size === 0 ? this.added : this.sentThrough;
+        await this.call(items);
         this.sentThrough = through;
         this.waiters = this.waiters.filter((waiter) => (waiter.through <= through ? (waiter.resolve(), false) : true));
       }
     } finally {
       // In the same turn as the loop's last look at `pending`: an item added after it starts a new run.
       this.sending = false;
+    }
+  }
+
+  /** One call, started in this turn; a send that throws before its first await failed like any other. */
+  private async call(items: T[]): Promise<void> {
+    try {
+      await this.send(items);
+    } catch {
+      // Best effort: see above.
     }
   }
 }

@@ -109,8 +109,46 @@ describe.runIf(redisAvailable)("Redis ready queue through @upstash/redis and the
         expect(calls).toEqual([[ids[0]], [ids[1], ids[2]]]);
         expect(await held()).toEqual([0, 0, 0]);
       } finally {
+        answer();
         index.forget = forget;
       }
+    });
+
+    it("claims again the places jobs deleted in the record took while Redis had not heard yet", async () => {
+      await drain();
+      // Due jobs of runs cancelled before the live ones were queued: Redis hands them out first.
+      const doomed = [];
+      for (let i = 0; i < 8; i++) doomed.push(await seedRun(store, [{ kind: "invoke" }]));
+      await sleep(20);
+      const live = [];
+      for (let i = 0; i < 4; i++) live.push(await seedRun(store, [{ kind: "invoke" }]));
+      const deleted: string[] = [];
+      for (const { run } of doomed) {
+        const written = await store.transaction(async (tx) => {
+          const state = (await tx.lockRun(run.id))!;
+          return tx.writeChange(run.id, state.run.version, emptyChange({ run: { status: "cancelled", endedAt: new Date() }, dropJobs: "all" }));
+        });
+        deleted.push(...written.deleted);
+      }
+      // The deletions have not reached Redis when the claim comes: the call telling them is slow.
+      const index = (store.queue as unknown as { index: RedisQueue }).index;
+      const forget = index.forget.bind(index);
+      let answer!: () => void;
+      const slow = new Promise<void>((resolve) => (answer = resolve));
+      index.forget = async (jobIds) => {
+        if (jobIds.length === deleted.length) await slow;
+        return forget(jobIds);
+      };
+      try {
+        await store.queue.afterCommit({ queued: [], deleted });
+        // Room for 5: Redis's first 5 are all gone; the claim goes on to the live ones behind them.
+        const claimed = await store.queue.claim("w", 5, 10_000);
+        expect(claimed.map((job) => job.id).sort()).toEqual(live.map(({ jobs }) => jobs[0]!.id).sort());
+      } finally {
+        answer();
+        index.forget = forget;
+      }
+      await store.queue.settled!();
     });
 
     it("never hands out a job whose lease in the record is held, even when Redis lost its own lease", async () => {

@@ -16,9 +16,10 @@ export class IndexedQueue implements Queue {
   /**
    * Deleted jobs, told to Redis in the background, a burst's in a few calls. Told from the lane
    * that ended the job, every job's end waited a round trip to Redis before its lane was free,
-   * one call per job, keyed jobs included (which Redis never had): a burst of keyed runs ran at
-   * about 0.7 of its speed now. Nothing depends on the telling: a job deleted in the record that
-   * Redis still holds comes out of a claim as gone (`leaseIndexed`), and is forgotten then.
+   * one call per job (keyed jobs too, whose ends Redis needs not hear of: it never had them); a
+   * burst of keyed runs took about 1.4 times as long as now. No run depends on the telling: a
+   * job deleted in the record that Redis still hands out (due, or its Redis lease run out) comes
+   * out of a claim as gone (`leaseIndexed`), is forgotten then, and its place claimed again.
    */
   private readonly deletions = new CoalescedCalls<string>((ids) => this.index.forget(ids));
 
@@ -43,18 +44,30 @@ export class IndexedQueue implements Queue {
     if (fromRecord.status === "rejected") throw fromRecord.reason;
     // Redis out of reach: the keyed jobs (leased in the record) run all the same; the next claim meets the outage.
     if (fromIndex.status === "rejected" && keyed.length === 0) throw fromIndex.reason;
-    return [...keyed, ...(await this.leaseIndexed(ids.slice(0, room), owner, leaseMs))];
+    let { leased, gone } = await this.leaseIndexed(ids.slice(0, room), owner, leaseMs);
+    // Jobs the record deleted whose deletion had not reached Redis yet (it goes in the background)
+    // took places in this claim: those places are claimed again, so a drain that meets a cancel's
+    // dropped jobs does not end with live ones due behind them. A few rounds at most.
+    for (let round = 0; gone > 0 && leased.length < room && round < 3; round++) {
+      const more = await this.index.claim(owner, room - leased.length, leaseMs).catch(() => []);
+      if (more.length === 0) break;
+      const next = await this.leaseIndexed(more, owner, leaseMs);
+      leased = [...leased, ...next.leased];
+      gone = next.gone;
+    }
+    return [...keyed, ...leased];
   }
 
-  private async leaseIndexed(ids: string[], owner: string, leaseMs: number): Promise<JobRecord[]> {
-    if (ids.length === 0) return [];
+  /** Leases in the record the jobs Redis handed out; `gone`: how many the record no longer has. */
+  private async leaseIndexed(ids: string[], owner: string, leaseMs: number): Promise<{ leased: JobRecord[]; gone: number }> {
+    if (ids.length === 0) return { leased: [], gone: 0 };
     const { leased, busy } = await this.record.takeLeases(ids, owner, leaseMs);
     // Redis thought these were free: it lost a lease or a completion, or its clock runs ahead of
     // the record's. The record decides; a job not free yet goes back for as long as it has left.
     const gone = busy.filter((job) => job.freeInMs === null).map((job) => job.id);
     if (gone.length > 0) await this.index.forget(gone);
     for (const job of busy) if (job.freeInMs !== null) await this.index.release(job.id, owner, job.freeInMs);
-    return leased;
+    return { leased, gone: gone.length };
   }
 
   async extendLeases(jobIds: string[], owner: string, leaseMs: number): Promise<void> {

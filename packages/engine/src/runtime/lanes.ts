@@ -278,7 +278,8 @@ export class Lanes {
       if (claimed.length === limit) continue;
       if (mode === "drain") {
         if (this.lanes === 0 && !this.wake.isSet) {
-          // Slot notices still on their way may make keys due: this drain takes those too.
+          // Slot notices still on their way may make keys due (this drain takes those too), and the
+          // queue's deletions are told before the drain ends.
           await this.settled();
           if (!this.wake.isSet) break;
         }

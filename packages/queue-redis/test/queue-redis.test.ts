@@ -151,6 +151,32 @@ describe.runIf(redisAvailable)("Redis ready queue through @upstash/redis and the
       await store.queue.settled!();
     });
 
+    it("closes once Redis has heard of the deletions still on their way, waiting a second at most", async () => {
+      const client = new Redis({ url: redis.url, token: redis.token });
+      const closing = async (answerMs: number | null) => {
+        const ownPrefix = `${redis.prefix}close-${answerMs}:`;
+        const index = new RedisQueue({ url: redis.url, token: redis.token, prefix: ownPrefix });
+        const own = new PostgresStore(await freshPglite(), { readyQueue: index, reconcileGraceMs: 0 });
+        await seedRun(own, [{ kind: "invoke" }]);
+        const [job] = await own.queue.claim("w", 1, 60_000);
+        expect(await own.transaction((tx) => tx.completeJob({ jobId: job!.id, owner: "w" }))).not.toBeNull();
+        const forget = index.forget.bind(index);
+        // Redis answers after `answerMs`, or never.
+        index.forget = async (ids) => (answerMs === null ? new Promise<void>(() => {}) : sleep(answerMs).then(() => forget(ids)));
+        await own.queue.afterCommit({ queued: [], deleted: [job!.id] });
+        const started = Date.now();
+        await own.close();
+        return { tookMs: Date.now() - started, held: await client.exists(`${ownPrefix}job:${job!.id}`) };
+      };
+      const slow = await closing(300);
+      expect(slow.held).toBe(0);
+      expect(slow.tookMs).toBeGreaterThanOrEqual(250);
+      const silent = await closing(null);
+      expect(silent.held).toBe(1);
+      expect(silent.tookMs).toBeGreaterThanOrEqual(900);
+      expect(silent.tookMs).toBeLessThan(5_000);
+    });
+
     it("never hands out a job whose lease in the record is held, even when Redis lost its own lease", async () => {
       await drain();
       const { jobs } = await seedRun(store, [{ kind: "invoke" }]);

@@ -369,10 +369,24 @@ export class PostgresStore extends PgReader implements Store {
     return pruneFlowControl(this.client, limit);
   }
 
+  /**
+   * Ends the store's connections. What the queue still has to tell Redis in the background goes
+   * first, for a second at most: a Worker closes its store when its request is done, and a
+   * deletion Redis never hears of costs a claim that finds the job gone when it comes due.
+   */
   async close(): Promise<void> {
+    const settled = this.queue.settled?.();
+    if (settled) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([settled, new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_SETTLE_MS)))]);
+      clearTimeout(timer);
+    }
     await this.client.close();
   }
 }
+
+/** How long `close()` waits for the queue's background calls. */
+const CLOSE_SETTLE_MS = 1_000;
 
 /** Runs `attempt` again (with a short random pause) when Postgres aborted it for a deadlock or a serialization failure. */
 async function retryingConflicts<T>(attempt: () => Promise<T>): Promise<T> {

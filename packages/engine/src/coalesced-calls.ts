@@ -1,18 +1,20 @@
 /**
  * Calls that tell another service something in the background, one at a time: what is added
- * while one call is on its way goes in the next, however much that is. A burst that would have
- * sent a call per item sends a handful, and the caller never waits for any of them.
+ * while one call is on its way goes in the next. A burst that would have sent a call per item
+ * sends a handful, and the caller never waits for any of them.
  *
  * For notices that are best effort by design (a lost one costs a later repair, never
- * correctness): `send` must not throw, and a failed call is not retried.
+ * correctness): a call that fails is not retried.
  */
+
 /** Items per call at most: an index that was out of reach for a while gets its backlog in pieces it can take. */
 const MAX_PER_CALL = 1_000;
 
 export class CoalescedCalls<T> {
-  private readonly pending = new Set<T>();
+  /** Items not sent yet, in the order they were added, each with the number of the `add` that brought it. */
+  private readonly pending = new Map<T, number>();
   private sending = false;
-  /** Calls of `add` so far, and how many of them the calls that landed covered. */
+  /** Calls of `add` so far, and through which of them every item has been sent. */
   private added = 0;
   private sentThrough = 0;
   private waiters: Array<{ through: number; resolve: () => void }> = [];
@@ -21,10 +23,15 @@ export class CoalescedCalls<T> {
 
   /** Queues `items`; they go once the call in flight, if any, has landed. */
   add(items: Iterable<T>): void {
-    const before = this.pending.size;
-    for (const item of items) this.pending.add(item);
-    if (this.pending.size === before) return;
-    this.added++;
+    const number = this.added + 1;
+    let fresh = false;
+    for (const item of items) {
+      if (this.pending.has(item)) continue;
+      this.pending.set(item, number);
+      fresh = true;
+    }
+    if (!fresh) return;
+    this.added = number;
     if (!this.sending) {
       this.sending = true;
       void this.run();
@@ -44,13 +51,19 @@ export class CoalescedCalls<T> {
   private async run(): Promise<void> {
     try {
       while (this.pending.size > 0) {
-        // One call carries at most MAX_PER_CALL: what piled up in an outage goes in several.
-        const items = [...this.pending].slice(0, MAX_PER_CALL);
+        // The oldest first, MAX_PER_CALL at most: what piled up in an outage goes in several.
+        const items: T[] = [];
+        for (const item of this.pending.keys()) {
+          if (items.length === MAX_PER_CALL) break;
+          items.push(item);
+        }
         for (const item of items) this.pending.delete(item);
-        const through = this.pending.size === 0 ? this.added : this.sentThrough;
+        // Every add before the first one still waiting is in this call or an earlier one.
+        const next = this.pending.values().next();
+        const through = next.done ? this.added : next.value - 1;
         await this.call(items);
-        this.sentThrough = through;
-        this.waiters = this.waiters.filter((waiter) => (waiter.through <= through ? (waiter.resolve(), false) : true));
+        this.sentThrough = Math.max(this.sentThrough, through);
+        this.waiters = this.waiters.filter((waiter) => (waiter.through <= this.sentThrough ? (waiter.resolve(), false) : true));
       }
     } finally {
       // In the same turn as the loop's last look at `pending`: an item added after it starts a new run.

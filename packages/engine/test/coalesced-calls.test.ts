@@ -25,6 +25,25 @@ describe("CoalescedCalls", () => {
     expect(calls.flat()).toEqual(Array.from({ length: 2_501 }, (_, i) => i));
   });
 
+  it("settles once the items added before it are sent, however many keep coming after", async () => {
+    const landing: Array<() => void> = [];
+    const sender = new CoalescedCalls<number>(() => new Promise<void>((resolve) => landing.push(resolve)));
+    let next = 0;
+    const batch = (n: number) => Array.from({ length: n }, () => next++);
+    sender.add(batch(1));
+    sender.add(batch(1_500));
+    let settled = false;
+    void sender.settled().then(() => (settled = true));
+    // Calls go [0], then 1-1,000, then 1,001-1,500 with 500 newer ones: the third landing settles it.
+    for (let call = 1; call <= 3; call++) {
+      expect(settled).toBe(false);
+      sender.add(batch(1_500)); // more keeps coming while each call is on its way
+      landing.shift()!();
+      await new Promise((resolve) => setTimeout(resolve, 0));
+    }
+    expect(settled).toBe(true);
+  });
+
   it("goes on after a sender that throws, at once or later, and still settles", async () => {
     const sent: string[][] = [];
     let calls = 0;

@@ -9,8 +9,11 @@
  * Whatever Redis loses (a flush, a failover, a publish cut short by a crash) `reconcile` puts
  * back from the record: every free job older than a grace period that Redis does not know.
  */
-import { CoalescedCalls, type JobRecord, type Queue, type ReadyQueue } from "@stepwise/engine";
+import { CoalescedCalls, within, type JobRecord, type Queue, type ReadyQueue } from "@stepwise/engine";
 import type { PgQueue } from "./queue.ts";
+
+/** How long a claim that met deleted jobs waits for the deletions on their way to Redis before it claims their places again. */
+const SETTLE_BEFORE_RECLAIM_MS = 1_000;
 
 export class IndexedQueue implements Queue {
   /**
@@ -44,18 +47,16 @@ export class IndexedQueue implements Queue {
     if (fromRecord.status === "rejected") throw fromRecord.reason;
     // Redis out of reach: the keyed jobs (leased in the record) run all the same; the next claim meets the outage.
     if (fromIndex.status === "rejected" && keyed.length === 0) throw fromIndex.reason;
-    let { leased, gone } = await this.leaseIndexed(ids.slice(0, room), owner, leaseMs);
-    // Jobs the record deleted whose deletion had not reached Redis yet (it goes in the background)
-    // took places in this claim: those places are claimed again, so a drain that meets a cancel's
-    // dropped jobs does not end with live ones due behind them. A few rounds at most.
-    for (let round = 0; gone > 0 && leased.length < room && round < 3; round++) {
-      const more = await this.index.claim(owner, room - leased.length, leaseMs).catch(() => []);
-      if (more.length === 0) break;
-      const next = await this.leaseIndexed(more, owner, leaseMs);
-      leased = [...leased, ...next.leased];
-      gone = next.gone;
-    }
-    return [...keyed, ...leased];
+    const { leased, gone } = await this.leaseIndexed(ids.slice(0, room), owner, leaseMs);
+    if (gone === 0 || leased.length === room) return [...keyed, ...leased];
+    // Jobs the record deleted took places in this claim: their deletion had not reached Redis
+    // (it goes in the background), and Redis may hold more of them, as many as a bulk cancel
+    // dropped. Once the deletions on their way have landed (a second at most), the places are
+    // claimed again: a drain that meets a cancel's dropped jobs does not end with live ones due
+    // behind them. A job Redis still holds after that is gone for another reason; the next claim meets it.
+    await within(this.deletions.settled(), Date.now() + SETTLE_BEFORE_RECLAIM_MS);
+    const more = await this.index.claim(owner, room - leased.length, leaseMs).catch(() => []);
+    return [...keyed, ...leased, ...(await this.leaseIndexed(more, owner, leaseMs)).leased];
   }
 
   /** Leases in the record the jobs Redis handed out; `gone`: how many the record no longer has. */
@@ -64,9 +65,11 @@ export class IndexedQueue implements Queue {
     const { leased, busy } = await this.record.takeLeases(ids, owner, leaseMs);
     // Redis thought these were free: it lost a lease or a completion, or its clock runs ahead of
     // the record's. The record decides; a job not free yet goes back for as long as it has left.
+    // Telling Redis is best effort here: the jobs leased above must reach the caller whatever
+    // Redis says (a job it keeps by mistake comes out of a later claim and is judged again).
     const gone = busy.filter((job) => job.freeInMs === null).map((job) => job.id);
-    if (gone.length > 0) await this.index.forget(gone);
-    for (const job of busy) if (job.freeInMs !== null) await this.index.release(job.id, owner, job.freeInMs);
+    if (gone.length > 0) await this.index.forget(gone).catch(() => {});
+    for (const job of busy) if (job.freeInMs !== null) await this.index.release(job.id, owner, job.freeInMs).catch(() => {});
     return { leased, gone: gone.length };
   }
 

@@ -8,6 +8,7 @@ import {
   CRON_JOB_PREFIX,
   cronJobRunId,
   TERMINAL_RUN_STATUSES,
+  within,
   type AppRecord,
   type CheckpointResult,
   type CheckpointWrite,
@@ -376,11 +377,7 @@ export class PostgresStore extends PgReader implements Store {
    */
   async close(): Promise<void> {
     const settled = this.queue.settled?.();
-    if (settled) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([settled, new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_SETTLE_MS)))]);
-      clearTimeout(timer);
-    }
+    if (settled) await within(settled, Date.now() + CLOSE_SETTLE_MS);
     await this.client.close();
   }
 }

@@ -19,8 +19,8 @@ export class IndexedQueue implements Queue {
   /**
    * Deleted jobs, told to Redis in the background, a burst's in a few calls. Told from the lane
    * that ended the job, every job's end waited a round trip to Redis before its lane was free,
-   * one call per job (keyed jobs too, whose ends Redis needs not hear of: it never had them); a
-   * burst of keyed runs took about 1.4 times as long as now. No run depends on the telling: a
+   * one call per job (keyed jobs too, whose ends Redis need not hear of: it never had them); a
+   * burst of keyed runs took about 1.3 times as long as now. No run depends on the telling: a
    * job deleted in the record that Redis still hands out (due, or its Redis lease run out) comes
    * out of a claim as gone (`leaseIndexed`), is forgotten then, and its place claimed again.
    */

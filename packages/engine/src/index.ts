@@ -22,4 +22,4 @@ export { CheckpointRefused } from "./runtime/checkpoints.ts";
 export { cronEventId } from "./runtime/cron.ts";
 export { ignoreSignals, type Observer, type Signal } from "./signals.ts";
 export { CoalescedCalls } from "./coalesced-calls.ts";
-export { within } from "./runtime/lanes.ts";
+export { within } from "./within.ts";

@@ -54,10 +54,10 @@ export interface StoredRunMessage {
   publishedAt: Date;
 }
 
-/** Proof that a worker still holds a job: the commit that completes it checks the owner. */
 /** What a refused connection made of its deployment: still counting, gone now, or no longer live there. */
 export type RefusalCount = "counting" | "gone" | "not live";
 
+/** Proof that a worker still holds a job: the commit that completes it checks the owner. */
 export interface Fence {
   jobId: string;
   owner: string;

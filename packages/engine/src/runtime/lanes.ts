@@ -23,6 +23,7 @@ import { DeploymentUnreachable, describe, InvocationNotStarted, isUnavailable, L
 import type { JobRecord } from "../records.ts";
 import type { Queue } from "../store.ts";
 import { Latch } from "./latch.ts";
+import { within } from "../within.ts";
 
 /** Timers fired here at most this far ahead; later ones are claimed as they come due. */
 const OWN_TIMER_HORIZON_MS = 5 * 60_000;
@@ -439,11 +440,4 @@ export class Lanes {
     this.options.log.info(`store reachable again after ${seconds}s (${this.failures} failed attempts); resuming work`);
     this.failures = 0;
   }
-}
-
-/** Waits for `promise`, but not past `deadline`. */
-export async function within(promise: Promise<unknown>, deadline: number): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  await Promise.race([promise.catch(() => {}), new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(0, deadline - Date.now()))))]);
-  clearTimeout(timer);
 }

@@ -18,7 +18,7 @@
  * which goes when.
  */
 import type { CheckpointResult, CheckpointWrite } from "@stepwise/engine";
-import { idsParam, type SqlExecutor } from "./sql.ts";
+import type { SqlExecutor } from "./sql.ts";
 import { json } from "./rows.ts";
 
 /** A checkpoint whose run or job another transaction held, so the skipping statement left it alone. */
@@ -57,11 +57,11 @@ export async function writeCheckpoints(sql: SqlExecutor, writes: CheckpointWrite
     bytes: write.bytes,
     max_bytes: write.maxRunStateBytes,
   }));
-  // The runs and jobs also go as arrays: looked up by `= ANY`, the planner reaches them through
-  // their keys however many rows the tables hold (see CHECKPOINTS).
+  // The runs and jobs also go as arrays: looked up by `= ANY`, each row is reached through its
+  // key however many rows the tables hold (see CHECKPOINTS).
   const runIds = writes.map((write) => write.runId);
   const jobIds = writes.map((write) => write.lease.jobId);
-  const rows = await sql.query<OutcomeRow & { idx: number }>(CHECKPOINTS, [JSON.stringify(input), JSON.stringify(runIds), JSON.stringify(jobIds)], { prepare: "stepwise_checkpoints" });
+  const rows = await sql.query<OutcomeRow & { idx: number }>(CHECKPOINTS, [JSON.stringify(input), JSON.stringify(runIds), JSON.stringify(jobIds)], { prepare: "stepwise_checkpoints_fn" });
   const byIndex = new Map(rows.map((row) => [Number(row.idx), row]));
   return writes.map((_, idx) => outcome(byIndex.get(idx)));
 }
@@ -147,60 +147,9 @@ SELECT EXISTS (SELECT 1 FROM run) AS found,
 const CHECKPOINT = { skip: checkpointSql("skip"), wait: checkpointSql("wait") };
 
 /**
- * The same for many runs (distinct), skipping locked rows: $1 the checkpoints as JSON, each with
- * its index; $2 and $3 their runs' and jobs' IDs as JSON arrays. Runs and jobs are found by `=
- * ANY` of those (`idsParam`), not by a join with the checkpoints: between about 5,000 and 40,000
- * stored runs that join scanned the whole `runs` table (a batch of 8 took 3.1 ms at 20,000 runs,
- * 1.3 ms at 150,000).
+ * The same for many runs (distinct), skipping locked rows: `stepwise_checkpoints` in schema.sql,
+ * a function so that its plan reaches every row through its key however old the planner's
+ * statistics are (it says why). $1 the checkpoints as JSON, each with its index; $2 and $3 their
+ * runs' and jobs' IDs as JSON arrays.
  */
-const CHECKPOINTS = `
-WITH input AS (
-  SELECT * FROM jsonb_to_recordset($1::jsonb) AS c(idx int, run_id text, function_id text, job_id bigint, owner text, claims int,
-       lease_ms float8, step_id text, name text, position int, output text, usage text, started_at timestamptz, bytes bigint, max_bytes bigint)
-),
-run AS (
-  SELECT r.id, r.status, r.function_id, r.state_bytes, r.paused_at FROM runs r WHERE r.id = ANY (${idsParam("$2", "text")}) FOR UPDATE SKIP LOCKED
-),
-open AS (
-  SELECT i.* FROM input i JOIN run r ON r.id = i.run_id
-  WHERE r.status NOT IN ('completed', 'failed', 'cancelled', 'skipped') AND r.paused_at IS NULL AND r.function_id = i.function_id AND r.state_bytes + i.bytes <= i.max_bytes
-),
-job AS (
-  SELECT j.id, o.idx FROM jobs j JOIN open o ON j.id = o.job_id
-  WHERE j.run_id = o.run_id AND j.kind = 'invoke' AND j.step_id IS NULL
-    AND j.locked_by = o.owner AND j.claims = o.claims AND j.locked_until > now()
-  FOR UPDATE OF j SKIP LOCKED
-),
-lease AS (
-  UPDATE jobs j SET locked_until = now() + make_interval(secs => o.lease_ms / 1000)
-  FROM job, open o
-  WHERE j.id = job.id AND o.idx = job.idx AND j.locked_until < now() + make_interval(secs => o.lease_ms / 2000)
-),
-saved AS (
-  INSERT INTO steps (run_id, id, name, kind, position, status, output, usage, attempts, started_at, ended_at)
-  SELECT i.run_id, i.step_id, i.name, 'run', i.position, 'completed', i.output, i.usage, 1, i.started_at, now()
-  FROM input i WHERE i.idx IN (SELECT idx FROM job)
-  ON CONFLICT (run_id, id) DO NOTHING
-  RETURNING run_id
-),
-bumped AS (
-  UPDATE runs SET version = runs.version + 1, state_bytes = runs.state_bytes + i.bytes,
-    status = CASE WHEN runs.status = 'queued' THEN 'running' ELSE runs.status END
-  FROM input i
-  WHERE runs.id = i.run_id AND i.run_id IN (SELECT run_id FROM saved)
-  RETURNING runs.id, runs.version
-)
-SELECT i.idx,
-       r.id IS NOT NULL AS found,
-       -- As HELD_ONE says for one checkpoint.
-       (r.id IS NULL AND i.run_id IN (SELECT id FROM runs WHERE id = ANY (${idsParam("$2", "text")})))
-         OR (i.idx IN (SELECT idx FROM open) AND i.idx NOT IN (SELECT idx FROM job) AND (i.job_id, i.run_id, i.owner, i.claims) IN (
-           SELECT id, run_id, locked_by, claims FROM jobs WHERE id = ANY (${idsParam("$3", "bigint")}) AND locked_until > now()))
-         AS held,
-       r.status,
-       coalesce(r.function_id = i.function_id, false) AS same_function,
-       coalesce(r.state_bytes + i.bytes > i.max_bytes, false) AS full,
-       i.idx IN (SELECT idx FROM job) AS leased,
-       b.version
-FROM input i LEFT JOIN run r ON r.id = i.run_id LEFT JOIN bumped b ON b.id = i.run_id
-ORDER BY i.idx`;
+const CHECKPOINTS = `SELECT idx, found, held, status, same_function, "full", leased, version FROM stepwise_checkpoints($1::jsonb, $2::jsonb, $3::jsonb)`;

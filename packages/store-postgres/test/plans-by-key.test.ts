@@ -7,7 +7,6 @@
  * join with it scanned the whole table on every call. Checked on the plans themselves, on real
  * PostgreSQL with 20,000 runs, 4,000 jobs and analyzed tables, where those scans were chosen.
  */
-import type { CheckpointWrite } from "@stepwise/engine";
 import type { SqlClient } from "@stepwise/store-postgres";
 import { beforeAll, describe, expect, it } from "vitest";
 import { postgresAvailable } from "../../../test/support/postgres.ts";
@@ -17,23 +16,7 @@ import { PgQueue } from "../src/queue.ts";
 import { PgTx } from "../src/tx.ts";
 import { SIGNAL_EVENT } from "@stepwise/protocol";
 import pg from "pg";
-import { seedRun } from "./store-contract.ts";
-
-interface PlanNode {
-  "Node Type": string;
-  "Relation Name"?: string;
-  "Index Name"?: string;
-  Plans?: PlanNode[];
-}
-
-function indexesUsed(node: PlanNode): string[] {
-  return [...(node["Index Name"] ? [node["Index Name"]] : []), ...(node.Plans ?? []).flatMap(indexesUsed)];
-}
-
-function relationsScanned(node: PlanNode): string[] {
-  const own = node["Node Type"] === "Seq Scan" && node["Relation Name"] ? [node["Relation Name"]] : [];
-  return [...own, ...(node.Plans ?? []).flatMap(relationsScanned)];
-}
+import { capturing, checkpointBatch, indexesUsed, nestedPlansOn, relationsScanned, type PlanNode, type Statement } from "./plans.ts";
 
 describe.runIf(postgresAvailable)("statements naming rows by ID, on a store with many runs and jobs (real PostgreSQL)", () => {
   const suite = suiteDatabase("ckptplan");
@@ -98,44 +81,22 @@ describe.runIf(postgresAvailable)("statements naming rows by ID, on a store with
   });
 
   /** Runs `text` (and rolls it back), returning the plan of every statement run inside it as well. */
-  async function plansOfNestedStatements(text: string): Promise<PlanNode[]> {
+  async function plansOfNestedStatements(text: string, params: readonly unknown[] = []): Promise<PlanNode[]> {
     const client = new pg.Client({ connectionString: suite.db.connectionString });
-    const plans: PlanNode[] = [];
-    client.on("notice", (notice) => {
-      const json = notice.message?.replace(/^duration: [\d.]+ ms\s+plan:\s*/, "");
-      if (json?.startsWith("{")) plans.push((JSON.parse(json) as { Plan: PlanNode }).Plan);
-    });
     await client.connect();
     try {
-      await client.query("LOAD 'auto_explain'");
-      await client.query(
-        "SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on; SET auto_explain.log_format = 'json'; SET auto_explain.log_level = 'notice'",
-      );
-      await client.query("BEGIN");
-      await client.query(text);
-      await client.query("ROLLBACK");
+      return await nestedPlansOn(client, text, params);
     } finally {
       await client.end();
     }
-    // The last is the plan of `text` itself: the function call.
-    return plans.slice(0, -1);
   }
 
   it("a batch of checkpoints reads no table whole", async () => {
-    const seeded = await Promise.all(Array.from({ length: 8 }, () => seedRun(suite.store, [{ kind: "invoke" }])));
-    const claimed = new Map((await suite.store.queue.claim("worker-a", 100, 30_000)).map((job) => [job.runId, job]));
-    const writes: CheckpointWrite[] = seeded.map(({ run }) => {
-      const job = claimed.get(run.id)!;
-      return {
-        runId: run.id, functionId: run.functionId, lease: { jobId: job.id, owner: "worker-a", claims: job.claims }, leaseMs: 30_000,
-        step: { runId: run.id, id: "s0", name: "s0", kind: "run", position: 0, status: "completed", output: 1, attempts: 1, startedAt: new Date() },
-        bytes: 1, maxRunStateBytes: 1_000_000,
-      };
-    });
-    const plans: PlanNode[] = [];
-    await writeCheckpoints(explaining(plans), writes);
-    expect(plans).toHaveLength(1);
-    expect(relationsScanned(plans[0]!)).toEqual([]);
+    const { writes, statement } = await checkpointBatch(suite.store);
+    // A function in the database: the plans of the statements inside it.
+    const plans = await plansOfNestedStatements(statement.text, statement.params);
+    expect(plans.length).toBeGreaterThanOrEqual(1);
+    expect(plans.flatMap(relationsScanned)).toEqual([]);
     // And the statement does what it says on the same rows.
     expect((await writeCheckpoints(suite.sql, writes)).map((outcome) => typeof outcome === "object" && outcome.ok)).toEqual(writes.map(() => true));
   });
@@ -148,17 +109,9 @@ describe.runIf(postgresAvailable)("statements naming rows by ID, on a store with
        FROM generate_series(1, 20000) g`,
     );
     await suite.sql.query("ANALYZE matchers");
-    let statement: { text: string; params: readonly unknown[] } | undefined;
-    const capturing: SqlClient = {
-      async query<Row>(text: string, params?: readonly unknown[]) {
-        statement = { text, params: params ?? [] };
-        return [] as Row[];
-      },
-      transaction: (fn) => fn(capturing),
-      exec: async () => {},
-      close: async () => {},
-    };
-    await new PgTx(capturing).findMatchers(SIGNAL_EVENT, "approval/42");
+    const statements: Statement[] = [];
+    await new PgTx(capturing(statements)).findMatchers(SIGNAL_EVENT, "approval/42");
+    const statement = statements[0];
     // The executor's statements are prepared: after a few runs Postgres may plan them once for
     // any parameters, and such a plan cannot tell that $1 is the signal name.
     const client = new pg.Client({ connectionString: suite.db.connectionString });

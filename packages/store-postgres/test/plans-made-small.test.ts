@@ -1,0 +1,84 @@
+/**
+ * The executor's statements are prepared, and once one has run a few times Postgres may keep a
+ * single plan for it, whatever its parameters, made from the statistics of that moment. A new
+ * store's tables are small and never analyzed; the jobs table is analyzed while empty whenever
+ * autovacuum passes between bursts. A plan made then must still be sound once the tables have
+ * grown: each test here makes the plan on small tables (forced, so it is made now), grows the
+ * tables, and runs the statement again on the same session.
+ */
+import { PgQueue, type SqlClient } from "@stepwise/store-postgres";
+import pg from "pg";
+import { describe, expect, it } from "vitest";
+import { createTestDatabase, postgresAvailable, type TestDatabase } from "../../../test/support/postgres.ts";
+import { checkpointBatch, nestedPlansOn, relationsScanned } from "./plans.ts";
+
+/** One session of its own on `db`, keeping one plan per prepared statement from its first run. */
+async function genericPlanSession(db: TestDatabase): Promise<{ client: pg.Client; sql: SqlClient }> {
+  const client = new pg.Client({ connectionString: db.connectionString });
+  await client.connect();
+  await client.query("SET plan_cache_mode = force_generic_plan");
+  const sql: SqlClient = {
+    async query<Row>(text: string, params?: readonly unknown[], options?: { prepare?: string }) {
+      const values = params ? [...params] : [];
+      const result = options?.prepare ? await client.query({ name: options.prepare, text, values }) : await client.query(text, values);
+      return result.rows as Row[];
+    },
+    transaction: async (fn) => fn(sql),
+    exec: async (script) => void (await client.query(script)),
+    close: async () => client.end(),
+  };
+  return { client, sql };
+}
+
+/** A migrated store in a database of its own, dropped after `fn`. */
+async function inNewStore(label: string, fn: (db: TestDatabase) => Promise<void>): Promise<void> {
+  const db = await createTestDatabase(label);
+  try {
+    await db.store().migrate();
+    await fn(db);
+  } finally {
+    await db.drop();
+  }
+}
+
+describe.runIf(postgresAvailable)("statements planned while the store was small, run once it has grown (real PostgreSQL)", () => {
+  it("a claim leases no more jobs than it asks for, on a plan made while the queue was empty", async () => {
+    await inNewStore("claimempty", async (db) => {
+      const { client, sql } = await genericPlanSession(db);
+      try {
+        // As autovacuum may between two bursts: the statistics say the queue is empty.
+        await client.query("ANALYZE jobs");
+        const queue = new PgQueue(sql);
+        expect(await queue.claim("worker-a", 10, 30_000)).toEqual([]);
+        await client.query("INSERT INTO jobs (kind, run_id, run_at) SELECT 'invoke', 'run-' || g, now() - make_interval(secs => 1000 - g) FROM generate_series(1, 1000) g");
+        const claimed = await queue.claim("worker-a", 10, 30_000);
+        expect(claimed.map((job) => job.runId)).toEqual(Array.from({ length: 10 }, (_, i) => `run-${i + 1}`));
+        const [leased] = (await client.query("SELECT count(*)::int AS n FROM jobs WHERE locked_by IS NOT NULL")).rows as Array<{ n: number }>;
+        expect(leased!.n).toBe(10);
+      } finally {
+        await client.end();
+      }
+    });
+  });
+
+  it("a batch of checkpoints reads no table whole on a plan made while the store was new", async () => {
+    await inNewStore("ckptnew", async (db) => {
+      const { statement } = await checkpointBatch(db.store());
+      const { client } = await genericPlanSession(db);
+      try {
+        await client.query("BEGIN");
+        await client.query(statement.text, [...statement.params]);
+        await client.query("ROLLBACK");
+        // A week of a small deployment: 20,000 runs, a fifth of them asleep.
+        await client.query("INSERT INTO events (id, name, data, ts) VALUES ('evt-old', 'old', '{}', 0)");
+        await client.query("INSERT INTO runs (id, function_id, event_id, status) SELECT 'old-' || g, 'app-fn', 'evt-old', 'running' FROM generate_series(1, 20000) g");
+        await client.query("INSERT INTO jobs (kind, run_id, step_id, run_at) SELECT 'wake', 'old-' || g, 'nap', now() + interval '1 day' FROM generate_series(1, 20000, 5) g");
+        const plans = await nestedPlansOn(client, statement.text, statement.params);
+        expect(plans.length).toBeGreaterThanOrEqual(1);
+        expect(plans.flatMap(relationsScanned)).toEqual([]);
+      } finally {
+        await client.end();
+      }
+    });
+  });
+});

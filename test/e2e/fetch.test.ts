@@ -13,6 +13,8 @@ import { z } from "zod";
 import { STORE_KINDS, startStack, type Stack } from "../support/stack.ts";
 
 const SECRET = "sk-test-do-not-store-7f3a";
+/** Two cookies in one answer; the second's expiry holds a comma, so the two cannot be one value. */
+const COOKIES = ["session=abc; Path=/; HttpOnly", "theme=dark; Expires=Wed, 21 Oct 2026 07:28:00 GMT"];
 
 /** The other side: a model API that takes 2 s, one that limits its rate, one that fails twice, and so on. */
 class Target {
@@ -54,6 +56,11 @@ class Target {
       if (path === "/binary") return answer(200, "", { "content-type": "application/octet-stream" }), undefined;
       if (path === "/missing") return answer(404, JSON.stringify({ error: "no such thing" }));
       if (path === "/elsewhere") return answer(307, "", { location: "http://169.254.169.254/latest/meta-data/" });
+      if (path === "/cookies") {
+        call.end = Date.now();
+        res.setHeader("set-cookie", COOKIES);
+        return res.writeHead(200, { "content-type": "application/json" }).end("{}");
+      }
       answer(500, "unknown route");
     });
     await new Promise<void>((resolve) => this.server.listen(0, "127.0.0.1", resolve));
@@ -81,7 +88,8 @@ const call = client.createFunction({ id: "call", triggers: [{ event: "fetch/go" 
   const options = { method: "POST", headers: { authorization: `Bearer ${SECRET}`, "content-type": "application/json" }, body: JSON.stringify({ q: "meaning" }) };
   const response = await step.fetch({ id: "call", retries: event.data.retries ?? 3 }, event.data.url, options);
   const body = await response.text();
-  return { status: response.status, type: response.headers.get("content-type"), body };
+  const cookies = response.headers.getSetCookie();
+  return { status: response.status, type: response.headers.get("content-type"), body, ...(cookies.length > 0 && { cookies }) };
 });
 
 describe.each(STORE_KINDS)("step.fetch on %s", (store) => {
@@ -247,6 +255,11 @@ describe.each(STORE_KINDS)("step.fetch on %s", (store) => {
     expect(failed.error?.message).not.toContain(down.key);
     // Failed for good: its request (and key) are not kept.
     expect(JSON.stringify((await stepRow(failed.id))!.output ?? null)).not.toContain("sealedRequest");
+  });
+
+  it("gives the function every Set-Cookie of the answer, in order, not only the last", async () => {
+    const { eventId } = await go("/cookies");
+    expect((await stack.waitForRun(eventId)).output).toMatchObject({ status: 200, cookies: COOKIES });
   });
 
   it("does not follow a redirect (it could lead to an address the executor never calls): the function gets the 3xx", async () => {

@@ -136,11 +136,19 @@ export async function performFetch(request: FetchRequest, options: { maxBytes: n
   }
   const headers: Record<string, string> = {};
   response.headers.forEach((value, name) => (headers[name] = value));
+  const setCookie = response.headers.getSetCookie();
   const text = decodeText(bytes);
   return {
     ok: true,
-    // The URL without its query: a key may be in it, and the step's output is stored in the clear.
-    response: { status: response.status, statusText: response.statusText, headers, url: withoutQuery(request.url), ...(text === undefined ? { body: toBase64(bytes), bodyEncoding: "base64" } : { body: text, bodyEncoding: "text" }) },
+    response: {
+      status: response.status,
+      statusText: response.statusText,
+      headers,
+      // The URL without its query: a key may be in it, and the step's output is stored in the clear.
+      url: withoutQuery(request.url),
+      ...(text === undefined ? { body: toBase64(bytes), bodyEncoding: "base64" } : { body: text, bodyEncoding: "text" }),
+      ...(setCookie.length > 0 && { setCookie }),
+    },
   };
 }
 

@@ -228,6 +228,11 @@ export const FetchResponseSchema = z.object({
   bodyEncoding: z.enum(["text", "base64"]),
   /** The URL answered from, after redirects. */
   url: z.string(),
+  /**
+   * Every `Set-Cookie` of the answer, in order. `headers` holds one value per name (for
+   * `set-cookie`, the last), and cookies cannot be joined into one value: an expiry date holds a comma.
+   */
+  setCookie: z.array(z.string()).optional(),
 });
 export type FetchResponse = z.infer<typeof FetchResponseSchema>;
 

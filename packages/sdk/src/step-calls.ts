@@ -121,7 +121,12 @@ export function planFetch(name: string, input: string | URL, init: StepFetchInit
 export function responseOf(name: string, stored: unknown): Response {
   const parsed = FetchResponseSchema.safeParse(stored);
   if (!parsed.success) throw new NonRetriableError(`step.fetch("${name}"): its stored result is not a response: ${JSON.stringify(stored)?.slice(0, 200)}`);
-  const { status, statusText, headers, body, bodyEncoding } = parsed.data;
+  const { status, statusText, body, bodyEncoding, setCookie } = parsed.data;
+  const headers = new Headers(parsed.data.headers);
+  if (setCookie) {
+    headers.delete("set-cookie");
+    for (const cookie of setCookie) headers.append("set-cookie", cookie);
+  }
   const noBody = status === 204 || status === 205 || status === 304;
   const bytes = bodyEncoding === "base64" ? Uint8Array.from(atob(body), (ch) => ch.charCodeAt(0)) : body;
   return new Response(noBody ? null : bytes, { status, statusText, headers });

@@ -517,15 +517,19 @@ $claim$;
 -- A batch of checkpoints of distinct runs, skipping rows another transaction holds
 -- (packages/store-postgres/src/checkpoint-sql.ts says what each row of the answer means): p_input
 -- the checkpoints, each with its index; p_runs and p_jobs their runs' and jobs' IDs as JSON
--- arrays. Runs and jobs are found by `= ANY` of those, not by a join with the checkpoints:
--- between about 5,000 and 40,000 stored runs that join scanned the whole `runs` table.
+-- arrays. The runs are found by `= ANY` of p_runs, not by a join with the checkpoints: between
+-- about 5,000 and 40,000 stored runs that join scanned the whole `runs` table. (p_jobs serves
+-- only to tell a job another transaction holds from one lost.)
 --
--- A function, with sequential scans off while it runs, so that its plan reaches every row
--- through its key whatever the planner's statistics say. The executor runs it on every batch
--- and Postgres keeps one plan for any parameters once it has run a few times; planned while the
--- store was new (its tables small, never analyzed), that plan read the whole `runs` table for
--- each batch and went on doing so as the table grew, until the next ANALYZE: 7.4 ms a batch of
--- 30 at 20,000 runs, against 1.6 ms (test/plans-made-small.test.ts builds that store).
+-- A function, with sequential scans off while it runs, so that its plan never reads a table
+-- whole, whatever the planner's statistics say. The executor runs it on every batch and Postgres
+-- keeps one plan for any parameters once it has run a few times; planned while the store was
+-- new (its tables small, never analyzed), that plan read the whole `runs` table for each batch
+-- and went on doing so as the table grew, until the next ANALYZE: 7.4 ms a batch of 30 at 20,000
+-- runs, against 1.6 ms (test/plans-made-small.test.ts builds that store).
+--
+-- To change its result columns, give it a new name: CREATE OR REPLACE cannot change the result
+-- type of a function a database already has, and the migration would fail there.
 CREATE OR REPLACE FUNCTION stepwise_checkpoints(p_input jsonb, p_runs jsonb, p_jobs jsonb)
 RETURNS TABLE (idx integer, found boolean, held boolean, status text, same_function boolean, "full" boolean, leased boolean, version integer)
 LANGUAGE plpgsql VOLATILE SET enable_seqscan = off AS $checkpoints$

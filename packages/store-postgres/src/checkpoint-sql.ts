@@ -57,8 +57,7 @@ export async function writeCheckpoints(sql: SqlExecutor, writes: CheckpointWrite
     bytes: write.bytes,
     max_bytes: write.maxRunStateBytes,
   }));
-  // The runs and jobs also go as arrays: looked up by `= ANY`, each row is reached through its
-  // key however many rows the tables hold (see CHECKPOINTS).
+  // The runs and jobs also go as arrays (`stepwise_checkpoints` in schema.sql says why).
   const runIds = writes.map((write) => write.runId);
   const jobIds = writes.map((write) => write.lease.jobId);
   const rows = await sql.query<OutcomeRow & { idx: number }>(CHECKPOINTS, [JSON.stringify(input), JSON.stringify(runIds), JSON.stringify(jobIds)], { prepare: "stepwise_checkpoints_fn" });

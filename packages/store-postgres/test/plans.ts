@@ -27,16 +27,23 @@ export function relationsScanned(node: PlanNode): string[] {
   return [...own, ...(node.Plans ?? []).flatMap(relationsScanned)];
 }
 
+/** Every table the plan reads or writes. */
+export function relationsTouched(node: PlanNode): string[] {
+  return [...(node["Relation Name"] ? [node["Relation Name"]] : []), ...(node.Plans ?? []).flatMap(relationsTouched)];
+}
+
+/** A statement as a store method sends it: its text, parameters, and the name it is prepared under, if any. */
 export interface Statement {
   text: string;
   params: readonly unknown[];
+  prepare?: string;
 }
 
 /** An executor that keeps each statement instead of running it. */
 export function capturing(statements: Statement[]): SqlClient {
   const client: SqlClient = {
-    async query<Row>(text: string, params?: readonly unknown[]) {
-      statements.push({ text, params: params ?? [] });
+    async query<Row>(text: string, params?: readonly unknown[], options?: { prepare?: string }) {
+      statements.push({ text, params: params ?? [], ...(options?.prepare && { prepare: options.prepare }) });
       return [] as Row[];
     },
     transaction: (fn) => fn(client),
@@ -46,11 +53,17 @@ export function capturing(statements: Statement[]): SqlClient {
   return client;
 }
 
+/** Runs `statement` as its store method does (prepared under its name, if it has one). */
+export async function run(client: pg.Client, { text, params, prepare }: Statement): Promise<pg.QueryResult> {
+  const values = [...params];
+  return prepare ? client.query({ name: prepare, text, values }) : client.query(text, values);
+}
+
 /**
- * Runs `text` on `client`'s session (whose kept plans it uses) and rolls it back, returning the
- * plan of every statement run inside it: those of a function in the database.
+ * Runs `statement` on `client`'s session (whose kept plans it uses) and rolls it back, returning
+ * the plan of every statement run inside it (those of a function in the database) and its own.
  */
-export async function nestedPlansOn(client: pg.Client, text: string, params: readonly unknown[]): Promise<PlanNode[]> {
+export async function plansRunOn(client: pg.Client, statement: Statement): Promise<PlanNode[]> {
   const plans: PlanNode[] = [];
   const collect = (notice: { message?: string }) => {
     const json = notice.message?.replace(/^duration: [\d.]+ ms\s+plan:\s*/, "");
@@ -63,14 +76,13 @@ export async function nestedPlansOn(client: pg.Client, text: string, params: rea
       "SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on; SET auto_explain.log_format = 'json'; SET auto_explain.log_level = 'notice'",
     );
     await client.query("BEGIN");
-    await client.query(text, [...params]);
+    await run(client, statement);
     await client.query("ROLLBACK");
     await client.query("SET auto_explain.log_min_duration = -1");
   } finally {
     client.off("notice", collect);
   }
-  // The last is the plan of `text` itself: the function call.
-  return plans.slice(0, -1);
+  return plans;
 }
 
 /** Checkpoints of eight runs just claimed in `store`, and the statement that writes them. */

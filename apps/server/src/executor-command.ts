@@ -116,7 +116,7 @@ function productionStore(values: Flags, env: EnvSettings): PostgresStore {
   if (env.redisRestUrl && env.redisRestToken) {
     log.info(`record in Postgres (${host}), queue in Redis (${new URL(env.redisRestUrl).host})`);
     const readyQueue = new RedisQueue({ url: env.redisRestUrl, token: env.redisRestToken, prefix: env.redisPrefix });
-    return new PostgresStore(client, { readyQueue, reconcileGraceMs: env.reconcileGraceMs });
+    return new PostgresStore(client, { readyQueue, reconcileGraceMs: env.reconcileGraceMs, warn: (line) => log.warn(line) });
   }
   log.info(`record and queue in Postgres (${host}); set UPSTASH_REDIS_REST_URL and _TOKEN to queue in Redis`);
   return new PostgresStore(client);

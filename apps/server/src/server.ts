@@ -94,7 +94,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         const cut = setTimeout(() => server.closeAllConnections(), Math.max(0, deadline - Date.now()));
         await closed;
         clearTimeout(cut);
-        await options.store.close();
+        // What the queue still tells in the background was waited for in the executor's stop; the
+        // store waits only for what is left of the grace period.
+        await options.store.close({ settleMs: Math.max(0, deadline - Date.now()) });
       })()),
   };
 }

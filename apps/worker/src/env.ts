@@ -104,7 +104,7 @@ export async function openExecutor(env: Env, log: Logger = consoleLogger): Promi
     env.UPSTASH_REDIS_REST_URL && env.UPSTASH_REDIS_REST_TOKEN
       ? new RedisQueue({ url: env.UPSTASH_REDIS_REST_URL, token: env.UPSTASH_REDIS_REST_TOKEN, prefix: env.STEPWISE_REDIS_PREFIX || undefined })
       : undefined;
-  const store = new PostgresStore(client, { readyQueue });
+  const store = new PostgresStore(client, { readyQueue, warn: (line) => log.warn(line) });
   try {
     await (migrated ??= store.migrate().catch((error: unknown) => {
       migrated = undefined;

@@ -4,7 +4,7 @@
  * sends a handful, and the caller never waits for any of them.
  *
  * For notices that are best effort by design (a lost one costs a later repair, never
- * correctness): a call that fails is not retried.
+ * correctness): a call that fails is not retried, only reported to `failed`.
  */
 
 /** Items per call at most: an index that was out of reach for a while gets its backlog in pieces it can take. */
@@ -19,7 +19,11 @@ export class CoalescedCalls<T> {
   private sentThrough = 0;
   private waiters: Array<{ through: number; resolve: () => void }> = [];
 
-  constructor(private readonly send: (items: T[]) => Promise<void>) {}
+  constructor(
+    private readonly send: (items: T[]) => Promise<void>,
+    /** Told of each call that failed, with its items (to say so in the log). */
+    private readonly failed?: (error: unknown, items: T[]) => void,
+  ) {}
 
   /** Queues `items`; they go once the call in flight, if any, has landed. */
   add(items: Iterable<T>): void {
@@ -75,8 +79,9 @@ export class CoalescedCalls<T> {
   private async call(items: T[]): Promise<void> {
     try {
       await this.send(items);
-    } catch {
+    } catch (error) {
       // Best effort: see above.
+      this.failed?.(error, items);
     }
   }
 }

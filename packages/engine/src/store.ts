@@ -416,5 +416,9 @@ export interface Store {
    * more, whatever the retention of runs.
    */
   pruneFlowControl(limit: number): Promise<number>;
-  close(): Promise<void>;
+  /**
+   * Closes the store's connections, first waiting up to `settleMs` (the store's default when
+   * unset) for what its queue still tells in the background.
+   */
+  close(options?: { settleMs?: number }): Promise<void>;
 }

@@ -172,8 +172,8 @@ describe.runIf(redisAvailable)("Redis ready queue through @upstash/redis and the
 
     it("closes once Redis has heard of the deletions still on their way, waiting a second at most", async () => {
       const client = new Redis({ url: redis.url, token: redis.token });
-      const closing = async (answerMs: number | null) => {
-        const ownPrefix = `${redis.prefix}close-${answerMs}:`;
+      const closing = async (answerMs: number | null, settleMs?: number) => {
+        const ownPrefix = `${redis.prefix}close-${answerMs}-${settleMs}:`;
         const index = new RedisQueue({ url: redis.url, token: redis.token, prefix: ownPrefix });
         const own = new PostgresStore(await freshPglite(), { readyQueue: index, reconcileGraceMs: 0 });
         await seedRun(own, [{ kind: "invoke" }]);
@@ -184,7 +184,7 @@ describe.runIf(redisAvailable)("Redis ready queue through @upstash/redis and the
         index.forget = async (ids) => (answerMs === null ? new Promise<void>(() => {}) : sleep(answerMs).then(() => forget(ids)));
         await own.queue.afterCommit({ queued: [], deleted: [job!.id] });
         const started = Date.now();
-        await own.close();
+        await own.close(settleMs === undefined ? undefined : { settleMs });
         return { tookMs: Date.now() - started, held: await client.exists(`${ownPrefix}job:${job!.id}`) };
       };
       const slow = await closing(300);
@@ -194,6 +194,27 @@ describe.runIf(redisAvailable)("Redis ready queue through @upstash/redis and the
       expect(silent.held).toBe(1);
       expect(silent.tookMs).toBeGreaterThanOrEqual(900);
       expect(silent.tookMs).toBeLessThan(5_000);
+      // A server whose grace period is spent (its executor's stop waited already) closes at once.
+      const spent = await closing(null, 0);
+      expect(spent.held).toBe(1);
+      expect(spent.tookMs).toBeLessThan(500);
+    });
+
+    it("says in the log when Redis did not take deletions, once a minute at most, with how many", async () => {
+      const lines: string[] = [];
+      const index = new RedisQueue({ url: redis.url, token: redis.token, prefix: `${redis.prefix}untold:` });
+      const own = new PostgresStore(await freshPglite(), { readyQueue: index, reconcileGraceMs: 0, warn: (line) => lines.push(line) });
+      try {
+        index.forget = () => Promise.reject(new Error("Redis refused the script"));
+        await own.queue.afterCommit({ queued: [], deleted: ["1", "2"] });
+        await own.queue.settled?.();
+        expect(lines).toEqual(["could not tell Redis of 2 deleted job(s) (Redis refused the script); a claim that meets them drops them"]);
+        await own.queue.afterCommit({ queued: [], deleted: ["3"] });
+        await own.queue.settled?.();
+        expect(lines).toHaveLength(1);
+      } finally {
+        await own.close({ settleMs: 0 });
+      }
     });
 
     it("never hands out a job whose lease in the record is held, even when Redis lost its own lease", async () => {

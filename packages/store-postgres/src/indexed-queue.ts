@@ -14,6 +14,8 @@ import type { PgQueue } from "./queue.ts";
 
 /** How long a claim that met deleted jobs waits for the deletions on their way to Redis before it claims their places again. */
 const SETTLE_BEFORE_RECLAIM_MS = 1_000;
+/** At most one line in this long about deletions Redis was not told of: while it is out of reach, every call fails. */
+const UNTOLD_WARNING_EVERY_MS = 60_000;
 
 export class IndexedQueue implements Queue {
   /**
@@ -24,14 +26,32 @@ export class IndexedQueue implements Queue {
    * job deleted in the record that Redis still hands out (due, or its Redis lease run out) comes
    * out of a claim as gone (`leaseIndexed`), is forgotten then, and its place claimed again.
    */
-  private readonly deletions = new CoalescedCalls<string>((ids) => this.index.forget(ids));
+  private readonly deletions = new CoalescedCalls<string>(
+    (ids) => this.index.forget(ids),
+    (error, ids) => this.untold(error, ids.length),
+  );
+  /** Deletions Redis was not told of since the last line that said so, and when that line was. */
+  private untoldCount = 0;
+  private untoldWarnedAt = -Infinity;
 
   constructor(
     private readonly record: PgQueue,
     private readonly index: ReadyQueue,
     /** Jobs younger than this are left to their own publish by `reconcile` (the commit → publish gap). */
     private readonly reconcileGraceMs = 5_000,
+    /** Where a failure in the background goes (the executor's log). */
+    private readonly warn: (line: string) => void = () => {},
   ) {}
+
+  /** Deletions Redis did not take: said in the log, once a minute at most with how many since. */
+  private untold(error: unknown, count: number): void {
+    this.untoldCount += count;
+    const now = Date.now();
+    if (now - this.untoldWarnedAt < UNTOLD_WARNING_EVERY_MS) return;
+    this.untoldWarnedAt = now;
+    this.warn(`could not tell Redis of ${this.untoldCount} deleted job(s) (${error instanceof Error ? error.message : String(error)}); a claim that meets them drops them`);
+    this.untoldCount = 0;
+  }
 
   async claim(owner: string, limit: number, leaseMs: number): Promise<JobRecord[]> {
     // Invocations waiting for a concurrency slot are claimed from the record, whose count of

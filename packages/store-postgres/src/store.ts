@@ -67,6 +67,8 @@ export interface PostgresStoreOptions {
   readyQueue?: ReadyQueue;
   /** With a ready queue: jobs younger than this are left to their own publish by reconcile (default 5 s). */
   reconcileGraceMs?: number;
+  /** Where failures of the store's background calls are said (the executor's log); unset, nowhere. */
+  warn?: (line: string) => void;
 }
 
 /** The advisory lock app registrations take (an arbitrary constant, "stepwise registration"). */
@@ -83,7 +85,7 @@ export class PostgresStore extends PgReader implements Store {
     super(client);
     this.checkpoints = new CheckpointWriter(client, retryingConflicts);
     const record = new PgQueue(client);
-    this.queue = options.readyQueue ? new IndexedQueue(record, options.readyQueue, options.reconcileGraceMs) : record;
+    this.queue = options.readyQueue ? new IndexedQueue(record, options.readyQueue, options.reconcileGraceMs, options.warn) : record;
   }
 
   /**
@@ -375,14 +377,14 @@ export class PostgresStore extends PgReader implements Store {
    * first, for a second at most: a Worker closes its store when its request is done, and a
    * deletion Redis never hears of costs a claim that finds the job gone when it comes due.
    */
-  async close(): Promise<void> {
+  async close({ settleMs = CLOSE_SETTLE_MS }: { settleMs?: number } = {}): Promise<void> {
     const settled = this.queue.settled?.();
-    if (settled) await within(settled, Date.now() + CLOSE_SETTLE_MS);
+    if (settled) await within(settled, Date.now() + settleMs);
     await this.client.close();
   }
 }
 
-/** How long `close()` waits for the queue's background calls. */
+/** How long `close()` waits for the queue's background calls, unless told otherwise. */
 const CLOSE_SETTLE_MS = 1_000;
 
 /** Runs `attempt` again (with a short random pause) when Postgres aborted it for a deadlock or a serialization failure. */

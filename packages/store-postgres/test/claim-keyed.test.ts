@@ -6,6 +6,7 @@ import { describe, expect, it } from "vitest";
 import { postgresAvailable } from "../../../test/support/postgres.ts";
 import { signal, whileHeld } from "../../../test/support/signal.ts";
 import { suiteDatabase } from "../../../test/support/suite-database.ts";
+import { pruneKeys } from "../src/concurrency-claim.ts";
 import { PgQueue } from "../src/queue.ts";
 import { emptyChange, seedRun } from "./store-contract.ts";
 
@@ -137,5 +138,27 @@ describe.runIf(postgresAvailable)("keyed claims and freed slots beside other tra
     await suite.sql.query("INSERT INTO concurrency_wakes (key, run_at) VALUES ($1, now() + interval '10 minutes')", [key]);
     expect(await suite.store.queue.reconcile()).toBe(0);
     expect((await suite.store.queue.claim("worker-b", 10, 30_000)).map((claimed) => claimed.id)).toContain(job.id);
+  });
+
+  it("prunes at most as many idle keys' rows as it is asked to, and none a claim or a job still needs", async () => {
+    await suite.sql.query("DELETE FROM concurrency_keys");
+    await suite.sql.query(
+      `INSERT INTO concurrency_keys (key, next_at) SELECT 'fn:idle:k' || g, 'infinity' FROM generate_series(1, 5) g
+       UNION ALL SELECT 'fn:due:k' || g, now() FROM generate_series(1, 2) g`,
+    );
+    // A claim counting one idle key holds its row: that row is left for a later round.
+    const holder = suite.db.client();
+    const pruned = await whileHeld(
+      (hold) =>
+        holder.transaction(async (tx) => {
+          await tx.query("SELECT 1 FROM concurrency_keys WHERE key = 'fn:idle:k1' FOR UPDATE");
+          await hold();
+        }),
+      async () => [await pruneKeys(suite.sql, 2), await pruneKeys(suite.sql, 10)],
+    );
+    await holder.close();
+    expect(pruned).toEqual([2, 2]);
+    const left = (await suite.sql.query<{ key: string }>("SELECT key FROM concurrency_keys ORDER BY key")).map((row) => row.key);
+    expect(left).toEqual(["fn:due:k1", "fn:due:k2", "fn:idle:k1"]);
   });
 });

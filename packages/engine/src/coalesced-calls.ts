@@ -80,8 +80,10 @@ export class CoalescedCalls<T> {
     try {
       await this.send(items);
     } catch (error) {
-      // Best effort: see above.
-      this.failed?.(error, items);
+      // Best effort: see above. A report that throws must not stop the calls after it.
+      try {
+        this.failed?.(error, items);
+      } catch {}
     }
   }
 }

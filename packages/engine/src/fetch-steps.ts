@@ -136,7 +136,8 @@ export async function performFetch(request: FetchRequest, options: { maxBytes: n
   }
   const headers: Record<string, string> = {};
   response.headers.forEach((value, name) => (headers[name] = value));
-  const setCookie = response.headers.getSetCookie();
+  // (A `fetch` given to the executor may answer with headers that lack it.)
+  const setCookie = response.headers.getSetCookie?.() ?? [];
   const text = decodeText(bytes);
   return {
     ok: true,

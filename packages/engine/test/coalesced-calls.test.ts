@@ -63,4 +63,25 @@ describe("CoalescedCalls", () => {
     expect(calls).toBe(3);
     expect(sent).toEqual([["c"]]);
   });
+
+  it("reports each failed call with its items, and goes on when the report itself throws", async () => {
+    const reported: string[][] = [];
+    const sent: string[][] = [];
+    const sender = new CoalescedCalls<string>(
+      async (items) => {
+        if (items.includes("x")) throw new Error("refused");
+        sent.push(items);
+      },
+      (error, items) => {
+        reported.push(items);
+        throw new Error(`the log is gone too: ${(error as Error).message}`);
+      },
+    );
+    sender.add(["x"]);
+    await sender.settled();
+    sender.add(["y"]);
+    await sender.settled();
+    expect(reported).toEqual([["x"]]);
+    expect(sent).toEqual([["y"]]);
+  });
 });

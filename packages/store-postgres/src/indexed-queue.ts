@@ -46,7 +46,8 @@ export class IndexedQueue implements Queue {
   /** Deletions Redis did not take: said in the log, once a minute at most with how many since. */
   private untold(error: unknown, count: number): void {
     this.untoldCount += count;
-    const now = Date.now();
+    // The monotonic clock: a wall clock set back would keep the log silent until it caught up.
+    const now = performance.now();
     if (now - this.untoldWarnedAt < UNTOLD_WARNING_EVERY_MS) return;
     this.untoldWarnedAt = now;
     this.warn(`could not tell Redis of ${this.untoldCount} deleted job(s) (${error instanceof Error ? error.message : String(error)}); a claim that meets them drops them`);

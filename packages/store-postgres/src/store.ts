@@ -374,8 +374,9 @@ export class PostgresStore extends PgReader implements Store {
 
   /**
    * Ends the store's connections. What the queue still has to tell Redis in the background goes
-   * first, for a second at most: a Worker closes its store when its request is done, and a
-   * deletion Redis never hears of costs a claim that finds the job gone when it comes due.
+   * first, for `settleMs` at most (a second unless told: a Worker closes its store when its
+   * request is done; a server gives what is left of its grace period): a deletion Redis never
+   * hears of costs a claim that finds the job gone when it comes due.
    */
   async close({ settleMs = CLOSE_SETTLE_MS }: { settleMs?: number } = {}): Promise<void> {
     const settled = this.queue.settled?.();

@@ -155,8 +155,7 @@ describe.runIf(postgresAvailable)("keyed claims and freed slots beside other tra
           await hold();
         }),
       async () => [await pruneKeys(suite.sql, 2), await pruneKeys(suite.sql, 10)],
-    );
-    await holder.close();
+    ).finally(() => holder.close());
     expect(pruned).toEqual([2, 2]);
     const left = (await suite.sql.query<{ key: string }>("SELECT key FROM concurrency_keys ORDER BY key")).map((row) => row.key);
     expect(left).toEqual(["fn:due:k1", "fn:due:k2", "fn:idle:k1"]);

@@ -33,7 +33,7 @@ import type { FetchesInFlight } from "./fetches-in-flight.ts";
 import { applyAnswer } from "../machine/answer.ts";
 import { RunDraft, type MachineEnv } from "../machine/draft.ts";
 import { finish } from "../machine/ending.ts";
-import { settle } from "../machine/progress.ts";
+import { expectedJobs, settle } from "../machine/progress.ts";
 import { fireTimer } from "../machine/timers.ts";
 import { eventForApp, isTerminal, type FunctionRecord, type JobRecord, type RunState } from "../records.ts";
 import { UnitOfWork, type UnitOptions } from "../unit/unit.ts";
@@ -87,6 +87,20 @@ async function runTimer(runner: JobRunner, job: JobRecord, known: RunState | und
   return complete(runner, job, state, (draft, env) => fireTimer(draft, env, job), how);
 }
 
+/**
+ * The end of a job read as paused. The read is a snapshot: the run may be resumed before the
+ * commit, whose transaction then meets it live. Its resume wrote no job of this one's purpose
+ * (this job held its place in the unique index: a pause keeps a job holding a concurrency
+ * slot), so deleting this one alone would leave the run with nothing to move it on: the job the
+ * run's state calls for in its place is queued then.
+ */
+const unlessResumed = (job: JobRecord): Transition => (draft) => {
+  if (draft.run.paused || isTerminal(draft.run.status)) return;
+  for (const wanted of expectedJobs(draft.state(draft.run.version))) {
+    if (wanted.kind === job.kind && (wanted.stepId ?? undefined) === (job.stepId ?? undefined)) draft.enqueue(wanted);
+  }
+};
+
 /** How often one job may find the deployment it invoked gone and prepare again for another. */
 const MOVES_PER_JOB = 2;
 
@@ -102,9 +116,10 @@ async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState 
     return complete(runner, job, state, (draft, env) => finish(draft, env, { status: "failed", error }), how);
   }
   // A paused run is invoked no further: a job it kept (one holding a concurrency slot) or one
-  // claimed as the pause committed ends here, freeing its slot. A paused function's run that
+  // claimed as the pause committed ends here, freeing its slot (or, resumed before this commit,
+  // hands its place to the job the resume could not write: `unlessResumed`). A paused function's run that
   // was queued before the pause (waiting on a slot, a throttle, a batch) is held at its start.
-  if (state.run.paused) return complete(runner, job, state, nothing, how);
+  if (state.run.paused) return complete(runner, job, state, unlessResumed(job), how);
   if (fn.pausedAt && !job.stepId && state.run.status === "queued" && state.steps.length === 0) {
     return complete(runner, job, state, (draft) => pause(draft, { at: fn.pausedAt!, by: "function" }), how);
   }

@@ -117,8 +117,9 @@ async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState 
   }
   // A paused run is invoked no further: a job it kept (one holding a concurrency slot) or one
   // claimed as the pause committed ends here, freeing its slot (or, resumed before this commit,
-  // hands its place to the job the resume could not write: `unlessResumed`). A paused function's run that
-  // was queued before the pause (waiting on a slot, a throttle, a batch) is held at its start.
+  // hands its place to the job the resume could not write: `unlessResumed`). A paused
+  // function's run that was queued before the pause (waiting on a slot, a throttle, a batch) is
+  // held at its start.
   if (state.run.paused) return complete(runner, job, state, unlessResumed(job), how);
   if (fn.pausedAt && !job.stepId && state.run.status === "queued" && state.steps.length === 0) {
     return complete(runner, job, state, (draft) => pause(draft, { at: fn.pausedAt!, by: "function" }), how);

@@ -87,9 +87,10 @@ export class IndexedQueue implements Queue {
     // Redis thought these were free: it lost a lease or a completion, or its clock runs ahead of
     // the record's. The record decides; a job not free yet goes back for as long as it has left.
     // Telling Redis is best effort here: the jobs leased above must reach the caller whatever
-    // Redis says (a job it keeps by mistake comes out of a later claim and is judged again).
+    // Redis says (a job it keeps by mistake comes out of a later claim and is judged again). The
+    // gone ones join the deletions told in the background, which a claim again waits for.
     const gone = busy.filter((job) => job.freeInMs === null).map((job) => job.id);
-    if (gone.length > 0) await this.index.forget(gone).catch(() => {});
+    this.deletions.add(gone);
     for (const job of busy) if (job.freeInMs !== null) await this.index.release(job.id, owner, job.freeInMs).catch(() => {});
     return { leased, gone: gone.length };
   }

@@ -91,14 +91,13 @@ async function runTimer(runner: JobRunner, job: JobRecord, known: RunState | und
  * The end of a job read as paused. The read is a snapshot: the run may be resumed before the
  * commit, whose transaction then meets it live. Its resume wrote no job of this one's purpose
  * (this job held its place in the unique index: a pause keeps a job holding a concurrency
- * slot), so deleting this one alone would leave the run with nothing to move it on: the job the
- * run's state calls for in its place is queued then.
+ * slot), so deleting this one alone would leave the run with nothing to move it on. The jobs
+ * the run's state calls for are queued then, as the resume queues them (one per purpose: those
+ * the resume did write stay as they are).
  */
-const unlessResumed = (job: JobRecord): Transition => (draft) => {
+const unlessResumed: Transition = (draft) => {
   if (draft.run.paused || isTerminal(draft.run.status)) return;
-  for (const wanted of expectedJobs(draft.state(draft.run.version))) {
-    if (wanted.kind === job.kind && (wanted.stepId ?? undefined) === (job.stepId ?? undefined)) draft.enqueue(wanted);
-  }
+  for (const wanted of expectedJobs(draft.state(draft.run.version))) draft.enqueue(wanted);
 };
 
 /** How often one job may find the deployment it invoked gone and prepare again for another. */
@@ -120,7 +119,7 @@ async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState 
   // hands its place to the job the resume could not write: `unlessResumed`). A paused
   // function's run that was queued before the pause (waiting on a slot, a throttle, a batch) is
   // held at its start.
-  if (state.run.paused) return complete(runner, job, state, unlessResumed(job), how);
+  if (state.run.paused) return complete(runner, job, state, unlessResumed, how);
   if (fn.pausedAt && !job.stepId && state.run.status === "queued" && state.steps.length === 0) {
     return complete(runner, job, state, (draft) => pause(draft, { at: fn.pausedAt!, by: "function" }), how);
   }

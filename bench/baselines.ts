@@ -8,10 +8,13 @@
  * process to a bare node:http server in another process that commits one row over TCP before
  * it answers (what any executor in Node pays per checkpoint, with nothing of Stepwise in it),
  * once at a time, as many chains at once as the executor has lanes by default (W2's bound, as
- * the single one is W1's), and W3's count started in the same instant (W3's bound: twenty
- * timers due together each need at least such a round trip and commit, on the same two cores).
+ * the single one is W1's), and W3's count started in the same instant. W3 is also done by hand
+ * whole (see {@link HandSleepers}): every round trip and commit twenty sleeping runs need, timed
+ * as W3 times them. And the cost of carrying a run's history as JSON, which an invocation
+ * without checkpoints must (one invocation per step, W1's 1,000 / 50 row).
  */
 import { spawn } from "node:child_process";
+import { createHmac } from "node:crypto";
 import { Agent, createServer, request } from "node:http";
 import { startUpstashBridge, startWsTcpBridge } from "@stepwise/dev-bridges";
 import { DEFAULT_CONCURRENCY } from "@stepwise/engine";
@@ -38,6 +41,40 @@ export interface Baselines {
   handStepAfterIdleMs: number;
   /** {@link HAND_BURST} steps by hand started in the same instant: when each ended, p50 and max over the rounds (median of each). */
   handBurst: { count: number; p50Ms: number; maxMs: number };
+  /** W3 done by hand: how late the step after the sleep starts, p50 and max of a round (median over the rounds). */
+  handSleepers: HandSleepers;
+  /** What carrying a run's history costs an invocation without checkpoints, with nothing else in it. */
+  historyJson: HistoryJson;
+}
+
+/**
+ * W3 by hand, {@link HAND_BURST} runs started together, each on its own connection to the
+ * hand-made step's server (which plays the executor: it commits, and it holds a request until
+ * its `x-wake-at` to play the timer). Each run makes the round trips and commits a sleeping run
+ * makes in Stepwise once it has started, nothing more: the step before (a checkpoint), the
+ * sleep (the invocation's answer, which the server commits after answering, as the executor
+ * does), the wake-up (at the due time the server commits and answers: the invocation reaching
+ * the app, where the step after starts), the step after (a checkpoint) and the run's end
+ * (answered, then committed). Lateness is measured as W3 measures it, from the step before to
+ * the step after, less the 2 s. The runs' starts are left out: Stepwise commits a burst of
+ * events in one statement, and twenty commits by hand would make this floor higher than it is.
+ */
+export interface HandSleepers {
+  count: number;
+  p50Ms: number;
+  maxMs: number;
+}
+
+/**
+ * JSON.stringify and HMAC on the executor's side, HMAC and JSON.parse on the app's, of an
+ * invocation carrying `stored` steps (as one without checkpoints does: W1 one invocation per
+ * step), at the average history of a 50-step run and of a 1,000-step run. Median ms.
+ */
+export interface HistoryJson {
+  shortSteps: number;
+  shortMs: number;
+  longSteps: number;
+  longMs: number;
 }
 
 const ROUNDS = 500;
@@ -53,9 +90,15 @@ createServer((req, res) => {
   req.on("data", (chunk) => chunks.push(chunk));
   req.on("end", async () => {
     JSON.parse(Buffer.concat(chunks).toString("utf8"));
-    await client.query("INSERT INTO " + table + " DEFAULT VALUES");
+    // W3 by hand: a timer of the executor's, due at this time (ms since the epoch).
+    const wakeAt = Number(req.headers["x-wake-at"] ?? 0);
+    if (wakeAt) await new Promise((resolve) => setTimeout(resolve, Math.max(0, wakeAt - (performance.timeOrigin + performance.now()))));
+    // An app's answer to an invocation: the executor commits what it says, and nothing goes back.
+    const answer = req.headers["x-answer"] === "1";
+    if (!answer) await client.query("INSERT INTO " + table + " DEFAULT VALUES");
     res.writeHead(200, { "content-type": "application/json", "content-length": 11 });
     res.end('{"ok":true}');
+    if (answer) await client.query("INSERT INTO " + table + " DEFAULT VALUES");
   });
 }).listen(0, "127.0.0.1", function () { console.log(this.address().port); });
 `;
@@ -63,9 +106,9 @@ createServer((req, res) => {
 /** Kept-alive POSTs of `body` to `port` over node:http: the cheapest HTTP there is in Node. */
 function nodePoster(port: number, body: string) {
   const agent = new Agent({ keepAlive: true });
-  const post = () =>
+  const post = (headers: Record<string, string> = {}) =>
     new Promise<void>((resolve, reject) => {
-      const req = request(`http://127.0.0.1:${port}/`, { method: "POST", agent, headers: { "content-length": Buffer.byteLength(body) } }, (res) => {
+      const req = request(`http://127.0.0.1:${port}/`, { method: "POST", agent, headers: { ...headers, "content-length": Buffer.byteLength(body) } }, (res) => {
         res.resume();
         res.on("end", () => resolve());
       });
@@ -108,7 +151,8 @@ export async function measureBaselines(): Promise<Baselines> {
   const tcp = createPgClient({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 1 });
   await tcp.query(`CREATE TABLE IF NOT EXISTS ${table} (id serial, at timestamptz DEFAULT now())`);
   const postgresTcpCommitMs = await timeEach(ROUNDS, commit(tcp));
-  const { handStepMs, handStepsPerSecond, handBurst, handStepAfterIdleMs } = await measureHandSteps(table);
+  const { handStepMs, handStepsPerSecond, handBurst, handStepAfterIdleMs, handSleepers } = await measureHandSteps(table);
+  const historyJson = measureHistoryJson();
 
   const bridge = await startWsTcpBridge();
   const pg = createNeonClient({ connectionString: "postgres://postgres@127.0.0.1:5432/test", wsProxy: bridge.wsProxy, max: 1 });
@@ -129,7 +173,7 @@ export async function measureBaselines(): Promise<Baselines> {
   await redis.del("stepwise-bench:baseline");
   await upstash.close();
 
-  return { httpMs, httpNodeMs, postgresCommitMs, postgresTcpCommitMs, pgliteCommitMs, redisMs, handStepMs, handStepsPerSecond, handBurst, handStepAfterIdleMs };
+  return { httpMs, httpNodeMs, postgresCommitMs, postgresTcpCommitMs, pgliteCommitMs, redisMs, handStepMs, handStepsPerSecond, handBurst, handStepAfterIdleMs, handSleepers, historyJson };
 }
 
 /** Chains of steps by hand going at once, as the executor's lanes do in W2. */
@@ -140,7 +184,7 @@ const HAND_STEPS = 4_000;
 export const HAND_BURST = 20;
 const HAND_BURST_ROUNDS = 20;
 
-async function measureHandSteps(table: string): Promise<Pick<Baselines, "handStepMs" | "handStepsPerSecond" | "handBurst" | "handStepAfterIdleMs">> {
+async function measureHandSteps(table: string): Promise<Pick<Baselines, "handStepMs" | "handStepsPerSecond" | "handBurst" | "handStepAfterIdleMs" | "handSleepers">> {
   const child = spawn(process.execPath, ["--input-type=module", "-e", HAND_STEP_SERVER, "postgres://postgres@127.0.0.1:5432/test", table], { stdio: ["ignore", "pipe", "inherit"] });
   try {
     const port = await new Promise<number>((resolve, reject) => {
@@ -171,6 +215,7 @@ async function measureHandSteps(table: string): Promise<Pick<Baselines, "handSte
       maxes.push(Math.max(...ended));
     }
     const handBurst = { count: HAND_BURST, p50Ms: Math.round(median(p50s) * 100) / 100, maxMs: Math.round(median(maxes) * 100) / 100 };
+    const handSleepers = await sleepByHand(burst);
     const afterIdle: number[] = [];
     for (let round = 0; round < 5; round++) {
       await new Promise((resolve) => setTimeout(resolve, 2_000));
@@ -180,9 +225,71 @@ async function measureHandSteps(table: string): Promise<Pick<Baselines, "handSte
     }
     const handStepAfterIdleMs = Math.round(median(afterIdle) * 100) / 100;
     for (const chain of [poster, ...chains]) chain.close();
-    return { handStepMs, handStepsPerSecond, handBurst, handStepAfterIdleMs };
+    return { handStepMs, handStepsPerSecond, handBurst, handStepAfterIdleMs, handSleepers };
   } finally {
     child.removeAllListeners("exit");
     child.kill();
   }
+}
+
+/** Rounds of W3 by hand (see {@link HandSleepers}); W3 itself is one round. */
+const HAND_SLEEP_ROUNDS = 3;
+const SLEEP_MS = 2_000;
+
+async function sleepByHand(runs: Array<ReturnType<typeof nodePoster>>): Promise<HandSleepers> {
+  const wallClock = () => performance.timeOrigin + performance.now();
+  const p50s: number[] = [];
+  const maxes: number[] = [];
+  for (let round = 0; round < HAND_SLEEP_ROUNDS; round++) {
+    const late = await Promise.all(
+      runs.map(async (run) => {
+        const before = wallClock(); // the step before runs
+        await run.post(); // its checkpoint
+        const due = wallClock() + SLEEP_MS; // the function reaches the sleep
+        await run.post({ "x-answer": "1" }); // the invocation's answer, the sleep, committed
+        await run.post({ "x-wake-at": String(due) }); // the wake-up committed at the due time, the invocation
+        const ms = wallClock() - before - SLEEP_MS; // the step after starts
+        await run.post(); // its checkpoint
+        await run.post({ "x-answer": "1" }); // the run's end: the invocation's answer, committed
+        return ms;
+      }),
+    );
+    p50s.push(percentile(late, 50));
+    maxes.push(Math.max(...late));
+  }
+  return { count: runs.length, p50Ms: Math.round(median(p50s) * 100) / 100, maxMs: Math.round(median(maxes) * 100) / 100 };
+}
+
+/** Steps a run of 50 and one of 1,000 have stored at the average invocation without checkpoints. */
+const SHORT_HISTORY = 25;
+const LONG_HISTORY = 500;
+
+function measureHistoryJson(): HistoryJson {
+  const key = "bench-history-key";
+  const event = { id: "01KBENCH", name: "bench/sequence-plain", data: { steps: 1_000 }, ts: Date.now() };
+  const cost = (stored: number) => {
+    // What the executor sends: every stored step with its output (W1's steps return their index).
+    const request = {
+      version: 1,
+      run: { id: "01KBENCH", appId: "bench", functionId: "sequence-plain", attempt: 0 },
+      event,
+      events: [event],
+      steps: Array.from({ length: stored }, (_, i) => ({ id: `s${i}`, name: `s${i}`, kind: "run", position: i, status: "completed", output: i })),
+    };
+    const once = () => {
+      const body = JSON.stringify(request);
+      createHmac("sha256", key).update(body, "utf8").digest("hex"); // signed by the executor
+      createHmac("sha256", key).update(body, "utf8").digest("hex"); // checked by the app
+      JSON.parse(body);
+    };
+    for (let i = 0; i < 200; i++) once();
+    const samples: number[] = [];
+    for (let i = 0; i < 500; i++) {
+      const start = performance.now();
+      once();
+      samples.push(performance.now() - start);
+    }
+    return Math.round(median(samples) * 1000) / 1000;
+  };
+  return { shortSteps: SHORT_HISTORY, shortMs: cost(SHORT_HISTORY), longSteps: LONG_HISTORY, longMs: cost(LONG_HISTORY) };
 }

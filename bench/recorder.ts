@@ -55,9 +55,10 @@ export function startAppProcess(recorder: Recorder): Promise<{ url: string; chil
   const child = fork(new URL("./app-process.ts", import.meta.url).pathname, [], { execArgv });
   return new Promise((resolve, reject) => {
     child.once("exit", (code) => reject(new Error(`bench app exited with ${code}`)));
-    child.on("message", (message: ProbeMessage) => {
-      if (message.type === "ready") resolve({ url: message.url, child });
-      else recorder.receive(message);
+    // The app sends what a run's functions saw when the run finishes, as a list (see app-process.ts).
+    child.on("message", (message: ProbeMessage | ProbeMessage[]) => {
+      if (Array.isArray(message)) for (const seen of message) recorder.receive(seen);
+      else if (message.type === "ready") resolve({ url: message.url, child });
     });
   });
 }

@@ -6,10 +6,11 @@
  */
 import { DEFAULT_CONCURRENCY } from "@stepwise/engine";
 import { HAND_BURST, HAND_CHAINS, type Baselines } from "./baselines.ts";
+import { checkTargets, printTargets } from "./targets.ts";
 import type { TopologyName } from "./topologies.ts";
 import { TENANTS, W2_REPETITIONS, type ThrottleResult, type LatencyResult, type SoakResult, type W1Result, type W2Result, type W2Steady } from "./workloads.ts";
 
-interface TopologyResult {
+export interface TopologyResult {
   w1: W1Result[];
   /** The first W2 after the executor started: its JIT has not compiled a burst's paths yet. */
   w2: W2Result;
@@ -37,7 +38,7 @@ export function commitMs(name: TopologyName, b: Baselines): number {
   return b.postgresCommitMs;
 }
 
-const w1Of = (r: TopologyResult, steps: number, checkpointed: boolean) => r.w1.find((w) => w.steps === steps && w.checkpointed === checkpointed)!;
+export const w1Of = (r: TopologyResult, steps: number, checkpointed: boolean) => r.w1.find((w) => w.steps === steps && w.checkpointed === checkpointed)!;
 
 export function printReport(report: { baselines: Baselines; results: Record<string, unknown>; concurrency?: number; executor: string }): void {
   const { baselines: b } = report;
@@ -46,7 +47,9 @@ export function printReport(report: { baselines: Baselines; results: Record<stri
     `Baselines: loopback HTTP ${b.httpNodeMs.toFixed(3)} ms over node:http kept alive (${b.httpMs.toFixed(3)} ms through fetch); INSERT+COMMIT over TCP ${b.postgresTcpCommitMs.toFixed(3)} ms, ` +
       `through the Neon driver ${b.postgresCommitMs.toFixed(3)} ms, on PGlite ${b.pgliteCommitMs.toFixed(3)} ms; Redis round trip ${b.redisMs.toFixed(3)} ms; ` +
       `a step by hand (POST to a node:http server process that commits one row over TCP) ${b.handStepMs.toFixed(3)} ms, ` +
-      `${b.handStepsPerSecond} steps/s with ${HAND_CHAINS} at once; ${HAND_BURST} started together end after ${b.handBurst.p50Ms} ms (p50), ${b.handBurst.maxMs} ms (the last); one after 2 s idle ${b.handStepAfterIdleMs} ms`,
+      `${b.handStepsPerSecond} steps/s with ${HAND_CHAINS} at once; ${HAND_BURST} started together end after ${b.handBurst.p50Ms} ms (p50), ${b.handBurst.maxMs} ms (the last); one after 2 s idle ${b.handStepAfterIdleMs} ms; ` +
+      `W3 by hand (20 sleeping runs' round trips and commits) late ${b.handSleepers.p50Ms} ms (p50), ${b.handSleepers.maxMs} ms (max); ` +
+      `an invocation's history as JSON (stringify, two HMACs, parse) ${b.historyJson.shortMs} ms at ${b.historyJson.shortSteps} stored steps, ${b.historyJson.longMs} ms at ${b.historyJson.longSteps}`,
   );
   console.log("");
   const names = Object.keys(report.results) as TopologyName[];
@@ -75,6 +78,7 @@ export function printReport(report: { baselines: Baselines; results: Record<stri
   rows.push(["throttle, from the 26th start: starts/s (/ configured)", ...cell((r) => `${r.throttle.steady} (${x(r.throttle.steady, r.throttle.configured)})`)]);
   rows.push(["W3 20 runs sleep 2s: late p50 / p99 / max (ms)", ...cell((r, floor) => `${r.w3.p50} / ${r.w3.p99} / ${r.w3.max} (${x(r.w3.p50, floor)})`)]);
   rows.push([`W3 late / ${HAND_BURST} steps by hand at once: p50, max`, ...cell((r) => `${x(r.w3.p50, b.handBurst.p50Ms)}, ${x(r.w3.max, b.handBurst.maxMs)}`)]);
+  rows.push(["W3 late / W3 by hand: p50, max", ...cell((r) => `${x(r.w3.p50, b.handSleepers.p50Ms)}, ${x(r.w3.max, b.handSleepers.maxMs)}`)]);
   rows.push(["W3 one run sleeping 2s alone: late p50 / max (ms)", ...cell((r, floor) => `${r.w3Alone.p50} / ${r.w3Alone.max} (${x(r.w3Alone.p50, floor)})`)]);
   rows.push(["W3 alone late / a step by hand after 2 s idle", ...cell((r) => x(r.w3Alone.p50, b.handStepAfterIdleMs))]);
   rows.push(["W4 event answered->step p50 / p99 (ms)", ...cell((r, floor) => `${r.w4.p50} / ${r.w4.p99} (${x(r.w4.p50, floor)})`)]);
@@ -94,6 +98,8 @@ export function printReport(report: { baselines: Baselines; results: Record<stri
     `executor ${report.executor === "compiled" ? "compiled (as installed)" : "from source through tsx"}, concurrency ${report.concurrency ?? `${DEFAULT_CONCURRENCY} (the default)`}; (N.NNx) = the figure over that topology's floor; ` +
       `for W2 the figure is the time per step, 1000 / steps per second; the step by hand commits over TCP on every topology`,
   );
+  console.log("");
+  printTargets(checkTargets(report.results as Partial<Record<TopologyName, TopologyResult>>, b), names);
 }
 
 /** Every latency-like figure of a topology over each baseline, for the JSON report. */

@@ -11,7 +11,8 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { Recorder, startAppProcess } from "./recorder.ts";
 import { measureBaselines } from "./baselines.ts";
-import { printReport, ratios } from "./report.ts";
+import { printReport, ratios, type TopologyResult } from "./report.ts";
+import { checkTargets } from "./targets.ts";
 import { buildExecutor, SOURCE_EXECUTOR, startTopology, TOPOLOGIES, type TopologyName } from "./topologies.ts";
 import { soak, throttle, w1, w2, w2Steady, W2_REPETITIONS, w3, w3Alone, w4 } from "./workloads.ts";
 
@@ -88,6 +89,7 @@ const report = {
   baselines,
   results,
   ratios: Object.fromEntries(Object.entries(results).map(([name, result]) => [name, ratios(name as TopologyName, result, baselines)])),
+  targets: checkTargets(results as Partial<Record<TopologyName, TopologyResult>>, baselines),
 };
 mkdirSync("bench/results", { recursive: true });
 writeFileSync("bench/results/latest.json", `${JSON.stringify(report, null, 2)}\n`);

@@ -41,6 +41,8 @@ export interface Baselines {
   handStepAfterIdleMs: number;
   /** {@link HAND_BURST} steps by hand started in the same instant: when each ended, p50 and max over the rounds (median of each). */
   handBurst: { count: number; p50Ms: number; maxMs: number };
+  /** W2 done by hand: steps per second of 200 runs of 5 steps, as many at once as the executor has lanes (see {@link burstByHand}). */
+  handW2StepsPerSecond: number;
   /** W3 done by hand: how late the step after the sleep starts, p50 and max of a round (median over the rounds). */
   handSleepers: HandSleepers;
   /** What carrying a run's history costs an invocation without checkpoints, with nothing else in it. */
@@ -95,8 +97,10 @@ createServer((req, res) => {
     const wakeAt = Number(req.headers["x-wake-at"] ?? 0);
     while (Date.now() < wakeAt) await new Promise((resolve) => setTimeout(resolve, wakeAt - Date.now()));
     // An app's answer to an invocation: the executor commits what it says, and nothing goes back.
+    // An invocation (the executor's request to the app): nothing to commit.
     const answer = req.headers["x-answer"] === "1";
-    if (!answer) await client.query("INSERT INTO " + table + " DEFAULT VALUES");
+    const bare = req.headers["x-bare"] === "1";
+    if (!answer && !bare) await client.query("INSERT INTO " + table + " DEFAULT VALUES");
     res.writeHead(200, { "content-type": "application/json", "content-length": 11 });
     res.end('{"ok":true}');
     if (answer) await client.query("INSERT INTO " + table + " DEFAULT VALUES");
@@ -152,7 +156,7 @@ export async function measureBaselines(): Promise<Baselines> {
   const tcp = createPgClient({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 1 });
   await tcp.query(`CREATE TABLE IF NOT EXISTS ${table} (id serial, at timestamptz DEFAULT now())`);
   const postgresTcpCommitMs = await timeEach(ROUNDS, commit(tcp));
-  const { handStepMs, handStepsPerSecond, handBurst, handStepAfterIdleMs, handSleepers } = await measureHandSteps(table);
+  const { handStepMs, handStepsPerSecond, handBurst, handStepAfterIdleMs, handSleepers, handW2StepsPerSecond } = await measureHandSteps(table);
   const historyJson = measureHistoryJson();
 
   const bridge = await startWsTcpBridge();
@@ -174,7 +178,7 @@ export async function measureBaselines(): Promise<Baselines> {
   await redis.del("stepwise-bench:baseline");
   await upstash.close();
 
-  return { httpMs, httpNodeMs, postgresCommitMs, postgresTcpCommitMs, pgliteCommitMs, redisMs, handStepMs, handStepsPerSecond, handBurst, handStepAfterIdleMs, handSleepers, historyJson };
+  return { httpMs, httpNodeMs, postgresCommitMs, postgresTcpCommitMs, pgliteCommitMs, redisMs, handStepMs, handStepsPerSecond, handBurst, handStepAfterIdleMs, handW2StepsPerSecond, handSleepers, historyJson };
 }
 
 /** Chains of steps by hand going at once, as the executor's lanes do in W2. */
@@ -185,7 +189,7 @@ const HAND_STEPS = 4_000;
 export const HAND_BURST = 20;
 const HAND_BURST_ROUNDS = 20;
 
-async function measureHandSteps(table: string): Promise<Pick<Baselines, "handStepMs" | "handStepsPerSecond" | "handBurst" | "handStepAfterIdleMs" | "handSleepers">> {
+async function measureHandSteps(table: string): Promise<Pick<Baselines, "handStepMs" | "handStepsPerSecond" | "handBurst" | "handStepAfterIdleMs" | "handSleepers" | "handW2StepsPerSecond">> {
   const child = spawn(process.execPath, ["--input-type=module", "-e", HAND_STEP_SERVER, "postgres://postgres@127.0.0.1:5432/test", table], { stdio: ["ignore", "pipe", "inherit"] });
   try {
     const port = await new Promise<number>((resolve, reject) => {
@@ -203,6 +207,7 @@ async function measureHandSteps(table: string): Promise<Pick<Baselines, "handSte
     const perChain = Math.ceil(HAND_STEPS / HAND_CHAINS);
     await Promise.all(chains.map(async (chain) => { for (let i = 0; i < perChain; i++) await chain.post(); }));
     const handStepsPerSecond = Math.round((HAND_CHAINS * perChain) / ((performance.now() - start) / 1000));
+    const handW2StepsPerSecond = await burstByHand(chains);
     // Each on a connection of its own (as the executor invokes each woken run), all at once;
     // rounds apart, as W3's batches of timers are.
     const burst = chains.slice(0, HAND_BURST);
@@ -229,11 +234,43 @@ async function measureHandSteps(table: string): Promise<Pick<Baselines, "handSte
     }
     const handStepAfterIdleMs = Math.round(median(afterIdle) * 100) / 100;
     for (const chain of [poster, ...burst]) chain.close();
-    return { handStepMs, handStepsPerSecond, handBurst, handStepAfterIdleMs, handSleepers };
+    return { handStepMs, handStepsPerSecond, handBurst, handStepAfterIdleMs, handSleepers, handW2StepsPerSecond };
   } finally {
     child.removeAllListeners("exit");
     child.kill();
   }
+}
+
+/** W2's runs and steps. */
+const W2_RUNS = 200;
+const W2_STEPS = 5;
+
+/**
+ * W2 by hand: {@link W2_RUNS} runs of {@link W2_STEPS} steps, one chain per lane, each run
+ * making the round trips and commits a W2 run makes in Stepwise once its event is stored (a
+ * burst's events are one commit): its invocation (a request with nothing to commit), a
+ * checkpoint per step (a request and a commit) and its end (the invocation's answer: answered,
+ * then committed). Steps per second, the median of three bursts after one to warm up.
+ */
+async function burstByHand(chains: Array<ReturnType<typeof nodePoster>>): Promise<number> {
+  const rates: number[] = [];
+  for (let burst = 0; burst < 4; burst++) {
+    let next = 0;
+    const start = performance.now();
+    await Promise.all(
+      chains.map(async (chain) => {
+        while (next < W2_RUNS) {
+          next++;
+          await chain.post({ "x-bare": "1" }); // the run's invocation reaches the app
+          for (let step = 0; step < W2_STEPS; step++) await chain.post(); // a step and its checkpoint
+          await chain.post({ "x-answer": "1" }); // the run's end
+        }
+      }),
+    );
+    // The first warms the server up, as W2's warm-up runs do.
+    if (burst > 0) rates.push((W2_RUNS * W2_STEPS) / ((performance.now() - start) / 1000));
+  }
+  return Math.round(median(rates));
 }
 
 /** Rounds of W3 by hand (see {@link HandSleepers}); W3 itself is one round. */

@@ -48,6 +48,7 @@ export function printReport(report: { baselines: Baselines; results: Record<stri
       `through the Neon driver ${b.postgresCommitMs.toFixed(3)} ms, on PGlite ${b.pgliteCommitMs.toFixed(3)} ms; Redis round trip ${b.redisMs.toFixed(3)} ms; ` +
       `a step by hand (POST to a node:http server process that commits one row over TCP) ${b.handStepMs.toFixed(3)} ms, ` +
       `${b.handStepsPerSecond} steps/s with ${HAND_CHAINS} at once; ${HAND_BURST} started together end after ${b.handBurst.p50Ms} ms (p50), ${b.handBurst.maxMs} ms (the last); one after 2 s idle ${b.handStepAfterIdleMs} ms; ` +
+      `W2 by hand (200 runs' round trips and commits, ${HAND_CHAINS} at once) ${b.handW2StepsPerSecond} steps/s; ` +
       `W3 by hand (20 sleeping runs' round trips and commits) late ${b.handSleepers.p50Ms} ms (p50), ${b.handSleepers.maxMs} ms (max); ` +
       `an invocation's history as JSON (stringify, two HMACs, parse) ${b.historyJson.shortMs} ms at ${b.historyJson.shortSteps} stored steps, ${b.historyJson.longMs} ms at ${b.historyJson.longSteps}`,
   );
@@ -70,6 +71,7 @@ export function printReport(report: { baselines: Baselines; results: Record<stri
   rows.push([`W2 steps/s (200 runs x 5), warm: median of ${W2_REPETITIONS}`, ...cell((r, floor) => `${r.w2Steady.stepsPerSecond} (${x(1000 / r.w2Steady.stepsPerSecond, floor)})`)]);
   rows.push(["W2 the first time after start: steps/s", ...cell((r) => `${r.w2.stepsPerSecond}`)]);
   rows.push([`W2 warm / steps by hand, ${HAND_CHAINS} at once`, ...cell((r) => x(r.w2Steady.stepsPerSecond, b.handStepsPerSecond))]);
+  rows.push(["W2 warm / W2 by hand", ...cell((r) => x(r.w2Steady.stepsPerSecond, b.handW2StepsPerSecond))]);
   rows.push([`W2 with a concurrency key (${TENANTS} values, 10 each), warm: steps/s`, ...cell((r) => `${r.w2Keyed.stepsPerSecond}`)]);
   rows.push([`W2 keyed / W2: time per step, median of ${W2_REPETITIONS} pairs`, ...cell((r) => `${r.w2KeyedRatio.toFixed(2)}x`)]);
   rows.push(["burst 1,000 runs x 5: s, steps/s", ...cell((r) => `${r.burst.seconds} s, ${r.burst.stepsPerSecond}`)]);

@@ -60,6 +60,9 @@ export interface Baselines {
  * (answered, then committed). Lateness is measured as W3 measures it, from the step before to
  * the step after, less the 2 s. The runs' starts are left out: Stepwise commits a burst of
  * events in one statement, and twenty commits by hand would make this floor higher than it is.
+ * It is a reference, not a strict lower bound: the twenty steps before start in the same
+ * instant, where Stepwise's app takes its invocations in one after another (so its checkpoints
+ * queue less), and nothing by hand commits two requests together.
  */
 export interface HandSleepers {
   count: number;

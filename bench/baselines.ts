@@ -18,9 +18,10 @@ import { createHmac } from "node:crypto";
 import { Agent, createServer, request } from "node:http";
 import { startUpstashBridge, startWsTcpBridge } from "@stepwise/dev-bridges";
 import { DEFAULT_CONCURRENCY } from "@stepwise/engine";
+import { PROTOCOL_VERSION } from "@stepwise/protocol";
 import { createNeonClient, createPgClient, createPgliteClient, type SqlClient } from "@stepwise/store-postgres";
 import { Redis } from "@upstash/redis";
-import { median, percentile } from "./stats.ts";
+import { median, percentile, round } from "./stats.ts";
 
 export interface Baselines {
   /** A loopback round trip through fetch (undici), as the executor calls apps. */
@@ -223,7 +224,7 @@ async function measureHandSteps(table: string): Promise<Pick<Baselines, "handSte
       p50s.push(percentile(ended, 50));
       maxes.push(Math.max(...ended));
     }
-    const handBurst = { count: HAND_BURST, p50Ms: Math.round(median(p50s) * 100) / 100, maxMs: Math.round(median(maxes) * 100) / 100 };
+    const handBurst = { count: HAND_BURST, p50Ms: round(median(p50s)), maxMs: round(median(maxes)) };
     // Only W3's connections stay open: the others would be closed by the server's keep-alive
     // timeout in the middle of a round.
     for (const chain of chains.slice(HAND_BURST)) chain.close();
@@ -235,7 +236,7 @@ async function measureHandSteps(table: string): Promise<Pick<Baselines, "handSte
       await poster.post();
       afterIdle.push(performance.now() - at);
     }
-    const handStepAfterIdleMs = Math.round(median(afterIdle) * 100) / 100;
+    const handStepAfterIdleMs = round(median(afterIdle));
     for (const chain of [poster, ...burst]) chain.close();
     return { handStepMs, handStepsPerSecond, handBurst, handStepAfterIdleMs, handSleepers, handW2StepsPerSecond };
   } finally {
@@ -304,7 +305,7 @@ async function sleepByHand(runs: Array<ReturnType<typeof nodePoster>>): Promise<
     p50s.push(percentile(late, 50));
     maxes.push(Math.max(...late));
   }
-  return { count: runs.length, p50Ms: Math.round(median(p50s) * 100) / 100, maxMs: Math.round(median(maxes) * 100) / 100 };
+  return { count: runs.length, p50Ms: round(median(p50s)), maxMs: round(median(maxes)) };
 }
 
 /** Steps a run of 50 and one of 1,000 have stored at the average invocation without checkpoints. */
@@ -317,7 +318,7 @@ function measureHistoryJson(): HistoryJson {
   const cost = (stored: number) => {
     // What the executor sends: every stored step with its output (W1's steps return their index).
     const request = {
-      version: 1,
+      version: PROTOCOL_VERSION,
       run: { id: "01KBENCH", appId: "bench", functionId: "sequence-plain", attempt: 0 },
       event,
       events: [event],
@@ -336,7 +337,7 @@ function measureHistoryJson(): HistoryJson {
       once();
       samples.push(performance.now() - start);
     }
-    return Math.round(median(samples) * 1000) / 1000;
+    return round(median(samples), 3);
   };
   return { shortSteps: SHORT_HISTORY, shortMs: cost(SHORT_HISTORY), longSteps: LONG_HISTORY, longMs: cost(LONG_HISTORY) };
 }

@@ -66,7 +66,7 @@ const shutDown = (server: ServerType) =>
   new Promise<void>((resolve) => (server.close(() => resolve()), (server as { closeAllConnections?: () => void }).closeAllConnections?.()));
 
 /** How long a deployment refuses connections before its runs move, for this suite's executor. */
-const GONE_AFTER_MS = 3_000;
+const GONE_AFTER_MS = 4_000;
 
 describe.each(STORE_KINDS)("versioned deploys on %s", (kind) => {
   let executor: RunningServer;
@@ -193,7 +193,7 @@ describe.each(STORE_KINDS)("versioned deploys on %s", (kind) => {
     expect(run.appVersion).toBe("v9");
     await eventually("the run asleep", async () => ((await api<RunView>(`/api/runs/${run.id}`)).status === "sleeping" ? true : undefined));
     // Version 9's server restarts: while it is down (a second, less than the suite's window of
-    // three), its port refuses the run's wake-up, again and again.
+    // four), its port refuses the run's wake-up, again and again.
     await shutDown(v9.server);
     await release("v10", front);
     await eventually("the end of the nap", async () => ((await api<RunView>(`/api/runs/${run.id}`)).status !== "sleeping" ? true : undefined));

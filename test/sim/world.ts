@@ -6,7 +6,7 @@
  * their grace period. What happened is left in the ledger and the store for the checker.
  */
 import { createApi } from "@stepwise/api";
-import { Executor, InputError, type Logger } from "@stepwise/engine";
+import { Executor, InputError, MIN_DEPLOYMENT_GONE_AFTER_MS, type Logger } from "@stepwise/engine";
 import { DEV_SIGNING_KEY } from "@stepwise/protocol";
 import { IdleBaseline } from "../support/idle-baseline.ts";
 import { SIM_CRON_PERIOD_MS, simApp } from "./app.ts";
@@ -25,11 +25,12 @@ const QUIESCE_DEADLINE_MS = 90_000;
 export const FIRST_VERSION = "d1";
 export const FIRST_DEPLOYMENT_HOST = `${FIRST_VERSION}.sim.app`;
 /**
- * How long a deployment refuses connections before its runs move: short, so a deletion that
- * refuses moves them within the schedule, and longer than the random refusals of the faulty
- * network come one after another for one run (which, before, moved runs for good).
+ * How long a deployment refuses connections before its runs move: the shortest the executor
+ * takes, so a deletion that refuses moves them within the schedule, and longer than the random
+ * refusals of the faulty network come one after another for one run (which, before, moved runs
+ * for good).
  */
-const DEPLOYMENT_GONE_AFTER_MS = 1_000;
+const DEPLOYMENT_GONE_AFTER_MS = MIN_DEPLOYMENT_GONE_AFTER_MS;
 
 export interface Played {
   ledger: Ledger;

@@ -40,30 +40,47 @@ export function deploymentOf(app: AppRecord, run: Pick<RunRecord, "appVersion">)
 
 /** How long a deployment refuses connections, with no answer between, before it is gone. */
 export const DEFAULT_DEPLOYMENT_GONE_AFTER_MS = 60_000;
+/**
+ * The shortest window (0 aside): its pause, 2 s at least so that a retry comes round, must be
+ * at most half of it, so that a window of refusals is three of them at least. With a 2 s pause
+ * on a 1 s window, two refusals around a stall of the only executor sending there (nothing
+ * between them to answer) were a window.
+ */
+export const MIN_DEPLOYMENT_GONE_AFTER_MS = 4_000;
 
 /**
  * Connections refused by pinned deployments. The store counts how long a deployment has refused
- * (from every executor); an answer from it clears the count, told by the executor that got the
- * answer when it saw a refusal there itself or its registry shows a count (so an answer costs a
- * write only after a refusal). A pause in the refusals longer than a few retries starts the
- * count again, so two restarts never add up even where an answer was not told (an executor's
- * registry is a few seconds behind). Each process records a refusal of one deployment at most
- * once a second (or retry interval, if shorter), the others retried quietly: a thousand runs
- * pinned to a restarting deployment cost a write a second, not a thousand.
+ * (from every executor); an answer from it clears the count. The executor that got the answer
+ * tells it at once when it saw a refusal there itself or its registry shows a count, and
+ * otherwise at most once a write interval: its registry is seconds behind, and an answer no one
+ * tells lets the count join refusals other executors saw around it. A pause in the refusals
+ * longer than a few retries (at most half the window) starts the count again. Each process
+ * records a refusal of one deployment at most once a second (or retry interval, if shorter),
+ * the others retried quietly: a thousand runs pinned to a restarting deployment cost a write a
+ * second, not a thousand. Times are read from a monotonic clock: a wall clock set back must not
+ * silence answers.
  */
 export class DeploymentRefusals {
   /** Deployments this process saw refuse since they last answered, and when it last recorded it. */
   private readonly recorded = new Map<string, number>();
+  /** When this process last told each deployment's answer. */
+  private readonly told = new Map<string, number>();
+  /** How long refusals must last (0: the first is gone); shorter windows asked for are raised to {@link MIN_DEPLOYMENT_GONE_AFTER_MS}. */
+  readonly goneAfterMs: number;
   /** How often a refused job is tried there again. */
   readonly retryInMs: number;
   /** A pause in the refusals this long starts the count again: longer than a retry takes to come round. */
   readonly pauseMs: number;
+  /** How often a deployment's refusal, or an answer with no count known, is written. */
+  readonly writeEveryMs: number;
 
-  constructor(readonly goneAfterMs = DEFAULT_DEPLOYMENT_GONE_AFTER_MS) {
+  constructor(goneAfterMs = DEFAULT_DEPLOYMENT_GONE_AFTER_MS) {
+    this.goneAfterMs = goneAfterMs > 0 ? Math.max(goneAfterMs, MIN_DEPLOYMENT_GONE_AFTER_MS) : 0;
     // Often enough to see a restart end, few enough to cost nothing while it lasts.
-    this.retryInMs = Math.min(5_000, Math.max(100, Math.round(goneAfterMs / 10)));
+    this.retryInMs = Math.min(5_000, Math.max(100, Math.round(this.goneAfterMs / 10)));
     // A retry comes round after its delay and the claim loop's next look (up to a poll interval).
     this.pauseMs = Math.max(4 * this.retryInMs, 2_000);
+    this.writeEveryMs = Math.min(1_000, this.retryInMs);
   }
 
   /**
@@ -71,14 +88,27 @@ export class DeploymentRefusals {
    * that failed): a count of its refusals ends.
    */
   async answered(ctx: EngineContext, app: AppRecord, run: RunRecord, target: DeploymentTarget, response: InvokeResponse): Promise<void> {
-    if (!target.pinned || !answeredByApp(response)) return;
+    if (!target.pinned || this.goneAfterMs === 0 || !answeredByApp(response)) return;
     const key = keyOf(app, run, target);
-    if (!this.recorded.delete(key) && !target.refusing) return;
+    const now = performance.now();
+    const sawCount = this.recorded.delete(key) || target.refusing === true;
+    const toldAt = this.told.get(key);
+    if (!sawCount && toldAt !== undefined && now - toldAt < this.writeEveryMs) return;
+    // Taken before the write: answers of the same moment write once.
+    this.told.set(key, now);
+    if (this.told.size > 100) this.forgetOld(now);
+    const tell = ctx.store.deploymentAnswered(app.id, run.appVersion!, target.url);
+    if (!sawCount) {
+      // Most likely there is no count to end: the job does not wait, and a failure is quiet
+      // (the next answer a write interval later tries again).
+      tell.catch(() => {});
+      return;
+    }
     try {
-      await ctx.store.deploymentAnswered(app.id, run.appVersion!, target.url);
+      await tell;
     } catch (error) {
       // The answer is the run's; the count is cleared at the next answer instead.
-      this.recorded.set(key, 0);
+      if (this.told.get(key) === now) this.told.delete(key);
       ctx.log.warn(`app ${app.id}: could not record that the deployment of version ${run.appVersion} answered again: ${describe(error)}`);
     }
   }
@@ -92,12 +122,12 @@ export class DeploymentRefusals {
   async leave(ctx: EngineContext, app: AppRecord, run: RunRecord, target: DeploymentTarget, gone: DeploymentGone): Promise<void> {
     const where = `the deployment of version ${run.appVersion} at ${shownUrl(target.url)}`;
     const key = keyOf(app, run, target);
-    const now = Date.now();
+    const now = performance.now();
     this.forgetOld(now);
     let marked: boolean;
     if (gone.refused && this.goneAfterMs > 0) {
       const last = this.recorded.get(key);
-      const recordNow = last === undefined || now - last >= Math.min(1_000, this.retryInMs);
+      const recordNow = last === undefined || now - last >= this.writeEveryMs;
       let state: RefusalCount = "counting";
       if (recordNow) {
         // Taken before the write: refusals of the same moment (a batch of jobs) write once.
@@ -131,6 +161,7 @@ export class DeploymentRefusals {
   /** Refusals older than a pause mean nothing any more (the deployment answered elsewhere, or went). */
   private forgetOld(now: number): void {
     for (const [key, at] of this.recorded) if (now - at > this.pauseMs + 1_000) this.recorded.delete(key);
+    for (const [key, at] of this.told) if (now - at >= this.writeEveryMs) this.told.delete(key);
   }
 }
 

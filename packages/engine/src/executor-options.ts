@@ -49,9 +49,10 @@ export interface ExecutorOptions {
   /** Longest one invocation of an app may take. */
   invokeTimeoutMs?: number;
   /**
-   * How long the deployment a run is pinned to may refuse connections, without a pause as long,
-   * before it counts as gone and its runs move to the app's URL (default one minute). Until
-   * then its jobs are tried there again: a restart or a blip moves nothing.
+   * How long the deployment a run is pinned to may refuse connections, with no answer and no
+   * pause of a few retries between, before it counts as gone and its runs move to the app's URL
+   * (default one minute; a window under 4 s is taken as 4 s; 0 takes the first refusal for
+   * gone). Until then its jobs are tried there again: a restart or a blip moves nothing.
    */
   deploymentGoneAfterMs?: number;
   /** How long the cache of registered functions is trusted before a reload. */

@@ -11,6 +11,7 @@ export { consoleLogger, silentLogger, time, formatDuration, printable, type Logg
 export { InputError, InvocationNotStarted, LeaseLostError, isRefusedValue, isUnavailable } from "./errors.ts";
 export { parseEvents } from "./event-input.ts";
 export { DEFAULT_SIGNAL_GRACE_MS } from "./signal-delivery.ts";
+export { DEFAULT_DEPLOYMENT_GONE_AFTER_MS, MIN_DEPLOYMENT_GONE_AFTER_MS } from "./deployments.ts";
 export { evaluateCondition, expressionError, matches } from "./expressions.ts";
 export { systemClock, type Clock } from "./clock.ts";
 export { expectedJobs } from "./machine/progress.ts";

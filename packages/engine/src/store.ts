@@ -362,7 +362,7 @@ export interface Store {
    * URL keeps the count; one that revives a gone deployment or moves it clears it.
    */
   deploymentRefused(appId: string, version: string, url: string, goneAfterMs: number, pauseMs: number): Promise<RefusalCount>;
-  /** The deployment of `version` at `url` answered after refusing: its count of refusals starts again. */
+  /** The deployment of `version` at `url` answered: its count of refusals, if any, starts again. */
   deploymentAnswered(appId: string, version: string, url: string): Promise<void>;
   listFunctions(): Promise<FunctionRecord[]>;
   /** Pauses a function (`paused`), or resumes it, saying what becomes of the runs its pause held; the function as it now is, or null when none is registered by that ID. */

@@ -78,3 +78,70 @@ it("an executor that never saw the refusal clears the count its registry shows, 
   await other.answered(ctx, app, run, seenByOther, { type: "ops", ops: [] } as unknown as InvokeResponse);
   expect((await fresh()).refusing).toBeUndefined();
 });
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const sdkAnswer = { type: "ops", ops: [] } as unknown as InvokeResponse;
+/** Waits (a second at most) until `check` holds: an answer with no count known is told without the job waiting for it. */
+async function eventually(check: () => Promise<boolean>): Promise<boolean> {
+  for (const end = Date.now() + 1_000; Date.now() < end; await sleep(10)) if (await check()) return true;
+  return check();
+}
+
+it("an answer is told even where the registry does not show the count yet, so refusals around it never join", async () => {
+  const { app, run, target, fresh } = await pinned();
+  // One executor refuses, then dies before its next answer there; another, whose registry was
+  // read before the refusal, gets an answer.
+  expect(await outcome(new DeploymentRefusals(4_000).leave(ctx, app, run, target, refused()))).toBe("retry");
+  expect(target.refusing).toBeUndefined();
+  await new DeploymentRefusals(4_000).answered(ctx, app, run, target, sdkAnswer);
+  expect(await eventually(async () => (await fresh()).refusing === undefined)).toBe(true);
+  // The first one's successor refuses three times, each within a pause (2 s) of the last, over
+  // the next 4.5 s: the window counted from the first refusal, but not from its own first.
+  const successor = new DeploymentRefusals(4_000);
+  expect(successor.pauseMs).toBe(2_000);
+  for (let round = 0; round < 3; round++) {
+    await sleep(1_500);
+    expect(await outcome(successor.leave(ctx, app, run, target, refused()))).toBe("retry");
+  }
+  expect((await fresh()).pinned).toBe(true);
+});
+
+it("answers with no refusal seen are told at most once a write interval; after a refusal of its own, at once; with a window of 0, never", async () => {
+  const { app, run, target } = await pinned();
+  let told = 0;
+  const store = ctx.store;
+  const counting = {
+    ...ctx,
+    store: new Proxy(store, {
+      get(inner, name) {
+        if (name === "deploymentAnswered") return (...args: Parameters<typeof store.deploymentAnswered>) => (told++, inner.deploymentAnswered(...args));
+        const value = Reflect.get(inner, name) as unknown;
+        return typeof value === "function" ? value.bind(inner) : value;
+      },
+    }),
+  } as EngineContext;
+  const refusals = new DeploymentRefusals(10_000);
+  await Promise.all([1, 2, 3].map(() => refusals.answered(counting, app, run, target, sdkAnswer)));
+  expect(told).toBe(1);
+  await sleep(refusals.writeEveryMs + 20);
+  await refusals.answered(counting, app, run, target, sdkAnswer);
+  expect(told).toBe(2);
+  await outcome(refusals.leave(counting, app, run, target, refused()));
+  await refusals.answered(counting, app, run, target, sdkAnswer);
+  expect(told).toBe(3);
+  // A window of 0 keeps no count: nothing to end.
+  await new DeploymentRefusals(0).answered(counting, app, run, target, sdkAnswer);
+  expect(told).toBe(3);
+});
+
+it("a window is 4 s at least, twice the pause: two refusals around a stall that sent nothing are not a window", async () => {
+  const { app, run, target, fresh } = await pinned();
+  const refusals = new DeploymentRefusals(1_000);
+  expect(refusals.goneAfterMs).toBe(4_000);
+  expect(refusals.pauseMs).toBeLessThanOrEqual(refusals.goneAfterMs / 2);
+  expect(await outcome(refusals.leave(ctx, app, run, target, refused()))).toBe("retry");
+  // Longer than the window asked for, shorter than the pause.
+  await sleep(1_100);
+  expect(await outcome(refusals.leave(ctx, app, run, target, refused()))).toBe("retry");
+  expect((await fresh()).pinned).toBe(true);
+});

@@ -1,5 +1,5 @@
 /** Executor settings from the environment, so `stepwise dev` and `start` share one reading. */
-import { parseAppSigningKeys } from "@stepwise/engine";
+import { MIN_DEPLOYMENT_GONE_AFTER_MS, parseAppSigningKeys } from "@stepwise/engine";
 import { toMs } from "@stepwise/protocol";
 
 export interface EnvSettings {
@@ -74,12 +74,19 @@ export function readEnv(env: Record<string, string | undefined> = process.env): 
     postgresDriver: driver(env.STEPWISE_PG_DRIVER),
     maintenanceMs: number("STEPWISE_MAINTENANCE_MS"),
     reconcileGraceMs: number("STEPWISE_RECONCILE_GRACE_MS"),
-    // 0 is meant: the first refused connection moves a run's deployment's runs.
-    deploymentGoneAfterMs: env.STEPWISE_DEPLOYMENT_GONE_AFTER_MS === "0" ? 0 : number("STEPWISE_DEPLOYMENT_GONE_AFTER_MS"),
+    deploymentGoneAfterMs: goneAfter(env.STEPWISE_DEPLOYMENT_GONE_AFTER_MS === "0" ? 0 : number("STEPWISE_DEPLOYMENT_GONE_AFTER_MS")),
     retentionMs: duration(env.STEPWISE_RETENTION, "STEPWISE_RETENTION"),
     allowPrivateAppUrls: env.STEPWISE_ALLOW_PRIVATE_APP_URLS === "1" || env.STEPWISE_ALLOW_PRIVATE_APP_URLS === "true",
     publicUrl: env.STEPWISE_PUBLIC_URL || undefined,
   };
+}
+
+/** 0 is meant (the first refused connection moves a deployment's runs); a window shorter than the engine's least is said to be wrong, not raised in silence. */
+function goneAfter(ms: number | undefined): number | undefined {
+  if (ms === undefined || ms === 0 || ms >= MIN_DEPLOYMENT_GONE_AFTER_MS) return ms;
+  throw new Error(
+    `STEPWISE_DEPLOYMENT_GONE_AFTER_MS must be 0 (the first refused connection moves a deployment's runs) or at least ${MIN_DEPLOYMENT_GONE_AFTER_MS} ms (a shorter window could take a restart for a deployment gone), got "${ms}"`,
+  );
 }
 
 function duration(value: string | undefined, name: string): number | undefined {

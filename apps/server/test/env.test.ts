@@ -20,6 +20,9 @@ it("treats empty variables as unset and rejects a bad number with its name", () 
   // A window of 0 is meant (the first refused connection moves runs); below it is not.
   expect(readEnv({ STEPWISE_DEPLOYMENT_GONE_AFTER_MS: "0" }).deploymentGoneAfterMs).toBe(0);
   expect(() => readEnv({ STEPWISE_DEPLOYMENT_GONE_AFTER_MS: "-1" })).toThrow(/STEPWISE_DEPLOYMENT_GONE_AFTER_MS must be a positive number/);
+  // A window shorter than 4 s would let two refusals around a stall count as a deployment gone.
+  expect(() => readEnv({ STEPWISE_DEPLOYMENT_GONE_AFTER_MS: "1000" })).toThrow(/STEPWISE_DEPLOYMENT_GONE_AFTER_MS must be 0 .* or at least 4000 ms/);
+  expect(readEnv({ STEPWISE_DEPLOYMENT_GONE_AFTER_MS: "4000" }).deploymentGoneAfterMs).toBe(4_000);
 });
 
 it("chooses the Postgres driver of stepwise start, and names the choices when one is wrong", () => {

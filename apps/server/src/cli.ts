@@ -14,7 +14,7 @@ ${CLIENT_USAGE}
 Environment: STEPWISE_SIGNING_KEY, STEPWISE_SIGNING_KEY_NEXT, STEPWISE_APP_SIGNING_KEYS (app=key,…), STEPWISE_EVENT_KEY, STEPWISE_API_KEY, STEPWISE_DASHBOARD_KEY, STEPWISE_APP_URLS,
 STEPWISE_DATA_DIR, DATABASE_URL, UPSTASH_REDIS_REST_URL, UPSTASH_REDIS_REST_TOKEN, STEPWISE_REDIS_PREFIX,
 STEPWISE_PG_DRIVER (neon | neon-http | pg), STEPWISE_CONCURRENCY, STEPWISE_LEASE_MS, STEPWISE_MAINTENANCE_MS, STEPWISE_RECONCILE_GRACE_MS,
-STEPWISE_DEPLOYMENT_GONE_AFTER_MS (how long a run's own deployment may refuse connections before its runs move, default 60000),
+STEPWISE_DEPLOYMENT_GONE_AFTER_MS (how long a run's own deployment may refuse connections before its runs move, default 60000, at least 4000; 0: the first refusal),
 STEPWISE_RETRY_INITIAL_MS, STEPWISE_RETRY_MAX_MS, STEPWISE_RETENTION (how long finished runs are kept, default 7d),
 STEPWISE_ALLOW_PRIVATE_APP_URLS=1 (apps may register loopback and private URLs outside dev mode),
 STEPWISE_PUBLIC_URL (where people and services reach the executor: the base of callback URLs; default its own address)`;

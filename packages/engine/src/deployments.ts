@@ -88,10 +88,12 @@ export class DeploymentRefusals {
    * that failed): a count of its refusals ends.
    */
   async answered(ctx: EngineContext, app: AppRecord, run: RunRecord, target: DeploymentTarget, response: InvokeResponse): Promise<void> {
-    if (!target.pinned || this.goneAfterMs === 0 || !answeredByApp(response)) return;
+    if (!target.pinned || !answeredByApp(response)) return;
     const key = keyOf(app, run, target);
     const now = performance.now();
     const sawCount = this.recorded.delete(key) || target.refusing === true;
+    // With a window of 0 this process keeps no count, but other executors' may be counting.
+    if (!sawCount && this.goneAfterMs === 0) return;
     const toldAt = this.told.get(key);
     if (!sawCount && toldAt !== undefined && now - toldAt < this.writeEveryMs) return;
     // Taken before the write: answers of the same moment write once.
@@ -100,8 +102,10 @@ export class DeploymentRefusals {
     const tell = ctx.store.deploymentAnswered(app.id, run.appVersion!, target.url);
     if (!sawCount) {
       // Most likely there is no count to end: the job does not wait, and a failure is quiet
-      // (the next answer a write interval later tries again).
-      tell.catch(() => {});
+      // (the next answer tries again).
+      tell.catch(() => {
+        if (this.told.get(key) === now) this.told.delete(key);
+      });
       return;
     }
     try {

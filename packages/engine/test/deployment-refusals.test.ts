@@ -106,7 +106,7 @@ it("an answer is told even where the registry does not show the count yet, so re
   expect((await fresh()).pinned).toBe(true);
 });
 
-it("answers with no refusal seen are told at most once a write interval; after a refusal of its own, at once; with a window of 0, never", async () => {
+it("answers with no refusal seen are told at most once a write interval; after a refusal of its own, at once; with a window of 0, only a count shown", async () => {
   const { app, run, target } = await pinned();
   let told = 0;
   const store = ctx.store;
@@ -129,9 +129,13 @@ it("answers with no refusal seen are told at most once a write interval; after a
   await outcome(refusals.leave(counting, app, run, target, refused()));
   await refusals.answered(counting, app, run, target, sdkAnswer);
   expect(told).toBe(3);
-  // A window of 0 keeps no count: nothing to end.
-  await new DeploymentRefusals(0).answered(counting, app, run, target, sdkAnswer);
+  // A window of 0 keeps no count of its own: it tells only a count its registry shows (another
+  // executor's, with a window of its own).
+  const zero = new DeploymentRefusals(0);
+  await zero.answered(counting, app, run, target, sdkAnswer);
   expect(told).toBe(3);
+  await zero.answered(counting, app, run, { ...target, refusing: true }, sdkAnswer);
+  expect(told).toBe(4);
 });
 
 it("a window is 4 s at least, twice the pause: two refusals around a stall that sent nothing are not a window", async () => {

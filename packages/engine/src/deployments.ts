@@ -99,22 +99,18 @@ export class DeploymentRefusals {
     // Taken before the write: answers of the same moment write once.
     this.told.set(key, now);
     if (this.told.size > 100) this.forgetOld(now);
-    const tell = ctx.store.deploymentAnswered(app.id, run.appVersion!, target.url);
-    if (!sawCount) {
-      // Most likely there is no count to end: the job does not wait, and a failure is quiet
-      // (the next answer tries again).
-      tell.catch(() => {
+    // Resolves to the error, if any: the answer is the run's, and the next answer tells again.
+    const failure = ctx.store.deploymentAnswered(app.id, run.appVersion!, target.url).then(
+      () => undefined,
+      (error: unknown) => {
         if (this.told.get(key) === now) this.told.delete(key);
-      });
-      return;
-    }
-    try {
-      await tell;
-    } catch (error) {
-      // The answer is the run's; the count is cleared at the next answer instead.
-      if (this.told.get(key) === now) this.told.delete(key);
-      ctx.log.warn(`app ${app.id}: could not record that the deployment of version ${run.appVersion} answered again: ${describe(error)}`);
-    }
+        return { error };
+      },
+    );
+    // Most likely there is no count to end: the job does not wait, and a failure is quiet.
+    if (!sawCount) return;
+    const failed = await failure;
+    if (failed) ctx.log.warn(`app ${app.id}: could not record that the deployment of version ${run.appVersion} answered again: ${describe(failed.error)}`);
   }
 
   /**

@@ -11,6 +11,7 @@ import { DeploymentGone, DeploymentUnreachable } from "../src/errors.ts";
 import { silentLogger } from "../src/log.ts";
 import type { AppRecord, RunRecord } from "../src/records.ts";
 import { Registry } from "../src/registry.ts";
+import { eventually } from "../../../test/support/eventually.ts";
 import { freshPglite } from "../../../test/support/pglite.ts";
 
 let store: PostgresStore;
@@ -81,11 +82,6 @@ it("an executor that never saw the refusal clears the count its registry shows, 
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const sdkAnswer = { type: "ops", ops: [] } as unknown as InvokeResponse;
-/** Waits (a second at most) until `check` holds: an answer with no count known is told without the job waiting for it. */
-async function eventually(check: () => Promise<boolean>): Promise<boolean> {
-  for (const end = Date.now() + 1_000; Date.now() < end; await sleep(10)) if (await check()) return true;
-  return check();
-}
 
 it("an answer is told even where the registry does not show the count yet, so refusals around it never join", async () => {
   const { app, run, target, fresh } = await pinned();
@@ -94,7 +90,8 @@ it("an answer is told even where the registry does not show the count yet, so re
   expect(await outcome(new DeploymentRefusals(4_000).leave(ctx, app, run, target, refused()))).toBe("retry");
   expect(target.refusing).toBeUndefined();
   await new DeploymentRefusals(4_000).answered(ctx, app, run, target, sdkAnswer);
-  expect(await eventually(async () => (await fresh()).refusing === undefined)).toBe(true);
+  // Told without the job waiting for it: a second at most.
+  await eventually("the count ended", async () => ((await fresh()).refusing === undefined ? true : undefined), { timeoutMs: 1_000 });
   // The first one's successor refuses three times, each within a pause (2 s) of the last, over
   // the next 4.5 s: the window counted from the first refusal, but not from its own first.
   const successor = new DeploymentRefusals(4_000);

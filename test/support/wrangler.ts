@@ -18,6 +18,7 @@ export const EXECUTOR_CONFIG = join(ROOT, "wrangler.toml");
 
 export interface RunningWorker {
   url: string;
+  /** What wrangler and workerd printed, a line each, prefixed with the time it arrived (ISO 8601). */
   output: string[];
   stop(): Promise<void>;
 }
@@ -43,8 +44,13 @@ export async function startWorker(config: string, vars: Record<string, string>, 
     env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: process.env.CI ?? "" },
   });
   const output: string[] = [];
-  child.stdout?.on("data", (chunk: Buffer) => output.push(...chunk.toString().split("\n").filter(Boolean)));
-  child.stderr?.on("data", (chunk: Buffer) => output.push(...chunk.toString().split("\n").filter(Boolean)));
+  // Stamped as they arrive, so two Workers' lines can be laid side by side (see `timeline`).
+  const capture = (chunk: Buffer) => {
+    const at = new Date().toISOString();
+    for (const line of chunk.toString().split("\n")) if (line) output.push(`${at} ${line}`);
+  };
+  child.stdout?.on("data", capture);
+  child.stderr?.on("data", capture);
   let exited = false;
   child.once("exit", () => (exited = true));
   const stop = async () => {
@@ -89,4 +95,20 @@ export async function waitFor(
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   throw new Error(`run of event ${eventId} not as expected after ${timeoutMs} ms; last: ${JSON.stringify(last)}\n${logs()}`);
+}
+
+/**
+ * Both Workers' lines from `beforeMs` before the first line matching `pattern` to `afterMs` after
+ * it, merged by time and labelled: a failure in one Worker's log (workerd's "disconnected"
+ * errors name no peer) read beside what the other was doing then. Empty when nothing matches.
+ */
+export function timeline(pattern: RegExp, logs: Record<string, RunningWorker>, beforeMs = 3_000, afterMs = 1_000): string {
+  const lines = Object.entries(logs).flatMap(([label, { output }]) => output.map((line) => ({ label, line, at: Date.parse(line.slice(0, 24)) })));
+  const hit = lines.find(({ line }) => pattern.test(line));
+  if (!hit) return "";
+  return lines
+    .filter(({ at }) => at >= hit.at - beforeMs && at <= hit.at + afterMs)
+    .sort((a, b) => a.at - b.at)
+    .map(({ label, line }) => `[${label}] ${line}`)
+    .join("\n");
 }

@@ -20,7 +20,7 @@ import { schemas } from "./app/src/index.ts";
 import { createTestDatabase, postgresAvailable, testBridge, type TestDatabase } from "../support/postgres.ts";
 import { redisAvailable, startTestRedis, type TestRedis } from "../support/redis.ts";
 import { freePort } from "../support/net.ts";
-import { EXECUTOR_CONFIG, START_TIMEOUT_MS, startWorker, waitFor, type RunningWorker } from "../support/wrangler.ts";
+import { EXECUTOR_CONFIG, START_TIMEOUT_MS, startWorker, timeline, waitFor, type RunningWorker } from "../support/wrangler.ts";
 
 /** The test app Worker's config. */
 const APP_CONFIG = new URL("./app/wrangler.toml", import.meta.url).pathname;
@@ -181,8 +181,9 @@ describe.skipIf(TOPOLOGIES.length === 0).each(TOPOLOGIES)("the executor and an a
     expect(cron.status).toBe(200);
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     expect(await cron.text()).toContain("Ran scheduled event");
-    expect(worker.output.filter((line) => /cron drain failed|ERROR/.test(line))).toEqual([]);
-    expect(app.output.filter((line) => /ERROR|Uncaught/.test(line))).toEqual([]);
+    const both = { executor: worker, app };
+    expect(worker.output.filter((line) => /cron drain failed|ERROR/.test(line)), timeline(/cron drain failed|ERROR/, both)).toEqual([]);
+    expect(app.output.filter((line) => /ERROR|Uncaught/.test(line)), timeline(/ERROR|Uncaught/, both)).toEqual([]);
   }, 60_000);
 
   it("holds a concurrency key to its limit and a throttle to its rate, woken by the alarm", async (context) => {

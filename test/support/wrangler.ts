@@ -98,13 +98,14 @@ export async function waitFor(
 }
 
 /**
- * Both Workers' lines from `beforeMs` before the first line matching `pattern` to `afterMs` after
- * it, merged by time and labelled: a failure in one Worker's log (workerd's "disconnected"
- * errors name no peer) read beside what the other was doing then. Empty when nothing matches.
+ * Every Worker's lines from `beforeMs` before the first line of `focus` matching `pattern` to
+ * `afterMs` after it, merged by time and labelled: a failure in one Worker's log (workerd's
+ * "disconnected" errors name no peer) read beside what the others were doing then. Empty when
+ * nothing matches.
  */
-export function timeline(pattern: RegExp, logs: Record<string, RunningWorker>, beforeMs = 3_000, afterMs = 1_000): string {
+export function timeline(pattern: RegExp, logs: Record<string, RunningWorker>, focus: string, beforeMs = 3_000, afterMs = 1_000): string {
   const lines = Object.entries(logs).flatMap(([label, { output }]) => output.map((line) => ({ label, line, at: Date.parse(line.slice(0, 24)) })));
-  const hit = lines.find(({ line }) => pattern.test(line));
+  const hit = lines.find(({ label, line }) => label === focus && pattern.test(line));
   if (!hit) return "";
   return lines
     .filter(({ at }) => at >= hit.at - beforeMs && at <= hit.at + afterMs)

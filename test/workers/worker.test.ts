@@ -182,8 +182,8 @@ describe.skipIf(TOPOLOGIES.length === 0).each(TOPOLOGIES)("the executor and an a
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     expect(await cron.text()).toContain("Ran scheduled event");
     const both = { executor: worker, app };
-    expect(worker.output.filter((line) => /cron drain failed|ERROR/.test(line)), timeline(/cron drain failed|ERROR/, both)).toEqual([]);
-    expect(app.output.filter((line) => /ERROR|Uncaught/.test(line)), timeline(/ERROR|Uncaught/, both)).toEqual([]);
+    expect(worker.output.filter((line) => /cron drain failed|ERROR/.test(line)), timeline(/cron drain failed|ERROR/, both, "executor")).toEqual([]);
+    expect(app.output.filter((line) => /ERROR|Uncaught/.test(line)), timeline(/ERROR|Uncaught/, both, "app")).toEqual([]);
   }, 60_000);
 
   it("holds a concurrency key to its limit and a throttle to its rate, woken by the alarm", async (context) => {

@@ -22,6 +22,10 @@ beforeAll(async () => {
 });
 afterAll(() => store.close());
 
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** What an SDK answers: the deployment is up. */
+const sdkAnswer = { type: "ops", ops: [] } as unknown as InvokeResponse;
+
 let apps = 0;
 /** A fresh app with version v1 at its own URL, and a run of it: the deployment it is pinned to. */
 async function pinned() {
@@ -76,12 +80,9 @@ it("an executor that never saw the refusal clears the count its registry shows, 
   const other = new DeploymentRefusals(10_000);
   const seenByOther = await fresh();
   expect(seenByOther.refusing).toBe(true);
-  await other.answered(ctx, app, run, seenByOther, { type: "ops", ops: [] } as unknown as InvokeResponse);
+  await other.answered(ctx, app, run, seenByOther, sdkAnswer);
   expect((await fresh()).refusing).toBeUndefined();
 });
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const sdkAnswer = { type: "ops", ops: [] } as unknown as InvokeResponse;
 
 it("an answer is told even where the registry does not show the count yet, so refusals around it never join", async () => {
   const { app, run, target, fresh } = await pinned();

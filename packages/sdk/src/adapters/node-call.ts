@@ -71,7 +71,7 @@ async function keptBody(req: NodeRequest, advice: string): Promise<string | unde
 const decoder = new TextDecoder();
 
 /** The body as UTF-8, or null as soon as it passes `maxBytes`, declared or sent; the rest is not read. */
-function readCapped(req: IncomingMessage, maxBytes: number): Promise<string | null> {
+export function readCapped(req: IncomingMessage, maxBytes: number): Promise<string | null> {
   return new Promise((resolve, reject) => {
     if (Number(req.headers["content-length"] ?? 0) > maxBytes) return resolve(null);
     const chunks: Uint8Array[] = [];

@@ -1,11 +1,11 @@
 /** The shared adapter suite, run against every `serve()` adapter and the request shapes each meets. */
-import { createServer, type IncomingMessage } from "node:http";
-import type { AddressInfo } from "node:net";
+import { createServer, request as httpRequest, type IncomingMessage } from "node:http";
+import { connect, type AddressInfo } from "node:net";
 import { serve as serveHonoNode, type ServerType } from "@hono/node-server";
 import { HEADERS } from "@stepwise/protocol";
 import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { serve as serveFetch } from "../src/adapters/fetch.ts";
 import { serve as serveHono } from "../src/adapters/hono.ts";
 import { serve as serveLambda, type LambdaHttpEvent } from "../src/adapters/lambda.ts";
@@ -160,4 +160,100 @@ describe("hono on Node behind middlewares that touch the raw request", () => {
       }
     });
   }
+});
+
+// The adapter reads Node's stream itself when nothing has begun to: what happens around it must
+// go as it did through Hono's request.
+describe("hono on Node, the body read off Node's stream", () => {
+  /** An app whose handler counts the calls that settled; `middleware` runs around it. */
+  async function countingServer(middleware: (c: Context, next: () => Promise<void>) => Promise<void>) {
+    const client = new Stepwise({ id: "shop", signingKey: KEY });
+    const fn = client.createFunction({ id: "fulfil", triggers: [] }, async ({ event }) => (event.data as { note: string }).note.length);
+    const handler = serveHono({ client, functions: [fn] });
+    const calls = { started: 0, settled: 0 };
+    const app = new Hono();
+    app.use("/api/durable", middleware);
+    app.post("/api/durable", async (c) => {
+      calls.started++;
+      try {
+        return await handler(c);
+      } finally {
+        calls.settled++;
+      }
+    });
+    const server = await new Promise<ServerType>((resolve) => {
+      const started: ServerType = serveHonoNode({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, () => resolve(started));
+    });
+    const { port } = server.address() as AddressInfo;
+    const url = `http://127.0.0.1:${port}/api/durable?fnId=fulfil`;
+    const invocation = async (bytes: number) => {
+      const event = { ...TRIGGER, data: { orderId: "o1", note: "x".repeat(bytes) } };
+      const body = JSON.stringify(request([], { event, events: [event] }));
+      return { body, headers: { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)), [HEADERS.signature]: await signInvocation(KEY, url, body) } };
+    };
+    return { port, url, calls, invocation, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+  }
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  it("ends the call when the client went away before the handler read the body", async () => {
+    const app = await countingServer(async (_c, next) => (await sleep(50), next()));
+    try {
+      const { body, headers } = await app.invocation(200_000);
+      const socket = connect(app.port, "127.0.0.1");
+      await new Promise((resolve) => socket.once("connect", resolve));
+      const head = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join("");
+      socket.write(`POST /api/durable?fnId=fulfil HTTP/1.1\r\nhost: 127.0.0.1:${app.port}\r\n${head}\r\n${body.slice(0, 1_000)}`);
+      await sleep(10);
+      socket.destroy();
+      await vi.waitFor(() => expect(app.calls).toEqual({ started: 1, settled: 1 }), { timeout: 5_000 });
+    } finally {
+      await app.close();
+    }
+  });
+
+  it("answers while a middleware touches the request as the body arrives", { timeout: 20_000 }, async () => {
+    const app = await countingServer(async (c, next) => {
+      const alongside = (async () => (await sleep(10), c.req.raw.signal.addEventListener("abort", () => {})))();
+      await Promise.all([next(), alongside]);
+    });
+    try {
+      const { body, headers } = await app.invocation(1_000_000);
+      const answer = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+        const req = httpRequest(app.url, { method: "POST", headers }, (res) => {
+          let text = "";
+          res.on("data", (chunk) => (text += String(chunk)));
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
+        });
+        req.on("error", reject);
+        req.setTimeout(10_000, () => req.destroy(new Error("no answer in 10 s")));
+        // The body arrives over about 80 ms, as over a real network.
+        void (async () => {
+          for (let at = 0; at < body.length; at += 65_536) {
+            req.write(body.slice(at, at + 65_536));
+            await sleep(5);
+          }
+          req.end();
+        })();
+      });
+      expect(answer).toEqual({ status: 200, text: JSON.stringify({ type: "completed", output: 1_000_000 }) });
+    } finally {
+      await app.close();
+    }
+  });
+
+  it("leaves the body to a middleware that reads it after the handler", async () => {
+    let after: string | undefined;
+    const app = await countingServer(async (c, next) => {
+      await next();
+      after = await c.req.text();
+    });
+    try {
+      const { body, headers } = await app.invocation(200_000);
+      const res = await fetch(app.url, { method: "POST", body, headers });
+      expect(res.status).toBe(200);
+      expect(after).toBe(body);
+    } finally {
+      await app.close();
+    }
+  });
 });

@@ -2,20 +2,24 @@
  * `serve()` for Hono: `app.on(["GET", "POST", "PUT"], "/api/durable", serve({ client, functions }))`.
  * On Workers, `c.env` holds the bindings and is used for `STEPWISE_*` settings.
  *
- * On Node (@hono/node-server) the body is read from Node's request itself when nothing else has
- * started reading it: the Web `Request` that adapter builds around Node's stream cost an
- * invocation about 0.15 ms of CPU. Once a middleware has touched the body (hono/body-limit does
- * on every request with a body, `c.req.raw.signal` does too), that `Request` reads Node's stream
- * itself, and two readers of one stream left invocations over 100 KB unanswered: such a body is
- * read through Hono's request. A body a middleware already read (`c.req.text()`,
- * `c.req.json()`) is taken from Hono's copy.
+ * On Node (@hono/node-server) the body is read off Node's request itself when nothing has begun
+ * reading it: the Web `Request` that adapter builds around Node's stream, once anything touches
+ * the body, cost the app a fifth to a quarter of its CPU per invocation (docs/performance.md).
+ * That `Request` reads Node's stream too, and two readers of one stream once left invocations
+ * over 100 KB unanswered, so:
+ * - a body something began to read before the handler (hono/body-limit touches it on every
+ *   request with a body; `c.req.raw.signal` does too) is left to it and read through Hono's
+ *   request; a body a middleware already read (`c.req.text()`, `c.req.json()`) comes from Hono's copy;
+ * - a reader that starts while the handler reads is kept from pausing the stream (both get it all);
+ * - a reader that starts after the handler read it gets the bytes kept (`incoming.rawBody`,
+ *   which @hono/node-server builds its `Request` from).
  */
 import type { IncomingMessage } from "node:http";
 import type { Context } from "hono";
 import { callFromRequest, toResponse, utf8LongerThan, type IncomingCall } from "../call.ts";
 import type { EnvSource } from "../env.ts";
 import { createCallHandler, type ServeOptions } from "../serve.ts";
-import { readCapped } from "./node-call.ts";
+import { readBytesCapped } from "./node-call.ts";
 
 export type { ServeOptions } from "../serve.ts";
 
@@ -32,7 +36,7 @@ function callFromHono(c: Context): IncomingCall {
   return {
     ...call,
     async text(maxBytes) {
-      if (incoming && (await unread(incoming))) return readCapped(incoming, maxBytes);
+      if (incoming && (await unread(incoming))) return readNodeBody(incoming, maxBytes);
       if (!c.req.raw.bodyUsed) return call.text(maxBytes);
       // Hono keeps what its own readers read; a body read some other way is gone, and this throws saying so.
       const kept = await c.req.text();
@@ -41,20 +45,32 @@ function callFromHono(c: Context): IncomingCall {
   };
 }
 
+type NodeIncoming = IncomingMessage & { rawBody?: unknown };
+
 /** Node's request under @hono/node-server (its documented `c.env.incoming`); undefined on other runtimes. */
-function nodeIncoming(env: unknown): IncomingMessage | undefined {
+function nodeIncoming(env: unknown): NodeIncoming | undefined {
   const incoming = (env as { incoming?: Partial<IncomingMessage> } | undefined)?.incoming;
-  return typeof incoming?.listenerCount === "function" && incoming.readableFlowing !== undefined ? (incoming as IncomingMessage) : undefined;
+  return typeof incoming?.listenerCount === "function" && incoming.readableFlowing !== undefined ? (incoming as NodeIncoming) : undefined;
 }
 
 /**
- * Whether nothing has begun reading Node's stream. The `Request` @hono/node-server builds when a
- * middleware touches the body starts reading Node's stream a few microtasks later, so this
- * looks after a turn of the event loop: by then such a reader has subscribed (or paused the
- * stream), and the body is left to it.
+ * Whether nothing has begun reading Node's stream, nor ended it. The `Request` @hono/node-server
+ * builds when a middleware touches the body starts reading Node's stream a few microtasks later,
+ * so this looks after a turn of the event loop: by then such a reader has subscribed (or paused
+ * the stream). A client gone already is left to Hono's request, which says so.
  */
 async function unread(incoming: IncomingMessage): Promise<boolean> {
   if (typeof setImmediate === "undefined") return false;
   await new Promise((resolve) => setImmediate(resolve));
-  return incoming.readableFlowing === null && incoming.listenerCount("data") === 0 && !incoming.readableDidRead && !incoming.readableEnded;
+  return incoming.readableFlowing === null && incoming.listenerCount("data") === 0 && !incoming.readableDidRead && !incoming.readableEnded && !incoming.destroyed;
+}
+
+const decoder = new TextDecoder();
+
+/** The body off Node's stream, kept where @hono/node-server looks for it should anything read the body after the handler. */
+async function readNodeBody(incoming: NodeIncoming, maxBytes: number): Promise<string | null> {
+  const bytes = await readBytesCapped(incoming, maxBytes, true);
+  if (!bytes) return null;
+  if (typeof Buffer !== "undefined" && incoming.rawBody === undefined) incoming.rawBody = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return decoder.decode(bytes);
 }

@@ -71,23 +71,52 @@ async function keptBody(req: NodeRequest, advice: string): Promise<string | unde
 const decoder = new TextDecoder();
 
 /** The body as UTF-8, or null as soon as it passes `maxBytes`, declared or sent; the rest is not read. */
-export function readCapped(req: IncomingMessage, maxBytes: number): Promise<string | null> {
+async function readCapped(req: IncomingMessage, maxBytes: number): Promise<string | null> {
+  const bytes = await readBytesCapped(req, maxBytes);
+  return bytes && decoder.decode(bytes);
+}
+
+/**
+ * The body's bytes off Node's stream, or null as soon as they pass `maxBytes`, declared or sent
+ * (the rest is not read). Rejects when the client went away before the end, or already had.
+ *
+ * `shared`: another reader may subscribe while this one reads (the Web `Request`
+ * @hono/node-server builds when a middleware touches the body). Such a reader pauses the stream
+ * until its own consumer pulls, which may be never, so the stream is kept flowing against its
+ * pauses: 'data' goes to every listener, and neither is starved.
+ */
+export function readBytesCapped(req: IncomingMessage, maxBytes: number, shared = false): Promise<Uint8Array | null> {
   return new Promise((resolve, reject) => {
     if (Number(req.headers["content-length"] ?? 0) > maxBytes) return resolve(null);
+    if (req.destroyed) return reject(new Error("the request was aborted"));
     const chunks: Uint8Array[] = [];
     let size = 0;
+    const keepFlowing = () => req.resume();
+    const stop = () => {
+      req.off("pause", keepFlowing);
+      req.off("data", onData);
+    };
     const onData = (chunk: Uint8Array) => {
       size += chunk.byteLength;
       if (size > maxBytes) {
+        stop();
         req.pause();
-        req.off("data", onData);
         return resolve(null);
       }
       chunks.push(chunk);
     };
+    if (shared) req.on("pause", keepFlowing);
     req.on("data", onData);
-    req.once("end", () => resolve(decoder.decode(joinChunks(chunks, size))));
-    req.once("error", reject);
-    req.once("aborted", () => reject(new Error("the request was aborted")));
+    req.once("end", () => {
+      stop();
+      resolve(joinChunks(chunks, size));
+    });
+    const aborted = () => {
+      stop();
+      reject(new Error("the request was aborted"));
+    };
+    req.once("error", (error) => (stop(), reject(error)));
+    req.once("aborted", aborted);
+    req.once("close", () => req.complete || aborted());
   });
 }

@@ -211,10 +211,25 @@ describe("hono on Node, the body read off Node's stream", () => {
     }
   });
 
-  it("answers while a middleware touches the request as the body arrives", { timeout: 20_000 }, async () => {
+  // A second reader that starts mid-body: @hono/node-server's Request (pausing Node's stream
+  // first), or a middleware on Node's stream itself (not pausing). Each is given the whole body.
+  const lateReaders: Array<[string, (c: Context) => () => Promise<string>]> = [
+    ["touches c.req.raw, then reads c.req.text()", (c) => (c.req.raw.signal.addEventListener("abort", () => {}), () => c.req.text())],
+    [
+      "listens to Node's stream itself",
+      (c) => {
+        const chunks: Buffer[] = [];
+        (c.env as { incoming: IncomingMessage }).incoming.on("data", (chunk: Buffer) => chunks.push(chunk));
+        return async () => Buffer.concat(chunks).toString();
+      },
+    ],
+  ];
+  it.each(lateReaders)("answers, and leaves the whole body, to a middleware that %s while the body arrives", { timeout: 20_000 }, async (_name, startReading) => {
+    let after: string | undefined;
     const app = await countingServer(async (c, next) => {
-      const alongside = (async () => (await sleep(10), c.req.raw.signal.addEventListener("abort", () => {})))();
-      await Promise.all([next(), alongside]);
+      const alongside = (async () => (await sleep(10), startReading(c)))();
+      const [, read] = await Promise.all([next(), alongside]);
+      after = await read();
     });
     try {
       const { body, headers } = await app.invocation(1_000_000);
@@ -236,6 +251,9 @@ describe("hono on Node, the body read off Node's stream", () => {
         })();
       });
       expect(answer).toEqual({ status: 200, text: JSON.stringify({ type: "completed", output: 1_000_000 }) });
+      // The late reader was given the bytes read before it, then the rest.
+      expect(after?.length).toBe(body.length);
+      expect(after === body).toBe(true);
     } finally {
       await app.close();
     }

@@ -10,9 +10,10 @@
  * - a body something began to read before the handler (hono/body-limit touches it on every
  *   request with a body; `c.req.raw.signal` does too) is left to it and read through Hono's
  *   request; a body a middleware already read (`c.req.text()`, `c.req.json()`) comes from Hono's copy;
- * - a reader that starts while the handler reads is kept from pausing the stream (both get it all);
- * - a reader that starts after the handler read it gets the bytes kept (`incoming.rawBody`,
- *   which @hono/node-server builds its `Request` from).
+ * - a reader that starts while the handler reads is given what was read so far, then the rest,
+ *   and kept from pausing the stream for good (see `readBytesCapped`);
+ * - a reader that starts after the end gets the bytes kept (`incoming.rawBody`, which
+ *   @hono/node-server builds its `Request` from).
  */
 import type { IncomingMessage } from "node:http";
 import type { Context } from "hono";
@@ -69,8 +70,10 @@ const decoder = new TextDecoder();
 
 /** The body off Node's stream, kept where @hono/node-server looks for it should anything read the body after the handler. */
 async function readNodeBody(incoming: NodeIncoming, maxBytes: number): Promise<string | null> {
-  const bytes = await readBytesCapped(incoming, maxBytes, true);
-  if (!bytes) return null;
-  if (typeof Buffer !== "undefined" && incoming.rawBody === undefined) incoming.rawBody = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  return decoder.decode(bytes);
+  const bytes = await readBytesCapped(incoming, maxBytes, {
+    keep(bytes) {
+      if (typeof Buffer !== "undefined" && incoming.rawBody === undefined) incoming.rawBody = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    },
+  });
+  return bytes && decoder.decode(bytes);
 }

@@ -76,27 +76,54 @@ async function readCapped(req: IncomingMessage, maxBytes: number): Promise<strin
   return bytes && decoder.decode(bytes);
 }
 
+/** What a reader that shares Node's stream with others does (see {@link readBytesCapped}). */
+export interface SharedRead {
+  /** Given the whole body at its end, before anyone hears of the end: where later readers find it. */
+  keep(bytes: Uint8Array): void;
+}
+
 /**
  * The body's bytes off Node's stream, or null as soon as they pass `maxBytes`, declared or sent
  * (the rest is not read). Rejects when the client went away before the end, or already had.
  *
  * `shared`: another reader may subscribe while this one reads (the Web `Request`
- * @hono/node-server builds when a middleware touches the body). Such a reader pauses the stream
- * until its own consumer pulls, which may be never, so the stream is kept flowing against its
- * pauses: 'data' goes to every listener, and neither is starved.
+ * @hono/node-server builds when a middleware touches the body). It pauses the stream until its
+ * own consumer pulls, which may be never, so the stream is resumed after each of its pauses;
+ * it is given first what this reader already had (put back at the front of the stream, before
+ * anything still buffered), then sees the rest with this one. Whoever comes after the end
+ * finds the body where `shared.keep` put it.
  */
-export function readBytesCapped(req: IncomingMessage, maxBytes: number, shared = false): Promise<Uint8Array | null> {
+export function readBytesCapped(req: IncomingMessage, maxBytes: number, shared?: SharedRead): Promise<Uint8Array | null> {
   return new Promise((resolve, reject) => {
     if (Number(req.headers["content-length"] ?? 0) > maxBytes) return resolve(null);
     if (req.destroyed) return reject(new Error("the request was aborted"));
     const chunks: Uint8Array[] = [];
     let size = 0;
-    const keepFlowing = () => req.resume();
+    // The size of the bytes put back for a late reader: the next chunk, which this reader has had.
+    let replayed = 0;
+    // After the pausing reader's own step: it pauses, then subscribes.
+    const keepFlowing = () => queueMicrotask(() => stopped || req.resume());
+    // Only the first: a second late reader would have the bytes twice over the first one.
+    const lateReader = (event: string | symbol) => {
+      if (event !== "data" || replayed !== 0) return;
+      if (size === 0) return void (replayed = -1);
+      replayed = size;
+      // Held until the reader has subscribed (keepFlowing), so that the bytes go to it too.
+      req.pause();
+      req.unshift(joinChunks(chunks, size));
+    };
+    let stopped = false;
     const stop = () => {
+      stopped = true;
       req.off("pause", keepFlowing);
+      req.off("newListener", lateReader);
       req.off("data", onData);
     };
     const onData = (chunk: Uint8Array) => {
+      if (replayed > 0 && chunk.byteLength === replayed) {
+        replayed = -1;
+        return;
+      }
       size += chunk.byteLength;
       if (size > maxBytes) {
         stop();
@@ -105,11 +132,16 @@ export function readBytesCapped(req: IncomingMessage, maxBytes: number, shared =
       }
       chunks.push(chunk);
     };
-    if (shared) req.on("pause", keepFlowing);
     req.on("data", onData);
+    if (shared) {
+      req.on("pause", keepFlowing);
+      req.on("newListener", lateReader);
+    }
     req.once("end", () => {
       stop();
-      resolve(joinChunks(chunks, size));
+      const bytes = joinChunks(chunks, size);
+      shared?.keep(bytes);
+      resolve(bytes);
     });
     const aborted = () => {
       stop();

@@ -1,10 +1,15 @@
-/** The Node adapter after a body parser: a parsed body without the raw bytes is a setup error, said plainly. */
+/**
+ * The Node adapter after a body parser: a parsed body without the raw bytes is a setup error, said
+ * plainly. And the reader of Node's stream itself, as the Hono adapter shares it with others.
+ */
 import { createServer, type Server, type ServerResponse } from "node:http";
 import { connect as connectHttp2, createServer as createHttp2Server } from "node:http2";
 import type { AddressInfo } from "node:net";
+import { PassThrough } from "node:stream";
 import { HEADERS } from "@stepwise/protocol";
 import { afterEach, expect, it } from "vitest";
 import { serve, type NodeRequest } from "../src/adapters/node.ts";
+import { readBytesCapped } from "../src/adapters/node-call.ts";
 import { Stepwise } from "../src/index.ts";
 import { request, signedGet, signInvocation } from "./helpers.ts";
 
@@ -81,4 +86,40 @@ it("on HTTP/2 answers an unread, unsigned POST with 401 and no warning (HTTP/2 h
     session.close();
     await new Promise<void>((resolve) => h2server.close(() => resolve()));
   }
+});
+
+/** A request body as Node's stream, fed by hand: `headers` and `complete` as an IncomingMessage has them. */
+function bodyStream(): PassThrough & { headers: Record<string, string>; complete: boolean } {
+  return Object.assign(new PassThrough(), { headers: {}, complete: false });
+}
+
+it("keeps nothing of a body refused as too large, whoever drains the rest", async () => {
+  const stream = bodyStream();
+  const kept: Uint8Array[] = [];
+  const read = readBytesCapped(stream as unknown as NodeRequest, 10, { keep: (bytes) => void kept.push(bytes) });
+  stream.write("123456");
+  stream.write("7890ab");
+  expect(await read).toBeNull();
+  // A drain after the refusal (as @hono/node-server's once the answer is out) reads to the end.
+  stream.on("data", () => {});
+  stream.resume();
+  stream.end("cdef");
+  await new Promise((resolve) => stream.once("end", resolve));
+  expect(kept).toEqual([]);
+});
+
+it("gives a reader that subscribes mid-body what was read before it, then the rest, and keeps the whole body", async () => {
+  const stream = bodyStream();
+  const kept: string[] = [];
+  const read = readBytesCapped(stream as unknown as NodeRequest, 1_000, { keep: (bytes) => void kept.push(Buffer.from(bytes).toString()) });
+  stream.write("first,");
+  await new Promise((resolve) => setImmediate(resolve));
+  // A late reader as Node's Readable.toWeb is one: it pauses the stream, then listens.
+  const late: string[] = [];
+  stream.pause();
+  stream.on("data", (chunk: Buffer) => late.push(chunk.toString()));
+  stream.end("second");
+  expect(Buffer.from((await read)!).toString()).toBe("first,second");
+  expect(late.join("")).toBe("first,second");
+  expect(kept).toEqual(["first,second"]);
 });

@@ -10,10 +10,14 @@
  * - a body something began to read before the handler (hono/body-limit touches it on every
  *   request with a body; `c.req.raw.signal` does too) is left to it and read through Hono's
  *   request; a body a middleware already read (`c.req.text()`, `c.req.json()`) comes from Hono's copy;
- * - a reader that starts while the handler reads is given what was read so far, then the rest,
+ * - the first reader that listens for `data` while the handler reads (that `Request`, built
+ *   when a middleware touches `c.req.raw` then) is given what was read so far, then the rest,
  *   and kept from pausing the stream for good (see `readBytesCapped`);
  * - a reader that starts after the end gets the bytes kept (`incoming.rawBody`, which
  *   @hono/node-server builds its `Request` from).
+ * Not covered, each only what is left of the stream: a second reader mid-body, one that reads
+ * through `readable` (async iteration of Node's stream) mid-body, and one that starts after the
+ * handler refused the body as too large (413).
  */
 import type { IncomingMessage } from "node:http";
 import type { Context } from "hono";

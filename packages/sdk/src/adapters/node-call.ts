@@ -118,6 +118,7 @@ export function readBytesCapped(req: IncomingMessage, maxBytes: number, shared?:
       req.off("pause", keepFlowing);
       req.off("newListener", lateReader);
       req.off("data", onData);
+      req.off("end", onEnd);
     };
     const onData = (chunk: Uint8Array) => {
       if (replayed > 0 && chunk.byteLength === replayed) {
@@ -137,12 +138,14 @@ export function readBytesCapped(req: IncomingMessage, maxBytes: number, shared?:
       req.on("pause", keepFlowing);
       req.on("newListener", lateReader);
     }
-    req.once("end", () => {
+    // Not after an overflow: whoever drains the rest is not this reader, and kept nothing is whole.
+    const onEnd = () => {
       stop();
       const bytes = joinChunks(chunks, size);
       shared?.keep(bytes);
       resolve(bytes);
-    });
+    };
+    req.once("end", onEnd);
     const aborted = () => {
       stop();
       reject(new Error("the request was aborted"));

@@ -538,7 +538,8 @@ BEGIN
   RETURN QUERY
   WITH input AS (
     SELECT * FROM jsonb_to_recordset(p_input) AS c(idx int, run_id text, function_id text, job_id bigint, owner text, claims int,
-         lease_ms float8, step_id text, name text, position int, output text, usage text, started_at timestamptz, bytes bigint, max_bytes bigint)
+         lease_ms float8, step_id text, name text, position int, output text, usage text, started_at timestamptz, ended_at timestamptz,
+         bytes bigint, max_bytes bigint)
   ),
   run AS (
     SELECT r.id, r.status, r.function_id, r.state_bytes, r.paused_at FROM runs r
@@ -561,7 +562,8 @@ BEGIN
   ),
   saved AS (
     INSERT INTO steps (run_id, id, name, kind, position, status, output, usage, attempts, started_at, ended_at)
-    SELECT i.run_id, i.step_id, i.name, 'run', i.position, 'completed', i.output, i.usage, 1, i.started_at, now()
+    -- The executor's clock, as started_at (an older executor sends none: the statement's).
+    SELECT i.run_id, i.step_id, i.name, 'run', i.position, 'completed', i.output, i.usage, 1, i.started_at, coalesce(i.ended_at, now())
     FROM input i WHERE i.idx IN (SELECT job.idx FROM job)
     ON CONFLICT (run_id, id) DO NOTHING
     RETURNING steps.run_id

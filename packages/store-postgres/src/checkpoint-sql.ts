@@ -54,6 +54,7 @@ export async function writeCheckpoints(sql: SqlExecutor, writes: CheckpointWrite
     output: json(write.step.output),
     usage: json(write.step.usage),
     started_at: write.step.startedAt.toISOString(),
+    ended_at: endedAt(write),
     bytes: write.bytes,
     max_bytes: write.maxRunStateBytes,
   }));
@@ -64,6 +65,14 @@ export async function writeCheckpoints(sql: SqlExecutor, writes: CheckpointWrite
   const byIndex = new Map(rows.map((row) => [Number(row.idx), row]));
   return writes.map((_, idx) => outcome(byIndex.get(idx)));
 }
+
+/**
+ * When the step ended by the executor's clock, as its start is: the snapshot the invocation's
+ * answer is applied to holds the same time, so a step the answer names (a sleep) starts no
+ * earlier than the stored end of the step before it. (`now()` in the statement was later by
+ * however long the checkpoint waited for its group commit: 12 ms under load.)
+ */
+const endedAt = (write: CheckpointWrite) => (write.step.endedAt ?? write.step.startedAt).toISOString();
 
 /** One checkpoint; `skip` leaves a locked run or job alone (answering HELD), `wait` waits for it. */
 export async function writeCheckpoint(sql: SqlExecutor, write: CheckpointWrite, locks: "skip" | "wait"): Promise<Outcome> {
@@ -83,6 +92,7 @@ export async function writeCheckpoint(sql: SqlExecutor, write: CheckpointWrite, 
     write.bytes,
     write.maxRunStateBytes,
     json(step.usage),
+    endedAt(write),
   ], { prepare: `stepwise_checkpoint_${locks}` });
   return outcome(row);
 }
@@ -99,7 +109,7 @@ const HELD_ONE = `(NOT EXISTS (SELECT 1 FROM run) AND EXISTS (SELECT 1 FROM runs
 /**
  * $1 run, $2 its function, $3 job, $4 lease owner, $5 the claim, $6 lease extension (ms),
  * $7 step id, $8 name, $9 position, $10 output (JSON text), $11 started at, $12 output bytes,
- * $13 the run's state limit, $14 the tokens it spent (JSON text, or null).
+ * $13 the run's state limit, $14 the tokens it spent (JSON text, or null), $15 ended at.
  */
 const checkpointSql = (locks: "skip" | "wait") => {
   const skip = locks === "skip" ? "SKIP LOCKED" : "";
@@ -125,7 +135,7 @@ lease AS (
 ),
 saved AS (
   INSERT INTO steps (run_id, id, name, kind, position, status, output, usage, attempts, started_at, ended_at)
-  SELECT $1, $7, $8, 'run', $9::int, 'completed', $10::text, $14::text, 1, $11::timestamptz, now() FROM job
+  SELECT $1, $7, $8, 'run', $9::int, 'completed', $10::text, $14::text, 1, $11::timestamptz, $15::timestamptz FROM job
   ON CONFLICT (run_id, id) DO NOTHING
   RETURNING 1
 ),

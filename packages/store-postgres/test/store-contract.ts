@@ -662,6 +662,28 @@ export function testStore(name: string, open: Open): void {
       expect((await store.listSteps(busy!.id)).map((s) => s.id)).toEqual(["s0", "s1", "s2"]);
     });
 
+    it("stores a checkpoint's step with the times the executor gave it, alone and sent together", async () => {
+      // The executor applies the invocation's answer to a snapshot holding these times: the
+      // store's own clock, read when the checkpoint's commit came round, was later than that.
+      const seeded = await Promise.all(Array.from({ length: 5 }, () => seedRun(store, [{ kind: "invoke" }])));
+      const ids = new Set(seeded.map(({ run }) => run.id));
+      const jobs = new Map((await store.queue.claim("worker-a", 100, 30_000)).filter((j) => ids.has(j.runId)).map((j) => [j.runId, j]));
+      const times = (n: number) => ({ startedAt: new Date(Date.UTC(2020, 0, 1, 0, 0, n)), endedAt: new Date(Date.UTC(2020, 0, 1, 0, 0, n, 250)) });
+      // The first ones go alone; those behind them gather into one statement.
+      const results = await Promise.all(
+        seeded.map(({ run }, n) => {
+          const job = jobs.get(run.id)!;
+          const lease = { jobId: job.id, owner: "worker-a", claims: job.claims };
+          return store.checkpoint({ runId: run.id, functionId: run.functionId, lease, leaseMs: 30_000, step: step(run.id, "s0", times(n)), bytes: 7, maxRunStateBytes: 1_000 });
+        }),
+      );
+      expect(results.map((result) => result.ok)).toEqual([true, true, true, true, true]);
+      for (const [n, { run }] of seeded.entries()) {
+        const [stored] = await store.listSteps(run.id);
+        expect({ startedAt: stored!.startedAt, endedAt: stored!.endedAt }).toEqual(times(n));
+      }
+    });
+
     it("fails only the checkpoint whose value the store refuses when it was sent with others", async () => {
       const seeded = await Promise.all(Array.from({ length: 4 }, () => seedRun(store, [{ kind: "invoke" }])));
       const ids = new Set(seeded.map(({ run }) => run.id));

@@ -132,6 +132,20 @@ testAdapter({
   mount: (options) => honoNodeServer(options, async (c) => void (c.req.method === "POST" && (await c.req.text()))),
 });
 
+/** An app whose one function answers the length of its event's note. */
+function noteApp(): ServeOptions {
+  const client = new Stepwise({ id: "shop", signingKey: KEY });
+  const fn = client.createFunction({ id: "fulfil", triggers: [] }, async ({ event }) => (event.data as { note: string }).note.length);
+  return { client, functions: [fn] };
+}
+
+/** A signed invocation of that function to `url`, its note `bytes` long. */
+async function noteInvocation(url: string, bytes: number): Promise<{ body: string; headers: Record<string, string> }> {
+  const event = { ...TRIGGER, data: { orderId: "o1", note: "x".repeat(bytes) } };
+  const body = JSON.stringify(request([], { event, events: [event] }));
+  return { body, headers: { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)), [HEADERS.signature]: await signInvocation(KEY, url, body) } };
+}
+
 // Middlewares that touch c.req.raw without reading it (hono/body-limit does, on every request with
 // a body) make @hono/node-server build its Request around Node's stream: an adapter that then read
 // Node's stream too left large invocations unanswered. Sizes past Node's stream buffers.
@@ -144,14 +158,10 @@ describe("hono on Node behind middlewares that touch the raw request", () => {
   ];
   for (const [name, prelude] of middlewares) {
     it.each([200_000, 1_000_000])(`answers a %i-byte invocation behind ${name}`, { timeout: 20_000 }, async (bytes) => {
-      const client = new Stepwise({ id: "shop", signingKey: KEY });
-      const fn = client.createFunction({ id: "fulfil", triggers: [] }, async ({ event }) => (event.data as { note: string }).note.length);
-      const mounted = await honoNodeServer({ client, functions: [fn] }, prelude);
+      const mounted = await honoNodeServer(noteApp(), prelude);
       try {
-        const event = { ...TRIGGER, data: { orderId: "o1", note: "x".repeat(bytes) } };
-        const body = JSON.stringify(request([], { event, events: [event] }));
         const url = `${mounted.url}?fnId=fulfil`;
-        const headers = { "content-type": "application/json", [HEADERS.signature]: await signInvocation(KEY, url, body) };
+        const { body, headers } = await noteInvocation(url, bytes);
         const res = await fetch(url, { method: "POST", body, headers, signal: AbortSignal.timeout(10_000) });
         expect(res.status).toBe(200);
         expect(await res.json()).toEqual({ type: "completed", output: bytes });
@@ -167,9 +177,7 @@ describe("hono on Node behind middlewares that touch the raw request", () => {
 describe("hono on Node, the body read off Node's stream", () => {
   /** An app whose handler counts the calls that settled; `middleware` runs around it. */
   async function countingServer(middleware: (c: Context, next: () => Promise<void>) => Promise<void>) {
-    const client = new Stepwise({ id: "shop", signingKey: KEY });
-    const fn = client.createFunction({ id: "fulfil", triggers: [] }, async ({ event }) => (event.data as { note: string }).note.length);
-    const handler = serveHono({ client, functions: [fn] });
+    const handler = serveHono(noteApp());
     const calls = { started: 0, settled: 0 };
     const app = new Hono();
     app.use("/api/durable", middleware);
@@ -186,12 +194,7 @@ describe("hono on Node, the body read off Node's stream", () => {
     });
     const { port } = server.address() as AddressInfo;
     const url = `http://127.0.0.1:${port}/api/durable?fnId=fulfil`;
-    const invocation = async (bytes: number) => {
-      const event = { ...TRIGGER, data: { orderId: "o1", note: "x".repeat(bytes) } };
-      const body = JSON.stringify(request([], { event, events: [event] }));
-      return { body, headers: { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)), [HEADERS.signature]: await signInvocation(KEY, url, body) } };
-    };
-    return { port, url, calls, invocation, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+    return { port, url, calls, invocation: (bytes: number) => noteInvocation(url, bytes), close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
   }
   const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -13,8 +13,8 @@
  * - the first reader that listens for `data` while the handler reads (that `Request`, built
  *   when a middleware touches `c.req.raw` then) is given what was read so far, then the rest,
  *   and kept from pausing the stream for good (see `readBytesCapped`);
- * - a reader that starts after the end gets the bytes kept (`incoming.rawBody`, which
- *   @hono/node-server builds its `Request` from).
+ * - a reader that starts after the end gets the bytes kept in `incoming.rawBody`, which
+ *   @hono/node-server builds its `Request` from.
  * Not covered, each only what is left of the stream: a second reader mid-body, one that reads
  * through `readable` (async iteration of Node's stream) mid-body, and one that starts after the
  * handler refused the body as too large (413).
@@ -24,7 +24,7 @@ import type { Context } from "hono";
 import { callFromRequest, toResponse, utf8LongerThan, type IncomingCall } from "../call.ts";
 import type { EnvSource } from "../env.ts";
 import { createCallHandler, type ServeOptions } from "../serve.ts";
-import { readBytesCapped } from "./node-call.ts";
+import { readCapped } from "./node-call.ts";
 
 export type { ServeOptions } from "../serve.ts";
 
@@ -41,7 +41,7 @@ function callFromHono(c: Context): IncomingCall {
   return {
     ...call,
     async text(maxBytes) {
-      if (incoming && (await unread(incoming))) return readNodeBody(incoming, maxBytes);
+      if (incoming && (await unread(incoming))) return readCapped(incoming, maxBytes, true);
       if (!c.req.raw.bodyUsed) return call.text(maxBytes);
       // Hono keeps what its own readers read; a body read some other way is gone, and this throws saying so.
       const kept = await c.req.text();
@@ -50,12 +50,10 @@ function callFromHono(c: Context): IncomingCall {
   };
 }
 
-type NodeIncoming = IncomingMessage & { rawBody?: unknown };
-
 /** Node's request under @hono/node-server (its documented `c.env.incoming`); undefined on other runtimes. */
-function nodeIncoming(env: unknown): NodeIncoming | undefined {
+function nodeIncoming(env: unknown): IncomingMessage | undefined {
   const incoming = (env as { incoming?: Partial<IncomingMessage> } | undefined)?.incoming;
-  return typeof incoming?.listenerCount === "function" && incoming.readableFlowing !== undefined ? (incoming as NodeIncoming) : undefined;
+  return typeof incoming?.listenerCount === "function" && incoming.readableFlowing !== undefined ? (incoming as IncomingMessage) : undefined;
 }
 
 /**
@@ -68,16 +66,4 @@ async function unread(incoming: IncomingMessage): Promise<boolean> {
   if (typeof setImmediate === "undefined") return false;
   await new Promise((resolve) => setImmediate(resolve));
   return incoming.readableFlowing === null && incoming.listenerCount("data") === 0 && !incoming.readableDidRead && !incoming.readableEnded && !incoming.destroyed;
-}
-
-const decoder = new TextDecoder();
-
-/** The body off Node's stream, kept where @hono/node-server looks for it should anything read the body after the handler. */
-async function readNodeBody(incoming: NodeIncoming, maxBytes: number): Promise<string | null> {
-  const bytes = await readBytesCapped(incoming, maxBytes, {
-    keep(bytes) {
-      if (typeof Buffer !== "undefined" && incoming.rawBody === undefined) incoming.rawBody = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    },
-  });
-  return bytes && decoder.decode(bytes);
 }

@@ -70,16 +70,10 @@ async function keptBody(req: NodeRequest, advice: string): Promise<string | unde
 
 const decoder = new TextDecoder();
 
-/** The body as UTF-8, or null as soon as it passes `maxBytes`, declared or sent; the rest is not read. */
-async function readCapped(req: IncomingMessage, maxBytes: number): Promise<string | null> {
-  const bytes = await readBytesCapped(req, maxBytes);
+/** The body as UTF-8, or null as soon as it passes `maxBytes` (see {@link readBytesCapped}). */
+export async function readCapped(req: NodeRequest, maxBytes: number, shared = false): Promise<string | null> {
+  const bytes = await readBytesCapped(req, maxBytes, shared);
   return bytes && decoder.decode(bytes);
-}
-
-/** What a reader that shares Node's stream with others does (see {@link readBytesCapped}). */
-export interface SharedRead {
-  /** Given the whole body at its end, before anyone hears of the end: where later readers find it. */
-  keep(bytes: Uint8Array): void;
 }
 
 /**
@@ -91,9 +85,10 @@ export interface SharedRead {
  * own consumer pulls, which may be never, so the stream is resumed after each of its pauses;
  * it is given first what this reader already had (put back at the front of the stream, before
  * anything still buffered), then sees the rest with this one. Whoever comes after the end
- * finds the body where `shared.keep` put it.
+ * finds the body in `req.rawBody`, where frameworks on Node keep a body already read
+ * (@hono/node-server builds its `Request` from it), set before anyone hears of the end.
  */
-export function readBytesCapped(req: IncomingMessage, maxBytes: number, shared?: SharedRead): Promise<Uint8Array | null> {
+export function readBytesCapped(req: NodeRequest, maxBytes: number, shared = false): Promise<Uint8Array | null> {
   return new Promise((resolve, reject) => {
     if (Number(req.headers["content-length"] ?? 0) > maxBytes) return resolve(null);
     if (req.destroyed) return reject(new Error("the request was aborted"));
@@ -134,15 +129,11 @@ export function readBytesCapped(req: IncomingMessage, maxBytes: number, shared?:
       chunks.push(chunk);
     };
     req.on("data", onData);
-    if (shared) {
-      req.on("pause", keepFlowing);
-      req.on("newListener", lateReader);
-    }
     // Not after an overflow: whoever drains the rest is not this reader, and kept nothing is whole.
     const onEnd = () => {
       stop();
       const bytes = joinChunks(chunks, size);
-      shared?.keep(bytes);
+      if (shared && req.rawBody === undefined && typeof Buffer !== "undefined") req.rawBody = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
       resolve(bytes);
     };
     req.once("end", onEnd);
@@ -153,5 +144,10 @@ export function readBytesCapped(req: IncomingMessage, maxBytes: number, shared?:
     req.once("error", (error) => (stop(), reject(error)));
     req.once("aborted", aborted);
     req.once("close", () => req.complete || aborted());
+    // Last: this reader's own listeners above are no late reader's.
+    if (shared) {
+      req.on("pause", keepFlowing);
+      req.on("newListener", lateReader);
+    }
   });
 }

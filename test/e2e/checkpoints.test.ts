@@ -4,7 +4,7 @@
  * run was cancelled or finished, or whose step is already stored, is refused and stops at once.
  * Each race here would duplicate a committed step or run a step after a cancel without the fence.
  */
-import { CHECKPOINT_ROUTE, DEV_SIGNING_KEY, HEADERS, PROTOCOL_VERSION, sign, type CheckpointRequest } from "@stepwise/protocol";
+import { CHECKPOINT_ROUTE, DEV_SIGNING_KEY, HEADERS, MAX_CHECKPOINT_BATCH, PROTOCOL_VERSION, sign, type CheckpointBatch, type CheckpointRequest } from "@stepwise/protocol";
 import { Stepwise } from "@stepwise/sdk";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { z } from "zod";
@@ -16,18 +16,23 @@ const bodies = new Map<string, number>();
 const count = (key: string) => bodies.set(key, (bodies.get(key) ?? 0) + 1).get(key)!;
 const Id = z.object({ id: z.string() });
 
-/** What the test does to the app's checkpoint requests (the network between app and executor). */
-let checkpointFault: "none" | "502" | "refuse" | "lose-answer" | "200-page" = "none";
+/** What the test does to the app's checkpoint requests (the network between app and executor); "slow" holds each 30 ms. */
+let checkpointFault: "none" | "502" | "refuse" | "lose-answer" | "200-page" | "slow" = "none";
 const checkpoints: CheckpointRequest[] = [];
+/** The size of each batch the app sent. */
+const batches: number[] = [];
 
 const client = new Stepwise({
   id: "checkpoints",
   dev: true,
-  schemas: { "cp/chain": Id, "cp/cancel-a": Id, "cp/cancel-b": Id, "cp/stolen": Id, "cp/overwrite": Id, "cp/off": Id },
+  schemas: { "cp/chain": Id, "cp/cancel-a": Id, "cp/cancel-b": Id, "cp/stolen": Id, "cp/overwrite": Id, "cp/off": Id, "cp/batch": Id },
   fetch: async (input, init) => {
     const url = String(input instanceof Request ? input.url : input);
     if (!url.endsWith(CHECKPOINT_ROUTE)) return fetch(input, init);
-    checkpoints.push(JSON.parse(String(init?.body)) as CheckpointRequest);
+    const sent = JSON.parse(String(init?.body)) as CheckpointRequest | CheckpointBatch;
+    if ("checkpoints" in sent) batches.push(sent.checkpoints.length);
+    checkpoints.push(...("checkpoints" in sent ? sent.checkpoints : [sent]));
+    if (checkpointFault === "slow") await new Promise((resolve) => setTimeout(resolve, 30));
     if (checkpointFault === "502") return new Response("<html><h1>502 Bad Gateway</h1></html>", { status: 502, headers: { "content-type": "text/html" } });
     // Something in front of the executor (a login page, a catch-all) answering 200: not a commit.
     if (checkpointFault === "200-page") return new Response("<html><body>Welcome</body></html>", { status: 200, headers: { "content-type": "text/html" } });
@@ -114,13 +119,37 @@ const overwrite = client.createFunction({ id: "over-write", triggers: [{ event: 
   return answer;
 });
 
+/**
+ * While step "b" runs, posts one batch of checkpoints by hand: a new step "x" under this
+ * invocation's own lease (committed), step "a" again with another output (already stored), the
+ * same under another app's name, and one malformed. Each is answered as if it came alone.
+ */
+const batchByHand = client.createFunction({ id: "batch", triggers: [{ event: "cp/batch" }] }, async ({ step, runId }) => {
+  await step.run("a", () => "first");
+  return step.run("b", async () => {
+    const [first] = checkpoints.filter((c) => c.run.id === runId && c.step.id === "a");
+    const batch = {
+      version: PROTOCOL_VERSION,
+      appId: "checkpoints",
+      checkpoints: [
+        { ...first!, step: { ...first!.step, id: "x", name: "x", position: 5, output: "by hand" } },
+        { ...first!, step: { ...first!.step, output: "second" } },
+        { ...first!, run: { ...first!.run, appId: "another-app" }, step: { ...first!.step, id: "y", name: "y", position: 6 } },
+        { run: { appId: "checkpoints" }, token: 5 },
+      ],
+    };
+    const response = await postCheckpoint(batch);
+    return { status: response.status, body: (await response.json()) as unknown };
+  });
+});
+
 describe.each(STORE_KINDS)("checkpointing on %s", (kind) => {
   const invocations = new Map<string, number>();
   beforeAll(async () => {
     stack = await startStack({
       store: kind,
       client,
-      functions: [chain, off, cancelledInA, cancelledInB, stolen, overwrite],
+      functions: [chain, off, cancelledInA, cancelledInB, stolen, overwrite, batchByHand],
       // Short leases: with the queue in Redis, the job the test gives back in the record is free there soon too.
       executor: { leaseMs: 2_000 },
       intercept: async (request, app) => {
@@ -138,6 +167,7 @@ describe.each(STORE_KINDS)("checkpointing on %s", (kind) => {
   beforeEach(() => {
     checkpointFault = "none";
     invocations.clear();
+    batches.length = 0;
   });
 
   it("runs consecutive steps in one invocation, each committed before the next starts", async () => {
@@ -220,6 +250,57 @@ describe.each(STORE_KINDS)("checkpointing on %s", (kind) => {
     // Each step's result went back in an answer: one invocation per step, and the last to return.
     expect(invocations.get("chain")).toBe(4);
     expect(stack.log.lines.filter((line) => line.includes(run.id) && line.startsWith("WARN"))).toEqual([]);
+  });
+
+  it("many invocations at once: the checkpoints that wait go in batches, each committed once, and each run goes on in its one invocation", async () => {
+    // Each checkpoint takes 30 ms on the way, so the twelve runs' checkpoints meet while two are on the way.
+    checkpointFault = "slow";
+    const ids = await stack.send(Array.from({ length: 12 }, (_, n) => ({ name: "cp/chain" as const, data: { id: `${kind}-many-${n}` } })));
+    const runs = await Promise.all(ids.map((id) => stack.waitForRun(id)));
+    expect(runs.map((run) => run.status)).toEqual(Array(12).fill("completed"));
+    expect(runs.map((run) => run.output)).toEqual(Array(12).fill({ a: 1, b: "completed", c: 3 }));
+    expect(batches.length).toBeGreaterThan(0);
+    expect(batches.every((size) => size >= 2)).toBe(true);
+    // Every step ran once and was committed by its checkpoint: one invocation per run.
+    expect(invocations.get("chain")).toBe(12);
+    for (let n = 0; n < 12; n++) expect(["a", "b", "c"].map((step) => bodies.get(`${kind}-many-${n}:${step}`))).toEqual([1, 1, 1]);
+    const committed = runs.flatMap((run) => stack.log.lines.filter((line) => line.includes(run.id) && line.endsWith("(checkpoint)")));
+    expect(committed).toHaveLength(36);
+  });
+
+  it("a batch's checkpoints are each committed or refused on their own, as if each came alone", async () => {
+    const [id] = await stack.send({ name: "cp/batch", data: { id: kind } });
+    const run = await stack.waitForRun(id!);
+    expect(run.status).toBe("completed");
+    const { status, body } = run.output as { status: number; body: { ok: boolean; outcomes: Array<{ status: number; refused?: string; error?: string }> } };
+    expect(status).toBe(200);
+    expect(body.outcomes.map((o) => o.status)).toEqual([200, 409, 400, 400]);
+    expect(body.outcomes[1]).toMatchObject({ refused: "step-stored" });
+    expect(body.outcomes[2]!.error).toMatch(/for app "another-app" but signed for app "checkpoints"/);
+    expect(body.outcomes[3]!.error).toMatch(/^Not a Stepwise checkpoint: /);
+    // What the batch committed is stored, and nothing else of it: "a" keeps its first output.
+    const stored = await storedSteps(run.id);
+    expect(stored.find((s) => s.id === "a")).toEqual({ id: "a", status: "completed", output: "first" });
+    expect(stored.find((s) => s.id === "x")).toEqual({ id: "x", status: "completed", output: "by hand" });
+    expect(stored.map((s) => s.id).sort()).toEqual(["a", "b", "x"]);
+  });
+
+  it("refuses malformed batches whole (400, saying what is wrong), and unsigned ones (401); nothing is written", async () => {
+    const [id] = await stack.send({ name: "cp/chain", data: { id: `${kind}-3` } });
+    const run = await stack.waitForRun(id!);
+    const last = checkpoints.filter((c) => c.run.id === run.id).at(-1)!;
+    const one = { ...last, step: { ...last.step, id: "z", name: "z", position: 9 } };
+    const refusal = async (batch: unknown) => {
+      const response = await postCheckpoint(batch);
+      return { status: response.status, error: ((await response.json()) as { error?: string }).error };
+    };
+    expect(await refusal({ version: PROTOCOL_VERSION, appId: "checkpoints", checkpoints: [] })).toMatchObject({ status: 400, error: expect.stringMatching(/^Not a Stepwise checkpoint batch: checkpoints: Too small/) });
+    expect(await refusal({ version: PROTOCOL_VERSION, appId: "checkpoints", checkpoints: Array(MAX_CHECKPOINT_BATCH + 1).fill(one) })).toMatchObject({ status: 400, error: expect.stringMatching(/checkpoints/) });
+    expect(await refusal({ version: PROTOCOL_VERSION, checkpoints: [one] })).toMatchObject({ status: 400, error: expect.stringMatching(/appId/) });
+    const body = JSON.stringify({ version: PROTOCOL_VERSION, appId: "checkpoints", checkpoints: [one] });
+    const unsigned = await fetch(`${stack.executor.url}${CHECKPOINT_ROUTE}`, { method: "POST", headers: { "content-type": "application/json", [HEADERS.signature]: await sign("some-other-key", { method: "POST", target: CHECKPOINT_ROUTE, body }) }, body });
+    expect(unsigned.status).toBe(401);
+    expect((await stack.getRun(run.id)).steps.map((s) => s.id)).toEqual(["a", "b", "c"]);
   });
 
   it("refuses unsigned, wrongly signed and malformed checkpoints", async () => {

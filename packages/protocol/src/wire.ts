@@ -98,9 +98,10 @@ export const InvokeRequestSchema = z.object({
    * Set when the executor accepts checkpoints for this invocation: the app may run a
    * `step.run` it reaches, have its result committed with `POST /api/checkpoints` (carrying
    * `token`, the proof of this invocation's lease) and go on to the next step in the same
-   * invocation. Never set with `targetStep`.
+   * invocation. Never set with `targetStep`. `batches`: the executor also takes several
+   * checkpoints, of any of the app's invocations, in one request ({@link CheckpointBatchSchema}).
    */
-  checkpoint: z.object({ token: z.string().min(1) }).optional(),
+  checkpoint: z.object({ token: z.string().min(1), batches: z.boolean().optional() }).optional(),
 });
 export type InvokeRequest = z.infer<typeof InvokeRequestSchema>;
 
@@ -376,6 +377,33 @@ export const CheckpointRequestSchema = z.object({
   }),
 });
 export type CheckpointRequest = z.infer<typeof CheckpointRequestSchema>;
+
+/** Most checkpoints one batch carries. */
+export const MAX_CHECKPOINT_BATCH = 64;
+
+/**
+ * The body of `POST /api/checkpoints` carrying several checkpoints of one app, each of its own
+ * invocation (sent when the executor's offer says `batches`): an app with many invocations at
+ * once sends the checkpoints that wait while its earlier ones are on the way in one request,
+ * instead of one request each. Each is committed or refused on its own, as if sent alone; the
+ * answer (200) lists their outcomes in order ({@link CheckpointBatchAnswer}).
+ */
+export const CheckpointBatchSchema = z.object({
+  version: z.literal(PROTOCOL_VERSION),
+  /** The app all of them belong to: the one whose key signed the request. */
+  appId: z.string(),
+  checkpoints: z.array(z.unknown()).min(1).max(MAX_CHECKPOINT_BATCH),
+});
+export type CheckpointBatch = { version: typeof PROTOCOL_VERSION; appId: string; checkpoints: CheckpointRequest[] };
+
+/** One checkpoint's outcome in a batch: what its own request would have been answered. */
+export type CheckpointOutcome = { status: 200 } | { status: 400 | 403 | 404 | 409 | 410 | 413; error: string; refused?: CheckpointRefusal };
+
+/** The answer to a batch: `{ ok: true, outcomes }`, one per checkpoint, in the batch's order. */
+export interface CheckpointBatchAnswer {
+  ok: true;
+  outcomes: CheckpointOutcome[];
+}
 
 /** Why a checkpoint was refused (409). */
 export type CheckpointRefusal = "lease-lost" | "run-ended" | "step-stored" | "limit";

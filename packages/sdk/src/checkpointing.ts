@@ -2,12 +2,14 @@
  * Checkpointing, the SDK's side: when an invocation reaches a `step.run` it can run now, the
  * step runs, its result is committed by the executor (`POST /api/checkpoints`, signed, carrying
  * the invocation's lease token) and the function goes on in the same invocation, until it
- * reaches something that must wait or its time budget (`maxRuntime`) is spent. A checkpoint the
+ * reaches something that must wait or its time budget (`maxRuntime`) is spent. Checkpoints of
+ * many invocations at once go together (checkpoint-sender.ts). A checkpoint the
  * executor refuses or that fails on the way ends the invocation: its result goes back in the
  * answer, as it would with checkpointing off, and the executor's usual rules decide.
  */
 import { CHECKPOINT_ROUTE, failureReason, PROTOCOL_VERSION, toMs, type CheckpointRequest, type Duration, type InvokeRequest, type Op } from "@stepwise/protocol";
-import { answeredOk, postSigned, type ExecutorTransport } from "./api.ts";
+import { answeredOk, type ExecutorTransport } from "./api.ts";
+import { senderFor } from "./checkpoint-sender.ts";
 
 /** Options of checkpointing (`checkpointing: { maxRuntime: "20s" }` on the client or a function). */
 export interface CheckpointingOptions {
@@ -26,11 +28,6 @@ export type CheckpointingSetting = boolean | CheckpointingOptions;
  * one more step of 5 s. A shorter budget costs one more invocation per budget, a few ms.
  */
 export const DEFAULT_MAX_RUNTIME_MS = 5_000;
-
-/** How long a checkpoint may take before the SDK gives up on it and answers instead. */
-const CHECKPOINT_TIMEOUT_MS = 10_000;
-/** Longest checkpoint answer read back: the executor's is a few bytes. */
-const MAX_ANSWER_BYTES = 64 * 1024;
 
 /** The budget in ms, or null when checkpointing is off. The function's setting wins over the client's. */
 export function resolveCheckpointing(fnSetting: CheckpointingSetting | undefined, clientSetting: CheckpointingSetting | undefined): number | null {
@@ -65,6 +62,7 @@ export function checkpointerFor(request: InvokeRequest, budgetMs: number | null,
   const offer = request.checkpoint;
   if (!offer || budgetMs === null || budgetMs <= 0 || request.targetStep !== undefined) return undefined;
   const url = `${transport.baseUrl}${CHECKPOINT_ROUTE}`;
+  const sender = senderFor(transport);
   const runLabel = `run ${request.run.id}`;
   return {
     deadline: Date.now() + budgetMs,
@@ -76,8 +74,8 @@ export function checkpointerFor(request: InvokeRequest, budgetMs: number | null,
         step: { id: op.id, name: op.name, position: op.position, output: op.output, durationMs: Math.max(0, Math.round(durationMs)), ...(op.usage && { usage: op.usage }) },
       };
       try {
-        const response = await postSigned(transport, CHECKPOINT_ROUTE, JSON.stringify(checkpoint), { timeoutMs: CHECKPOINT_TIMEOUT_MS, maxBytes: MAX_ANSWER_BYTES });
-        const text = response.text ?? `an answer longer than ${MAX_ANSWER_BYTES} bytes`;
+        const response = await sender.send(checkpoint, offer.batches === true);
+        const text = response.text ?? "an answer too long to read";
         // A 200 from something in front of the executor (a login page, a catch-all) is no commit.
         if (response.status === 200 && answeredOk(text)) return true;
         // 409 is the executor saying this invocation must stop; anything else is a fault on the way.

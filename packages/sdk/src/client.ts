@@ -43,7 +43,9 @@ export interface StepwiseOptions<S extends EventSchemas> extends ConnectionOptio
 
 const SendAnswerSchema = z.object({ ids: z.array(z.string()) });
 
-/** A Stepwise app: `new Stepwise({ id: "shop", schemas: { "order/created": z.object(...) } })`. */
+/** The runtime's fetch, looked up at each call; one function, so what is kept per fetch (checkpoint senders) is shared. */
+const globalFetch: typeof fetch = (input, init) => globalThis.fetch(input, init);
+
 /** What {@link Stepwise.streamToken} gives: the stream's URL (token included), for a browser. */
 export interface StreamAccess {
   token: string;
@@ -51,6 +53,7 @@ export interface StreamAccess {
   expiresAt: string;
 }
 
+/** A Stepwise app: `new Stepwise({ id: "shop", schemas: { "order/created": z.object(...) } })`. */
 export class Stepwise<S extends EventSchemas = Record<never, never>> {
   /** The app ID. */
   readonly id: string;
@@ -168,6 +171,6 @@ export class Stepwise<S extends EventSchemas = Record<never, never>> {
 
   /** The fetch to reach the executor with, looked up per call so tests and polyfills apply. @internal */
   get fetch(): typeof fetch {
-    return this.#options.fetch ?? ((input, init) => globalThis.fetch(input, init));
+    return this.#options.fetch ?? globalFetch;
   }
 }

@@ -168,7 +168,7 @@ async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState 
     steps: requestSteps(target ? steps.filter((step) => step !== target) : steps, budget),
     targetStep: target?.id,
     // Checkpoints prove this claim of the job; a targeted invocation runs its one step and answers.
-    ...(target ? {} : { checkpoint: { token: leaseToken(job, runner.owner) } }),
+    ...(target ? {} : { checkpoint: { token: leaseToken(job, runner.owner), batches: true } }),
   };
   const startedAt = ctx.clock.now();
   const snapshot = target ? state : runner.snapshots.open(job.id, state);

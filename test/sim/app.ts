@@ -6,7 +6,8 @@
  */
 import { NonRetriableError, Stepwise, StepError, type AnyStepwiseFunction, type EventSchemas, type Publish, type StepTools } from "@stepwise/sdk";
 import { serve } from "@stepwise/sdk/fetch";
-import { PUBLISH_ROUTE, STEP_OUTPUTS_ROUTE, type CheckpointRequest, type PublishRequest, type StepOutputsRequest } from "@stepwise/protocol";
+import { setCheckpointLanes } from "../../packages/sdk/src/checkpoint-sender.ts";
+import { PUBLISH_ROUTE, STEP_OUTPUTS_ROUTE, type CheckpointBatch, type CheckpointBatchAnswer, type CheckpointRequest, type PublishRequest, type StepOutputsRequest } from "@stepwise/protocol";
 import { signalName, valueOf, type Item, type RunItem } from "./program.ts";
 import { invocationContext, type Ledger } from "./ledger.ts";
 import { badGateway, unit } from "./network.ts";
@@ -41,15 +42,18 @@ export interface CheckpointPath {
 
 export type CheckpointFault = "refuse" | "502 before" | "502 after" | "app crash before" | "app crash after";
 export const CHECKPOINT_FAULTS: CheckpointFault[] = ["refuse", "502 before", "502 after", "app crash before", "app crash after"];
+/** A batch meets the same faults, and its answer (a list of outcomes) can also come cut off. */
+export const BATCH_FAULTS: Array<CheckpointFault | "cut off"> = [...CHECKPOINT_FAULTS, "cut off"];
 export type OutputsReadFault = "refuse" | "502" | "cut off" | "app crash";
 export const OUTPUTS_READ_FAULTS: OutputsReadFault[] = ["refuse", "502", "cut off", "app crash"];
 type PublishFault = "refuse" | "502" | "cut off";
 export const PUBLISH_FAULTS: PublishFault[] = ["refuse", "502", "cut off"];
 
 /**
- * Checkpoints on their way to an executor, with faults: refused, a 502 page before or after the
- * executor committed, or the app's process dying before or after (the invocation never answers,
- * and the executor's own timeout ends it).
+ * Checkpoints on their way to an executor, alone or several invocations' in one batch, with
+ * faults: refused, a 502 page before or after the executor committed, a batch's answer cut off,
+ * or the app's process dying before or after (its invocations never answer, and the executor's
+ * own timeout ends them).
  */
 function checkpointFetch(ledger: Ledger, path: CheckpointPath): typeof fetch {
   return (async (input: string | URL | Request, init?: RequestInit) => {
@@ -57,25 +61,46 @@ function checkpointFetch(ledger: Ledger, path: CheckpointPath): typeof fetch {
     const body = String(init?.body ?? "");
     if (url.endsWith(STEP_OUTPUTS_ROUTE)) return readOutputs(ledger, path, url, body, init);
     if (url.endsWith(PUBLISH_ROUTE)) return publishWithFaults(ledger, path, url, body, init);
-    const checkpoint = JSON.parse(body) as CheckpointRequest;
-    const invocation = invocationContext.getStore();
-    const where = `${path.seed}|cp|${checkpoint.run.id}|${checkpoint.step.id}|${invocation}`;
-    const fault = unit(where) < path.rate() ? CHECKPOINT_FAULTS[Math.floor(unit(`${where}|kind`) * CHECKPOINT_FAULTS.length)]! : "none";
-    const dies = () => new Promise<Response>(() => {});
+    const sent = JSON.parse(body) as CheckpointRequest | CheckpointBatch;
+    const batch = "checkpoints" in sent ? sent.checkpoints : undefined;
+    const checkpoints = batch ?? [sent as CheckpointRequest];
+    const invocations = checkpoints.map((c) => ledger.invocationOfCheckpoint(c.run.id, c.token)?.id);
+    checkpoints.forEach((c, i) => invocations[i] === undefined && ledger.unattributedCheckpoints.push({ runId: c.run.id, stepId: c.step.id }));
+    /** The app hears these checkpoints not committed: it must run no further step in their invocations. */
+    const notCommitted = (how: "refused" | "failed", which: (i: number) => boolean = () => true) =>
+      checkpoints.forEach((c, i) => {
+        const invocation = invocations[i];
+        if (invocation !== undefined && which(i)) ledger.refusedCheckpoints.push({ invocation, runId: c.run.id, stepId: c.step.id, at: Date.now(), how });
+      });
+    const first = checkpoints[0]!;
+    const where = `${path.seed}|cp|${first.run.id}|${first.step.id}|${invocations[0]}`;
+    const faults = batch ? BATCH_FAULTS : CHECKPOINT_FAULTS;
+    const fault = unit(where) < path.rate() ? faults[Math.floor(unit(`${where}|kind`) * faults.length)]! : "none";
+    const what = batch ? `checkpoint batch` : "checkpoint";
+    const dies = (when: string) => {
+      invocations.forEach((invocation) => ledger.appCrashed(invocation, `app crash ${when} ${what}`));
+      return new Promise<Response>(() => {});
+    };
+    if (batch) ledger.checkpointBatches.push(batch.length);
     if (fault === "refuse") {
-      ledger.fault("checkpoint refused connection");
+      ledger.fault(`${what} refused connection`);
+      notCommitted("failed");
       throw new TypeError("fetch failed", { cause: Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:8288"), { code: "ECONNREFUSED" }) });
     }
-    if (fault === "502 before") return ledger.fault("checkpoint 502 before"), badGateway();
-    if (fault === "app crash before") return ledger.appCrashed(invocation, "app crash before checkpoint"), dies();
+    if (fault === "502 before") return ledger.fault(`${what} 502 before`), notCommitted("failed"), badGateway();
+    if (fault === "app crash before") return dies("before");
+    // The way to the executor takes a few ms, as a network does: checkpoints of the app's invocations overlap, and the ones that wait go in batches.
+    await new Promise((resolve) => setTimeout(resolve, Math.floor(unit(`${where}|latency`) * 25)));
     const response = await path.toExecutor(new Request(url, { method: "POST", headers: init?.headers, body }));
-    if (fault === "502 after") return ledger.fault("checkpoint 502 after"), badGateway();
-    if (fault === "app crash after") return ledger.appCrashed(invocation, "app crash after checkpoint"), dies();
-    if (response.status === 200) ledger.checkpointsCommitted++;
-    if (response.status === 409 && invocation !== undefined) {
-      ledger.refusedCheckpoints.push({ invocation, runId: checkpoint.run.id, stepId: checkpoint.step.id, at: Date.now() });
-    }
-    return response;
+    if (fault === "502 after") return ledger.fault(`${what} 502 after`), notCommitted("failed"), badGateway();
+    if (fault === "app crash after") return dies("after");
+    const text = await response.text();
+    if (fault === "cut off") return ledger.fault(`${what} answer cut off`), notCommitted("failed"), new Response(text.slice(0, Math.max(1, text.length - 7)), { status: response.status, headers: { "content-type": "application/json" } });
+    const statuses = response.status !== 200 ? checkpoints.map(() => response.status) : batch ? (JSON.parse(text) as CheckpointBatchAnswer).outcomes.map((o) => o.status) : [200];
+    ledger.checkpointsCommitted += statuses.filter((status) => status === 200).length;
+    notCommitted("refused", (i) => statuses[i] === 409);
+    notCommitted("failed", (i) => statuses[i] !== 200 && statuses[i] !== 409);
+    return new Response(text, { status: response.status, headers: response.headers });
   }) as typeof fetch;
 }
 
@@ -121,6 +146,8 @@ const quiet = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {}
 
 export function simApp(ledger: Ledger, path: CheckpointPath): SimApp {
   // A budget well inside the executors' invocation timeout (500 ms), as users set it below their host's limit.
+  // One lane: the simulation's few invocations at once rarely fill two, and their checkpoints should meet in batches.
+  setCheckpointLanes(1);
   const client = new Stepwise({ id: SIM_APP_ID, dev: true, checkpointing: { maxRuntime: 250 }, fetch: checkpointFetch(ledger, path), logger: quiet });
 
   /** Runs `program`; `eventId` (of the run's start event) names its signals. */

@@ -32,6 +32,8 @@ export interface Invocation {
   waits: string[];
   /** When the state this invocation was built from was read (or committed) by its executor. */
   readAt?: number;
+  /** The checkpoint token the executor gave it: its checkpoints, alone or batched with others, carry it. */
+  checkpointToken?: string;
 }
 
 export interface BodyRun {
@@ -107,8 +109,14 @@ export class Ledger {
   /** Runs whose end an executor's commit acknowledged, and when. */
   readonly endsAcked = new Map<string, number>();
   readonly faults = new Map<string, number>();
-  /** Checkpoints the executor refused (409), by invocation: after one, the app must run no further step. */
-  readonly refusedCheckpoints: Array<{ invocation: number; runId: string; stepId: string; at: number }> = [];
+  /**
+   * Checkpoints the app heard not committed, by invocation: refused by the executor (409), or
+   * failed on the way (a refused connection, a 5xx, an answer cut off). After one, the app must
+   * run no further step in that invocation.
+   */
+  readonly refusedCheckpoints: Array<{ invocation: number; runId: string; stepId: string; at: number; how: "refused" | "failed" }> = [];
+  /** Checkpoints that came from no invocation the ledger knows (by run and token): each is a violation. */
+  readonly unattributedCheckpoints: Array<{ runId: string; stepId: string }> = [];
   /** When a pause of each run was acknowledged (its commit came before). */
   readonly pauses: Array<{ runId: string; at: number }> = [];
   /** When the first version's deployment was deleted (versioned deploys), if it was. */
@@ -121,6 +129,8 @@ export class Ledger {
   readonly signals: SignalSend[] = [];
   /** Checkpoints the app heard committed. */
   checkpointsCommitted = 0;
+  /** The size of each batch of checkpoints the app sent (checkpoints sent alone are not here). */
+  readonly checkpointBatches: number[] = [];
   /** Reads of left-out outputs that reached an executor. */
   outputReads = 0;
   /** Publishes an executor took (answered 200). */
@@ -189,6 +199,15 @@ export class Ledger {
     list.push([from, to]);
     this.stalls.set(executor, list);
     this.fault("executor stall");
+  }
+
+  /**
+   * The invocation a checkpoint came from, by its token: the latest sent with it that reached
+   * the app. A batch carries several invocations' checkpoints, and is sent from whichever
+   * async chain freed a lane, so the checkpoint's token, not the async context, says whose it is.
+   */
+  invocationOfCheckpoint(runId: string, token: string): Invocation | undefined {
+    return this.invocations.findLast((i) => i.runId === runId && i.checkpointToken === token && i.delivery !== "not-sent");
   }
 
   invocationById(id: number | undefined): Invocation | undefined {

@@ -73,6 +73,7 @@ export function faultyFetch(executor: string, options: NetworkOptions): typeof f
       fault,
       delivery: fault === "refuse" || fault === "502 before" ? delivery("not-sent") : ["502 after", "timeout", "truncate", "garbage"].includes(fault) ? "lost" : "delivered",
       readAt: readContext.getStore()?.at,
+      checkpointToken: request.checkpoint?.token,
     });
     try {
       if (fault === "refuse") throw new TypeError("fetch failed", { cause: Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:3000"), { code: "ECONNREFUSED" }) });

@@ -33,7 +33,8 @@ export interface SimTotals {
   invocations: number;
   faults: Record<string, number>;
   /** Checkpoints the app heard committed, and those the executors refused. */
-  checkpoints: { committed: number; refused: number };
+  /** Checkpoints the app heard committed and refused; batches sent and the checkpoints they carried. */
+  checkpoints: { committed: number; refused: number; batches: number; batched: number };
   /** Reads of stored outputs an invocation left out, that reached an executor. */
   outputReads: number;
   /** Publishes the executors took, and the messages the store held at the end. */
@@ -52,7 +53,7 @@ export interface SimTotals {
 export async function simulate(options: SimOptions): Promise<SimTotals> {
   const started = Date.now();
   const progress = options.progress ?? (() => {});
-  const totals: SimTotals = { topology: options.topology, schedules: 0, runs: 0, steps: 0, invocations: 0, faults: {}, checkpoints: { committed: 0, refused: 0 }, outputReads: 0, publishes: { taken: 0, stored: 0 }, fetches: { calls: 0, dropped: 0 }, signals: {}, callbackPosts: {}, extraBodies: {}, violations: [], seconds: 0 };
+  const totals: SimTotals = { topology: options.topology, schedules: 0, runs: 0, steps: 0, invocations: 0, faults: {}, checkpoints: { committed: 0, refused: 0, batches: 0, batched: 0 }, outputReads: 0, publishes: { taken: 0, stored: 0 }, fetches: { calls: 0, dropped: 0 }, signals: {}, callbackPosts: {}, extraBodies: {}, violations: [], seconds: 0 };
   const topology = await openTopology(options.topology);
   const maxRuns = options.runs ?? Infinity;
   const maxSchedules = options.schedules ?? Infinity;
@@ -68,7 +69,9 @@ export async function simulate(options: SimOptions): Promise<SimTotals> {
       totals.invocations += checked.invocations;
       for (const [kind, n] of played.ledger.faults) totals.faults[kind] = (totals.faults[kind] ?? 0) + n;
       totals.checkpoints.committed += played.ledger.checkpointsCommitted;
-      totals.checkpoints.refused += played.ledger.refusedCheckpoints.length;
+      totals.checkpoints.refused += played.ledger.refusedCheckpoints.filter((r) => r.how === "refused").length;
+      totals.checkpoints.batches += played.ledger.checkpointBatches.length;
+      totals.checkpoints.batched += played.ledger.checkpointBatches.reduce((sum, n) => sum + n, 0);
       totals.outputReads += played.ledger.outputReads;
       totals.publishes.taken += played.ledger.publishesTaken;
       totals.publishes.stored += checked.messages;
@@ -111,7 +114,7 @@ export function describeTotals(t: SimTotals): string {
       .join(", ") || "none";
   return [
     `${t.topology}: ${t.schedules} schedules, ${t.runs} runs, ${t.steps} steps, ${t.invocations} invocations in ${t.seconds}s`,
-    `  checkpoints: ${t.checkpoints.committed} committed, ${t.checkpoints.refused} refused; left-out outputs read ${t.outputReads} times`,
+    `  checkpoints: ${t.checkpoints.committed} committed, ${t.checkpoints.refused} refused; ${t.checkpoints.batches} batches carried ${t.checkpoints.batched}; left-out outputs read ${t.outputReads} times`,
     `  signals sent: ${kinds(t.signals)}; callback POSTs answered: ${kinds(t.callbackPosts)}`,
     `  publishes taken: ${t.publishes.taken}, messages stored: ${t.publishes.stored}; fetch requests: ${t.fetches.calls}, stopped by their run's end: ${t.fetches.dropped}`,
     `  faults injected: ${kinds(t.faults)}`,

@@ -12,6 +12,8 @@ const stepIdempotencyKey = (runId: string, stepId: string) => `stepwise-${create
 /** Returns the step bodies that ran more than their committed once, by the fault that excuses them. */
 export async function checkStepBodies(scene: Scene): Promise<Map<string, number>> {
   const { played, ledger, runs, stepsByRun, bodiesByStep, fail } = scene;
+  // A checkpoint is told to its invocation by its token: one from none the ledger knows would escape the checks below.
+  for (const { runId, stepId } of ledger.unattributedCheckpoints) fail(`a checkpoint of step "${stepId}" of run ${runId} came from no invocation sent with its token`);
   // 3 and 4. Step bodies against what was committed.
   const extraBodies = new Map<string, number>();
   for (const [key, bodies] of bodiesByStep) {
@@ -68,7 +70,7 @@ export async function checkStepBodies(scene: Scene): Promise<Map<string, number>
     }
     for (const body of bodies) {
       const refused = ledger.refusedCheckpoints.find((r) => r.invocation === body.invocation && r.at < body.at);
-      if (refused) fail(`step "${stepId}" of run ${runId} ran in invocation ${body.invocation} ${body.at - refused.at} ms after the executor refused its checkpoint of "${refused.stepId}"`);
+      if (refused) fail(`step "${stepId}" of run ${runId} ran in invocation ${body.invocation} ${body.at - refused.at} ms after ${refused.how === "refused" ? "the executor refused" : "the app heard the failure of"} its checkpoint of "${refused.stepId}"`);
       const invocation = ledger.invocationById(body.invocation);
       if (ended !== undefined && invocation?.readAt !== undefined && invocation.readAt > ended) {
         fail(`step "${stepId}" of run ${runId} ran in invocation ${invocation.id}, built from a state read ${invocation.readAt - ended} ms after the run's end was acknowledged`);

@@ -193,15 +193,66 @@ const HAND_STEPS = 4_000;
 export const HAND_BURST = 20;
 const HAND_BURST_ROUNDS = 20;
 
-async function measureHandSteps(table: string): Promise<Pick<Baselines, "handStepMs" | "handStepsPerSecond" | "handBurst" | "handStepAfterIdleMs" | "handSleepers" | "handW2StepsPerSecond">> {
+/** The hand-made step's server in a process of its own, committing into `table`. */
+async function startHandServer(table: string): Promise<{ port: number; close: () => void }> {
   const child = spawn(process.execPath, ["--input-type=module", "-e", HAND_STEP_SERVER, "postgres://postgres@127.0.0.1:5432/test", table], { stdio: ["ignore", "pipe", "inherit"] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout!.once("data", (chunk) => resolve(Number(String(chunk).trim())));
+    child.once("exit", (code) => reject(new Error(`the hand-made step's server exited (${code})`)));
+  });
+  return {
+    port,
+    close: () => {
+      child.removeAllListeners("exit");
+      child.kill();
+    },
+  };
+}
+
+/** About what a checkpoint carries: the run, the lease token, the step and a small output. */
+const CHECKPOINT_BODY = JSON.stringify({ run: { id: "01KBENCH", appId: "bench", functionId: "sequence" }, token: "1.1.executor-x", step: { id: "s1", name: "s1", position: 1, output: 1, durationMs: 0 } });
+
+/** W2 by hand on call, to be measured in turn with Stepwise's W2 (see `w2Steady`). */
+export interface W2ByHand {
+  /** One W2 burst by hand on fresh kept-alive connections, each opened first: steps per second. */
+  burst(): Promise<number>;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the hand-made step's server for W2 by hand in turn with Stepwise's own W2: the same
+ * moments of a shared machine, where the W2 by hand in the baselines ran minutes before. Its
+ * connections are opened for each burst (an idle one would meet the server's keep-alive
+ * timeout between topologies) and warmed by one request each before the clock starts.
+ */
+export async function startW2ByHand(): Promise<W2ByHand> {
+  const table = `stepwise_bench_hand_w2_${process.pid}`;
+  const admin = createPgClient({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 1 });
+  await admin.query(`CREATE TABLE IF NOT EXISTS ${table} (id serial, at timestamptz DEFAULT now())`);
+  const server = await startHandServer(table);
+  return {
+    async burst() {
+      const chains = Array.from({ length: HAND_CHAINS }, () => nodePoster(server.port, CHECKPOINT_BODY));
+      try {
+        await Promise.all(chains.map((chain) => chain.post({ "x-bare": "1" })));
+        return await oneBurstByHand(chains);
+      } finally {
+        for (const chain of chains) chain.close();
+      }
+    },
+    async close() {
+      server.close();
+      await admin.query(`DROP TABLE IF EXISTS ${table}`);
+      await admin.close();
+    },
+  };
+}
+
+async function measureHandSteps(table: string): Promise<Pick<Baselines, "handStepMs" | "handStepsPerSecond" | "handBurst" | "handStepAfterIdleMs" | "handSleepers" | "handW2StepsPerSecond">> {
+  const server = await startHandServer(table);
   try {
-    const port = await new Promise<number>((resolve, reject) => {
-      child.stdout!.once("data", (chunk) => resolve(Number(String(chunk).trim())));
-      child.once("exit", (code) => reject(new Error(`the hand-made step's server exited (${code})`)));
-    });
-    // About what a checkpoint carries: the run, the lease token, the step and a small output.
-    const body = JSON.stringify({ run: { id: "01KBENCH", appId: "bench", functionId: "sequence" }, token: "1.1.executor-x", step: { id: "s1", name: "s1", position: 1, output: 1, durationMs: 0 } });
+    const port = server.port;
+    const body = CHECKPOINT_BODY;
     const poster = nodePoster(port, body);
     const handStepMs = await timeEach(ROUNDS, poster.post);
     // One connection per chain (as an app's invocations each send their own checkpoints).
@@ -240,8 +291,7 @@ async function measureHandSteps(table: string): Promise<Pick<Baselines, "handSte
     for (const chain of [poster, ...burst]) chain.close();
     return { handStepMs, handStepsPerSecond, handBurst, handStepAfterIdleMs, handSleepers, handW2StepsPerSecond };
   } finally {
-    child.removeAllListeners("exit");
-    child.kill();
+    server.close();
   }
 }
 
@@ -258,23 +308,29 @@ const W2_STEPS = 5;
  */
 async function burstByHand(chains: Array<ReturnType<typeof nodePoster>>): Promise<number> {
   const rates: number[] = [];
+  // The first warms the server up, as W2's warm-up runs do.
   for (let burst = 0; burst < 4; burst++) {
-    let next = 0;
-    const start = performance.now();
-    await Promise.all(
-      chains.map(async (chain) => {
-        while (next < W2_RUNS) {
-          next++;
-          await chain.post({ "x-bare": "1" }); // the run's invocation reaches the app
-          for (let step = 0; step < W2_STEPS; step++) await chain.post(); // a step and its checkpoint
-          await chain.post({ "x-answer": "1" }); // the run's end
-        }
-      }),
-    );
-    // The first warms the server up, as W2's warm-up runs do.
-    if (burst > 0) rates.push((W2_RUNS * W2_STEPS) / ((performance.now() - start) / 1000));
+    const rate = await oneBurstByHand(chains);
+    if (burst > 0) rates.push(rate);
   }
   return Math.round(median(rates));
+}
+
+/** One burst of W2 by hand: steps per second. */
+async function oneBurstByHand(chains: Array<ReturnType<typeof nodePoster>>): Promise<number> {
+  let next = 0;
+  const start = performance.now();
+  await Promise.all(
+    chains.map(async (chain) => {
+      while (next < W2_RUNS) {
+        next++;
+        await chain.post({ "x-bare": "1" }); // the run's invocation reaches the app
+        for (let step = 0; step < W2_STEPS; step++) await chain.post(); // a step and its checkpoint
+        await chain.post({ "x-answer": "1" }); // the run's end
+      }
+    }),
+  );
+  return Math.round((W2_RUNS * W2_STEPS) / ((performance.now() - start) / 1000));
 }
 
 /** Rounds of W3 by hand (see {@link HandSleepers}); W3 itself is one round. */

@@ -19,6 +19,10 @@ export interface TopologyResult {
   w2Keyed: W2Steady;
   /** Keyed W2's time per step over plain W2's: the median of the pairs' ratios. */
   w2KeyedRatio: number;
+  /** W2 by hand, measured in turn with `w2Steady` (absent from reports written before it was). */
+  w2ByHand?: W2Steady;
+  /** Plain W2's time per step over W2 by hand's, the median of the pairs' ratios. */
+  w2ByHandRatio?: number;
   burst: W2Result;
   burstKeyed: W2Result;
   throttle: ThrottleResult;
@@ -71,7 +75,9 @@ export function printReport(report: { baselines: Baselines; results: Record<stri
   rows.push([`W2 steps/s (200 runs x 5), warm: median of ${W2_REPETITIONS}`, ...cell((r, floor) => `${r.w2Steady.stepsPerSecond} (${x(1000 / r.w2Steady.stepsPerSecond, floor)})`)]);
   rows.push(["W2 the first time after start: steps/s", ...cell((r) => `${r.w2.stepsPerSecond}`)]);
   rows.push([`W2 warm / steps by hand, ${HAND_CHAINS} at once`, ...cell((r) => x(r.w2Steady.stepsPerSecond, b.handStepsPerSecond))]);
-  rows.push(["W2 warm / W2 by hand", ...cell((r) => x(r.w2Steady.stepsPerSecond, b.handW2StepsPerSecond))]);
+  rows.push(["W2 warm / W2 by hand (the baselines')", ...cell((r) => x(r.w2Steady.stepsPerSecond, b.handW2StepsPerSecond))]);
+  rows.push([`W2 by hand in turn with W2: steps/s, median of ${W2_REPETITIONS}`, ...cell((r) => (r.w2ByHand ? `${r.w2ByHand.stepsPerSecond}` : "-"))]);
+  rows.push([`W2 / W2 by hand in turn: time per step, median of ${W2_REPETITIONS} pairs`, ...cell((r) => (r.w2ByHandRatio !== undefined ? `${r.w2ByHandRatio.toFixed(2)}x` : "-"))]);
   rows.push([`W2 with a concurrency key (${TENANTS} values, 10 each), warm: steps/s`, ...cell((r) => `${r.w2Keyed.stepsPerSecond}`)]);
   rows.push([`W2 keyed / W2: time per step, median of ${W2_REPETITIONS} pairs`, ...cell((r) => `${r.w2KeyedRatio.toFixed(2)}x`)]);
   rows.push(["burst 1,000 runs x 5: s, steps/s", ...cell((r) => `${r.burst.seconds} s, ${r.burst.stepsPerSecond}`)]);

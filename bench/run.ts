@@ -10,7 +10,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { Recorder, startAppProcess } from "./recorder.ts";
-import { measureBaselines } from "./baselines.ts";
+import { measureBaselines, startW2ByHand } from "./baselines.ts";
 import { printReport, ratios, type TopologyResult } from "./report.ts";
 import { checkTargets } from "./targets.ts";
 import { buildExecutor, SOURCE_EXECUTOR, startTopology, TOPOLOGIES, type TopologyName } from "./topologies.ts";
@@ -43,6 +43,8 @@ const executor = values.executor === "compiled" ? await buildExecutor() : SOURCE
 const probe = new Recorder();
 const { child: app, url: appUrl } = await startAppProcess(probe);
 const results: Record<string, unknown> = {};
+// W2 by hand again, in turn with each topology's W2: the baselines' ran minutes before it.
+const w2ByHand = await startW2ByHand();
 for (const name of topologies) {
   progress(`${name}: starting the executor`);
   const topology = await startTopology(name, appUrl, executor, concurrency);
@@ -60,8 +62,9 @@ for (const name of topologies) {
     for (const checkpointed of [true, false]) for (const steps of [1_000, 50]) w1Results.push(await w1(topology, probe, steps, checkpointed));
     progress(`${name}: W2 (200 runs x 5 steps at once)`);
     const w2Result = await w2(topology, probe);
-    progress(`${name}: W2 once warm, plain and with a concurrency key in turn (3 more of each to warm up, then the median of ${W2_REPETITIONS})`);
-    const { plain: w2SteadyResult, keyed: w2KeyedResult, keyedRatio: w2KeyedRatio } = await w2Steady(topology, probe);
+    progress(`${name}: W2 once warm, plain, with a concurrency key and by hand in turn (3 more of each to warm up, then the median of ${W2_REPETITIONS})`);
+    const steady = await w2Steady(topology, probe, 3, W2_REPETITIONS, w2ByHand.burst);
+    const { plain: w2SteadyResult, keyed: w2KeyedResult, keyedRatio: w2KeyedRatio, byHand: w2ByHandResult, byHandRatio: w2ByHandRatio } = steady;
     progress(`${name}: burst of 1,000 runs x 5 steps at once, plain then with a concurrency key`);
     const burstResult = await w2(topology, probe, 1_000);
     const burstKeyedResult = await w2(topology, probe, 1_000, "keyed");
@@ -77,11 +80,12 @@ for (const name of topologies) {
       name === "postgres+redis" && soakSeconds > 0
         ? (progress(`${name}: memory soak, ${soakSeconds}s of steady load`), await soak(topology, probe, soakSeconds))
         : undefined;
-    results[name] = { w1: w1Results, w2: w2Result, w2Steady: w2SteadyResult, w2Keyed: w2KeyedResult, w2KeyedRatio, burst: burstResult, burstKeyed: burstKeyedResult, throttle: throttleResult, w3: w3Result, w3Alone: w3AloneResult, w4: w4Result, soak: soakResult, rssStartMb, rssEndMb: topology.rssMb() };
+    results[name] = { w1: w1Results, w2: w2Result, w2Steady: w2SteadyResult, w2Keyed: w2KeyedResult, w2KeyedRatio, w2ByHand: w2ByHandResult, w2ByHandRatio, burst: burstResult, burstKeyed: burstKeyedResult, throttle: throttleResult, w3: w3Result, w3Alone: w3AloneResult, w4: w4Result, soak: soakResult, rssStartMb, rssEndMb: topology.rssMb() };
   } finally {
     await topology.stop();
   }
 }
+await w2ByHand.close();
 app.removeAllListeners("exit");
 app.disconnect();
 

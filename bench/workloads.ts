@@ -79,6 +79,10 @@ export interface W2SteadyResult extends Record<W2Kind, W2Steady> {
    * the difference measured: the median of each kind alone swung by 15% between runs.
    */
   keyedRatio: number;
+  /** W2 by hand, measured in turn with the others when a way to is given. */
+  byHand?: W2Steady;
+  /** Plain W2's time per step over W2 by hand's, the median of each repetition's pair. */
+  byHandRatio?: number;
 }
 
 /**
@@ -86,18 +90,29 @@ export interface W2SteadyResult extends Record<W2Kind, W2Steady> {
  * burst of concurrent runs takes; the first W2 after start runs at about half the speed of the
  * fifth), then the median of `repetitions`, plain and keyed in turn.
  */
-export async function w2Steady(topology: Topology, probe: Probe, warmups = 3, repetitions = W2_REPETITIONS): Promise<W2SteadyResult> {
-  const kinds: W2Kind[] = ["plain", "keyed"];
-  for (let i = 0; i < warmups; i++) for (const kind of kinds) await w2(topology, probe, 200, kind);
-  const results: Record<W2Kind, W2Result[]> = { plain: [], keyed: [] };
-  // Each kind goes first in every other pair, so neither always meets what the other left behind.
-  for (let i = 0; i < repetitions; i++) for (const kind of i % 2 === 0 ? kinds : [...kinds].reverse()) results[kind].push(await w2(topology, probe, 200, kind));
+export async function w2Steady(topology: Topology, probe: Probe, warmups = 3, repetitions = W2_REPETITIONS, byHand?: () => Promise<number>): Promise<W2SteadyResult> {
+  type Kind = W2Kind | "by hand";
+  const kinds: Kind[] = byHand ? ["plain", "keyed", "by hand"] : ["plain", "keyed"];
+  const once = async (kind: Kind): Promise<W2Result> => {
+    if (kind !== "by hand") return w2(topology, probe, 200, kind);
+    const stepsPerSecond = await byHand!();
+    return { runs: 200, seconds: round((200 * 5) / stepsPerSecond, 2), stepsPerSecond };
+  };
+  for (let i = 0; i < warmups; i++) for (const kind of kinds) await once(kind);
+  const results: Record<Kind, W2Result[]> = { plain: [], keyed: [], "by hand": [] };
+  // Each kind goes first in every other round, so none always meets what another left behind.
+  for (let i = 0; i < repetitions; i++) for (const kind of i % 2 === 0 ? kinds : [...kinds].reverse()) results[kind].push(await once(kind));
   const steady = (list: W2Result[]): W2Steady => {
     const sorted = [...list].sort((a, b) => a.stepsPerSecond - b.stepsPerSecond);
     return { ...sorted[Math.floor(sorted.length / 2)]!, samples: list.map((r) => r.stepsPerSecond) };
   };
-  const ratios = results.plain.map((plain, i) => plain.stepsPerSecond / results.keyed[i]!.stepsPerSecond);
-  return { plain: steady(results.plain), keyed: steady(results.keyed), keyedRatio: round(median(ratios), 3) };
+  const pairedRatio = (other: W2Result[]) => round(median(results.plain.map((plain, i) => other[i]!.stepsPerSecond / plain.stepsPerSecond)), 3);
+  return {
+    plain: steady(results.plain),
+    keyed: steady(results.keyed),
+    keyedRatio: round(median(results.plain.map((plain, i) => plain.stepsPerSecond / results.keyed[i]!.stepsPerSecond)), 3),
+    ...(byHand && { byHand: steady(results["by hand"]), byHandRatio: pairedRatio(results["by hand"]) }),
+  };
 }
 
 export interface ThrottleResult {

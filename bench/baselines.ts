@@ -251,12 +251,10 @@ export async function startW2ByHand(): Promise<W2ByHand> {
 async function measureHandSteps(table: string): Promise<Pick<Baselines, "handStepMs" | "handStepsPerSecond" | "handBurst" | "handStepAfterIdleMs" | "handSleepers" | "handW2StepsPerSecond">> {
   const server = await startHandServer(table);
   try {
-    const port = server.port;
-    const body = CHECKPOINT_BODY;
-    const poster = nodePoster(port, body);
+    const poster = nodePoster(server.port, CHECKPOINT_BODY);
     const handStepMs = await timeEach(ROUNDS, poster.post);
     // One connection per chain (as an app's invocations each send their own checkpoints).
-    const chains = Array.from({ length: HAND_CHAINS }, () => nodePoster(port, body));
+    const chains = Array.from({ length: HAND_CHAINS }, () => nodePoster(server.port, CHECKPOINT_BODY));
     await Promise.all(chains.map(async (chain) => { for (let i = 0; i < 20; i++) await chain.post(); }));
     const start = performance.now();
     const perChain = Math.ceil(HAND_STEPS / HAND_CHAINS);

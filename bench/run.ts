@@ -63,8 +63,7 @@ for (const name of topologies) {
     progress(`${name}: W2 (200 runs x 5 steps at once)`);
     const w2Result = await w2(topology, probe);
     progress(`${name}: W2 once warm, plain, with a concurrency key and by hand in turn (3 more of each to warm up, then the median of ${W2_REPETITIONS})`);
-    const steady = await w2Steady(topology, probe, 3, W2_REPETITIONS, w2ByHand.burst);
-    const { plain: w2SteadyResult, keyed: w2KeyedResult, keyedRatio: w2KeyedRatio, byHand: w2ByHandResult, byHandRatio: w2ByHandRatio } = steady;
+    const { plain: w2SteadyResult, keyed: w2KeyedResult, keyedRatio: w2KeyedRatio, byHand: w2ByHandResult, byHandRatio: w2ByHandRatio } = await w2Steady(topology, probe, 3, W2_REPETITIONS, w2ByHand.burst);
     progress(`${name}: burst of 1,000 runs x 5 steps at once, plain then with a concurrency key`);
     const burstResult = await w2(topology, probe, 1_000);
     const burstKeyedResult = await w2(topology, probe, 1_000, "keyed");

@@ -106,12 +106,13 @@ export async function w2Steady(topology: Topology, probe: Probe, warmups = 3, re
     const sorted = [...list].sort((a, b) => a.stepsPerSecond - b.stepsPerSecond);
     return { ...sorted[Math.floor(sorted.length / 2)]!, samples: list.map((r) => r.stepsPerSecond) };
   };
-  const pairedRatio = (other: W2Result[]) => round(median(results.plain.map((plain, i) => other[i]!.stepsPerSecond / plain.stepsPerSecond)), 3);
+  /** `slower`'s time per step over `faster`'s, the median of each round's pair. */
+  const pairedRatio = (slower: W2Result[], faster: W2Result[]) => round(median(faster.map((f, i) => f.stepsPerSecond / slower[i]!.stepsPerSecond)), 3);
   return {
     plain: steady(results.plain),
     keyed: steady(results.keyed),
-    keyedRatio: round(median(results.plain.map((plain, i) => plain.stepsPerSecond / results.keyed[i]!.stepsPerSecond)), 3),
-    ...(byHand && { byHand: steady(results["by hand"]), byHandRatio: pairedRatio(results["by hand"]) }),
+    keyedRatio: pairedRatio(results.keyed, results.plain),
+    ...(byHand && { byHand: steady(results["by hand"]), byHandRatio: pairedRatio(results.plain, results["by hand"]) }),
   };
 }
 

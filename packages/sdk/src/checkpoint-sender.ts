@@ -71,6 +71,8 @@ export class CheckpointSender {
   private onTheWay = 0;
   private readonly waiting: Waiting[] = [];
   private timer: ReturnType<typeof setTimeout> | undefined;
+  /** The waiting checkpoint the timer is set for: the oldest when it was set. */
+  private timedFor: Waiting | undefined;
 
   constructor(private readonly transport: ExecutorTransport) {}
 
@@ -99,10 +101,12 @@ export class CheckpointSender {
         this.next();
       });
     }
-    clearTimeout(this.timer);
-    this.timer = undefined;
+    // Set again only when the oldest changed: most calls come with the same one still waiting.
     const oldest = this.waiting[0];
-    if (oldest) this.timer = setTimeout(() => this.next(true), Math.max(0, oldest.since + MAX_WAIT_MS - Date.now()));
+    if (oldest === this.timedFor) return;
+    clearTimeout(this.timer);
+    this.timedFor = oldest;
+    this.timer = oldest && setTimeout(() => ((this.timedFor = undefined), this.next(true)), Math.max(0, oldest.since + MAX_WAIT_MS - Date.now()));
   }
 
   /** The oldest waiting checkpoints of one app that fit one request; those that waited their whole timeout fail. */

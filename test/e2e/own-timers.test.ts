@@ -4,6 +4,9 @@
  * claims the queue hands out, so a timer that went through the claim loop instead shows. On a
  * loaded machine a timer may fire late and the claim loop take it (by design: it is the net),
  * so each test sends three and needs at least one fired without a claim (with none, all three are claimed).
+ * The three come due together, so one stall of the event loop past the claim loop's hold (50 ms,
+ * as under a CI run's parallel suites) sends all three to the net: those tests get two more
+ * tries, and a build whose timers never fire themselves fails all three.
  * With two executors on one store, the other one's claim loop comes due at the same moment as
  * a timer: one of the two applies it, never both. (Three things keep it so: the timer's commit
  * takes the job only while nobody holds it, that commit applies only to the run's version it
@@ -63,7 +66,7 @@ describe.each(STORE_KINDS)("an executor's own timers on %s", (kind) => {
 
   const three = (name: string) => stack.send([1, 2, 3].map(() => ({ name, data: {} })));
 
-  it("wakes sleeping runs without a claim, each once", async () => {
+  it("wakes sleeping runs without a claim, each once", { retry: 2 }, async () => {
     const runs = await Promise.all((await three("timers/nap")).map((id) => stack.waitForRun(id)));
     for (const run of runs) {
       expect(run).toMatchObject({ status: "completed", output: "awake" });
@@ -84,7 +87,7 @@ describe.each(STORE_KINDS)("an executor's own timers on %s", (kind) => {
     }
   });
 
-  it("times waits out without a claim", async () => {
+  it("times waits out without a claim", { retry: 2 }, async () => {
     const runs = await Promise.all((await three("timers/wait")).map((id) => stack.waitForRun(id)));
     for (const run of runs) expect(run).toMatchObject({ status: "completed", output: { reply: null } });
     const ids = new Set(runs.map((run) => run.id));

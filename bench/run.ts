@@ -14,7 +14,7 @@ import { measureBaselines, startW2ByHand } from "./baselines.ts";
 import { printReport, ratios, type TopologyResult } from "./report.ts";
 import { checkTargets } from "./targets.ts";
 import { buildExecutor, SOURCE_EXECUTOR, startTopology, TOPOLOGIES, type TopologyName } from "./topologies.ts";
-import { soak, throttle, w1, w2, w2Steady, W2_REPETITIONS, w3, w3Alone, w4 } from "./workloads.ts";
+import { soak, throttle, w1, w1Pairs, W1_ROUNDS, w2, w2Steady, W2_REPETITIONS, w3, w3Alone, w4 } from "./workloads.ts";
 
 const { values } = parseArgs({
   options: {
@@ -53,13 +53,9 @@ for (const name of topologies) {
     const rssStartMb = topology.rssMb();
     await w1(topology, probe, 10); // warm-up: connections, JIT, registry
     await w1(topology, probe, 10, false);
-    progress(`${name}: W1 (sequential steps, checkpointed and not)`);
-    // 1,000 steps first: that run warms its mode's paths (V8 was still compiling the invocation's
-    // after 600 steps), so the 50-step figure is read warm, as a running executor sees it. Read
-    // first, a plain step came out 1.5 times its warm cost and the flat-cost ratio flatter; the
-    // warm-up left is spread over the 1,000 steps, so that ratio leans against its target.
+    progress(`${name}: W1 (sequential steps, checkpointed and not: a run of 300 to warm up, then ${W1_ROUNDS} rounds of 1,000 and 50)`);
     const w1Results = [];
-    for (const checkpointed of [true, false]) for (const steps of [1_000, 50]) w1Results.push(await w1(topology, probe, steps, checkpointed));
+    for (const checkpointed of [true, false]) w1Results.push(await w1Pairs(topology, probe, checkpointed));
     progress(`${name}: W2 (200 runs x 5 steps at once)`);
     const w2Result = await w2(topology, probe);
     progress(`${name}: W2 once warm, plain, with a concurrency key and by hand in turn (3 more of each to warm up, then the median of ${W2_REPETITIONS})`);

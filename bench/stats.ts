@@ -8,3 +8,9 @@ export function percentile(samples: number[], p: number): number {
 export const median = (samples: number[]) => percentile(samples, 50);
 
 export const round = (value: number, digits = 2) => Math.round(value * 10 ** digits) / 10 ** digits;
+
+/** The middle one of repeated measurements by `figure` (the upper of the two middle ones), with every one's figure. */
+export function middleOf<T>(list: T[], figure: (item: T) => number): T & { samples: number[] } {
+  const sorted = [...list].sort((a, b) => figure(a) - figure(b));
+  return { ...sorted[Math.floor(sorted.length / 2)]!, samples: list.map(figure) };
+}

@@ -12,7 +12,7 @@
  */
 import { now } from "./app.ts";
 import type { Recorder as Probe } from "./recorder.ts";
-import { median, percentile, round } from "./stats.ts";
+import { median, middleOf, percentile, round } from "./stats.ts";
 import type { Topology } from "./topologies.ts";
 
 async function send(topology: Topology, events: unknown): Promise<void> {
@@ -42,6 +42,38 @@ export async function w1(topology: Topology, probe: Probe, steps: number, checkp
   const [times] = [...probe.stepTimes.values()];
   const perStepMs = (times!.at(-1)! - times![0]!) / (steps - 1);
   return { steps, checkpointed, totalMs: round(totalMs, 1), perStepMs: round(perStepMs, 3) };
+}
+
+/** Rounds of W1 pairs a mode is measured in: a run of 1,000 steps, then one of 50. */
+export const W1_ROUNDS = 3;
+
+export interface W1Pairs {
+  checkpointed: boolean;
+  /** Each length's median over the rounds (its `perStepMs`), with every round's figure. */
+  long: W1Result & { samples: number[] };
+  short: W1Result & { samples: number[] };
+  /** The 1,000-step run's time per step over the 50-step run's: the median of each round's pair. */
+  flatRatio: number;
+}
+
+/**
+ * W1 of one mode as a running executor does it: a run of 300 steps to warm the mode's paths
+ * (V8 was still compiling the invocation's after 600 steps), then {@link W1_ROUNDS} rounds of a
+ * 1,000-step run and a 50-step run. The flat-cost ratio is taken within each round, from runs
+ * measured in the same seconds, since the machine's speed drifts over a run of the bench
+ * (a checkpointed step read 1.42 ms in the first round and 0.81 in the fourth in one probe).
+ */
+export async function w1Pairs(topology: Topology, probe: Probe, checkpointed: boolean, rounds = W1_ROUNDS): Promise<W1Pairs> {
+  await w1(topology, probe, 300, checkpointed);
+  const long: W1Result[] = [];
+  const short: W1Result[] = [];
+  for (let i = 0; i < rounds; i++) {
+    long.push(await w1(topology, probe, 1_000, checkpointed));
+    short.push(await w1(topology, probe, 50, checkpointed));
+  }
+  const flatRatio = round(median(long.map((l, i) => l.perStepMs / short[i]!.perStepMs)), 3);
+  const perStep = (r: W1Result) => r.perStepMs;
+  return { checkpointed, long: middleOf(long, perStep), short: middleOf(short, perStep), flatRatio };
 }
 
 export interface W2Result {
@@ -102,10 +134,7 @@ export async function w2Steady(topology: Topology, probe: Probe, warmups = 3, re
   const results: Record<Kind, W2Result[]> = { plain: [], keyed: [], "by hand": [] };
   // Each kind goes first in every other round, so none always meets what another left behind.
   for (let i = 0; i < repetitions; i++) for (const kind of i % 2 === 0 ? kinds : [...kinds].reverse()) results[kind].push(await once(kind));
-  const steady = (list: W2Result[]): W2Steady => {
-    const sorted = [...list].sort((a, b) => a.stepsPerSecond - b.stepsPerSecond);
-    return { ...sorted[Math.floor(sorted.length / 2)]!, samples: list.map((r) => r.stepsPerSecond) };
-  };
+  const steady = (list: W2Result[]): W2Steady => middleOf(list, (r) => r.stepsPerSecond);
   /** `slower`'s time per step over `faster`'s, the median of each round's pair. */
   const pairedRatio = (slower: W2Result[], faster: W2Result[]) => round(median(faster.map((f, i) => f.stepsPerSecond / slower[i]!.stepsPerSecond)), 3);
   return {

@@ -37,12 +37,21 @@ export class Recorder {
     return this.finished;
   }
 
-  /** Resolves once `count` more runs have finished. */
-  finishedAfter(count: number): Promise<void> {
+  /**
+   * Resolves once `count` more runs have finished; rejects if they have not within `timeoutMs`
+   * (a run that failed never reports its end, and the bench would wait for it for good).
+   */
+  finishedAfter(count: number, timeoutMs = 5 * 60_000): Promise<void> {
     const target = this.finished + count;
-    return new Promise((resolve) => {
-      if (this.finished >= target) resolve();
-      else this.waiters.push({ count: target, resolve });
+    const started = this.finished;
+    return new Promise((resolve, reject) => {
+      if (this.finished >= target) return resolve();
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        reject(new Error(`${target - this.finished} of ${count} runs did not finish within ${timeoutMs / 1000} s (${this.finished - started} did): see the executor's log, written to the file STEPWISE_BENCH_LOG names`));
+      }, timeoutMs);
+      const waiter: Waiter = { count: target, resolve: () => (clearTimeout(timer), resolve()) };
+      this.waiters.push(waiter);
     });
   }
 }

@@ -73,6 +73,7 @@ export function printReport(report: { baselines: Baselines; results: Record<stri
       rows.push([`W1 ${steps} steps, ${mode}: ms/step, median of ${W1_ROUNDS}`, ...cell((r, floor) => `${w1Of(r, steps, checkpointed).perStepMs.toFixed(2)} (${x(w1Of(r, steps, checkpointed).perStepMs, floor)})`)]);
     }
     rows.push([`W1 ${mode}: 1,000 / 50 per step, median of ${W1_ROUNDS} pairs`, ...cell((r) => `${w1FlatRatio(r, checkpointed).toFixed(2)}x`)]);
+    rows.push([`W1 ${mode}: last 100 / first 100 steps of a 1,000-step run`, ...cell((r) => `${w1Mode(r, checkpointed).lastOverFirst.toFixed(2)}x`)]);
     if (checkpointed) rows.push(["W1 1000 checkpointed / a step by hand", ...cell((r) => x(w1Of(r, 1_000, true).perStepMs, b.handStepMs))]);
   }
   // Throughput as time per step, so it compares with the round trips a step needs.

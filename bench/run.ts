@@ -53,7 +53,7 @@ for (const name of topologies) {
     const rssStartMb = topology.rssMb();
     await w1(topology, probe, 10); // warm-up: connections, JIT, registry
     await w1(topology, probe, 10, false);
-    progress(`${name}: W1 (sequential steps, checkpointed and not: a run of 300 to warm up, then ${W1_ROUNDS} rounds of 1,000 and 50)`);
+    progress(`${name}: W1 (sequential steps, checkpointed and not: two runs of 1,000 to warm up, then ${W1_ROUNDS} rounds of 1,000 and 50)`);
     const w1Results = [];
     for (const checkpointed of [true, false]) w1Results.push(await w1Pairs(topology, probe, checkpointed));
     progress(`${name}: W2 (200 runs x 5 steps at once)`);

@@ -29,6 +29,8 @@ export interface W1Result {
   checkpointed: boolean;
   totalMs: number;
   perStepMs: number;
+  /** Runs of 200 steps or more: the time per step of the last 100 steps over that of the first 100, within the run. */
+  lastOverFirst?: number;
 }
 
 /** One run of `steps` sequential steps; per step = first body to last body, over steps - 1. */
@@ -41,11 +43,13 @@ export async function w1(topology: Topology, probe: Probe, steps: number, checkp
   const totalMs = now() - start;
   const [times] = [...probe.stepTimes.values()];
   const perStepMs = (times!.at(-1)! - times![0]!) / (steps - 1);
-  return { steps, checkpointed, totalMs: round(totalMs, 1), perStepMs: round(perStepMs, 3) };
+  const gap = (from: number, to: number) => (times![to]! - times![from]!) / (to - from);
+  const lastOverFirst = steps >= 200 ? round(gap(steps - 101, steps - 1) / gap(0, 100), 3) : undefined;
+  return { steps, checkpointed, totalMs: round(totalMs, 1), perStepMs: round(perStepMs, 3), ...(lastOverFirst !== undefined && { lastOverFirst }) };
 }
 
 /** Rounds of W1 pairs a mode is measured in: a run of 1,000 steps, then one of 50. */
-export const W1_ROUNDS = 3;
+export const W1_ROUNDS = 5;
 
 export interface W1Pairs {
   checkpointed: boolean;
@@ -54,26 +58,30 @@ export interface W1Pairs {
   short: W1Result & { samples: number[] };
   /** The 1,000-step run's time per step over the 50-step run's: the median of each round's pair. */
   flatRatio: number;
+  /** Within each 1,000-step run, its last 100 steps' time per step over its first 100's: the median over the rounds. */
+  lastOverFirst: number;
 }
 
 /**
- * W1 of one mode as a running executor does it: a run of 300 steps to warm the mode's paths
- * (V8 was still compiling the invocation's after 600 steps), then {@link W1_ROUNDS} rounds of a
- * 1,000-step run and a 50-step run. The flat-cost ratio is taken within each round, from runs
- * measured in the same seconds, since the machine's speed drifts over a run of the bench
- * (a checkpointed step read 1.42 ms in the first round and 0.81 in the fourth in one probe).
+ * W1 of one mode as a running executor does it: two runs of 1,000 steps (a run's most, by
+ * default) to warm the mode's paths (the executor's CPU per checkpointed step was still
+ * falling after 2,000 steps, most on embedded, whose Postgres is WebAssembly: V8 compiling
+ * them), then {@link W1_ROUNDS} rounds of a 1,000-step run and a 50-step run, each length first
+ * in every other round, so neither always runs on what the other warmed. The flat-cost ratio
+ * is taken within each round, from runs measured in the same seconds: the machine's speed
+ * drifts over a bench run (a checkpointed step read 1.42 ms in one round and 0.81 in another).
  */
 export async function w1Pairs(topology: Topology, probe: Probe, checkpointed: boolean, rounds = W1_ROUNDS): Promise<W1Pairs> {
-  await w1(topology, probe, 300, checkpointed);
+  for (let i = 0; i < 2; i++) await w1(topology, probe, 1_000, checkpointed);
   const long: W1Result[] = [];
   const short: W1Result[] = [];
   for (let i = 0; i < rounds; i++) {
-    long.push(await w1(topology, probe, 1_000, checkpointed));
-    short.push(await w1(topology, probe, 50, checkpointed));
+    for (const steps of i % 2 === 0 ? [1_000, 50] : [50, 1_000]) (steps === 50 ? short : long).push(await w1(topology, probe, steps, checkpointed));
   }
   const flatRatio = round(median(long.map((l, i) => l.perStepMs / short[i]!.perStepMs)), 3);
   const perStep = (r: W1Result) => r.perStepMs;
-  return { checkpointed, long: middleOf(long, perStep), short: middleOf(short, perStep), flatRatio };
+  const lastOverFirst = round(median(long.map((l) => l.lastOverFirst!)), 3);
+  return { checkpointed, long: middleOf(long, perStep), short: middleOf(short, perStep), flatRatio, lastOverFirst };
 }
 
 export interface W2Result {

@@ -11,6 +11,10 @@
  * Only where one process serves its requests with shared I/O (Node, Bun, Deno): a Cloudflare
  * Worker cancels a request that waits on I/O another request started, so there each checkpoint
  * goes alone, at once.
+ *
+ * A batch refused whole (400 or 413: nothing of it was written) goes again one checkpoint at a
+ * time, and for {@link SINGLES_AFTER_REFUSAL_MS} every checkpoint goes alone: in a rolling
+ * deploy, an executor that predates batches may answer behind the same URL as one that offers them.
  */
 import { CHECKPOINT_ROUTE, MAX_CHECKPOINT_BATCH, PROTOCOL_VERSION, type CheckpointBatch, type CheckpointOutcome, type CheckpointRequest } from "@stepwise/protocol";
 import { postSigned, type ExecutorAnswer, type ExecutorTransport } from "./api.ts";
@@ -29,6 +33,8 @@ export function setCheckpointLanes(count: number): void {
 
 /** Longest a checkpoint waits for a lane: then it goes on one of its own, with any others waiting. */
 export const MAX_WAIT_MS = 20;
+/** How long checkpoints go alone after an executor refused a batch whole. */
+export const SINGLES_AFTER_REFUSAL_MS = 60_000;
 /** Bytes (UTF-8) of checkpoints one batch carries at most; a larger checkpoint goes alone. */
 export const MAX_BATCH_BYTES = 1024 * 1024;
 /** How long a checkpoint may take, waiting included, before the SDK gives up on it and answers instead. */
@@ -73,6 +79,8 @@ export class CheckpointSender {
   private timer: ReturnType<typeof setTimeout> | undefined;
   /** The waiting checkpoint the timer is set for: the oldest when it was set. */
   private timedFor: Waiting | undefined;
+  /** Until then each request carries one checkpoint: an executor refused a batch. */
+  private singlesUntil = 0;
 
   constructor(private readonly transport: ExecutorTransport) {}
 
@@ -113,8 +121,9 @@ export class CheckpointSender {
   private take(): Waiting[] {
     const now = Date.now();
     const taken: Waiting[] = [];
+    const most = now < this.singlesUntil ? 1 : MAX_CHECKPOINT_BATCH;
     let bytes = 0;
-    for (let i = 0; i < this.waiting.length && taken.length < MAX_CHECKPOINT_BATCH; ) {
+    for (let i = 0; i < this.waiting.length && taken.length < most; ) {
       const one = this.waiting[i]!;
       if (now - one.since >= CHECKPOINT_TIMEOUT_MS) {
         this.waiting.splice(i, 1);
@@ -139,6 +148,7 @@ export class CheckpointSender {
     try {
       if (taken.length === 1) return taken[0]!.resolve(await this.post(taken[0]!.text, timeoutMs, MAX_ANSWER_BYTES));
       const answer = await this.post(batchText(taken), timeoutMs, MAX_BATCH_ANSWER_BYTES);
+      if (answer.status === 400 || answer.status === 413) return this.refusedWhole(taken, answer);
       const outcomes = answer.status === 200 ? outcomesOf(answer.text, taken.length) : undefined;
       // Not the executor's answer to a batch (a 5xx page, a proxy's 200, one cut off): each checkpoint fails with it.
       if (!outcomes) {
@@ -149,6 +159,20 @@ export class CheckpointSender {
     } catch (error) {
       taken.forEach((one) => one.reject(error));
     }
+  }
+
+  /**
+   * A batch refused before anything of it was written (an executor that predates batches reads
+   * no checkpoint in it; a batch over an executor's body limit is not read): its checkpoints go
+   * first again, each alone, and so does every checkpoint for a while after.
+   */
+  private refusedWhole(taken: Waiting[], answer: Delivery): void {
+    if (Date.now() >= this.singlesUntil) {
+      const why = `${answer.status}: ${(answer.text ?? "").slice(0, 200)}`;
+      this.transport.notices.warn("checkpoint batch", `Stepwise: the executor at ${this.transport.baseUrl} refused a batch of ${taken.length} checkpoints (${why}); checkpoints go one at a time for ${SINGLES_AFTER_REFUSAL_MS / 1000} s`);
+    }
+    this.singlesUntil = Date.now() + SINGLES_AFTER_REFUSAL_MS;
+    this.waiting.unshift(...taken);
   }
 
   /**

@@ -4,11 +4,12 @@
  * checkpoint's outcome, exactly as if it had gone alone. A batch that fails on the way (a 5xx
  * page, a refused connection, an answer cut off or not a batch's) fails every checkpoint in it,
  * so each invocation answers with its result: never a step taken for committed when it is not.
+ * A batch refused whole (400, 413: nothing of it written) goes again one checkpoint at a time.
  */
 import { CHECKPOINT_ROUTE, DEV_SIGNING_KEY, verify, type CheckpointBatch, type CheckpointRequest } from "@stepwise/protocol";
 import { describe, expect, it, vi } from "vitest";
 import type { ExecutorTransport } from "../src/api.ts";
-import { CHECKPOINT_TIMEOUT_MS, LANES, MAX_WAIT_MS } from "../src/checkpoint-sender.ts";
+import { CHECKPOINT_TIMEOUT_MS, LANES, MAX_WAIT_MS, SINGLES_AFTER_REFUSAL_MS } from "../src/checkpoint-sender.ts";
 import { checkpointerFor } from "../src/checkpointing.ts";
 import { FailureNotices } from "../src/notices.ts";
 import { request } from "./helpers.ts";
@@ -109,7 +110,6 @@ describe("checkpoint batches", () => {
     ["an answer cut off mid-JSON", (sent) => ("checkpoints" in sent ? new Response('{"ok":true,"outcomes":[{"status":200},{"sta', { status: 200 }) : ok())],
     ["a 200 that is not a batch's answer (a proxy's page)", (sent) => ("checkpoints" in sent ? new Response("<html>Welcome</html>", { status: 200 }) : ok())],
     ["fewer outcomes than checkpoints", (sent) => ("checkpoints" in sent ? json({ ok: true, outcomes: [{ status: 200 }] }) : ok())],
-    ["an executor that predates batches (400: not a checkpoint)", (sent) => ("checkpoints" in sent ? json({ error: "Not a Stepwise checkpoint: body.run: Required" }, 400) : ok())],
   ];
   it.each(faults)("a batch that meets %s fails every checkpoint in it, each answered with its result and a warning", async (_name, answer) => {
     const exec = executor(
@@ -127,6 +127,36 @@ describe("checkpoint batches", () => {
     // One notice per kind of failure (notices.ts): the batch's failure is reported.
     expect(exec.warnings).toHaveLength(1);
     expect(exec.warnings[0]).toMatch(/run run-3 step "s": checkpoint (answered|to http:\/\/executor\.test\/api\/checkpoints failed)/);
+  });
+
+  const refusals: Array<[string, Response]> = [
+    ["an executor that predates batches (400: not a checkpoint)", json({ error: "Not a Stepwise checkpoint: body.run: Required" }, 400)],
+    ["a batch over the executor's body limit (413)", json({ error: "Request body too large: the limit is 1000 bytes" }, 413)],
+  ];
+  it.each(refusals)("a batch refused whole by %s goes again one checkpoint at a time, and checkpoints go alone for a while", async (_name, refusal) => {
+    vi.useFakeTimers({ toFake: ["Date"] });
+    try {
+      const exec = executor((sent) => (isBatch(sent) ? refusal.clone() : ok()));
+      exec.open();
+      const first = [1, 2, 3, 4].map((n) => exec.commit(n));
+      // Nothing of a batch refused whole was written: each of its checkpoints commits alone.
+      expect(await Promise.all(first)).toEqual([true, true, true, true]);
+      const shapes = () => exec.sent.map((s) => (isBatch(s) ? `batch of ${s.checkpoints.length}` : s.run.id));
+      expect(shapes()).toEqual(["run-1", "run-2", "batch of 2", "run-3", "run-4"]);
+      expect(exec.warnings).toHaveLength(1);
+      expect(exec.warnings[0]).toMatch(/refused a batch of 2 checkpoints \((400|413): .*\); checkpoints go one at a time for 60 s/);
+      // Within the minute, checkpoints that wait go alone, not as a batch the executor refuses.
+      exec.sent.length = 0;
+      expect(await Promise.all([5, 6, 7, 8].map((n) => exec.commit(n)))).toEqual([true, true, true, true]);
+      expect(shapes()).toEqual(["run-5", "run-6", "run-7", "run-8"]);
+      // After it, batches are tried again (the executor may have been replaced by one that takes them).
+      vi.setSystemTime(Date.now() + SINGLES_AFTER_REFUSAL_MS);
+      exec.sent.length = 0;
+      expect(await Promise.all([9, 10, 11, 12].map((n) => exec.commit(n)))).toEqual([true, true, true, true]);
+      expect(shapes()).toEqual(["run-9", "run-10", "batch of 2", "run-11", "run-12"]);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it(`a slow checkpoint holds up the others ${MAX_WAIT_MS} ms at most: then the ones waiting go on a lane of their own`, async () => {

@@ -48,7 +48,7 @@ export async function w1(topology: Topology, probe: Probe, steps: number, checkp
   return { steps, checkpointed, totalMs: round(totalMs, 1), perStepMs: round(perStepMs, 3), ...(lastOverFirst !== undefined && { lastOverFirst }) };
 }
 
-/** Rounds of W1 pairs a mode is measured in: a run of 1,000 steps, then one of 50. */
+/** Rounds of W1 pairs a mode is measured in: a run of 1,000 steps and one of 50, the order alternating. */
 export const W1_ROUNDS = 5;
 
 export interface W1Pairs {

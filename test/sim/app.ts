@@ -6,7 +6,7 @@
  */
 import { NonRetriableError, Stepwise, StepError, type AnyStepwiseFunction, type EventSchemas, type Publish, type StepTools } from "@stepwise/sdk";
 import { serve } from "@stepwise/sdk/fetch";
-import { setCheckpointLanes } from "../../packages/sdk/src/checkpoint-sender.ts";
+import { setCheckpointLanes, setSinglesAfterRefusal } from "../../packages/sdk/src/checkpoint-sender.ts";
 import { PUBLISH_ROUTE, STEP_OUTPUTS_ROUTE, type CheckpointBatch, type CheckpointBatchAnswer, type CheckpointRequest, type PublishRequest, type StepOutputsRequest } from "@stepwise/protocol";
 import { signalName, valueOf, type Item, type RunItem } from "./program.ts";
 import { invocationContext, type Ledger } from "./ledger.ts";
@@ -42,8 +42,12 @@ export interface CheckpointPath {
 
 export type CheckpointFault = "refuse" | "502 before" | "502 after" | "app crash before" | "app crash after";
 export const CHECKPOINT_FAULTS: CheckpointFault[] = ["refuse", "502 before", "502 after", "app crash before", "app crash after"];
-/** A batch meets the same faults, and its answer (a list of outcomes) can also come cut off. */
-export const BATCH_FAULTS: Array<CheckpointFault | "cut off"> = [...CHECKPOINT_FAULTS, "cut off"];
+/**
+ * A batch meets the same faults, and its answer (a list of outcomes) can also come cut off, or
+ * the batch be refused whole, unread, by an executor that predates batches (a rolling deploy):
+ * the app sends its checkpoints again, one at a time.
+ */
+export const BATCH_FAULTS: Array<CheckpointFault | "cut off" | "refused whole"> = [...CHECKPOINT_FAULTS, "cut off", "refused whole"];
 export type OutputsReadFault = "refuse" | "502" | "cut off" | "app crash";
 export const OUTPUTS_READ_FAULTS: OutputsReadFault[] = ["refuse", "502", "cut off", "app crash"];
 type PublishFault = "refuse" | "502" | "cut off";
@@ -51,11 +55,13 @@ export const PUBLISH_FAULTS: PublishFault[] = ["refuse", "502", "cut off"];
 
 /**
  * Checkpoints on their way to an executor, alone or several invocations' in one batch, with
- * faults: refused, a 502 page before or after the executor committed, a batch's answer cut off,
- * or the app's process dying before or after (its invocations never answer, and the executor's
- * own timeout ends them).
+ * faults: refused, a 502 page before or after the executor committed, a batch's answer cut off
+ * or the batch refused whole (400, nothing written), or the app's process dying before or after
+ * (its invocations never answer, and the executor's own timeout ends them).
  */
 function checkpointFetch(ledger: Ledger, path: CheckpointPath): typeof fetch {
+  /** Checkpoints of batches refused whole, by run, step and invocation: each comes again alone, and draws its fault afresh. */
+  const refusedWhole = new Set<string>();
   return (async (input: string | URL | Request, init?: RequestInit) => {
     const url = String(input instanceof Request ? input.url : input);
     const body = String(init?.body ?? "");
@@ -73,7 +79,8 @@ function checkpointFetch(ledger: Ledger, path: CheckpointPath): typeof fetch {
         if (invocation !== undefined && which(i)) ledger.refusedCheckpoints.push({ invocation, runId: c.run.id, stepId: c.step.id, at: Date.now(), how });
       });
     const first = checkpoints[0]!;
-    const where = `${path.seed}|cp|${first.run.id}|${first.step.id}|${invocations[0]}`;
+    const id = `${first.run.id}|${first.step.id}|${invocations[0]}`;
+    const where = `${path.seed}|cp|${id}${!batch && refusedWhole.has(id) ? "|again" : ""}`;
     const faults = batch ? BATCH_FAULTS : CHECKPOINT_FAULTS;
     const fault = unit(where) < path.rate() ? faults[Math.floor(unit(`${where}|kind`) * faults.length)]! : "none";
     const what = batch ? `checkpoint batch` : "checkpoint";
@@ -81,6 +88,10 @@ function checkpointFetch(ledger: Ledger, path: CheckpointPath): typeof fetch {
       invocations.forEach((invocation) => ledger.appCrashed(invocation, `app crash ${when} ${what}`));
       return new Promise<Response>(() => {});
     };
+    if (fault === "refused whole") {
+      checkpoints.forEach((c, i) => refusedWhole.add(`${c.run.id}|${c.step.id}|${invocations[i]}`));
+      return ledger.fault(`${what} refused whole`), Response.json({ error: "Not a Stepwise checkpoint: body.run: Required" }, { status: 400 });
+    }
     if (batch) ledger.checkpointBatches.push(batch.length);
     if (fault === "refuse") {
       ledger.fault(`${what} refused connection`);
@@ -148,6 +159,8 @@ export function simApp(ledger: Ledger, path: CheckpointPath): SimApp {
   // A budget well inside the executors' invocation timeout (500 ms), as users set it below their host's limit.
   // One lane: the simulation's few invocations at once rarely fill two, and their checkpoints should meet in batches.
   setCheckpointLanes(1);
+  // A schedule lasts seconds: after a refused batch, checkpoints go alone for a moment, not for the rest of it.
+  setSinglesAfterRefusal(300);
   const client = new Stepwise({ id: SIM_APP_ID, dev: true, checkpointing: { maxRuntime: 250 }, fetch: checkpointFetch(ledger, path), logger: quiet });
 
   /** Runs `program`; `eventId` (of the run's start event) names its signals. */

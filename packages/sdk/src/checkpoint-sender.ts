@@ -12,9 +12,10 @@
  * Worker cancels a request that waits on I/O another request started, so there each checkpoint
  * goes alone, at once.
  *
- * A batch refused whole (400 or 413: nothing of it was written) goes again one checkpoint at a
- * time, and for {@link SINGLES_AFTER_REFUSAL_MS} every checkpoint goes alone: in a rolling
- * deploy, an executor that predates batches may answer behind the same URL as one that offers them.
+ * A batch refused whole (400 or 413: nothing of it was written) goes again one checkpoint a
+ * request, and for {@link singlesAfterRefusalMs} every checkpoint goes alone and at once, as to an
+ * executor that does not offer batches: in a rolling deploy, an executor that predates batches
+ * may answer behind the same URL as one that offers them.
  */
 import { CHECKPOINT_ROUTE, MAX_CHECKPOINT_BATCH, PROTOCOL_VERSION, type CheckpointBatch, type CheckpointOutcome, type CheckpointRequest } from "@stepwise/protocol";
 import { postSigned, type ExecutorAnswer, type ExecutorTransport } from "./api.ts";
@@ -35,6 +36,12 @@ export function setCheckpointLanes(count: number): void {
 export const MAX_WAIT_MS = 20;
 /** How long checkpoints go alone after an executor refused a batch whole. */
 export const SINGLES_AFTER_REFUSAL_MS = 60_000;
+let singlesAfterRefusalMs = SINGLES_AFTER_REFUSAL_MS;
+
+/** Sets how long checkpoints go alone after a refused batch, for every sender. For the fault simulation, whose schedules last seconds. */
+export function setSinglesAfterRefusal(ms: number): void {
+  singlesAfterRefusalMs = ms;
+}
 /** Bytes (UTF-8) of checkpoints one batch carries at most; a larger checkpoint goes alone. */
 export const MAX_BATCH_BYTES = 1024 * 1024;
 /** How long a checkpoint may take, waiting included, before the SDK gives up on it and answers instead. */
@@ -90,7 +97,7 @@ export class CheckpointSender {
    */
   send(checkpoint: CheckpointRequest, batches: boolean): Promise<Delivery> {
     const text = JSON.stringify(checkpoint);
-    if (!batches || !sharedIo()) return this.post(text, CHECKPOINT_TIMEOUT_MS, MAX_ANSWER_BYTES);
+    if (!batches || !sharedIo() || Date.now() < this.singlesUntil) return this.post(text, CHECKPOINT_TIMEOUT_MS, MAX_ANSWER_BYTES);
     return new Promise<Delivery>((resolve, reject) => {
       this.waiting.push({ checkpoint, text, bytes: utf8Bytes(text), since: Date.now(), resolve, reject });
       this.next();
@@ -121,9 +128,8 @@ export class CheckpointSender {
   private take(): Waiting[] {
     const now = Date.now();
     const taken: Waiting[] = [];
-    const most = now < this.singlesUntil ? 1 : MAX_CHECKPOINT_BATCH;
     let bytes = 0;
-    for (let i = 0; i < this.waiting.length && taken.length < most; ) {
+    for (let i = 0; i < this.waiting.length && taken.length < MAX_CHECKPOINT_BATCH; ) {
       const one = this.waiting[i]!;
       if (now - one.since >= CHECKPOINT_TIMEOUT_MS) {
         this.waiting.splice(i, 1);
@@ -163,16 +169,27 @@ export class CheckpointSender {
 
   /**
    * A batch refused before anything of it was written (an executor that predates batches reads
-   * no checkpoint in it; a batch over an executor's body limit is not read): its checkpoints go
-   * first again, each alone, and so does every checkpoint for a while after.
+   * no checkpoint in it; a batch over an executor's body limit is not read): its checkpoints, and
+   * those waiting, go again each alone and at once, within what is left of their timeouts; so
+   * does every checkpoint for a while after.
    */
   private refusedWhole(taken: Waiting[], answer: Delivery): void {
-    if (Date.now() >= this.singlesUntil) {
-      const why = `${answer.status}: ${(answer.text ?? "").slice(0, 200)}`;
-      this.transport.notices.warn("checkpoint batch", `Stepwise: the executor at ${this.transport.baseUrl} refused a batch of ${taken.length} checkpoints (${why}); checkpoints go one at a time for ${SINGLES_AFTER_REFUSAL_MS / 1000} s`);
+    const now = Date.now();
+    if (now >= this.singlesUntil) {
+      // One line, whatever the answer was (an HTML error page has line breaks).
+      const why = `${answer.status}: ${(answer.text ?? "").slice(0, 200).replace(/\s+/g, " ").trim()}`;
+      this.transport.notices.warn(
+        "checkpoint batch",
+        `Stepwise: the executor at ${this.transport.baseUrl} refused a batch of ${taken.length} checkpoints whole (${why}); ` +
+          `each goes alone for ${singlesAfterRefusalMs / 1000} s. An executor older than checkpoint batches answers 400 to one (a rolling deploy); a 413 is its body limit`,
+      );
     }
-    this.singlesUntil = Date.now() + SINGLES_AFTER_REFUSAL_MS;
-    this.waiting.unshift(...taken);
+    this.singlesUntil = now + singlesAfterRefusalMs;
+    for (const one of [...taken, ...this.waiting.splice(0)]) {
+      const left = CHECKPOINT_TIMEOUT_MS - (now - one.since);
+      if (left <= 0) one.reject(new Error(`no answer within ${CHECKPOINT_TIMEOUT_MS} ms (its batch was refused)`));
+      else this.post(one.text, left, MAX_ANSWER_BYTES).then(one.resolve, one.reject);
+    }
   }
 
   /**

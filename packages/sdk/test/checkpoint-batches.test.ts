@@ -4,7 +4,7 @@
  * checkpoint's outcome, exactly as if it had gone alone. A batch that fails on the way (a 5xx
  * page, a refused connection, an answer cut off or not a batch's) fails every checkpoint in it,
  * so each invocation answers with its result: never a step taken for committed when it is not.
- * A batch refused whole (400, 413: nothing of it written) goes again one checkpoint at a time.
+ * A batch refused whole (400, 413: nothing of it written) goes again, one checkpoint a request, at once.
  */
 import { CHECKPOINT_ROUTE, DEV_SIGNING_KEY, verify, type CheckpointBatch, type CheckpointRequest } from "@stepwise/protocol";
 import { describe, expect, it, vi } from "vitest";
@@ -133,7 +133,7 @@ describe("checkpoint batches", () => {
     ["an executor that predates batches (400: not a checkpoint)", json({ error: "Not a Stepwise checkpoint: body.run: Required" }, 400)],
     ["a batch over the executor's body limit (413)", json({ error: "Request body too large: the limit is 1000 bytes" }, 413)],
   ];
-  it.each(refusals)("a batch refused whole by %s goes again one checkpoint at a time, and checkpoints go alone for a while", async (_name, refusal) => {
+  it.each(refusals)("a batch refused whole by %s goes again one checkpoint a request, and checkpoints go alone for a while", async (_name, refusal) => {
     vi.useFakeTimers({ toFake: ["Date"] });
     try {
       const exec = executor((sent) => (isBatch(sent) ? refusal.clone() : ok()));
@@ -144,7 +144,7 @@ describe("checkpoint batches", () => {
       const shapes = () => exec.sent.map((s) => (isBatch(s) ? `batch of ${s.checkpoints.length}` : s.run.id));
       expect(shapes()).toEqual(["run-1", "run-2", "batch of 2", "run-3", "run-4"]);
       expect(exec.warnings).toHaveLength(1);
-      expect(exec.warnings[0]).toMatch(/refused a batch of 2 checkpoints \((400|413): .*\); checkpoints go one at a time for 60 s/);
+      expect(exec.warnings[0]).toMatch(/^Stepwise: the executor at http:\/\/executor\.test refused a batch of 2 checkpoints whole \((400|413): \{"error":.*\}\); each goes alone for 60 s/);
       // Within the minute, checkpoints that wait go alone, not as a batch the executor refuses.
       exec.sent.length = 0;
       expect(await Promise.all([5, 6, 7, 8].map((n) => exec.commit(n)))).toEqual([true, true, true, true]);
@@ -157,6 +157,31 @@ describe("checkpoint batches", () => {
     } finally {
       vi.useRealTimers();
     }
+  });
+
+  it("while checkpoints go alone after a refused batch, none waits for a lane: the refused ones and later ones go at once", async () => {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const exec = executor(async (sent) => {
+      if (isBatch(sent)) return new Response("<html>\r\n<h1>400 Bad Request</h1>\r\n</html>", { status: 400, headers: { "content-type": "text/html" } });
+      await held;
+      return ok();
+    });
+    exec.open();
+    const shapes = () => exec.sent.map((s) => (isBatch(s) ? `batch of ${s.checkpoints.length}` : s.run.id));
+    // Two alone on the lanes, held; the four waiting go as a batch on an extra lane after MAX_WAIT_MS, refused.
+    const first = [1, 2, 3, 4, 5, 6].map((n) => exec.commit(n));
+    await new Promise((resolve) => setTimeout(resolve, MAX_WAIT_MS + 30));
+    expect(shapes()).toEqual(["run-1", "run-2", "batch of 4", "run-3", "run-4", "run-5", "run-6"]);
+    const later = [7, 8, 9, 10].map((n) => exec.commit(n));
+    await tick();
+    expect(shapes().slice(7)).toEqual(["run-7", "run-8", "run-9", "run-10"]);
+    release();
+    expect(await Promise.all([...first, ...later])).toEqual(Array(10).fill(true));
+    // An HTML page's line breaks do not break the warning's one line.
+    expect(exec.warnings).toHaveLength(1);
+    expect(exec.warnings[0]).not.toMatch(/[\r\n]/);
+    expect(exec.warnings[0]).toContain("(400: <html> <h1>400 Bad Request</h1> </html>)");
   });
 
   it(`a slow checkpoint holds up the others ${MAX_WAIT_MS} ms at most: then the ones waiting go on a lane of their own`, async () => {

@@ -8,6 +8,7 @@ import { CHECKPOINT_ROUTE, DEV_SIGNING_KEY, HEADERS, MAX_CHECKPOINT_BATCH, PROTO
 import { Stepwise } from "@stepwise/sdk";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { z } from "zod";
+import { setSinglesAfterRefusal, SINGLES_AFTER_REFUSAL_MS } from "../../packages/sdk/src/checkpoint-sender.ts";
 import { STORE_KINDS, startStack, type Stack } from "../support/stack.ts";
 
 type Sql = { query(text: string, params?: unknown[]): Promise<Array<Record<string, unknown>>> };
@@ -16,8 +17,14 @@ const bodies = new Map<string, number>();
 const count = (key: string) => bodies.set(key, (bodies.get(key) ?? 0) + 1).get(key)!;
 const Id = z.object({ id: z.string() });
 
-/** What the test does to the app's checkpoint requests (the network between app and executor); "slow" holds each 30 ms. */
-let checkpointFault: "none" | "502" | "refuse" | "lose-answer" | "200-page" | "slow" = "none";
+/**
+ * What the test does to the app's checkpoint requests (the network between app and executor);
+ * "slow" holds each 30 ms; "no-batches" also answers each batch as an executor that predates
+ * batches does (400, nothing written), as one may behind the same URL in a rolling deploy.
+ */
+let checkpointFault: "none" | "502" | "refuse" | "lose-answer" | "200-page" | "slow" | "no-batches" = "none";
+/** Batches answered 400 under "no-batches". */
+let refusedBatches = 0;
 const checkpoints: CheckpointRequest[] = [];
 /** The size of each batch the app sent. */
 const batches: number[] = [];
@@ -32,7 +39,11 @@ const client = new Stepwise({
     const sent = JSON.parse(String(init?.body)) as CheckpointRequest | CheckpointBatch;
     if ("checkpoints" in sent) batches.push(sent.checkpoints.length);
     checkpoints.push(...("checkpoints" in sent ? sent.checkpoints : [sent]));
-    if (checkpointFault === "slow") await new Promise((resolve) => setTimeout(resolve, 30));
+    if (checkpointFault === "slow" || checkpointFault === "no-batches") await new Promise((resolve) => setTimeout(resolve, 30));
+    if (checkpointFault === "no-batches" && "checkpoints" in sent) {
+      refusedBatches++;
+      return Response.json({ error: "Not a Stepwise checkpoint: run.appId (or a batch's appId) is missing" }, { status: 400 });
+    }
     if (checkpointFault === "502") return new Response("<html><h1>502 Bad Gateway</h1></html>", { status: 502, headers: { "content-type": "text/html" } });
     // Something in front of the executor (a login page, a catch-all) answering 200: not a commit.
     if (checkpointFault === "200-page") return new Response("<html><body>Welcome</body></html>", { status: 200, headers: { "content-type": "text/html" } });
@@ -168,6 +179,7 @@ describe.each(STORE_KINDS)("checkpointing on %s", (kind) => {
     checkpointFault = "none";
     invocations.clear();
     batches.length = 0;
+    refusedBatches = 0;
   });
 
   it("runs consecutive steps in one invocation, each committed before the next starts", async () => {
@@ -266,6 +278,25 @@ describe.each(STORE_KINDS)("checkpointing on %s", (kind) => {
     for (let n = 0; n < 12; n++) expect(["a", "b", "c"].map((step) => bodies.get(`${kind}-many-${n}:${step}`))).toEqual([1, 1, 1]);
     const committed = runs.flatMap((run) => stack.log.lines.filter((line) => line.includes(run.id) && line.endsWith("(checkpoint)")));
     expect(committed).toHaveLength(36);
+  });
+
+  it("an executor that refuses batches whole (one from before them): their checkpoints go again alone, each committed once, and each run goes on in its one invocation", async () => {
+    checkpointFault = "no-batches";
+    // No window after a refusal here, so no state outlasts the test: every batch is tried, refused, and sent again alone.
+    setSinglesAfterRefusal(0);
+    try {
+      const ids = await stack.send(Array.from({ length: 12 }, (_, n) => ({ name: "cp/chain" as const, data: { id: `${kind}-old-${n}` } })));
+      const runs = await Promise.all(ids.map((id) => stack.waitForRun(id)));
+      expect(runs.map((run) => run.output)).toEqual(Array(12).fill({ a: 1, b: "completed", c: 3 }));
+      expect(refusedBatches).toBeGreaterThan(0);
+      // Nothing was lost to the refusals: one invocation per run, every step ran once, committed by a checkpoint.
+      expect(invocations.get("chain")).toBe(12);
+      for (let n = 0; n < 12; n++) expect(["a", "b", "c"].map((step) => bodies.get(`${kind}-old-${n}:${step}`))).toEqual([1, 1, 1]);
+      const committed = runs.flatMap((run) => stack.log.lines.filter((line) => line.includes(run.id) && line.endsWith("(checkpoint)")));
+      expect(committed).toHaveLength(36);
+    } finally {
+      setSinglesAfterRefusal(SINGLES_AFTER_REFUSAL_MS);
+    }
   });
 
   it("a batch's checkpoints are each committed or refused on their own, as if each came alone", async () => {

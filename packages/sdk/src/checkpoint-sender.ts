@@ -13,7 +13,7 @@
  * goes alone, at once.
  *
  * A batch refused whole (400 or 413: nothing of it was written) goes again one checkpoint a
- * request, and for {@link singlesAfterRefusalMs} every checkpoint goes alone and at once, as to an
+ * request, and for {@link SINGLES_AFTER_REFUSAL_MS} every checkpoint goes alone and at once, as to an
  * executor that does not offer batches: in a rolling deploy, an executor that predates batches
  * may answer behind the same URL as one that offers them.
  */
@@ -86,7 +86,7 @@ export class CheckpointSender {
   private timer: ReturnType<typeof setTimeout> | undefined;
   /** The waiting checkpoint the timer is set for: the oldest when it was set. */
   private timedFor: Waiting | undefined;
-  /** Until then each request carries one checkpoint: an executor refused a batch. */
+  /** Until then every checkpoint goes alone and at once: an executor refused a batch whole. */
   private singlesUntil = 0;
 
   constructor(private readonly transport: ExecutorTransport) {}

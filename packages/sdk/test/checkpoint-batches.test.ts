@@ -171,7 +171,7 @@ describe("checkpoint batches", () => {
     const shapes = () => exec.sent.map((s) => (isBatch(s) ? `batch of ${s.checkpoints.length}` : s.run.id));
     // Two alone on the lanes, held; the four waiting go as a batch on an extra lane after MAX_WAIT_MS, refused.
     const first = [1, 2, 3, 4, 5, 6].map((n) => exec.commit(n));
-    await new Promise((resolve) => setTimeout(resolve, MAX_WAIT_MS + 30));
+    await vi.waitFor(() => expect(shapes()).toHaveLength(7), { timeout: 2_000, interval: 5 });
     expect(shapes()).toEqual(["run-1", "run-2", "batch of 4", "run-3", "run-4", "run-5", "run-6"]);
     const later = [7, 8, 9, 10].map((n) => exec.commit(n));
     await tick();

@@ -14,3 +14,6 @@ export function middleOf<T>(list: T[], figure: (item: T) => number): T & { sampl
   const sorted = [...list].sort((a, b) => figure(a) - figure(b));
   return { ...sorted[Math.floor(sorted.length / 2)]!, samples: list.map(figure) };
 }
+
+/** The median of `over[i] / under[i]`: repeated measurements taken in pairs, each pair in the same moments of the machine. */
+export const pairedRatio = (over: number[], under: number[]) => round(median(over.map((value, i) => value / under[i]!)), 3);

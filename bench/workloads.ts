@@ -12,7 +12,7 @@
  */
 import { now } from "./app.ts";
 import type { Recorder as Probe } from "./recorder.ts";
-import { median, middleOf, percentile, round } from "./stats.ts";
+import { median, middleOf, pairedRatio, percentile, round } from "./stats.ts";
 import type { Topology } from "./topologies.ts";
 
 async function send(topology: Topology, events: unknown): Promise<void> {
@@ -78,8 +78,8 @@ export async function w1Pairs(topology: Topology, probe: Probe, checkpointed: bo
   for (let i = 0; i < rounds; i++) {
     for (const steps of i % 2 === 0 ? [1_000, 50] : [50, 1_000]) (steps === 50 ? short : long).push(await w1(topology, probe, steps, checkpointed));
   }
-  const flatRatio = round(median(long.map((l, i) => l.perStepMs / short[i]!.perStepMs)), 3);
   const perStep = (r: W1Result) => r.perStepMs;
+  const flatRatio = pairedRatio(long.map(perStep), short.map(perStep));
   const lastOverFirst = round(median(long.map((l) => l.lastOverFirst!)), 3);
   return { checkpointed, long: middleOf(long, perStep), short: middleOf(short, perStep), flatRatio, lastOverFirst };
 }
@@ -144,12 +144,12 @@ export async function w2Steady(topology: Topology, probe: Probe, warmups = 3, re
   for (let i = 0; i < repetitions; i++) for (const kind of i % 2 === 0 ? kinds : [...kinds].reverse()) results[kind].push(await once(kind));
   const steady = (list: W2Result[]): W2Steady => middleOf(list, (r) => r.stepsPerSecond);
   /** `slower`'s time per step over `faster`'s, the median of each round's pair. */
-  const pairedRatio = (slower: W2Result[], faster: W2Result[]) => round(median(faster.map((f, i) => f.stepsPerSecond / slower[i]!.stepsPerSecond)), 3);
+  const timeRatio = (slower: W2Result[], faster: W2Result[]) => pairedRatio(faster.map((r) => r.stepsPerSecond), slower.map((r) => r.stepsPerSecond));
   return {
     plain: steady(results.plain),
     keyed: steady(results.keyed),
-    keyedRatio: pairedRatio(results.keyed, results.plain),
-    ...(byHand && { byHand: steady(results["by hand"]), byHandRatio: pairedRatio(results.plain, results["by hand"]) }),
+    keyedRatio: timeRatio(results.keyed, results.plain),
+    ...(byHand && { byHand: steady(results["by hand"]), byHandRatio: timeRatio(results.plain, results["by hand"]) }),
   };
 }
 

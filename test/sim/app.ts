@@ -78,9 +78,8 @@ function checkpointFetch(ledger: Ledger, path: CheckpointPath): typeof fetch {
         const invocation = invocations[i];
         if (invocation !== undefined && which(i)) ledger.refusedCheckpoints.push({ invocation, runId: c.run.id, stepId: c.step.id, at: Date.now(), how });
       });
-    const first = checkpoints[0]!;
-    const id = `${first.run.id}|${first.step.id}|${invocations[0]}`;
-    const where = `${path.seed}|cp|${id}${!batch && refusedWhole.has(id) ? "|again" : ""}`;
+    const idOf = (i: number) => `${checkpoints[i]!.run.id}|${checkpoints[i]!.step.id}|${invocations[i]}`;
+    const where = `${path.seed}|cp|${idOf(0)}${!batch && refusedWhole.has(idOf(0)) ? "|again" : ""}`;
     const faults = batch ? BATCH_FAULTS : CHECKPOINT_FAULTS;
     const fault = unit(where) < path.rate() ? faults[Math.floor(unit(`${where}|kind`) * faults.length)]! : "none";
     const what = batch ? `checkpoint batch` : "checkpoint";
@@ -89,7 +88,7 @@ function checkpointFetch(ledger: Ledger, path: CheckpointPath): typeof fetch {
       return new Promise<Response>(() => {});
     };
     if (fault === "refused whole") {
-      checkpoints.forEach((c, i) => refusedWhole.add(`${c.run.id}|${c.step.id}|${invocations[i]}`));
+      checkpoints.forEach((_, i) => refusedWhole.add(idOf(i)));
       return ledger.fault(`${what} refused whole`), Response.json({ error: "Not a Stepwise checkpoint: body.run: Required" }, { status: 400 });
     }
     if (batch) ledger.checkpointBatches.push(batch.length);

@@ -286,6 +286,10 @@ export function simApp(ledger: Ledger, path: CheckpointPath): SimApp {
         concurrency: [{ limit: 1, key: "event.data.key" }, pool],
         // Runs of sim-r0 are queued 5 s ahead of sim-r2's: first invocations in the past, claimed first.
         priority: { run: retries === 0 ? "5" : "0" },
+        // sim-r0 answers each invocation with the one step it ran, which the executor commits
+        // under the invocation's lease and invokes again under the same job: that fence, under
+        // the same faults as the checkpoints of sim-r2.
+        ...(retries === 0 && { checkpointing: false }),
       },
       async ({ event, step, runId, attempt, publish }) => {
         const data = event.data as { key: string; program: Item[] };

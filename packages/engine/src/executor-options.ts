@@ -83,7 +83,7 @@ export interface DrainOptions extends DrainBudget {
 }
 
 export interface DrainResult {
-  /** Jobs that ran to their end (applied, or dropped as already done). */
+  /** Jobs that ran to their end (applied, or dropped as already done); a job that invoked its app again, as a continuation would, counts once per invocation. */
   ran: number;
   /** Jobs that failed in the executor and were given back for a retry. */
   failed: number;

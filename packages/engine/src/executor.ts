@@ -18,7 +18,7 @@ import { consoleLogger, type Logger } from "./log.ts";
 import { finish } from "./machine/ending.ts";
 import { isTerminal, TIMER_KINDS } from "./records.ts";
 import { Registry } from "./registry.ts";
-import { CheckpointRefused, commitCheckpoint, parseCheckpoint } from "./runtime/checkpoints.ts";
+import { CheckpointRefused, commitCheckpoint, observeCommitted, parseCheckpoint } from "./runtime/checkpoints.ts";
 import { runJob, type JobRunner } from "./runtime/jobs.ts";
 import type { BulkCancelResult, BulkReplayResult, RunPage } from "./run-list.ts";
 import { readEvent, readEventPage, readRun, readRunPage, readRunsOfEvent } from "./run-reads.ts";
@@ -300,20 +300,7 @@ export class Executor {
       throw new CheckpointRefused("lease-lost", `Checkpoint refused: app "${appId}" has no function "${request.run.functionId}"`);
     }
     const checkpointed = await commitCheckpoint(this.ctx, this.runner.leaseMs, request);
-    const lastEnd = this.runner.snapshots.lastEnd(checkpointed.jobId);
-    const { step } = checkpointed;
-    this.ctx.observe({
-      type: "step-ended",
-      functionId: fn.id,
-      runId: step.runId,
-      stepId: step.id,
-      kind: step.kind,
-      status: "completed",
-      attempts: step.attempts,
-      startedAt: step.startedAt,
-      endedAt: step.endedAt!,
-      ...(lastEnd !== undefined && { gapMs: Math.max(0, step.startedAt.getTime() - lastEnd) }),
-    });
+    observeCommitted(this.ctx, checkpointed, fn.id, this.runner.snapshots.lastEnd(checkpointed.jobId));
     this.runner.snapshots.advance(checkpointed);
   }
 

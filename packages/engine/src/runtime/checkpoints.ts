@@ -68,11 +68,34 @@ export interface Checkpointed {
 
 /** Commits `request` (signed by its app, already verified) or throws {@link CheckpointRefused}. */
 export async function commitCheckpoint(ctx: EngineContext, leaseMs: number, request: CheckpointRequest): Promise<Checkpointed> {
-  const { run, step } = request;
   const lease = parseLeaseToken(request.token);
   if (!lease) throw new InputError("Not a Stepwise checkpoint: token is not a lease token the executor gave an invocation");
+  const { run, step } = request;
   const functionId = globalFunctionId(run.appId, run.functionId);
-  const label = `${runLabel(run.id, functionId)} step "${step.name}"`;
+  const endedAt = ctx.clock.now();
+  return commitStep(ctx, leaseMs, { runId: run.id, functionId, lease, step, startedAt: endedAt - step.durationMs, endedAt }, "checkpoint");
+}
+
+/** One `step.run` result to commit under the lease of the invocation that ran it. */
+export interface StepUnderLease {
+  runId: string;
+  /** The run's global function ID. */
+  functionId: string;
+  lease: LeaseProof;
+  step: Pick<CheckpointRequest["step"], "id" | "name" | "position" | "output" | "usage">;
+  startedAt: number;
+  endedAt: number;
+}
+
+/**
+ * Commits `write` as a checkpoint or throws {@link CheckpointRefused}. `from` says who asked: the
+ * app (`checkpoint`) or the executor itself, for an answer that only ran the run's next step
+ * (`answer`, see `answered-step.ts`): its refusals are not logged, since the answer then goes the
+ * usual way, which says what became of it.
+ */
+export async function commitStep(ctx: EngineContext, leaseMs: number, write: StepUnderLease, from: "checkpoint" | "answer"): Promise<Checkpointed> {
+  const { runId, functionId, lease, step } = write;
+  const label = `${runLabel(runId, functionId)} step "${step.name}"`;
   // What the answer's path would refuse for good goes there, so the run gets the same error either way.
   const bytes = storableBytes(step.output);
   if (typeof bytes === "string") throw new CheckpointRefused("limit", `${label}: the result cannot be stored (${bytes})`);
@@ -80,9 +103,8 @@ export async function commitCheckpoint(ctx: EngineContext, leaseMs: number, requ
     throw new CheckpointRefused("limit", `${label}: the result is ${formatBytes(bytes)}, over the limit of ${formatBytes(ctx.limits.maxStepOutputBytes)}`);
   }
   if (step.position >= ctx.limits.maxStepsPerRun) throw new CheckpointRefused("limit", `${label}: the run reached its limit of ${ctx.limits.maxStepsPerRun} steps`);
-  const endedAt = ctx.clock.now();
   const record: StepRecord = {
-    runId: run.id,
+    runId,
     id: step.id,
     name: step.name,
     kind: "run",
@@ -91,11 +113,11 @@ export async function commitCheckpoint(ctx: EngineContext, leaseMs: number, requ
     output: step.output ?? null,
     ...(step.usage && { usage: step.usage }),
     attempts: 1,
-    startedAt: new Date(endedAt - step.durationMs),
-    endedAt: new Date(endedAt),
+    startedAt: new Date(write.startedAt),
+    endedAt: new Date(write.endedAt),
   };
   const result = await ctx.store.checkpoint({
-    runId: run.id,
+    runId,
     functionId,
     lease: { jobId: lease.jobId, owner: lease.owner, claims: lease.claims },
     leaseMs,
@@ -105,12 +127,29 @@ export async function commitCheckpoint(ctx: EngineContext, leaseMs: number, requ
   });
   if (!result.ok) {
     const refusal = new CheckpointRefused(result.refused, `${label}: checkpoint refused, ${REFUSALS[result.refused]}`);
-    ctx.log.info(refusal.message);
+    if (from === "checkpoint") ctx.log.info(refusal.message);
     throw refusal;
   }
-  if (result.wasQueued) ctx.log.info(`${runLabel(run.id, functionId)} started`);
-  ctx.log.info(`${label} completed in ${formatDuration(step.durationMs)} (checkpoint)`);
+  if (result.wasQueued) ctx.log.info(`${runLabel(runId, functionId)} started`);
+  ctx.log.info(`${label} completed in ${formatDuration(write.endedAt - write.startedAt)}${from === "checkpoint" ? " (checkpoint)" : ""}`);
   return { jobId: lease.jobId, step: record, bytes, version: result.version };
+}
+
+/** Tells the executor's watchers (metrics, traces) of a committed step; `lastEnd`: when the run's step before it ended, if known. */
+export function observeCommitted(ctx: EngineContext, committed: Checkpointed, functionId: string, lastEnd: number | undefined): void {
+  const { step } = committed;
+  ctx.observe({
+    type: "step-ended",
+    functionId,
+    runId: step.runId,
+    stepId: step.id,
+    kind: step.kind,
+    status: "completed",
+    attempts: step.attempts,
+    startedAt: step.startedAt,
+    endedAt: step.endedAt!,
+    ...(lastEnd !== undefined && { gapMs: Math.max(0, step.startedAt.getTime() - lastEnd) }),
+  });
 }
 
 const REFUSALS: Record<CheckpointRefusal, string> = {

@@ -23,6 +23,7 @@ import { fetchStep, sealFetchRequests } from "./fetch-job.ts";
 import { traceInvocation } from "../tracing.ts";
 import { pause } from "../machine/pauses.ts";
 import { leaseToken } from "./checkpoints.ts";
+import { commitAnsweredStep } from "./answered-step.ts";
 import { runCronTick } from "./cron.ts";
 import { heldKeys } from "../concurrency.ts";
 import { hasUnreadOutputs, outputBudget, requestSteps } from "./request-steps.ts";
@@ -103,7 +104,24 @@ const unlessResumed: Transition = (draft) => {
 /** How often one job may find the deployment it invoked gone and prepare again for another. */
 const MOVES_PER_JOB = 2;
 
-async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState | undefined, how: JobHandling, moves = 0): Promise<JobRecord[]> {
+/**
+ * Invokes the app for `job` until an answer ends the job. An answer that only ran the run's
+ * next step is committed under the job's lease, and the same job invokes the app again
+ * (`answered-step.ts`): a loop here, so a long run holds nothing per step it took.
+ */
+async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState | undefined, how: JobHandling): Promise<JobRecord[]> {
+  let state = known;
+  for (;;) {
+    const outcome = await invokeOnce(runner, job, state, how);
+    if (Array.isArray(outcome)) return outcome;
+    state = outcome.from;
+  }
+}
+
+/** The job's end, or the state to invoke the app from again under the same job (undefined: read it). */
+type Invoked = JobRecord[] | { from: RunState | undefined };
+
+async function invokeOnce(runner: JobRunner, job: JobRecord, known: RunState | undefined, how: JobHandling, moves = 0): Promise<Invoked> {
   const { ctx } = runner;
   // Outputs larger than a request's whole budget would only be left out of it: they stay in the store.
   let state = known ?? (await ctx.store.loadRunState(job.runId, { maxOutputBytes: ctx.limits.maxRequestOutputBytes }));
@@ -180,11 +198,13 @@ async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState 
     // Nothing ran there: prepared again (the request too, for the SDK where the run goes now).
     if (!(error instanceof DeploymentGone) || moves >= MOVES_PER_JOB) throw error;
     await runner.refusals.leave(ctx, app, run, deployment, error);
-    return runInvocation(runner, job, undefined, how, moves + 1);
+    return invokeOnce(runner, job, undefined, how, moves + 1);
   } finally {
     runner.snapshots.close(job.id);
   }
   await runner.refusals.answered(ctx, app, run, deployment, response);
+  const answered = await commitAnsweredStep(ctx, { job, owner: runner.owner, leaseMs: runner.leaseMs, snapshot, startedAt, goOn: how.goOn }, response);
+  if (answered !== null) return { from: answered };
   // Transitions read the registry's cache: load what this answer will need first.
   await ctx.registry.ensureFresh();
   if (response.type === "ops") {

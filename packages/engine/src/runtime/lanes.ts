@@ -47,6 +47,12 @@ export interface JobHandling {
    * process started): the queue never heard of it, so it need not hear that it is done.
    */
   unpublished?: boolean;
+  /**
+   * Whether the lane may go on with this job's run itself, as it would with a continuation:
+   * false once it stops, or when a drain's budget is spent (a yes counts as a job started, and
+   * the invocation before it as one that ran).
+   */
+  goOn?: () => boolean;
 }
 
 export interface LanesOptions {
@@ -339,7 +345,7 @@ export class Lanes {
       const startedAt = Date.now();
       if (unclaimed) this.ownFiring++;
       try {
-        next = await this.options.handle(job, how);
+        next = await this.options.handle(job, { ...how, goOn: () => this.goOnWithin(mode) });
         this.stats.ran++;
         this.reachable(startedAt);
       } catch (error) {
@@ -356,12 +362,28 @@ export class Lanes {
       how = { unpublished: true };
       job = next.shift();
       for (const extra of next) await this.handBack(extra);
-      if (job && (!this.running || (mode === "drain" && this.outOfBudget()))) {
+      if (job && !this.mayContinue(mode)) {
         await this.handBack(job);
         job = undefined;
       }
-      if (job && this.budget) this.budget.started++;
     }
+  }
+
+  /**
+   * Whether a job may invoke its run's app again itself, as if its answer had queued a
+   * continuation: counted as that continuation would be, its invocation before as one job run.
+   */
+  private goOnWithin(mode: Mode): boolean {
+    if (!this.mayContinue(mode)) return false;
+    this.stats.ran++;
+    return true;
+  }
+
+  /** Whether a lane may run its run's next job itself (counted against a drain's budget), or must hand it back. */
+  private mayContinue(mode: Mode): boolean {
+    if (!this.running || (mode === "drain" && this.outOfBudget())) return false;
+    if (this.budget) this.budget.started++;
+    return true;
   }
 
   /**

@@ -19,7 +19,7 @@ const client = new Stepwise({
   id: "answered",
   dev: true,
   checkpointing: false,
-  schemas: { "ans/chain": Id, "ans/cancel": Id, "ans/pause": Id, "ans/stolen": Id, "ans/elsewhere": Id },
+  schemas: { "ans/chain": Id, "ans/cancel": Id, "ans/pause": Id, "ans/stolen": Id, "ans/elsewhere": Id, "ans/stumbles": Id },
 });
 
 /** How often each step's code ran, by `<event id>:<step>`. */
@@ -97,12 +97,26 @@ const elsewhere = client.createFunction({ id: "elsewhere", triggers: [{ event: "
   return step.run("c", () => (count(`${event.data.id}:c`), "from this invocation"));
 });
 
+/**
+ * Eight steps; the first invocation after each of the first six steps cannot start in the app
+ * (it answers 503 `notStarted`, as when it cannot read the run's outputs back): a failure of
+ * the job in the executor, retried with backoff. Five failures of one job give its run up.
+ */
+const STUMBLES = 6;
+const stumbles = client.createFunction({ id: "stumbles", triggers: [{ event: "ans/stumbles" }] }, async ({ event, step }) => {
+  let total = 0;
+  for (let n = 0; n < STUMBLES + 2; n++) total += await step.run(`s${n}`, () => (count(`${event.data.id}:s${n}`), 1));
+  return total;
+});
+/** Runs whose invocation after this many stored steps was answered `notStarted` already. */
+const stumbled = new Set<string>();
+
 describe.each(STORE_KINDS)("answers committed under their invocation's lease, on %s", (kind) => {
   beforeAll(async () => {
     stack = await startTwoExecutors({
       store: kind,
       client,
-      functions: [chain, cancelled, paused, stolen, elsewhere],
+      functions: [chain, cancelled, paused, stolen, elsewhere, stumbles],
       // Short leases: with the queue in Redis, the job the test gives back in the record is free there soon too.
       executor: { leaseMs: 2_000 },
       // The second executor runs no jobs: it only takes the checkpoint the test hands it.
@@ -111,6 +125,11 @@ describe.each(STORE_KINDS)("answers committed under their invocation's lease, on
         if (request.method === "POST") {
           const body = (await request.clone().json()) as InvokeRequest;
           if (body.checkpoint) tokens.set(body.run.id, [...(tokens.get(body.run.id) ?? []), body.checkpoint.token]);
+          const at = `${body.run.id}:${body.steps.length}`;
+          if (body.run.functionId === "stumbles" && body.steps.length >= 1 && body.steps.length <= STUMBLES && !stumbled.has(at)) {
+            stumbled.add(at);
+            return Response.json({ error: "could not read the run's stored outputs back", notStarted: true }, { status: 503 });
+          }
         }
         return app(request);
       },
@@ -177,6 +196,15 @@ describe.each(STORE_KINDS)("answers committed under their invocation's lease, on
     expect(await stack.waitForRun(id!, { timeoutMs: 20_000 })).toMatchObject({ status: "completed", output: "finished" });
     expect([bodies.get(`${key}:a`), bodies.get(`${key}:b`), bodies.get(`${key}:c`)]).toEqual([1, 2, 1]);
   });
+
+  it("failures in the executor count per step, as each step's answer ends its job: six steps failing once each do not give the run up", async () => {
+    const key = `${kind}-stumbles`;
+    const [id] = await stack.send({ name: "ans/stumbles", data: { id: key } });
+    const run = await stack.waitForRun(id!, { timeoutMs: 30_000 });
+    expect(run).toMatchObject({ status: "completed", output: STUMBLES + 2 });
+    expect([...stumbled].filter((at) => at.startsWith(`${run.id}:`))).toHaveLength(STUMBLES);
+    for (let n = 0; n < STUMBLES + 2; n++) expect(bodies.get(`${key}:s${n}`)).toBe(1);
+  }, 40_000);
 
   it("a step another executor committed meanwhile is sent to the app, not run again", async () => {
     const key = `${kind}-elsewhere`;

@@ -8,8 +8,8 @@
  * one invocation per step, each replaying the steps before it.
  *
  * Only the plainest answer goes this way: an invocation of the whole function (not one step's),
- * for a live run with nothing else in flight, answering one result of a step the run does not
- * have yet. Anything else, and any refusal (the lease lost, the run ended or paused, a limit
+ * by a job that has not failed, for a live run with nothing else in flight, answering one result
+ * of a step the run does not have yet. Anything else, and any refusal (the lease lost, the run ended or paused, a limit
  * reached, the step stored already), goes the usual way, which decides and says so.
  */
 import type { InvokeResponse } from "@stepwise/protocol";
@@ -39,6 +39,10 @@ export interface AnsweredInvocation {
  */
 export async function commitAnsweredStep(ctx: EngineContext, inv: AnsweredInvocation, response: InvokeResponse): Promise<RunState | undefined | null> {
   const { job, snapshot } = inv;
+  // A job that failed in the executor before ends here, as it did before this path: its
+  // failures count toward giving its run up (`MAX_JOB_FAILURES`), and they are one step's
+  // failures in a row only while each step's answer starts a fresh job.
+  if (job.failures > 0) return null;
   if (job.stepId !== undefined || response.type !== "ops" || response.ops.length !== 1) return null;
   const [op] = response.ops;
   const { run, steps } = snapshot;

@@ -23,7 +23,15 @@ const sleeper = client.createFunction({ id: "sleeper", triggers: [{ event: "test
   await step.sleep("nap", 300);
   return "woke";
 });
-const handler = serve({ client, functions: [chain, sleeper] });
+/** The executor the current suite drains with (the function below cancels its own run through it). */
+let current: Executor;
+/** Cancelled while its second step runs: that step's answer comes after the cancel and is dropped. */
+const cancelsItself = client.createFunction({ id: "cancels-itself", triggers: [{ event: "test/cancel-self" }] }, async ({ step, runId }) => {
+  await step.run("one", () => 1);
+  await step.run("two", async () => (await current.cancelRun(runId), 2));
+  return step.run("three", () => 3);
+});
+const handler = serve({ client, functions: [chain, sleeper, cancelsItself] });
 
 describe.each(STORE_KINDS)("Executor.drain on %s", (kind) => {
   let store: Store;
@@ -104,6 +112,14 @@ describe.each(STORE_KINDS)("Executor.drain on %s", (kind) => {
     const run = await runOf(eventId);
     expect(run.status).toBe("completed");
     expect(run.output).toBe("woke");
+  });
+
+  it("counts the invocations that ran to their end, not an answer a cancel dropped", async () => {
+    current = executor;
+    const eventId = await send("test/cancel-self");
+    const result = await executor.drain({ budgetMs: 10_000 });
+    expect((await runOf(eventId)).status).toBe("cancelled");
+    expect(result).toMatchObject({ ran: 1, failed: 0, stoppedEarly: false });
   });
 
   it("starts nothing once the budget is spent", async () => {

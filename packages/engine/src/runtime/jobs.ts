@@ -113,13 +113,13 @@ async function runInvocation(runner: JobRunner, job: JobRecord, known: RunState 
   let state = known;
   for (;;) {
     const outcome = await invokeOnce(runner, job, state, how);
-    if (Array.isArray(outcome)) return outcome;
-    state = outcome.from;
+    if (!("again" in outcome)) return outcome;
+    state = outcome.again;
   }
 }
 
 /** The job's end, or the state to invoke the app from again under the same job (undefined: read it). */
-type Invoked = JobRecord[] | { from: RunState | undefined };
+type Invoked = JobRecord[] | { again: RunState | undefined };
 
 async function invokeOnce(runner: JobRunner, job: JobRecord, known: RunState | undefined, how: JobHandling, moves = 0): Promise<Invoked> {
   const { ctx } = runner;
@@ -204,7 +204,7 @@ async function invokeOnce(runner: JobRunner, job: JobRecord, known: RunState | u
   }
   await runner.refusals.answered(ctx, app, run, deployment, response);
   const answered = await commitAnsweredStep(ctx, { job, owner: runner.owner, leaseMs: runner.leaseMs, snapshot, startedAt, goOn: how.goOn }, response);
-  if (answered !== null) return { from: answered };
+  if (!answered.usual) return { again: answered.from };
   // Transitions read the registry's cache: load what this answer will need first.
   await ctx.registry.ensureFresh();
   if (response.type === "ops") {

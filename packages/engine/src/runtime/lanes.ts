@@ -38,7 +38,7 @@ const OWN_TIMER_GRACE_MS = 10;
  */
 const MAX_OWN_TIMER_HOLD_MS = 50;
 
-/** How a lane came by a job: it decides how the job's commit takes it, and whom it tells. */
+/** How a lane came by a job (it decides how the job's commit takes it, and whom it tells), and what the lane allows it. */
 export interface JobHandling {
   /** A timer of this process's own, not claimed, which the job's commit must take (see `Fence`). */
   unclaimed?: boolean;
@@ -48,11 +48,17 @@ export interface JobHandling {
    */
   unpublished?: boolean;
   /**
-   * Whether the lane may go on with this job's run itself, as it would with a continuation:
-   * false once it stops, or when a drain's budget is spent (a yes counts as a job started, and
-   * the invocation before it as one that ran).
+   * The lane's leave to go on with this job's run itself, as it would with a continuation: none
+   * once it stops, or when a drain's budget is spent. A leave counts as a job started, and the
+   * invocation before it as one that ran, until it is given back.
    */
-  goOn?: () => boolean;
+  goOn?: () => GoingOn | undefined;
+}
+
+/** A lane's leave to invoke a run's app again under the same job. */
+export interface GoingOn {
+  /** It did not go on after all: the counts it took are given back. */
+  giveBack(): void;
 }
 
 export interface LanesOptions {
@@ -345,7 +351,7 @@ export class Lanes {
       const startedAt = Date.now();
       if (unclaimed) this.ownFiring++;
       try {
-        next = await this.options.handle(job, { ...how, goOn: () => this.goOnWithin(mode) });
+        next = await this.options.handle(job, { ...how, goOn: () => this.leaveToGoOn(mode) });
         this.stats.ran++;
         this.reachable(startedAt);
       } catch (error) {
@@ -362,7 +368,7 @@ export class Lanes {
       how = { unpublished: true };
       job = next.shift();
       for (const extra of next) await this.handBack(extra);
-      if (job && !this.mayContinue(mode)) {
+      if (job && !this.startsAnother(mode)) {
         await this.handBack(job);
         job = undefined;
       }
@@ -370,17 +376,22 @@ export class Lanes {
   }
 
   /**
-   * Whether a job may invoke its run's app again itself, as if its answer had queued a
+   * Leave for a job to invoke its run's app again itself, as if its answer had queued a
    * continuation: counted as that continuation would be, its invocation before as one job run.
    */
-  private goOnWithin(mode: Mode): boolean {
-    if (!this.mayContinue(mode)) return false;
+  private leaveToGoOn(mode: Mode): GoingOn | undefined {
+    if (!this.startsAnother(mode)) return undefined;
     this.stats.ran++;
-    return true;
+    return {
+      giveBack: () => {
+        this.stats.ran--;
+        if (this.budget) this.budget.started--;
+      },
+    };
   }
 
-  /** Whether a lane may run its run's next job itself (counted against a drain's budget), or must hand it back. */
-  private mayContinue(mode: Mode): boolean {
+  /** Whether a lane may start its run's next job itself, counted against a drain's budget (else it hands the job back). */
+  private startsAnother(mode: Mode): boolean {
     if (!this.running || (mode === "drain" && this.outOfBudget())) return false;
     if (this.budget) this.budget.started++;
     return true;

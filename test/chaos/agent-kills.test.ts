@@ -26,7 +26,7 @@ const INVOCATION_BUDGET_MS = 6_000;
  * loses a call the model already counted as answered (seen in CI: one call paid again with
  * none pending at any kill).
  */
-const ANSWER_ON_ITS_WAY_MS = 1_000;
+const ANSWER_ON_ITS_WAY_MS = 500;
 
 describe.runIf(postgresAvailable)("the agent example, killed at random", () => {
   let model: TestModel;

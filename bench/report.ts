@@ -13,6 +13,8 @@ import { TENANTS, W1_ROUNDS, W2_REPETITIONS, type ThrottleResult, type LatencyRe
 export interface TopologyResult {
   /** W1 per mode: rounds of 1,000 and 50 steps, each length's median and the paired ratio. */
   w1: W1Pairs[];
+  /** A plain 50-step run's time per step over a checkpointed one's, paired by round (absent from reports written before it was). */
+  w1PlainOverCheckpointed?: number;
   /** The first W2 after the executor started: its JIT has not compiled a burst's paths yet. */
   w2: W2Result;
   w2Steady: W2Steady;
@@ -76,6 +78,7 @@ export function printReport(report: { baselines: Baselines; results: Record<stri
     rows.push([`W1 ${mode}: last 100 / first 100 steps of a 1,000-step run`, ...cell((r) => `${w1Mode(r, checkpointed).lastOverFirst.toFixed(2)}x`)]);
     if (checkpointed) rows.push(["W1 1000 checkpointed / a step by hand", ...cell((r) => x(w1Of(r, 1_000, true).perStepMs, b.handStepMs))]);
   }
+  rows.push([`W1 50 steps, one invocation per step / checkpointed, median of ${W1_ROUNDS} pairs`, ...cell((r) => (r.w1PlainOverCheckpointed !== undefined ? `${r.w1PlainOverCheckpointed.toFixed(2)}x` : "-"))]);
   // Throughput as time per step, so it compares with the round trips a step needs.
   rows.push([`W2 steps/s (200 runs x 5), warm: median of ${W2_REPETITIONS}`, ...cell((r, floor) => `${r.w2Steady.stepsPerSecond} (${x(1000 / r.w2Steady.stepsPerSecond, floor)})`)]);
   rows.push(["W2 the first time after start: steps/s", ...cell((r) => `${r.w2.stepsPerSecond}`)]);

@@ -14,7 +14,7 @@ import { measureBaselines, startW2ByHand } from "./baselines.ts";
 import { printReport, ratios, type TopologyResult } from "./report.ts";
 import { checkTargets } from "./targets.ts";
 import { buildExecutor, SOURCE_EXECUTOR, startTopology, TOPOLOGIES, type TopologyName } from "./topologies.ts";
-import { soak, throttle, w1, w1Pairs, W1_ROUNDS, w2, w2Steady, W2_REPETITIONS, w3, w3Alone, w4 } from "./workloads.ts";
+import { soak, throttle, w1, w1Rounds, W1_ROUNDS, w2, w2Steady, W2_REPETITIONS, w3, w3Alone, w4 } from "./workloads.ts";
 
 const { values } = parseArgs({
   options: {
@@ -53,9 +53,8 @@ for (const name of topologies) {
     const rssStartMb = topology.rssMb();
     await w1(topology, probe, 10); // warm-up: connections, JIT, registry
     await w1(topology, probe, 10, false);
-    progress(`${name}: W1 (sequential steps, checkpointed and not: two runs of 1,000 to warm up, then ${W1_ROUNDS} rounds of 1,000 and 50)`);
-    const w1Results = [];
-    for (const checkpointed of [true, false]) w1Results.push(await w1Pairs(topology, probe, checkpointed));
+    progress(`${name}: W1 (sequential steps, checkpointed and not: two runs of 1,000 each to warm up, then ${W1_ROUNDS} rounds of 1,000 and 50 in both)`);
+    const w1Result = await w1Rounds(topology, probe);
     progress(`${name}: W2 (200 runs x 5 steps at once)`);
     const w2Result = await w2(topology, probe);
     progress(`${name}: W2 once warm, plain, with a concurrency key and by hand in turn (3 more of each to warm up, then the median of ${W2_REPETITIONS})`);
@@ -75,7 +74,7 @@ for (const name of topologies) {
       name === "postgres+redis" && soakSeconds > 0
         ? (progress(`${name}: memory soak, ${soakSeconds}s of steady load`), await soak(topology, probe, soakSeconds))
         : undefined;
-    results[name] = { w1: w1Results, w2: w2Result, w2Steady: w2SteadyResult, w2Keyed: w2KeyedResult, w2KeyedRatio, w2ByHand: w2ByHandResult, w2ByHandRatio, burst: burstResult, burstKeyed: burstKeyedResult, throttle: throttleResult, w3: w3Result, w3Alone: w3AloneResult, w4: w4Result, soak: soakResult, rssStartMb, rssEndMb: topology.rssMb() };
+    results[name] = { w1: w1Result.modes, w1PlainOverCheckpointed: w1Result.plainOverCheckpointed, w2: w2Result, w2Steady: w2SteadyResult, w2Keyed: w2KeyedResult, w2KeyedRatio, w2ByHand: w2ByHandResult, w2ByHandRatio, burst: burstResult, burstKeyed: burstKeyedResult, throttle: throttleResult, w3: w3Result, w3Alone: w3AloneResult, w4: w4Result, soak: soakResult, rssStartMb, rssEndMb: topology.rssMb() };
   } finally {
     await topology.stop();
   }

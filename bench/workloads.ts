@@ -62,26 +62,46 @@ export interface W1Pairs {
   lastOverFirst: number;
 }
 
+/** W1 in both modes, measured in the same rounds. */
+export interface W1Modes {
+  /** Checkpointed, then one invocation per step. */
+  modes: [W1Pairs, W1Pairs];
+  /** A plain 50-step run's time per step over a checkpointed one's: the median of each round's pair. */
+  plainOverCheckpointed: number;
+}
+
 /**
- * W1 of one mode as a running executor does it: two runs of 1,000 steps (a run's most, by
- * default) to warm the mode's paths (the executor's CPU per checkpointed step was still
- * falling after 2,000 steps, most on embedded, whose Postgres is WebAssembly: V8 compiling
- * them), then {@link W1_ROUNDS} rounds of a 1,000-step run and a 50-step run, each length first
- * in every other round, so neither always runs on what the other warmed. The flat-cost ratio
- * is taken within each round, from runs measured in the same seconds: the machine's speed
- * drifts over a bench run (a checkpointed step read 1.42 ms in one round and 0.81 in another).
+ * W1 as a running executor does it: two runs of 1,000 steps (a run's most, by default) in each
+ * mode to warm its paths (the executor's CPU per checkpointed step was still falling after
+ * 2,000 steps, most on embedded, whose Postgres is WebAssembly: V8 compiling them), then
+ * {@link W1_ROUNDS} rounds, each of a 1,000-step run and a 50-step run in both modes. Every
+ * other round runs them in the reverse order, so none always runs on what another warmed.
+ * The ratios are taken within each round, from runs measured in the same seconds: the
+ * machine's speed drifts over a bench run (a checkpointed step read 1.42 ms in one round and
+ * 0.81 in another), and each mode's rounds apart met different stretches of it (a plain step
+ * read 1.1 to 1.7 times a checkpointed one from run to run).
  */
-export async function w1Pairs(topology: Topology, probe: Probe, checkpointed: boolean, rounds = W1_ROUNDS): Promise<W1Pairs> {
-  for (let i = 0; i < 2; i++) await w1(topology, probe, 1_000, checkpointed);
-  const long: W1Result[] = [];
-  const short: W1Result[] = [];
+export async function w1Rounds(topology: Topology, probe: Probe, rounds = W1_ROUNDS): Promise<W1Modes> {
+  const modes = [true, false] as const;
+  for (const checkpointed of modes) for (let i = 0; i < 2; i++) await w1(topology, probe, 1_000, checkpointed);
+  const runs = modes.map(() => ({ long: [] as W1Result[], short: [] as W1Result[] }));
   for (let i = 0; i < rounds; i++) {
-    for (const steps of i % 2 === 0 ? [1_000, 50] : [50, 1_000]) (steps === 50 ? short : long).push(await w1(topology, probe, steps, checkpointed));
+    const order = modes.flatMap((checkpointed) => [1_000, 50].map((steps) => ({ checkpointed, steps })));
+    for (const { checkpointed, steps } of i % 2 === 0 ? order : order.reverse()) {
+      const mode = runs[checkpointed ? 0 : 1]!;
+      (steps === 50 ? mode.short : mode.long).push(await w1(topology, probe, steps, checkpointed));
+    }
   }
   const perStep = (r: W1Result) => r.perStepMs;
-  const flatRatio = pairedRatio(long.map(perStep), short.map(perStep));
-  const lastOverFirst = round(median(long.map((l) => l.lastOverFirst!)), 3);
-  return { checkpointed, long: middleOf(long, perStep), short: middleOf(short, perStep), flatRatio, lastOverFirst };
+  const pairs = runs.map(({ long, short }, m): W1Pairs => ({
+    checkpointed: modes[m]!,
+    long: middleOf(long, perStep),
+    short: middleOf(short, perStep),
+    flatRatio: pairedRatio(long.map(perStep), short.map(perStep)),
+    lastOverFirst: round(median(long.map((l) => l.lastOverFirst!)), 3),
+  }));
+  const [checkpointed, plain] = runs;
+  return { modes: [pairs[0]!, pairs[1]!], plainOverCheckpointed: pairedRatio(plain!.short.map(perStep), checkpointed!.short.map(perStep)) };
 }
 
 export interface W2Result {

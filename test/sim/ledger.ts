@@ -205,6 +205,9 @@ export class Ledger {
    * The invocation a checkpoint came from, by its token: the latest sent with it that reached
    * the app. A batch carries several invocations' checkpoints, and is sent from whichever
    * async chain freed a lane, so the checkpoint's token, not the async context, says whose it is.
+   * Consecutive invocations of one job share a token (an answer that only ran the next step is
+   * committed under it: answered-step.ts); each is sent once the one before has answered, so the
+   * latest is the one that can still checkpoint.
    */
   invocationOfCheckpoint(runId: string, token: string): Invocation | undefined {
     return this.invocations.findLast((i) => i.runId === runId && i.checkpointToken === token && i.delivery !== "not-sent");

@@ -100,8 +100,9 @@ export async function w1Rounds(topology: Topology, probe: Probe, rounds = W1_ROU
     flatRatio: pairedRatio(long.map(perStep), short.map(perStep)),
     lastOverFirst: round(median(long.map((l) => l.lastOverFirst!)), 3),
   }));
-  const [checkpointed, plain] = runs;
-  return { modes: [pairs[0]!, pairs[1]!], plainOverCheckpointed: pairedRatio(plain!.short.map(perStep), checkpointed!.short.map(perStep)) };
+  const [checkpointed, plain] = [pairs[0]!, pairs[1]!];
+  // Each length's samples are its rounds' figures, in the order of the rounds.
+  return { modes: [checkpointed, plain], plainOverCheckpointed: pairedRatio(plain.short.samples, checkpointed.short.samples) };
 }
 
 export interface W2Result {

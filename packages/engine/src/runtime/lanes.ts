@@ -10,12 +10,9 @@
  * poll interval passes. With every slot busy it waits for a slot, whatever is queued meanwhile:
  * it never spins.
  *
- * Timers this process queued (a sleep's wake-up, a wait's timeout) it also fires itself, on a
- * timer of its own at their due time, into a free lane: the job is taken in the statement that
- * applies it (unclaimed, only while nobody holds it and it is due), so there is no claim to
- * wait for. The claim loop holds off while such a timer is due or being applied (at most
- * 50 ms in a row), so the two do not reach for the same job at once; one that was not taken
- * (no free lane, a run moved on, clocks apart) the loop claims as any other.
+ * Timers this process queued (a sleep's wake-up, a wait's timeout) it also fires itself into a
+ * free lane at their due time, unclaimed (see `OwnTimers`); the claim loop holds off for them
+ * briefly so the two do not reach for the same job at once.
  */
 import { formatDuration, type Logger } from "../log.ts";
 import type { Observer } from "../signals.ts";
@@ -23,20 +20,8 @@ import { DeploymentUnreachable, describe, InvocationNotStarted, isUnavailable, L
 import type { JobRecord } from "../records.ts";
 import type { Queue } from "../store.ts";
 import { Latch } from "./latch.ts";
+import { OwnTimers } from "./own-timers.ts";
 import { within } from "../within.ts";
-
-/** Timers fired here at most this far ahead; later ones are claimed as they come due. */
-const OWN_TIMER_HORIZON_MS = 5 * 60_000;
-/** At most this many timers of its own at once; beyond them, the claim loop serves. */
-const MAX_OWN_TIMERS = 10_000;
-/** How near its due time one of this process's timers makes the claim loop hold off for it. */
-const OWN_TIMER_GRACE_MS = 10;
-/**
- * Longest the claim loop holds off while this process's timers fire (their jobs are unclaimed
- * in the store, so a claim then would take them from under their timers): other due work waits
- * at most this long for them.
- */
-const MAX_OWN_TIMER_HOLD_MS = 50;
 
 /** How a lane came by a job (it decides how the job's commit takes it, and whom it tells), and what the lane allows it. */
 export interface JobHandling {
@@ -117,11 +102,11 @@ export class Lanes {
   private failures = 0;
   private outageSince = 0;
   private pausedUntil = 0;
-  /** Timers this process fires itself: their handles and due times (ms since the epoch). */
-  private readonly ownTimers = new Map<string, { handle: ReturnType<typeof setTimeout>; dueAt: number }>();
-  /** Own timers being applied now, and since when the claim loop has held off for them. */
-  private ownFiring = 0;
-  private holdingSince: number | undefined;
+  /** Timers this process fires itself; at its due time a timer's job takes a free lane, or is left to the claim loop. */
+  private readonly ownTimers = new OwnTimers((job) => {
+    if (this.freeSlots() > 0) this.spawn(job, "forever", { unclaimed: true });
+    else this.notify();
+  });
 
   constructor(private readonly options: LanesOptions) {}
 
@@ -161,7 +146,6 @@ export class Lanes {
     await within(this.loopDone, deadline);
     while (this.lanes > 0 && Date.now() < deadline) await this.laneEnded.wait(Math.min(100, deadline - Date.now()));
     clearInterval(this.heartbeat);
-    for (const { handle } of this.ownTimers.values()) clearTimeout(handle);
     this.ownTimers.clear();
     const { queue, owner } = this.options;
     // Best effort, briefly: a job not given back is claimable anyway once its lease runs out.
@@ -192,47 +176,7 @@ export class Lanes {
 
   /** Timers this process queued: fired here at their due time (working the queue until `stop()` only). */
   fireOwnTimers(timers: readonly JobRecord[]): void {
-    if (!this.running || this.budget) return;
-    const now = Date.now();
-    for (const job of timers) {
-      const dueAt = job.runAt.getTime();
-      if (dueAt - now > OWN_TIMER_HORIZON_MS || this.ownTimers.size >= MAX_OWN_TIMERS || this.ownTimers.has(job.id)) continue;
-      this.armOwnTimer(job, dueAt - now);
-    }
-  }
-
-  private armOwnTimer(job: JobRecord, delayMs: number): void {
-    const handle = setTimeout(() => this.fireOwnTimer(job), Math.max(0, delayMs));
-    handle.unref?.();
-    this.ownTimers.set(job.id, { handle, dueAt: job.runAt.getTime() });
-  }
-
-  private fireOwnTimer(job: JobRecord): void {
-    // A timer runs on the event loop's clock, which can be a millisecond behind the wall clock:
-    // fired early, the store would refuse the job as not due and the claim loop would take it late.
-    const early = job.runAt.getTime() - Date.now();
-    if (early > 0) return this.armOwnTimer(job, early);
-    this.ownTimers.delete(job.id);
-    // No free lane: the claim loop takes it when one frees.
-    if (this.freeSlots() > 0) this.spawn(job, "forever", { unclaimed: true });
-    else this.notify();
-  }
-
-  /**
-   * How long the claim loop should wait before claiming: while one of this process's timers is
-   * being applied or comes due within the grace (a timer a busy event loop runs late included),
-   * up to {@link MAX_OWN_TIMER_HOLD_MS} in a row; else 0.
-   */
-  private holdForOwnTimers(now: number): number {
-    let soonest = Infinity;
-    for (const { dueAt } of this.ownTimers.values()) soonest = Math.min(soonest, dueAt);
-    const imminent = soonest - now <= OWN_TIMER_GRACE_MS;
-    if (this.ownFiring === 0 && !imminent) return (this.holdingSince = undefined), 0;
-    this.holdingSince ??= now;
-    const left = this.holdingSince + MAX_OWN_TIMER_HOLD_MS - now;
-    if (left <= 0) return 0;
-    // A firing timer's lane end wakes the loop; a due one fires at its time, or as soon as the event loop gets to it.
-    return Math.min(left, this.ownFiring > 0 ? left : Math.max(1, soonest - now + 1));
+    if (this.running && !this.budget) this.ownTimers.arm(timers);
   }
 
   private begin(): void {
@@ -259,7 +203,7 @@ export class Lanes {
         await this.wake.wait(pause);
         continue;
       }
-      const hold = mode === "forever" ? this.holdForOwnTimers(Date.now()) : 0;
+      const hold = mode === "forever" ? this.ownTimers.holdFor(Date.now()) : 0;
       if (hold > 0) {
         await this.wake.wait(hold);
         continue;
@@ -349,7 +293,7 @@ export class Lanes {
       this.active.set(job.id, job);
       let next: JobRecord[] = [];
       const startedAt = Date.now();
-      if (unclaimed) this.ownFiring++;
+      if (unclaimed) this.ownTimers.began();
       try {
         next = await this.options.handle(job, { ...how, goOn: () => this.leaveToGoOn(mode) });
         this.stats.ran++;
@@ -360,7 +304,7 @@ export class Lanes {
       } finally {
         this.active.delete(job.id);
         // The claim loop may be holding off for this one.
-        if (unclaimed && --this.ownFiring === 0) this.wake.set();
+        if (unclaimed && this.ownTimers.ended()) this.wake.set();
       }
       // Not taken (another took it, the run moved on, clocks apart, it failed): the claim loop looks at it now.
       if (unclaimed && next.length === 0) this.notify();

@@ -10,8 +10,8 @@
  * once at a time, as many chains at once as the executor has lanes by default (W2's bound, as
  * the single one is W1's), and W3's count started in the same instant. W3 is also done by hand
  * whole (see {@link HandSleepers}): every round trip and commit twenty sleeping runs need, timed
- * as W3 times them. And the cost of carrying a run's history as JSON, which an invocation
- * without checkpoints must (one invocation per step, W1's 1,000 / 50 row).
+ * as W3 times them. And the step by hand again as an invocation without checkpoints makes it,
+ * carrying a run's history (W1's 1,000 / 50 row): see {@link PlainStepsByHand}.
  */
 import { spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
@@ -46,8 +46,8 @@ export interface Baselines {
   handW2StepsPerSecond: number;
   /** W3 done by hand: how late the step after the sleep starts, p50 and max of a round (median over the rounds). */
   handSleepers: HandSleepers;
-  /** What carrying a run's history costs an invocation without checkpoints, with nothing else in it. */
-  historyJson: HistoryJson;
+  /** The step by hand carrying a run's history, as an invocation without checkpoints does. */
+  plainByHand: PlainStepsByHand;
 }
 
 /**
@@ -72,11 +72,15 @@ export interface HandSleepers {
 }
 
 /**
- * JSON.stringify and HMAC on the executor's side, HMAC and JSON.parse on the app's, of an
- * invocation carrying `stored` steps (as one without checkpoints does: W1 one invocation per
- * step), at the average history of a 50-step run and of a 1,000-step run. Median ms.
+ * The step by hand, its request an invocation carrying a run's history as one without
+ * checkpoints does (W1 one invocation per step): this process stringifies the request and signs
+ * it, as the executor does for every invocation, and posts it; the server checks the signature,
+ * parses the body, commits one row and answers. Measured at the average history of a 50-step run
+ * and of a 1,000-step run, in turn, so both see the same moments of the machine. Median ms.
+ * What it leaves out is what Stepwise does with the history beyond carrying it: validating it,
+ * replaying it, and keeping the run's state.
  */
-export interface HistoryJson {
+export interface PlainStepsByHand {
   shortSteps: number;
   shortMs: number;
   longSteps: number;
@@ -85,17 +89,29 @@ export interface HistoryJson {
 
 const ROUNDS = 500;
 
+/** Signs the invocations by hand (see {@link PlainStepsByHand}). */
+const HISTORY_KEY = "bench-history-key";
+
 /** The hand-made step's server: node:http and the pg driver, one INSERT per request, in a process of its own. */
 const HAND_STEP_SERVER = `
 import { createServer } from "node:http";
+import { createHmac } from "node:crypto";
 import pg from "pg";
+const HISTORY_KEY = ${JSON.stringify(HISTORY_KEY)};
 const client = new pg.Pool({ connectionString: process.argv[1], max: 10 });
 const table = process.argv[2];
 createServer((req, res) => {
   const chunks = [];
   req.on("data", (chunk) => chunks.push(chunk));
   req.on("end", async () => {
-    JSON.parse(Buffer.concat(chunks).toString("utf8"));
+    const body = Buffer.concat(chunks).toString("utf8");
+    // An invocation by hand: its signature checked, as an app checks the executor's.
+    const signature = req.headers["x-signature"];
+    if (signature !== undefined && createHmac("sha256", HISTORY_KEY).update(body, "utf8").digest("hex") !== signature) {
+      res.writeHead(401).end();
+      return;
+    }
+    JSON.parse(body);
     // W3 by hand: a timer of the executor's, due at this time (Date.now(), as the executor's
     // timers; one that fires early on the event loop's clock is set again, as the executor's are).
     const wakeAt = Number(req.headers["x-wake-at"] ?? 0);
@@ -112,17 +128,23 @@ createServer((req, res) => {
 }).listen(0, "127.0.0.1", function () { console.log(this.address().port); });
 `;
 
+/** A request built anew for each POST (as the executor builds each invocation), with headers of its own. */
+type Built = () => { body: string; headers: Record<string, string> };
+
 /** Kept-alive POSTs of `body` to `port` over node:http: the cheapest HTTP there is in Node. */
-function nodePoster(port: number, body: string) {
+function nodePoster(port: number, body: string | Built) {
   const agent = new Agent({ keepAlive: true });
   const post = (headers: Record<string, string> = {}) =>
     new Promise<void>((resolve, reject) => {
-      const req = request(`http://127.0.0.1:${port}/`, { method: "POST", agent, headers: { ...headers, "content-length": Buffer.byteLength(body) } }, (res) => {
+      const built = typeof body === "string" ? { body, headers: {} } : body();
+      const length = Buffer.byteLength(built.body);
+      const req = request(`http://127.0.0.1:${port}/`, { method: "POST", agent, headers: { ...headers, ...built.headers, "content-length": length } }, (res) => {
+        if (res.statusCode !== 200) reject(new Error(`the hand-made step's server answered ${res.statusCode}`));
         res.resume();
         res.on("end", () => resolve());
       });
       req.on("error", reject);
-      req.end(body);
+      req.end(built.body);
     });
   return { post, close: () => agent.destroy() };
 }
@@ -160,8 +182,7 @@ export async function measureBaselines(): Promise<Baselines> {
   const tcp = createPgClient({ connectionString: "postgres://postgres@127.0.0.1:5432/test", max: 1 });
   await tcp.query(`CREATE TABLE IF NOT EXISTS ${table} (id serial, at timestamptz DEFAULT now())`);
   const postgresTcpCommitMs = await timeEach(ROUNDS, commit(tcp));
-  const { handStepMs, handStepsPerSecond, handBurst, handStepAfterIdleMs, handSleepers, handW2StepsPerSecond } = await measureHandSteps(table);
-  const historyJson = measureHistoryJson();
+  const { handStepMs, handStepsPerSecond, handBurst, handStepAfterIdleMs, handSleepers, handW2StepsPerSecond, plainByHand } = await measureHandSteps(table);
 
   const bridge = await startWsTcpBridge();
   const pg = createNeonClient({ connectionString: "postgres://postgres@127.0.0.1:5432/test", wsProxy: bridge.wsProxy, max: 1 });
@@ -182,7 +203,7 @@ export async function measureBaselines(): Promise<Baselines> {
   await redis.del("stepwise-bench:baseline");
   await upstash.close();
 
-  return { httpMs, httpNodeMs, postgresCommitMs, postgresTcpCommitMs, pgliteCommitMs, redisMs, handStepMs, handStepsPerSecond, handBurst, handStepAfterIdleMs, handW2StepsPerSecond, handSleepers, historyJson };
+  return { httpMs, httpNodeMs, postgresCommitMs, postgresTcpCommitMs, pgliteCommitMs, redisMs, handStepMs, handStepsPerSecond, handBurst, handStepAfterIdleMs, handW2StepsPerSecond, handSleepers, plainByHand };
 }
 
 /** Chains of steps by hand going at once, as the executor's lanes do in W2. */
@@ -248,11 +269,14 @@ export async function startW2ByHand(): Promise<W2ByHand> {
   };
 }
 
-async function measureHandSteps(table: string): Promise<Pick<Baselines, "handStepMs" | "handStepsPerSecond" | "handBurst" | "handStepAfterIdleMs" | "handSleepers" | "handW2StepsPerSecond">> {
+async function measureHandSteps(
+  table: string,
+): Promise<Pick<Baselines, "handStepMs" | "handStepsPerSecond" | "handBurst" | "handStepAfterIdleMs" | "handSleepers" | "handW2StepsPerSecond" | "plainByHand">> {
   const server = await startHandServer(table);
   try {
     const poster = nodePoster(server.port, CHECKPOINT_BODY);
     const handStepMs = await timeEach(ROUNDS, poster.post);
+    const plainByHand = await measurePlainByHand(server.port);
     // One connection per chain (as an app's invocations each send their own checkpoints).
     const chains = Array.from({ length: HAND_CHAINS }, () => nodePoster(server.port, CHECKPOINT_BODY));
     await Promise.all(chains.map(async (chain) => { for (let i = 0; i < 20; i++) await chain.post(); }));
@@ -287,7 +311,7 @@ async function measureHandSteps(table: string): Promise<Pick<Baselines, "handSte
     }
     const handStepAfterIdleMs = round(median(afterIdle));
     for (const chain of [poster, ...burst]) chain.close();
-    return { handStepMs, handStepsPerSecond, handBurst, handStepAfterIdleMs, handSleepers, handW2StepsPerSecond };
+    return { handStepMs, handStepsPerSecond, handBurst, handStepAfterIdleMs, handSleepers, handW2StepsPerSecond, plainByHand };
   } finally {
     server.close();
   }
@@ -366,10 +390,9 @@ async function sleepByHand(runs: Array<ReturnType<typeof nodePoster>>): Promise<
 const SHORT_HISTORY = 25;
 const LONG_HISTORY = 500;
 
-function measureHistoryJson(): HistoryJson {
-  const key = "bench-history-key";
+async function measurePlainByHand(port: number): Promise<PlainStepsByHand> {
   const event = { id: "01KBENCH", name: "bench/sequence-plain", data: { steps: 1_000 }, ts: Date.now() };
-  const cost = (stored: number) => {
+  const invocation = (stored: number): Built => {
     // What the executor sends: every stored step with its output (W1's steps return their index).
     const request = {
       version: PROTOCOL_VERSION,
@@ -378,20 +401,30 @@ function measureHistoryJson(): HistoryJson {
       events: [event],
       steps: Array.from({ length: stored }, (_, i) => ({ id: `s${i}`, name: `s${i}`, kind: "run", position: i, status: "completed", output: i })),
     };
-    const once = () => {
+    return () => {
       const body = JSON.stringify(request);
-      createHmac("sha256", key).update(body, "utf8").digest("hex"); // signed by the executor
-      createHmac("sha256", key).update(body, "utf8").digest("hex"); // checked by the app
-      JSON.parse(body);
+      return { body, headers: { "x-signature": createHmac("sha256", HISTORY_KEY).update(body, "utf8").digest("hex") } };
     };
-    for (let i = 0; i < 200; i++) once();
-    const samples: number[] = [];
-    for (let i = 0; i < 500; i++) {
-      const start = performance.now();
-      once();
-      samples.push(performance.now() - start);
-    }
-    return round(median(samples), 3);
   };
-  return { shortSteps: SHORT_HISTORY, shortMs: cost(SHORT_HISTORY), longSteps: LONG_HISTORY, longMs: cost(LONG_HISTORY) };
+  const short = nodePoster(port, invocation(SHORT_HISTORY));
+  const long = nodePoster(port, invocation(LONG_HISTORY));
+  try {
+    for (let i = 0; i < 50; i++) {
+      await short.post();
+      await long.post();
+    }
+    const shortSamples: number[] = [];
+    const longSamples: number[] = [];
+    for (let i = 0; i < ROUNDS; i++) {
+      for (const [poster, samples] of [[short, shortSamples], [long, longSamples]] as const) {
+        const start = performance.now();
+        await poster.post();
+        samples.push(performance.now() - start);
+      }
+    }
+    return { shortSteps: SHORT_HISTORY, shortMs: round(median(shortSamples), 3), longSteps: LONG_HISTORY, longMs: round(median(longSamples), 3) };
+  } finally {
+    short.close();
+    long.close();
+  }
 }

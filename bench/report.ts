@@ -60,7 +60,7 @@ export function printReport(report: { baselines: Baselines; results: Record<stri
       `${b.handStepsPerSecond} steps/s with ${HAND_CHAINS} at once; ${HAND_BURST} started together end after ${b.handBurst.p50Ms} ms (p50), ${b.handBurst.maxMs} ms (the last); one after 2 s idle ${b.handStepAfterIdleMs} ms; ` +
       `W2 by hand (200 runs' round trips and commits, ${HAND_CHAINS} at once) ${b.handW2StepsPerSecond} steps/s; ` +
       `W3 by hand (20 sleeping runs' round trips and commits) late ${b.handSleepers.p50Ms} ms (p50), ${b.handSleepers.maxMs} ms (max); ` +
-      `an invocation's history as JSON (stringify, two HMACs, parse) ${b.historyJson.shortMs} ms at ${b.historyJson.shortSteps} stored steps, ${b.historyJson.longMs} ms at ${b.historyJson.longSteps}`,
+      `the step by hand as an invocation carrying a run's history (stringified, signed, posted, checked, parsed, one row committed) ${b.plainByHand.shortMs} ms at ${b.plainByHand.shortSteps} stored steps, ${b.plainByHand.longMs} ms at ${b.plainByHand.longSteps}`,
   );
   console.log("");
   const names = Object.keys(report.results) as TopologyName[];

@@ -293,7 +293,7 @@ export class Lanes {
       this.active.set(job.id, job);
       let next: JobRecord[] = [];
       const startedAt = Date.now();
-      if (unclaimed) this.ownTimers.began();
+      if (unclaimed) this.ownTimers.startApplying();
       try {
         next = await this.options.handle(job, { ...how, goOn: () => this.leaveToGoOn(mode) });
         this.stats.ran++;
@@ -304,7 +304,7 @@ export class Lanes {
       } finally {
         this.active.delete(job.id);
         // The claim loop may be holding off for this one.
-        if (unclaimed && this.ownTimers.ended()) this.wake.set();
+        if (unclaimed && this.ownTimers.finishApplying()) this.wake.set();
       }
       // Not taken (another took it, the run moved on, clocks apart, it failed): the claim loop looks at it now.
       if (unclaimed && next.length === 0) this.notify();

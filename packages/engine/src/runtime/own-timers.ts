@@ -2,12 +2,12 @@
  * Timers this process queued itself (a sleep's wake-up, a wait's timeout), fired here at their
  * due time instead of waiting for the claim loop to find them. The job is not claimed: it is
  * taken in the statement that applies it (only while nobody holds it and it is due), so a timer
- * costs no claim and no poll.
+ * costs no claim.
  *
- * The claim loop holds off while one of these is due or being applied, at most
- * {@link MAX_OWN_TIMER_HOLD_MS} in a row: a claim then would take the job from under its timer.
- * One that was not taken (no free lane, the run moved on, clocks apart) the loop claims as any
- * other job, so a timer lost here is late, never lost.
+ * The claim loop holds off while one of these is being applied or comes due within
+ * {@link OWN_TIMER_GRACE_MS}, at most {@link MAX_OWN_TIMER_HOLD_MS} in a row: a claim then would
+ * take the job from under its timer. A job its timer did not take (no free lane, the run moved
+ * on, clocks apart) the loop claims as any other: late, never lost.
  */
 import type { JobRecord } from "../records.ts";
 
@@ -27,8 +27,9 @@ const MAX_OWN_TIMER_HOLD_MS = 50;
 export class OwnTimers {
   /** Armed timers: their handles and due times (ms since the epoch). */
   private readonly armed = new Map<string, { handle: ReturnType<typeof setTimeout>; dueAt: number }>();
-  /** Own timers being applied now, and since when the claim loop has held off for them. */
+  /** Own timers' jobs being applied now. */
   private applying = 0;
+  /** Since when the claim loop has held off for them, while it does. */
   private holdingSince: number | undefined;
 
   /** @param due called with a timer's job at its due time: run it unclaimed, or leave it to the claim loop. */
@@ -40,7 +41,7 @@ export class OwnTimers {
     for (const job of jobs) {
       const dueAt = job.runAt.getTime();
       if (dueAt - now > OWN_TIMER_HORIZON_MS || this.armed.size >= MAX_OWN_TIMERS || this.armed.has(job.id)) continue;
-      this.set(job, dueAt - now);
+      this.schedule(job, dueAt - now);
     }
   }
 
@@ -50,13 +51,13 @@ export class OwnTimers {
     this.armed.clear();
   }
 
-  /** A lane began applying one of these timers' jobs. */
-  began(): void {
+  /** A lane began applying one of these timers' jobs; it calls {@link finishApplying} when done. */
+  startApplying(): void {
     this.applying++;
   }
 
-  /** A lane finished applying one; true when none is being applied any more (the claim loop may be waiting for that). */
-  ended(): boolean {
+  /** A lane finished applying one. Returns whether none is being applied now (the claim loop may be waiting for that). */
+  finishApplying(): boolean {
     return --this.applying === 0;
   }
 
@@ -77,7 +78,7 @@ export class OwnTimers {
     return Math.min(left, this.applying > 0 ? left : Math.max(1, soonest - now + 1));
   }
 
-  private set(job: JobRecord, delayMs: number): void {
+  private schedule(job: JobRecord, delayMs: number): void {
     const handle = setTimeout(() => this.fire(job), Math.max(0, delayMs));
     handle.unref?.();
     this.armed.set(job.id, { handle, dueAt: job.runAt.getTime() });
@@ -87,7 +88,7 @@ export class OwnTimers {
     // A timer runs on the event loop's clock, which can be a millisecond behind the wall clock:
     // fired early, the store would refuse the job as not due and the claim loop would take it late.
     const early = job.runAt.getTime() - Date.now();
-    if (early > 0) return this.set(job, early);
+    if (early > 0) return this.schedule(job, early);
     this.armed.delete(job.id);
     this.due(job);
   }

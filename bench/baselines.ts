@@ -1,7 +1,8 @@
 /**
  * What the workloads are measured against, in the same run on the same machine: a loopback
- * HTTP round trip (through fetch, as the executor calls apps, and through node:http with a
- * kept-alive connection, the cheapest in Node, as the SDK checkpoints), a Postgres
+ * HTTP round trip (through fetch, as a Worker's executor calls apps, and through node:http with
+ * a kept-alive connection, the cheapest in Node, as the executor on Node invokes apps and the
+ * SDK checkpoints), a Postgres
  * `INSERT … COMMIT` round trip over TCP (the pg driver) and through the Neon driver and the ws
  * bridge (each as an executor of that topology writes), the same on PGlite, a Redis round
  * trip (through @upstash/redis and the REST bridge), and a step done by hand: a POST from this
@@ -24,9 +25,9 @@ import { Redis } from "@upstash/redis";
 import { median, percentile, round } from "./stats.ts";
 
 export interface Baselines {
-  /** A loopback round trip through fetch (undici), as the executor calls apps. */
+  /** A loopback round trip through fetch (undici), as a Worker's executor calls apps. */
   httpMs: number;
-  /** The same over node:http with a kept-alive connection, as the SDK sends checkpoints on Node: the floor's HTTP part. */
+  /** The same over node:http with a kept-alive connection, as the executor on Node invokes apps and the SDK sends checkpoints: the floor's HTTP part. */
   httpNodeMs: number;
   /** Through the Neon driver and the ws bridge. */
   postgresCommitMs: number;

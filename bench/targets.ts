@@ -31,8 +31,9 @@ const meets = (value: number, goal: Goal) => ("atMost" in goal ? value <= goal.a
 export function checkTargets(results: Partial<Record<TopologyName, TopologyResult>>, b: Baselines): TargetCheck[] {
   const entries = Object.entries(results) as Array<[TopologyName, TopologyResult]>;
   const floor = (name: TopologyName) => b.httpNodeMs + commitMs(name, b);
-  // The step by hand commits over TCP; on another topology its commit is that topology's own.
-  const handStep = (name: TopologyName) => b.handStepMs - b.postgresTcpCommitMs + commitMs(name, b);
+  // The steps by hand commit over TCP; on another topology their commit is that topology's own.
+  const withCommitOf = (name: TopologyName, handMs: number) => handMs - b.postgresTcpCommitMs + commitMs(name, b);
+  const handStep = (name: TopologyName) => withCommitOf(name, b.handStepMs);
   const x = (value: number) => `${value.toFixed(2)}x`;
   const ms = (value: number) => `${value} ms`;
   const checks: TargetCheck[] = [];
@@ -69,13 +70,12 @@ export function checkTargets(results: Partial<Record<TopologyName, TopologyResul
   // an invocation (signed, posted, checked, parsed, one row committed) at the average history of
   // a 50-step run (25 steps stored) and of a 1,000-step run (500), with the topology's commit.
   const { shortMs, longMs } = b.plainByHand;
-  const plainHand = (name: TopologyName, ms: number) => ms - b.postgresTcpCommitMs + commitMs(name, b);
   add(
     "W1 one invocation per step: 1,000 steps <= 1.1x the per-step cost of 50",
     { atMost: 1.1 },
     x,
     (_, r) => w1FlatRatio(r, false),
-    (name) => plainHand(name, longMs) / plainHand(name, shortMs),
+    (name) => withCommitOf(name, longMs) / withCommitOf(name, shortMs),
     // What a step at 1,000 adds over one at 50, in ms, over what it adds by hand (none when by hand it added nothing to speak of).
     (_, __, r) => (longMs - shortMs > 0.01 ? (w1Of(r, 1_000, false).perStepMs - w1Of(r, 50, false).perStepMs) / (longMs - shortMs) : NaN),
   );

@@ -394,13 +394,14 @@ const LONG_HISTORY = 500;
 async function measurePlainByHand(port: number): Promise<PlainStepsByHand> {
   const event = { id: "01KBENCH", name: "bench/sequence-plain", data: { steps: 1_000 }, ts: Date.now() };
   const invocation = (stored: number): Built => {
-    // What the executor sends: every stored step with its output (W1's steps return their index).
+    // What the executor sends the bench's app: every stored step with its output (W1's steps
+    // return their index), in the compact form its SDK declares it reads.
     const request = {
       version: PROTOCOL_VERSION,
       run: { id: "01KBENCH", appId: "bench", functionId: "sequence-plain", attempt: 0 },
       event,
       events: [event],
-      steps: Array.from({ length: stored }, (_, i) => ({ id: `s${i}`, name: `s${i}`, kind: "run", position: i, status: "completed", output: i })),
+      steps: Array.from({ length: stored }, (_, i) => ({ id: `s${i}`, output: i })),
     };
     return () => {
       const body = JSON.stringify(request);

@@ -134,7 +134,7 @@ describe.each(STORE_KINDS)("outputs left out of the invocation (%s)", (storeKind
     it("sends it every output, as before, instead of one by size it would take for null", async () => {
       // Registered as an SDK from before the feature registers: its description without `features`.
       const { features, ...older } = (await (await fetch(stack.appUrl)).json()) as { features?: string[] };
-      expect(features).toEqual(["outputs-by-size"]);
+      expect(features).toEqual(["outputs-by-size", "compact-steps"]);
       const body = JSON.stringify(older);
       const headers = { "content-type": "application/json", [HEADERS.signature]: await sign(DEV_SIGNING_KEY, { method: "POST", target: APPS_ROUTE, body }) };
       expect((await fetch(`${stack.executor.url}${APPS_ROUTE}`, { method: "POST", headers, body })).status).toBe(200);

@@ -13,7 +13,7 @@ import {
   readTextCapped,
   requestTarget,
   sign,
-  type InvokeRequest,
+  type InvokeRequestWire,
   type InvokeResponse,
   type PostAnswer,
 } from "@stepwise/protocol";
@@ -42,7 +42,7 @@ export async function invokeApp(
   options: InvokerOptions,
   app: { id: string; url: string; pinned?: boolean },
   functionId: string,
-  request: InvokeRequest,
+  request: InvokeRequestWire,
   /** Sent along (the invocation's trace context). */
   extraHeaders: Record<string, string> = {},
 ): Promise<InvokeResponse> {

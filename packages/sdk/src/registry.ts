@@ -11,7 +11,7 @@ import { failureCompanion } from "./on-failure.ts";
 /** The SDK's name and version, sent in descriptions and on every answer. */
 export const SDK_VERSION = "stepwise-js/0.1.0";
 /** What this SDK understands beyond protocol version 1: the executor sends it only those. */
-const SDK_FEATURES = [APP_FEATURES.outputsBySize];
+const SDK_FEATURES = [APP_FEATURES.outputsBySize, APP_FEATURES.compactSteps];
 
 export class FunctionRegistry {
   private readonly byId = new Map<string, RunnableFunction>();

@@ -63,7 +63,7 @@ describe("GET", () => {
       url: URL_BASE,
       sdk: "stepwise-js/0.1.0",
       // It reads back outputs an invocation leaves out: the executor may send them by size.
-      features: ["outputs-by-size"],
+      features: ["outputs-by-size", "compact-steps"],
       // No version configured: one derived from the functions' configuration.
       version: expect.stringMatching(/^config-[0-9a-f]{16}$/),
       functions: [

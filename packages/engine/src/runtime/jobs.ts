@@ -13,7 +13,7 @@
  * A job that keeps failing inside the executor (not in the app: those are answers) is given up
  * after {@link MAX_JOB_FAILURES}: its run fails with the cause, instead of being retried forever.
  */
-import { PROTOCOL_VERSION, toMs, type InvokeRequest } from "@stepwise/protocol";
+import { PROTOCOL_VERSION, toMs, type InvokeRequestWire } from "@stepwise/protocol";
 import { formatDuration } from "../log.ts";
 import { afterCommit, describe, machineEnv, type EngineContext } from "../context.ts";
 import { DeploymentGone, isRefusedValue, LeaseLostError, serializedError } from "../errors.ts";
@@ -26,7 +26,7 @@ import { leaseToken } from "./checkpoints.ts";
 import { commitAnsweredStep } from "./answered-step.ts";
 import { runCronTick } from "./cron.ts";
 import { heldKeys } from "../concurrency.ts";
-import { hasUnreadOutputs, outputBudget, requestSteps } from "./request-steps.ts";
+import { hasUnreadOutputs, outputBudget, readsCompactSteps, requestSteps } from "./request-steps.ts";
 import type { InvocationSnapshots, KnownStates } from "./known-states.ts";
 import type { JobHandling } from "./lanes.ts";
 import type { FreedSlotNotices } from "./freed-slots.ts";
@@ -177,13 +177,13 @@ async function invokeOnce(runner: JobRunner, job: JobRecord, known: RunState | u
       throw error;
     }
   }
-  const request: InvokeRequest = {
+  const request: InvokeRequestWire = {
     version: PROTOCOL_VERSION,
     run: { id: run.id, appId: app.id, functionId: fn.localId, attempt: target ? target.attempts : run.attempt },
     event: eventForApp(event),
     events: (state.events ?? [event]).map(eventForApp),
     // The target is left out: to the SDK it is a new step, the one it must run.
-    steps: requestSteps(target ? steps.filter((step) => step !== target) : steps, budget),
+    steps: requestSteps(target ? steps.filter((step) => step !== target) : steps, budget, readsCompactSteps(deployment)),
     targetStep: target?.id,
     // Checkpoints prove this claim of the job; a targeted invocation runs its one step and answers.
     ...(target ? {} : { checkpoint: { token: leaseToken(job, runner.owner), batches: true } }),

@@ -5,7 +5,7 @@
  * {@link readStepOutputs}) before it replays. The request then stays the same size however much
  * the run has stored, under what a serverless host accepts.
  */
-import { APP_FEATURES, globalFunctionId, StepOutputsRequestSchema, type StepOutputsResponse, type StoredStep, issuesText } from "@stepwise/protocol";
+import { APP_FEATURES, globalFunctionId, StepOutputsRequestSchema, type StepOutputsResponse, type WireStep, issuesText } from "@stepwise/protocol";
 import type { EngineContext } from "../context.ts";
 import { InputError } from "../errors.ts";
 import { jsonBytes, type Limits } from "../limits.ts";
@@ -25,20 +25,28 @@ export function hasUnreadOutputs(state: RunState): boolean {
   return state.steps.some((step) => step.outputBytes !== undefined && step.output === undefined);
 }
 
-/** The steps for a request, outputs inlined in order while they fit in `budgetBytes`. */
-export function requestSteps(steps: readonly StepRecord[], budgetBytes: number): StoredStep[] {
+/** How `app` reads the steps of a request: each in the compact form, for an SDK that declared it can. */
+export function readsCompactSteps(app: Pick<AppRecord, "features">): boolean {
+  return app.features.includes(APP_FEATURES.compactSteps);
+}
+
+/**
+ * The steps for a request, outputs inlined in order while they fit in `budgetBytes`; `compact`,
+ * each without the fields that hold their usual value (see `WireStep`).
+ */
+export function requestSteps(steps: readonly StepRecord[], budgetBytes: number, compact: boolean): WireStep[] {
   let left = budgetBytes;
-  return steps.map((step) => {
-    const stored = toStoredStep(step);
-    if (stored.status !== "completed") return stored;
-    // Not read with the run: larger than the whole budget, so it goes by size anyway.
-    if (step.outputBytes !== undefined && step.output === undefined) return leftOut(stored, step.outputBytes);
-    const bytes = outputBytes(step);
-    if (bytes <= left) {
-      left -= bytes;
-      return stored;
+  return steps.map((step, index) => {
+    let sent = compact ? compactForm(step) : fullForm(step);
+    if (step.status === "completed") {
+      // Not read with the run: larger than the whole budget, so it goes by size anyway.
+      const unread = step.outputBytes !== undefined && step.output === undefined;
+      const bytes = unread ? step.outputBytes! : outputBytes(step);
+      if (!unread && bytes <= left) left -= bytes;
+      else sent = leftOut(sent, bytes);
     }
-    return leftOut(stored, bytes);
+    // A step off its index says where it is (those after a targeted invocation's own, left out).
+    return compact && step.position !== index ? { ...sent, position: step.position } : sent;
   });
 }
 
@@ -46,20 +54,38 @@ export function requestSteps(steps: readonly StepRecord[], budgetBytes: number):
  * Step records are never changed in place (a change writes a new one), so each is converted
  * and measured once, not once per invocation of a run that replays it again and again.
  */
-function toStoredStep(step: StepRecord): StoredStep {
-  let stored = storedSteps.get(step);
-  if (!stored) storedSteps.set(step, (stored = asStored(step)));
-  return stored;
+function fullForm(step: StepRecord): WireStep {
+  let sent = fullForms.get(step);
+  if (!sent) fullForms.set(step, (sent = asFull(step)));
+  return sent;
 }
 
-const storedSteps = new WeakMap<StepRecord, StoredStep>();
+function compactForm(step: StepRecord): WireStep {
+  let sent = compactForms.get(step);
+  if (!sent) compactForms.set(step, (sent = asCompact(step)));
+  return sent;
+}
+
+const fullForms = new WeakMap<StepRecord, WireStep>();
+const compactForms = new WeakMap<StepRecord, WireStep>();
 const sizes = new WeakMap<StepRecord, number>();
 
-function asStored(step: StepRecord): StoredStep {
+function asFull(step: StepRecord): WireStep {
   const { id, name, kind, position } = step;
   if (step.status === "completed") return { id, name, kind, position, status: "completed", output: step.output ?? null };
   if (step.status === "failed") return { id, name, kind, position, status: "failed", error: step.error };
   return { id, name, kind, position, status: "pending" };
+}
+
+/** The compact form, its position left out: {@link requestSteps} adds it where it is not the index. */
+function asCompact(step: StepRecord): WireStep {
+  const sent: WireStep = { id: step.id };
+  if (step.name !== step.id) sent.name = step.name;
+  if (step.kind !== "run") sent.kind = step.kind;
+  if (step.status === "completed") sent.output = step.output ?? null;
+  else if (step.status === "failed") (sent.status = "failed"), (sent.error = step.error);
+  else sent.status = "pending";
+  return sent;
 }
 
 function outputBytes(step: StepRecord): number {
@@ -68,9 +94,9 @@ function outputBytes(step: StepRecord): number {
   return bytes;
 }
 
-function leftOut(stored: StoredStep, bytes: number): StoredStep {
-  const { id, name, kind, position, status } = stored;
-  return { id, name, kind, position, status, outputBytes: bytes };
+function leftOut(sent: WireStep, bytes: number): WireStep {
+  const { output: _, ...rest } = sent;
+  return { ...rest, outputBytes: bytes };
 }
 
 /**

@@ -6,7 +6,7 @@
  * pause or a takeover is not committed that way, and no step runs after it. Each race here would
  * run a step after a cancel or a pause, or run a stored step again, without that fence.
  */
-import { PROTOCOL_VERSION, type InvokeRequest } from "@stepwise/protocol";
+import { PROTOCOL_VERSION, type InvokeRequestWire } from "@stepwise/protocol";
 import { Stepwise } from "@stepwise/sdk";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { z } from "zod";
@@ -123,7 +123,7 @@ describe.each(STORE_KINDS)("answers committed under their invocation's lease, on
       second: { concurrency: 0 },
       intercept: async (request, app) => {
         if (request.method === "POST") {
-          const body = (await request.clone().json()) as InvokeRequest;
+          const body = (await request.clone().json()) as InvokeRequestWire;
           if (body.checkpoint) tokens.set(body.run.id, [...(tokens.get(body.run.id) ?? []), body.checkpoint.token]);
           const at = `${body.run.id}:${body.steps.length}`;
           if (body.run.functionId === "stumbles" && body.steps.length >= 1 && body.steps.length <= STUMBLES && !stumbled.has(at)) {

@@ -16,14 +16,20 @@ const Id = z.object({ id: z.string() });
 const sentSteps: Array<Array<Record<string, unknown>>> = [];
 /** What an SDK from before the compact form checks an invocation's steps against. */
 const FullSteps = z.array(StoredStepSchema.strict());
+/** Set: the app answers as an instance older than its registration would (an older SDK's 400 to the compact form). */
+let olderInstance = false;
+/** Invocations that instance refused. */
+let refused = 0;
+const executions = new Map<string, number>();
+const ran = <T>(key: string, value: T): T => (executions.set(key, (executions.get(key) ?? 0) + 1), value);
 
 const client = new Stepwise({ id: "compact-steps", dev: true, schemas: { "compact/flow": Id } });
 
 // One invocation per step, so each carries the history so far; every kind of stored step in it.
-const flow = client.createFunction({ id: "flow", triggers: [{ event: "compact/flow" }], checkpointing: false, retries: 0 }, async ({ step }) => {
-  const first = await step.run("a", () => 1);
+const flow = client.createFunction({ id: "flow", triggers: [{ event: "compact/flow" }], checkpointing: false, retries: 0 }, async ({ event, step }) => {
+  const first = await step.run("a", () => ran(`${event.data.id}:a`, 1));
   // The same name again: its ID is not its name, so the name is sent.
-  const again = await step.run("a", () => 2);
+  const again = await step.run("a", () => ran(`${event.data.id}:a:1`, 2));
   await step.sleep("nap", "10ms");
   let caught = "";
   try {
@@ -49,7 +55,13 @@ describe("stored steps on the wire", () => {
       client,
       functions: [flow],
       intercept: async (request, app) => {
-        if (request.method === "POST") sentSteps.push((JSON.parse(await request.clone().text()) as { steps: Array<Record<string, unknown>> }).steps);
+        if (request.method !== "POST") return app(request);
+        const steps = (JSON.parse(await request.clone().text()) as { steps: Array<Record<string, unknown>> }).steps;
+        if (olderInstance && !FullSteps.safeParse(steps).success) {
+          refused++;
+          return Response.json({ error: "Body is not a Stepwise invocation: body.steps.0.name: expected string, received undefined" }, { status: 400 });
+        }
+        sentSteps.push(steps);
         return app(request);
       },
     });
@@ -76,6 +88,22 @@ describe("stored steps on the wire", () => {
     expect(seen("refused")[0]).toMatchObject({ id: "refused", status: "failed", error: { name: "NonRetriableError", message: "no" } });
     // Sent in the invocation that runs "x" alone, in its place: "y", pending, with where it is.
     expect(sent.some(({ step, index }) => step.id === "y" && step.status === "pending" && step.position === index + 1)).toBe(true);
+  });
+
+  it("asks an instance older than the app's registration again with every field when it refuses the compact form", async () => {
+    sentSteps.length = 0;
+    olderInstance = true;
+    try {
+      const [eventId] = await stack.send({ name: "compact/flow", data: { id: "older-instance" } });
+      const run = await stack.waitForRun(eventId!, { timeoutMs: 30_000 });
+      expect([run.status, run.output]).toEqual(["completed", EXPECTED]);
+    } finally {
+      olderInstance = false;
+    }
+    // Every invocation that carried a step was refused once, then read in full.
+    expect(refused).toBeGreaterThan(5);
+    for (const steps of sentSteps) expect(FullSteps.safeParse(steps).error).toBeUndefined();
+    expect([executions.get("older-instance:a"), executions.get("older-instance:a:1")]).toEqual([1, 1]);
   });
 
   // Last: it registers the app as an older SDK would, then as it is.

@@ -5,7 +5,7 @@
  * fault is decided by a hash of the schedule's seed, the run's key and how many invocations of
  * that run came before, so a replay meets the same faults even when timing differs.
  */
-import type { InvokeRequest } from "@stepwise/protocol";
+import type { InvokeRequestWire } from "@stepwise/protocol";
 import { invocationContext, readContext, type Delivery, type Ledger } from "./ledger.ts";
 import { callTarget, SIM_TARGET } from "./target.ts";
 
@@ -55,7 +55,7 @@ export function faultyFetch(executor: string, options: NetworkOptions): typeof f
     // A step.fetch the executor makes itself.
     if (url.startsWith(SIM_TARGET)) return callTarget(ledger, executor, url, init?.signal);
     if (init?.method !== "POST" || !body) return app(new Request(url, init));
-    const request = JSON.parse(body) as InvokeRequest;
+    const request = JSON.parse(body) as InvokeRequestWire;
     const data = request.event.data as { key?: string; qid?: string; runId?: string };
     const key = data.key ?? data.qid ?? data.runId ?? request.event.id;
     const nth = (perRun.get(request.run.id) ?? 0) + 1;

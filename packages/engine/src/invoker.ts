@@ -3,6 +3,7 @@
  * size of the answer (over kept-alive node:http on Node, through fetch elsewhere), and turns every failure (unreachable app, 401, garbage) into an
  * `error` answer that says whether a retry makes sense, so the run's retry policy decides. The one exception: an SDK that
  * says it could not start the invocation (nothing ran) throws {@link InvocationNotStarted}, retried as a job, not an attempt.
+ * An invocation whose steps are in the compact form and is answered 400 is sent again at once with every field (see `invokeApp`).
  */
 import {
   failureReason,
@@ -45,6 +46,12 @@ export async function invokeApp(
   request: InvokeRequestWire,
   /** Sent along (the invocation's trace context). */
   extraHeaders: Record<string, string> = {},
+  /**
+   * For a request whose steps are in the compact form: the same request with every field, sent
+   * when the app answers 400. An instance older than the app's registration (a rolling deploy,
+   * a rollback) cannot read the compact form, and its refusal would otherwise fail the run.
+   */
+  inFull?: () => InvokeRequestWire,
 ): Promise<InvokeResponse> {
   const signingKey = signingKeyOf(options, app.id);
   const body = JSON.stringify(request);
@@ -67,6 +74,7 @@ export async function invokeApp(
   }
   const { status, location, text } = answer;
   if (app.pinned && (status === 404 || status === 410)) throw new DeploymentGone(`answered HTTP ${status}`);
+  if (status === 400 && inFull) return invokeApp(options, app, functionId, inFull(), extraHeaders);
   if (status >= 300 && status < 400) {
     return appError("AppRedirected", `The app answered a redirect (HTTP ${status}${location ? ` to ${location.slice(0, 200)}` : ""}), which Stepwise does not follow: register the app's final URL`, true);
   }

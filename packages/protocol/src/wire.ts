@@ -87,15 +87,18 @@ const WireStepSchema = StoredStepSchema.extend({
 });
 export type WireStep = z.input<typeof WireStepSchema>;
 
-/** The steps as the replay reads them: every field filled in (see {@link WireStepSchema}). */
-function filledIn(steps: Array<z.output<typeof WireStepSchema>>): StoredStep[] {
-  // zod built these objects for this parse: filling them in place copies nothing.
+/**
+ * Fills in each step's name and position (see {@link WireStepSchema}). zod built these objects
+ * for this parse, so they are filled in place: nothing is copied. An `overwrite`, not a
+ * `transform`: through a transform, zod's check of 500 steps took up to four times as long.
+ */
+function fillIn(steps: Array<z.output<typeof WireStepSchema>>): Array<z.output<typeof WireStepSchema>> {
   for (let index = 0; index < steps.length; index++) {
     const step = steps[index]!;
     step.name ??= step.id;
     step.position ??= index;
   }
-  return steps as StoredStep[];
+  return steps;
 }
 
 /** The body of `POST /api/durable?fnId=…`. */
@@ -117,7 +120,7 @@ export const InvokeRequestSchema = z.object({
   /** All events of the run, in order of arrival: a batch's (`batchEvents`), else `[event]`. */
   events: z.array(EventSchema),
   /** Every field of each step, or the compact form ({@link WireStepSchema}); parsed, every field. */
-  steps: z.array(WireStepSchema).transform(filledIn),
+  steps: z.array(WireStepSchema).overwrite(fillIn),
   /**
    * When set, run only this step (a planned parallel branch or a retry) and report it;
    * do not execute any other step found on the way.
@@ -132,7 +135,8 @@ export const InvokeRequestSchema = z.object({
    */
   checkpoint: z.object({ token: z.string().min(1), batches: z.boolean().optional() }).optional(),
 });
-export type InvokeRequest = z.infer<typeof InvokeRequestSchema>;
+/** An invocation as the SDK reads it, parsed with {@link InvokeRequestSchema}: every field of each step filled in. */
+export type InvokeRequest = Omit<z.output<typeof InvokeRequestSchema>, "steps"> & { steps: StoredStep[] };
 /** An {@link InvokeRequest} as the executor sends it: its steps may be in the compact form. */
 export type InvokeRequestWire = z.input<typeof InvokeRequestSchema>;
 

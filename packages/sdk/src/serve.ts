@@ -271,7 +271,8 @@ function parseInvocation(body: string): ParsedInvocation {
     return { ok: false, error: `Body is not JSON: ${error instanceof Error ? error.message : String(error)}` };
   }
   const result = InvokeRequestSchema.safeParse(value);
-  if (result.success) return { ok: true, request: result.data };
+  // The schema fills in every field the compact form of a step leaves out.
+  if (result.success) return { ok: true, request: result.data as InvokeRequest };
   const problems = issuesText(result.error.issues, "body");
   return { ok: false, error: `Body is not a Stepwise invocation: ${problems}` };
 }

@@ -177,23 +177,26 @@ async function invokeOnce(runner: JobRunner, job: JobRecord, known: RunState | u
       throw error;
     }
   }
+  // The target is left out: to the SDK it is a new step, the one it must run.
+  const sentSteps = target ? steps.filter((step) => step !== target) : steps;
+  const compact = readsCompactSteps(deployment);
   const request: InvokeRequestWire = {
     version: PROTOCOL_VERSION,
     run: { id: run.id, appId: app.id, functionId: fn.localId, attempt: target ? target.attempts : run.attempt },
     event: eventForApp(event),
     events: (state.events ?? [event]).map(eventForApp),
-    // The target is left out: to the SDK it is a new step, the one it must run.
-    steps: requestSteps(target ? steps.filter((step) => step !== target) : steps, budget, readsCompactSteps(deployment)),
+    steps: requestSteps(sentSteps, budget, compact),
     targetStep: target?.id,
     // Checkpoints prove this claim of the job; a targeted invocation runs its one step and answers.
     ...(target ? {} : { checkpoint: { token: leaseToken(job, runner.owner), batches: true } }),
   };
+  const inFull = compact ? () => ({ ...request, steps: requestSteps(sentSteps, budget, false) }) : undefined;
   const startedAt = ctx.clock.now();
   const snapshot = target ? state : runner.snapshots.open(job.id, state);
   let response: Awaited<ReturnType<typeof invokeApp>>;
   try {
     const traced = { id: run.id, functionId: run.functionId, attempt: request.run.attempt, traceparent: run.traceparent };
-    response = await traceInvocation(traced, target?.id, (headers) => invokeApp(runner.invoker, deployment, fn.localId, request, headers));
+    response = await traceInvocation(traced, target?.id, (headers) => invokeApp(runner.invoker, deployment, fn.localId, request, headers, inFull));
   } catch (error) {
     // Nothing ran there: prepared again (the request too, for the SDK where the run goes now).
     if (!(error instanceof DeploymentGone) || moves >= MOVES_PER_JOB) throw error;

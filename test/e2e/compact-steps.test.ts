@@ -14,6 +14,8 @@ import { startStack, type Stack } from "../support/stack.ts";
 const Id = z.object({ id: z.string() });
 /** The steps of every invocation the app received, as sent. */
 const sentSteps: Array<Array<Record<string, unknown>>> = [];
+/** Every invocation that reached the app's URL, and whether the older instance refused it. */
+const arrivals: Array<{ runId: string; stepCount: number; full: boolean; refused: boolean }> = [];
 /** What an SDK from before the compact form checks an invocation's steps against. */
 const FullSteps = z.array(StoredStepSchema.strict());
 /** Set: the app answers as an instance older than its registration would (an older SDK's 400 to the compact form). */
@@ -56,10 +58,12 @@ describe("stored steps on the wire", () => {
       functions: [flow],
       intercept: async (request, app) => {
         if (request.method !== "POST") return app(request);
-        const steps = (JSON.parse(await request.clone().text()) as { steps: Array<Record<string, unknown>> }).steps;
-        if (olderInstance && !FullSteps.safeParse(steps).success) {
+        const { run, steps } = JSON.parse(await request.clone().text()) as { run: { id: string }; steps: Array<Record<string, unknown>> };
+        const full = FullSteps.safeParse(steps).success;
+        arrivals.push({ runId: run.id, stepCount: steps.length, full, refused: olderInstance && !full });
+        if (olderInstance && !full) {
           refused++;
-          return Response.json({ error: "Body is not a Stepwise invocation: body.steps.0.name: expected string, received undefined" }, { status: 400 });
+          return Response.json({ error: "Body is not a Stepwise invocation: steps.0.name: Invalid input: expected string, received undefined" }, { status: 400 });
         }
         sentSteps.push(steps);
         return app(request);
@@ -92,6 +96,7 @@ describe("stored steps on the wire", () => {
 
   it("asks an instance older than the app's registration again with every field when it refuses the compact form", async () => {
     sentSteps.length = 0;
+    arrivals.length = 0;
     olderInstance = true;
     try {
       const [eventId] = await stack.send({ name: "compact/flow", data: { id: "older-instance" } });
@@ -100,9 +105,14 @@ describe("stored steps on the wire", () => {
     } finally {
       olderInstance = false;
     }
-    // Every invocation that carried a step was refused once, then read in full.
+    // Every invocation that carried a step was refused once, then sent at once in full; one
+    // without steps is the same either way, and went once.
     expect(refused).toBeGreaterThan(5);
-    for (const steps of sentSteps) expect(FullSteps.safeParse(steps).error).toBeUndefined();
+    const key = (arrival: (typeof arrivals)[number]) => `${arrival.runId}:${arrival.stepCount}`;
+    const taken = arrivals.filter((arrival) => !arrival.refused && arrival.stepCount > 0);
+    expect(taken.every((arrival) => arrival.full)).toBe(true);
+    expect(taken.map(key).sort()).toEqual(arrivals.filter((arrival) => arrival.refused).map(key).sort());
+    expect(arrivals.filter((arrival) => arrival.stepCount === 0)).toHaveLength(1);
     expect([executions.get("older-instance:a"), executions.get("older-instance:a:1")]).toEqual([1, 1]);
   });
 
@@ -124,5 +134,19 @@ describe("stored steps on the wire", () => {
     } finally {
       expect((await fetch(stack.appUrl, { method: "PUT" })).status).toBe(200);
     }
+  });
+
+  // Last: it leaves a second app registered at the app's URL.
+  it("fails a run at once with the app's own reason when it refuses a first invocation, which has no steps to send in full", async () => {
+    // Registered under another app's ID at this URL: the SDK here answers its invocations 400.
+    const description = (await (await fetch(stack.appUrl)).json()) as Record<string, unknown>;
+    const body = JSON.stringify({ ...description, appId: "compact-steps-elsewhere" });
+    const headers = { "content-type": "application/json", [HEADERS.signature]: await sign(DEV_SIGNING_KEY, { method: "POST", target: APPS_ROUTE, body }) };
+    expect((await fetch(`${stack.executor.url}${APPS_ROUTE}`, { method: "POST", headers, body })).status).toBe(200);
+    arrivals.length = 0;
+    const [eventId] = await stack.send({ name: "compact/flow", data: { id: "elsewhere" } });
+    const run = await stack.waitForRun(eventId!, { functionId: "compact-steps-elsewhere-flow", status: "failed", timeoutMs: 30_000 });
+    expect(run.error?.message).toContain('The invocation is for app "compact-steps-elsewhere" but reached app "compact-steps"');
+    expect(arrivals.filter((arrival) => arrival.runId === run.id)).toHaveLength(1);
   });
 });

@@ -190,7 +190,10 @@ async function invokeOnce(runner: JobRunner, job: JobRecord, known: RunState | u
     // Checkpoints prove this claim of the job; a targeted invocation runs its one step and answers.
     ...(target ? {} : { checkpoint: { token: leaseToken(job, runner.owner), batches: true } }),
   };
-  const inFull = compact ? () => ({ ...request, steps: requestSteps(sentSteps, budget, false) }) : undefined;
+  // Asked again in full when the app answers 400 (see `invokeApp`): an SDK answers 400 before
+  // anything of the function runs. Not without steps: the same bytes again, in the same second,
+  // would be the same signature, which the app refuses as a replay instead of saying what it did.
+  const inFull = compact && sentSteps.length > 0 ? () => ({ ...request, steps: requestSteps(sentSteps, budget, false) }) : undefined;
   const startedAt = ctx.clock.now();
   const snapshot = target ? state : runner.snapshots.open(job.id, state);
   let response: Awaited<ReturnType<typeof invokeApp>>;

@@ -1,4 +1,7 @@
 export * from "./wire.ts";
+export * from "./ops.ts";
+export * from "./app-description.ts";
+export * from "./invocation-routes.ts";
 export * from "./function-config.ts";
 export * from "./signing.ts";
 export * from "./body.ts";

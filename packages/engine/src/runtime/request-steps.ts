@@ -37,7 +37,7 @@ export function readsCompactSteps(app: Pick<AppRecord, "features">): boolean {
 export function requestSteps(steps: readonly StepRecord[], budgetBytes: number, compact: boolean): WireStep[] {
   let left = budgetBytes;
   return steps.map((step, index) => {
-    let sent = compact ? compactForm(step) : fullForm(step);
+    let sent = sentForm(step, compact);
     if (step.status === "completed") {
       // Not read with the run: larger than the whole budget, so it goes by size anyway.
       const unread = step.outputBytes !== undefined && step.output === undefined;
@@ -54,15 +54,10 @@ export function requestSteps(steps: readonly StepRecord[], budgetBytes: number, 
  * Step records are never changed in place (a change writes a new one), so each is converted
  * and measured once, not once per invocation of a run that replays it again and again.
  */
-function fullForm(step: StepRecord): WireStep {
-  let sent = fullForms.get(step);
-  if (!sent) fullForms.set(step, (sent = asFull(step)));
-  return sent;
-}
-
-function compactForm(step: StepRecord): WireStep {
-  let sent = compactForms.get(step);
-  if (!sent) compactForms.set(step, (sent = asCompact(step)));
+function sentForm(step: StepRecord, compact: boolean): WireStep {
+  const forms = compact ? compactForms : fullForms;
+  let sent = forms.get(step);
+  if (!sent) forms.set(step, (sent = compact ? asCompact(step) : asFull(step)));
   return sent;
 }
 

@@ -28,6 +28,7 @@ import { FreedSlotNotices } from "./runtime/freed-slots.ts";
 import { readStepOutputs } from "./runtime/request-steps.ts";
 import { InvocationSnapshots, KnownStates } from "./runtime/known-states.ts";
 import { DeploymentRefusals } from "./deployments.ts";
+import { CompactFormRefusals } from "./runtime/compact-refusals.ts";
 import { Lanes } from "./runtime/lanes.ts";
 import { within } from "./within.ts";
 import { pruneExpired, pruneFlowControl, reconcileQueue, repairStrandedRuns } from "./runtime/maintenance.ts";
@@ -85,6 +86,7 @@ export class Executor {
       freedSlots: new FreedSlotNotices(options.store.queue, () => this.announce()),
       fetches: new FetchesInFlight({ endedRuns: (runIds) => options.store.endedRuns(runIds), log: this.log }),
       refusals: new DeploymentRefusals(options.deploymentGoneAfterMs),
+      compactRefusals: new CompactFormRefusals(this.log),
       invoker: {
         signingKey: options.signingKey,
         signingKeyNext: options.signingKeyNext,

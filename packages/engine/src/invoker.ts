@@ -3,7 +3,7 @@
  * size of the answer (over kept-alive node:http on Node, through fetch elsewhere), and turns every failure (unreachable app, 401, garbage) into an
  * `error` answer that says whether a retry makes sense, so the run's retry policy decides. The one exception: an SDK that
  * says it could not start the invocation (nothing ran) throws {@link InvocationNotStarted}, retried as a job, not an attempt.
- * An invocation whose steps are in the compact form and is answered 400 is sent again at once with every field (see `invokeApp`).
+ * An invocation whose steps are in the compact form and is answered 400 is sent again at once with every field ({@link FullFormFallback}).
  */
 import {
   failureReason,
@@ -33,6 +33,18 @@ export interface InvokerOptions {
 }
 
 /**
+ * For a request whose steps are in the compact form: an instance older than the app's
+ * registration (a rolling deploy, a rollback) cannot read that form and answers 400, which
+ * would otherwise fail the run. The same request is then sent at once with every field.
+ */
+export interface FullFormFallback {
+  /** The same request with every field. */
+  request(): InvokeRequestWire;
+  /** The app refused the compact form (`reason`, what it said) and read the same request in full. */
+  readInFull(reason: string): void;
+}
+
+/**
  * Calls `app.url`. With `app.pinned` (a run invoked at the deployment of the version it started
  * on, not the current one), an answer that says the deployment is gone throws
  * {@link DeploymentGone}: a 404 or 410, or a connection refused or a host not found (`refused`:
@@ -46,35 +58,50 @@ export async function invokeApp(
   request: InvokeRequestWire,
   /** Sent along (the invocation's trace context). */
   extraHeaders: Record<string, string> = {},
-  /**
-   * For a request whose steps are in the compact form: the same request with every field, sent
-   * when the app answers 400. An instance older than the app's registration (a rolling deploy,
-   * a rollback) cannot read the compact form, and its refusal would otherwise fail the run.
-   */
-  inFull?: () => InvokeRequestWire,
+  fallback?: FullFormFallback,
 ): Promise<InvokeResponse> {
-  const signingKey = signingKeyOf(options, app.id);
-  const body = JSON.stringify(request);
   const url = new URL(app.url);
   url.searchParams.set("fnId", functionId);
-  const headers = { ...extraHeaders, "content-type": "application/json", [HEADERS.signature]: await sign(signingKey, { method: "POST", target: requestTarget(url), body }) };
-  const where = `${url.origin}${url.pathname}`;
-  let answer: PostAnswer;
+  let sent = await post(options, app, url, request, extraHeaders);
+  if (fallback && "answer" in sent && sent.answer.status === 400) {
+    const reason = errorMessage(sent.answer.text ?? "");
+    sent = await post(options, app, url, fallback.request(), extraHeaders);
+    if ("answer" in sent && READ_BY_SDK.has(sent.answer.status)) fallback.readInFull(reason);
+  }
+  return "answer" in sent ? readAnswer(options, app, `${url.origin}${url.pathname}`, sent.answer) : sent.failed;
+}
+
+/** Statuses the SDK answers with once it has read an invocation (an answer, its error, or nothing started). */
+const READ_BY_SDK = new Set([200, 206, 500, 503]);
+
+/** Signs and posts one invocation: the app's answer, or what its failing to come means for the run. */
+async function post(
+  options: InvokerOptions,
+  app: { id: string; url: string; pinned?: boolean },
+  url: URL,
+  request: InvokeRequestWire,
+  extraHeaders: Record<string, string>,
+): Promise<{ answer: PostAnswer } | { failed: InvokeResponse }> {
+  const body = JSON.stringify(request);
+  const headers = { ...extraHeaders, "content-type": "application/json", [HEADERS.signature]: await sign(signingKeyOf(options, app.id), { method: "POST", target: requestTarget(url), body }) };
   try {
     // A fetch given in the options (tests, the simulation's faulty network) wins over node:http.
-    answer = !options.fetch && nodePost ? await nodePost(url.href, body, { headers, timeoutMs: options.timeoutMs, maxBytes: options.maxResponseBytes }) : await viaFetch(options, url, body, headers);
+    return { answer: !options.fetch && nodePost ? await nodePost(url.href, body, { headers, timeoutMs: options.timeoutMs, maxBytes: options.maxResponseBytes }) : await viaFetch(options, url, body, headers) };
   } catch (error) {
     const code = errorCode(error);
     if (app.pinned && (code === "ECONNREFUSED" || code === "ENOTFOUND")) throw new DeploymentGone(`could not be reached (${code})`, true);
+    const where = `${url.origin}${url.pathname}`;
     if (error instanceof PostError && error.stage === "answer") {
       // The connection broke or the time ran out while the answer was on its way.
-      return appError("AppUnreachable", `The answer from ${where} was cut off: ${error.message}`, true);
+      return { failed: appError("AppUnreachable", `The answer from ${where} was cut off: ${error.message}`, true) };
     }
-    return appError("AppUnreachable", `Could not reach ${where}: ${failureReason(error)}`, true);
+    return { failed: appError("AppUnreachable", `Could not reach ${where}: ${failureReason(error)}`, true) };
   }
-  const { status, location, text } = answer;
+}
+
+/** What the app's answer means for the run. */
+function readAnswer(options: InvokerOptions, app: { pinned?: boolean }, where: string, { status, location, text }: PostAnswer): InvokeResponse {
   if (app.pinned && (status === 404 || status === 410)) throw new DeploymentGone(`answered HTTP ${status}`);
-  if (status === 400 && inFull) return invokeApp(options, app, functionId, inFull(), extraHeaders);
   if (status >= 300 && status < 400) {
     return appError("AppRedirected", `The app answered a redirect (HTTP ${status}${location ? ` to ${location.slice(0, 200)}` : ""}), which Stepwise does not follow: register the app's final URL`, true);
   }

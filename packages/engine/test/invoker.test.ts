@@ -5,7 +5,7 @@
  * invocation timeout; a good answer comes back as the app sent it, signed for its route.
  */
 import { createServer, type Server } from "node:http";
-import { PROTOCOL_VERSION, requestTarget, verify, type InvokeRequest, type InvokeResponse } from "@stepwise/protocol";
+import { PROTOCOL_VERSION, requestTarget, verify, type InvokeRequest, type InvokeRequestWire, type InvokeResponse } from "@stepwise/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DeploymentGone } from "../src/errors.ts";
 import { invokeApp, type InvokerOptions } from "../src/invoker.ts";
@@ -71,6 +71,11 @@ beforeAll(async () => {
           return res.end("The deployment could not be found");
         case "server-error":
           return json(500, { error: "boom" });
+        case "older-sdk": {
+          // An SDK from before the compact form: every stored step must name itself.
+          const { steps } = JSON.parse(body) as { steps: Array<{ name?: string }> };
+          return steps.every((step) => typeof step.name === "string") ? json(200, completed) : json(400, { error: "steps.0.name: expected string" });
+        }
       }
     });
   });
@@ -138,6 +143,28 @@ describe.each(transports)("invoking an app over %s", (_name, transport) => {
       retriable: true,
     });
   });
+  describe("with steps in the compact form", () => {
+    const compact: InvokeRequestWire = { ...request, steps: [{ id: "a", output: 1 }] };
+    const inFull: InvokeRequestWire = { ...request, steps: [{ id: "a", name: "a", kind: "run", position: 0, status: "completed", output: 1 }] };
+    const withFallback = (fnId: string) => {
+      const reasons: string[] = [];
+      const answer = invokeApp(options, { id: "shop", url: base }, fnId, compact, {}, { request: () => inFull, readInFull: (reason) => reasons.push(reason) });
+      return { answer, reasons };
+    };
+
+    it("an instance that refuses them 400 is asked again in full, and the refusal is told", async () => {
+      const { answer, reasons } = withFallback("older-sdk");
+      expect(await answer).toEqual(completed);
+      expect(reasons).toEqual(["steps.0.name: expected string"]);
+    });
+
+    it("a 400 to the full form too is the app's answer: not a refusal of the compact form", async () => {
+      const { answer, reasons } = withFallback("bad-request");
+      expect(await answer).toMatchObject({ type: "error", error: { name: "AppError", message: "The app answered HTTP 400: unreadable invocation" }, retriable: false });
+      expect(reasons).toEqual([]);
+    });
+  });
+
   describe("at a pinned deployment (a run's earlier version)", () => {
     const pinned = (fnId: string, url = base) => invokeApp(options, { id: "shop", url, pinned: true }, fnId, request);
 

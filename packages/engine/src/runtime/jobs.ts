@@ -18,7 +18,7 @@ import { formatDuration } from "../log.ts";
 import { afterCommit, describe, machineEnv, type EngineContext } from "../context.ts";
 import { DeploymentGone, isRefusedValue, LeaseLostError, serializedError } from "../errors.ts";
 import { deploymentOf, type DeploymentRefusals } from "../deployments.ts";
-import { acceptedKeysOf, invokeApp, signingKeyOf, type InvokerOptions } from "../invoker.ts";
+import { acceptedKeysOf, invokeApp, signingKeyOf, type FullFormFallback, type InvokerOptions } from "../invoker.ts";
 import { fetchStep, sealFetchRequests } from "./fetch-job.ts";
 import { traceInvocation } from "../tracing.ts";
 import { pause } from "../machine/pauses.ts";
@@ -26,6 +26,7 @@ import { leaseToken } from "./checkpoints.ts";
 import { commitAnsweredStep } from "./answered-step.ts";
 import { runCronTick } from "./cron.ts";
 import { heldKeys } from "../concurrency.ts";
+import type { CompactFormRefusals } from "./compact-refusals.ts";
 import { hasUnreadOutputs, outputBudget, readsCompactSteps, requestSteps } from "./request-steps.ts";
 import type { InvocationSnapshots, KnownStates } from "./known-states.ts";
 import type { JobHandling } from "./lanes.ts";
@@ -57,6 +58,8 @@ export interface JobRunner {
   fetches: FetchesInFlight;
   /** Connections refused by pinned deployments: when their runs move (see deployments.ts). */
   refusals: DeploymentRefusals;
+  /** URLs whose instance refused the compact form of stored steps lately: they get every field. */
+  compactRefusals: CompactFormRefusals;
 }
 
 type Transition = (draft: RunDraft, env: MachineEnv) => void;
@@ -179,7 +182,7 @@ async function invokeOnce(runner: JobRunner, job: JobRecord, known: RunState | u
   }
   // The target is left out: to the SDK it is a new step, the one it must run.
   const sentSteps = target ? steps.filter((step) => step !== target) : steps;
-  const compact = readsCompactSteps(deployment);
+  const compact = readsCompactSteps(deployment) && !runner.compactRefusals.sendsInFull(app, deployment);
   const request: InvokeRequestWire = {
     version: PROTOCOL_VERSION,
     run: { id: run.id, appId: app.id, functionId: fn.localId, attempt: target ? target.attempts : run.attempt },
@@ -190,16 +193,19 @@ async function invokeOnce(runner: JobRunner, job: JobRecord, known: RunState | u
     // Checkpoints prove this claim of the job; a targeted invocation runs its one step and answers.
     ...(target ? {} : { checkpoint: { token: leaseToken(job, runner.owner), batches: true } }),
   };
-  // Asked again in full when the app answers 400 (see `invokeApp`): an SDK answers 400 before
-  // anything of the function runs. Not without steps: the same bytes again, in the same second,
-  // would be the same signature, which the app refuses as a replay instead of saying what it did.
-  const inFull = compact && sentSteps.length > 0 ? () => ({ ...request, steps: requestSteps(sentSteps, budget, false) }) : undefined;
+  // Asked again in full when the app answers 400 (see `FullFormFallback`): an SDK answers 400
+  // before anything of the function runs. Not without steps: the same bytes again, in the same
+  // second, would be the same signature, which the app refuses as a replay instead of saying what it did.
+  const fallback: FullFormFallback | undefined =
+    compact && sentSteps.length > 0
+      ? { request: () => ({ ...request, steps: requestSteps(sentSteps, budget, false) }), readInFull: (reason) => runner.compactRefusals.refused(app, deployment, reason) }
+      : undefined;
   const startedAt = ctx.clock.now();
   const snapshot = target ? state : runner.snapshots.open(job.id, state);
   let response: Awaited<ReturnType<typeof invokeApp>>;
   try {
     const traced = { id: run.id, functionId: run.functionId, attempt: request.run.attempt, traceparent: run.traceparent };
-    response = await traceInvocation(traced, target?.id, (headers) => invokeApp(runner.invoker, deployment, fn.localId, request, headers, inFull));
+    response = await traceInvocation(traced, target?.id, (headers) => invokeApp(runner.invoker, deployment, fn.localId, request, headers, fallback));
   } catch (error) {
     // Nothing ran there: prepared again (the request too, for the SDK where the run goes now).
     if (!(error instanceof DeploymentGone) || moves >= MOVES_PER_JOB) throw error;

@@ -9,8 +9,8 @@ import type { InvokeRequestWire } from "@stepwise/protocol";
 import { invocationContext, readContext, type Delivery, type Ledger } from "./ledger.ts";
 import { callTarget, SIM_TARGET } from "./target.ts";
 
-export type NetworkFault = "refuse" | "502 before" | "502 after" | "timeout" | "truncate" | "garbage" | "duplicate ops" | "slow";
-export const NETWORK_FAULTS: NetworkFault[] = ["refuse", "502 before", "502 after", "timeout", "truncate", "garbage", "duplicate ops", "slow"];
+export type NetworkFault = "refuse" | "502 before" | "502 after" | "timeout" | "truncate" | "garbage" | "duplicate ops" | "slow" | "older instance";
+export const NETWORK_FAULTS: NetworkFault[] = ["refuse", "502 before", "502 after", "timeout", "truncate", "garbage", "duplicate ops", "slow", "older instance"];
 
 /** A number in [0, 1) from a string: FNV-1a, then a finalizer. */
 export function unit(text: string): number {
@@ -61,8 +61,11 @@ export function faultyFetch(executor: string, options: NetworkOptions): typeof f
     const nth = (perRun.get(request.run.id) ?? 0) + 1;
     perRun.set(request.run.id, nth);
     const roll = unit(`${seed}|${key}|${request.run.functionId}|${nth}|${request.targetStep ?? ""}`);
-    const fault: NetworkFault | "none" =
+    let fault: NetworkFault | "none" =
       roll < options.rate() ? NETWORK_FAULTS[Math.floor(unit(`${seed}|kind|${key}|${nth}`) * NETWORK_FAULTS.length)]! : "none";
+    // An instance older than the app's registration (a rolling deploy) reads every invocation but
+    // one whose stored steps are in the compact form: its SDK requires every field.
+    if (fault === "older instance" && !request.steps.some((step) => !("name" in step))) fault = "none";
     const delivery = (d: Delivery) => d;
     const invocation = ledger.invocation({
       executor,
@@ -71,13 +74,14 @@ export function faultyFetch(executor: string, options: NetworkOptions): typeof f
       targetStep: request.targetStep,
       sentAt: Date.now(),
       fault,
-      delivery: fault === "refuse" || fault === "502 before" ? delivery("not-sent") : ["502 after", "timeout", "truncate", "garbage"].includes(fault) ? "lost" : "delivered",
+      delivery: fault === "refuse" || fault === "502 before" || fault === "older instance" ? delivery("not-sent") : ["502 after", "timeout", "truncate", "garbage"].includes(fault) ? "lost" : "delivered",
       readAt: readContext.getStore()?.at,
       checkpointToken: request.checkpoint?.token,
     });
     try {
       if (fault === "refuse") throw new TypeError("fetch failed", { cause: Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:3000"), { code: "ECONNREFUSED" }) });
       if (fault === "502 before") return badGateway();
+      if (fault === "older instance") return Response.json({ error: "Body is not a Stepwise invocation: steps.0.name: Invalid input: expected string, received undefined" }, { status: 400 });
       // An app that died mid-invocation never answers: the executor's own timeout ends the wait.
       // So does an app held up too long (its checkpoint stuck on a stalled executor): its answer
       // is lost to this executor as surely as one cut off on the way.

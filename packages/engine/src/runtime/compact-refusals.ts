@@ -28,6 +28,8 @@ export class CompactFormRefusals {
 
   /** Whether invocations of `app` at `target` go in full for now, having been refused there lately. */
   sendsInFull(app: AppRecord, target: DeploymentTarget): boolean {
+    // Asked on every invocation: nothing to build while nothing was refused.
+    if (this.fullUntil.size === 0) return false;
     const key = keyOf(app, target);
     const until = this.fullUntil.get(key);
     if (until === undefined) return false;

@@ -94,6 +94,7 @@ describe("stored steps on the wire", () => {
     expect(sent.some(({ step, index }) => step.id === "y" && step.status === "pending" && step.position === index + 1)).toBe(true);
   });
 
+  // After the first: the executor then sends this URL every field for five minutes.
   it("asks an instance older than the app's registration again with every field, then sends it every field, and says so once", async () => {
     sentSteps.length = 0;
     arrivals.length = 0;

@@ -12,6 +12,9 @@ import { callTarget, SIM_TARGET } from "./target.ts";
 export type NetworkFault = "refuse" | "502 before" | "502 after" | "timeout" | "truncate" | "garbage" | "duplicate ops" | "slow" | "older instance";
 export const NETWORK_FAULTS: NetworkFault[] = ["refuse", "502 before", "502 after", "timeout", "truncate", "garbage", "duplicate ops", "slow", "older instance"];
 
+/** The fields of a stored step that the compact form leaves out when they hold their usual value. */
+const FULL_FORM_FIELDS = ["name", "kind", "position", "status"];
+
 /** A number in [0, 1) from a string: FNV-1a, then a finalizer. */
 export function unit(text: string): number {
   let h = 0x811c9dc5;
@@ -65,7 +68,7 @@ export function faultyFetch(executor: string, options: NetworkOptions): typeof f
       roll < options.rate() ? NETWORK_FAULTS[Math.floor(unit(`${seed}|kind|${key}|${nth}`) * NETWORK_FAULTS.length)]! : "none";
     // An instance older than the app's registration (a rolling deploy) reads every invocation but
     // one whose stored steps are in the compact form: its SDK requires every field.
-    if (fault === "older instance" && !request.steps.some((step) => !("name" in step))) fault = "none";
+    if (fault === "older instance" && !request.steps.some((step) => FULL_FORM_FIELDS.some((field) => !(field in step)))) fault = "none";
     const delivery = (d: Delivery) => d;
     const invocation = ledger.invocation({
       executor,

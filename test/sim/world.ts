@@ -99,6 +99,9 @@ export async function play(topology: Topology, schedule: Schedule): Promise<Play
       leaseMs: LEASE_MS,
       invokeTimeoutMs: 500,
       deploymentGoneAfterMs: DEPLOYMENT_GONE_AFTER_MS,
+      // An older instance's refusal of the compact form is remembered this long: a schedule lasts
+      // seconds, and most invocations must still go compact, the form a user's executor sends.
+      fullFormForMs: 1_000,
       maintenanceMs: 500,
       pollMs: 200,
       registryRefreshMs: 60_000,

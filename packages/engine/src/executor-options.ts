@@ -55,6 +55,11 @@ export interface ExecutorOptions {
    * gone). Until then its jobs are tried there again: a restart or a blip moves nothing.
    */
   deploymentGoneAfterMs?: number;
+  /**
+   * How long an app URL that refused stored steps in the compact form (an instance on an older
+   * SDK than the one registered) gets every field instead (default five minutes).
+   */
+  fullFormForMs?: number;
   /** How long the cache of registered functions is trusted before a reload. */
   registryRefreshMs?: number;
   /** How often the queue is checked against the record (lost jobs, stranded runs, pruning). */

@@ -86,7 +86,7 @@ export class Executor {
       freedSlots: new FreedSlotNotices(options.store.queue, () => this.announce()),
       fetches: new FetchesInFlight({ endedRuns: (runIds) => options.store.endedRuns(runIds), log: this.log }),
       refusals: new DeploymentRefusals(options.deploymentGoneAfterMs),
-      compactRefusals: new CompactFormRefusals(this.log),
+      compactRefusals: new CompactFormRefusals(this.log, options.fullFormForMs),
       invoker: {
         signingKey: options.signingKey,
         signingKeyNext: options.signingKeyNext,

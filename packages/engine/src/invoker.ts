@@ -40,8 +40,14 @@ export interface InvokerOptions {
 export interface FullFormFallback {
   /** The same request with every field. */
   request(): InvokeRequestWire;
-  /** The app refused the compact form (`reason`, what it said) and read the same request in full. */
-  readInFull(reason: string): void;
+  /** The app answered the compact form 400; the full form goes next. */
+  refused(): void;
+  /**
+   * How the full form fared, when that is known: `read`, the SDK answered it (an answer, or
+   * nothing started); else it was answered 400 too, for a reason of the app's own. `reason` is
+   * what the app said to the compact form.
+   */
+  fullForm(read: boolean, reason: string): void;
 }
 
 /**
@@ -65,14 +71,23 @@ export async function invokeApp(
   let sent = await post(options, app, url, request, extraHeaders);
   if (fallback && "answer" in sent && sent.answer.status === 400) {
     const reason = errorMessage(sent.answer.text ?? "");
+    fallback.refused();
     sent = await post(options, app, url, fallback.request(), extraHeaders);
-    if ("answer" in sent && READ_BY_SDK.has(sent.answer.status)) fallback.readInFull(reason);
+    if ("answer" in sent && (sent.answer.status === 400 || readBySdk(sent.answer))) fallback.fullForm(sent.answer.status !== 400, reason);
   }
   return "answer" in sent ? readAnswer(options, app, `${url.origin}${url.pathname}`, sent.answer) : sent.failed;
 }
 
-/** Statuses the SDK answers with once it has read an invocation (an answer, its error, or nothing started). */
-const READ_BY_SDK = new Set([200, 206, 500, 503]);
+/**
+ * Whether an answer is the SDK's after reading the invocation: an answer in the protocol's
+ * shape, or its word that nothing started. Not a proxy's 500 or 503 page.
+ */
+function readBySdk({ status, text }: PostAnswer): boolean {
+  if (text === null) return false;
+  if (status === 503) return notStarted(text);
+  const parsed = [200, 206, 500].includes(status) ? parseAnswer(text) : null;
+  return parsed !== null && "response" in parsed;
+}
 
 /** Signs and posts one invocation: the app's answer, or what its failing to come means for the run. */
 async function post(

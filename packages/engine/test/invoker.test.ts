@@ -7,7 +7,7 @@
 import { createServer, type Server } from "node:http";
 import { PROTOCOL_VERSION, requestTarget, verify, type InvokeRequest, type InvokeRequestWire, type InvokeResponse } from "@stepwise/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DeploymentGone } from "../src/errors.ts";
+import { DeploymentGone, InvocationNotStarted } from "../src/errors.ts";
 import { invokeApp, type InvokerOptions } from "../src/invoker.ts";
 import { freePort } from "../../../test/support/net.ts";
 
@@ -39,7 +39,15 @@ beforeAll(async () => {
         res.writeHead(status, { "content-type": "application/json" });
         res.end(JSON.stringify(value));
       };
-      switch (url.searchParams.get("fnId")) {
+      let fnId = url.searchParams.get("fnId");
+      // `older-sdk:<then>`: an SDK from before the compact form, which requires every field of a
+      // stored step; the full form is answered as `<then>` is (the request names it).
+      if (fnId?.startsWith("older-sdk:")) {
+        const { run, steps } = JSON.parse(body) as { run: { functionId: string }; steps: Array<{ name?: string }> };
+        if (!steps.every((step) => typeof step.name === "string")) return json(400, { error: "steps.0.name: expected string" });
+        fnId = run.functionId;
+      }
+      switch (fnId) {
         case "ok":
           return json(200, completed);
         case "bad-gateway":
@@ -71,12 +79,13 @@ beforeAll(async () => {
           return res.end("The deployment could not be found");
         case "server-error":
           return json(500, { error: "boom" });
-        case "older-sdk": {
-          // An SDK from before the compact form: every stored step must name itself.
-          const { steps } = JSON.parse(body) as { steps: Array<{ name?: string }> };
-          return steps.every((step) => typeof step.name === "string") ? json(200, completed) : json(400, { error: "steps.0.name: expected string" });
-        }
+        case "not-started":
+          return json(503, { error: "could not read the step outputs back", notStarted: true });
+        case "unavailable":
+          res.writeHead(503, { "content-type": "text/html" });
+          return res.end("<html><body>503 Service Unavailable</body></html>");
       }
+
     });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -145,23 +154,37 @@ describe.each(transports)("invoking an app over %s", (_name, transport) => {
   });
   describe("with steps in the compact form", () => {
     const compact: InvokeRequestWire = { ...request, steps: [{ id: "a", output: 1 }] };
-    const inFull: InvokeRequestWire = { ...request, steps: [{ id: "a", name: "a", kind: "run", position: 0, status: "completed", output: 1 }] };
-    const withFallback = (fnId: string) => {
-      const reasons: string[] = [];
-      const answer = invokeApp(options, { id: "shop", url: base }, fnId, compact, {}, { request: () => inFull, readInFull: (reason) => reasons.push(reason) });
-      return { answer, reasons };
+    const inFull = (fnId: string): InvokeRequestWire => ({ ...request, run: { ...request.run, functionId: fnId }, steps: [{ id: "a", name: "a", kind: "run", position: 0, status: "completed", output: 1 }] });
+    /** Calls `fnId`, whose older SDK refuses the compact form, and whose answer to the full form is `then`'s. */
+    const withFallback = (then: string) => {
+      const told: string[] = [];
+      const answer = invokeApp(options, { id: "shop", url: base }, `older-sdk:${then}`, compact, {}, {
+        request: () => inFull(then),
+        refused: () => told.push("refused"),
+        fullForm: (read, reason) => told.push(`${read ? "read" : "refused too"}: ${reason}`),
+      });
+      return { answer, told };
     };
 
-    it("an instance that refuses them 400 is asked again in full, and the refusal is told", async () => {
-      const { answer, reasons } = withFallback("older-sdk");
+    it("an instance that refuses them 400 is asked again in full, and both answers are told", async () => {
+      const { answer, told } = withFallback("ok");
       expect(await answer).toEqual(completed);
-      expect(reasons).toEqual(["steps.0.name: expected string"]);
+      expect(told).toEqual(["refused", "read: steps.0.name: expected string"]);
     });
 
-    it("a 400 to the full form too is the app's answer: not a refusal of the compact form", async () => {
-      const { answer, reasons } = withFallback("bad-request");
+    it("a 400 to the full form too is the app's answer: told as such, and the run's to fail", async () => {
+      const { answer, told } = withFallback("bad-request");
       expect(await answer).toMatchObject({ type: "error", error: { name: "AppError", message: "The app answered HTTP 400: unreadable invocation" }, retriable: false });
-      expect(reasons).toEqual([]);
+      expect(told).toEqual(["refused", "refused too: steps.0.name: expected string"]);
+    });
+
+    it("the SDK's word that nothing started is a reading; a proxy's 503 page says nothing of the SDK", async () => {
+      const notStarted = withFallback("not-started");
+      await expect(notStarted.answer).rejects.toThrow(InvocationNotStarted);
+      expect(notStarted.told).toEqual(["refused", "read: steps.0.name: expected string"]);
+      const proxy = withFallback("unavailable");
+      expect(await proxy.answer).toMatchObject({ type: "error", error: { name: "AppError" }, retriable: true });
+      expect(proxy.told).toEqual(["refused"]);
     });
   });
 

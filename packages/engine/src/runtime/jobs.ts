@@ -198,7 +198,11 @@ async function invokeOnce(runner: JobRunner, job: JobRecord, known: RunState | u
   // second, would be the same signature, which the app refuses as a replay instead of saying what it did.
   const fallback: FullFormFallback | undefined =
     compact && sentSteps.length > 0
-      ? { request: () => ({ ...request, steps: requestSteps(sentSteps, budget, false) }), readInFull: (reason) => runner.compactRefusals.refused(app, deployment, reason) }
+      ? {
+          request: () => ({ ...request, steps: requestSteps(sentSteps, budget, false) }),
+          refused: () => runner.compactRefusals.refused(app, deployment),
+          fullForm: (read, reason) => runner.compactRefusals.fullForm(app, deployment, read, reason),
+        }
       : undefined;
   const startedAt = ctx.clock.now();
   const snapshot = target ? state : runner.snapshots.open(job.id, state);

@@ -14,7 +14,7 @@ import { measureBaselines, startW2ByHand } from "./baselines.ts";
 import { printReport, ratios, type TopologyResult } from "./report.ts";
 import { checkTargets } from "./targets.ts";
 import { buildExecutor, SOURCE_EXECUTOR, startTopology, TOPOLOGIES, type TopologyName } from "./topologies.ts";
-import { soak, throttle, w1, w1Rounds, W1_ROUNDS, w2, w2Steady, W2_REPETITIONS, w3, w3Alone, w4 } from "./workloads.ts";
+import { soak, throttle, w1, w1Rounds, W1_ROUNDS, w2, w2Steady, W2_REPETITIONS, w3, w3Alone, W3_ROUNDS, w4 } from "./workloads.ts";
 
 const { values } = parseArgs({
   options: {
@@ -64,7 +64,7 @@ for (const name of topologies) {
     const burstKeyedResult = await w2(topology, probe, 1_000, "keyed");
     progress(`${name}: throttle (250 runs at once, throttled to 50 starts a second)`);
     const throttleResult = await throttle(topology, probe);
-    progress(`${name}: W3 (20 runs sleeping 2 s)`);
+    progress(`${name}: W3 (20 runs sleeping 2 s, ${W3_ROUNDS} rounds)`);
     const w3Result = await w3(topology, probe, 20);
     progress(`${name}: W3 alone (one run sleeping 2 s, 5 times)`);
     const w3AloneResult = await w3Alone(topology, probe);

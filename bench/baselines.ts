@@ -356,7 +356,7 @@ async function oneBurstByHand(chains: Array<ReturnType<typeof nodePoster>>): Pro
   return Math.round((W2_RUNS * W2_STEPS) / ((performance.now() - start) / 1000));
 }
 
-/** Rounds of W3 by hand (see {@link HandSleepers}); W3 itself is one round. */
+/** Rounds of W3 by hand (see {@link HandSleepers}); W3 is taken in as many (`W3_ROUNDS`). */
 const HAND_SLEEP_ROUNDS = 3;
 const SLEEP_MS = 2_000;
 

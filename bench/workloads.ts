@@ -227,10 +227,12 @@ export async function w3(topology: Topology, probe: Probe, runs = 20, rounds = W
     const finished = probe.finishedAfter(runs);
     await send(topology, Array.from({ length: runs }, (_, n) => ({ name: "bench/sleep", data: { n } })));
     await finished;
+    // Nothing else runs meanwhile: a round short of its runs' samples would mix rounds.
+    if (probe.lateness.length !== runs) throw new Error(`W3 round ${r + 1}: ${probe.lateness.length} lateness samples for ${runs} runs`);
     each.push(latency(probe.lateness));
   }
   const mid = (figure: (result: LatencyResult) => number) => median(each.map(figure));
-  return { count: runs, p50: mid((r) => r.p50), p99: mid((r) => r.p99), max: mid((r) => r.max), first: each[0]! };
+  return { count: each.reduce((sum, r) => sum + r.count, 0), p50: mid((r) => r.p50), p99: mid((r) => r.p99), max: mid((r) => r.max), first: each[0]! };
 }
 
 /**

@@ -10,7 +10,8 @@ import { invocationContext, readContext, type Delivery, type Ledger } from "./le
 import { callTarget, SIM_TARGET } from "./target.ts";
 
 export type NetworkFault = "refuse" | "502 before" | "502 after" | "timeout" | "truncate" | "garbage" | "duplicate ops" | "slow" | "older instance";
-export const NETWORK_FAULTS: NetworkFault[] = ["refuse", "502 before", "502 after", "timeout", "truncate", "garbage", "duplicate ops", "slow", "older instance"];
+/** Drawn for any invocation; "older instance" is drawn on its own, for those it can refuse. */
+export const NETWORK_FAULTS: NetworkFault[] = ["refuse", "502 before", "502 after", "timeout", "truncate", "garbage", "duplicate ops", "slow"];
 
 /** The fields of a stored step that the compact form leaves out when they hold their usual value. */
 const FULL_FORM_FIELDS = ["name", "kind", "position", "status"];
@@ -67,8 +68,11 @@ export function faultyFetch(executor: string, options: NetworkOptions): typeof f
     let fault: NetworkFault | "none" =
       roll < options.rate() ? NETWORK_FAULTS[Math.floor(unit(`${seed}|kind|${key}|${nth}`) * NETWORK_FAULTS.length)]! : "none";
     // An instance older than the app's registration (a rolling deploy) reads every invocation but
-    // one whose stored steps are in the compact form: its SDK requires every field.
-    if (fault === "older instance" && !request.steps.some((step) => FULL_FORM_FIELDS.some((field) => !(field in step)))) fault = "none";
+    // one whose stored steps are in the compact form: its SDK requires every field. Drawn on its
+    // own, among those alone: few invocations carry compact steps, and each executor sends a URL
+    // that refused every field for a while after.
+    const compact = request.steps.some((step) => FULL_FORM_FIELDS.some((field) => !(field in step)));
+    if (fault === "none" && compact && unit(`${seed}|older|${key}|${nth}`) < options.rate()) fault = "older instance";
     const delivery = (d: Delivery) => d;
     const invocation = ledger.invocation({
       executor,

@@ -210,7 +210,7 @@ export interface LatencyResult {
 export const W3_ROUNDS = 3;
 
 export interface W3Result extends LatencyResult {
-  /** The first round alone: the timer path coldest, as a burst of sleeps after other work meets it. */
+  /** The first round alone, right after other work: as a burst of sleeps after other work meets the timer path. */
   first: LatencyResult;
 }
 

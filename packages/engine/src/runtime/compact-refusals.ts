@@ -14,8 +14,7 @@
  * has most likely finished. (An app registered again by the older SDK declares no compact form,
  * and gets every field whatever is remembered here.)
  */
-import type { Logger } from "../log.ts";
-import { formatDuration } from "../log.ts";
+import { formatDuration, type Logger } from "../log.ts";
 import { shownUrl, type DeploymentTarget } from "../deployments.ts";
 import type { AppRecord } from "../records.ts";
 

@@ -3,7 +3,8 @@
  * on version 1 keep being invoked at version 1's deployment after version 2 registers, while new
  * runs start on version 2; once version 1's deployment is gone (it answers 404, as a deleted
  * deployment does, or refuses connections for longer than a restart takes), its runs move to
- * version 2 and finish there.
+ * version 2 and finish there. A deployment whose instance runs an SDK older than its
+ * registration gets every field of the stored steps; the others keep the compact form.
  */
 import { serve as serveNode, type ServerType } from "@hono/node-server";
 import type { FunctionView, RunView } from "@stepwise/engine";
@@ -31,12 +32,18 @@ async function deploy(version: string, alias?: string, firstStep = "one") {
     const second = await step.run("two", () => `two from ${version}`);
     return `${first}, ${second}`;
   });
-  const state = { mode: "live" as "live" | "deleted" | "moved", invoked, url: "" };
+  const state = { mode: "live" as "live" | "deleted" | "moved" | "older-sdk", invoked, url: "", forms: [] as StepsForm[] };
   let handler: ((c: Context) => Promise<Response>) | undefined;
   const app = new Hono();
   app.all("/api/durable", async (c) => {
     if (state.mode === "deleted") return c.text("The deployment could not be found", 404);
     if (state.mode === "moved") return c.redirect("https://elsewhere.example.com/api/durable", 301);
+    if (c.req.method === "POST") {
+      const form = formOf(await c.req.raw.clone().text());
+      state.forms.push(form);
+      // An instance of an SDK from before the compact form: it requires every field of a stored step.
+      if (state.mode === "older-sdk" && form === "compact") return c.json({ error: "Body is not a Stepwise invocation: steps.0.name: expected string" }, 400);
+    }
     return handler!(c);
   });
   const { server, url } = await listen(app);
@@ -45,6 +52,14 @@ async function deploy(version: string, alias?: string, firstStep = "one") {
   /** Listens at the same URL again, after `server` closed: the deployment restarted. */
   const restart = () => listen(app, Number(new URL(url).port));
   return { state, server, url, restart };
+}
+
+/** How an invocation carried its stored steps: none, each with every field, or in the compact form. */
+type StepsForm = "none" | "full" | "compact";
+function formOf(body: string): StepsForm {
+  const { steps } = JSON.parse(body) as { steps: Array<Record<string, unknown>> };
+  if (steps.length === 0) return "none";
+  return steps.every((step) => ["name", "kind", "position", "status"].every((field) => field in step)) ? "full" : "compact";
 }
 
 /** The app's public URL (a platform's production alias): it forwards to the deployment it points at. */
@@ -233,6 +248,25 @@ describe.each(STORE_KINDS)("versioned deploys on %s", (kind) => {
     const failed = await ended(run.id);
     expect(failed.status).toBe("failed");
     expect(failed.error).toMatchObject({ name: "NonDeterminismError", message: expect.stringContaining('was "one" (run) in the stored run, but the function now calls "first"') });
+  }, 60_000);
+
+  it("an older SDK at a version's own deployment gets every field there, while the current one keeps the compact form", async () => {
+    const front = await alias();
+    servers.push(front.server);
+    const v3 = await release("v3", front);
+    const old = await runOf(await send({ n: 31, napMs: 1_500 }));
+    // Version 4 deploys; version 3's deployment is rolled back to an SDK older than its registration.
+    const v4 = await release("v4", front);
+    v3.state.mode = "older-sdk";
+    expect((await ended(old.id)).output).toBe("one from v3, two from v3");
+    // Its invocation with steps was refused in the compact form, then read in full.
+    expect(v3.state.forms.filter((form) => form !== "none")).toEqual(["compact", "full"]);
+    const fresh = await runOf(await send({ n: 41, napMs: 10 }));
+    expect((await ended(fresh.id)).output).toBe("one from v4, two from v4");
+    // The refusal was version 3's deployment's: version 4's still gets the compact form.
+    expect(v4.state.forms.filter((form) => form !== "none")).toEqual(["compact"]);
+    const warnings = log.lines.filter((line) => line.includes("compact form"));
+    expect(warnings).toEqual([expect.stringContaining(`app deploys: ${v3.url} refused stored steps in the compact form (HTTP 400: Body is not a Stepwise invocation`)]);
   }, 60_000);
 
   it("a registration naming a deployment URL the executor must never call is refused, and changes nothing", async () => {

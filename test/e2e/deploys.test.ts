@@ -8,6 +8,7 @@
  */
 import { serve as serveNode, type ServerType } from "@hono/node-server";
 import type { FunctionView, RunView } from "@stepwise/engine";
+import { StoredStepSchema } from "@stepwise/protocol";
 import { Stepwise } from "@stepwise/sdk";
 import { serve } from "@stepwise/sdk/hono";
 import { startServer, type RunningServer } from "@stepwise/server";
@@ -57,9 +58,10 @@ async function deploy(version: string, alias?: string, firstStep = "one") {
 /** How an invocation carried its stored steps: none, each with every field, or in the compact form. */
 type StepsForm = "none" | "full" | "compact";
 function formOf(body: string): StepsForm {
-  const { steps } = JSON.parse(body) as { steps: Array<Record<string, unknown>> };
+  const { steps } = JSON.parse(body) as { steps: unknown[] };
   if (steps.length === 0) return "none";
-  return steps.every((step) => ["name", "kind", "position", "status"].every((field) => field in step)) ? "full" : "compact";
+  // What an SDK from before the compact form checks each step against.
+  return steps.every((step) => StoredStepSchema.safeParse(step).success) ? "full" : "compact";
 }
 
 /** The app's public URL (a platform's production alias): it forwards to the deployment it points at. */

@@ -5,16 +5,13 @@
  * fault is decided by a hash of the schedule's seed, the run's key and how many invocations of
  * that run came before, so a replay meets the same faults even when timing differs.
  */
-import type { InvokeRequestWire } from "@stepwise/protocol";
+import { StoredStepSchema, type InvokeRequestWire } from "@stepwise/protocol";
 import { invocationContext, readContext, type Delivery, type Ledger } from "./ledger.ts";
 import { callTarget, SIM_TARGET } from "./target.ts";
 
 export type NetworkFault = "refuse" | "502 before" | "502 after" | "timeout" | "truncate" | "garbage" | "duplicate ops" | "slow" | "older instance";
 /** Drawn for any invocation; "older instance" is drawn on its own, for those it can refuse. */
 export const NETWORK_FAULTS: NetworkFault[] = ["refuse", "502 before", "502 after", "timeout", "truncate", "garbage", "duplicate ops", "slow"];
-
-/** The fields of a stored step that the compact form leaves out when they hold their usual value. */
-const FULL_FORM_FIELDS = ["name", "kind", "position", "status"];
 
 /** A number in [0, 1) from a string: FNV-1a, then a finalizer. */
 export function unit(text: string): number {
@@ -71,7 +68,7 @@ export function faultyFetch(executor: string, options: NetworkOptions): typeof f
     // one whose stored steps are in the compact form: its SDK requires every field. Drawn on its
     // own, among those alone: few invocations carry compact steps, and each executor sends a URL
     // that refused every field for a while after.
-    const compact = request.steps.some((step) => FULL_FORM_FIELDS.some((field) => !(field in step)));
+    const compact = request.steps.some((step) => !StoredStepSchema.safeParse(step).success);
     if (fault === "none" && compact && unit(`${seed}|older|${key}|${nth}`) < options.rate()) fault = "older instance";
     const delivery = (d: Delivery) => d;
     const invocation = ledger.invocation({

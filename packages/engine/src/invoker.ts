@@ -85,7 +85,7 @@ export async function invokeApp(
 function readBySdk({ status, text }: PostAnswer): boolean {
   if (text === null) return false;
   if (status === 503) return notStarted(text);
-  const parsed = [200, 206, 500].includes(status) ? parseAnswer(text) : null;
+  const parsed = sdkAnswer(status, text);
   return parsed !== null && "response" in parsed;
 }
 
@@ -124,7 +124,7 @@ function readAnswer(options: InvokerOptions, app: { pinned?: boolean }, where: s
     return appError("AppResponseTooLarge", `The app's answer exceeds ${formatBytes(options.maxResponseBytes)}`, false);
   }
   if (status === 503 && notStarted(text)) throw new InvocationNotStarted(`${where} could not start the invocation: ${errorMessage(text)}`);
-  const parsed = [200, 206, 500].includes(status) ? parseAnswer(text) : null;
+  const parsed = sdkAnswer(status, text);
   if (parsed && "response" in parsed) return parsed.response;
   // Well-formed JSON in the shape of an answer that breaks the protocol: the same code would send it again.
   if (parsed) return appError("AppAnswerInvalid", `The app's answer (HTTP ${status}) breaks the protocol: ${parsed.problem}`, false);
@@ -201,6 +201,11 @@ export function ownSigningKey(appSigningKeys: Readonly<Record<string, string>> |
 
 function appError(name: string, message: string, retriable: boolean): InvokeResponse {
   return { type: "error", error: { name, message }, retriable };
+}
+
+/** An answer with a status the SDK answers with (see {@link parseAnswer}); null for any other status. */
+function sdkAnswer(status: number, text: string): ReturnType<typeof parseAnswer> {
+  return [200, 206, 500].includes(status) ? parseAnswer(text) : null;
 }
 
 /** The answer, or what is wrong with a JSON answer that claims to be one; null for anything else (HTML, truncated JSON). */

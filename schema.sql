@@ -593,6 +593,123 @@ BEGIN
 END
 $checkpoints$;
 
+-- Changes to distinct runs in one statement (packages/store-postgres/src/change-writer.ts
+-- gathers them): what `APPLY_CHANGE` in packages/store-postgres/src/change-sql.ts writes for one
+-- run, each change under its own guards, and skipping rows another transaction holds. p_input
+-- holds the changes, each with its index, run, expected version, fence (the job it deletes, and
+-- whether that job is taken unclaimed or held by `owner`) and `doc`, the change as
+-- `change-sql.ts` encodes it; p_runs and p_jobs are the runs' and the fences' jobs' IDs as JSON
+-- arrays, reached by `= ANY` as in stepwise_checkpoints, with sequential scans off for the reason
+-- given there. A change whose run or job another transaction holds comes back `held` and wrote
+-- nothing: the executor writes it again alone, waiting its turn. One whose guard failed (the run
+-- moved on, the lease was lost) comes back with no version, and wrote nothing either.
+CREATE OR REPLACE FUNCTION stepwise_apply_changes(p_input jsonb, p_runs jsonb, p_jobs jsonb)
+RETURNS TABLE (idx integer, held boolean, version integer, queued_jobs json, deleted_jobs json)
+LANGUAGE plpgsql VOLATILE SET enable_seqscan = off AS $changes$
+#variable_conflict use_column
+BEGIN
+  RETURN QUERY
+  WITH input AS (
+    SELECT * FROM jsonb_to_recordset(p_input) AS c(idx int, run_id text, version int, job_id bigint, owner text, unclaimed boolean, doc jsonb)
+  ),
+  run AS (
+    SELECT r.id, r.version FROM runs r
+    WHERE r.id = ANY ((SELECT array_agg(value::text) FROM jsonb_array_elements_text(p_runs))::text[]) FOR UPDATE SKIP LOCKED
+  ),
+  locked AS (SELECT i.* FROM input i JOIN run r ON r.id = i.run_id AND r.version = i.version),
+  -- The fence: each change's job, still due and free (unclaimed) or still its owner's.
+  job AS (
+    SELECT j.id, l.idx FROM jobs j JOIN locked l ON j.id = l.job_id
+    WHERE CASE WHEN l.unclaimed THEN j.run_at <= now() AND (j.locked_until IS NULL OR j.locked_until < now()) ELSE j.locked_by = l.owner END
+    FOR UPDATE OF j SKIP LOCKED
+  ),
+  ok AS (SELECT l.* FROM locked l WHERE l.idx IN (SELECT job.idx FROM job)),
+  done AS (DELETE FROM jobs j USING job WHERE j.id = job.id RETURNING j.id, job.idx),
+  bumped AS (
+    UPDATE runs SET version = runs.version + 1,
+      status = coalesce(p.status, runs.status),
+      attempt = coalesce(p.attempt, runs.attempt),
+      output = CASE WHEN p.has_output THEN p.output ELSE runs.output END,
+      error = CASE WHEN p.has_error THEN p.error ELSE runs.error END,
+      ended_at = coalesce(p.ended_at, runs.ended_at),
+      state_bytes = coalesce(p.state_bytes, runs.state_bytes),
+      paused_at = CASE WHEN p.has_paused THEN p.paused_at ELSE runs.paused_at END,
+      paused_by = CASE WHEN p.has_paused THEN p.paused_by ELSE runs.paused_by END
+    FROM ok, jsonb_to_record(ok.doc->'run') AS p(status text, attempt int, output text, has_output boolean,
+      error text, has_error boolean, ended_at timestamptz, state_bytes bigint, has_paused boolean, paused_at timestamptz, paused_by text)
+    WHERE runs.id = ok.run_id
+    RETURNING runs.id, runs.version
+  ),
+  saved AS (
+    INSERT INTO steps (run_id, id, name, kind, position, status, output, error, attempts, retry_policy, usage, wake_at, started_at, ended_at)
+    SELECT ok.run_id, s.id, s.name, s.kind, s.position, s.status, s.output, s.error, s.attempts, s.retry_policy, s.usage, s.wake_at, s.started_at, s.ended_at
+    FROM ok, jsonb_to_recordset(ok.doc->'steps') AS s(id text, name text, kind text, position int, status text, output text,
+         error text, attempts int, retry_policy text, usage text, wake_at timestamptz, started_at timestamptz, ended_at timestamptz)
+    ON CONFLICT (run_id, id) DO UPDATE SET
+      status = EXCLUDED.status, output = EXCLUDED.output, error = EXCLUDED.error,
+      attempts = EXCLUDED.attempts, retry_policy = EXCLUDED.retry_policy, usage = EXCLUDED.usage, wake_at = EXCLUDED.wake_at, ended_at = EXCLUDED.ended_at
+    RETURNING 1
+  ),
+  dropped AS (
+    DELETE FROM jobs j USING ok
+    WHERE j.run_id = ok.run_id AND j.id IS DISTINCT FROM ok.job_id
+      AND (((ok.doc->>'drop_all')::boolean AND NOT (j.concurrency IS NOT NULL AND j.locked_by IS NOT NULL))
+        OR EXISTS (SELECT 1 FROM jsonb_to_recordset(ok.doc->'drop') AS d(kind text, step_id text)
+                   WHERE d.kind = j.kind AND d.step_id IS NOT DISTINCT FROM j.step_id))
+    RETURNING j.id, j.run_id
+  ),
+  queued AS (
+    INSERT INTO jobs (kind, run_id, step_id, run_at, ready_at, locked_by, locked_until, claims, concurrency)
+    SELECT q.kind, ok.run_id, q.step_id,
+           coalesce(q.run_at, now() + make_interval(secs => coalesce(q.delay_ms, 0) / 1000.0)),
+           greatest(clock_timestamp(), coalesce(q.run_at, now() + make_interval(secs => coalesce(q.delay_ms, 0) / 1000.0))),
+           q.locked_by,
+           CASE WHEN q.locked_by IS NULL THEN NULL ELSE clock_timestamp() + make_interval(secs => q.lease_ms / 1000.0) END,
+           CASE WHEN q.locked_by IS NULL THEN 0 ELSE 1 END,
+           q.concurrency
+    FROM ok, jsonb_to_recordset(ok.doc->'jobs') AS q(kind text, step_id text, run_at timestamptz, delay_ms float8, locked_by text, lease_ms float8, concurrency jsonb)
+    -- After the deletions, so a job replacing one of them never meets it in the unique index.
+    WHERE (SELECT count(*) FROM done) >= 0 AND (SELECT count(*) FROM dropped) >= 0
+    ON CONFLICT DO NOTHING
+    RETURNING *
+  ),
+  keyed AS (
+    INSERT INTO concurrency_wakes (key, run_at)
+    SELECT s.slot->>'key', min(q.run_at) FROM queued q, jsonb_array_elements(q.concurrency) AS s(slot)
+    WHERE q.concurrency IS NOT NULL AND q.locked_by IS NULL
+    GROUP BY 1
+    RETURNING 1
+  ),
+  closed AS (
+    DELETE FROM matchers m USING ok
+    WHERE m.run_id = ok.run_id
+      AND ((ok.doc->>'close_all')::boolean OR m.step_id IN (SELECT jsonb_array_elements_text(ok.doc->'close')))
+    RETURNING 1
+  ),
+  opened AS (
+    INSERT INTO matchers (run_id, step_id, kind, event_name, match_path, match_value, if_expr, expires_at)
+    SELECT ok.run_id, m.step_id, m.kind, m.event_name, m.match_path, m.match_value, m.if_expr, m.expires_at
+    FROM ok, jsonb_to_recordset(ok.doc->'open') AS m(step_id text, kind text, event_name text, match_path text, match_value text, if_expr text, expires_at timestamptz)
+    WHERE (SELECT count(*) FROM closed) >= 0
+    ON CONFLICT (run_id, step_id) DO NOTHING
+    RETURNING 1
+  )
+  SELECT i.idx,
+         -- Held: the run is there at the version expected but was not locked, or the fence's job
+         -- is there as the fence says but was not locked.
+         (i.run_id NOT IN (SELECT run.id FROM run) AND EXISTS (SELECT 1 FROM runs WHERE runs.id = i.run_id AND runs.version = i.version))
+           OR (i.idx IN (SELECT locked.idx FROM locked) AND i.idx NOT IN (SELECT job.idx FROM job) AND EXISTS (
+             SELECT 1 FROM jobs WHERE jobs.id = i.job_id
+               AND jobs.id = ANY ((SELECT array_agg(value::bigint) FROM jsonb_array_elements_text(p_jobs))::bigint[])
+               AND CASE WHEN i.unclaimed THEN jobs.run_at <= now() AND (jobs.locked_until IS NULL OR jobs.locked_until < now()) ELSE jobs.locked_by = i.owner END)),
+         b.version,
+         (SELECT coalesce(json_agg(q ORDER BY q.id), '[]'::json) FROM queued q WHERE q.run_id = i.run_id),
+         (SELECT coalesce(json_agg(d.id), '[]'::json) FROM (SELECT done.id FROM done WHERE done.idx = i.idx UNION ALL SELECT dropped.id FROM dropped WHERE dropped.run_id = i.run_id) d)
+  FROM input i LEFT JOIN bumped b ON b.id = i.run_id
+  ORDER BY i.idx;
+END
+$changes$;
+
 -- Which version of this file was last applied (a hash of its text): an executor starting
 -- against a current schema runs no DDL at all, so it never takes table locks that live
 -- executors' transactions would wait on.

@@ -5,7 +5,7 @@
  * here, encoded once: a value is JSON text (`json`), SQL NULL means undefined.
  */
 import { changeOnlyAdds, type Fence, type JobRecord, type MatcherRecord, type NewJob, type NewRunWrite, type RunChange, type StepRecord, type WriteResult } from "@stepwise/engine";
-import type { SqlExecutor } from "./sql.ts";
+import { HELD, type SqlExecutor } from "./sql.ts";
 import { json, toJob } from "./rows.ts";
 
 /**
@@ -25,17 +25,61 @@ export async function writeChange(
     version,
     fence?.jobId ?? null,
     fence?.owner ?? null,
-    encode(change),
+    JSON.stringify(encodeChange(change)),
     fence?.unclaimed ?? false,
   ], { prepare: "stepwise_apply_change" });
-  if (!row || row.version === null || row.version === undefined) return null;
-  const jobs: JobRecord[] = row.jobs.map(toJob);
-  const leased = new Set(row.jobs.filter((job) => job.locked_by != null).map((job) => String(job.id)));
+  return written(row?.version, row?.jobs ?? [], row?.deleted ?? []);
+}
+
+/** A change to one run, guarded as {@link writeChange} guards it (always fenced: it deletes its job). */
+export interface ChangeWrite {
+  runId: string;
+  version: number;
+  change: RunChange;
+  fence: Fence;
+}
+
+/**
+ * Writes changes to distinct runs in one statement (`stepwise_apply_changes` in schema.sql),
+ * each under its own guards, skipping rows another transaction holds: per change, in the order
+ * given, its result, null when a guard failed, or {@link HELD} (nothing written: write it
+ * again alone with {@link writeChange}, which waits its turn).
+ */
+export async function writeChanges(sql: SqlExecutor, writes: ChangeWrite[]): Promise<Array<WriteResult | null | typeof HELD>> {
+  const input = writes.map((write, idx) => ({
+    idx,
+    run_id: write.runId,
+    version: write.version,
+    job_id: write.fence.jobId,
+    owner: write.fence.owner,
+    unclaimed: write.fence.unclaimed ?? false,
+    doc: encodeChange(write.change),
+  }));
+  const rows = await sql.query<{ idx: number; held: boolean; version: number | null; queued_jobs: Array<Record<string, unknown>>; deleted_jobs: Array<string | number> }>(
+    APPLY_CHANGES,
+    [JSON.stringify(input), JSON.stringify(writes.map((write) => write.runId)), JSON.stringify(writes.map((write) => write.fence.jobId))],
+    { prepare: "stepwise_apply_changes_fn" },
+  );
+  const byIndex = new Map(rows.map((row) => [Number(row.idx), row]));
+  return writes.map((_, idx) => {
+    const row = byIndex.get(idx);
+    if (row?.held) return HELD;
+    return written(row?.version, row?.queued_jobs ?? [], row?.deleted_jobs ?? []);
+  });
+}
+
+const APPLY_CHANGES = "SELECT idx, held, version, queued_jobs, deleted_jobs FROM stepwise_apply_changes($1::jsonb, $2::jsonb, $3::jsonb)";
+
+/** A write's result from the statement's answer: null when it wrote nothing (no new version). */
+function written(version: number | null | undefined, rows: Array<Record<string, unknown>>, deleted: Array<string | number>): WriteResult | null {
+  if (version === null || version === undefined) return null;
+  const jobs: JobRecord[] = rows.map(toJob);
+  const leased = new Set(rows.filter((job) => job.locked_by != null).map((job) => String(job.id)));
   return {
-    version: Number(row.version),
+    version: Number(version),
     queued: jobs.filter((job) => !leased.has(job.id)),
     continued: jobs.find((job) => leased.has(job.id)),
-    deleted: row.deleted.map(String),
+    deleted: deleted.map(String),
   };
 }
 
@@ -112,10 +156,10 @@ function encodeMatcher(m: MatcherRecord) {
   };
 }
 
-/** The change as one JSON document, in the column shapes the statement reads. */
-function encode(change: RunChange): string {
+/** The change as one JSON document, in the column shapes the statements read. */
+function encodeChange(change: RunChange) {
   const { run } = change;
-  return JSON.stringify({
+  return {
     run: {
       status: run.status ?? null,
       attempt: run.attempt ?? null,
@@ -150,7 +194,7 @@ function encode(change: RunChange): string {
     open: change.openMatchers.map(encodeMatcher),
     close_all: change.closeMatchers === "all",
     close: change.closeMatchers === "all" ? [] : change.closeMatchers,
-  });
+  };
 }
 
 /**

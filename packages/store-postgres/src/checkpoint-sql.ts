@@ -18,11 +18,9 @@
  * which goes when.
  */
 import type { CheckpointResult, CheckpointWrite } from "@stepwise/engine";
-import type { SqlExecutor } from "./sql.ts";
+import { HELD, type SqlExecutor } from "./sql.ts";
 import { json } from "./rows.ts";
 
-/** A checkpoint whose run or job another transaction held, so the skipping statement left it alone. */
-export const HELD: unique symbol = Symbol("held");
 export type Outcome = CheckpointResult | typeof HELD;
 
 type OutcomeRow = { found: boolean; held: boolean; status: string | null; same_function: boolean; full: boolean; leased: boolean; version: number | null };

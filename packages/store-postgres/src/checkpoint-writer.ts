@@ -11,8 +11,8 @@
  * is written again alone, waiting its turn like any transaction that locks one run.
  */
 import { isRefusedValue, type CheckpointResult, type CheckpointWrite } from "@stepwise/engine";
-import { HELD, writeCheckpoint, writeCheckpoints, type Outcome } from "./checkpoint-sql.ts";
-import type { SqlExecutor } from "./sql.ts";
+import { writeCheckpoint, writeCheckpoints, type Outcome } from "./checkpoint-sql.ts";
+import { HELD, type SqlExecutor } from "./sql.ts";
 
 /** Most checkpoints in one statement. */
 const MAX_BATCH = 64;

@@ -38,3 +38,9 @@ export interface SqlClient extends SqlExecutor {
 export function idsParam(param: `$${number}`, type: "text" | "bigint"): string {
   return `(SELECT array_agg(value::${type}) FROM jsonb_array_elements_text(${param}::jsonb))::${type}[]`;
 }
+
+/**
+ * What a statement that skips rows other transactions hold answers for a write whose run or job
+ * was held: nothing of it was written, and it goes again alone, waiting its turn.
+ */
+export const HELD: unique symbol = Symbol("held");

@@ -32,7 +32,7 @@ import {
   type StoredRunMessage,
   type WriteResult,
 } from "@stepwise/engine";
-import { writeChange } from "./change-sql.ts";
+import { ChangeWriter } from "./change-writer.ts";
 import { CheckpointWriter } from "./checkpoint-writer.ts";
 import { IndexedQueue } from "./indexed-queue.ts";
 import { PgQueue } from "./queue.ts";
@@ -77,6 +77,7 @@ const REGISTRATION_LOCK = 0x5ec7_0a11;
 export class PostgresStore extends PgReader implements Store {
   readonly queue: Queue;
   private readonly checkpoints: CheckpointWriter;
+  private readonly changes: ChangeWriter;
 
   constructor(
     private readonly client: SqlClient,
@@ -84,6 +85,7 @@ export class PostgresStore extends PgReader implements Store {
   ) {
     super(client);
     this.checkpoints = new CheckpointWriter(client, retryingConflicts);
+    this.changes = new ChangeWriter(client);
     const record = new PgQueue(client);
     this.queue = options.readyQueue ? new IndexedQueue(record, options.readyQueue, options.reconcileGraceMs, options.warn) : record;
   }
@@ -119,7 +121,7 @@ export class PostgresStore extends PgReader implements Store {
 
   async applyOptimistically(state: RunState, fence: Fence, change: RunChange): Promise<WriteResult | null> {
     try {
-      return await writeChange(this.client, state.run.id, state.run.version, change, fence);
+      return await this.changes.write({ runId: state.run.id, version: state.run.version, change, fence });
     } catch (error) {
       // Two executors on one run at once: Postgres aborted this one; the transaction path decides.
       if (retryable(error)) return null;

@@ -10,7 +10,7 @@ import { PgQueue, type SqlClient } from "@stepwise/store-postgres";
 import pg from "pg";
 import { describe, expect, it } from "vitest";
 import { createTestDatabase, postgresAvailable, type TestDatabase } from "../../../test/support/postgres.ts";
-import { checkpointBatch, plansRunOn, relationsScanned, relationsTouched, run } from "./plans.ts";
+import { changeBatch, checkpointBatch, plansRunOn, relationsScanned, relationsTouched, run, type PlanNode, type Statement } from "./plans.ts";
 
 /** One session of its own on `db`, keeping one plan per prepared statement from its first run. */
 async function genericPlanSession(db: TestDatabase): Promise<{ client: pg.Client; sql: SqlClient }> {
@@ -61,26 +61,43 @@ describe.runIf(postgresAvailable)("statements planned while the store was small,
     });
   });
 
+  /**
+   * The plans `statement`'s run makes when it is prepared on a new store (the plan made then is
+   * the one kept), then runs on once the store holds a week of a small deployment: 20,000 runs,
+   * a fifth of them asleep, each of those waiting for an event.
+   */
+  async function plansOnceGrown(db: TestDatabase, statement: Statement): Promise<PlanNode[]> {
+    const { client } = await genericPlanSession(db);
+    try {
+      await client.query("BEGIN");
+      await run(client, statement);
+      await client.query("ROLLBACK");
+      await client.query("INSERT INTO events (id, name, data, ts) VALUES ('evt-old', 'old', '{}', 0)");
+      await client.query("INSERT INTO runs (id, function_id, event_id, status) SELECT 'old-' || g, 'app-fn', 'evt-old', 'running' FROM generate_series(1, 20000) g");
+      await client.query("INSERT INTO jobs (kind, run_id, step_id, run_at) SELECT 'wake', 'old-' || g, 'nap', now() + interval '1 day' FROM generate_series(1, 20000, 5) g");
+      await client.query("INSERT INTO matchers (run_id, step_id, kind, event_name) SELECT 'old-' || g, 'ask', 'wait', 'user/approved' FROM generate_series(1, 20000, 5) g");
+      return await plansRunOn(client, statement);
+    } finally {
+      await client.end();
+    }
+  }
+
   it("a batch of checkpoints reads no table whole on a plan made while the store was new", async () => {
     await inNewStore("ckptnew", async (db) => {
       const { statement } = await checkpointBatch(db.store());
-      const { client } = await genericPlanSession(db);
-      try {
-        // Prepared as the store prepares it: the plan made now is the one kept.
-        await client.query("BEGIN");
-        await run(client, statement);
-        await client.query("ROLLBACK");
-        // A week of a small deployment: 20,000 runs, a fifth of them asleep.
-        await client.query("INSERT INTO events (id, name, data, ts) VALUES ('evt-old', 'old', '{}', 0)");
-        await client.query("INSERT INTO runs (id, function_id, event_id, status) SELECT 'old-' || g, 'app-fn', 'evt-old', 'running' FROM generate_series(1, 20000) g");
-        await client.query("INSERT INTO jobs (kind, run_id, step_id, run_at) SELECT 'wake', 'old-' || g, 'nap', now() + interval '1 day' FROM generate_series(1, 20000, 5) g");
-        const plans = await plansRunOn(client, statement);
-        // The statement that writes the steps was among them.
-        expect(plans.flatMap(relationsTouched)).toContain("steps");
-        expect(plans.flatMap(relationsScanned)).toEqual([]);
-      } finally {
-        await client.end();
-      }
+      const plans = await plansOnceGrown(db, statement);
+      // The statement that writes the steps was among them.
+      expect(plans.flatMap(relationsTouched)).toContain("steps");
+      expect(plans.flatMap(relationsScanned)).toEqual([]);
+    });
+  });
+
+  it("a batch of changes (wake-ups coming due together) reads no table whole on a plan made while the store was new", async () => {
+    await inNewStore("changesnew", async (db) => {
+      const plans = await plansOnceGrown(db, await changeBatch(db.store()));
+      // Every table a change writes was in it.
+      expect(plans.flatMap(relationsTouched)).toEqual(expect.arrayContaining(["runs", "jobs", "steps", "matchers"]));
+      expect(plans.flatMap(relationsScanned)).toEqual([]);
     });
   });
 });

@@ -7,8 +7,9 @@ import type { CheckpointWrite } from "@stepwise/engine";
 import type { PostgresStore, SqlClient } from "@stepwise/store-postgres";
 import type pg from "pg";
 import { expect } from "vitest";
+import { writeChanges } from "../src/change-sql.ts";
 import { writeCheckpoints } from "../src/checkpoint-sql.ts";
-import { seedRun } from "./store-contract.ts";
+import { emptyChange, seedRun, step } from "./store-contract.ts";
 
 export interface PlanNode {
   "Node Type": string;
@@ -101,4 +102,28 @@ export async function checkpointBatch(store: PostgresStore): Promise<{ writes: C
   await writeCheckpoints(capturing(statements), writes);
   expect(statements).toHaveLength(1);
   return { writes, statement: statements[0]! };
+}
+
+/** Changes to eight runs just claimed in `store`, each ending a sleep as a wake-up does, and the statement that writes them together. */
+export async function changeBatch(store: PostgresStore): Promise<Statement> {
+  const seeded = await Promise.all(Array.from({ length: 8 }, () => seedRun(store, [{ kind: "invoke" }])));
+  const claimed = new Map((await store.queue.claim("worker-a", 100, 30_000)).map((job) => [job.runId, job]));
+  const statements: Statement[] = [];
+  await writeChanges(
+    capturing(statements),
+    seeded.map(({ run }) => ({
+      runId: run.id,
+      version: run.version,
+      fence: { jobId: claimed.get(run.id)!.id, owner: "worker-a" },
+      change: emptyChange({
+        run: { status: "running" },
+        steps: [step(run.id, "nap", { kind: "sleep" })],
+        dropJobs: [{ kind: "wake", stepId: "nap" }],
+        jobs: [{ kind: "invoke", runId: run.id, lease: { owner: "worker-a", leaseMs: 30_000 } }],
+        closeMatchers: ["ask"],
+      }),
+    })),
+  );
+  expect(statements).toHaveLength(1);
+  return statements[0]!;
 }

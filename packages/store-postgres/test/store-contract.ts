@@ -32,7 +32,7 @@ const newRun = (eventId: string): RunRecord => ({
   stateBytes: 0,
 });
 
-const step = (runId: string, id: string, fields: Partial<StepRecord> = {}): StepRecord => ({
+export const step = (runId: string, id: string, fields: Partial<StepRecord> = {}): StepRecord => ({
   runId,
   id,
   name: id,

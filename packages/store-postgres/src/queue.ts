@@ -68,11 +68,18 @@ export class PgQueue implements Queue {
     return rows.map(toJob).sort((a, b) => a.runAt.getTime() - b.runAt.getTime());
   }
 
+  /**
+   * A job another transaction holds is left alone this beat: its holder is writing it (its own
+   * worker's commit, which deletes it, or a cancel), and the next beat, a third of a lease later,
+   * extends it if it is still there. Waiting for it could deadlock with a statement that holds
+   * that job and wants another this beat had already updated: a change that deletes its run's
+   * other jobs, eight runs at a time when gathered (`change-writer.ts`).
+   */
   async extendLeases(jobIds: string[], owner: string, leaseMs: number): Promise<void> {
     if (jobIds.length === 0) return;
     await this.sql.query(
       `UPDATE jobs SET locked_until = ${LEASE}
-       WHERE id = ANY (${JOB_IDS}) AND locked_by = $2`,
+       WHERE id = ANY (ARRAY(SELECT id FROM jobs WHERE id = ANY (${JOB_IDS}) AND locked_by = $2 FOR UPDATE SKIP LOCKED))`,
       [JSON.stringify(jobIds), owner, leaseMs],
       { prepare: "stepwise_extend_leases" },
     );

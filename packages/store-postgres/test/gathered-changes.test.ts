@@ -255,6 +255,33 @@ describe.runIf(postgresAvailable)("changes gathered into one statement (real Pos
     expect(counts.single).toBe(1);
   });
 
+  it("extends the leases it can at once, leaving a job another transaction holds to the next beat", async () => {
+    const store = new PostgresStore(suite.db.client());
+    const [held, free] = [await claimedRun(store), await claimedRun(store)];
+    const leaseOf = async (jobId: string) => (await suite.sql.query<{ until: Date }>("SELECT locked_until AS until FROM jobs WHERE id = $1", [jobId]))[0]!.until.getTime();
+    const before = { held: await leaseOf(held.fence.jobId), free: await leaseOf(free.fence.jobId) };
+    let release!: () => void;
+    let holding!: () => void;
+    const held$ = new Promise<void>((resolve) => (holding = resolve));
+    const holder = suite.db.client().transaction(async (tx) => {
+      await tx.query("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", [held.fence.jobId]);
+      holding();
+      await new Promise<void>((done) => (release = done));
+    });
+    await held$;
+    try {
+      // Not waiting for the held job: this returns while the transaction still holds it.
+      await store.queue.extendLeases([held.fence.jobId, free.fence.jobId], "w", 600_000);
+      expect(await leaseOf(free.fence.jobId)).toBeGreaterThan(before.free + 300_000);
+    } finally {
+      release();
+      await holder;
+    }
+    expect(await leaseOf(held.fence.jobId)).toBe(before.held);
+    await store.queue.extendLeases([held.fence.jobId], "w", 600_000);
+    expect(await leaseOf(held.fence.jobId)).toBeGreaterThan(before.held + 300_000);
+  });
+
   it("writes a change whose job a transaction holds alone once it is free, the others of its turn meanwhile", async () => {
     const { sql, counts } = counting(suite.db.client());
     const store = new PostgresStore(sql);

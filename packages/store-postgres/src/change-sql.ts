@@ -1,8 +1,11 @@
 /**
- * The one write encoder: a {@link RunChange} as one SQL statement. The optimistic path runs it
- * alone, guarded by the run's version and the job's lease (it deletes the job: the fence); a
- * transaction runs it on a run it has locked. Either way every write of a change goes through
- * here, encoded once: a value is JSON text (`json`), SQL NULL means undefined.
+ * The one write encoder: a {@link RunChange} as one JSON document and one SQL statement. The
+ * optimistic path runs it alone, guarded by the run's version and the job's lease (it deletes
+ * the job: the fence); a transaction runs it on a run it has locked. Either way every write of a
+ * change goes through here, encoded once: a value is JSON text (`json`), SQL NULL means
+ * undefined. Changes of many runs gathered into one statement (`change-writer.ts`) go to
+ * `stepwise_apply_changes` in schema.sql, the same document applied by a second text of this
+ * statement: each must write what the other writes (`test/gathered-changes.test.ts` compares).
  */
 import { changeOnlyAdds, type Fence, type JobRecord, type MatcherRecord, type NewJob, type NewRunWrite, type RunChange, type StepRecord, type WriteResult } from "@stepwise/engine";
 import { HELD, type SqlExecutor } from "./sql.ts";

@@ -226,20 +226,25 @@ describe.runIf(postgresAvailable)("changes gathered into one statement (real Pos
   const suite = suiteDatabase("gathered");
   gatheredChanges(async () => ({ client: suite.db.client(), close: async () => {} }));
 
+  /** A transaction on a connection of its own holding the row of `table` with this `id` until `release` (which resolves once it ended). */
+  async function holdRow(table: "runs" | "jobs", id: string): Promise<{ release(): Promise<void> }> {
+    let release!: () => void;
+    let holding!: () => void;
+    const held = new Promise<void>((resolve) => (holding = resolve));
+    const holder = suite.db.client().transaction(async (tx) => {
+      await tx.query(`SELECT 1 FROM ${table} WHERE id = $1 FOR UPDATE`, [id]);
+      holding();
+      await new Promise<void>((done) => (release = done));
+    });
+    await held;
+    return { release: async () => (release(), await holder) };
+  }
+
   it("writes the others of a turn while a transaction holds one run; that one waits for it alone and is written after", async () => {
     const { sql, counts } = counting(suite.db.client());
     const store = new PostgresStore(sql);
     const [held, b, c] = [await claimedRun(store), await claimedRun(store), await claimedRun(store)];
-    const holder = suite.db.client();
-    let release!: () => void;
-    const holding = new Promise<void>((resolve) => {
-      void holder.transaction(async (tx) => {
-        await tx.query("SELECT 1 FROM runs WHERE id = $1 FOR UPDATE", [held.state.run.id]);
-        resolve();
-        await new Promise<void>((done) => (release = done));
-      });
-    });
-    await holding;
+    const holder = await holdRow("runs", held.state.run.id);
     let heldSettled = false;
     const heldWrite = store.applyOptimistically(held.state, held.fence, emptyChange({ run: { status: "running" } })).finally(() => (heldSettled = true));
     const others = await Promise.all([
@@ -250,7 +255,7 @@ describe.runIf(postgresAvailable)("changes gathered into one statement (real Pos
     expect(counts.gathered).toBe(1);
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect(heldSettled).toBe(false);
-    release();
+    await holder.release();
     expect(await heldWrite).toMatchObject({ version: held.state.run.version + 1, deleted: [held.fence.jobId] });
     expect(counts.single).toBe(1);
   });
@@ -260,22 +265,13 @@ describe.runIf(postgresAvailable)("changes gathered into one statement (real Pos
     const [held, free] = [await claimedRun(store), await claimedRun(store)];
     const leaseOf = async (jobId: string) => (await suite.sql.query<{ until: Date }>("SELECT locked_until AS until FROM jobs WHERE id = $1", [jobId]))[0]!.until.getTime();
     const before = { held: await leaseOf(held.fence.jobId), free: await leaseOf(free.fence.jobId) };
-    let release!: () => void;
-    let holding!: () => void;
-    const held$ = new Promise<void>((resolve) => (holding = resolve));
-    const holder = suite.db.client().transaction(async (tx) => {
-      await tx.query("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", [held.fence.jobId]);
-      holding();
-      await new Promise<void>((done) => (release = done));
-    });
-    await held$;
+    const holder = await holdRow("jobs", held.fence.jobId);
     try {
       // Not waiting for the held job: this returns while the transaction still holds it.
       await store.queue.extendLeases([held.fence.jobId, free.fence.jobId], "w", 600_000);
       expect(await leaseOf(free.fence.jobId)).toBeGreaterThan(before.free + 300_000);
     } finally {
-      release();
-      await holder;
+      await holder.release();
     }
     expect(await leaseOf(held.fence.jobId)).toBe(before.held);
     await store.queue.extendLeases([held.fence.jobId], "w", 600_000);
@@ -286,22 +282,14 @@ describe.runIf(postgresAvailable)("changes gathered into one statement (real Pos
     const { sql, counts } = counting(suite.db.client());
     const store = new PostgresStore(sql);
     const [held, other] = [await claimedRun(store), await claimedRun(store)];
-    const holder = suite.db.client();
-    let release!: () => void;
-    await new Promise<void>((holding) => {
-      void holder.transaction(async (tx) => {
-        await tx.query("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", [held.fence.jobId]);
-        holding();
-        await new Promise<void>((done) => (release = done));
-      });
-    });
+    const holder = await holdRow("jobs", held.fence.jobId);
     let heldSettled = false;
     const heldWrite = store.applyOptimistically(held.state, held.fence, emptyChange({ run: { status: "running" } })).finally(() => (heldSettled = true));
     expect(await store.applyOptimistically(other.state, other.fence, emptyChange({ run: { status: "running" } }))).toMatchObject({ version: other.state.run.version + 1 });
     expect(counts.gathered).toBe(1);
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect(heldSettled).toBe(false);
-    release();
+    await holder.release();
     expect(await heldWrite).toMatchObject({ version: held.state.run.version + 1, deleted: [held.fence.jobId] });
   });
 });

@@ -528,11 +528,19 @@ $claim$;
 -- and went on doing so as the table grew, until the next ANALYZE: 7.4 ms a batch of 30 at 20,000
 -- runs, against 1.6 ms (test/plans-made-small.test.ts builds that store).
 --
+-- And with that one plan from its first run on each connection (plan_cache_mode): left to
+-- itself, Postgres plans the statement afresh for the arguments of its first five runs on a
+-- connection before it keeps one, and planning it costs more than running it. In the bench's
+-- W1-W3, stepwise_apply_changes took 4.4-5.7 ms on average in those runs and 1.7-1.8 with one
+-- plan from the start. Each of the executor's ten connections pays that, and a connection the
+-- pool closed after 10 s idle pays it anew. The plan kept is the generic one either way: the
+-- one the plan tests check.
+--
 -- To change its result columns, give it a new name: CREATE OR REPLACE cannot change the result
 -- type of a function a database already has, and the migration would fail there.
 CREATE OR REPLACE FUNCTION stepwise_checkpoints(p_input jsonb, p_runs jsonb, p_jobs jsonb)
 RETURNS TABLE (idx integer, found boolean, held boolean, status text, same_function boolean, "full" boolean, leased boolean, version integer)
-LANGUAGE plpgsql VOLATILE SET enable_seqscan = off AS $checkpoints$
+LANGUAGE plpgsql VOLATILE SET enable_seqscan = off SET plan_cache_mode = force_generic_plan AS $checkpoints$
 #variable_conflict use_column
 BEGIN
   RETURN QUERY
@@ -599,13 +607,14 @@ $checkpoints$;
 -- holds the changes, each with its index, run, expected version, fence (the job it deletes, and
 -- whether that job is taken unclaimed or held by `owner`) and `doc`, the change as
 -- `change-sql.ts` encodes it; p_runs and p_jobs are the runs' and the fences' jobs' IDs as JSON
--- arrays, reached by `= ANY` as in stepwise_checkpoints, with sequential scans off for the reason
--- given there. A change whose run or job another transaction holds comes back `held` and wrote
--- nothing: the executor writes it again alone, waiting its turn. One whose guard failed (the run
--- moved on, the lease was lost) comes back with no version, and wrote nothing either.
+-- arrays, reached by `= ANY` as in stepwise_checkpoints, with sequential scans off and one plan
+-- from the start, for the reasons given there. A change whose run or job another transaction
+-- holds comes back `held` and wrote nothing: the executor writes it again alone, waiting its
+-- turn. One whose guard failed (the run moved on, the lease was lost) comes back with no
+-- version, and wrote nothing either.
 CREATE OR REPLACE FUNCTION stepwise_apply_changes(p_input jsonb, p_runs jsonb, p_jobs jsonb)
 RETURNS TABLE (idx integer, held boolean, version integer, queued_jobs json, deleted_jobs json)
-LANGUAGE plpgsql VOLATILE SET enable_seqscan = off AS $changes$
+LANGUAGE plpgsql VOLATILE SET enable_seqscan = off SET plan_cache_mode = force_generic_plan AS $changes$
 #variable_conflict use_column
 BEGIN
   RETURN QUERY

@@ -48,10 +48,10 @@ export interface SuiteOptions {
   /** A real server: runs the multi-connection tests. */
   real: boolean;
   /**
-   * Real drivers: opens a second client of the same driver with one pooled connection and the
-   * given `onError`, for the killed-connection test.
+   * Real drivers: opens a second client of the same driver with one pooled connection, the
+   * given `onError` and idle timeout, for the killed-connection and idle-timeout tests.
    */
-  openSingle?: (onError: (err: Error) => void) => SqlClient;
+  openSingle?: (onError: (err: Error) => void, idleTimeoutMs?: number) => SqlClient;
 }
 
 // A query touching every type whose JS form we promise; no now(), so results are comparable.
@@ -304,6 +304,21 @@ export function driverSuite(name: string, open: () => Promise<Driver>, opts: Sui
         bDone();
         expect([await a, b]).toEqual([1, 2]);
         expect(await db.query(`SELECT id FROM ${schema}.jobs ORDER BY id`)).toEqual([{ id: 3 }, { id: 4 }]);
+      });
+
+      it("keeps an idle connection for its idle timeout, and closes it after", async () => {
+        // The pid comes from a transaction: the pooled connection, even where query() goes over HTTP.
+        const pid = async (client: SqlClient) => (await client.transaction((tx) => tx.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")))[0]!.pid;
+        const kept = opts.openSingle!(() => {}, 60_000);
+        const closed = opts.openSingle!(() => {}, 50);
+        try {
+          const [keptBefore, closedBefore] = [await pid(kept), await pid(closed)];
+          await new Promise((resolve) => setTimeout(resolve, 400));
+          expect(await pid(kept)).toBe(keptBefore);
+          expect(await pid(closed)).not.toBe(closedBefore);
+        } finally {
+          await Promise.all([kept.close(), closed.close()]);
+        }
       });
 
       it("survives connections killed while idle in the pool or inside a transaction", async () => {

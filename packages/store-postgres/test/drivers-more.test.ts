@@ -56,17 +56,18 @@ describe.skipIf(!runReal)("real PostgreSQL, more drivers", () => {
 
   driverSuite("pg driver over TCP", openPg, {
     real: true,
-    openSingle: (onError) => createPgClient({ connectionString: PG_URL, max: 1, onError }),
+    openSingle: (onError, idleTimeoutMs) => createPgClient({ connectionString: PG_URL, max: 1, onError, idleTimeoutMs }),
   });
 
   driverSuite("Neon driver, query() over HTTP through the neon-http bridge", () => openNeonHttp(), {
     real: true,
-    openSingle: (onError) =>
+    openSingle: (onError, idleTimeoutMs) =>
       createNeonClient({
         connectionString: PG_URL,
         wsProxy: wsBridge!.wsProxy,
         max: 1,
         onError,
+        idleTimeoutMs,
         http: { fetchEndpoint: httpBridge!.fetchEndpoint },
       }),
   });

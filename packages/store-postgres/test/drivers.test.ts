@@ -33,7 +33,7 @@ describe.skipIf(!runReal)("real PostgreSQL", () => {
   });
   driverSuite("Neon driver through the ws-tcp bridge", openNeon, {
     real: true,
-    openSingle: (onError) => createNeonClient({ connectionString: PG_URL, wsProxy: bridge!.wsProxy, max: 1, onError }),
+    openSingle: (onError, idleTimeoutMs) => createNeonClient({ connectionString: PG_URL, wsProxy: bridge!.wsProxy, max: 1, onError, idleTimeoutMs }),
   });
 
   it("both drivers return identical results for identical queries", async () => {

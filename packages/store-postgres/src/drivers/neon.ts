@@ -43,6 +43,11 @@ export interface NeonClientOptions {
   /** Maximum pooled connections (default 10). */
   max?: number;
   /**
+   * How long a pooled connection may sit idle before it is closed, in ms (default 10,000, the
+   * driver's). Each new connection plans the executor's statements afresh for their first runs.
+   */
+  idleTimeoutMs?: number;
+  /**
    * WebSocket implementation. Default: the global `WebSocket` (Workers, browsers, Node ≥ 22).
    * From the main entry on Node 20, which has none, the `ws` package is the default.
    */
@@ -119,7 +124,7 @@ export function createNeonClient(options: NeonClientOptions): SqlClient {
     }
   }
 
-  const pool = new Pool({ connectionString: options.connectionString, max: options.max ?? 10, types: TYPES });
+  const pool = new Pool({ connectionString: options.connectionString, max: options.max ?? 10, idleTimeoutMillis: options.idleTimeoutMs, types: TYPES });
   // The driver's Pool assigns its own `Client` class after pg-pool reads `options.Client`, so
   // the option is ignored; assigning the property before any connect is what takes effect.
   pool.Client = ConfiguredClient;

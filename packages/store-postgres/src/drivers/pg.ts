@@ -15,6 +15,11 @@ export interface PgClientOptions {
   connectionString: string;
   /** Maximum pooled connections (default 10). */
   max?: number;
+  /**
+   * How long a pooled connection may sit idle before it is closed, in ms (default 10,000, the
+   * driver's). Each new connection plans the executor's statements afresh for their first runs.
+   */
+  idleTimeoutMs?: number;
   /** Receives errors of idle or broken connections (default: console.error). Never throws. */
   onError?: (err: Error) => void;
 }
@@ -25,7 +30,7 @@ const TYPES = pinnedTypes<CustomTypesConfig>(types);
 export function createPgClient(options: PgClientOptions): SqlClient {
   const safeOnError = safeErrorHandler(options.onError);
 
-  const pool = new Pool({ connectionString: options.connectionString, max: options.max ?? 10, types: TYPES });
+  const pool = new Pool({ connectionString: options.connectionString, max: options.max ?? 10, idleTimeoutMillis: options.idleTimeoutMs, types: TYPES });
   // Idle connections can die (server restart, network): pg-pool emits 'error', and an
   // unhandled 'error' event would crash the process. The pool drops the client by itself.
   pool.on("error", (err: Error) => safeOnError(err));

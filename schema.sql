@@ -532,9 +532,9 @@ $claim$;
 -- itself, Postgres plans the statement afresh for the arguments of its first five runs on a
 -- connection before it keeps one, and planning it costs more than running it. In the bench's
 -- W1-W3, stepwise_apply_changes took 4.4-5.7 ms on average in those runs and 1.7-1.8 with one
--- plan from the start. Each of the executor's ten connections pays that, and a connection the
--- pool closed after 10 s idle pays it anew. The plan kept is the generic one either way: the
--- one the plan tests check.
+-- plan from the start. Each of the executor's ten connections pays that, and so does every
+-- connection the pool opens again after closing one idle. The plan kept is the generic one
+-- either way: the one the plan tests check. (plan_cache_mode needs PostgreSQL 12 or later.)
 --
 -- To change its result columns, give it a new name: CREATE OR REPLACE cannot change the result
 -- type of a function a database already has, and the migration would fail there.

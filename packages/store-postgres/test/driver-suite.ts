@@ -309,6 +309,8 @@ export function driverSuite(name: string, open: () => Promise<Driver>, opts: Sui
       it("keeps an idle connection for its idle timeout, and closes it after", async () => {
         // The pid comes from a transaction: the pooled connection, even where query() goes over HTTP.
         const pid = async (client: SqlClient) => (await client.transaction((tx) => tx.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")))[0]!.pid;
+        // The kept pool is the control: a connection the pool hands out again keeps its backend,
+        // so the closed pool's new backend is its timeout's doing.
         const kept = opts.openSingle!(() => {}, 60_000);
         const closed = opts.openSingle!(() => {}, 50);
         try {

@@ -17,7 +17,8 @@ export interface PgClientOptions {
   max?: number;
   /**
    * How long a pooled connection may sit idle before it is closed, in ms (default 10,000, the
-   * driver's). Each new connection plans the executor's statements afresh for their first runs.
+   * pool's; 0 keeps idle connections open). Each new connection plans the executor's statements
+   * afresh for their first runs.
    */
   idleTimeoutMs?: number;
   /** Receives errors of idle or broken connections (default: console.error). Never throws. */

@@ -34,7 +34,7 @@ describe.skipIf(!available)("the example agent's page", () => {
     stack = await startStack({ store: "pglite", client: stepwise, functions });
     const port = await freePort();
     pageUrl = `http://127.0.0.1:${port}`;
-    app = spawn(process.execPath, ["node_modules/.bin/tsx", "apps/examples/agent/src/main.ts"], {
+    app = spawn(process.execPath, ["--import", "tsx", "apps/examples/agent/src/main.ts"], {
       env: { ...(process.env as Record<string, string>), PORT: String(port), STEPWISE_DEV: "1", STEPWISE_BASE_URL: stack.executor.url, AGENT_TEST_MODEL_URL: model.url },
       stdio: ["ignore", "pipe", "pipe"],
     });

@@ -36,9 +36,13 @@ describe.runIf(postgresAvailable)("the agent example, killed at random", () => {
   let app: ChildProcess | undefined;
   const appOutput: string[] = [];
 
-  /** Starts the example's app process and waits until it answers. */
+  /**
+   * Starts the example's app process and waits until it answers. One process, tsx as a loader:
+   * the tsx command runs the script in a child of its own, which a SIGKILL of the command left
+   * running after every kill and every test run.
+   */
   async function startApp(): Promise<void> {
-    app = spawn(process.execPath, ["node_modules/.bin/tsx", "apps/examples/agent/src/main.ts"], {
+    app = spawn(process.execPath, ["--import", "tsx", "apps/examples/agent/src/main.ts"], {
       env: {
         ...(process.env as Record<string, string>),
         PORT: String(appPort),
